@@ -1,0 +1,3 @@
+from streamdrift.cli import main
+
+raise SystemExit(main())

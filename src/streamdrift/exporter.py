@@ -1,0 +1,136 @@
+"""Prometheus exposition and the worker's HTTP endpoints.
+
+Per-model series are read from the monitors' own state at scrape time, so a
+counter equals what the snapshot holds (it survives restarts), and the series
+of a partition that moved to another worker disappear with it.
+
+Label sets are bounded: the first ``max_models`` model ids (in sorted order)
+get their own ``model_id`` label; the rest are summed under
+``model_id="__other__"``, and their number is exported. Per-feature scores are
+exported only for the labelled models.
+
+Endpoints: ``/metrics`` (Prometheus text format), ``/healthz`` (the consume
+loop is alive), ``/readyz`` (partitions assigned and restored), ``/status``
+(a JSON summary per model).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterable
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+OTHER = "__other__"
+
+
+class ModelCollector:
+    """Collects per-model series from ``summaries()``: model_id -> ModelMonitor.summary()."""
+
+    def __init__(self, summaries: Callable[[], dict[str, dict]], max_models: int):
+        self.summaries = summaries
+        self.max_models = max_models
+
+    def collect(self) -> Iterable:
+        models = self.summaries()
+        ids = sorted(models)
+        labelled, overflow = ids[: self.max_models], ids[self.max_models:]
+        events = CounterMetricFamily("streamdrift_events", "Events consumed per model and stream",
+                                     labels=["model_id", "stream"])
+        drift = CounterMetricFamily("streamdrift_drift_events", "Drift events raised per model and kind",
+                                    labels=["model_id", "kind"])
+        scores = GaugeMetricFamily("streamdrift_drift_score", "Latest drift statistic (PSI) per feature",
+                                   labels=["model_id", "kind", "feature"])
+        mismatches = CounterMetricFamily("streamdrift_type_mismatches", "Feature values of the wrong type",
+                                         labels=["model_id", "feature"])
+        ready = GaugeMetricFamily("streamdrift_reference_ready", "1 once the model's reference is built",
+                                  labels=["model_id"])
+        last = GaugeMetricFamily("streamdrift_last_event_timestamp_seconds", "Latest event time seen per model",
+                                 labels=["model_id"])
+        other = {"predictions": 0, "feedback": 0}
+        other_drift: dict[str, int] = {}
+        for model_id in labelled:
+            s = models[model_id]
+            events.add_metric([model_id, "predictions"], s["predictions_total"])
+            events.add_metric([model_id, "feedback"], s["feedback_total"])
+            for kind, n in sorted(s["drift_events"].items()):
+                drift.add_metric([model_id, kind], n)
+            for kind, key in (("data_drift", "feature_scores"), ("prediction_drift", "output_scores"),
+                              ("label_drift", "label_scores")):
+                for feature, value in sorted(s[key].items()):
+                    scores.add_metric([model_id, kind, feature], value)
+            for feature, n in sorted(s["type_mismatches"].items()):
+                mismatches.add_metric([model_id, feature], n)
+            ready.add_metric([model_id], float(s["reference_ready"]))
+            last.add_metric([model_id], s["last_event_time"])
+        for model_id in overflow:
+            s = models[model_id]
+            other["predictions"] += s["predictions_total"]
+            other["feedback"] += s["feedback_total"]
+            for kind, n in s["drift_events"].items():
+                other_drift[kind] = other_drift.get(kind, 0) + n
+        if overflow:
+            for stream, n in other.items():
+                events.add_metric([OTHER, stream], n)
+            for kind, n in sorted(other_drift.items()):
+                drift.add_metric([OTHER, kind], n)
+        yield from (events, drift, scores, mismatches, ready, last)
+        yield GaugeMetricFamily("streamdrift_models", "Models monitored by this worker", value=len(ids))
+        yield GaugeMetricFamily("streamdrift_models_unlabelled",
+                                f"Models aggregated under model_id={OTHER!r} (over metrics_max_models)",
+                                value=len(overflow))
+
+
+class Health:
+    """What /healthz and /readyz answer. Wall-clock here is fine: it never touches state."""
+
+    def __init__(self, stale_after_s: float = 60.0):
+        self.stale_after_s = stale_after_s
+        self.ready = False
+        self.last_loop = time.monotonic()
+
+    def beat(self) -> None:
+        self.last_loop = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_loop < self.stale_after_s
+
+
+def serve(host: str, port: int, registry: CollectorRegistry, health: Health,
+          status: Callable[[], dict]) -> ThreadingHTTPServer:
+    """Start the HTTP server on a daemon thread; ``server.server_address`` has the bound port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._send(200 if health.alive else 503, b"ok\n" if health.alive else b"stalled\n")
+            elif path == "/readyz":
+                self._send(200 if health.ready else 503, b"ready\n" if health.ready else b"not ready\n")
+            elif path == "/status":
+                self._send(200, orjson.dumps(status(), option=orjson.OPT_SORT_KEYS), "application/json")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # scrapes are not worth a log line each
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

@@ -1,0 +1,69 @@
+"""Columnar batches: what the decoder hands to the monitors.
+
+One batch holds the events of one model from one input topic partition, in
+offset order. Columns are aligned: row ``i`` of every column is the ``i``-th
+event. Feature values stay as the JSON gave them (number, string, bool or
+``None`` when absent) in one Python list per feature; the monitor turns each
+column into a numpy array once it knows the feature's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """A Kafka record as the worker received it, or a line of a replay file."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A message that failed validation: goes to the dead-letter topic."""
+
+    message: RawMessage
+    reason: str
+
+
+@dataclass(slots=True)
+class PredictionBatch:
+    model_id: str
+    partition: int
+    offsets: np.ndarray  # int64, source offsets
+    event_ids: list[str]
+    model_versions: list[str | None]
+    timestamps: np.ndarray  # float64, event time in epoch seconds
+    features: dict[str, list]  # name -> values (None where the event lacks it)
+    predictions: list  # class (str | int | bool) or value (float)
+    scores: np.ndarray  # float64, NaN where absent
+    class_scores: list[dict[str, float] | None]
+    segments: list[dict | None]
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+
+@dataclass(slots=True)
+class FeedbackBatch:
+    model_id: str
+    partition: int
+    offsets: np.ndarray  # int64
+    event_ids: list[str]
+    model_versions: list[str | None]
+    timestamps: np.ndarray  # float64, epoch seconds
+    labels: list
+    # A feedback event may carry the prediction it grades; then it needs no join.
+    predictions: list = field(default_factory=list)  # None where absent
+    scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.event_ids)

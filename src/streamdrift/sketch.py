@@ -1,0 +1,283 @@
+"""Binned sketches of a stream's columns against a reference, over a sliding window.
+
+A ``StreamSketch`` watches several columns (features, the prediction, the
+label) of one stream. Its life has two phases:
+
+1. **Warm-up.** The first ``reference_size`` rows are kept; then each column
+   gets a reference: quantile bin edges for numbers, the most frequent
+   categories for everything else, plus an "other" bucket for unseen
+   categories and a "missing" bin for absent values.
+2. **Monitoring.** Rows are binned (numpy, a whole column of a batch at a time)
+   into a ring of ``subwindows`` sub-windows. Whenever a sub-window fills and the
+   ring holds a full window, every column's window histogram is compared with
+   its reference and a PSI score per column comes out.
+
+Sub-windows close at fixed row counts, never at batch boundaries or on a
+clock, so the scores depend only on the rows and their order.
+
+All columns' bins live side by side in one flat vector, so scoring every
+column is a handful of numpy calls, not a Python loop over columns.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(7)
+>>> sk = StreamSketch(reference_size=500, window_size=400, subwindows=4, bins=10,
+...                   max_categories=5, max_columns=10)
+>>> def feed(x, start):
+...     return sk.update({"x": x.tolist()}, np.arange(start, start + len(x)), np.zeros(len(x)))
+>>> feed(rng.normal(0, 1, 500), 0)
+[]
+>>> [round(s["scores"]["x"], 3) for s in feed(rng.normal(0, 1, 400), 500)]
+[0.042]
+>>> [round(s["scores"]["x"], 2) for s in feed(rng.normal(2, 1, 400), 900)][-1]
+4.53
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+_EPS = 1e-4  # floor on bin probabilities: keeps PSI finite when a bin is empty
+_NUMBER_TYPES = frozenset((int, float, type(None)))
+
+
+def infer_kind(values: list) -> str:
+    """Numeric if every present value is a JSON number (bools are categories)."""
+    types = set(map(type, values))
+    return NUMERIC if types <= _NUMBER_TYPES and types != {type(None)} else CATEGORICAL
+
+
+def to_float(values: list) -> tuple[np.ndarray, int]:
+    """A float column, NaN where missing; also how many values were not numbers."""
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        return np.array(values, dtype=np.float64), 0
+    out = np.array([v if type(v) in (int, float) else None for v in values], dtype=np.float64)
+    mismatched = sum(1 for v in values if v is not None and type(v) not in (int, float))
+    return out, mismatched
+
+
+def category_keys(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """Unique category strings and each value's index into them; None stays apart."""
+    arr = np.asarray(values, dtype=object)
+    missing = np.equal(arr, None)
+    uniq, inverse = np.unique(arr.astype(str), return_inverse=True)
+    return uniq, np.where(missing, -1, inverse)
+
+
+class Column:
+    """One column's reference: how values map to bins, and the bins' reference shares."""
+
+    def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_probs: list[float]):
+        self.name = name
+        self.kind = kind
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.categories = list(categories)
+        self._index = {c: i for i, c in enumerate(self.categories)}
+        self.ref_probs = np.asarray(ref_probs, dtype=np.float64)
+
+    @property
+    def n_bins(self) -> int:
+        # numeric: len(edges)+1 value bins + missing; categorical: categories + other + missing
+        return len(self.edges) + 2 if self.kind == NUMERIC else len(self.categories) + 2
+
+    @classmethod
+    def fit(cls, name: str, values: list, bins: int, max_categories: int) -> "Column":
+        kind = infer_kind(values)
+        if kind == NUMERIC:
+            x, _ = to_float(values)
+            present = x[~np.isnan(x)]
+            qs = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if present.size else np.empty(0)
+            column = cls(name, kind, np.unique(qs).tolist(), [], [])
+        else:
+            uniq, inverse = category_keys(values)
+            counts = np.bincount(inverse[inverse >= 0], minlength=len(uniq))
+            # most frequent first, ties by name: deterministic whatever the input order
+            order = sorted(range(len(uniq)), key=lambda i: (-counts[i], uniq[i]))
+            column = cls(name, kind, [], [str(uniq[i]) for i in order[:max_categories] if counts[i]], [])
+        counts, _ = column.bin(values)
+        column.ref_probs = counts / max(counts.sum(), 1)
+        return column
+
+    def bin(self, values: list) -> tuple[np.ndarray, int]:
+        """Histogram of ``values`` over this column's bins, and the type mismatches."""
+        missing_bin = self.n_bins - 1
+        if self.kind == NUMERIC:
+            x, mismatched = to_float(values)
+            idx = np.searchsorted(self.edges, x, side="right")
+            idx[np.isnan(x)] = missing_bin
+        else:
+            uniq, inverse = category_keys(values)
+            other = len(self.categories)
+            lut = np.array([self._index.get(u, other) for u in uniq] + [missing_bin], dtype=np.int64)
+            idx, mismatched = lut[inverse], 0  # inverse == -1 picks the trailing missing bin
+        return np.bincount(idx, minlength=self.n_bins), mismatched
+
+    def state(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "edges": self.edges.tolist(),
+                "categories": self.categories, "ref_probs": self.ref_probs.tolist()}
+
+
+class StreamSketch:
+    """Reference + sliding window of binned counts for the columns of one stream.
+
+    Parameters
+    ----------
+    reference_size
+        Rows of warm-up that form the reference.
+    window_size
+        Rows in the window compared with the reference.
+    subwindows
+        Sub-windows the window slides by; must divide ``window_size``.
+    bins
+        Quantile bins per numeric column.
+    max_categories
+        Categories tracked per column; others fall into "other".
+    max_columns
+        Columns tracked; columns beyond it (by name order) are counted, not tracked.
+    """
+
+    def __init__(self, reference_size: int, window_size: int, subwindows: int, bins: int,
+                 max_categories: int, max_columns: int):
+        self.reference_size = reference_size
+        self.window_size = window_size
+        self.subwindows = subwindows
+        self.bins = bins
+        self.max_categories = max_categories
+        self.max_columns = max_columns
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows = 0
+        self.warmup: dict[str, list] | None = {}
+        self.warmup_rows = 0
+        self.columns: list[Column] = []
+        self.untracked_columns = 0
+        self.type_mismatches: dict[str, int] = {}
+        self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=np.int64)
+        # per sub-window: rows, first/last source offset, first/last event time
+        self.slot_rows = np.zeros(self.subwindows, dtype=np.int64)
+        self.slot_offsets = np.zeros((self.subwindows, 2), dtype=np.int64)
+        self.slot_times = np.zeros((self.subwindows, 2), dtype=np.float64)
+        self.slot = 0
+        self.slots_filled = 0
+        self.last_scores: dict[str, float] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.warmup is None
+
+    @property
+    def slot_size(self) -> int:
+        return self.window_size // self.subwindows
+
+    def update(self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray) -> list[dict]:
+        """Add rows; return one score record per window completed within them."""
+        n = len(offsets)
+        results: list[dict] = []
+        start = 0
+        if not self.ready:
+            take = min(n, self.reference_size - self.warmup_rows)
+            self._add_warmup(columns, take)
+            start = take
+            if self.warmup_rows == self.reference_size:
+                self._build_reference()
+        while start < n:
+            stop = min(n, start + self.slot_size - int(self.slot_rows[self.slot]))
+            self._add_slot(columns, offsets, times, start, stop)
+            start = stop
+            if self.slot_rows[self.slot] == self.slot_size:
+                self.slots_filled = min(self.slots_filled + 1, self.subwindows)
+                if self.slots_filled == self.subwindows:
+                    results.append(self._score(self.rows + stop, int(offsets[stop - 1]), float(times[stop - 1])))
+                self.slot = (self.slot + 1) % self.subwindows
+                self.ring[self.slot] = 0
+                self.slot_rows[self.slot] = 0
+        self.rows += n
+        return results
+
+    def _add_warmup(self, columns: dict[str, list], take: int) -> None:
+        assert self.warmup is not None
+        for name, values in columns.items():
+            column = self.warmup.get(name)
+            if column is None:  # a column first seen now was absent from the earlier rows
+                column = self.warmup[name] = [None] * self.warmup_rows
+            column.extend(values[:take])
+        self.warmup_rows += take
+        for column in self.warmup.values():
+            column.extend([None] * (self.warmup_rows - len(column)))
+
+    def _build_reference(self) -> None:
+        assert self.warmup is not None
+        names = sorted(self.warmup)
+        self.untracked_columns = max(0, len(names) - self.max_columns)
+        self.columns = [Column.fit(name, self.warmup[name], self.bins, self.max_categories)
+                        for name in names[: self.max_columns]]
+        self.ring = np.zeros((self.subwindows, sum(c.n_bins for c in self.columns)), dtype=np.int64)
+        self.warmup = None
+
+    def _add_slot(self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray,
+                  start: int, stop: int) -> None:
+        slot, rows = self.slot, stop - start
+        at = 0
+        for column in self.columns:
+            values = columns.get(column.name)
+            values = values[start:stop] if values is not None else [None] * rows
+            counts, mismatched = column.bin(values)
+            self.ring[slot, at: at + column.n_bins] += counts
+            at += column.n_bins
+            if mismatched:
+                self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
+        if self.slot_rows[slot] == 0:
+            self.slot_offsets[slot, 0], self.slot_times[slot, 0] = offsets[start], times[start]
+        self.slot_offsets[slot, 1], self.slot_times[slot, 1] = offsets[stop - 1], times[stop - 1]
+        self.slot_rows[slot] += rows
+
+    def _score(self, position: int, offset: int, time: float) -> dict:
+        """PSI of every column's window histogram against its reference, ``position`` rows in."""
+        counts = self.ring.sum(axis=0).astype(np.float64)
+        sizes = np.array([c.n_bins for c in self.columns])
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        totals = np.repeat(np.add.reduceat(counts, starts), sizes)
+        window = np.maximum(counts / np.maximum(totals, 1), _EPS)
+        ref = np.maximum(np.concatenate([c.ref_probs for c in self.columns]), _EPS)
+        psi = np.add.reduceat((window - ref) * np.log(window / ref), starts)
+        self.last_scores = {c.name: float(s) for c, s in zip(self.columns, psi)}
+        oldest = (self.slot + 1) % self.subwindows
+        return {
+            "position": position,
+            "scores": self.last_scores,
+            "window": {
+                "start_time": float(self.slot_times[oldest, 0]), "end_time": time,
+                "count": int(self.slot_rows.sum()), "start_offset": int(self.slot_offsets[oldest, 0]),
+                "end_offset": offset,
+            },
+        }
+
+    def state(self) -> dict:
+        return {
+            "rows": self.rows, "warmup": self.warmup, "warmup_rows": self.warmup_rows,
+            "columns": [c.state() for c in self.columns], "untracked_columns": self.untracked_columns,
+            "type_mismatches": self.type_mismatches, "ring": self.ring.tolist(),
+            "slot_rows": self.slot_rows.tolist(), "slot_offsets": self.slot_offsets.tolist(),
+            "slot_times": self.slot_times.tolist(), "slot": self.slot, "slots_filled": self.slots_filled,
+            "last_scores": self.last_scores,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.rows = state["rows"]
+        self.warmup = state["warmup"]
+        self.warmup_rows = state["warmup_rows"]
+        self.columns = [Column(**c) for c in state["columns"]]
+        self.untracked_columns = state["untracked_columns"]
+        self.type_mismatches = dict(state["type_mismatches"])
+        width = sum(c.n_bins for c in self.columns)
+        self.ring = np.array(state["ring"], dtype=np.int64).reshape(self.subwindows, width)
+        self.slot_rows = np.array(state["slot_rows"], dtype=np.int64)
+        self.slot_offsets = np.array(state["slot_offsets"], dtype=np.int64).reshape(self.subwindows, 2)
+        self.slot_times = np.array(state["slot_times"], dtype=np.float64).reshape(self.subwindows, 2)
+        self.slot = state["slot"]
+        self.slots_filled = state["slots_filled"]
+        self.last_scores = dict(state["last_scores"])

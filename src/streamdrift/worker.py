@@ -1,0 +1,279 @@
+"""The worker: a thin Kafka shell around decode → monitor → policy → publish → snapshot.
+
+State is owned per input partition number ``p``: partition ``p`` of the
+predictions topic and partition ``p`` of the feedback topic (co-partitioned,
+assigned together by the range assignor) feed the monitors of the models
+keyed to ``p``. That ``PartitionState`` is the unit that is snapshotted,
+restored and moved on a rebalance.
+
+Checkpoint protocol (``Worker.checkpoint``), in this order:
+
+1. Flush the producer and check that every drift event and dead letter
+   produced so far was delivered; if not, stop before anything is committed.
+2. For each partition changed since its last checkpoint, write its snapshot
+   (model states + next input offsets) atomically: temp file, fsync, rename.
+3. Commit exactly those offsets to the consumer group.
+
+On assignment a partition's snapshot is loaded and consumption resumes at the
+offsets stored *in the snapshot*; with no snapshot it resumes at the group's
+committed offsets (or the beginning) with fresh state. After a crash the
+events after the last snapshot are consumed again and, since state depends
+only on events and their order, give the same state and the same drift events
+(same ``alert_id``) as a run without the crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from streamdrift import kafka
+from streamdrift.decode import decode_feedback, decode_predictions
+from streamdrift.errors import DeliveryError
+from streamdrift.exporter import Health, ModelCollector, serve
+from streamdrift.monitor import ModelMonitor
+from streamdrift.policy import rfc3339
+from streamdrift.records import RawMessage, Rejected
+from streamdrift.settings import Settings
+from streamdrift.snapshot import LocalSnapshotStore, Snapshot
+
+log = logging.getLogger("streamdrift.worker")
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to consume
+    monitors: dict[str, ModelMonitor] = field(default_factory=dict)
+    unmonitored_events: int = 0  # events of models over max_models (process lifetime, not snapshotted)
+    dirty: bool = False
+
+
+class Worker:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topics = settings.topics
+        self.store = LocalSnapshotStore(settings.snapshot_dir, settings.monitor.fingerprint())
+        self.partitions: dict[int, PartitionState] = {}
+        self.lock = threading.Lock()  # the HTTP thread reads state while the loop changes it
+        self.health = Health()
+        self.stopping = False
+        self._delivery_errors: list[str] = []
+        self.registry = CollectorRegistry()
+        self.registry.register(ModelCollector(self._summaries, settings.metrics_max_models))
+        reg = self.registry
+        self.m_dead = Counter("streamdrift_dead_letters", "Messages routed to the dead-letter topic",
+                              ["topic"], registry=reg)
+        self.m_alerts = Counter("streamdrift_alerts_published", "Drift events produced to the alerts topic",
+                                registry=reg)
+        self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models",
+                                   registry=reg)
+        self.m_snapshot_ts = Gauge("streamdrift_last_checkpoint_timestamp_seconds",
+                                   "Wall-clock time of the last completed checkpoint", registry=reg)
+        self.m_snapshot_bytes = Gauge("streamdrift_snapshot_bytes", "Bytes written by the last checkpoint",
+                                      registry=reg)
+        self.m_snapshot_s = Gauge("streamdrift_checkpoint_duration_seconds", "Duration of the last checkpoint",
+                                  registry=reg)
+        self.m_partitions = Gauge("streamdrift_assigned_partitions", "Input partitions owned by this worker",
+                                  registry=reg)
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.http = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def run(self) -> int:
+        s = self.settings
+        kafka.check_topics(s)
+        self.producer = Producer(kafka.producer_config(s))
+        self.consumer = Consumer(kafka.consumer_config(s))
+        self.http = serve(s.metrics_host, s.metrics_port, self.registry, self.health, self.status)
+        host, port = self.http.server_address[:2]
+        log.info("worker started", extra={"fields": {"metrics": f"http://{host}:{port}/metrics",
+                                                     "settings": s.redacted()}})
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request_stop)
+        self.consumer.subscribe([self.topics.predictions, self.topics.feedback], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        next_checkpoint = time.monotonic() + s.snapshot_interval_s
+        try:
+            while not self.stopping:
+                self.health.beat()
+                messages = self.consumer.consume(s.batch_size, s.poll_timeout_s)
+                if messages:
+                    self.process(messages)
+                if time.monotonic() >= next_checkpoint:
+                    self.checkpoint()
+                    next_checkpoint = time.monotonic() + s.snapshot_interval_s
+            self.checkpoint()
+            log.info("stopping: final checkpoint written")
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+            self.http.shutdown()
+        return 0
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True  # the loop finishes its batch, checkpoints and closes
+
+    # -- rebalance ---------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(assigned, timeout=30)}
+        with self.lock:
+            for p in sorted({tp.partition for tp in assigned}):
+                self.partitions[p] = self._restore(p)
+            for tp in assigned:
+                state = self.partitions[tp.partition]
+                tp.offset = state.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
+            self.m_partitions.set(len(self.partitions))
+        consumer.assign(assigned)
+        self.health.ready = True
+        log.info("partitions assigned", extra={"fields": {"partitions": sorted(self.partitions),
+                                                          "offsets": {f"{tp.topic}[{tp.partition}]": tp.offset
+                                                                      for tp in assigned}}})
+
+    def _restore(self, p: int) -> PartitionState:
+        snapshot = self.store.load(p)
+        if snapshot is None:
+            log.info("no snapshot: fresh state", extra={"fields": {"partition": p}})
+            return PartitionState(p)
+        monitors = {m: ModelMonitor.from_state(m, self.settings.monitor, st) for m, st in snapshot.models.items()}
+        log.info("snapshot restored", extra={"fields": {"partition": p, "models": len(monitors),
+                                                        "offsets": snapshot.offsets}})
+        return PartitionState(p, dict(snapshot.offsets), monitors)
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in revoked}
+        self.checkpoint(gone)
+        self._drop(gone)
+
+    def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        self._drop({tp.partition for tp in lost})  # another member owns them now: do not commit
+
+    def _drop(self, partitions: set[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                self.partitions.pop(p, None)
+            self.m_partitions.set(len(self.partitions))
+
+    # -- the batch ---------------------------------------------------------
+
+    def process(self, messages: list) -> None:
+        """Decode, monitor, publish one consumed batch."""
+        predictions: list[RawMessage] = []
+        feedback: list[RawMessage] = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise RuntimeError(f"fatal consumer error: {err}")
+                log.warning("consumer error", extra={"fields": {"error": str(err)}})
+                continue
+            if msg.partition() not in self.partitions:
+                continue  # revoked in this poll: the new owner consumes it from the committed offset
+            raw = RawMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
+            (predictions if raw.topic == self.topics.predictions else feedback).append(raw)
+        p_batches, p_rejected = decode_predictions(predictions)
+        f_batches, f_rejected = decode_feedback(feedback)
+        with self.lock:
+            for rejected in p_rejected + f_rejected:
+                self._dead_letter(rejected)
+            for batch in p_batches:
+                monitor = self._monitor(batch.partition, batch.model_id, len(batch))
+                if monitor is not None:
+                    self._publish(monitor.observe_predictions(batch))
+            for batch in f_batches:
+                monitor = self._monitor(batch.partition, batch.model_id, len(batch))
+                if monitor is not None:
+                    self._publish(monitor.observe_feedback(batch))
+            for raw in predictions + feedback:
+                state = self.partitions[raw.partition]
+                state.offsets[raw.topic] = raw.offset + 1
+                state.dirty = True
+        self.producer.poll(0)
+
+    def _monitor(self, partition: int, model_id: str, n: int) -> ModelMonitor | None:
+        state = self.partitions[partition]
+        monitor = state.monitors.get(model_id)
+        if monitor is None:
+            if len(state.monitors) >= self.settings.max_models:
+                state.unmonitored_events += n
+                self.m_unmonitored.set(sum(s.unmonitored_events for s in self.partitions.values()))
+                return None
+            monitor = state.monitors[model_id] = ModelMonitor(model_id, self.settings.monitor)
+        return monitor
+
+    def _publish(self, events: list[dict]) -> None:
+        for event in events:
+            event["emitted_at"] = rfc3339(time.time())
+            self._produce(self.topics.alerts, event["model_id"].encode(), orjson.dumps(event))
+            self.m_alerts.inc()
+            log.info("drift event", extra={"fields": {k: event[k] for k in
+                                                      ("alert_id", "model_id", "kind", "feature", "statistic")}})
+
+    def _dead_letter(self, rejected: Rejected) -> None:
+        m = rejected.message
+        headers = [("streamdrift.reason", rejected.reason.encode()), ("streamdrift.source.topic", m.topic.encode()),
+                   ("streamdrift.source.partition", str(m.partition).encode()),
+                   ("streamdrift.source.offset", str(m.offset).encode())]
+        self._produce(self.topics.dead_letter, m.key, m.value or b"", headers)
+        self.m_dead.labels(m.topic).inc()
+        log.warning("dead letter", extra={"fields": {"topic": m.topic, "partition": m.partition,
+                                                     "offset": m.offset, "reason": rejected.reason}})
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let deliveries drain
+
+    def _delivered(self, err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    # -- checkpoint --------------------------------------------------------
+
+    def checkpoint(self, partitions: set[int] | None = None) -> None:
+        """Flush producer → write snapshots → commit offsets (see the module docstring)."""
+        started = time.monotonic()
+        remaining = self.producer.flush(30)
+        if remaining or self._delivery_errors:
+            raise DeliveryError(f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}; "
+                                "not committing. Check the alerts and dead-letter topics exist and are writable.")
+        commits: list[TopicPartition] = []
+        written = 0
+        with self.lock:
+            for p, state in sorted(self.partitions.items()):
+                if (partitions is not None and p not in partitions) or not state.dirty:
+                    continue
+                models = {m: mon.state() for m, mon in state.monitors.items()}
+                written += self.store.save(Snapshot(p, dict(state.offsets), models))
+                state.dirty = False
+                commits += [TopicPartition(t, p, o) for t, o in sorted(state.offsets.items())]
+        if commits:
+            self.consumer.commit(offsets=commits, asynchronous=False)
+            self.m_snapshot_bytes.set(written)
+        self.m_snapshot_ts.set(time.time())
+        self.m_snapshot_s.set(time.monotonic() - started)
+
+    # -- views for the HTTP thread ----------------------------------------
+
+    def _summaries(self) -> dict[str, dict]:
+        with self.lock:
+            return {m: mon.summary() for st in self.partitions.values() for m, mon in st.monitors.items()}
+
+    def status(self) -> dict:
+        with self.lock:
+            return {"ready": self.health.ready, "partitions": {
+                str(p): {"offsets": st.offsets, "models": {m: mon.summary() for m, mon in st.monitors.items()}}
+                for p, st in self.partitions.items()}}

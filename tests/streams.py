@@ -1,0 +1,46 @@
+"""Helpers that turn the demo generator into decoded batches, as the worker sees them."""
+
+from __future__ import annotations
+
+import orjson
+
+from streamdrift.decode import decode_feedback, decode_predictions
+from streamdrift.demo import generate
+from streamdrift.monitor import ModelMonitor
+from streamdrift.records import RawMessage
+from streamdrift.settings import MonitorSettings
+
+PRED, FB = "predictions", "feedback"
+
+
+def demo_messages(n_events: int, **kwargs) -> list[RawMessage]:
+    """The demo stream as raw messages of a single partition per topic, offsets in order."""
+    offsets = {PRED: 0, FB: 0}
+    out = []
+    for kind, event in generate(n_events, **kwargs):
+        topic = PRED if kind == "prediction" else FB
+        out.append(RawMessage(topic, 0, offsets[topic], event["model_id"].encode(), orjson.dumps(event)))
+        offsets[topic] += 1
+    return out
+
+
+def run_monitors(messages: list[RawMessage], batch_size: int, settings: MonitorSettings,
+                 monitors: dict[str, ModelMonitor] | None = None) -> tuple[dict[str, ModelMonitor], list[dict]]:
+    """Feed ``messages`` in consecutive batches of ``batch_size``, as the worker does."""
+    monitors = {} if monitors is None else monitors
+    events: list[dict] = []
+    for i in range(0, len(messages), batch_size):
+        chunk = messages[i: i + batch_size]
+        p_batches, p_rej = decode_predictions([m for m in chunk if m.topic == PRED])
+        f_batches, f_rej = decode_feedback([m for m in chunk if m.topic == FB])
+        assert not p_rej and not f_rej, (p_rej, f_rej)
+        for b in p_batches:
+            events += monitors.setdefault(b.model_id, ModelMonitor(b.model_id, settings)).observe_predictions(b)
+        for b in f_batches:
+            events += monitors.setdefault(b.model_id, ModelMonitor(b.model_id, settings)).observe_feedback(b)
+    return monitors, events
+
+
+def state_bytes(monitors: dict[str, ModelMonitor]) -> bytes:
+    return orjson.dumps({m: mon.state() for m, mon in monitors.items()},
+                        option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)

@@ -1,0 +1,118 @@
+"""The core without Kafka: detection on the demo stream, determinism, snapshot round trips."""
+
+from __future__ import annotations
+
+import jsonschema
+import orjson
+import pytest
+from pathlib import Path
+
+from streams import FB, PRED, demo_messages, run_monitors, state_bytes
+from streamdrift.errors import SnapshotError
+from streamdrift.monitor import ModelMonitor
+from streamdrift.settings import MonitorSettings
+from streamdrift.snapshot import LocalSnapshotStore, Snapshot
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SETTINGS = MonitorSettings()
+
+
+@pytest.fixture(scope="module")
+def stream():
+    # 36k predictions round-robin over 3 models: 12k each, credit-risk drifts at its 6000th
+    return demo_messages(36_000, seed=7, drift_at=6000)
+
+
+@pytest.fixture(scope="module")
+def baseline(stream):
+    return run_monitors(stream, 1000, SETTINGS)
+
+
+def test_injected_drift_gives_one_data_drift_event_naming_the_shifted_features(baseline):
+    monitors, events = baseline
+    data = [e for e in events if e["kind"] == "data_drift"]
+    assert [e["model_id"] for e in data] == ["credit-risk"]
+    event = data[0]
+    # credit-risk drifts at its prediction #6000; the first window over the threshold ends at #6599,
+    # the 3rd sub-window after the change (the window holds 1000 predictions in 5 sub-windows of 200)
+    assert event["window"] == {"start_offset": _offset_of(5600), "end_offset": _offset_of(6599), "count": 1000,
+                               "partition": 0, "start_time": "2023-11-14T22:13:36.800Z",
+                               "end_time": "2023-11-14T22:13:39.797Z"}
+    assert [f["feature"] for f in event["top_features"][:3]] == ["debt_ratio", "income", "employment"]
+    assert {f["feature"] for f in event["top_features"][3:]} == {"age", "credit_lines", "region", "has_mortgage"}
+    assert (event["feature"], event["detector"], event["severity"]) == ("debt_ratio", "psi", "critical")
+    assert event["statistic"] == event["top_features"][0]["score"] > event["threshold"] == 0.25
+    assert event["action"] == "investigate"
+    assert monitors["credit-risk"].predictions_total == 12_000
+    assert monitors["churn"].drift_events == {} and monitors["fraud"].drift_events == {}
+
+
+def _offset_of(n_model: int) -> int:
+    """Offset on the predictions partition of credit-risk's ``n_model``-th prediction."""
+    return n_model * 3
+
+
+def test_drift_events_match_the_published_schema(baseline):
+    schema = orjson.loads((SCHEMAS / "drift_event.schema.json").read_bytes())
+    _, events = baseline
+    assert events
+    for event in events:
+        jsonschema.validate({**event, "emitted_at": "2026-11-21T00:00:00.000Z"}, schema,
+                            format_checker=jsonschema.FormatChecker())
+
+
+def test_state_does_not_depend_on_batch_boundaries(stream, baseline):
+    monitors, events = baseline
+    for batch_size in (1, 97, 5000):
+        other, other_events = run_monitors(stream[:9000], batch_size, SETTINGS)
+        same, same_events = run_monitors(stream[:9000], 1000, SETTINGS)
+        assert state_bytes(other) == state_bytes(same)
+        assert other_events == same_events
+
+
+def test_state_does_not_depend_on_how_the_two_topics_interleave(stream, baseline):
+    monitors, events = baseline
+    predictions_first = [m for m in stream if m.topic == PRED] + [m for m in stream if m.topic == FB]
+    other, other_events = run_monitors(predictions_first, 1000, SETTINGS)
+    assert state_bytes(other) == state_bytes(monitors)
+    assert sorted(e["alert_id"] for e in other_events) == sorted(e["alert_id"] for e in events)
+
+
+def test_restart_from_snapshot_equals_uninterrupted_run(tmp_path, stream, baseline):
+    monitors, events = baseline
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    cut = 17_003
+    first, first_events = run_monitors(stream[:cut], 1000, SETTINGS)
+    store.save(Snapshot(0, {"predictions": 1}, {m: mon.state() for m, mon in first.items()}))
+    loaded = store.load(0)
+    restored = {m: ModelMonitor.from_state(m, SETTINGS, st) for m, st in loaded.models.items()}
+    assert state_bytes(restored) == state_bytes(first)
+    rest, rest_events = run_monitors(stream[cut:], 1000, SETTINGS, restored)
+    assert state_bytes(rest) == state_bytes(monitors)
+    assert first_events + rest_events == events
+
+
+def test_snapshot_is_refused_when_corrupt_tampered_or_from_other_settings(tmp_path):
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    store.save(Snapshot(3, {"predictions": 10}, {"m": {"x": 1}}))
+    path = store.path(3)
+    good = path.read_bytes()
+
+    path.write_bytes(good.replace(b'"x":1', b'"x":2'))
+    with pytest.raises(SnapshotError, match="checksum mismatch.*Move .* away and restart"):
+        store.load(3)
+    path.write_bytes(good[:-5])
+    with pytest.raises(SnapshotError, match="corrupt"):
+        store.load(3)
+    path.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(SnapshotError, match="not a streamdrift snapshot"):
+        store.load(3)
+    path.write_bytes(good.replace(b'"version":1', b'"version":99', 1))
+    with pytest.raises(SnapshotError, match="version 99"):
+        store.load(3)
+    path.write_bytes(good)
+    other = LocalSnapshotStore(tmp_path, MonitorSettings(psi_threshold=0.5).fingerprint())
+    with pytest.raises(SnapshotError, match="other detection settings"):
+        other.load(3)
+    assert store.load(3).offsets == {"predictions": 10}
+    assert store.load(4) is None
