@@ -1,0 +1,410 @@
+"""Decode raw messages into columnar per-model batches, or reject them.
+
+The first step of the data flow. `decode_predictions` and `decode_feedback`
+take the messages of one poll (any mix of partitions), validate each value
+against the public contract (``schemas/prediction.schema.json``,
+``schemas/feedback.schema.json``) and group what passes into one batch per
+(model_id, partition), rows in input order, batches in order of first
+appearance. What fails comes back as a `Rejected` with a one-line reason
+naming the field, for the dead-letter topic; a bad message never raises.
+
+Accepted messages
+-----------------
+value
+    A UTF-8 JSON object. Unknown top-level fields are ignored.
+key
+    ``None``, or the UTF-8 bytes of the event's ``model_id``.
+event_id
+    String of 1 to 256 characters (code points).
+model_id
+    1 to 128 of ``A-Z a-z 0-9 . _ : -``.
+model_version
+    Optional: null or a string of 1 to 128 characters.
+timestamp
+    RFC 3339 date-time with ``Z`` or a ``±hh:mm`` offset (``T``/``t``,
+    ``Z``/``z``, optional fraction, no leap second), year 1970 to 9999; or
+    epoch seconds in ``[0, 253402300800)``. Decoded to float epoch seconds.
+features (prediction)
+    Object of at most 1000 names (1 to 256 characters) to number, string,
+    boolean or null.
+prediction (optional in feedback), label (feedback)
+    String, number or boolean.
+score (optional)
+    Number in [0, 1]: probability of the positive class.
+scores (optional, prediction)
+    Object of class to number in [0, 1].
+segment (optional, prediction)
+    Object of at most 32 names to string, number or boolean.
+
+A number is a JSON number: ``1`` and ``1.0`` are numbers, ``true`` is not,
+and NaN or infinity cannot be written in JSON at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+from itertools import chain
+
+import numpy as np
+import orjson
+
+from streamdrift.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
+
+MAX_EVENT_ID_CHARS = 256
+MAX_MODEL_VERSION_CHARS = 128
+MAX_FEATURES = 1000
+MAX_FEATURE_NAME_CHARS = 256
+MAX_SEGMENT_ATTRIBUTES = 32
+# 10000-01-01T00:00:00Z: the first instant RFC 3339's four-digit years cannot write.
+EPOCH_SECONDS_END = 253_402_300_800
+
+_MODEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
+    re.ASCII,
+)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# orjson builds exact types, so `type(v) in ...` is exact and keeps bool out of numbers.
+_NUMBER = frozenset({int, float})
+_SCALAR = frozenset({str, int, float, bool})
+_FEATURE_VALUE = frozenset({str, int, float, bool, type(None)})
+_JSON_TYPE = {dict: "object", list: "array", str: "string", int: "number",
+              float: "number", bool: "boolean", type(None): "null"}
+_MISSING = object()
+_NAN = float("nan")
+
+
+class _Invalid(Exception):
+    """A message breaks the contract; never leaves this module."""
+
+
+def decode_predictions(
+    messages: Sequence[RawMessage],
+) -> tuple[list[PredictionBatch], list[Rejected]]:
+    """Decode prediction messages into one batch per (model_id, partition).
+
+    Parameters
+    ----------
+    messages
+        Raw messages of the predictions topic, in the order received.
+
+    Returns
+    -------
+    tuple
+        The batches, in order of first appearance, and the rejected messages.
+
+    Examples
+    --------
+    >>> from streamdrift.records import RawMessage
+    >>> values = [
+    ...     b'{"event_id": "e1", "model_id": "m1", "timestamp": 1700000000,'
+    ...     b' "features": {"x": 1.5}, "prediction": 1, "score": 0.9}',
+    ...     b'{"event_id": "e2", "model_id": "m1", "timestamp": "2023-11-14T22:13:21Z",'
+    ...     b' "features": {"x": null, "c": "a"}, "prediction": 0}',
+    ...     b'{"event_id": "e3", "model_id": "m1", "timestamp": 1700000002,'
+    ...     b' "features": {}, "prediction": 1, "score": true}',
+    ...     None,
+    ... ]
+    >>> messages = [RawMessage("predictions", 0, 10 + i, b"m1", v) for i, v in enumerate(values)]
+    >>> batches, rejected = decode_predictions(messages)
+    >>> b = batches[0]
+    >>> b.model_id, b.partition, len(b), b.offsets.tolist()
+    ('m1', 0, 2, [10, 11])
+    >>> b.timestamps.tolist(), b.scores.tolist()
+    ([1700000000.0, 1700000001.0], [0.9, nan])
+    >>> b.features
+    {'x': [1.5, None], 'c': [None, 'a']}
+    >>> for r in rejected:
+    ...     print(r.message.offset, r.reason)
+    12 field 'score' must be a number in [0, 1], got true
+    13 tombstone: message has no value
+    """
+    columns: dict[tuple[str, int], _PredictionColumns] = {}
+    rejected: list[Rejected] = []
+    keys: dict[str, bytes] = {}
+    for message in messages:
+        try:
+            event = _load(message.value)
+            event_id, model_id, version, timestamp = _header(event, message.key, keys)
+            features = _features(event)
+            prediction = _scalar(event, "prediction")
+            score = _score(event)
+            class_scores = _class_scores(event)
+            segment = _segment(event)
+        except _Invalid as exc:
+            rejected.append(Rejected(message, str(exc)))
+            continue
+        group = columns.get((model_id, message.partition))
+        if group is None:
+            group = columns[(model_id, message.partition)] = _PredictionColumns()
+        group.offsets.append(message.offset)
+        group.event_ids.append(event_id)
+        group.model_versions.append(version)
+        group.timestamps.append(timestamp)
+        group.features.append(features)
+        group.predictions.append(prediction)
+        group.scores.append(score)
+        group.class_scores.append(class_scores)
+        group.segments.append(segment)
+    batches = [group.build(model_id, partition) for (model_id, partition), group in columns.items()]
+    return batches, rejected
+
+
+def decode_feedback(
+    messages: Sequence[RawMessage],
+) -> tuple[list[FeedbackBatch], list[Rejected]]:
+    """Decode feedback messages into one batch per (model_id, partition).
+
+    Parameters
+    ----------
+    messages
+        Raw messages of the feedback topic, in the order received.
+
+    Returns
+    -------
+    tuple
+        The batches, in order of first appearance, and the rejected messages.
+        ``predictions`` holds None and ``scores`` NaN where a feedback event
+        does not carry the prediction it grades.
+    """
+    columns: dict[tuple[str, int], _FeedbackColumns] = {}
+    rejected: list[Rejected] = []
+    keys: dict[str, bytes] = {}
+    for message in messages:
+        try:
+            event = _load(message.value)
+            event_id, model_id, version, timestamp = _header(event, message.key, keys)
+            label = _scalar(event, "label")
+            prediction = _scalar(event, "prediction") if "prediction" in event else None
+            score = _score(event)
+        except _Invalid as exc:
+            rejected.append(Rejected(message, str(exc)))
+            continue
+        group = columns.get((model_id, message.partition))
+        if group is None:
+            group = columns[(model_id, message.partition)] = _FeedbackColumns()
+        group.offsets.append(message.offset)
+        group.event_ids.append(event_id)
+        group.model_versions.append(version)
+        group.timestamps.append(timestamp)
+        group.labels.append(label)
+        group.predictions.append(prediction)
+        group.scores.append(score)
+    batches = [group.build(model_id, partition) for (model_id, partition), group in columns.items()]
+    return batches, rejected
+
+
+class _PredictionColumns:
+    """Row values of one (model_id, partition), appended as messages pass."""
+
+    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "features",
+                 "predictions", "scores", "class_scores", "segments")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, [])
+
+    def build(self, model_id: str, partition: int) -> PredictionBatch:
+        return PredictionBatch(
+            model_id=model_id,
+            partition=partition,
+            offsets=np.array(self.offsets, dtype=np.int64),
+            event_ids=self.event_ids,
+            model_versions=self.model_versions,
+            timestamps=np.array(self.timestamps, dtype=np.float64),
+            features=_feature_columns(self.features),
+            predictions=self.predictions,
+            scores=np.array(self.scores, dtype=np.float64),
+            class_scores=self.class_scores,
+            segments=self.segments,
+        )
+
+
+class _FeedbackColumns:
+    """Row values of one (model_id, partition), appended as messages pass."""
+
+    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "labels",
+                 "predictions", "scores")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, [])
+
+    def build(self, model_id: str, partition: int) -> FeedbackBatch:
+        return FeedbackBatch(
+            model_id=model_id,
+            partition=partition,
+            offsets=np.array(self.offsets, dtype=np.int64),
+            event_ids=self.event_ids,
+            model_versions=self.model_versions,
+            timestamps=np.array(self.timestamps, dtype=np.float64),
+            labels=self.labels,
+            predictions=self.predictions,
+            scores=np.array(self.scores, dtype=np.float64),
+        )
+
+
+def _feature_columns(rows: list[dict]) -> dict[str, list]:
+    """Rows of name -> value to one aligned column per name, None where absent."""
+    names = dict.fromkeys(chain.from_iterable(rows))  # first appearance order
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def _load(value: bytes | None) -> dict:
+    if value is None:
+        raise _Invalid("tombstone: message has no value")
+    if not value:
+        raise _Invalid("empty value")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Invalid(f"invalid JSON: {exc}") from None
+    if type(event) is not dict:
+        raise _Invalid(f"value must be a JSON object, got {_JSON_TYPE[type(event)]}")
+    return event
+
+
+def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
+    """Fields common to predictions and feedback: event_id, model_id, model_version, timestamp.
+
+    ``keys`` caches model ids already validated, with the Kafka key they need.
+    """
+    event_id = event.get("event_id", _MISSING)
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
+        raise _field_error("event_id", event_id, "a string of 1 to 256 characters")
+
+    model_id = event.get("model_id", _MISSING)
+    expected_key = keys.get(model_id) if type(model_id) is str else None
+    if expected_key is None:
+        if type(model_id) is not str or _MODEL_ID.fullmatch(model_id) is None:
+            raise _field_error("model_id", model_id, f"a string matching ^{_MODEL_ID.pattern}$")
+        expected_key = keys[model_id] = model_id.encode()
+    if key is not None and key != expected_key:
+        shown = key.decode("utf-8", "backslashreplace")
+        raise _Invalid(f"key '{_clip(shown)}' does not match model_id '{model_id}'")
+
+    version = event.get("model_version")
+    if version is not None and (
+        type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS
+    ):
+        raise _field_error("model_version", version, "null or a string of 1 to 128 characters")
+
+    return event_id, model_id, version, _timestamp(event.get("timestamp", _MISSING))
+
+
+def _timestamp(value: object) -> float:
+    kind = type(value)
+    if kind is str:
+        return _parse_rfc3339(value)
+    if kind in _NUMBER:
+        if 0 <= value < EPOCH_SECONDS_END:
+            return float(value)
+        raise _field_error("timestamp", value, "epoch seconds in [0, 253402300800)")
+    raise _field_error("timestamp", value, "an RFC 3339 date-time string or epoch seconds")
+
+
+def _parse_rfc3339(text: str) -> float:
+    """RFC 3339 date-time with offset -> epoch seconds; the calendar is checked too."""
+    match = _RFC3339.fullmatch(text)
+    if match is not None:
+        year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+        hour, minute, second = int(hour), int(minute), int(second)
+        off_h, off_m = (int(off_h), int(off_m)) if sign else (0, 0)
+        if (year >= "1970" and hour < 24 and minute < 60 and second < 60
+                and off_h < 24 and off_m < 60):
+            try:
+                days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+            except ValueError:  # month or day out of range: fall through to the error
+                pass
+            else:
+                offset = (off_h * 3600 + off_m * 60) * (-1 if sign == "-" else 1)
+                seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+                return seconds + float(fraction) if fraction else float(seconds)
+    raise _field_error(
+        "timestamp", text, "an RFC 3339 date-time with a time zone, year 1970 to 9999"
+    )
+
+
+def _features(event: dict) -> dict:
+    features = event.get("features", _MISSING)
+    if type(features) is not dict:
+        raise _field_error("features", features, "an object")
+    if not features:
+        return features
+    if len(features) > MAX_FEATURES:
+        raise _Invalid(f"field 'features' has {len(features)} names, at most 1000 allowed")
+    # Whole-dict checks in C; only a failure walks the items to name the culprit.
+    if "" in features or max(map(len, features)) > MAX_FEATURE_NAME_CHARS:
+        name = next(n for n in features if not 0 < len(n) <= MAX_FEATURE_NAME_CHARS)
+        raise _Invalid(
+            f"field 'features' has a name of {len(name)} characters (must be 1 to 256): "
+            + _clip(_show(name))
+        )
+    if not _FEATURE_VALUE.issuperset(map(type, features.values())):
+        name, value = next((n, v) for n, v in features.items() if type(v) not in _FEATURE_VALUE)
+        raise _field_error(f"features.{name}", value, "a number, string, boolean or null")
+    return features
+
+
+def _scalar(event: dict, name: str) -> str | int | float | bool:
+    value = event.get(name, _MISSING)
+    if type(value) not in _SCALAR:
+        raise _field_error(name, value, "a string, number or boolean")
+    return value
+
+
+def _score(event: dict) -> float:
+    score = event.get("score", _MISSING)
+    if score is _MISSING:
+        return _NAN
+    if type(score) in _NUMBER and 0 <= score <= 1:
+        return float(score)
+    raise _field_error("score", score, "a number in [0, 1]")
+
+
+def _class_scores(event: dict) -> dict[str, float] | None:
+    scores = event.get("scores", _MISSING)
+    if scores is _MISSING:
+        return None
+    if type(scores) is not dict:
+        raise _field_error("scores", scores, "an object of class to number in [0, 1]")
+    has_int = False
+    for name, p in scores.items():
+        if type(p) not in _NUMBER or not 0 <= p <= 1:
+            raise _field_error(f"scores.{name}", p, "a number in [0, 1]")
+        has_int = has_int or type(p) is int
+    if has_int:  # a 0 or a 1: keep the values floats, as the column promises
+        return {name: float(p) for name, p in scores.items()}
+    return scores
+
+
+def _segment(event: dict) -> dict | None:
+    segment = event.get("segment", _MISSING)
+    if segment is _MISSING:
+        return None
+    if type(segment) is not dict:
+        raise _field_error("segment", segment, "an object")
+    if len(segment) > MAX_SEGMENT_ATTRIBUTES:
+        raise _Invalid(f"field 'segment' has {len(segment)} names, at most 32 allowed")
+    if not _SCALAR.issuperset(map(type, segment.values())):
+        name, value = next((n, v) for n, v in segment.items() if type(v) not in _SCALAR)
+        raise _field_error(f"segment.{name}", value, "a string, number or boolean")
+    return segment
+
+
+def _field_error(name: str, value: object, expected: str) -> _Invalid:
+    if value is _MISSING:
+        return _Invalid(f"missing field '{name}'")
+    return _Invalid(f"field '{name}' must be {expected}, got {_clip(_show(value))}")
+
+
+def _show(value: object) -> str:
+    """The value as JSON, as the producer wrote it (near enough)."""
+    return orjson.dumps(value).decode()
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
