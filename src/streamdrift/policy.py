@@ -13,8 +13,9 @@ the same decisions.
 Examples
 --------
 >>> p = AlertPolicy(cooldown_events=100)
->>> [p.decide("data_drift", s, 0.25, pos) for s, pos in [(0.3, 10), (0.4, 20), (0.1, 50), (0.3, 150)]]
-[True, False, False, True]
+>>> windows = [(0.3, 10), (0.4, 20), (0.1, 50), (0.3, 150), (0.1, 160), (0.3, 170)]
+>>> [p.decide("data_drift", s, 0.25, pos) for s, pos in windows]
+[True, False, False, False, False, True]
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def alert_id(model_id: str, kind: str, detector: str, feature: str | None, parti
     """Deterministic id: the same input position always yields the same alert.
 
     >>> alert_id("m1", "data_drift", "psi", "age", 0, 41)
-    'f12feb7a6fa4b65ad44a7fc8a2b2e6e3'
+    'ac595f56a46b7ffc4bb30f0202dc31ac'
     """
     key = "\x1f".join((model_id, kind, detector, feature or "", str(partition), str(offset)))
     return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -8,12 +8,17 @@ Nested settings use ``__`` in environment names and tables in TOML::
 
 ``load_settings`` turns any validation failure into a ``ConfigError`` whose
 message names the setting and the environment variable that sets it, so a
-worker with a bad setting stops at start and says why.
+worker with a bad setting stops at start and says why. An unknown
+``STREAMDRIFT_*`` variable is refused too (``STREAMDRIFT_TEST_*`` is left to
+the test suite), since a typo would otherwise be ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -140,6 +145,53 @@ class Settings(BaseSettings):
         return orjson.loads(orjson.dumps(self.model_dump(mode="json")))
 
 
+def _section_model(annotation: object) -> type[BaseModel] | None:
+    """The settings section a field holds (``X`` or ``X | None``), if any."""
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    for candidate in typing.get_args(annotation) if union else (annotation,):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def setting_path(env_name: str, model: type[BaseModel] = Settings) -> tuple[str, ...]:
+    """The setting an environment variable sets: ``("kafka", "bootstrap_servers")``.
+
+    Resolved as the loader does: the prefix, then names split on ``__``,
+    case-insensitive; a dict-valued field (``kafka.extra``) takes one more key.
+    Raises ``ConfigError`` naming the part that matches no setting, because
+    pydantic-settings would silently ignore a misspelt name.
+
+    >>> setting_path("STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS")
+    ('kafka', 'bootstrap_servers')
+    >>> setting_path("STREAMDRIFT_METRICS__PORT")
+    Traceback (most recent call last):
+    ...
+    streamdrift.errors.ConfigError: STREAMDRIFT_METRICS__PORT: 'metrics' is not a setting of Settings; known: ...
+    """
+    if not env_name.upper().startswith(ENV_PREFIX):
+        raise ConfigError(f"{env_name}: does not start with {ENV_PREFIX}")
+    parts = env_name[len(ENV_PREFIX):].lower().split("__")
+    path: list[str] = []
+    current: type[BaseModel] | None = model
+    for i, part in enumerate(parts):
+        where = ".".join(path) or model.__name__
+        if current is None:
+            raise ConfigError(f"{env_name}: {where} has no sub-settings, {part!r} sets nothing")
+        fields = current.model_fields
+        if part not in fields:
+            raise ConfigError(f"{env_name}: {part!r} is not a setting of {where}; known: {', '.join(sorted(fields))}")
+        path.append(part)
+        annotation = fields[part].annotation
+        rest = parts[i + 1:]
+        if rest and (annotation is dict or typing.get_origin(annotation) is dict):
+            if len(rest) != 1 or not rest[0]:
+                raise ConfigError(f"{env_name}: {'.'.join(path)} takes one key, not {'__'.join(rest)!r}")
+            return (*path, rest[0])
+        current = _section_model(annotation)
+    return tuple(path)
+
+
 def env_name(loc: tuple) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
@@ -151,6 +203,9 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """
     if config is not None and not Path(config).is_file():
         raise ConfigError(f"config file {config} does not exist (--config)")
+    for name in os.environ:
+        if name.upper().startswith(ENV_PREFIX) and not name.upper().startswith(ENV_PREFIX + "TEST_"):
+            setting_path(name)
     cls = type("FileSettings", (Settings,), {"toml_path": Path(config) if config else None})
     try:
         return cls(**overrides)

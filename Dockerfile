@@ -1,0 +1,35 @@
+# streamdrift worker image: `docker run streamdrift` runs a worker; any other
+# subcommand works too (`docker run streamdrift topics create`, `... demo`).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Only what the package build needs, so editing tests or deploy/ does not rebuild.
+WORKDIR /tmp/build
+COPY pyproject.toml ./
+COPY src ./src
+RUN pip install --no-cache-dir . \
+    && rm -rf /tmp/build
+
+# Non-root; the snapshot directory exists and is owned by that user, so a named
+# volume mounted there starts with the right owner.
+RUN groupadd --system --gid 10001 streamdrift \
+    && useradd --system --uid 10001 --gid streamdrift --home-dir /var/lib/streamdrift --shell /usr/sbin/nologin streamdrift \
+    && mkdir -p /var/lib/streamdrift/snapshots \
+    && chown -R streamdrift:streamdrift /var/lib/streamdrift
+
+# Container defaults: the metrics endpoint must listen beyond loopback to be
+# scraped or port-published, and snapshots go under the user's directory.
+ENV STREAMDRIFT_METRICS_HOST=0.0.0.0 \
+    STREAMDRIFT_METRICS_PORT=9108 \
+    STREAMDRIFT_SNAPSHOT_DIR=/var/lib/streamdrift/snapshots
+
+USER streamdrift
+WORKDIR /var/lib/streamdrift
+EXPOSE 9108
+
+ENTRYPOINT ["streamdrift"]
+CMD ["worker"]

@@ -1,0 +1,172 @@
+"""The worker end to end on a real Kafka broker (started by conftest's ``kafka_bootstrap``)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams import FB, PRED, run_monitors, state_bytes
+from streamdrift.demo import generate
+from streamdrift.monitor import ModelMonitor
+from streamdrift.records import RawMessage
+from streamdrift.settings import MonitorSettings
+from streamdrift.snapshot import LocalSnapshotStore
+from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env
+
+pytestmark = pytest.mark.kafka
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SMALL = {"monitor__reference_size": 500, "monitor__window_size": 500, "monitor__subwindows": 5,
+         "monitor__cooldown_events": 2000, "snapshot_interval_s": 0.5}
+SMALL_SETTINGS = MonitorSettings(reference_size=500, window_size=500, subwindows=5, cooldown_events=2000)
+
+
+@pytest.fixture
+def setup(kafka_bootstrap, unique_name, tmp_path):
+    """Worker environment on fresh topics (2 partitions each), created by `streamdrift topics create`."""
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **SMALL)
+    done = streamdrift(env, "topics", "create", "--partitions", "2")
+    assert done.returncode == 0, done.stderr
+    workers: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        w = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(w)
+        w.wait_ready()
+        return w
+
+    yield env, start
+    for w in workers:
+        w.stop(signal.SIGKILL)
+
+
+def topic(env: dict, name: str) -> str:
+    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
+
+
+def demo_items(env: dict, n: int, drift_at: int) -> list[tuple[str, bytes, bytes]]:
+    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
+    return [(names[kind], e["model_id"].encode(), orjson.dumps(e))
+            for kind, e in generate(n, seed=11, drift_at=drift_at, rate=500.0)]
+
+
+def expected_counts(items: list[tuple[str, bytes, bytes]], env: dict) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for t, key, _ in items:
+        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
+    return {m: tuple(c) for m, c in out.items()}
+
+
+def test_drift_reaches_the_alerts_topic_with_every_schema_field(setup, kafka_bootstrap):
+    env, start = setup
+    worker = start()
+    items = demo_items(env, 6000, drift_at=1000)  # 2000 predictions per model; credit-risk drifts at #1000
+    produce(kafka_bootstrap, items)
+
+    alerts = read_topic(kafka_bootstrap, topic(env, "alerts"), expect=1)
+    schema = orjson.loads((SCHEMAS / "drift_event.schema.json").read_bytes())
+    events = [orjson.loads(raw.value) for raw, _ in alerts]
+    for (raw, _), event in zip(alerts, events):
+        jsonschema.validate(event, schema, format_checker=jsonschema.FormatChecker())
+        assert raw.key == event["model_id"].encode()
+    data = [e for e in events if e["kind"] == "data_drift"]
+    assert data and {e["model_id"] for e in data} == {"credit-risk"}
+    assert set(data[0]) == set(schema["properties"]) - {"details"}
+    assert data[0]["top_features"][0]["feature"] in {"debt_ratio", "income"}
+
+    worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "all events counted")
+    metrics = worker.get("/metrics")[1].decode()
+    assert 'streamdrift_events_total{model_id="credit-risk",stream="predictions"} 2000.0' in metrics
+    assert 'streamdrift_drift_events_total{kind="data_drift",model_id="credit-risk"}' in metrics or \
+        'streamdrift_drift_events_total{model_id="credit-risk",kind="data_drift"} 1.0' in metrics
+    assert worker.get("/healthz")[0] == 200
+    assert worker.stop() == 0
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_all_count(setup, kafka_bootstrap):
+    env, start = setup
+    preds, fbs = topic(env, "predictions"), topic(env, "feedback")
+    good = demo_items(env, 600, drift_at=10**9)
+    bad = [
+        (preds, b"churn", b"{not json"),
+        (preds, b"churn", orjson.dumps({"event_id": "x", "model_id": "churn", "timestamp": 1, "prediction": 1})),
+        (preds, b"fraud", orjson.dumps({"event_id": "y", "model_id": "fraud", "timestamp": 1, "features": {},
+                                        "prediction": 1, "score": "high"})),
+        (preds, b"other", orjson.dumps({"event_id": "z", "model_id": "fraud", "timestamp": 1, "features": {},
+                                        "prediction": 1})),
+        (fbs, b"churn", orjson.dumps({"event_id": "w", "model_id": "churn", "timestamp": "yesterday", "label": 1})),
+        (fbs, b"churn", None),
+    ]
+    items = []
+    for i, item in enumerate(good):  # spread the bad ones among the good ones
+        items.append(item)
+        if i % 97 == 50 and bad:
+            items.append(bad.pop(0))
+    assert not bad
+    produce(kafka_bootstrap, items)
+    worker = start()
+
+    dead = read_topic(kafka_bootstrap, topic(env, "dead_letter"), expect=6)
+    assert len(dead) == 6
+    originals = {(m.topic, m.partition, m.offset): m for t in (preds, fbs) for m, _ in read_topic(kafka_bootstrap, t)}
+    bad_values = set(items) - set(good)
+    for raw, headers in dead:
+        assert headers["streamdrift.reason"]
+        source = (headers["streamdrift.source.topic"], int(headers["streamdrift.source.partition"]),
+                  int(headers["streamdrift.source.offset"]))
+        original = originals[source]  # the header points at the very record that was rejected
+        assert (original.value or b"") == raw.value and original.key == raw.key
+        assert (source[0], original.key, original.value) in bad_values
+    reasons = sorted(h["streamdrift.reason"] for _, h in dead)
+    for needle in ("invalid JSON", "'features'", "'score'", "model_id", "'timestamp'"):
+        assert any(needle in r for r in reasons), (needle, reasons)
+
+    worker.wait_for(lambda: worker.counts() == expected_counts(good, env), 60, "good events counted")
+    assert "streamdrift_dead_letters_total" in worker.get("/metrics")[1].decode()
+
+
+def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(setup, kafka_bootstrap, tmp_path):
+    env, start = setup
+    items = demo_items(env, 9000, drift_at=1500)
+    first, second = items[: len(items) // 2], items[len(items) // 2:]
+    produce(kafka_bootstrap, first)
+    worker = start()
+    worker.wait_for(lambda: worker.counts() == expected_counts(first, env), 60, "first half counted")
+    snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
+    worker.wait_for(lambda: len(list(snapshots.glob("*.snapshot"))) == 2, 30, "snapshots of both partitions")
+    produce(kafka_bootstrap, second)
+    worker.wait_for(lambda: sum(p for p, _ in worker.counts().values()) > len(first) // 2 + 100, 60,
+                    "some of the second half processed")
+    worker.stop(signal.SIGKILL)
+
+    restarted = start()
+    restarted.wait_for(lambda: restarted.counts() == expected_counts(items, env), 90, "every event counted once")
+    assert restarted.stop() == 0  # SIGTERM: final checkpoint, exit 0
+
+    # The state on disk equals a run that never crashed: the same events, in offset order, in one process.
+    consumed = [m for t in (topic(env, "predictions"), topic(env, "feedback"))
+                for m, _ in read_topic(kafka_bootstrap, t)]
+    renamed = [RawMessage(PRED if m.topic.endswith("predictions") else FB, m.partition, m.offset, m.key, m.value)
+               for m in consumed]
+    expected, _ = run_monitors(renamed, 10**9, SMALL_SETTINGS)
+    store = LocalSnapshotStore(snapshots, SMALL_SETTINGS.fingerprint())
+    restored = {m: ModelMonitor.from_state(m, SMALL_SETTINGS, st)
+                for p in (0, 1) for m, st in store.load(p).models.items()}
+    assert state_bytes(restored) == state_bytes(expected)
+
+
+def test_worker_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap, unique_name, tmp_path):
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snap")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topics = [NewTopic(topic(env, "predictions"), 2, 1), NewTopic(topic(env, "feedback"), 3, 1),
+              NewTopic(topic(env, "alerts"), 1, 1), NewTopic(topic(env, "dead_letter"), 1, 1)]
+    for f in admin.create_topics(topics).values():
+        f.result()
+    done = streamdrift(env, "worker", timeout=60)
+    assert done.returncode == 2
+    assert "not co-partitioned" in done.stderr and "has 2 partitions" in done.stderr
