@@ -90,10 +90,16 @@ def _alert_consumer(settings: Settings, from_beginning: bool):
     return consumer
 
 
-def _print_alerts(consumer, timeout: float) -> int:
+def _print_alerts(consumer, timeout: float, summary: bool = False) -> int:
+    """Drift events as JSON lines on stdout; with ``summary``, a readable line on stderr first."""
     messages = consumer.consume(100, timeout)
     for msg in messages:
         if msg.error() is None:
+            if summary:
+                e = orjson.loads(msg.value())
+                moved = ", ".join(f"{f['feature']} {f['score']:.2f}" for f in e["top_features"][:3])
+                print(f"DRIFT {e['model_id']} {e['kind']} ({e['severity']}, action {e['action']}): "
+                      f"{e['detector']} {moved}", file=sys.stderr, flush=True)
             print(msg.value().decode(), flush=True)
     return len(messages)
 
@@ -133,7 +139,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
             produced += kind == "prediction"
             if produced % 200 == 0 and kind == "prediction":
                 producer.poll(0)
-                _print_alerts(alerts, 0)
+                _print_alerts(alerts, 0, summary=True)
                 ahead = produced / args.rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
@@ -142,7 +148,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         until = time.monotonic() + args.linger
         while time.monotonic() < until:
-            _print_alerts(alerts, 0.5)
+            _print_alerts(alerts, 0.5, summary=True)
     except KeyboardInterrupt:
         pass
     finally:
