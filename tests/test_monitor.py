@@ -28,21 +28,23 @@ def baseline(stream):
     return run_monitors(stream, 1000, SETTINGS)
 
 
-def test_injected_drift_gives_one_data_drift_event_naming_the_shifted_features(baseline):
+def test_injected_drift_gives_one_event_per_kind_naming_the_shifted_features(baseline):
     monitors, events = baseline
-    data = [e for e in events if e["kind"] == "data_drift"]
-    assert [e["model_id"] for e in data] == ["credit-risk"]
-    event = data[0]
-    # credit-risk drifts at its prediction #6000; the first window over the threshold ends at #6599,
-    # the 3rd sub-window after the change (the window holds 1000 predictions in 5 sub-windows of 200)
-    assert event["window"] == {"start_offset": _offset_of(5600), "end_offset": _offset_of(6599), "count": 1000,
-                               "partition": 0, "start_time": "2023-11-14T22:13:36.800Z",
-                               "end_time": "2023-11-14T22:13:39.797Z"}
-    assert [f["feature"] for f in event["top_features"][:3]] == ["debt_ratio", "income", "employment"]
-    assert {f["feature"] for f in event["top_features"][3:]} == {"age", "credit_lines", "region", "has_mortgage"}
-    assert (event["feature"], event["detector"], event["severity"]) == ("debt_ratio", "psi", "critical")
-    assert event["statistic"] == event["top_features"][0]["score"] > event["threshold"] == 0.25
-    assert event["action"] == "investigate"
+    assert [(e["model_id"], e["kind"]) for e in events] == [
+        ("credit-risk", "data_drift"), ("credit-risk", "prediction_drift"), ("credit-risk", "concept_drift")]
+    data = events[0]
+    # credit-risk drifts at its prediction #6000; the first window that fails the calibrated test ends at
+    # #6199, one sub-window (200 predictions) after the change
+    assert data["window"] == {"start_offset": _offset_of(5200), "end_offset": _offset_of(6199), "count": 1000,
+                              "partition": 0, "start_time": "2023-11-14T22:13:35.600Z",
+                              "end_time": "2023-11-14T22:13:38.597Z"}
+    assert [f["feature"] for f in data["top_features"][:3]] == ["debt_ratio", "income", "employment"]
+    assert {f["feature"] for f in data["top_features"][3:]} == {"age", "credit_lines", "region", "has_mortgage"}
+    assert (data["feature"], data["detector"], data["action"]) == ("debt_ratio", "chi2", "investigate")
+    assert data["p_value"] < data["details"]["p_threshold"] and data["statistic"] > data["threshold"]
+    concept = events[2]
+    assert (concept["detector"], concept["action"], concept["feature"]) == ("cusum", "retrain", None)
+    assert concept["details"]["error_rate_since_reference"] > concept["details"]["reference_error_rate"]
     assert monitors["credit-risk"].predictions_total == 12_000
     assert monitors["churn"].drift_events == {} and monitors["fraud"].drift_events == {}
 
@@ -111,7 +113,7 @@ def test_snapshot_is_refused_when_corrupt_tampered_or_from_other_settings(tmp_pa
     with pytest.raises(SnapshotError, match="version 99"):
         store.load(3)
     path.write_bytes(good)
-    other = LocalSnapshotStore(tmp_path, MonitorSettings(psi_threshold=0.5).fingerprint())
+    other = LocalSnapshotStore(tmp_path, MonitorSettings(false_alarm_run_length=5000).fingerprint())
     with pytest.raises(SnapshotError, match="other detection settings"):
         other.load(3)
     assert store.load(3).offsets == {"predictions": 10}

@@ -47,7 +47,7 @@ def _applicant(rng: np.random.Generator, drifted: bool) -> tuple[dict, float]:
     }
     z = -1.0 + 3.0 * (debt_ratio - 0.3) - 1.2 * (math.log(income) - 10.6) + 0.6 * (employment == "unemployed")
     if drifted:
-        z += 0.8  # the world changed: the same applicant now defaults more often
+        z += 1.6  # the world changed: the same applicant now defaults more often
     return features, 1.0 / (1.0 + math.exp(-z))
 
 

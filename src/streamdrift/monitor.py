@@ -1,30 +1,60 @@
 """ModelMonitor: everything streamdrift knows about one model.
 
 A monitor consumes whole columnar batches (``records.PredictionBatch`` and
-``records.FeedbackBatch``) and returns drift events. It holds three binned
-sketches against a warm-up reference (features, model outputs, labels), event
-counters, and the alert policy. Its state is plain data (``state()``), so a
-snapshot is JSON and restoring one executes nothing.
+``records.FeedbackBatch``) and returns drift events. It holds
 
-The detectors here are the binned-PSI sketches of ``sketch``; calibrated
-thresholds, concept-drift detectors and performance metrics plug in at
-``observe_predictions`` / ``observe_feedback``.
+- three binned sketches against a reference (``sketch``): the features (data
+  drift and data quality), the model's outputs (prediction drift) and the
+  labels (label drift);
+- a concept-drift detector on the error stream (``concept``), fed by feedback
+  that carries the prediction it grades;
+- event counters and the alert policy (``policy``).
+
+Its state is plain data (``state()``), so a snapshot is JSON and restoring one
+executes nothing.
+
+Calibration
+-----------
+``false_alarm_run_length`` (ARL) is the expected number of events between
+false alarms for the whole model. It is shared equally by the test families
+(data, prediction, label and concept drift), then, within a family, by its
+columns (Bonferroni). A family tests every ``window_size / subwindows``
+events, so a column's chi-square p-value must fall below
+``slot / (ARL × families × columns)``. Overlapping windows make successive
+tests positively correlated, which only makes the bound more conservative.
+The CUSUM gets a run length of ARL × families.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from streamdrift.concept import make_detector
 from streamdrift.policy import AlertPolicy, action_for, drift_event, rfc3339
 from streamdrift.records import FeedbackBatch, PredictionBatch
 from streamdrift.settings import MonitorSettings
 from streamdrift.sketch import StreamSketch
+from streamdrift.stats import chi2_critical
 
 TOP_FEATURES = 10
+FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
+STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
+QUALITY_CHECKS = (  # (detector name, rate key, settings bound, subtract the reference's rate)
+    ("missing_rate", "missing_rate", "max_missing_rate_increase", True),
+    ("invalid_rate", "invalid_rate", "max_invalid_rate", False),
+    ("out_of_range_rate", "out_of_range_rate", "max_out_of_range_rate", False),
+    ("new_category_rate", "new_category_rate", "max_new_category_rate", False),
+)
+
+
+def _round(x: float) -> float | None:
+    return None if x != x else float(f"{x:.6g}")
 
 
 class ModelMonitor:
-    """Per-model state: sketches, counters and alert policy.
+    """Per-model state: sketches, concept-drift detector, counters and alert policy.
 
     Parameters
     ----------
@@ -32,11 +62,14 @@ class ModelMonitor:
         The model watched.
     settings
         Detection settings shared by all models.
+    important_features
+        Data drift on one of these features asks for a retrain.
     """
 
-    def __init__(self, model_id: str, settings: MonitorSettings):
+    def __init__(self, model_id: str, settings: MonitorSettings, important_features: frozenset[str] = frozenset()):
         self.model_id = model_id
         self.settings = settings
+        self.important_features = important_features
         self._reset()
 
     def _sketch(self, max_columns: int) -> StreamSketch:
@@ -44,15 +77,23 @@ class ModelMonitor:
         return StreamSketch(s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns)
 
     def _reset(self) -> None:
+        s = self.settings
         self.predictions_total = 0
         self.feedback_total = 0
+        self.labelled_total = 0  # feedback that carried the prediction it grades
+        self.errors_total = 0
         self.last_version: str | None = None
         self.last_event_time = 0.0
         self.drift_events: dict[str, int] = {}
-        self.features = self._sketch(self.settings.max_features)
+        self.quality: dict[str, dict[str, float]] = {}
+        self.features = self._sketch(s.max_features)
         self.outputs = self._sketch(2)
         self.labels = self._sketch(1)
-        self.policy = AlertPolicy(self.settings.cooldown_events)
+        self.concept = make_detector(s.concept_detector, s.false_alarm_run_length * FAMILIES, s.concept_ratio,
+                                     s.concept_warmup, s.concept_history)
+        self.policy = AlertPolicy(s.cooldown_events)
+
+    # -- input --------------------------------------------------------------
 
     def observe_predictions(self, batch: PredictionBatch) -> list[dict]:
         self.predictions_total += len(batch)
@@ -60,12 +101,13 @@ class ModelMonitor:
         self.last_event_time = max(self.last_event_time, float(batch.timestamps.max()))
         events = []
         for scored in self.features.update(batch.features, batch.offsets, batch.timestamps):
-            events += self._judge("data_drift", scored, batch)
+            events += self._drift("data_drift", scored, batch)
+            events += self._data_quality(scored, batch)
         outputs = {"prediction": batch.predictions}
         if not np.isnan(batch.scores).all():
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
         for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
-            events += self._judge("prediction_drift", scored, batch)
+            events += self._drift("prediction_drift", scored, batch)
         return events
 
     def observe_feedback(self, batch: FeedbackBatch) -> list[dict]:
@@ -73,63 +115,151 @@ class ModelMonitor:
         self.last_event_time = max(self.last_event_time, float(batch.timestamps.max()))
         events = []
         for scored in self.labels.update({"label": batch.labels}, batch.offsets, batch.timestamps):
-            events += self._judge("label_drift", scored, batch)
+            events += self._drift("label_drift", scored, batch)
+        carried = [i for i, p in enumerate(batch.predictions) if p is not None]
+        if carried:
+            errors = np.array([batch.predictions[i] != batch.labels[i] for i in carried], dtype=bool)
+            events += self.observe_errors(errors, batch, np.array(carried))
         return events
 
-    def _judge(self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
-        scores = scored["scores"]
-        if not scores:
+    def observe_errors(self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch,
+                       rows: np.ndarray) -> list[dict]:
+        """Feed the error stream (1 = wrong) of labelled rows ``rows`` of ``batch``."""
+        start = self.labelled_total
+        self.labelled_total += len(errors)
+        self.errors_total += int(errors.sum())
+        events = []
+        for found in self.concept.update(errors):
+            row = int(rows[found["index"]])
+            position = start + found["index"] + 1
+            if not self.policy.decide("concept_drift", found["statistic"], found["threshold"], position):
+                continue
+            # the window: the labelled events watched since the reference error rate was set,
+            # of which only the last one's position is known here
+            window = {"start_time": float(batch.timestamps[row]), "end_time": float(batch.timestamps[row]),
+                      "count": found["labelled_since_reference"], "start_offset": int(batch.offsets[row]),
+                      "end_offset": int(batch.offsets[row])}
+            details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
+            events.append(self._event("concept_drift", self.concept.name, None, found["statistic"],
+                                      found["threshold"], None, window, batch, row, [], details))
+        if not events:  # let the alarm re-arm once the statistic is low again
+            self.policy.decide("concept_drift", self.concept.statistic, self.concept_threshold, self.labelled_total)
+        return events
+
+    @property
+    def concept_threshold(self) -> float:
+        return math.log(self.settings.false_alarm_run_length * FAMILIES)
+
+    # -- decisions ------------------------------------------------------------
+
+    def p_threshold(self, columns: int) -> float:
+        """The per-column p-value under which a window has drifted (see Calibration)."""
+        s = self.settings
+        return (s.window_size // s.subwindows) / (s.false_alarm_run_length * FAMILIES * max(columns, 1))
+
+    def _drift(self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        names, stats = scored["names"], scored["stats"]
+        if not names:
             return []
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        feature, statistic = ranked[0]
-        threshold = self.settings.psi_threshold
-        if not self.policy.decide(kind, statistic, threshold, scored["position"]):
+        p_thr = self.p_threshold(len(names))
+        worst = int(np.argmin(stats["p_value"]))
+        p_min = float(stats["p_value"][worst])
+        # the policy compares -log10(p) against -log10(threshold): larger means more drift
+        strength, bar = -math.log10(max(p_min, 1e-300)), -math.log10(p_thr)
+        if not self.policy.decide(kind, strength, bar, scored["position"]):
             return []
+        order = sorted(range(len(names)), key=lambda i: (-float(stats["psi"][i]), names[i]))
+        top = [{"feature": names[i], "score": float(stats["psi"][i])} for i in order[:TOP_FEATURES]]
+        details = {"p_threshold": p_thr, "statistics": {
+            names[i]: {k: _round(stats[k][i]) for k in STAT_NAMES} for i in order[:TOP_FEATURES]}}
+        critical = float(chi2_critical(p_thr, stats["df"][worst:worst + 1])[0])
+        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        # `feature` and the statistic are the test that fired; top_features rank by effect size (PSI)
+        return [self._event(kind, "chi2", names[worst], float(stats["chi2"][worst]), critical, p_min,
+                            scored["window"], batch, row, top, details)]
+
+    def _data_quality(self, scored: dict, batch: PredictionBatch) -> list[dict]:
+        names, q = scored["names"], scored["quality"]
+        s = self.settings
+        worst: tuple[float, str, str, float, float] | None = None
+        ranked: dict[str, float] = {}
+        for detector, key, bound_name, relative in QUALITY_CHECKS:
+            rate = q[key] - q["missing_rate_ref"] if relative else q[key]
+            bound = getattr(s, bound_name)
+            for i in np.flatnonzero(rate > bound):
+                ratio = float(rate[i] / bound)
+                ranked[names[i]] = max(ranked.get(names[i], 0.0), ratio)
+                if worst is None or ratio > worst[0]:
+                    worst = (ratio, detector, names[i], float(rate[i]), bound)
+        self.quality = {n: {k: float(q[k][i]) for k in q} for i, n in enumerate(names)}
+        strength = worst[0] if worst else 0.0
+        if not self.policy.decide("data_quality", strength, 1.0, scored["position"]) or worst is None:
+            return []
+        _, detector, feature, rate, bound = worst
+        top = [{"feature": f, "score": r} for f, r in sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))]
+        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        return [self._event("data_quality", detector, feature, rate, bound, None, scored["window"], batch, row,
+                            top[:TOP_FEATURES], {"rates": {t["feature"]: self.quality[t["feature"]]
+                                                           for t in top[:TOP_FEATURES]}})]
+
+    def _event(self, kind: str, detector: str, feature: str | None, statistic: float, threshold: float,
+               p_value: float | None, window: dict, batch: PredictionBatch | FeedbackBatch, row: int,
+               top: list[dict], details: dict) -> dict:
         self.drift_events[kind] = self.drift_events.get(kind, 0) + 1
-        window = dict(scored["window"])
-        window["start_time"] = rfc3339(window["start_time"])
-        window["end_time"] = rfc3339(window["end_time"])
-        row = int(np.searchsorted(batch.offsets, window["end_offset"]))
-        return [drift_event(
-            model_id=self.model_id, model_version=batch.model_versions[row], kind=kind, detector="psi",
-            feature=feature, statistic=statistic, threshold=threshold, p_value=None, window=window,
-            partition=batch.partition,
-            top_features=[{"feature": f, "score": s} for f, s in ranked[:TOP_FEATURES]],
-            action=action_for(kind, feature), detected_at=window["end_time"],
-        )]
+        window = dict(window)
+        for key in ("start_time", "end_time"):
+            if not isinstance(window[key], str):
+                window[key] = rfc3339(window[key])
+        event = drift_event(
+            model_id=self.model_id, model_version=batch.model_versions[row], kind=kind, detector=detector,
+            feature=feature, statistic=statistic, threshold=threshold, p_value=p_value, window=window,
+            partition=batch.partition, top_features=top,
+            action=action_for(kind, feature, self.important_features), detected_at=window["end_time"])
+        event["details"] = details
+        return event
+
+    # -- views and state ------------------------------------------------------
 
     def summary(self) -> dict:
-        """What the exporter and `status` show: counters and the latest scores."""
+        """What the exporter and `status` show: counters, latest scores, data quality."""
         return {
             "predictions_total": self.predictions_total,
             "feedback_total": self.feedback_total,
+            "labelled_total": self.labelled_total,
+            "errors_total": self.errors_total,
             "reference_ready": self.features.ready,
             "drift_events": dict(self.drift_events),
             "feature_scores": self.features.last_scores,  # replaced, never mutated: no copy needed
             "output_scores": self.outputs.last_scores,
             "label_scores": self.labels.last_scores,
             "type_mismatches": dict(self.features.type_mismatches),
+            "quality": self.quality,
+            "concept_statistic": self.concept.statistic,
             "last_event_time": self.last_event_time,
         }
 
     def state(self) -> dict:
         return {
             "predictions_total": self.predictions_total, "feedback_total": self.feedback_total,
+            "labelled_total": self.labelled_total, "errors_total": self.errors_total,
             "last_version": self.last_version, "last_event_time": self.last_event_time,
-            "drift_events": self.drift_events, "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
-            "policy": self.policy.state(),
+            "drift_events": self.drift_events, "quality": self.quality,
+            "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
+            "concept": self.concept.state(), "policy": self.policy.state(),
         }
 
     @classmethod
-    def from_state(cls, model_id: str, settings: MonitorSettings, state: dict) -> "ModelMonitor":
-        monitor = cls(model_id, settings)
-        monitor.predictions_total = state["predictions_total"]
-        monitor.feedback_total = state["feedback_total"]
-        monitor.last_version = state["last_version"]
-        monitor.last_event_time = state["last_event_time"]
+    def from_state(cls, model_id: str, settings: MonitorSettings, state: dict,
+                   important_features: frozenset[str] = frozenset()) -> "ModelMonitor":
+        monitor = cls(model_id, settings, important_features)
+        for key in ("predictions_total", "feedback_total", "labelled_total", "errors_total", "last_version",
+                    "last_event_time"):
+            setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
+        monitor.quality = state["quality"]
         monitor.features.load_state(state["features"])
         monitor.outputs.load_state(state["outputs"])
         monitor.labels.load_state(state["labels"])
+        monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
         return monitor

@@ -96,7 +96,16 @@ class MonitorSettings(_Section):
     bins: int = Field(10, ge=2, le=100, description="quantile bins per numeric feature")
     max_categories: int = Field(20, ge=1, le=1000, description="categories tracked per feature; the rest are 'other'")
     max_features: int = Field(200, ge=1, le=10_000, description="features monitored per model; more are counted")
-    psi_threshold: float = Field(0.25, gt=0, description="PSI above which a feature has drifted")
+    false_alarm_run_length: float = Field(
+        1_000_000, ge=1000, description="expected events between false alarms per model, all tests together")
+    concept_detector: Literal["cusum", "adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w"] = "cusum"
+    concept_ratio: float = Field(2.0, gt=1, le=100, description="odds-of-error multiple the CUSUM is tuned to")
+    concept_warmup: int = Field(500, ge=30, description="labelled events that set the reference error rate")
+    concept_history: int = Field(10_000, ge=100, description="errors a River detector keeps for its snapshot")
+    max_missing_rate_increase: float = Field(0.1, gt=0, le=1, description="data quality: missing share over reference")
+    max_invalid_rate: float = Field(0.01, gt=0, le=1, description="data quality: share of wrong-typed values")
+    max_out_of_range_rate: float = Field(0.05, gt=0, le=1, description="data quality: share outside reference range")
+    max_new_category_rate: float = Field(0.05, gt=0, le=1, description="data quality: share of unseen categories")
     cooldown_events: int = Field(5000, ge=0, description="events after a drift event before the same kind fires again")
 
     @field_validator("subwindows")
@@ -112,6 +121,13 @@ class MonitorSettings(_Section):
         return hashlib.sha256(orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
+class ModelSettings(_Section):
+    """Per-model settings: ``[models.<model_id>]`` in the TOML file."""
+
+    important_features: list[str] = Field(default_factory=list,
+                                           description="data drift on these features means action 'retrain'")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
@@ -120,6 +136,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
     group_id: str = Field("streamdrift", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000, description="messages consumed per batch")
     poll_timeout_s: float = Field(0.5, gt=0, le=60)

@@ -10,7 +10,8 @@ label) of one stream. Its life has two phases:
 2. **Monitoring.** Rows are binned (numpy, a whole column of a batch at a time)
    into a ring of ``subwindows`` sub-windows. Whenever a sub-window fills and the
    ring holds a full window, every column's window histogram is compared with
-   its reference and a PSI score per column comes out.
+   its reference (``stats.column_stats``: PSI, Jensen-Shannon, chi-square,
+   KS, Wasserstein) and data-quality rates come out too.
 
 Sub-windows close at fixed row counts, never at batch boundaries or on a
 clock, so the scores depend only on the rows and their order.
@@ -28,19 +29,20 @@ Examples
 ...     return sk.update({"x": x.tolist()}, np.arange(start, start + len(x)), np.zeros(len(x)))
 >>> feed(rng.normal(0, 1, 500), 0)
 []
->>> [round(s["scores"]["x"], 3) for s in feed(rng.normal(0, 1, 400), 500)]
-[0.042]
->>> [round(s["scores"]["x"], 2) for s in feed(rng.normal(2, 1, 400), 900)][-1]
-4.53
+>>> [round(float(s["stats"]["p_value"][0]), 3) for s in feed(rng.normal(0, 1, 400), 500)]
+[0.411]
+>>> [round(float(s["stats"]["psi"][0]), 2) for s in feed(rng.normal(2, 1, 400), 900)][-1]
+6.14
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from streamdrift.stats import column_stats
+
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
-_EPS = 1e-4  # floor on bin probabilities: keeps PSI finite when a bin is empty
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 
 
@@ -68,56 +70,76 @@ def category_keys(values: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Column:
-    """One column's reference: how values map to bins, and the bins' reference shares."""
+    """One column's reference: how values map to bins, and the reference's count per bin.
 
-    def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_probs: list[float]):
+    Bin layout, numeric: ``below`` the reference minimum, the quantile bins,
+    ``above`` the reference maximum, ``missing``, ``invalid`` (a value of the
+    wrong type). Categorical: the tracked categories, ``other`` (unseen or
+    rare), ``missing``, ``invalid`` (always empty: any value is a category).
+    """
+
+    def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_counts: list[int]):
         self.name = name
         self.kind = kind
-        self.edges = np.asarray(edges, dtype=np.float64)
+        self.edges = np.asarray(edges, dtype=np.float64)  # numeric: [min, inner quantiles..., max]
         self.categories = list(categories)
         self._index = {c: i for i, c in enumerate(self.categories)}
-        self.ref_probs = np.asarray(ref_probs, dtype=np.float64)
+        self.ref_counts = np.asarray(ref_counts, dtype=np.int64)
 
     @property
     def n_bins(self) -> int:
-        # numeric: len(edges)+1 value bins + missing; categorical: categories + other + missing
-        return len(self.edges) + 2 if self.kind == NUMERIC else len(self.categories) + 2
+        return len(self.edges) + 3 if self.kind == NUMERIC else len(self.categories) + 3
+
+    @property
+    def missing_bin(self) -> int:
+        return self.n_bins - 2
+
+    @property
+    def invalid_bin(self) -> int:
+        return self.n_bins - 1
 
     @classmethod
-    def fit(cls, name: str, values: list, bins: int, max_categories: int) -> "Column":
+    def fit(cls, name: str, values: list, bins: int, max_categories: int, min_count: int = 5) -> "Column":
+        """The reference of ``values``: quantile bins, or the categories seen at least ``min_count`` times."""
         kind = infer_kind(values)
         if kind == NUMERIC:
             x, _ = to_float(values)
             present = x[~np.isnan(x)]
-            qs = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if present.size else np.empty(0)
-            column = cls(name, kind, np.unique(qs).tolist(), [], [])
+            qs = np.quantile(present, np.linspace(0, 1, bins + 1)) if present.size else np.zeros(2)
+            inner = np.unique(qs[1:-1])
+            inner = inner[(inner > qs[0]) & (inner < qs[-1])]
+            column = cls(name, kind, [float(qs[0]), *inner.tolist(), float(qs[-1])], [], [])
         else:
             uniq, inverse = category_keys(values)
             counts = np.bincount(inverse[inverse >= 0], minlength=len(uniq))
-            # most frequent first, ties by name: deterministic whatever the input order
+            # most frequent first, ties by name: deterministic whatever the input order;
+            # rare categories go to "other" so every tracked bin has a sound expected count
             order = sorted(range(len(uniq)), key=lambda i: (-counts[i], uniq[i]))
-            column = cls(name, kind, [], [str(uniq[i]) for i in order[:max_categories] if counts[i]], [])
-        counts, _ = column.bin(values)
-        column.ref_probs = counts / max(counts.sum(), 1)
+            column = cls(name, kind, [], [str(uniq[i]) for i in order[:max_categories] if counts[i] >= min_count], [])
+        column.ref_counts, _ = column.bin(values)
         return column
 
     def bin(self, values: list) -> tuple[np.ndarray, int]:
-        """Histogram of ``values`` over this column's bins, and the type mismatches."""
-        missing_bin = self.n_bins - 1
+        """Histogram of ``values`` over this column's bins, and how many had the wrong type."""
         if self.kind == NUMERIC:
             x, mismatched = to_float(values)
-            idx = np.searchsorted(self.edges, x, side="right")
-            idx[np.isnan(x)] = missing_bin
-        else:
-            uniq, inverse = category_keys(values)
-            other = len(self.categories)
-            lut = np.array([self._index.get(u, other) for u in uniq] + [missing_bin], dtype=np.int64)
-            idx, mismatched = lut[inverse], 0  # inverse == -1 picks the trailing missing bin
-        return np.bincount(idx, minlength=self.n_bins), mismatched
+            idx = np.searchsorted(self.edges[1:-1], x, side="right") + 1
+            idx[x < self.edges[0]] = 0
+            idx[x > self.edges[-1]] = len(self.edges)
+            idx[np.isnan(x)] = self.missing_bin
+            counts = np.bincount(idx, minlength=self.n_bins)
+            # to_float made wrong-typed values NaN: move them from missing to invalid
+            counts[self.missing_bin] -= mismatched
+            counts[self.invalid_bin] += mismatched
+            return counts, mismatched
+        uniq, inverse = category_keys(values)
+        other = len(self.categories)
+        lut = np.array([self._index.get(u, other) for u in uniq] + [self.missing_bin], dtype=np.int64)
+        return np.bincount(lut[inverse], minlength=self.n_bins), 0  # inverse -1 picks the missing bin
 
     def state(self) -> dict:
         return {"name": self.name, "kind": self.kind, "edges": self.edges.tolist(),
-                "categories": self.categories, "ref_probs": self.ref_probs.tolist()}
+                "categories": self.categories, "ref_counts": self.ref_counts.tolist()}
 
 
 class StreamSketch:
@@ -153,7 +175,7 @@ class StreamSketch:
         self.rows = 0
         self.warmup: dict[str, list] | None = {}
         self.warmup_rows = 0
-        self.columns: list[Column] = []
+        self._set_columns([])
         self.untracked_columns = 0
         self.type_mismatches: dict[str, int] = {}
         self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=np.int64)
@@ -213,10 +235,32 @@ class StreamSketch:
         assert self.warmup is not None
         names = sorted(self.warmup)
         self.untracked_columns = max(0, len(names) - self.max_columns)
-        self.columns = [Column.fit(name, self.warmup[name], self.bins, self.max_categories)
-                        for name in names[: self.max_columns]]
-        self.ring = np.zeros((self.subwindows, sum(c.n_bins for c in self.columns)), dtype=np.int64)
+        self.set_reference([Column.fit(name, self.warmup[name], self.bins, self.max_categories)
+                            for name in names[: self.max_columns]])
+
+    def set_reference(self, columns: list[Column]) -> None:
+        """Start monitoring against ``columns`` (from the warm-up, or from a reference profile)."""
         self.warmup = None
+        self._set_columns(columns)
+        self.ring = np.zeros((self.subwindows, int(self._sizes.sum())), dtype=np.int64)
+
+    def _set_columns(self, columns: list[Column]) -> None:
+        """The columns, and the flat bin layout derived from them (rebuilt on load, not state)."""
+        self.columns = columns
+        self._sizes = np.array([c.n_bins for c in columns], dtype=np.int64)
+        ends = np.cumsum(self._sizes)
+        starts = ends - self._sizes
+        self._starts = starts
+        self._ordered = np.array([c.kind == NUMERIC for c in columns], dtype=bool)
+        self._ref = (np.concatenate([c.ref_counts for c in columns]) if columns else np.zeros(0)).astype(np.int64)
+        self._ref_n = np.add.reduceat(self._ref, starts) if columns else np.zeros(0, np.int64)
+        mask = np.ones(int(self._sizes.sum()), dtype=bool)
+        mask[ends - 2] = False
+        mask[ends - 1] = False
+        self._value_mask = mask
+        # numeric: "below" is the first bin, "above" the one before missing; categorical: "other"
+        self._below_at = np.where(self._ordered, starts, ends - 3)
+        self._above_at = ends - 3
 
     def _add_slot(self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray,
                   start: int, stop: int) -> None:
@@ -236,19 +280,28 @@ class StreamSketch:
         self.slot_rows[slot] += rows
 
     def _score(self, position: int, offset: int, time: float) -> dict:
-        """PSI of every column's window histogram against its reference, ``position`` rows in."""
-        counts = self.ring.sum(axis=0).astype(np.float64)
-        sizes = np.array([c.n_bins for c in self.columns])
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
-        totals = np.repeat(np.add.reduceat(counts, starts), sizes)
-        window = np.maximum(counts / np.maximum(totals, 1), _EPS)
-        ref = np.maximum(np.concatenate([c.ref_probs for c in self.columns]), _EPS)
-        psi = np.add.reduceat((window - ref) * np.log(window / ref), starts)
-        self.last_scores = {c.name: float(s) for c, s in zip(self.columns, psi)}
+        """Drift statistics and data-quality rates of the window, ``position`` rows in."""
+        counts = self.ring.sum(axis=0)
+        stats = column_stats(counts, self._ref, self._sizes, self._ordered, self._value_mask)
+        ends = self._starts + self._sizes
+        n = np.maximum(stats["n"], 1)
+        ref_n = np.maximum(self._ref_n, 1)
+        outside = np.where(self._ordered, counts[self._below_at] + counts[self._above_at], 0)
+        unseen = counts[self._above_at] / n - self._ref[self._above_at] / ref_n
+        quality = {
+            "missing_rate": counts[ends - 2] / n,
+            "missing_rate_ref": self._ref[ends - 2] / ref_n,
+            "invalid_rate": counts[ends - 1] / n,
+            "out_of_range_rate": outside / n,
+            "new_category_rate": np.where(self._ordered, 0.0, np.maximum(unseen, 0.0)),
+        }
+        self.last_scores = {c.name: float(v) for c, v in zip(self.columns, stats["psi"])}
         oldest = (self.slot + 1) % self.subwindows
         return {
             "position": position,
-            "scores": self.last_scores,
+            "names": [c.name for c in self.columns],
+            "stats": stats,
+            "quality": quality,
             "window": {
                 "start_time": float(self.slot_times[oldest, 0]), "end_time": time,
                 "count": int(self.slot_rows.sum()), "start_offset": int(self.slot_offsets[oldest, 0]),
@@ -270,11 +323,10 @@ class StreamSketch:
         self.rows = state["rows"]
         self.warmup = state["warmup"]
         self.warmup_rows = state["warmup_rows"]
-        self.columns = [Column(**c) for c in state["columns"]]
+        self._set_columns([Column(**c) for c in state["columns"]])
         self.untracked_columns = state["untracked_columns"]
         self.type_mismatches = dict(state["type_mismatches"])
-        width = sum(c.n_bins for c in self.columns)
-        self.ring = np.array(state["ring"], dtype=np.int64).reshape(self.subwindows, width)
+        self.ring = np.array(state["ring"], dtype=np.int64).reshape(self.subwindows, int(self._sizes.sum()))
         self.slot_rows = np.array(state["slot_rows"], dtype=np.int64)
         self.slot_offsets = np.array(state["slot_offsets"], dtype=np.int64).reshape(self.subwindows, 2)
         self.slot_times = np.array(state["slot_times"], dtype=np.float64).reshape(self.subwindows, 2)
