@@ -144,6 +144,7 @@ def decode_predictions(
         group.event_ids.append(event_id)
         group.model_versions.append(version)
         group.timestamps.append(timestamp)
+        group.timestamp_values.append(event["timestamp"])
         group.features.append(features)
         group.predictions.append(prediction)
         group.scores.append(score)
@@ -190,6 +191,7 @@ def decode_feedback(
         group.event_ids.append(event_id)
         group.model_versions.append(version)
         group.timestamps.append(timestamp)
+        group.timestamp_values.append(event["timestamp"])
         group.labels.append(label)
         group.predictions.append(prediction)
         group.scores.append(score)
@@ -200,7 +202,7 @@ def decode_feedback(
 class _PredictionColumns:
     """Row values of one (model_id, partition), appended as messages pass."""
 
-    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "features",
+    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "timestamp_values", "features",
                  "predictions", "scores", "class_scores", "segments")
 
     def __init__(self) -> None:
@@ -215,6 +217,7 @@ class _PredictionColumns:
             event_ids=self.event_ids,
             model_versions=self.model_versions,
             timestamps=np.array(self.timestamps, dtype=np.float64),
+            timestamp_values=self.timestamp_values,
             features=_feature_columns(self.features),
             predictions=self.predictions,
             scores=np.array(self.scores, dtype=np.float64),
@@ -226,7 +229,7 @@ class _PredictionColumns:
 class _FeedbackColumns:
     """Row values of one (model_id, partition), appended as messages pass."""
 
-    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "labels",
+    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "timestamp_values", "labels",
                  "predictions", "scores")
 
     def __init__(self) -> None:
@@ -241,6 +244,7 @@ class _FeedbackColumns:
             event_ids=self.event_ids,
             model_versions=self.model_versions,
             timestamps=np.array(self.timestamps, dtype=np.float64),
+            timestamp_values=self.timestamp_values,
             labels=self.labels,
             predictions=self.predictions,
             scores=np.array(self.scores, dtype=np.float64),

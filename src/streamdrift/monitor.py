@@ -214,7 +214,8 @@ class ModelMonitor:
             model_id=self.model_id, model_version=batch.model_versions[row], kind=kind, detector=detector,
             feature=feature, statistic=statistic, threshold=threshold, p_value=p_value, window=window,
             partition=batch.partition, top_features=top,
-            action=action_for(kind, feature, self.important_features), detected_at=window["end_time"])
+            action=action_for(kind, feature, self.important_features),
+            detected_at=batch.timestamp_values[row])  # the triggering event's time, in the form it was written
         event["details"] = details
         return event
 

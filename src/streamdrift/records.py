@@ -42,6 +42,7 @@ class PredictionBatch:
     event_ids: list[str]
     model_versions: list[str | None]
     timestamps: np.ndarray  # float64, event time in epoch seconds
+    timestamp_values: list  # the timestamps as the events wrote them (RFC 3339 string or number)
     features: dict[str, list]  # name -> values (None where the event lacks it)
     predictions: list  # class (str | int | bool) or value (float)
     scores: np.ndarray  # float64, NaN where absent
@@ -60,6 +61,7 @@ class FeedbackBatch:
     event_ids: list[str]
     model_versions: list[str | None]
     timestamps: np.ndarray  # float64, epoch seconds
+    timestamp_values: list  # as the events wrote them
     labels: list
     # A feedback event may carry the prediction it grades; then it needs no join.
     predictions: list = field(default_factory=list)  # None where absent
