@@ -31,10 +31,11 @@ import math
 
 import numpy as np
 
+from streamdrift import reference
 from streamdrift.concept import make_detector
 from streamdrift.policy import AlertPolicy, action_for, drift_event, rfc3339
 from streamdrift.records import FeedbackBatch, PredictionBatch
-from streamdrift.settings import MonitorSettings
+from streamdrift.settings import MonitorSettings, Settings
 from streamdrift.sketch import StreamSketch
 from streamdrift.stats import chi2_critical
 
@@ -64,12 +65,17 @@ class ModelMonitor:
         Detection settings shared by all models.
     important_features
         Data drift on one of these features asks for a retrain.
+    profile
+        A reference profile (``reference.load_profile``); without one, the first
+        ``reference_size`` events form the reference.
     """
 
-    def __init__(self, model_id: str, settings: MonitorSettings, important_features: frozenset[str] = frozenset()):
+    def __init__(self, model_id: str, settings: MonitorSettings, important_features: frozenset[str] = frozenset(),
+                 profile: dict | None = None):
         self.model_id = model_id
         self.settings = settings
         self.important_features = important_features
+        self.profile = profile
         self._reset()
 
     def _sketch(self, max_columns: int) -> StreamSketch:
@@ -92,6 +98,14 @@ class ModelMonitor:
         self.concept = make_detector(s.concept_detector, s.false_alarm_run_length * FAMILIES, s.concept_ratio,
                                      s.concept_warmup, s.concept_history)
         self.policy = AlertPolicy(s.cooldown_events)
+        if self.profile is not None:
+            for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
+                if self.profile[part]:
+                    sketch.set_reference(reference.columns(self.profile, part))
+
+    @property
+    def reference_source(self) -> str:
+        return "profile" if self.profile is not None else "warm-up"
 
     # -- input --------------------------------------------------------------
 
@@ -229,6 +243,7 @@ class ModelMonitor:
             "labelled_total": self.labelled_total,
             "errors_total": self.errors_total,
             "reference_ready": self.features.ready,
+            "reference_source": self.reference_source,
             "drift_events": dict(self.drift_events),
             "feature_scores": self.features.last_scores,  # replaced, never mutated: no copy needed
             "output_scores": self.outputs.last_scores,
@@ -251,8 +266,8 @@ class ModelMonitor:
 
     @classmethod
     def from_state(cls, model_id: str, settings: MonitorSettings, state: dict,
-                   important_features: frozenset[str] = frozenset()) -> "ModelMonitor":
-        monitor = cls(model_id, settings, important_features)
+                   important_features: frozenset[str] = frozenset(), profile: dict | None = None) -> "ModelMonitor":
+        monitor = cls(model_id, settings, important_features, profile)
         for key in ("predictions_total", "feedback_total", "labelled_total", "errors_total", "last_version",
                     "last_event_time"):
             setattr(monitor, key, state[key])
@@ -264,3 +279,17 @@ class ModelMonitor:
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
         return monitor
+
+
+def monitor_factory(settings: Settings):
+    """``(model_id, state=None) -> ModelMonitor`` with each model's configuration (profiles read once)."""
+    profiles = {m: reference.load_profile(c.profile) for m, c in settings.models.items() if c.profile is not None}
+
+    def make(model_id: str, state: dict | None = None) -> ModelMonitor:
+        config = settings.models.get(model_id)
+        important = frozenset(config.important_features) if config else frozenset()
+        if state is None:
+            return ModelMonitor(model_id, settings.monitor, important, profiles.get(model_id))
+        return ModelMonitor.from_state(model_id, settings.monitor, state, important, profiles.get(model_id))
+
+    return make

@@ -126,6 +126,7 @@ class ModelSettings(_Section):
 
     important_features: list[str] = Field(default_factory=list,
                                            description="data drift on these features means action 'retrain'")
+    profile: Path | None = Field(None, description="reference profile from `streamdrift reference build`")
 
 
 class Settings(BaseSettings):
