@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 OTHER = "__other__"
+QUALITY_CHECKS = ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate")
 
 
 class ModelCollector:
@@ -39,7 +40,7 @@ class ModelCollector:
     def collect(self) -> Iterable:
         models = self.summaries()
         ids = sorted(models)
-        labelled, overflow = ids[: self.max_models], ids[self.max_models:]
+        own_label, overflow = ids[: self.max_models], ids[self.max_models:]
         events = CounterMetricFamily("streamdrift_events", "Events consumed per model and stream",
                                      labels=["model_id", "stream"])
         drift = CounterMetricFamily("streamdrift_drift_events", "Drift events raised per model and kind",
@@ -52,9 +53,19 @@ class ModelCollector:
                                   labels=["model_id"])
         last = GaugeMetricFamily("streamdrift_last_event_timestamp_seconds", "Latest event time seen per model",
                                  labels=["model_id"])
+        quality = GaugeMetricFamily("streamdrift_data_quality_rate",
+                                    "Share of the latest window's events per data-quality check and feature",
+                                    labels=["model_id", "feature", "check"])
+        labelled = CounterMetricFamily("streamdrift_labelled_events", "Feedback events that graded a prediction",
+                                       labels=["model_id"])
+        errors = CounterMetricFamily("streamdrift_prediction_errors", "Graded predictions that were wrong",
+                                     labels=["model_id"])
+        concept = GaugeMetricFamily("streamdrift_concept_statistic",
+                                    "Concept-drift detector statistic on the error stream (CUSUM, in nats)",
+                                    labels=["model_id"])
         other = {"predictions": 0, "feedback": 0}
         other_drift: dict[str, int] = {}
-        for model_id in labelled:
+        for model_id in own_label:
             s = models[model_id]
             events.add_metric([model_id, "predictions"], s["predictions_total"])
             events.add_metric([model_id, "feedback"], s["feedback_total"])
@@ -68,6 +79,12 @@ class ModelCollector:
                 mismatches.add_metric([model_id, feature], n)
             ready.add_metric([model_id], float(s["reference_ready"]))
             last.add_metric([model_id], s["last_event_time"])
+            for feature, rates in sorted(s["quality"].items()):
+                for check in QUALITY_CHECKS:
+                    quality.add_metric([model_id, feature, check], rates[check])
+            labelled.add_metric([model_id], s["labelled_total"])
+            errors.add_metric([model_id], s["errors_total"])
+            concept.add_metric([model_id], s["concept_statistic"])
         for model_id in overflow:
             s = models[model_id]
             other["predictions"] += s["predictions_total"]
@@ -79,7 +96,7 @@ class ModelCollector:
                 events.add_metric([OTHER, stream], n)
             for kind, n in sorted(other_drift.items()):
                 drift.add_metric([OTHER, kind], n)
-        yield from (events, drift, scores, mismatches, ready, last)
+        yield from (events, drift, scores, mismatches, ready, last, quality, labelled, errors, concept)
         yield GaugeMetricFamily("streamdrift_models", "Models monitored by this worker", value=len(ids))
         yield GaugeMetricFamily("streamdrift_models_unlabelled",
                                 f"Models aggregated under model_id={OTHER!r} (over metrics_max_models)",

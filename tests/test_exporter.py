@@ -1,0 +1,34 @@
+"""The Prometheus collector: per-model series with a bounded label set."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams import demo_messages, run_monitors
+from streamdrift.exporter import OTHER, ModelCollector
+from streamdrift.settings import MonitorSettings
+
+
+def scrape(monitors, cap: int) -> dict[str, list]:
+    registry = CollectorRegistry()
+    registry.register(ModelCollector(lambda: {m: x.summary() for m, x in monitors.items()}, cap))
+    return {f.name: f.samples for f in text_string_to_metric_families(generate_latest(registry).decode())}
+
+
+def test_models_over_the_cap_are_summed_under_other_and_counted():
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    metrics = scrape(monitors, cap=2)
+    events = {(s.labels["model_id"], s.labels["stream"]): s.value for s in metrics["streamdrift_events"]
+              if s.name == "streamdrift_events_total"}
+    # sorted ids: churn and credit-risk keep their label, fraud is summed under __other__
+    assert events == {("churn", "predictions"): 4000, ("churn", "feedback"): monitors["churn"].feedback_total,
+                      ("credit-risk", "predictions"): 4000,
+                      ("credit-risk", "feedback"): monitors["credit-risk"].feedback_total,
+                      (OTHER, "predictions"): 4000, (OTHER, "feedback"): monitors["fraud"].feedback_total}
+    assert sum(v for (_, stream), v in events.items() if stream == "predictions") == 12_000
+    assert {s.labels["model_id"] for s in metrics["streamdrift_drift_score"]} == {"churn", "credit-risk"}
+    assert metrics["streamdrift_models_unlabelled"][0].value == 1
+    assert metrics["streamdrift_models"][0].value == 3
+    quality = {(s.labels["feature"], s.labels["check"]) for s in metrics["streamdrift_data_quality_rate"]}
+    assert ("income", "missing_rate") in quality and ("region", "new_category_rate") in quality
