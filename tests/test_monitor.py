@@ -118,3 +118,18 @@ def test_snapshot_is_refused_when_corrupt_tampered_or_from_other_settings(tmp_pa
         other.load(3)
     assert store.load(3).offsets == {"predictions": 10}
     assert store.load(4) is None
+
+
+def test_scheduled_retraining_follows_event_time_not_batches(stream):
+    # demo events are 1 ms apart: 36k predictions span 36 s of event time; credit-risk's first is at t0
+    runs = []
+    for batch_size in (1000, 333):
+        monitors = {"credit-risk": ModelMonitor("credit-risk", SETTINGS, retrain_every_s=10.0)}
+        _, events = run_monitors(stream, batch_size, SETTINGS, monitors)
+        runs.append([e for e in events if e["kind"] == "scheduled_retrain"])
+    assert runs[0] == runs[1]
+    scheduled = runs[0]
+    assert [(e["action"], e["detector"], e["statistic"] >= 10.0) for e in scheduled] == [("retrain", "schedule", True)] * 3
+    # credit-risk predicts every 3 ms from t0 = 1_700_000_000.000: the first prediction at or past each 10 s
+    assert [e["detected_at"] for e in scheduled] == [1_700_000_010.002, 1_700_000_020.004, 1_700_000_030.006]
+    assert [e["window"]["end_offset"] for e in scheduled] == [10_002, 20_004, 30_006]

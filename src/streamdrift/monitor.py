@@ -68,14 +68,18 @@ class ModelMonitor:
     profile
         A reference profile (``reference.load_profile``); without one, the first
         ``reference_size`` events form the reference.
+    retrain_every_s
+        If set, a ``scheduled_retrain`` event each time this much event time has
+        passed since the model's first prediction or its last scheduled event.
     """
 
     def __init__(self, model_id: str, settings: MonitorSettings, important_features: frozenset[str] = frozenset(),
-                 profile: dict | None = None):
+                 profile: dict | None = None, retrain_every_s: float | None = None):
         self.model_id = model_id
         self.settings = settings
         self.important_features = important_features
         self.profile = profile
+        self.retrain_every_s = retrain_every_s
         self._reset()
 
     def _sketch(self, max_columns: int) -> StreamSketch:
@@ -90,6 +94,7 @@ class ModelMonitor:
         self.errors_total = 0
         self.last_version: str | None = None
         self.last_event_time = 0.0
+        self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
         self.drift_events: dict[str, int] = {}
         self.quality: dict[str, dict[str, float]] = {}
         self.features = self._sketch(s.max_features)
@@ -122,7 +127,27 @@ class ModelMonitor:
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
         for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
             events += self._drift("prediction_drift", scored, batch)
+        if self.retrain_every_s is not None:
+            events += self._schedule(batch)
         return events
+
+    def _schedule(self, batch: PredictionBatch) -> list[dict]:
+        """Scheduled retraining in event time: the first event past each interval triggers it."""
+        if self.schedule_from is None:
+            self.schedule_from = [float(batch.timestamps[0]), int(batch.offsets[0])]
+        events = []
+        while True:
+            since, since_offset = self.schedule_from
+            rows = np.flatnonzero(batch.timestamps >= since + self.retrain_every_s)
+            if not len(rows):
+                return events
+            row = int(rows[0])
+            t, offset = float(batch.timestamps[row]), int(batch.offsets[row])
+            window = {"start_time": since, "end_time": t, "count": 0, "start_offset": since_offset,
+                      "end_offset": offset}
+            events.append(self._event("scheduled_retrain", "schedule", None, t - since, self.retrain_every_s, None,
+                                      window, batch, row, [], {}))
+            self.schedule_from = [t, offset]
 
     def observe_feedback(self, batch: FeedbackBatch) -> list[dict]:
         self.feedback_total += len(batch)
@@ -259,17 +284,18 @@ class ModelMonitor:
             "predictions_total": self.predictions_total, "feedback_total": self.feedback_total,
             "labelled_total": self.labelled_total, "errors_total": self.errors_total,
             "last_version": self.last_version, "last_event_time": self.last_event_time,
-            "drift_events": self.drift_events, "quality": self.quality,
+            "schedule_from": self.schedule_from, "drift_events": self.drift_events, "quality": self.quality,
             "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
             "concept": self.concept.state(), "policy": self.policy.state(),
         }
 
     @classmethod
     def from_state(cls, model_id: str, settings: MonitorSettings, state: dict,
-                   important_features: frozenset[str] = frozenset(), profile: dict | None = None) -> "ModelMonitor":
-        monitor = cls(model_id, settings, important_features, profile)
+                   important_features: frozenset[str] = frozenset(), profile: dict | None = None,
+                   retrain_every_s: float | None = None) -> "ModelMonitor":
+        monitor = cls(model_id, settings, important_features, profile, retrain_every_s)
         for key in ("predictions_total", "feedback_total", "labelled_total", "errors_total", "last_version",
-                    "last_event_time"):
+                    "last_event_time", "schedule_from"):
             setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
         monitor.quality = state["quality"]
@@ -288,8 +314,9 @@ def monitor_factory(settings: Settings):
     def make(model_id: str, state: dict | None = None) -> ModelMonitor:
         config = settings.models.get(model_id)
         important = frozenset(config.important_features) if config else frozenset()
+        every = config.retrain_every_s if config else None
         if state is None:
-            return ModelMonitor(model_id, settings.monitor, important, profiles.get(model_id))
-        return ModelMonitor.from_state(model_id, settings.monitor, state, important, profiles.get(model_id))
+            return ModelMonitor(model_id, settings.monitor, important, profiles.get(model_id), every)
+        return ModelMonitor.from_state(model_id, settings.monitor, state, important, profiles.get(model_id), every)
 
     return make

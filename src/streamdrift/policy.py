@@ -24,8 +24,8 @@ import hashlib
 from datetime import datetime, timezone
 
 KINDS = ("data_drift", "prediction_drift", "label_drift", "concept_drift",
-         "performance_degradation", "data_quality")
-RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation"})
+         "performance_degradation", "data_quality", "scheduled_retrain")
+RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation", "scheduled_retrain"})
 SCHEMA_VERSION = 1
 
 

@@ -127,6 +127,8 @@ class ModelSettings(_Section):
     important_features: list[str] = Field(default_factory=list,
                                            description="data drift on these features means action 'retrain'")
     profile: Path | None = Field(None, description="reference profile from `streamdrift reference build`")
+    retrain_every_s: float | None = Field(None, gt=0, description="emit a scheduled_retrain event this often "
+                                                                  "(event time), whatever the detectors say")
 
 
 class Settings(BaseSettings):
