@@ -10,7 +10,7 @@ from pathlib import Path
 from streams import FB, PRED, demo_messages, run_monitors, state_bytes
 from streamdrift.errors import SnapshotError
 from streamdrift.monitor import ModelMonitor
-from streamdrift.settings import MonitorSettings
+from streamdrift.settings import ModelSettings, MonitorSettings
 from streamdrift.snapshot import LocalSnapshotStore, Snapshot
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -31,7 +31,8 @@ def baseline(stream):
 def test_injected_drift_gives_one_event_per_kind_naming_the_shifted_features(baseline):
     monitors, events = baseline
     assert [(e["model_id"], e["kind"]) for e in events] == [
-        ("credit-risk", "data_drift"), ("credit-risk", "prediction_drift"), ("credit-risk", "concept_drift")]
+        ("credit-risk", "data_drift"), ("credit-risk", "prediction_drift"), ("credit-risk", "performance_degradation"),
+        ("credit-risk", "concept_drift")]
     data = events[0]
     # credit-risk drifts at its prediction #6000; the first window that fails the calibrated test ends at
     # #6199, one sub-window (200 predictions) after the change
@@ -42,7 +43,10 @@ def test_injected_drift_gives_one_event_per_kind_naming_the_shifted_features(bas
     assert {f["feature"] for f in data["top_features"][3:]} == {"age", "credit_lines", "region", "has_mortgage"}
     assert (data["feature"], data["detector"], data["action"]) == ("debt_ratio", "chi2", "investigate")
     assert data["p_value"] < data["details"]["p_threshold"] and data["statistic"] > data["threshold"]
-    concept = events[2]
+    degraded = events[2]
+    assert (degraded["detector"], degraded["action"]) == ("accuracy", "retrain")
+    assert degraded["statistic"] < degraded["threshold"] == pytest.approx(degraded["details"]["reference"] - 0.05)
+    concept = events[3]
     assert (concept["detector"], concept["action"], concept["feature"]) == ("cusum", "retrain", None)
     assert concept["details"]["error_rate_since_reference"] > concept["details"]["reference_error_rate"]
     assert monitors["credit-risk"].predictions_total == 12_000
@@ -124,7 +128,7 @@ def test_scheduled_retraining_follows_event_time_not_batches(stream):
     # demo events are 1 ms apart: 36k predictions span 36 s of event time; credit-risk's first is at t0
     runs = []
     for batch_size in (1000, 333):
-        monitors = {"credit-risk": ModelMonitor("credit-risk", SETTINGS, retrain_every_s=10.0)}
+        monitors = {"credit-risk": ModelMonitor("credit-risk", SETTINGS, ModelSettings(retrain_every_s=10.0))}
         _, events = run_monitors(stream, batch_size, SETTINGS, monitors)
         runs.append([e for e in events if e["kind"] == "scheduled_retrain"])
     assert runs[0] == runs[1]

@@ -35,7 +35,10 @@ from streamdrift import reference
 from streamdrift.concept import make_detector
 from streamdrift.policy import AlertPolicy, action_for, drift_event, rfc3339
 from streamdrift.records import FeedbackBatch, PredictionBatch
-from streamdrift.settings import MonitorSettings, Settings
+from streamdrift.join import FeedbackJoin, Joined
+from streamdrift.performance import (CBPE, ClassificationMetrics, DegradationTest, RegressionMetrics, SegmentMetrics,
+                                     VersionComparison, infer_task, label_keys)
+from streamdrift.settings import ModelSettings, MonitorSettings, Settings
 from streamdrift.sketch import StreamSketch
 from streamdrift.stats import chi2_critical
 
@@ -63,23 +66,20 @@ class ModelMonitor:
         The model watched.
     settings
         Detection settings shared by all models.
-    important_features
-        Data drift on one of these features asks for a retrain.
+    model
+        This model's own settings (``[models.<id>]``): important features, task,
+        positive class, segments, retraining schedule.
     profile
         A reference profile (``reference.load_profile``); without one, the first
         ``reference_size`` events form the reference.
-    retrain_every_s
-        If set, a ``scheduled_retrain`` event each time this much event time has
-        passed since the model's first prediction or its last scheduled event.
     """
 
-    def __init__(self, model_id: str, settings: MonitorSettings, important_features: frozenset[str] = frozenset(),
-                 profile: dict | None = None, retrain_every_s: float | None = None):
+    def __init__(self, model_id: str, settings: MonitorSettings, model: ModelSettings | None = None,
+                 profile: dict | None = None):
         self.model_id = model_id
         self.settings = settings
-        self.important_features = important_features
+        self.model = model or ModelSettings()
         self.profile = profile
-        self.retrain_every_s = retrain_every_s
         self._reset()
 
     def _sketch(self, max_columns: int) -> StreamSketch:
@@ -90,8 +90,9 @@ class ModelMonitor:
         s = self.settings
         self.predictions_total = 0
         self.feedback_total = 0
-        self.labelled_total = 0  # feedback that carried the prediction it grades
+        self.labelled_total = 0  # predictions graded by feedback (joined or carried)
         self.errors_total = 0
+        self.task = self.model.task  # inferred from the first graded predictions when unset
         self.last_version: str | None = None
         self.last_event_time = 0.0
         self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
@@ -103,10 +104,39 @@ class ModelMonitor:
         self.concept = make_detector(s.concept_detector, s.false_alarm_run_length * FAMILIES, s.concept_ratio,
                                      s.concept_warmup, s.concept_history)
         self.policy = AlertPolicy(s.cooldown_events)
+        self.join = FeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
+        self.performance: ClassificationMetrics | RegressionMetrics | None = None
+        self.cbpe = CBPE(s.window_size, s.subwindows)
+        self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=0.01)
+        self.segments = (SegmentMetrics(self.model.segment_attributes, s.window_size, s.subwindows, s.max_segments,
+                                        self.model.positive_label, self.model.sensitive_attribute)
+                         if self.model.segment_attributes else None)
+        self.degradation = self._degradation_test()
+        self.performance_report: dict = {}
         if self.profile is not None:
             for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
                 if self.profile[part]:
                     sketch.set_reference(reference.columns(self.profile, part))
+
+    def _degradation_test(self) -> DegradationTest:
+        """Accuracy (or MAE) against the profile's value, or the first window's."""
+        s = self.settings
+        if self.task == "regression":
+            return DegradationTest(s.degradation_tolerance, s.degradation_alpha, higher_is_better=False,
+                                   proportion=False)
+        metrics = self.profile.get("metrics") if self.profile is not None else None
+        reference = 1 - metrics["error_rate"] if metrics else None
+        return DegradationTest(s.degradation_tolerance, s.degradation_alpha, reference=reference)
+
+    def _start_performance(self, labels: list, predictions: list) -> None:
+        """Metrics for the task: configured, or inferred from the first graded predictions."""
+        if self.task is None:
+            self.task = infer_task(labels, predictions)
+            self.degradation = self._degradation_test()
+        s = self.settings
+        self.performance = (ClassificationMetrics(s.window_size, s.subwindows, s.score_bins,
+                                                  positive_label=self.model.positive_label)
+                            if self.task == "classification" else RegressionMetrics(s.window_size, s.subwindows))
 
     @property
     def reference_source(self) -> str:
@@ -127,7 +157,13 @@ class ModelMonitor:
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
         for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
             events += self._drift("prediction_drift", scored, batch)
-        if self.retrain_every_s is not None:
+        scored_rows = batch.scores[~np.isnan(batch.scores)]
+        if len(scored_rows):
+            self.cbpe.update(scored_rows)
+        graded = self.join.add_predictions(batch.event_ids, batch.timestamps, batch.predictions, batch.scores,
+                                           batch.model_versions, batch.segments)
+        events += self._graded(graded, batch)
+        if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
         return events
 
@@ -138,14 +174,14 @@ class ModelMonitor:
         events = []
         while True:
             since, since_offset = self.schedule_from
-            rows = np.flatnonzero(batch.timestamps >= since + self.retrain_every_s)
+            rows = np.flatnonzero(batch.timestamps >= since + self.model.retrain_every_s)
             if not len(rows):
                 return events
             row = int(rows[0])
             t, offset = float(batch.timestamps[row]), int(batch.offsets[row])
             window = {"start_time": since, "end_time": t, "count": 0, "start_offset": since_offset,
                       "end_offset": offset}
-            events.append(self._event("scheduled_retrain", "schedule", None, t - since, self.retrain_every_s, None,
+            events.append(self._event("scheduled_retrain", "schedule", None, t - since, self.model.retrain_every_s, None,
                                       window, batch, row, [], {}))
             self.schedule_from = [t, offset]
 
@@ -155,15 +191,63 @@ class ModelMonitor:
         events = []
         for scored in self.labels.update({"label": batch.labels}, batch.offsets, batch.timestamps):
             events += self._drift("label_drift", scored, batch)
-        carried = [i for i, p in enumerate(batch.predictions) if p is not None]
-        if carried:
-            errors = np.array([batch.predictions[i] != batch.labels[i] for i in carried], dtype=bool)
-            events += self.observe_errors(errors, batch, np.array(carried))
+        graded = self.join.add_feedback(batch.event_ids, batch.timestamps, batch.labels, batch.predictions,
+                                        batch.scores, batch.model_versions)
+        events += self._graded(graded, batch)
         return events
+
+    def _graded(self, graded: Joined, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
+        if not len(graded):
+            return []
+        # the batch row that completed each pair, for offsets and event times of drift events
+        index = {event_id: i for i, event_id in enumerate(batch.event_ids)}
+        rows = np.array([index[e] for e in graded.event_ids], dtype=np.int64)
+        if self.performance is None:
+            self._start_performance(graded.labels, graded.predictions)
+        events: list[dict] = []
+        if self.task == "classification":
+            correct = label_keys(graded.labels) == label_keys(graded.predictions)
+            windows = self.performance.update(graded.labels, graded.predictions, graded.scores)
+            self.versions.update(graded.versions, correct)
+            if self.segments is not None:
+                self.segments.update(graded.labels, graded.predictions,
+                                     [seg or {} for seg in graded.segments])
+            for w in windows:
+                events += self._degradation(w, batch, int(rows[w["row"]]))
+            events += self.observe_errors(~correct, batch, rows)
+        else:
+            for w in self.performance.update(graded.labels, graded.predictions):
+                events += self._degradation(w, batch, int(rows[w["row"]]))
+            self.labelled_total += len(graded)
+        return events
+
+    def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
+        """A performance_degradation event when the window is surely worse than the reference."""
+        report = window.get("report") or self.performance.report("window")
+        self.performance_report = report
+        if self.task == "classification":
+            metric, verdict = "accuracy", self.degradation.check(report["accuracy"], report["rows"])
+        else:
+            metric, verdict = "mae", self.degradation.check(report["mae"], report["rows"], report["mae_se"])
+        if verdict is None:  # the first window sets the reference
+            return []
+        alpha = self.settings.degradation_alpha
+        if not self.policy.decide("performance_degradation", 1 - verdict.p_value if verdict.degraded else 0.0,
+                                  1 - alpha, window["position"]):
+            return []
+        at = {"start_time": float(batch.timestamps[row]), "end_time": float(batch.timestamps[row]),
+              "count": report["rows"], "start_offset": int(batch.offsets[row]), "end_offset": int(batch.offsets[row])}
+        details = {"metric": metric, "reference": verdict.reference, "confidence_bound": verdict.bound,
+                   "tolerance": self.settings.degradation_tolerance}
+        if self.task == "classification":
+            details["versions"] = self.versions.report("window")
+        return [self._event("performance_degradation", metric, None, verdict.statistic, verdict.threshold,
+                            verdict.p_value, at, batch, row, [], details)]
 
     def observe_errors(self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch,
                        rows: np.ndarray) -> list[dict]:
-        """Feed the error stream (1 = wrong) of labelled rows ``rows`` of ``batch``."""
+        """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``."""
         start = self.labelled_total
         self.labelled_total += len(errors)
         self.errors_total += int(errors.sum())
@@ -253,7 +337,7 @@ class ModelMonitor:
             model_id=self.model_id, model_version=batch.model_versions[row], kind=kind, detector=detector,
             feature=feature, statistic=statistic, threshold=threshold, p_value=p_value, window=window,
             partition=batch.partition, top_features=top,
-            action=action_for(kind, feature, self.important_features),
+            action=action_for(kind, feature, frozenset(self.model.important_features)),
             detected_at=batch.timestamp_values[row])  # the triggering event's time, in the form it was written
         event["details"] = details
         return event
@@ -276,6 +360,14 @@ class ModelMonitor:
             "type_mismatches": dict(self.features.type_mismatches),
             "quality": self.quality,
             "concept_statistic": self.concept.statistic,
+            "task": self.task,
+            "performance": {"window": self.performance_report,
+                            "cumulative": self.performance.report("cumulative") if self.performance else {}},
+            "estimated_accuracy": self.cbpe.estimate("window"),
+            "reference_accuracy": self.degradation.reference_value if self.task == "classification" else None,
+            "join": self.join.counters(),
+            "versions": self.versions.report("window") if self.task == "classification" else {},
+            "segments": self.segments.report("window") if self.segments is not None else {},
             "last_event_time": self.last_event_time,
         }
 
@@ -286,14 +378,17 @@ class ModelMonitor:
             "last_version": self.last_version, "last_event_time": self.last_event_time,
             "schedule_from": self.schedule_from, "drift_events": self.drift_events, "quality": self.quality,
             "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
-            "concept": self.concept.state(), "policy": self.policy.state(),
+            "concept": self.concept.state(), "policy": self.policy.state(), "task": self.task,
+            "join": self.join.state(), "performance": self.performance.state() if self.performance else None,
+            "performance_report": self.performance_report, "cbpe": self.cbpe.state(),
+            "versions": self.versions.state(), "degradation": self.degradation.state(),
+            "segments": self.segments.state() if self.segments is not None else None,
         }
 
     @classmethod
-    def from_state(cls, model_id: str, settings: MonitorSettings, state: dict,
-                   important_features: frozenset[str] = frozenset(), profile: dict | None = None,
-                   retrain_every_s: float | None = None) -> "ModelMonitor":
-        monitor = cls(model_id, settings, important_features, profile, retrain_every_s)
+    def from_state(cls, model_id: str, settings: MonitorSettings, state: dict, model: ModelSettings | None = None,
+                   profile: dict | None = None) -> "ModelMonitor":
+        monitor = cls(model_id, settings, model, profile)
         for key in ("predictions_total", "feedback_total", "labelled_total", "errors_total", "last_version",
                     "last_event_time", "schedule_from"):
             setattr(monitor, key, state[key])
@@ -304,6 +399,18 @@ class ModelMonitor:
         monitor.labels.load_state(state["labels"])
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
+        monitor.task = state["task"]
+        monitor.join.load_state(state["join"])
+        if state["performance"] is not None:
+            monitor._start_performance([], [])
+            monitor.performance.load_state(state["performance"])
+        monitor.performance_report = state["performance_report"]
+        monitor.cbpe.load_state(state["cbpe"])
+        monitor.versions.load_state(state["versions"])
+        monitor.degradation = monitor._degradation_test()
+        monitor.degradation.load_state(state["degradation"])
+        if monitor.segments is not None and state["segments"] is not None:
+            monitor.segments.load_state(state["segments"])
         return monitor
 
 
@@ -313,10 +420,8 @@ def monitor_factory(settings: Settings):
 
     def make(model_id: str, state: dict | None = None) -> ModelMonitor:
         config = settings.models.get(model_id)
-        important = frozenset(config.important_features) if config else frozenset()
-        every = config.retrain_every_s if config else None
         if state is None:
-            return ModelMonitor(model_id, settings.monitor, important, profiles.get(model_id), every)
-        return ModelMonitor.from_state(model_id, settings.monitor, state, important, profiles.get(model_id), every)
+            return ModelMonitor(model_id, settings.monitor, config, profiles.get(model_id))
+        return ModelMonitor.from_state(model_id, settings.monitor, state, config, profiles.get(model_id))
 
     return make

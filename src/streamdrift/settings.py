@@ -107,6 +107,15 @@ class MonitorSettings(_Section):
     max_out_of_range_rate: float = Field(0.05, gt=0, le=1, description="data quality: share outside reference range")
     max_new_category_rate: float = Field(0.05, gt=0, le=1, description="data quality: share of unseen categories")
     cooldown_events: int = Field(5000, ge=0, description="events after a drift event before the same kind fires again")
+    join_ttl_s: float = Field(7 * 86400, gt=0, description="event time a prediction waits for its label (and back)")
+    join_max_pending: int = Field(20_000, ge=10, description="predictions (and early feedback) waiting, per model")
+    join_max_pending_bytes: int = Field(16 << 20, ge=1 << 16, description="approximate bytes waiting, per model")
+    score_bins: int = Field(50, ge=5, le=1000, description="score histogram bins for AUC and calibration error")
+    degradation_tolerance: float = Field(0.05, gt=0, description="how much worse than the reference accuracy "
+                                                                 "(or MAE) a window may be")
+    degradation_alpha: float = Field(0.001, gt=0, lt=0.5, description="one-sided confidence of degradation")
+    max_versions: int = Field(10, ge=1, le=1000, description="model versions compared per model")
+    max_segments: int = Field(20, ge=1, le=1000, description="segment values tracked per attribute")
 
     @field_validator("subwindows")
     @classmethod
@@ -127,6 +136,10 @@ class ModelSettings(_Section):
     important_features: list[str] = Field(default_factory=list,
                                            description="data drift on these features means action 'retrain'")
     profile: Path | None = Field(None, description="reference profile from `streamdrift reference build`")
+    task: Literal["classification", "regression"] | None = Field(None, description="inferred when unset")
+    positive_label: str = Field("1", description="positive class of precision, recall, F1 and `score`")
+    segment_attributes: list[str] = Field(default_factory=list, description="`segment` keys to slice metrics by")
+    sensitive_attribute: str | None = Field(None, description="segment key whose fairness gaps are reported")
     retrain_every_s: float | None = Field(None, gt=0, description="emit a scheduled_retrain event this often "
                                                                   "(event time), whatever the detectors say")
 
