@@ -32,3 +32,25 @@ def test_models_over_the_cap_are_summed_under_other_and_counted():
     assert metrics["streamdrift_models"][0].value == 3
     quality = {(s.labels["feature"], s.labels["check"]) for s in metrics["streamdrift_data_quality_rate"]}
     assert ("income", "missing_rate") in quality and ("region", "new_category_rate") in quality
+
+
+def test_performance_metrics_match_an_offline_computation_over_the_same_graded_predictions():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from streamdrift.demo import generate
+
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=10**9), 1000, MonitorSettings())
+    metrics = scrape(monitors, cap=10)
+    cumulative = {(s.labels["model_id"], s.labels["metric"]): s.value for s in metrics["streamdrift_model_metric"]
+                  if s.labels["scope"] == "cumulative"}
+    # offline: join every churn feedback to its prediction by event_id
+    events = list(generate(12_000, seed=7, drift_at=10**9))
+    predicted = {e["event_id"]: e["prediction"] for kind, e in events if kind == "prediction"}
+    graded = [(e["label"], predicted[e["event_id"]]) for kind, e in events
+              if kind == "feedback" and e["model_id"] == "churn"]
+    labels, predictions = zip(*graded)
+    assert cumulative[("churn", "accuracy")] == accuracy_score(labels, predictions)
+    assert abs(cumulative[("churn", "f1")] - f1_score(labels, predictions, zero_division=0)) < 1e-12
+    pending = {(s.labels["model_id"], s.labels["side"]): s.value for s in metrics["streamdrift_join_pending"]}
+    assert pending[("churn", "feedback")] == 0  # feedback follows its prediction: it never waits
+    assert pending[("churn", "predictions")] == 4000 - len(graded)  # the unlabelled half waits (TTL: 7 days)

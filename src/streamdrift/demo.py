@@ -80,8 +80,8 @@ def generate(n_events: int, seed: int = 7, drift_at: int = 6000, start_time: flo
                              "features": features, "prediction": int(score >= 0.5), "score": score}
         if rng.random() < feedback_share:
             label = int(rng.random() < p_true)
-            pending.append((i + feedback_delay, {"event_id": event_id, "model_id": model_id, "model_version": "v1", "label": label,
-                                                 "prediction": int(score >= 0.5), "score": score}))
+            pending.append((i + feedback_delay, {"event_id": event_id, "model_id": model_id, "model_version": "v1",
+                                                 "label": label}))
         while pending and pending[0][0] <= i:
             _, fb = pending.popleft()
             yield "feedback", {**fb, "timestamp": ts}

@@ -28,6 +28,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 OTHER = "__other__"
 QUALITY_CHECKS = ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate")
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "macro_f1", "log_loss", "brier", "roc_auc", "ece",
+                       "mae", "rmse", "r2", "mape")
 
 
 class ModelCollector:
@@ -60,6 +62,23 @@ class ModelCollector:
                                        labels=["model_id"])
         errors = CounterMetricFamily("streamdrift_prediction_errors", "Graded predictions that were wrong",
                                      labels=["model_id"])
+        perf = GaugeMetricFamily("streamdrift_model_metric",
+                                 "Performance of graded predictions over the sliding window or since start",
+                                 labels=["model_id", "metric", "scope"])
+        estimated = GaugeMetricFamily("streamdrift_estimated_accuracy",
+                                      "Label-free accuracy estimate from scores (CBPE), latest window",
+                                      labels=["model_id"])
+        reference_acc = GaugeMetricFamily("streamdrift_reference_accuracy",
+                                          "Accuracy the degradation test compares against", labels=["model_id"])
+        join_pending = GaugeMetricFamily("streamdrift_join_pending", "Predictions or feedback waiting in the join",
+                                         labels=["model_id", "side"])
+        join_lost = CounterMetricFamily("streamdrift_join_unmatched",
+                                        "Join records dropped: expired, evicted at a bound, or duplicates",
+                                        labels=["model_id", "side", "reason"])
+        version_acc = GaugeMetricFamily("streamdrift_version_accuracy", "Windowed accuracy per model version",
+                                        labels=["model_id", "version"])
+        fairness = GaugeMetricFamily("streamdrift_fairness_gap", "Gap between segments of the sensitive attribute",
+                                     labels=["model_id", "attribute", "gap"])
         concept = GaugeMetricFamily("streamdrift_concept_statistic",
                                     "Concept-drift detector statistic on the error stream (CUSUM, in nats)",
                                     labels=["model_id"])
@@ -85,6 +104,26 @@ class ModelCollector:
             labelled.add_metric([model_id], s["labelled_total"])
             errors.add_metric([model_id], s["errors_total"])
             concept.add_metric([model_id], s["concept_statistic"])
+            for scope, report in s["performance"].items():
+                for metric in PERFORMANCE_METRICS:
+                    if report.get(metric) is not None:
+                        perf.add_metric([model_id, metric, scope], report[metric])
+            if s["estimated_accuracy"] is not None:
+                estimated.add_metric([model_id], s["estimated_accuracy"])
+            if s["reference_accuracy"] is not None:
+                reference_acc.add_metric([model_id], s["reference_accuracy"])
+            j = s["join"]
+            for side in ("predictions", "feedback"):
+                join_pending.add_metric([model_id, side], j[f"pending_{side}"])
+                for reason in ("expired", "evicted", "duplicate"):
+                    join_lost.add_metric([model_id, side, reason], j[f"{reason}_{side}"])
+            for version, v in sorted(s["versions"].get("versions", {}).items()):
+                if v.get("value") is not None:
+                    version_acc.add_metric([model_id, version], v["value"])
+            gaps = s["segments"].get("fairness") or {}
+            for gap in ("demographic_parity_difference", "equal_opportunity_difference"):
+                if gaps.get(gap) is not None:
+                    fairness.add_metric([model_id, gaps["attribute"], gap], gaps[gap])
         for model_id in overflow:
             s = models[model_id]
             other["predictions"] += s["predictions_total"]
@@ -96,7 +135,8 @@ class ModelCollector:
                 events.add_metric([OTHER, stream], n)
             for kind, n in sorted(other_drift.items()):
                 drift.add_metric([OTHER, kind], n)
-        yield from (events, drift, scores, mismatches, ready, last, quality, labelled, errors, concept)
+        yield from (events, drift, scores, mismatches, ready, last, quality, labelled, errors, concept, perf,
+                    estimated, reference_acc, join_pending, join_lost, version_acc, fairness)
         yield GaugeMetricFamily("streamdrift_models", "Models monitored by this worker", value=len(ids))
         yield GaugeMetricFamily("streamdrift_models_unlabelled",
                                 f"Models aggregated under model_id={OTHER!r} (over metrics_max_models)",
