@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test broker-start broker-stop clean
+.PHONY: install demo test bench broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "streamdrift needs Python 3.11+")'
@@ -19,7 +19,12 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo
 
 test: install
+	scripts/ensure-prometheus
 	$(BIN)/python -m pytest
+
+# BENCH_ARGS="--events 200000" for a shorter run; see scripts/bench.py --help
+bench: install
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 broker-start:
 	scripts/kafka start

@@ -269,7 +269,12 @@ def test_prometheus_scrapes_the_worker() -> None:
     assert config_file.resolve() == ROOT / "deploy" / "prometheus" / "prometheus.yml"
     assert config_file.is_file()
     config = yaml.safe_load(config_file.read_text())
-    assert config["rule_files"] == []
+    # Rule files are relative to the config file, so each must be mounted beside it.
+    assert config["rule_files"] == ["rules.yml"]
+    for name in config["rule_files"]:
+        rules = COMPOSE_FILE.parent / mounts[f"/etc/prometheus/{name}"]
+        assert rules.resolve() == ROOT / "deploy" / "prometheus" / name
+        assert rules.is_file()
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = [t for sc in jobs["streamdrift"]["static_configs"] for t in sc["targets"]]
     assert targets == ["worker:9108"]
@@ -289,6 +294,18 @@ def test_grafana_provisions_prometheus_as_default_datasource() -> None:
     default = [ds for ds in datasources if ds.get("isDefault")]
     assert len(default) == 1
     assert default[0]["type"] == "prometheus" and default[0]["url"] == "http://prometheus:9090"
+
+
+def test_grafana_provisions_the_dashboard_from_the_mounted_folder() -> None:
+    grafana = _service("grafana")
+    mounts = _mounts(grafana)
+    provisioning = COMPOSE_FILE.parent / mounts["/etc/grafana/provisioning"]
+    providers = [p for f in sorted((provisioning / "dashboards").glob("*.y*ml"))
+                 for p in yaml.safe_load(f.read_text())["providers"]]
+    assert [p["type"] for p in providers] == ["file"]
+    folder = COMPOSE_FILE.parent / mounts[providers[0]["options"]["path"]]
+    assert folder.resolve() == ROOT / "deploy" / "grafana" / "dashboards"
+    assert (folder / "streamdrift.json").is_file()
 
 
 # --- Dockerfile ------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ def baseline(stream):
 def test_injected_drift_gives_one_event_per_kind_naming_the_shifted_features(baseline):
     monitors, events = baseline
     assert [(e["model_id"], e["kind"]) for e in events] == [
-        ("credit-risk", "data_drift"), ("credit-risk", "prediction_drift"), ("credit-risk", "performance_degradation"),
-        ("credit-risk", "concept_drift")]
+        ("credit-risk", "data_drift"), ("credit-risk", "prediction_drift"), ("credit-risk", "label_drift"),
+        ("credit-risk", "concept_drift"), ("credit-risk", "performance_degradation")]
     data = events[0]
     # credit-risk drifts at its prediction #6000; the first window that fails the calibrated test ends at
     # #6199, one sub-window (200 predictions) after the change
@@ -43,10 +43,11 @@ def test_injected_drift_gives_one_event_per_kind_naming_the_shifted_features(bas
     assert {f["feature"] for f in data["top_features"][3:]} == {"age", "credit_lines", "region", "has_mortgage"}
     assert (data["feature"], data["detector"], data["action"]) == ("debt_ratio", "chi2", "investigate")
     assert data["p_value"] < data["details"]["p_threshold"] and data["statistic"] > data["threshold"]
-    degraded = events[2]
+    degraded = events[4]
     assert (degraded["detector"], degraded["action"]) == ("accuracy", "retrain")
     assert degraded["statistic"] < degraded["threshold"] == pytest.approx(degraded["details"]["reference"] - 0.05)
     concept = events[3]
+    assert concept["detected_at"] > data["detected_at"]  # detected after the change, through the join
     assert (concept["detector"], concept["action"], concept["feature"]) == ("cusum", "retrain", None)
     assert concept["details"]["error_rate_since_reference"] > concept["details"]["reference_error_rate"]
     assert monitors["credit-risk"].predictions_total == 12_000

@@ -30,6 +30,8 @@ def worker_env(bootstrap: str, prefix: str, snapshot_dir: Path, **settings: obje
         "STREAMDRIFT_SNAPSHOT_DIR": str(snapshot_dir),
         "STREAMDRIFT_METRICS_PORT": str(free_ports(1)[0]),
         "STREAMDRIFT_POLL_TIMEOUT_S": "0.2",
+        # a SIGKILLed member holds its partitions until its session times out: keep that short in tests
+        "STREAMDRIFT_KAFKA__CONSUMER_EXTRA": '{"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}',
     })
     env.update({f"STREAMDRIFT_{k.upper()}": str(v) for k, v in settings.items()})
     return env

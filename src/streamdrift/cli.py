@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from streamdrift import __version__, logs
+from streamdrift import __version__, logs, replay, retrain, status
 from streamdrift.errors import StreamdriftError
 from streamdrift.settings import Settings, load_settings
 
@@ -40,9 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--linger", type=float, default=15.0, help="seconds to keep printing drift events after")
 
+    ref = command("reference", "Build or show a model's reference profile.")
+    ref.add_argument("action", choices=["build", "show"])
+    ref.add_argument("profile", nargs="?", type=Path, help="with show: the profile to print")
+    ref.add_argument("--model-id", help="with build: the model the profile is for")
+    ref.add_argument("--input", type=Path, help="with build: training data, JSONL (prediction-shaped) or CSV")
+    ref.add_argument("--out", type=Path, help="with build: where to write the profile")
+    ref.add_argument("--sample-size", type=int, default=1000, help="rows kept in the profile's sample")
+
     alerts = command("alerts", "Print drift events from the alerts topic as JSON lines.")
     alerts.add_argument("--from-beginning", action="store_true")
     alerts.add_argument("--timeout", type=float, default=0.0, help="stop after this many idle seconds (0: never)")
+    retrain.add_parser(sub)
+    status.add_parser(sub)
+    replay.add_parser(sub)
     return parser
 
 
@@ -61,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(settings, args)
         if args.command == "alerts":
             return _alerts(settings, args)
+        if args.command == "reference":
+            return _reference(settings, args)
+        if args.command == "retrain-listener":
+            return retrain.run(settings, args)
+        if args.command == "status":
+            return status.run(settings, args)
+        if args.command == "replay":
+            return replay.run(settings, args)
     except StreamdriftError as exc:
         print(f"streamdrift: error: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +94,28 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
         print(f"created: {', '.join(created) or 'nothing (all topics exist)'}")
     n = kafka.check_topics(settings)
     print(f"topics ok: {settings.topics.predictions} and {settings.topics.feedback} have {n} partitions each")
+    return 0
+
+
+def _reference(settings: Settings, args: argparse.Namespace) -> int:
+    from streamdrift import reference
+    from streamdrift.errors import ConfigError
+
+    if args.action == "show":
+        if args.profile is None:
+            raise ConfigError("reference show needs the profile: streamdrift reference show PROFILE.json")
+        print(reference.show(reference.load_profile(args.profile), settings.monitor))
+        return 0
+    missing = [f"--{n.replace('_', '-')}" for n in ("model_id", "input", "out") if getattr(args, n) is None]
+    if missing:
+        raise ConfigError(f"reference build needs {', '.join(missing)}")
+    if not args.input.is_file():
+        raise ConfigError(f"--input {args.input} does not exist")
+    profile = reference.build_profile(args.model_id, reference.read_rows(args.input), settings.monitor,
+                                      args.sample_size)
+    args.out.write_bytes(orjson.dumps(profile, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
+    print(f"wrote {args.out}: {profile['rows']} rows, {len(profile['features'])} features", file=sys.stderr)
+    print(reference.show(profile, settings.monitor))
     return 0
 
 

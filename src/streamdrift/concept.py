@@ -5,9 +5,9 @@
 reference" (odds, so that the tuned-for rise stays below 1 whatever the
 reference rate: 10% → 18%, 30% → 46% for ``ratio=2``), the
 optimal sequential test for a shift of that size. Its threshold
-``h = ln(run_length)`` bounds the expected number of labelled events between
-false alarms from below by ``run_length`` (Wald's bound), so it is calibrated
-by construction, and it runs on a whole batch with numpy: the Lindley
+``h`` is set from the expected number of labelled events between false
+alarms with Siegmund's approximation (see ``threshold``), and it runs on a
+whole batch with numpy: the Lindley
 recursion ``S_t = max(0, S_{t-1} + x_t)`` equals ``C_t - min(0, min_{s<=t} C_s)``
 over the running sum ``C``. The log-likelihood ratios are fixed-point integers
 (2^-20 resolution), so sums are exact and batches of any size give identical
@@ -29,7 +29,7 @@ Examples
 >>> errors = np.concatenate([rng.random(3000) < 0.1, rng.random(2000) < 0.2])
 >>> cusum = BernoulliCusum(run_length=1_000_000, ratio=2.0, warmup=500)
 >>> [d["index"] for d in cusum.update(errors)]
-[3375]
+[3255]
 
 Batches of any size give the same detections:
 
@@ -37,7 +37,7 @@ Batches of any size give the same detections:
 >>> for i in range(0, 5000, 250):
 ...     found += [i + d["index"] for d in cusum.update(errors[i:i + 250])]
 >>> found
-[3375]
+[3255]
 """
 
 from __future__ import annotations
@@ -83,7 +83,25 @@ class BernoulliCusum:
 
     @property
     def threshold(self) -> float:
-        return math.log(self.run_length)
+        """``h`` with Siegmund's approximation ``(e^h - h - 1) / KL(p0 || p1) = run_length``.
+
+        ``ln(run_length)`` (Wald's bound) also holds but is far more
+        conservative: the statistic drifts down by KL(p0 || p1) per event under
+        no change, so it needs about 1/KL times more events to cross. Before
+        the reference error rate is known, Wald's bound stands in.
+        """
+        if math.isnan(self.p0):
+            return math.log(self.run_length)
+        p0, p1 = self.p0, self._p1(self.p0)
+        kl = p0 * math.log(p0 / p1) + (1 - p0) * math.log((1 - p0) / (1 - p1))
+        target = self.run_length * kl
+        h = math.log(max(target, math.e))
+        for _ in range(50):  # fixed point of h = ln(target + h + 1)
+            h = math.log(target + h + 1)
+        return h
+
+    def _p1(self, p0: float) -> float:
+        return self.ratio * p0 / (1 - p0 + self.ratio * p0)  # the odds of an error times `ratio`
 
     def _fixed(self, x: float) -> int:
         return int(round(x * self.SCALE))
@@ -103,7 +121,7 @@ class BernoulliCusum:
                     self.p0 = min(max(self.errors / self.warmup, 1 / self.warmup), 1 - 1 / self.warmup)
                 continue
             p0 = self.p0
-            p1 = self.ratio * p0 / (1 - p0 + self.ratio * p0)  # the odds of an error times `ratio`
+            p1 = self._p1(p0)
             up, down = self._fixed(math.log(p1 / p0)), self._fixed(math.log((1 - p1) / (1 - p0)))
             llr = np.where(errors[start:], up, down).astype(np.int64)
             c = self.s + np.cumsum(llr)
@@ -201,6 +219,10 @@ class RiverDetector:
     @property
     def statistic(self) -> float:
         return 0.0
+
+    @property
+    def threshold(self) -> float:
+        return 1.0  # River's detectors decide for themselves: a detection scores 1
 
     def state(self) -> dict:
         return {"kept": base64.b64encode(np.packbits(np.array(self.kept, dtype=bool))).decode(),

@@ -8,6 +8,8 @@ member, so predictions and feedback of a model meet in one worker.
 
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -15,22 +17,28 @@ from streamdrift.errors import TopicError
 from streamdrift.settings import Settings
 
 
+def _client(settings: Settings) -> dict:
+    # librdkafka's own log lines go through logging, so they come out as JSON lines too
+    return {**settings.kafka.librdkafka(), "logger": logging.getLogger("librdkafka")}
+
+
 def consumer_config(settings: Settings, **overrides: object) -> dict:
     return {
-        **settings.kafka.librdkafka(),
+        **_client(settings),
         "group.id": settings.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "range",
         "isolation.level": "read_committed",
+        **settings.kafka.consumer_extra,
         **overrides,
     }
 
 
 def producer_config(settings: Settings, **overrides: object) -> dict:
     return {
-        **settings.kafka.librdkafka(),
+        **_client(settings),
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "linger.ms": 20,
@@ -40,7 +48,7 @@ def producer_config(settings: Settings, **overrides: object) -> dict:
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka.librdkafka())
+    return AdminClient(_client(settings))
 
 
 def partition_counts(client: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:

@@ -271,7 +271,7 @@ class ModelMonitor:
 
     @property
     def concept_threshold(self) -> float:
-        return math.log(self.settings.false_alarm_run_length * FAMILIES)
+        return self.concept.threshold
 
     # -- decisions ------------------------------------------------------------
 

@@ -47,8 +47,11 @@ class KafkaSettings(_Section):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
-    # Any other librdkafka property, e.g. {"client.rack" = "eu-1a"}.
+    # Any other librdkafka property, e.g. {"client.rack" = "eu-1a"}, for every client.
     extra: dict[str, str] = Field(default_factory=dict)
+    # Consumer-only properties, e.g. {"session.timeout.ms" = "10000", "group.instance.id" = "worker-1"}
+    # (static membership: a restarted worker gets its partitions back without a rebalance).
+    consumer_extra: dict[str, str] = Field(default_factory=dict)
 
     def librdkafka(self) -> dict[str, str]:
         """The librdkafka configuration these settings describe, secrets revealed."""
@@ -100,7 +103,7 @@ class MonitorSettings(_Section):
         1_000_000, ge=1000, description="expected events between false alarms per model, all tests together")
     concept_detector: Literal["cusum", "adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w"] = "cusum"
     concept_ratio: float = Field(2.0, gt=1, le=100, description="odds-of-error multiple the CUSUM is tuned to")
-    concept_warmup: int = Field(500, ge=30, description="labelled events that set the reference error rate")
+    concept_warmup: int = Field(1000, ge=30, description="labelled events that set the reference error rate")
     concept_history: int = Field(10_000, ge=100, description="errors a River detector keeps for its snapshot")
     max_missing_rate_increase: float = Field(0.1, gt=0, le=1, description="data quality: missing share over reference")
     max_invalid_rate: float = Field(0.01, gt=0, le=1, description="data quality: share of wrong-typed values")
@@ -155,6 +158,8 @@ class Settings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     group_id: str = Field("streamdrift", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000, description="messages consumed per batch")
+    merge_epoch_ms: int = Field(1000, ge=1, description="record-time epochs in which predictions and feedback "
+                                                        "are merged (predictions first)")
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
     snapshot_dir: Path = Path(".streamdrift/snapshots")
     snapshot_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")

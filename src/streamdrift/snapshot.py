@@ -3,7 +3,7 @@
 A snapshot file is two lines of JSON::
 
     {"format": "streamdrift-snapshot", "version": 1, "config": "<settings hash>", "sha256": "<of line 2>"}
-    {"offsets": {"<topic>": <next offset>, ...}, "partition": 0, "models": {"<model_id>": {...}, ...}}
+    {"merge": {...}, "models": {"<model_id>": {...}, ...}, "offsets": {"<topic>": <next offset>, ...}, "partition": 0}
 
 The header is checked before the body is parsed: a file that is truncated,
 edited, from another format version or from other detection settings is
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -36,11 +36,12 @@ class Snapshot:
     partition: int
     offsets: dict[str, int]  # topic -> next offset to consume
     models: dict[str, dict]  # model_id -> ModelMonitor.state()
+    merge: dict = field(default_factory=dict)  # merge.EpochMerge.state()
 
 
 def encode(snapshot: Snapshot, config: str) -> bytes:
-    body = orjson.dumps({"partition": snapshot.partition, "offsets": snapshot.offsets, "models": snapshot.models},
-                        option=_DUMP)
+    body = orjson.dumps({"partition": snapshot.partition, "offsets": snapshot.offsets, "models": snapshot.models,
+                         "merge": snapshot.merge}, option=_DUMP)
     header = orjson.dumps({"format": FORMAT, "version": VERSION, "config": config,
                            "sha256": hashlib.sha256(body).hexdigest()}, option=orjson.OPT_SORT_KEYS)
     return header + b"\n" + body + b"\n"
@@ -67,7 +68,8 @@ def decode(data: bytes, config: str, source: str) -> Snapshot:
     if not sep or hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise SnapshotError(f"{source} is corrupt or was modified (checksum mismatch). {recover}")
     doc = orjson.loads(body)
-    return Snapshot(partition=doc["partition"], offsets=doc["offsets"], models=doc["models"])
+    return Snapshot(partition=doc["partition"], offsets=doc["offsets"], models=doc["models"],
+                    merge=doc.get("merge", {}))
 
 
 class LocalSnapshotStore:

@@ -29,16 +29,19 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import orjson
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 from streamdrift import kafka
 from streamdrift.decode import decode_feedback, decode_predictions
 from streamdrift.errors import DeliveryError
 from streamdrift.exporter import Health, ModelCollector, serve
-from streamdrift.monitor import ModelMonitor
+from streamdrift.monitor import ModelMonitor, monitor_factory
+from streamdrift.merge import EpochMerge
 from streamdrift.policy import rfc3339
 from streamdrift.records import RawMessage, Rejected
 from streamdrift.settings import Settings
@@ -50,7 +53,9 @@ log = logging.getLogger("streamdrift.worker")
 @dataclass
 class PartitionState:
     partition: int
+    merge: EpochMerge  # holds records back until the other topic has caught up in record time
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to consume
+    resumed_at: dict[str, int] = field(default_factory=dict)  # topic -> offset assigned at (OFFSET_INVALID: reset)
     monitors: dict[str, ModelMonitor] = field(default_factory=dict)
     unmonitored_events: int = 0  # events of models over max_models (process lifetime, not snapshotted)
     dirty: bool = False
@@ -61,13 +66,16 @@ class Worker:
         self.settings = settings
         self.topics = settings.topics
         self.store = LocalSnapshotStore(settings.snapshot_dir, settings.monitor.fingerprint())
+        self.new_monitor = monitor_factory(settings)  # reads reference profiles now: a bad one stops the start
         self.partitions: dict[int, PartitionState] = {}
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> messages behind the high watermark
         self.lock = threading.Lock()  # the HTTP thread reads state while the loop changes it
         self.health = Health()
         self.stopping = False
         self._delivery_errors: list[str] = []
         self.registry = CollectorRegistry()
         self.registry.register(ModelCollector(self._summaries, settings.metrics_max_models))
+        self.registry.register(_Collector(self._lag))
         reg = self.registry
         self.m_dead = Counter("streamdrift_dead_letters", "Messages routed to the dead-letter topic",
                               ["topic"], registry=reg)
@@ -83,6 +91,8 @@ class Worker:
                                   registry=reg)
         self.m_partitions = Gauge("streamdrift_assigned_partitions", "Input partitions owned by this worker",
                                   registry=reg)
+        Gauge("streamdrift_ready", "1 once partitions are assigned and restored (as /readyz)",
+              registry=reg).set_function(lambda: float(self.health.ready))
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.http = None
@@ -107,7 +117,8 @@ class Worker:
             while not self.stopping:
                 self.health.beat()
                 messages = self.consumer.consume(s.batch_size, s.poll_timeout_s)
-                if messages:
+                self._refresh_lag()
+                if messages or any(st.merge.buffered() for st in self.partitions.values()):
                     self.process(messages)
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint()
@@ -133,6 +144,7 @@ class Worker:
             for tp in assigned:
                 state = self.partitions[tp.partition]
                 tp.offset = state.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
+                state.resumed_at[tp.topic] = tp.offset
             self.m_partitions.set(len(self.partitions))
         consumer.assign(assigned)
         self.health.ready = True
@@ -142,13 +154,17 @@ class Worker:
 
     def _restore(self, p: int) -> PartitionState:
         snapshot = self.store.load(p)
+        merge = EpochMerge(self.settings.merge_epoch_ms, (self.topics.predictions, self.topics.feedback),
+                           max_buffered=10 * self.settings.batch_size)
         if snapshot is None:
             log.info("no snapshot: fresh state", extra={"fields": {"partition": p}})
-            return PartitionState(p)
-        monitors = {m: ModelMonitor.from_state(m, self.settings.monitor, st) for m, st in snapshot.models.items()}
+            return PartitionState(p, merge)
+        if snapshot.merge:
+            merge.load_state(snapshot.merge)
+        monitors = {m: self.new_monitor(m, st) for m, st in snapshot.models.items()}
         log.info("snapshot restored", extra={"fields": {"partition": p, "models": len(monitors),
                                                         "offsets": snapshot.offsets}})
-        return PartitionState(p, dict(snapshot.offsets), monitors)
+        return PartitionState(p, merge, offsets=dict(snapshot.offsets), monitors=monitors)
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in revoked}
@@ -167,38 +183,63 @@ class Worker:
     # -- the batch ---------------------------------------------------------
 
     def process(self, messages: list) -> None:
-        """Decode, monitor, publish one consumed batch."""
-        predictions: list[RawMessage] = []
-        feedback: list[RawMessage] = []
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise RuntimeError(f"fatal consumer error: {err}")
-                log.warning("consumer error", extra={"fields": {"error": str(err)}})
-                continue
-            if msg.partition() not in self.partitions:
-                continue  # revoked in this poll: the new owner consumes it from the committed offset
-            raw = RawMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
-            (predictions if raw.topic == self.topics.predictions else feedback).append(raw)
-        p_batches, p_rejected = decode_predictions(predictions)
-        f_batches, f_rejected = decode_feedback(feedback)
+        """Merge by record time, then decode, monitor and publish what the merge releases."""
         with self.lock:
-            for rejected in p_rejected + f_rejected:
-                self._dead_letter(rejected)
-            for batch in p_batches:
-                monitor = self._monitor(batch.partition, batch.model_id, len(batch))
-                if monitor is not None:
-                    self._publish(monitor.observe_predictions(batch))
-            for batch in f_batches:
-                monitor = self._monitor(batch.partition, batch.model_id, len(batch))
-                if monitor is not None:
-                    self._publish(monitor.observe_feedback(batch))
-            for raw in predictions + feedback:
-                state = self.partitions[raw.partition]
-                state.offsets[raw.topic] = raw.offset + 1
-                state.dirty = True
+            for msg in messages:
+                err = msg.error()
+                if err is not None:
+                    if err.fatal():
+                        raise RuntimeError(f"fatal consumer error: {err}")
+                    log.warning("consumer error", extra={"fields": {"error": str(err)}})
+                    continue
+                state = self.partitions.get(msg.partition())
+                if state is None:
+                    continue  # revoked in this poll: the new owner consumes it from the committed offset
+                state.merge.add(RawMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                           msg.timestamp()[1]))
+            for p, state in sorted(self.partitions.items()):
+                caught_up = {t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0}
+                for topic, records in state.merge.release(caught_up):
+                    self._process_run(state, topic, records)
         self.producer.poll(0)
+
+    def _process_run(self, state: PartitionState, topic: str, records: list[RawMessage]) -> None:
+        """A run of one topic's records of one partition, in offset order."""
+        predictions = topic == self.topics.predictions
+        batches, rejected = (decode_predictions if predictions else decode_feedback)(records)
+        for r in rejected:
+            self._dead_letter(r)
+        for batch in batches:
+            monitor = self._monitor(batch.partition, batch.model_id, len(batch))
+            if monitor is not None:
+                self._publish(monitor.observe_predictions(batch) if predictions else monitor.observe_feedback(batch))
+        state.offsets[topic] = records[-1].offset + 1
+        state.dirty = True
+
+    def _refresh_lag(self) -> None:
+        """Lag per owned input partition, from librdkafka's cached watermarks (no broker request).
+
+        Called by the consume loop: the consumer is not to be used from the
+        HTTP thread (a call there waits for the loop's ``consume``). Every
+        fetch response, an empty one too, refreshes the cached watermarks;
+        ``position`` steps over transaction markers; before the first message
+        of a partition, consumption starts where it was assigned (the log
+        start when the offset was reset). A partition not fetched yet has no lag.
+        """
+        owned = [TopicPartition(t, p) for p in sorted(self.partitions)
+                 for t in (self.topics.predictions, self.topics.feedback)]
+        lag: dict[tuple[str, int], int] = {}
+        try:
+            for tp in self.consumer.position(owned) if owned else []:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                start = self.partitions[tp.partition].resumed_at.get(tp.topic, OFFSET_INVALID)
+                nxt = tp.offset if tp.offset >= 0 else start if start >= 0 else low
+                if high >= 0 and nxt >= 0:
+                    lag[(tp.topic, tp.partition)] = max(high - nxt, 0)
+        except KafkaException:  # a partition revoked meanwhile: next time
+            return
+        with self.lock:
+            self.lag = lag
 
     def _monitor(self, partition: int, model_id: str, n: int) -> ModelMonitor | None:
         state = self.partitions[partition]
@@ -208,7 +249,7 @@ class Worker:
                 state.unmonitored_events += n
                 self.m_unmonitored.set(sum(s.unmonitored_events for s in self.partitions.values()))
                 return None
-            monitor = state.monitors[model_id] = ModelMonitor(model_id, self.settings.monitor)
+            monitor = state.monitors[model_id] = self.new_monitor(model_id)
         return monitor
 
     def _publish(self, events: list[dict]) -> None:
@@ -257,7 +298,7 @@ class Worker:
                 if (partitions is not None and p not in partitions) or not state.dirty:
                     continue
                 models = {m: mon.state() for m, mon in state.monitors.items()}
-                written += self.store.save(Snapshot(p, dict(state.offsets), models))
+                written += self.store.save(Snapshot(p, dict(state.offsets), models, state.merge.state()))
                 state.dirty = False
                 commits += [TopicPartition(t, p, o) for t, o in sorted(state.offsets.items())]
         if commits:
@@ -277,3 +318,20 @@ class Worker:
             return {"ready": self.health.ready, "partitions": {
                 str(p): {"offsets": st.offsets, "models": {m: mon.summary() for m, mon in st.monitors.items()}}
                 for p, st in self.partitions.items()}}
+
+    def _lag(self) -> Iterable[GaugeMetricFamily]:
+        """Consumer lag per owned input partition (see ``_refresh_lag``); revoked partitions drop out."""
+        lag = GaugeMetricFamily("streamdrift_consumer_lag", "Messages behind the end of an owned input partition",
+                                labels=["topic", "partition"])
+        with self.lock:
+            for (topic, p), behind in sorted(self.lag.items()):
+                if p in self.partitions:
+                    lag.add_metric([topic, str(p)], behind)
+        yield lag
+
+
+class _Collector:
+    """A registry collector from a function yielding metric families."""
+
+    def __init__(self, collect: Callable[[], Iterable]):
+        self.collect = collect
