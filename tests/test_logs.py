@@ -110,8 +110,6 @@ def test_worker_log_lines_name_their_model_and_partition(worker_run):
     assert all(re.fullmatch(r"[0-9a-f]{32}", line["alert_id"]) and line["kind"] for line in drift)
 
 
-@pytest.mark.xfail(strict=True, reason="worker.py logs a drift event without its input partition "
-                                       "(event['window']['partition'] is at hand)")
 def test_worker_drift_event_lines_name_their_partition(worker_run):
     text, _ = worker_run
     assert all("partition" in line for line in by_msg(parse_lines(text), "drift event"))
@@ -125,8 +123,6 @@ def _conf_warning_env(kafka_bootstrap: str, tmp, **settings: object) -> dict[str
     return env
 
 
-@pytest.mark.xfail(strict=True, reason="the worker's librdkafka clients have no `logger`: librdkafka writes its "
-                                       "own log lines (e.g. %4|...|CONFWARN|...) to stderr as plain text")
 def test_worker_librdkafka_warnings_are_json_lines_too(kafka_bootstrap, tmp_path):
     env = _conf_warning_env(kafka_bootstrap, tmp_path)
     assert streamdrift(env, "topics", "create", "--partitions", "1").returncode == 0

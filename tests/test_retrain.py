@@ -38,7 +38,7 @@ open(counter, "w").write(str(n))
 if event["model_id"] in failing and n <= fail_first:
     print(f"retraining service down (call {n})", file=sys.stderr)
     sys.exit(1)
-env = {k: os.environ[k] for k in ("STREAMDRIFT_MODEL_ID", "STREAMDRIFT_ALERT_ID", "STREAMDRIFT_HOOK_ATTEMPT")}
+env = {k: os.environ[k] for k in ("STREAMDRIFT_HOOK_MODEL_ID", "STREAMDRIFT_HOOK_ALERT_ID", "STREAMDRIFT_HOOK_ATTEMPT")}
 with open(out, "a") as f:
     f.write(json.dumps({"stdin": event, "env": env}) + "\\n")
 """
@@ -87,7 +87,7 @@ def test_command_hook_gets_the_event_on_stdin_and_ids_in_its_environment(tmp_pat
     (tmp_path / "working").mkdir()
     CommandHook([sys.executable, str(script), str(tmp_path / "out"), str(tmp_path / "working"), "0", ""])(event, 3)
     assert json.loads((tmp_path / "out").read_text()) == {
-        "stdin": event, "env": {"STREAMDRIFT_MODEL_ID": "credit-risk", "STREAMDRIFT_ALERT_ID": event["alert_id"],
+        "stdin": event, "env": {"STREAMDRIFT_HOOK_MODEL_ID": "credit-risk", "STREAMDRIFT_HOOK_ALERT_ID": event["alert_id"],
                                 "STREAMDRIFT_HOOK_ATTEMPT": "3"}}
     with pytest.raises(StreamdriftError, match="not an executable"):
         CommandHook("no-such-retrain-command --now")
@@ -230,7 +230,7 @@ def test_hook_sees_each_retrain_event_once_debounced_per_model_even_across_resta
     assert listener.stop() == 0
     assert [s["stdin"]["alert_id"] for s in seen()] == [a1["alert_id"], b1["alert_id"], a4["alert_id"]]
     assert seen()[0]["stdin"] == a1
-    assert seen()[1]["env"] == {"STREAMDRIFT_MODEL_ID": "churn", "STREAMDRIFT_ALERT_ID": b1["alert_id"],
+    assert seen()[1]["env"] == {"STREAMDRIFT_HOOK_MODEL_ID": "churn", "STREAMDRIFT_HOOK_ALERT_ID": b1["alert_id"],
                                 "STREAMDRIFT_HOOK_ATTEMPT": "1"}
     lines = [json.loads(line) for line in listener.log().splitlines()]  # JSON logs, one object per line
     by_msg = {}

@@ -19,7 +19,7 @@ from streamdrift.settings import Settings
 
 def _client(settings: Settings) -> dict:
     # librdkafka's own log lines go through logging, so they come out as JSON lines too
-    return {**settings.kafka.librdkafka(), "logger": logging.getLogger("librdkafka")}
+    return {**settings.kafka.librdkafka(), "logger": logging.getLogger("streamdrift.librdkafka")}
 
 
 def consumer_config(settings: Settings, **overrides: object) -> dict:

@@ -24,7 +24,7 @@ class JsonFormatter(logging.Formatter):
         doc.update(getattr(record, "fields", {}))
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
+        return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def setup(level: str = "INFO") -> None:

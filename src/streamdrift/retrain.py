@@ -53,7 +53,7 @@ event-time debouncing the replay decides as the live run did.
 
 Hook contract (``CommandHook``): the command (split like a shell would, not
 run by one: use ``sh -c '…'`` for pipes) gets the drift event as one JSON
-object on stdin and ``STREAMDRIFT_MODEL_ID``, ``STREAMDRIFT_ALERT_ID`` and
+object on stdin and ``STREAMDRIFT_HOOK_MODEL_ID``, ``STREAMDRIFT_HOOK_ALERT_ID`` and
 ``STREAMDRIFT_HOOK_ATTEMPT`` in its environment; exit status 0 is success.
 Its output is captured (and logged on failure), and it is killed after
 ``timeout_s``. ``WebhookHook`` POSTs the JSON event; a 2xx answer is success,
@@ -247,7 +247,7 @@ class CommandHook:
             raise StreamdriftError(f"--command: {self.argv[0]!r} is not an executable file or on PATH")
 
     def __call__(self, event: dict, attempt: int = 1) -> None:
-        env = {**os.environ, "STREAMDRIFT_MODEL_ID": event["model_id"], "STREAMDRIFT_ALERT_ID": event["alert_id"],
+        env = {**os.environ, "STREAMDRIFT_HOOK_MODEL_ID": event["model_id"], "STREAMDRIFT_HOOK_ALERT_ID": event["alert_id"],
                "STREAMDRIFT_HOOK_ATTEMPT": str(attempt)}
         try:
             done = subprocess.run(self.argv, input=orjson.dumps(event), env=env, capture_output=True,

@@ -10,7 +10,8 @@ Nested settings use ``__`` in environment names and tables in TOML::
 message names the setting and the environment variable that sets it, so a
 worker with a bad setting stops at start and says why. An unknown
 ``STREAMDRIFT_*`` variable is refused too (``STREAMDRIFT_TEST_*`` is left to
-the test suite), since a typo would otherwise be ignored.
+the test suite, ``STREAMDRIFT_HOOK_*`` to retrain hooks), since a typo would
+otherwise be ignored.
 """
 
 from __future__ import annotations
@@ -242,7 +243,9 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     if config is not None and not Path(config).is_file():
         raise ConfigError(f"config file {config} does not exist (--config)")
     for name in os.environ:
-        if name.upper().startswith(ENV_PREFIX) and not name.upper().startswith(ENV_PREFIX + "TEST_"):
+        upper = name.upper()
+        # STREAMDRIFT_TEST_* belong to the test suite, STREAMDRIFT_HOOK_* to the retrain listener's hooks
+        if upper.startswith(ENV_PREFIX) and not upper.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "HOOK_")):
             setting_path(name)
     cls = type("FileSettings", (Settings,), {"toml_path": Path(config) if config else None})
     try:

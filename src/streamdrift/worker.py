@@ -257,8 +257,9 @@ class Worker:
             event["emitted_at"] = rfc3339(time.time())
             self._produce(self.topics.alerts, event["model_id"].encode(), orjson.dumps(event))
             self.m_alerts.inc()
-            log.info("drift event", extra={"fields": {k: event[k] for k in
-                                                      ("alert_id", "model_id", "kind", "feature", "statistic")}})
+            log.info("drift event", extra={"fields": {
+                **{k: event[k] for k in ("alert_id", "model_id", "kind", "feature", "statistic")},
+                "partition": event["window"]["partition"]}})
 
     def _dead_letter(self, rejected: Rejected) -> None:
         m = rejected.message
