@@ -46,6 +46,7 @@ import re
 from collections.abc import Sequence
 from datetime import date
 from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -253,7 +254,12 @@ class _FeedbackColumns:
 
 def _feature_columns(rows: list[dict]) -> dict[str, list]:
     """Rows of name -> value to one aligned column per name, None where absent."""
-    names = dict.fromkeys(chain.from_iterable(rows))  # first appearance order
+    names = list(dict.fromkeys(chain.from_iterable(rows)))  # first appearance order
+    if len(names) > 1 and all(len(row) == len(names) for row in rows):
+        try:  # the usual case, every row has every feature: one C-level transpose
+            return dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
+        except KeyError:  # same count, other names: fall back
+            pass
     return {name: [row.get(name) for row in rows] for name in names}
 
 
