@@ -97,6 +97,7 @@ class ModelMonitor:
         self.last_event_time = 0.0
         self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
         self.drift_events: dict[str, int] = {}
+        self.last_drift: dict | None = None  # kind, alert_id, detected_at of the latest drift event
         self.quality: dict[str, dict[str, float]] = {}
         self.features = self._sketch(s.max_features)
         self.outputs = self._sketch(2)
@@ -340,6 +341,7 @@ class ModelMonitor:
             action=action_for(kind, feature, frozenset(self.model.important_features)),
             detected_at=batch.timestamp_values[row])  # the triggering event's time, in the form it was written
         event["details"] = details
+        self.last_drift = {k: event[k] for k in ("kind", "alert_id", "detected_at")}
         return event
 
     # -- views and state ------------------------------------------------------
@@ -354,6 +356,7 @@ class ModelMonitor:
             "reference_ready": self.features.ready,
             "reference_source": self.reference_source,
             "drift_events": dict(self.drift_events),
+            "last_drift": self.last_drift,
             "feature_scores": self.features.last_scores,  # replaced, never mutated: no copy needed
             "output_scores": self.outputs.last_scores,
             "label_scores": self.labels.last_scores,
@@ -376,7 +379,7 @@ class ModelMonitor:
             "predictions_total": self.predictions_total, "feedback_total": self.feedback_total,
             "labelled_total": self.labelled_total, "errors_total": self.errors_total,
             "last_version": self.last_version, "last_event_time": self.last_event_time,
-            "schedule_from": self.schedule_from, "drift_events": self.drift_events, "quality": self.quality,
+            "schedule_from": self.schedule_from, "last_drift": self.last_drift, "drift_events": self.drift_events, "quality": self.quality,
             "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
             "concept": self.concept.state(), "policy": self.policy.state(), "task": self.task,
             "join": self.join.state(), "performance": self.performance.state() if self.performance else None,
@@ -390,7 +393,7 @@ class ModelMonitor:
                    profile: dict | None = None) -> "ModelMonitor":
         monitor = cls(model_id, settings, model, profile)
         for key in ("predictions_total", "feedback_total", "labelled_total", "errors_total", "last_version",
-                    "last_event_time", "schedule_from"):
+                    "last_event_time", "schedule_from", "last_drift"):
             setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
         monitor.quality = state["quality"]

@@ -42,7 +42,7 @@ from streamdrift.settings import MonitorSettings, Settings
 from streamdrift.snapshot import LocalSnapshotStore
 
 COLUMNS = ("MODEL", "PARTITION", "PREDICTIONS", "FEEDBACK", "REFERENCE", "WINDOW METRIC", "DRIFT EVENTS",
-           "TOP FEATURE", "PSI", "TYPE MISMATCHES", "QUALITY FLAGS", "LAST EVENT")
+           "LAST DRIFT", "TOP FEATURE", "PSI", "TYPE MISMATCHES", "QUALITY FLAGS", "LAST EVENT")
 NUMERIC = frozenset({"PARTITION", "PREDICTIONS", "FEEDBACK", "PSI"})  # right-aligned
 SHOWN = 3  # features listed per cell; the rest are counted
 _SNAPSHOT_FILE = re.compile(r"^partition-(\d+)\.snapshot$")
@@ -138,12 +138,20 @@ def _row(model_id: str, partition: int, s: dict, settings: MonitorSettings) -> d
         "REFERENCE": f"{'ready' if s['reference_ready'] else 'warming up'} ({s.get('reference_source', 'warm-up')})",
         "WINDOW METRIC": window_metric(s),
         "DRIFT EVENTS": " ".join(f"{k}={drift[k]}" for k in kinds) or "-",
+        "LAST DRIFT": _last_drift(s.get("last_drift")),
         "TOP FEATURE": top[0] if top else "-",
         "PSI": f"{top[1]:.3f}" if top else "-",
         "TYPE MISMATCHES": _listed([m for _, m in mismatches]),
         "QUALITY FLAGS": _listed(quality_flags(s.get("quality", {}), settings)),
         "LAST EVENT": rfc3339(s["last_event_time"]) if s["last_event_time"] else "-",
     }
+
+
+def _last_drift(last: dict | None) -> str:
+    if not last:
+        return "-"
+    at = last["detected_at"]
+    return f"{last['kind']} {rfc3339(at) if isinstance(at, (int, float)) else at}"
 
 
 def window_metric(s: dict) -> str:
