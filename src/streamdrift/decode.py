@@ -123,36 +123,7 @@ def decode_predictions(
     12 field 'score' must be a number in [0, 1], got true
     13 tombstone: message has no value
     """
-    columns: dict[tuple[str, int], _PredictionColumns] = {}
-    rejected: list[Rejected] = []
-    keys: dict[str, bytes] = {}
-    for message in messages:
-        try:
-            event = _load(message.value)
-            event_id, model_id, version, timestamp = _header(event, message.key, keys)
-            features = _features(event)
-            prediction = _scalar(event, "prediction")
-            score = _score(event)
-            class_scores = _class_scores(event)
-            segment = _segment(event)
-        except _Invalid as exc:
-            rejected.append(Rejected(message, str(exc)))
-            continue
-        group = columns.get((model_id, message.partition))
-        if group is None:
-            group = columns[(model_id, message.partition)] = _PredictionColumns()
-        group.offsets.append(message.offset)
-        group.event_ids.append(event_id)
-        group.model_versions.append(version)
-        group.timestamps.append(timestamp)
-        group.timestamp_values.append(event["timestamp"])
-        group.features.append(features)
-        group.predictions.append(prediction)
-        group.scores.append(score)
-        group.class_scores.append(class_scores)
-        group.segments.append(segment)
-    batches = [group.build(model_id, partition) for (model_id, partition), group in columns.items()]
-    return batches, rejected
+    return _decode(messages, _prediction_row, _prediction_batch)
 
 
 def decode_feedback(
@@ -172,84 +143,58 @@ def decode_feedback(
         ``predictions`` holds None and ``scores`` NaN where a feedback event
         does not carry the prediction it grades.
     """
-    columns: dict[tuple[str, int], _FeedbackColumns] = {}
+    return _decode(messages, _feedback_row, _feedback_batch)
+
+
+def _decode(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
+    """Validate each message with ``parse`` into a row tuple; group rows per (model_id, partition).
+
+    Rows are kept as tuples and transposed into columns once per batch, in C.
+    """
+    groups: dict[tuple[str, int], list[tuple]] = {}
     rejected: list[Rejected] = []
     keys: dict[str, bytes] = {}
     for message in messages:
         try:
             event = _load(message.value)
             event_id, model_id, version, timestamp = _header(event, message.key, keys)
-            label = _scalar(event, "label")
-            prediction = _scalar(event, "prediction") if "prediction" in event else None
-            score = _score(event)
+            row = (message.offset, event_id, version, timestamp, event["timestamp"], *parse(event))
         except _Invalid as exc:
             rejected.append(Rejected(message, str(exc)))
             continue
-        group = columns.get((model_id, message.partition))
+        group = groups.get((model_id, message.partition))
         if group is None:
-            group = columns[(model_id, message.partition)] = _FeedbackColumns()
-        group.offsets.append(message.offset)
-        group.event_ids.append(event_id)
-        group.model_versions.append(version)
-        group.timestamps.append(timestamp)
-        group.timestamp_values.append(event["timestamp"])
-        group.labels.append(label)
-        group.predictions.append(prediction)
-        group.scores.append(score)
-    batches = [group.build(model_id, partition) for (model_id, partition), group in columns.items()]
-    return batches, rejected
+            group = groups[(model_id, message.partition)] = []
+        group.append(row)
+    return [build(model_id, partition, rows) for (model_id, partition), rows in groups.items()], rejected
 
 
-class _PredictionColumns:
-    """Row values of one (model_id, partition), appended as messages pass."""
-
-    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "timestamp_values", "features",
-                 "predictions", "scores", "class_scores", "segments")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, [])
-
-    def build(self, model_id: str, partition: int) -> PredictionBatch:
-        return PredictionBatch(
-            model_id=model_id,
-            partition=partition,
-            offsets=np.array(self.offsets, dtype=np.int64),
-            event_ids=self.event_ids,
-            model_versions=self.model_versions,
-            timestamps=np.array(self.timestamps, dtype=np.float64),
-            timestamp_values=self.timestamp_values,
-            features=_feature_columns(self.features),
-            predictions=self.predictions,
-            scores=np.array(self.scores, dtype=np.float64),
-            class_scores=self.class_scores,
-            segments=self.segments,
-        )
+def _prediction_row(event: dict) -> tuple:
+    return (_features(event), _scalar(event, "prediction"), _score(event), _class_scores(event), _segment(event))
 
 
-class _FeedbackColumns:
-    """Row values of one (model_id, partition), appended as messages pass."""
+def _feedback_row(event: dict) -> tuple:
+    label = _scalar(event, "label")  # checked in this order: the first failure is the reason given
+    prediction = _scalar(event, "prediction") if "prediction" in event else None
+    return label, prediction, _score(event)
 
-    __slots__ = ("offsets", "event_ids", "model_versions", "timestamps", "timestamp_values", "labels",
-                 "predictions", "scores")
 
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, [])
+def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> PredictionBatch:
+    offsets, event_ids, versions, times, written, features, predictions, scores, class_scores, segments = zip(*rows)
+    return PredictionBatch(
+        model_id=model_id, partition=partition, offsets=np.array(offsets, dtype=np.int64),
+        event_ids=list(event_ids), model_versions=list(versions), timestamps=np.array(times, dtype=np.float64),
+        timestamp_values=list(written), features=_feature_columns(features), predictions=list(predictions),
+        scores=np.array(scores, dtype=np.float64), class_scores=list(class_scores), segments=list(segments))
 
-    def build(self, model_id: str, partition: int) -> FeedbackBatch:
-        return FeedbackBatch(
-            model_id=model_id,
-            partition=partition,
-            offsets=np.array(self.offsets, dtype=np.int64),
-            event_ids=self.event_ids,
-            model_versions=self.model_versions,
-            timestamps=np.array(self.timestamps, dtype=np.float64),
-            timestamp_values=self.timestamp_values,
-            labels=self.labels,
-            predictions=self.predictions,
-            scores=np.array(self.scores, dtype=np.float64),
-        )
+
+def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> FeedbackBatch:
+    offsets, event_ids, versions, times, written, labels, predictions, scores = zip(*rows)
+    return FeedbackBatch(
+        model_id=model_id, partition=partition, offsets=np.array(offsets, dtype=np.int64),
+        event_ids=list(event_ids), model_versions=list(versions), timestamps=np.array(times, dtype=np.float64),
+        timestamp_values=list(written), labels=list(labels), predictions=list(predictions),
+        scores=np.array(scores, dtype=np.float64))
 
 
 def _feature_columns(rows: list[dict]) -> dict[str, list]:
