@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except StreamdriftError as exc:
         print(f"streamdrift: error: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # a bug or an outage: one JSON log line with the traceback, not a bare traceback
+        log.exception("stopped on an unexpected error", extra={"fields": {"command": args.command}})
+        return 1
     return 1
 
 

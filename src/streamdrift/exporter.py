@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streamdrift.policy import KINDS
+
 OTHER = "__other__"
 QUALITY_CHECKS = ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate")
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "macro_f1", "log_loss", "brier", "roc_auc", "ece",
@@ -88,8 +90,9 @@ class ModelCollector:
             s = models[model_id]
             events.add_metric([model_id, "predictions"], s["predictions_total"])
             events.add_metric([model_id, "feedback"], s["feedback_total"])
-            for kind, n in sorted(s["drift_events"].items()):
-                drift.add_metric([model_id, kind], n)
+            # every kind from 0, so the first drift event is an increase Prometheus can see
+            for kind in KINDS:
+                drift.add_metric([model_id, kind], s["drift_events"].get(kind, 0))
             for kind, key in (("data_drift", "feature_scores"), ("prediction_drift", "output_scores"),
                               ("label_drift", "label_scores")):
                 for feature, value in sorted(s[key].items()):

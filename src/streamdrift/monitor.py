@@ -340,7 +340,9 @@ class ModelMonitor:
             partition=batch.partition, top_features=top,
             action=action_for(kind, feature, frozenset(self.model.important_features)),
             detected_at=batch.timestamp_values[row])  # the triggering event's time, in the form it was written
-        event["details"] = details
+        # which input the window's offsets count in: predictions or feedback
+        event["details"] = {**details, "window_stream": "predictions" if isinstance(batch, PredictionBatch)
+                            else "feedback"}
         self.last_drift = {k: event[k] for k in ("kind", "alert_id", "detected_at")}
         return event
 

@@ -78,7 +78,7 @@ class LocalSnapshotStore:
     Parameters
     ----------
     directory
-        Where the files live; created if missing.
+        Where the files live; created by the first save.
     config
         Hash of the detection settings (``MonitorSettings.fingerprint()``).
     """
@@ -86,7 +86,6 @@ class LocalSnapshotStore:
     def __init__(self, directory: Path, config: str):
         self.directory = Path(directory)
         self.config = config
-        self.directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, partition: int) -> Path:
         return self.directory / f"partition-{partition}.snapshot"
@@ -106,6 +105,7 @@ class LocalSnapshotStore:
     def save(self, snapshot: Snapshot) -> int:
         """Write atomically; return the number of bytes written."""
         data = encode(snapshot, self.config)
+        self.directory.mkdir(parents=True, exist_ok=True)  # here, not on open: readers never create it
         path = self.path(snapshot.partition)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:

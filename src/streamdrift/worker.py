@@ -40,7 +40,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from streamdrift import kafka
 from streamdrift.decode import decode_feedback, decode_predictions
-from streamdrift.errors import DeliveryError
+from streamdrift.errors import ConfigError, DeliveryError
 from streamdrift.exporter import Health, ModelCollector, serve
 from streamdrift.monitor import ModelMonitor, monitor_factory
 from streamdrift.merge import EpochMerge
@@ -119,7 +119,11 @@ class Worker:
         kafka.check_topics(s)
         self.producer = Producer(kafka.producer_config(s))
         self.consumer = Consumer(kafka.consumer_config(s))
-        self.http = serve(s.metrics_host, s.metrics_port, self.registry, self.health, self.status)
+        try:
+            self.http = serve(s.metrics_host, s.metrics_port, self.registry, self.health, self.status)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} ({exc.strerror}); set "
+                              "metrics_port (env STREAMDRIFT_METRICS_PORT) to a free port, or 0 for any") from None
         host, port = self.http.server_address[:2]
         log.info("worker started", extra={"fields": {"metrics": f"http://{host}:{port}/metrics",
                                                      "settings": s.redacted()}})
@@ -182,6 +186,7 @@ class Worker:
         return PartitionState(p, merge, offsets=dict(snapshot.offsets), monitors=monitors)
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        self.health.ready = False  # until the next assignment is restored
         gone = {tp.partition for tp in revoked}
         self.checkpoint(gone)
         self._drop(gone)
