@@ -118,8 +118,8 @@ def test_status_of_a_running_worker_matches_its_snapshots(kafka_bootstrap, uniqu
         assert live.returncode == 0, live.stderr
         lines = live.stdout.splitlines()
         assert lines[0].split() == ["MODEL", "PARTITION", "PREDICTIONS", "FEEDBACK", "REFERENCE", "WINDOW", "METRIC",
-                                    "DRIFT", "EVENTS", "TOP", "FEATURE", "PSI", "TYPE", "MISMATCHES", "QUALITY",
-                                    "FLAGS", "LAST", "EVENT"]
+                                    "DRIFT", "EVENTS", "LAST", "DRIFT", "TOP", "FEATURE", "PSI", "TYPE", "MISMATCHES",
+                                    "QUALITY", "FLAGS", "LAST", "EVENT"]
         rows = {line.split()[0]: line.split() for line in lines[1:]}
         assert sorted(rows) == ["churn", "credit-risk", "fraud"]
         for model_id, (predictions, feedback) in expected.items():

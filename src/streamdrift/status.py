@@ -20,8 +20,8 @@ Examples
 ...            "quality": {"age": {"missing_rate": 0.35, "missing_rate_ref": 0.05}}, "last_event_time": 1700000000.5,
 ...            "task": "classification", "performance": {"window": {"accuracy": 0.79}}, "reference_accuracy": 0.84}
 >>> print(render({"partitions": {"1": {"offsets": {}, "models": {"credit-risk": summary}}}}, MonitorSettings()))
-MODEL        PARTITION  PREDICTIONS  FEEDBACK  REFERENCE        WINDOW METRIC               DRIFT EVENTS                     TOP FEATURE    PSI  TYPE MISMATCHES  QUALITY FLAGS          LAST EVENT
-credit-risk          1         1200       600  ready (profile)  accuracy 0.790 (ref 0.840)  data_drift=2 prediction_drift=1  income       0.310  age=3            age:missing_rate=0.35  2023-11-14T22:13:20.500Z
+MODEL        PARTITION  PREDICTIONS  FEEDBACK  REFERENCE        WINDOW METRIC               DRIFT EVENTS                     LAST DRIFT  TOP FEATURE    PSI  TYPE MISMATCHES  QUALITY FLAGS          LAST EVENT
+credit-risk          1         1200       600  ready (profile)  accuracy 0.790 (ref 0.840)  data_drift=2 prediction_drift=1  -           income       0.310  age=3            age:missing_rate=0.35  2023-11-14T22:13:20.500Z
 """
 
 from __future__ import annotations
