@@ -596,7 +596,6 @@ def summary(result: dict) -> dict:
 
 def table(result: dict) -> str:
     t = result["throughput"]
-    floor = t["floor"]["events_per_s"]
     n = len(t["rounds"])
     rows = [f"events: {t['events']:,} ({t['predictions']:,} predictions + {t['feedback']:,} feedback), "
             f"{result['args']['models']} models, {result['args']['partitions']} partitions"

@@ -12,16 +12,13 @@ from __future__ import annotations
 import os
 import shlex
 import tomllib
-import types
-import typing
 from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from streamdrift.errors import ConfigError as UnknownSetting
-from streamdrift.settings import ENV_PREFIX, setting_path, load_settings
+from streamdrift.settings import ENV_PREFIX, Settings, load_settings, setting_path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
