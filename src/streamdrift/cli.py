@@ -141,7 +141,8 @@ def _print_alerts(consumer, timeout: float, summary: bool = False) -> int:
         if msg.error() is None:
             if summary:
                 e = orjson.loads(msg.value())
-                moved = ", ".join(f"{f['feature']} {f['score']:.2f}" for f in e["top_features"][:3])
+                moved = (", ".join(f"{f['feature']} {f['score']:.2f}" for f in e["top_features"][:3])
+                         or f"{e['statistic']:.3g} against {e['threshold']:.3g}")
                 print(f"DRIFT {e['model_id']} {e['kind']} ({e['severity']}, action {e['action']}): "
                       f"{e['detector']} {moved}", file=sys.stderr, flush=True)
             print(msg.value().decode(), flush=True)

@@ -234,8 +234,9 @@ class ModelMonitor:
         if verdict is None:  # the first window sets the reference
             return []
         alpha = self.settings.degradation_alpha
-        if not self.policy.decide("performance_degradation", 1 - verdict.p_value if verdict.degraded else 0.0,
-                                  1 - alpha, window["position"]):
+        # 1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm
+        # level (p > 0.2) only once the metric has recovered, not on a window that is merely less sure
+        if not self.policy.decide("performance_degradation", 1 - verdict.p_value, 1 - alpha, window["position"]):
             return []
         at = {"start_time": float(batch.timestamps[row]), "end_time": float(batch.timestamps[row]),
               "count": report["rows"], "start_offset": int(batch.offsets[row]), "end_offset": int(batch.offsets[row])}
