@@ -51,7 +51,7 @@ def drift(model_id: str, action: str, t: float, offset: int) -> dict:
     window = {"start_time": rfc3339(t - 60), "end_time": rfc3339(t), "count": 500,
               "start_offset": max(0, offset - 499), "end_offset": offset}
     event = drift_event(model_id=model_id, model_version="v1", kind=kind, detector=detector, feature=feature,
-                        statistic=0.4, threshold=0.25, p_value=None, window=window, partition=0,
+                        statistic=0.4, threshold=0.25, p_value=None, window=window, stream="predictions", partition=0,
                         top_features=[{"feature": "income", "score": 0.4}] if feature else [], action=action,
                         detected_at=rfc3339(t))
     event["emitted_at"] = rfc3339(time.time())

@@ -335,15 +335,14 @@ class ModelMonitor:
         for key in ("start_time", "end_time"):
             if not isinstance(window[key], str):
                 window[key] = rfc3339(window[key])
+        stream = "predictions" if isinstance(batch, PredictionBatch) else "feedback"
         event = drift_event(
             model_id=self.model_id, model_version=batch.model_versions[row], kind=kind, detector=detector,
             feature=feature, statistic=statistic, threshold=threshold, p_value=p_value, window=window,
-            partition=batch.partition, top_features=top,
+            stream=stream, partition=batch.partition, top_features=top,
             action=action_for(kind, feature, frozenset(self.model.important_features)),
             detected_at=batch.timestamp_values[row])  # the triggering event's time, in the form it was written
-        # which input the window's offsets count in: predictions or feedback
-        event["details"] = {**details, "window_stream": "predictions" if isinstance(batch, PredictionBatch)
-                            else "feedback"}
+        event["details"] = {**details, "window_stream": stream}  # the topic the window's offsets count in
         self.last_drift = {k: event[k] for k in ("kind", "alert_id", "detected_at")}
         return event
 

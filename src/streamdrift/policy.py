@@ -78,13 +78,14 @@ def action_for(kind: str, feature: str | None, important_features: frozenset[str
     return "investigate"
 
 
-def alert_id(model_id: str, kind: str, detector: str, feature: str | None, partition: int, offset: int) -> str:
-    """Deterministic id: the same input position always yields the same alert.
+def alert_id(model_id: str, kind: str, detector: str, feature: str | None, stream: str, partition: int,
+             offset: int) -> str:
+    """Deterministic id: the same input position (stream, partition, offset) always yields the same alert.
 
-    >>> alert_id("m1", "data_drift", "psi", "age", 0, 41)
-    'ac595f56a46b7ffc4bb30f0202dc31ac'
+    >>> alert_id("m1", "data_drift", "chi2", "age", "predictions", 0, 41)
+    '92f8ea969c2403ab0d6e81d20a5a700d'
     """
-    key = "\x1f".join((model_id, kind, detector, feature or "", str(partition), str(offset)))
+    key = "\x1f".join((model_id, kind, detector, feature or "", stream, str(partition), str(offset)))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -98,8 +99,8 @@ def rfc3339(epoch_s: float) -> str:
 
 
 def drift_event(*, model_id: str, model_version: str | None, kind: str, detector: str, feature: str | None,
-                statistic: float, threshold: float, p_value: float | None, window: dict, partition: int,
-                top_features: list[dict], action: str, detected_at: float | str) -> dict:
+                statistic: float, threshold: float, p_value: float | None, window: dict, stream: str,
+                partition: int, top_features: list[dict], action: str, detected_at: float | str) -> dict:
     """A drift event as published (see schemas/drift_event.schema.json), ``emitted_at`` aside.
 
     ``emitted_at`` is stamped by the publisher: it is the only field that
@@ -107,7 +108,7 @@ def drift_event(*, model_id: str, model_version: str | None, kind: str, detector
     """
     return {
         "schema_version": SCHEMA_VERSION,
-        "alert_id": alert_id(model_id, kind, detector, feature, partition, window["end_offset"]),
+        "alert_id": alert_id(model_id, kind, detector, feature, stream, partition, window["end_offset"]),
         "model_id": model_id,
         "model_version": model_version,
         "kind": kind,
