@@ -107,6 +107,9 @@ class Joined:
 
 def approx_bytes(value: object) -> int:
     """A deterministic, interpreter-independent size estimate of a JSON value."""
+    kind = type(value)
+    if kind is int or kind is float or kind is bool or value is None:  # the usual case, first
+        return 8
     if isinstance(value, str):
         return len(value)
     if isinstance(value, dict):
