@@ -4,7 +4,9 @@ State is owned per input partition number ``p``: partition ``p`` of the
 predictions topic and partition ``p`` of the feedback topic (co-partitioned,
 assigned together by the range assignor) feed the monitors of the models
 keyed to ``p``. That ``PartitionState`` is the unit that is snapshotted,
-restored and moved on a rebalance.
+restored and moved on a rebalance. Its two inputs are merged by record time
+(``merge.EpochMerge``) before anything is decoded, so a replay processes them
+in the same order.
 
 Checkpoint protocol (``Worker.checkpoint``), in this order:
 
