@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import jsonschema
+import numpy as np
 import orjson
 import pytest
 from pathlib import Path
 
 from streams import FB, PRED, demo_messages, run_monitors, state_bytes
+from streamdrift.records import RawMessage
 from streamdrift.errors import SnapshotError
 from streamdrift.monitor import ModelMonitor
 from streamdrift.settings import ModelSettings, MonitorSettings
@@ -138,3 +140,33 @@ def test_scheduled_retraining_follows_event_time_not_batches(stream):
     # credit-risk predicts every 3 ms from t0 = 1_700_000_000.000: the first prediction at or past each 10 s
     assert [e["detected_at"] for e in scheduled] == [1_700_000_010.002, 1_700_000_020.004, 1_700_000_030.006]
     assert [e["window"]["end_offset"] for e in scheduled] == [10_002, 20_004, 30_006]
+
+
+def versions_stream(n: int, accuracy: dict[str, float], seed: int) -> list[RawMessage]:
+    """Feedback carrying its prediction, two versions interleaved, each right with its own probability."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        version = "v1" if rng.random() < 0.5 else "v2"
+        label = int(rng.random() < 0.5)
+        prediction = label if rng.random() < accuracy[version] else 1 - label
+        event = {"event_id": f"e{i}", "model_id": "m", "model_version": version, "timestamp": 1_700_000_000 + i,
+                 "label": label, "prediction": prediction}
+        out.append(RawMessage(FB, 0, i, b"m", orjson.dumps(event)))
+    return out
+
+
+def test_a_version_surely_worse_than_the_other_raises_one_event_naming_it():
+    messages = versions_stream(20_000, {"v1": 0.9, "v2": 0.8}, seed=3)
+    runs = [run_monitors(messages, size, SETTINGS)[1] for size in (1000, 333)]
+    assert runs[0] == runs[1]  # where the batches end does not matter
+    flagged = [e for e in runs[0] if e["detector"] == "version_comparison"]
+    assert [(e["kind"], e["model_version"], e["action"]) for e in flagged] == [
+        ("performance_degradation", "v2", "retrain")]
+    assert flagged[0]["details"]["comparison"]["significant"] and flagged[0]["p_value"] < 0.001
+
+
+def test_two_equally_good_versions_raise_nothing():
+    messages = versions_stream(40_000, {"v1": 0.85, "v2": 0.85}, seed=4)
+    _, events = run_monitors(messages, 1000, SETTINGS)
+    assert [e for e in events if e["detector"] == "version_comparison"] == []

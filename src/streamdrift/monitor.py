@@ -108,7 +108,7 @@ class ModelMonitor:
         self.join = FeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
-        self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=0.01)
+        self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=s.degradation_alpha)
         self.segments = (SegmentMetrics(self.model.segment_attributes, s.window_size, s.subwindows, s.max_segments,
                                         self.model.positive_label, self.model.sensitive_attribute)
                          if self.model.segment_attributes else None)
@@ -210,18 +210,43 @@ class ModelMonitor:
         if self.task == "classification":
             correct = label_keys(graded.labels) == label_keys(graded.predictions)
             windows = self.performance.update(graded.labels, graded.predictions, graded.scores)
-            self.versions.update(graded.versions, correct)
             if self.segments is not None:
                 self.segments.update(graded.labels, graded.predictions,
                                      [seg or {} for seg in graded.segments])
+            # versions close their windows at the same rows as the metrics: feed them up to each close,
+            # so what a window reports never depends on where the batch ends
+            done = 0
             for w in windows:
+                self.versions.update(graded.versions[done: w["row"] + 1], correct[done: w["row"] + 1])
+                done = w["row"] + 1
                 events += self._degradation(w, batch, int(rows[w["row"]]))
+                events += self._version_check(w, batch, int(rows[w["row"]]))
+            self.versions.update(graded.versions[done:], correct[done:])
             events += self.observe_errors(~correct, batch, rows)
         else:
             for w in self.performance.update(graded.labels, graded.predictions):
                 events += self._degradation(w, batch, int(rows[w["row"]]))
             self.labelled_total += len(graded)
         return events
+
+    def _version_check(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
+        """A performance_degradation event naming a version surely worse than the busiest one (A/B, shadow)."""
+        comparisons = [c for c in self.versions.report("window")["comparisons"] if c["p_value"] is not None]
+        if not comparisons:
+            return []
+        worst = min(comparisons, key=lambda c: (not c["significant"], c["p_value"], c["version_a"]))
+        alpha = self.settings.degradation_alpha
+        # fires on a significant difference; re-arms once the versions look alike again (p > ~0.2)
+        strength = 1.0 if worst["significant"] else min(1 - worst["p_value"], 1 - alpha)
+        if not self.policy.decide("version_comparison", strength, 1 - alpha, window["position"]):
+            return []
+        at = {"start_time": float(batch.timestamps[row]), "end_time": float(batch.timestamps[row]),
+              "count": worst["n_a"] + worst["n_b"], "start_offset": int(batch.offsets[row]),
+              "end_offset": int(batch.offsets[row])}
+        event = self._event("performance_degradation", "version_comparison", None, worst["difference"], 0.0,
+                            worst["p_value"], at, batch, row, [], {"comparison": worst})
+        event["model_version"] = worst["worse"]
+        return [event]
 
     def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
         """A performance_degradation event when the window is surely worse than the reference."""
