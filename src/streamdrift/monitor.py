@@ -6,8 +6,10 @@ A monitor consumes whole columnar batches (``records.PredictionBatch`` and
 - three binned sketches against a reference (``sketch``): the features (data
   drift and data quality), the model's outputs (prediction drift) and the
   labels (label drift);
-- a concept-drift detector on the error stream (``concept``), fed by feedback
-  that carries the prediction it grades;
+- the feedback join (``join``) and, for the graded predictions it yields,
+  windowed and cumulative performance metrics, the degradation test, the
+  version comparison (``performance``) and a concept-drift detector on the
+  error stream (``concept``);
 - event counters and the alert policy (``policy``).
 
 Its state is plain data (``state()``), so a snapshot is JSON and restoring one
