@@ -374,3 +374,76 @@ def test_first_breach_is_reported_in_field_order() -> None:
     assert _decode_one("prediction", raw, key=b"other")[1].startswith("field 'event_id'")
     assert _decode_one("prediction", raw[:-1] + b',"event_id":"e"}', key=b"other")[1].startswith(
         "field 'model_id'")
+
+
+# ---------------------------------------------------------------- fast path == reference path
+#
+# A poll is first checked as a whole (decode._decode_fast); on any doubt the
+# reference path runs message by message. Both must give the same batches and
+# rejections for every message, alone or among good neighbours.
+
+from dataclasses import fields as _fields  # noqa: E402
+
+from streamdrift.decode import _decode_fast, _decode_rows, _feedback_batch, _feedback_row  # noqa: E402
+from streamdrift.decode import _prediction_batch, _prediction_row  # noqa: E402
+
+_REFERENCE = {"prediction": (_prediction_row, _prediction_batch), "feedback": (_feedback_row, _feedback_batch)}
+
+
+def _good(kind: str, i: int) -> tuple[bytes, int]:
+    model = f"m{i % 3}"
+    if kind == "prediction":
+        event = {"event_id": f"g{i}", "model_id": model, "timestamp": 1714564800 + i, "model_version": "v1",
+                 "features": {"x": i * 0.5, "c": "ab"[i % 2], "n": None}, "prediction": i % 2, "score": 0.25}
+    else:
+        event = {"event_id": f"g{i}", "model_id": model, "timestamp": f"2024-05-01T12:00:{i:02d}Z", "label": i % 2}
+    return orjson.dumps(event), i % 2
+
+
+def _poll(kind: str, raw: bytes | None, key: bytes | None = None) -> list[RawMessage]:
+    messages = [RawMessage(kind, p, i, None, v) for i, (v, p) in enumerate(_good(kind, i) for i in range(10))]
+    messages.insert(5, RawMessage(kind, 1, 99, key, raw))
+    return messages
+
+
+def _shown(result: tuple[list, list]) -> list:
+    """Batches and rejections as comparable values: repr keeps 1, 1.0 and True apart."""
+    batches, rejected = result
+    out = [[(f.name, repr(getattr(b, f.name).tolist()) + str(getattr(b, f.name).dtype)
+             if isinstance(getattr(b, f.name), np.ndarray) else repr(getattr(b, f.name)))
+            for f in _fields(b)] for b in batches]
+    return out + [(r.message.offset, r.reason) for r in rejected]
+
+
+def _agree(kind: str, messages: list[RawMessage]) -> None:
+    assert _shown(DECODERS[kind](messages)) == _shown(_decode_rows(messages, *_REFERENCE[kind]))
+
+
+@pytest.mark.parametrize(("kind", "path"), _params(["prediction", "feedback"], "valid")
+                         + _params(["prediction", "feedback"], "invalid"))
+def test_fast_path_agrees_on_each_fixture(kind: str, path: Path) -> None:
+    _agree(kind, _poll(kind, path.read_bytes()))
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), MUTATIONS)
+def test_fast_path_agrees_on_each_field(kind: str, field: str, value: object) -> None:
+    base = PREDICTION if kind == "prediction" else FEEDBACK
+    _agree(kind, _poll(kind, orjson.dumps({**base, field: value})))
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"[1]", b"{", orjson.dumps(PREDICTION).replace(b"1714564800", b"1" * 400),
+                                 orjson.dumps(PREDICTION).replace(b"0.5", b"1" * 40)])
+def test_fast_path_agrees_on_unreadable_values(raw: bytes | None) -> None:
+    _agree("prediction", _poll("prediction", raw))
+
+
+@pytest.mark.parametrize("key", [None, b"m1", b"m2"])
+def test_fast_path_agrees_on_keys(key: bytes | None) -> None:
+    _agree("prediction", _poll("prediction", orjson.dumps(PREDICTION), key))
+
+
+def test_fast_path_takes_a_valid_poll() -> None:
+    for kind in ("prediction", "feedback"):
+        messages = _poll(kind, _good(kind, 10)[0])
+        assert _decode_fast(messages, kind == "prediction") is not None
+        _agree(kind, messages)

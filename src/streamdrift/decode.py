@@ -45,8 +45,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 
 import numpy as np
 import orjson
@@ -147,9 +147,19 @@ def decode_feedback(
 
 
 def _decode(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
+    """Validate and group: the whole-poll fast path when it can vouch for every message, else row by row."""
+    if len(messages) >= _FAST_MIN:
+        fast = _decode_fast(messages, parse is _prediction_row)
+        if fast is not None:
+            return fast, []
+    return _decode_rows(messages, parse, build)
+
+
+def _decode_rows(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
     """Validate each message with ``parse`` into a row tuple; group rows per (model_id, partition).
 
-    Rows are kept as tuples and transposed into columns once per batch, in C.
+    The reference path: it names the first breach of each bad message. Rows
+    are kept as tuples and transposed into columns once per batch, in C.
     """
     groups: dict[tuple[str, int], list[tuple]] = {}
     rejected: list[Rejected] = []
@@ -195,6 +205,192 @@ def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> Feedbac
         event_ids=list(event_ids), model_versions=list(versions), timestamps=np.array(times, dtype=np.float64),
         timestamp_values=list(written), labels=list(labels), predictions=list(predictions),
         scores=np.array(scores, dtype=np.float64))
+
+
+# -- the fast path --------------------------------------------------------------
+#
+# A poll's messages are checked column by column with C-level operations (type
+# sets, min/max of lengths, each *distinct* model id and version once, numpy
+# range checks) instead of field by field per message. It only ever accepts:
+# the moment any check fails, ``_decode`` runs the reference path over the
+# whole poll, which finds and names each culprit. So both paths accept the
+# same messages and build the same batches (tests/test_contracts.py checks
+# this on every fixture, alone and among good neighbours).
+
+_FAST_MIN = 8  # below this the reference path is as fast
+_OFFSET, _PARTITION, _KEY, _VALUE = (attrgetter(a) for a in ("offset", "partition", "key", "value"))
+_NUMBER_OR_MISSING = frozenset({int, float, object})
+_SCALAR_OR_MISSING = _SCALAR | {object}
+_VERSION_TYPES = frozenset({str, type(None)})
+_valid_model_ids: dict[str, bytes] = {}  # model ids matching the contract -> their Kafka key
+
+
+def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | None:
+    """Every message valid: the batches, exactly as ``_decode_rows`` builds them. Otherwise None."""
+    try:
+        events = list(map(orjson.loads, map(_VALUE, messages)))
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if set(map(type, events)) != {dict}:
+        return None
+    n = len(events)
+    try:
+        event_ids = list(map(itemgetter("event_id"), events))
+        model_ids = list(map(itemgetter("model_id"), events))
+        written = list(map(itemgetter("timestamp"), events))
+        if predictions:
+            features = list(map(itemgetter("features"), events))
+            outputs = list(map(itemgetter("prediction"), events))
+        else:
+            labels = list(map(itemgetter("label"), events))
+        versions = list(map(dict.get, events, repeat("model_version")))
+        distinct_versions = set(versions)
+        distinct_models = set(model_ids)
+    except (KeyError, TypeError):  # a field missing, or an unhashable value
+        return None
+    if (set(map(type, event_ids)) != {str} or min(map(len, event_ids)) == 0
+            or max(map(len, event_ids)) > MAX_EVENT_ID_CHARS):
+        return None
+    for version in distinct_versions:
+        if type(version) not in _VERSION_TYPES or (version is not None and not
+                                                    0 < len(version) <= MAX_MODEL_VERSION_CHARS):
+            return None
+    for model_id in distinct_models:
+        if model_id not in _valid_model_ids:
+            if type(model_id) is not str or _MODEL_ID.fullmatch(model_id) is None:
+                return None
+            if len(_valid_model_ids) < 100_000:
+                _valid_model_ids[model_id] = model_id.encode()
+    keys = list(map(_KEY, messages))
+    expected = [_valid_model_ids.get(m) or m.encode() for m in model_ids] if len(distinct_models) > 1 else \
+        [_valid_model_ids.get(model_ids[0]) or model_ids[0].encode()] * n
+    if keys != expected and any(k is not None and k != e for k, e in zip(keys, expected)):
+        return None
+    times = _fast_timestamps(written)
+    if times is None:
+        return None
+    if predictions:
+        columns = _fast_prediction_columns(events, features, outputs)
+    else:
+        columns = _fast_feedback_columns(events, labels)
+    if columns is None:
+        return None
+    partitions = list(map(_PARTITION, messages))
+    offsets = np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n)
+    groups: dict[tuple[str, int], list[int]] = {}
+    if len(distinct_models) == 1 and len(set(partitions)) == 1:
+        groups[(model_ids[0], partitions[0])] = list(range(n))
+    else:
+        for i, group in enumerate(zip(model_ids, partitions)):
+            rows = groups.get(group)
+            if rows is None:
+                groups[group] = [i]
+            else:
+                rows.append(i)
+    build = _fast_prediction_batch if predictions else _fast_feedback_batch
+    return [build(model_id, partition, rows, n, offsets, event_ids, versions, times, written, columns)
+            for (model_id, partition), rows in groups.items()]
+
+
+def _fast_timestamps(written: list) -> np.ndarray | None:
+    types = set(map(type, written))
+    if types <= _NUMBER:
+        try:
+            times = np.array(written, dtype=np.float64)
+        except OverflowError:  # an integer beyond any float
+            return None
+        if not ((times >= 0).all() and (times < EPOCH_SECONDS_END).all()):
+            return None
+        return times
+    try:
+        return np.array(list(map(_timestamp, written)), dtype=np.float64)
+    except _Invalid:
+        return None
+
+
+def _fast_prediction_columns(events: list[dict], features: list, outputs: list) -> tuple | None:
+    if set(map(type, features)) != {dict} or max(map(len, features)) > MAX_FEATURES:
+        return None
+    names = set().union(*features)
+    if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
+        return None
+    if not _FEATURE_VALUE.issuperset(map(type, chain.from_iterable(map(dict.values, features)))):
+        return None
+    if not _SCALAR.issuperset(map(type, outputs)):
+        return None
+    scores = _fast_scores(events)
+    if scores is None:
+        return None
+    try:  # rare fields: the reference checks, value by value, on the events that have them
+        class_scores = _fast_optional(events, "scores", _class_scores)
+        segments = _fast_optional(events, "segment", _segment)
+    except _Invalid:
+        return None
+    return features, outputs, scores, class_scores, segments
+
+
+def _fast_feedback_columns(events: list[dict], labels: list) -> tuple | None:
+    if not _SCALAR.issuperset(map(type, labels)):
+        return None
+    carried = list(map(dict.get, events, repeat("prediction"), repeat(_MISSING)))
+    kinds = set(map(type, carried))
+    if not _SCALAR_OR_MISSING.issuperset(kinds):
+        return None
+    if object in kinds:
+        carried = [None if p is _MISSING else p for p in carried]
+    scores = _fast_scores(events)
+    if scores is None:
+        return None
+    return labels, carried, scores
+
+
+def _fast_scores(events: list[dict]) -> np.ndarray | None:
+    scores = list(map(dict.get, events, repeat("score"), repeat(_MISSING)))
+    kinds = set(map(type, scores))
+    if not _NUMBER_OR_MISSING.issuperset(kinds):
+        return None
+    if object in kinds:
+        scores = [_NAN if s is _MISSING else s for s in scores]
+    try:
+        out = np.array(scores, dtype=np.float64)
+    except OverflowError:
+        return None
+    if ((out < 0) | (out > 1)).any():
+        return None
+    return out
+
+
+def _fast_optional(events: list[dict], name: str, check) -> list:
+    if not any(map(dict.__contains__, events, repeat(name))):
+        return [None] * len(events)
+    return list(map(check, events))
+
+
+def _take(column: list, rows: list[int], n: int) -> list:
+    return column if len(rows) == n else list(map(column.__getitem__, rows))
+
+
+def _fast_prediction_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
+                           event_ids: list, versions: list, times: np.ndarray, written: list,
+                           columns: tuple) -> PredictionBatch:
+    features, outputs, scores, class_scores, segments = columns
+    index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
+    return PredictionBatch(
+        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=_take(event_ids, rows, n),
+        model_versions=_take(versions, rows, n), timestamps=times[index], timestamp_values=_take(written, rows, n),
+        features=_feature_columns(_take(features, rows, n)), predictions=_take(outputs, rows, n),
+        scores=scores[index], class_scores=_take(class_scores, rows, n), segments=_take(segments, rows, n))
+
+
+def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
+                         event_ids: list, versions: list, times: np.ndarray, written: list,
+                         columns: tuple) -> FeedbackBatch:
+    labels, carried, scores = columns
+    index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
+    return FeedbackBatch(
+        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=_take(event_ids, rows, n),
+        model_versions=_take(versions, rows, n), timestamps=times[index], timestamp_values=_take(written, rows, n),
+        labels=_take(labels, rows, n), predictions=_take(carried, rows, n), scores=scores[index])
 
 
 def _feature_columns(rows: list[dict]) -> dict[str, list]:
