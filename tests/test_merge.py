@@ -82,5 +82,5 @@ def test_restart_keeps_late_records_in_the_epoch_the_first_run_gave_them():
     restarted.load_state(merge.state())
     for m in (merge, restarted):
         m.add(late)
-    assert merge.pending[PRED][0][0] == restarted.pending[PRED][0][0] == 2
+    assert merge.pending[PRED].head() == restarted.pending[PRED].head() == 2
     assert [r.offset for _, run in released for r in run] == [0]

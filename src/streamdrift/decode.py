@@ -72,6 +72,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _NUMBER = frozenset({int, float})
 _SCALAR = frozenset({str, int, float, bool})
 _FEATURE_VALUE = frozenset({str, int, float, bool, type(None)})
+_NUMERIC_VALUE = frozenset({int, float, type(None)})
 _JSON_TYPE = {dict: "object", list: "array", str: "string", int: "number",
               float: "number", bool: "boolean", type(None): "null"}
 _MISSING = object()
@@ -191,11 +192,13 @@ def _feedback_row(event: dict) -> tuple:
 
 def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> PredictionBatch:
     offsets, event_ids, versions, times, written, features, predictions, scores, class_scores, segments = zip(*rows)
+    columns, numeric = _feature_columns(features)
     return PredictionBatch(
         model_id=model_id, partition=partition, offsets=np.array(offsets, dtype=np.int64),
         event_ids=list(event_ids), model_versions=list(versions), timestamps=np.array(times, dtype=np.float64),
-        timestamp_values=list(written), features=_feature_columns(features), predictions=list(predictions),
-        scores=np.array(scores, dtype=np.float64), class_scores=list(class_scores), segments=list(segments))
+        timestamp_values=list(written), features=columns, predictions=list(predictions),
+        scores=np.array(scores, dtype=np.float64), class_scores=list(class_scores), segments=list(segments),
+        numeric_features=numeric)
 
 
 def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> FeedbackBatch:
@@ -262,8 +265,8 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
             if len(_valid_model_ids) < 100_000:
                 _valid_model_ids[model_id] = model_id.encode()
     keys = list(map(_KEY, messages))
-    expected = [_valid_model_ids.get(m) or m.encode() for m in model_ids] if len(distinct_models) > 1 else \
-        [_valid_model_ids.get(model_ids[0]) or model_ids[0].encode()] * n
+    known = {m: _valid_model_ids.get(m) or m.encode() for m in distinct_models}
+    expected = list(map(known.__getitem__, model_ids)) if len(distinct_models) > 1 else [known[model_ids[0]]] * n
     if keys != expected and any(k is not None and k != e for k, e in zip(keys, expected)):
         return None
     times = _fast_timestamps(written)
@@ -288,8 +291,11 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
             else:
                 rows.append(i)
     build = _fast_prediction_batch if predictions else _fast_feedback_batch
-    return [build(model_id, partition, rows, n, offsets, event_ids, versions, times, written, columns)
-            for (model_id, partition), rows in groups.items()]
+    try:
+        return [build(model_id, partition, rows, n, offsets, event_ids, versions, times, written, columns)
+                for (model_id, partition), rows in groups.items()]
+    except _Invalid:
+        return None
 
 
 def _fast_timestamps(written: list) -> np.ndarray | None:
@@ -314,8 +320,8 @@ def _fast_prediction_columns(events: list[dict], features: list, outputs: list) 
     names = set().union(*features)
     if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
         return None
-    if not _FEATURE_VALUE.issuperset(map(type, chain.from_iterable(map(dict.values, features)))):
-        return None
+    # every row has every name (value types are checked column by column, per batch)
+    uniform = min(map(len, features)) == len(names)
     if not _SCALAR.issuperset(map(type, outputs)):
         return None
     scores = _fast_scores(events)
@@ -326,7 +332,7 @@ def _fast_prediction_columns(events: list[dict], features: list, outputs: list) 
         segments = _fast_optional(events, "segment", _segment)
     except _Invalid:
         return None
-    return features, outputs, scores, class_scores, segments
+    return features, outputs, scores, class_scores, segments, uniform
 
 
 def _fast_feedback_columns(events: list[dict], labels: list) -> tuple | None:
@@ -373,13 +379,14 @@ def _take(column: list, rows: list[int], n: int) -> list:
 def _fast_prediction_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
                            event_ids: list, versions: list, times: np.ndarray, written: list,
                            columns: tuple) -> PredictionBatch:
-    features, outputs, scores, class_scores, segments = columns
+    features, outputs, scores, class_scores, segments, uniform = columns
     index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
+    feature_columns, numeric = _feature_columns(_take(features, rows, n), uniform)
     return PredictionBatch(
         model_id=model_id, partition=partition, offsets=offsets[index], event_ids=_take(event_ids, rows, n),
         model_versions=_take(versions, rows, n), timestamps=times[index], timestamp_values=_take(written, rows, n),
-        features=_feature_columns(_take(features, rows, n)), predictions=_take(outputs, rows, n),
-        scores=scores[index], class_scores=_take(class_scores, rows, n), segments=_take(segments, rows, n))
+        features=feature_columns, predictions=_take(outputs, rows, n), scores=scores[index],
+        class_scores=_take(class_scores, rows, n), segments=_take(segments, rows, n), numeric_features=numeric)
 
 
 def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
@@ -393,15 +400,36 @@ def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int,
         labels=_take(labels, rows, n), predictions=_take(carried, rows, n), scores=scores[index])
 
 
-def _feature_columns(rows: list[dict]) -> dict[str, list]:
-    """Rows of name -> value to one aligned column per name, None where absent."""
-    names = list(dict.fromkeys(chain.from_iterable(rows)))  # first appearance order
-    if len(names) > 1 and all(len(row) == len(names) for row in rows):
+def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str, list], frozenset[str]]:
+    """Rows of name -> value to one aligned column per name, None where absent; and the names
+    whose values are all numbers or None, which the sketches turn into floats without looking again.
+
+    ``uniform``: every row is known to hold the same names.
+    Raises ``_Invalid`` for a value that is not a number, string, boolean or null.
+    """
+    if uniform:
+        names = list(rows[0])
+    else:
+        names = list(dict.fromkeys(chain.from_iterable(rows)))  # first appearance order
+        if not (len(names) > 1 and all(len(row) == len(names) for row in rows)):
+            names = None
+    columns = None
+    if names is not None and len(names) > 1:
         try:  # the usual case, every row has every feature: one C-level transpose
-            return dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
+            columns = dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
         except KeyError:  # same count, other names: fall back
             pass
-    return {name: [row.get(name) for row in rows] for name in names}
+    if columns is None:
+        names = list(dict.fromkeys(chain.from_iterable(rows)))
+        columns = {name: [row.get(name) for row in rows] for name in names}
+    numeric = []
+    for name, values in columns.items():
+        types = set(map(type, values))
+        if types <= _NUMERIC_VALUE:
+            numeric.append(name)
+        elif not types <= _FEATURE_VALUE:
+            raise _Invalid("a feature value is not a number, string, boolean or null")
+    return columns, frozenset(numeric)
 
 
 def _load(value: bytes | None) -> dict:

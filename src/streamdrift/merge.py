@@ -41,9 +41,42 @@ Examples
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
+from itertools import accumulate, repeat
+from operator import attrgetter, floordiv
 
 from streamdrift.records import RawMessage
+
+_TIMESTAMP = attrgetter("timestamp_ms")
+
+
+class _Side:
+    """One side's held-back records: epochs (non-decreasing) and records, consumed from ``start``."""
+
+    __slots__ = ("epochs", "records", "start")
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.records: list[RawMessage] = []
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.records) - self.start
+
+    def head(self) -> int:
+        return self.epochs[self.start]
+
+    def take(self, epoch: int) -> list[RawMessage]:
+        """Pop the leading records of ``epoch`` (possibly none)."""
+        end = bisect_right(self.epochs, epoch, self.start)
+        run = self.records[self.start:end]
+        self.start = end
+        if end == len(self.records):
+            self.epochs, self.records, self.start = [], [], 0
+        elif end > 4096 and end * 2 > len(self.records):  # drop what was taken, now and then
+            del self.epochs[:end], self.records[:end]
+            self.start = 0
+        return run
 
 
 class EpochMerge:
@@ -67,32 +100,38 @@ class EpochMerge:
         self._reset()
 
     def _reset(self) -> None:
-        self.pending: dict[str, deque[tuple[int, RawMessage]]] = {s: deque() for s in self.sides}
+        self.pending: dict[str, _Side] = {s: _Side() for s in self.sides}
         self.seen_epoch: dict[str, int] = {s: -1 for s in self.sides}  # over records added
         self.released_epoch: dict[str, int] = {s: -1 for s in self.sides}  # over records released
 
     def add(self, record: RawMessage) -> None:
-        side = record.topic
-        epoch = max(self.seen_epoch[side], record.timestamp_ms // self.epoch_ms)
-        self.seen_epoch[side] = epoch
-        self.pending[side].append((epoch, record))
+        self.extend(record.topic, [record])
+
+    def extend(self, side: str, records: list[RawMessage]) -> None:
+        """Records of one side, in offset order."""
+        if not records:
+            return
+        epochs = list(accumulate(map(floordiv, map(_TIMESTAMP, records), repeat(self.epoch_ms)), max,
+                                 initial=self.seen_epoch[side]))
+        self.seen_epoch[side] = epochs[-1]
+        pending = self.pending[side]
+        pending.epochs += epochs[1:]
+        pending.records += records
 
     def release(self, caught_up: set[str]) -> list[tuple[str, list[RawMessage]]]:
         """Runs of records to process now, in order: ``[(side, records), ...]``."""
         # on a side, epochs before its latest are complete; all of them are when it is caught up
         limit = min(float("inf") if s in caught_up else self.seen_epoch[s] for s in self.sides)
         if any(len(q) > self.max_buffered for q in self.pending.values()):
-            limit = max(limit, min(q[0][0] + 1 for q in self.pending.values() if q))
+            limit = max(limit, min(q.head() + 1 for q in self.pending.values() if len(q)))
         runs: list[tuple[str, list[RawMessage]]] = []
         while True:
-            heads = [q[0][0] for q in self.pending.values() if q]
+            heads = [q.head() for q in self.pending.values() if len(q)]
             if not heads or min(heads) >= limit:
                 return runs
             epoch = min(heads)
             for side in self.sides:
-                queue, run = self.pending[side], []
-                while queue and queue[0][0] == epoch:
-                    run.append(queue.popleft()[1])
+                run = self.pending[side].take(epoch) if len(self.pending[side]) else []
                 if run:
                     self.released_epoch[side] = epoch
                     if runs and runs[-1][0] == side:

@@ -48,6 +48,8 @@ class PredictionBatch:
     scores: np.ndarray  # float64, NaN where absent
     class_scores: list[dict[str, float] | None]
     segments: list[dict | None]
+    # names of the features whose values in this batch are all numbers or None (None: not known)
+    numeric_features: frozenset[str] | None = None
 
     def __len__(self) -> int:
         return len(self.event_ids)
