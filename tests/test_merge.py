@@ -84,3 +84,13 @@ def test_restart_keeps_late_records_in_the_epoch_the_first_run_gave_them():
         m.add(late)
     assert merge.pending[PRED].head() == restarted.pending[PRED].head() == 2
     assert [r.offset for _, run in released for r in run] == [0]
+
+
+def test_a_restart_with_another_epoch_width_keeps_the_record_time_reached():
+    merge = EpochMerge(epoch_ms=1000, sides=(PRED, FB))
+    merge.add(RawMessage(PRED, 0, 0, None, b"", 2500))
+    merge.release(caught_up={PRED, FB})
+    restarted = EpochMerge(epoch_ms=100, sides=(PRED, FB))
+    restarted.load_state(merge.state())
+    restarted.add(RawMessage(PRED, 0, 1, None, b"", 500))  # late: joins the epoch reached, 2000 ms
+    assert restarted.pending[PRED].head() == 20

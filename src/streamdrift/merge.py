@@ -144,10 +144,11 @@ class EpochMerge:
 
     def state(self) -> dict:
         """The epochs reached by released records (buffered ones are consumed again after a restart)."""
-        return {"epochs": dict(self.released_epoch)}
+        return {"epochs": dict(self.released_epoch), "epoch_ms": self.epoch_ms}
 
     def load_state(self, state: dict) -> None:
         self._reset()
+        was = state.get("epoch_ms", self.epoch_ms)  # merge_epoch_ms may have changed since
         for side, epoch in state["epochs"].items():
             if side in self.seen_epoch:
-                self.seen_epoch[side] = self.released_epoch[side] = epoch
+                self.seen_epoch[side] = self.released_epoch[side] = epoch if epoch < 0 else epoch * was // self.epoch_ms

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     group_id: str = Field("streamdrift", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000, description="messages consumed per batch")
-    merge_epoch_ms: int = Field(1000, ge=1, description="record-time epochs in which predictions and feedback "
+    merge_epoch_ms: int = Field(100, ge=1, description="record-time epochs in which predictions and feedback "
                                                         "are merged (predictions first)")
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
     snapshot_dir: Path = Path(".streamdrift/snapshots")
