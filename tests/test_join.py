@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import orjson
 
@@ -254,3 +256,236 @@ def test_empty_batches_change_nothing():
     before = state_bytes(join)
     assert len(predict(join, [], [])) == 0 and len(feed(join, [], [])) == 0
     assert state_bytes(join) == before
+
+
+# -- the bulk path against the row-by-row loop -----------------------------------------------------------
+
+
+class RowByRow(FeedbackJoin):
+    _bulk = False
+
+
+class CountingBulk(FeedbackJoin):
+    """Counts the batches the bulk path handled, and what happened in them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bulk = {"predictions": 0, "feedback": 0}
+        self.rows = {"predictions": 0, "feedback": 0}
+        self.seen: set[str] = set()  # what bulk batches did: "evicted_count", "carried", "trimmed", ...
+
+    def _count(self, side: str, done: Joined | None, before: tuple) -> None:
+        if done is None:
+            self.rows[side] += 1
+            return
+        self.bulk[side] += 1
+        counters, recent_full, heap_sorted = before
+        after = self.counters()
+        for key in ("evicted_count", "carried", "duplicate_predictions", "joined"):
+            if after[key] > counters[key]:
+                self.seen.add(key)
+        if after["joined"] > counters["joined"]:
+            self.seen |= {"trimmed"} if recent_full else set()
+            self.seen.add("sorted heap" if heap_sorted else "unsorted heap")
+
+    def _before(self) -> tuple:
+        return self.counters(), len(self.recent) >= self.max_pending, self._recent_sorted
+
+    def _predictions_in_bulk(self, *args):
+        before = self._before()
+        done = super()._predictions_in_bulk(*args)
+        self._count("predictions", done, before)
+        return done
+
+    def _feedback_in_bulk(self, *args):
+        before = self._before()
+        done = super()._feedback_in_bulk(*args)
+        self._count("feedback", done, before)
+        return done
+
+
+def joined_columns(done: Joined) -> tuple:
+    """Every column, arrays as their dtype and values, and the types of the listed values."""
+    def array(a: np.ndarray) -> tuple:
+        return str(a.dtype), [None if math.isnan(v) else v for v in a.astype(float).tolist()]  # NaN == NaN
+
+    return (done.event_ids, array(done.event_times), array(done.feedback_times), done.predictions,
+            array(done.scores), done.labels, done.versions, done.segments, array(done.carried),
+            [type(v) for v in done.predictions + done.labels + done.versions])
+
+
+def internals(join: FeedbackJoin) -> tuple:
+    heap = join._recent_heap
+    assert all(heap[(k - 1) // 2] <= heap[k] for k in range(1, len(heap))), "the recent heap is a heap"
+    return (state_bytes(join), list(join.recent.items()), sorted(heap), join._horizon, join.watermark,
+            list(join.predictions.entries), list(join.feedback.entries), join.counters())
+
+
+def random_events(rng: np.random.Generator) -> tuple[dict, list]:
+    """One random run: the join's settings and its batches, (side, arguments), both sides interleaved."""
+    n = int(rng.integers(50, 1200))
+    ttl = float(rng.choice([3.0, 40.0, 400.0, 1e9]))
+    settings = {"ttl_s": ttl, "max_pending": int(rng.choice([8, 60, 500, BIG])),
+                "max_pending_bytes": int(rng.choice([1500, 20_000, 10**12]))}
+    values = [[0, 1], ["yes", "no", "maybe"], [True, False], [0.5, 1.25, -3.0]][int(rng.integers(4))]
+
+    def some(options: list, count: int) -> list:
+        return [options[int(k)] for k in rng.integers(0, len(options), count)]
+
+    # predictions, one per id, mostly in time order; some late, some sent twice
+    ids = [f"e{k}" for k in range(n)]
+    times = np.cumsum(rng.exponential(1.0, n))
+    late = rng.random(n) < rng.choice([0.0, 0.05])
+    times[late] -= rng.exponential(20.0, late.sum())
+    again = rng.choice(n, int(rng.choice([0, 0, 3, 20])))
+    p_rows = list(range(n)) + again.tolist()
+    p_times = times.tolist() + (times[again] + rng.exponential(2.0, len(again))).tolist()
+    preds = some(values, n)
+    scores = np.where(rng.random(n) < rng.choice([0.0, 0.3, 1.0]), np.nan, rng.random(n))
+    versions = some([None, "v1", "v22"], n)
+    segments = some([None, None, {"region": "eu"}, {"g": ["a", "bb"], "n": 3}], n)
+
+    # feedback for some of them after a delay, for ids never predicted, some sent twice, some carrying
+    labelled = np.flatnonzero(rng.random(n) < rng.choice([0.5, 0.9]))
+    strangers = int(rng.integers(0, 15))
+    f_ids = [ids[k] for k in labelled] + [f"x{j}" for j in range(strangers)]
+    delays = rng.exponential(float(rng.choice([0.2, 1.0, 3.0])) * min(ttl, 200.0), len(labelled))
+    f_times = (times[labelled] + delays).tolist() + rng.uniform(0, times[-1], strangers).tolist()
+    for j in rng.choice(len(f_ids), int(rng.choice([0, 0, 2, 10]))):
+        f_ids.append(f_ids[j])
+        f_times.append(f_times[j] + rng.exponential(3.0))
+    m = len(f_ids)
+    carry_share = rng.choice([0.0, 0.0, 0.1, 1.0])
+    f_preds = [v if c else None for v, c in zip(some(values, m), rng.random(m) < carry_share)]
+    f_scores = np.where(rng.random(m) < 0.5, rng.random(m), np.nan)
+    f_versions = some(["v1", None, "v9"], m)
+    f_labels = some(values, m)
+
+    # both sides merged by time, with jitter so that some batches straddle, then cut into batches
+    order = sorted([(t + rng.normal(0, 0.5), 0, i) for i, t in enumerate(p_times)]
+                   + [(t + rng.normal(0, 0.5), 1, i) for i, t in enumerate(f_times)])
+    batches, k = [], 0
+    max_batch = int(rng.choice([2, 8, 40, 300]))
+    while k < len(order):
+        side, size = order[k][1], int(rng.integers(1, max_batch + 1))
+        rows = []
+        while k < len(order) and order[k][1] == side and len(rows) < size:
+            rows.append(order[k][2])
+            k += 1
+        if side == 0:
+            ks = [p_rows[i] for i in rows]
+            batches.append(("p", ([ids[j] for j in ks], np.array([p_times[i] for i in rows]), [preds[j] for j in ks],
+                                  scores[ks], [versions[j] for j in ks], [segments[j] for j in ks])))
+        else:
+            carried = [f_preds[i] for i in rows]
+            batches.append(("f", ([f_ids[i] for i in rows], np.array([f_times[i] for i in rows]),
+                                  [f_labels[i] for i in rows],
+                                  carried if any(c is not None for c in carried) or rng.random() < 0.5 else [],
+                                  f_scores[rows] if rng.random() < 0.8 else np.empty(0),
+                                  [f_versions[i] for i in rows] if rng.random() < 0.8 else None)))
+    return settings, batches
+
+
+def test_the_bulk_path_gives_exactly_what_the_row_loop_gives():
+    rng = np.random.default_rng(20240611)
+    totals = {"bulk": 0, "rows": 0}
+    seen: set[str] = set()
+    for run in range(80):
+        settings, batches = random_events(rng)
+        bulk, rows = CountingBulk(**settings), RowByRow(**settings)
+        for side, args in batches:
+            if side == "p":
+                got, want = bulk.add_predictions(*args), rows.add_predictions(*args)
+            else:
+                got, want = bulk.add_feedback(*args), rows.add_feedback(*args)
+            assert joined_columns(got) == joined_columns(want), (run, side)
+            assert internals(bulk) == internals(rows), (run, side)
+        totals["bulk"] += sum(bulk.bulk.values())
+        totals["rows"] += sum(bulk.rows.values())
+        seen |= bulk.seen
+    # the comparison means something only if both paths ran, and the bulk path through each case
+    assert totals["bulk"] > 5000 and totals["rows"] > 500, totals
+    assert seen == {"evicted_count", "carried", "duplicate_predictions", "joined", "trimmed", "sorted heap",
+                    "unsorted heap"}, seen
+
+
+def in_order_stream(n: int, lag: int, segments: bool) -> list:
+    """The common case: predictions in timestamp order in batches of 70 (one per millisecond), feedback
+    for half of them ``lag`` events later in batches of up to 35."""
+    ids = [f"evt-{i:07d}" for i in range(n)]
+    t = 1.7e9 + np.arange(n) * 0.001
+    segs = [{"region": ["eu", "us"][i % 3 == 0]} for i in range(n)] if segments else [None] * n
+    batches, f = [], 0
+    for a in range(0, n, 70):
+        b = min(a + 70, n)
+        batches.append(("p", (ids[a:b], t[a:b], [i % 2 for i in range(a, b)], np.linspace(0, 1, b - a),
+                              ["v1"] * (b - a), segs[a:b])))
+        while f < n and f + lag < b:
+            rows = [i for i in range(f, min(f + 70, b - lag)) if i % 2 == 0]
+            f = min(f + 70, b - lag)
+            if rows:
+                batches.append(("f", ([ids[i] for i in rows], t[rows] + lag * 0.001, [i % 3 == 0 for i in rows],
+                                      [None] * len(rows), np.full(len(rows), np.nan), None)))
+    return batches
+
+
+def test_the_bulk_path_handles_every_batch_of_an_in_order_stream():
+    for max_pending, segments in ((5000, True), (BIG, False)):
+        bulk, rows = (cls(ttl_s=3600.0, max_pending=max_pending, max_pending_bytes=10**9)
+                      for cls in (CountingBulk, RowByRow))
+        for side, args in in_order_stream(30_000, 2000, segments):
+            if side == "p":
+                got, want = bulk.add_predictions(*args), rows.add_predictions(*args)
+            else:
+                got, want = bulk.add_feedback(*args), rows.add_feedback(*args)
+            assert joined_columns(got) == joined_columns(want)
+        assert internals(bulk) == internals(rows)
+        assert bulk.rows == {"predictions": 0, "feedback": 0}, bulk.rows
+        assert bulk.bulk["predictions"] > 400 and bulk.bulk["feedback"] > 400
+        c = bulk.counters()
+        assert c["joined"] == 14_000 and (c["evicted_count"] > 0) == (max_pending == 5000)
+
+
+def test_the_bulk_path_where_the_loop_would_expire_within_the_batch():
+    def both(ttl_s: float, max_pending: int) -> tuple[CountingBulk, RowByRow]:
+        return (CountingBulk(ttl_s=ttl_s, max_pending=max_pending, max_pending_bytes=10**9),
+                RowByRow(ttl_s=ttl_s, max_pending=max_pending, max_pending_bytes=10**9))
+
+    def step(joins: tuple, side: str, *args) -> Joined:
+        got, want = (j.add_predictions(*args) if side == "p" else j.add_feedback(*args) for j in joins)
+        assert joined_columns(got) == joined_columns(want) and internals(joins[0]) == internals(joins[1])
+        return got
+
+    def p(ids: list[str], times: list[float]) -> tuple:
+        n = len(ids)
+        return ids, np.array(times), [1] * n, np.full(n, 0.5), ["v1"] * n, [None] * n
+
+    def f(ids: list[str], times: list[float]) -> tuple:
+        return ids, np.array(times), [0] * len(ids), [], np.empty(0), None
+
+    # a late prediction (t=0) waits until 8 + 10; joined in a batch whose watermark ends at 17, its pair
+    # (0 + 10) would leave the recent ids within the batch, sparing a trim: the same pairs are kept
+    joins = both(ttl_s=10.0, max_pending=4)
+    step(joins, "p", *p(["p8"], [8.0]))
+    step(joins, "p", *p(["old"], [0.0]))
+    step(joins, "f", *f(["p8"], [9.0]))
+    step(joins, "p", *p(["p9"], [9.0]))
+    step(joins, "f", *f(["p9"], [9.5]))
+    step(joins, "p", *p(["a", "b", "c"], [10.0, 10.0, 10.0]))
+    assert step(joins, "f", *f(["old", "a", "b", "c"], [15.0, 15.5, 16.0, 17.0])).event_ids == ["old", "a", "b", "c"]
+    assert sorted(joins[0].recent) == ["a", "b", "c", "p9"] and joins[0].bulk["feedback"] == 3
+    # the first row's watermark passes the horizon: what it expires goes first, and the batch is still bulk
+    step(joins, "p", *p(["w"], [20.0]))
+    step(joins, "p", *p(["d", "e"], [40.0, 41.0]))
+    assert joins[0].counters()["expired_predictions"] == 1 and joins[0].bulk["predictions"] == 6
+    assert not joins[0].recent
+    # rows of the batch that would wait have deadlines the watermark has passed: the loop, which expires
+    # them on arrival instead of evicting any
+    joins = both(ttl_s=10.0, max_pending=2)
+    step(joins, "p", *p(["p"], [100.0]))
+    step(joins, "f", *f(["x1", "x2", "x3", "x4"], [1.0, 2.0, 3.0, 4.0]))
+    step(joins, "f", *f(["f"], [200.0]))
+    step(joins, "p", *p(["y1", "y2", "y3", "y4"], [101.0, 102.0, 103.0, 104.0]))
+    assert joins[0].rows == {"predictions": 1, "feedback": 1}
+    c = joins[0].counters()
+    assert (c["expired_feedback"], c["expired_predictions"], c["evicted_count"]) == (4, 5, 0)
