@@ -577,9 +577,9 @@ def summary(result: dict) -> dict:
             m = mem[size]
             out[f"memory_{m['models']}_rss_per_model_bytes"] = round(m["rss_per_model_bytes"])
         large = mem["large"]
-        out["state_json_bytes_per_model"] = round(large["state_json_bytes_per_model"])
+        out["state_bytes_per_model"] = round(large["state_bytes_per_model"])
         out["join_buffer_full_rss_bytes"] = round(mem["join"]["join_rss_bytes"])
-        out["join_buffer_full_state_json_bytes"] = mem["join"]["join_state_json_bytes"]
+        out["join_buffer_full_state_bytes"] = mem["join"]["join_state_bytes"]
         out[f"snapshot_{large['models']}_write_s"] = round(large["snapshot_write_s"], 3)
         out[f"snapshot_{large['models']}_bytes"] = large["snapshot_bytes"]
         out[f"snapshot_{large['models']}_load_s"] = round(large["snapshot_load_s"], 3)
@@ -637,11 +637,11 @@ def table(result: dict) -> str:
         for size in ("small", "large"):
             m = mem[size]
             rows.append(f"memory at {m['models']:,} models (join buffers aside): {m['rss_per_model_bytes'] / 1024:.1f} "
-                        f"KiB resident, state {m['state_json_bytes_per_model'] / 1024:.1f} KiB JSON per model")
+                        f"KiB resident, state {m['state_bytes_per_model'] / 1024:.1f} KiB per model (snapshot format)")
         j = mem["join"]
         rows.append(f"a full join buffer (half of {j['predictions_per_model']:,} predictions never labelled) adds "
-                    f"{j['join_rss_bytes'] / 2**20:.1f} MiB resident, {j['join_state_json_bytes'] / 2**20:.1f} MiB "
-                    "JSON per model")
+                    f"{j['join_rss_bytes'] / 2**20:.1f} MiB resident, {j['join_state_bytes'] / 2**20:.1f} MiB "
+                    "of state per model")
         m = mem["large"]
         rows.append(f"snapshot of {m['models']:,} models: write {m['snapshot_write_s']:.2f}s "
                     f"({m['snapshot_bytes'] / 2**20:.0f} MiB, {m['snapshot_partitions']} files), "

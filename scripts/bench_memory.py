@@ -6,13 +6,16 @@
    runs in a forked child, so its garbage does not blur the measurement.
 2. With resident memory measured before and after (``/proc/self/statm``),
    N monitors are restored from their states (``ModelMonitor.from_state``,
-   the worker's restore path, each from its own parsed copy), round-robin
+   the worker's restore path, each from its own decoded copy), round-robin
    over the prototypes: the delta divided by N is the resident memory per model.
    Join buffers are set aside (emptied), as the targets count them apart;
    ``--join`` measures one full join buffer on its own.
 3. Their states go into snapshots of ``--partitions`` partitions
-   (``LocalSnapshotStore.save``, fsync included): write time and bytes; then
-   load + restore time, which is what the worker does on assignment.
+   (``LocalSnapshotStore.save``, fsync included): write time (state() included)
+   and bytes; then load + restore time, which is what the worker does on
+   assignment. Both with the garbage collector paused, as the worker does. State
+   bytes are in the snapshot format (``snapshot.dumps``: JSON skeleton + raw
+   array bytes), without the file header.
 
 With ``--snapshot-dir`` the snapshots are left there, with ``--offsets``
 (JSON, topic -> next offset) as their input offsets, for a worker to start from.
@@ -29,11 +32,13 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 from bench_stream import Stream
+from streamdrift import snapshot
 from streamdrift.decode import decode_feedback, decode_predictions
 from streamdrift.monitor import ModelMonitor
 from streamdrift.records import RawMessage
@@ -41,7 +46,6 @@ from streamdrift.settings import MonitorSettings
 from streamdrift.snapshot import LocalSnapshotStore, Snapshot
 
 PROTOTYPES = 20
-_STATE_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def resident_bytes() -> int:
@@ -69,16 +73,16 @@ def prototypes(settings: MonitorSettings, n: int = PROTOTYPES, seed: int = 7, pe
     states = []
     for m in monitors.values():
         assert m.features.ready and m.outputs.ready and m.labels.ready, "prototype still in warm-up"
-        states.append(orjson.dumps(m.state(), option=_STATE_OPTS))
+        states.append(snapshot.dumps(m.state()))
     return states
 
 
 def join_aside(state: bytes, settings: MonitorSettings) -> bytes:
     """The state with an empty join buffer (the targets count join buffers apart)."""
-    doc = orjson.loads(state)
+    doc = snapshot.loads(state)
     if "join" in doc:
         doc["join"] = ModelMonitor("empty", settings).state()["join"]
-    return orjson.dumps(doc, option=_STATE_OPTS)
+    return snapshot.dumps(doc)
 
 
 def resident_per_model(states: list[bytes], n_models: int, settings: MonitorSettings) -> tuple[dict, float]:
@@ -87,9 +91,19 @@ def resident_per_model(states: list[bytes], n_models: int, settings: MonitorSett
     before = resident_bytes()
     monitors = {f"bench-mem-{i:05d}": None for i in range(n_models)}
     for i, m in enumerate(monitors):
-        monitors[m] = ModelMonitor.from_state(m, settings, orjson.loads(states[i % len(states)]))
+        monitors[m] = ModelMonitor.from_state(m, settings, snapshot.loads(states[i % len(states)]))
     gc.collect()
     return monitors, (resident_bytes() - before) / n_models
+
+
+@contextmanager
+def gc_paused():
+    """The cyclic garbage collector off, as the worker has it while it checkpoints or restores."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def forked(fn, *args):
@@ -109,21 +123,23 @@ def measure(n_models: int, partitions: int, snapshot_dir: Path | None, offsets: 
     directory = Path(snapshot_dir) if keep else Path(tempfile.mkdtemp(prefix="streamdrift-bench-snap-"))
     store = LocalSnapshotStore(directory, settings.fingerprint())
     try:
-        started = time.perf_counter()
-        states = {m: mon.state() for m, mon in monitors.items()}
-        state_s = time.perf_counter() - started
-        written = 0
-        for p in range(partitions):
-            models = {m: states[m] for m in ids[p::partitions]}
-            written += store.save(Snapshot(p, dict(offsets), models))
-        save_s = time.perf_counter() - started
-        del states
-        started = time.perf_counter()
-        restored = 0
-        for p in range(partitions):
-            snapshot = store.load(p)
-            restored += len({m: ModelMonitor.from_state(m, settings, st) for m, st in snapshot.models.items()})
-        load_s = time.perf_counter() - started
+        with gc_paused():
+            started = time.perf_counter()
+            states = {m: mon.state() for m, mon in monitors.items()}
+            state_s = time.perf_counter() - started
+            written = 0
+            for p in range(partitions):
+                models = {m: states[m] for m in ids[p::partitions]}
+                written += store.save(Snapshot(p, dict(offsets), models))
+            save_s = time.perf_counter() - started
+            del states
+        with gc_paused():
+            started = time.perf_counter()
+            restored = 0
+            for p in range(partitions):
+                loaded = store.load(p)
+                restored += len({m: ModelMonitor.from_state(m, settings, st) for m, st in loaded.models.items()})
+            load_s = time.perf_counter() - started
     finally:
         if not keep:
             shutil.rmtree(directory, ignore_errors=True)
@@ -131,8 +147,8 @@ def measure(n_models: int, partitions: int, snapshot_dir: Path | None, offsets: 
     return {
         "models": n_models,
         "rss_per_model_bytes": per_model,
-        "state_json_bytes_per_model": sum(map(len, protos)) / len(protos),
-        "state_json_bytes_per_model_with_join": sum(map(len, full)) / len(full),
+        "state_bytes_per_model": sum(map(len, protos)) / len(protos),
+        "state_bytes_per_model_with_join": sum(map(len, full)) / len(full),
         "snapshot_bytes": written,
         "snapshot_partitions": partitions,
         "snapshot_state_s": state_s,
@@ -149,7 +165,7 @@ def measure_join(clones: int = 20) -> dict:
     aside = join_aside(full[0], settings)
     _, with_join = resident_per_model(full, clones, settings)
     _, without = resident_per_model([aside], clones, settings)
-    return {"predictions_per_model": per_model, "join_state_json_bytes": len(full[0]) - len(aside),
+    return {"predictions_per_model": per_model, "join_state_bytes": len(full[0]) - len(aside),
             "join_rss_bytes": with_join - without}
 
 

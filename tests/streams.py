@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from streamdrift import snapshot
 from streamdrift.decode import decode_feedback, decode_predictions
 from streamdrift.demo import generate
 from streamdrift.monitor import ModelMonitor
@@ -42,5 +43,5 @@ def run_monitors(messages: list[RawMessage], batch_size: int, settings: MonitorS
 
 
 def state_bytes(monitors: dict[str, ModelMonitor]) -> bytes:
-    return orjson.dumps({m: mon.state() for m, mon in monitors.items()},
-                        option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    """The monitors' states as snapshots store them (arrays keep their dtype): equal states, equal bytes."""
+    return snapshot.dumps({m: mon.state() for m, mon in monitors.items()})

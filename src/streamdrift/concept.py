@@ -42,7 +42,6 @@ Batches of any size give the same detections:
 
 from __future__ import annotations
 
-import base64
 import math
 
 import numpy as np
@@ -225,11 +224,10 @@ class RiverDetector:
         return 1.0  # River's detectors decide for themselves: a detection scores 1
 
     def state(self) -> dict:
-        return {"kept": base64.b64encode(np.packbits(np.array(self.kept, dtype=bool))).decode(),
-                "n": len(self.kept)}
+        return {"kept": np.packbits(np.array(self.kept, dtype=bool)), "n": len(self.kept)}
 
     def load_state(self, state: dict) -> None:
-        bits = np.unpackbits(np.frombuffer(base64.b64decode(state["kept"]), dtype=np.uint8))[: state["n"]]
+        bits = np.unpackbits(np.asarray(state["kept"], dtype=np.uint8))[: state["n"]]
         self._rebuild(bits.astype(int).tolist())
 
 
