@@ -47,6 +47,6 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     assert result["latency_arrival_to_status_n"] > 0 and result["latency_arrival_to_status_p99_s"] > 0
 
     assert result["memory_10_rss_per_model_bytes"] > 0
-    assert result["state_json_bytes_per_model"] > 1000
+    assert result["state_bytes_per_model"] > 1000
     assert result["snapshot_10_bytes"] > 10 * 1000 and result["snapshot_10_write_s"] > 0
     assert result["start_to_ready_10_s"] > 0

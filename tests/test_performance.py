@@ -19,7 +19,7 @@ CLOSE = 1e-6  # fixed-point sums (2^-20 per row) round each row's term by at mos
 
 
 def state_bytes(metric) -> bytes:
-    return orjson.dumps(metric.state(), option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(metric.state(), option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def binned(p: np.ndarray, bins: int) -> np.ndarray:

@@ -12,8 +12,8 @@ A monitor consumes whole columnar batches (``records.PredictionBatch`` and
   error stream (``concept``);
 - event counters and the alert policy (``policy``).
 
-Its state is plain data (``state()``), so a snapshot is JSON and restoring one
-executes nothing.
+Its state is plain data and numpy arrays of numbers (``state()``), so
+restoring a snapshot executes nothing.
 
 Calibration
 -----------
@@ -47,6 +47,7 @@ from streamdrift.stats import chi2_critical
 TOP_FEATURES = 10
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
 STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
+QUALITY_RATES = ("missing_rate", "missing_rate_ref", "invalid_rate", "out_of_range_rate", "new_category_rate")
 QUALITY_CHECKS = (  # (detector name, rate key, settings bound, subtract the reference's rate)
     ("missing_rate", "missing_rate", "max_missing_rate_increase", True),
     ("invalid_rate", "invalid_rate", "max_invalid_rate", False),
@@ -100,7 +101,7 @@ class ModelMonitor:
         self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
         self.drift_events: dict[str, int] = {}
         self.last_drift: dict | None = None  # kind, alert_id, detected_at of the latest drift event
-        self.quality: dict[str, dict[str, float]] = {}
+        self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         self.features = self._sketch(s.max_features)
         self.outputs = self._sketch(2)
         self.labels = self._sketch(1)
@@ -152,7 +153,8 @@ class ModelMonitor:
         self.last_version = batch.model_versions[-1]
         self.last_event_time = max(self.last_event_time, float(batch.timestamps.max()))
         events = []
-        for scored in self.features.update(batch.features, batch.offsets, batch.timestamps):
+        for scored in self.features.update(batch.features, batch.offsets, batch.timestamps,
+                                           batch.numeric_features):
             events += self._drift("data_drift", scored, batch)
             events += self._data_quality(scored, batch)
         outputs = {"prediction": batch.predictions}
@@ -210,11 +212,11 @@ class ModelMonitor:
             self._start_performance(graded.labels, graded.predictions)
         events: list[dict] = []
         if self.task == "classification":
-            correct = label_keys(graded.labels) == label_keys(graded.predictions)
-            windows = self.performance.update(graded.labels, graded.predictions, graded.scores)
+            truth, predicted = label_keys(graded.labels), label_keys(graded.predictions)  # once, for all below
+            correct = truth == predicted
+            windows = self.performance.update(truth, predicted, graded.scores)
             if self.segments is not None:
-                self.segments.update(graded.labels, graded.predictions,
-                                     [seg or {} for seg in graded.segments])
+                self.segments.update(truth, predicted, [seg or {} for seg in graded.segments])
             # versions close their windows at the same rows as the metrics: feed them up to each close,
             # so what a window reports never depends on where the batch ends
             done = 0
@@ -343,7 +345,7 @@ class ModelMonitor:
                 ranked[names[i]] = max(ranked.get(names[i], 0.0), ratio)
                 if worst is None or ratio > worst[0]:
                     worst = (ratio, detector, names[i], float(rate[i]), bound)
-        self.quality = {n: {k: float(q[k][i]) for k in q} for i, n in enumerate(names)}
+        self._quality = np.array([q[k] for k in QUALITY_RATES], dtype=np.float64)
         strength = worst[0] if worst else 0.0
         if not self.policy.decide("data_quality", strength, 1.0, scored["position"]) or worst is None:
             return []
@@ -374,6 +376,12 @@ class ModelMonitor:
         return event
 
     # -- views and state ------------------------------------------------------
+
+    @property
+    def quality(self) -> dict[str, dict[str, float]]:
+        """The latest window's data-quality rates: feature -> rate name -> rate."""
+        names = [c.name for c in self.features.columns][: self._quality.shape[1]]
+        return {n: dict(zip(QUALITY_RATES, rates)) for n, rates in zip(names, self._quality.T.tolist())}
 
     def summary(self) -> dict:
         """What the exporter and `status` show: counters, latest scores, data quality."""
@@ -408,7 +416,8 @@ class ModelMonitor:
             "predictions_total": self.predictions_total, "feedback_total": self.feedback_total,
             "labelled_total": self.labelled_total, "errors_total": self.errors_total,
             "last_version": self.last_version, "last_event_time": self.last_event_time,
-            "schedule_from": self.schedule_from, "last_drift": self.last_drift, "drift_events": self.drift_events, "quality": self.quality,
+            "schedule_from": self.schedule_from, "last_drift": self.last_drift, "drift_events": self.drift_events,
+            "quality": self._quality.copy(),
             "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
             "concept": self.concept.state(), "policy": self.policy.state(), "task": self.task,
             "join": self.join.state(), "performance": self.performance.state() if self.performance else None,
@@ -425,7 +434,7 @@ class ModelMonitor:
                     "last_event_time", "schedule_from", "last_drift"):
             setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
-        monitor.quality = state["quality"]
+        monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
         monitor.features.load_state(state["features"])
         monitor.outputs.load_state(state["outputs"])
         monitor.labels.load_state(state["labels"])

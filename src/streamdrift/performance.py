@@ -44,6 +44,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from streamdrift.sketch import count_dtype
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 OTHER = "__other__"
@@ -95,6 +97,11 @@ def label_keys(values: list | np.ndarray, missing: str = "null") -> np.ndarray:
     types = set(map(type, values))
     if types == {str}:
         return np.array(values, dtype=str)
+    if types == {int}:  # the usual class labels: 0, 1, 2...
+        try:
+            return np.array(values, dtype=np.int64).astype(str)
+        except OverflowError:  # beyond int64: as floats below
+            pass
     if types <= {int, float, bool, type(None)} and types != {type(None)}:
         return _number_keys(np.array(values, dtype=np.float64), missing)
     return np.array([_key(v, missing) for v in values], dtype=str)
@@ -241,6 +248,20 @@ def _ordered_sum(total: np.ndarray, terms: np.ndarray) -> np.ndarray:
 
 def _fixed(x: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(x, dtype=np.float64) * SCALE).astype(np.int64)
+
+
+def _split(counts: np.ndarray, bound: int) -> dict:
+    """State of a windowed int64 array: the sub-windows, each entry at most ``bound``, in the
+    smallest dtype that holds it (a snapshot stores fewer bytes), and the unbounded totals."""
+    return {"slots": counts[:-1].astype(count_dtype(bound, unsigned=True)), "total": counts[-1].copy()}
+
+
+def _unsplit(state: dict, shape: tuple[int, ...]) -> np.ndarray:
+    """The int64 array ``_split`` took apart (from arrays or lists)."""
+    out = np.empty(shape, dtype=np.int64)
+    out[:-1] = np.asarray(state["slots"]).reshape(out[:-1].shape)
+    out[-1] = np.asarray(state["total"]).reshape(out[-1].shape)
+    return out
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -482,8 +503,9 @@ class ClassificationMetrics(_Windowed):
     def state(self) -> dict:
         return {"rows": self.rows, "classes": self.classes.state(), "score_mode": self.score_mode,
                 "invalid_scores": self.invalid_scores, "ignored_scores": self.ignored_scores,
-                "confusion": self.confusion.tolist(), "histograms": self.histograms.tolist(),
-                "score_sums": self.score_sums.tolist(), "losses": self.losses.tolist()}
+                "confusion": _split(self.confusion, self.slot_size),
+                "histograms": _split(self.histograms, self.slot_size),
+                "score_sums": _split(self.score_sums, self.slot_size * SCALE), "losses": self.losses.tolist()}
 
     def load_state(self, state: dict) -> None:
         self.rows = state["rows"]
@@ -491,9 +513,9 @@ class ClassificationMetrics(_Windowed):
         self.score_mode = state["score_mode"]
         self.invalid_scores, self.ignored_scores = state["invalid_scores"], state["ignored_scores"]
         slots, n, bins = self.subwindows + 2, len(self.classes), self.n_score_bins
-        self.confusion = np.array(state["confusion"], dtype=np.int64).reshape(slots, n, n)
-        self.histograms = np.array(state["histograms"], dtype=np.int64).reshape(slots, n, 2, bins)
-        self.score_sums = np.array(state["score_sums"], dtype=np.int64).reshape(slots, n, bins)
+        self.confusion = _unsplit(state["confusion"], (slots, n, n))
+        self.histograms = _unsplit(state["histograms"], (slots, n, 2, bins))
+        self.score_sums = _unsplit(state["score_sums"], (slots, n, bins))
         self.losses = np.array(state["losses"], dtype=np.int64).reshape(slots, 3)
 
 
@@ -633,7 +655,7 @@ class RegressionMetrics(_Windowed):
         return out
 
     def state(self) -> dict:
-        return {"rows": self.rows, "invalid": self.invalid, "shift": self.shift, "sums": self.sums.tolist()}
+        return {"rows": self.rows, "invalid": self.invalid, "shift": self.shift, "sums": self.sums.copy()}
 
     def load_state(self, state: dict) -> None:
         self.rows, self.invalid, self.shift = state["rows"], state["invalid"], state["shift"]
@@ -990,7 +1012,7 @@ class SegmentMetrics(_Windowed):
 
     def state(self) -> dict:
         return {"rows": self.rows, "values": {a: r.state() for a, r in self.values.items()},
-                "counts": {a: c.tolist() for a, c in self.counts.items()}}
+                "counts": {a: c.copy() for a, c in self.counts.items()}}
 
     def load_state(self, state: dict) -> None:
         self.rows = state["rows"]

@@ -269,8 +269,8 @@ def _tap(monitor: ModelMonitor, trace: Trace) -> None:
                            ("label", monitor.labels)):
         windows = trace.windows.setdefault(family, [])
 
-        def update(columns, offsets, times, _update=sketch.update, _windows=windows):
-            scored = _update(columns, offsets, times)
+        def update(columns, offsets, times, numeric=None, _update=sketch.update, _windows=windows):
+            scored = _update(columns, offsets, times, numeric)
             for s in scored:
                 if s["names"]:
                     p_min = max(float(np.min(s["stats"]["p_value"])), 1e-300)

@@ -37,6 +37,9 @@ Examples
 
 from __future__ import annotations
 
+import sys
+from itertools import chain, repeat
+
 import numpy as np
 
 from streamdrift.stats import column_stats
@@ -44,6 +47,7 @@ from streamdrift.stats import column_stats
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 _NUMBER_TYPES = frozenset((int, float, type(None)))
+_STR_OR_NONE = frozenset((str, type(None)))
 
 
 def infer_kind(values: list) -> str:
@@ -84,6 +88,7 @@ class Column:
         self.edges = np.asarray(edges, dtype=np.float64)  # numeric: [min, inner quantiles..., max]
         self.categories = list(categories)
         self._index = {c: i for i, c in enumerate(self.categories)}
+        self._lookup: dict | None = None  # _index with None -> the missing bin, made on first use
         self.ref_counts = np.asarray(ref_counts, dtype=np.int64)
 
     @property
@@ -142,9 +147,46 @@ class Column:
         idx = [missing if v is None else index.get(v if type(v) is str else str(v), other) for v in values]
         return np.bincount(np.array(idx, dtype=np.int64), minlength=self.n_bins), 0
 
+    def indices(self, values: list) -> tuple[np.ndarray, int]:
+        """Each value's bin (as ``bin`` counts them), and how many had the wrong type."""
+        if self.kind == NUMERIC:
+            x, mismatched = to_float(values)
+            idx = np.searchsorted(self.edges[1:-1], x, side="right") + 1
+            idx[x < self.edges[0]] = 0
+            idx[x > self.edges[-1]] = len(self.edges)
+            idx[np.isnan(x)] = self.missing_bin
+            if mismatched:
+                idx[[v is not None and type(v) not in (int, float) for v in values]] = self.invalid_bin
+            return idx, mismatched
+        index, other, missing = self._index, len(self.categories), self.missing_bin
+        if set(map(type, values)) <= _STR_OR_NONE:  # the usual case: one C-level lookup per value
+            lookup = self._lookup
+            if lookup is None:
+                lookup = self._lookup = {**index, None: missing}
+            return np.fromiter(map(lookup.get, values, repeat(other)), dtype=np.int64, count=len(values)), 0
+        return np.array([missing if v is None else index.get(v if type(v) is str else str(v), other)
+                         for v in values], dtype=np.int64), 0
+
     def state(self) -> dict:
         return {"name": self.name, "kind": self.kind, "edges": self.edges.tolist(),
                 "categories": self.categories, "ref_counts": self.ref_counts.tolist()}
+
+
+def count_dtype(limit: int, unsigned: bool = False) -> np.dtype:
+    """The smallest integer dtype that holds the counts 0 to ``limit``.
+
+    Live arrays are signed, so that their sums, and differences with int64
+    arrays, stay int64 (numpy sums small signed integers into int64);
+    snapshots store counts unsigned, as they are never negative.
+    """
+    for dtype, largest in _COUNT_DTYPES[unsigned]:
+        if limit <= largest:
+            return dtype
+    return np.dtype(np.int64)
+
+
+_COUNT_DTYPES = {unsigned: [(np.dtype(t), int(np.iinfo(t).max)) for t in types] for unsigned, types in
+                 ((False, (np.int8, np.int16, np.int32)), (True, (np.uint8, np.uint16, np.uint32)))}
 
 
 class StreamSketch:
@@ -166,6 +208,8 @@ class StreamSketch:
         Columns tracked; columns beyond it (by name order) are counted, not tracked.
     """
 
+    vectorised = True  # False: bin column by column (the reference the tests compare with)
+
     def __init__(self, reference_size: int, window_size: int, subwindows: int, bins: int,
                  max_categories: int, max_columns: int):
         self.reference_size = reference_size
@@ -183,7 +227,7 @@ class StreamSketch:
         self._set_columns([])
         self.untracked_columns = 0
         self.type_mismatches: dict[str, int] = {}
-        self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=np.int64)
+        self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=count_dtype(self.slot_size))
         # per sub-window: rows, first/last source offset, first/last event time
         self.slot_rows = np.zeros(self.subwindows, dtype=np.int64)
         self.slot_offsets = np.zeros((self.subwindows, 2), dtype=np.int64)
@@ -200,8 +244,12 @@ class StreamSketch:
     def slot_size(self) -> int:
         return self.window_size // self.subwindows
 
-    def update(self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray) -> list[dict]:
-        """Add rows; return one score record per window completed within them."""
+    def update(self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray,
+               numeric: frozenset[str] | None = None) -> list[dict]:
+        """Add rows; return one score record per window completed within them.
+
+        ``numeric``: names of columns known to hold only numbers and None (the decoder checked).
+        """
         n = len(offsets)
         results: list[dict] = []
         start = 0
@@ -211,9 +259,11 @@ class StreamSketch:
             start = take
             if self.warmup_rows == self.reference_size:
                 self._build_reference()
+        bins = self._bin(columns, start, n, numeric) if start < n else None
+        first = start
         while start < n:
             stop = min(n, start + self.slot_size - int(self.slot_rows[self.slot]))
-            self._add_slot(columns, offsets, times, start, stop)
+            self._add_slot(bins[:, start - first: stop - first], offsets, times, start, stop)
             start = stop
             if self.slot_rows[self.slot] == self.slot_size:
                 self.slots_filled = min(self.slots_filled + 1, self.subwindows)
@@ -247,7 +297,7 @@ class StreamSketch:
         """Start monitoring against ``columns`` (from the warm-up, or from a reference profile)."""
         self.warmup = None
         self._set_columns(columns)
-        self.ring = np.zeros((self.subwindows, int(self._sizes.sum())), dtype=np.int64)
+        self.ring = np.zeros((self.subwindows, int(self._sizes.sum())), dtype=count_dtype(self.slot_size))
 
     def _set_columns(self, columns: list[Column]) -> None:
         """The columns, and the flat bin layout derived from them (rebuilt on load, not state)."""
@@ -267,6 +317,18 @@ class StreamSketch:
         self._below_at = np.where(self._ordered, starts, ends - 3)
         self._above_at = ends - 3
         self._ref_folded = self._fold_tails(self._ref)
+        # numeric columns binned all at once: inner edges side by side, padded with +inf
+        numeric = [i for i, c in enumerate(columns) if c.kind == NUMERIC]
+        self._numeric = np.array(numeric, dtype=np.intp)
+        self._numeric_names = [columns[i].name for i in numeric]
+        width = max([len(columns[i].edges) - 2 for i in numeric] + [1])
+        self._inner = np.full((len(numeric), 1, width), np.inf)
+        for row, i in enumerate(numeric):
+            self._inner[row, 0, : len(columns[i].edges) - 2] = columns[i].edges[1:-1]
+        self._lo = np.array([columns[i].edges[0] for i in numeric], dtype=np.float64)[:, None]
+        self._hi = np.array([columns[i].edges[-1] for i in numeric], dtype=np.float64)[:, None]
+        self._above_bin = np.array([len(columns[i].edges) for i in numeric], dtype=np.int64)[:, None]
+        self._missing_bin = np.array([columns[i].missing_bin for i in numeric], dtype=np.int64)[:, None]
 
     def _fold_tails(self, counts: np.ndarray) -> np.ndarray:
         """Counts with numeric values outside the reference range moved into the outermost value bins.
@@ -284,18 +346,45 @@ class StreamSketch:
         folded[above] = 0
         return folded
 
-    def _add_slot(self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray,
-                  start: int, stop: int) -> None:
-        slot, rows = self.slot, stop - start
-        at = 0
+    def _bin(self, columns: dict[str, list], start: int, stop: int, numeric: frozenset[str] | None) -> np.ndarray:
+        """Rows ``start:stop`` as bins of the flat layout: one row per column, one column per row.
+
+        Numeric columns whose values are all numbers or None are binned in a
+        few numpy calls for all of them together; anything else (a category,
+        a wrong-typed value) column by column, the same bins either way.
+        """
+        rows = stop - start
+        out = np.empty((len(self.columns), rows), dtype=np.int64)
+        whole = start == 0 and all(len(v) == rows for v in columns.values())
+        values = {}
         for column in self.columns:
-            values = columns.get(column.name)
-            values = values[start:stop] if values is not None else [None] * rows
-            counts, mismatched = column.bin(values)
-            self.ring[slot, at: at + column.n_bins] += counts
-            at += column.n_bins
+            v = columns.get(column.name)
+            values[column.name] = [None] * rows if v is None else v if whole else v[start:stop]
+        per_column = [i for i, c in enumerate(self.columns) if c.kind != NUMERIC or not self.vectorised]
+        if len(self._numeric) and self.vectorised:
+            block = [values[name] for name in self._numeric_names]
+            if ((numeric is not None and numeric.issuperset(self._numeric_names))
+                    or set(map(type, chain.from_iterable(block))) <= _NUMBER_TYPES):
+                x = np.array(block, dtype=np.float64).reshape(len(block), rows)
+                idx = (x[:, :, None] >= self._inner).sum(axis=2) + 1
+                idx[x < self._lo] = 0
+                np.copyto(idx, self._above_bin, where=x > self._hi)
+                np.copyto(idx, self._missing_bin, where=np.isnan(x))
+                out[self._numeric] = idx
+            else:
+                per_column = range(len(self.columns))
+        for i in per_column:
+            column = self.columns[i]
+            out[i], mismatched = column.indices(values[column.name])
             if mismatched:
                 self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
+        out += self._starts[:, None]
+        return out
+
+    def _add_slot(self, bins: np.ndarray, offsets: np.ndarray, times: np.ndarray, start: int, stop: int) -> None:
+        slot, rows = self.slot, stop - start
+        self.ring[slot] += np.bincount(bins.ravel(), minlength=self.ring.shape[1]).astype(self.ring.dtype,
+                                                                                            copy=False)
         if self.slot_rows[slot] == 0:
             self.slot_offsets[slot, 0], self.slot_times[slot, 0] = offsets[start], times[start]
         self.slot_offsets[slot, 1], self.slot_times[slot, 1] = offsets[stop - 1], times[stop - 1]
@@ -332,26 +421,54 @@ class StreamSketch:
         }
 
     def state(self) -> dict:
+        """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
+        columns = self.columns
         return {
             "rows": self.rows, "warmup": self.warmup, "warmup_rows": self.warmup_rows,
-            "columns": [c.state() for c in self.columns], "untracked_columns": self.untracked_columns,
-            "type_mismatches": self.type_mismatches, "ring": self.ring.tolist(),
+            "columns": {
+                "names": [c.name for c in columns], "kinds": [c.kind for c in columns],
+                "categories": [c.categories for c in columns],
+                "edges": np.concatenate([c.edges for c in columns]) if columns else np.zeros(0),
+                "edge_counts": [len(c.edges) for c in columns],
+                "ref_counts": self._ref.astype(count_dtype(int(self._ref.max(initial=0)), unsigned=True)),
+            },
+            "untracked_columns": self.untracked_columns, "type_mismatches": dict(self.type_mismatches),
+            "ring": self.ring.astype(count_dtype(self.slot_size, unsigned=True)),
+            # a few numbers each: lists cost less than arrays to write and to read
             "slot_rows": self.slot_rows.tolist(), "slot_offsets": self.slot_offsets.tolist(),
             "slot_times": self.slot_times.tolist(), "slot": self.slot, "slots_filled": self.slots_filled,
-            "last_scores": self.last_scores,
+            "last_scores": list(self.last_scores.values()),  # in column order
         }
 
     def load_state(self, state: dict) -> None:
+        """Restore ``state()`` (its arrays, or lists of the same numbers)."""
         self.rows = state["rows"]
         self.warmup = state["warmup"]
         self.warmup_rows = state["warmup_rows"]
-        self._set_columns([Column(**c) for c in state["columns"]])
+        c = state["columns"]
+        edges = np.array(c["edges"], dtype=np.float64)  # copies: never a view of the snapshot's bytes
+        ref = np.array(c["ref_counts"], dtype=np.int64)
+        columns, at, ref_at = [], 0, 0
+        for name, kind, categories, n_edges in zip(c["names"], c["kinds"], c["categories"], c["edge_counts"]):
+            kind = NUMERIC if kind == NUMERIC else CATEGORICAL  # one string for every column, not one each
+            n_bins = (n_edges if kind == NUMERIC else len(categories)) + 3
+            # models often share feature names: one string for all of them
+            columns.append(Column(sys.intern(name), kind, edges[at: at + n_edges], categories,
+                                  ref[ref_at: ref_at + n_bins]))
+            at, ref_at = at + n_edges, ref_at + n_bins
+        self._set_columns(columns)
+        at = 0
+        for column in columns:  # their reference counts: views of the layout's copy, not a copy of their own
+            n_bins = len(column.ref_counts)
+            column.ref_counts = self._ref[at: at + n_bins]
+            at += n_bins
         self.untracked_columns = state["untracked_columns"]
         self.type_mismatches = dict(state["type_mismatches"])
-        self.ring = np.array(state["ring"], dtype=np.int64).reshape(self.subwindows, int(self._sizes.sum()))
+        width = int(self._sizes.sum())
+        self.ring = np.array(state["ring"], dtype=count_dtype(self.slot_size)).reshape(self.subwindows, width)
         self.slot_rows = np.array(state["slot_rows"], dtype=np.int64)
         self.slot_offsets = np.array(state["slot_offsets"], dtype=np.int64).reshape(self.subwindows, 2)
         self.slot_times = np.array(state["slot_times"], dtype=np.float64).reshape(self.subwindows, 2)
         self.slot = state["slot"]
         self.slots_filled = state["slots_filled"]
-        self.last_scores = dict(state["last_scores"])
+        self.last_scores = dict(zip([column.name for column in columns], map(float, state["last_scores"])))

@@ -1,0 +1,65 @@
+"""Sketch binning: all numeric columns of a batch at once, exactly as column by column."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import orjson
+import pytest
+
+from streamdrift.sketch import Column, StreamSketch
+
+_DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS
+
+
+def _batch(rng: random.Random, n: int, row: int) -> dict[str, list]:
+    """Six columns: numeric with missing values, ints and (after warm-up) wrong types; 0/1; categories."""
+    columns: dict[str, list] = {}
+    for j in range(4):
+        values: list = []
+        for _ in range(n):
+            r, v = rng.random(), rng.gauss(j + 0.5 * (row > 3000), 1 + j)
+            values.append(None if r < 0.02 else rng.choice(["x", True, "1.5"]) if r < 0.025 and j == 1 and row > 600
+                          else int(v * 3) if r < 0.03 else v)
+        columns[f"x{j}"] = values
+    columns["flag"] = [rng.choice([0, 1, None]) for _ in range(n)]
+    columns["colour"] = [None if rng.random() < 0.05 else rng.choice(["a", "b", "c", 3, True]) for _ in range(n)]
+    if rng.random() < 0.2:
+        del columns["x2"]  # a column absent from a whole batch
+    return columns
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batch_binning_equals_column_by_column(seed: int) -> None:
+    rng = random.Random(seed)
+    fast = StreamSketch(500, 400, 4, 10, 5, 10)
+    slow = StreamSketch(500, 400, 4, 10, 5, 10)
+    slow.vectorised = False
+    row = windows = 0
+    while row < 6000:
+        n = rng.randint(1, 250)
+        columns, offsets = _batch(rng, n, row), np.arange(row, row + n)
+        numeric = frozenset(k for k, v in columns.items() if all(type(x) in (int, float, type(None)) for x in v))
+        a = fast.update(columns, offsets, offsets * 0.1, numeric)  # as the decoder tells it
+        b = slow.update(columns, offsets, offsets * 0.1)
+        assert orjson.dumps(a, option=_DUMP) == orjson.dumps(b, option=_DUMP)
+        windows += len(a)
+        row += n
+    assert orjson.dumps(fast.state(), option=_DUMP) == orjson.dumps(slow.state(), option=_DUMP)
+    assert windows > 40 and fast.type_mismatches["x1"] > 0  # scored, and the wrong types were seen
+
+
+@pytest.mark.parametrize(("fitted", "values"), [
+    (["a", "b", "c", None] * 30, ["a", "b", None, "zz", "a"] * 30),      # categories, strings only
+    (["a", "b", "c", None] * 30, ["a", 3, True, None, "b", 3.0] * 30),   # categories, other types too
+    ([0.5, 1.5, 2.5, 7.0, -1.0] * 30, [0.5, None, 7, -2.0, 1e9] * 30),  # numbers, out of range
+    ([0.5, 1.5, 2.5, 7.0, -1.0] * 30, [1, "x", None, 2.5, False] * 30),  # numbers, wrong types
+])
+def test_bins_of_each_value_count_as_the_histogram(fitted: list, values: list) -> None:
+    """``Column.indices`` (the hot path) against ``Column.bin`` (the histogram the reference was fitted with)."""
+    column = Column.fit("c", fitted, bins=4, max_categories=2, min_count=1)
+    idx, mismatched = column.indices(values)
+    counts, expected_mismatched = column.bin(values)
+    assert np.bincount(idx, minlength=column.n_bins).tolist() == counts.tolist()
+    assert mismatched == expected_mismatched
