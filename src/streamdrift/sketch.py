@@ -82,6 +82,8 @@ class Column:
     rare), ``missing``, ``invalid`` (always empty: any value is a category).
     """
 
+    __slots__ = ("name", "kind", "edges", "categories", "_index", "_lookup", "ref_counts")  # 10,000s of them
+
     def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_counts: list[int]):
         self.name = name
         self.kind = kind
