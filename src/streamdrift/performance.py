@@ -329,7 +329,9 @@ class ClassificationMetrics(_Windowed):
         self.invalid_scores = 0  # outside [0, 1]
         self.ignored_scores = 0  # of the other mode than the first
         self.confusion = np.zeros((slots, 0, 0), dtype=np.int64)  # [true, predicted]
-        self.histograms = np.zeros((slots, 0, 2, bins), dtype=np.int64)  # [class, other rows / its rows, bin]
+        # [class, other rows / its rows, bin]: sub-windows in the narrowest dtype their rows fit, totals apart
+        self.histograms = np.zeros((slots - 1, 0, 2, bins), dtype=count_dtype(self.slot_size))
+        self.histogram_totals = np.zeros((0, 2, bins), dtype=np.int64)
         self.score_sums = np.zeros((slots, 0, bins), dtype=np.int64)  # [class, bin], fixed point
         self.losses = np.zeros((slots, 3), dtype=np.int64)  # scored rows, log loss, Brier (fixed point)
 
@@ -374,7 +376,9 @@ class ClassificationMetrics(_Windowed):
         self.confusion[targets] += np.bincount(t * classes + p, minlength=classes**2).reshape(classes, classes)
         self.losses[targets] += np.array([len(losses), *losses.sum(axis=0)], dtype=np.int64)
         flat = (cls * 2 + is_class) * bins + bin_
-        self.histograms[targets] += np.bincount(flat, minlength=classes * 2 * bins).reshape(classes, 2, bins)
+        histogram = np.bincount(flat, minlength=classes * 2 * bins).reshape(classes, 2, bins)
+        self.histograms[targets[0]] += histogram.astype(self.histograms.dtype)  # at most slot_size: fits
+        self.histogram_totals += histogram
         sums = np.bincount(cls * bins + bin_, weights=fixed, minlength=classes * bins)  # exact below 2^53
         self.score_sums[targets] += np.rint(sums).astype(np.int64).reshape(classes, bins)
 
@@ -432,6 +436,7 @@ class ClassificationMetrics(_Windowed):
         if add:
             self.confusion = np.pad(self.confusion, ((0, 0), (0, add), (0, add)))
             self.histograms = np.pad(self.histograms, ((0, 0), (0, add), (0, 0), (0, 0)))
+            self.histogram_totals = np.pad(self.histogram_totals, ((0, add), (0, 0), (0, 0)))
             self.score_sums = np.pad(self.score_sums, ((0, 0), (0, add), (0, 0)))
 
     def _score_terms(self, truth: np.ndarray, t: np.ndarray, binary: np.ndarray | None,
@@ -483,7 +488,7 @@ class ClassificationMetrics(_Windowed):
         """Metrics over the window or since the start; None where undefined."""
         slots = self._slots(scope)
         confusion = self.confusion[slots].sum(axis=0)
-        histograms = self.histograms[slots].sum(axis=0)
+        histograms = self.histogram_totals if scope == "cumulative" else self.histograms[slots].sum(axis=0)
         score_sums = self.score_sums[slots].sum(axis=0)
         scored, log_loss, brier = self.losses[slots].sum(axis=0).tolist()
         out = {"scope": scope, "rows": int(confusion.sum()), **_label_metrics(confusion, self.classes.names,
@@ -504,7 +509,8 @@ class ClassificationMetrics(_Windowed):
         return {"rows": self.rows, "classes": self.classes.state(), "score_mode": self.score_mode,
                 "invalid_scores": self.invalid_scores, "ignored_scores": self.ignored_scores,
                 "confusion": _split(self.confusion, self.slot_size),
-                "histograms": _split(self.histograms, self.slot_size),
+                "histograms": {"slots": self.histograms.astype(count_dtype(self.slot_size, unsigned=True)),
+                               "total": self.histogram_totals.copy()},
                 "score_sums": _split(self.score_sums, self.slot_size * SCALE), "losses": self.losses.tolist()}
 
     def load_state(self, state: dict) -> None:
@@ -514,7 +520,9 @@ class ClassificationMetrics(_Windowed):
         self.invalid_scores, self.ignored_scores = state["invalid_scores"], state["ignored_scores"]
         slots, n, bins = self.subwindows + 2, len(self.classes), self.n_score_bins
         self.confusion = _unsplit(state["confusion"], (slots, n, n))
-        self.histograms = _unsplit(state["histograms"], (slots, n, 2, bins))
+        self.histograms = np.asarray(state["histograms"]["slots"]).astype(count_dtype(self.slot_size)).reshape(
+            slots - 1, n, 2, bins)
+        self.histogram_totals = np.array(state["histograms"]["total"], dtype=np.int64).reshape(n, 2, bins)
         self.score_sums = _unsplit(state["score_sums"], (slots, n, bins))
         self.losses = np.array(state["losses"], dtype=np.int64).reshape(slots, 3)
 

@@ -48,6 +48,8 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 _STR_OR_NONE = frozenset((str, type(None)))
+_NO_CATEGORIES: list[str] = []
+_NO_INDEX: dict[str, int] = {}
 
 
 def infer_kind(values: list) -> str:
@@ -82,15 +84,17 @@ class Column:
     rare), ``missing``, ``invalid`` (always empty: any value is a category).
     """
 
-    __slots__ = ("name", "kind", "edges", "categories", "_index", "_lookup", "ref_counts")  # 10,000s of them
+    __slots__ = ("name", "kind", "edges", "categories", "_index", "ref_counts")  # 10,000s of them
 
     def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_counts: list[int]):
         self.name = name
         self.kind = kind
         self.edges = np.asarray(edges, dtype=np.float64)  # numeric: [min, inner quantiles..., max]
-        self.categories = list(categories)
-        self._index = {c: i for i, c in enumerate(self.categories)}
-        self._lookup: dict | None = None  # _index with None -> the missing bin, made on first use
+        # numeric columns (most of them) share one empty list and dict: never mutated
+        self.categories = list(categories) if categories else _NO_CATEGORIES
+        self._index = {c: i for i, c in enumerate(self.categories)} if categories else _NO_INDEX
+        if categories:
+            self._index[None] = len(self.categories) + 1  # the missing bin: one lookup per value, None too
         self.ref_counts = np.asarray(ref_counts, dtype=np.int64)
 
     @property
@@ -161,11 +165,8 @@ class Column:
                 idx[[v is not None and type(v) not in (int, float) for v in values]] = self.invalid_bin
             return idx, mismatched
         index, other, missing = self._index, len(self.categories), self.missing_bin
-        if set(map(type, values)) <= _STR_OR_NONE:  # the usual case: one C-level lookup per value
-            lookup = self._lookup
-            if lookup is None:
-                lookup = self._lookup = {**index, None: missing}
-            return np.fromiter(map(lookup.get, values, repeat(other)), dtype=np.int64, count=len(values)), 0
+        if set(map(type, values)) <= _STR_OR_NONE and index:  # the usual case: one C-level lookup per value
+            return np.fromiter(map(index.get, values, repeat(other)), dtype=np.int64, count=len(values)), 0
         return np.array([missing if v is None else index.get(v if type(v) is str else str(v), other)
                          for v in values], dtype=np.int64), 0
 
