@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 
 from streamdrift import reference
 from streamdrift.concept import make_detector
@@ -116,7 +117,7 @@ class ModelMonitor:
                                         self.model.positive_label, self.model.sensitive_attribute)
                          if self.model.segment_attributes else None)
         self.degradation = self._degradation_test()
-        self.performance_report: dict = {}
+        self._report_json = b"{}"  # the latest window's performance report, encoded (see performance_report)
         if self.profile is not None:
             for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
                 if self.profile[part]:
@@ -141,6 +142,16 @@ class ModelMonitor:
         self.performance = (ClassificationMetrics(s.window_size, s.subwindows, s.score_bins,
                                                   positive_label=self.model.positive_label)
                             if self.task == "classification" else RegressionMetrics(s.window_size, s.subwindows))
+
+    @property
+    def performance_report(self) -> dict:
+        """The latest window's performance report. Kept encoded: it changes once a window and is
+        read by every checkpoint and every scrape of /status, and bytes are a third of the dict's memory."""
+        return orjson.loads(self._report_json)
+
+    @performance_report.setter
+    def performance_report(self, report: dict) -> None:
+        self._report_json = orjson.dumps(report, option=orjson.OPT_SORT_KEYS)
 
     @property
     def reference_source(self) -> str:
@@ -421,7 +432,7 @@ class ModelMonitor:
             "features": self.features.state(), "outputs": self.outputs.state(), "labels": self.labels.state(),
             "concept": self.concept.state(), "policy": self.policy.state(), "task": self.task,
             "join": self.join.state(), "performance": self.performance.state() if self.performance else None,
-            "performance_report": self.performance_report, "cbpe": self.cbpe.state(),
+            "performance_report": orjson.Fragment(self._report_json), "cbpe": self.cbpe.state(),
             "versions": self.versions.state(), "degradation": self.degradation.state(),
             "segments": self.segments.state() if self.segments is not None else None,
         }
@@ -445,7 +456,7 @@ class ModelMonitor:
         if state["performance"] is not None:
             monitor._start_performance([], [])
             monitor.performance.load_state(state["performance"])
-        monitor.performance_report = state["performance_report"]
+        monitor.performance_report = state["performance_report"]  # encoded once here, not at each checkpoint
         monitor.cbpe.load_state(state["cbpe"])
         monitor.versions.load_state(state["versions"])
         monitor.degradation = monitor._degradation_test()

@@ -41,6 +41,7 @@ import sys
 from itertools import chain, repeat
 
 import numpy as np
+import orjson
 
 from streamdrift.stats import column_stats
 
@@ -305,6 +306,7 @@ class StreamSketch:
     def _set_columns(self, columns: list[Column]) -> None:
         """The columns, and the flat bin layout derived from them (rebuilt on load, not state)."""
         self.columns = columns
+        self._layout: orjson.Fragment | None = None
         self._sizes = np.array([c.n_bins for c in columns], dtype=np.int64)
         ends = np.cumsum(self._sizes)
         starts = ends - self._sizes
@@ -320,6 +322,12 @@ class StreamSketch:
         self._below_at = np.where(self._ordered, starts, ends - 3)
         self._above_at = ends - 3
         self._ref_folded = self._fold_tails(self._ref)
+        # all edges in one array, each column's a view of it: what state() writes, at no cost
+        self._edges = np.concatenate([c.edges for c in columns]) if columns else np.zeros(0)
+        at = 0
+        for column in columns:
+            column.edges = self._edges[at: at + len(column.edges)]
+            at += len(column.edges)
         # numeric columns binned all at once: inner edges side by side, padded with +inf
         numeric = [i for i, c in enumerate(columns) if c.kind == NUMERIC]
         self._numeric = np.array(numeric, dtype=np.intp)
@@ -429,10 +437,8 @@ class StreamSketch:
         return {
             "rows": self.rows, "warmup": self.warmup, "warmup_rows": self.warmup_rows,
             "columns": {
-                "names": [c.name for c in columns], "kinds": [c.kind for c in columns],
-                "categories": [c.categories for c in columns],
-                "edges": np.concatenate([c.edges for c in columns]) if columns else np.zeros(0),
-                "edge_counts": [len(c.edges) for c in columns],
+                "layout": self._layout_json(),
+                "edges": self._edges,  # never changes: no copy
                 "ref_counts": self._ref.astype(count_dtype(int(self._ref.max(initial=0)), unsigned=True)),
             },
             "untracked_columns": self.untracked_columns, "type_mismatches": dict(self.type_mismatches),
@@ -443,12 +449,23 @@ class StreamSketch:
             "last_scores": list(self.last_scores.values()),  # in column order
         }
 
+    def _layout_json(self) -> orjson.Fragment:
+        """Names, kinds, categories and edge counts of the columns: fixed once the reference is,
+        so encoded once (a checkpoint of 10,000 models would otherwise rebuild them every time)."""
+        if self._layout is None:
+            columns = self.columns
+            self._layout = orjson.Fragment(orjson.dumps({
+                "names": [c.name for c in columns], "kinds": [c.kind for c in columns],
+                "categories": [c.categories for c in columns], "edge_counts": [len(c.edges) for c in columns],
+            }, option=orjson.OPT_SORT_KEYS))
+        return self._layout
+
     def load_state(self, state: dict) -> None:
         """Restore ``state()`` (its arrays, or lists of the same numbers)."""
         self.rows = state["rows"]
         self.warmup = state["warmup"]
         self.warmup_rows = state["warmup_rows"]
-        c = state["columns"]
+        c = {**state["columns"]["layout"], **state["columns"]}
         edges = np.array(c["edges"], dtype=np.float64)  # copies: never a view of the snapshot's bytes
         ref = np.array(c["ref_counts"], dtype=np.int64)
         columns, at, ref_at = [], 0, 0

@@ -62,6 +62,7 @@ MARKER = "$nd"
 _DTYPE = {np.dtype(t).str: np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
                                                   np.uint32, np.uint64, np.float32, np.float64)}
 DTYPES = frozenset(_DTYPE)
+_DTYPE_NAMES: dict[np.dtype, str] = {}  # dtype -> its name in DTYPES, filled as they come
 
 
 @dataclass
@@ -93,20 +94,25 @@ def _pack(tree: dict) -> tuple[bytes, list[bytes], str]:
 
 def _skeleton(tree: dict, marker: str) -> tuple[bytes, list[bytes]]:
     """The JSON of ``tree`` with each array replaced by its placeholder, and the arrays' bytes in order."""
-    chunks: list[bytes] = []
+    chunks: list[np.ndarray] = []
     at = 0
 
     def placeholder(value: object) -> dict:
         nonlocal at
         if type(value) is not np.ndarray:
             raise TypeError(f"a snapshot holds JSON values and numpy arrays, not {type(value).__name__}")
-        dtype = value.dtype.str
-        if dtype not in DTYPES:
-            raise TypeError(f"a snapshot cannot hold arrays of dtype {value.dtype}")
-        raw = value.tobytes()
-        chunks.append(raw)
-        at += len(raw)
-        return {marker: [at - len(raw), dtype, list(value.shape)]}
+        dtype = _DTYPE_NAMES.get(value.dtype)
+        if dtype is None:
+            dtype = value.dtype.str
+            if dtype not in DTYPES:
+                raise TypeError(f"a snapshot cannot hold arrays of dtype {value.dtype}")
+            _DTYPE_NAMES[value.dtype] = dtype
+        if not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
+        chunks.append(value)  # written and checksummed through the buffer protocol: no copy
+        size = value.nbytes
+        at += size
+        return {marker: [at - size, dtype, value.shape]}  # a tuple: a JSON array all the same
 
     try:
         return orjson.dumps(tree, default=placeholder, option=orjson.OPT_SORT_KEYS), chunks
@@ -168,7 +174,7 @@ def _encode(snapshot: Snapshot, config: str) -> list[bytes]:
     for chunk in chunks:
         crc = zlib.crc32(chunk, crc)
     header = orjson.dumps({"format": FORMAT, "version": VERSION, "config": config, "marker": marker,
-                           "arrays": len(chunks), "body": len(skeleton) + 1 + sum(map(len, chunks)),
+                           "arrays": len(chunks), "body": len(skeleton) + 1 + sum(c.nbytes for c in chunks),
                            "checksum": f"crc32:{crc:08x}"}, option=orjson.OPT_SORT_KEYS)
     return [header, b"\n", skeleton, b"\n", *chunks]
 
@@ -257,4 +263,4 @@ class LocalSnapshotStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return sum(map(len, pieces))
+        return sum(memoryview(p).nbytes for p in pieces)
