@@ -433,7 +433,6 @@ class StreamSketch:
 
     def state(self) -> dict:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
-        columns = self.columns
         return {
             "rows": self.rows, "warmup": self.warmup, "warmup_rows": self.warmup_rows,
             "columns": {
