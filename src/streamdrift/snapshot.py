@@ -249,9 +249,16 @@ class LocalSnapshotStore:
 
     def save(self, snapshot: Snapshot) -> int:
         """Write atomically; return the number of bytes written."""
-        pieces = _encode(snapshot, self.config)
+        return self.write(*self.prepare(snapshot))
+
+    def prepare(self, snapshot: Snapshot) -> tuple[int, list]:
+        """The file's pieces: everything ``write`` needs, no longer tied to the live state."""
+        return snapshot.partition, _encode(snapshot, self.config)
+
+    def write(self, partition: int, pieces: list) -> int:
+        """Write ``prepare``'s pieces atomically (safe in another thread); return the bytes written."""
         self.directory.mkdir(parents=True, exist_ok=True)  # here, not on open: readers never create it
-        path = self.path(snapshot.partition)
+        path = self.path(partition)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb", buffering=1 << 20) as f:
             f.writelines(pieces)

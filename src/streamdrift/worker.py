@@ -12,9 +12,13 @@ Checkpoint protocol (``Worker.checkpoint``), in this order:
 
 1. Flush the producer and check that every drift event and dead letter
    produced so far was delivered; if not, stop before anything is committed.
-2. For each partition changed since its last checkpoint, write its snapshot
-   (model states + next input offsets) atomically: temp file, fsync, rename.
-3. Commit exactly those offsets to the consumer group.
+2. For each partition changed since its last checkpoint, capture its state
+   (model states + next input offsets) and encode it. This is the only part
+   that holds up consumption.
+3. A background thread writes each snapshot atomically: temp file, fsync,
+   rename. The next checkpoint, a rebalance or the shutdown waits for it.
+4. Once the files are durable, the consume loop commits exactly those offsets
+   to the consumer group (partitions lost meanwhile are left out).
 
 On assignment a partition's snapshot is loaded and consumption resumes at the
 offsets stored *in the snapshot*; with no snapshot it resumes at the group's
@@ -31,6 +35,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby, repeat
@@ -112,8 +117,14 @@ class Worker:
                                    "Wall-clock time of the last completed checkpoint", registry=reg)
         self.m_snapshot_bytes = Gauge("streamdrift_snapshot_bytes", "Bytes written by the last checkpoint",
                                       registry=reg)
-        self.m_snapshot_s = Gauge("streamdrift_checkpoint_duration_seconds", "Duration of the last checkpoint",
+        self.m_snapshot_s = Gauge("streamdrift_checkpoint_duration_seconds",
+                                  "Duration of the last checkpoint, from its start to its offsets committed",
                                   registry=reg)
+        self.m_pause_s = Gauge("streamdrift_checkpoint_pause_seconds",
+                               "Time the last checkpoint held up consumption (capturing and encoding the state)",
+                               registry=reg)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")
+        self._pending: tuple | None = None  # (future of the background write, its offsets, when it started)
         self.m_partitions = Gauge("streamdrift_assigned_partitions", "Input partitions owned by this worker",
                                   registry=reg)
         Gauge("streamdrift_ready", "1 once partitions are assigned and restored (as /readyz)",
@@ -151,12 +162,14 @@ class Worker:
                 self._refresh_lag()
                 if messages or any(st.merge.buffered() for st in self.partitions.values()):
                     self.process(messages)
+                self._complete_checkpoint(block=False)
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint()
                     next_checkpoint = time.monotonic() + s.snapshot_interval_s
-            self.checkpoint()
+            self.checkpoint(wait=True)
             log.info("stopping: final checkpoint written")
         finally:
+            self._writer.shutdown(wait=True)  # a write in flight finishes (its offsets stay uncommitted)
             self.consumer.close()
             self.producer.flush(10)
             self.http.shutdown()
@@ -168,6 +181,7 @@ class Worker:
     # -- rebalance ---------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        self._complete_checkpoint()  # no snapshot half written while one is read back
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(assigned, timeout=30)}
         with self.lock, _gc_paused():
             for p in sorted({tp.partition for tp in assigned}):
@@ -201,11 +215,15 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self.health.ready = False  # until the next assignment is restored
         gone = {tp.partition for tp in revoked}
-        self.checkpoint(gone)
+        self.checkpoint(gone, wait=True)
         self._drop(gone)
 
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
-        self._drop({tp.partition for tp in lost})  # another member owns them now: do not commit
+        gone = {tp.partition for tp in lost}
+        if self._pending is not None:  # another member owns them now: do not commit their offsets
+            future, commits, started = self._pending
+            self._pending = (future, [tp for tp in commits if tp.partition not in gone], started)
+        self._drop(gone)
 
     def _drop(self, partitions: set[int]) -> None:
         with self.lock:
@@ -336,26 +354,50 @@ class Worker:
 
     # -- checkpoint --------------------------------------------------------
 
-    def checkpoint(self, partitions: set[int] | None = None) -> None:
-        """Flush producer → write snapshots → commit offsets (see the module docstring)."""
+    def checkpoint(self, partitions: set[int] | None = None, wait: bool = False) -> None:
+        """Flush producer → write snapshots → commit offsets (see the module docstring).
+
+        The consume loop pauses only to capture and encode the state; the
+        files are written and fsynced by a background thread, and their offsets
+        are committed by the loop once they are durable (``_complete_checkpoint``).
+        ``wait``: return only once committed (rebalance, shutdown).
+        """
+        self._complete_checkpoint()  # one write in flight at a time, committed in order
         started = time.monotonic()
         remaining = self.producer.flush(30)
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}; "
                                 "not committing. Check the alerts and dead-letter topics exist and are writable.")
         commits: list[TopicPartition] = []
-        written = 0
+        files = []
         with self.lock, _gc_paused():
             for p, state in sorted(self.partitions.items()):
                 if (partitions is not None and p not in partitions) or not state.dirty:
                     continue
                 models = {m: mon.state() for m, mon in state.monitors.items()}
-                written += self.store.save(Snapshot(p, dict(state.offsets), models, state.merge.state()))
+                files.append(self.store.prepare(Snapshot(p, dict(state.offsets), models, state.merge.state())))
                 state.dirty = False
                 commits += [TopicPartition(t, p, o) for t, o in sorted(state.offsets.items())]
+        self.m_pause_s.set(time.monotonic() - started)
+        if files:
+            self._pending = (self._writer.submit(lambda: sum(self.store.write(*f) for f in files)), commits, started)
+        else:
+            self.m_snapshot_ts.set(time.time())
+        if wait:
+            self._complete_checkpoint()
+
+    def _complete_checkpoint(self, block: bool = True) -> None:
+        """Commit the offsets of the snapshots written in the background, once they are durable."""
+        if self._pending is None:
+            return
+        future, commits, started = self._pending
+        if not block and not future.done():
+            return
+        self._pending = None
+        written = future.result()  # a failed write raises here: nothing of it is committed
         if commits:
             self.consumer.commit(offsets=commits, asynchronous=False)
-            self.m_snapshot_bytes.set(written)
+        self.m_snapshot_bytes.set(written)
         self.m_snapshot_ts.set(time.time())
         self.m_snapshot_s.set(time.monotonic() - started)
 
