@@ -112,7 +112,7 @@ def test_restored_monitors_own_their_arrays(tmp_path, demo):
     held = [sketch.ring, *(c.edges for c in sketch.columns), *(c.ref_counts for c in sketch.columns),
             restored.performance.histograms, restored._quality]
     assert not any(np.shares_memory(a, raw) for a in held)
-    assert sketch.ring.flags.writeable and sketch.ring.dtype == np.int8  # signed for sums: 100-row sub-windows
+    assert sketch.ring.flags.writeable and sketch.ring.dtype == np.uint8  # 100-row sub-windows, summed as int64
 
 
 def test_strings_that_spell_the_marker_stay_strings():

@@ -151,7 +151,8 @@ class ModelMonitor:
 
     @performance_report.setter
     def performance_report(self, report: dict) -> None:
-        self._report_json = orjson.dumps(report, option=orjson.OPT_SORT_KEYS)
+        # a copy: orjson's own result keeps its whole 4-8 KiB output buffer allocated
+        self._report_json = bytes(memoryview(orjson.dumps(report, option=orjson.OPT_SORT_KEYS)))
 
     @property
     def reference_source(self) -> str:

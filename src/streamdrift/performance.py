@@ -332,7 +332,9 @@ class ClassificationMetrics(_Windowed):
         # [class, other rows / its rows, bin]: sub-windows in the narrowest dtype their rows fit, totals apart
         self.histograms = np.zeros((slots - 1, 0, 2, bins), dtype=count_dtype(self.slot_size))
         self.histogram_totals = np.zeros((0, 2, bins), dtype=np.int64)
-        self.score_sums = np.zeros((slots, 0, bins), dtype=np.int64)  # [class, bin], fixed point
+        # [class, bin], fixed point: sub-windows narrow (at most slot_size * SCALE each), totals apart
+        self.score_sums = np.zeros((slots - 1, 0, bins), dtype=count_dtype(self.slot_size * SCALE))
+        self.score_sum_totals = np.zeros((0, bins), dtype=np.int64)
         self.losses = np.zeros((slots, 3), dtype=np.int64)  # scored rows, log loss, Brier (fixed point)
 
     @property
@@ -380,7 +382,9 @@ class ClassificationMetrics(_Windowed):
         self.histograms[targets[0]] += histogram.astype(self.histograms.dtype)  # at most slot_size: fits
         self.histogram_totals += histogram
         sums = np.bincount(cls * bins + bin_, weights=fixed, minlength=classes * bins)  # exact below 2^53
-        self.score_sums[targets] += np.rint(sums).astype(np.int64).reshape(classes, bins)
+        sums = np.rint(sums).astype(np.int64).reshape(classes, bins)
+        self.score_sums[targets[0]] += sums.astype(self.score_sums.dtype)  # at most slot_size * SCALE: fits
+        self.score_sum_totals += sums
 
     def _binary_scores(self, scores: np.ndarray | None, n: int) -> np.ndarray | None:
         """Valid probabilities of the positive class (NaN elsewhere), or None when none apply."""
@@ -438,6 +442,7 @@ class ClassificationMetrics(_Windowed):
             self.histograms = np.pad(self.histograms, ((0, 0), (0, add), (0, 0), (0, 0)))
             self.histogram_totals = np.pad(self.histogram_totals, ((0, add), (0, 0), (0, 0)))
             self.score_sums = np.pad(self.score_sums, ((0, 0), (0, add), (0, 0)))
+            self.score_sum_totals = np.pad(self.score_sum_totals, ((0, add), (0, 0)))
 
     def _score_terms(self, truth: np.ndarray, t: np.ndarray, binary: np.ndarray | None,
                      class_scores: list[dict | None] | None, n: int) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -489,7 +494,7 @@ class ClassificationMetrics(_Windowed):
         slots = self._slots(scope)
         confusion = self.confusion[slots].sum(axis=0)
         histograms = self.histogram_totals if scope == "cumulative" else self.histograms[slots].sum(axis=0)
-        score_sums = self.score_sums[slots].sum(axis=0)
+        score_sums = self.score_sum_totals if scope == "cumulative" else self.score_sums[slots].sum(axis=0)
         scored, log_loss, brier = self.losses[slots].sum(axis=0).tolist()
         out = {"scope": scope, "rows": int(confusion.sum()), **_label_metrics(confusion, self.classes.names,
                                                                                self.classes.index(self.positive))}
@@ -511,7 +516,9 @@ class ClassificationMetrics(_Windowed):
                 "confusion": _split(self.confusion, self.slot_size),
                 "histograms": {"slots": self.histograms.astype(count_dtype(self.slot_size, unsigned=True)),
                                "total": self.histogram_totals.copy()},
-                "score_sums": _split(self.score_sums, self.slot_size * SCALE), "losses": self.losses.tolist()}
+                "score_sums": {"slots": self.score_sums.astype(count_dtype(self.slot_size * SCALE, unsigned=True)),
+                               "total": self.score_sum_totals.copy()},
+                "losses": self.losses.tolist()}
 
     def load_state(self, state: dict) -> None:
         self.rows = state["rows"]
@@ -523,7 +530,9 @@ class ClassificationMetrics(_Windowed):
         self.histograms = np.asarray(state["histograms"]["slots"]).astype(count_dtype(self.slot_size)).reshape(
             slots - 1, n, 2, bins)
         self.histogram_totals = np.array(state["histograms"]["total"], dtype=np.int64).reshape(n, 2, bins)
-        self.score_sums = _unsplit(state["score_sums"], (slots, n, bins))
+        self.score_sums = np.asarray(state["score_sums"]["slots"]).astype(
+            count_dtype(self.slot_size * SCALE)).reshape(slots - 1, n, bins)
+        self.score_sum_totals = np.array(state["score_sums"]["total"], dtype=np.int64).reshape(n, bins)
         self.losses = np.array(state["losses"], dtype=np.int64).reshape(slots, 3)
 
 

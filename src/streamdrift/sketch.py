@@ -85,22 +85,45 @@ class Column:
     rare), ``missing``, ``invalid`` (always empty: any value is a category).
     """
 
-    __slots__ = ("name", "kind", "edges", "categories", "_index", "ref_counts")  # 10,000s of them
+    # 10,000s of them: slots, and edges and reference counts as slices of arrays that a sketch
+    # shares between its columns (``share``), made into views only when asked for
+    __slots__ = ("name", "kind", "categories", "_index", "n_edges", "_edges", "_edges_at", "_ref", "_ref_at")
 
     def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_counts: list[int]):
         self.name = name
         self.kind = kind
-        self.edges = np.asarray(edges, dtype=np.float64)  # numeric: [min, inner quantiles..., max]
+        self.edges = edges  # numeric: [min, inner quantiles..., max]
         # numeric columns (most of them) share one empty list and dict: never mutated
         self.categories = list(categories) if categories else _NO_CATEGORIES
         self._index = {c: i for i, c in enumerate(self.categories)} if categories else _NO_INDEX
         if categories:
             self._index[None] = len(self.categories) + 1  # the missing bin: one lookup per value, None too
-        self.ref_counts = np.asarray(ref_counts, dtype=np.int64)
+        self.ref_counts = ref_counts
+
+    @property
+    def edges(self) -> np.ndarray:
+        return self._edges[self._edges_at: self._edges_at + self.n_edges]
+
+    @edges.setter
+    def edges(self, edges) -> None:
+        self._edges, self._edges_at = np.asarray(edges, dtype=np.float64), 0
+        self.n_edges = len(self._edges)
+
+    @property
+    def ref_counts(self) -> np.ndarray:
+        return self._ref[self._ref_at: self._ref_at + self.n_bins]
+
+    @ref_counts.setter
+    def ref_counts(self, counts) -> None:
+        self._ref, self._ref_at = np.asarray(counts, dtype=np.int64), 0
+
+    def share(self, edges: np.ndarray, edges_at: int, ref: np.ndarray, ref_at: int) -> None:
+        """Keep edges and reference counts as slices of these arrays (same values)."""
+        self._edges, self._edges_at, self._ref, self._ref_at = edges, edges_at, ref, ref_at
 
     @property
     def n_bins(self) -> int:
-        return len(self.edges) + 3 if self.kind == NUMERIC else len(self.categories) + 3
+        return self.n_edges + 3 if self.kind == NUMERIC else len(self.categories) + 3
 
     @property
     def missing_bin(self) -> int:
@@ -231,7 +254,8 @@ class StreamSketch:
         self._set_columns([])
         self.untracked_columns = 0
         self.type_mismatches: dict[str, int] = {}
-        self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=count_dtype(self.slot_size))
+        # counts per sub-window, at most slot_size each: unsigned and narrow (uint8 at 200 rows), summed as int64
+        self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=count_dtype(self.slot_size, unsigned=True))
         # per sub-window: rows, first/last source offset, first/last event time
         self.slot_rows = np.zeros(self.subwindows, dtype=np.int64)
         self.slot_offsets = np.zeros((self.subwindows, 2), dtype=np.int64)
@@ -301,7 +325,7 @@ class StreamSketch:
         """Start monitoring against ``columns`` (from the warm-up, or from a reference profile)."""
         self.warmup = None
         self._set_columns(columns)
-        self.ring = np.zeros((self.subwindows, int(self._sizes.sum())), dtype=count_dtype(self.slot_size))
+        self.ring = np.zeros((self.subwindows, int(self._sizes.sum())), dtype=count_dtype(self.slot_size, unsigned=True))
 
     def _set_columns(self, columns: list[Column]) -> None:
         """The columns, and the flat bin layout derived from them (rebuilt on load, not state)."""
@@ -312,7 +336,8 @@ class StreamSketch:
         starts = ends - self._sizes
         self._starts = starts
         self._ordered = np.array([c.kind == NUMERIC for c in columns], dtype=bool)
-        self._ref = (np.concatenate([c.ref_counts for c in columns]) if columns else np.zeros(0)).astype(np.int64)
+        # reference counts (at most reference_size each: int32 is plenty)
+        self._ref = (np.concatenate([c.ref_counts for c in columns]) if columns else np.zeros(0)).astype(np.int32)
         self._ref_n = np.add.reduceat(self._ref, starts) if columns else np.zeros(0, np.int64)
         mask = np.ones(int(self._sizes.sum()), dtype=bool)
         mask[ends - 2] = False
@@ -324,10 +349,10 @@ class StreamSketch:
         self._ref_folded = self._fold_tails(self._ref)
         # all edges in one array, each column's a view of it: what state() writes, at no cost
         self._edges = np.concatenate([c.edges for c in columns]) if columns else np.zeros(0)
-        at = 0
+        at = ref_at = 0
         for column in columns:
-            column.edges = self._edges[at: at + len(column.edges)]
-            at += len(column.edges)
+            column.share(self._edges, at, self._ref, ref_at)
+            at, ref_at = at + column.n_edges, ref_at + column.n_bins
         # numeric columns binned all at once: inner edges side by side, padded with +inf
         numeric = [i for i, c in enumerate(columns) if c.kind == NUMERIC]
         self._numeric = np.array(numeric, dtype=np.intp)
@@ -403,7 +428,7 @@ class StreamSketch:
 
     def _score(self, position: int, offset: int, time: float) -> dict:
         """Drift statistics and data-quality rates of the window, ``position`` rows in."""
-        counts = self.ring.sum(axis=0)
+        counts = self.ring.sum(axis=0, dtype=np.int64)
         stats = column_stats(self._fold_tails(counts), self._ref_folded, self._sizes, self._ordered, self._value_mask)
         ends = self._starts + self._sizes
         n = np.maximum(stats["n"], 1)
@@ -441,7 +466,7 @@ class StreamSketch:
                 "ref_counts": self._ref.astype(count_dtype(int(self._ref.max(initial=0)), unsigned=True)),
             },
             "untracked_columns": self.untracked_columns, "type_mismatches": dict(self.type_mismatches),
-            "ring": self.ring.astype(count_dtype(self.slot_size, unsigned=True)),
+            "ring": self.ring.copy(),
             # a few numbers each: lists cost less than arrays to write and to read
             "slot_rows": self.slot_rows.tolist(), "slot_offsets": self.slot_offsets.tolist(),
             "slot_times": self.slot_times.tolist(), "slot": self.slot, "slots_filled": self.slots_filled,
@@ -453,10 +478,12 @@ class StreamSketch:
         so encoded once (a checkpoint of 10,000 models would otherwise rebuild them every time)."""
         if self._layout is None:
             columns = self.columns
-            self._layout = orjson.Fragment(orjson.dumps({
+            encoded = orjson.dumps({
                 "names": [c.name for c in columns], "kinds": [c.kind for c in columns],
-                "categories": [c.categories for c in columns], "edge_counts": [len(c.edges) for c in columns],
-            }, option=orjson.OPT_SORT_KEYS))
+                "categories": [c.categories for c in columns], "edge_counts": [c.n_edges for c in columns],
+            }, option=orjson.OPT_SORT_KEYS)
+            # a copy: orjson's own result keeps its whole 4-8 KiB output buffer allocated
+            self._layout = orjson.Fragment(bytes(memoryview(encoded)))
         return self._layout
 
     def load_state(self, state: dict) -> None:
@@ -476,15 +503,11 @@ class StreamSketch:
                                   ref[ref_at: ref_at + n_bins]))
             at, ref_at = at + n_edges, ref_at + n_bins
         self._set_columns(columns)
-        at = 0
-        for column in columns:  # their reference counts: views of the layout's copy, not a copy of their own
-            n_bins = len(column.ref_counts)
-            column.ref_counts = self._ref[at: at + n_bins]
-            at += n_bins
         self.untracked_columns = state["untracked_columns"]
         self.type_mismatches = dict(state["type_mismatches"])
         width = int(self._sizes.sum())
-        self.ring = np.array(state["ring"], dtype=count_dtype(self.slot_size)).reshape(self.subwindows, width)
+        self.ring = np.array(state["ring"], dtype=count_dtype(self.slot_size, unsigned=True)).reshape(
+            self.subwindows, width)
         self.slot_rows = np.array(state["slot_rows"], dtype=np.int64)
         self.slot_offsets = np.array(state["slot_offsets"], dtype=np.int64).reshape(self.subwindows, 2)
         self.slot_times = np.array(state["slot_times"], dtype=np.float64).reshape(self.subwindows, 2)
