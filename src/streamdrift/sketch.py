@@ -50,6 +50,11 @@ CATEGORICAL = "categorical"
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 _STR_OR_NONE = frozenset((str, type(None)))
 _NO_CATEGORIES: list[str] = []
+# the layout of a sketch with no columns yet (read only, shared)
+_NO_INTS, _NO_INTS32, _NO_FLOATS = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
+_NO_BOOLS, _NO_INDICES = np.zeros(0, bool), np.zeros(0, np.intp)
+for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES):
+    _empty.flags.writeable = False
 _NO_INDEX: dict[str, int] = {}
 
 
@@ -76,6 +81,16 @@ def category_keys(values: list) -> tuple[np.ndarray, np.ndarray]:
     return uniq, np.where(missing, -1, inverse)
 
 
+def _categories(categories: list[str]) -> tuple[list[str], dict]:
+    """A column's categories and the bin of each, None -> the missing bin (one lookup per value).
+    Numeric columns (most of them) share one empty list and dict: never mutated."""
+    if not categories:
+        return _NO_CATEGORIES, _NO_INDEX
+    index: dict = {c: i for i, c in enumerate(categories)}
+    index[None] = len(categories) + 1
+    return list(categories), index
+
+
 class Column:
     """One column's reference: how values map to bins, and the reference's count per bin.
 
@@ -93,11 +108,7 @@ class Column:
         self.name = name
         self.kind = kind
         self.edges = edges  # numeric: [min, inner quantiles..., max]
-        # numeric columns (most of them) share one empty list and dict: never mutated
-        self.categories = list(categories) if categories else _NO_CATEGORIES
-        self._index = {c: i for i, c in enumerate(self.categories)} if categories else _NO_INDEX
-        if categories:
-            self._index[None] = len(self.categories) + 1  # the missing bin: one lookup per value, None too
+        self.categories, self._index = _categories(categories)
         self.ref_counts = ref_counts
 
     @property
@@ -116,6 +127,14 @@ class Column:
     @ref_counts.setter
     def ref_counts(self, counts) -> None:
         self._ref, self._ref_at = np.asarray(counts, dtype=np.int64), 0
+
+    @classmethod
+    def shared(cls, name: str, kind: str, categories: list[str], n_edges: int) -> "Column":
+        """A column whose edges and reference counts a sketch is about to ``share``."""
+        column = cls.__new__(cls)
+        column.name, column.kind, column.n_edges = name, kind, n_edges
+        column.categories, column._index = _categories(categories)
+        return column
 
     def share(self, edges: np.ndarray, edges_at: int, ref: np.ndarray, ref_at: int) -> None:
         """Keep edges and reference counts as slices of these arrays (same values)."""
@@ -327,19 +346,33 @@ class StreamSketch:
         self._set_columns(columns)
         self.ring = np.zeros((self.subwindows, int(self._sizes.sum())), dtype=count_dtype(self.slot_size, unsigned=True))
 
-    def _set_columns(self, columns: list[Column]) -> None:
-        """The columns, and the flat bin layout derived from them (rebuilt on load, not state)."""
+    def _set_columns(self, columns: list[Column], edges: np.ndarray | None = None,
+                     ref: np.ndarray | None = None) -> None:
+        """The columns, and the flat bin layout derived from them (rebuilt on load, not state).
+
+        ``edges`` and ``ref``: the columns' edges and reference counts already
+        side by side in column order (a snapshot has them so): used as they are.
+        """
         self.columns = columns
         self._layout: orjson.Fragment | None = None
+        if not columns:  # a fresh sketch: nothing to lay out (10,000 restored models make 30,000 of these)
+            self._sizes = self._starts = self._ref_n = self._below_at = self._above_at = _NO_INTS
+            self._ordered = self._value_mask = _NO_BOOLS
+            self._ref = self._ref_folded = _NO_INTS32
+            self._edges = _NO_FLOATS
+            self._numeric, self._numeric_names = _NO_INDICES, []
+            return
+        ordered = [c.kind == NUMERIC for c in columns]
+        n_edges = np.array([c.n_edges for c in columns], dtype=np.int64)
         self._sizes = np.array([c.n_bins for c in columns], dtype=np.int64)
         ends = np.cumsum(self._sizes)
         starts = ends - self._sizes
         self._starts = starts
-        self._ordered = np.array([c.kind == NUMERIC for c in columns], dtype=bool)
+        self._ordered = np.array(ordered, dtype=bool)
         # reference counts (at most reference_size each: int32 is plenty)
-        self._ref = (np.concatenate([c.ref_counts for c in columns]) if columns else np.zeros(0)).astype(np.int32)
-        self._ref_n = np.add.reduceat(self._ref, starts) if columns else np.zeros(0, np.int64)
-        mask = np.ones(int(self._sizes.sum()), dtype=bool)
+        self._ref = (np.concatenate([c.ref_counts for c in columns]) if ref is None else ref).astype(np.int32)
+        self._ref_n = np.add.reduceat(self._ref, starts)
+        mask = np.ones(int(ends[-1]), dtype=bool)
         mask[ends - 2] = False
         mask[ends - 1] = False
         self._value_mask = mask
@@ -347,24 +380,25 @@ class StreamSketch:
         self._below_at = np.where(self._ordered, starts, ends - 3)
         self._above_at = ends - 3
         self._ref_folded = self._fold_tails(self._ref)
-        # all edges in one array, each column's a view of it: what state() writes, at no cost
-        self._edges = np.concatenate([c.edges for c in columns]) if columns else np.zeros(0)
-        at = ref_at = 0
-        for column in columns:
+        # all edges in one array, each column a slice of it: what state() writes, at no cost
+        self._edges = np.concatenate([c.edges for c in columns]) if edges is None else np.asarray(edges, np.float64)
+        edges_at = np.cumsum(n_edges) - n_edges
+        for column, at, ref_at in zip(columns, edges_at.tolist(), starts.tolist()):
             column.share(self._edges, at, self._ref, ref_at)
-            at, ref_at = at + column.n_edges, ref_at + column.n_bins
         # numeric columns binned all at once: inner edges side by side, padded with +inf
-        numeric = [i for i, c in enumerate(columns) if c.kind == NUMERIC]
-        self._numeric = np.array(numeric, dtype=np.intp)
-        self._numeric_names = [columns[i].name for i in numeric]
-        width = max([len(columns[i].edges) - 2 for i in numeric] + [1])
-        self._inner = np.full((len(numeric), 1, width), np.inf)
-        for row, i in enumerate(numeric):
-            self._inner[row, 0, : len(columns[i].edges) - 2] = columns[i].edges[1:-1]
-        self._lo = np.array([columns[i].edges[0] for i in numeric], dtype=np.float64)[:, None]
-        self._hi = np.array([columns[i].edges[-1] for i in numeric], dtype=np.float64)[:, None]
-        self._above_bin = np.array([len(columns[i].edges) for i in numeric], dtype=np.int64)[:, None]
-        self._missing_bin = np.array([columns[i].missing_bin for i in numeric], dtype=np.int64)[:, None]
+        numeric = np.flatnonzero(self._ordered)
+        self._numeric = numeric.astype(np.intp)
+        self._numeric_names = [columns[i].name for i in numeric.tolist()]
+        first, count = edges_at[numeric], n_edges[numeric]
+        width = max(int(count.max(initial=2)) - 2, 1)
+        j = np.arange(width)
+        inside = j[None, :] < (count - 2)[:, None]
+        take = np.where(inside, first[:, None] + 1 + j[None, :], 0)
+        self._inner = np.where(inside, self._edges[take] if len(self._edges) else 0.0, np.inf)[:, None, :]
+        self._lo = self._edges[first][:, None] if len(numeric) else np.zeros((0, 1))
+        self._hi = self._edges[first + count - 1][:, None] if len(numeric) else np.zeros((0, 1))
+        self._above_bin = count[:, None]
+        self._missing_bin = (count + 1)[:, None]
 
     def _fold_tails(self, counts: np.ndarray) -> np.ndarray:
         """Counts with numeric values outside the reference range moved into the outermost value bins.
@@ -493,16 +527,12 @@ class StreamSketch:
         self.warmup_rows = state["warmup_rows"]
         c = {**state["columns"]["layout"], **state["columns"]}
         edges = np.array(c["edges"], dtype=np.float64)  # copies: never a view of the snapshot's bytes
-        ref = np.array(c["ref_counts"], dtype=np.int64)
-        columns, at, ref_at = [], 0, 0
-        for name, kind, categories, n_edges in zip(c["names"], c["kinds"], c["categories"], c["edge_counts"]):
-            kind = NUMERIC if kind == NUMERIC else CATEGORICAL  # one string for every column, not one each
-            n_bins = (n_edges if kind == NUMERIC else len(categories)) + 3
-            # models often share feature names: one string for all of them
-            columns.append(Column(sys.intern(name), kind, edges[at: at + n_edges], categories,
-                                  ref[ref_at: ref_at + n_bins]))
-            at, ref_at = at + n_edges, ref_at + n_bins
-        self._set_columns(columns)
+        ref = np.array(c["ref_counts"], dtype=np.int32)
+        # models often share feature names: one string for all of them; one kind string for every column
+        columns = [Column.shared(sys.intern(name), NUMERIC if kind == NUMERIC else CATEGORICAL, categories, n_edges)
+                   for name, kind, categories, n_edges in zip(c["names"], c["kinds"], c["categories"],
+                                                              c["edge_counts"])]
+        self._set_columns(columns, edges, ref)
         self.untracked_columns = state["untracked_columns"]
         self.type_mismatches = dict(state["type_mismatches"])
         width = int(self._sizes.sum())
