@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams import FB, PRED, run_monitors, state_bytes
@@ -158,6 +159,26 @@ def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(set
     restored = {m: ModelMonitor.from_state(m, SMALL_SETTINGS, st)
                 for p in (0, 1) for m, st in store.load(p).models.items()}
     assert state_bytes(restored) == state_bytes(expected)
+
+
+def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_bootstrap, tmp_path):
+    """Snapshots are written in the background; a write that fails stops the worker uncommitted."""
+    env, _ = setup
+    snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
+    for p in (0, 1):  # a directory where the temporary file goes: every snapshot write fails
+        (snapshots / f"partition-{p}.tmp").mkdir(parents=True)
+    produce(kafka_bootstrap, demo_items(env, 2000, drift_at=10**9))
+    worker = WorkerProcess(env, tmp_path / "failing-writes.log")
+    assert worker.proc.wait(timeout=90) != 0
+    assert "partition-" in worker.log() and "IsADirectoryError" in worker.log()
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": env["STREAMDRIFT_GROUP_ID"]})
+    try:
+        committed = consumer.committed([TopicPartition(topic(env, t), p) for t in ("predictions", "feedback")
+                                        for p in (0, 1)], timeout=30)
+    finally:
+        consumer.close()
+    assert [tp.offset for tp in committed] == [OFFSET_INVALID] * 4
+    assert not list(snapshots.glob("*.snapshot"))
 
 
 def test_worker_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap, unique_name, tmp_path):
