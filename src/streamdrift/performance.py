@@ -170,6 +170,10 @@ class _Registry:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Index of each key (registered first); counts those that fall into ``__other__``."""
+        try:  # the usual case, every key registered: one dict lookup each
+            return np.fromiter(map(self._index.__getitem__, keys.tolist()), dtype=np.int64, count=len(keys))
+        except KeyError:  # some fall into __other__: counted below
+            pass
         uniq, inverse = np.unique(keys, return_inverse=True)
         other = self._index.get(OTHER, -1)
         lut = np.array([self._index.get(str(u), other) for u in uniq], dtype=np.int64)
@@ -429,6 +433,10 @@ class ClassificationMetrics(_Windowed):
                     extra_rows += [i] * len(new)
                     extra_keys += sorted(new)
                     known |= new
+        known = self.classes._index
+        if known.keys() >= set(truth.tolist()) and known.keys() >= set(predicted.tolist()) \
+                and known.keys() >= set(extra_keys):
+            return  # nothing new: the usual case once the classes have been seen
         keys = np.concatenate([np.stack([truth, predicted], axis=1).reshape(-1), np.array(extra_keys, dtype=str)])
         where = np.concatenate([np.repeat(rows * 3, 2) + np.tile([0, 1], n),
                                 np.array(extra_rows, dtype=np.int64) * 3 + 2])
