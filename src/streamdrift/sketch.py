@@ -52,8 +52,8 @@ _STR_OR_NONE = frozenset((str, type(None)))
 _NO_CATEGORIES: list[str] = []
 # the layout of a sketch with no columns yet (read only, shared)
 _NO_INTS, _NO_INTS32, _NO_FLOATS = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
-_NO_BOOLS, _NO_INDICES = np.zeros(0, bool), np.zeros(0, np.intp)
-for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES):
+_NO_BOOLS, _NO_INDICES, _NO_UINTS8 = np.zeros(0, bool), np.zeros(0, np.intp), np.zeros(0, np.uint8)
+for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8):
     _empty.flags.writeable = False
 _NO_INDEX: dict[str, int] = {}
 
@@ -180,21 +180,8 @@ class Column:
 
     def bin(self, values: list) -> tuple[np.ndarray, int]:
         """Histogram of ``values`` over this column's bins, and how many had the wrong type."""
-        if self.kind == NUMERIC:
-            x, mismatched = to_float(values)
-            idx = np.searchsorted(self.edges[1:-1], x, side="right") + 1
-            idx[x < self.edges[0]] = 0
-            idx[x > self.edges[-1]] = len(self.edges)
-            idx[np.isnan(x)] = self.missing_bin
-            counts = np.bincount(idx, minlength=self.n_bins)
-            # to_float made wrong-typed values NaN: move them from missing to invalid
-            counts[self.missing_bin] -= mismatched
-            counts[self.invalid_bin] += mismatched
-            return counts, mismatched
-        # one dict lookup per value beats sorting the batch's strings (np.unique) several times over
-        index, other, missing = self._index, len(self.categories), self.missing_bin
-        idx = [missing if v is None else index.get(v if type(v) is str else str(v), other) for v in values]
-        return np.bincount(np.array(idx, dtype=np.int64), minlength=self.n_bins), 0
+        idx, mismatched = self.indices(values)
+        return np.bincount(idx, minlength=self.n_bins), mismatched
 
     def indices(self, values: list) -> tuple[np.ndarray, int]:
         """Each value's bin (as ``bin`` counts them), and how many had the wrong type."""
@@ -359,6 +346,7 @@ class StreamSketch:
             self._sizes = self._starts = self._ref_n = self._below_at = self._above_at = _NO_INTS
             self._ordered = self._value_mask = _NO_BOOLS
             self._ref = self._ref_folded = _NO_INTS32
+            self._ref_stored = _NO_UINTS8
             self._edges = _NO_FLOATS
             self._numeric, self._numeric_names = _NO_INDICES, []
             return
@@ -380,6 +368,7 @@ class StreamSketch:
         self._below_at = np.where(self._ordered, starts, ends - 3)
         self._above_at = ends - 3
         self._ref_folded = self._fold_tails(self._ref)
+        self._ref_stored = self._ref.astype(count_dtype(int(self._ref.max(initial=0)), unsigned=True))
         # all edges in one array, each column a slice of it: what state() writes, at no cost
         self._edges = np.concatenate([c.edges for c in columns]) if edges is None else np.asarray(edges, np.float64)
         edges_at = np.cumsum(n_edges) - n_edges
@@ -497,7 +486,7 @@ class StreamSketch:
             "columns": {
                 "layout": self._layout_json(),
                 "edges": self._edges,  # never changes: no copy
-                "ref_counts": self._ref.astype(count_dtype(int(self._ref.max(initial=0)), unsigned=True)),
+                "ref_counts": self._ref_stored,  # never changes: made once
             },
             "untracked_columns": self.untracked_columns, "type_mismatches": dict(self.type_mismatches),
             "ring": self.ring.copy(),

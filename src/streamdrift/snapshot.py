@@ -166,21 +166,26 @@ def loads(data: bytes) -> dict:
 # -- files --------------------------------------------------------------------------------------
 
 
-def _encode(snapshot: Snapshot, config: str) -> list[bytes]:
-    """The pieces of the file, in order (written one after the other, not joined: the arrays are most of it)."""
+def _body(snapshot: Snapshot) -> tuple[list, str]:
+    """The body's pieces (skeleton, then the arrays) and the marker: all that depends on the state."""
     skeleton, chunks, marker = _pack({"partition": snapshot.partition, "offsets": snapshot.offsets,
                                       "models": snapshot.models, "merge": snapshot.merge})
-    crc = zlib.crc32(b"\n", zlib.crc32(skeleton))
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+    return [skeleton, b"\n", *chunks], marker
+
+
+def _file(body: list, marker: str, config: str) -> list:
+    """The file's pieces, in order: the header (checksum of the body) and the body."""
+    crc = 0
+    for piece in body:
+        crc = zlib.crc32(piece, crc)
     header = orjson.dumps({"format": FORMAT, "version": VERSION, "config": config, "marker": marker,
-                           "arrays": len(chunks), "body": len(skeleton) + 1 + sum(c.nbytes for c in chunks),
+                           "arrays": len(body) - 2, "body": sum(memoryview(p).nbytes for p in body),
                            "checksum": f"crc32:{crc:08x}"}, option=orjson.OPT_SORT_KEYS)
-    return [header, b"\n", skeleton, b"\n", *chunks]
+    return [header, b"\n", *body]
 
 
 def encode(snapshot: Snapshot, config: str) -> bytes:
-    return b"".join(_encode(snapshot, config))
+    return b"".join(_file(*_body(snapshot), config))
 
 
 def decode(data: bytes, config: str, source: str) -> Snapshot:
@@ -251,12 +256,14 @@ class LocalSnapshotStore:
         """Write atomically; return the number of bytes written."""
         return self.write(*self.prepare(snapshot))
 
-    def prepare(self, snapshot: Snapshot) -> tuple[int, list]:
-        """The file's pieces: everything ``write`` needs, no longer tied to the live state."""
-        return snapshot.partition, _encode(snapshot, self.config)
+    def prepare(self, snapshot: Snapshot) -> tuple[int, list, str]:
+        """The encoded body: everything ``write`` needs, no longer tied to the live state."""
+        return snapshot.partition, *_body(snapshot)
 
-    def write(self, partition: int, pieces: list) -> int:
-        """Write ``prepare``'s pieces atomically (safe in another thread); return the bytes written."""
+    def write(self, partition: int, body: list, marker: str) -> int:
+        """Checksum and write ``prepare``'s body atomically (safe in another thread: zlib and the file
+        writes let the consume loop run); return the bytes written."""
+        pieces = _file(body, marker, self.config)
         self.directory.mkdir(parents=True, exist_ok=True)  # here, not on open: readers never create it
         path = self.path(partition)
         tmp = path.with_suffix(".tmp")
