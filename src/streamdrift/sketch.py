@@ -53,7 +53,8 @@ _NO_CATEGORIES: list[str] = []
 # the layout of a sketch with no columns yet (read only, shared)
 _NO_INTS, _NO_INTS32, _NO_FLOATS = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
 _NO_BOOLS, _NO_INDICES, _NO_UINTS8 = np.zeros(0, bool), np.zeros(0, np.intp), np.zeros(0, np.uint8)
-for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8):
+_NO_COLUMN = np.zeros((0, 1))
+for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8, _NO_COLUMN):
     _empty.flags.writeable = False
 _NO_INDEX: dict[str, int] = {}
 
@@ -222,6 +223,57 @@ _COUNT_DTYPES = {unsigned: [(np.dtype(t), int(np.iinfo(t).max)) for t in types] 
                  ((False, (np.int8, np.int16, np.int32)), (True, (np.uint8, np.uint16, np.uint32)))}
 
 
+class _Shape:
+    """What a sketch's bin layout derives from its columns' kinds and sizes alone, not from their
+    values: the same for every model with the same features, so made once and shared (read only)."""
+
+    _made: dict[tuple, "_Shape"] = {}
+    MAX_SHAPES = 4096
+
+    def __init__(self, ordered: list[bool], n_edges: list[int], n_bins: list[int]):
+        self.sizes = np.array(n_bins, dtype=np.int64)
+        ends = np.cumsum(self.sizes)
+        self.starts = ends - self.sizes
+        self.starts_list = self.starts.tolist()
+        self.ordered = np.array(ordered, dtype=bool)
+        mask = np.ones(int(ends[-1]), dtype=bool)
+        mask[ends - 2] = False
+        mask[ends - 1] = False
+        self.value_mask = mask
+        # numeric: "below" is the first bin, "above" the one before missing; categorical: "other"
+        self.below_at = np.where(self.ordered, self.starts, ends - 3)
+        self.above_at = ends - 3
+        edges = np.array(n_edges, dtype=np.int64)
+        edges_at = np.cumsum(edges) - edges
+        self.edges_at = edges_at.tolist()
+        # numeric columns: where their inner edges, minimum and maximum sit in the flat edge array
+        self.numeric = np.flatnonzero(self.ordered).astype(np.intp)
+        self.first, count = edges_at[self.numeric], edges[self.numeric]
+        self.last = self.first + count - 1
+        width = max(int(count.max(initial=2)) - 2, 1)
+        j = np.arange(width)
+        self.inside = j[None, :] < (count - 2)[:, None]
+        self.take = np.where(self.inside, self.first[:, None] + 1 + j[None, :], 0)
+        self.above_bin = count[:, None]
+        self.missing_bin = (count + 1)[:, None]
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    @classmethod
+    def of(cls, columns: list[Column]) -> "_Shape":
+        ordered = [c.kind == NUMERIC for c in columns]
+        n_edges = [c.n_edges for c in columns]
+        n_bins = [c.n_bins for c in columns]
+        key = (tuple(ordered), tuple(n_edges), tuple(n_bins))
+        shape = cls._made.get(key)
+        if shape is None:
+            shape = cls(ordered, n_edges, n_bins)
+            if len(cls._made) < cls.MAX_SHAPES:
+                cls._made[key] = shape
+        return shape
+
+
 class StreamSketch:
     """Reference + sliding window of binned counts for the columns of one stream.
 
@@ -350,44 +402,26 @@ class StreamSketch:
             self._edges = _NO_FLOATS
             self._numeric, self._numeric_names = _NO_INDICES, []
             return
-        ordered = [c.kind == NUMERIC for c in columns]
-        n_edges = np.array([c.n_edges for c in columns], dtype=np.int64)
-        self._sizes = np.array([c.n_bins for c in columns], dtype=np.int64)
-        ends = np.cumsum(self._sizes)
-        starts = ends - self._sizes
-        self._starts = starts
-        self._ordered = np.array(ordered, dtype=bool)
+        shape = _Shape.of(columns)
+        self._sizes, self._starts, self._ordered = shape.sizes, shape.starts, shape.ordered
+        self._value_mask, self._below_at, self._above_at = shape.value_mask, shape.below_at, shape.above_at
+        self._numeric, self._above_bin, self._missing_bin = shape.numeric, shape.above_bin, shape.missing_bin
+        self._numeric_names = [columns[i].name for i in shape.numeric.tolist()]
         # reference counts (at most reference_size each: int32 is plenty)
         self._ref = (np.concatenate([c.ref_counts for c in columns]) if ref is None else ref).astype(np.int32)
-        self._ref_n = np.add.reduceat(self._ref, starts)
-        mask = np.ones(int(ends[-1]), dtype=bool)
-        mask[ends - 2] = False
-        mask[ends - 1] = False
-        self._value_mask = mask
-        # numeric: "below" is the first bin, "above" the one before missing; categorical: "other"
-        self._below_at = np.where(self._ordered, starts, ends - 3)
-        self._above_at = ends - 3
+        self._ref_n = np.add.reduceat(self._ref, shape.starts)
         self._ref_folded = self._fold_tails(self._ref)
         self._ref_stored = self._ref.astype(count_dtype(int(self._ref.max(initial=0)), unsigned=True))
         # all edges in one array, each column a slice of it: what state() writes, at no cost
         self._edges = np.concatenate([c.edges for c in columns]) if edges is None else np.asarray(edges, np.float64)
-        edges_at = np.cumsum(n_edges) - n_edges
-        for column, at, ref_at in zip(columns, edges_at.tolist(), starts.tolist()):
+        for column, at, ref_at in zip(columns, shape.edges_at, shape.starts_list):
             column.share(self._edges, at, self._ref, ref_at)
         # numeric columns binned all at once: inner edges side by side, padded with +inf
-        numeric = np.flatnonzero(self._ordered)
-        self._numeric = numeric.astype(np.intp)
-        self._numeric_names = [columns[i].name for i in numeric.tolist()]
-        first, count = edges_at[numeric], n_edges[numeric]
-        width = max(int(count.max(initial=2)) - 2, 1)
-        j = np.arange(width)
-        inside = j[None, :] < (count - 2)[:, None]
-        take = np.where(inside, first[:, None] + 1 + j[None, :], 0)
-        self._inner = np.where(inside, self._edges[take] if len(self._edges) else 0.0, np.inf)[:, None, :]
-        self._lo = self._edges[first][:, None] if len(numeric) else np.zeros((0, 1))
-        self._hi = self._edges[first + count - 1][:, None] if len(numeric) else np.zeros((0, 1))
-        self._above_bin = count[:, None]
-        self._missing_bin = (count + 1)[:, None]
+        if len(shape.numeric) and len(self._edges):
+            self._inner = np.where(shape.inside, self._edges[shape.take], np.inf)[:, None, :]
+            self._lo, self._hi = self._edges[shape.first][:, None], self._edges[shape.last][:, None]
+        else:
+            self._inner, self._lo, self._hi = np.full((len(shape.numeric), 1, 1), np.inf), _NO_COLUMN, _NO_COLUMN
 
     def _fold_tails(self, counts: np.ndarray) -> np.ndarray:
         """Counts with numeric values outside the reference range moved into the outermost value bins.
