@@ -338,25 +338,31 @@ def _fast_prediction_columns(events: list[dict], features: list, outputs: list) 
 def _fast_feedback_columns(events: list[dict], labels: list) -> tuple | None:
     if not _SCALAR.issuperset(map(type, labels)):
         return None
-    carried = list(map(dict.get, events, repeat("prediction"), repeat(_MISSING)))
-    kinds = set(map(type, carried))
-    if not _SCALAR_OR_MISSING.issuperset(kinds):
+    carried = _fast_field(events, "prediction", _SCALAR_OR_MISSING, None)
+    if carried is None:
         return None
-    if object in kinds:
-        carried = [None if p is _MISSING else p for p in carried]
     scores = _fast_scores(events)
     if scores is None:
         return None
     return labels, carried, scores
 
 
-def _fast_scores(events: list[dict]) -> np.ndarray | None:
-    scores = list(map(dict.get, events, repeat("score"), repeat(_MISSING)))
-    kinds = set(map(type, scores))
-    if not _NUMBER_OR_MISSING.issuperset(kinds):
+def _fast_field(events: list[dict], name: str, types: frozenset, absent: object) -> list | None:
+    """An optional field's values, ``absent`` where missing; None if one has a type not in ``types``
+    (``object`` standing for missing, so an explicit null is refused where null is not allowed)."""
+    values = list(map(dict.get, events, repeat(name), repeat(_MISSING)))
+    kinds = set(map(type, values))
+    if not types.issuperset(kinds):
         return None
     if object in kinds:
-        scores = [_NAN if s is _MISSING else s for s in scores]
+        values = [absent if v is _MISSING else v for v in values]
+    return values
+
+
+def _fast_scores(events: list[dict]) -> np.ndarray | None:
+    scores = _fast_field(events, "score", _NUMBER_OR_MISSING, _NAN)
+    if scores is None:
+        return None
     try:
         out = np.array(scores, dtype=np.float64)
     except OverflowError:
