@@ -254,18 +254,17 @@ def _fixed(x: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(x, dtype=np.float64) * SCALE).astype(np.int64)
 
 
-def _split(counts: np.ndarray, bound: int) -> dict:
-    """State of a windowed int64 array: the sub-windows, each entry at most ``bound``, in the
-    smallest dtype that holds it (a snapshot stores fewer bytes), and the unbounded totals."""
-    return {"slots": counts[:-1].astype(count_dtype(bound, unsigned=True)), "total": counts[-1].copy()}
+def _split(slots: np.ndarray, total: np.ndarray, bound: int) -> dict:
+    """State of windowed counts: the sub-windows, each entry at most ``bound``, in the smallest
+    dtype that holds it (a snapshot stores fewer bytes), and the unbounded int64 totals."""
+    return {"slots": slots.astype(count_dtype(bound, unsigned=True)), "total": total.copy()}
 
 
-def _unsplit(state: dict, shape: tuple[int, ...]) -> np.ndarray:
-    """The int64 array ``_split`` took apart (from arrays or lists)."""
-    out = np.empty(shape, dtype=np.int64)
-    out[:-1] = np.asarray(state["slots"]).reshape(out[:-1].shape)
-    out[-1] = np.asarray(state["total"]).reshape(out[-1].shape)
-    return out
+def _unsplit(state: dict, slots: int, shape: tuple[int, ...], bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """What ``_split`` stored (arrays or lists): the sub-windows in the narrowest signed dtype for
+    ``bound``, as they are kept live, and the int64 totals; ``shape`` is one sub-window's."""
+    return (np.asarray(state["slots"]).astype(count_dtype(bound)).reshape(slots, *shape),
+            np.array(state["total"], dtype=np.int64).reshape(shape))
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -521,11 +520,9 @@ class ClassificationMetrics(_Windowed):
     def state(self) -> dict:
         return {"rows": self.rows, "classes": self.classes.state(), "score_mode": self.score_mode,
                 "invalid_scores": self.invalid_scores, "ignored_scores": self.ignored_scores,
-                "confusion": _split(self.confusion, self.slot_size),
-                "histograms": {"slots": self.histograms.astype(count_dtype(self.slot_size, unsigned=True)),
-                               "total": self.histogram_totals.copy()},
-                "score_sums": {"slots": self.score_sums.astype(count_dtype(self.slot_size * SCALE, unsigned=True)),
-                               "total": self.score_sum_totals.copy()},
+                "confusion": _split(self.confusion[:-1], self.confusion[-1], self.slot_size),
+                "histograms": _split(self.histograms, self.histogram_totals, self.slot_size),
+                "score_sums": _split(self.score_sums, self.score_sum_totals, self.slot_size * SCALE),
                 "losses": self.losses.tolist()}
 
     def load_state(self, state: dict) -> None:
@@ -534,13 +531,12 @@ class ClassificationMetrics(_Windowed):
         self.score_mode = state["score_mode"]
         self.invalid_scores, self.ignored_scores = state["invalid_scores"], state["ignored_scores"]
         slots, n, bins = self.subwindows + 2, len(self.classes), self.n_score_bins
-        self.confusion = _unsplit(state["confusion"], (slots, n, n))
-        self.histograms = np.asarray(state["histograms"]["slots"]).astype(count_dtype(self.slot_size)).reshape(
-            slots - 1, n, 2, bins)
-        self.histogram_totals = np.array(state["histograms"]["total"], dtype=np.int64).reshape(n, 2, bins)
-        self.score_sums = np.asarray(state["score_sums"]["slots"]).astype(
-            count_dtype(self.slot_size * SCALE)).reshape(slots - 1, n, bins)
-        self.score_sum_totals = np.array(state["score_sums"]["total"], dtype=np.int64).reshape(n, bins)
+        confusion, total = _unsplit(state["confusion"], slots - 1, (n, n), self.slot_size)
+        self.confusion = np.concatenate([confusion.astype(np.int64), total[None]])  # kept as one int64 array
+        self.histograms, self.histogram_totals = _unsplit(state["histograms"], slots - 1, (n, 2, bins),
+                                                          self.slot_size)
+        self.score_sums, self.score_sum_totals = _unsplit(state["score_sums"], slots - 1, (n, bins),
+                                                          self.slot_size * SCALE)
         self.losses = np.array(state["losses"], dtype=np.int64).reshape(slots, 3)
 
 
