@@ -53,8 +53,7 @@ _NO_CATEGORIES: list[str] = []
 # the layout of a sketch with no columns yet (read only, shared)
 _NO_INTS, _NO_INTS32, _NO_FLOATS = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
 _NO_BOOLS, _NO_INDICES, _NO_UINTS8 = np.zeros(0, bool), np.zeros(0, np.intp), np.zeros(0, np.uint8)
-_NO_COLUMN = np.zeros((0, 1))
-for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8, _NO_COLUMN):
+for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8):
     _empty.flags.writeable = False
 _NO_INDEX: dict[str, int] = {}
 
@@ -250,11 +249,12 @@ class _Shape:
         self.numeric = np.flatnonzero(self.ordered).astype(np.intp)
         self.first, count = edges_at[self.numeric], edges[self.numeric]
         self.last = self.first + count - 1
+        # the thresholds a value is compared with, one row each: the minimum, the inner edges
+        # (padded), the maximum; one column per numeric column (see StreamSketch._set_columns)
         width = max(int(count.max(initial=2)) - 2, 1)
-        j = np.arange(width)
-        self.inside = j[None, :] < (count - 2)[:, None]
-        self.take = np.where(self.inside, self.first[:, None] + 1 + j[None, :], 0)
-        self.above_bin = count[:, None]
+        j = np.arange(width)[:, None]
+        self.inside = j < (count - 2)[None, :]
+        self.take = np.where(self.inside, self.first[None, :] + 1 + j, 0)
         self.missing_bin = (count + 1)[:, None]
         for value in vars(self).values():
             if isinstance(value, np.ndarray):
@@ -405,7 +405,7 @@ class StreamSketch:
         shape = _Shape.of(columns)
         self._sizes, self._starts, self._ordered = shape.sizes, shape.starts, shape.ordered
         self._value_mask, self._below_at, self._above_at = shape.value_mask, shape.below_at, shape.above_at
-        self._numeric, self._above_bin, self._missing_bin = shape.numeric, shape.above_bin, shape.missing_bin
+        self._numeric, self._missing_bin = shape.numeric, shape.missing_bin
         self._numeric_names = [columns[i].name for i in shape.numeric.tolist()]
         # reference counts (at most reference_size each: int32 is plenty)
         self._ref = (np.concatenate([c.ref_counts for c in columns]) if ref is None else ref).astype(np.int32)
@@ -416,12 +416,17 @@ class StreamSketch:
         self._edges = np.concatenate([c.edges for c in columns]) if edges is None else np.asarray(edges, np.float64)
         for column, at, ref_at in zip(columns, shape.edges_at, shape.starts_list):
             column.share(self._edges, at, self._ref, ref_at)
-        # numeric columns binned all at once: inner edges side by side, padded with +inf
+        # numeric columns binned all at once: a value's bin is how many thresholds it reaches (>=):
+        # the minimum, the inner edges (padded with NaN, which nothing reaches), and the smallest
+        # float above the maximum (NaN if that is +inf); side by side, one column per numeric column
         if len(shape.numeric) and len(self._edges):
-            self._inner = np.where(shape.inside, self._edges[shape.take], np.inf)[:, None, :]
-            self._lo, self._hi = self._edges[shape.first][:, None], self._edges[shape.last][:, None]
+            above = np.nextafter(self._edges[shape.last], np.inf)
+            above[np.isinf(above)] = np.nan
+            self._thresholds = np.concatenate((self._edges[shape.first][None, :],
+                                               np.where(shape.inside, self._edges[shape.take], np.nan),
+                                               above[None, :]))[:, :, None]
         else:
-            self._inner, self._lo, self._hi = np.full((len(shape.numeric), 1, 1), np.inf), _NO_COLUMN, _NO_COLUMN
+            self._thresholds = np.full((1, len(shape.numeric), 1), np.nan)
 
     def _fold_tails(self, counts: np.ndarray) -> np.ndarray:
         """Counts with numeric values outside the reference range moved into the outermost value bins.
@@ -459,9 +464,8 @@ class StreamSketch:
             if ((numeric is not None and numeric.issuperset(self._numeric_names))
                     or set(map(type, chain.from_iterable(block))) <= _NUMBER_TYPES):
                 x = np.array(block, dtype=np.float64).reshape(len(block), rows)
-                idx = (x[:, :, None] >= self._inner).sum(axis=2) + 1
-                idx[x < self._lo] = 0
-                np.copyto(idx, self._above_bin, where=x > self._hi)
+                # summed over the outer axis: numpy adds whole rows, not 10 booleans at a time
+                idx = (x[None] >= self._thresholds).sum(axis=0)
                 np.copyto(idx, self._missing_bin, where=np.isnan(x))
                 out[self._numeric] = idx
             else:
