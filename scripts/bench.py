@@ -30,8 +30,9 @@ stopped at the end.
    the moment ``/status`` shows its offset consumed.
 4. **Memory and state** (``--memory``): resident memory and state bytes per
    model at 1,000 and 10,000 models (join buffers aside, and one full join
-   buffer on its own), snapshot write/load at 10,000, and a worker's
-   start-to-ready time on a 10,000-model snapshot (``bench_memory``).
+   buffer on its own), snapshot write/load at 10,000 (``bench_memory``), and
+   a worker's start-to-ready time on a 10,000-model snapshot, then its first
+   checkpoint of all of them (pause, time to committed, bytes; from /metrics).
 5. **Profile** (``--profile``): the hot path in-process without Kafka,
    under pyinstrument (``bench_profile``).
 
@@ -165,6 +166,13 @@ class Worker:
 
     def wait_ready(self, timeout: float = 120) -> float:
         return self.wait_for(lambda: self.get("/readyz")[0] == 200, timeout, "worker ready", interval=0.02)
+
+    def gauges(self) -> dict[str, float]:
+        """The worker's unlabelled gauges and counters, from /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return {sample.name: sample.value for family in text_string_to_metric_families(self.get("/metrics")[1].decode())
+                for sample in family.samples if not sample.labels}
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the worker process has used so far."""
@@ -502,22 +510,48 @@ def memory(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str)
     snapshots = workdir / "ready-snapshots"
     log(f"memory: {large:,} models, snapshots for a worker in {snapshots}")
     out["large"] = run_memory_child(large, args.partitions, snapshots, {topics.predictions: 0, topics.feedback: 0})
-    log(f"start to ready with a {large:,}-model snapshot")
-    worker = Worker(topics.env(snapshots), workdir / "worker-ready.log")
+    probe_every_partition(topics)
+    log(f"start to ready with a {large:,}-model snapshot, then its first checkpoint")
+    worker = Worker(topics.env(snapshots, snapshot_interval_s=CHECKPOINT_AFTER_S), workdir / "worker-ready.log")
     try:
         ready = worker.wait_ready(timeout=600)
-        models = sum(len(p["models"]) for p in worker.status()["partitions"].values())
         rss, peak = worker.rss_bytes()
+        worker.wait_for(lambda: worker.gauges()["streamdrift_snapshot_bytes"] > 0, 300, "the first checkpoint")
+        checkpoint = worker.gauges()
+        models = sum(len(p["models"]) for p in worker.status()["partitions"].values())
     finally:
         code = worker.stop()
     if code != 0:
         raise RuntimeError(f"worker exited {code}:\n{worker.tail()}")
-    if models != large:
-        raise RuntimeError(f"the worker restored {models} models, not {large}:\n{worker.tail()}")
+    if models != large + args.partitions:
+        raise RuntimeError(f"the worker has {models} models, not {large} restored + "
+                           f"{args.partitions} probes:\n{worker.tail()}")
     out["start_to_ready_s"] = ready - worker.started
     out["worker_rss_bytes"] = rss
     out["worker_peak_rss_bytes"] = peak
+    out["worker_checkpoint"] = {
+        "pause_s": checkpoint["streamdrift_checkpoint_pause_seconds"],
+        "duration_s": checkpoint["streamdrift_checkpoint_duration_seconds"],
+        "bytes": checkpoint["streamdrift_snapshot_bytes"],
+        "writer_private_bytes": checkpoint["streamdrift_checkpoint_writer_private_bytes"]}
     return out
+
+
+CHECKPOINT_AFTER_S = 5.0
+
+
+def probe_every_partition(topics: Topics) -> None:
+    """One prediction of a new model in each partition, for the worker to consume after its restore: every
+    partition then changes, so its first checkpoint writes the whole state (the figure the README gives)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(producer_config(topics.bootstrap))
+    for p in range(topics.partitions):
+        event = {"event_id": f"probe-{p}", "model_id": f"checkpoint-probe-{p}", "timestamp": 1_700_000_000,
+                 "features": {"x": 1.0}, "prediction": 1}
+        producer.produce(topics.predictions, orjson.dumps(event), f"checkpoint-probe-{p}".encode(), partition=p)
+    if producer.flush(30):
+        raise RuntimeError("could not produce the checkpoint probes")
 
 
 # -- report -------------------------------------------------------------------
@@ -585,6 +619,11 @@ def summary(result: dict) -> dict:
         out[f"snapshot_{large['models']}_bytes"] = large["snapshot_bytes"]
         out[f"snapshot_{large['models']}_load_s"] = round(large["snapshot_load_s"], 3)
         out[f"start_to_ready_{large['models']}_s"] = round(mem["start_to_ready_s"], 3)
+        c = mem["worker_checkpoint"]
+        out[f"worker_checkpoint_{large['models']}_pause_s"] = round(c["pause_s"], 3)
+        out[f"worker_checkpoint_{large['models']}_duration_s"] = round(c["duration_s"], 3)
+        out[f"worker_checkpoint_{large['models']}_bytes"] = round(c["bytes"])
+        out[f"worker_checkpoint_{large['models']}_writer_private_bytes"] = round(c["writer_private_bytes"])
         out[f"worker_rss_{large['models']}_models_bytes"] = mem["worker_rss_bytes"]
     prof = result.get("profile")
     if prof:
@@ -644,12 +683,16 @@ def table(result: dict) -> str:
                     f"{j['join_rss_bytes'] / 2**20:.1f} MiB resident, {j['join_state_bytes'] / 2**20:.1f} MiB "
                     "of state per model")
         m = mem["large"]
-        rows.append(f"snapshot of {m['models']:,} models: consumption paused {m['snapshot_pause_s']:.2f}s "
-                    f"(capture + encode), durable after {m['snapshot_write_s']:.2f}s "
+        rows.append(f"snapshot of {m['models']:,} models: paused {m['snapshot_pause_s']:.3f}s "
+                    f"(the fork), durable after {m['snapshot_write_s']:.2f}s "
                     f"({m['snapshot_bytes'] / 2**20:.0f} MiB, {m['snapshot_partitions']} files), "
                     f"load + restore {m['snapshot_load_s']:.2f}s")
         rows.append(f"worker start to ready on it: {mem['start_to_ready_s']:.2f}s, RSS "
                     f"{mem['worker_rss_bytes'] / 2**20:.0f} MiB")
+        c = mem["worker_checkpoint"]
+        rows.append(f"that worker's first checkpoint (every partition): consumption paused {c['pause_s']:.3f}s, "
+                    f"committed after {c['duration_s']:.2f}s ({c['bytes'] / 2**20:.0f} MiB; the forked writer "
+                    f"had {c['writer_private_bytes'] / 2**20:.0f} MiB of its own)")
     prof = result.get("profile")
     if prof:
         rows.append(f"in-process hot path (no Kafka): {prof['inprocess_events_per_s']:,.0f} events/s, decode "

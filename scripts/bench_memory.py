@@ -10,10 +10,11 @@
    over the prototypes: the delta divided by N is the resident memory per model.
    Join buffers are set aside (emptied), as the targets count them apart;
    ``--join`` measures one full join buffer on its own.
-3. Their states go into snapshots of ``--partitions`` partitions
-   (``LocalSnapshotStore.save``, fsync included): write time (state() included)
-   and bytes; then load + restore time, which is what the worker does on
-   assignment. Both with the garbage collector paused, as the worker does. State
+3. Their states go into snapshots of ``--partitions`` partitions, written as
+   the worker checkpoints (``snapshot.ForkedWrite``: a forked copy captures,
+   encodes, writes and fsyncs): the pause (the fork), the time until durable,
+   the bytes and the writer's own memory; then load + restore time, which is
+   what the worker does on assignment. Both with the garbage collector paused, as the worker does. State
    bytes are in the snapshot format (``snapshot.dumps``: JSON skeleton + raw
    array bytes), without the file header.
 
@@ -43,7 +44,7 @@ from streamdrift.decode import decode_feedback, decode_predictions
 from streamdrift.monitor import ModelMonitor
 from streamdrift.records import RawMessage
 from streamdrift.settings import MonitorSettings
-from streamdrift.snapshot import LocalSnapshotStore, Snapshot
+from streamdrift.snapshot import ForkedWrite, LocalSnapshotStore, Snapshot
 
 PROTOTYPES = 20
 
@@ -126,17 +127,14 @@ def measure(n_models: int, partitions: int, snapshot_dir: Path | None, offsets: 
     store = LocalSnapshotStore(directory, settings.fingerprint())
     try:
         with gc_paused():
+            # as the worker checkpoints: fork (the pause), then the forked copy captures, encodes, writes
             started = time.perf_counter()
-            states = {m: mon.state() for m, mon in monitors.items()}
-            state_s = time.perf_counter() - started
-            # as the worker checkpoints: capture and encode (the pause), then write and fsync
-            files = [store.prepare(Snapshot(p, dict(offsets), {m: states[m] for m in ids[p::partitions]}))
-                     for p in range(partitions)]
+            job = ForkedWrite(lambda: sum(
+                store.save(Snapshot(p, dict(offsets), {m: monitors[m].state() for m in ids[p::partitions]}))
+                for p in range(partitions)))
             pause_s = time.perf_counter() - started
-            written = sum(store.write(*f) for f in files)
+            written = job.wait()
             save_s = time.perf_counter() - started
-            del files
-            del states
         with gc_paused():
             started = time.perf_counter()
             restored = 0
@@ -155,9 +153,9 @@ def measure(n_models: int, partitions: int, snapshot_dir: Path | None, offsets: 
         "state_bytes_per_model_with_join": sum(map(len, full)) / len(full),
         "snapshot_bytes": written,
         "snapshot_partitions": partitions,
-        "snapshot_state_s": state_s,
         "snapshot_pause_s": pause_s,
         "snapshot_write_s": save_s,
+        "snapshot_writer_private_bytes": job.private_bytes,
         "snapshot_load_s": load_s,
     }
 

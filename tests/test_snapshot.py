@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import zlib
 
 import numpy as np
@@ -190,3 +195,77 @@ def test_loading_never_builds_objects_from_the_file(saved):
     path.write_bytes(b"\x80\x04\x95garbage")  # a pickle
     with pytest.raises(SnapshotError, match="not a streamdrift snapshot"):
         store.load(0)
+
+
+# -- the forked writer ------------------------------------------------------------------------------
+
+
+def test_forked_writer_writes_the_state_as_it_was_at_the_fork(tmp_path, demo):
+    """The checkpoint's image is the instant of the fork: what the parent does next is not in it."""
+    from streamdrift.decode import decode_predictions
+
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    monitors = {m: ModelMonitor.from_state(m, SETTINGS, st) for m, st in snapshot.loads(state_bytes(demo)).items()}
+    before = state_bytes(monitors)
+    job = snapshot.ForkedWrite(lambda: store.save(Snapshot(0, {PRED: 10}, {m: mon.state()
+                                                                          for m, mon in monitors.items()})))
+    more, _ = decode_predictions([m for m in demo_messages(300, seed=11) if m.topic == PRED])
+    for batch in more:  # the parent goes on at once: more events, and a model dropped
+        monitors[batch.model_id].observe_predictions(batch)
+    assert state_bytes(monitors) != before
+    dropped = sorted(monitors)[0]
+    del monitors[dropped]
+    written = job.wait()
+    assert written == store.path(0).stat().st_size
+    assert job.private_bytes > 0
+    loaded = store.load(0)
+    assert loaded.offsets == {PRED: 10} and dropped in loaded.models
+    restored = {m: ModelMonitor.from_state(m, SETTINGS, st) for m, st in loaded.models.items()}
+    assert state_bytes(restored) == before
+
+
+def test_a_failing_forked_write_raises_its_reason_and_leaves_the_old_snapshot(tmp_path):
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    store.save(Snapshot(0, {PRED: 1}, {}))
+
+    def fail() -> int:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "partition-0.tmp"))
+
+    with pytest.raises(SnapshotError, match=r"PermissionError: \[Errno 13\] Permission denied: .*partition-0\.tmp"):
+        snapshot.ForkedWrite(fail).wait()
+    assert store.load(0).offsets == {PRED: 1}
+
+
+def test_a_forked_writer_killed_by_a_signal_is_a_failed_write():
+    job = snapshot.ForkedWrite(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(SnapshotError, match="killed by signal 9"):
+        job.wait()
+
+
+def test_the_forked_writer_dies_with_its_parent(tmp_path):
+    """A writer must never outlive a crashed worker (it could rename an old snapshot over a newer one)."""
+    script = ("import sys, time; from streamdrift.snapshot import ForkedWrite\n"
+              "job = ForkedWrite(lambda: time.sleep(600) or 0)\n"
+              "print(job.pid, flush=True); time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # alive while its parent is
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and alive(child):
+        time.sleep(0.05)
+    try:
+        assert not alive(child)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -12,11 +12,13 @@ Checkpoint protocol (``Worker.checkpoint``), in this order:
 
 1. Flush the producer and check that every drift event and dead letter
    produced so far was delivered; if not, stop before anything is committed.
-2. For each partition changed since its last checkpoint, capture its state
-   (model states + next input offsets) and encode it. This is the only part
-   that holds up consumption.
-3. A background thread writes each snapshot atomically: temp file, fsync,
-   rename. The next checkpoint, a rebalance or the shutdown waits for it.
+2. Fork (``snapshot.ForkedWrite``, as Redis's BGSAVE): the child is a
+   copy-on-write image of the state at this instant. For each partition
+   changed since its last checkpoint it captures the state (model states +
+   next input offsets), encodes it and writes it atomically: temp file,
+   fsync, rename. Flushing and forking are all that hold up consumption
+   (tens of milliseconds, whatever the number of models). A thread waits
+   for the child; the next checkpoint, a rebalance or the shutdown waits too.
 4. Once the files are durable, the consume loop commits exactly those offsets
    to the consumer group (partitions lost meanwhile are left out).
 
@@ -56,7 +58,7 @@ from streamdrift.merge import EpochMerge
 from streamdrift.policy import rfc3339
 from streamdrift.records import RawMessage, Rejected
 from streamdrift.settings import Settings
-from streamdrift.snapshot import LocalSnapshotStore, Snapshot
+from streamdrift.snapshot import ForkedWrite, LocalSnapshotStore, Snapshot
 
 log = logging.getLogger("streamdrift.worker")
 # Each poll allocates and frees thousands of dicts and lists (decoded events, join rows); with
@@ -69,7 +71,7 @@ _PARTITION_TOPIC = attrgetter("partition", "topic")
 
 @contextmanager
 def _gc_paused():
-    """Building or restoring many models' states makes millions of small objects; the cyclic
+    """Restoring many models' states makes millions of small objects; the cyclic
     garbage collector would walk them over and over (several times slower with 10,000 models)."""
     enabled = gc.isenabled()
     gc.disable()
@@ -121,10 +123,13 @@ class Worker:
                                   "Duration of the last checkpoint, from its start to its offsets committed",
                                   registry=reg)
         self.m_pause_s = Gauge("streamdrift_checkpoint_pause_seconds",
-                               "Time the last checkpoint held up consumption (capturing and encoding the state)",
+                               "Time the last checkpoint held up consumption (flushing the producer, forking the writer)",
                                registry=reg)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")
-        self._pending: tuple | None = None  # (future of the background write, its offsets, when it started)
+        self.m_writer_bytes = Gauge("streamdrift_checkpoint_writer_private_bytes",
+                                    "Memory of its own the last checkpoint's forked writer had at its end "
+                                    "(pages copied on write, the encoded state)", registry=reg)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")  # waits for the forked writer
+        self._pending: tuple | None = None  # (future of the forked write, its offsets, when it started)
         self.m_partitions = Gauge("streamdrift_assigned_partitions", "Input partitions owned by this worker",
                                   registry=reg)
         Gauge("streamdrift_ready", "1 once partitions are assigned and restored (as /readyz)",
@@ -357,9 +362,9 @@ class Worker:
     def checkpoint(self, partitions: set[int] | None = None, wait: bool = False) -> None:
         """Flush producer → write snapshots → commit offsets (see the module docstring).
 
-        The consume loop pauses only to capture and encode the state; the
-        files are written and fsynced by a background thread, and their offsets
-        are committed by the loop once they are durable (``_complete_checkpoint``).
+        The consume loop pauses only to flush and fork; the forked writer
+        captures, encodes, writes and fsyncs, and the offsets are committed by
+        the loop once the files are durable (``_complete_checkpoint``).
         ``wait``: return only once committed (rebalance, shutdown).
         """
         self._complete_checkpoint()  # one write in flight at a time, committed in order
@@ -368,23 +373,28 @@ class Worker:
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}; "
                                 "not committing. Check the alerts and dead-letter topics exist and are writable.")
-        commits: list[TopicPartition] = []
-        files = []
-        with self.lock, _gc_paused():
-            for p, state in sorted(self.partitions.items()):
-                if (partitions is not None and p not in partitions) or not state.dirty:
-                    continue
-                models = {m: mon.state() for m, mon in state.monitors.items()}
-                files.append(self.store.prepare(Snapshot(p, dict(state.offsets), models, state.merge.state())))
-                state.dirty = False
-                commits += [TopicPartition(t, p, o) for t, o in sorted(state.offsets.items())]
+        with self.lock:
+            chosen = [p for p, state in sorted(self.partitions.items())
+                      if state.dirty and (partitions is None or p in partitions)]
+            if chosen:  # the forked copy writes the state as it is now; this loop goes on at once
+                job = ForkedWrite(lambda: sum(self._write_snapshot(p) for p in chosen))
+                commits = [TopicPartition(t, p, o) for p in chosen
+                           for t, o in sorted(self.partitions[p].offsets.items())]
+                for p in chosen:
+                    self.partitions[p].dirty = False
         self.m_pause_s.set(time.monotonic() - started)
-        if files:
-            self._pending = (self._writer.submit(lambda: sum(self.store.write(*f) for f in files)), commits, started)
+        if chosen:
+            self._pending = (self._writer.submit(lambda: (job.wait(), job.private_bytes)), commits, started)
         else:
             self.m_snapshot_ts.set(time.time())
         if wait:
             self._complete_checkpoint()
+
+    def _write_snapshot(self, p: int) -> int:
+        """In the forked writer: capture, encode and write partition ``p``'s snapshot."""
+        state = self.partitions[p]
+        models = {m: mon.state() for m, mon in state.monitors.items()}
+        return self.store.save(Snapshot(p, dict(state.offsets), models, state.merge.state()))
 
     def _complete_checkpoint(self, block: bool = True) -> None:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
@@ -394,10 +404,11 @@ class Worker:
         if not block and not future.done():
             return
         self._pending = None
-        written = future.result()  # a failed write raises here: nothing of it is committed
+        written, private = future.result()  # a failed write raises here: nothing of it is committed
         if commits:
             self.consumer.commit(offsets=commits, asynchronous=False)
         self.m_snapshot_bytes.set(written)
+        self.m_writer_bytes.set(private)
         self.m_snapshot_ts.set(time.time())
         self.m_snapshot_s.set(time.monotonic() - started)
 
