@@ -447,3 +447,18 @@ def test_fast_path_takes_a_valid_poll() -> None:
         messages = _poll(kind, _good(kind, 10)[0])
         assert _decode_fast(messages, kind == "prediction") is not None
         _agree(kind, messages)
+
+
+@pytest.mark.parametrize("model", ["m0", "m1", "new"])
+@pytest.mark.parametrize("features", [
+    {"x": 1.5, "c": "a", "": 2},  # as many names as the neighbours, one of them empty
+    {"x": 1.5, "c": "a", "y" * 257: 2},  # one too long
+    {"x": 1.5, "c": "a", "y" * 256: 2},  # other names, all valid
+    {"x": 1.5, "c": "a", "n": [1]},  # the same names, a value of the wrong type
+    {"x": "a", "c": 1.5, "n": True},  # the same names, the kinds swapped
+    {"x": None, "c": None, "n": 0},
+])
+def test_fast_path_agrees_on_other_names_of_the_same_count(model: str, features: dict) -> None:
+    """The fast path checks names per batch, when it transposes the rows (not once per poll)."""
+    event = {**PREDICTION, "model_id": model, "features": features}
+    _agree("prediction", _poll("prediction", orjson.dumps(event)))

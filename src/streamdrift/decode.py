@@ -45,8 +45,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
-from itertools import chain, repeat
-from operator import attrgetter, itemgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter, itemgetter, not_
 
 import numpy as np
 import orjson
@@ -315,13 +315,14 @@ def _fast_timestamps(written: list) -> np.ndarray | None:
 
 
 def _fast_prediction_columns(events: list[dict], features: list, outputs: list) -> tuple | None:
-    if set(map(type, features)) != {dict} or max(map(len, features)) > MAX_FEATURES:
+    if set(map(type, features)) != {dict}:
         return None
-    names = set().union(*features)
-    if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
+    most = max(map(len, features))
+    if most > MAX_FEATURES:
         return None
-    # every row has every name (value types are checked column by column, per batch)
-    uniform = min(map(len, features)) == len(names)
+    # every row has as many names: likely the same ones, which _feature_columns checks per batch,
+    # with the names and the value types
+    uniform = min(map(len, features)) == most
     if not _SCALAR.issuperset(map(type, outputs)):
         return None
     scores = _fast_scores(events)
@@ -410,8 +411,10 @@ def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str,
     """Rows of name -> value to one aligned column per name, None where absent; and the names
     whose values are all numbers or None, which the sketches turn into floats without looking again.
 
-    ``uniform``: every row is known to hold the same names.
-    Raises ``_Invalid`` for a value that is not a number, string, boolean or null.
+    ``uniform``: every row is known to hold as many names (then, if every row holds the first
+    row's names, they hold the same names).
+    Raises ``_Invalid`` for a name that is not 1 to 256 characters, or a value that is not a
+    number, string, boolean or null (the fast path relies on both checks).
     """
     if uniform:
         names = list(rows[0])
@@ -428,6 +431,21 @@ def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str,
     if columns is None:
         names = list(dict.fromkeys(chain.from_iterable(rows)))
         columns = {name: [row.get(name) for row in rows] for name in names}
+    if columns and ("" in columns or max(map(len, columns)) > MAX_FEATURE_NAME_CHARS):
+        raise _Invalid("a feature name is not 1 to 256 characters")
+    return columns, _numeric_names(columns)
+
+
+def _numeric_names(columns: dict[str, list]) -> frozenset[str]:
+    """The columns whose values are all numbers or None. A column can only be one if its first
+    value is: so two C-level passes, one over those columns' values and one over the others',
+    usually settle every column at once; else column by column."""
+    firsts = list(map(_NUMERIC_VALUE.__contains__, map(type, map(itemgetter(0), columns.values()))))
+    candidates = list(compress(columns, firsts))
+    others = list(compress(columns, map(not_, firsts)))
+    if (_NUMERIC_VALUE.issuperset(map(type, chain.from_iterable(map(columns.__getitem__, candidates))))
+            and _FEATURE_VALUE.issuperset(map(type, chain.from_iterable(map(columns.__getitem__, others))))):
+        return frozenset(candidates)
     numeric = []
     for name, values in columns.items():
         types = set(map(type, values))
@@ -435,7 +453,7 @@ def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str,
             numeric.append(name)
         elif not types <= _FEATURE_VALUE:
             raise _Invalid("a feature value is not a number, string, boolean or null")
-    return columns, frozenset(numeric)
+    return frozenset(numeric)
 
 
 def _load(value: bytes | None) -> dict:
