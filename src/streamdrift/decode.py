@@ -45,8 +45,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
-from itertools import chain, compress, repeat
-from operator import attrgetter, itemgetter, not_
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 
 import numpy as np
 import orjson
@@ -379,8 +379,20 @@ def _fast_optional(events: list[dict], name: str, check) -> list:
     return list(map(check, events))
 
 
-def _take(column: list, rows: list[int], n: int) -> list:
-    return column if len(rows) == n else list(map(column.__getitem__, rows))
+def _taker(rows: list[int], n: int):
+    """``column -> its values at rows`` as a list (the column itself when rows are all ``n``): one
+    itemgetter for the batch's columns, which picks rows in C without a call per row."""
+    if len(rows) == n:
+        return _same
+    if len(rows) == 1:
+        row = rows[0]
+        return lambda column: [column[row]]
+    pick = itemgetter(*rows)
+    return lambda column: list(pick(column))
+
+
+def _same(column: list) -> list:
+    return column
 
 
 def _fast_prediction_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
@@ -388,12 +400,13 @@ def _fast_prediction_batch(model_id: str, partition: int, rows: list[int], n: in
                            columns: tuple) -> PredictionBatch:
     features, outputs, scores, class_scores, segments, uniform = columns
     index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
-    feature_columns, numeric = _feature_columns(_take(features, rows, n), uniform)
+    take = _taker(rows, n)
+    feature_columns, numeric = _feature_columns(take(features), uniform)
     return PredictionBatch(
-        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=_take(event_ids, rows, n),
-        model_versions=_take(versions, rows, n), timestamps=times[index], timestamp_values=_take(written, rows, n),
-        features=feature_columns, predictions=_take(outputs, rows, n), scores=scores[index],
-        class_scores=_take(class_scores, rows, n), segments=_take(segments, rows, n), numeric_features=numeric)
+        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=take(event_ids),
+        model_versions=take(versions), timestamps=times[index], timestamp_values=take(written),
+        features=feature_columns, predictions=take(outputs), scores=scores[index],
+        class_scores=take(class_scores), segments=take(segments), numeric_features=numeric)
 
 
 def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
@@ -401,10 +414,11 @@ def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int,
                          columns: tuple) -> FeedbackBatch:
     labels, carried, scores = columns
     index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
+    take = _taker(rows, n)
     return FeedbackBatch(
-        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=_take(event_ids, rows, n),
-        model_versions=_take(versions, rows, n), timestamps=times[index], timestamp_values=_take(written, rows, n),
-        labels=_take(labels, rows, n), predictions=_take(carried, rows, n), scores=scores[index])
+        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=take(event_ids),
+        model_versions=take(versions), timestamps=times[index], timestamp_values=take(written),
+        labels=take(labels), predictions=take(carried), scores=scores[index])
 
 
 def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str, list], frozenset[str]]:
@@ -437,15 +451,8 @@ def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str,
 
 
 def _numeric_names(columns: dict[str, list]) -> frozenset[str]:
-    """The columns whose values are all numbers or None. A column can only be one if its first
-    value is: so two C-level passes, one over those columns' values and one over the others',
-    usually settle every column at once; else column by column."""
-    firsts = list(map(_NUMERIC_VALUE.__contains__, map(type, map(itemgetter(0), columns.values()))))
-    candidates = list(compress(columns, firsts))
-    others = list(compress(columns, map(not_, firsts)))
-    if (_NUMERIC_VALUE.issuperset(map(type, chain.from_iterable(map(columns.__getitem__, candidates))))
-            and _FEATURE_VALUE.issuperset(map(type, chain.from_iterable(map(columns.__getitem__, others))))):
-        return frozenset(candidates)
+    """The columns whose values are all numbers or None (one type set per column: no faster
+    C-level pass was found, even checking all likely-numeric columns together)."""
     numeric = []
     for name, values in columns.items():
         types = set(map(type, values))
