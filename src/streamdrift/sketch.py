@@ -43,7 +43,7 @@ from itertools import chain, repeat
 import numpy as np
 import orjson
 
-from streamdrift.stats import column_stats
+from streamdrift.stats import column_stats, layout
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -242,6 +242,11 @@ class _Shape:
         # numeric: "below" is the first bin, "above" the one before missing; categorical: "other"
         self.below_at = np.where(self.ordered, self.starts, ends - 3)
         self.above_at = ends - 3
+        # what scoring a window needs: the statistics' layout, the tails it folds, the bins it rates
+        self.stats_layout = layout(self.sizes, mask)
+        self.fold_below, self.fold_above = self.below_at[self.ordered], self.above_at[self.ordered]
+        self.rated = np.stack((self.below_at, self.above_at, ends - 2, ends - 1))
+        self.ref_rated = np.stack((ends - 2, self.above_at))
         edges = np.array(n_edges, dtype=np.int64)
         edges_at = np.cumsum(edges) - edges
         self.edges_at = edges_at.tolist()
@@ -256,7 +261,7 @@ class _Shape:
         self.inside = j < (count - 2)[None, :]
         self.take = np.where(self.inside, self.first[None, :] + 1 + j, 0)
         self.missing_bin = (count + 1)[:, None]
-        for value in vars(self).values():
+        for value in (*vars(self).values(), *self.stats_layout):
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
 
@@ -395,6 +400,7 @@ class StreamSketch:
         self.columns = columns
         self._layout: orjson.Fragment | None = None
         if not columns:  # a fresh sketch: nothing to lay out (10,000 restored models make 30,000 of these)
+            self._shape = None
             self._sizes = self._starts = self._ref_n = self._below_at = self._above_at = _NO_INTS
             self._ordered = self._value_mask = _NO_BOOLS
             self._ref = self._ref_folded = _NO_INTS32
@@ -402,7 +408,7 @@ class StreamSketch:
             self._edges = _NO_FLOATS
             self._numeric, self._numeric_names = _NO_INDICES, []
             return
-        shape = _Shape.of(columns)
+        shape = self._shape = _Shape.of(columns)
         self._sizes, self._starts, self._ordered = shape.sizes, shape.starts, shape.ordered
         self._value_mask, self._below_at, self._above_at = shape.value_mask, shape.below_at, shape.above_at
         self._numeric, self._missing_bin = shape.numeric, shape.missing_bin
@@ -437,7 +443,7 @@ class StreamSketch:
         out-of-range data-quality rate.
         """
         folded = counts.copy()
-        below, above = self._below_at[self._ordered], self._above_at[self._ordered]
+        below, above = self._shape.fold_below, self._shape.fold_above
         folded[below + 1] += folded[below]
         folded[above - 1] += folded[above]
         folded[below] = 0
@@ -489,25 +495,27 @@ class StreamSketch:
 
     def _score(self, position: int, offset: int, time: float) -> dict:
         """Drift statistics and data-quality rates of the window, ``position`` rows in."""
+        shape = self._shape
         counts = self.ring.sum(axis=0, dtype=np.int64)
-        stats = column_stats(self._fold_tails(counts), self._ref_folded, self._sizes, self._ordered, self._value_mask)
-        ends = self._starts + self._sizes
+        stats = column_stats(self._fold_tails(counts), self._ref_folded, self._sizes, self._ordered, self._value_mask,
+                             shape.stats_layout)
+        # the reference's rates: a few numbers per column, not worth their memory in every model
+        missing_ref, other_ref = self._ref[shape.ref_rated] / np.maximum(self._ref_n, 1)
+        below, above, missing, invalid = counts[shape.rated]
         n = np.maximum(stats["n"], 1)
-        ref_n = np.maximum(self._ref_n, 1)
-        outside = np.where(self._ordered, counts[self._below_at] + counts[self._above_at], 0)
-        unseen = counts[self._above_at] / n - self._ref[self._above_at] / ref_n
         quality = {
-            "missing_rate": counts[ends - 2] / n,
-            "missing_rate_ref": self._ref[ends - 2] / ref_n,
-            "invalid_rate": counts[ends - 1] / n,
-            "out_of_range_rate": outside / n,
-            "new_category_rate": np.where(self._ordered, 0.0, np.maximum(unseen, 0.0)),
+            "missing_rate": missing / n,
+            "missing_rate_ref": missing_ref,
+            "invalid_rate": invalid / n,
+            "out_of_range_rate": np.where(self._ordered, below + above, 0) / n,
+            "new_category_rate": np.where(self._ordered, 0.0, np.maximum(above / n - other_ref, 0.0)),
         }
-        self.last_scores = {c.name: float(v) for c, v in zip(self.columns, stats["psi"])}
+        names = [c.name for c in self.columns]
+        self.last_scores = dict(zip(names, stats["psi"].tolist()))
         oldest = (self.slot + 1) % self.subwindows
         return {
             "position": position,
-            "names": [c.name for c in self.columns],
+            "names": names,
             "stats": stats,
             "quality": quality,
             "window": {

@@ -31,6 +31,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.special import chdtrc, chdtri  # chi2.sf / chi2.isf without scipy.stats' argument checks
 
@@ -41,8 +43,24 @@ def starts_of(sizes: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
 
 
+class Layout(NamedTuple):
+    """What ``column_stats`` derives from the bin layout alone (``layout``): the same for every
+    window of every model with that layout, so a caller that scores often makes it once."""
+
+    starts: np.ndarray  # first bin of each column
+    column_ends: np.ndarray  # last bin of each column but the last
+    value_bins: np.ndarray  # bool per bin
+    n_value_bins: np.ndarray  # per column, at least 1
+
+
+def layout(sizes: np.ndarray, value_bins: np.ndarray | None = None) -> Layout:
+    starts = starts_of(sizes)
+    mask = np.ones(int(np.sum(sizes)), dtype=bool) if value_bins is None else value_bins
+    return Layout(starts, starts[1:] - 1, mask, np.maximum(np.add.reduceat(mask.astype(np.int64), starts), 1))
+
+
 def column_stats(window: np.ndarray, ref: np.ndarray, sizes: np.ndarray, ordered: np.ndarray,
-                 value_bins: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 value_bins: np.ndarray | None = None, bins: Layout | None = None) -> dict[str, np.ndarray]:
     """Every statistic for every column.
 
     Parameters
@@ -56,43 +74,39 @@ def column_stats(window: np.ndarray, ref: np.ndarray, sizes: np.ndarray, ordered
     value_bins
         Flat mask of the bins that hold values (not missing/invalid); the CDF
         statistics use only those. Default: all bins.
+    bins
+        ``layout(sizes, value_bins)``, if the caller keeps it.
     """
-    starts = starts_of(sizes)
+    starts, column_ends, mask, n_value_bins = layout(sizes, value_bins) if bins is None else bins
     w = window.astype(np.float64)
     r = ref.astype(np.float64)
     n_w = np.add.reduceat(w, starts)
     n_r = np.add.reduceat(r, starts)
-    pw = w / np.repeat(np.maximum(n_w, 1), sizes)
-    pr = r / np.repeat(np.maximum(n_r, 1), sizes)
+    n_w1, n_r1 = np.maximum(n_w, 1), np.maximum(n_r, 1)
+    pw = w / np.repeat(n_w1, sizes)
+    pr = r / np.repeat(n_r1, sizes)
 
     fw, fr = np.maximum(pw, EPS), np.maximum(pr, EPS)
     psi = np.add.reduceat((fw - fr) * np.log(fw / fr), starts)
 
     m = (pw + pr) / 2
+    both = w + r
+    seen = both > 0
+    k1 = np.repeat(np.sqrt(n_r / n_w1), sizes)
+    k2 = np.repeat(np.sqrt(n_w / n_r1), sizes)
     with np.errstate(divide="ignore", invalid="ignore"):
         js_terms = np.where(pw > 0, pw * np.log2(pw / m), 0) + np.where(pr > 0, pr * np.log2(pr / m), 0)
+        terms = np.where(seen, (k1 * w - k2 * r) ** 2 / both, 0)
     js = np.add.reduceat(js_terms, starts) / 2
-
-    k1 = np.repeat(np.sqrt(n_r / np.maximum(n_w, 1)), sizes)
-    k2 = np.repeat(np.sqrt(n_w / np.maximum(n_r, 1)), sizes)
-    both = w + r
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(both > 0, (k1 * w - k2 * r) ** 2 / both, 0)
     chi2 = np.add.reduceat(terms, starts)
-    df = np.add.reduceat((both > 0).astype(np.int64), starts) - 1
+    df = np.add.reduceat(seen.astype(np.int64), starts) - 1
     p_value = np.where(df > 0, chdtrc(np.maximum(df, 1), chi2), 1.0)
 
-    mask = np.ones_like(pw, dtype=bool) if value_bins is None else value_bins
-    cw = np.cumsum(np.where(mask, pw, 0))
-    cr = np.cumsum(np.where(mask, pr, 0))
-    before = np.concatenate(([0.0], (cw - cr)[starts[1:] - 1])) if len(starts) > 1 else np.zeros(1)
-    gap = np.abs((cw - cr) - np.repeat(before, sizes))
-    gap = np.where(mask, gap, 0)
-    ks = np.maximum.reduceat(gap, starts)
-    n_value_bins = np.add.reduceat(mask.astype(np.int64), starts)
-    wasserstein = np.add.reduceat(gap, starts) / np.maximum(n_value_bins, 1)
-    ks = np.where(ordered, ks, np.nan)
-    wasserstein = np.where(ordered, wasserstein, np.nan)
+    diff = np.cumsum(np.where(mask, pw, 0)) - np.cumsum(np.where(mask, pr, 0))
+    before = np.concatenate(([0.0], diff[column_ends]))
+    gap = np.where(mask, np.abs(diff - np.repeat(before, sizes)), 0)
+    ks = np.where(ordered, np.maximum.reduceat(gap, starts), np.nan)
+    wasserstein = np.where(ordered, np.add.reduceat(gap, starts) / n_value_bins, np.nan)
     return {"psi": psi, "js": js, "chi2": chi2, "df": df, "p_value": p_value, "ks": ks,
             "wasserstein": wasserstein, "n": n_w}
 
