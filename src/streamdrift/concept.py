@@ -70,6 +70,7 @@ class BernoulliCusum:
         self.run_length = run_length
         self.ratio = ratio
         self.warmup = warmup
+        self._threshold_for: tuple = (None, math.nan)  # a cache, not state: (p0 and settings, threshold)
         self._reset()
 
     def _reset(self) -> None:
@@ -91,7 +92,13 @@ class BernoulliCusum:
         """
         if math.isnan(self.p0):
             return math.log(self.run_length)
-        p0, p1 = self.p0, self._p1(self.p0)
+        key = (self.p0, self.run_length, self.ratio)
+        if self._threshold_for[0] != key:  # 50 logarithms: only when the reference error rate changes
+            self._threshold_for = (key, self._siegmund(self.p0))
+        return self._threshold_for[1]
+
+    def _siegmund(self, p0: float) -> float:
+        p1 = self._p1(p0)
         kl = p0 * math.log(p0 / p1) + (1 - p0) * math.log((1 - p0) / (1 - p1))
         target = self.run_length * kl
         h = math.log(max(target, math.e))

@@ -151,7 +151,7 @@ class _Registry:
 
     def register(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Register ``keys`` (in stream order; ``rows`` their stream rows) not seen before."""
-        if not len(keys):
+        if not len(keys) or self._index.keys() >= set(keys.tolist()):  # nothing new: the usual case
             return
         uniq, first = np.unique(keys, return_index=True)
         for j in np.argsort(first, kind="stable").tolist():
@@ -267,6 +267,20 @@ def _unsplit(state: dict, slots: int, shape: tuple[int, ...], bound: int) -> tup
             np.array(state["total"], dtype=np.int64).reshape(shape))
 
 
+_SCORE_EDGES: dict[int, np.ndarray] = {}
+
+
+def _inner_score_edges(n_bins: int) -> np.ndarray:
+    """The inner edges of ``n_bins`` equal score bins in [0, 1]: made once per size (read only, shared)."""
+    edges = _SCORE_EDGES.get(n_bins)
+    if edges is None:
+        edges = np.linspace(0, 1, n_bins + 1)[1:-1]
+        edges.flags.writeable = False
+        if len(_SCORE_EDGES) < 64:
+            _SCORE_EDGES[n_bins] = edges
+    return edges
+
+
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
@@ -321,6 +335,7 @@ class ClassificationMetrics(_Windowed):
         self.n_score_bins = n_score_bins
         self.max_classes = max_classes
         self.positive_label = positive_label
+        self._positive: tuple | None = None  # a cache, not state: (positive_label, its class name)
         self._check_window()
         self._reset()
 
@@ -342,7 +357,9 @@ class ClassificationMetrics(_Windowed):
 
     @property
     def positive(self) -> str:
-        return str(label_keys([self.positive_label])[0])
+        if self._positive is None or self._positive[0] is not self.positive_label:
+            self._positive = (self.positive_label, str(label_keys([self.positive_label])[0]))
+        return self._positive[1]
 
     def update(self, y_true: list | np.ndarray, y_pred: list | np.ndarray, scores: np.ndarray | None = None,
                class_scores: list[dict | None] | None = None) -> list[dict]:
@@ -474,7 +491,7 @@ class ClassificationMetrics(_Windowed):
         log_loss = -np.log(np.clip(p_true, _EPS, 1 - _EPS))
         losses = np.stack([_fixed(log_loss), _fixed(brier)], axis=1)
         row, cls, is_class, prob = pairs
-        bins = np.searchsorted(np.linspace(0, 1, self.n_score_bins + 1)[1:-1], prob, side="right")
+        bins = np.searchsorted(_inner_score_edges(self.n_score_bins), prob, side="right")
         return rows, losses, (row, cls, is_class, bins.astype(np.int64), _fixed(prob).astype(np.float64))
 
     def _class_pairs(self, truth: np.ndarray, t: np.ndarray, class_scores: list[dict | None], n: int):
