@@ -51,6 +51,44 @@ def test_batch_binning_equals_column_by_column(seed: int) -> None:
     assert windows > 40 and fast.type_mismatches["x1"] > 0  # scored, and the wrong types were seen
 
 
+def _categorical_batch(rng: random.Random, n: int, row: int, rare: bool) -> dict[str, list]:
+    """Several categorical columns, as the decoder gives them: strings or None; one sometimes absent,
+    one of values too rare to track (no categories), one that takes other types after a while."""
+    columns = _batch(rng, n, row)
+    del columns["colour"]
+    for j, levels in enumerate((["a", "b", "c"], ["u", "v", "w", "x", "y", "z", "zz"], ["p", "q"])):
+        columns[f"s{j}"] = [None if rng.random() < 0.05 else rng.choice(levels[: 2 + (row > 2500) * 5])
+                            for _ in range(n)]
+    if rng.random() < 0.2:
+        del columns["s1"]
+    if rare and rng.random() < 0.3:
+        columns["rare"] = [f"id{row + i}" for i in range(n)]
+    if row > 4000 and rng.random() < 0.3:
+        columns["s2"][0] = rng.choice([3, True, 2.5])
+    return columns
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("rare", [False, True])
+def test_categorical_columns_at_once_equal_column_by_column(seed: int, rare: bool) -> None:
+    rng = random.Random(seed)
+    fast = StreamSketch(500, 400, 4, 10, 5, 10)
+    slow = StreamSketch(500, 400, 4, 10, 5, 10)
+    slow.vectorised = False
+    row = windows = 0
+    while row < 6000:
+        n = rng.randint(1, 250)
+        columns, offsets = _categorical_batch(rng, n, row, rare), np.arange(row, row + n)
+        numeric = frozenset(k for k, v in columns.items() if all(type(x) in (int, float, type(None)) for x in v))
+        a = fast.update(columns, offsets, offsets * 0.1, numeric)
+        b = slow.update(columns, offsets, offsets * 0.1)
+        assert orjson.dumps(a, option=_DUMP) == orjson.dumps(b, option=_DUMP)
+        windows += len(a)
+        row += n
+    assert orjson.dumps(fast.state(), option=_DUMP) == orjson.dumps(slow.state(), option=_DUMP)
+    assert windows > 40 and sum(c.kind == "categorical" for c in fast.columns) >= 3
+
+
 @pytest.mark.parametrize(("fitted", "values"), [
     (["a", "b", "c", None] * 30, ["a", "b", None, "zz", "a"] * 30),      # categories, strings only
     (["a", "b", "c", None] * 30, ["a", 3, True, None, "b", 3.0] * 30),   # categories, other types too

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import sys
 from itertools import chain, repeat
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -476,6 +477,8 @@ class StreamSketch:
                 out[self._numeric] = idx
             else:
                 per_column = range(len(self.columns))
+        if self.vectorised and per_column and len(per_column) < len(self.columns):
+            per_column = self._bin_categories(values, per_column, out, rows)
         for i in per_column:
             column = self.columns[i]
             out[i], mismatched = column.indices(values[column.name])
@@ -483,6 +486,19 @@ class StreamSketch:
                 self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
         out += self._starts[:, None]
         return out
+
+    def _bin_categories(self, values: dict[str, list], at: list[int], out: np.ndarray, rows: int) -> list[int]:
+        """The categorical columns ``at`` when every value is one of their categories or None: one
+        itemgetter per column, which looks every value up in C. A value found is a category or
+        None (no other type equals a string), so its bin is what ``Column.indices`` gives it. The
+        columns left to bin one by one: none, or all of them (a value unseen, or a single row)."""
+        if rows < 2:  # an itemgetter of one key returns the value, not a tuple
+            return at
+        try:
+            out[at] = [itemgetter(*values[column.name])(column._index) for column in map(self.columns.__getitem__, at)]
+        except (KeyError, TypeError):  # unseen, or unhashable: Column.indices sorts them out
+            return at
+        return []
 
     def _add_slot(self, bins: np.ndarray, offsets: np.ndarray, times: np.ndarray, start: int, stop: int) -> None:
         slot, rows = self.slot, stop - start
