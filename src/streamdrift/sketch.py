@@ -246,6 +246,7 @@ class _Shape:
         # what scoring a window needs: the statistics' layout, the tails it folds, the bins it rates
         self.stats_layout = layout(self.sizes, mask)
         self.fold_below, self.fold_above = self.below_at[self.ordered], self.above_at[self.ordered]
+        self.fold_below_into, self.fold_above_into = self.fold_below + 1, self.fold_above - 1
         self.rated = np.stack((self.below_at, self.above_at, ends - 2, ends - 1))
         self.ref_rated = np.stack((ends - 2, self.above_at))
         edges = np.array(n_edges, dtype=np.int64)
@@ -444,9 +445,10 @@ class StreamSketch:
         out-of-range data-quality rate.
         """
         folded = counts.copy()
-        below, above = self._shape.fold_below, self._shape.fold_above
-        folded[below + 1] += folded[below]
-        folded[above - 1] += folded[above]
+        shape = self._shape
+        below, above = shape.fold_below, shape.fold_above
+        folded[shape.fold_below_into] += folded[below]
+        folded[shape.fold_above_into] += folded[above]
         folded[below] = 0
         folded[above] = 0
         return folded
