@@ -462,3 +462,15 @@ def test_fast_path_agrees_on_other_names_of_the_same_count(model: str, features:
     """The fast path checks names per batch, when it transposes the rows (not once per poll)."""
     event = {**PREDICTION, "model_id": model, "features": features}
     _agree("prediction", _poll("prediction", orjson.dumps(event)))
+
+
+@pytest.mark.parametrize("position", [0, 5, 10])
+@pytest.mark.parametrize("key", [b"m1", b"m1\x00", b"m1\x00m0", b"\x00m1", b"m", b"m10", None])
+def test_fast_path_agrees_on_keys_when_every_message_has_one(position: int, key: bytes | None) -> None:
+    """Keys compared by one join per side: a NUL in a key must not make two rows look right."""
+    messages = [RawMessage("prediction", p, i, f"m{i % 3}".encode(), v)
+                for i, (v, p) in enumerate(_good("prediction", i) for i in range(11))]
+    messages[position].key = key
+    if position == 10:  # two neighbours whose keys joined spell the same bytes as their model ids joined
+        messages[8].key, messages[9].key = b"m2\x00m0", b""
+    _agree("prediction", messages)

@@ -264,10 +264,7 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
                 return None
             if len(_valid_model_ids) < 100_000:
                 _valid_model_ids[model_id] = model_id.encode()
-    keys = list(map(_KEY, messages))
-    known = {m: _valid_model_ids.get(m) or m.encode() for m in distinct_models}
-    expected = list(map(known.__getitem__, model_ids)) if len(distinct_models) > 1 else [known[model_ids[0]]] * n
-    if keys != expected and any(k is not None and k != e for k, e in zip(keys, expected)):
+    if not _keys_match(list(map(_KEY, messages)), model_ids, distinct_models):
         return None
     times = _fast_timestamps(written)
     if times is None:
@@ -296,6 +293,23 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
                 for (model_id, partition), rows in groups.items()]
     except _Invalid:
         return None
+
+
+def _keys_match(keys: list, model_ids: list[str], distinct_models: set[str]) -> bool:
+    """Every key is None or the UTF-8 bytes of its row's model id (model ids already valid).
+
+    Usually every key is there: then one join on each side tells. Valid model ids are ASCII
+    without NUL, so if the joins are equal, the keys hold no NUL but the n - 1 separators, and
+    split into the same n values.
+    """
+    try:
+        if b"\0".join(keys) == "\0".join(model_ids).encode():
+            return True
+    except TypeError:  # a None key (no key): compared row by row
+        pass
+    known = {m: _valid_model_ids.get(m) or m.encode() for m in distinct_models}
+    expected = list(map(known.__getitem__, model_ids)) if len(distinct_models) > 1 else [known[model_ids[0]]] * len(keys)
+    return keys == expected or all(k is None or k == e for k, e in zip(keys, expected))
 
 
 def _fast_timestamps(written: list) -> np.ndarray | None:
@@ -355,6 +369,8 @@ def _fast_field(events: list[dict], name: str, types: frozenset, absent: object)
     kinds = set(map(type, values))
     if not types.issuperset(kinds):
         return None
+    if kinds == {object}:  # absent from every event (a feedback's carried prediction and score, often)
+        return [absent] * len(values)
     if object in kinds:
         values = [absent if v is _MISSING else v for v in values]
     return values
