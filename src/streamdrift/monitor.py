@@ -170,11 +170,12 @@ class ModelMonitor:
             events += self._drift("data_drift", scored, batch)
             events += self._data_quality(scored, batch)
         outputs = {"prediction": batch.predictions}
-        if not np.isnan(batch.scores).all():
+        unscored = np.isnan(batch.scores)
+        if not unscored.all():
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
         for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
             events += self._drift("prediction_drift", scored, batch)
-        scored_rows = batch.scores[~np.isnan(batch.scores)]
+        scored_rows = batch.scores[~unscored] if unscored.any() else batch.scores
         if len(scored_rows):
             self.cbpe.update(scored_rows)
         graded = self.join.add_predictions(batch.event_ids, batch.timestamps, batch.predictions, batch.scores,
@@ -218,8 +219,8 @@ class ModelMonitor:
         if not len(graded):
             return []
         # the batch row that completed each pair, for offsets and event times of drift events
-        index = {event_id: i for i, event_id in enumerate(batch.event_ids)}
-        rows = np.array([index[e] for e in graded.event_ids], dtype=np.int64)
+        index = dict(zip(batch.event_ids, range(len(batch))))  # a repeated id: its last row, as before
+        rows = np.fromiter(map(index.__getitem__, graded.event_ids), dtype=np.int64, count=len(graded))
         if self.performance is None:
             self._start_performance(graded.labels, graded.predictions)
         events: list[dict] = []

@@ -383,8 +383,11 @@ class ClassificationMetrics(_Windowed):
             if fresh:
                 for array in (self.confusion, self.histograms, self.score_sums, self.losses):
                     array[slot] = 0
-            i, j = np.searchsorted(rows, [a, b])
-            k, m = np.searchsorted(pairs[0], [a, b])
+            if a == 0 and b == n:  # the whole batch (the usual case): every scored row and pair
+                i, j, k, m = 0, len(rows), 0, len(pairs[0])
+            else:
+                i, j = np.searchsorted(rows, [a, b])
+                k, m = np.searchsorted(pairs[0], [a, b])
             self._add([slot, self._cumulative], t[a:b], p[a:b], losses[i:j], [column[k:m] for column in pairs[1:]])
             self.rows += b - a
             if closes and self._window_complete():
