@@ -474,3 +474,19 @@ def test_fast_path_agrees_on_keys_when_every_message_has_one(position: int, key:
     if position == 10:  # two neighbours whose keys joined spell the same bytes as their model ids joined
         messages[8].key, messages[9].key = b"m2\x00m0", b""
     _agree("prediction", messages)
+
+
+@pytest.mark.parametrize("spread", [False, True])
+@pytest.mark.parametrize("kind", ["prediction", "feedback"])
+def test_fast_path_groups_interleaved_models(kind: str, spread: bool) -> None:
+    """Models interleaved in a poll, each on its own partition (grouped in numpy) or one of them
+    on two (grouped row by row): the same batches, rows in order, batches in order of first row."""
+    rng = np.random.default_rng(3)
+    messages = []
+    for offset, m in enumerate(rng.integers(0, 4, 40).tolist()):
+        value, _ = _good(kind, offset)
+        event = {**orjson.loads(value), "model_id": f"m{m}"}
+        partition = (m + offset % 2) % 3 if spread and m == 1 else m % 3
+        messages.append(RawMessage(kind, partition, offset, f"m{m}".encode(), orjson.dumps(event)))
+    assert _decode_fast(messages, kind == "prediction") is not None
+    _agree(kind, messages)

@@ -276,23 +276,46 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
     if columns is None:
         return None
     partitions = list(map(_PARTITION, messages))
-    offsets = np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n)
-    groups: dict[tuple[str, int], list[int]] = {}
-    if len(distinct_models) == 1 and len(set(partitions)) == 1:
-        groups[(model_ids[0], partitions[0])] = list(range(n))
-    else:
-        for i, group in enumerate(zip(model_ids, partitions)):
-            rows = groups.get(group)
-            if rows is None:
-                groups[group] = [i]
-            else:
-                rows.append(i)
+    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, columns[2])
     build = _fast_prediction_batch if predictions else _fast_feedback_batch
     try:
-        return [build(model_id, partition, rows, n, offsets, event_ids, versions, times, written, columns)
-                for (model_id, partition), rows in groups.items()]
+        return [build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
+                for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)]
     except _Invalid:
         return None
+
+
+def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[str], arrays: tuple) -> list[tuple]:
+    """``(model_id, partition, rows, arrays)`` per (model_id, partition) in order of first appearance,
+    ``rows`` in input order and ``arrays`` (offsets, times, scores) restricted to them.
+
+    Each model's events usually come from one partition (they are keyed by model id): then the
+    rows are grouped by model in numpy (a stable sort of model numbers), the arrays permuted
+    once and sliced per group. Otherwise row by row.
+    """
+    n = len(model_ids)
+    if len(distinct_models) == 1 and len(set(partitions)) == 1:
+        return [(model_ids[0], partitions[0], range(n), arrays)]
+    number = {m: i for i, m in enumerate(dict.fromkeys(model_ids))}  # in order of first appearance
+    codes = np.fromiter(map(number.__getitem__, model_ids), dtype=np.intp, count=n)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.cumsum(counts) - counts
+    grouped = np.array(partitions, dtype=np.int64)[order]
+    if (grouped == np.repeat(grouped[starts], counts)).all():  # one partition per model
+        rows = order.tolist()
+        permuted = tuple(a[order] for a in arrays)
+        return [(model_id, partitions[rows[a]], rows[a:b], tuple(p[a:b] for p in permuted))
+                for model_id, a, b in zip(number, starts.tolist(), (starts + counts).tolist())]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, group in enumerate(zip(model_ids, partitions)):
+        rows = groups.get(group)
+        if rows is None:
+            groups[group] = [i]
+        else:
+            rows.append(i)
+    return [(model_id, partition, rows, tuple(a[np.array(rows, dtype=np.intp)] for a in arrays))
+            for (model_id, partition), rows in groups.items()]
 
 
 def _keys_match(keys: list, model_ids: list[str], distinct_models: set[str]) -> bool:
@@ -411,30 +434,28 @@ def _same(column: list) -> list:
     return column
 
 
-def _fast_prediction_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
-                           event_ids: list, versions: list, times: np.ndarray, written: list,
-                           columns: tuple) -> PredictionBatch:
-    features, outputs, scores, class_scores, segments, uniform = columns
-    index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
+def _fast_prediction_batch(model_id: str, partition: int, rows: list[int], n: int, arrays: tuple,
+                           event_ids: list, versions: list, written: list, columns: tuple) -> PredictionBatch:
+    features, outputs, _, class_scores, segments, uniform = columns
+    offsets, times, scores = arrays
     take = _taker(rows, n)
     feature_columns, numeric = _feature_columns(take(features), uniform)
     return PredictionBatch(
-        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=take(event_ids),
-        model_versions=take(versions), timestamps=times[index], timestamp_values=take(written),
-        features=feature_columns, predictions=take(outputs), scores=scores[index],
+        model_id=model_id, partition=partition, offsets=offsets, event_ids=take(event_ids),
+        model_versions=take(versions), timestamps=times, timestamp_values=take(written),
+        features=feature_columns, predictions=take(outputs), scores=scores,
         class_scores=take(class_scores), segments=take(segments), numeric_features=numeric)
 
 
-def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int, offsets: np.ndarray,
-                         event_ids: list, versions: list, times: np.ndarray, written: list,
-                         columns: tuple) -> FeedbackBatch:
-    labels, carried, scores = columns
-    index = slice(None) if len(rows) == n else np.array(rows, dtype=np.intp)
+def _fast_feedback_batch(model_id: str, partition: int, rows: list[int], n: int, arrays: tuple,
+                         event_ids: list, versions: list, written: list, columns: tuple) -> FeedbackBatch:
+    labels, carried, _ = columns
+    offsets, times, scores = arrays
     take = _taker(rows, n)
     return FeedbackBatch(
-        model_id=model_id, partition=partition, offsets=offsets[index], event_ids=take(event_ids),
-        model_versions=take(versions), timestamps=times[index], timestamp_values=take(written),
-        labels=take(labels), predictions=take(carried), scores=scores[index])
+        model_id=model_id, partition=partition, offsets=offsets, event_ids=take(event_ids),
+        model_versions=take(versions), timestamps=times, timestamp_values=take(written),
+        labels=take(labels), predictions=take(carried), scores=scores)
 
 
 def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str, list], frozenset[str]]:
