@@ -339,7 +339,7 @@ def _fast_timestamps(written: list) -> np.ndarray | None:
     types = set(map(type, written))
     if types <= _NUMBER:
         try:
-            times = np.array(written, dtype=np.float64)
+            times = np.fromiter(written, np.float64, len(written))  # as np.array, without type discovery
         except OverflowError:  # an integer beyond any float
             return None
         if not ((times >= 0).all() and (times < EPOCH_SECONDS_END).all()):
@@ -404,7 +404,7 @@ def _fast_scores(events: list[dict]) -> np.ndarray | None:
     if scores is None:
         return None
     try:
-        out = np.array(scores, dtype=np.float64)
+        out = np.fromiter(scores, np.float64, len(scores))  # as np.array, without type discovery
     except OverflowError:
         return None
     if ((out < 0) | (out > 1)).any():

@@ -501,7 +501,7 @@ class FeedbackJoin:
             mine.extend(ids, map(list, entries), sum(sizes), self.max_pending, self.max_pending_bytes)
 
         predictions = list(map(itemgetter(PREDICTION), waited))
-        scores = np.array(list(map(itemgetter(SCORE), waited)), dtype=np.float64)  # None: NaN
+        scores = np.fromiter(map(itemgetter(SCORE), waited), np.float64, len(waited))  # None: NaN
         versions = list(map(itemgetter(VERSION), waited))
         segments = list(map(itemgetter(SEGMENT), waited))
         carried = np.zeros(len(got), dtype=bool)
@@ -513,7 +513,7 @@ class FeedbackJoin:
             every[at] = scores
             mask = np.array(done)
             scores, carried = every[mask], np.array(carry)[mask]
-        return Joined(done_ids, np.array(pair_times, dtype=np.float64), times.copy() if rows is None else times[~rows],
+        return Joined(done_ids, np.fromiter(pair_times, np.float64, len(pair_times)), times.copy() if rows is None else times[~rows],
                       predictions, scores, list(labels) if rows is None else list(compress(labels, done)),
                       versions, segments, carried)
 

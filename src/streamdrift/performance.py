@@ -99,7 +99,7 @@ def label_keys(values: list | np.ndarray, missing: str = "null") -> np.ndarray:
         return np.array(values, dtype=str)
     if types == {int}:  # the usual class labels: 0, 1, 2...
         try:
-            return np.array(values, dtype=np.int64).astype(str)
+            return np.fromiter(values, np.int64, len(values)).astype(str)
         except OverflowError:  # beyond int64: as floats below
             pass
     if types <= {int, float, bool, type(None)} and types != {type(None)}:

@@ -472,7 +472,8 @@ class StreamSketch:
             block = [values[name] for name in self._numeric_names]
             if ((numeric is not None and numeric.issuperset(self._numeric_names))
                     or set(map(type, chain.from_iterable(block))) <= _NUMBER_TYPES):
-                x = np.array(block, dtype=np.float64).reshape(len(block), rows)
+                # fromiter: no shape or type discovery over the lists (numbers or None: NaN), same floats
+                x = np.fromiter(chain.from_iterable(block), np.float64, len(block) * rows).reshape(len(block), rows)
                 # summed over the outer axis: numpy adds whole rows, not 10 booleans at a time
                 idx = (x[None] >= self._thresholds).sum(axis=0)
                 np.copyto(idx, self._missing_bin, where=np.isnan(x))
