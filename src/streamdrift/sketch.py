@@ -262,7 +262,9 @@ class _Shape:
         j = np.arange(width)[:, None]
         self.inside = j < (count - 2)[None, :]
         self.take = np.where(self.inside, self.first[None, :] + 1 + j, 0)
-        self.missing_bin = (count + 1)[:, None]
+        # bins of numeric columns fit a byte (always, with at most 100 bins): counted as bytes
+        self.narrow = bool(count.max(initial=0) + 1 < 256)
+        self.missing_bin = (count + 1)[:, None].astype(np.uint8 if self.narrow else np.int64)
         for value in (*vars(self).values(), *self.stats_layout):
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
@@ -475,7 +477,8 @@ class StreamSketch:
                 # fromiter: no shape or type discovery over the lists (numbers or None: NaN), same floats
                 x = np.fromiter(chain.from_iterable(block), np.float64, len(block) * rows).reshape(len(block), rows)
                 # summed over the outer axis: numpy adds whole rows, not 10 booleans at a time
-                idx = (x[None] >= self._thresholds).sum(axis=0)
+                reached = x[None] >= self._thresholds
+                idx = reached.view(np.uint8).sum(axis=0, dtype=np.uint8) if self._shape.narrow else reached.sum(axis=0)
                 np.copyto(idx, self._missing_bin, where=np.isnan(x))
                 out[self._numeric] = idx
             else:
