@@ -488,3 +488,23 @@ def test_window_settings_are_checked():
         ClassificationMetrics(window_size=1000, subwindows=3)
     with pytest.raises(ValueError, match="scope"):
         RegressionMetrics(window_size=10, subwindows=2).report("daily")
+
+
+def test_version_comparison_known_versions_shortcut_changes_nothing(monkeypatch) -> None:
+    """Versions already registered are looked up directly: the same state as through label_keys,
+    with versions that numpy would change (a trailing NUL), None, new ones and the cap."""
+    from streamdrift.performance import VersionComparison
+
+    rng = np.random.default_rng(5)
+    choices = ["v1", "v2", "v1\x00", None, "v3", "v4", "v5"]
+    batches = [[choices[i] for i in rng.integers(0, 2 if k % 3 else min(3 + k // 10, len(choices)),
+                                                 rng.integers(1, 60))] for k in range(60)]
+    fast, slow = VersionComparison(200, 5, max_versions=3), VersionComparison(200, 5, max_versions=3)
+    monkeypatch.setattr(slow, "_known", lambda versions: None)
+    for versions in batches:
+        correct = rng.random(len(versions)) < 0.7
+        fast.update(versions, correct)
+        slow.update(versions, correct)
+    a, b = fast.state(), slow.state()
+    assert orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(b, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert fast.versions.overflow > 0

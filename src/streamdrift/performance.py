@@ -1125,21 +1125,32 @@ class VersionComparison(_Windowed):
 
     def update(self, versions: list, correct: np.ndarray) -> None:
         """Add joined rows: each row's model version and whether its prediction was right."""
-        keys = label_keys(list(versions), missing="__none__")
-        self.versions.register(keys, np.arange(self.rows, self.rows + len(keys)))
-        index = self.versions.lookup(keys)
+        index = self._known(versions)
+        if index is None:
+            keys = label_keys(list(versions), missing="__none__")
+            self.versions.register(keys, np.arange(self.rows, self.rows + len(keys)))
+            index = self.versions.lookup(keys)
         grow = len(self.versions) - self.counts.shape[1]
         if grow:
             self.counts = np.pad(self.counts, ((0, 0), (0, grow), (0, 0)))
         right = np.asarray(correct, dtype=bool)
         n = self.counts.shape[1]
-        for slot, a, b, fresh, _ in self._chunks(len(keys)):
+        for slot, a, b, fresh, _ in self._chunks(len(index)):
             if fresh:
                 self.counts[slot] = 0
             flat = index[a:b] * 2
             self.counts[[slot, self._cumulative]] += np.bincount(
                 np.concatenate([flat, flat[right[a:b]] + 1]), minlength=n * 2).reshape(n, 2)
             self.rows += b - a
+
+    def _known(self, versions: list) -> np.ndarray | None:
+        """Each version's index when every one is a string already registered (the usual case), as
+        ``label_keys``, ``register`` and ``lookup`` give it; else None. Registered names come from
+        numpy strings, which never end with NUL: a string found is its own key."""
+        try:
+            return np.fromiter(map(self.versions._index.__getitem__, versions), dtype=np.int64, count=len(versions))
+        except (KeyError, TypeError):  # new, None (its key is "__none__") or unhashable
+            return None
 
     def _value(self, rows: int, correct: int) -> float | None:
         accuracy = _ratio(correct, rows)
