@@ -170,3 +170,30 @@ def test_two_equally_good_versions_raise_nothing():
     messages = versions_stream(40_000, {"v1": 0.85, "v2": 0.85}, seed=4)
     _, events = run_monitors(messages, 1000, SETTINGS)
     assert [e for e in events if e["detector"] == "version_comparison"] == []
+
+
+def test_a_model_without_features_is_monitored_on_its_outputs_and_labels(tmp_path):
+    """``"features": {}`` is valid: after the warm-up there is no feature to watch, the rest goes on."""
+    small = MonitorSettings(reference_size=100, window_size=50, subwindows=5)
+    rng = np.random.default_rng(5)
+    messages, offsets = [], {PRED: 0, FB: 0}
+    for i in range(600):
+        event = {"event_id": f"e{i}", "model_id": "m", "timestamp": 1_700_000_000 + i, "features": {},
+                 "prediction": int(rng.random() < 0.5), "score": round(float(rng.random()), 3)}
+        for topic, value in ((PRED, event), (FB, {"event_id": f"e{i}", "model_id": "m",
+                                                   "timestamp": 1_700_000_000 + i, "label": int(i % 3 == 0)})):
+            messages.append(RawMessage(topic, 0, offsets[topic], b"m", orjson.dumps(value)))
+            offsets[topic] += 1
+    monitors, _ = run_monitors(messages, 40, small)
+    summary = monitors["m"].summary()
+    assert summary["reference_ready"] and summary["feature_scores"] == {}
+    assert summary["predictions_total"] == 600 and summary["labelled_total"] == 600
+    assert set(summary["output_scores"]) == {"prediction", "score"}
+    assert summary["performance"]["window"]  # graded: metrics over the window
+    # and it survives a snapshot: stopped after 400 messages, restored, fed the rest, it ends in the same state
+    first, _ = run_monitors(messages[:400], 40, small)
+    store = LocalSnapshotStore(tmp_path, small.fingerprint())
+    store.save(Snapshot(0, {}, {m: mon.state() for m, mon in first.items()}))
+    restored = {m: ModelMonitor.from_state(m, small, st) for m, st in store.load(0).models.items()}
+    restored, _ = run_monitors(messages[400:], 40, small, restored)
+    assert state_bytes(restored) == state_bytes(monitors)

@@ -354,6 +354,9 @@ class StreamSketch:
             start = take
             if self.warmup_rows == self.reference_size:
                 self._build_reference()
+        if self.ready and not self.columns:  # the warm-up saw no column (every event had "features": {})
+            self.rows += n
+            return results
         bins = self._bin(columns, start, n, numeric) if start < n else None
         first = start
         while start < n:
