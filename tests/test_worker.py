@@ -161,9 +161,12 @@ def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(set
     assert state_bytes(restored) == state_bytes(expected)
 
 
-def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_bootstrap, tmp_path):
-    """Snapshots are written in the background; a write that fails stops the worker uncommitted."""
+@pytest.mark.parametrize("fork", ["true", "false"])
+def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_bootstrap, tmp_path, fork):
+    """Snapshots are written in the background (by a forked copy, or by a thread from a capture taken in the
+    loop); a write that fails stops the worker uncommitted."""
     env, _ = setup
+    env["STREAMDRIFT_SNAPSHOT_FORK"] = fork
     snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
     for p in (0, 1):  # a directory where the temporary file goes: every snapshot write fails
         (snapshots / f"partition-{p}.tmp").mkdir(parents=True)
@@ -179,6 +182,29 @@ def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_
         consumer.close()
     assert [tp.offset for tp in committed] == [OFFSET_INVALID] * 4
     assert not list(snapshots.glob("*.snapshot"))
+
+
+def test_where_fork_fails_the_worker_captures_in_the_loop_and_still_commits(setup, kafka_bootstrap, tmp_path):
+    env, _ = setup
+    hook = tmp_path / "no-fork"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(  # as under strict overcommit with no memory to spare
+        "import os\n\ndef _fork():\n    raise OSError(12, 'Cannot allocate memory')\n\nos.fork = _fork\n")
+    env["PYTHONPATH"] = str(hook)
+    items = demo_items(env, 2000, drift_at=10**9)
+    produce(kafka_bootstrap, items)
+    worker = WorkerProcess(env, tmp_path / "no-fork.log")
+    worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "every event counted")
+    assert worker.stop() == 0
+    assert "cannot fork the snapshot writer" in worker.log() and "Cannot allocate memory" in worker.log()
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": env["STREAMDRIFT_GROUP_ID"]})
+    try:
+        committed = consumer.committed([TopicPartition(topic(env, t), p) for t in ("predictions", "feedback")
+                                        for p in (0, 1)], timeout=30)
+    finally:
+        consumer.close()
+    assert sum(tp.offset for tp in committed) == len(items)
+    assert len(list(Path(env["STREAMDRIFT_SNAPSHOT_DIR"]).glob("*.snapshot"))) == 2
 
 
 def test_worker_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap, unique_name, tmp_path):

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
     snapshot_dir: Path = Path(".streamdrift/snapshots")
     snapshot_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")
+    snapshot_fork: bool = Field(True, description="checkpoints written by a forked copy of the worker: a pause of "
+                                                  "milliseconds, but memory for the pages the copy reads")
     max_models: int = Field(10_000, ge=1, description="models monitored per worker; events of more are counted")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")

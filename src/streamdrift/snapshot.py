@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import logging
 import math
 import os
 import signal
@@ -292,7 +291,6 @@ class LocalSnapshotStore:
 # -- writing from a forked copy -------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
-log = logging.getLogger("streamdrift.snapshot")
 
 
 class ForkedWrite:
@@ -307,9 +305,9 @@ class ForkedWrite:
     no Kafka client, keeps the cyclic garbage collector off (walking the heap
     would copy all of it) and dies with its parent, so a writer can never
     outlive a crashed worker and rename an old snapshot over a newer one.
-    Where the fork fails (no memory to map the copy under strict overcommit
-    or a tight cgroup), ``write`` runs here instead, with a warning: the same
-    snapshot, with the caller paused for all of it.
+    The cost is memory: every page either process writes while the child
+    lives is copied, and reading a Python object writes its reference count,
+    so the child may end up with a copy of most of the heap it reads.
 
     Parameters
     ----------
@@ -318,34 +316,27 @@ class ForkedWrite:
     """
 
     def __init__(self, write: Callable[[], int]):
-        self.private_bytes = 0  # memory the child had of its own at the end (pages copied or allocated)
-        self._written: int | None = None
         parent = os.getpid()
         read_end, write_end = os.pipe()
         try:
-            pid = os.fork()
-        except OSError as exc:  # no memory to map a copy (vm.overcommit_memory=2, a tight cgroup): write here
+            pid = os.fork()  # OSError where there is no memory to map a copy: the caller decides
+        except OSError:
             os.close(read_end)
             os.close(write_end)
-            log.warning("cannot fork the snapshot writer; writing in the consume loop, which pauses meanwhile",
-                        extra={"fields": {"error": str(exc)}})
-            self.pid = None
-            self._written = write()
-            return
+            raise
         if pid == 0:
             os.close(read_end)
             _child(write, write_end, parent)  # never returns
         os.close(write_end)
         self.pid = pid
         self._report = read_end
+        self.private_bytes = 0  # memory the child had of its own at the end (pages copied or allocated)
 
     def wait(self) -> int:
         """Block until the child is done (safe in a thread: the reads and ``waitpid`` release the GIL).
 
         Returns the bytes written; raises ``SnapshotError`` with the child's reason if it failed.
         """
-        if self.pid is None:
-            return self._written
         with open(self._report, "rb") as f:
             raw = f.read()
         _, status = os.waitpid(self.pid, 0)

@@ -19,6 +19,8 @@ Checkpoint protocol (``Worker.checkpoint``), in this order:
    fsync, rename. Flushing and forking are all that hold up consumption
    (tens of milliseconds, whatever the number of models). A thread waits
    for the child; the next checkpoint, a rebalance or the shutdown waits too.
+   With ``snapshot_fork`` off (or where fork fails) the loop captures and
+   encodes, and the thread writes: no copy of the heap, a longer pause.
 4. Once the files are durable, the consume loop commits exactly those offsets
    to the consumer group (partitions lost meanwhile are left out).
 
@@ -71,7 +73,7 @@ _PARTITION_TOPIC = attrgetter("partition", "topic")
 
 @contextmanager
 def _gc_paused():
-    """Restoring many models' states makes millions of small objects; the cyclic
+    """Restoring or capturing many models' states makes millions of small objects; the cyclic
     garbage collector would walk them over and over (several times slower with 10,000 models)."""
     enabled = gc.isenabled()
     gc.disable()
@@ -376,25 +378,39 @@ class Worker:
         with self.lock:
             chosen = [p for p, state in sorted(self.partitions.items())
                       if state.dirty and (partitions is None or p in partitions)]
-            if chosen:  # the forked copy writes the state as it is now; this loop goes on at once
-                job = ForkedWrite(lambda: sum(self._write_snapshot(p) for p in chosen))
+            if chosen:
+                write = self._start_write(chosen)
                 commits = [TopicPartition(t, p, o) for p in chosen
                            for t, o in sorted(self.partitions[p].offsets.items())]
                 for p in chosen:
                     self.partitions[p].dirty = False
         self.m_pause_s.set(time.monotonic() - started)
         if chosen:
-            self._pending = (self._writer.submit(lambda: (job.wait(), job.private_bytes)), commits, started)
+            self._pending = (self._writer.submit(write), commits, started)
         else:
             self.m_snapshot_ts.set(time.time())
         if wait:
             self._complete_checkpoint()
 
-    def _write_snapshot(self, p: int) -> int:
-        """In the forked writer: capture, encode and write partition ``p``'s snapshot."""
+    def _start_write(self, chosen: list[int]) -> Callable[[], tuple[int, int]]:
+        """Start writing the snapshots of partitions ``chosen`` as they are now; return what the writer
+        thread calls to finish it: (bytes written, bytes of memory the forked writer had of its own)."""
+        capture = lambda: [self.store.prepare(self._snapshot(p)) for p in chosen]  # noqa: E731
+        if self.settings.snapshot_fork:
+            try:  # the forked copy captures, encodes and writes the state as it is now; this loop goes on
+                job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()))
+                return lambda: (job.wait(), job.private_bytes)
+            except OSError as exc:
+                log.warning("cannot fork the snapshot writer: capturing in the consume loop instead",
+                            extra={"fields": {"error": str(exc)}})
+        with _gc_paused():
+            files = capture()
+        return lambda: (sum(self.store.write(*f) for f in files), 0)
+
+    def _snapshot(self, p: int) -> Snapshot:
         state = self.partitions[p]
-        models = {m: mon.state() for m, mon in state.monitors.items()}
-        return self.store.save(Snapshot(p, dict(state.offsets), models, state.merge.state()))
+        return Snapshot(p, dict(state.offsets), {m: mon.state() for m, mon in state.monitors.items()},
+                        state.merge.state())
 
     def _complete_checkpoint(self, block: bool = True) -> None:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
