@@ -31,16 +31,17 @@ def _batch(rng: random.Random, n: int, row: int) -> dict[str, list]:
     return columns
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_batch_binning_equals_column_by_column(seed: int) -> None:
-    rng = random.Random(seed)
+def _fast_and_slow(batches) -> tuple[StreamSketch, int]:
+    """Feed the same batches to a sketch that bins a batch at once and to one that bins column by
+    column; every window's scores and the final states must be equal. Returns the fast one and the
+    number of windows scored."""
     fast = StreamSketch(500, 400, 4, 10, 5, 10)
     slow = StreamSketch(500, 400, 4, 10, 5, 10)
     slow.vectorised = False
     row = windows = 0
     while row < 6000:
-        n = rng.randint(1, 250)
-        columns, offsets = _batch(rng, n, row), np.arange(row, row + n)
+        columns, n = batches(row)
+        offsets = np.arange(row, row + n)
         numeric = frozenset(k for k, v in columns.items() if all(type(x) in (int, float, type(None)) for x in v))
         a = fast.update(columns, offsets, offsets * 0.1, numeric)  # as the decoder tells it
         b = slow.update(columns, offsets, offsets * 0.1)
@@ -48,6 +49,18 @@ def test_batch_binning_equals_column_by_column(seed: int) -> None:
         windows += len(a)
         row += n
     assert orjson.dumps(fast.state(), option=_DUMP) == orjson.dumps(slow.state(), option=_DUMP)
+    return fast, windows
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batch_binning_equals_column_by_column(seed: int) -> None:
+    rng = random.Random(seed)
+
+    def batches(row: int) -> tuple[dict, int]:
+        n = rng.randint(1, 250)
+        return _batch(rng, n, row), n
+
+    fast, windows = _fast_and_slow(batches)
     assert windows > 40 and fast.type_mismatches["x1"] > 0  # scored, and the wrong types were seen
 
 
@@ -72,20 +85,12 @@ def _categorical_batch(rng: random.Random, n: int, row: int, rare: bool) -> dict
 @pytest.mark.parametrize("rare", [False, True])
 def test_categorical_columns_at_once_equal_column_by_column(seed: int, rare: bool) -> None:
     rng = random.Random(seed)
-    fast = StreamSketch(500, 400, 4, 10, 5, 10)
-    slow = StreamSketch(500, 400, 4, 10, 5, 10)
-    slow.vectorised = False
-    row = windows = 0
-    while row < 6000:
+
+    def batches(row: int) -> tuple[dict, int]:
         n = rng.randint(1, 250)
-        columns, offsets = _categorical_batch(rng, n, row, rare), np.arange(row, row + n)
-        numeric = frozenset(k for k, v in columns.items() if all(type(x) in (int, float, type(None)) for x in v))
-        a = fast.update(columns, offsets, offsets * 0.1, numeric)
-        b = slow.update(columns, offsets, offsets * 0.1)
-        assert orjson.dumps(a, option=_DUMP) == orjson.dumps(b, option=_DUMP)
-        windows += len(a)
-        row += n
-    assert orjson.dumps(fast.state(), option=_DUMP) == orjson.dumps(slow.state(), option=_DUMP)
+        return _categorical_batch(rng, n, row, rare), n
+
+    fast, windows = _fast_and_slow(batches)
     assert windows > 40 and sum(c.kind == "categorical" for c in fast.columns) >= 3
 
 

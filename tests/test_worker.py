@@ -174,13 +174,7 @@ def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_
     worker = WorkerProcess(env, tmp_path / "failing-writes.log")
     assert worker.proc.wait(timeout=90) != 0
     assert "partition-" in worker.log() and "IsADirectoryError" in worker.log()
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": env["STREAMDRIFT_GROUP_ID"]})
-    try:
-        committed = consumer.committed([TopicPartition(topic(env, t), p) for t in ("predictions", "feedback")
-                                        for p in (0, 1)], timeout=30)
-    finally:
-        consumer.close()
-    assert [tp.offset for tp in committed] == [OFFSET_INVALID] * 4
+    assert committed_offsets(kafka_bootstrap, env) == [OFFSET_INVALID] * 4
     assert not list(snapshots.glob("*.snapshot"))
 
 
@@ -197,14 +191,19 @@ def test_where_fork_fails_the_worker_captures_in_the_loop_and_still_commits(setu
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "every event counted")
     assert worker.stop() == 0
     assert "cannot fork the snapshot writer" in worker.log() and "Cannot allocate memory" in worker.log()
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": env["STREAMDRIFT_GROUP_ID"]})
+    assert sum(committed_offsets(kafka_bootstrap, env)) == len(items)
+    assert len(list(Path(env["STREAMDRIFT_SNAPSHOT_DIR"]).glob("*.snapshot"))) == 2
+
+
+def committed_offsets(bootstrap: str, env: dict) -> list[int]:
+    """The group's committed offsets of both input topics' two partitions."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": env["STREAMDRIFT_GROUP_ID"]})
     try:
-        committed = consumer.committed([TopicPartition(topic(env, t), p) for t in ("predictions", "feedback")
-                                        for p in (0, 1)], timeout=30)
+        return [tp.offset for tp in consumer.committed([TopicPartition(topic(env, t), p)
+                                                        for t in ("predictions", "feedback") for p in (0, 1)],
+                                                       timeout=30)]
     finally:
         consumer.close()
-    assert sum(tp.offset for tp in committed) == len(items)
-    assert len(list(Path(env["STREAMDRIFT_SNAPSHOT_DIR"]).glob("*.snapshot"))) == 2
 
 
 def test_worker_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap, unique_name, tmp_path):
