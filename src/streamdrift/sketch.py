@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import sys
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import is_, itemgetter
 
 import numpy as np
 import orjson
@@ -254,6 +254,13 @@ class _Shape:
         self.edges_at = edges_at.tolist()
         # numeric columns: where their inner edges, minimum and maximum sit in the flat edge array
         self.numeric = np.flatnonzero(self.ordered).astype(np.intp)
+        # a batch's numeric columns out of its list of columns, as a tuple or list (one C call), and the
+        # columns binned one by one or by category (what StreamSketch._bin would find per batch)
+        numeric_list = self.numeric.tolist()
+        self.numeric_of = (itemgetter(*numeric_list) if len(numeric_list) > 1
+                           else itemgetter(slice(numeric_list[0], numeric_list[0] + 1)) if numeric_list
+                           else (lambda values: ()))
+        self.categorical = [i for i, o in enumerate(ordered) if not o]
         self.first, count = edges_at[self.numeric], edges[self.numeric]
         self.last = self.first + count - 1
         # the thresholds a value is compared with, one row each: the minimum, the inner edges
@@ -413,13 +420,13 @@ class StreamSketch:
             self._ref = self._ref_folded = _NO_INTS32
             self._ref_stored = _NO_UINTS8
             self._edges = _NO_FLOATS
-            self._numeric, self._numeric_names = _NO_INDICES, []
+            self._numeric, self._names = _NO_INDICES, ()
             return
         shape = self._shape = _Shape.of(columns)
         self._sizes, self._starts, self._ordered = shape.sizes, shape.starts, shape.ordered
         self._value_mask, self._below_at, self._above_at = shape.value_mask, shape.below_at, shape.above_at
         self._numeric, self._missing_bin = shape.numeric, shape.missing_bin
-        self._numeric_names = [columns[i].name for i in shape.numeric.tolist()]
+        self._names = tuple(c.name for c in columns)  # looked up in every batch
         # reference counts (at most reference_size each: int32 is plenty)
         self._ref = (np.concatenate([c.ref_counts for c in columns]) if ref is None else ref).astype(np.int32)
         self._ref_n = np.add.reduceat(self._ref, shape.starts)
@@ -467,21 +474,23 @@ class StreamSketch:
         """
         rows = stop - start
         out = np.empty((len(self.columns), rows), dtype=np.int64)
-        whole = start == 0 and all(len(v) == rows for v in columns.values())
-        values = {}
-        for column in self.columns:
-            v = columns.get(column.name)
-            values[column.name] = [None] * rows if v is None else v if whole else v[start:stop]
-        per_column = [i for i, c in enumerate(self.columns) if c.kind != NUMERIC or not self.vectorised]
+        shape = self._shape
+        if start == 0 and set(map(len, columns.values())) <= {rows}:  # the usual case: the batch's own lists
+            values = list(map(columns.get, self._names))
+            if any(map(is_, values, repeat(None))):  # a column absent from the batch: all missing
+                values = [[None] * rows if v is None else v for v in values]
+        else:
+            values = [[None] * rows if v is None else v[start:stop] for v in map(columns.get, self._names)]
+        per_column = shape.categorical if self.vectorised else range(len(self.columns))
         if len(self._numeric) and self.vectorised:
-            block = [values[name] for name in self._numeric_names]
-            if ((numeric is not None and numeric.issuperset(self._numeric_names))
+            block = shape.numeric_of(values)
+            if ((numeric is not None and numeric.issuperset(shape.numeric_of(self._names)))
                     or set(map(type, chain.from_iterable(block))) <= _NUMBER_TYPES):
                 # fromiter: no shape or type discovery over the lists (numbers or None: NaN), same floats
                 x = np.fromiter(chain.from_iterable(block), np.float64, len(block) * rows).reshape(len(block), rows)
                 # summed over the outer axis: numpy adds whole rows, not 10 booleans at a time
                 reached = x[None] >= self._thresholds
-                idx = reached.view(np.uint8).sum(axis=0, dtype=np.uint8) if self._shape.narrow else reached.sum(axis=0)
+                idx = reached.view(np.uint8).sum(axis=0, dtype=np.uint8) if shape.narrow else reached.sum(axis=0)
                 np.copyto(idx, self._missing_bin, where=np.isnan(x))
                 out[self._numeric] = idx
             else:
@@ -490,23 +499,26 @@ class StreamSketch:
             per_column = self._bin_categories(values, per_column, out, rows)
         for i in per_column:
             column = self.columns[i]
-            out[i], mismatched = column.indices(values[column.name])
+            out[i], mismatched = column.indices(values[i])
             if mismatched:
                 self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
         out += self._starts[:, None]
         return out
 
-    def _bin_categories(self, values: dict[str, list], at: list[int], out: np.ndarray, rows: int) -> list[int]:
+    def _bin_categories(self, values: list[list], at: list[int], out: np.ndarray, rows: int) -> list[int]:
         """The categorical columns ``at`` when every value is one of their categories or None: one
         itemgetter per column, which looks every value up in C. A value found is a category or
         None (no other type equals a string), so its bin is what ``Column.indices`` gives it. The
         columns left to bin one by one: none, or all of them (a value unseen, or a single row)."""
         if rows < 2:  # an itemgetter of one key returns the value, not a tuple
             return at
+        columns = self.columns
         try:
-            out[at] = [itemgetter(*values[column.name])(column._index) for column in map(self.columns.__getitem__, at)]
+            found = [itemgetter(*values[i])(columns[i]._index) for i in at]
         except (KeyError, TypeError):  # unseen, or unhashable: Column.indices sorts them out
             return at
+        # fromiter over the tuples: no shape discovery, the same integers
+        out[at] = np.fromiter(chain.from_iterable(found), np.int64, len(at) * rows).reshape(len(at), rows)
         return []
 
     def _add_slot(self, bins: np.ndarray, offsets: np.ndarray, times: np.ndarray, start: int, stop: int) -> None:
@@ -535,7 +547,7 @@ class StreamSketch:
             "out_of_range_rate": np.where(self._ordered, below + above, 0) / n,
             "new_category_rate": np.where(self._ordered, 0.0, np.maximum(above / n - other_ref, 0.0)),
         }
-        names = [c.name for c in self.columns]
+        names = list(self._names)
         self.last_scores = dict(zip(names, stats["psi"].tolist()))
         oldest = (self.slot + 1) % self.subwindows
         return {
