@@ -197,3 +197,24 @@ def test_a_model_without_features_is_monitored_on_its_outputs_and_labels(tmp_pat
     restored = {m: ModelMonitor.from_state(m, small, st) for m, st in store.load(0).models.items()}
     restored, _ = run_monitors(messages[400:], 40, small, restored)
     assert state_bytes(restored) == state_bytes(monitors)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cusum_small_batches_walk_as_large_ones(seed: int) -> None:
+    """Batches up to concept.SMALL_BATCH walk in Python integers, larger ones in numpy: the same
+    alarms, statistics and state whatever the batching."""
+    from streamdrift import concept
+
+    rng = np.random.default_rng(seed)
+    errors = np.concatenate([rng.random(3000) < 0.1, rng.random(3000) < 0.4, rng.random(2000) < 0.1])
+    whole, pieces = concept.BernoulliCusum(2000, 2.0, 300), concept.BernoulliCusum(2000, 2.0, 300)
+    found_whole = whole.update(errors)
+    found_pieces, start = [], 0
+    for size in rng.integers(1, concept.SMALL_BATCH + 1, 1000).tolist():
+        for f in pieces.update(errors[start: start + size]):
+            found_pieces.append({**f, "index": f["index"] + start})
+        start += size
+        if start >= len(errors):
+            break
+    assert found_whole and found_pieces == found_whole
+    assert pieces.state() == whole.state()

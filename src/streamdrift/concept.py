@@ -129,20 +129,28 @@ class BernoulliCusum:
             p0 = self.p0
             p1 = self._p1(p0)
             up, down = self._fixed(math.log(p1 / p0)), self._fixed(math.log((1 - p1) / (1 - p0)))
-            llr = np.where(errors[start:], up, down).astype(np.int64)
-            c = self.s + np.cumsum(llr)
-            s = c - np.minimum(np.minimum.accumulate(c), 0)
-            over = np.flatnonzero(s > self._fixed(self.threshold))
-            if not len(over):
-                self.s = int(s[-1])
-                self.seen += len(llr)
-                self.watched += len(llr)
-                self.watched_errors += int(errors[start:].sum())
+            limit = self._fixed(self.threshold)
+            rest = errors[start:]
+            if len(rest) <= SMALL_BATCH:  # a few rows: the walk in Python integers, not ten numpy calls
+                flags = rest.tolist()
+                statistic, at = _walk(flags, self.s, up, down, limit)
+            else:
+                llr = np.where(rest, up, down).astype(np.int64)
+                c = self.s + np.cumsum(llr)
+                s = c - np.minimum(np.minimum.accumulate(c), 0)
+                over = np.flatnonzero(s > limit)
+                at = int(over[0]) if len(over) else -1
+                statistic = int(s[at])
+                flags = None
+            if at < 0:
+                self.s = statistic
+                self.seen += len(rest)
+                self.watched += len(rest)
+                self.watched_errors += int(rest.sum()) if flags is None else sum(flags)
                 break
-            at = int(over[0])
             watched = self.watched + at + 1
-            watched_errors = self.watched_errors + int(errors[start: start + at + 1].sum())
-            found.append({"index": start + at, "statistic": int(s[at]) / self.SCALE, "threshold": self.threshold,
+            watched_errors = self.watched_errors + (int(rest[:at + 1].sum()) if flags is None else sum(flags[:at + 1]))
+            found.append({"index": start + at, "statistic": statistic / self.SCALE, "threshold": self.threshold,
                           "reference_error_rate": p0, "error_rate_since_reference": watched_errors / watched,
                           "labelled_since_reference": watched})
             start += at + 1
@@ -161,6 +169,22 @@ class BernoulliCusum:
         self.seen, self.errors, self.s = state["seen"], state["errors"], state["s"]
         self.watched, self.watched_errors = state["watched"], state["watched_errors"]
         self.p0 = math.nan if state["p0"] is None else state["p0"]
+
+
+SMALL_BATCH = 64  # errors up to which the CUSUM walks in Python: numpy's per-call cost dominates below
+
+
+def _walk(errors: list[bool], s: int, up: int, down: int, limit: int) -> tuple[int, int]:
+    """The CUSUM in integers, step by step: the statistic after the last error, or at the first one
+    past ``limit``, and that error's index (-1: none). ``s + cumsum`` reflected at 0, as the numpy
+    path computes it (``s`` is never negative), so the same integers."""
+    for i, error in enumerate(errors):
+        s += up if error else down
+        if s < 0:
+            s = 0
+        if s > limit:
+            return s, i
+    return s, -1
 
 
 def _river(name: str, seed: int):

@@ -116,7 +116,12 @@ class Joined:
 
     @classmethod
     def empty(cls) -> Joined:
-        return cls([], np.empty(0), np.empty(0), [], np.empty(0), [], [], [], np.empty(0, dtype=bool))
+        # most prediction batches complete nothing: shared empty arrays (read only), fresh lists
+        return cls([], _NO_FLOATS, _NO_FLOATS, [], _NO_FLOATS, [], [], [], _NO_BOOLS)
+
+
+_NO_FLOATS, _NO_BOOLS = np.empty(0), np.empty(0, dtype=bool)
+_NO_FLOATS.flags.writeable = _NO_BOOLS.flags.writeable = False
 
 
 def approx_bytes(value: object) -> int:
@@ -457,10 +462,10 @@ class FeedbackJoin:
         n = len(event_ids)
         if not n or not len(times) == len(labels) == n or len(predictions_carried) not in (0, n):
             return None
-        carried_scores = (np.asarray(scores_carried, dtype=np.float64) if len(scores_carried)
-                          else np.full(n, math.nan))
         carry = list(map(is_not, predictions_carried, repeat(None))) if len(predictions_carried) else None
-        if carry is not None and any(carry):
+        if carry is not None and any(carry):  # the carried scores, only read here and below with carry
+            carried_scores = (np.asarray(scores_carried, dtype=np.float64) if len(scores_carried)
+                              else np.full(n, math.nan))
             carried_versions = list(versions) if versions is not None and len(versions) else [None] * n
             if carried_scores.shape != (n,) or len(carried_versions) != n:
                 return None

@@ -171,11 +171,12 @@ class ModelMonitor:
             events += self._data_quality(scored, batch)
         outputs = {"prediction": batch.predictions}
         unscored = np.isnan(batch.scores)
-        if not unscored.all():
+        some_unscored = unscored.any()  # usually not: then all() need not be asked
+        if not some_unscored or not unscored.all():
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
         for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
             events += self._drift("prediction_drift", scored, batch)
-        scored_rows = batch.scores[~unscored] if unscored.any() else batch.scores
+        scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
         if len(scored_rows):
             self.cbpe.update(scored_rows)
         graded = self.join.add_predictions(batch.event_ids, batch.timestamps, batch.predictions, batch.scores,

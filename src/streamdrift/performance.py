@@ -414,15 +414,15 @@ class ClassificationMetrics(_Windowed):
         if scores is None:
             return None
         s = np.asarray(scores, dtype=np.float64)
-        present = ~np.isnan(s)
-        if not present.any():
+        present = len(s) - int(np.count_nonzero(np.isnan(s)))
+        if not present:
             return None
         if self.score_mode == "class_scores":
-            self.ignored_scores += int(present.sum())
+            self.ignored_scores += present
             return None
         self.score_mode = "binary"
-        valid = present & (s >= 0) & (s <= 1)
-        self.invalid_scores += int((present & ~valid).sum())
+        valid = (s >= 0) & (s <= 1)  # false where NaN: valid rows are present ones
+        self.invalid_scores += present - int(np.count_nonzero(valid))
         return np.where(valid, s, np.nan)
 
     def _class_scores(self, class_scores: list[dict | None] | None, binary: np.ndarray | None) -> list | None:
@@ -443,7 +443,7 @@ class ClassificationMetrics(_Windowed):
         extra_rows: list[int] = []
         extra_keys: list[str] = []
         if binary is not None:
-            scored = np.flatnonzero(~np.isnan(binary))[:1]  # the positive class, from the first scored row
+            scored = (~np.isnan(binary)).nonzero()[0][:1]  # the positive class, from the first scored row
             extra_rows, extra_keys = scored.tolist(), [self.positive] * len(scored)
         elif class_scores is not None and self.score_mode == "class_scores":
             known = set(self.classes.names)
@@ -480,22 +480,27 @@ class ClassificationMetrics(_Windowed):
             self.ignored_scores += int(np.sum(~np.isnan(binary)))
             binary = None
         if binary is not None:
-            rows = np.flatnonzero(~np.isnan(binary))
+            rows = (~np.isnan(binary)).nonzero()[0]  # as np.flatnonzero, without its Python wrappers
             prob = binary[rows]
             is_pos = truth[rows] == self.positive
             p_true = np.where(is_pos, prob, 1 - prob)
             brier = (prob - is_pos) ** 2
-            classes = np.full(len(rows), positive, dtype=np.int64)
+            classes = np.empty(len(rows), dtype=np.int64)
+            classes.fill(positive)
             pairs = (rows, classes, is_pos.astype(np.int64), prob)
         elif class_scores is not None:
             pairs, rows, p_true, brier = self._class_pairs(truth, t, class_scores, n)
         else:
             return none, np.empty((0, 2), dtype=np.int64), (none, none, none, none, none)
-        log_loss = -np.log(np.clip(p_true, _EPS, 1 - _EPS))
-        losses = np.stack([_fixed(log_loss), _fixed(brier)], axis=1)
+        # np.clip, np.stack and np.searchsorted as the ufuncs and methods they wrap (same values): their
+        # Python layers cost more than the arithmetic on a small batch's rows
+        terms = np.empty((len(p_true), 2))
+        np.negative(np.log(np.minimum(np.maximum(p_true, _EPS), 1 - _EPS)), out=terms[:, 0])
+        terms[:, 1] = brier
+        losses = _fixed(terms)  # elementwise: as fixing each column, then stacking them
         row, cls, is_class, prob = pairs
-        bins = np.searchsorted(_inner_score_edges(self.n_score_bins), prob, side="right")
-        return rows, losses, (row, cls, is_class, bins.astype(np.int64), _fixed(prob).astype(np.float64))
+        bins = _inner_score_edges(self.n_score_bins).searchsorted(prob, side="right")
+        return rows, losses, (row, cls, is_class, bins.astype(np.int64, copy=False), _fixed(prob).astype(np.float64))
 
     def _class_pairs(self, truth: np.ndarray, t: np.ndarray, class_scores: list[dict | None], n: int):
         rows = np.array([i for i, d in enumerate(class_scores) if d is not None], dtype=np.int64)
@@ -768,7 +773,7 @@ class CBPE(_Windowed):
     def update(self, scores: np.ndarray) -> list[dict]:
         """Add the scores of new predictions (NaN ones are skipped); return each window completed."""
         s = np.asarray(scores, dtype=np.float64)
-        positions = np.flatnonzero(~np.isnan(s if s.ndim == 1 else s.max(axis=1)))
+        positions = (~np.isnan(s if s.ndim == 1 else s.max(axis=1))).nonzero()[0]  # as np.flatnonzero
         s = s[positions]
         confidence = _fixed(np.maximum(s, 1 - s) if s.ndim == 1 else s.max(axis=1))
         completed = []
