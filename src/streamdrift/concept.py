@@ -120,7 +120,7 @@ class BernoulliCusum:
         while start < len(errors):
             if math.isnan(self.p0):
                 take = min(len(errors) - start, self.warmup - self.seen)
-                self.errors += int(errors[start: start + take].sum())
+                self.errors += int(np.add.reduce(errors[start: start + take]))  # sum(), without its Python layer
                 self.seen += take
                 start += take
                 if self.seen == self.warmup:

@@ -75,7 +75,7 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
-from operator import and_, gt, is_not, itemgetter, le, not_, or_
+from operator import add, and_, gt, is_not, itemgetter, le, not_, or_
 
 import numpy as np
 
@@ -141,15 +141,24 @@ def approx_bytes(value: object) -> int:
 _EIGHT_BYTES = frozenset({int, float, bool, type(None)})  # the kinds approx_bytes sizes 8
 
 
-def _approx_sizes(values: list) -> np.ndarray | int:
-    """``approx_bytes`` of each value (int64), or 8 when that is every value's size; by the values'
+def _approx_sizes(values: list) -> list[int] | int:
+    """``approx_bytes`` of each value, or 8 when that is every value's size; by the values'
     types rather than a call per value where that gives the same."""
     kinds = set(map(type, values))
     if kinds <= _EIGHT_BYTES:
         return 8
     if kinds == {str}:
-        return np.fromiter(map(len, values), np.int64, len(values))
-    return np.fromiter(map(approx_bytes, values), np.int64, len(values))
+        return list(map(len, values))
+    return list(map(approx_bytes, values))
+
+
+def _row_sizes(ids: list[str], constant: int, *parts: list) -> list[int]:
+    """Each buffered row's bytes: its id's length, ``constant``, and its values' ``_approx_sizes``.
+    Python integers added by map in C: a batch's few rows cost less so than in numpy calls."""
+    sizes = map(add, map(len, ids), repeat(constant))
+    for part in map(_approx_sizes, parts):
+        sizes = map(add, sizes, repeat(part) if type(part) is int else part)
+    return list(sizes)
 
 
 def _take(values: list, rows: list | None) -> list:
@@ -166,7 +175,7 @@ def _none_for_nan(values: np.ndarray) -> list:
     """The values as a list, None where NaN (how a waiting prediction keeps a missing score)."""
     out = values.tolist()
     missing = np.isnan(values)
-    if missing.any():
+    if np.logical_or.reduce(missing):  # any(), without the method's Python layer
         deque(map(out.__setitem__, missing.nonzero()[0].tolist(), repeat(None)), maxlen=0)
     return out
 
@@ -448,8 +457,7 @@ class FeedbackJoin:
                           np.zeros(len(got), dtype=bool))
         if len(waiting):
             ids, preds, vers, segs = (_take(values, waits) for values in (event_ids, predictions, versions, segments))
-            sizes = (np.fromiter(map(len, ids), np.int64, len(ids)) + _approx_sizes(preds) + _approx_sizes(vers)
-                     + _approx_sizes(segs) + (ENTRY_OVERHEAD_BYTES + 8)).tolist()
+            sizes = _row_sizes(ids, ENTRY_OVERHEAD_BYTES + 8, preds, vers, segs)
             entries = zip(waiting.tolist(), _pick(times, rows).tolist(), sizes, preds,
                           _none_for_nan(_pick(scores, rows)), vers, segs)
             mine.extend(ids, map(list, entries), sum(sizes), self.max_pending, self.max_pending_bytes)
@@ -500,8 +508,7 @@ class FeedbackJoin:
         self._remember_all(done_ids, pair_times)
         if waits is not None:
             ids, labs = list(compress(event_ids, waits)), list(compress(labels, waits))
-            sizes = (np.fromiter(map(len, ids), np.int64, len(ids)) + _approx_sizes(labs)
-                     + ENTRY_OVERHEAD_BYTES).tolist()
+            sizes = _row_sizes(ids, ENTRY_OVERHEAD_BYTES, labs)
             entries = zip(waiting.tolist(), times[rows].tolist(), sizes, labs)
             mine.extend(ids, map(list, entries), sum(sizes), self.max_pending, self.max_pending_bytes)
 

@@ -399,7 +399,7 @@ class ClassificationMetrics(_Windowed):
         classes, bins = len(self.classes), self.n_score_bins
         cls, is_class, bin_, fixed = pairs
         self.confusion[targets] += np.bincount(t * classes + p, minlength=classes**2).reshape(classes, classes)
-        self.losses[targets] += np.array([len(losses), *losses.sum(axis=0)], dtype=np.int64)
+        self.losses[targets] += np.array([len(losses), *np.add.reduce(losses, axis=0)], dtype=np.int64)  # sum()
         flat = (cls * 2 + is_class) * bins + bin_
         histogram = np.bincount(flat, minlength=classes * 2 * bins).reshape(classes, 2, bins)
         self.histograms[targets[0]] += histogram.astype(self.histograms.dtype)  # at most slot_size: fits
@@ -780,7 +780,8 @@ class CBPE(_Windowed):
         for slot, a, b, fresh, closes in self._chunks(len(confidence)):
             if fresh:
                 self.sums[slot] = 0
-            self.sums[[slot, self._cumulative]] += np.array([b - a, confidence[a:b].sum()], dtype=np.int64)
+            self.sums[[slot, self._cumulative]] += np.array([b - a, np.add.reduce(confidence[a:b])],  # sum()
+                                                            dtype=np.int64)
             self.rows += b - a
             if closes and self._window_complete():
                 completed.append({"position": self.rows, "row": int(positions[b - 1]),
