@@ -398,15 +398,26 @@ class ClassificationMetrics(_Windowed):
         """Count rows of one sub-window into it and into the totals."""
         classes, bins = len(self.classes), self.n_score_bins
         cls, is_class, bin_, fixed = pairs
-        self.confusion[targets] += np.bincount(t * classes + p, minlength=classes**2).reshape(classes, classes)
-        self.losses[targets] += np.array([len(losses), *np.add.reduce(losses, axis=0)], dtype=np.int64)  # sum()
+        # the sub-window and the totals one basic index at a time: cheaper than a fancy index of both
+        slot, total = targets
+        confusion = np.bincount(t * classes + p, minlength=classes**2).reshape(classes, classes)
+        self.confusion[slot] += confusion
+        self.confusion[total] += confusion
+        counts = np.empty(3, dtype=np.int64)  # scored rows, then the sums of the loss terms
+        counts[0] = len(losses)
+        np.add.reduce(losses, axis=0, out=counts[1:])
+        self.losses[slot] += counts
+        self.losses[total] += counts
         flat = (cls * 2 + is_class) * bins + bin_
         histogram = np.bincount(flat, minlength=classes * 2 * bins).reshape(classes, 2, bins)
-        self.histograms[targets[0]] += histogram.astype(self.histograms.dtype)  # at most slot_size: fits
+        # added into the narrow sub-window as they are (casting="unsafe" stands for astype): they fit
+        window = self.histograms[slot]
+        np.add(window, histogram, out=window, casting="unsafe")  # at most slot_size
         self.histogram_totals += histogram
         sums = np.bincount(cls * bins + bin_, weights=fixed, minlength=classes * bins)  # exact below 2^53
         sums = np.rint(sums).astype(np.int64).reshape(classes, bins)
-        self.score_sums[targets[0]] += sums.astype(self.score_sums.dtype)  # at most slot_size * SCALE: fits
+        window = self.score_sums[slot]
+        np.add(window, sums, out=window, casting="unsafe")  # at most slot_size * SCALE
         self.score_sum_totals += sums
 
     def _binary_scores(self, scores: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -780,8 +791,10 @@ class CBPE(_Windowed):
         for slot, a, b, fresh, closes in self._chunks(len(confidence)):
             if fresh:
                 self.sums[slot] = 0
-            self.sums[[slot, self._cumulative]] += np.array([b - a, np.add.reduce(confidence[a:b])],  # sum()
-                                                            dtype=np.int64)
+            counted, summed = b - a, int(np.add.reduce(confidence[a:b]))  # sum(), without its Python layer
+            for row in (slot, self._cumulative):  # four numbers: no array for them
+                self.sums[row, 0] += counted
+                self.sums[row, 1] += summed
             self.rows += b - a
             if closes and self._window_complete():
                 completed.append({"position": self.rows, "row": int(positions[b - 1]),
@@ -1145,8 +1158,9 @@ class VersionComparison(_Windowed):
             if fresh:
                 self.counts[slot] = 0
             flat = index[a:b] * 2
-            self.counts[[slot, self._cumulative]] += np.bincount(
-                np.concatenate([flat, flat[right[a:b]] + 1]), minlength=n * 2).reshape(n, 2)
+            counts = np.bincount(np.concatenate([flat, flat[right[a:b]] + 1]), minlength=n * 2).reshape(n, 2)
+            self.counts[slot] += counts  # one basic index at a time: cheaper than a fancy index of both
+            self.counts[self._cumulative] += counts
             self.rows += b - a
 
     def _known(self, versions: list) -> np.ndarray | None:
