@@ -449,6 +449,10 @@ class ClassificationMetrics(_Windowed):
     def _register(self, truth: np.ndarray, predicted: np.ndarray, binary: np.ndarray | None,
                   class_scores: list[dict | None] | None) -> None:
         """Register new classes in stream order: per row its label, its prediction, then its scores' classes."""
+        known = self.classes._index
+        if ((self.positive in known if binary is not None else class_scores is None or self.score_mode != "class_scores")
+                and known.keys() >= set(truth.tolist()) and known.keys() >= set(predicted.tolist())):
+            return  # the usual case, decided before finding the scores' classes: every class is known
         n = len(truth)
         rows = np.arange(n)
         extra_rows: list[int] = []

@@ -223,6 +223,13 @@ _COUNT_DTYPES = {unsigned: [(np.dtype(t), int(np.iinfo(t).max)) for t in types] 
                  ((False, (np.int8, np.int16, np.int32)), (True, (np.uint8, np.uint16, np.uint32)))}
 
 
+def _rows(indices: list[int]) -> slice | list[int]:
+    """``indices`` as a slice when they are consecutive (the same rows), else as they are."""
+    if indices and indices == list(range(indices[0], indices[-1] + 1)):
+        return slice(indices[0], indices[-1] + 1)
+    return indices
+
+
 class _Shape:
     """What a sketch's bin layout derives from its columns' kinds and sizes alone, not from their
     values: the same for every model with the same features, so made once and shared (read only)."""
@@ -261,6 +268,9 @@ class _Shape:
                            else itemgetter(slice(numeric_list[0], numeric_list[0] + 1)) if numeric_list
                            else (lambda values: ()))
         self.categorical = [i for i, o in enumerate(ordered) if not o]
+        # the rows of a batch's bins that each kind fills: a slice where contiguous (names sorted, kinds
+        # often grouped), as basic indexing costs less than a fancy index; else the indices
+        self.numeric_rows, self.categorical_rows = _rows(numeric_list), _rows(self.categorical)
         self.first, count = edges_at[self.numeric], edges[self.numeric]
         self.last = self.first + count - 1
         # the thresholds a value is compared with, one row each: the minimum, the inner edges
@@ -355,22 +365,24 @@ class StreamSketch:
         n = len(offsets)
         results: list[dict] = []
         start = 0
-        if not self.ready:
+        if self.warmup is not None:  # not ready
             take = min(n, self.reference_size - self.warmup_rows)
             self._add_warmup(columns, take)
             start = take
             if self.warmup_rows == self.reference_size:
                 self._build_reference()
-        if self.ready and not self.columns:  # the warm-up saw no column (every event had "features": {})
+        if self.warmup is None and not self.columns:  # the warm-up saw no column (every event had "features": {})
             self.rows += n
             return results
         bins = self._bin(columns, start, n, numeric) if start < n else None
-        first = start
+        first, slot_size = start, self.slot_size
         while start < n:
-            stop = min(n, start + self.slot_size - int(self.slot_rows[self.slot]))
-            self._add_slot(bins[:, start - first: stop - first], offsets, times, start, stop)
+            filled = int(self.slot_rows[self.slot])
+            stop = min(n, start + slot_size - filled)
+            self._add_slot(bins[:, start - first: stop - first], offsets, times, start, stop, filled)
+            full = filled + stop - start == slot_size
             start = stop
-            if self.slot_rows[self.slot] == self.slot_size:
+            if full:
                 self.slots_filled = min(self.slots_filled + 1, self.subwindows)
                 if self.slots_filled == self.subwindows:
                     results.append(self._score(self.rows + stop, int(offsets[stop - 1]), float(times[stop - 1])))
@@ -494,7 +506,7 @@ class StreamSketch:
                 idx = (np.add.reduce(reached.view(np.uint8), axis=0, dtype=np.uint8) if shape.narrow
                        else reached.sum(axis=0))
                 np.copyto(idx, self._missing_bin, where=np.isnan(x))
-                out[self._numeric] = idx
+                out[shape.numeric_rows] = idx
             else:
                 per_column = range(len(self.columns))
         if self.vectorised and per_column and len(per_column) < len(self.columns):
@@ -520,17 +532,20 @@ class StreamSketch:
         except (KeyError, TypeError):  # unseen, or unhashable: Column.indices sorts them out
             return at
         # fromiter over the tuples: no shape discovery, the same integers
-        out[at] = np.fromiter(chain.from_iterable(found), np.int64, len(at) * rows).reshape(len(at), rows)
+        where = self._shape.categorical_rows if at is self._shape.categorical else at
+        out[where] = np.fromiter(chain.from_iterable(found), np.int64, len(at) * rows).reshape(len(at), rows)
         return []
 
-    def _add_slot(self, bins: np.ndarray, offsets: np.ndarray, times: np.ndarray, start: int, stop: int) -> None:
-        slot, rows = self.slot, stop - start
+    def _add_slot(self, bins: np.ndarray, offsets: np.ndarray, times: np.ndarray, start: int, stop: int,
+                  filled: int) -> None:
+        """Rows ``start:stop`` into the current sub-window, which holds ``filled`` rows."""
+        slot = self.slot
         self.ring[slot] += np.bincount(bins.ravel(), minlength=self.ring.shape[1]).astype(self.ring.dtype,
                                                                                             copy=False)
-        if self.slot_rows[slot] == 0:
+        if not filled:
             self.slot_offsets[slot, 0], self.slot_times[slot, 0] = offsets[start], times[start]
         self.slot_offsets[slot, 1], self.slot_times[slot, 1] = offsets[stop - 1], times[stop - 1]
-        self.slot_rows[slot] += rows
+        self.slot_rows[slot] = filled + stop - start
 
     def _score(self, position: int, offset: int, time: float) -> dict:
         """Drift statistics and data-quality rates of the window, ``position`` rows in."""
