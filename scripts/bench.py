@@ -27,7 +27,7 @@ stopped at the end.
    features shifted) at staggered points, again and again. Measured: drift
    event read from the alerts topic − Kafka timestamp of the prediction that
    triggered it (``window.end_offset``), and a prediction's Kafka timestamp →
-   the moment ``/status`` shows its offset consumed.
+   the moment ``/metrics`` counts it (``streamdrift_events_total``).
 4. **Memory and state** (``--memory``): resident memory and state bytes per
    model at 1,000 and 10,000 models (join buffers aside, and one full join
    buffer on its own), snapshot write/load at 10,000 (``bench_memory``), and
@@ -323,28 +323,47 @@ class AlertReader(threading.Thread):
             self.consumer.close()
 
 
-class StatusProbe(threading.Thread):
-    """Arrival → effect: a prediction's Kafka timestamp → /status shows its offset consumed.
+class MetricsProbe(threading.Thread):
+    """Arrival → effect: a prediction's Kafka timestamp → ``/metrics`` counts it.
 
-    The producer hands over one delivered prediction at a time (``offer``); the
-    probe polls /status every ``interval`` s until the partition's predictions
-    offset is past it. Resolution: ``interval``.
+    The producing loop offers one prediction at a time with its model's count of
+    predictions so far, itself included (``marker``, which returns the delivery
+    callback to produce it with, or None while a marker is being watched). The
+    probe scrapes ``/metrics`` every ``interval`` s until
+    ``streamdrift_events_total{model_id=..., stream="predictions"}`` reaches that
+    count: a model's predictions are on one partition, consumed in order, so the
+    count is reached when that prediction has been processed. Resolution: ``interval``.
     """
 
-    def __init__(self, worker: Worker, topic: str, interval: float = 0.02, pause: float = 0.1):
-        super().__init__(name="status-probe", daemon=True)
-        self.worker, self.topic, self.interval, self.pause = worker, topic, interval, pause
+    def __init__(self, worker: Worker, interval: float = 0.02, pause: float = 0.1):
+        super().__init__(name="metrics-probe", daemon=True)
+        self.worker, self.interval, self.pause = worker, interval, pause
         self.wanted = threading.Event()
-        self.marker: tuple[int, int, float] | None = None
+        self.marker: tuple[str, int, float] | None = None
         self.got = threading.Event()
         self.stopping = threading.Event()
         self.latencies: list[tuple[float, float]] = []  # (Kafka timestamp, latency)
 
-    def offer(self, err, msg) -> None:  # a delivery callback, on the producing thread
-        if err is None and self.wanted.is_set():
-            self.wanted.clear()
-            self.marker = (msg.partition(), msg.offset(), msg.timestamp()[1] / 1000)
-            self.got.set()
+    def offer(self, model_id: str, count: int):
+        """The delivery callback for this prediction if the probe wants one now, else None."""
+        if not self.wanted.is_set():
+            return None
+        self.wanted.clear()
+
+        def delivered(err, msg) -> None:  # on the producing thread
+            if err is None:
+                self.marker = (model_id, count, msg.timestamp()[1] / 1000)
+                self.got.set()
+            else:
+                self.wanted.set()
+        return delivered
+
+    def counted(self, model_id: str) -> float:
+        """``streamdrift_events_total`` of the model's predictions, as /metrics shows it now (0 if absent)."""
+        text = self.worker.get("/metrics")[1].decode()
+        needle = f'streamdrift_events_total{{model_id="{model_id}",stream="predictions"}} '
+        at = text.find(needle)
+        return 0.0 if at < 0 else float(text[at + len(needle): text.index("\n", at)])
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -352,15 +371,14 @@ class StatusProbe(threading.Thread):
             if not self.got.wait(0.5):
                 continue
             self.got.clear()
-            partition, offset, ts = self.marker
+            model_id, count, ts = self.marker
             while not self.stopping.is_set():
                 try:
-                    offsets = self.worker.status()["partitions"].get(str(partition), {}).get("offsets", {})
+                    if self.counted(model_id) >= count:
+                        self.latencies.append((ts, time.time() - ts))
+                        break
                 except (OSError, ValueError):
-                    offsets = {}
-                if offsets.get(self.topic, 0) > offset:
-                    self.latencies.append((ts, time.time() - ts))
-                    break
+                    pass
                 time.sleep(self.interval)
             time.sleep(self.pause)
 
@@ -401,7 +419,7 @@ TRIGGER_TOPIC = {"data_drift": "predictions", "prediction_drift": "predictions",
 
 def latency(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str, rate: float,
             why: str = "") -> dict:
-    """Paced stream at ``rate`` events/s with recurring drifts; drift-event and /status latencies."""
+    """Paced stream at ``rate`` events/s with recurring drifts; drift-event and /metrics latencies."""
     from confluent_kafka import Producer
 
     from streamdrift.settings import MonitorSettings
@@ -418,7 +436,7 @@ def latency(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str
     stream = Stream(args.models, args.seed + 1, feedback_share=share, drifted=schedule, rate=pred_rate)
     worker = Worker(topics.env(workdir / "lat-snapshots"), workdir / "worker-latency.log")
     reader = AlertReader(topics)
-    probe = StatusProbe(worker, topics.predictions, interval=0.02)
+    probe = MetricsProbe(worker, interval=0.02)
     producer = Producer(producer_config(bootstrap, linger_ms=5))
     try:
         worker.wait_ready()
@@ -431,10 +449,12 @@ def latency(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str
         per_tick = max(1, round(pred_rate * tick))
         started = time.monotonic()
         sent = produced = 0
+        per_model: dict[bytes, int] = {}  # predictions produced so far, per model (key)
         while sent < n_predictions:
             chunk = stream.chunk(min(per_tick, n_predictions - sent))
             for i, (key, value) in enumerate(chunk.predictions):
-                produce(producer, topics.predictions, key, value, probe.offer if i == 0 else None)
+                per_model[key] = count = per_model.get(key, 0) + 1
+                produce(producer, topics.predictions, key, value, probe.offer(key.decode(), count) if i == 0 else None)
             for key, value in chunk.feedback:
                 produce(producer, topics.feedback, key, value)
             sent += len(chunk.predictions)
@@ -480,8 +500,8 @@ def latency(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str
             "drifts_injected": schedule.onsets(stream.rows), "drift_events": kinds,
             "event_to_alert": percentiles([x["to_alert_s"] for x in samples]),
             "event_to_emit": percentiles([x["to_emit_s"] for x in samples]),
-            "arrival_to_status": percentiles([x for _, x in probe.latencies]),
-            "samples": samples, "status_samples": probe.latencies}
+            "arrival_to_metrics": percentiles([x for _, x in probe.latencies]),
+            "samples": samples, "metrics_samples": probe.latencies}
 
 
 # -- memory -------------------------------------------------------------------
@@ -600,7 +620,7 @@ def summary(result: dict) -> dict:
         out["latency_drifts_injected"] = lat["drifts_injected"]
         out["latency_catch_up_s"] = round(lat["catch_up_s"], 3)
         out["latency_worker_cpu_us_per_event"] = round(lat["worker_cpu_us_per_event"], 2)
-        for name in ("event_to_alert", "event_to_emit", "arrival_to_status"):
+        for name in ("event_to_alert", "event_to_emit", "arrival_to_metrics"):
             for q in ("p50_s", "p99_s", "max_s"):
                 v = lat[name][q]
                 out[f"latency_{name}_{q}"] = None if v is None else round(v, 4)
@@ -665,7 +685,7 @@ def table(result: dict) -> str:
                     "the last event was produced")
         for name, what in (("event_to_alert", "prediction timestamp -> drift event read"),
                            ("event_to_emit", "prediction timestamp -> drift event emitted_at"),
-                           ("arrival_to_status", "prediction timestamp -> /status shows it")):
+                           ("arrival_to_metrics", "prediction timestamp -> /metrics counts it")):
             q = lat[name]
             if q["n"]:
                 rows.append(f"  {what:<48} p50 {q['p50_s'] * 1000:7.1f} ms  p99 {q['p99_s'] * 1000:7.1f} ms  "
@@ -715,7 +735,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of floor/worker/baseline on the same topics; medians are reported")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
-                        help="measure drift-event and /status latency at half the worker's throughput")
+                        help="measure drift-event and /metrics latency at half the worker's throughput")
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the paced stream")
     parser.add_argument("--latency-rate", type=float, help="events/s of the paced stream (default: half the max)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=False,

@@ -44,7 +44,7 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     assert result["latency_drift_events"] >= 2
     assert result["latency_event_to_alert_n"] == result["latency_drift_events"]
     assert 0 < result["latency_event_to_alert_p50_s"] <= result["latency_event_to_alert_p99_s"]
-    assert result["latency_arrival_to_status_n"] > 0 and result["latency_arrival_to_status_p99_s"] > 0
+    assert result["latency_arrival_to_metrics_n"] > 0 and result["latency_arrival_to_metrics_p99_s"] > 0
 
     assert result["memory_10_rss_per_model_bytes"] > 0
     assert result["state_bytes_per_model"] > 1000
