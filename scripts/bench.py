@@ -33,8 +33,9 @@ stopped at the end.
    buffer on its own), snapshot write/load at 10,000 (``bench_memory``), and
    a worker's start-to-ready time on a 10,000-model snapshot, then its first
    checkpoint of all of them (pause, time to committed, bytes; from /metrics).
-5. **Profile** (``--profile``): the hot path in-process without Kafka,
-   under pyinstrument (``bench_profile``).
+5. **Profile** (``--profile``): the hot path in-process without Kafka, in
+   CPU µs per event per stage beside the baseline's loop over the same
+   messages, then under pyinstrument (``bench_profile``).
 
 Prints a table, then as its last line one JSON object with every figure.
 Events = predictions + feedback consumed. The machine may be shared: compare
@@ -649,6 +650,10 @@ def summary(result: dict) -> dict:
     if prof:
         out["inprocess_events_per_s"] = round(prof["inprocess_events_per_s"], 1)
         out["inprocess_decode_share"] = round(prof["decode_share"], 3)
+        for k in ("decode", "monitor", "parse", "baseline"):
+            out[f"inprocess_{k}_us_per_event"] = round(prof[f"{k}_us_per_event"], 3)
+        out["inprocess_ratio_to_baseline"] = round(prof["inprocess_ratio_to_baseline"], 3)
+        out["inprocess_parse_and_monitor_ratio_to_baseline"] = round(prof["parse_and_monitor_ratio_to_baseline"], 3)
     out["machine"] = result["machine"]
     out["bench_seconds"] = round(result["seconds"], 1)
     return out
@@ -715,9 +720,11 @@ def table(result: dict) -> str:
                     f"had {c['writer_private_bytes'] / 2**20:.0f} MiB of its own)")
     prof = result.get("profile")
     if prof:
-        rows.append(f"in-process hot path (no Kafka): {prof['inprocess_events_per_s']:,.0f} events/s, decode "
-                    f"{prof['decode_events_per_s']:,.0f}/s, monitors {prof['monitor_events_per_s']:,.0f}/s, "
-                    f"decode share {prof['decode_share']:.0%}")
+        rows.append(f"in-process, CPU us/event (no Kafka): decode {prof['decode_us_per_event']:.2f} (orjson.loads "
+                    f"alone {prof['parse_us_per_event']:.2f}) + monitors {prof['monitor_us_per_event']:.2f} = "
+                    f"{prof['inprocess_us_per_event']:.2f}; the baseline's loop {prof['baseline_us_per_event']:.2f}: "
+                    f"{prof['inprocess_ratio_to_baseline']:.2f}x the baseline, "
+                    f"{prof['parse_and_monitor_ratio_to_baseline']:.2f}x with a decoder costing only orjson.loads")
     m = result["machine"]
     rows.append(f"machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Python {m['python']}, "
                 f"commit {m['commit']} ({m['streamdrift']}); load average {m['load_average_1m'][0]:.1f} at start, "

@@ -24,7 +24,7 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     done = subprocess.run(
         [sys.executable, str(BENCH), "--bootstrap", kafka_bootstrap, "--events", "2000", "--models", "2",
          "--partitions", "2", "--latency-seconds", "3", "--latency-rate", "8000",
-         "--memory", "--memory-models", "5,10"],
+         "--memory", "--memory-models", "5,10", "--profile", "--profile-events", "500"],
         capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -54,3 +54,9 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     assert result["worker_checkpoint_10_bytes"] > result["snapshot_10_bytes"]
     assert 0 < result["worker_checkpoint_10_pause_s"] < result["worker_checkpoint_10_duration_s"]
     assert result["worker_checkpoint_10_writer_private_bytes"] > 0
+
+    # the in-process split: decode + monitors add up, and decoding costs at least the parse inside it
+    split = result["inprocess_decode_us_per_event"] + result["inprocess_monitor_us_per_event"]
+    assert 1e6 / result["inprocess_events_per_s"] == pytest.approx(split, rel=0.01)
+    assert result["inprocess_decode_us_per_event"] > result["inprocess_parse_us_per_event"] > 0
+    assert result["inprocess_baseline_us_per_event"] > result["inprocess_parse_us_per_event"]
