@@ -143,6 +143,13 @@ def test_multiclass_metrics_with_class_scores_match_sklearn():
     assert r["confusion"]["matrix"] == by_class
 
 
+def test_small_class_numbers_are_named_as_astype_names_them():
+    """The table of small class numbers' names and int64's astype(str) (its fallback) agree."""
+    for values in ([0, 1, 1, 0], [255, 3], [256, 2], [-1, 4], [2**62, 0]):
+        keys, expected = label_keys(values), np.array(values, dtype=np.int64).astype(str)
+        assert keys.dtype == expected.dtype and keys.tolist() == expected.tolist()
+
+
 def test_labels_map_to_classes_deterministically():
     assert label_keys([1, "1", True, 1.0, 0, False, "cat", 2.5, None]).tolist() == [
         "1", "1", "1", "1", "0", "0", "cat", "2.5", "null"]

@@ -74,6 +74,19 @@ def _number_keys(x: np.ndarray, missing: str) -> np.ndarray:
     return np.where(np.isnan(x), missing, np.where(whole, ints, x.astype(str)))
 
 
+# the names of small class numbers, as int64's astype(str) writes them (dtype <U21): a batch of the
+# usual labels (0, 1, 2...) is named by indexing this, where astype(str) would format every number
+_SMALL_INT_KEYS = np.arange(256, dtype=np.int64).astype(str)
+_SMALL_INT_KEYS.flags.writeable = False
+
+
+def _int_keys(ints: np.ndarray) -> np.ndarray:
+    """``ints.astype(str)`` of an int64 array."""
+    if len(ints) and np.minimum.reduce(ints) >= 0 and np.maximum.reduce(ints) < len(_SMALL_INT_KEYS):
+        return _SMALL_INT_KEYS[ints]
+    return ints.astype(str)
+
+
 def label_keys(values: list | np.ndarray, missing: str = "null") -> np.ndarray:
     """Class names of labels: strings, where ``True`` is ``"1"`` and ``2.0`` is ``"2"``.
 
@@ -99,7 +112,7 @@ def label_keys(values: list | np.ndarray, missing: str = "null") -> np.ndarray:
         return np.array(values, dtype=str)
     if types == {int}:  # the usual class labels: 0, 1, 2...
         try:
-            return np.fromiter(values, np.int64, len(values)).astype(str)
+            return _int_keys(np.fromiter(values, np.int64, len(values)))
         except OverflowError:  # beyond int64: as floats below
             pass
     if types <= {int, float, bool, type(None)} and types != {type(None)}:
