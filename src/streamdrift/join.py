@@ -80,7 +80,8 @@ from operator import add, and_, gt, is_not, itemgetter, le, not_, or_
 import numpy as np
 
 ENTRY_OVERHEAD_BYTES = 64  # a buffered row's bookkeeping, on top of its values' sizes
-# positions in a buffered row: [deadline, event time, bytes, *payload]
+# positions in a buffered row: [deadline, event time, bytes, *payload]; never changed once buffered,
+# so the bulk paths buffer zip's tuples as they are (a list copy of each costs more than its values)
 DEADLINE, TIME, SIZE = 0, 1, 2
 PREDICTION, SCORE, VERSION, SEGMENT = 3, 4, 5, 6  # prediction rows
 LABEL = 3  # feedback rows
@@ -194,7 +195,7 @@ class _Buffer:
         self._reset()
 
     def _reset(self) -> None:
-        self.entries: OrderedDict[str, list] = OrderedDict()
+        self.entries: OrderedDict[str, list | tuple] = OrderedDict()
         self.bytes = 0
         self.newest = -math.inf  # latest event time seen on this side: the deadline base
         self.expired = 0
@@ -460,7 +461,7 @@ class FeedbackJoin:
             sizes = _row_sizes(ids, ENTRY_OVERHEAD_BYTES + 8, preds, vers, segs)
             entries = zip(waiting.tolist(), _pick(times, rows).tolist(), sizes, preds,
                           _none_for_nan(_pick(scores, rows)), vers, segs)
-            mine.extend(ids, map(list, entries), sum(sizes), self.max_pending, self.max_pending_bytes)
+            mine.extend(ids, entries, sum(sizes), self.max_pending, self.max_pending_bytes)
         return done
 
     def _feedback_in_bulk(self, event_ids: list[str], marks: np.ndarray, deadlines: np.ndarray,
@@ -510,7 +511,7 @@ class FeedbackJoin:
             ids, labs = list(compress(event_ids, waits)), list(compress(labels, waits))
             sizes = _row_sizes(ids, ENTRY_OVERHEAD_BYTES, labs)
             entries = zip(waiting.tolist(), times[rows].tolist(), sizes, labs)
-            mine.extend(ids, map(list, entries), sum(sizes), self.max_pending, self.max_pending_bytes)
+            mine.extend(ids, entries, sum(sizes), self.max_pending, self.max_pending_bytes)
 
         predictions = list(map(itemgetter(PREDICTION), waited))
         scores = np.fromiter(map(itemgetter(SCORE), waited), np.float64, len(waited))  # None: NaN
