@@ -575,8 +575,10 @@ class StreamSketch:
         stats = column_stats(self._fold_tails(counts), self._ref_folded, self._sizes, self._ordered, self._value_mask,
                              shape.stats_layout)
         # the reference's rates: a few numbers per column, not worth their memory in every model
-        missing_ref, other_ref = self._ref[shape.ref_rated] / np.maximum(self._ref_n, 1)
-        below, above, missing, invalid = counts[shape.rated]
+        ref_rates = self._ref[shape.ref_rated] / np.maximum(self._ref_n, 1)
+        missing_ref, other_ref = ref_rates[0], ref_rates[1]  # by index: unpacking an array ends in an IndexError
+        rated = counts[shape.rated]
+        below, above, missing, invalid = rated[0], rated[1], rated[2], rated[3]
         n = np.maximum(stats["n"], 1)
         quality = {
             "missing_rate": missing / n,

@@ -78,15 +78,17 @@ def column_stats(window: np.ndarray, ref: np.ndarray, sizes: np.ndarray, ordered
         ``layout(sizes, value_bins)``, if the caller keeps it.
     """
     starts, column_ends, mask, n_value_bins = layout(sizes, value_bins) if bins is None else bins
-    # window and reference side by side (rows 0 and 1): one numpy call for what both need
+    # window and reference side by side (rows 0 and 1): one numpy call for what both need. The rows
+    # are taken by index, not by unpacking: an array unpacks by indexing until numpy raises IndexError
     wr = np.array((window, ref), dtype=np.float64)
-    w, r = wr
+    w, r = wr[0], wr[1]
     n = np.add.reduceat(wr, starts, axis=1)  # integers: exact in any order
     n1 = np.maximum(n, 1)
     p = wr / np.repeat(n1, sizes, axis=1)
-    pw, pr = p
+    pw, pr = p[0], p[1]
 
-    fw, fr = np.maximum(p, EPS)
+    floored = np.maximum(p, EPS)
+    fw, fr = floored[0], floored[1]
     psi = np.add.reduceat((fw - fr) * np.log(fw / fr), starts)
 
     m = (pw + pr) / 2
@@ -94,16 +96,17 @@ def column_stats(window: np.ndarray, ref: np.ndarray, sizes: np.ndarray, ordered
     seen = both > 0
     k = np.repeat(np.sqrt(n[::-1] / n1), sizes, axis=1)  # sqrt(n_r / n_w), sqrt(n_w / n_r)
     with np.errstate(divide="ignore", invalid="ignore"):
-        js_w, js_r = np.where(p > 0, p * np.log2(p / m), 0)
-        kw, kr = k * wr
+        js_terms = np.where(p > 0, p * np.log2(p / m), 0)
+        kwr = k * wr
+        kw, kr = kwr[0], kwr[1]
         terms = np.where(seen, (kw - kr) ** 2 / both, 0)
-    js = np.add.reduceat(js_w + js_r, starts) / 2
+    js = np.add.reduceat(js_terms[0] + js_terms[1], starts) / 2
     chi2 = np.add.reduceat(terms, starts)
     df = np.add.reduceat(seen.astype(np.int64), starts) - 1
     p_value = np.where(df > 0, chdtrc(np.maximum(df, 1), chi2), 1.0)
 
-    cw, cr = np.cumsum(np.where(mask, p, 0), axis=1)
-    diff = cw - cr
+    cdf = np.cumsum(np.where(mask, p, 0), axis=1)
+    diff = cdf[0] - cdf[1]
     before = np.concatenate(([0.0], diff[column_ends]))
     gap = np.where(mask, np.abs(diff - np.repeat(before, sizes)), 0)
     ks = np.where(ordered, np.maximum.reduceat(gap, starts), np.nan)
