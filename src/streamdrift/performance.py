@@ -423,14 +423,13 @@ class ClassificationMetrics(_Windowed):
         self.losses[total] += counts
         flat = (cls * 2 + is_class) * bins + bin_
         histogram = np.bincount(flat, minlength=classes * 2 * bins).reshape(classes, 2, bins)
-        # added into the narrow sub-window as they are (casting="unsafe" stands for astype): they fit
-        window = self.histograms[slot]
-        np.add(window, histogram, out=window, casting="unsafe")  # at most slot_size
+        # cast to the narrow sub-window's dtype, then added (they fit): np.add(..., casting="unsafe")
+        # gives the same but costs more, as it adds in int64 and casts through a buffer
+        self.histograms[slot] += histogram.astype(self.histograms.dtype)  # at most slot_size
         self.histogram_totals += histogram
         sums = np.bincount(cls * bins + bin_, weights=fixed, minlength=classes * bins)  # exact below 2^53
         sums = np.rint(sums).astype(np.int64).reshape(classes, bins)
-        window = self.score_sums[slot]
-        np.add(window, sums, out=window, casting="unsafe")  # at most slot_size * SCALE
+        self.score_sums[slot] += sums.astype(self.score_sums.dtype)  # at most slot_size * SCALE
         self.score_sum_totals += sums
 
     def _binary_scores(self, scores: np.ndarray | None, n: int) -> np.ndarray | None:
