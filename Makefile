@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py src/streamdrift/_speedups.c | cksum | cut -d' ' -f1)
 
 .PHONY: install demo test bench broker-start broker-stop clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/streamdrift/_speedups.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "streamdrift needs Python 3.11+")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

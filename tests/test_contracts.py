@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import json
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import numpy as np
 import orjson
 import pytest
 
+from streamdrift import decode
 from streamdrift.decode import decode_feedback, decode_predictions
-from streamdrift.records import RawMessage
+from streamdrift.records import RawMessage, column_values
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
@@ -407,12 +409,32 @@ def _poll(kind: str, raw: bytes | None, key: bytes | None = None) -> list[RawMes
 
 
 def _shown(result: tuple[list, list]) -> list:
-    """Batches and rejections as comparable values: repr keeps 1, 1.0 and True apart."""
+    """Batches and rejections as comparable values: repr keeps 1, 1.0 and True apart. A feature
+    column read as floats (an array, NaN for null) is shown as the list it stands for."""
     batches, rejected = result
     out = [[(f.name, repr(getattr(b, f.name).tolist()) + str(getattr(b, f.name).dtype)
-             if isinstance(getattr(b, f.name), np.ndarray) else repr(getattr(b, f.name)))
+             if isinstance(getattr(b, f.name), np.ndarray) else repr(_listed(getattr(b, f.name))))
             for f in _fields(b)] for b in batches]
     return out + [(r.message.offset, r.reason) for r in rejected]
+
+
+def _listed(value: object) -> object:
+    if isinstance(value, dict) and any(isinstance(v, np.ndarray) for v in value.values()):
+        return {name: column_values(v) for name, v in value.items()}
+    return value
+
+
+@pytest.fixture(params=["c", "orjson"], autouse=True)
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test of this module twice: with decode's C reader of prediction polls, and with
+    orjson alone (as where it could not be built). CI builds it: there, its absence fails."""
+    if request.param == "orjson":
+        monkeypatch.setattr(decode, "_speedups", None)
+    elif not decode.SPEEDUPS:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("streamdrift._speedups was not built (make install builds it; is a C compiler there?)")
+        pytest.skip("streamdrift._speedups not built")
+    return request.param
 
 
 def _agree(kind: str, messages: list[RawMessage]) -> None:
@@ -490,3 +512,36 @@ def test_fast_path_groups_interleaved_models(kind: str, spread: bool) -> None:
         messages.append(RawMessage(kind, partition, offset, f"m{m}".encode(), orjson.dumps(event)))
     assert _decode_fast(messages, kind == "prediction") is not None
     _agree(kind, messages)
+
+
+def _mutated(rng: np.random.Generator, value: bytes) -> bytes:
+    """One random edit of the bytes: the kinds of damage a producer or a broken pipe makes."""
+    at = int(rng.integers(0, len(value)))
+    alphabet = b'{}[]":,.-+eE0123456789 \\\x00\x7f\xc3\xa9\xff\xed\xa0nultrfas'
+    byte = alphabet[int(rng.integers(0, len(alphabet)))]
+    edit = int(rng.integers(0, 5))
+    if edit == 0:
+        return value[:at] + bytes([byte]) + value[at + 1:]
+    if edit == 1:
+        return value[:at] + value[at + 1:]
+    if edit == 2:
+        return value[:at] + bytes([byte]) + value[at:]
+    if edit == 3:
+        return value[:at]
+    end = min(len(value), at + int(rng.integers(1, 12)))
+    return value[:end] + value[at:end] + value[end:]  # a run repeated
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_paths_agree_on_randomly_damaged_messages(seed: int) -> None:
+    """Seeded random edits of a good prediction among good neighbours: whatever the damage, the
+    poll's batches and rejections are those of the message-by-message reference."""
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        # the neighbours' feature names, so that the C reader reads the poll unless the damage stops it
+        event = {**PREDICTION, "features": {"x": float(rng.normal()), "c": "ab", "n": None},
+                 "segment": {"region": "eu"}, "scores": {"0": 0.25, "1": 0.75}}
+        raw = orjson.dumps(event)
+        for _ in range(int(rng.integers(1, 4))):
+            raw = _mutated(rng, raw) or raw
+        _agree("prediction", _poll("prediction", raw))

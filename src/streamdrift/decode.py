@@ -53,6 +53,12 @@ import orjson
 
 from streamdrift.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
 
+try:  # the C reader of prediction polls (setup.py builds it where a compiler is)
+    from streamdrift import _speedups
+except ImportError:  # built without one: the same batches, read by orjson and checked here
+    _speedups = None
+SPEEDUPS = _speedups is not None
+
 MAX_EVENT_ID_CHARS = 256
 MAX_MODEL_VERSION_CHARS = 128
 MAX_FEATURES = 1000
@@ -150,6 +156,10 @@ def decode_feedback(
 def _decode(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
     """Validate and group: the whole-poll fast path when it can vouch for every message, else row by row."""
     if len(messages) >= _FAST_MIN:
+        if _speedups is not None and parse is _prediction_row:
+            fast = _decode_parsed(messages)
+            if fast is not None:
+                return fast, []
         fast = _decode_fast(messages, parse is _prediction_row)
         if fast is not None:
             return fast, []
@@ -247,10 +257,35 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
         else:
             labels = list(map(itemgetter("label"), events))
         versions = list(map(dict.get, events, repeat("model_version")))
-        distinct_versions = set(versions)
-        distinct_models = set(model_ids)
+        header = _fast_header(messages, event_ids, model_ids, versions, written)
     except (KeyError, TypeError):  # a field missing, or an unhashable value
         return None
+    if header is None:
+        return None
+    times, distinct_models = header
+    if predictions:
+        columns = _fast_prediction_columns(events, features, outputs)
+    else:
+        columns = _fast_feedback_columns(events, labels)
+    if columns is None:
+        return None
+    partitions = list(map(_PARTITION, messages))
+    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, columns[2])
+    build = _fast_prediction_batch if predictions else _fast_feedback_batch
+    try:
+        return [build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
+                for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)]
+    except _Invalid:
+        return None
+
+
+def _fast_header(messages: Sequence[RawMessage], event_ids: list, model_ids: list, versions: list,
+                 written: list) -> tuple[np.ndarray, set[str]] | None:
+    """The checks of event_id, model_id (and key), model_version and timestamp over a poll's
+    columns: the event times and the distinct model ids if all pass, else None.
+    Raises TypeError for an unhashable model id or version."""
+    distinct_versions = set(versions)
+    distinct_models = set(model_ids)
     if (set(map(type, event_ids)) != {str} or min(map(len, event_ids)) == 0
             or max(map(len, event_ids)) > MAX_EVENT_ID_CHARS):
         return None
@@ -267,22 +302,65 @@ def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | No
     if not _keys_match(list(map(_KEY, messages)), model_ids, distinct_models):
         return None
     times = _fast_timestamps(written)
-    if times is None:
+    return None if times is None else (times, distinct_models)
+
+
+def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
+    """A poll of predictions read by ``_speedups`` into columns, checked as ``_decode_fast`` checks
+    orjson's: the same batches, except that a feature column holding only floats and nulls
+    is a read-only float64 array, NaN for null (``records.column_values`` lists it again).
+    None where the reader or a check has a doubt."""
+    parsed = _speedups.predictions(list(map(_VALUE, messages)))
+    if parsed is None:
         return None
-    if predictions:
-        columns = _fast_prediction_columns(events, features, outputs)
-    else:
-        columns = _fast_feedback_columns(events, labels)
-    if columns is None:
+    event_ids, model_ids, versions, written, outputs, scores, class_scores, segments, names, block, lists = parsed
+    header = _fast_header(messages, event_ids, model_ids, versions, written)
+    if header is None:
         return None
-    partitions = list(map(_PARTITION, messages))
-    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, columns[2])
-    build = _fast_prediction_batch if predictions else _fast_feedback_batch
-    try:
-        return [build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
-                for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)]
+    times, distinct_models = header
+    n = len(messages)
+    scores = np.full(n, _NAN) if scores is None else np.frombuffer(scores, np.float64)
+    if ((scores < 0) | (scores > 1)).any():
+        return None
+    if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
+        return None
+    try:  # rare fields: the reference checks, value by value, on the events that have them
+        class_scores = [None] * n if class_scores is None else [
+            None if d is None else _class_scores({"scores": d}) for d in class_scores]
+        segments = [None] * n if segments is None else [
+            None if d is None else _segment({"segment": d}) for d in segments]
     except _Invalid:
         return None
+    block = np.frombuffer(block, np.float64).reshape(len(names), n)
+    columns = (names, block, lists, outputs, class_scores, segments)
+    partitions = list(map(_PARTITION, messages))
+    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, scores)
+    return [_parsed_prediction_batch(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
+            for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)]
+
+
+def _parsed_prediction_batch(model_id: str, partition: int, rows, n: int, arrays: tuple, event_ids: list,
+                             versions: list, written: list, columns: tuple) -> PredictionBatch:
+    names, block, lists, outputs, class_scores, segments = columns
+    offsets, times, scores = arrays
+    take = _taker(rows, n)
+    if len(rows) < n:
+        block = block[:, rows]  # one copy of the group's rows of every float column
+    features = {}
+    numeric = []
+    for i, (name, values) in enumerate(zip(names, lists)):
+        if values is None:
+            features[name] = block[i]
+            numeric.append(name)
+        else:
+            values = features[name] = take(values)
+            if set(map(type, values)) <= _NUMERIC_VALUE:
+                numeric.append(name)
+    return PredictionBatch(
+        model_id=model_id, partition=partition, offsets=offsets, event_ids=take(event_ids),
+        model_versions=take(versions), timestamps=times, timestamp_values=take(written),
+        features=features, predictions=take(outputs), scores=scores,
+        class_scores=take(class_scores), segments=take(segments), numeric_features=frozenset(numeric))
 
 
 def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[str], arrays: tuple) -> list[tuple]:

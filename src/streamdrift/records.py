@@ -4,7 +4,9 @@ One batch holds the events of one model from one input topic partition, in
 offset order. Columns are aligned: row ``i`` of every column is the ``i``-th
 event. Feature values stay as the JSON gave them (number, string, bool or
 ``None`` when absent) in one Python list per feature; the monitor turns each
-column into a numpy array once it knows the feature's type.
+column into a numpy array once it knows the feature's type. A column that held
+only floats and nulls may come as a read-only float64 array instead, NaN for
+null (JSON cannot write a NaN, so nothing is lost): `column_values` is its list.
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def column_values(values: list | np.ndarray) -> list:
+    """A feature column as a list: an array column's floats, None where NaN.
+
+    >>> column_values(np.array([1.5, np.nan]))
+    [1.5, None]
+    """
+    if type(values) is list:
+        return values
+    return [None if v != v else v for v in values.tolist()]
 
 
 @dataclass(slots=True)
@@ -43,7 +56,7 @@ class PredictionBatch:
     model_versions: list[str | None]
     timestamps: np.ndarray  # float64, event time in epoch seconds
     timestamp_values: list  # the timestamps as the events wrote them (RFC 3339 string or number)
-    features: dict[str, list]  # name -> values (None where the event lacks it)
+    features: dict[str, list | np.ndarray]  # name -> values (None where the event lacks it), see column_values
     predictions: list  # class (str | int | bool) or value (float)
     scores: np.ndarray  # float64, NaN where absent
     class_scores: list[dict[str, float] | None]

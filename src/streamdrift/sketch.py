@@ -45,6 +45,7 @@ from operator import is_, itemgetter
 import numpy as np
 import orjson
 
+from streamdrift.records import column_values
 from streamdrift.stats import column_stats, layout
 
 NUMERIC = "numeric"
@@ -58,6 +59,10 @@ _NO_BOOLS, _NO_INDICES, _NO_UINTS8 = np.zeros(0, bool), np.zeros(0, np.intp), np
 for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8):
     _empty.flags.writeable = False
 _NO_INDEX: dict[str, int] = {}
+
+
+def _is_array(values: list | np.ndarray) -> bool:
+    return type(values) is np.ndarray
 
 
 def infer_kind(values: list) -> str:
@@ -419,7 +424,7 @@ class StreamSketch:
             column = self.warmup.get(name)
             if column is None:  # a column first seen now was absent from the earlier rows
                 column = self.warmup[name] = [None] * self.warmup_rows
-            column.extend(values[:take])
+            column.extend(column_values(values[:take]))
         self.warmup_rows += take
         for column in self.warmup.values():
             column.extend([None] * (self.warmup_rows - len(column)))
@@ -517,11 +522,19 @@ class StreamSketch:
         per_column = shape.categorical if self.vectorised else range(len(self.columns))
         if len(self._numeric) and self.vectorised:
             block = shape.numeric_of(values)
-            if ((numeric is not None and numeric.issuperset(shape.numeric_of(self._names)))
+            arrays = list(map(_is_array, block))
+            if all(arrays):  # floats and NaN already (decode's C reader)
+                x = np.array(block)
+            elif ((numeric is not None and numeric.issuperset(shape.numeric_of(self._names)))
                     or set(map(type, chain.from_iterable(block))) <= _NUMBER_TYPES):
                 # numbers or None (NaN): packed until a batch has a None; a sketch that saw one is
                 # likely to see more, and a pack that fails only adds to fromiter's cost
+                if any(arrays):
+                    block = [v.tolist() if a else v for v, a in zip(block, arrays)]
                 x, self._pack_numbers = _block(block, rows, np.float64, self._pack_numbers)
+            else:
+                x = None
+            if x is not None:
                 # summed over the outer axis: numpy adds whole rows, not 10 booleans at a time
                 reached = x[None] >= self._thresholds
                 # np.add.reduce: what the sum method calls, without its Python layer
@@ -531,6 +544,9 @@ class StreamSketch:
                 out[shape.numeric_rows] = idx
             else:
                 per_column = range(len(self.columns))
+        for i in per_column:  # binned one by one, or by category: as lists
+            if type(values[i]) is not list:
+                values[i] = column_values(values[i])
         if self.vectorised and per_column and len(per_column) < len(self.columns):
             per_column = self._bin_categories(values, per_column, out, rows)
         for i in per_column:
