@@ -532,16 +532,19 @@ def _mutated(rng: np.random.Generator, value: bytes) -> bytes:
     return value[:end] + value[at:end] + value[end:]  # a run repeated
 
 
+@pytest.mark.parametrize("kind", ["prediction", "feedback"])
 @pytest.mark.parametrize("seed", range(4))
-def test_fast_paths_agree_on_randomly_damaged_messages(seed: int) -> None:
-    """Seeded random edits of a good prediction among good neighbours: whatever the damage, the
+def test_fast_paths_agree_on_randomly_damaged_messages(seed: int, kind: str) -> None:
+    """Seeded random edits of a good event among good neighbours: whatever the damage, the
     poll's batches and rejections are those of the message-by-message reference."""
     rng = np.random.default_rng(seed)
     for _ in range(300):
-        # the neighbours' feature names, so that the C reader reads the poll unless the damage stops it
-        event = {**PREDICTION, "features": {"x": float(rng.normal()), "c": "ab", "n": None},
-                 "segment": {"region": "eu"}, "scores": {"0": 0.25, "1": 0.75}}
+        if kind == "prediction":  # the neighbours' feature names: the C reader reads it unless damaged
+            event = {**PREDICTION, "features": {"x": float(rng.normal()), "c": "ab", "n": None},
+                     "segment": {"region": "eu"}, "scores": {"0": 0.25, "1": 0.75}}
+        else:
+            event = {**FEEDBACK, "prediction": "b", "score": float(rng.random()), "model_version": "v2"}
         raw = orjson.dumps(event)
         for _ in range(int(rng.integers(1, 4))):
             raw = _mutated(rng, raw) or raw
-        _agree("prediction", _poll("prediction", raw))
+        _agree(kind, _poll(kind, raw))

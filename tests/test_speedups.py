@@ -1,4 +1,4 @@
-"""decode's C reader of prediction polls (``streamdrift._speedups``): it reads what it takes
+"""decode's C reader of prediction and feedback polls (``streamdrift._speedups``): it reads what it takes
 exactly as orjson does, leaves what it doubts to orjson, and the monitors end in the same state
 either way. (tests/test_contracts.py runs every contract test with and without it.)"""
 
@@ -155,5 +155,27 @@ def test_monitors_end_in_the_same_state_with_or_without_the_reader(speedups, mon
 
 def test_the_reader_takes_the_usual_poll(speedups) -> None:
     """What the benchmark and the demo send is read in C, not handed back."""
-    messages = [m for m in demo_messages(2_000) if m.topic == PRED]
-    assert decode._decode_parsed(messages) is not None
+    messages = demo_messages(2_000)
+    assert decode._decode_parsed([m for m in messages if m.topic == PRED]) is not None
+    assert decode._decode_parsed_feedback([m for m in messages if m.topic == FB]) is not None
+
+
+def _label(extra: bytes = b"") -> bytes:
+    return b'{"event_id":"e","model_id":"m","timestamp":1700000000,"label":1' + extra + b"}"
+
+
+def test_feedback_reads_labels_carried_predictions_and_scores(speedups) -> None:
+    parsed = speedups.feedback([_label(), _label(b',"prediction":"a","score":0.25,"features":{"x":[1]}')])
+    event_ids, model_ids, versions, written, labels, carried, scores = parsed
+    assert (labels, carried, versions, written) == ([1, 1], [None, "a"], [None, None], [1700000000] * 2)
+    assert np.frombuffer(scores, np.float64).tolist()[1] == 0.25
+    assert speedups.feedback([_label(), _label()])[5:] == (None, None)
+
+
+@pytest.mark.parametrize("doubt", [
+    b'{"event_id":"e","model_id":"m","timestamp":1}', _label(b',"prediction":null'), _label(b',"label":2'),
+    _label(b',"score":"0.5"'), _label().replace(b'"label":1', b'"label":{}'), _label(b',"x":"\\u0041"'),
+])
+def test_feedback_doubts_are_left_to_orjson(speedups, doubt: bytes) -> None:
+    assert speedups.feedback([_label(), _label()]) is not None
+    assert speedups.feedback([_label(), doubt]) is None

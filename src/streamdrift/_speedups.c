@@ -1,4 +1,4 @@
-/* streamdrift._speedups: a poll of prediction messages parsed straight into columns.
+/* streamdrift._speedups: a poll of prediction (or feedback) messages parsed straight into columns.
  *
  * An accelerator, never the only way: decode.py runs without it, and whatever
  * this module is not sure of it hands back (returns None) for orjson and the
@@ -546,14 +546,16 @@ static int feature_names(const unsigned char *s, Py_ssize_t n, Features *f) {
 /* -------------------------------------------------------------- the event */
 
 enum { F_EVENT_ID = 1, F_MODEL_ID = 2, F_VERSION = 4, F_TIMESTAMP = 8, F_FEATURES = 16,
-       F_PREDICTION = 32, F_SCORE = 64, F_SCORES = 128, F_SEGMENT = 256 };
+       F_PREDICTION = 32, F_SCORE = 64, F_SCORES = 128, F_SEGMENT = 256, F_LABEL = 512 };
 #define REQUIRED (F_EVENT_ID | F_MODEL_ID | F_TIMESTAMP | F_FEATURES | F_PREDICTION)
+#define REQUIRED_FEEDBACK (F_EVENT_ID | F_MODEL_ID | F_TIMESTAMP | F_LABEL)
 
 typedef struct {
-    PyObject *event_ids, *model_ids, *versions, *written, *outputs, *class_scores, *segments;
+    int feedback; /* a poll of the feedback topic: labels, and a prediction only if carried */
+    PyObject *event_ids, *model_ids, *versions, *written, *outputs, *class_scores, *segments, *labels;
     double *scores;
     int any_score;
-    StringCache model_cache, version_cache, output_cache;
+    StringCache model_cache, version_cache, output_cache, label_cache;
     Features f;
 } Poll;
 
@@ -610,12 +612,16 @@ static int event(Poll *poll, const unsigned char *s, Py_ssize_t n, Py_ssize_t ro
             skip_ws(c);
             ok = c->p < c->end && *c->p != 't' && *c->p != 'f' && *c->p != 'n'
                  && set_row(poll->written, row, scalar(c, NULL, 0));
-        } else if (field(k, kn, "features")) {
+        } else if (field(k, kn, "features") && !poll->feedback) {
             flag = F_FEATURES;
             ok = features(c, &poll->f, row);
         } else if (field(k, kn, "prediction")) {
             flag = F_PREDICTION;
+            if (poll->outputs == NULL && (poll->outputs = nones(poll->f.n)) == NULL) return 0;
             ok = set_row(poll->outputs, row, scalar(c, &poll->output_cache, 0));
+        } else if (field(k, kn, "label") && poll->feedback) {
+            flag = F_LABEL;
+            ok = set_row(poll->labels, row, scalar(c, &poll->label_cache, 0));
         } else if (field(k, kn, "score")) {
             flag = F_SCORE;
             skip_ws(c);
@@ -623,7 +629,7 @@ static int event(Poll *poll, const unsigned char *s, Py_ssize_t n, Py_ssize_t ro
             ok = c->p < c->end && (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && scan_number(c, &num);
             if (ok) poll->scores[row] = num.is_int ? (double)num.integer : num.real;
             poll->any_score = 1;
-        } else if (field(k, kn, "scores") || field(k, kn, "segment")) {
+        } else if ((field(k, kn, "scores") || field(k, kn, "segment")) && !poll->feedback) {
             int scores = kn == 6;
             flag = scores ? F_SCORES : F_SEGMENT;
             PyObject **list = scores ? &poll->class_scores : &poll->segments;
@@ -639,7 +645,8 @@ static int event(Poll *poll, const unsigned char *s, Py_ssize_t n, Py_ssize_t ro
         return 0;
     }
     skip_ws(c);
-    return c->p == c->end && (seen & REQUIRED) == REQUIRED;
+    int required = poll->feedback ? REQUIRED_FEEDBACK : REQUIRED;
+    return c->p == c->end && (seen & required) == required;
 }
 
 static void poll_clear(Poll *poll) {
@@ -650,6 +657,8 @@ static void poll_clear(Poll *poll) {
     Py_CLEAR(poll->outputs);
     Py_CLEAR(poll->class_scores);
     Py_CLEAR(poll->segments);
+    Py_CLEAR(poll->labels);
+    cache_clear(&poll->label_cache);
     cache_clear(&poll->model_cache);
     cache_clear(&poll->version_cache);
     cache_clear(&poll->output_cache);
@@ -759,8 +768,61 @@ error:
     return NULL;
 }
 
+PyDoc_STRVAR(feedback_doc,
+"feedback(values, /)\n--\n\n"
+"A poll of feedback message values (a list of bytes) as columns, or None as for predictions().\n\n"
+"Returns ``(event_ids, model_ids, versions, written, labels, carried, scores)``: lists of n\n"
+"values each, ``carried`` the predictions the events carry (None where absent) or None when no\n"
+"value has one, ``scores`` the bytes of n doubles (NaN where absent) or None when none has one.");
+
+static PyObject *feedback(PyObject *module, PyObject *values) {
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "feedback() takes a list of bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (n == 0) Py_RETURN_NONE;
+    Poll poll;
+    memset(&poll, 0, sizeof poll);
+    poll.feedback = 1;
+    poll.f.n = n;
+    PyObject *result = NULL;
+    if (!(poll.event_ids = nones(n)) || !(poll.model_ids = nones(n)) || !(poll.versions = nones(n))
+        || !(poll.written = nones(n)) || !(poll.labels = nones(n)))
+        goto error;
+    poll.scores = PyMem_Malloc((size_t)n * sizeof(double));
+    if (poll.scores == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t r = 0; r < n; r++) poll.scores[r] = NAN;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        PyObject *value = PyList_GET_ITEM(values, row);
+        if (!PyBytes_CheckExact(value)) goto unsure;
+        if (!event(&poll, (const unsigned char *)PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), row))
+            goto unsure;
+    }
+    {
+        PyObject *scores = poll.any_score ? PyBytes_FromStringAndSize((const char *)poll.scores,
+                                                                      (Py_ssize_t)(n * sizeof(double)))
+                                          : (Py_INCREF(Py_None), Py_None);
+        if (scores == NULL) goto error;
+        result = Py_BuildValue("(OOOOOON)", poll.event_ids, poll.model_ids, poll.versions, poll.written,
+                               poll.labels, poll.outputs ? poll.outputs : Py_None, scores);
+    }
+    poll_clear(&poll);
+    return result;
+unsure:
+    poll_clear(&poll);
+    Py_RETURN_NONE;
+error:
+    poll_clear(&poll);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
+    {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
     {NULL, NULL, 0, NULL},
 };
 
