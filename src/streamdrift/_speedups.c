@@ -101,11 +101,21 @@ static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
 /* A string at the cursor (which must be at its opening quote): its bytes between the quotes,
  * and whether it holds an escape. No \u escape (a lone surrogate is orjson's to refuse), no
  * control character. */
+/* The bytes that end a run of plain string bytes: the quote, the backslash, control characters. */
+static unsigned char STRING_STOP[256];
+
+static void init_tables(void) {
+    for (int ch = 0; ch < 0x20; ch++) STRING_STOP[ch] = 1;
+    STRING_STOP['"'] = STRING_STOP['\\'] = 1;
+}
+
 static int scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *len, int *escaped) {
     if (c->p >= c->end || *c->p != '"') return 0;
     const unsigned char *s = ++c->p;
     *escaped = 0;
     while (c->p < c->end) {
+        while (c->p < c->end && !STRING_STOP[*c->p]) c->p++; /* one lookup a byte */
+        if (c->p >= c->end) return 0;
         unsigned char ch = *c->p;
         if (ch == '"') {
             *start = s;
@@ -423,6 +433,7 @@ typedef struct {
 typedef struct {
     Py_ssize_t n;        /* rows in the poll */
     Py_ssize_t k;        /* columns: the first message's features */
+    Py_ssize_t capacity; /* of columns: grown as names come, up to MAX_COLUMNS */
     Column *columns;
     double *block;       /* k rows of n: column-major by feature */
 } Features;
@@ -507,6 +518,17 @@ static int features(Cursor *c, Features *f, Py_ssize_t row) {
     return i == f->k;
 }
 
+static int grow(Features *f) {
+    if (f->capacity >= MAX_COLUMNS) return 0;
+    Py_ssize_t capacity = f->capacity * 2 < MAX_COLUMNS ? f->capacity * 2 : MAX_COLUMNS;
+    Column *columns = PyMem_Realloc(f->columns, (size_t)capacity * sizeof(Column));
+    if (columns == NULL) return 0; /* unsure: the orjson path meets the same shortage, and says so */
+    memset(columns + f->capacity, 0, (size_t)(capacity - f->capacity) * sizeof(Column));
+    f->columns = columns;
+    f->capacity = capacity;
+    return 1;
+}
+
 /* The feature names of the first message (which ``event`` then reads as any other): no name
  * twice (orjson would keep one), at most MAX_COLUMNS. */
 static int feature_names(const unsigned char *s, Py_ssize_t n, Features *f) {
@@ -526,7 +548,7 @@ static int feature_names(const unsigned char *s, Py_ssize_t n, Features *f) {
             for (;;) {
                 skip_ws(c);
                 if (!scan_string(c, &k, &kn, &esc) || esc || !take(c, ':')) return 0;
-                if (f->k == MAX_COLUMNS) return 0;
+                if (f->k == f->capacity && !grow(f)) return 0;
                 for (Py_ssize_t j = 0; j < f->k; j++)
                     if (f->columns[j].name_len == kn && !memcmp(f->columns[j].name, k, (size_t)kn)) return 0;
                 f->columns[f->k].name = k;
@@ -701,7 +723,8 @@ static PyObject *predictions(PyObject *module, PyObject *values) {
         || !(poll.written = nones(n)) || !(poll.outputs = nones(n)))
         goto error;
     poll.scores = PyMem_Malloc((size_t)n * sizeof(double));
-    poll.f.columns = PyMem_Calloc(MAX_COLUMNS, sizeof(Column));
+    poll.f.capacity = 32;
+    poll.f.columns = PyMem_Calloc((size_t)poll.f.capacity, sizeof(Column));
     if (poll.scores == NULL || poll.f.columns == NULL) {
         PyErr_NoMemory();
         goto error;
@@ -832,4 +855,7 @@ static struct PyModuleDef module = {
     -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}
