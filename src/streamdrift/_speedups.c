@@ -695,6 +695,29 @@ static void poll_clear(Poll *poll) {
     PyMem_Free(poll->scores);
 }
 
+/* The columns of a poll of n values, each row None (NaN for scores) until read; 0 with an exception
+ * set when memory runs out (poll_clear releases what was made either way). */
+static int poll_start(Poll *poll, Py_ssize_t n, int feedback) {
+    memset(poll, 0, sizeof *poll);
+    poll->feedback = feedback;
+    poll->f.n = n;
+    if (!(poll->event_ids = nones(n)) || !(poll->model_ids = nones(n)) || !(poll->versions = nones(n))
+        || !(poll->written = nones(n)))
+        return 0;
+    if (feedback ? !(poll->labels = nones(n)) : !(poll->outputs = nones(n))) return 0;
+    poll->scores = PyMem_Malloc((size_t)n * sizeof(double));
+    if (!feedback) {
+        poll->f.capacity = 32;
+        poll->f.columns = PyMem_Calloc((size_t)poll->f.capacity, sizeof(Column));
+    }
+    if (poll->scores == NULL || (!feedback && poll->f.columns == NULL)) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t r = 0; r < n; r++) poll->scores[r] = NAN;
+    return 1;
+}
+
 PyDoc_STRVAR(predictions_doc,
 "predictions(values, /)\n--\n\n"
 "A poll of prediction message values (a list of bytes) as columns, or None when any value is\n"
@@ -716,20 +739,8 @@ static PyObject *predictions(PyObject *module, PyObject *values) {
     Py_ssize_t n = PyList_GET_SIZE(values);
     if (n == 0) Py_RETURN_NONE;
     Poll poll;
-    memset(&poll, 0, sizeof poll);
-    poll.f.n = n;
     PyObject *result = NULL;
-    if (!(poll.event_ids = nones(n)) || !(poll.model_ids = nones(n)) || !(poll.versions = nones(n))
-        || !(poll.written = nones(n)) || !(poll.outputs = nones(n)))
-        goto error;
-    poll.scores = PyMem_Malloc((size_t)n * sizeof(double));
-    poll.f.capacity = 32;
-    poll.f.columns = PyMem_Calloc((size_t)poll.f.capacity, sizeof(Column));
-    if (poll.scores == NULL || poll.f.columns == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    for (Py_ssize_t r = 0; r < n; r++) poll.scores[r] = NAN;
+    if (!poll_start(&poll, n, 0)) goto error;
     for (Py_ssize_t row = 0; row < n; row++) {
         PyObject *value = PyList_GET_ITEM(values, row);
         if (!PyBytes_CheckExact(value)) goto unsure;
@@ -806,19 +817,8 @@ static PyObject *feedback(PyObject *module, PyObject *values) {
     Py_ssize_t n = PyList_GET_SIZE(values);
     if (n == 0) Py_RETURN_NONE;
     Poll poll;
-    memset(&poll, 0, sizeof poll);
-    poll.feedback = 1;
-    poll.f.n = n;
     PyObject *result = NULL;
-    if (!(poll.event_ids = nones(n)) || !(poll.model_ids = nones(n)) || !(poll.versions = nones(n))
-        || !(poll.written = nones(n)) || !(poll.labels = nones(n)))
-        goto error;
-    poll.scores = PyMem_Malloc((size_t)n * sizeof(double));
-    if (poll.scores == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    for (Py_ssize_t r = 0; r < n; r++) poll.scores[r] = NAN;
+    if (!poll_start(&poll, n, 1)) goto error;
     for (Py_ssize_t row = 0; row < n; row++) {
         PyObject *value = PyList_GET_ITEM(values, row);
         if (!PyBytes_CheckExact(value)) goto unsure;

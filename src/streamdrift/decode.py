@@ -314,14 +314,10 @@ def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, outputs, scores, class_scores, segments, names, block, lists = parsed
-    header = _fast_header(messages, event_ids, model_ids, versions, written)
-    if header is None:
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores)
+    if head is None:
         return None
-    times, distinct_models = header
     n = len(messages)
-    scores = np.full(n, _NAN) if scores is None else np.frombuffer(scores, np.float64)
-    if ((scores < 0) | (scores > 1)).any():
-        return None
     if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
         return None
     try:  # rare fields: the reference checks, value by value, on the events that have them
@@ -333,10 +329,7 @@ def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
         return None
     block = np.frombuffer(block, np.float64).reshape(len(names), n)
     columns = (names, block, lists, outputs, class_scores, segments)
-    partitions = list(map(_PARTITION, messages))
-    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, scores)
-    return [_parsed_prediction_batch(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
-            for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)]
+    return _parsed_batches(_parsed_prediction_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
 def _decode_parsed_feedback(messages: Sequence[RawMessage]) -> list | None:
@@ -346,18 +339,32 @@ def _decode_parsed_feedback(messages: Sequence[RawMessage]) -> list | None:
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, labels, carried, scores = parsed
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores)
+    if head is None:
+        return None
+    columns = (labels, [None] * len(messages) if carried is None else carried, head[2])
+    return _parsed_batches(_fast_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
+
+
+def _parsed_head(messages: Sequence[RawMessage], event_ids: list, model_ids: list, versions: list, written: list,
+                 scores: bytes | None) -> tuple | None:
+    """The checks both kinds of parsed poll share: ``(times, distinct model ids, scores)``, or None."""
     header = _fast_header(messages, event_ids, model_ids, versions, written)
     if header is None:
         return None
-    times, distinct_models = header
-    n = len(messages)
-    scores = np.full(n, _NAN) if scores is None else np.frombuffer(scores, np.float64)
+    scores = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
     if ((scores < 0) | (scores > 1)).any():
         return None
-    columns = (labels, [None] * n if carried is None else carried, scores)
+    return (*header, scores)
+
+
+def _parsed_batches(build, messages: Sequence[RawMessage], head: tuple, event_ids: list, model_ids: list,
+                    versions: list, written: list, columns: tuple) -> list:
+    times, distinct_models, scores = head
+    n = len(messages)
     partitions = list(map(_PARTITION, messages))
     arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, scores)
-    return [_fast_feedback_batch(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
+    return [build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
             for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)]
 
 
