@@ -55,8 +55,9 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     assert 0 < result["worker_checkpoint_10_pause_s"] < result["worker_checkpoint_10_duration_s"]
     assert result["worker_checkpoint_10_writer_private_bytes"] > 0
 
-    # the in-process split: decode + monitors add up, and decoding costs at least the parse inside it
+    # the in-process split: decode + monitors add up
     split = result["inprocess_decode_us_per_event"] + result["inprocess_monitor_us_per_event"]
     assert 1e6 / result["inprocess_events_per_s"] == pytest.approx(split, rel=0.01)
-    assert result["inprocess_decode_us_per_event"] > result["inprocess_parse_us_per_event"] > 0
+    # decoding may now cost less than orjson.loads alone (the C reader does not build the dicts)
+    assert result["inprocess_decode_us_per_event"] > 0 and result["inprocess_parse_us_per_event"] > 0
     assert result["inprocess_baseline_us_per_event"] > result["inprocess_parse_us_per_event"]
