@@ -133,7 +133,6 @@ static int scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *len, 
             c->p += 2;
             continue;
         }
-        c->p++;
     }
     return 0;
 }
