@@ -79,18 +79,20 @@ class ModelMonitor:
     """
 
     def __init__(self, model_id: str, settings: MonitorSettings, model: ModelSettings | None = None,
-                 profile: dict | None = None):
+                 profile: dict | None = None, state: dict | None = None):
         self.model_id = model_id
         self.settings = settings
         self.model = model or ModelSettings()
         self.profile = profile
-        self._reset()
+        self._reset(state)
 
-    def _sketch(self, max_columns: int) -> StreamSketch:
+    def _sketch(self, max_columns: int, state: dict | None) -> StreamSketch:
         s = self.settings
-        return StreamSketch(s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns)
+        return StreamSketch(s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns,
+                            state)
 
-    def _reset(self) -> None:
+    def _reset(self, state: dict | None = None) -> None:
+        """A fresh monitor; its sketches restored from ``state`` if given (``from_state`` loads the rest)."""
         s = self.settings
         self.predictions_total = 0
         self.feedback_total = 0
@@ -103,9 +105,9 @@ class ModelMonitor:
         self.drift_events: dict[str, int] = {}
         self.last_drift: dict | None = None  # kind, alert_id, detected_at of the latest drift event
         self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
-        self.features = self._sketch(s.max_features)
-        self.outputs = self._sketch(2)
-        self.labels = self._sketch(1)
+        self.features = self._sketch(s.max_features, state and state["features"])
+        self.outputs = self._sketch(2, state and state["outputs"])
+        self.labels = self._sketch(1, state and state["labels"])
         self.concept = make_detector(s.concept_detector, s.false_alarm_run_length * FAMILIES, s.concept_ratio,
                                      s.concept_warmup, s.concept_history)
         self.policy = AlertPolicy(s.cooldown_events)
@@ -118,7 +120,7 @@ class ModelMonitor:
                          if self.model.segment_attributes else None)
         self.degradation = self._degradation_test()
         self._report_json = b"{}"  # the latest window's performance report, encoded (see performance_report)
-        if self.profile is not None:
+        if self.profile is not None and state is None:
             for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
                 if self.profile[part]:
                     sketch.set_reference(reference.columns(self.profile, part))
@@ -446,15 +448,12 @@ class ModelMonitor:
     @classmethod
     def from_state(cls, model_id: str, settings: MonitorSettings, state: dict, model: ModelSettings | None = None,
                    profile: dict | None = None) -> "ModelMonitor":
-        monitor = cls(model_id, settings, model, profile)
+        monitor = cls(model_id, settings, model, profile, state)
         for key in ("predictions_total", "feedback_total", "labelled_total", "errors_total", "last_version",
                     "last_event_time", "schedule_from", "last_drift"):
             setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
-        monitor.features.load_state(state["features"])
-        monitor.outputs.load_state(state["outputs"])
-        monitor.labels.load_state(state["labels"])
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
         monitor.task = state["task"]

@@ -348,14 +348,17 @@ class StreamSketch:
     _pack_numbers = True  # a cache, not state: False once a batch's numeric columns held a None (see _bin)
 
     def __init__(self, reference_size: int, window_size: int, subwindows: int, bins: int,
-                 max_categories: int, max_columns: int):
+                 max_categories: int, max_columns: int, state: dict | None = None):
         self.reference_size = reference_size
         self.window_size = window_size
         self.subwindows = subwindows
         self.bins = bins
         self.max_categories = max_categories
         self.max_columns = max_columns
-        self._reset()
+        if state is None:
+            self._reset()
+        else:  # restored: not made fresh first
+            self.load_state(state)
 
     def _reset(self) -> None:
         self.rows = 0
@@ -449,6 +452,7 @@ class StreamSketch:
         ``edges`` and ``ref``: the columns' edges and reference counts already
         side by side in column order (a snapshot has them so): used as they are.
         """
+        self.__dict__.pop("_restored", None)  # the layout of load_state, if not made yet: replaced
         self.columns = columns
         self._layout: orjson.Fragment | None = None
         if not columns:  # a fresh sketch: nothing to lay out (10,000 restored models make 30,000 of these)
@@ -639,36 +643,64 @@ class StreamSketch:
         """Names, kinds, categories and edge counts of the columns: fixed once the reference is,
         so encoded once (a checkpoint of 10,000 models would otherwise rebuild them every time)."""
         if self._layout is None:
-            columns = self.columns
-            encoded = orjson.dumps({
-                "names": [c.name for c in columns], "kinds": [c.kind for c in columns],
-                "categories": [c.categories for c in columns], "edge_counts": [c.n_edges for c in columns],
-            }, option=orjson.OPT_SORT_KEYS)
+            layout = self.__dict__.get("_restored")  # as loaded, if the columns are not made yet
+            if layout is None:
+                columns = self.columns
+                layout = {"names": [c.name for c in columns], "kinds": [c.kind for c in columns],
+                          "categories": [c.categories for c in columns], "edge_counts": [c.n_edges for c in columns]}
             # a copy: orjson's own result keeps its whole 4-8 KiB output buffer allocated
-            self._layout = orjson.Fragment(bytes(memoryview(encoded)))
+            self._layout = orjson.Fragment(bytes(memoryview(orjson.dumps(layout, option=orjson.OPT_SORT_KEYS))))
         return self._layout
 
     def load_state(self, state: dict) -> None:
-        """Restore ``state()`` (its arrays, or lists of the same numbers)."""
+        """Restore ``state()`` (its arrays, or lists of the same numbers).
+
+        The columns and what the bin layout derives from them are made when first used
+        (``__getattr__``), not here: a worker restoring 10,000 models is ready sooner, and a
+        model without events after the restart never makes them. ``state()`` needs none of it.
+        """
         self.rows = state["rows"]
         self.warmup = state["warmup"]
         self.warmup_rows = state["warmup_rows"]
         c = {**state["columns"]["layout"], **state["columns"]}
-        edges = np.array(c["edges"], dtype=np.float64)  # copies: never a view of the snapshot's bytes
-        ref = np.array(c["ref_counts"], dtype=np.int32)
-        # models often share feature names: one string for all of them; one kind string for every column
-        columns = [Column.shared(sys.intern(name), NUMERIC if kind == NUMERIC else CATEGORICAL, categories, n_edges)
-                   for name, kind, categories, n_edges in zip(c["names"], c["kinds"], c["categories"],
-                                                              c["edge_counts"])]
-        self._set_columns(columns, edges, ref)
+        if "columns" in self.__dict__:  # made: forgotten, to be made again from the state's layout
+            for name in _DERIVED:
+                self.__dict__.pop(name, None)
+        # models often share feature names: one string for all of them
+        names = list(map(sys.intern, c["names"]))
+        self._layout = None
+        self._edges = np.array(c["edges"], dtype=np.float64)  # copies: never a view of the snapshot's bytes
+        ref = np.array(c["ref_counts"])
+        self._ref_stored = ref.astype(count_dtype(int(ref.max(initial=0)), unsigned=True), copy=False)
+        self._restored = {"names": names, "kinds": c["kinds"], "categories": c["categories"],
+                          "edge_counts": c["edge_counts"]}
         self.untracked_columns = state["untracked_columns"]
         self.type_mismatches = dict(state["type_mismatches"])
-        width = int(self._sizes.sum())
         self.ring = np.array(state["ring"], dtype=count_dtype(self.slot_size, unsigned=True)).reshape(
-            self.subwindows, width)
+            self.subwindows, -1)
         self.slot_rows = np.array(state["slot_rows"], dtype=np.int64)
         self.slot_offsets = np.array(state["slot_offsets"], dtype=np.int64).reshape(self.subwindows, 2)
         self.slot_times = np.array(state["slot_times"], dtype=np.float64).reshape(self.subwindows, 2)
         self.slot = state["slot"]
         self.slots_filled = state["slots_filled"]
-        self.last_scores = dict(zip([column.name for column in columns], map(float, state["last_scores"])))
+        self.last_scores = dict(zip(names, map(float, state["last_scores"])))
+
+    def __getattr__(self, name: str):
+        """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when
+        ``name`` is not set, which after ``load_state`` means "not made yet"."""
+        restored = self.__dict__.get("_restored")
+        if restored is None or name not in _DERIVED:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # one kind string for every column
+        columns = [Column.shared(column, NUMERIC if kind == NUMERIC else CATEGORICAL, categories, n_edges)
+                   for column, kind, categories, n_edges in zip(restored["names"], restored["kinds"],
+                                                              restored["categories"], restored["edge_counts"])]
+        layout, stored = self._layout, self._ref_stored
+        self._set_columns(columns, self._edges, stored)
+        self._layout, self._ref_stored = layout, stored  # the same values: kept, not made again
+        return getattr(self, name)
+
+
+# what StreamSketch._set_columns derives from the columns: not state, made again on load (when first used)
+_DERIVED = frozenset(("columns", "_shape", "_sizes", "_starts", "_ordered", "_value_mask", "_below_at", "_above_at",
+                      "_numeric", "_missing_bin", "_names", "_ref", "_ref_n", "_ref_folded", "_thresholds"))

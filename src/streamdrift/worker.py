@@ -206,7 +206,9 @@ class Worker:
                                                                       for tp in assigned}}})
 
     def _restore(self, p: int) -> PartitionState:
+        started = time.perf_counter()
         snapshot = self.store.load(p)
+        loaded = time.perf_counter()
         merge = EpochMerge(self.settings.merge_epoch_ms, (self.topics.predictions, self.topics.feedback),
                            max_buffered=10 * self.settings.batch_size)
         if snapshot is None:
@@ -215,8 +217,9 @@ class Worker:
         if snapshot.merge:
             merge.load_state(snapshot.merge)
         monitors = {m: self.new_monitor(m, st) for m, st in snapshot.models.items()}
-        log.info("snapshot restored", extra={"fields": {"partition": p, "models": len(monitors),
-                                                        "offsets": snapshot.offsets}})
+        log.info("snapshot restored", extra={"fields": {
+            "partition": p, "models": len(monitors), "offsets": snapshot.offsets,
+            "load_s": round(loaded - started, 3), "restore_s": round(time.perf_counter() - loaded, 3)}})
         return PartitionState(p, merge, offsets=dict(snapshot.offsets), monitors=monitors)
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
