@@ -1,6 +1,7 @@
 """decode's C reader of prediction and feedback polls (``streamdrift._speedups``): it reads what it takes
 exactly as orjson does, leaves what it doubts to orjson, and the monitors end in the same state
-either way. (tests/test_contracts.py runs every contract test with and without it.)"""
+either way. (tests/test_contracts.py runs every contract test with and without it.) Also its walk that
+puts a loaded snapshot's arrays in place: the same as snapshot.py's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from streamdrift import decode
+from streamdrift import decode, snapshot
 from streamdrift.records import RawMessage
 from streamdrift.settings import MonitorSettings
 from streams import FB, PRED, demo_messages, run_monitors, state_bytes
@@ -179,3 +180,40 @@ def test_feedback_reads_labels_carried_predictions_and_scores(speedups) -> None:
 def test_feedback_doubts_are_left_to_orjson(speedups, doubt: bytes) -> None:
     assert speedups.feedback([_label(), _label()]) is not None
     assert speedups.feedback([_label(), doubt]) is None
+
+
+# -- snapshots: the arrays of a loaded skeleton ------------------------------------------------------
+
+
+def test_the_snapshot_walk_in_c_replaces_what_the_python_walk_does_in_its_order(speedups) -> None:
+    def tree() -> dict:
+        return {"a": {"$nd": [0, "<i8", [1]]}, "b": {"c": {"$nd": [8, "<i8", [1]]}, "d": [{"$nd": [16]}]},
+                "e": {"$nd": None, "f": {"$nd": [24, "<i8", [1]]}}, "g": "$nd", "h": {"$nd1": [1]}, "i": 3}
+
+    calls: dict[str, list] = {"c": [], "py": []}
+    walked = {}
+    for name, walk in (("c", speedups.arrays), ("py", snapshot._walk)):
+        walked[name] = tree()
+        assert walk(walked[name], "$nd", lambda spec, seen=calls[name]: seen.append(spec) or f"array {spec[0]}") == 3
+    assert walked["c"] == walked["py"] and calls["c"] == calls["py"]
+    assert walked["c"]["b"] == {"c": "array 8", "d": [{"$nd": [16]}]}  # lists are never looked into
+    assert walked["c"]["e"] == {"$nd": None, "f": "array 24"}  # a null marker is a plain key
+
+    def refuse(spec: list) -> None:
+        raise ValueError(f"refused {spec}")
+
+    with pytest.raises(ValueError, match=r"refused \[0, '<i8', \[1\]\]"):
+        speedups.arrays(tree(), "$nd", refuse)
+
+
+def test_snapshots_load_the_same_with_and_without_the_c_walk(speedups, monkeypatch) -> None:
+    monitors, _ = run_monitors(demo_messages(6_000, seed=3, drift_at=1500), 500, MonitorSettings())
+    data = snapshot.dumps({m: mon.state() for m, mon in monitors.items()})
+    with_c = snapshot.loads(data)
+    corrupt = data.replace(b'"<i8"', b'"<i7"', 1)
+    with pytest.raises(KeyError):  # not a dtype a snapshot may hold (decode says: corrupt)
+        snapshot.loads(corrupt)
+    monkeypatch.setattr(snapshot, "_speedups", None)
+    assert snapshot.dumps(snapshot.loads(data)) == snapshot.dumps(with_c) == data
+    with pytest.raises(KeyError):
+        snapshot.loads(corrupt)

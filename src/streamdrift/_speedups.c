@@ -23,6 +23,9 @@
  *
  * Memory: every read is bounded by the end of the buffer; every object made is
  * owned by a list or released before returning.
+ *
+ * Also here: ``arrays``, the walk that puts a loaded snapshot skeleton's arrays
+ * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -842,15 +845,74 @@ error:
     return NULL;
 }
 
+/* -- snapshots: the arrays of a loaded skeleton ----------------------------------------------- */
+
+PyDoc_STRVAR(arrays_doc,
+"arrays(tree, marker, make, /)\n--\n\n"
+"Replace, in the dicts of ``tree`` (a loaded snapshot skeleton: dicts are walked, lists are not),\n"
+"every value that is a dict with a non-null ``marker`` key by ``make(value[marker])``; return\n"
+"how many were replaced. The order is snapshot._walk's; ``make`` checks the placeholder.");
+
+static PyObject *arrays(PyObject *module, PyObject *args) {
+    PyObject *tree, *marker, *make;
+    if (!PyArg_ParseTuple(args, "O!UO:arrays", &PyDict_Type, &tree, &marker, &make)) return NULL;
+    PyObject *stack = PyList_New(0); /* owns the dicts still to walk */
+    if (stack == NULL || PyList_Append(stack, tree) < 0) goto error;
+    Py_ssize_t found = 0;
+    while (PyList_GET_SIZE(stack)) {
+        Py_ssize_t last = PyList_GET_SIZE(stack) - 1;
+        PyObject *node = PyList_GET_ITEM(stack, last);
+        Py_INCREF(node);
+        if (PyList_SetSlice(stack, last, last + 1, NULL) < 0) {
+            Py_DECREF(node);
+            goto error;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        /* replacing the value of a key it is at keeps the iteration valid (the keys stay the same) */
+        while (PyDict_Next(node, &pos, &key, &value)) {
+            if (!PyDict_CheckExact(value)) continue;
+            PyObject *spec = PyDict_GetItemWithError(value, marker); /* borrowed */
+            if (spec == NULL && PyErr_Occurred()) {
+                Py_DECREF(node);
+                goto error;
+            }
+            if (spec == NULL || spec == Py_None) {
+                if (PyList_Append(stack, value) < 0) {
+                    Py_DECREF(node);
+                    goto error;
+                }
+                continue;
+            }
+            PyObject *array = PyObject_CallOneArg(make, spec);
+            if (array == NULL || PyDict_SetItem(node, key, array) < 0) {
+                Py_XDECREF(array);
+                Py_DECREF(node);
+                goto error;
+            }
+            Py_DECREF(array);
+            found++;
+        }
+        Py_DECREF(node);
+    }
+    Py_DECREF(stack);
+    return PyLong_FromSsize_t(found);
+error:
+    Py_XDECREF(stack);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
     {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
+    {"arrays", (PyCFunction)arrays, METH_VARARGS, arrays_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "streamdrift._speedups",
-    "A poll of prediction messages parsed into columns in C (see decode.py, which works without it).",
+    "A poll of prediction messages parsed into columns in C (see decode.py, which works without it); "
+    "the arrays of a snapshot's skeleton put in place (see snapshot.py, likewise).",
     -1, methods,
 };
 
