@@ -54,3 +54,25 @@ def test_performance_metrics_match_an_offline_computation_over_the_same_graded_p
     pending = {(s.labels["model_id"], s.labels["side"]): s.value for s in metrics["streamdrift_join_pending"]}
     assert pending[("churn", "feedback")] == 0  # feedback follows its prediction: it never waits
     assert pending[("churn", "predictions")] == 4000 - len(graded)  # the unlabelled half waits (TTL: 7 days)
+
+
+def test_the_collectors_own_text_is_what_prometheus_client_writes_byte_for_byte():
+    """/metrics writes the per-model series itself (``exposition``, prefixes kept between scrapes):
+    the same bytes as generate_latest over the same families, label values escaped alike."""
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    odd = 'a "quoted"\\back\nslash é'  # a feature name may hold anything a JSON key can
+    summaries = {m: x.summary() for m, x in monitors.items()}
+    s = summaries["churn"]
+    s["feature_scores"][odd] = float("nan")
+    s["quality"][odd] = dict.fromkeys(("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate"),
+                                      float("inf"))
+    s["type_mismatches"][odd] = 3
+    collector = ModelCollector(lambda: summaries, 2)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    expected = generate_latest(registry)
+    assert collector.exposition() == expected
+    s["predictions_total"] += 1  # a second scrape, from the kept prefixes: the new values
+    assert collector.exposition() == generate_latest(registry) != expected
+    parsed = {f.name: f.samples for f in text_string_to_metric_families(collector.exposition().decode())}
+    assert any(x.labels.get("feature") == odd for x in parsed["streamdrift_type_mismatches"])

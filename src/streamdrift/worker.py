@@ -107,8 +107,8 @@ class Worker:
         self.health = Health()
         self.stopping = False
         self._delivery_errors: list[str] = []
-        self.registry = CollectorRegistry()
-        self.registry.register(ModelCollector(self._summaries, settings.metrics_max_models))
+        self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
+        self.model_metrics = ModelCollector(self._summaries, settings.metrics_max_models)
         self.registry.register(_Collector(self._lag))
         reg = self.registry
         self.m_dead = Counter("streamdrift_dead_letters", "Messages routed to the dead-letter topic",
@@ -150,7 +150,8 @@ class Worker:
         self.producer = Producer(kafka.producer_config(s))
         self.consumer = Consumer(kafka.consumer_config(s))
         try:
-            self.http = serve(s.metrics_host, s.metrics_port, self.registry, self.health, self.status)
+            self.http = serve(s.metrics_host, s.metrics_port, self.registry, self.health, self.status,
+                              self.model_metrics)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} ({exc.strerror}); set "
                               "metrics_port (env STREAMDRIFT_METRICS_PORT) to a free port, or 0 for any") from None
