@@ -93,7 +93,11 @@ def resident_per_model(states: list[bytes], n_models: int, settings: MonitorSett
     monitors = {f"bench-mem-{i:05d}": None for i in range(n_models)}
     for i, m in enumerate(monitors):
         monitors[m] = ModelMonitor.from_state(m, settings, snapshot.loads(states[i % len(states)]))
-    for monitor in monitors.values():  # as in a worker after its first checkpoint (what that caches counts)
+    for monitor in monitors.values():
+        # as in a worker once the model has had events since the restart (a restored sketch makes its
+        # bin layout on first use) and after its first checkpoint (what that caches counts)
+        for sketch in (monitor.features, monitor.outputs, monitor.labels):
+            sketch.columns
         monitor.state()
     gc.collect()
     return monitors, (resident_bytes() - before) / n_models
