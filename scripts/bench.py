@@ -596,14 +596,18 @@ def machine() -> dict:
 
 
 def summary(result: dict) -> dict:
-    """The flat JSON line: the required keys first."""
-    t = result["throughput"]
+    """The flat JSON line: the required keys first (with --no-throughput, the other phases' keys only)."""
+    out = _throughput_summary(result["throughput"], result["args"]) if "throughput" in result else {}
+    return _other_summary(result, out)
+
+
+def _throughput_summary(t: dict, args: dict) -> dict:
     floor, worker, base = t["floor"]["events_per_s"], t["worker"]["events_per_s"], t["baseline"]["events_per_s"]
     out = {"events": t["events"], "floor_events_per_s": round(floor, 1), "worker_events_per_s": round(worker, 1),
            "baseline_events_per_s": round(base, 1), "ratio_to_floor": round(t["ratio_to_floor"], 3),
            "ratio_to_baseline": round(t["ratio_to_baseline"], 3), "predictions": t["predictions"],
            "feedback": t["feedback"], "rounds": len(t["rounds"]),
-           "models": result["args"]["models"], "partitions": result["args"]["partitions"],
+           "models": args["models"], "partitions": args["partitions"],
            "floor_cpu_us_per_event": round(t["floor"]["cpu_us_per_event"], 2),
            "worker_cpu_us_per_event": round(t["worker"]["cpu_us_per_event"], 2),
            "baseline_cpu_us_per_event": round(t["baseline"]["cpu_us_per_event"], 2),
@@ -617,6 +621,10 @@ def summary(result: dict) -> dict:
            "worker_wall_events_per_s": round(t["worker"]["wall_events_per_s"], 1),
            "worker_start_to_ready_s": round(t["worker"]["start_to_ready_s"], 3),
            "worker_peak_rss_bytes": t["worker"]["peak_rss_bytes"], "produce_s": round(t["produce_s"], 2)}
+    return out
+
+
+def _other_summary(result: dict, out: dict) -> dict:
     lat = result.get("latency")
     if lat:
         out["latency_rate_events_per_s"] = round(lat["rate_events_per_s"], 1)
@@ -663,10 +671,14 @@ def summary(result: dict) -> dict:
 
 
 def table(result: dict) -> str:
-    t = result["throughput"]
+    rows = _throughput_table(result["throughput"], result["args"]) if "throughput" in result else []
+    return _other_table(result, rows)
+
+
+def _throughput_table(t: dict, args: dict) -> list[str]:
     n = len(t["rounds"])
     rows = [f"events: {t['events']:,} ({t['predictions']:,} predictions + {t['feedback']:,} feedback), "
-            f"{result['args']['models']} models, {result['args']['partitions']} partitions"
+            f"{args['models']} models, {args['partitions']} partitions"
             + (f"; median of {n} rounds (min-max)" if n > 1 else ""),
             f"{'consumer':<40}{'events/s':>12}{'x floor':>9}{'CPU us/event':>14}{'x floor':>9}"
             + (f"  {'events/s min-max':>18}" if n > 1 else "")]
@@ -683,6 +695,10 @@ def table(result: dict) -> str:
     rows.append(f"worker / baseline: {t['ratio_to_baseline']:.2f}x events/s, {t['cpu_ratio_to_baseline']:.2f}x "
                 f"events per CPU second; worker from process start: {w['wall_events_per_s']:,.0f} events/s "
                 f"(start to ready {w['start_to_ready_s']:.2f}s), peak RSS {w['peak_rss_bytes'] / 2**20:.0f} MiB")
+    return rows
+
+
+def _other_table(result: dict, rows: list[str]) -> str:
     lat = result.get("latency")
     if lat:
         rows.append(f"latency at {lat['rate_events_per_s']:,.0f} events/s (achieved "
@@ -748,6 +764,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="measure drift-event and /metrics latency at half the worker's throughput")
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the paced stream")
     parser.add_argument("--latency-rate", type=float, help="events/s of the paced stream (default: half the max)")
+    parser.add_argument("--no-throughput", dest="throughput", action="store_false",
+                        help="skip floor/worker/baseline (then --latency needs --latency-rate)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=False,
                         help="memory per model, snapshot write/load, start to ready")
     parser.add_argument("--memory-models", type=lambda s: tuple(int(x) for x in s.split(",")),
@@ -760,6 +778,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if len(args.memory_models) != 2:
         parser.error("--memory-models takes two counts, e.g. 1000,10000")
+    if not args.throughput and args.latency and args.latency_rate is None:
+        parser.error("--no-throughput measures latency only at a given --latency-rate")
     return args
 
 
@@ -775,9 +795,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"work directory: {workdir}")
         bootstrap = args.bootstrap or start_own_broker(stack, workdir)
-        result["throughput"] = throughput(bootstrap, args, workdir, run_id)
+        if args.throughput:
+            result["throughput"] = throughput(bootstrap, args, workdir, run_id)
         if args.latency:
-            half = result["throughput"]["worker"]["events_per_s"] / 2
+            half = result["throughput"]["worker"]["events_per_s"] / 2 if args.throughput else None
             why = "" if args.latency_rate else " (half the worker's maximum)"
             result["latency"] = latency(bootstrap, args, workdir, run_id, args.latency_rate or half, why)
         if args.memory:
