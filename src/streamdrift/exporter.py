@@ -48,6 +48,11 @@ class _Family:
         self.kind, self.name, self.documentation, self.labels = kind, name, documentation, tuple(labels)
         self.samples: list[tuple[tuple, float]] = []
 
+    @property
+    def sample_name(self) -> str:
+        """What the text format names the samples (and the HELP and TYPE lines): counters end in _total."""
+        return self.name + "_total" if self.kind == COUNTER else self.name
+
     def add(self, values: list | tuple, value: float) -> None:
         self.samples.append((tuple(values), value))
 
@@ -209,7 +214,7 @@ class ModelCollector:
 
 
 def _head(family: _Family) -> str:
-    name = family.name + "_total" if family.kind == COUNTER else family.name
+    name = family.sample_name
     doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
     return f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n"
 
@@ -217,7 +222,7 @@ def _head(family: _Family) -> str:
 def _prefix(family: _Family, values: tuple) -> str:
     """``name{label="value",...} `` as generate_latest writes a sample: labels sorted by name, values
     escaped (backslash, newline, double quote); the names are ours and valid, so never escaped."""
-    name = family.name + "_total" if family.kind == COUNTER else family.name
+    name = family.sample_name
     if not values:
         return name + " "
     labels = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(family.labels, values)))
