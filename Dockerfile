@@ -8,14 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Only what the package build needs, so editing tests or deploy/ does not rebuild.
-# gcc builds decode's C reader (streamdrift._speedups) and leaves with the build.
+# gcc builds decode's C reader (streamdrift.core._speedups) and leaves with the build.
 WORKDIR /tmp/build
 COPY pyproject.toml setup.py ./
 COPY src ./src
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-cache-dir . \
-    && python -c "import streamdrift._speedups" \
+    && python -c "import streamdrift.core._speedups" \
     && apt-get purge -y --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* /tmp/build
 

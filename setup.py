@@ -6,6 +6,13 @@ in Python (decode.SPEEDUPS tells which), only slower.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("streamdrift._speedups", ["src/streamdrift/_speedups.c"],
-                             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-                             optional=True)])
+setup(
+    ext_modules=[
+        Extension(
+            "streamdrift.core._speedups",
+            ["src/streamdrift/core/_speedups.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        )
+    ]
+)

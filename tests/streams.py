@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import orjson
 
-from streamdrift import snapshot
-from streamdrift.decode import decode_feedback, decode_predictions
-from streamdrift.demo import generate
-from streamdrift.monitor import ModelMonitor
-from streamdrift.records import RawMessage
-from streamdrift.settings import MonitorSettings
+from streamdrift.core import state as snapshot
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.decode import decode_feedback, decode_predictions
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.records import RawMessage
+from streamdrift.core.synthetic import generate
 
 PRED, FB = "predictions", "feedback"
 
@@ -25,13 +25,17 @@ def demo_messages(n_events: int, **kwargs) -> list[RawMessage]:
     return out
 
 
-def run_monitors(messages: list[RawMessage], batch_size: int, settings: MonitorSettings,
-                 monitors: dict[str, ModelMonitor] | None = None) -> tuple[dict[str, ModelMonitor], list[dict]]:
+def run_monitors(
+    messages: list[RawMessage],
+    batch_size: int,
+    settings: MonitorSettings,
+    monitors: dict[str, ModelMonitor] | None = None,
+) -> tuple[dict[str, ModelMonitor], list[dict]]:
     """Feed ``messages`` in consecutive batches of ``batch_size``, as the worker does."""
     monitors = {} if monitors is None else monitors
     events: list[dict] = []
     for i in range(0, len(messages), batch_size):
-        chunk = messages[i: i + batch_size]
+        chunk = messages[i : i + batch_size]
         p_batches, p_rej = decode_predictions([m for m in chunk if m.topic == PRED])
         f_batches, f_rej = decode_feedback([m for m in chunk if m.topic == FB])
         assert not p_rej and not f_rej, (p_rej, f_rej)

@@ -15,31 +15,34 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kafka_broker import free_ports
-from streamdrift.records import RawMessage
+from streamdrift.core.records import RawMessage
 
 
 def worker_env(bootstrap: str, prefix: str, snapshot_dir: Path, **settings: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMDRIFT_")}
-    env.update({
-        "STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "STREAMDRIFT_TOPICS__PREDICTIONS": f"{prefix}.predictions",
-        "STREAMDRIFT_TOPICS__FEEDBACK": f"{prefix}.feedback",
-        "STREAMDRIFT_TOPICS__ALERTS": f"{prefix}.alerts",
-        "STREAMDRIFT_TOPICS__DEAD_LETTER": f"{prefix}.dead-letter",
-        "STREAMDRIFT_GROUP_ID": f"{prefix}.group",
-        "STREAMDRIFT_SNAPSHOT_DIR": str(snapshot_dir),
-        "STREAMDRIFT_METRICS_PORT": str(free_ports(1)[0]),
-        "STREAMDRIFT_POLL_TIMEOUT_S": "0.2",
-        # a SIGKILLed member holds its partitions until its session times out: keep that short in tests
-        "STREAMDRIFT_KAFKA__CONSUMER_EXTRA": '{"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}',
-    })
+    env.update(
+        {
+            "STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "STREAMDRIFT_TOPICS__PREDICTIONS": f"{prefix}.predictions",
+            "STREAMDRIFT_TOPICS__FEEDBACK": f"{prefix}.feedback",
+            "STREAMDRIFT_TOPICS__ALERTS": f"{prefix}.alerts",
+            "STREAMDRIFT_TOPICS__DEAD_LETTER": f"{prefix}.dead-letter",
+            "STREAMDRIFT_GROUP_ID": f"{prefix}.group",
+            "STREAMDRIFT_SNAPSHOT_DIR": str(snapshot_dir),
+            "STREAMDRIFT_METRICS_PORT": str(free_ports(1)[0]),
+            "STREAMDRIFT_POLL_TIMEOUT_S": "0.2",
+            # a SIGKILLed member holds its partitions until its session times out: keep that short in tests
+            "STREAMDRIFT_KAFKA__CONSUMER_EXTRA": '{"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}',
+        }
+    )
     env.update({f"STREAMDRIFT_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 
 
 def streamdrift(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamdrift", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "streamdrift", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 class WorkerProcess:
@@ -48,8 +51,9 @@ class WorkerProcess:
         self.port = int(env["STREAMDRIFT_METRICS_PORT"])
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamdrift", "worker"], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamdrift", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -98,8 +102,9 @@ class WorkerProcess:
 
 def produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
     """Produce (topic, key, value) in order, with the murmur2 partitioner like streamdrift's producers."""
-    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True,
-                  "linger.ms": 20})
+    p = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True, "linger.ms": 20}
+    )
     for topic, key, value in items:
         p.produce(topic, value, key)
         p.poll(0)
@@ -110,8 +115,14 @@ def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 60)
     """Every record of ``topic`` (at least ``expect`` of them) with its headers, in partition/offset order."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     n = len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
     out: list[tuple[RawMessage, dict]] = []
     deadline = time.monotonic() + timeout
@@ -122,8 +133,9 @@ def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 60)
                 break
             for msg in c.consume(500, 0.5):
                 if msg.error() is None:
-                    raw = RawMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                     msg.timestamp()[1])
+                    raw = RawMessage(
+                        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]
+                    )
                     out.append((raw, {k: v.decode() for k, v in msg.headers() or []}))
     finally:
         c.close()

@@ -1,0 +1,647 @@
+#!/usr/bin/env python3
+"""Detection benchmark: streamdrift's core against River's detectors at their defaults, no Kafka.
+
+    .venv/bin/python benchmarks/detection_bench.py [--quick] [--jobs N]
+
+Every stream has a known drift point (or none) and a fixed seed. streamdrift
+runs in-process: ``ModelMonitor`` fed ``PredictionBatch`` / ``FeedbackBatch``
+columns built with numpy, 1,000 events a batch, default ``MonitorSettings``.
+Feedback follows each batch of predictions and is paired with them by
+``event_id`` in the monitor's join, as in production.
+River's detectors run at their defaults on the same streams: ADWIN and
+Page-Hinkley per numeric feature on the raw values (any feature's detection is
+an alarm), and ADWIN, Page-Hinkley, DDM, EDDM, HDDM_A, HDDM_W and KSWIN on the
+error stream (1 = the prediction was wrong). KSWIN (a scipy KS test per
+update, ~0.2 ms) is run on the first 100,000 errors of the stationary stream
+only; its rate per million is extrapolated from those.
+
+Scenarios
+---------
+stationary
+    1,000,000 events: 20 numeric features (seeded normals, each with its own
+    mean and scale), 4 categorical (3 to 12 categories), a score and a
+    boolean prediction (JSON true/false, binned as categories) from 3 of the
+    features, and feedback (the label) for every event, the prediction wrong
+    10% of the time. Every drift event is a false alarm (target: at most 1).
+covariate
+    The same shape (no feedback), 30,000 events; from event 15,000 two
+    features not used by the model (x07, x13) move by 0.5 standard
+    deviations. Delay = drifted events seen when the first data-drift event
+    fires (target: at most 2,000), and whether x07 and x13 are the first two
+    of its ``top_features``. 10 seeds.
+concept
+    The stationary shape, 30,000 events all labelled; from event 20,000 the
+    error rate goes from 10% to 20%, inputs and class balance unchanged.
+    Delay in labelled events (target: at most 1,000, no false alarm before).
+    10 seeds.
+SEA / Agrawal
+    ``river.datasets.synth.ConceptDriftStream``: SEA variant 0 → 1 (noise
+    10%), Agrawal classification function 2 → 0; abrupt (width 1) and
+    gradual (width 1,000). A model is trained online on the first 10,000
+    events (SEA: StandardScaler | LogisticRegression; Agrawal:
+    HoeffdingTreeClassifier), then frozen and deployed on the next 30,000,
+    the drift centred at deployed event 15,000; every event is labelled. The
+    generators do not change the inputs' distribution, so any data-drift
+    alarm is false. A gradual drift's alarms count as false only before
+    ``position - width``; delay is measured from the centre (it can be
+    negative). 5 seeds.
+
+For concept drift, streamdrift's row is its ``concept_drift`` events (the
+CUSUM); ``streamdrift (degradation)`` is its ``performance_degradation``
+events (windowed accuracy below the reference's, one-sided test), shown
+apart. Delay is counted in events (labelled events for concept drift) from
+the first drifted one: an alarm on the first drifted event has delay 1.
+False alarms are alarms before the drift (all of them on the stationary
+stream); per million = false alarms / events before the drift, summed over
+seeds.
+
+River 0.26's ConceptDriftStream overflows (``math.exp``) for ``width=1``
+once the drift is more than 178 events away; the streams are drawn by a
+subclass with a clamped sigmoid, which gives River's samples wherever
+River's own does not raise.
+
+``--quick`` runs every scenario on small streams and one or two seeds
+(about 20 s); the full run takes about 4 minutes on 2 cores, most of it
+River's per-event Python loops (Page-Hinkley on 20 million feature values,
+KSWIN). Prints a table, then as its last line one JSON object with every
+figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.records import FeedbackBatch, PredictionBatch
+
+BATCH = 1000
+N_NUMERIC = 20
+CARDINALITIES = (3, 5, 8, 12)
+SCORE_FEATURES = 3  # the model reads x00..x02
+SHIFTED = ("x07", "x13")
+RIVER_CONCEPT = ("ADWIN", "PageHinkley", "DDM", "EDDM", "HDDM_A", "HDDM_W", "KSWIN")
+RIVER_DATA = ("ADWIN", "PageHinkley")
+
+
+def sizes(quick: bool) -> dict:
+    if quick:
+        return {
+            "stationary": 50_000,
+            "kswin_cap": 5_000,
+            "covariate": (12_000, 6_000, 1),
+            "concept": (12_000, 8_000, 2),
+            "synth": (3_000, 10_000, 5_000, 1),
+        }
+    return {
+        "stationary": 1_000_000,
+        "kswin_cap": 100_000,
+        "covariate": (30_000, 15_000, 10),
+        "concept": (30_000, 20_000, 10),
+        "synth": (10_000, 30_000, 15_000, 5),
+    }
+
+
+# -- streams -----------------------------------------------------------------------
+
+
+class Stream:
+    """A model's stream as columns: features, outputs and (optionally) labels for every event."""
+
+    def __init__(
+        self,
+        numeric: dict[str, np.ndarray],
+        categorical: dict[str, np.ndarray],
+        predictions: np.ndarray,
+        scores: np.ndarray,
+        labels: np.ndarray | None,
+    ):
+        self.numeric = numeric
+        self.categorical = categorical
+        self.predictions = predictions
+        self.scores = scores
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def errors(self) -> np.ndarray:
+        return self.predictions != self.labels
+
+
+def tabular(
+    seed: int,
+    n: int,
+    shift_at: int | None = None,
+    error_rates: tuple[float, float] | None = None,
+    change_at: int | None = None,
+) -> Stream:
+    """20 numeric + 4 categorical features; optional covariate shift; optional feedback with an error rate."""
+    rng = np.random.default_rng(seed)
+    mean, scale = rng.uniform(-2, 2, N_NUMERIC), rng.uniform(0.5, 3, N_NUMERIC)
+    z = rng.standard_normal((n, N_NUMERIC))
+    if shift_at is not None:
+        for name in SHIFTED:
+            z[shift_at:, int(name[1:])] += 0.5
+    weights = rng.normal(0, 1, SCORE_FEATURES)
+    scores = 1 / (1 + np.exp(-(z[:, :SCORE_FEATURES] @ weights)))
+    numeric = {f"x{j:02d}": mean[j] + scale[j] * z[:, j] for j in range(N_NUMERIC)}
+    categorical = {}
+    for j, k in enumerate(CARDINALITIES):
+        p = 1 / np.arange(2, k + 2)
+        values = np.array([f"c{j}_{v}" for v in range(k)])
+        categorical[f"c{j}"] = values[rng.choice(k, n, p=p / p.sum())]
+    predictions = scores >= 0.5
+    labels = None
+    if error_rates is not None:
+        rate = np.where(np.arange(n) < (change_at if change_at is not None else n), *error_rates)
+        labels = predictions ^ (rng.random(n) < rate)  # label = prediction, flipped when wrong
+    return Stream(numeric, categorical, predictions, np.round(scores, 4), labels)
+
+
+def synth_stream(name: str, seed: int, train: int, deployed: int, centre: int, width: int) -> Stream:
+    """A ConceptDriftStream, a model trained on its first ``train`` events then frozen on the rest."""
+    from river import compose, linear_model, preprocessing, tree
+    from river.datasets import synth
+
+    if name == "SEA":
+        before, after = synth.SEA(variant=0, noise=0.1, seed=seed), synth.SEA(variant=1, noise=0.1, seed=seed + 1)
+        model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+    else:
+        before = synth.Agrawal(classification_function=2, seed=seed)
+        after = synth.Agrawal(classification_function=0, seed=seed + 1)
+        model = tree.HoeffdingTreeClassifier()
+    data = _DriftStream(stream=before, drift_stream=after, position=train + centre, width=width, seed=seed)
+    rows = []
+    for i, (x, y) in enumerate(data.take(train + deployed)):
+        if i < train:
+            model.learn_one(x, y)
+            continue
+        proba = model.predict_proba_one(x)
+        prediction = max(proba, key=proba.get) if proba else False
+        rows.append((x, y, prediction, float(proba.get(True if name == "SEA" else 1, 0.0))))
+    numeric = {}
+    for k in rows[0][0]:
+        column = [r[0][k] for r in rows]
+        ints = all(type(v) is int for v in column)  # Agrawal writes some features as ints, keep them so
+        numeric[f"x{k}" if name == "SEA" else k] = np.array(column, dtype=np.int64 if ints else np.float64)
+    return Stream(
+        numeric,
+        {},
+        np.array([r[2] for r in rows], dtype=object),
+        np.round([r[3] for r in rows], 4),
+        np.array([r[1] for r in rows], dtype=object),
+    )
+
+
+def _drift_stream_class():
+    from river.datasets import synth
+
+    class DriftStream(synth.ConceptDriftStream):
+        """River's ConceptDriftStream with an overflow-safe sigmoid.
+
+        River 0.26 computes ``1 / (1 + exp(-4 (t - position) / width))`` with
+        ``math.exp``, which overflows once ``4 (position - t) / width > 709``:
+        with ``width=1`` every stream whose drift is past event 178 raises
+        OverflowError. Same draws, same samples, wherever River's works.
+        """
+
+        def __iter__(self):
+            rng = random.Random(self.seed)
+            before, after = iter(self.stream), iter(self.drift_stream)
+            t = 0
+            while True:
+                t += 1
+                v = min(-4.0 * float(t - self.position) / float(self.width), 700.0)
+                try:
+                    x, y = next(before) if rng.random() > 1.0 / (1.0 + math.exp(v)) else next(after)
+                except StopIteration:
+                    break
+                yield x, y
+
+    return DriftStream
+
+
+def _DriftStream(**kwargs):
+    return _drift_stream_class()(**kwargs)
+
+
+# -- detectors ---------------------------------------------------------------------
+
+
+def streamdrift_events(stream: Stream, settings: MonitorSettings) -> list[dict]:
+    """Feed the stream to a ModelMonitor; each drift event's kind, position (event index) and ranking."""
+    monitor = ModelMonitor("bench", settings)
+    out = []
+    n = len(stream)
+    for i in range(0, n, BATCH):
+        j = min(i + BATCH, n)
+        offsets = np.arange(i, j)
+        ts = 1.7e9 + offsets / 1000
+        features = {k: v[i:j].tolist() for k, v in stream.numeric.items()}
+        features.update({k: v[i:j].tolist() for k, v in stream.categorical.items()})
+        b = j - i
+        ids = [str(k) for k in range(i, j)]
+        batch = PredictionBatch(
+            "bench",
+            0,
+            offsets,
+            ids,
+            [None] * b,
+            ts,
+            ts.tolist(),
+            features,
+            stream.predictions[i:j].tolist(),
+            stream.scores[i:j].astype(np.float64),
+            [None] * b,
+            [None] * b,
+        )
+        events = monitor.observe_predictions(batch)
+        if stream.labels is not None:  # every event labelled right after it; the join pairs them by event_id
+            feedback = FeedbackBatch(
+                "bench",
+                0,
+                offsets,
+                ids,
+                [None] * b,
+                ts,
+                ts.tolist(),
+                stream.labels[i:j].tolist(),
+                [None] * b,
+                np.full(b, np.nan),
+            )
+            events += monitor.observe_feedback(feedback)
+        out += [
+            {
+                "kind": e["kind"],
+                "position": e["window"]["end_offset"],
+                "feature": e["feature"],
+                "top": [t["feature"] for t in e["top_features"]],
+            }
+            for e in events
+        ]
+    return out
+
+
+def _river(name: str):
+    from river import drift
+
+    return {
+        "ADWIN": drift.ADWIN,
+        "PageHinkley": drift.PageHinkley,
+        "DDM": drift.binary.DDM,
+        "EDDM": drift.binary.EDDM,
+        "HDDM_A": drift.binary.HDDMA,
+        "HDDM_W": drift.binary.HDDMW,
+        "KSWIN": lambda: drift.KSWIN(seed=42),
+    }[name]()
+
+
+def river_alarms(name: str, values: list) -> list[int]:
+    detector = _river(name)
+    alarms = []
+    for i, v in enumerate(values):
+        detector.update(v)
+        if detector.drift_detected:
+            alarms.append(i)
+    return alarms
+
+
+def river_data_alarms(name: str, stream: Stream) -> tuple[list[int], dict[int, str]]:
+    """Alarms of one detector per numeric feature, merged: positions, and which feature fired first at each."""
+    fired: dict[int, str] = {}
+    for feature, values in stream.numeric.items():
+        for i in river_alarms(name, values.astype(np.float64).tolist()):
+            fired.setdefault(i, feature)
+    return sorted(fired), fired
+
+
+# -- scoring -----------------------------------------------------------------------
+
+
+def score(alarms: list[int], change: int | None, n: int, watches: str, clean_until: int | None = None) -> dict:
+    """False alarms before ``clean_until`` (default: the change), delay of the first alarm at or after it.
+
+    ``change`` None: nothing changes in what the detector watches, every alarm is false.
+    """
+    clean_until = (change if change is not None else n) if clean_until is None else clean_until
+    false = sum(a < clean_until for a in alarms)
+    after = [a for a in alarms if a >= clean_until]
+    delay = after[0] - change + 1 if change is not None and after else None
+    return {
+        "false": false,
+        "clean_events": clean_until,
+        "delay": delay,
+        "first": after[0] if after else None,
+        "watches": watches,
+        "expects_change": change is not None,
+    }
+
+
+# -- scenarios (each a job: a process of its own) -------------------------------------
+
+
+def job_stationary_streamdrift(n: int) -> dict:
+    stream = tabular(0, n, error_rates=(0.1, 0.1))
+    started = time.perf_counter()
+    events = streamdrift_events(stream, MonitorSettings())
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    return {
+        "rows": [
+            _row(
+                "stationary",
+                "streamdrift",
+                f"{N_NUMERIC + 4} features, outputs, labels, errors",
+                1,
+                None,
+                [],
+                len(events),
+                n,
+                note=" ".join(f"{k}={v}" for k, v in sorted(kinds.items())),
+            )
+        ],
+        "timing": {"stationary_streamdrift_s": time.perf_counter() - started, "events": n},
+    }
+
+
+def job_stationary_river(n: int, kswin_cap: int) -> dict:
+    stream = tabular(0, n, error_rates=(0.1, 0.1))
+    started = time.perf_counter()
+    rows = []
+    for name in RIVER_DATA:
+        alarms, _ = river_data_alarms(name, stream)
+        rows.append(_row("stationary", f"River {name}", f"{N_NUMERIC} features", 1, None, [], len(alarms), n))
+    errors = stream.errors.astype(int).tolist()
+    for name in RIVER_CONCEPT:
+        seen = errors[:kswin_cap] if name == "KSWIN" else errors
+        alarms = river_alarms(name, seen)
+        note = f"first {len(seen):,} errors" if len(seen) < n else ""
+        rows.append(_row("stationary", f"River {name}", "errors", 1, None, [], len(alarms), len(seen), note=note))
+    return {"rows": rows, "timing": {"stationary_river_s": time.perf_counter() - started}}
+
+
+def job_covariate(seed: int, n: int, change: int) -> dict:
+    stream = tabular(100 + seed, n, shift_at=change)
+    events = [e for e in streamdrift_events(stream, MonitorSettings())]
+    data = [e for e in events if e["kind"] == "data_drift"]
+    result = {"streamdrift": score([e["position"] for e in events], change, n, f"{N_NUMERIC + 4} features")}
+    first = next((e for e in data if e["position"] >= change), None)
+    result["streamdrift"]["delay"] = first["position"] - change + 1 if first else None
+    result["streamdrift"]["top2"] = first is not None and set(first["top"][:2]) == set(SHIFTED)
+    for name in RIVER_DATA:
+        alarms, fired = river_data_alarms(name, stream)
+        s = score(alarms, change, n, f"{N_NUMERIC} numeric features")
+        s["top2"] = s["first"] is not None and fired[s["first"]] in SHIFTED  # the first to fire is a shifted one
+        result[f"River {name}"] = s
+    return {"covariate": result}
+
+
+def job_concept(seed: int, n: int, change: int) -> dict:
+    stream = tabular(200 + seed, n, error_rates=(0.1, 0.2), change_at=change)
+    events = streamdrift_events(stream, MonitorSettings())
+    concept = [e["position"] for e in events if e["kind"] == "concept_drift"]
+    degraded = [e["position"] for e in events if e["kind"] == "performance_degradation"]
+    result = {
+        "streamdrift": score(concept, change, n, "errors"),
+        "streamdrift degradation": score(degraded, change, n, "accuracy"),
+    }
+    result["streamdrift"]["false"] = sum(e["position"] < change for e in events)  # any kind before the change
+    result["streamdrift"]["kinds"] = sorted({e["kind"] for e in events})
+    errors = stream.errors.astype(int).tolist()
+    for name in RIVER_CONCEPT:
+        result[f"River {name}"] = score(river_alarms(name, errors), change, n, "errors")
+    return {"concept": result}
+
+
+def job_synth(name: str, width: int, seed: int, train: int, deployed: int, centre: int) -> dict:
+    stream = synth_stream(name, seed, train, deployed, centre, width)
+    clean_until = centre - width if width > 1 else centre
+    events = streamdrift_events(stream, MonitorSettings())
+    concept = [e["position"] for e in events if e["kind"] == "concept_drift"]
+    data = [e["position"] for e in events if e["kind"] == "data_drift"]
+    degraded = [e["position"] for e in events if e["kind"] == "performance_degradation"]
+    n_features = len(stream.numeric)
+    result = {
+        "streamdrift": score(concept, centre, deployed, "errors", clean_until),
+        "streamdrift degradation": score(degraded, centre, deployed, "accuracy", clean_until),
+        "streamdrift data": score(data, None, deployed, f"{n_features} features"),
+    }
+    result["streamdrift"]["false"] = sum(e["position"] < clean_until for e in events)
+    result["streamdrift"]["kinds"] = sorted({e["kind"] for e in events})
+    errors = stream.errors.astype(int).tolist()
+    for detector in RIVER_CONCEPT:
+        result[f"River {detector}"] = score(river_alarms(detector, errors), centre, deployed, "errors", clean_until)
+    for detector in RIVER_DATA:
+        alarms, _ = river_data_alarms(detector, stream)
+        result[f"River {detector} data"] = score(alarms, None, deployed, f"{n_features} features")
+    result["error_rates"] = [float(stream.errors[:clean_until].mean()), float(stream.errors[centre + width :].mean())]
+    return {f"{name} {'abrupt' if width == 1 else 'gradual'}": result}
+
+
+# -- aggregation and output ------------------------------------------------------------
+
+
+def _row(
+    scenario: str,
+    detector: str,
+    watches: str,
+    runs: int,
+    detected: int | None,
+    delays: list[int],
+    false: int,
+    clean_events: int,
+    top2: int | None = None,
+    note: str = "",
+) -> dict:
+    return {
+        "scenario": scenario,
+        "detector": detector,
+        "watches": watches,
+        "runs": runs,
+        "detected": detected,
+        "delay_median": float(np.median(delays)) if delays else None,
+        "delay_min": min(delays) if delays else None,
+        "delay_max": max(delays) if delays else None,
+        "false_alarms": false,
+        "clean_events": clean_events,
+        "false_per_million": false / clean_events * 1e6 if clean_events else None,
+        "top_features_first": top2,
+        "note": note,
+    }
+
+
+def aggregate(scenario: str, runs: list[dict]) -> list[dict]:
+    rows = []
+    for detector, first in runs[0].items():
+        if detector == "error_rates":
+            continue
+        results = [r[detector] for r in runs]
+        delays = [r["delay"] for r in results if r["delay"] is not None]
+        top2 = sum(bool(r.get("top2")) for r in results) if "top2" in first else None
+        kinds = sorted({k for r in results for k in r.get("kinds", [])})
+        label = detector.removesuffix(" data").replace("streamdrift degradation", "streamdrift (degradation)")
+        rows.append(
+            _row(
+                scenario,
+                label,
+                first["watches"],
+                len(runs),
+                len(delays) if first["expects_change"] else None,
+                delays,
+                sum(r["false"] for r in results),
+                sum(r["clean_events"] for r in results),
+                top2,
+                note=("drift events: " + ", ".join(kinds)) if kinds else "",
+            )
+        )
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    head = (
+        "SCENARIO",
+        "DETECTOR",
+        "WATCHES",
+        "RUNS",
+        "DETECTED",
+        "DELAY MEDIAN [MIN, MAX]",
+        "FALSE ALARMS",
+        "PER 1M EVENTS",
+        "SHIFTED RANKED FIRST",
+        "NOTE",
+    )
+    lines = [head]
+    for r in rows:
+        delay = "-" if r["delay_median"] is None else f"{r['delay_median']:g} [{r['delay_min']}, {r['delay_max']}]"
+        detected = "-" if r["detected"] is None else f"{r['detected']}/{r['runs']}"
+        top2 = "-" if r["top_features_first"] is None else f"{r['top_features_first']}/{r['runs']}"
+        per = "-" if r["false_per_million"] is None else f"{r['false_per_million']:,.1f}"
+        lines.append(
+            (
+                r["scenario"],
+                r["detector"],
+                r["watches"],
+                str(r["runs"]),
+                detected,
+                delay,
+                str(r["false_alarms"]),
+                per,
+                top2,
+                r["note"],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small streams (for the test suite)")
+    parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="processes")
+    args = parser.parse_args(argv)
+    size = sizes(args.quick)
+    started = time.perf_counter()
+    n_cov, change_cov, seeds_cov = size["covariate"]
+    n_con, change_con, seeds_con = size["concept"]
+    train, deployed, centre, seeds_syn = size["synth"]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        stationary = [
+            pool.submit(job_stationary_streamdrift, size["stationary"]),
+            pool.submit(job_stationary_river, size["stationary"], size["kswin_cap"]),
+        ]
+        synth = [
+            pool.submit(job_synth, name, width, seed, train, deployed, centre)
+            for name in ("SEA", "Agrawal")
+            for width in (1, 1000)
+            for seed in range(seeds_syn)
+        ]
+        concept = [pool.submit(job_concept, seed, n_con, change_con) for seed in range(seeds_con)]
+        covariate = [pool.submit(job_covariate, seed, n_cov, change_cov) for seed in range(seeds_cov)]
+        results = {
+            "stationary": [f.result() for f in stationary],
+            "synth": [f.result() for f in synth],
+            "concept": [f.result() for f in concept],
+            "covariate": [f.result() for f in covariate],
+        }
+    rows = results["stationary"][0]["rows"] + results["stationary"][1]["rows"]
+    timing = {**results["stationary"][0]["timing"], **results["stationary"][1]["timing"]}
+    rows += aggregate("covariate 0.5 sd", [r["covariate"] for r in results["covariate"]])
+    rows += aggregate("concept 10%→20%", [r["concept"] for r in results["concept"]])
+    by_synth: dict[str, list[dict]] = {}
+    for r in results["synth"]:
+        for key, value in r.items():
+            by_synth.setdefault(key, []).append(value)
+    error_rates = {}
+    for key, runs in by_synth.items():
+        error_rates[key] = [round(float(np.mean([r["error_rates"][i] for r in runs])), 3) for i in (0, 1)]
+        rows += aggregate(key, runs)
+    elapsed = time.perf_counter() - started
+    print(render(rows))
+    print()
+    for key, (before, after) in error_rates.items():
+        print(f"{key}: error rate of the frozen model {before:.1%} before, {after:.1%} after")
+    targets = check_targets(rows)
+    for name, ok in targets.items():
+        print(f"target {'met' if ok else 'MISSED'}: {name}")
+    print(
+        f"stationary stream: {timing['events']:,} events through streamdrift in "
+        f"{timing['stationary_streamdrift_s']:.1f} s; River on it {timing['stationary_river_s']:.1f} s; "
+        f"whole benchmark {elapsed:.0f} s with {args.jobs} processes"
+    )
+    print(
+        json.dumps(
+            {
+                "quick": args.quick,
+                "rows": rows,
+                "error_rates": error_rates,
+                "targets": targets,
+                "timing_s": {**timing, "total": elapsed},
+            },
+            default=_json,
+        )
+    )
+    return 0
+
+
+def _json(x):
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    raise TypeError(type(x))
+
+
+def check_targets(rows: list[dict]) -> dict[str, bool]:
+    def row(scenario: str, detector: str) -> dict:
+        return next(r for r in rows if r["scenario"].startswith(scenario) and r["detector"] == detector)
+
+    stationary = row("stationary", "streamdrift")
+    covariate = row("covariate", "streamdrift")
+    concept, adwin = row("concept", "streamdrift"), row("concept", "River ADWIN")
+    return {
+        "stationary: at most 1 drift event": stationary["false_alarms"] <= 1,
+        "covariate: every shift detected within 2,000 events": covariate["detected"] == covariate["runs"]
+        and (covariate["delay_max"] or math.inf) <= 2000,
+        "covariate: the 2 shifted features ranked first": covariate["top_features_first"] == covariate["runs"],
+        "concept: every change detected within 1,000 labelled events, no false alarm before": concept["detected"]
+        == concept["runs"]
+        and (concept["delay_max"] or math.inf) <= 1000
+        and concept["false_alarms"] == 0,
+        "concept: median delay no worse than River ADWIN's, no more false alarms": (concept["delay_median"] or math.inf)
+        <= (adwin["delay_median"] or math.inf)
+        and concept["false_alarms"] <= adwin["false_alarms"],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,922 @@
+/* streamdrift.core._speedups: a poll of prediction (or feedback) messages parsed straight into columns.
+ *
+ * An accelerator, never the only way: decode.py runs without it, and whatever
+ * this module is not sure of it hands back (returns None) for orjson and the
+ * Python checks to decide. So it only ever accepts, and what it accepts it
+ * must read exactly as orjson does. It accepts a message when the value is a
+ * JSON object of the prediction contract's shape, in UTF-8, with:
+ *   - no escape in a string it returns (any escape: None) and no \u escape at all;
+ *   - no key twice, in the message or in its features;
+ *   - features with the first message's names, in the same order;
+ *   - integers of at most 18 digits; numbers that are finite and, unless zero
+ *     is written, not rounded to zero;
+ *   - nesting at most 64 deep.
+ * The contract's value checks (lengths, model id pattern, score range, time
+ * range, keys) stay in decode.py, which applies them to these columns as it
+ * does to orjson's.
+ *
+ * Numbers: a decimal of at most 19 digits whose value is below 2**53 and
+ * whose power of ten is within 22 is exact as one double multiplication or
+ * division (Clinger's fast path); any other goes to CPython's correctly
+ * rounded PyOS_string_to_double. orjson rounds correctly too, so both give
+ * the same double.
+ *
+ * Memory: every read is bounded by the end of the buffer; every object made is
+ * owned by a list or released before returning.
+ *
+ * Also here: ``arrays``, the walk that puts a loaded snapshot skeleton's arrays
+ * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define MAX_COLUMNS 1000
+#define STRING_CACHE 8
+#define NUMBER_TEXT 400
+
+typedef struct {
+    const unsigned char *p;
+    const unsigned char *end;
+} Cursor;
+
+/* ------------------------------------------------------------------ lexing */
+
+static inline void skip_ws(Cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static inline int take(Cursor *c, unsigned char ch) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF), as orjson requires
+ * of the whole document. */
+static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
+    const unsigned char *end = s + n;
+    while (s < end) {
+        if (end - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                s += 8;
+                continue;
+            }
+        }
+        unsigned char b = *s;
+        if (b < 0x80) {
+            s++;
+            continue;
+        }
+        Py_ssize_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (b >= 0xC2 && b <= 0xDF) {
+            need = 1;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            need = 2;
+            if (b == 0xE0) lo = 0xA0;
+            if (b == 0xED) hi = 0x9F;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            need = 3;
+            if (b == 0xF0) lo = 0x90;
+            if (b == 0xF4) hi = 0x8F;
+        } else {
+            return 0;
+        }
+        if (end - s <= need) return 0;
+        if (s[1] < lo || s[1] > hi) return 0;
+        for (Py_ssize_t i = 2; i <= need; i++)
+            if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+        s += need + 1;
+    }
+    return 1;
+}
+
+/* A string at the cursor (which must be at its opening quote): its bytes between the quotes,
+ * and whether it holds an escape. No \u escape (a lone surrogate is orjson's to refuse), no
+ * control character. */
+/* The bytes that end a run of plain string bytes: the quote, the backslash, control characters. */
+static unsigned char STRING_STOP[256];
+
+static void init_tables(void) {
+    for (int ch = 0; ch < 0x20; ch++) STRING_STOP[ch] = 1;
+    STRING_STOP['"'] = STRING_STOP['\\'] = 1;
+}
+
+static int scan_string(Cursor *c, const unsigned char **start, Py_ssize_t *len, int *escaped) {
+    if (c->p >= c->end || *c->p != '"') return 0;
+    const unsigned char *s = ++c->p;
+    *escaped = 0;
+    while (c->p < c->end) {
+        while (c->p < c->end && !STRING_STOP[*c->p]) c->p++; /* one lookup a byte */
+        if (c->p >= c->end) return 0;
+        unsigned char ch = *c->p;
+        if (ch == '"') {
+            *start = s;
+            *len = c->p - s;
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20) return 0;
+        if (ch == '\\') {
+            if (c->end - c->p < 2) return 0;
+            unsigned char e = c->p[1];
+            if (!(e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't'))
+                return 0;
+            *escaped = 1;
+            c->p += 2;
+            continue;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    int is_int;
+    long long integer;
+    double real;
+} Number;
+
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A JSON number at the cursor: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int scan_number(Cursor *c, Number *out) {
+    const unsigned char *s = c->p, *end = c->end, *p = s;
+    int negative = 0;
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    if (p >= end || *p < '0' || *p > '9') return 0;
+    uint64_t mantissa = 0;
+    int digits = 0;    /* significant digits in mantissa */
+    int dropped = 0;   /* digits past the 19th: the slow path */
+    int exp10 = 0;
+    int int_digits = 0;
+    if (*p == '0') {
+        p++;
+        int_digits = 1;
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (digits < 19) {
+                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+                digits++;
+            } else {
+                dropped = 1;
+            }
+            int_digits++;
+            p++;
+        }
+    }
+    int fraction = 0, exponent = 0;
+    if (p < end && *p == '.') {
+        fraction = 1;
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (mantissa == 0 && *p == '0') {
+                exp10--; /* a leading zero of the fraction: not a significant digit */
+            } else if (digits < 19) {
+                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+                digits++;
+                exp10--;
+            } else {
+                dropped = 1;
+            }
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        exponent = 1;
+        p++;
+        int exp_negative = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            exp_negative = *p == '-';
+            p++;
+        }
+        if (p >= end || *p < '0' || *p > '9') return 0;
+        int e = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (e < 100000) e = e * 10 + (*p - '0');
+            p++;
+        }
+        exp10 += exp_negative ? -e : e;
+    }
+    c->p = p;
+    if (!fraction && !exponent) {
+        if (int_digits > 18) return 0; /* orjson's 64-bit and larger integers: its call */
+        out->is_int = 1;
+        out->integer = negative ? -(long long)mantissa : (long long)mantissa;
+        return 1;
+    }
+    out->is_int = 0;
+    if (!dropped && mantissa <= (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
+        double v = (double)mantissa;
+        v = exp10 < 0 ? v / POW10[-exp10] : v * POW10[exp10];
+        out->real = negative ? -v : v;
+        return 1;
+    }
+    Py_ssize_t n = p - s;
+    if (n >= NUMBER_TEXT) return 0;
+    char text[NUMBER_TEXT];
+    memcpy(text, s, (size_t)n);
+    text[n] = '\0';
+    char *stop = NULL;
+    double v = PyOS_string_to_double(text, &stop, NULL);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (stop != text + n || !isfinite(v)) return 0;
+    if (v == 0.0 && mantissa != 0) return 0; /* rounded to zero: orjson's call */
+    out->real = v;
+    return 1;
+}
+
+static int skip_value(Cursor *c, int depth);
+
+static int skip_members(Cursor *c, unsigned char close, int depth) {
+    if (depth > MAX_DEPTH) return 0;
+    if (take(c, close)) return 1;
+    for (;;) {
+        skip_ws(c);
+        if (close == '}') {
+            const unsigned char *k;
+            Py_ssize_t kn;
+            int esc;
+            if (!scan_string(c, &k, &kn, &esc) || !take(c, ':')) return 0;
+        }
+        if (!skip_value(c, depth + 1)) return 0;
+        if (take(c, ',')) continue;
+        return take(c, close);
+    }
+}
+
+/* Any JSON value, checked and passed over. */
+static int skip_value(Cursor *c, int depth) {
+    skip_ws(c);
+    if (c->p >= c->end) return 0;
+    const unsigned char *s = c->p;
+    Py_ssize_t left = c->end - s;
+    const unsigned char *k;
+    Py_ssize_t kn;
+    int esc;
+    Number num;
+    switch (*s) {
+    case '{':
+        c->p++;
+        return skip_members(c, '}', depth);
+    case '[':
+        c->p++;
+        return skip_members(c, ']', depth);
+    case '"':
+        return scan_string(c, &k, &kn, &esc);
+    case 't':
+        if (left >= 4 && !memcmp(s, "true", 4)) { c->p += 4; return 1; }
+        return 0;
+    case 'f':
+        if (left >= 5 && !memcmp(s, "false", 5)) { c->p += 5; return 1; }
+        return 0;
+    case 'n':
+        if (left >= 4 && !memcmp(s, "null", 4)) { c->p += 4; return 1; }
+        return 0;
+    default:
+        return scan_number(c, &num);
+    }
+}
+
+static int field(const unsigned char *k, Py_ssize_t kn, const char *name) {
+    return (size_t)kn == strlen(name) && !memcmp(k, name, (size_t)kn);
+}
+
+/* ----------------------------------------------------------- Python values */
+
+typedef struct {
+    Py_ssize_t len;
+    const unsigned char *bytes; /* the cached string's UTF-8 (owned by the object) */
+    PyObject *object;
+} CachedString;
+
+typedef struct {
+    CachedString entries[STRING_CACHE];
+    int used, next;
+} StringCache;
+
+static void cache_clear(StringCache *cache) {
+    for (int i = 0; i < cache->used; i++) Py_DECREF(cache->entries[i].object);
+    cache->used = cache->next = 0;
+}
+
+/* A new reference to the str of these UTF-8 bytes; repeated values share one object. */
+static PyObject *cached_string(StringCache *cache, const unsigned char *s, Py_ssize_t n) {
+    for (int i = 0; i < cache->used; i++) {
+        CachedString *e = &cache->entries[i];
+        if (e->len == n && !memcmp(e->bytes, s, (size_t)n)) {
+            Py_INCREF(e->object);
+            return e->object;
+        }
+    }
+    PyObject *str = PyUnicode_DecodeUTF8((const char *)s, n, NULL);
+    if (str == NULL) return NULL;
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(str, &size);
+    if (utf8 == NULL) {
+        Py_DECREF(str);
+        return NULL;
+    }
+    int at;
+    if (cache->used < STRING_CACHE) {
+        at = cache->used++;
+    } else {
+        at = cache->next;
+        cache->next = (cache->next + 1) % STRING_CACHE;
+        Py_DECREF(cache->entries[at].object);
+    }
+    cache->entries[at].len = size;
+    cache->entries[at].bytes = (const unsigned char *)utf8;
+    cache->entries[at].object = str;
+    Py_INCREF(str);
+    return str;
+}
+
+/* A new reference to the value at the cursor if it is a string, number or boolean (what a
+ * prediction, a label, a segment value or a category may be) or null when ``null_ok``; NULL
+ * otherwise, with no exception set. */
+static PyObject *scalar(Cursor *c, StringCache *cache, int null_ok) {
+    skip_ws(c);
+    if (c->p >= c->end) return NULL;
+    const unsigned char *s = c->p;
+    Py_ssize_t left = c->end - s;
+    if (*s == '"') {
+        const unsigned char *k;
+        Py_ssize_t kn;
+        int esc;
+        if (!scan_string(c, &k, &kn, &esc) || esc) return NULL;
+        PyObject *out = cache ? cached_string(cache, k, kn) : PyUnicode_DecodeUTF8((const char *)k, kn, NULL);
+        if (out == NULL) PyErr_Clear();
+        return out;
+    }
+    if (*s == 't' && left >= 4 && !memcmp(s, "true", 4)) {
+        c->p += 4;
+        Py_RETURN_TRUE;
+    }
+    if (*s == 'f' && left >= 5 && !memcmp(s, "false", 5)) {
+        c->p += 5;
+        Py_RETURN_FALSE;
+    }
+    if (*s == 'n' && left >= 4 && !memcmp(s, "null", 4)) {
+        if (!null_ok) return NULL;
+        c->p += 4;
+        Py_RETURN_NONE;
+    }
+    if (*s == '-' || (*s >= '0' && *s <= '9')) {
+        Number num;
+        if (!scan_number(c, &num)) return NULL;
+        PyObject *out = num.is_int ? PyLong_FromLongLong(num.integer) : PyFloat_FromDouble(num.real);
+        if (out == NULL) PyErr_Clear();
+        return out;
+    }
+    return NULL;
+}
+
+/* A new reference to a dict of the object at the cursor, each value a scalar (``scores``,
+ * ``segment``); NULL, with no exception set, for anything else or a key twice. */
+static PyObject *flat_object(Cursor *c) {
+    if (!take(c, '{')) return NULL;
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (take(c, '}')) return d;
+    for (;;) {
+        const unsigned char *k;
+        Py_ssize_t kn;
+        int esc;
+        skip_ws(c);
+        if (!scan_string(c, &k, &kn, &esc) || esc || !take(c, ':')) goto fail;
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)k, kn, NULL);
+        if (key == NULL) goto fail;
+        PyObject *value = scalar(c, NULL, 1);
+        int fresh = value != NULL && PyDict_Contains(d, key) == 0;
+        int ok = fresh && PyDict_SetItem(d, key, value) == 0;
+        Py_DECREF(key);
+        Py_XDECREF(value);
+        if (!ok) goto fail;
+        if (take(c, ',')) continue;
+        if (take(c, '}')) return d;
+        goto fail;
+    }
+fail:
+    PyErr_Clear();
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* --------------------------------------------------------------- features */
+
+typedef struct {
+    const unsigned char *name;
+    Py_ssize_t name_len;
+    PyObject *values; /* a list once the column holds anything but floats and nulls */
+    StringCache strings;
+} Column;
+
+typedef struct {
+    Py_ssize_t n;        /* rows in the poll */
+    Py_ssize_t k;        /* columns: the first message's features */
+    Py_ssize_t capacity; /* of columns: grown as names come, up to MAX_COLUMNS */
+    Column *columns;
+    double *block;       /* k rows of n: column-major by feature */
+} Features;
+
+/* The column's values as a list from now on: rows before ``row`` from the block. */
+static int to_list(Features *f, Py_ssize_t i, Py_ssize_t row) {
+    Column *col = &f->columns[i];
+    col->values = PyList_New(f->n);
+    if (col->values == NULL) return 0;
+    for (Py_ssize_t r = 0; r < f->n; r++) { /* the list is complete at every step: None where not yet read */
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(col->values, r, Py_None);
+    }
+    double *x = f->block + i * f->n;
+    for (Py_ssize_t r = 0; r < row; r++) {
+        if (isnan(x[r])) continue;
+        PyObject *v = PyFloat_FromDouble(x[r]);
+        if (v == NULL) return 0;
+        PyObject *old = PyList_GET_ITEM(col->values, r);
+        PyList_SET_ITEM(col->values, r, v);
+        Py_DECREF(old);
+    }
+    return 1;
+}
+
+static int put(Features *f, Py_ssize_t i, Py_ssize_t row, PyObject *v) { /* steals v */
+    if (v == NULL) return 0;
+    Column *col = &f->columns[i];
+    if (col->values == NULL && !to_list(f, i, row)) {
+        Py_DECREF(v);
+        return 0;
+    }
+    PyObject *old = PyList_GET_ITEM(col->values, row);
+    PyList_SET_ITEM(col->values, row, v);
+    Py_DECREF(old);
+    return 1;
+}
+
+/* One feature value into column ``i`` at ``row``: floats and nulls into the block while the
+ * column is all floats and nulls; anything else makes it a list. */
+static int feature_value(Cursor *c, Features *f, Py_ssize_t i, Py_ssize_t row) {
+    skip_ws(c);
+    if (c->p >= c->end) return 0;
+    Column *col = &f->columns[i];
+    unsigned char ch = *c->p;
+    if (ch == '-' || (ch >= '0' && ch <= '9')) {
+        Number num;
+        if (!scan_number(c, &num)) return 0;
+        if (!num.is_int && col->values == NULL) {
+            f->block[i * f->n + row] = num.real;
+            return 1;
+        }
+        return put(f, i, row, num.is_int ? PyLong_FromLongLong(num.integer) : PyFloat_FromDouble(num.real));
+    }
+    if (ch == 'n') {
+        if (c->end - c->p < 4 || memcmp(c->p, "null", 4)) return 0;
+        c->p += 4;
+        if (col->values == NULL) f->block[i * f->n + row] = NAN;
+        return 1; /* a list column holds None already */
+    }
+    return put(f, i, row, scalar(c, &col->strings, 0));
+}
+
+/* The features of one message into the columns: the names of the first message, in order. */
+static int features(Cursor *c, Features *f, Py_ssize_t row) {
+    if (!take(c, '{')) return 0;
+    Py_ssize_t i = 0;
+    if (take(c, '}')) return f->k == 0;
+    for (;;) {
+        const unsigned char *k;
+        Py_ssize_t kn;
+        int esc;
+        skip_ws(c);
+        if (!scan_string(c, &k, &kn, &esc) || esc || !take(c, ':')) return 0;
+        if (i >= f->k || f->columns[i].name_len != kn || memcmp(f->columns[i].name, k, (size_t)kn)) return 0;
+        if (!feature_value(c, f, i, row)) return 0;
+        i++;
+        if (take(c, ',')) continue;
+        if (take(c, '}')) break;
+        return 0;
+    }
+    return i == f->k;
+}
+
+static int grow(Features *f) {
+    if (f->capacity >= MAX_COLUMNS) return 0;
+    Py_ssize_t capacity = f->capacity * 2 < MAX_COLUMNS ? f->capacity * 2 : MAX_COLUMNS;
+    Column *columns = PyMem_Realloc(f->columns, (size_t)capacity * sizeof(Column));
+    if (columns == NULL) return 0; /* unsure: the orjson path meets the same shortage, and says so */
+    memset(columns + f->capacity, 0, (size_t)(capacity - f->capacity) * sizeof(Column));
+    f->columns = columns;
+    f->capacity = capacity;
+    return 1;
+}
+
+/* The feature names of the first message (which ``event`` then reads as any other): no name
+ * twice (orjson would keep one), at most MAX_COLUMNS. */
+static int feature_names(const unsigned char *s, Py_ssize_t n, Features *f) {
+    Cursor cur = {s, s + n}, *c = &cur;
+    if (!take(c, '{')) return 0;
+    for (;;) {
+        const unsigned char *k;
+        Py_ssize_t kn;
+        int esc;
+        skip_ws(c);
+        if (!scan_string(c, &k, &kn, &esc) || esc || !take(c, ':')) return 0;
+        if (!field(k, kn, "features")) {
+            if (!skip_value(c, 1)) return 0;
+        } else {
+            if (!take(c, '{')) return 0;
+            if (take(c, '}')) return 1;
+            for (;;) {
+                skip_ws(c);
+                if (!scan_string(c, &k, &kn, &esc) || esc || !take(c, ':')) return 0;
+                if (f->k == f->capacity && !grow(f)) return 0;
+                for (Py_ssize_t j = 0; j < f->k; j++)
+                    if (f->columns[j].name_len == kn && !memcmp(f->columns[j].name, k, (size_t)kn)) return 0;
+                f->columns[f->k].name = k;
+                f->columns[f->k].name_len = kn;
+                f->k++;
+                if (!skip_value(c, 2)) return 0;
+                if (take(c, ',')) continue;
+                if (take(c, '}')) return 1;
+                return 0;
+            }
+        }
+        if (take(c, ',')) continue;
+        return 0; /* the end, or worse, without features */
+    }
+}
+
+/* -------------------------------------------------------------- the event */
+
+enum { F_EVENT_ID = 1, F_MODEL_ID = 2, F_VERSION = 4, F_TIMESTAMP = 8, F_FEATURES = 16,
+       F_PREDICTION = 32, F_SCORE = 64, F_SCORES = 128, F_SEGMENT = 256, F_LABEL = 512 };
+#define REQUIRED (F_EVENT_ID | F_MODEL_ID | F_TIMESTAMP | F_FEATURES | F_PREDICTION)
+#define REQUIRED_FEEDBACK (F_EVENT_ID | F_MODEL_ID | F_TIMESTAMP | F_LABEL)
+
+typedef struct {
+    int feedback; /* a poll of the feedback topic: labels, and a prediction only if carried */
+    PyObject *event_ids, *model_ids, *versions, *written, *outputs, *class_scores, *segments, *labels;
+    double *scores;
+    int any_score;
+    StringCache model_cache, version_cache, output_cache, label_cache;
+    Features f;
+} Poll;
+
+static int set_row(PyObject *list, Py_ssize_t row, PyObject *v) { /* steals v; the slot holds None */
+    if (v == NULL) return 0;
+    PyObject *old = PyList_GET_ITEM(list, row);
+    PyList_SET_ITEM(list, row, v);
+    Py_DECREF(old);
+    return 1;
+}
+
+/* A list of n Nones, made the first time an optional field is seen. */
+static PyObject *nones(Py_ssize_t n) {
+    PyObject *list = PyList_New(n);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(list, r, Py_None);
+    }
+    return list;
+}
+
+static int event(Poll *poll, const unsigned char *s, Py_ssize_t n, Py_ssize_t row) {
+    if (!valid_utf8(s, n)) return 0;
+    Cursor cur = {s, s + n}, *c = &cur;
+    int seen = 0;
+    if (!take(c, '{')) return 0;
+    if (take(c, '}')) return 0;
+    for (;;) {
+        const unsigned char *k;
+        Py_ssize_t kn;
+        int esc, flag = 0, ok;
+        skip_ws(c);
+        if (!scan_string(c, &k, &kn, &esc) || esc || !take(c, ':')) return 0;
+        if (field(k, kn, "event_id")) {
+            flag = F_EVENT_ID;
+            skip_ws(c);
+            const unsigned char *v;
+            Py_ssize_t vn;
+            int vesc;
+            ok = c->p < c->end && *c->p == '"' && scan_string(c, &v, &vn, &vesc) && !vesc
+                 && set_row(poll->event_ids, row, PyUnicode_DecodeUTF8((const char *)v, vn, NULL));
+        } else if (field(k, kn, "model_id")) {
+            flag = F_MODEL_ID;
+            skip_ws(c);
+            ok = c->p < c->end && *c->p == '"' && set_row(poll->model_ids, row, scalar(c, &poll->model_cache, 0));
+        } else if (field(k, kn, "model_version")) {
+            flag = F_VERSION;
+            skip_ws(c);
+            ok = c->p < c->end && (*c->p == '"' || *c->p == 'n')
+                 && set_row(poll->versions, row, scalar(c, &poll->version_cache, 1));
+        } else if (field(k, kn, "timestamp")) {
+            flag = F_TIMESTAMP;
+            skip_ws(c);
+            ok = c->p < c->end && *c->p != 't' && *c->p != 'f' && *c->p != 'n'
+                 && set_row(poll->written, row, scalar(c, NULL, 0));
+        } else if (field(k, kn, "features") && !poll->feedback) {
+            flag = F_FEATURES;
+            ok = features(c, &poll->f, row);
+        } else if (field(k, kn, "prediction")) {
+            flag = F_PREDICTION;
+            if (poll->outputs == NULL && (poll->outputs = nones(poll->f.n)) == NULL) return 0;
+            ok = set_row(poll->outputs, row, scalar(c, &poll->output_cache, 0));
+        } else if (field(k, kn, "label") && poll->feedback) {
+            flag = F_LABEL;
+            ok = set_row(poll->labels, row, scalar(c, &poll->label_cache, 0));
+        } else if (field(k, kn, "score")) {
+            flag = F_SCORE;
+            skip_ws(c);
+            Number num;
+            ok = c->p < c->end && (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && scan_number(c, &num);
+            if (ok) poll->scores[row] = num.is_int ? (double)num.integer : num.real;
+            poll->any_score = 1;
+        } else if ((field(k, kn, "scores") || field(k, kn, "segment")) && !poll->feedback) {
+            int scores = kn == 6;
+            flag = scores ? F_SCORES : F_SEGMENT;
+            PyObject **list = scores ? &poll->class_scores : &poll->segments;
+            if (*list == NULL && (*list = nones(poll->f.n)) == NULL) return 0;
+            ok = set_row(*list, row, flat_object(c));
+        } else {
+            ok = skip_value(c, 1);
+        }
+        if (!ok || (seen & flag)) return 0;
+        seen |= flag;
+        if (take(c, ',')) continue;
+        if (take(c, '}')) break;
+        return 0;
+    }
+    skip_ws(c);
+    int required = poll->feedback ? REQUIRED_FEEDBACK : REQUIRED;
+    return c->p == c->end && (seen & required) == required;
+}
+
+static void poll_clear(Poll *poll) {
+    Py_CLEAR(poll->event_ids);
+    Py_CLEAR(poll->model_ids);
+    Py_CLEAR(poll->versions);
+    Py_CLEAR(poll->written);
+    Py_CLEAR(poll->outputs);
+    Py_CLEAR(poll->class_scores);
+    Py_CLEAR(poll->segments);
+    Py_CLEAR(poll->labels);
+    cache_clear(&poll->label_cache);
+    cache_clear(&poll->model_cache);
+    cache_clear(&poll->version_cache);
+    cache_clear(&poll->output_cache);
+    if (poll->f.columns != NULL) {
+        for (Py_ssize_t i = 0; i < poll->f.k; i++) {
+            Py_CLEAR(poll->f.columns[i].values);
+            cache_clear(&poll->f.columns[i].strings);
+        }
+    }
+    PyMem_Free(poll->f.columns);
+    PyMem_Free(poll->f.block);
+    PyMem_Free(poll->scores);
+}
+
+/* The columns of a poll of n values, each row None (NaN for scores) until read; 0 with an exception
+ * set when memory runs out (poll_clear releases what was made either way). */
+static int poll_start(Poll *poll, Py_ssize_t n, int feedback) {
+    memset(poll, 0, sizeof *poll);
+    poll->feedback = feedback;
+    poll->f.n = n;
+    if (!(poll->event_ids = nones(n)) || !(poll->model_ids = nones(n)) || !(poll->versions = nones(n))
+        || !(poll->written = nones(n)))
+        return 0;
+    if (feedback ? !(poll->labels = nones(n)) : !(poll->outputs = nones(n))) return 0;
+    poll->scores = PyMem_Malloc((size_t)n * sizeof(double));
+    if (!feedback) {
+        poll->f.capacity = 32;
+        poll->f.columns = PyMem_Calloc((size_t)poll->f.capacity, sizeof(Column));
+    }
+    if (poll->scores == NULL || (!feedback && poll->f.columns == NULL)) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t r = 0; r < n; r++) poll->scores[r] = NAN;
+    return 1;
+}
+
+PyDoc_STRVAR(predictions_doc,
+"predictions(values, /)\n--\n\n"
+"A poll of prediction message values (a list of bytes) as columns, or None when any value is\n"
+"not one this module is sure to read as orjson does (then decode.py decides).\n\n"
+"Returns ``(event_ids, model_ids, versions, written, outputs, scores, class_scores, segments,\n"
+"names, block, columns)``: lists of n values each (``versions`` None where absent; ``written``\n"
+"the timestamps as written), ``scores`` the bytes of n doubles (NaN where absent) or None when\n"
+"no value has one, ``class_scores`` and ``segments`` lists of dicts (None where absent) or None\n"
+"when no value has one; the features' ``names`` (a tuple, in the first value's order), ``block``\n"
+"the bytes of a len(names) x n array of doubles in which each column that held only floats and\n"
+"nulls is its row (NaN for null), and ``columns``, per name, None for such a column, else the\n"
+"list of its values (None for null).");
+
+static PyObject *predictions(PyObject *module, PyObject *values) {
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "predictions() takes a list of bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (n == 0) Py_RETURN_NONE;
+    Poll poll;
+    PyObject *result = NULL;
+    if (!poll_start(&poll, n, 0)) goto error;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        PyObject *value = PyList_GET_ITEM(values, row);
+        if (!PyBytes_CheckExact(value)) goto unsure;
+        const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(value);
+        Py_ssize_t len = PyBytes_GET_SIZE(value);
+        if (row == 0) { /* the first message names the columns, so the block can be laid out */
+            if (!valid_utf8(s, len) || !feature_names(s, len, &poll.f)) goto unsure;
+            Py_ssize_t cells = poll.f.k * n;
+            poll.f.block = PyMem_Malloc((size_t)(cells ? cells : 1) * sizeof(double));
+            if (poll.f.block == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            for (Py_ssize_t i = 0; i < cells; i++) poll.f.block[i] = NAN;
+        }
+        if (!event(&poll, s, len, row)) goto unsure;
+    }
+    {
+        PyObject *names = PyTuple_New(poll.f.k);
+        PyObject *columns = PyList_New(poll.f.k);
+        PyObject *block = PyBytes_FromStringAndSize((const char *)poll.f.block,
+                                                    (Py_ssize_t)(poll.f.k * n * sizeof(double)));
+        PyObject *scores = poll.any_score ? PyBytes_FromStringAndSize((const char *)poll.scores,
+                                                                      (Py_ssize_t)(n * sizeof(double)))
+                                          : (Py_INCREF(Py_None), Py_None);
+        if (names == NULL || columns == NULL || block == NULL || scores == NULL) {
+            Py_XDECREF(names);
+            Py_XDECREF(columns);
+            Py_XDECREF(block);
+            Py_XDECREF(scores);
+            goto error;
+        }
+        for (Py_ssize_t i = 0; i < poll.f.k; i++) {
+            Column *col = &poll.f.columns[i];
+            PyObject *name = PyUnicode_DecodeUTF8((const char *)col->name, col->name_len, NULL);
+            if (name == NULL) {
+                Py_DECREF(names);
+                Py_DECREF(columns);
+                Py_DECREF(block);
+                Py_DECREF(scores);
+                goto error;
+            }
+            PyTuple_SET_ITEM(names, i, name);
+            PyObject *list = col->values ? col->values : Py_None;
+            Py_INCREF(list);
+            PyList_SET_ITEM(columns, i, list);
+        }
+        result = Py_BuildValue("(OOOOONOONNN)", poll.event_ids, poll.model_ids, poll.versions, poll.written,
+                               poll.outputs, scores, poll.class_scores ? poll.class_scores : Py_None,
+                               poll.segments ? poll.segments : Py_None, names, block, columns);
+    }
+    poll_clear(&poll);
+    return result;
+unsure:
+    poll_clear(&poll);
+    Py_RETURN_NONE;
+error:
+    poll_clear(&poll);
+    return NULL;
+}
+
+PyDoc_STRVAR(feedback_doc,
+"feedback(values, /)\n--\n\n"
+"A poll of feedback message values (a list of bytes) as columns, or None as for predictions().\n\n"
+"Returns ``(event_ids, model_ids, versions, written, labels, carried, scores)``: lists of n\n"
+"values each, ``carried`` the predictions the events carry (None where absent) or None when no\n"
+"value has one, ``scores`` the bytes of n doubles (NaN where absent) or None when none has one.");
+
+static PyObject *feedback(PyObject *module, PyObject *values) {
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "feedback() takes a list of bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (n == 0) Py_RETURN_NONE;
+    Poll poll;
+    PyObject *result = NULL;
+    if (!poll_start(&poll, n, 1)) goto error;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        PyObject *value = PyList_GET_ITEM(values, row);
+        if (!PyBytes_CheckExact(value)) goto unsure;
+        if (!event(&poll, (const unsigned char *)PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), row))
+            goto unsure;
+    }
+    {
+        PyObject *scores = poll.any_score ? PyBytes_FromStringAndSize((const char *)poll.scores,
+                                                                      (Py_ssize_t)(n * sizeof(double)))
+                                          : (Py_INCREF(Py_None), Py_None);
+        if (scores == NULL) goto error;
+        result = Py_BuildValue("(OOOOOON)", poll.event_ids, poll.model_ids, poll.versions, poll.written,
+                               poll.labels, poll.outputs ? poll.outputs : Py_None, scores);
+    }
+    poll_clear(&poll);
+    return result;
+unsure:
+    poll_clear(&poll);
+    Py_RETURN_NONE;
+error:
+    poll_clear(&poll);
+    return NULL;
+}
+
+/* -- snapshots: the arrays of a loaded skeleton ----------------------------------------------- */
+
+PyDoc_STRVAR(arrays_doc,
+"arrays(tree, marker, make, /)\n--\n\n"
+"Replace, in the dicts of ``tree`` (a loaded snapshot skeleton: dicts are walked, lists are not),\n"
+"every value that is a dict with a non-null ``marker`` key by ``make(value[marker])``; return\n"
+"how many were replaced. The order is snapshot._walk's; ``make`` checks the placeholder.");
+
+static PyObject *arrays(PyObject *module, PyObject *args) {
+    PyObject *tree, *marker, *make;
+    if (!PyArg_ParseTuple(args, "O!UO:arrays", &PyDict_Type, &tree, &marker, &make)) return NULL;
+    PyObject *stack = PyList_New(0); /* owns the dicts still to walk */
+    if (stack == NULL || PyList_Append(stack, tree) < 0) goto error;
+    Py_ssize_t found = 0;
+    while (PyList_GET_SIZE(stack)) {
+        Py_ssize_t last = PyList_GET_SIZE(stack) - 1;
+        PyObject *node = PyList_GET_ITEM(stack, last);
+        Py_INCREF(node);
+        if (PyList_SetSlice(stack, last, last + 1, NULL) < 0) {
+            Py_DECREF(node);
+            goto error;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        /* replacing the value of a key it is at keeps the iteration valid (the keys stay the same) */
+        while (PyDict_Next(node, &pos, &key, &value)) {
+            if (!PyDict_CheckExact(value)) continue;
+            PyObject *spec = PyDict_GetItemWithError(value, marker); /* borrowed */
+            if (spec == NULL && PyErr_Occurred()) {
+                Py_DECREF(node);
+                goto error;
+            }
+            if (spec == NULL || spec == Py_None) {
+                if (PyList_Append(stack, value) < 0) {
+                    Py_DECREF(node);
+                    goto error;
+                }
+                continue;
+            }
+            PyObject *array = PyObject_CallOneArg(make, spec);
+            if (array == NULL || PyDict_SetItem(node, key, array) < 0) {
+                Py_XDECREF(array);
+                Py_DECREF(node);
+                goto error;
+            }
+            Py_DECREF(array);
+            found++;
+        }
+        Py_DECREF(node);
+    }
+    Py_DECREF(stack);
+    return PyLong_FromSsize_t(found);
+error:
+    Py_XDECREF(stack);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
+    {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
+    {"arrays", (PyCFunction)arrays, METH_VARARGS, arrays_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "streamdrift.core._speedups",
+    "A poll of prediction messages parsed into columns in C (see decode.py, which works without it); "
+    "the arrays of a snapshot's skeleton put in place (see snapshot.py, likewise).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}

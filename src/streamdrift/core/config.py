@@ -1,0 +1,80 @@
+"""The settings of the detection core: per model and shared by every model.
+
+Plain pydantic models, no environment or file loading (that is
+``streamdrift.runtime.settings``), so the core can be used from Python with
+``MonitorSettings(window_size=500)`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MonitorSettings(_Section):
+    """Detection settings shared by every model (the snapshot records their hash)."""
+
+    reference_size: int = Field(2000, ge=50, description="warm-up events that form the reference")
+    window_size: int = Field(1000, ge=20, description="events in the sliding window compared to the reference")
+    subwindows: int = Field(5, ge=1, le=100, description="sub-windows the window slides by")
+    bins: int = Field(10, ge=2, le=100, description="quantile bins per numeric feature")
+    max_categories: int = Field(20, ge=1, le=1000, description="categories tracked per feature; the rest are 'other'")
+    max_features: int = Field(200, ge=1, le=10_000, description="features monitored per model; more are counted")
+    false_alarm_run_length: float = Field(
+        1_000_000, ge=1000, description="expected events between false alarms per model, all tests together"
+    )
+    concept_detector: Literal["cusum", "adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w"] = "cusum"
+    concept_ratio: float = Field(2.0, gt=1, le=100, description="odds-of-error multiple the CUSUM is tuned to")
+    concept_warmup: int = Field(1000, ge=30, description="labelled events that set the reference error rate")
+    concept_history: int = Field(10_000, ge=100, description="errors a River detector keeps for its snapshot")
+    max_missing_rate_increase: float = Field(0.1, gt=0, le=1, description="data quality: missing share over reference")
+    max_invalid_rate: float = Field(0.01, gt=0, le=1, description="data quality: share of wrong-typed values")
+    max_out_of_range_rate: float = Field(0.05, gt=0, le=1, description="data quality: share outside reference range")
+    max_new_category_rate: float = Field(0.05, gt=0, le=1, description="data quality: share of unseen categories")
+    cooldown_events: int = Field(5000, ge=0, description="events after a drift event before the same kind fires again")
+    join_ttl_s: float = Field(7 * 86400, gt=0, description="event time a prediction waits for its label (and back)")
+    join_max_pending: int = Field(20_000, ge=10, description="predictions (and early feedback) waiting, per model")
+    join_max_pending_bytes: int = Field(16 << 20, ge=1 << 16, description="approximate bytes waiting, per model")
+    score_bins: int = Field(50, ge=5, le=1000, description="score histogram bins for AUC and calibration error")
+    degradation_tolerance: float = Field(
+        0.05, gt=0, description="how much worse than the reference accuracy (or MAE) a window may be"
+    )
+    degradation_alpha: float = Field(0.001, gt=0, lt=0.5, description="one-sided confidence of degradation")
+    max_versions: int = Field(10, ge=1, le=1000, description="model versions compared per model")
+    max_segments: int = Field(20, ge=1, le=1000, description="segment values tracked per attribute")
+
+    @field_validator("subwindows")
+    @classmethod
+    def _subwindows_divide(cls, value: int, info: Any) -> int:
+        window = info.data.get("window_size")
+        if window is not None and window % value:
+            raise ValueError(f"must divide window_size ({window})")
+        return value
+
+    def fingerprint(self) -> str:
+        """A hash of these settings: a snapshot made under others is refused."""
+        return hashlib.sha256(orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+class ModelSettings(_Section):
+    """Per-model settings: ``[models.<model_id>]`` in the TOML file."""
+
+    important_features: list[str] = Field(
+        default_factory=list, description="data drift on these features means action 'retrain'"
+    )
+    profile: Path | None = Field(None, description="reference profile from `streamdrift reference build`")
+    task: Literal["classification", "regression"] | None = Field(None, description="inferred when unset")
+    positive_label: str = Field("1", description="positive class of precision, recall, F1 and `score`")
+    segment_attributes: list[str] = Field(default_factory=list, description="`segment` keys to slice metrics by")
+    sensitive_attribute: str | None = Field(None, description="segment key whose fairness gaps are reported")
+    retrain_every_s: float | None = Field(
+        None, gt=0, description="emit a scheduled_retrain event this often (event time), whatever the detectors say"
+    )

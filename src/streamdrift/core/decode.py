@@ -1,0 +1,869 @@
+"""Decode raw messages into columnar per-model batches, or reject them.
+
+The first step of the data flow. `decode_predictions` and `decode_feedback`
+take the messages of one poll (any mix of partitions), validate each value
+against the public contract (``schemas/prediction.schema.json``,
+``schemas/feedback.schema.json``) and group what passes into one batch per
+(model_id, partition), rows in input order, batches in order of first
+appearance. What fails comes back as a `Rejected` with a one-line reason
+naming the field, for the dead-letter topic; a bad message never raises.
+
+Accepted messages
+-----------------
+value
+    A UTF-8 JSON object. Unknown top-level fields are ignored.
+key
+    ``None``, or the UTF-8 bytes of the event's ``model_id``.
+event_id
+    String of 1 to 256 characters (code points).
+model_id
+    1 to 128 of ``A-Z a-z 0-9 . _ : -``.
+model_version
+    Optional: null or a string of 1 to 128 characters.
+timestamp
+    RFC 3339 date-time with ``Z`` or a ``±hh:mm`` offset (``T``/``t``,
+    ``Z``/``z``, optional fraction, no leap second), year 1970 to 9999; or
+    epoch seconds in ``[0, 253402300800)``. Decoded to float epoch seconds.
+features (prediction)
+    Object of at most 1000 names (1 to 256 characters) to number, string,
+    boolean or null.
+prediction (optional in feedback), label (feedback)
+    String, number or boolean.
+score (optional)
+    Number in [0, 1]: probability of the positive class.
+scores (optional, prediction)
+    Object of class to number in [0, 1].
+segment (optional, prediction)
+    Object of at most 32 names to string, number or boolean.
+
+A number is a JSON number: ``1`` and ``1.0`` are numbers, ``true`` is not,
+and NaN or infinity cannot be written in JSON at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
+
+import numpy as np
+import orjson
+
+from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
+
+try:  # the C reader of prediction polls (setup.py builds it where a compiler is)
+    from streamdrift.core import _speedups
+except ImportError:  # built without one: the same batches, read by orjson and checked here
+    _speedups = None
+SPEEDUPS = _speedups is not None
+
+MAX_EVENT_ID_CHARS = 256
+MAX_MODEL_VERSION_CHARS = 128
+MAX_FEATURES = 1000
+MAX_FEATURE_NAME_CHARS = 256
+MAX_SEGMENT_ATTRIBUTES = 32
+# 10000-01-01T00:00:00Z: the first instant RFC 3339's four-digit years cannot write.
+EPOCH_SECONDS_END = 253_402_300_800
+
+_MODEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
+    re.ASCII,
+)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# orjson builds exact types, so `type(v) in ...` is exact and keeps bool out of numbers.
+_NUMBER = frozenset({int, float})
+_SCALAR = frozenset({str, int, float, bool})
+_FEATURE_VALUE = frozenset({str, int, float, bool, type(None)})
+_NUMERIC_VALUE = frozenset({int, float, type(None)})
+_JSON_TYPE = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+_MISSING = object()
+_NAN = float("nan")
+
+
+class _Invalid(Exception):
+    """A message breaks the contract; never leaves this module."""
+
+
+def decode_predictions(
+    messages: Sequence[RawMessage],
+) -> tuple[list[PredictionBatch], list[Rejected]]:
+    """Decode prediction messages into one batch per (model_id, partition).
+
+    Parameters
+    ----------
+    messages
+        Raw messages of the predictions topic, in the order received.
+
+    Returns
+    -------
+    tuple
+        The batches, in order of first appearance, and the rejected messages.
+
+    Examples
+    --------
+    >>> from streamdrift.core.records import RawMessage
+    >>> values = [
+    ...     b'{"event_id": "e1", "model_id": "m1", "timestamp": 1700000000,'
+    ...     b' "features": {"x": 1.5}, "prediction": 1, "score": 0.9}',
+    ...     b'{"event_id": "e2", "model_id": "m1", "timestamp": "2023-11-14T22:13:21Z",'
+    ...     b' "features": {"x": null, "c": "a"}, "prediction": 0}',
+    ...     b'{"event_id": "e3", "model_id": "m1", "timestamp": 1700000002,'
+    ...     b' "features": {}, "prediction": 1, "score": true}',
+    ...     None,
+    ... ]
+    >>> messages = [RawMessage("predictions", 0, 10 + i, b"m1", v) for i, v in enumerate(values)]
+    >>> batches, rejected = decode_predictions(messages)
+    >>> b = batches[0]
+    >>> b.model_id, b.partition, len(b), b.offsets.tolist()
+    ('m1', 0, 2, [10, 11])
+    >>> b.timestamps.tolist(), b.scores.tolist()
+    ([1700000000.0, 1700000001.0], [0.9, nan])
+    >>> b.features
+    {'x': [1.5, None], 'c': [None, 'a']}
+    >>> for r in rejected:
+    ...     print(r.message.offset, r.reason)
+    12 field 'score' must be a number in [0, 1], got true
+    13 tombstone: message has no value
+    """
+    return _decode(messages, _prediction_row, _prediction_batch)
+
+
+def decode_feedback(
+    messages: Sequence[RawMessage],
+) -> tuple[list[FeedbackBatch], list[Rejected]]:
+    """Decode feedback messages into one batch per (model_id, partition).
+
+    Parameters
+    ----------
+    messages
+        Raw messages of the feedback topic, in the order received.
+
+    Returns
+    -------
+    tuple
+        The batches, in order of first appearance, and the rejected messages.
+        ``predictions`` holds None and ``scores`` NaN where a feedback event
+        does not carry the prediction it grades.
+    """
+    return _decode(messages, _feedback_row, _feedback_batch)
+
+
+def _decode(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
+    """Validate and group: the whole-poll fast path when it can vouch for every message, else row by row."""
+    if len(messages) >= _FAST_MIN:
+        if _speedups is not None:
+            fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages)
+            if fast is not None:
+                return fast, []
+        fast = _decode_fast(messages, parse is _prediction_row)
+        if fast is not None:
+            return fast, []
+    return _decode_rows(messages, parse, build)
+
+
+def _decode_rows(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
+    """Validate each message with ``parse`` into a row tuple; group rows per (model_id, partition).
+
+    The reference path: it names the first breach of each bad message. Rows
+    are kept as tuples and transposed into columns once per batch, in C.
+    """
+    groups: dict[tuple[str, int], list[tuple]] = {}
+    rejected: list[Rejected] = []
+    keys: dict[str, bytes] = {}
+    for message in messages:
+        try:
+            event = _load(message.value)
+            event_id, model_id, version, timestamp = _header(event, message.key, keys)
+            row = (message.offset, event_id, version, timestamp, event["timestamp"], *parse(event))
+        except _Invalid as exc:
+            rejected.append(Rejected(message, str(exc)))
+            continue
+        group = groups.get((model_id, message.partition))
+        if group is None:
+            group = groups[(model_id, message.partition)] = []
+        group.append(row)
+    return [build(model_id, partition, rows) for (model_id, partition), rows in groups.items()], rejected
+
+
+def _prediction_row(event: dict) -> tuple:
+    return (_features(event), _scalar(event, "prediction"), _score(event), _class_scores(event), _segment(event))
+
+
+def _feedback_row(event: dict) -> tuple:
+    label = _scalar(event, "label")  # checked in this order: the first failure is the reason given
+    prediction = _scalar(event, "prediction") if "prediction" in event else None
+    return label, prediction, _score(event)
+
+
+def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> PredictionBatch:
+    offsets, event_ids, versions, times, written, features, predictions, scores, class_scores, segments = zip(*rows)
+    columns, numeric = _feature_columns(features)
+    return PredictionBatch(
+        model_id=model_id,
+        partition=partition,
+        offsets=np.array(offsets, dtype=np.int64),
+        event_ids=list(event_ids),
+        model_versions=list(versions),
+        timestamps=np.array(times, dtype=np.float64),
+        timestamp_values=list(written),
+        features=columns,
+        predictions=list(predictions),
+        scores=np.array(scores, dtype=np.float64),
+        class_scores=list(class_scores),
+        segments=list(segments),
+        numeric_features=numeric,
+    )
+
+
+def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> FeedbackBatch:
+    offsets, event_ids, versions, times, written, labels, predictions, scores = zip(*rows)
+    return FeedbackBatch(
+        model_id=model_id,
+        partition=partition,
+        offsets=np.array(offsets, dtype=np.int64),
+        event_ids=list(event_ids),
+        model_versions=list(versions),
+        timestamps=np.array(times, dtype=np.float64),
+        timestamp_values=list(written),
+        labels=list(labels),
+        predictions=list(predictions),
+        scores=np.array(scores, dtype=np.float64),
+    )
+
+
+# -- the fast path --------------------------------------------------------------
+#
+# A poll's messages are checked column by column with C-level operations (type
+# sets, min/max of lengths, each *distinct* model id and version once, numpy
+# range checks) instead of field by field per message. It only ever accepts:
+# the moment any check fails, ``_decode`` runs the reference path over the
+# whole poll, which finds and names each culprit. So both paths accept the
+# same messages and build the same batches (tests/test_contracts.py checks
+# this on every fixture, alone and among good neighbours).
+
+_FAST_MIN = 8  # below this the reference path is as fast
+_OFFSET, _PARTITION, _KEY, _VALUE = (attrgetter(a) for a in ("offset", "partition", "key", "value"))
+_NUMBER_OR_MISSING = frozenset({int, float, object})
+_SCALAR_OR_MISSING = _SCALAR | {object}
+_VERSION_TYPES = frozenset({str, type(None)})
+_valid_model_ids: dict[str, bytes] = {}  # model ids matching the contract -> their Kafka key
+
+
+def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | None:
+    """Every message valid: the batches, exactly as ``_decode_rows`` builds them. Otherwise None."""
+    try:
+        events = list(map(orjson.loads, map(_VALUE, messages)))
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if set(map(type, events)) != {dict}:
+        return None
+    n = len(events)
+    try:
+        event_ids = list(map(itemgetter("event_id"), events))
+        model_ids = list(map(itemgetter("model_id"), events))
+        written = list(map(itemgetter("timestamp"), events))
+        if predictions:
+            features = list(map(itemgetter("features"), events))
+            outputs = list(map(itemgetter("prediction"), events))
+        else:
+            labels = list(map(itemgetter("label"), events))
+        versions = list(map(dict.get, events, repeat("model_version")))
+        header = _fast_header(messages, event_ids, model_ids, versions, written)
+    except (KeyError, TypeError):  # a field missing, or an unhashable value
+        return None
+    if header is None:
+        return None
+    times, distinct_models = header
+    if predictions:
+        columns = _fast_prediction_columns(events, features, outputs)
+    else:
+        columns = _fast_feedback_columns(events, labels)
+    if columns is None:
+        return None
+    partitions = list(map(_PARTITION, messages))
+    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, columns[2])
+    build = _fast_prediction_batch if predictions else _fast_feedback_batch
+    try:
+        return [
+            build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
+            for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)
+        ]
+    except _Invalid:
+        return None
+
+
+def _fast_header(
+    messages: Sequence[RawMessage], event_ids: list, model_ids: list, versions: list, written: list
+) -> tuple[np.ndarray, set[str]] | None:
+    """The checks of event_id, model_id (and key), model_version and timestamp over a poll's
+    columns: the event times and the distinct model ids if all pass, else None.
+    Raises TypeError for an unhashable model id or version."""
+    distinct_versions = set(versions)
+    distinct_models = set(model_ids)
+    if (
+        set(map(type, event_ids)) != {str}
+        or min(map(len, event_ids)) == 0
+        or max(map(len, event_ids)) > MAX_EVENT_ID_CHARS
+    ):
+        return None
+    for version in distinct_versions:
+        if type(version) not in _VERSION_TYPES or (
+            version is not None and not 0 < len(version) <= MAX_MODEL_VERSION_CHARS
+        ):
+            return None
+    for model_id in distinct_models:
+        if model_id not in _valid_model_ids:
+            if type(model_id) is not str or _MODEL_ID.fullmatch(model_id) is None:
+                return None
+            if len(_valid_model_ids) < 100_000:
+                _valid_model_ids[model_id] = model_id.encode()
+    if not _keys_match(list(map(_KEY, messages)), model_ids, distinct_models):
+        return None
+    times = _fast_timestamps(written)
+    return None if times is None else (times, distinct_models)
+
+
+def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
+    """A poll of predictions read by ``_speedups`` into columns, checked as ``_decode_fast`` checks
+    orjson's: the same batches, except that a feature column holding only floats and nulls
+    is a read-only float64 array, NaN for null (``records.column_values`` lists it again).
+    None where the reader or a check has a doubt."""
+    parsed = _speedups.predictions(list(map(_VALUE, messages)))
+    if parsed is None:
+        return None
+    event_ids, model_ids, versions, written, outputs, scores, class_scores, segments, names, block, lists = parsed
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores)
+    if head is None:
+        return None
+    n = len(messages)
+    if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
+        return None
+    try:  # rare fields: the reference checks, value by value, on the events that have them
+        class_scores = (
+            [None] * n
+            if class_scores is None
+            else [None if d is None else _class_scores({"scores": d}) for d in class_scores]
+        )
+        segments = (
+            [None] * n if segments is None else [None if d is None else _segment({"segment": d}) for d in segments]
+        )
+    except _Invalid:
+        return None
+    block = np.frombuffer(block, np.float64).reshape(len(names), n)
+    columns = (names, block, lists, outputs, class_scores, segments)
+    return _parsed_batches(_parsed_prediction_batch, messages, head, event_ids, model_ids, versions, written, columns)
+
+
+def _decode_parsed_feedback(messages: Sequence[RawMessage]) -> list | None:
+    """A poll of feedback read by ``_speedups``, checked as ``_decode_fast`` checks orjson's: the
+    same batches. None where the reader or a check has a doubt."""
+    parsed = _speedups.feedback(list(map(_VALUE, messages)))
+    if parsed is None:
+        return None
+    event_ids, model_ids, versions, written, labels, carried, scores = parsed
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores)
+    if head is None:
+        return None
+    columns = (labels, [None] * len(messages) if carried is None else carried, head[2])
+    return _parsed_batches(_fast_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
+
+
+def _parsed_head(
+    messages: Sequence[RawMessage],
+    event_ids: list,
+    model_ids: list,
+    versions: list,
+    written: list,
+    scores: bytes | None,
+) -> tuple | None:
+    """The checks both kinds of parsed poll share: ``(times, distinct model ids, scores)``, or None."""
+    header = _fast_header(messages, event_ids, model_ids, versions, written)
+    if header is None:
+        return None
+    scores = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
+    if ((scores < 0) | (scores > 1)).any():
+        return None
+    return (*header, scores)
+
+
+def _parsed_batches(
+    build,
+    messages: Sequence[RawMessage],
+    head: tuple,
+    event_ids: list,
+    model_ids: list,
+    versions: list,
+    written: list,
+    columns: tuple,
+) -> list:
+    times, distinct_models, scores = head
+    n = len(messages)
+    partitions = list(map(_PARTITION, messages))
+    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, scores)
+    return [
+        build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
+        for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)
+    ]
+
+
+def _parsed_prediction_batch(
+    model_id: str,
+    partition: int,
+    rows,
+    n: int,
+    arrays: tuple,
+    event_ids: list,
+    versions: list,
+    written: list,
+    columns: tuple,
+) -> PredictionBatch:
+    names, block, lists, outputs, class_scores, segments = columns
+    offsets, times, scores = arrays
+    take = _taker(rows, n)
+    if len(rows) < n:
+        block = block[:, rows]  # one copy of the group's rows of every float column
+    features = {}
+    numeric = []
+    for i, (name, values) in enumerate(zip(names, lists)):
+        if values is None:
+            features[name] = block[i]
+            numeric.append(name)
+        else:
+            values = features[name] = take(values)
+            if set(map(type, values)) <= _NUMERIC_VALUE:
+                numeric.append(name)
+    return PredictionBatch(
+        model_id=model_id,
+        partition=partition,
+        offsets=offsets,
+        event_ids=take(event_ids),
+        model_versions=take(versions),
+        timestamps=times,
+        timestamp_values=take(written),
+        features=features,
+        predictions=take(outputs),
+        scores=scores,
+        class_scores=take(class_scores),
+        segments=take(segments),
+        numeric_features=frozenset(numeric),
+    )
+
+
+def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[str], arrays: tuple) -> list[tuple]:
+    """``(model_id, partition, rows, arrays)`` per (model_id, partition) in order of first appearance,
+    ``rows`` in input order and ``arrays`` (offsets, times, scores) restricted to them.
+
+    Each model's events usually come from one partition (they are keyed by model id): then the
+    rows are grouped by model in numpy (a stable sort of model numbers), the arrays permuted
+    once and sliced per group. Otherwise row by row.
+    """
+    n = len(model_ids)
+    if len(distinct_models) == 1 and len(set(partitions)) == 1:
+        return [(model_ids[0], partitions[0], range(n), arrays)]
+    number = {m: i for i, m in enumerate(dict.fromkeys(model_ids))}  # in order of first appearance
+    codes = np.fromiter(map(number.__getitem__, model_ids), dtype=np.intp, count=n)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.cumsum(counts) - counts
+    grouped = np.array(partitions, dtype=np.int64)[order]
+    if (grouped == np.repeat(grouped[starts], counts)).all():  # one partition per model
+        rows = order.tolist()
+        permuted = tuple(a[order] for a in arrays)
+        return [
+            (model_id, partitions[rows[a]], rows[a:b], tuple(p[a:b] for p in permuted))
+            for model_id, a, b in zip(number, starts.tolist(), (starts + counts).tolist())
+        ]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, group in enumerate(zip(model_ids, partitions)):
+        rows = groups.get(group)
+        if rows is None:
+            groups[group] = [i]
+        else:
+            rows.append(i)
+    return [
+        (model_id, partition, rows, tuple(a[np.array(rows, dtype=np.intp)] for a in arrays))
+        for (model_id, partition), rows in groups.items()
+    ]
+
+
+def _keys_match(keys: list, model_ids: list[str], distinct_models: set[str]) -> bool:
+    """Every key is None or the UTF-8 bytes of its row's model id (model ids already valid).
+
+    Usually every key is there: then one join on each side tells. Valid model ids are ASCII
+    without NUL, so if the joins are equal, the keys hold no NUL but the n - 1 separators, and
+    split into the same n values.
+    """
+    try:
+        if b"\0".join(keys) == "\0".join(model_ids).encode():
+            return True
+    except TypeError:  # a None key (no key): compared row by row
+        pass
+    known = {m: _valid_model_ids.get(m) or m.encode() for m in distinct_models}
+    expected = (
+        list(map(known.__getitem__, model_ids)) if len(distinct_models) > 1 else [known[model_ids[0]]] * len(keys)
+    )
+    return keys == expected or all(k is None or k == e for k, e in zip(keys, expected))
+
+
+def _fast_timestamps(written: list) -> np.ndarray | None:
+    types = set(map(type, written))
+    if types <= _NUMBER:
+        try:
+            times = np.fromiter(written, np.float64, len(written))  # as np.array, without type discovery
+        except OverflowError:  # an integer beyond any float
+            return None
+        if not ((times >= 0).all() and (times < EPOCH_SECONDS_END).all()):
+            return None
+        return times
+    try:
+        return np.array(list(map(_timestamp, written)), dtype=np.float64)
+    except _Invalid:
+        return None
+
+
+def _fast_prediction_columns(events: list[dict], features: list, outputs: list) -> tuple | None:
+    if set(map(type, features)) != {dict}:
+        return None
+    most = max(map(len, features))
+    if most > MAX_FEATURES:
+        return None
+    # every row has as many names: likely the same ones, which _feature_columns checks per batch,
+    # with the names and the value types
+    uniform = min(map(len, features)) == most
+    if not _SCALAR.issuperset(map(type, outputs)):
+        return None
+    scores = _fast_scores(events)
+    if scores is None:
+        return None
+    try:  # rare fields: the reference checks, value by value, on the events that have them
+        class_scores = _fast_optional(events, "scores", _class_scores)
+        segments = _fast_optional(events, "segment", _segment)
+    except _Invalid:
+        return None
+    return features, outputs, scores, class_scores, segments, uniform
+
+
+def _fast_feedback_columns(events: list[dict], labels: list) -> tuple | None:
+    if not _SCALAR.issuperset(map(type, labels)):
+        return None
+    carried = _fast_field(events, "prediction", _SCALAR_OR_MISSING, None)
+    if carried is None:
+        return None
+    scores = _fast_scores(events)
+    if scores is None:
+        return None
+    return labels, carried, scores
+
+
+def _fast_field(events: list[dict], name: str, types: frozenset, absent: object) -> list | None:
+    """An optional field's values, ``absent`` where missing; None if one has a type not in ``types``
+    (``object`` standing for missing, so an explicit null is refused where null is not allowed)."""
+    values = list(map(dict.get, events, repeat(name), repeat(_MISSING)))
+    kinds = set(map(type, values))
+    if not types.issuperset(kinds):
+        return None
+    if kinds == {object}:  # absent from every event (a feedback's carried prediction and score, often)
+        return [absent] * len(values)
+    if object in kinds:
+        values = [absent if v is _MISSING else v for v in values]
+    return values
+
+
+def _fast_scores(events: list[dict]) -> np.ndarray | None:
+    scores = _fast_field(events, "score", _NUMBER_OR_MISSING, _NAN)
+    if scores is None:
+        return None
+    try:
+        out = np.fromiter(scores, np.float64, len(scores))  # as np.array, without type discovery
+    except OverflowError:
+        return None
+    if ((out < 0) | (out > 1)).any():
+        return None
+    return out
+
+
+def _fast_optional(events: list[dict], name: str, check) -> list:
+    if not any(map(dict.__contains__, events, repeat(name))):
+        return [None] * len(events)
+    return list(map(check, events))
+
+
+def _taker(rows: list[int], n: int):
+    """``column -> its values at rows`` as a list (the column itself when rows are all ``n``): one
+    itemgetter for the batch's columns, which picks rows in C without a call per row."""
+    if len(rows) == n:
+        return _same
+    if len(rows) == 1:
+        row = rows[0]
+        return lambda column: [column[row]]
+    pick = itemgetter(*rows)
+    return lambda column: list(pick(column))
+
+
+def _same(column: list) -> list:
+    return column
+
+
+def _fast_prediction_batch(
+    model_id: str,
+    partition: int,
+    rows: list[int],
+    n: int,
+    arrays: tuple,
+    event_ids: list,
+    versions: list,
+    written: list,
+    columns: tuple,
+) -> PredictionBatch:
+    features, outputs, _, class_scores, segments, uniform = columns
+    offsets, times, scores = arrays
+    take = _taker(rows, n)
+    feature_columns, numeric = _feature_columns(take(features), uniform)
+    return PredictionBatch(
+        model_id=model_id,
+        partition=partition,
+        offsets=offsets,
+        event_ids=take(event_ids),
+        model_versions=take(versions),
+        timestamps=times,
+        timestamp_values=take(written),
+        features=feature_columns,
+        predictions=take(outputs),
+        scores=scores,
+        class_scores=take(class_scores),
+        segments=take(segments),
+        numeric_features=numeric,
+    )
+
+
+def _fast_feedback_batch(
+    model_id: str,
+    partition: int,
+    rows: list[int],
+    n: int,
+    arrays: tuple,
+    event_ids: list,
+    versions: list,
+    written: list,
+    columns: tuple,
+) -> FeedbackBatch:
+    labels, carried, _ = columns
+    offsets, times, scores = arrays
+    take = _taker(rows, n)
+    return FeedbackBatch(
+        model_id=model_id,
+        partition=partition,
+        offsets=offsets,
+        event_ids=take(event_ids),
+        model_versions=take(versions),
+        timestamps=times,
+        timestamp_values=take(written),
+        labels=take(labels),
+        predictions=take(carried),
+        scores=scores,
+    )
+
+
+def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str, list], frozenset[str]]:
+    """Rows of name -> value to one aligned column per name, None where absent; and the names
+    whose values are all numbers or None, which the sketches turn into floats without looking again.
+
+    ``uniform``: every row is known to hold as many names (then, if every row holds the first
+    row's names, they hold the same names).
+    Raises ``_Invalid`` for a name that is not 1 to 256 characters, or a value that is not a
+    number, string, boolean or null (the fast path relies on both checks).
+    """
+    if uniform:
+        names = list(rows[0])
+    else:
+        names = list(dict.fromkeys(chain.from_iterable(rows)))  # first appearance order
+        if not (len(names) > 1 and all(len(row) == len(names) for row in rows)):
+            names = None
+    columns = None
+    if names is not None and len(names) > 1:
+        try:  # the usual case, every row has every feature: one C-level transpose
+            columns = dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
+        except KeyError:  # same count, other names: fall back
+            pass
+    if columns is None:
+        names = list(dict.fromkeys(chain.from_iterable(rows)))
+        columns = {name: [row.get(name) for row in rows] for name in names}
+    if columns and ("" in columns or max(map(len, columns)) > MAX_FEATURE_NAME_CHARS):
+        raise _Invalid("a feature name is not 1 to 256 characters")
+    return columns, _numeric_names(columns)
+
+
+def _numeric_names(columns: dict[str, list]) -> frozenset[str]:
+    """The columns whose values are all numbers or None (one type set per column: no faster
+    C-level pass was found, even checking all likely-numeric columns together)."""
+    numeric = []
+    for name, values in columns.items():
+        types = set(map(type, values))
+        if types <= _NUMERIC_VALUE:
+            numeric.append(name)
+        elif not types <= _FEATURE_VALUE:
+            raise _Invalid("a feature value is not a number, string, boolean or null")
+    return frozenset(numeric)
+
+
+def _load(value: bytes | None) -> dict:
+    if value is None:
+        raise _Invalid("tombstone: message has no value")
+    if not value:
+        raise _Invalid("empty value")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Invalid(f"invalid JSON: {exc}") from None
+    if type(event) is not dict:
+        raise _Invalid(f"value must be a JSON object, got {_JSON_TYPE[type(event)]}")
+    return event
+
+
+def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
+    """Fields common to predictions and feedback: event_id, model_id, model_version, timestamp.
+
+    ``keys`` caches model ids already validated, with the Kafka key they need.
+    """
+    event_id = event.get("event_id", _MISSING)
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
+        raise _field_error("event_id", event_id, "a string of 1 to 256 characters")
+
+    model_id = event.get("model_id", _MISSING)
+    expected_key = keys.get(model_id) if type(model_id) is str else None
+    if expected_key is None:
+        if type(model_id) is not str or _MODEL_ID.fullmatch(model_id) is None:
+            raise _field_error("model_id", model_id, f"a string matching ^{_MODEL_ID.pattern}$")
+        expected_key = keys[model_id] = model_id.encode()
+    if key is not None and key != expected_key:
+        shown = key.decode("utf-8", "backslashreplace")
+        raise _Invalid(f"key '{_clip(shown)}' does not match model_id '{model_id}'")
+
+    version = event.get("model_version")
+    if version is not None and (type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS):
+        raise _field_error("model_version", version, "null or a string of 1 to 128 characters")
+
+    return event_id, model_id, version, _timestamp(event.get("timestamp", _MISSING))
+
+
+def _timestamp(value: object) -> float:
+    kind = type(value)
+    if kind is str:
+        return _parse_rfc3339(value)
+    if kind in _NUMBER:
+        if 0 <= value < EPOCH_SECONDS_END:
+            return float(value)
+        raise _field_error("timestamp", value, "epoch seconds in [0, 253402300800)")
+    raise _field_error("timestamp", value, "an RFC 3339 date-time string or epoch seconds")
+
+
+def _parse_rfc3339(text: str) -> float:
+    """RFC 3339 date-time with offset -> epoch seconds; the calendar is checked too."""
+    match = _RFC3339.fullmatch(text)
+    if match is not None:
+        year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+        hour, minute, second = int(hour), int(minute), int(second)
+        off_h, off_m = (int(off_h), int(off_m)) if sign else (0, 0)
+        if year >= "1970" and hour < 24 and minute < 60 and second < 60 and off_h < 24 and off_m < 60:
+            try:
+                days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+            except ValueError:  # month or day out of range: fall through to the error
+                pass
+            else:
+                offset = (off_h * 3600 + off_m * 60) * (-1 if sign == "-" else 1)
+                seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+                return seconds + float(fraction) if fraction else float(seconds)
+    raise _field_error("timestamp", text, "an RFC 3339 date-time with a time zone, year 1970 to 9999")
+
+
+def _features(event: dict) -> dict:
+    features = event.get("features", _MISSING)
+    if type(features) is not dict:
+        raise _field_error("features", features, "an object")
+    if not features:
+        return features
+    if len(features) > MAX_FEATURES:
+        raise _Invalid(f"field 'features' has {len(features)} names, at most 1000 allowed")
+    # Whole-dict checks in C; only a failure walks the items to name the culprit.
+    if "" in features or max(map(len, features)) > MAX_FEATURE_NAME_CHARS:
+        name = next(n for n in features if not 0 < len(n) <= MAX_FEATURE_NAME_CHARS)
+        raise _Invalid(
+            f"field 'features' has a name of {len(name)} characters (must be 1 to 256): " + _clip(_show(name))
+        )
+    if not _FEATURE_VALUE.issuperset(map(type, features.values())):
+        name, value = next((n, v) for n, v in features.items() if type(v) not in _FEATURE_VALUE)
+        raise _field_error(f"features.{name}", value, "a number, string, boolean or null")
+    return features
+
+
+def _scalar(event: dict, name: str) -> str | int | float | bool:
+    value = event.get(name, _MISSING)
+    if type(value) not in _SCALAR:
+        raise _field_error(name, value, "a string, number or boolean")
+    return value
+
+
+def _score(event: dict) -> float:
+    score = event.get("score", _MISSING)
+    if score is _MISSING:
+        return _NAN
+    if type(score) in _NUMBER and 0 <= score <= 1:
+        return float(score)
+    raise _field_error("score", score, "a number in [0, 1]")
+
+
+def _class_scores(event: dict) -> dict[str, float] | None:
+    scores = event.get("scores", _MISSING)
+    if scores is _MISSING:
+        return None
+    if type(scores) is not dict:
+        raise _field_error("scores", scores, "an object of class to number in [0, 1]")
+    has_int = False
+    for name, p in scores.items():
+        if type(p) not in _NUMBER or not 0 <= p <= 1:
+            raise _field_error(f"scores.{name}", p, "a number in [0, 1]")
+        has_int = has_int or type(p) is int
+    if has_int:  # a 0 or a 1: keep the values floats, as the column promises
+        return {name: float(p) for name, p in scores.items()}
+    return scores
+
+
+def _segment(event: dict) -> dict | None:
+    segment = event.get("segment", _MISSING)
+    if segment is _MISSING:
+        return None
+    if type(segment) is not dict:
+        raise _field_error("segment", segment, "an object")
+    if len(segment) > MAX_SEGMENT_ATTRIBUTES:
+        raise _Invalid(f"field 'segment' has {len(segment)} names, at most 32 allowed")
+    if not _SCALAR.issuperset(map(type, segment.values())):
+        name, value = next((n, v) for n, v in segment.items() if type(v) not in _SCALAR)
+        raise _field_error(f"segment.{name}", value, "a string, number or boolean")
+    return segment
+
+
+def _field_error(name: str, value: object, expected: str) -> _Invalid:
+    if value is _MISSING:
+        return _Invalid(f"missing field '{name}'")
+    return _Invalid(f"field '{name}' must be {expected}, got {_clip(_show(value))}")
+
+
+def _show(value: object) -> str:
+    """The value as JSON, as the producer wrote it (near enough)."""
+    return orjson.dumps(value).decode()
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

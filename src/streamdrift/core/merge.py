@@ -1,0 +1,157 @@
+"""Merge a partition's predictions and feedback into one order that replays the same.
+
+The join (``join.py``) pairs a label with its prediction whichever comes
+first, but *when* a pair completes decides where it lands in the error stream
+and in the metric windows. If that depended on how the consumer happened to
+fetch the two topics, a replay after a crash could give another state. So,
+like Kafka Streams, the worker merges the co-partitioned inputs by record
+timestamp before anything else sees them.
+
+The merge works in *epochs* of ``epoch_ms`` of record time, so it can hand
+out large batches. Every record gets an epoch: its timestamp's epoch, or the
+highest epoch already given on its own side if that is later (a late record
+joins the open epoch; this depends only on the side's own offset order).
+Epoch ``k`` is released once every side has moved past it (a record of a
+later epoch has been seen) or has nothing more to give right now (caught up
+to its high watermark). Released epochs are processed in order, and within
+an epoch the predictions before the feedback, each side in offset order.
+
+Replays and restarts give the same order as long as the "caught up" escape
+was not needed, the same guarantee as Kafka Streams' timestamp
+synchronisation; ``state()`` keeps the epoch reached on each side so a restart
+assigns late records as the first run did.
+
+Examples
+--------
+>>> from streamdrift.core.records import RawMessage
+>>> m = EpochMerge(epoch_ms=1000, sides=("p", "f"))
+>>> def rec(side, offset, ts):
+...     return RawMessage(side, 0, offset, None, b"", ts)
+>>> for r in [rec("p", 0, 100), rec("p", 1, 900), rec("p", 2, 1500), rec("f", 0, 950), rec("f", 1, 2100)]:
+...     m.add(r)
+>>> def release(caught_up):
+...     return [(side, [r.offset for r in records]) for side, records in m.release(caught_up)]
+>>> release(set())          # epoch 0 is complete on both sides
+[('p', [0, 1]), ('f', [0])]
+>>> release({"p"})          # p has nothing more: epoch 1 is complete too
+[('p', [2])]
+>>> release({"p", "f"})
+[('f', [1])]
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from itertools import accumulate, repeat
+from operator import attrgetter, floordiv
+
+from streamdrift.core.records import RawMessage
+
+_TIMESTAMP = attrgetter("timestamp_ms")
+
+
+class _Side:
+    """One side's held-back records: epochs (non-decreasing) and records, consumed from ``start``."""
+
+    __slots__ = ("epochs", "records", "start")
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.records: list[RawMessage] = []
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.records) - self.start
+
+    def head(self) -> int:
+        return self.epochs[self.start]
+
+    def take(self, epoch: int) -> list[RawMessage]:
+        """Pop the leading records of ``epoch`` (possibly none)."""
+        end = bisect_right(self.epochs, epoch, self.start)
+        run = self.records[self.start : end]
+        self.start = end
+        if end == len(self.records):
+            self.epochs, self.records, self.start = [], [], 0
+        elif end > 4096 and end * 2 > len(self.records):  # drop what was taken, now and then
+            del self.epochs[:end], self.records[:end]
+            self.start = 0
+        return run
+
+
+class EpochMerge:
+    """Timestamp-synchronised merge of two sides of one partition.
+
+    Parameters
+    ----------
+    epoch_ms
+        Width of an epoch of record time.
+    sides
+        The topics, in the order they are processed within an epoch.
+    max_buffered
+        Records held back per side; past it, the oldest epochs are released
+        even if another side has not caught up (bounded memory wins over order).
+    """
+
+    def __init__(self, epoch_ms: int, sides: tuple[str, ...], max_buffered: int = 100_000):
+        self.epoch_ms = epoch_ms
+        self.sides = sides
+        self.max_buffered = max_buffered
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pending: dict[str, _Side] = {s: _Side() for s in self.sides}
+        self.seen_epoch: dict[str, int] = {s: -1 for s in self.sides}  # over records added
+        self.released_epoch: dict[str, int] = {s: -1 for s in self.sides}  # over records released
+
+    def add(self, record: RawMessage) -> None:
+        self.extend(record.topic, [record])
+
+    def extend(self, side: str, records: list[RawMessage]) -> None:
+        """Records of one side, in offset order."""
+        if not records:
+            return
+        epochs = list(
+            accumulate(
+                map(floordiv, map(_TIMESTAMP, records), repeat(self.epoch_ms)), max, initial=self.seen_epoch[side]
+            )
+        )
+        self.seen_epoch[side] = epochs[-1]
+        pending = self.pending[side]
+        pending.epochs += epochs[1:]
+        pending.records += records
+
+    def release(self, caught_up: set[str]) -> list[tuple[str, list[RawMessage]]]:
+        """Runs of records to process now, in order: ``[(side, records), ...]``."""
+        # on a side, epochs before its latest are complete; all of them are when it is caught up
+        limit = min(float("inf") if s in caught_up else self.seen_epoch[s] for s in self.sides)
+        if any(len(q) > self.max_buffered for q in self.pending.values()):
+            limit = max(limit, min(q.head() + 1 for q in self.pending.values() if len(q)))
+        runs: list[tuple[str, list[RawMessage]]] = []
+        while True:
+            heads = [q.head() for q in self.pending.values() if len(q)]
+            if not heads or min(heads) >= limit:
+                return runs
+            epoch = min(heads)
+            for side in self.sides:
+                run = self.pending[side].take(epoch) if len(self.pending[side]) else []
+                if run:
+                    self.released_epoch[side] = epoch
+                    if runs and runs[-1][0] == side:
+                        runs[-1][1].extend(run)
+                    else:
+                        runs.append((side, run))
+
+    def buffered(self) -> int:
+        return sum(len(q) for q in self.pending.values())
+
+    def state(self) -> dict:
+        """The epochs reached by released records (buffered ones are consumed again after a restart)."""
+        return {"epochs": dict(self.released_epoch), "epoch_ms": self.epoch_ms}
+
+    def load_state(self, state: dict) -> None:
+        self._reset()
+        was = state.get("epoch_ms", self.epoch_ms)  # merge_epoch_ms may have changed since
+        for side, epoch in state["epochs"].items():
+            if side in self.seen_epoch:
+                self.seen_epoch[side] = self.released_epoch[side] = epoch if epoch < 0 else epoch * was // self.epoch_ms

@@ -1,0 +1,668 @@
+"""ModelMonitor: everything streamdrift knows about one model.
+
+A monitor consumes whole columnar batches (``records.PredictionBatch`` and
+``records.FeedbackBatch``) and returns drift events. It holds
+
+- three binned sketches against a reference (``sketch``): the features (data
+  drift and data quality), the model's outputs (prediction drift) and the
+  labels (label drift);
+- the feedback join (``join``) and, for the graded predictions it yields,
+  windowed and cumulative performance metrics, the degradation test, the
+  version comparison (``performance``) and a concept-drift detector on the
+  error stream (``concept``);
+- event counters and the alert policy (``policy``).
+
+Its state is plain data and numpy arrays of numbers (``state()``), so
+restoring a snapshot executes nothing.
+
+Calibration
+-----------
+``false_alarm_run_length`` (ARL) is the expected number of events between
+false alarms for the whole model. It is shared equally by the test families
+(data, prediction, label and concept drift), then, within a family, by its
+columns (Bonferroni). A family tests every ``window_size / subwindows``
+events, so a column's chi-square p-value must fall below
+``slot / (ARL × families × columns)``. Overlapping windows make successive
+tests positively correlated, which only makes the bound more conservative.
+The CUSUM gets a run length of ARL × families.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import orjson
+
+from streamdrift.core import reference
+from streamdrift.core.concept import make_detector
+from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.core.join import FeedbackJoin, Joined
+from streamdrift.core.performance import (
+    CBPE,
+    ClassificationMetrics,
+    DegradationTest,
+    RegressionMetrics,
+    SegmentMetrics,
+    VersionComparison,
+    infer_task,
+    label_keys,
+)
+from streamdrift.core.policy import AlertPolicy, action_for, drift_event, rfc3339
+from streamdrift.core.records import FeedbackBatch, PredictionBatch
+from streamdrift.core.sketch import StreamSketch
+from streamdrift.core.stats import chi2_critical
+
+TOP_FEATURES = 10
+FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
+STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
+QUALITY_RATES = ("missing_rate", "missing_rate_ref", "invalid_rate", "out_of_range_rate", "new_category_rate")
+QUALITY_CHECKS = (  # (detector name, rate key, settings bound, subtract the reference's rate)
+    ("missing_rate", "missing_rate", "max_missing_rate_increase", True),
+    ("invalid_rate", "invalid_rate", "max_invalid_rate", False),
+    ("out_of_range_rate", "out_of_range_rate", "max_out_of_range_rate", False),
+    ("new_category_rate", "new_category_rate", "max_new_category_rate", False),
+)
+
+
+def _round(x: float) -> float | None:
+    return None if x != x else float(f"{x:.6g}")
+
+
+class ModelMonitor:
+    """Per-model state: sketches, concept-drift detector, counters and alert policy.
+
+    Parameters
+    ----------
+    model_id
+        The model watched.
+    settings
+        Detection settings shared by all models.
+    model
+        This model's own settings (``[models.<id>]``): important features, task,
+        positive class, segments, retraining schedule.
+    profile
+        A reference profile (``reference.load_profile``); without one, the first
+        ``reference_size`` events form the reference.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        settings: MonitorSettings,
+        model: ModelSettings | None = None,
+        profile: dict | None = None,
+        state: dict | None = None,
+    ):
+        self.model_id = model_id
+        self.settings = settings
+        self.model = model or ModelSettings()
+        self.profile = profile
+        self._reset(state)
+
+    def _sketch(self, max_columns: int, state: dict | None) -> StreamSketch:
+        s = self.settings
+        return StreamSketch(s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns, state)
+
+    def _reset(self, state: dict | None = None) -> None:
+        """A fresh monitor; its sketches restored from ``state`` if given (``from_state`` loads the rest)."""
+        s = self.settings
+        self.predictions_total = 0
+        self.feedback_total = 0
+        self.labelled_total = 0  # predictions graded by feedback (joined or carried)
+        self.errors_total = 0
+        self.task = self.model.task  # inferred from the first graded predictions when unset
+        self.last_version: str | None = None
+        self.last_event_time = 0.0
+        self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
+        self.drift_events: dict[str, int] = {}
+        self.last_drift: dict | None = None  # kind, alert_id, detected_at of the latest drift event
+        self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
+        self.features = self._sketch(s.max_features, state and state["features"])
+        self.outputs = self._sketch(2, state and state["outputs"])
+        self.labels = self._sketch(1, state and state["labels"])
+        self.concept = make_detector(
+            s.concept_detector,
+            s.false_alarm_run_length * FAMILIES,
+            s.concept_ratio,
+            s.concept_warmup,
+            s.concept_history,
+        )
+        self.policy = AlertPolicy(s.cooldown_events)
+        self.join = FeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
+        self.performance: ClassificationMetrics | RegressionMetrics | None = None
+        self.cbpe = CBPE(s.window_size, s.subwindows)
+        self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=s.degradation_alpha)
+        self.segments = (
+            SegmentMetrics(
+                self.model.segment_attributes,
+                s.window_size,
+                s.subwindows,
+                s.max_segments,
+                self.model.positive_label,
+                self.model.sensitive_attribute,
+            )
+            if self.model.segment_attributes
+            else None
+        )
+        self.degradation = self._degradation_test()
+        self._report_json = b"{}"  # the latest window's performance report, encoded (see performance_report)
+        if self.profile is not None and state is None:
+            for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
+                if self.profile[part]:
+                    sketch.set_reference(reference.columns(self.profile, part))
+
+    def _degradation_test(self) -> DegradationTest:
+        """Accuracy (or MAE) against the profile's value, or the first window's."""
+        s = self.settings
+        if self.task == "regression":
+            return DegradationTest(
+                s.degradation_tolerance, s.degradation_alpha, higher_is_better=False, proportion=False
+            )
+        metrics = self.profile.get("metrics") if self.profile is not None else None
+        reference = 1 - metrics["error_rate"] if metrics else None
+        return DegradationTest(s.degradation_tolerance, s.degradation_alpha, reference=reference)
+
+    def _start_performance(self, labels: list, predictions: list) -> None:
+        """Metrics for the task: configured, or inferred from the first graded predictions."""
+        if self.task is None:
+            self.task = infer_task(labels, predictions)
+            self.degradation = self._degradation_test()
+        s = self.settings
+        self.performance = (
+            ClassificationMetrics(s.window_size, s.subwindows, s.score_bins, positive_label=self.model.positive_label)
+            if self.task == "classification"
+            else RegressionMetrics(s.window_size, s.subwindows)
+        )
+
+    @property
+    def performance_report(self) -> dict:
+        """The latest window's performance report. Kept encoded: it changes once a window and is
+        read by every checkpoint and every scrape of /status, and bytes are a third of the dict's memory."""
+        return orjson.loads(self._report_json)
+
+    @performance_report.setter
+    def performance_report(self, report: dict) -> None:
+        # a copy: orjson's own result keeps its whole 4-8 KiB output buffer allocated
+        self._report_json = bytes(memoryview(orjson.dumps(report, option=orjson.OPT_SORT_KEYS)))
+
+    @property
+    def reference_source(self) -> str:
+        return "profile" if self.profile is not None else "warm-up"
+
+    # -- input --------------------------------------------------------------
+
+    # the ufuncs' reduce rather than the array methods sum, any, all and max, which call it through a
+    # Python function of numpy's: the same results, and that layer costs as much as a small batch's reduction
+
+    def observe_predictions(self, batch: PredictionBatch) -> list[dict]:
+        self.predictions_total += len(batch)
+        self.last_version = batch.model_versions[-1]
+        self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
+        events = []
+        for scored in self.features.update(batch.features, batch.offsets, batch.timestamps, batch.numeric_features):
+            events += self._drift("data_drift", scored, batch)
+            events += self._data_quality(scored, batch)
+        outputs = {"prediction": batch.predictions}
+        unscored = np.isnan(batch.scores)
+        some_unscored = np.logical_or.reduce(unscored)  # usually not: then all() need not be asked
+        if not some_unscored or not np.logical_and.reduce(unscored):
+            outputs["score"] = batch.scores.tolist()  # NaN bins as missing
+        for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
+            events += self._drift("prediction_drift", scored, batch)
+        scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
+        if len(scored_rows):
+            self.cbpe.update(scored_rows)
+        graded = self.join.add_predictions(
+            batch.event_ids, batch.timestamps, batch.predictions, batch.scores, batch.model_versions, batch.segments
+        )
+        events += self._graded(graded, batch)
+        if self.model.retrain_every_s is not None:
+            events += self._schedule(batch)
+        return events
+
+    def _schedule(self, batch: PredictionBatch) -> list[dict]:
+        """Scheduled retraining in event time: the first event past each interval triggers it."""
+        if self.schedule_from is None:
+            self.schedule_from = [float(batch.timestamps[0]), int(batch.offsets[0])]
+        events = []
+        while True:
+            since, since_offset = self.schedule_from
+            rows = np.flatnonzero(batch.timestamps >= since + self.model.retrain_every_s)
+            if not len(rows):
+                return events
+            row = int(rows[0])
+            t, offset = float(batch.timestamps[row]), int(batch.offsets[row])
+            window = {
+                "start_time": since,
+                "end_time": t,
+                "count": 0,
+                "start_offset": since_offset,
+                "end_offset": offset,
+            }
+            events.append(
+                self._event(
+                    "scheduled_retrain",
+                    "schedule",
+                    None,
+                    t - since,
+                    self.model.retrain_every_s,
+                    None,
+                    window,
+                    batch,
+                    row,
+                    [],
+                    {},
+                )
+            )
+            self.schedule_from = [t, offset]
+
+    def observe_feedback(self, batch: FeedbackBatch) -> list[dict]:
+        self.feedback_total += len(batch)
+        self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
+        events = []
+        for scored in self.labels.update({"label": batch.labels}, batch.offsets, batch.timestamps):
+            events += self._drift("label_drift", scored, batch)
+        graded = self.join.add_feedback(
+            batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
+        )
+        events += self._graded(graded, batch)
+        return events
+
+    def _graded(self, graded: Joined, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
+        if not len(graded):
+            return []
+        # the batch row that completed each pair, for offsets and event times of drift events
+        index = dict(zip(batch.event_ids, range(len(batch))))  # a repeated id: its last row, as before
+        rows = np.fromiter(map(index.__getitem__, graded.event_ids), dtype=np.int64, count=len(graded))
+        if self.performance is None:
+            self._start_performance(graded.labels, graded.predictions)
+        events: list[dict] = []
+        if self.task == "classification":
+            truth, predicted = label_keys(graded.labels), label_keys(graded.predictions)  # once, for all below
+            correct = truth == predicted
+            windows = self.performance.update(truth, predicted, graded.scores)
+            if self.segments is not None:
+                self.segments.update(truth, predicted, [seg or {} for seg in graded.segments])
+            # versions close their windows at the same rows as the metrics: feed them up to each close,
+            # so what a window reports never depends on where the batch ends
+            done = 0
+            for w in windows:
+                self.versions.update(graded.versions[done : w["row"] + 1], correct[done : w["row"] + 1])
+                done = w["row"] + 1
+                events += self._degradation(w, batch, int(rows[w["row"]]))
+                events += self._version_check(w, batch, int(rows[w["row"]]))
+            self.versions.update(graded.versions[done:], correct[done:])
+            events += self.observe_errors(~correct, batch, rows)
+        else:
+            for w in self.performance.update(graded.labels, graded.predictions):
+                events += self._degradation(w, batch, int(rows[w["row"]]))
+            self.labelled_total += len(graded)
+        return events
+
+    def _version_check(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
+        """A performance_degradation event naming a version surely worse than the busiest one (A/B, shadow)."""
+        comparisons = [c for c in self.versions.report("window")["comparisons"] if c["p_value"] is not None]
+        if not comparisons:
+            return []
+        worst = min(comparisons, key=lambda c: (not c["significant"], c["p_value"], c["version_a"]))
+        alpha = self.settings.degradation_alpha
+        # fires on a significant difference; re-arms once the versions look alike again (p > ~0.2)
+        strength = 1.0 if worst["significant"] else min(1 - worst["p_value"], 1 - alpha)
+        if not self.policy.decide("version_comparison", strength, 1 - alpha, window["position"]):
+            return []
+        at = {
+            "start_time": float(batch.timestamps[row]),
+            "end_time": float(batch.timestamps[row]),
+            "count": worst["n_a"] + worst["n_b"],
+            "start_offset": int(batch.offsets[row]),
+            "end_offset": int(batch.offsets[row]),
+        }
+        event = self._event(
+            "performance_degradation",
+            "version_comparison",
+            None,
+            worst["difference"],
+            0.0,
+            worst["p_value"],
+            at,
+            batch,
+            row,
+            [],
+            {"comparison": worst},
+        )
+        event["model_version"] = worst["worse"]
+        return [event]
+
+    def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
+        """A performance_degradation event when the window is surely worse than the reference."""
+        report = window.get("report") or self.performance.report("window")
+        self.performance_report = report
+        if self.task == "classification":
+            metric, verdict = "accuracy", self.degradation.check(report["accuracy"], report["rows"])
+        else:
+            metric, verdict = "mae", self.degradation.check(report["mae"], report["rows"], report["mae_se"])
+        if verdict is None:  # the first window sets the reference
+            return []
+        alpha = self.settings.degradation_alpha
+        # 1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm
+        # level (p > 0.2) only once the metric has recovered, not on a window that is merely less sure
+        if not self.policy.decide("performance_degradation", 1 - verdict.p_value, 1 - alpha, window["position"]):
+            return []
+        at = {
+            "start_time": float(batch.timestamps[row]),
+            "end_time": float(batch.timestamps[row]),
+            "count": report["rows"],
+            "start_offset": int(batch.offsets[row]),
+            "end_offset": int(batch.offsets[row]),
+        }
+        details = {
+            "metric": metric,
+            "reference": verdict.reference,
+            "confidence_bound": verdict.bound,
+            "tolerance": self.settings.degradation_tolerance,
+        }
+        if self.task == "classification":
+            details["versions"] = self.versions.report("window")
+        return [
+            self._event(
+                "performance_degradation",
+                metric,
+                None,
+                verdict.statistic,
+                verdict.threshold,
+                verdict.p_value,
+                at,
+                batch,
+                row,
+                [],
+                details,
+            )
+        ]
+
+    def observe_errors(
+        self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray
+    ) -> list[dict]:
+        """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``."""
+        start = self.labelled_total
+        self.labelled_total += len(errors)
+        self.errors_total += int(np.add.reduce(errors))
+        events = []
+        for found in self.concept.update(errors):
+            row = int(rows[found["index"]])
+            position = start + found["index"] + 1
+            if not self.policy.decide("concept_drift", found["statistic"], found["threshold"], position):
+                continue
+            # the window: the labelled events watched since the reference error rate was set,
+            # of which only the last one's position is known here
+            window = {
+                "start_time": float(batch.timestamps[row]),
+                "end_time": float(batch.timestamps[row]),
+                "count": found["labelled_since_reference"],
+                "start_offset": int(batch.offsets[row]),
+                "end_offset": int(batch.offsets[row]),
+            }
+            details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
+            events.append(
+                self._event(
+                    "concept_drift",
+                    self.concept.name,
+                    None,
+                    found["statistic"],
+                    found["threshold"],
+                    None,
+                    window,
+                    batch,
+                    row,
+                    [],
+                    details,
+                )
+            )
+        if not events:  # let the alarm re-arm once the statistic is low again
+            self.policy.decide("concept_drift", self.concept.statistic, self.concept_threshold, self.labelled_total)
+        return events
+
+    @property
+    def concept_threshold(self) -> float:
+        return self.concept.threshold
+
+    # -- decisions ------------------------------------------------------------
+
+    def p_threshold(self, columns: int) -> float:
+        """The per-column p-value under which a window has drifted (see Calibration)."""
+        s = self.settings
+        return (s.window_size // s.subwindows) / (s.false_alarm_run_length * FAMILIES * max(columns, 1))
+
+    def _drift(self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        names, stats = scored["names"], scored["stats"]
+        if not names:
+            return []
+        p_thr = self.p_threshold(len(names))
+        worst = int(np.argmin(stats["p_value"]))
+        p_min = float(stats["p_value"][worst])
+        # the policy compares -log10(p) against -log10(threshold): larger means more drift
+        strength, bar = -math.log10(max(p_min, 1e-300)), -math.log10(p_thr)
+        if not self.policy.decide(kind, strength, bar, scored["position"]):
+            return []
+        order = sorted(range(len(names)), key=lambda i: (-float(stats["psi"][i]), names[i]))
+        top = [{"feature": names[i], "score": float(stats["psi"][i])} for i in order[:TOP_FEATURES]]
+        details = {
+            "p_threshold": p_thr,
+            "statistics": {names[i]: {k: _round(stats[k][i]) for k in STAT_NAMES} for i in order[:TOP_FEATURES]},
+        }
+        critical = float(chi2_critical(p_thr, stats["df"][worst : worst + 1])[0])
+        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        # `feature` and the statistic are the test that fired; top_features rank by effect size (PSI)
+        return [
+            self._event(
+                kind,
+                "chi2",
+                names[worst],
+                float(stats["chi2"][worst]),
+                critical,
+                p_min,
+                scored["window"],
+                batch,
+                row,
+                top,
+                details,
+            )
+        ]
+
+    def _data_quality(self, scored: dict, batch: PredictionBatch) -> list[dict]:
+        names, q = scored["names"], scored["quality"]
+        s = self.settings
+        worst: tuple[float, str, str, float, float] | None = None
+        ranked: dict[str, float] = {}
+        for detector, key, bound_name, relative in QUALITY_CHECKS:
+            rate = q[key] - q["missing_rate_ref"] if relative else q[key]
+            bound = getattr(s, bound_name)
+            for i in np.flatnonzero(rate > bound):
+                ratio = float(rate[i] / bound)
+                ranked[names[i]] = max(ranked.get(names[i], 0.0), ratio)
+                if worst is None or ratio > worst[0]:
+                    worst = (ratio, detector, names[i], float(rate[i]), bound)
+        self._quality = np.array([q[k] for k in QUALITY_RATES], dtype=np.float64)
+        strength = worst[0] if worst else 0.0
+        if not self.policy.decide("data_quality", strength, 1.0, scored["position"]) or worst is None:
+            return []
+        _, detector, feature, rate, bound = worst
+        top = [{"feature": f, "score": r} for f, r in sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))]
+        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        return [
+            self._event(
+                "data_quality",
+                detector,
+                feature,
+                rate,
+                bound,
+                None,
+                scored["window"],
+                batch,
+                row,
+                top[:TOP_FEATURES],
+                {"rates": {t["feature"]: self.quality[t["feature"]] for t in top[:TOP_FEATURES]}},
+            )
+        ]
+
+    def _event(
+        self,
+        kind: str,
+        detector: str,
+        feature: str | None,
+        statistic: float,
+        threshold: float,
+        p_value: float | None,
+        window: dict,
+        batch: PredictionBatch | FeedbackBatch,
+        row: int,
+        top: list[dict],
+        details: dict,
+    ) -> dict:
+        self.drift_events[kind] = self.drift_events.get(kind, 0) + 1
+        window = dict(window)
+        for key in ("start_time", "end_time"):
+            if not isinstance(window[key], str):
+                window[key] = rfc3339(window[key])
+        stream = "predictions" if isinstance(batch, PredictionBatch) else "feedback"
+        event = drift_event(
+            model_id=self.model_id,
+            model_version=batch.model_versions[row],
+            kind=kind,
+            detector=detector,
+            feature=feature,
+            statistic=statistic,
+            threshold=threshold,
+            p_value=p_value,
+            window=window,
+            stream=stream,
+            partition=batch.partition,
+            top_features=top,
+            action=action_for(kind, feature, frozenset(self.model.important_features)),
+            detected_at=batch.timestamp_values[row],
+        )  # the triggering event's time, in the form it was written
+        event["details"] = {**details, "window_stream": stream}  # the topic the window's offsets count in
+        self.last_drift = {k: event[k] for k in ("kind", "alert_id", "detected_at")}
+        return event
+
+    # -- views and state ------------------------------------------------------
+
+    @property
+    def quality(self) -> dict[str, dict[str, float]]:
+        """The latest window's data-quality rates: feature -> rate name -> rate."""
+        names = [c.name for c in self.features.columns][: self._quality.shape[1]]
+        return {n: dict(zip(QUALITY_RATES, rates)) for n, rates in zip(names, self._quality.T.tolist())}
+
+    def summary(self) -> dict:
+        """What the exporter and `status` show: counters, latest scores, data quality."""
+        return {
+            "predictions_total": self.predictions_total,
+            "feedback_total": self.feedback_total,
+            "labelled_total": self.labelled_total,
+            "errors_total": self.errors_total,
+            "reference_ready": self.features.ready,
+            "reference_source": self.reference_source,
+            "drift_events": dict(self.drift_events),
+            "last_drift": self.last_drift,
+            "feature_scores": self.features.last_scores,  # replaced, never mutated: no copy needed
+            "output_scores": self.outputs.last_scores,
+            "label_scores": self.labels.last_scores,
+            "type_mismatches": dict(self.features.type_mismatches),
+            "quality": self.quality,
+            "concept_statistic": self.concept.statistic,
+            "task": self.task,
+            "performance": {
+                "window": self.performance_report,
+                "cumulative": self.performance.report("cumulative") if self.performance else {},
+            },
+            "estimated_accuracy": self.cbpe.estimate("window"),
+            "reference_accuracy": self.degradation.reference_value if self.task == "classification" else None,
+            "join": self.join.counters(),
+            "versions": self.versions.report("window") if self.task == "classification" else {},
+            "segments": self.segments.report("window") if self.segments is not None else {},
+            "last_event_time": self.last_event_time,
+        }
+
+    def state(self) -> dict:
+        return {
+            "predictions_total": self.predictions_total,
+            "feedback_total": self.feedback_total,
+            "labelled_total": self.labelled_total,
+            "errors_total": self.errors_total,
+            "last_version": self.last_version,
+            "last_event_time": self.last_event_time,
+            "schedule_from": self.schedule_from,
+            "last_drift": self.last_drift,
+            "drift_events": self.drift_events,
+            "quality": self._quality.copy(),
+            "features": self.features.state(),
+            "outputs": self.outputs.state(),
+            "labels": self.labels.state(),
+            "concept": self.concept.state(),
+            "policy": self.policy.state(),
+            "task": self.task,
+            "join": self.join.state(),
+            "performance": self.performance.state() if self.performance else None,
+            "performance_report": orjson.Fragment(self._report_json),
+            "cbpe": self.cbpe.state(),
+            "versions": self.versions.state(),
+            "degradation": self.degradation.state(),
+            "segments": self.segments.state() if self.segments is not None else None,
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        model_id: str,
+        settings: MonitorSettings,
+        state: dict,
+        model: ModelSettings | None = None,
+        profile: dict | None = None,
+    ) -> ModelMonitor:
+        monitor = cls(model_id, settings, model, profile, state)
+        for key in (
+            "predictions_total",
+            "feedback_total",
+            "labelled_total",
+            "errors_total",
+            "last_version",
+            "last_event_time",
+            "schedule_from",
+            "last_drift",
+        ):
+            setattr(monitor, key, state[key])
+        monitor.drift_events = dict(state["drift_events"])
+        monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
+        monitor.concept.load_state(state["concept"])
+        monitor.policy.load_state(state["policy"])
+        monitor.task = state["task"]
+        monitor.join.load_state(state["join"])
+        if state["performance"] is not None:
+            monitor._start_performance([], [])
+            monitor.performance.load_state(state["performance"])
+        monitor.performance_report = state["performance_report"]  # encoded once here, not at each checkpoint
+        monitor.cbpe.load_state(state["cbpe"])
+        monitor.versions.load_state(state["versions"])
+        monitor.degradation = monitor._degradation_test()
+        monitor.degradation.load_state(state["degradation"])
+        if monitor.segments is not None and state["segments"] is not None:
+            monitor.segments.load_state(state["segments"])
+        return monitor
+
+
+def monitor_factory(
+    settings: MonitorSettings, models: Mapping[str, ModelSettings] | None = None
+) -> Callable[..., ModelMonitor]:
+    """``(model_id, state=None) -> ModelMonitor`` with each model's configuration (profiles read once)."""
+    models = dict(models or {})
+    profiles = {m: reference.load_profile(c.profile) for m, c in models.items() if c.profile is not None}
+
+    def make(model_id: str, state: dict | None = None) -> ModelMonitor:
+        config = models.get(model_id)
+        if state is None:
+            return ModelMonitor(model_id, settings, config, profiles.get(model_id))
+        return ModelMonitor.from_state(model_id, settings, state, config, profiles.get(model_id))
+
+    return make

@@ -1,0 +1,147 @@
+"""Policy: from raw detections to drift events.
+
+A detector says "this window differs"; the policy decides whether users hear
+about it. Per (model, kind) it keeps an alarm that is either *armed* or
+*fired*. An armed alarm fires on a detection and stays quiet afterwards until
+both hold: ``cooldown_events`` rows of the stream have passed, and the
+statistic has fallen back below ``rearm_ratio`` × threshold (hysteresis). One
+change in the stream therefore gives one drift event, not one per window.
+
+Positions are counts of stream rows, never wall-clock time, so a replay makes
+the same decisions.
+
+Examples
+--------
+>>> p = AlertPolicy(cooldown_events=100)
+>>> windows = [(0.3, 10), (0.4, 20), (0.1, 50), (0.3, 150), (0.1, 160), (0.3, 170)]
+>>> [p.decide("data_drift", s, 0.25, pos) for s, pos in windows]
+[True, False, False, False, False, True]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+KINDS = (
+    "data_drift",
+    "prediction_drift",
+    "label_drift",
+    "concept_drift",
+    "performance_degradation",
+    "data_quality",
+    "scheduled_retrain",
+)
+RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation", "scheduled_retrain"})
+SCHEMA_VERSION = 1
+
+
+class AlertPolicy:
+    """Cooldown and hysteresis per kind.
+
+    Parameters
+    ----------
+    cooldown_events
+        Stream rows after a drift event during which the same kind stays quiet.
+    rearm_ratio
+        The statistic must drop below ``rearm_ratio * threshold`` before the
+        alarm can fire again.
+    """
+
+    def __init__(self, cooldown_events: int, rearm_ratio: float = 0.8):
+        self.cooldown_events = cooldown_events
+        self.rearm_ratio = rearm_ratio
+        self._reset()
+
+    def _reset(self) -> None:
+        # kind -> [armed, quiet_until_position]
+        self.alarms: dict[str, list] = {}
+
+    def decide(self, kind: str, statistic: float, threshold: float, position: int) -> bool:
+        """Whether a window scored ``statistic`` at ``position`` raises a drift event."""
+        armed, quiet_until = self.alarms.get(kind, (True, 0))
+        if not armed and position >= quiet_until and statistic < self.rearm_ratio * threshold:
+            armed = True
+        fire = armed and statistic > threshold
+        if fire:
+            armed, quiet_until = False, position + self.cooldown_events
+        self.alarms[kind] = [armed, quiet_until]
+        return fire
+
+    def state(self) -> dict:
+        return {"alarms": self.alarms}
+
+    def load_state(self, state: dict) -> None:
+        self.alarms = {k: list(v) for k, v in state["alarms"].items()}
+
+
+def severity(statistic: float, threshold: float) -> str:
+    return "critical" if statistic >= 2 * threshold else "warning"
+
+
+def action_for(kind: str, feature: str | None, important_features: frozenset[str] = frozenset()) -> str:
+    if kind in RETRAIN_KINDS or (kind == "data_drift" and feature in important_features):
+        return "retrain"
+    return "investigate"
+
+
+def alert_id(
+    model_id: str, kind: str, detector: str, feature: str | None, stream: str, partition: int, offset: int
+) -> str:
+    """Deterministic id: the same input position (stream, partition, offset) always yields the same alert.
+
+    >>> alert_id("m1", "data_drift", "chi2", "age", "predictions", 0, 41)
+    '92f8ea969c2403ab0d6e81d20a5a700d'
+    """
+    key = "\x1f".join((model_id, kind, detector, feature or "", stream, str(partition), str(offset)))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def rfc3339(epoch_s: float) -> str:
+    """Epoch seconds as an RFC 3339 UTC timestamp with millisecond precision.
+
+    >>> rfc3339(0.25)
+    '1970-01-01T00:00:00.250Z'
+    """
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def drift_event(
+    *,
+    model_id: str,
+    model_version: str | None,
+    kind: str,
+    detector: str,
+    feature: str | None,
+    statistic: float,
+    threshold: float,
+    p_value: float | None,
+    window: dict,
+    stream: str,
+    partition: int,
+    top_features: list[dict],
+    action: str,
+    detected_at: float | str,
+) -> dict:
+    """A drift event as published (see schemas/drift_event.schema.json), ``emitted_at`` aside.
+
+    ``emitted_at`` is stamped by the publisher: it is the only field that
+    depends on the wall clock, and it is not part of any state.
+    """
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "alert_id": alert_id(model_id, kind, detector, feature, stream, partition, window["end_offset"]),
+        "model_id": model_id,
+        "model_version": model_version,
+        "kind": kind,
+        "severity": severity(statistic, threshold),
+        "detector": detector,
+        "feature": feature,
+        "statistic": statistic,
+        "threshold": threshold,
+        "p_value": p_value,
+        "window": {**window, "partition": partition},
+        "top_features": top_features,
+        "action": action,
+        "detected_at": detected_at,
+    }

@@ -1,0 +1,277 @@
+"""Snapshots: the state of one input partition and the input offsets it reflects.
+
+A snapshot file is a header line, a line of JSON (the skeleton) and the raw
+bytes of the state's numpy arrays::
+
+    {"arrays": <n>, "body": <bytes after this line>, "checksum": "crc32:<hex>", "config": "<settings hash>",
+     "format": "streamdrift-snapshot", "marker": "$nd", "version": 2}
+    {"merge": {...}, "models": {"<model_id>": {...}, ...}, "offsets": {"<topic>": <next offset>}, "partition": 0}
+    <the arrays' bytes, one after the other>
+
+In the skeleton each array is ``{"<marker>": [<offset>, "<dtype>", [<shape>]]}``,
+where the offset counts from the start of the array bytes. Model states are
+plain data with numpy arrays of numbers in them (counts, edges, fixed-point
+sums): an array costs one memory copy to write and one to read back, not a
+number-to-text conversion per element. An array must be the value of a dict
+key (loading looks for them there, never inside lists, which is what keeps
+long join buffers cheap to load). The marker is a key that no string of the
+state spells (``"$nd"``, else ``"$nd1"``, ...), so a model id, feature name
+or segment value can never pass for an array.
+
+The header is checked before the body is parsed: a file that is truncated,
+edited, from another format version or from other detection settings is
+refused with a ``SnapshotError`` that says how to recover. Keys are sorted
+and arrays keep their dtype, so equal states are equal bytes; the checksum
+(CRC-32) guards against corruption, not against an attacker. Loading parses
+JSON and makes read-only views of the file's bytes as arrays of the listed
+number dtypes (never objects): nothing from the file is executed. The
+``load_state`` methods copy what they keep, so a restored monitor never holds
+on to the file.
+
+The store that writes these files and the forked writer are in
+``streamdrift.runtime.checkpoint``.
+
+Examples
+--------
+>>> import numpy as np
+>>> data = dumps({"ring": np.arange(6, dtype=np.int16).reshape(2, 3), "rows": 6})
+>>> data.split(b"\\n")[1]
+b'{"ring":{"$nd":[0,"<i2",[2,3]]},"rows":6}'
+>>> loads(data)
+{'ring': array([[0, 1, 2],
+       [3, 4, 5]], dtype=int16), 'rows': 6}
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from streamdrift.core.errors import SnapshotError
+
+try:  # the walk that puts a skeleton's arrays in place, in C (built with decode's C reader)
+    from streamdrift.core import _speedups
+except ImportError:
+    _speedups = None
+
+FORMAT = "streamdrift-snapshot"
+VERSION = 2
+MARKER = "$nd"
+# dtypes an array of the state may have: plain numbers, read back by np.frombuffer (never object arrays)
+_DTYPE = {
+    np.dtype(t).str: np.dtype(t)
+    for t in (
+        np.bool_,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.float32,
+        np.float64,
+    )
+}
+DTYPES = frozenset(_DTYPE)
+_DTYPE_NAMES: dict[np.dtype, str] = {}  # dtype -> its name in DTYPES, filled as they come
+
+
+@dataclass
+class Snapshot:
+    partition: int
+    offsets: dict[str, int]  # topic -> next offset to consume
+    models: dict[str, dict]  # model_id -> ModelMonitor.state()
+    merge: dict = field(default_factory=dict)  # merge.EpochMerge.state()
+
+
+# -- the body: JSON skeleton + array bytes ----------------------------------------------------
+
+
+def _pack(tree: dict) -> tuple[bytes, list[bytes], str]:
+    """``tree`` as skeleton JSON and its arrays' bytes, one piece per array; also their marker."""
+    for attempt in range(100):
+        marker = MARKER if attempt == 0 else f"{MARKER}{attempt}"
+        skeleton, chunks = _skeleton(tree, marker)
+        key = orjson.dumps(marker) + b":"
+        # a string of the state spelling the marker would pass for an array on load: take another marker
+        if skeleton.count(key) != len(chunks):
+            continue
+        # loading looks for arrays among the values of objects only, never in lists (join buffers are long)
+        if skeleton.count(b":{" + key) != len(chunks):
+            raise TypeError("a numpy array in a snapshot must be the value of a dict key, not a list item")
+        return skeleton, chunks, marker
+    raise ValueError(f"no free array marker: the state spells {MARKER!r} to {MARKER}99")
+
+
+def _skeleton(tree: dict, marker: str) -> tuple[bytes, list[bytes]]:
+    """The JSON of ``tree`` with each array replaced by its placeholder, and the arrays' bytes in order."""
+    chunks: list[np.ndarray] = []
+    at = 0
+
+    def placeholder(value: object) -> dict:
+        nonlocal at
+        if type(value) is not np.ndarray:
+            raise TypeError(f"a snapshot holds JSON values and numpy arrays, not {type(value).__name__}")
+        dtype = _DTYPE_NAMES.get(value.dtype)
+        if dtype is None:
+            dtype = value.dtype.str
+            if dtype not in DTYPES:
+                raise TypeError(f"a snapshot cannot hold arrays of dtype {value.dtype}")
+            _DTYPE_NAMES[value.dtype] = dtype
+        if not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
+        chunks.append(value)  # written and checksummed through the buffer protocol: no copy
+        size = value.nbytes
+        at += size
+        return {marker: [at - size, dtype, value.shape]}  # a tuple: a JSON array all the same
+
+    try:
+        return orjson.dumps(tree, default=placeholder, option=orjson.OPT_SORT_KEYS), chunks
+    except orjson.JSONEncodeError as exc:  # say what placeholder() refused, not only that orjson could not
+        raise (exc.__cause__ or exc) from None
+
+
+def _unpack(skeleton: bytes, arrays: bytes | memoryview, marker: str, expected: int) -> dict:
+    """The tree of ``_pack``, with read-only arrays over ``arrays`` (``load_state`` methods copy them)."""
+    tree = orjson.loads(skeleton)
+    if type(tree) is not dict:
+        raise ValueError("the skeleton is not an object")
+    size = len(arrays)
+    used = 0
+
+    def array(spec: list) -> np.ndarray:
+        nonlocal used
+        offset, dtype, shape = spec
+        dt = _DTYPE[dtype]  # KeyError: not a dtype a snapshot may hold
+        nbytes = math.prod(shape) * dt.itemsize
+        if not 0 <= offset <= offset + nbytes <= size:
+            raise ValueError(f"an array ({dtype}, {shape}) lies outside the array bytes")
+        used += nbytes
+        return np.ndarray(shape, dt, arrays, offset)
+
+    found = (_walk if _speedups is None else _speedups.arrays)(tree, marker, array)
+    if found != expected or used != size:
+        raise ValueError(f"{found} arrays in {used} bytes, expected {expected} in {size}")
+    return tree
+
+
+def _walk(tree: dict, marker: str, make: Callable[[list], np.ndarray]) -> int:
+    """Replace each dict value ``{marker: spec}`` in the dicts of ``tree`` (not in lists) by
+    ``make(spec)``; how many. ``_speedups.arrays`` does the same in C, in the same order."""
+    found = 0
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for key, value in node.items():
+            if type(value) is not dict:
+                continue
+            spec = value.get(marker)
+            if spec is None:
+                stack.append(value)
+                continue
+            node[key] = make(spec)
+            found += 1
+    return found
+
+
+def dumps(tree: dict) -> bytes:
+    """A state (JSON values and numpy arrays) as bytes: equal states give equal bytes."""
+    skeleton, chunks, marker = _pack(tree)
+    return b"".join((orjson.dumps([marker, len(chunks)]), b"\n", skeleton, b"\n", *chunks))
+
+
+def loads(data: bytes) -> dict:
+    """The state ``dumps`` wrote; its arrays are read-only views of ``data``."""
+    head, skeleton, arrays = data.split(b"\n", 2)
+    marker, count = orjson.loads(head)
+    return _unpack(skeleton, arrays, marker, count)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def body(snapshot: Snapshot) -> tuple[list, str]:
+    """The body's pieces (skeleton, then the arrays) and the marker: all that depends on the state."""
+    skeleton, chunks, marker = _pack(
+        {
+            "partition": snapshot.partition,
+            "offsets": snapshot.offsets,
+            "models": snapshot.models,
+            "merge": snapshot.merge,
+        }
+    )
+    return [skeleton, b"\n", *chunks], marker
+
+
+def file_pieces(body: list, marker: str, config: str) -> list:
+    """The file's pieces, in order: the header (checksum of the body) and the body."""
+    crc = 0
+    for piece in body:
+        crc = zlib.crc32(piece, crc)
+    header = orjson.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": config,
+            "marker": marker,
+            "arrays": len(body) - 2,
+            "body": sum(memoryview(p).nbytes for p in body),
+            "checksum": f"crc32:{crc:08x}",
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return [header, b"\n", *body]
+
+
+def encode(snapshot: Snapshot, config: str) -> bytes:
+    return b"".join(file_pieces(*body(snapshot), config))
+
+
+def decode(data: bytes, config: str, source: str) -> Snapshot:
+    recover = (
+        f"Move {source} away and restart: the partition then starts from its committed offsets "
+        "with a fresh warm-up reference."
+    )
+    end = data.find(b"\n")
+    try:
+        header = orjson.loads(data[:end] if end >= 0 else data)
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+    except ValueError:
+        raise SnapshotError(f"{source} is not a streamdrift snapshot (unreadable header). {recover}") from None
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise SnapshotError(
+            f"{source} has format {header.get('format')!r} version {header.get('version')!r}; "
+            f"this streamdrift reads {FORMAT!r} version {VERSION}. {recover}"
+        )
+    if header.get("config") != config:
+        raise SnapshotError(
+            f"{source} was made with other detection settings (config hash {header.get('config')}, "
+            f"now {config}); its state would not match them. Restore the old [monitor] "
+            f"settings, or: {recover}"
+        )
+    body = memoryview(data)[end + 1 :] if end >= 0 else memoryview(b"")
+    if end < 0 or len(body) != header.get("body"):
+        raise SnapshotError(
+            f"{source} is corrupt: truncated or extended ({len(body)} bytes after the header, "
+            f"{header.get('body')} written). {recover}"
+        )
+    if f"crc32:{zlib.crc32(body):08x}" != header.get("checksum"):
+        raise SnapshotError(f"{source} is corrupt or was modified (checksum mismatch). {recover}")
+    split = data.find(b"\n", end + 1)
+    try:
+        if split < 0:
+            raise ValueError("no array bytes")
+        doc = _unpack(data[end + 1 : split], body[split - end :], header["marker"], header["arrays"])
+        return Snapshot(
+            partition=doc["partition"], offsets=doc["offsets"], models=doc["models"], merge=doc.get("merge", {})
+        )
+    except (ValueError, TypeError, KeyError) as exc:  # a well-formed checksum over a malformed body
+        raise SnapshotError(f"{source} is corrupt ({exc}). {recover}") from None

@@ -1,0 +1,736 @@
+"""The retrain listener: start a retraining job when a model drifts.
+
+This is the example consumer of the alerts topic, and a usable one::
+
+    streamdrift retrain-listener --command "./submit-retraining.sh"
+    streamdrift retrain-listener --webhook https://ci.example.com/hooks/retrain
+    streamdrift retrain-listener --actions retrain,investigate --debounce-s 21600 --command ...
+
+In Python, any callable is a hook: ``RetrainListener(settings, hook=my_function).run()``.
+
+For every drift event read from ``settings.topics.alerts`` (consumer group
+``--group``, default ``streamdrift-retrain``, ``isolation.level=read_committed``,
+offsets committed by hand), in partition order:
+
+1. **Parse.** A record that is not a drift event (not JSON, or without a
+   string ``alert_id`` / ``model_id`` / ``action`` or a readable
+   ``detected_at``) is logged and skipped: dead-lettering it is the
+   producer's business, not ours.
+2. **Deduplicate** by ``alert_id``: the worker gives a replayed alert the id
+   of the original, so a crash of the worker does not retrain twice.
+3. **Filter** on ``action``: only the chosen actions (default ``retrain``)
+   trigger; the rest are skipped.
+4. **Debounce** per model: at most one hook call per model per
+   ``debounce_s`` seconds of *event time* (the events' ``detected_at``).
+   Later events of the model within the window are skipped and counted.
+   Event time, not the listener's clock, because the decision must not
+   depend on when the listener happens to read the topic: after a restart,
+   a rebalance or a replay of the topic the same events give the same
+   decisions, and a backlog read in one second is debounced as it would
+   have been live.
+5. **Call the hook** with the drift event. A failure is retried with
+   exponential backoff (``backoff_base_s`` × 2^(attempt-1), capped at
+   ``backoff_max_s``, no jitter), forever or up to ``max_attempts``; the
+   event is never skipped. While a partition waits to retry, its fetching is
+   paused and the consumer keeps polling, so it stays in the group and other
+   partitions flow.
+6. **Commit** the record's offset, synchronously, right after the hook
+   succeeded (skipped records are committed at the end of each batch).
+
+Guarantees. A drift event is never lost: its offset is committed only once
+the hook succeeded, so a listener killed at any point resumes before it.
+Hook calls are *at least once*: a listener killed after the hook succeeded
+but before the commit calls it again for that event after the restart.
+Duplicates are dropped by ``alert_id`` within the last ``remember`` events
+of a partition, across restarts too: the seen ids and the debounce windows
+are kept per alerts partition (a model's events share one, being keyed by
+``model_id``), and on assignment the listener re-reads up to ``remember``
+records before the committed offset, without calling the hook, to rebuild
+them. Every record before the committed offset had been handled (the hook
+had succeeded, or the record was skipped), so replaying those decisions
+restores the previous owner's state as far back as the re-read reaches; with
+event-time debouncing the replay decides as the live run did.
+
+Hook contract (``CommandHook``): the command (split like a shell would, not
+run by one: use ``sh -c '…'`` for pipes) gets the drift event as one JSON
+object on stdin and ``STREAMDRIFT_HOOK_MODEL_ID``, ``STREAMDRIFT_HOOK_ALERT_ID`` and
+``STREAMDRIFT_HOOK_ATTEMPT`` in its environment; exit status 0 is success.
+Its output is captured (and logged on failure), and it is killed after
+``timeout_s``. ``WebhookHook`` POSTs the JSON event; a 2xx answer is success,
+anything else (redirects included) a failure. The hook should *submit* the
+retraining job and return, not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from streamdrift.core.errors import StreamdriftError
+from streamdrift.runtime import kafka
+from streamdrift.runtime.settings import Settings
+
+log = logging.getLogger("streamdrift.retrain")
+
+DEFAULT_GROUP = "streamdrift-retrain"
+MAX_DEBOUNCED_MODELS = 100_000  # per partition; the models whose last hook call is longest ago are forgotten first
+
+Hook = Callable[[dict], object]  # returns: success; raises: failure (retried)
+
+# What the listener does with one record.
+TRIGGER, DUPLICATE, IGNORED, DEBOUNCED, MALFORMED = "trigger", "duplicate", "ignored", "debounced", "malformed"
+
+
+class HookError(StreamdriftError):
+    """A hook call failed, or failed ``max_attempts`` times in a row."""
+
+
+# -- the core: no Kafka ----------------------------------------------------
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def event_time(value: object) -> float:
+    """``detected_at`` (RFC 3339 or epoch seconds) as epoch seconds; ``ValueError`` if neither.
+
+    >>> event_time("2026-11-21T10:00:00.250Z"), event_time(1700000000), event_time("2026-11-21t11:00:00+01:00")
+    (1795255200.25, 1700000000.0, 1795255200.0)
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a time: {value!r}")
+    parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.upper()))  # fromisoformat: 6 digits at most
+    if parsed.tzinfo is None:
+        raise ValueError(f"no time zone: {value!r}")
+    return parsed.timestamp()
+
+
+def parse(value: bytes | None) -> tuple[dict | None, str]:
+    """The drift event in a record, or ``None`` and why it is not one."""
+    try:
+        event = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc}"
+    if not isinstance(event, dict):
+        return None, "not a JSON object"
+    for name in ("alert_id", "model_id", "action"):
+        if not isinstance(event.get(name), str) or not event[name]:
+            return None, f"{name!r} is missing or not a string"
+    try:
+        event_time(event.get("detected_at"))
+    except ValueError as exc:
+        return None, f"'detected_at': {exc}"
+    return event, ""
+
+
+class AlertFilter:
+    """Deduplication, action filter and debounce for the drift events of one alerts partition.
+
+    ``decide`` says what to do with an event and changes nothing; ``settle``
+    records the outcome once it is final (for a trigger: once the hook
+    succeeded), so a failed hook call leaves the filter as it was.
+
+    Parameters
+    ----------
+    actions
+        Actions that trigger the hook.
+    debounce_s
+        Event-time seconds after a triggering event during which the same
+        model's events are skipped.
+    remember
+        Alert ids remembered for deduplication (the most recent ones).
+
+    Examples
+    --------
+    >>> f = AlertFilter(actions={"retrain"}, debounce_s=3600, remember=1000)
+    >>> events = [("a1", "m1", "retrain", 0), ("a1", "m1", "retrain", 0), ("a2", "m1", "investigate", 10),
+    ...           ("a3", "m1", "retrain", 60), ("a4", "m2", "retrain", 30), ("a5", "m1", "retrain", 3600)]
+    >>> verdicts = []
+    >>> for alert_id, model_id, action, t in events:
+    ...     e = {"alert_id": alert_id, "model_id": model_id, "action": action, "detected_at": t}
+    ...     verdicts.append(f.decide(e))
+    ...     f.settle(e, verdicts[-1])
+    >>> verdicts
+    ['trigger', 'duplicate', 'ignored', 'debounced', 'trigger', 'trigger']
+    """
+
+    def __init__(self, actions: Iterable[str], debounce_s: float, remember: int):
+        self.actions = frozenset(actions)
+        self.debounce_s = debounce_s
+        self.remember = remember
+        self._reset()
+
+    def _reset(self) -> None:
+        self.seen: OrderedDict[str, None] = OrderedDict()  # alert ids, oldest first
+        self.fired_at: OrderedDict[str, float] = OrderedDict()  # model -> event time of its last hook call
+
+    def decide(self, event: dict) -> str:
+        if event["alert_id"] in self.seen:
+            return DUPLICATE
+        if event["action"] not in self.actions:
+            return IGNORED
+        last = self.fired_at.get(event["model_id"])
+        if last is not None and event_time(event["detected_at"]) - last < self.debounce_s:
+            return DEBOUNCED
+        return TRIGGER
+
+    def settle(self, event: dict, verdict: str) -> None:
+        if verdict == MALFORMED:
+            return
+        if self.remember:
+            _remember(self.seen, event["alert_id"], None, self.remember)
+        if verdict == TRIGGER:
+            _remember(self.fired_at, event["model_id"], event_time(event["detected_at"]), MAX_DEBOUNCED_MODELS)
+
+    def since_fired(self, event: dict) -> float:
+        """Event-time seconds between ``event`` and its model's last hook call."""
+        return event_time(event["detected_at"]) - self.fired_at[event["model_id"]]
+
+
+def _remember(recent: OrderedDict, key: str, value: object, size: int) -> None:
+    recent[key] = value
+    recent.move_to_end(key)
+    while len(recent) > size:
+        recent.popitem(last=False)
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based); no jitter.
+
+    >>> [backoff_s(n, 1.0, 30.0) for n in range(1, 8)]
+    [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    """
+    return min(max_s, base_s * 2.0 ** min(attempt - 1, 60))
+
+
+# -- hooks -----------------------------------------------------------------
+
+
+class CommandHook:
+    """Run a command with the drift event as JSON on stdin; exit status 0 is success.
+
+    Parameters
+    ----------
+    command
+        The command line, split like a shell would (no shell runs it).
+    timeout_s
+        Seconds after which the command is killed and the call counts as failed.
+    """
+
+    def __init__(self, command: str | list[str], timeout_s: float = 120.0):
+        self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        self.timeout_s = timeout_s
+        if not self.argv:
+            raise StreamdriftError("--command is empty")
+        if shutil.which(self.argv[0]) is None:
+            raise StreamdriftError(f"--command: {self.argv[0]!r} is not an executable file or on PATH")
+
+    def __call__(self, event: dict, attempt: int = 1) -> None:
+        env = {
+            **os.environ,
+            "STREAMDRIFT_HOOK_MODEL_ID": event["model_id"],
+            "STREAMDRIFT_HOOK_ALERT_ID": event["alert_id"],
+            "STREAMDRIFT_HOOK_ATTEMPT": str(attempt),
+        }
+        try:
+            done = subprocess.run(
+                self.argv, input=orjson.dumps(event), env=env, capture_output=True, timeout=self.timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise HookError(f"{self} was killed after {self.timeout_s:g}s") from None
+        except OSError as exc:
+            raise HookError(f"{self} could not run: {exc}") from None
+        if done.returncode != 0:
+            output = (done.stderr or done.stdout).decode(errors="replace").strip()[-2000:]
+            raise HookError(f"{self} exited {done.returncode}: {output}")
+
+    def __str__(self) -> str:
+        return f"command {os.path.basename(self.argv[0])}"  # the rest of the line may hold a secret
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib would re-send a POST as a GET without its body: a redirect is a failure
+
+
+class WebhookHook:
+    """POST the drift event as JSON to ``url``; a 2xx answer is success.
+
+    Parameters
+    ----------
+    url
+        ``http://`` or ``https://`` URL; ``user:password@`` in it is sent as basic authentication.
+    timeout_s
+        Seconds to wait for the answer.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 30.0):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StreamdriftError(f"--webhook needs an http:// or https:// URL, not {url!r}")
+        self.timeout_s = timeout_s
+        netloc = parts.netloc.rpartition("@")[2]
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        self.headers = {"Content-Type": "application/json"}
+        if parts.username is not None:  # user:password@host is sent as HTTP basic authentication
+            credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        # The query may hold a token too: logs name scheme, host and path only.
+        self.safe_url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        self._opener = urllib.request.build_opener(_NoRedirect)
+
+    def __call__(self, event: dict, attempt: int = 1) -> None:
+        request = urllib.request.Request(
+            self.url,
+            data=orjson.dumps(event),
+            method="POST",
+            headers={
+                **self.headers,
+                "X-Streamdrift-Alert-Id": event["alert_id"],
+                "X-Streamdrift-Model-Id": event["model_id"],
+                "X-Streamdrift-Hook-Attempt": str(attempt),
+            },
+        )
+        try:
+            with self._opener.open(request, timeout=self.timeout_s) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            raise HookError(f"{self}: {getattr(exc, 'reason', exc)}") from None
+        if not 200 <= status < 300:
+            raise HookError(f"{self} answered HTTP {status}")
+
+    def __str__(self) -> str:
+        return f"webhook {self.safe_url}"
+
+
+# -- the Kafka shell -------------------------------------------------------
+
+
+@dataclass
+class _Partition:
+    """What the listener holds for one assigned alerts partition."""
+
+    filter: AlertFilter
+    replay_until: int = -1  # records before this offset were handled by a previous owner: replay, no hook
+    pending: int | None = None  # next offset to commit
+    failed_offset: int | None = None  # the record whose hook call is being retried
+    attempts: int = 0
+    retry_at: float | None = None  # monotonic time to resume fetching after a failed hook call
+
+
+@dataclass
+class Counts:
+    triggered: int = 0
+    duplicate: int = 0
+    ignored: int = 0
+    debounced: int = 0
+    malformed: int = 0
+    hook_failures: int = 0
+    replayed: int = 0
+
+
+class RetrainListener:
+    """Consume drift events and call a hook, per the module docstring.
+
+    Parameters
+    ----------
+    settings
+        Connection and topic names (``settings.topics.alerts``); ``group_id`` is not used.
+    hook
+        Called with each triggering drift event (a dict); success if it returns, failure if it raises.
+        ``CommandHook`` and ``WebhookHook`` are hooks.
+    group_id
+        Consumer group of the listener; each group gets every drift event.
+    actions
+        Actions that trigger the hook.
+    debounce_s
+        Event-time seconds during which a model's later events are skipped after a hook call.
+    remember
+        Alert ids remembered per partition for deduplication; also how many records before the
+        committed offset are re-read on assignment to rebuild that memory.
+    backoff_base_s, backoff_max_s
+        Retry delays: ``backoff_base_s`` doubling up to ``backoff_max_s``.
+    max_attempts
+        Stop (without committing) after that many failed calls of one event; 0 retries forever.
+    start
+        Where a group with no committed offset starts: ``earliest`` (no drift event is missed) or ``latest``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        hook: Hook,
+        *,
+        group_id: str = DEFAULT_GROUP,
+        actions: Iterable[str] = ("retrain",),
+        debounce_s: float = 3600.0,
+        remember: int = 100_000,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        max_attempts: int = 0,
+        start: str = "earliest",
+    ):
+        self.settings = settings
+        self.hook = hook
+        self.group_id = group_id
+        self.actions = frozenset(actions)
+        self.debounce_s = debounce_s
+        self.remember = remember
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_attempts = max_attempts
+        self.start = start
+        self.topic = settings.topics.alerts
+        self.partitions: dict[int, _Partition] = {}
+        self.counts = Counts()
+        self.stopping = False
+        self.consumer: Consumer | None = None
+
+    def stop(self) -> None:
+        """Ask ``run`` to return after the record in hand (thread-safe, signal-safe)."""
+        self.stopping = True
+
+    def run(self) -> int:
+        """Consume until ``stop()``, SIGTERM or SIGINT; return 0. Raises ``HookError`` after ``max_attempts``."""
+        # A hook call blocks the poll loop: the group must not think the member died meanwhile.
+        poll_interval_s = max(300.0, getattr(self.hook, "timeout_s", 0.0) + 60.0)
+        self.consumer = Consumer(
+            kafka.consumer_config(
+                self.settings,
+                **{
+                    "group.id": self.group_id,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": self.start,
+                    "max.poll.interval.ms": int(poll_interval_s * 1000),
+                    "logger": logging.getLogger("streamdrift.retrain.kafka"),
+                },
+            )
+        )  # librdkafka's lines as JSON too
+        previous = self._install_signal_handlers()
+        log.info(
+            "retrain listener started",
+            extra={
+                "fields": {
+                    "topic": self.topic,
+                    "group": self.group_id,
+                    "hook": str(self.hook),
+                    "actions": sorted(self.actions),
+                    "debounce_s": self.debounce_s,
+                    "settings": self.settings.redacted(),
+                }
+            },
+        )
+        self.consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        try:
+            while not self.stopping:
+                self._resume_due()
+                for msg in self.consumer.consume(100, self._poll_timeout()):
+                    if self.stopping:
+                        break  # the rest is read again from the committed offsets
+                    self._handle(msg)
+                self._commit()
+        finally:
+            try:
+                self._commit()
+            finally:
+                self.consumer.close()
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                log.info("retrain listener stopped", extra={"fields": vars(self.counts)})
+        return 0
+
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # library use in a thread: the caller calls stop()
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: self.stop())
+        return previous
+
+    def _poll_timeout(self) -> float:
+        timeout = self.settings.poll_timeout_s
+        for state in self.partitions.values():
+            if state.retry_at is not None:
+                timeout = min(timeout, max(0.0, state.retry_at - time.monotonic()))
+        return timeout
+
+    # -- rebalance ---------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        assigned = consumer.committed(assigned, timeout=30)  # offsets: where the group stands
+        for tp in assigned:
+            state = self.partitions[tp.partition] = _Partition(
+                AlertFilter(self.actions, self.debounce_s, self.remember)
+            )
+            if tp.offset >= 0 and self.remember:
+                low, _ = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
+                state.replay_until = tp.offset
+                tp.offset = max(low, tp.offset - self.remember)
+        consumer.assign(assigned)
+        log.info(
+            "partitions assigned",
+            extra={
+                "fields": {
+                    "topic": self.topic,
+                    "partitions": sorted(self.partitions),
+                    "read_from": {str(tp.partition): tp.offset for tp in assigned},  # negative: no commit yet, --start
+                    "replay_until": {str(p): s.replay_until for p, s in sorted(self.partitions.items())},
+                }
+            },
+        )
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        self._commit({tp.partition for tp in revoked})
+        self._forget(revoked)
+
+    def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        self._forget(lost)  # another member owns them now: commit nothing
+
+    def _forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.partitions.pop(tp.partition, None)
+        self.consumer.resume(tps)  # a partition paused for a retry must not stay paused if it comes back
+        log.info(
+            "partitions revoked",
+            extra={"fields": {"topic": self.topic, "partitions": sorted(tp.partition for tp in tps)}},
+        )
+
+    # -- one record --------------------------------------------------------
+
+    def _handle(self, msg: object) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                raise StreamdriftError(f"fatal consumer error: {err}")
+            log.warning("consumer error", extra={"fields": {"error": str(err)}})
+            return
+        p, offset = msg.partition(), msg.offset()
+        state = self.partitions.get(p)
+        if state is None or state.retry_at is not None:
+            return  # revoked, or this partition is waiting to retry an earlier record (it will be read again)
+        where = {"partition": p, "offset": offset}
+        event, reason = parse(msg.value())
+        verdict = MALFORMED if event is None else state.filter.decide(event)
+        if offset < state.replay_until:
+            state.filter.settle(event, verdict)  # handled by the previous owner: the hook had succeeded
+            self.counts.replayed += 1
+            return
+        ids = {} if event is None else {"model_id": event["model_id"], "alert_id": event["alert_id"]}
+        if verdict == TRIGGER and not self._call(state, event, msg, {**ids, **where}):
+            return
+        if event is not None:
+            state.filter.settle(event, verdict)
+        state.pending = offset + 1
+        self._count(verdict, state, event, reason, {**ids, **where})
+        if verdict == TRIGGER:
+            self._commit()
+
+    def _call(self, state: _Partition, event: dict, msg: object, fields: dict) -> bool:
+        """One hook call; on failure, pause the partition and rewind it to this record."""
+        if state.failed_offset != msg.offset():
+            state.failed_offset, state.attempts = msg.offset(), 0
+        state.attempts += 1
+        try:
+            if isinstance(self.hook, (CommandHook, WebhookHook)):
+                self.hook(event, state.attempts)
+            else:
+                self.hook(event)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is a failed call, retried
+            self.counts.hook_failures += 1
+            if self.max_attempts and state.attempts >= self.max_attempts:
+                log.error(
+                    "hook failed: giving up, nothing committed",
+                    extra={"fields": {**fields, "attempt": state.attempts, "error": str(exc)}},
+                )
+                raise HookError(
+                    f"{self.hook} failed {state.attempts} times for alert {event['alert_id']} of "
+                    f"model {event['model_id']}: {exc}. The event is not committed: the next "
+                    f"start retries it (--max-attempts 0 retries forever)."
+                ) from None
+            delay = backoff_s(state.attempts, self.backoff_base_s, self.backoff_max_s)
+            log.warning(
+                "hook failed: will retry",
+                extra={"fields": {**fields, "attempt": state.attempts, "retry_in_s": delay, "error": str(exc)}},
+            )
+            tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+            self.consumer.pause([tp])
+            self.consumer.seek(tp)  # drops what was fetched after it: read again once resumed
+            state.retry_at = time.monotonic() + delay
+            return False
+        state.failed_offset, state.attempts = None, 0
+        return True
+
+    def _count(self, verdict: str, state: _Partition, event: dict | None, reason: str, fields: dict) -> None:
+        if verdict == TRIGGER:
+            self.counts.triggered += 1
+            log.info("hook succeeded", extra={"fields": {**fields, "kind": event.get("kind"), "hook": str(self.hook)}})
+        elif verdict == DEBOUNCED:
+            self.counts.debounced += 1
+            log.info(
+                "debounced",
+                extra={
+                    "fields": {
+                        **fields,
+                        "since_last_call_s": state.filter.since_fired(event),
+                        "debounce_s": self.debounce_s,
+                    }
+                },
+            )
+        elif verdict == DUPLICATE:
+            self.counts.duplicate += 1
+            log.info("duplicate alert_id: skipped", extra={"fields": fields})
+        elif verdict == IGNORED:
+            self.counts.ignored += 1
+            log.debug("action not chosen: skipped", extra={"fields": {**fields, "action": event["action"]}})
+        else:
+            self.counts.malformed += 1
+            log.warning("not a drift event: skipped", extra={"fields": {**fields, "reason": reason}})
+
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        for p, state in self.partitions.items():
+            if state.retry_at is not None and state.retry_at <= now:
+                state.retry_at = None
+                self.consumer.resume([TopicPartition(self.topic, p)])
+
+    def _commit(self, partitions: set[int] | None = None) -> None:
+        offsets = [
+            TopicPartition(self.topic, p, s.pending)
+            for p, s in sorted(self.partitions.items())
+            if s.pending is not None and (partitions is None or p in partitions)
+        ]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance under way: kept pending, or the new owner re-reads
+            log.warning(
+                "commit failed",
+                extra={"fields": {"error": str(exc), "offsets": {str(tp.partition): tp.offset for tp in offsets}}},
+            )
+            return
+        for tp in offsets:
+            self.partitions[tp.partition].pending = None
+
+
+# -- command line ----------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    doc = "Call a command or webhook for drift events: deduplicated, debounced per model, retried, never lost."
+    p = subparsers.add_parser("retrain-listener", help=doc, description=doc, parents=[common])
+    hook = p.add_mutually_exclusive_group(required=True)
+    hook.add_argument(
+        "--command",
+        dest="hook_command",
+        metavar="CMD",  # dest: `command` names the subcommand
+        help="run CMD with the drift event JSON on stdin; exit 0 = success",
+    )
+    hook.add_argument("--webhook", metavar="URL", help="POST the drift event JSON here; 2xx = success")
+    p.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group (default {DEFAULT_GROUP})")
+    p.add_argument(
+        "--actions",
+        default="retrain",
+        type=_actions,
+        help="comma-separated actions that trigger the hook (default retrain)",
+    )
+    p.add_argument(
+        "--debounce-s",
+        type=_non_negative,
+        default=3600.0,
+        help="event-time seconds after a hook call during which the model's events are skipped",
+    )
+    p.add_argument(
+        "--remember",
+        type=int,
+        default=100_000,
+        help="alert ids remembered per partition to drop duplicates (default 100000)",
+    )
+    p.add_argument("--backoff-base-s", type=_non_negative, default=1.0, help="first retry delay (doubles)")
+    p.add_argument("--backoff-max-s", type=_non_negative, default=300.0, help="longest retry delay")
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=0,
+        help="give up (exit 2, nothing committed) after this many failed calls; 0 = never",
+    )
+    p.add_argument(
+        "--timeout-s",
+        type=_positive,
+        default=120.0,
+        help="hook timeout (default 120): the command is killed, the request dropped; counts as a failure",
+    )
+    p.add_argument(
+        "--start",
+        choices=["earliest", "latest"],
+        default="earliest",
+        help="where a new group starts reading (default earliest: no drift event missed)",
+    )
+    return p
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    hook: Hook = (
+        CommandHook(args.hook_command, args.timeout_s)
+        if args.hook_command
+        else WebhookHook(args.webhook, args.timeout_s)
+    )
+    return RetrainListener(
+        settings,
+        hook,
+        group_id=args.group,
+        actions=args.actions,
+        debounce_s=args.debounce_s,
+        remember=args.remember,
+        backoff_base_s=args.backoff_base_s,
+        backoff_max_s=args.backoff_max_s,
+        max_attempts=args.max_attempts,
+        start=args.start,
+    ).run()
+
+
+def _actions(value: str) -> frozenset[str]:
+    actions = frozenset(a.strip() for a in value.split(",") if a.strip())
+    unknown = actions - {"retrain", "investigate", "none"}
+    if not actions or unknown:
+        raise argparse.ArgumentTypeError(f"actions are retrain, investigate, none; got {value!r}")
+    return actions
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return number

@@ -1,0 +1,11 @@
+"""Errors of the Kafka runtime, with a message saying what to do next."""
+
+from streamdrift.core.errors import StreamdriftError
+
+
+class TopicError(StreamdriftError):
+    """Topics are missing or not co-partitioned."""
+
+
+class DeliveryError(StreamdriftError):
+    """The producer could not deliver a record (drift event or dead letter)."""

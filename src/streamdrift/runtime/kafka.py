@@ -1,0 +1,103 @@
+"""The Kafka edge: client configurations and topic administration.
+
+Producers use the murmur2 partitioner, as Java producers do, so a model's
+events land on the same partition whoever wrote them; consumers use the range
+assignor, which gives partition ``p`` of every subscribed topic to the same
+member, so predictions and feedback of a model meet in one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamdrift.runtime.errors import TopicError
+from streamdrift.runtime.settings import Settings
+
+
+def _client(settings: Settings) -> dict:
+    # librdkafka's own log lines go through logging, so they come out as JSON lines too
+    return {**settings.kafka.librdkafka(), "logger": logging.getLogger("streamdrift.librdkafka")}
+
+
+def consumer_config(settings: Settings, **overrides: object) -> dict:
+    return {
+        **_client(settings),
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "range",
+        "isolation.level": "read_committed",
+        **settings.kafka.consumer_extra,
+        **overrides,
+    }
+
+
+def producer_config(settings: Settings, **overrides: object) -> dict:
+    return {
+        **_client(settings),
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        **overrides,
+    }
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(_client(settings))
+
+
+def partition_counts(client: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """Partitions per existing topic among ``topics``; missing topics are left out."""
+    try:
+        metadata = client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise TopicError(
+            f"cannot reach Kafka to read topic metadata: {exc}. "
+            "Check kafka.bootstrap_servers (env STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS)."
+        ) from None
+    return {
+        t: len(metadata.topics[t].partitions)
+        for t in topics
+        if t in metadata.topics and metadata.topics[t].error is None
+    }
+
+
+def check_topics(settings: Settings, client: AdminClient | None = None) -> int:
+    """Refuse to start on missing or non co-partitioned topics; return the partition count."""
+    t = settings.topics
+    names = [t.predictions, t.feedback, t.alerts, t.dead_letter]
+    counts = partition_counts(client or admin(settings), names)
+    missing = [n for n in names if n not in counts]
+    if missing:
+        raise TopicError(f"topic(s) {', '.join(missing)} do not exist; create them with `streamdrift topics create`")
+    if counts[t.predictions] != counts[t.feedback]:
+        raise TopicError(
+            f"topics are not co-partitioned: {t.predictions} has {counts[t.predictions]} partitions and "
+            f"{t.feedback} has {counts[t.feedback]}; a model's predictions and feedback must land on the same "
+            "partition number. Recreate one of them with the other's partition count."
+        )
+    return counts[t.predictions]
+
+
+def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:
+    """Create the four topics (inputs with equal partition counts); return those created."""
+    t = settings.topics
+    n = partitions or t.partitions
+    client = client or admin(settings)
+    existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter])
+    wanted = [
+        NewTopic(t.predictions, n, t.replication_factor),
+        NewTopic(t.feedback, n, t.replication_factor),
+        NewTopic(t.alerts, n, t.replication_factor),
+        NewTopic(t.dead_letter, n, t.replication_factor),
+    ]
+    todo = [nt for nt in wanted if nt.topic not in existing]
+    if todo:
+        for future in client.create_topics(todo, operation_timeout=30).values():
+            future.result()
+    return [nt.topic for nt in todo]

@@ -1,0 +1,217 @@
+"""Settings: environment variables ``STREAMDRIFT_*`` over a TOML file over defaults.
+
+Nested settings use ``__`` in environment names and tables in TOML::
+
+    STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS=broker:9092   # [kafka] bootstrap_servers
+    STREAMDRIFT_TOPICS__PREDICTIONS=preds              # [topics] predictions
+    STREAMDRIFT_BATCH_SIZE=2000                        # batch_size
+
+``load_settings`` turns any validation failure into a ``ConfigError`` whose
+message names the setting and the environment variable that sets it, so a
+worker with a bad setting stops at start and says why. An unknown
+``STREAMDRIFT_*`` variable is refused too (``STREAMDRIFT_TEST_*`` is left to
+the test suite, ``STREAMDRIFT_HOOK_*`` to retrain hooks), since a typo would
+otherwise be ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.core.errors import ConfigError
+
+ENV_PREFIX = "STREAMDRIFT_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Connection to the brokers. Security settings are passed to librdkafka as they are."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    # Any other librdkafka property, e.g. {"client.rack" = "eu-1a"}, for every client.
+    extra: dict[str, str] = Field(default_factory=dict)
+    # Consumer-only properties, e.g. {"session.timeout.ms" = "10000", "group.instance.id" = "worker-1"}
+    # (static membership: a restarted worker gets its partitions back without a rebalance).
+    consumer_extra: dict[str, str] = Field(default_factory=dict)
+
+    def librdkafka(self) -> dict[str, str]:
+        """The librdkafka configuration these settings describe, secrets revealed."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        for name, value in optional.items():
+            if value is not None:
+                conf[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        conf.update(self.extra)
+        return conf
+
+
+class TopicSettings(_Section):
+    predictions: str = "streamdrift.predictions"
+    feedback: str = "streamdrift.feedback"
+    alerts: str = "streamdrift.alerts"
+    dead_letter: str = "streamdrift.dead-letter"
+    # Used by `streamdrift topics create`; predictions and feedback always share it.
+    partitions: int = Field(3, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=32)
+
+    @field_validator("predictions", "feedback", "alerts", "dead_letter")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
+            raise ValueError("a Kafka topic name is 1-249 characters of [a-zA-Z0-9._-]")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    toml_path: ClassVar[Path | None] = None
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    group_id: str = Field("streamdrift", min_length=1)
+    batch_size: int = Field(1000, ge=1, le=100_000, description="messages consumed per batch")
+    merge_epoch_ms: int = Field(
+        100, ge=1, description="record-time epochs in which predictions and feedback are merged (predictions first)"
+    )
+    poll_timeout_s: float = Field(0.5, gt=0, le=60)
+    snapshot_dir: Path = Path(".streamdrift/snapshots")
+    snapshot_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")
+    snapshot_fork: bool = Field(
+        True,
+        description="checkpoints written by a forked copy of the worker: a pause of "
+        "milliseconds, but memory for the pages the copy reads",
+    )
+    max_models: int = Field(10_000, ge=1, description="models monitored per worker; events of more are counted")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
+    metrics_max_models: int = Field(100, ge=0, description="models exported with their own model_id label")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple:
+        sources: tuple = (init_settings, env_settings)
+        if cls.toml_path is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path),)
+        return sources
+
+    def redacted(self) -> dict:
+        """The settings as a dict safe to log (SecretStr prints as '**********')."""
+        return orjson.loads(orjson.dumps(self.model_dump(mode="json")))
+
+
+def _section_model(annotation: object) -> type[BaseModel] | None:
+    """The settings section a field holds (``X`` or ``X | None``), if any."""
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    for candidate in typing.get_args(annotation) if union else (annotation,):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def setting_path(env_name: str, model: type[BaseModel] = Settings) -> tuple[str, ...]:
+    """The setting an environment variable sets: ``("kafka", "bootstrap_servers")``.
+
+    Resolved as the loader does: the prefix, then names split on ``__``,
+    case-insensitive; a dict-valued field (``kafka.extra``) takes one more key.
+    Raises ``ConfigError`` naming the part that matches no setting, because
+    pydantic-settings would silently ignore a misspelt name.
+
+    >>> setting_path("STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS")
+    ('kafka', 'bootstrap_servers')
+    >>> setting_path("STREAMDRIFT_METRICS__PORT")
+    Traceback (most recent call last):
+    ...
+    streamdrift.core.errors.ConfigError: STREAMDRIFT_METRICS__PORT: 'metrics' is not a setting of Settings; known: ...
+    """
+    if not env_name.upper().startswith(ENV_PREFIX):
+        raise ConfigError(f"{env_name}: does not start with {ENV_PREFIX}")
+    parts = env_name[len(ENV_PREFIX) :].lower().split("__")
+    path: list[str] = []
+    current: type[BaseModel] | None = model
+    for i, part in enumerate(parts):
+        where = ".".join(path) or model.__name__
+        if current is None:
+            raise ConfigError(f"{env_name}: {where} has no sub-settings, {part!r} sets nothing")
+        fields = current.model_fields
+        if part not in fields:
+            raise ConfigError(f"{env_name}: {part!r} is not a setting of {where}; known: {', '.join(sorted(fields))}")
+        path.append(part)
+        annotation = fields[part].annotation
+        rest = parts[i + 1 :]
+        if rest and (annotation is dict or typing.get_origin(annotation) is dict):
+            if len(rest) != 1 or not rest[0]:
+                raise ConfigError(f"{env_name}: {'.'.join(path)} takes one key, not {'__'.join(rest)!r}")
+            return (*path, rest[0])
+        current = _section_model(annotation)
+    return tuple(path)
+
+
+def env_name(loc: tuple) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment and the optional TOML file.
+
+    Raises ``ConfigError`` naming the first bad setting.
+    """
+    if config is not None and not Path(config).is_file():
+        raise ConfigError(f"config file {config} does not exist (--config)")
+    for name in os.environ:
+        upper = name.upper()
+        # STREAMDRIFT_TEST_* belong to the test suite, STREAMDRIFT_HOOK_* to the retrain listener's hooks
+        if upper.startswith(ENV_PREFIX) and not upper.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "HOOK_")):
+            setting_path(name)
+    cls = type("FileSettings", (Settings,), {"toml_path": Path(config) if config else None})
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not isinstance(p, int)) or ("settings",)
+            dotted = ".".join(str(p) for p in loc)
+            problems.append(f"invalid setting {dotted} (env {env_name(loc)}): {err['msg']}")
+        raise ConfigError("; ".join(problems)) from None
+    except ValueError as exc:  # e.g. malformed TOML or JSON in an env value
+        raise ConfigError(f"cannot read settings: {exc}") from None

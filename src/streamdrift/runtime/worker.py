@@ -1,0 +1,547 @@
+"""The worker: a thin Kafka shell around decode → monitor → policy → publish → snapshot.
+
+State is owned per input partition number ``p``: partition ``p`` of the
+predictions topic and partition ``p`` of the feedback topic (co-partitioned,
+assigned together by the range assignor) feed the monitors of the models
+keyed to ``p``. That ``PartitionState`` is the unit that is snapshotted,
+restored and moved on a rebalance. Its two inputs are merged by record time
+(``merge.EpochMerge``) before anything is decoded, so a replay processes them
+in the same order.
+
+Checkpoint protocol (``Worker.checkpoint``), in this order:
+
+1. Flush the producer and check that every drift event and dead letter
+   produced so far was delivered; if not, stop before anything is committed.
+2. Fork (``checkpoint.ForkedWrite``, as Redis's BGSAVE): the child is a
+   copy-on-write image of the state at this instant. For each partition
+   changed since its last checkpoint it captures the state (model states +
+   next input offsets), encodes it and writes it atomically: temp file,
+   fsync, rename. Flushing and forking are all that hold up consumption
+   (tens of milliseconds, whatever the number of models). A thread waits
+   for the child; the next checkpoint, a rebalance or the shutdown waits too.
+   With ``snapshot_fork`` off (or where fork fails) the loop captures and
+   encodes, and the thread writes: no copy of the heap, a longer pause.
+4. Once the files are durable, the consume loop commits exactly those offsets
+   to the consumer group (partitions lost meanwhile are left out).
+
+On assignment a partition's snapshot is loaded and consumption resumes at the
+offsets stored *in the snapshot*; with no snapshot it resumes at the group's
+committed offsets (or the beginning) with fresh state. After a crash the
+events after the last snapshot are consumed again and, since state depends
+only on events and their order, give the same state and the same drift events
+(same ``alert_id``) as a run without the crash.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import groupby, repeat
+from operator import attrgetter, is_not, itemgetter
+
+import orjson
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+
+from streamdrift.core.decode import decode_feedback, decode_predictions
+from streamdrift.core.errors import ConfigError
+from streamdrift.core.merge import EpochMerge
+from streamdrift.core.monitor import ModelMonitor, monitor_factory
+from streamdrift.core.policy import rfc3339
+from streamdrift.core.records import RawMessage, Rejected
+from streamdrift.core.state import Snapshot
+from streamdrift.runtime import kafka
+from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
+from streamdrift.runtime.errors import DeliveryError
+from streamdrift.runtime.exporter import Health, ModelCollector, serve
+from streamdrift.runtime.settings import Settings
+
+log = logging.getLogger("streamdrift.worker")
+# Each poll allocates and frees thousands of dicts and lists (decoded events, join rows); with
+# the default young-generation threshold (700) the cyclic collector ran over them dozens of times
+# per poll: a third of the worker's CPU in `make bench`. Refcounting frees nearly all of it anyway.
+GC_THRESHOLDS = (50_000, 50, 100)
+_TIMESTAMP = itemgetter(1)  # of Message.timestamp(): (type, milliseconds)
+_PARTITION_TOPIC = attrgetter("partition", "topic")
+
+
+@contextmanager
+def _gc_paused():
+    """Restoring or capturing many models' states makes millions of small objects; the cyclic
+    garbage collector would walk them over and over (several times slower with 10,000 models)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    merge: EpochMerge  # holds records back until the other topic has caught up in record time
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to consume
+    resumed_at: dict[str, int] = field(default_factory=dict)  # topic -> offset assigned at (OFFSET_INVALID: reset)
+    monitors: dict[str, ModelMonitor] = field(default_factory=dict)
+    unmonitored_events: int = 0  # events of models over max_models (process lifetime, not snapshotted)
+    dirty: bool = False
+
+
+class Worker:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topics = settings.topics
+        self.store = LocalSnapshotStore(settings.snapshot_dir, settings.monitor.fingerprint())
+        self.new_monitor = monitor_factory(
+            settings.monitor, settings.models
+        )  # reads reference profiles now: a bad one stops the start
+        self.partitions: dict[int, PartitionState] = {}
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> messages behind the high watermark
+        self.lock = threading.Lock()  # the HTTP thread reads state while the loop changes it
+        self.health = Health()
+        self.stopping = False
+        self._delivery_errors: list[str] = []
+        self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
+        self.model_metrics = ModelCollector(self._summaries, settings.metrics_max_models)
+        self.registry.register(_Collector(self._lag))
+        reg = self.registry
+        self.m_dead = Counter(
+            "streamdrift_dead_letters", "Messages routed to the dead-letter topic", ["topic"], registry=reg
+        )
+        self.m_alerts = Counter(
+            "streamdrift_alerts_published", "Drift events produced to the alerts topic", registry=reg
+        )
+        self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models", registry=reg)
+        self.m_snapshot_ts = Gauge(
+            "streamdrift_last_checkpoint_timestamp_seconds",
+            "Wall-clock time of the last completed checkpoint",
+            registry=reg,
+        )
+        self.m_snapshot_bytes = Gauge(
+            "streamdrift_snapshot_bytes", "Bytes written by the last checkpoint", registry=reg
+        )
+        self.m_snapshot_s = Gauge(
+            "streamdrift_checkpoint_duration_seconds",
+            "Duration of the last checkpoint, from its start to its offsets committed",
+            registry=reg,
+        )
+        self.m_pause_s = Gauge(
+            "streamdrift_checkpoint_pause_seconds",
+            "Time the last checkpoint held up consumption (flushing the producer, forking the writer)",
+            registry=reg,
+        )
+        self.m_writer_bytes = Gauge(
+            "streamdrift_checkpoint_writer_private_bytes",
+            "Memory of its own the last checkpoint's forked writer had at its end "
+            "(pages copied on write, the encoded state)",
+            registry=reg,
+        )
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")  # waits for the forked writer
+        self._pending: tuple | None = None  # (future of the forked write, its offsets, when it started)
+        self.m_partitions = Gauge(
+            "streamdrift_assigned_partitions", "Input partitions owned by this worker", registry=reg
+        )
+        Gauge(
+            "streamdrift_ready", "1 once partitions are assigned and restored (as /readyz)", registry=reg
+        ).set_function(lambda: float(self.health.ready))
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.http = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def run(self) -> int:
+        s = self.settings
+        gc.freeze()  # what was loaded at start lives for the process: never scanned again
+        gc.set_threshold(*GC_THRESHOLDS)
+        kafka.check_topics(s)
+        self.producer = Producer(kafka.producer_config(s))
+        self.consumer = Consumer(kafka.consumer_config(s))
+        try:
+            self.http = serve(
+                s.metrics_host, s.metrics_port, self.registry, self.health, self.status, self.model_metrics
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} ({exc.strerror}); set "
+                "metrics_port (env STREAMDRIFT_METRICS_PORT) to a free port, or 0 for any"
+            ) from None
+        host, port = self.http.server_address[:2]
+        log.info(
+            "worker started", extra={"fields": {"metrics": f"http://{host}:{port}/metrics", "settings": s.redacted()}}
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request_stop)
+        self.consumer.subscribe(
+            [self.topics.predictions, self.topics.feedback],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        next_checkpoint = time.monotonic() + s.snapshot_interval_s
+        try:
+            while not self.stopping:
+                self.health.beat()
+                messages = self.consumer.consume(s.batch_size, s.poll_timeout_s)
+                self._refresh_lag()
+                if messages or any(st.merge.buffered() for st in self.partitions.values()):
+                    self.process(messages)
+                self._complete_checkpoint(block=False)
+                if time.monotonic() >= next_checkpoint:
+                    self.checkpoint()
+                    next_checkpoint = time.monotonic() + s.snapshot_interval_s
+            self.checkpoint(wait=True)
+            log.info("stopping: final checkpoint written")
+        finally:
+            self._writer.shutdown(wait=True)  # a write in flight finishes (its offsets stay uncommitted)
+            self.consumer.close()
+            self.producer.flush(10)
+            self.http.shutdown()
+        return 0
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True  # the loop finishes its batch, checkpoints and closes
+
+    # -- rebalance ---------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        self._complete_checkpoint()  # no snapshot half written while one is read back
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(assigned, timeout=30)}
+        with self.lock, _gc_paused():
+            for p in sorted({tp.partition for tp in assigned}):
+                self.partitions[p] = self._restore(p)
+            gc.freeze()  # restored states: long-lived, out of the collector's way
+            for tp in assigned:
+                state = self.partitions[tp.partition]
+                tp.offset = state.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
+                state.resumed_at[tp.topic] = tp.offset
+            self.m_partitions.set(len(self.partitions))
+        consumer.assign(assigned)
+        self.health.ready = True
+        log.info(
+            "partitions assigned",
+            extra={
+                "fields": {
+                    "partitions": sorted(self.partitions),
+                    "offsets": {f"{tp.topic}[{tp.partition}]": tp.offset for tp in assigned},
+                }
+            },
+        )
+
+    def _restore(self, p: int) -> PartitionState:
+        started = time.perf_counter()
+        snapshot = self.store.load(p)
+        loaded = time.perf_counter()
+        merge = EpochMerge(
+            self.settings.merge_epoch_ms,
+            (self.topics.predictions, self.topics.feedback),
+            max_buffered=10 * self.settings.batch_size,
+        )
+        if snapshot is None:
+            log.info("no snapshot: fresh state", extra={"fields": {"partition": p}})
+            return PartitionState(p, merge)
+        if snapshot.merge:
+            merge.load_state(snapshot.merge)
+        monitors = {m: self.new_monitor(m, st) for m, st in snapshot.models.items()}
+        log.info(
+            "snapshot restored",
+            extra={
+                "fields": {
+                    "partition": p,
+                    "models": len(monitors),
+                    "offsets": snapshot.offsets,
+                    "load_s": round(loaded - started, 3),
+                    "restore_s": round(time.perf_counter() - loaded, 3),
+                }
+            },
+        )
+        return PartitionState(p, merge, offsets=dict(snapshot.offsets), monitors=monitors)
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        self.health.ready = False  # until the next assignment is restored
+        gone = {tp.partition for tp in revoked}
+        self.checkpoint(gone, wait=True)
+        self._drop(gone)
+
+    def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in lost}
+        if self._pending is not None:  # another member owns them now: do not commit their offsets
+            future, commits, started = self._pending
+            self._pending = (future, [tp for tp in commits if tp.partition not in gone], started)
+        self._drop(gone)
+
+    def _drop(self, partitions: set[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                self.partitions.pop(p, None)
+            self.m_partitions.set(len(self.partitions))
+
+    # -- the batch ---------------------------------------------------------
+
+    def process(self, messages: list) -> None:
+        """Merge by record time, then decode, monitor and publish what the merge releases."""
+        with self.lock:
+            if any(map(is_not, map(Message.error, messages), repeat(None))):  # (KafkaError == None raises)
+                messages = self._without_errors(messages)
+            records = list(
+                map(
+                    RawMessage,
+                    map(Message.topic, messages),
+                    map(Message.partition, messages),
+                    map(Message.offset, messages),
+                    map(Message.key, messages),
+                    map(Message.value, messages),
+                    map(_TIMESTAMP, map(Message.timestamp, messages)),
+                )
+            )
+            # fetches come as runs of one topic partition: sort (stable) and hand each run over whole
+            records.sort(key=_PARTITION_TOPIC)
+            for (p, topic), run in groupby(records, _PARTITION_TOPIC):
+                state = self.partitions.get(p)
+                if state is not None:  # else revoked in this poll: the new owner consumes it from the committed offset
+                    state.merge.extend(topic, list(run))
+            for p, state in sorted(self.partitions.items()):
+                caught_up = {t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0}
+                for topic, records in state.merge.release(caught_up):
+                    self._process_run(state, topic, records)
+        self.producer.poll(0)
+
+    @staticmethod
+    def _without_errors(messages: list) -> list:
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise RuntimeError(f"fatal consumer error: {err}")
+                log.warning("consumer error", extra={"fields": {"error": str(err)}})
+        return [msg for msg in messages if msg.error() is None]
+
+    def _process_run(self, state: PartitionState, topic: str, records: list[RawMessage]) -> None:
+        """A run of one topic's records of one partition, in offset order.
+
+        A long run (a backlog whose record times fall in few merge epochs) goes
+        in slices of ``batch_size``: the same state (nothing depends on batch
+        boundaries), with a working set that stays in the CPU's caches.
+        """
+        predictions = topic == self.topics.predictions
+        decode = decode_predictions if predictions else decode_feedback
+        step = self.settings.batch_size
+        for at in range(0, len(records), step):
+            batches, rejected = decode(records[at : at + step])
+            for r in rejected:
+                self._dead_letter(r)
+            for batch in batches:
+                monitor = self._monitor(batch.partition, batch.model_id, len(batch))
+                if monitor is not None:
+                    self._publish(
+                        monitor.observe_predictions(batch) if predictions else monitor.observe_feedback(batch)
+                    )
+        state.offsets[topic] = records[-1].offset + 1
+        state.dirty = True
+
+    def _refresh_lag(self) -> None:
+        """Lag per owned input partition, from librdkafka's cached watermarks (no broker request).
+
+        Called by the consume loop: the consumer is not to be used from the
+        HTTP thread (a call there waits for the loop's ``consume``). Every
+        fetch response, an empty one too, refreshes the cached watermarks;
+        ``position`` steps over transaction markers; before the first message
+        of a partition, consumption starts where it was assigned (the log
+        start when the offset was reset). A partition not fetched yet has no lag.
+        """
+        owned = [
+            TopicPartition(t, p)
+            for p in sorted(self.partitions)
+            for t in (self.topics.predictions, self.topics.feedback)
+        ]
+        lag: dict[tuple[str, int], int] = {}
+        try:
+            for tp in self.consumer.position(owned) if owned else []:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                start = self.partitions[tp.partition].resumed_at.get(tp.topic, OFFSET_INVALID)
+                nxt = tp.offset if tp.offset >= 0 else start if start >= 0 else low
+                if high >= 0 and nxt >= 0:
+                    lag[(tp.topic, tp.partition)] = max(high - nxt, 0)
+        except KafkaException:  # a partition revoked meanwhile: next time
+            return
+        with self.lock:
+            self.lag = lag
+
+    def _monitor(self, partition: int, model_id: str, n: int) -> ModelMonitor | None:
+        state = self.partitions[partition]
+        monitor = state.monitors.get(model_id)
+        if monitor is None:
+            if len(state.monitors) >= self.settings.max_models:
+                state.unmonitored_events += n
+                self.m_unmonitored.set(sum(s.unmonitored_events for s in self.partitions.values()))
+                return None
+            monitor = state.monitors[model_id] = self.new_monitor(model_id)
+        return monitor
+
+    def _publish(self, events: list[dict]) -> None:
+        for event in events:
+            event["emitted_at"] = rfc3339(time.time())
+            self._produce(self.topics.alerts, event["model_id"].encode(), orjson.dumps(event))
+            self.m_alerts.inc()
+            log.info(
+                "drift event",
+                extra={
+                    "fields": {
+                        **{k: event[k] for k in ("alert_id", "model_id", "kind", "feature", "statistic")},
+                        "partition": event["window"]["partition"],
+                    }
+                },
+            )
+
+    def _dead_letter(self, rejected: Rejected) -> None:
+        m = rejected.message
+        headers = [
+            ("streamdrift.reason", rejected.reason.encode()),
+            ("streamdrift.source.topic", m.topic.encode()),
+            ("streamdrift.source.partition", str(m.partition).encode()),
+            ("streamdrift.source.offset", str(m.offset).encode()),
+        ]
+        self._produce(self.topics.dead_letter, m.key, m.value or b"", headers)
+        self.m_dead.labels(m.topic).inc()
+        log.warning(
+            "dead letter",
+            extra={
+                "fields": {"topic": m.topic, "partition": m.partition, "offset": m.offset, "reason": rejected.reason}
+            },
+        )
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let deliveries drain
+
+    def _delivered(self, err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    # -- checkpoint --------------------------------------------------------
+
+    def checkpoint(self, partitions: set[int] | None = None, wait: bool = False) -> None:
+        """Flush producer → write snapshots → commit offsets (see the module docstring).
+
+        The consume loop pauses only to flush and fork; the forked writer
+        captures, encodes, writes and fsyncs, and the offsets are committed by
+        the loop once the files are durable (``_complete_checkpoint``).
+        ``wait``: return only once committed (rebalance, shutdown).
+        """
+        self._complete_checkpoint()  # one write in flight at a time, committed in order
+        started = time.monotonic()
+        remaining = self.producer.flush(30)
+        if remaining or self._delivery_errors:
+            raise DeliveryError(
+                f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}; "
+                "not committing. Check the alerts and dead-letter topics exist and are writable."
+            )
+        with self.lock:
+            chosen = [
+                p
+                for p, state in sorted(self.partitions.items())
+                if state.dirty and (partitions is None or p in partitions)
+            ]
+            if chosen:
+                write = self._start_write(chosen)
+                commits = [
+                    TopicPartition(t, p, o) for p in chosen for t, o in sorted(self.partitions[p].offsets.items())
+                ]
+                for p in chosen:
+                    self.partitions[p].dirty = False
+        self.m_pause_s.set(time.monotonic() - started)
+        if chosen:
+            self._pending = (self._writer.submit(write), commits, started)
+        else:
+            self.m_snapshot_ts.set(time.time())
+        if wait:
+            self._complete_checkpoint()
+
+    def _start_write(self, chosen: list[int]) -> Callable[[], tuple[int, int]]:
+        """Start writing the snapshots of partitions ``chosen`` as they are now; return what the writer
+        thread calls to finish it: (bytes written, bytes of memory the forked writer had of its own)."""
+        capture = lambda: [self.store.prepare(self._snapshot(p)) for p in chosen]  # noqa: E731
+        if self.settings.snapshot_fork:
+            try:  # the forked copy captures, encodes and writes the state as it is now; this loop goes on
+                job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()))
+                return lambda: (job.wait(), job.private_bytes)
+            except OSError as exc:
+                log.warning(
+                    "cannot fork the snapshot writer: capturing in the consume loop instead",
+                    extra={"fields": {"error": str(exc)}},
+                )
+        with _gc_paused():
+            files = capture()
+        return lambda: (sum(self.store.write(*f) for f in files), 0)
+
+    def _snapshot(self, p: int) -> Snapshot:
+        state = self.partitions[p]
+        return Snapshot(
+            p, dict(state.offsets), {m: mon.state() for m, mon in state.monitors.items()}, state.merge.state()
+        )
+
+    def _complete_checkpoint(self, block: bool = True) -> None:
+        """Commit the offsets of the snapshots written in the background, once they are durable."""
+        if self._pending is None:
+            return
+        future, commits, started = self._pending
+        if not block and not future.done():
+            return
+        self._pending = None
+        written, private = future.result()  # a failed write raises here: nothing of it is committed
+        if commits:
+            self.consumer.commit(offsets=commits, asynchronous=False)
+        self.m_snapshot_bytes.set(written)
+        self.m_writer_bytes.set(private)
+        self.m_snapshot_ts.set(time.time())
+        self.m_snapshot_s.set(time.monotonic() - started)
+
+    # -- views for the HTTP thread ----------------------------------------
+
+    def _summaries(self) -> dict[str, dict]:
+        with self.lock:
+            return {m: mon.summary() for st in self.partitions.values() for m, mon in st.monitors.items()}
+
+    def status(self) -> dict:
+        with self.lock:
+            return {
+                "ready": self.health.ready,
+                "partitions": {
+                    str(p): {"offsets": st.offsets, "models": {m: mon.summary() for m, mon in st.monitors.items()}}
+                    for p, st in self.partitions.items()
+                },
+            }
+
+    def _lag(self) -> Iterable[GaugeMetricFamily]:
+        """Consumer lag per owned input partition (see ``_refresh_lag``); revoked partitions drop out."""
+        lag = GaugeMetricFamily(
+            "streamdrift_consumer_lag",
+            "Messages behind the end of an owned input partition",
+            labels=["topic", "partition"],
+        )
+        with self.lock:
+            for (topic, p), behind in sorted(self.lag.items()):
+                if p in self.partitions:
+                    lag.add_metric([topic, str(p)], behind)
+        yield lag
+
+
+class _Collector:
+    """A registry collector from a function yielding metric families."""
+
+    def __init__(self, collect: Callable[[], Iterable]):
+        self.collect = collect

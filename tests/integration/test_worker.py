@@ -1,0 +1,290 @@
+"""The worker end to end on a real Kafka broker (started by conftest's ``kafka_bootstrap``)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.records import RawMessage
+from streamdrift.core.synthetic import generate
+from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from streams import FB, PRED, run_monitors, state_bytes
+from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env
+
+pytestmark = pytest.mark.kafka
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SMALL = {
+    "monitor__reference_size": 500,
+    "monitor__window_size": 500,
+    "monitor__subwindows": 5,
+    "monitor__cooldown_events": 2000,
+    "snapshot_interval_s": 0.5,
+}
+SMALL_SETTINGS = MonitorSettings(reference_size=500, window_size=500, subwindows=5, cooldown_events=2000)
+
+
+@pytest.fixture
+def setup(kafka_bootstrap, unique_name, tmp_path):
+    """Worker environment on fresh topics (2 partitions each), created by `streamdrift topics create`."""
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **SMALL)
+    done = streamdrift(env, "topics", "create", "--partitions", "2")
+    assert done.returncode == 0, done.stderr
+    workers: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        w = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(w)
+        w.wait_ready()
+        return w
+
+    yield env, start
+    for w in workers:
+        w.stop(signal.SIGKILL)
+
+
+def topic(env: dict, name: str) -> str:
+    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
+
+
+def demo_items(env: dict, n: int, drift_at: int) -> list[tuple[str, bytes, bytes]]:
+    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
+    return [
+        (names[kind], e["model_id"].encode(), orjson.dumps(e))
+        for kind, e in generate(n, seed=11, drift_at=drift_at, rate=500.0)
+    ]
+
+
+def expected_counts(items: list[tuple[str, bytes, bytes]], env: dict) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for t, key, _ in items:
+        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
+    return {m: tuple(c) for m, c in out.items()}
+
+
+def test_drift_reaches_the_alerts_topic_with_every_schema_field(setup, kafka_bootstrap):
+    env, start = setup
+    worker = start()
+    items = demo_items(env, 6000, drift_at=1000)  # 2000 predictions per model; credit-risk drifts at #1000
+    produce(kafka_bootstrap, items)
+
+    alerts = read_topic(kafka_bootstrap, topic(env, "alerts"), expect=1)
+    schema = orjson.loads((SCHEMAS / "drift_event.schema.json").read_bytes())
+    events = [orjson.loads(raw.value) for raw, _ in alerts]
+    for (raw, _), event in zip(alerts, events):
+        jsonschema.validate(event, schema, format_checker=jsonschema.FormatChecker())
+        assert raw.key == event["model_id"].encode()
+    data = [e for e in events if e["kind"] == "data_drift"]
+    assert data and {e["model_id"] for e in data} == {"credit-risk"}
+    assert set(data[0]) == set(schema["properties"])
+    assert data[0]["top_features"][0]["feature"] in {"debt_ratio", "income"}
+
+    worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "all events counted")
+    metrics = worker.get("/metrics")[1].decode()
+    assert 'streamdrift_events_total{model_id="credit-risk",stream="predictions"} 2000.0' in metrics
+    assert (
+        'streamdrift_drift_events_total{kind="data_drift",model_id="credit-risk"}' in metrics
+        or 'streamdrift_drift_events_total{model_id="credit-risk",kind="data_drift"} 1.0' in metrics
+    )
+    assert worker.get("/healthz")[0] == 200
+    assert worker.stop() == 0
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_all_count(setup, kafka_bootstrap):
+    env, start = setup
+    preds, fbs = topic(env, "predictions"), topic(env, "feedback")
+    good = demo_items(env, 600, drift_at=10**9)
+    bad = [
+        (preds, b"churn", b"{not json"),
+        (preds, b"churn", orjson.dumps({"event_id": "x", "model_id": "churn", "timestamp": 1, "prediction": 1})),
+        (
+            preds,
+            b"fraud",
+            orjson.dumps(
+                {"event_id": "y", "model_id": "fraud", "timestamp": 1, "features": {}, "prediction": 1, "score": "high"}
+            ),
+        ),
+        (
+            preds,
+            b"other",
+            orjson.dumps({"event_id": "z", "model_id": "fraud", "timestamp": 1, "features": {}, "prediction": 1}),
+        ),
+        (fbs, b"churn", orjson.dumps({"event_id": "w", "model_id": "churn", "timestamp": "yesterday", "label": 1})),
+        (fbs, b"churn", None),
+    ]
+    items = []
+    for i, item in enumerate(good):  # spread the bad ones among the good ones
+        items.append(item)
+        if i % 97 == 50 and bad:
+            items.append(bad.pop(0))
+    assert not bad
+    produce(kafka_bootstrap, items)
+    worker = start()
+
+    dead = read_topic(kafka_bootstrap, topic(env, "dead_letter"), expect=6)
+    assert len(dead) == 6
+    originals = {(m.topic, m.partition, m.offset): m for t in (preds, fbs) for m, _ in read_topic(kafka_bootstrap, t)}
+    bad_values = set(items) - set(good)
+    for raw, headers in dead:
+        assert headers["streamdrift.reason"]
+        source = (
+            headers["streamdrift.source.topic"],
+            int(headers["streamdrift.source.partition"]),
+            int(headers["streamdrift.source.offset"]),
+        )
+        original = originals[source]  # the header points at the very record that was rejected
+        assert (original.value or b"") == raw.value and original.key == raw.key
+        assert (source[0], original.key, original.value) in bad_values
+    reasons = sorted(h["streamdrift.reason"] for _, h in dead)
+    for needle in ("invalid JSON", "'features'", "'score'", "model_id", "'timestamp'"):
+        assert any(needle in r for r in reasons), (needle, reasons)
+
+    worker.wait_for(lambda: worker.counts() == expected_counts(good, env), 60, "good events counted")
+    assert "streamdrift_dead_letters_total" in worker.get("/metrics")[1].decode()
+
+
+def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(setup, kafka_bootstrap, tmp_path):
+    env, start = setup
+    items = demo_items(env, 9000, drift_at=1500)
+    first, second = items[: len(items) // 2], items[len(items) // 2 :]
+    produce(kafka_bootstrap, first)
+    worker = start()
+    worker.wait_for(lambda: worker.counts() == expected_counts(first, env), 60, "first half counted")
+    snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
+    worker.wait_for(lambda: len(list(snapshots.glob("*.snapshot"))) == 2, 30, "snapshots of both partitions")
+    produce(kafka_bootstrap, second)
+    worker.wait_for(
+        lambda: sum(p for p, _ in worker.counts().values()) > len(first) // 2 + 100,
+        60,
+        "some of the second half processed",
+    )
+    worker.stop(signal.SIGKILL)
+
+    restarted = start()
+    restarted.wait_for(lambda: restarted.counts() == expected_counts(items, env), 90, "every event counted once")
+    assert restarted.stop() == 0  # SIGTERM: final checkpoint, exit 0
+
+    # The state on disk equals a run that never crashed: the same events, in offset order, in one process.
+    consumed = [
+        m for t in (topic(env, "predictions"), topic(env, "feedback")) for m, _ in read_topic(kafka_bootstrap, t)
+    ]
+    renamed = [
+        RawMessage(PRED if m.topic.endswith("predictions") else FB, m.partition, m.offset, m.key, m.value)
+        for m in consumed
+    ]
+    expected, _ = run_monitors(renamed, 10**9, SMALL_SETTINGS)
+    store = LocalSnapshotStore(snapshots, SMALL_SETTINGS.fingerprint())
+    restored = {
+        m: ModelMonitor.from_state(m, SMALL_SETTINGS, st) for p in (0, 1) for m, st in store.load(p).models.items()
+    }
+    assert state_bytes(restored) == state_bytes(expected)
+
+
+@pytest.mark.parametrize("fork", ["true", "false"])
+def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_bootstrap, tmp_path, fork):
+    """Snapshots are written in the background (by a forked copy, or by a thread from a capture taken in the
+    loop); a write that fails stops the worker uncommitted."""
+    env, _ = setup
+    env["STREAMDRIFT_SNAPSHOT_FORK"] = fork
+    snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
+    for p in (0, 1):  # a directory where the temporary file goes: every snapshot write fails
+        (snapshots / f"partition-{p}.tmp").mkdir(parents=True)
+    produce(kafka_bootstrap, demo_items(env, 2000, drift_at=10**9))
+    worker = WorkerProcess(env, tmp_path / "failing-writes.log")
+    assert worker.proc.wait(timeout=90) != 0
+    assert "partition-" in worker.log() and "IsADirectoryError" in worker.log()
+    assert committed_offsets(kafka_bootstrap, env) == [OFFSET_INVALID] * 4
+    assert not list(snapshots.glob("*.snapshot"))
+
+
+def test_where_fork_fails_the_worker_captures_in_the_loop_and_still_commits(setup, kafka_bootstrap, tmp_path):
+    env, _ = setup
+    hook = tmp_path / "no-fork"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(  # as under strict overcommit with no memory to spare
+        "import os\n\ndef _fork():\n    raise OSError(12, 'Cannot allocate memory')\n\nos.fork = _fork\n"
+    )
+    env["PYTHONPATH"] = str(hook)
+    items = demo_items(env, 2000, drift_at=10**9)
+    produce(kafka_bootstrap, items)
+    worker = WorkerProcess(env, tmp_path / "no-fork.log")
+    worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "every event counted")
+    assert worker.stop() == 0
+    assert "cannot fork the snapshot writer" in worker.log() and "Cannot allocate memory" in worker.log()
+    assert sum(committed_offsets(kafka_bootstrap, env)) == len(items)
+    assert len(list(Path(env["STREAMDRIFT_SNAPSHOT_DIR"]).glob("*.snapshot"))) == 2
+
+
+def committed_offsets(bootstrap: str, env: dict) -> list[int]:
+    """The group's committed offsets of both input topics' two partitions."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": env["STREAMDRIFT_GROUP_ID"]})
+    try:
+        return [
+            tp.offset
+            for tp in consumer.committed(
+                [TopicPartition(topic(env, t), p) for t in ("predictions", "feedback") for p in (0, 1)], timeout=30
+            )
+        ]
+    finally:
+        consumer.close()
+
+
+def test_worker_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap, unique_name, tmp_path):
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snap")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topics = [
+        NewTopic(topic(env, "predictions"), 2, 1),
+        NewTopic(topic(env, "feedback"), 3, 1),
+        NewTopic(topic(env, "alerts"), 1, 1),
+        NewTopic(topic(env, "dead_letter"), 1, 1),
+    ]
+    for f in admin.create_topics(topics).values():
+        f.result()
+    done = streamdrift(env, "worker", timeout=60)
+    assert done.returncode == 2
+    assert "not co-partitioned" in done.stderr and "has 2 partitions" in done.stderr
+
+
+def test_delayed_feedback_is_joined_and_metrics_on_metrics_match_an_offline_computation(setup, kafka_bootstrap):
+    import numpy as np
+    from prometheus_client.parser import text_string_to_metric_families
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    env, start = setup
+    # a window of 500 graded predictions is small: a tolerance of 0.02 lets the drop (0.73 -> 0.63) show surely
+    env["STREAMDRIFT_MONITOR__DEGRADATION_TOLERANCE"] = "0.02"
+    items = demo_items(env, 9000, drift_at=1000)  # feedback follows its prediction 200 predictions later
+    produce(kafka_bootstrap, items)
+    worker = start()
+    worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 90, "all events counted")
+
+    events = [orjson.loads(v) for _, _, v in items]
+    predicted = {e["event_id"]: e for e in events if "features" in e}
+    graded = [(e["label"], predicted[e["event_id"]]) for e in events if "label" in e and e["model_id"] == "churn"]
+    labels = [y for y, _ in graded]
+    predictions = [p["prediction"] for _, p in graded]
+    scores = np.array([p["score"] for _, p in graded])
+    samples = {
+        (s.labels["model_id"], s.labels["metric"], s.labels["scope"]): s.value
+        for f in text_string_to_metric_families(worker.get("/metrics")[1].decode())
+        if f.name == "streamdrift_model_metric"
+        for s in f.samples
+    }
+    assert samples[("churn", "accuracy", "cumulative")] == accuracy_score(labels, predictions)
+    assert samples[("churn", "f1", "cumulative")] == pytest.approx(f1_score(labels, predictions), abs=1e-12)
+    # AUC over the 50 equal-width score bins the worker keeps: the AUC of the binned scores, exactly
+    binned = np.minimum(np.floor(scores * 50), 49)
+    assert samples[("churn", "roc_auc", "cumulative")] == pytest.approx(roc_auc_score(labels, binned), abs=1e-12)
+
+    alerts = [orjson.loads(raw.value) for raw, _ in read_topic(kafka_bootstrap, topic(env, "alerts"), expect=1)]
+    degraded = [(a["model_id"], a["kind"]) for a in alerts if a["kind"] == "performance_degradation"]
+    assert degraded == [("credit-risk", "performance_degradation")]
+    assert worker.stop() == 0

@@ -1,0 +1,90 @@
+"""The Prometheus collector: per-model series with a bounded label set."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamdrift.core.config import MonitorSettings
+from streamdrift.runtime.exporter import OTHER, ModelCollector
+from streams import demo_messages, run_monitors
+
+
+def scrape(monitors, cap: int) -> dict[str, list]:
+    registry = CollectorRegistry()
+    registry.register(ModelCollector(lambda: {m: x.summary() for m, x in monitors.items()}, cap))
+    return {f.name: f.samples for f in text_string_to_metric_families(generate_latest(registry).decode())}
+
+
+def test_models_over_the_cap_are_summed_under_other_and_counted():
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    metrics = scrape(monitors, cap=2)
+    events = {
+        (s.labels["model_id"], s.labels["stream"]): s.value
+        for s in metrics["streamdrift_events"]
+        if s.name == "streamdrift_events_total"
+    }
+    # sorted ids: churn and credit-risk keep their label, fraud is summed under __other__
+    assert events == {
+        ("churn", "predictions"): 4000,
+        ("churn", "feedback"): monitors["churn"].feedback_total,
+        ("credit-risk", "predictions"): 4000,
+        ("credit-risk", "feedback"): monitors["credit-risk"].feedback_total,
+        (OTHER, "predictions"): 4000,
+        (OTHER, "feedback"): monitors["fraud"].feedback_total,
+    }
+    assert sum(v for (_, stream), v in events.items() if stream == "predictions") == 12_000
+    assert {s.labels["model_id"] for s in metrics["streamdrift_drift_score"]} == {"churn", "credit-risk"}
+    assert metrics["streamdrift_models_unlabelled"][0].value == 1
+    assert metrics["streamdrift_models"][0].value == 3
+    quality = {(s.labels["feature"], s.labels["check"]) for s in metrics["streamdrift_data_quality_rate"]}
+    assert ("income", "missing_rate") in quality and ("region", "new_category_rate") in quality
+
+
+def test_performance_metrics_match_an_offline_computation_over_the_same_graded_predictions():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from streamdrift.core.synthetic import generate
+
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=10**9), 1000, MonitorSettings())
+    metrics = scrape(monitors, cap=10)
+    cumulative = {
+        (s.labels["model_id"], s.labels["metric"]): s.value
+        for s in metrics["streamdrift_model_metric"]
+        if s.labels["scope"] == "cumulative"
+    }
+    # offline: join every churn feedback to its prediction by event_id
+    events = list(generate(12_000, seed=7, drift_at=10**9))
+    predicted = {e["event_id"]: e["prediction"] for kind, e in events if kind == "prediction"}
+    graded = [
+        (e["label"], predicted[e["event_id"]]) for kind, e in events if kind == "feedback" and e["model_id"] == "churn"
+    ]
+    labels, predictions = zip(*graded)
+    assert cumulative[("churn", "accuracy")] == accuracy_score(labels, predictions)
+    assert abs(cumulative[("churn", "f1")] - f1_score(labels, predictions, zero_division=0)) < 1e-12
+    pending = {(s.labels["model_id"], s.labels["side"]): s.value for s in metrics["streamdrift_join_pending"]}
+    assert pending[("churn", "feedback")] == 0  # feedback follows its prediction: it never waits
+    assert pending[("churn", "predictions")] == 4000 - len(graded)  # the unlabelled half waits (TTL: 7 days)
+
+
+def test_the_collectors_own_text_is_what_prometheus_client_writes_byte_for_byte():
+    """/metrics writes the per-model series itself (``exposition``, prefixes kept between scrapes):
+    the same bytes as generate_latest over the same families, label values escaped alike."""
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    odd = 'a "quoted"\\back\nslash é'  # a feature name may hold anything a JSON key can
+    summaries = {m: x.summary() for m, x in monitors.items()}
+    s = summaries["churn"]
+    s["feature_scores"][odd] = float("nan")
+    s["quality"][odd] = dict.fromkeys(
+        ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate"), float("inf")
+    )
+    s["type_mismatches"][odd] = 3
+    collector = ModelCollector(lambda: summaries, 2)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    expected = generate_latest(registry)
+    assert collector.exposition() == expected
+    s["predictions_total"] += 1  # a second scrape, from the kept prefixes: the new values
+    assert collector.exposition() == generate_latest(registry) != expected
+    parsed = {f.name: f.samples for f in text_string_to_metric_families(collector.exposition().decode())}
+    assert any(x.labels.get("feature") == odd for x in parsed["streamdrift_type_mismatches"])

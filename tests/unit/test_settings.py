@@ -1,0 +1,73 @@
+"""Settings: precedence, validation messages that name the setting, secrets never shown."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from streamdrift.core.errors import ConfigError
+from streamdrift.runtime.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("STREAMDRIFT_") and not name.startswith("STREAMDRIFT_TEST_"):
+            monkeypatch.delenv(name)
+
+
+def test_environment_wins_over_toml_and_nested_sections_merge(tmp_path, monkeypatch):
+    config = tmp_path / "streamdrift.toml"
+    config.write_text('batch_size = 50\n[kafka]\nbootstrap_servers = "a:1"\n[monitor]\nwindow_size = 600\n')
+    monkeypatch.setenv("STREAMDRIFT_BATCH_SIZE", "70")
+    monkeypatch.setenv("STREAMDRIFT_MONITOR__SUBWINDOWS", "3")
+    s = load_settings(config)
+    assert (s.batch_size, s.kafka.bootstrap_servers, s.monitor.window_size, s.monitor.subwindows) == (70, "a:1", 600, 3)
+
+
+@pytest.mark.parametrize(
+    "env, value, message",
+    [
+        ("STREAMDRIFT_BATCH_SIZE", "0", "invalid setting batch_size (env STREAMDRIFT_BATCH_SIZE)"),
+        ("STREAMDRIFT_KAFKA__SECURITY_PROTOCOL", "TLS", "invalid setting kafka.security_protocol"),
+        ("STREAMDRIFT_TOPICS__ALERTS", "bad topic!", "invalid setting topics.alerts (env STREAMDRIFT_TOPICS__ALERTS)"),
+        ("STREAMDRIFT_MONITOR__SUBWINDOWS", "7", "invalid setting monitor.subwindows"),
+        ("STREAMDRIFT_METRICS_PORT", "70000", "invalid setting metrics_port"),
+    ],
+)
+def test_bad_setting_is_named(monkeypatch, env, value, message):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert message in str(info.value)
+
+
+def test_bad_toml_key_is_named(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[monitor]\npsi_treshold = 0.3\n")
+    with pytest.raises(ConfigError, match=r"invalid setting monitor\.psi_treshold"):
+        load_settings(config)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_secrets_reach_librdkafka_but_never_the_log_view(monkeypatch):
+    monkeypatch.setenv("STREAMDRIFT_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("STREAMDRIFT_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    s = load_settings()
+    assert s.kafka.librdkafka()["sasl.password"] == "hunter2"
+    assert "hunter2" not in str(s.redacted()) and "hunter2" not in repr(s)
+
+
+def test_worker_with_a_bad_setting_stops_at_start_naming_it(monkeypatch):
+    monkeypatch.setenv("STREAMDRIFT_SNAPSHOT_INTERVAL_S", "-1")
+    done = subprocess.run([sys.executable, "-m", "streamdrift", "worker"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "invalid setting snapshot_interval_s (env STREAMDRIFT_SNAPSHOT_INTERVAL_S)" in done.stderr

@@ -1,0 +1,304 @@
+"""Snapshot files: binary round trips of real monitor states, equal bytes for equal states, refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import orjson
+import pytest
+
+from streamdrift.core import state as snapshot
+from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.core.errors import SnapshotError
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.records import RawMessage
+from streamdrift.core.state import Snapshot
+from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
+from streams import FB, PRED, demo_messages, run_monitors, state_bytes
+
+SETTINGS = MonitorSettings(reference_size=500, window_size=400, subwindows=4)
+RECOVER = "Move .* away and restart"
+
+
+def graded_stream(n: int, seed: int, regression: bool = False) -> list[RawMessage]:
+    """Predictions of model "m" with a segment, half of them labelled 50 predictions later."""
+    rng = np.random.default_rng(seed)
+    out, offsets, pending = [], {PRED: 0, FB: 0}, []
+
+    def add(topic: str, event: dict) -> None:
+        out.append(RawMessage(topic, 0, offsets[topic], b"m", orjson.dumps(event)))
+        offsets[topic] += 1
+
+    for i in range(n):
+        x = float(rng.normal())
+        truth = 2 * x + float(rng.normal()) if regression else int(rng.random() < 1 / (1 + np.exp(-2 * x)))
+        prediction = round(2 * x, 3) if regression else int(x > 0)
+        event = {
+            "event_id": f"e{i}",
+            "model_id": "m",
+            "model_version": f"v{i % 2}",
+            "timestamp": 1_700_000_000 + i,
+            "features": {"x": x, "kind": ["a", "b", "c"][i % 3], "$nd": i % 5},
+            "prediction": prediction,
+            "segment": {"region": ["north", "south"][i % 2]},
+        }
+        if not regression:
+            event["score"] = round(float(1 / (1 + np.exp(-2 * x))), 4)
+        add(PRED, event)
+        if rng.random() < 0.5:
+            pending.append((i + 50, {"event_id": f"e{i}", "model_id": "m", "label": truth}))
+        while pending and pending[0][0] <= i:
+            add(FB, {**pending.pop(0)[1], "timestamp": 1_700_000_000 + i})
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """Three demo models past warm-up, windows full, join buffers holding predictions."""
+    monitors, _ = run_monitors(demo_messages(6000, seed=3, drift_at=1500), 500, SETTINGS)
+    assert all(
+        m.features.ready and m.performance is not None and len(m.join.predictions.entries) for m in monitors.values()
+    )
+    return monitors
+
+
+def save_and_load(
+    tmp_path,
+    monitors: dict[str, ModelMonitor],
+    settings: MonitorSettings = SETTINGS,
+    model: ModelSettings | None = None,
+) -> dict[str, ModelMonitor]:
+    store = LocalSnapshotStore(tmp_path, settings.fingerprint())
+    store.save(Snapshot(0, {PRED: 1, FB: 2}, {m: mon.state() for m, mon in monitors.items()}, {"epochs": {}}))
+    loaded = store.load(0)
+    assert loaded.offsets == {PRED: 1, FB: 2} and loaded.merge == {"epochs": {}}
+    return {m: ModelMonitor.from_state(m, settings, st, model) for m, st in loaded.models.items()}
+
+
+def test_restored_demo_monitors_have_byte_identical_state_and_carry_on_identically(tmp_path, demo):
+    restored = save_and_load(tmp_path, demo)
+    assert state_bytes(restored) == state_bytes(demo)
+    assert {m: r.summary() for m, r in restored.items()} == {m: d.summary() for m, d in demo.items()}
+    # and from there on they behave as if never interrupted
+    more = demo_messages(9000, seed=3, drift_at=1500)[len(demo_messages(6000, seed=3, drift_at=1500)) :]
+    again, _ = run_monitors(demo_messages(6000, seed=3, drift_at=1500), 500, SETTINGS)
+    _, events_a = run_monitors(more, 500, SETTINGS, again)
+    _, events_b = run_monitors(more, 500, SETTINGS, restored)
+    assert events_a == events_b and state_bytes(restored) == state_bytes(again)
+
+
+@pytest.mark.parametrize("regression, detector", [(False, "adwin"), (True, "cusum")])
+def test_segments_regression_and_river_detectors_round_trip(tmp_path, regression, detector):
+    settings = SETTINGS.model_copy(update={"concept_detector": detector})
+    model = ModelSettings(segment_attributes=["region"], sensitive_attribute="region")
+    monitors = {"m": ModelMonitor("m", settings, model)}
+    run_monitors(graded_stream(3000, seed=5, regression=regression), 300, settings, monitors)
+    assert monitors["m"].task == ("regression" if regression else "classification")
+    restored = save_and_load(tmp_path, monitors, settings, model)
+    assert state_bytes(restored) == state_bytes(monitors)
+    assert restored["m"].summary() == monitors["m"].summary()
+
+
+def test_equal_states_give_equal_bytes_and_arrays_keep_their_dtype(demo):
+    twin, _ = run_monitors(demo_messages(6000, seed=3, drift_at=1500), 250, SETTINGS)  # other batch sizes
+    snap = Snapshot(0, {PRED: 1}, {m: mon.state() for m, mon in demo.items()})
+    assert snapshot.encode(snap, "c") == snapshot.encode(
+        Snapshot(0, {PRED: 1}, {m: mon.state() for m, mon in twin.items()}), "c"
+    )
+    state = demo["credit-risk"].state()
+    assert state["features"]["ring"].dtype == np.uint8  # counts of 100-row sub-windows
+    back = snapshot.loads(snapshot.dumps(state))
+    assert back["features"]["ring"].dtype == np.uint8 and not back["features"]["ring"].flags.writeable
+    assert np.array_equal(back["features"]["ring"], state["features"]["ring"])
+
+
+def test_restored_monitors_own_their_arrays(tmp_path, demo):
+    """Loaded arrays are views of the file's bytes; a restored monitor keeps copies, never the file."""
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    store.save(Snapshot(0, {}, {m: mon.state() for m, mon in demo.items()}))
+    data = store.path(0).read_bytes()
+    restored = ModelMonitor.from_state(
+        "fraud", SETTINGS, snapshot.decode(data, SETTINGS.fingerprint(), "f").models["fraud"]
+    )
+    raw = np.frombuffer(data, dtype=np.uint8)
+    sketch = restored.features
+    held = [
+        sketch.ring,
+        *(c.edges for c in sketch.columns),
+        *(c.ref_counts for c in sketch.columns),
+        restored.performance.histograms,
+        restored._quality,
+    ]
+    assert not any(np.shares_memory(a, raw) for a in held)
+    assert sketch.ring.flags.writeable and sketch.ring.dtype == np.uint8  # 100-row sub-windows, summed as int64
+
+
+def test_strings_that_spell_the_marker_stay_strings():
+    state = {"$nd": {"$nd": [0, "<i8", [1]]}, "x": np.arange(3, dtype=np.int32), "y": ["$nd1", {"$nd2": 1}]}
+    back = snapshot.loads(snapshot.dumps(state))
+    assert back["$nd"] == {"$nd": [0, "<i8", [1]]} and back["y"] == ["$nd1", {"$nd2": 1}]
+    assert back["x"].tolist() == [0, 1, 2] and back["x"].dtype == np.int32
+
+
+def test_arrays_in_lists_and_objects_are_refused_when_writing():
+    with pytest.raises(TypeError, match="value of a dict key"):
+        snapshot.dumps({"x": [np.zeros(2)]})
+    with pytest.raises(TypeError, match="dtype object"):
+        snapshot.dumps({"x": np.array([None])})
+    with pytest.raises(TypeError, match="not set"):
+        snapshot.dumps({"x": {1}})
+
+
+@pytest.fixture
+def saved(tmp_path, demo):
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    store.save(Snapshot(0, {PRED: 7}, {m: mon.state() for m, mon in demo.items()}))
+    return store, store.path(0), store.path(0).read_bytes()
+
+
+def test_a_flipped_byte_anywhere_after_the_header_is_refused(saved):
+    store, path, good = saved
+    header_end = good.index(b"\n")
+    for at in (header_end + 10, good.index(b"\n", header_end + 1) + 5, len(good) - 1):  # skeleton, arrays
+        bad = bytearray(good)
+        bad[at] ^= 0x01
+        path.write_bytes(bytes(bad))
+        with pytest.raises(SnapshotError, match=f"corrupt or was modified \\(checksum mismatch\\). {RECOVER}"):
+            store.load(0)
+
+
+def test_a_truncated_file_is_refused(saved):
+    store, path, good = saved
+    for size in (len(good) - 1, good.index(b"\n") + 100, good.index(b"\n") + 1):
+        path.write_bytes(good[:size])
+        with pytest.raises(SnapshotError, match=f"corrupt: truncated .* {RECOVER}"):
+            store.load(0)
+    path.write_bytes(good[:20])
+    with pytest.raises(SnapshotError, match=f"not a streamdrift snapshot .* {RECOVER}"):
+        store.load(0)
+
+
+def test_another_version_is_refused_naming_both(saved):
+    store, path, good = saved
+    old = (
+        b'{"config":"%s","format":"streamdrift-snapshot","sha256":"0","version":1}\n{"models":{}}\n'
+        % SETTINGS.fingerprint().encode()
+    )
+    for data in (old, good.replace(b'"version":2', b'"version":3', 1)):
+        path.write_bytes(data)
+        with pytest.raises(SnapshotError, match=f"version [13]; this streamdrift reads .* version 2. {RECOVER}"):
+            store.load(0)
+
+
+def test_other_detection_settings_are_refused(saved):
+    _, path, _ = saved
+    other = LocalSnapshotStore(path.parent, SETTINGS.model_copy(update={"bins": 12}).fingerprint())
+    with pytest.raises(SnapshotError, match="other detection settings .* Restore the old \\[monitor\\] settings"):
+        other.load(0)
+
+
+def test_loading_never_builds_objects_from_the_file(saved):
+    """A body whose checksum is right but which asks for object arrays (pickles) is refused, not unpickled."""
+    store, path, good = saved
+    header, rest = good.split(b"\n", 1)
+    body = rest.replace(b'"<f8"', b'"|O8"', 1)
+    fields = orjson.loads(header)
+    fields["checksum"] = f"crc32:{zlib.crc32(body):08x}"
+    path.write_bytes(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS) + b"\n" + body)
+    with pytest.raises(SnapshotError, match=f"corrupt .*{RECOVER}"):
+        store.load(0)
+    path.write_bytes(b"\x80\x04\x95garbage")  # a pickle
+    with pytest.raises(SnapshotError, match="not a streamdrift snapshot"):
+        store.load(0)
+
+
+# -- the forked writer ------------------------------------------------------------------------------
+
+
+def test_forked_writer_writes_the_state_as_it_was_at_the_fork(tmp_path, demo):
+    """The checkpoint's image is the instant of the fork: what the parent does next is not in it."""
+    from streamdrift.core.decode import decode_predictions
+
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    monitors = {m: ModelMonitor.from_state(m, SETTINGS, st) for m, st in snapshot.loads(state_bytes(demo)).items()}
+    before = state_bytes(monitors)
+    job = ForkedWrite(lambda: store.save(Snapshot(0, {PRED: 10}, {m: mon.state() for m, mon in monitors.items()})))
+    more, _ = decode_predictions([m for m in demo_messages(300, seed=11) if m.topic == PRED])
+    for batch in more:  # the parent goes on at once: more events, and a model dropped
+        monitors[batch.model_id].observe_predictions(batch)
+    assert state_bytes(monitors) != before
+    dropped = sorted(monitors)[0]
+    del monitors[dropped]
+    written = job.wait()
+    assert written == store.path(0).stat().st_size
+    assert job.private_bytes > 0
+    loaded = store.load(0)
+    assert loaded.offsets == {PRED: 10} and dropped in loaded.models
+    restored = {m: ModelMonitor.from_state(m, SETTINGS, st) for m, st in loaded.models.items()}
+    assert state_bytes(restored) == before
+
+
+def test_a_failing_forked_write_raises_its_reason_and_leaves_the_old_snapshot(tmp_path):
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    store.save(Snapshot(0, {PRED: 1}, {}))
+
+    def fail() -> int:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "partition-0.tmp"))
+
+    with pytest.raises(SnapshotError, match=r"PermissionError: \[Errno 13\] Permission denied: .*partition-0\.tmp"):
+        ForkedWrite(fail).wait()
+    assert store.load(0).offsets == {PRED: 1}
+
+
+def test_a_forked_writer_killed_by_a_signal_is_a_failed_write():
+    job = ForkedWrite(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(SnapshotError, match="killed by signal 9"):
+        job.wait()
+
+
+def test_the_forked_writer_dies_with_its_parent(tmp_path):
+    """A writer must never outlive a crashed worker (it could rename an old snapshot over a newer one)."""
+    script = (
+        "import sys, time; from streamdrift.runtime.checkpoint import ForkedWrite\n"
+        "job = ForkedWrite(lambda: time.sleep(600) or 0)\n"
+        "print(job.pid, flush=True); time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # alive while its parent is
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and alive(child):
+        time.sleep(0.05)
+    try:
+        assert not alive(child)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_fork_that_fails_raises_and_leaves_no_descriptor_open(monkeypatch):
+    def no_fork() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="Cannot allocate memory"):
+        ForkedWrite(lambda: 0)
+    assert len(os.listdir("/proc/self/fd")) == before
