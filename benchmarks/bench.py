@@ -130,13 +130,13 @@ class Topics:
 class Worker:
     """``python -m streamdrift worker`` in a subprocess, and its HTTP endpoints."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, python: str = sys.executable):
         self.port = int(env["STREAMDRIFT_METRICS_PORT"])
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamdrift", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [python, "-m", "streamdrift", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
@@ -249,9 +249,11 @@ def run_consumer(kind: str, topics: Topics, expect: int, timeout: float) -> dict
     return result
 
 
-def run_worker_throughput(topics: Topics, workdir: Path, predictions: int, feedback: int, timeout: float) -> dict:
+def run_worker_throughput(
+    topics: Topics, workdir: Path, predictions: int, feedback: int, timeout: float, python: str = sys.executable
+) -> dict:
     env = topics.env(workdir / f"tput-snapshots-{uuid.uuid4().hex[:6]}")  # fresh: no state to restore
-    worker = Worker(env, workdir / "worker-throughput.log")
+    worker = Worker(env, workdir / "worker-throughput.log", python)
     try:
         ready = worker.wait_ready()
         cpu = worker.cpu_seconds()
@@ -300,12 +302,22 @@ def throughput(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: 
             "worker": run_worker_throughput(topics, workdir, made["predictions"], made["feedback"], timeout),
             "baseline": run_consumer("baseline", topics, events, timeout),
         }
+        if args.compare_python:  # another checkout's worker, in the same round over the same records
+            r["compared"] = run_worker_throughput(
+                topics, workdir, made["predictions"], made["feedback"], timeout, args.compare_python
+            )
         tick = 1 / os.sysconf("SC_CLK_TCK")  # /proc's resolution: a tiny run may show no CPU at all
-        r["worker"]["cpu_us_per_event"] = max(r["worker"]["cpu_s"], tick) / events * 1e6
+        for name in ("worker", "compared") if args.compare_python else ("worker",):
+            r[name]["cpu_us_per_event"] = max(r[name]["cpu_s"], tick) / events * 1e6
         log("  ".join(f"{k} {v['events_per_s']:,.0f} events/s" for k, v in r.items()))
         out["rounds"].append(r)
     rounds = out["rounds"]
-    for kind in ("floor", "worker", "baseline"):  # the median round of each, figure by figure
+    if args.compare_python:
+        out["ratio_to_compared"] = statistics.median(
+            r["worker"]["events_per_s"] / r["compared"]["events_per_s"] for r in rounds
+        )
+    for kind in ("floor", "worker", "baseline", *(("compared",) if args.compare_python else ())):
+        # the median round of each, figure by figure
         out[kind] = {
             k: statistics.median(r[kind][k] for r in rounds)
             for k, v in rounds[0][kind].items()
@@ -741,6 +753,12 @@ def _throughput_summary(t: dict, args: dict) -> dict:
         "worker_peak_rss_bytes": t["worker"]["peak_rss_bytes"],
         "produce_s": round(t["produce_s"], 2),
     }
+    if "ratio_to_compared" in t:
+        out["ratio_to_compared"] = round(t["ratio_to_compared"], 3)
+        out["compared_events_per_s"] = round(t["compared"]["events_per_s"], 1)
+        out["ratio_to_compared_rounds"] = [
+            round(r["worker"]["events_per_s"] / r["compared"]["events_per_s"], 3) for r in t["rounds"]
+        ]
     return out
 
 
@@ -822,6 +840,12 @@ def _throughput_table(t: dict, args: dict) -> list[str]:
         rows.append(
             f"{name:<40}{r['events_per_s']:>12,.0f}{ratio:>9.2f}{r['cpu_us_per_event']:>14.2f}{cpu:>9.2f}"
             + (f"  {min(spread):>8,.0f}-{max(spread):<,.0f}" if n > 1 else "")
+        )
+    if "ratio_to_compared" in t:
+        c = t["compared"]
+        rows.append(
+            f"worker / compared ({args['compare_python']}): {t['ratio_to_compared']:.3f}x events/s "
+            f"(compared {c['events_per_s']:,.0f} events/s, {c['cpu_us_per_event']:.2f} CPU us/event)"
         )
     w = t["worker"]
     rows.append(
@@ -951,6 +975,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile-events", type=int, default=200_000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
+    parser.add_argument(
+        "--compare-python",
+        metavar="PYTHON",
+        help="also time the worker of another installation (e.g. an older commit's .venv/bin/python) in every "
+        "throughput round, over the same records; reports worker / compared",
+    )
     parser.add_argument("--details", type=Path, help="write every figure and latency sample to this JSON file")
     args = parser.parse_args(argv)
     if len(args.memory_models) != 2:
