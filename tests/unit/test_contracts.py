@@ -499,10 +499,12 @@ def _listed(value: object) -> object:
     return value
 
 
-@pytest.fixture(params=["c", "orjson"], autouse=True)
+@pytest.fixture(params=["c", "orjson"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test of this module twice: with decode's C reader of prediction polls, and with
-    orjson alone (as where it could not be built). CI builds it: there, its absence fails."""
+    """A test twice: with decode's C reader of polls, and with orjson alone (as where it could not
+    be built). Only the tests below, whose polls are long enough to reach a fast path (``_FAST_MIN``),
+    use it: a single message takes the reference path either way. CI builds the reader: there, its
+    absence fails."""
     if request.param == "orjson":
         monkeypatch.setattr(decode, "_speedups", None)
     elif not decode.SPEEDUPS:
@@ -516,6 +518,7 @@ def _agree(kind: str, messages: list[RawMessage]) -> None:
     assert _shown(DECODERS[kind](messages)) == _shown(_decode_rows(messages, *_REFERENCE[kind]))
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize(
     ("kind", "path"), _params(["prediction", "feedback"], "valid") + _params(["prediction", "feedback"], "invalid")
 )
@@ -523,12 +526,14 @@ def test_fast_path_agrees_on_each_fixture(kind: str, path: Path) -> None:
     _agree(kind, _poll(kind, path.read_bytes()))
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize(("kind", "field", "value"), MUTATIONS)
 def test_fast_path_agrees_on_each_field(kind: str, field: str, value: object) -> None:
     base = PREDICTION if kind == "prediction" else FEEDBACK
     _agree(kind, _poll(kind, orjson.dumps({**base, field: value})))
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize(
     "raw",
     [
@@ -544,11 +549,13 @@ def test_fast_path_agrees_on_unreadable_values(raw: bytes | None) -> None:
     _agree("prediction", _poll("prediction", raw))
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("key", [None, b"m1", b"m2"])
 def test_fast_path_agrees_on_keys(key: bytes | None) -> None:
     _agree("prediction", _poll("prediction", orjson.dumps(PREDICTION), key))
 
 
+@pytest.mark.usefixtures("reader")
 def test_fast_path_takes_a_valid_poll() -> None:
     for kind in ("prediction", "feedback"):
         messages = _poll(kind, _good(kind, 10)[0])
@@ -556,6 +563,7 @@ def test_fast_path_takes_a_valid_poll() -> None:
         _agree(kind, messages)
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("model", ["m0", "m1", "new"])
 @pytest.mark.parametrize(
     "features",
@@ -574,6 +582,7 @@ def test_fast_path_agrees_on_other_names_of_the_same_count(model: str, features:
     _agree("prediction", _poll("prediction", orjson.dumps(event)))
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("position", [0, 5, 10])
 @pytest.mark.parametrize("key", [b"m1", b"m1\x00", b"m1\x00m0", b"\x00m1", b"m", b"m10", None])
 def test_fast_path_agrees_on_keys_when_every_message_has_one(position: int, key: bytes | None) -> None:
@@ -588,6 +597,7 @@ def test_fast_path_agrees_on_keys_when_every_message_has_one(position: int, key:
     _agree("prediction", messages)
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("spread", [False, True])
 @pytest.mark.parametrize("kind", ["prediction", "feedback"])
 def test_fast_path_groups_interleaved_models(kind: str, spread: bool) -> None:
@@ -622,6 +632,7 @@ def _mutated(rng: np.random.Generator, value: bytes) -> bytes:
     return value[:end] + value[at:end] + value[end:]  # a run repeated
 
 
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("kind", ["prediction", "feedback"])
 @pytest.mark.parametrize("seed", range(4))
 def test_fast_paths_agree_on_randomly_damaged_messages(seed: int, kind: str) -> None:
