@@ -1,6 +1,6 @@
 """decode's C reader of prediction and feedback polls (``streamdrift.core._speedups``): it reads what it takes
 exactly as orjson does, leaves what it doubts to orjson, and the monitors end in the same state
-either way. (tests/test_contracts.py runs every contract test with and without it.) Also its walk that
+either way. (tests/unit/test_contracts.py runs its fast-path tests with and without it.) Also its walk that
 puts a loaded snapshot's arrays in place: the same as snapshot.py's."""
 
 from __future__ import annotations
