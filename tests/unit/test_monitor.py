@@ -247,3 +247,59 @@ def test_cusum_small_batches_walk_as_large_ones(seed: int) -> None:
             break
     assert found_whole and found_pieces == found_whole
     assert pieces.state() == whole.state()
+
+
+def error_rate_stream(n: int, changes: dict[int, float], seed: int) -> list[RawMessage]:
+    """Feedback carrying its prediction; from each position in ``changes`` on, a prediction is wrong
+    with that probability (issue 18's stream: {0: 0.1, 3000: 0.4, 8060: 0.9})."""
+    rng = np.random.default_rng(seed)
+    out, rate = [], None
+    for i in range(n):
+        rate = changes.get(i, rate)
+        label = int(rng.random() < 0.5)
+        prediction = 1 - label if rng.random() < rate else label
+        event = {
+            "event_id": f"e{i}",
+            "model_id": "m",
+            "model_version": "v1",
+            "timestamp": 1_700_000_000 + i,
+            "label": label,
+            "prediction": prediction,
+        }
+        out.append(RawMessage(FB, 0, i, b"m", orjson.dumps(event)))
+    return out
+
+
+def test_concept_alarm_rearms_at_a_position_not_at_a_batch_end(tmp_path):
+    """Issue 18: the alarm used to re-arm only at the end of a batch without event, so the second
+    change (0.4 -> 0.9 at 8,060, detected at 8,087, past the 5,000-event cooldown from 3,067) was
+    reported in batches of 1 and lost in batches of 97 or 1,000."""
+    messages = error_rate_stream(12_000, {0: 0.1, 3000: 0.4, 8060: 0.9}, seed=1)
+    runs = {size: run_monitors(messages, size, SETTINGS) for size in (1, 97, 1000)}
+    for size, (monitors, events) in runs.items():
+        concept = [e["window"]["end_offset"] for e in events if e["kind"] == "concept_drift"]
+        assert concept == [3067, 8087], size
+        assert events == runs[1][1], size
+        assert state_bytes(monitors) == state_bytes(runs[1][0]), size
+    # a crash at offset 8,070 (after the cooldown ended, before the detection), then polls of 1,000
+    first, first_events = run_monitors(messages[:8070], 1000, SETTINGS)
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    store.save(Snapshot(0, {FB: 8070}, {m: mon.state() for m, mon in first.items()}))
+    restored = {m: ModelMonitor.from_state(m, SETTINGS, st) for m, st in store.load(0).models.items()}
+    rest, rest_events = run_monitors(messages[8070:], 1000, SETTINGS, restored)
+    assert first_events + rest_events == runs[1000][1]
+    assert state_bytes(rest) == state_bytes(runs[1000][0])
+
+
+def test_a_river_detector_detection_raises_a_concept_drift_event():
+    """River's detections are reported as statistic 1 against the threshold; at a threshold of 1.0
+    the policy (which fires above it) never let one out."""
+    settings = SETTINGS.model_copy(update={"concept_detector": "adwin"})
+    messages = error_rate_stream(12_000, {0: 0.1, 3000: 0.4, 8060: 0.9}, seed=1)
+    runs = [run_monitors(messages, size, settings)[1] for size in (1, 1000)]
+    assert runs[0] == runs[1]
+    concept = [e for e in runs[0] if e["kind"] == "concept_drift"]
+    assert [(e["detector"], e["window"]["end_offset"], e["action"]) for e in concept] == [
+        ("adwin", 3071, "retrain"),
+        ("adwin", 8095, "retrain"),
+    ]

@@ -112,8 +112,12 @@ class BernoulliCusum:
     def _fixed(self, x: float) -> int:
         return int(round(x * self.SCALE))
 
-    def update(self, errors: np.ndarray) -> list[dict]:
-        """Feed errors (bool or 0/1); return a detection per alarm, ``index`` into ``errors``."""
+    def update(self, errors: np.ndarray, stop_at_detection: bool = False) -> list[dict]:
+        """Feed errors (bool or 0/1); return a detection per alarm, ``index`` into ``errors``.
+
+        With ``stop_at_detection``, the errors after the first detection are left unread: the
+        caller feeds them again once it has acted on the detection.
+        """
         errors = np.asarray(errors, dtype=bool)
         found: list[dict] = []
         start = 0
@@ -164,6 +168,8 @@ class BernoulliCusum:
             )
             start += at + 1
             self._reset()  # learn the new error rate: the next alarm needs another change
+            if stop_at_detection:
+                break
         return found
 
     @property
@@ -240,7 +246,8 @@ class RiverDetector:
         self.detector = _river(self.name, self.seed)
         self.kept: list[int] = []
 
-    def update(self, errors: np.ndarray) -> list[dict]:
+    def update(self, errors: np.ndarray, stop_at_detection: bool = False) -> list[dict]:
+        """As ``BernoulliCusum.update``."""
         found = []
         for i, e in enumerate(np.asarray(errors, dtype=np.int8).tolist()):
             self.detector.update(e)
@@ -250,13 +257,15 @@ class RiverDetector:
                     {
                         "index": i,
                         "statistic": 1.0,
-                        "threshold": 1.0,
+                        "threshold": self.threshold,
                         "reference_error_rate": None,
                         "error_rate_since_reference": float(np.mean(self.kept)),
                         "labelled_since_reference": len(self.kept),
                     }
                 )
                 self._reset()
+                if stop_at_detection:
+                    break
             elif len(self.kept) >= self.history:
                 self._rebuild(self.kept[-self.history // 2 :])
         return found
@@ -274,7 +283,9 @@ class RiverDetector:
 
     @property
     def threshold(self) -> float:
-        return 1.0  # River's detectors decide for themselves: a detection scores 1
+        # River's detectors decide for themselves: a detection scores 1, anything else 0, and the
+        # policy fires on a statistic above the threshold (at 1.0, no detection was ever reported)
+        return 0.5
 
     def state(self) -> dict:
         return {"kept": np.packbits(np.array(self.kept, dtype=bool)), "n": len(self.kept)}

@@ -70,6 +70,14 @@ def _round(x: float) -> float | None:
     return None if x != x else float(f"{x:.6g}")
 
 
+def _in_stream_order(events: list[dict]) -> list[dict]:
+    """A batch's drift events in the order of the rows that raised them, as batches of one row give
+    them (the sort is stable: one row's events keep the order of the checks), not grouped by check."""
+    if len(events) > 1:
+        events.sort(key=lambda event: event["window"]["end_offset"])  # the raising row's offset
+    return events
+
+
 class ModelMonitor:
     """Per-model state: sketches, concept-drift detector, counters and alert policy.
 
@@ -220,7 +228,7 @@ class ModelMonitor:
         events += self._graded(graded, batch)
         if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
-        return events
+        return _in_stream_order(events)
 
     def _schedule(self, batch: PredictionBatch) -> list[dict]:
         """Scheduled retraining in event time: the first event past each interval triggers it."""
@@ -268,7 +276,7 @@ class ModelMonitor:
             batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
         )
         events += self._graded(graded, batch)
-        return events
+        return _in_stream_order(events)
 
     def _graded(self, graded: Joined, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
@@ -385,44 +393,62 @@ class ModelMonitor:
     def observe_errors(
         self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray
     ) -> list[dict]:
-        """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``."""
+        """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``.
+
+        The alarm decides at positions (labelled events), never at batch ends, as if the errors came
+        one at a time: after each error, a detection goes to the policy, and otherwise a fired alarm
+        re-arms once its cooldown is over and the statistic is low again. So the detector is fed up
+        to its next detection while the alarm is armed, up to the end of the cooldown while it is
+        not, and one error at a time from there until it re-arms (usually at once).
+        """
         start = self.labelled_total
         self.labelled_total += len(errors)
         self.errors_total += int(np.add.reduce(errors))
         events = []
-        for found in self.concept.update(errors):
-            row = int(rows[found["index"]])
-            position = start + found["index"] + 1
-            if not self.policy.decide("concept_drift", found["statistic"], found["threshold"], position):
-                continue
-            # the window: the labelled events watched since the reference error rate was set,
-            # of which only the last one's position is known here
-            window = {
-                "start_time": float(batch.timestamps[row]),
-                "end_time": float(batch.timestamps[row]),
-                "count": found["labelled_since_reference"],
-                "start_offset": int(batch.offsets[row]),
-                "end_offset": int(batch.offsets[row]),
-            }
-            details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
-            events.append(
-                self._event(
-                    "concept_drift",
-                    self.concept.name,
-                    None,
-                    found["statistic"],
-                    found["threshold"],
-                    None,
-                    window,
-                    batch,
-                    row,
-                    [],
-                    details,
-                )
-            )
-        if not events:  # let the alarm re-arm once the statistic is low again
-            self.policy.decide("concept_drift", self.concept.statistic, self.concept_threshold, self.labelled_total)
+        done = 0
+        while done < len(errors):
+            quiet_until = self.policy.quiet_until("concept_drift")
+            take = len(errors) - done if quiet_until is None else max(1, quiet_until - (start + done))
+            found = self.concept.update(errors[done : done + take], stop_at_detection=True)
+            if found:
+                done += found[0]["index"] + 1
+                events += self._concept_drift(found[0], batch, int(rows[done - 1]), start + done)
+            else:
+                done += min(take, len(errors) - done)
+                self.policy.rearm("concept_drift", self.concept.statistic, self.concept_threshold, start + done)
         return events
+
+    def _concept_drift(
+        self, found: dict, batch: PredictionBatch | FeedbackBatch, row: int, position: int
+    ) -> list[dict]:
+        """A concept_drift event for a detection at ``position`` (labelled events), if the policy lets it out."""
+        if not self.policy.decide("concept_drift", found["statistic"], found["threshold"], position):
+            return []
+        # the window: the labelled events watched since the reference error rate was set,
+        # of which only the last one's position is known here
+        window = {
+            "start_time": float(batch.timestamps[row]),
+            "end_time": float(batch.timestamps[row]),
+            "count": found["labelled_since_reference"],
+            "start_offset": int(batch.offsets[row]),
+            "end_offset": int(batch.offsets[row]),
+        }
+        details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
+        return [
+            self._event(
+                "concept_drift",
+                self.concept.name,
+                None,
+                found["statistic"],
+                found["threshold"],
+                None,
+                window,
+                batch,
+                row,
+                [],
+                details,
+            )
+        ]
 
     @property
     def concept_threshold(self) -> float:

@@ -68,6 +68,23 @@ class AlertPolicy:
         self.alarms[kind] = [armed, quiet_until]
         return fire
 
+    def quiet_until(self, kind: str) -> int | None:
+        """The position from which the fired alarm of ``kind`` may re-arm; None while it is armed."""
+        armed, quiet_until = self.alarms.get(kind, (True, 0))
+        return None if armed else quiet_until
+
+    def rearm(self, kind: str, statistic: float, threshold: float, position: int) -> None:
+        """Re-arm a fired alarm whose statistic, at ``position``, is back under ``rearm_ratio`` × threshold.
+
+        For a detector whose statistic moves with every row (concept drift), between its
+        detections: the caller checks after each row, so the alarm re-arms at the same position
+        whatever the batches. Never fires, unlike ``decide`` with a statistic that happens to
+        equal the threshold to within rounding.
+        """
+        alarm = self.alarms.get(kind)
+        if alarm is not None and not alarm[0] and position >= alarm[1] and statistic < self.rearm_ratio * threshold:
+            alarm[0] = True
+
     def state(self) -> dict:
         return {"alarms": self.alarms}
 
