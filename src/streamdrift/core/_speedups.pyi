@@ -1,0 +1,39 @@
+# The types of the C module built from _speedups.c (setup.py), for mypy: it cannot read a compiled module.
+# The docstrings of _speedups.c say what each function returns; decode.py and state.py work without it.
+
+from collections.abc import Callable
+from typing import Any
+
+def predictions(
+    values: list[bytes | None], /
+) -> (
+    tuple[
+        list[Any],  # event_ids
+        list[Any],  # model_ids
+        list[Any],  # versions (None where absent)
+        list[Any],  # timestamps as written
+        list[Any],  # outputs
+        bytes | None,  # scores: n doubles, NaN where absent; None when no value has one
+        list[dict[str, Any] | None] | None,  # class_scores
+        list[dict[str, Any] | None] | None,  # segments
+        tuple[str, ...],  # feature names
+        bytes,  # len(names) x n doubles: the float-and-null columns
+        list[list[Any] | None],  # per name, its values, or None for a column in the block
+    ]
+    | None
+): ...
+def feedback(
+    values: list[bytes | None], /
+) -> (
+    tuple[
+        list[Any],  # event_ids
+        list[Any],  # model_ids
+        list[Any],  # versions
+        list[Any],  # timestamps as written
+        list[Any],  # labels
+        list[Any] | None,  # carried predictions; None when no value has one
+        bytes | None,  # scores: n doubles; None when none has one
+    ]
+    | None
+): ...
+def arrays(tree: dict[str, Any], marker: str, make: Callable[[list[Any]], Any], /) -> int: ...
