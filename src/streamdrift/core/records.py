@@ -12,17 +12,22 @@ null (JSON cannot write a NaN, so nothing is lost): `column_values` is its list.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
+
+# One feature's values in a batch: the JSON values, or (numbers and nulls only) float64 with NaN for null
+FeatureColumn: TypeAlias = list[Any] | NDArray[np.float64]
 
 
-def column_values(values: list | np.ndarray) -> list:
+def column_values(values: FeatureColumn) -> list[Any]:
     """A feature column as a list: an array column's floats, None where NaN.
 
     >>> column_values(np.array([1.5, np.nan]))
     [1.5, None]
     """
-    if type(values) is list:
+    if isinstance(values, list):
         return values
     return [None if v != v else v for v in values.tolist()]
 
@@ -51,16 +56,16 @@ class Rejected:
 class PredictionBatch:
     model_id: str
     partition: int
-    offsets: np.ndarray  # int64, source offsets
+    offsets: NDArray[np.int64]  # source offsets
     event_ids: list[str]
     model_versions: list[str | None]
-    timestamps: np.ndarray  # float64, event time in epoch seconds
-    timestamp_values: list  # the timestamps as the events wrote them (RFC 3339 string or number)
-    features: dict[str, list | np.ndarray]  # name -> values (None where the event lacks it), see column_values
-    predictions: list  # class (str | int | bool) or value (float)
-    scores: np.ndarray  # float64, NaN where absent
+    timestamps: NDArray[np.float64]  # event time in epoch seconds
+    timestamp_values: list[str | int | float]  # the timestamps as the events wrote them (RFC 3339 string or number)
+    features: dict[str, FeatureColumn]  # name -> values (None where the event lacks it), see column_values
+    predictions: list[Any]  # class (str | int | bool) or value (float)
+    scores: NDArray[np.float64]  # NaN where absent
     class_scores: list[dict[str, float] | None]
-    segments: list[dict | None]
+    segments: list[dict[str, Any] | None]
     # names of the features whose values in this batch are all numbers or None (None: not known)
     numeric_features: frozenset[str] | None = None
 
@@ -72,15 +77,15 @@ class PredictionBatch:
 class FeedbackBatch:
     model_id: str
     partition: int
-    offsets: np.ndarray  # int64
+    offsets: NDArray[np.int64]
     event_ids: list[str]
     model_versions: list[str | None]
-    timestamps: np.ndarray  # float64, epoch seconds
-    timestamp_values: list  # as the events wrote them
-    labels: list
+    timestamps: NDArray[np.float64]  # epoch seconds
+    timestamp_values: list[str | int | float]  # as the events wrote them
+    labels: list[Any]
     # A feedback event may carry the prediction it grades; then it needs no join.
-    predictions: list = field(default_factory=list)  # None where absent
-    scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    predictions: list[Any] = field(default_factory=list)  # None where absent
+    scores: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
     def __len__(self) -> int:
         return len(self.event_ids)
