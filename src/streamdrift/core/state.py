@@ -48,16 +48,23 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from streamdrift.core.errors import SnapshotError
+from streamdrift.core.protocols import State
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 try:  # the walk that puts a skeleton's arrays in place, in C (built with decode's C reader)
     from streamdrift.core import _speedups
 except ImportError:
-    _speedups = None
+    # mypy types the name as the module (its stub, _speedups.pyi); None means not built, checked where used
+    _speedups = None  # type: ignore[assignment]
 
 FORMAT = "streamdrift-snapshot"
 VERSION = 2
@@ -80,21 +87,21 @@ _DTYPE = {
     )
 }
 DTYPES = frozenset(_DTYPE)
-_DTYPE_NAMES: dict[np.dtype, str] = {}  # dtype -> its name in DTYPES, filled as they come
+_DTYPE_NAMES: dict[np.dtype[Any], str] = {}  # dtype -> its name in DTYPES, filled as they come
 
 
 @dataclass
 class Snapshot:
     partition: int
     offsets: dict[str, int]  # topic -> next offset to consume
-    models: dict[str, dict]  # model_id -> ModelMonitor.state()
-    merge: dict = field(default_factory=dict)  # merge.EpochMerge.state()
+    models: dict[str, State]  # model_id -> ModelMonitor.state()
+    merge: State = field(default_factory=dict)  # merge.EpochMerge.state()
 
 
 # -- the body: JSON skeleton + array bytes ----------------------------------------------------
 
 
-def _pack(tree: dict) -> tuple[bytes, list[bytes], str]:
+def _pack(tree: State) -> tuple[bytes, list[Buffer], str]:
     """``tree`` as skeleton JSON and its arrays' bytes, one piece per array; also their marker."""
     for attempt in range(100):
         marker = MARKER if attempt == 0 else f"{MARKER}{attempt}"
@@ -110,12 +117,12 @@ def _pack(tree: dict) -> tuple[bytes, list[bytes], str]:
     raise ValueError(f"no free array marker: the state spells {MARKER!r} to {MARKER}99")
 
 
-def _skeleton(tree: dict, marker: str) -> tuple[bytes, list[bytes]]:
+def _skeleton(tree: State, marker: str) -> tuple[bytes, list[Buffer]]:
     """The JSON of ``tree`` with each array replaced by its placeholder, and the arrays' bytes in order."""
-    chunks: list[np.ndarray] = []
+    chunks: list[Buffer] = []
     at = 0
 
-    def placeholder(value: object) -> dict:
+    def placeholder(value: object) -> dict[str, list[Any]]:
         nonlocal at
         if type(value) is not np.ndarray:
             raise TypeError(f"a snapshot holds JSON values and numpy arrays, not {type(value).__name__}")
@@ -127,7 +134,9 @@ def _skeleton(tree: dict, marker: str) -> tuple[bytes, list[bytes]]:
             _DTYPE_NAMES[value.dtype] = dtype
         if not value.flags.c_contiguous:
             value = np.ascontiguousarray(value)
-        chunks.append(value)  # written and checksummed through the buffer protocol: no copy
+        # written and checksummed through the buffer protocol: no copy. The cast: numpy's stubs declare
+        # an array a buffer (__buffer__) only for Python 3.12 and later, where the protocol got a dunder
+        chunks.append(cast("Buffer", value))
         size = value.nbytes
         at += size
         return {marker: [at - size, dtype, value.shape]}  # a tuple: a JSON array all the same
@@ -138,7 +147,7 @@ def _skeleton(tree: dict, marker: str) -> tuple[bytes, list[bytes]]:
         raise (exc.__cause__ or exc) from None
 
 
-def _unpack(skeleton: bytes, arrays: bytes | memoryview, marker: str, expected: int) -> dict:
+def _unpack(skeleton: bytes, arrays: bytes | memoryview, marker: str, expected: int) -> State:
     """The tree of ``_pack``, with read-only arrays over ``arrays`` (``load_state`` methods copy them)."""
     tree = orjson.loads(skeleton)
     if type(tree) is not dict:
@@ -146,7 +155,7 @@ def _unpack(skeleton: bytes, arrays: bytes | memoryview, marker: str, expected: 
     size = len(arrays)
     used = 0
 
-    def array(spec: list) -> np.ndarray:
+    def array(spec: list[Any]) -> NDArray[Any]:
         nonlocal used
         offset, dtype, shape = spec
         dt = _DTYPE[dtype]  # KeyError: not a dtype a snapshot may hold
@@ -162,7 +171,7 @@ def _unpack(skeleton: bytes, arrays: bytes | memoryview, marker: str, expected: 
     return tree
 
 
-def _walk(tree: dict, marker: str, make: Callable[[list], np.ndarray]) -> int:
+def _walk(tree: State, marker: str, make: Callable[[list[Any]], NDArray[Any]]) -> int:
     """Replace each dict value ``{marker: spec}`` in the dicts of ``tree`` (not in lists) by
     ``make(spec)``; how many. ``_speedups.arrays`` does the same in C, in the same order."""
     found = 0
@@ -181,13 +190,13 @@ def _walk(tree: dict, marker: str, make: Callable[[list], np.ndarray]) -> int:
     return found
 
 
-def dumps(tree: dict) -> bytes:
+def dumps(tree: State) -> bytes:
     """A state (JSON values and numpy arrays) as bytes: equal states give equal bytes."""
     skeleton, chunks, marker = _pack(tree)
     return b"".join((orjson.dumps([marker, len(chunks)]), b"\n", skeleton, b"\n", *chunks))
 
 
-def loads(data: bytes) -> dict:
+def loads(data: bytes) -> State:
     """The state ``dumps`` wrote; its arrays are read-only views of ``data``."""
     head, skeleton, arrays = data.split(b"\n", 2)
     marker, count = orjson.loads(head)
@@ -197,7 +206,7 @@ def loads(data: bytes) -> dict:
 # -- files --------------------------------------------------------------------------------------
 
 
-def body(snapshot: Snapshot) -> tuple[list, str]:
+def body(snapshot: Snapshot) -> tuple[list[Buffer], str]:
     """The body's pieces (skeleton, then the arrays) and the marker: all that depends on the state."""
     skeleton, chunks, marker = _pack(
         {
@@ -210,7 +219,7 @@ def body(snapshot: Snapshot) -> tuple[list, str]:
     return [skeleton, b"\n", *chunks], marker
 
 
-def file_pieces(body: list, marker: str, config: str) -> list:
+def file_pieces(body: list[Buffer], marker: str, config: str) -> list[Buffer]:
     """The file's pieces, in order: the header (checksum of the body) and the body."""
     crc = 0
     for piece in body:
