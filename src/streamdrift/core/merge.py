@@ -45,6 +45,7 @@ from bisect import bisect_right
 from itertools import accumulate, repeat
 from operator import attrgetter, floordiv
 
+from streamdrift.core.protocols import State
 from streamdrift.core.records import RawMessage
 
 _TIMESTAMP = attrgetter("timestamp_ms")
@@ -145,11 +146,11 @@ class EpochMerge:
     def buffered(self) -> int:
         return sum(len(q) for q in self.pending.values())
 
-    def state(self) -> dict:
+    def state(self) -> State:
         """The epochs reached by released records (buffered ones are consumed again after a restart)."""
         return {"epochs": dict(self.released_epoch), "epoch_ms": self.epoch_ms}
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: State) -> None:
         self._reset()
         was = state.get("epoch_ms", self.epoch_ms)  # merge_epoch_ms may have changed since
         for side, epoch in state["epochs"].items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ EMPLOYMENT = ("employed", "self_employed", "unemployed", "retired")
 REGIONS = ("north", "south", "east", "west")
 
 
-def _applicant(rng: np.random.Generator, drifted: bool) -> tuple[dict, float]:
+def _applicant(rng: np.random.Generator, drifted: bool) -> tuple[dict[str, Any], float]:
     """Features and the true probability of default."""
     income = float(rng.lognormal(10.2 if drifted else 10.6, 0.45))
     debt_ratio = float(rng.beta(4, 4) if drifted else rng.beta(2, 5))
@@ -51,7 +52,7 @@ def _applicant(rng: np.random.Generator, drifted: bool) -> tuple[dict, float]:
     return features, 1.0 / (1.0 + math.exp(-z))
 
 
-def _model_score(features: dict) -> float:
+def _model_score(features: dict[str, Any]) -> float:
     """What the (stale) deployed model believes: the pre-drift relationship."""
     z = (
         -1.0
@@ -70,7 +71,7 @@ def generate(
     rate: float = 1000.0,
     feedback_delay: int = 200,
     feedback_share: float = 0.5,
-) -> Iterator[tuple[str, dict]]:
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``("prediction" | "feedback", event)`` pairs, models round-robin.
 
     ``n_events`` counts predictions over all models; feedback for a share of
@@ -78,7 +79,7 @@ def generate(
     ``rate`` events per second from ``start_time``.
     """
     rng = np.random.default_rng(seed)
-    pending: deque[tuple[int, dict]] = deque()
+    pending: deque[tuple[int, dict[str, Any]]] = deque()
     for i in range(n_events):
         model_id = MODELS[i % len(MODELS)]
         n_model = i // len(MODELS)
