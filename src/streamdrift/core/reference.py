@@ -19,6 +19,7 @@ import csv
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import numpy as np
 import orjson
@@ -33,14 +34,18 @@ VERSION = 1
 SPECIAL = {"event_id", "model_id", "model_version", "timestamp", "prediction", "score", "label", "segment"}
 FAMILIES = 4  # keep in step with monitor.FAMILIES
 
+# A profile as written to and read from JSON: "format", "version", "model_id", "rows", the columns of
+# "features", "outputs" and "labels" (each ``Column.state()``), "metrics" and "sample"
+Profile: TypeAlias = dict[str, Any]
 
-def read_rows(path: Path) -> Iterator[dict]:
+
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
     """Rows as prediction-shaped dicts, from JSONL or CSV (by file extension)."""
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 features = {k: _csv_value(v) for k, v in row.items() if k not in SPECIAL}
-                out = {"features": features}
+                out: dict[str, Any] = {"features": features}
                 for key in ("prediction", "score", "label"):
                     if row.get(key) not in (None, ""):
                         out[key] = _csv_value(row[key])
@@ -69,11 +74,13 @@ def _csv_value(text: str) -> float | int | str | None:
 
 
 def build_profile(
-    model_id: str, rows: Iterable[dict], settings: MonitorSettings, sample_size: int = 1000, seed: int = 0
-) -> dict:
+    model_id: str, rows: Iterable[dict[str, Any]], settings: MonitorSettings, sample_size: int = 1000, seed: int = 0
+) -> Profile:
     """The profile of ``rows`` (prediction-shaped dicts, optionally with ``label``)."""
-    features: dict[str, list] = {}
-    predictions, scores, labels = [], [], []
+    features: dict[str, list[Any]] = {}
+    predictions: list[Any] = []
+    scores: list[Any] = []
+    labels: list[Any] = []
     n = 0
     for row in rows:
         for name in row["features"].keys() - features.keys():
@@ -87,7 +94,10 @@ def build_profile(
     if n == 0:
         raise ConfigError("the input has no rows: a profile needs training data")
     names = sorted(features)[: settings.max_features]
-    fit = lambda name, values: Column.fit(name, values, settings.bins, settings.max_categories).state()  # noqa: E731
+
+    def fit(name: str, values: list[Any]) -> dict[str, Any]:
+        return Column.fit(name, values, settings.bins, settings.max_categories).state()
+
     outputs = {"prediction": predictions}
     if any(s is not None for s in scores):
         outputs["score"] = scores
@@ -111,7 +121,7 @@ def build_profile(
     }
 
 
-def load_profile(path: Path) -> dict:
+def load_profile(path: Path) -> Profile:
     """Read and check a profile; a ``ConfigError`` says what is wrong and how to fix it."""
     try:
         profile = orjson.loads(Path(path).read_bytes())
@@ -139,14 +149,14 @@ def load_profile(path: Path) -> dict:
     return profile
 
 
-def columns(profile: dict, part: str) -> list[Column]:
+def columns(profile: Profile, part: str) -> list[Column]:
     return [Column(**c) for c in profile[part]]
 
 
-def thresholds(profile: dict, settings: MonitorSettings) -> dict:
+def thresholds(profile: Profile, settings: MonitorSettings) -> dict[str, Any]:
     """The calibrated thresholds the monitor applies with this profile and these settings."""
     slot = settings.window_size // settings.subwindows
-    out: dict = {
+    out: dict[str, Any] = {
         "false_alarm_run_length": settings.false_alarm_run_length,
         "tests_every_events": slot,
         "concept_cusum_threshold": math.log(settings.false_alarm_run_length * FAMILIES),
@@ -162,7 +172,7 @@ def thresholds(profile: dict, settings: MonitorSettings) -> dict:
     return out
 
 
-def show(profile: dict, settings: MonitorSettings) -> str:
+def show(profile: Profile, settings: MonitorSettings) -> str:
     """A readable summary of a profile and its calibrated thresholds."""
     th = thresholds(profile, settings)
     lines = [
