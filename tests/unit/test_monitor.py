@@ -303,3 +303,28 @@ def test_a_river_detector_detection_raises_a_concept_drift_event():
         ("adwin", 3071, "retrain"),
         ("adwin", 8095, "retrain"),
     ]
+
+
+def test_regression_degradation_judges_each_window_as_of_its_own_last_row():
+    """A batch that closes several sub-windows judged each of them on the report at the batch's end:
+    MAE rising from 0.8 to 1.28 at 3,000 was reported at 3,199 on the wrong window in batches of 1,000
+    and at 3,399 in batches of 1."""
+    rng = np.random.default_rng(2)
+    messages = []
+    for i in range(6000):
+        y = float(rng.normal(10, 2))
+        noise = 1.0 if i < 3000 else 1.6
+        event = {
+            "event_id": f"e{i}",
+            "model_id": "m",
+            "timestamp": 1_700_000_000 + i,
+            "label": round(y, 3),
+            "prediction": round(y + float(rng.normal(0, noise)), 3),
+        }
+        messages.append(RawMessage(FB, 0, i, b"m", orjson.dumps(event)))
+    runs = {size: run_monitors(messages, size, SETTINGS) for size in (1, 1000)}
+    assert runs[1000][1] == runs[1][1]
+    assert state_bytes(runs[1000][0]) == state_bytes(runs[1][0])
+    assert [(e["kind"], e["detector"], e["window"]["end_offset"]) for e in runs[1][1]] == [
+        ("performance_degradation", "mae", 3399)
+    ]

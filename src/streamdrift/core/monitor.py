@@ -346,7 +346,7 @@ class ModelMonitor:
 
     def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
         """A performance_degradation event when the window is surely worse than the reference."""
-        report = window.get("report") or self.performance.report("window")
+        report = window["report"]  # as of the row that closed the window, not the batch's end
         self.performance_report = report
         if self.task == "classification":
             metric, verdict = "accuracy", self.degradation.check(report["accuracy"], report["rows"])

@@ -723,8 +723,8 @@ class RegressionMetrics(_Windowed):
     Examples
     --------
     >>> m = RegressionMetrics(window_size=4, subwindows=2)
-    >>> m.update([3.0, -0.5, 2.0, 7.0, 0.0], [2.5, 0.0, 2.0, 8.0, 1.0])
-    [{'position': 4, 'row': 3}]
+    >>> [(w["position"], w["row"], w["report"]["mae"]) for w in m.update([3.0, -0.5, 2.0, 7.0, 0.0], [2.5, 0.0, 2.0, 8.0, 1.0])]
+    [(4, 3, 0.5)]
     >>> r = m.report("window")
     >>> r["mae"], r["rmse"], round(r["r2"], 4), round(r["mape"], 4)
     (0.5, 0.6123724356957945, 0.9486, 0.3274)
@@ -745,7 +745,8 @@ class RegressionMetrics(_Windowed):
         self.sums = np.zeros((self.subwindows + 2, len(_REG)), dtype=np.float64)
 
     def update(self, y_true: list | np.ndarray, y_pred: list | np.ndarray) -> list[dict]:
-        """Add rows; return the ``position`` and ``row`` of each window completed within them."""
+        """Add rows; return, per window completed within them, its ``position``, ``row`` and ``report``
+        (as of that row: a batch may close several windows)."""
         y, yhat = _floats(y_true), _floats(y_pred)
         valid = np.isfinite(y) & np.isfinite(yhat)
         self.invalid += int((~valid).sum())
@@ -769,7 +770,7 @@ class RegressionMetrics(_Windowed):
             self.sums[self._cumulative] = _ordered_sum(self.sums[self._cumulative], terms[a:b])
             self.rows += b - a
             if closes and self._window_complete():
-                completed.append({"position": self.rows, "row": int(positions[b - 1])})
+                completed.append({"position": self.rows, "row": int(positions[b - 1]), "report": self.report("window")})
         return completed
 
     def report(self, scope: str = "window") -> dict:
