@@ -39,13 +39,17 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain, repeat
 from operator import is_, itemgetter
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import orjson
+from numpy.typing import ArrayLike, NDArray
 
-from streamdrift.core.records import column_values
+from streamdrift.core.protocols import State
+from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
 
 NUMERIC = "numeric"
@@ -54,24 +58,29 @@ _NUMBER_TYPES = frozenset((int, float, type(None)))
 _STR_OR_NONE = frozenset((str, type(None)))
 _NO_CATEGORIES: list[str] = []
 # the layout of a sketch with no columns yet (read only, shared)
-_NO_INTS, _NO_INTS32, _NO_FLOATS = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64)
-_NO_BOOLS, _NO_INDICES, _NO_UINTS8 = np.zeros(0, bool), np.zeros(0, np.intp), np.zeros(0, np.uint8)
+_NO_INTS: NDArray[np.int64] = np.zeros(0, np.int64)
+_NO_INTS32: NDArray[np.int32] = np.zeros(0, np.int32)
+_NO_FLOATS: NDArray[np.float64] = np.zeros(0, np.float64)
+_NO_BOOLS: NDArray[np.bool_] = np.zeros(0, bool)
+_NO_INDICES: NDArray[np.intp] = np.zeros(0, np.intp)
+_NO_UINTS8: NDArray[np.uint8] = np.zeros(0, np.uint8)
 for _empty in (_NO_INTS, _NO_INTS32, _NO_FLOATS, _NO_BOOLS, _NO_INDICES, _NO_UINTS8):
     _empty.flags.writeable = False
-_NO_INDEX: dict[str, int] = {}
+_NO_INDEX: dict[str | None, int] = {}
+_Count = TypeVar("_Count", bound=np.integer[Any])
 
 
-def _is_array(values: list | np.ndarray) -> bool:
+def _is_array(values: FeatureColumn) -> bool:
     return type(values) is np.ndarray
 
 
-def infer_kind(values: list) -> str:
+def infer_kind(values: list[Any]) -> str:
     """Numeric if every present value is a JSON number (bools are categories)."""
     types = set(map(type, values))
     return NUMERIC if types <= _NUMBER_TYPES and types != {type(None)} else CATEGORICAL
 
 
-def to_float(values: list) -> tuple[np.ndarray, int]:
+def to_float(values: list[Any]) -> tuple[NDArray[np.float64], int]:
     """A float column, NaN where missing; also how many values were not numbers."""
     if set(map(type, values)) <= _NUMBER_TYPES:
         return np.array(values, dtype=np.float64), 0
@@ -80,20 +89,20 @@ def to_float(values: list) -> tuple[np.ndarray, int]:
     return out, mismatched
 
 
-def category_keys(values: list) -> tuple[np.ndarray, np.ndarray]:
+def category_keys(values: list[Any]) -> tuple[NDArray[np.str_], NDArray[np.intp]]:
     """Unique category strings and each value's index into them; None stays apart."""
     arr = np.asarray(values, dtype=object)
-    missing = np.equal(arr, None)
+    missing = np.equal(arr, np.array(None, dtype=object))  # None as an array: numpy's stubs refuse a bare None
     uniq, inverse = np.unique(arr.astype(str), return_inverse=True)
     return uniq, np.where(missing, -1, inverse)
 
 
-def _categories(categories: list[str]) -> tuple[list[str], dict]:
+def _categories(categories: list[str]) -> tuple[list[str], dict[str | None, int]]:
     """A column's categories and the bin of each, None -> the missing bin (one lookup per value).
     Numeric columns (most of them) share one empty list and dict: never mutated."""
     if not categories:
         return _NO_CATEGORIES, _NO_INDEX
-    index: dict = {c: i for i, c in enumerate(categories)}
+    index: dict[str | None, int] = {c: i for i, c in enumerate(categories)}
     index[None] = len(categories) + 1
     return list(categories), index
 
@@ -110,6 +119,8 @@ class Column:
     # 10,000s of them: slots, and edges and reference counts as slices of arrays that a sketch
     # shares between its columns (``share``), made into views only when asked for
     __slots__ = ("name", "kind", "categories", "_index", "n_edges", "_edges", "_edges_at", "_ref", "_ref_at")
+    _edges: NDArray[np.float64]
+    _ref: NDArray[np.integer[Any]]
 
     def __init__(self, name: str, kind: str, edges: list[float], categories: list[str], ref_counts: list[int]):
         self.name = name
@@ -119,20 +130,20 @@ class Column:
         self.ref_counts = ref_counts
 
     @property
-    def edges(self) -> np.ndarray:
+    def edges(self) -> NDArray[np.float64]:
         return self._edges[self._edges_at : self._edges_at + self.n_edges]
 
     @edges.setter
-    def edges(self, edges) -> None:
+    def edges(self, edges: ArrayLike) -> None:
         self._edges, self._edges_at = np.asarray(edges, dtype=np.float64), 0
         self.n_edges = len(self._edges)
 
     @property
-    def ref_counts(self) -> np.ndarray:
+    def ref_counts(self) -> NDArray[np.integer[Any]]:
         return self._ref[self._ref_at : self._ref_at + self.n_bins]
 
     @ref_counts.setter
-    def ref_counts(self, counts) -> None:
+    def ref_counts(self, counts: ArrayLike) -> None:
         self._ref, self._ref_at = np.asarray(counts, dtype=np.int64), 0
 
     @classmethod
@@ -143,7 +154,7 @@ class Column:
         column.categories, column._index = _categories(categories)
         return column
 
-    def share(self, edges: np.ndarray, edges_at: int, ref: np.ndarray, ref_at: int) -> None:
+    def share(self, edges: NDArray[np.float64], edges_at: int, ref: NDArray[np.integer[Any]], ref_at: int) -> None:
         """Keep edges and reference counts as slices of these arrays (same values)."""
         self._edges, self._edges_at, self._ref, self._ref_at = edges, edges_at, ref, ref_at
 
@@ -160,7 +171,7 @@ class Column:
         return self.n_bins - 1
 
     @classmethod
-    def fit(cls, name: str, values: list, bins: int, max_categories: int, min_count: int = 5) -> Column:
+    def fit(cls, name: str, values: list[Any], bins: int, max_categories: int, min_count: int = 5) -> Column:
         """The reference of ``values``: quantile bins, or the categories seen at least ``min_count`` times."""
         kind = infer_kind(values)
         if kind == NUMERIC:
@@ -185,12 +196,12 @@ class Column:
         column.ref_counts, _ = column.bin(values)
         return column
 
-    def bin(self, values: list) -> tuple[np.ndarray, int]:
+    def bin(self, values: list[Any]) -> tuple[NDArray[np.intp], int]:
         """Histogram of ``values`` over this column's bins, and how many had the wrong type."""
         idx, mismatched = self.indices(values)
         return np.bincount(idx, minlength=self.n_bins), mismatched
 
-    def indices(self, values: list) -> tuple[np.ndarray, int]:
+    def indices(self, values: list[Any]) -> tuple[NDArray[np.intp], int]:
         """Each value's bin (as ``bin`` counts them), and how many had the wrong type."""
         if self.kind == NUMERIC:
             x, mismatched = to_float(values)
@@ -209,7 +220,7 @@ class Column:
             dtype=np.int64,
         ), 0
 
-    def state(self) -> dict:
+    def state(self) -> State:
         return {
             "name": self.name,
             "kind": self.kind,
@@ -219,7 +230,7 @@ class Column:
         }
 
 
-def count_dtype(limit: int, unsigned: bool = False) -> np.dtype:
+def count_dtype(limit: int, unsigned: bool = False) -> np.dtype[np.integer[Any]]:
     """The smallest integer dtype that holds the counts 0 to ``limit``.
 
     Live arrays are signed, so that their sums, and differences with int64
@@ -232,13 +243,15 @@ def count_dtype(limit: int, unsigned: bool = False) -> np.dtype:
     return np.dtype(np.int64)
 
 
-_COUNT_DTYPES = {
+_COUNT_DTYPES: dict[bool, list[tuple[np.dtype[np.integer[Any]], int]]] = {
     unsigned: [(np.dtype(t), int(np.iinfo(t).max)) for t in types]
     for unsigned, types in ((False, (np.int8, np.int16, np.int32)), (True, (np.uint8, np.uint16, np.uint32)))
 }
 
 
-def _block(lists: tuple | list, rows: int, dtype: type, pack: bool = True) -> tuple[np.ndarray, bool]:
+def _block(
+    lists: Sequence[Sequence[Any]], rows: int, dtype: type[np.float64 | np.int64], pack: bool = True
+) -> tuple[NDArray[Any], bool]:
     """Lists of ``rows`` numbers each (None: NaN) as a ``(len(lists), rows)`` array of ``dtype``
     (np.float64 or np.int64), read only; no shape or type discovery, the same numbers as np.array.
     Also whether struct packed them: False after a None, or when not to ``pack``.
@@ -268,7 +281,7 @@ class _Shape:
     """What a sketch's bin layout derives from its columns' kinds and sizes alone, not from their
     values: the same for every model with the same features, so made once and shared (read only)."""
 
-    _made: dict[tuple, _Shape] = {}
+    _made: dict[tuple[tuple[bool, ...], tuple[int, ...], tuple[int, ...]], _Shape] = {}
     MAX_SHAPES = 4096
 
     def __init__(self, ordered: list[bool], n_edges: list[int], n_bins: list[int]):
@@ -298,7 +311,7 @@ class _Shape:
         # a batch's numeric columns out of its list of columns, as a tuple or list (one C call), and the
         # columns binned one by one or by category (what StreamSketch._bin would find per batch)
         numeric_list = self.numeric.tolist()
-        self.numeric_of = (
+        self.numeric_of: Callable[[Sequence[Any]], Sequence[Any]] = (
             itemgetter(*numeric_list)
             if len(numeric_list) > 1
             else itemgetter(slice(numeric_list[0], numeric_list[0] + 1))
@@ -368,7 +381,7 @@ class StreamSketch:
         bins: int,
         max_categories: int,
         max_columns: int,
-        state: dict | None = None,
+        state: State | None = None,
     ):
         self.reference_size = reference_size
         self.window_size = window_size
@@ -383,13 +396,15 @@ class StreamSketch:
 
     def _reset(self) -> None:
         self.rows = 0
-        self.warmup: dict[str, list] | None = {}
+        self.warmup: dict[str, list[Any]] | None = {}
         self.warmup_rows = 0
         self._set_columns([])
         self.untracked_columns = 0
         self.type_mismatches: dict[str, int] = {}
         # counts per sub-window, at most slot_size each: unsigned and narrow (uint8 at 200 rows), summed as int64
-        self.ring: np.ndarray = np.zeros((self.subwindows, 0), dtype=count_dtype(self.slot_size, unsigned=True))
+        self.ring: NDArray[np.unsignedinteger[Any]] = np.zeros(
+            (self.subwindows, 0), dtype=count_dtype(self.slot_size, unsigned=True)
+        )
         # per sub-window: rows, first/last source offset, first/last event time
         self.slot_rows = np.zeros(self.subwindows, dtype=np.int64)
         self.slot_offsets = np.zeros((self.subwindows, 2), dtype=np.int64)
@@ -407,14 +422,18 @@ class StreamSketch:
         return self.window_size // self.subwindows
 
     def update(
-        self, columns: dict[str, list], offsets: np.ndarray, times: np.ndarray, numeric: frozenset[str] | None = None
-    ) -> list[dict]:
+        self,
+        columns: Mapping[str, FeatureColumn],
+        offsets: NDArray[np.int64],
+        times: NDArray[np.float64],
+        numeric: frozenset[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Add rows; return one score record per window completed within them.
 
         ``numeric``: names of columns known to hold only numbers and None (the decoder checked).
         """
         n = len(offsets)
-        results: list[dict] = []
+        results: list[dict[str, Any]] = []
         start = 0
         if self.warmup is not None:  # not ready
             take = min(n, self.reference_size - self.warmup_rows)
@@ -422,10 +441,10 @@ class StreamSketch:
             start = take
             if self.warmup_rows == self.reference_size:
                 self._build_reference()
-        if self.warmup is None and not self.columns:  # the warm-up saw no column (every event had "features": {})
-            self.rows += n
+        if start == n or not self.columns:  # all rows went to the warm-up, or it saw no column (every
+            self.rows += n  # event had "features": {})
             return results
-        bins = self._bin(columns, start, n, numeric) if start < n else None
+        bins = self._bin(columns, start, n, numeric)
         first, slot_size = start, self.slot_size
         while start < n:
             filled = int(self.slot_rows[self.slot])
@@ -443,7 +462,7 @@ class StreamSketch:
         self.rows += n
         return results
 
-    def _add_warmup(self, columns: dict[str, list], take: int) -> None:
+    def _add_warmup(self, columns: Mapping[str, FeatureColumn], take: int) -> None:
         assert self.warmup is not None
         for name, values in columns.items():
             column = self.warmup.get(name)
@@ -471,7 +490,7 @@ class StreamSketch:
         )
 
     def _set_columns(
-        self, columns: list[Column], edges: np.ndarray | None = None, ref: np.ndarray | None = None
+        self, columns: list[Column], edges: ArrayLike | None = None, ref: NDArray[np.integer[Any]] | None = None
     ) -> None:
         """The columns, and the flat bin layout derived from them (rebuilt on load, not state).
 
@@ -481,8 +500,9 @@ class StreamSketch:
         self.__dict__.pop("_restored", None)  # the layout of load_state, if not made yet: replaced
         self.columns = columns
         self._layout: orjson.Fragment | None = None
+        self._names: tuple[str, ...]
         if not columns:  # a fresh sketch: nothing to lay out (10,000 restored models make 30,000 of these)
-            self._shape = None
+            self._shape: _Shape | None = None
             self._sizes = self._starts = self._ref_n = self._below_at = self._above_at = _NO_INTS
             self._ordered = self._value_mask = _NO_BOOLS
             self._ref = self._ref_folded = _NO_INTS32
@@ -520,7 +540,7 @@ class StreamSketch:
         else:
             self._thresholds = np.full((1, len(shape.numeric), 1), np.nan)
 
-    def _fold_tails(self, counts: np.ndarray) -> np.ndarray:
+    def _fold_tails(self, counts: NDArray[_Count]) -> NDArray[_Count]:
         """Counts with numeric values outside the reference range moved into the outermost value bins.
 
         The reference has nothing out of its own range, so those two bins would
@@ -530,6 +550,7 @@ class StreamSketch:
         """
         folded = counts.copy()
         shape = self._shape
+        assert shape is not None  # a sketch with columns: the only kind that folds or bins
         below, above = shape.fold_below, shape.fold_above
         folded[shape.fold_below_into] += folded[below]
         folded[shape.fold_above_into] += folded[above]
@@ -537,7 +558,9 @@ class StreamSketch:
         folded[above] = 0
         return folded
 
-    def _bin(self, columns: dict[str, list], start: int, stop: int, numeric: frozenset[str] | None) -> np.ndarray:
+    def _bin(
+        self, columns: Mapping[str, FeatureColumn], start: int, stop: int, numeric: frozenset[str] | None
+    ) -> NDArray[np.int64]:
         """Rows ``start:stop`` as bins of the flat layout: one row per column, one column per row.
 
         Numeric columns whose values are all numbers or None are binned in a
@@ -547,13 +570,17 @@ class StreamSketch:
         rows = stop - start
         out = np.empty((len(self.columns), rows), dtype=np.int64)
         shape = self._shape
+        assert shape is not None
+        values: list[FeatureColumn]
         if start == 0 and set(map(len, columns.values())) <= {rows}:  # the usual case: the batch's own lists
-            values = list(map(columns.get, self._names))
-            if any(map(is_, values, repeat(None))):  # a column absent from the batch: all missing
-                values = [[None] * rows if v is None else v for v in values]
+            found = list(map(columns.get, self._names))
+            if any(map(is_, found, repeat(None))):  # a column absent from the batch: all missing
+                values = [[None] * rows if v is None else v for v in found]
+            else:
+                values = cast(list[FeatureColumn], found)  # no None in it: checked just above
         else:
             values = [[None] * rows if v is None else v[start:stop] for v in map(columns.get, self._names)]
-        per_column = shape.categorical if self.vectorised else range(len(self.columns))
+        per_column: Sequence[int] = shape.categorical if self.vectorised else range(len(self.columns))
         if len(self._numeric) and self.vectorised:
             block = shape.numeric_of(values)
             arrays = list(map(_is_array, block))
@@ -582,37 +609,47 @@ class StreamSketch:
                 out[shape.numeric_rows] = idx
             else:
                 per_column = range(len(self.columns))
+        lists: dict[int, list[Any]] = {}
         for i in per_column:  # binned one by one, or by category: as lists
-            if type(values[i]) is not list:
-                values[i] = column_values(values[i])
+            column_i = values[i]
+            lists[i] = column_i if isinstance(column_i, list) else column_values(column_i)
         if self.vectorised and per_column and len(per_column) < len(self.columns):
-            per_column = self._bin_categories(values, per_column, out, rows)
+            per_column = self._bin_categories(lists, per_column, out, rows)
         for i in per_column:
             column = self.columns[i]
-            out[i], mismatched = column.indices(values[i])
+            out[i], mismatched = column.indices(lists[i])
             if mismatched:
                 self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
         out += self._starts[:, None]
         return out
 
-    def _bin_categories(self, values: list[list], at: list[int], out: np.ndarray, rows: int) -> list[int]:
+    def _bin_categories(
+        self, values: Mapping[int, list[Any]], at: Sequence[int], out: NDArray[np.int64], rows: int
+    ) -> Sequence[int]:
         """The categorical columns ``at`` when every value is one of their categories or None: one
         itemgetter per column, which looks every value up in C. A value found is a category or
         None (no other type equals a string), so its bin is what ``Column.indices`` gives it. The
         columns left to bin one by one: none, or all of them (a value unseen, or a single row)."""
         if rows < 2:  # an itemgetter of one key returns the value, not a tuple
             return at
-        columns = self.columns
+        columns, shape = self.columns, self._shape
+        assert shape is not None
         try:
             found = [itemgetter(*values[i])(columns[i]._index) for i in at]
         except (KeyError, TypeError):  # unseen, or unhashable: Column.indices sorts them out
             return at
-        where = self._shape.categorical_rows if at is self._shape.categorical else at
+        where = shape.categorical_rows if at is shape.categorical else list(at)
         out[where] = _block(found, rows, np.int64)[0]
         return []
 
     def _add_slot(
-        self, bins: np.ndarray, offsets: np.ndarray, times: np.ndarray, start: int, stop: int, filled: int
+        self,
+        bins: NDArray[np.int64],
+        offsets: NDArray[np.int64],
+        times: NDArray[np.float64],
+        start: int,
+        stop: int,
+        filled: int,
     ) -> None:
         """Rows ``start:stop`` into the current sub-window, which holds ``filled`` rows."""
         slot = self.slot
@@ -622,9 +659,10 @@ class StreamSketch:
         self.slot_offsets[slot, 1], self.slot_times[slot, 1] = offsets[stop - 1], times[stop - 1]
         self.slot_rows[slot] = filled + stop - start
 
-    def _score(self, position: int, offset: int, time: float) -> dict:
+    def _score(self, position: int, offset: int, time: float) -> dict[str, Any]:
         """Drift statistics and data-quality rates of the window, ``position`` rows in."""
         shape = self._shape
+        assert shape is not None
         counts = self.ring.sum(axis=0, dtype=np.int64)
         stats = column_stats(
             self._fold_tails(counts), self._ref_folded, self._sizes, self._ordered, self._value_mask, shape.stats_layout
@@ -659,7 +697,7 @@ class StreamSketch:
             },
         }
 
-    def state(self) -> dict:
+    def state(self) -> State:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
         return {
             "rows": self.rows,
@@ -699,7 +737,7 @@ class StreamSketch:
             self._layout = orjson.Fragment(bytes(memoryview(orjson.dumps(layout, option=orjson.OPT_SORT_KEYS))))
         return self._layout
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: State) -> None:
         """Restore ``state()`` (its arrays, or lists of the same numbers).
 
         The columns and what the bin layout derives from them are made when first used
@@ -737,7 +775,7 @@ class StreamSketch:
         self.slots_filled = state["slots_filled"]
         self.last_scores = dict(zip(names, map(float, state["last_scores"])))
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when
         ``name`` is not set, which after ``load_state`` means "not made yet"."""
         restored = self.__dict__.get("_restored")
