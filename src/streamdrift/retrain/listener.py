@@ -81,9 +81,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.runtime import kafka
@@ -94,7 +95,10 @@ log = logging.getLogger("streamdrift.retrain")
 DEFAULT_GROUP = "streamdrift-retrain"
 MAX_DEBOUNCED_MODELS = 100_000  # per partition; the models whose last hook call is longest ago are forgotten first
 
-Hook = Callable[[dict], object]  # returns: success; raises: failure (retried)
+# A drift event as read from the alerts topic (schemas/drift_event.schema.json); ``parse`` checked
+# that alert_id, model_id and action are non-empty strings and detected_at a time
+DriftEvent = dict[str, Any]
+Hook = Callable[[DriftEvent], object]  # returns: success; raises: failure (retried)
 
 # What the listener does with one record.
 TRIGGER, DUPLICATE, IGNORED, DEBOUNCED, MALFORMED = "trigger", "duplicate", "ignored", "debounced", "malformed"
@@ -125,7 +129,7 @@ def event_time(value: object) -> float:
     return parsed.timestamp()
 
 
-def parse(value: bytes | None) -> tuple[dict | None, str]:
+def parse(value: bytes | None) -> tuple[DriftEvent | None, str]:
     """The drift event in a record, or ``None`` and why it is not one."""
     try:
         event = orjson.loads(value or b"")
@@ -184,7 +188,7 @@ class AlertFilter:
         self.seen: OrderedDict[str, None] = OrderedDict()  # alert ids, oldest first
         self.fired_at: OrderedDict[str, float] = OrderedDict()  # model -> event time of its last hook call
 
-    def decide(self, event: dict) -> str:
+    def decide(self, event: DriftEvent) -> str:
         if event["alert_id"] in self.seen:
             return DUPLICATE
         if event["action"] not in self.actions:
@@ -194,7 +198,7 @@ class AlertFilter:
             return DEBOUNCED
         return TRIGGER
 
-    def settle(self, event: dict, verdict: str) -> None:
+    def settle(self, event: DriftEvent, verdict: str) -> None:
         if verdict == MALFORMED:
             return
         if self.remember:
@@ -202,12 +206,12 @@ class AlertFilter:
         if verdict == TRIGGER:
             _remember(self.fired_at, event["model_id"], event_time(event["detected_at"]), MAX_DEBOUNCED_MODELS)
 
-    def since_fired(self, event: dict) -> float:
+    def since_fired(self, event: DriftEvent) -> float:
         """Event-time seconds between ``event`` and its model's last hook call."""
         return event_time(event["detected_at"]) - self.fired_at[event["model_id"]]
 
 
-def _remember(recent: OrderedDict, key: str, value: object, size: int) -> None:
+def _remember(recent: OrderedDict[str, Any], key: str, value: object, size: int) -> None:
     recent[key] = value
     recent.move_to_end(key)
     while len(recent) > size:
@@ -511,10 +515,15 @@ class RetrainListener:
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
         self._forget(lost)  # another member owns them now: commit nothing
 
+    def _running(self) -> Consumer:
+        """The consumer of ``run``, the only caller of what follows (its loop and rebalance callbacks)."""
+        assert self.consumer is not None, "the listener is not running"
+        return self.consumer
+
     def _forget(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
             self.partitions.pop(tp.partition, None)
-        self.consumer.resume(tps)  # a partition paused for a retry must not stay paused if it comes back
+        self._running().resume(tps)  # a partition paused for a retry must not stay paused if it comes back
         log.info(
             "partitions revoked",
             extra={"fields": {"topic": self.topic, "partitions": sorted(tp.partition for tp in tps)}},
@@ -522,14 +531,15 @@ class RetrainListener:
 
     # -- one record --------------------------------------------------------
 
-    def _handle(self, msg: object) -> None:
+    def _handle(self, msg: Message) -> None:
         err = msg.error()
         if err is not None:
             if err.fatal():
                 raise StreamdriftError(f"fatal consumer error: {err}")
             log.warning("consumer error", extra={"fields": {"error": str(err)}})
             return
-        p, offset = msg.partition(), msg.offset()
+        topic, p, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and p is not None and offset is not None  # a record, not an error: it has all three
         state = self.partitions.get(p)
         if state is None or state.retry_at is not None:
             return  # revoked, or this partition is waiting to retry an earlier record (it will be read again)
@@ -537,11 +547,16 @@ class RetrainListener:
         event, reason = parse(msg.value())
         verdict = MALFORMED if event is None else state.filter.decide(event)
         if offset < state.replay_until:
-            state.filter.settle(event, verdict)  # handled by the previous owner: the hook had succeeded
+            if event is not None:  # handled by the previous owner: the hook had succeeded
+                state.filter.settle(event, verdict)
             self.counts.replayed += 1
             return
         ids = {} if event is None else {"model_id": event["model_id"], "alert_id": event["alert_id"]}
-        if verdict == TRIGGER and not self._call(state, event, msg, {**ids, **where}):
+        if (
+            verdict == TRIGGER
+            and event is not None
+            and not self._call(state, event, TopicPartition(topic, p, offset), {**ids, **where})
+        ):
             return
         if event is not None:
             state.filter.settle(event, verdict)
@@ -550,10 +565,10 @@ class RetrainListener:
         if verdict == TRIGGER:
             self._commit()
 
-    def _call(self, state: _Partition, event: dict, msg: object, fields: dict) -> bool:
-        """One hook call; on failure, pause the partition and rewind it to this record."""
-        if state.failed_offset != msg.offset():
-            state.failed_offset, state.attempts = msg.offset(), 0
+    def _call(self, state: _Partition, event: DriftEvent, record: TopicPartition, fields: dict[str, Any]) -> bool:
+        """One hook call for the record at ``record``; on failure, pause the partition and rewind it to the record."""
+        if state.failed_offset != record.offset:
+            state.failed_offset, state.attempts = record.offset, 0
         state.attempts += 1
         try:
             if isinstance(self.hook, (CommandHook, WebhookHook)):
@@ -577,16 +592,20 @@ class RetrainListener:
                 "hook failed: will retry",
                 extra={"fields": {**fields, "attempt": state.attempts, "retry_in_s": delay, "error": str(exc)}},
             )
-            tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
-            self.consumer.pause([tp])
-            self.consumer.seek(tp)  # drops what was fetched after it: read again once resumed
+            self._running().pause([record])
+            self._running().seek(record)  # drops what was fetched after it: read again once resumed
             state.retry_at = time.monotonic() + delay
             return False
         state.failed_offset, state.attempts = None, 0
         return True
 
-    def _count(self, verdict: str, state: _Partition, event: dict | None, reason: str, fields: dict) -> None:
-        if verdict == TRIGGER:
+    def _count(
+        self, verdict: str, state: _Partition, event: DriftEvent | None, reason: str, fields: dict[str, Any]
+    ) -> None:
+        if verdict == MALFORMED or event is None:  # a malformed record is the only one without an event
+            self.counts.malformed += 1
+            log.warning("not a drift event: skipped", extra={"fields": {**fields, "reason": reason}})
+        elif verdict == TRIGGER:
             self.counts.triggered += 1
             log.info("hook succeeded", extra={"fields": {**fields, "kind": event.get("kind"), "hook": str(self.hook)}})
         elif verdict == DEBOUNCED:
@@ -607,16 +626,13 @@ class RetrainListener:
         elif verdict == IGNORED:
             self.counts.ignored += 1
             log.debug("action not chosen: skipped", extra={"fields": {**fields, "action": event["action"]}})
-        else:
-            self.counts.malformed += 1
-            log.warning("not a drift event: skipped", extra={"fields": {**fields, "reason": reason}})
 
     def _resume_due(self) -> None:
         now = time.monotonic()
         for p, state in self.partitions.items():
             if state.retry_at is not None and state.retry_at <= now:
                 state.retry_at = None
-                self.consumer.resume([TopicPartition(self.topic, p)])
+                self._running().resume([TopicPartition(self.topic, p)])
 
     def _commit(self, partitions: set[int] | None = None) -> None:
         offsets = [
@@ -627,7 +643,7 @@ class RetrainListener:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._running().commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:  # e.g. a rebalance under way: kept pending, or the new owner re-reads
             log.warning(
                 "commit failed",
