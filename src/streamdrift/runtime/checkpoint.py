@@ -159,7 +159,7 @@ def _child(write: Callable[[], int], report: int, parent: int) -> None:
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
         gc.disable()
-        out = {"bytes": write(), "private_bytes": _private_bytes()}
+        out: dict[str, int | str] = {"bytes": write(), "private_bytes": _private_bytes()}
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a reason
         out = {"error": f"{type(exc).__name__}: {exc}"}

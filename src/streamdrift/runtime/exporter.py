@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
@@ -57,7 +57,7 @@ class _Family:
 
     __slots__ = ("kind", "name", "documentation", "labels", "samples")
 
-    def __init__(self, kind: str, name: str, documentation: str, labels: list[str] = ()):
+    def __init__(self, kind: str, name: str, documentation: str, labels: Sequence[str] = ()):
         self.kind, self.name, self.documentation, self.labels = kind, name, documentation, tuple(labels)
         self.samples: list[tuple[tuple, float]] = []
 
