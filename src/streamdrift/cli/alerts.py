@@ -32,9 +32,10 @@ def print_alerts(consumer: Consumer, timeout: float, summary: bool = False) -> i
     """Drift events as JSON lines on stdout; with ``summary``, a readable line on stderr first."""
     messages = consumer.consume(100, timeout)
     for msg in messages:
-        if msg.error() is None:
+        value = msg.value()
+        if msg.error() is None and value is not None:  # a tombstone (no value) is not a drift event
             if summary:
-                e = orjson.loads(msg.value())
+                e = orjson.loads(value)
                 moved = (
                     ", ".join(f"{f['feature']} {f['score']:.2f}" for f in e["top_features"][:3])
                     or f"{e['statistic']:.3g} against {e['threshold']:.3g}"
@@ -45,7 +46,7 @@ def print_alerts(consumer: Consumer, timeout: float, summary: bool = False) -> i
                     file=sys.stderr,
                     flush=True,
                 )
-            print(msg.value().decode(), flush=True)
+            print(value.decode(), flush=True)
     return len(messages)
 
 
