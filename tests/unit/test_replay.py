@@ -235,11 +235,30 @@ def _line(t: float | str, i: int, topic: str) -> bytes:
     return orjson.dumps(event)
 
 
-def test_merge_is_by_event_time_stable_for_ties_predictions_first():
-    predictions = [_line(t, i, PREDICTIONS) for i, t in enumerate([1, 2, 2, "1970-01-01T00:00:03Z"])]
-    feedback = [_line(t, i, FEEDBACK) for i, t in enumerate([0, 2, "1970-01-01T02:00:02+02:00", 2.5])]
-    merged = Replay(load_settings()).merged(predictions, feedback)
-    assert [(m.topic, m.offset) for m in merged] == [
+def _processed(replay: Replay, predictions: list[bytes], feedback: list[bytes]) -> list[tuple[str, list[int]]]:
+    """(topic, offsets) of every batch the replay's engine decoded, in the order it decoded them."""
+    batches: list[tuple[str, list[int]]] = []
+    observed = replay.engine.on_batch
+
+    def record(topic, batch, monitored, events):
+        batches.append((topic, batch.offsets.tolist()))
+        observed(topic, batch, monitored, events)
+
+    replay.engine.on_batch = record
+    list(replay.run(predictions, feedback))
+    return batches
+
+
+def _merged(replay: Replay, predictions: list[bytes], feedback: list[bytes]) -> list[tuple[str, int]]:
+    return [(topic, offset) for topic, offsets in _processed(replay, predictions, feedback) for offset in offsets]
+
+
+def test_merge_is_by_event_time_in_epochs_predictions_first_within_an_epoch():
+    # the worker's merge: epochs of merge_epoch_ms (100 ms) of event time, predictions first within one,
+    # so feedback at 3.05 s follows the prediction at 3.09 s (same epoch), each file in its line order
+    predictions = [_line(t, i, PREDICTIONS) for i, t in enumerate([1, 2, 2, "1970-01-01T00:00:03Z", 3.09])]
+    feedback = [_line(t, i, FEEDBACK) for i, t in enumerate([0, 2, "1970-01-01T02:00:02+02:00", 2.5, 3.05])]
+    assert _merged(Replay(load_settings()), predictions, feedback) == [
         (FEEDBACK, 0),
         (PREDICTIONS, 0),
         (PREDICTIONS, 1),
@@ -248,16 +267,25 @@ def test_merge_is_by_event_time_stable_for_ties_predictions_first():
         (FEEDBACK, 2),
         (FEEDBACK, 3),
         (PREDICTIONS, 3),
+        (PREDICTIONS, 4),
+        (FEEDBACK, 4),
+    ]
+    # with epochs of 1 ms, the order of event times itself (ties: predictions first)
+    assert _merged(Replay(load_settings(merge_epoch_ms=1)), predictions, feedback)[-3:] == [
+        (PREDICTIONS, 3),
+        (FEEDBACK, 4),
+        (PREDICTIONS, 4),
     ]
 
 
 def test_a_file_out_of_time_order_keeps_its_line_order_and_is_noted():
     replay = Replay(load_settings())
-    merged = replay.merged(
+    merged = _merged(
+        replay,
         [_line(t, i, PREDICTIONS) for i, t in enumerate([5, 3, 4, 6])],
         [_line(t, i, FEEDBACK) for i, t in enumerate([4.5])],
     )
-    assert [(m.topic, m.offset) for m in merged] == [
+    assert merged == [
         (FEEDBACK, 0),
         (PREDICTIONS, 0),
         (PREDICTIONS, 1),
@@ -267,17 +295,20 @@ def test_a_file_out_of_time_order_keeps_its_line_order_and_is_noted():
     assert replay.out_of_order == {PREDICTIONS: 2, FEEDBACK: 0}
 
 
-def test_runs_of_one_file_are_fed_as_batches_of_at_most_batch_size(monkeypatch):
-    fed: list[tuple[str, list[int]]] = []
-    replay = Replay(load_settings(batch_size=3))
-    monkeypatch.setattr(replay, "_feed", lambda run: fed.append((run[0].topic, [m.offset for m in run])) or [])
-    list(
-        replay.run(
-            [_line(t, i, PREDICTIONS) for i, t in enumerate([1, 1, 1, 1, 1, 3])],
-            [_line(t, i, FEEDBACK) for i, t in enumerate([1, 2])],
-        )
+def test_runs_of_one_file_are_fed_as_batches_of_at_most_batch_size():
+    fed = _processed(
+        Replay(load_settings(batch_size=3)),
+        [_line(t, i, PREDICTIONS) for i, t in enumerate([1, 1, 1, 1, 1, 3])],
+        [_line(t, i, FEEDBACK) for i, t in enumerate([1, 2])],
     )
-    assert fed == [(PREDICTIONS, [0, 1, 2]), (PREDICTIONS, [3, 4]), (FEEDBACK, [0, 1]), (PREDICTIONS, [5])]
+    # epoch 1 s (predictions 0-4, feedback 0), then 2 s (feedback 1) once the feedback file is read to its end
+    assert fed == [
+        (PREDICTIONS, [0, 1, 2]),
+        (PREDICTIONS, [3, 4]),
+        (FEEDBACK, [0]),
+        (FEEDBACK, [1]),
+        (PREDICTIONS, [5]),
+    ]
 
 
 def _shifting_stream(path: Path, timestamp) -> list[bytes]:

@@ -6,28 +6,34 @@
                        [--alerts-out ALERTS.jsonl] [--plot OUT.png]
 
 How users backtest thresholds and how detection quality is measured: the
-same decoder, monitors and policy as the worker, over JSON-lines files.
+worker's own loop (``core.engine.PartitionEngine``: merge → decode → monitor
+→ policy) over JSON-lines files, so a backtest raises the drift events a
+worker raises over the same records.
 
 1. **Read.** Each line is a message of partition 0 of its topic
    (``predictions`` or ``feedback``) whose offset is its line number,
    counted from 0, so a drift event's ``window`` offsets are line numbers.
-   Blank lines are skipped. A line the decoder rejects is reported on stderr
+   Blank lines are skipped. Lines are decoded ``READ_CHUNK`` at a time to
+   learn their event times; a line the decoder rejects is reported on stderr
    (file, line number, reason), counted in the summary and skipped; it never
    stops the replay.
-2. **Merge** the two files by event time. Each file keeps its own line
-   order, as a Kafka partition keeps its offset order, and the two are
-   interleaved by timestamp; at equal timestamps predictions come first.
-   (Sorting a file that is out of time order would feed the monitors in an
-   order the worker never sees; such a file is replayed in line order and a
-   note says how many lines go back in time.)
-3. **Monitor.** Consecutive runs of the merged sequence from the same file,
-   at most ``batch_size`` lines each, are decoded with
-   ``decode_predictions`` / ``decode_feedback`` and fed to one
-   ``ModelMonitor`` per model (at most ``max_models``; events of more are
-   counted), made by ``monitor_factory`` with the model's ``[models.<id>]``
-   settings and reference profile, as the worker does. A monitor's state
-   depends only on the order of events, not on batch boundaries, so this
-   gives the state a worker would reach.
+2. **Merge** the two files by event time, as the worker merges its two
+   topics by record timestamp: each line goes to the engine's
+   ``merge.EpochMerge`` with its event time (in milliseconds,
+   `event_time_ms`) as its Kafka timestamp, so replay equals a worker over
+   the same records produced with those timestamps. Each file keeps its own
+   line order, as a Kafka partition keeps its offset order; the merge works
+   in epochs of ``merge_epoch_ms``: within an epoch the predictions come
+   first. The file behind in event time is read next, and a file read to its
+   end is caught up, so no epoch is released before both files have passed
+   it: the order depends on the lines alone. (A file out of time order is
+   replayed in line order, as the merge gives a late record the epoch
+   reached on its side, and a note says how many lines go back in time.)
+3. **Monitor.** The engine decodes what the merge releases, at most
+   ``batch_size`` lines at a time, and feeds one ``ModelMonitor`` per model
+   (at most ``max_models``; events of more are counted), made by
+   ``monitor_factory`` with the model's ``[models.<id>]`` settings and
+   reference profile, as the worker does.
 4. **Publish** drift events as the worker does (``emitted_at`` stamped on
    the wall clock) as JSON lines to ``--alerts-out``, or to stdout. A
    summary table per model goes to stderr.
@@ -55,33 +61,50 @@ Examples
 from __future__ import annotations
 
 import argparse
-import heapq
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
 
 from streamdrift.core.decode import _MODEL_ID, decode_feedback, decode_predictions  # the contract's model_id pattern
+from streamdrift.core.engine import Batch, DriftEvent, PartitionEngine, Released
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.core.monitor import ModelMonitor, monitor_factory
 from streamdrift.core.policy import rfc3339
-from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
+from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.runtime.settings import Settings
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
-_RANK = {PREDICTIONS: 0, FEEDBACK: 1}  # at equal event times predictions come first
-_DECODE = {PREDICTIONS: decode_predictions, FEEDBACK: decode_feedback}
+_DECODE: dict[str, Callable[[Sequence[RawMessage]], tuple[Sequence[Batch], list[Rejected]]]] = {
+    PREDICTIONS: decode_predictions,
+    FEEDBACK: decode_feedback,
+}
 _NOUN = {PREDICTIONS: "prediction", FEEDBACK: "feedback"}
 READ_CHUNK = 10_000  # lines decoded at a time to learn their event times
+# The merge never releases early in a replay: both files are read in event time, so what it holds back
+# is at most a chunk and the lines of one epoch, and a worker's early release would change the order.
+MERGE_UNBOUNDED = sys.maxsize
 PLOT_MAX_MODELS = 8
 PLOT_NAMED_FEATURES = 6
+
+
+def event_time_ms(seconds: float) -> int:
+    """An event time in epoch seconds as a Kafka timestamp (ms), as replay gives it to the merge.
+
+    Rounded to the nearest millisecond (half to even, as ``np.rint``), so
+    ``1700000000.001`` is ``1700000000001`` whatever the float's last bits.
+
+    >>> event_time_ms(1700000000.001), event_time_ms(0.0005), event_time_ms(0.0015)
+    (1700000000001, 0, 2)
+    """
+    return round(seconds * 1000)
 
 
 @dataclass
@@ -112,12 +135,12 @@ class Trace:
 
 
 class Replay:
-    """The worker's core over two line sources, in merged event-time order.
+    """The worker's engine over two line sources, merged by event time.
 
     Parameters
     ----------
     settings
-        Settings: ``monitor``, ``models``, ``batch_size``, ``max_models``.
+        Settings: ``monitor``, ``models``, ``batch_size``, ``max_models``, ``merge_epoch_ms``.
     trace
         Collect per-window scores and the error stream for ``plot``.
     on_bad
@@ -132,69 +155,82 @@ class Replay:
 
     def _reset(self) -> None:
         self.new_monitor = monitor_factory(self.settings.monitor, self.settings.models)
-        self.monitors: dict[str, ModelMonitor] = {}
+        self.engine = PartitionEngine(
+            0,
+            PREDICTIONS,
+            FEEDBACK,
+            self._make_monitor,
+            epoch_ms=self.settings.merge_epoch_ms,
+            max_buffered=MERGE_UNBOUNDED,
+            max_models=self.settings.max_models,
+            batch_size=self.settings.batch_size,
+            on_batch=self._observed,
+        )
         self.models: dict[str, ModelReport] = {}
         self.traces: dict[str, Trace] = {}
         self.bad_lines: dict[str | None, int] = {}  # model_id (None: unknown) -> count
         self.out_of_order: dict[str, int] = {PREDICTIONS: 0, FEEDBACK: 0}
 
-    def run(self, predictions: Iterable[bytes], feedback: Iterable[bytes] = ()) -> Iterator[dict]:
+    @property
+    def monitors(self) -> dict[str, ModelMonitor]:
+        return self.engine.monitors
+
+    def run(self, predictions: Iterable[bytes], feedback: Iterable[bytes] = ()) -> Iterator[DriftEvent]:
         """Replay the lines; yield drift events, ``emitted_at`` stamped, in the order they are raised."""
-        run: list[RawMessage] = []
-        for message in self.merged(predictions, feedback):
-            if run and (message.topic != run[0].topic or len(run) == self.settings.batch_size):
-                yield from self._feed(run)
-                run = []
-            run.append(message)
-        if run:
-            yield from self._feed(run)
+        reading = {PREDICTIONS: self._timed(PREDICTIONS, predictions), FEEDBACK: self._timed(FEEDBACK, feedback)}
+        reached = {PREDICTIONS: -1, FEEDBACK: -1}  # the latest event time read of each file, ms
+        caught_up: set[str] = set()
+        while reading:
+            # the file behind in event time next (predictions first at equal times), so that the other one
+            # has passed every epoch the merge releases: never more held back than a chunk and an epoch
+            topic = min(reading, key=lambda t: (reached[t], t != PREDICTIONS))
+            chunk = next(reading[topic], None)
+            if chunk is None:
+                del reading[topic]
+                caught_up.add(topic)  # read to its end: nothing of it to wait for
+            else:
+                self.engine.add(topic, chunk)
+                reached[topic] = max(reached[topic], chunk[-1].timestamp_ms)
+            yield from self._publish(self.engine.release(caught_up))
 
     # -- reading ------------------------------------------------------------
 
-    def merged(self, predictions: Iterable[bytes], feedback: Iterable[bytes] = ()) -> Iterator[RawMessage]:
-        """The good lines of both sources as messages, interleaved by event time, each in its line order.
-
-        >>> from streamdrift.runtime.settings import load_settings
-        >>> def line(t):
-        ...     return orjson.dumps({"event_id": "e", "model_id": "m", "timestamp": t, "label": 1,
-        ...                          "features": {}, "prediction": 1})
-        >>> merged = Replay(load_settings()).merged([line(1), line(2), b"{}", line(2)], [line(0), line(2)])
-        >>> [(m.topic, m.offset) for m in merged]
-        [('feedback', 0), ('predictions', 0), ('predictions', 1), ('predictions', 3), ('feedback', 1)]
-        """
-        return (
-            message
-            for _, _, message in heapq.merge(
-                self._timed(PREDICTIONS, predictions), self._timed(FEEDBACK, feedback), key=lambda item: item[:2]
-            )
-        )
-
-    def _timed(self, topic: str, lines: Iterable[bytes]) -> Iterator[tuple[float, int, RawMessage]]:
-        """(event time, topic rank, message) of every good line, in line order; bad lines reported."""
+    def _timed(self, topic: str, lines: Iterable[bytes]) -> Iterator[list[RawMessage]]:
+        """The good lines of a file as messages stamped with their event time, in chunks, in line order."""
         chunk: list[RawMessage] = []
-        last = float("-inf")
+        last = -1
         for offset, line in enumerate(lines):
             line = line.rstrip(b"\r\n")
             if line.strip():
                 chunk.append(RawMessage(topic, 0, offset, None, line))
             if len(chunk) == READ_CHUNK:
-                last = yield from self._time_chunk(topic, chunk, last)
+                timed, last = self._time_chunk(topic, chunk, last)
+                if timed:
+                    yield timed
                 chunk = []
         if chunk:
-            yield from self._time_chunk(topic, chunk, last)
+            timed, last = self._time_chunk(topic, chunk, last)
+            if timed:
+                yield timed
 
-    def _time_chunk(self, topic: str, chunk: list[RawMessage], last: float) -> Iterator[tuple]:
+    def _time_chunk(self, topic: str, chunk: list[RawMessage], last: int) -> tuple[list[RawMessage], int]:
+        """The good messages of ``chunk`` with their ``timestamp_ms`` set; the latest time so far."""
         batches, rejected = _DECODE[topic](chunk)
         for bad in rejected:
             self._bad(topic, bad)
-        times = {int(o): float(t) for b in batches for o, t in zip(b.offsets, b.timestamps)}
+        times: dict[int, int] = {}
+        for batch in batches:
+            milliseconds = np.rint(batch.timestamps * 1000).astype(np.int64)  # as event_time_ms, for a column
+            times.update(zip(batch.offsets.tolist(), milliseconds.tolist()))
+        timed = []
         for message in chunk:
             t = times.get(message.offset)
             if t is not None:
+                message.timestamp_ms = t
                 self.out_of_order[topic] += t < last
                 last = max(last, t)
-                yield t, _RANK[topic], message
-        return last
+                timed.append(message)
+        return timed, last
 
     def _bad(self, topic: str, bad: Rejected) -> None:
         try:
@@ -210,29 +246,35 @@ class Replay:
         if self.on_bad is not None:
             self.on_bad(topic, bad)
 
-    # -- monitoring ---------------------------------------------------------
+    # -- what the engine gives ----------------------------------------------
 
-    def _feed(self, run: list[RawMessage]) -> Iterator[dict]:
-        topic = run[0].topic
-        batches, rejected = _DECODE[topic](run)
-        for bad in rejected:  # cannot happen: these lines were decoded once already
-            self._bad(topic, bad)
-        for batch in batches:
-            report = self._report(batch.model_id)
-            report.first_time = min(report.first_time, float(batch.timestamps.min()))
-            report.last_time = max(report.last_time, float(batch.timestamps.max()))
-            monitor = self._monitor(batch.model_id)
-            if monitor is None:
-                report.unmonitored += len(batch)
-                continue
-            if topic == PREDICTIONS:
-                report.predictions += len(batch)
-                events = monitor.observe_predictions(batch)
-            else:
-                report.feedback += len(batch)
-                events = monitor.observe_feedback(batch)
-            for event in events:
-                yield self._publish(event, batch, report)
+    def _make_monitor(self, model_id: str, state: dict[str, Any] | None = None) -> ModelMonitor:
+        monitor = self.new_monitor(model_id, state)
+        if self.trace:
+            self.traces[model_id] = Trace()
+            _tap(monitor, self.traces[model_id])
+        return monitor
+
+    def _observed(self, topic: str, batch: Batch, monitored: bool, events: list[DriftEvent]) -> None:
+        """Count a batch the engine decoded, and the drift events it raised, in the summary."""
+        report = self._report(batch.model_id)
+        report.first_time = min(report.first_time, float(batch.timestamps.min()))
+        report.last_time = max(report.last_time, float(batch.timestamps.max()))
+        if not monitored:
+            report.unmonitored += len(batch)
+        elif topic == PREDICTIONS:
+            report.predictions += len(batch)
+        else:
+            report.feedback += len(batch)
+        for event in events:
+            row = min(int(np.searchsorted(batch.offsets, event["window"]["end_offset"])), len(batch) - 1)
+            at = float(batch.timestamps[row])  # the triggering event's time, as epoch seconds
+            kind = event["kind"]
+            report.drift_events[kind] = report.drift_events.get(kind, 0) + 1
+            if report.first_drift is None:
+                report.first_drift = at
+            if self.trace:
+                self.traces[event["model_id"]].drift.append((at, kind))
 
     def _report(self, model_id: str) -> ModelReport:
         report = self.models.get(model_id)
@@ -240,26 +282,12 @@ class Replay:
             report = self.models[model_id] = ModelReport()
         return report
 
-    def _monitor(self, model_id: str) -> ModelMonitor | None:
-        monitor = self.monitors.get(model_id)
-        if monitor is None and len(self.monitors) < self.settings.max_models:
-            monitor = self.monitors[model_id] = self.new_monitor(model_id)
-            if self.trace:
-                self.traces[model_id] = Trace()
-                _tap(monitor, self.traces[model_id])
-        return monitor
-
-    def _publish(self, event: dict, batch: PredictionBatch | FeedbackBatch, report: ModelReport) -> dict:
-        event["emitted_at"] = rfc3339(time.time())  # as the worker stamps it
-        row = min(int(np.searchsorted(batch.offsets, event["window"]["end_offset"])), len(batch) - 1)
-        at = float(batch.timestamps[row])  # the triggering event's time, as epoch seconds
-        kind = event["kind"]
-        report.drift_events[kind] = report.drift_events.get(kind, 0) + 1
-        if report.first_drift is None:
-            report.first_drift = at
-        if self.trace:
-            self.traces[event["model_id"]].drift.append((at, kind))
-        return event
+    def _publish(self, released: Released) -> Iterator[DriftEvent]:
+        for event in released.events:
+            event["emitted_at"] = rfc3339(time.time())  # as the worker stamps it
+            yield event
+        for bad in released.rejected:  # cannot happen: these lines were decoded once already
+            self._bad(bad.message.topic, bad)
 
 
 def _tap(monitor: ModelMonitor, trace: Trace) -> None:
@@ -281,7 +309,7 @@ def _tap(monitor: ModelMonitor, trace: Trace) -> None:
                     _windows.append((s["window"]["end_time"], s["names"], s["stats"]["psi"].tolist(), float(strength)))
             return scored
 
-        sketch.update = update
+        sketch.update = update  # type: ignore[method-assign]  # this monitor's sketch only, on purpose
 
     observe_errors = monitor.observe_errors
 
@@ -294,7 +322,7 @@ def _tap(monitor: ModelMonitor, trace: Trace) -> None:
             trace.concept.append(monitor.concept.statistic / monitor.concept_threshold)
         return events
 
-    monitor.observe_errors = errors_seen
+    monitor.observe_errors = errors_seen  # type: ignore[method-assign]  # this monitor only, on purpose
 
 
 # -- the command ---------------------------------------------------------------

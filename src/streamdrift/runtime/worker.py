@@ -4,9 +4,11 @@ State is owned per input partition number ``p``: partition ``p`` of the
 predictions topic and partition ``p`` of the feedback topic (co-partitioned,
 assigned together by the range assignor) feed the monitors of the models
 keyed to ``p``. That ``PartitionState`` is the unit that is snapshotted,
-restored and moved on a rebalance. Its two inputs are merged by record time
-(``merge.EpochMerge``) before anything is decoded, so a replay processes them
-in the same order.
+restored and moved on a rebalance. Its ``engine.PartitionEngine`` merges the
+two inputs by record time (``merge.EpochMerge``), decodes and monitors what
+the merge releases: the loop ``streamdrift replay`` runs over files too. The
+worker keeps what is Kafka's: consumer lag, producing drift events (stamped
+``emitted_at`` on the wall clock) and dead letters, checkpoints.
 
 Checkpoint protocol (``Worker.checkpoint``), in this order:
 
@@ -43,6 +45,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from itertools import groupby, repeat
 from operator import attrgetter, is_not, itemgetter
 
@@ -51,10 +54,9 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
-from streamdrift.core.decode import decode_feedback, decode_predictions
+from streamdrift.core.engine import DriftEvent, PartitionEngine
 from streamdrift.core.errors import ConfigError
-from streamdrift.core.merge import EpochMerge
-from streamdrift.core.monitor import ModelMonitor, monitor_factory
+from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.state import Snapshot
@@ -88,16 +90,17 @@ def _gc_paused():
 
 @dataclass
 class PartitionState:
-    partition: int
-    merge: EpochMerge  # holds records back until the other topic has caught up in record time
-    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to consume
+    engine: PartitionEngine  # merge, monitors, next offsets; its unmonitored_events are not snapshotted
     resumed_at: dict[str, int] = field(default_factory=dict)  # topic -> offset assigned at (OFFSET_INVALID: reset)
-    monitors: dict[str, ModelMonitor] = field(default_factory=dict)
-    unmonitored_events: int = 0  # events of models over max_models (process lifetime, not snapshotted)
-    dirty: bool = False
+    dirty: bool = False  # changed since its last checkpoint
 
 
 class Worker:
+    # The Kafka clients and the HTTP server, made by ``run`` before anything uses them
+    consumer: Consumer
+    producer: Producer
+    http: ThreadingHTTPServer
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.topics = settings.topics
@@ -154,9 +157,6 @@ class Worker:
         Gauge(
             "streamdrift_ready", "1 once partitions are assigned and restored (as /readyz)", registry=reg
         ).set_function(lambda: float(self.health.ready))
-        self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
-        self.http = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -176,7 +176,7 @@ class Worker:
                 f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} ({exc.strerror}); set "
                 "metrics_port (env STREAMDRIFT_METRICS_PORT) to a free port, or 0 for any"
             ) from None
-        host, port = self.http.server_address[:2]
+        host, port = self.http.socket.getsockname()[:2]  # the bound address (port 0: the one picked)
         log.info(
             "worker started", extra={"fields": {"metrics": f"http://{host}:{port}/metrics", "settings": s.redacted()}}
         )
@@ -194,7 +194,7 @@ class Worker:
                 self.health.beat()
                 messages = self.consumer.consume(s.batch_size, s.poll_timeout_s)
                 self._refresh_lag()
-                if messages or any(st.merge.buffered() for st in self.partitions.values()):
+                if messages or any(st.engine.buffered() for st in self.partitions.values()):
                     self.process(messages)
                 self._complete_checkpoint(block=False)
                 if time.monotonic() >= next_checkpoint:
@@ -223,7 +223,7 @@ class Worker:
             gc.freeze()  # restored states: long-lived, out of the collector's way
             for tp in assigned:
                 state = self.partitions[tp.partition]
-                tp.offset = state.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
+                tp.offset = state.engine.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
                 state.resumed_at[tp.topic] = tp.offset
             self.m_partitions.set(len(self.partitions))
         consumer.assign(assigned)
@@ -242,30 +242,33 @@ class Worker:
         started = time.perf_counter()
         snapshot = self.store.load(p)
         loaded = time.perf_counter()
-        merge = EpochMerge(
-            self.settings.merge_epoch_ms,
-            (self.topics.predictions, self.topics.feedback),
+        engine = PartitionEngine(
+            p,
+            self.topics.predictions,
+            self.topics.feedback,
+            self.new_monitor,
+            epoch_ms=self.settings.merge_epoch_ms,
             max_buffered=10 * self.settings.batch_size,
+            max_models=self.settings.max_models,
+            batch_size=self.settings.batch_size,
         )
         if snapshot is None:
             log.info("no snapshot: fresh state", extra={"fields": {"partition": p}})
-            return PartitionState(p, merge)
-        if snapshot.merge:
-            merge.load_state(snapshot.merge)
-        monitors = {m: self.new_monitor(m, st) for m, st in snapshot.models.items()}
+            return PartitionState(engine)
+        engine.restore(snapshot)
         log.info(
             "snapshot restored",
             extra={
                 "fields": {
                     "partition": p,
-                    "models": len(monitors),
+                    "models": len(engine.monitors),
                     "offsets": snapshot.offsets,
                     "load_s": round(loaded - started, 3),
                     "restore_s": round(time.perf_counter() - loaded, 3),
                 }
             },
         )
-        return PartitionState(p, merge, offsets=dict(snapshot.offsets), monitors=monitors)
+        return PartitionState(engine)
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self.health.ready = False  # until the next assignment is restored
@@ -309,11 +312,16 @@ class Worker:
             for (p, topic), run in groupby(records, _PARTITION_TOPIC):
                 state = self.partitions.get(p)
                 if state is not None:  # else revoked in this poll: the new owner consumes it from the committed offset
-                    state.merge.extend(topic, list(run))
+                    state.engine.add(topic, list(run))
             for p, state in sorted(self.partitions.items()):
                 caught_up = {t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0}
-                for topic, records in state.merge.release(caught_up):
-                    self._process_run(state, topic, records)
+                released = state.engine.release(caught_up)
+                for rejected in released.rejected:
+                    self._dead_letter(rejected)
+                self._publish(released.events)
+                if released.records:
+                    state.dirty = True
+            self.m_unmonitored.set(sum(st.engine.unmonitored_events for st in self.partitions.values()))
         self.producer.poll(0)
 
     @staticmethod
@@ -325,29 +333,6 @@ class Worker:
                     raise RuntimeError(f"fatal consumer error: {err}")
                 log.warning("consumer error", extra={"fields": {"error": str(err)}})
         return [msg for msg in messages if msg.error() is None]
-
-    def _process_run(self, state: PartitionState, topic: str, records: list[RawMessage]) -> None:
-        """A run of one topic's records of one partition, in offset order.
-
-        A long run (a backlog whose record times fall in few merge epochs) goes
-        in slices of ``batch_size``: the same state (nothing depends on batch
-        boundaries), with a working set that stays in the CPU's caches.
-        """
-        predictions = topic == self.topics.predictions
-        decode = decode_predictions if predictions else decode_feedback
-        step = self.settings.batch_size
-        for at in range(0, len(records), step):
-            batches, rejected = decode(records[at : at + step])
-            for r in rejected:
-                self._dead_letter(r)
-            for batch in batches:
-                monitor = self._monitor(batch.partition, batch.model_id, len(batch))
-                if monitor is not None:
-                    self._publish(
-                        monitor.observe_predictions(batch) if predictions else monitor.observe_feedback(batch)
-                    )
-        state.offsets[topic] = records[-1].offset + 1
-        state.dirty = True
 
     def _refresh_lag(self) -> None:
         """Lag per owned input partition, from librdkafka's cached watermarks (no broker request).
@@ -377,18 +362,7 @@ class Worker:
         with self.lock:
             self.lag = lag
 
-    def _monitor(self, partition: int, model_id: str, n: int) -> ModelMonitor | None:
-        state = self.partitions[partition]
-        monitor = state.monitors.get(model_id)
-        if monitor is None:
-            if len(state.monitors) >= self.settings.max_models:
-                state.unmonitored_events += n
-                self.m_unmonitored.set(sum(s.unmonitored_events for s in self.partitions.values()))
-                return None
-            monitor = state.monitors[model_id] = self.new_monitor(model_id)
-        return monitor
-
-    def _publish(self, events: list[dict]) -> None:
+    def _publish(self, events: list[DriftEvent]) -> None:
         for event in events:
             event["emitted_at"] = rfc3339(time.time())
             self._produce(self.topics.alerts, event["model_id"].encode(), orjson.dumps(event))
@@ -459,7 +433,9 @@ class Worker:
             if chosen:
                 write = self._start_write(chosen)
                 commits = [
-                    TopicPartition(t, p, o) for p in chosen for t, o in sorted(self.partitions[p].offsets.items())
+                    TopicPartition(t, p, o)
+                    for p in chosen
+                    for t, o in sorted(self.partitions[p].engine.offsets.items())
                 ]
                 for p in chosen:
                     self.partitions[p].dirty = False
@@ -489,10 +465,7 @@ class Worker:
         return lambda: (sum(self.store.write(*f) for f in files), 0)
 
     def _snapshot(self, p: int) -> Snapshot:
-        state = self.partitions[p]
-        return Snapshot(
-            p, dict(state.offsets), {m: mon.state() for m, mon in state.monitors.items()}, state.merge.state()
-        )
+        return self.partitions[p].engine.snapshot()
 
     def _complete_checkpoint(self, block: bool = True) -> None:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
@@ -514,14 +487,17 @@ class Worker:
 
     def _summaries(self) -> dict[str, dict]:
         with self.lock:
-            return {m: mon.summary() for st in self.partitions.values() for m, mon in st.monitors.items()}
+            return {m: mon.summary() for st in self.partitions.values() for m, mon in st.engine.monitors.items()}
 
     def status(self) -> dict:
         with self.lock:
             return {
                 "ready": self.health.ready,
                 "partitions": {
-                    str(p): {"offsets": st.offsets, "models": {m: mon.summary() for m, mon in st.monitors.items()}}
+                    str(p): {
+                        "offsets": st.engine.offsets,
+                        "models": {m: mon.summary() for m, mon in st.engine.monitors.items()},
+                    }
                     for p, st in self.partitions.items()
                 },
             }
