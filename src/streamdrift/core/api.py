@@ -182,9 +182,9 @@ class Monitor:
 
     # -- input --------------------------------------------------------------------------------
 
-    def observe(self, events: Iterable[Mapping[str, Any]]) -> list[dict]:
+    def observe(self, events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Monitor ``events`` in order; the drift events they raised, in the order raised."""
-        drift: list[dict] = []
+        drift: list[dict[str, Any]] = []
         run: list[RawMessage] = []  # consecutive accepted events of one kind, decoded together
         arrival: dict[int, int] = {}  # offset of each event of the run -> its index in ``events``
         found: list[tuple[int, Rejection]] = []  # (index, rejection) made here since the run began
@@ -219,10 +219,12 @@ class Monitor:
             return Rejection(kind, offset, f"not JSON: {exc}")
         return RawMessage(topic, 0, offset, None, value)
 
-    def _feed(self, run: list[RawMessage], arrival: dict[int, int], found: list[tuple[int, Rejection]]) -> list[dict]:
+    def _feed(
+        self, run: list[RawMessage], arrival: dict[int, int], found: list[tuple[int, Rejection]]
+    ) -> list[dict[str, Any]]:
         """Decode a run of one kind as the worker decodes a poll and monitor what passes; record the
         rejections, the decoder's and ``found``, in the order of the events."""
-        drift: list[dict] = []
+        drift: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
         # one batch at most: other models' events were rejected before
         if run and run[0].topic == PREDICTIONS:
