@@ -47,16 +47,18 @@ from collections.abc import Sequence
 from datetime import date
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
+from typing import Any
 
 import numpy as np
 import orjson
 
-from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
+from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch, RawMessage, Rejected
 
 try:  # the C reader of prediction polls (setup.py builds it where a compiler is)
     from streamdrift.core import _speedups
 except ImportError:  # built without one: the same batches, read by orjson and checked here
-    _speedups = None
+    # mypy types the name as the module (its stub, _speedups.pyi); None means not built, checked where used
+    _speedups = None  # type: ignore[assignment]
 SPEEDUPS = _speedups is not None
 
 MAX_EVENT_ID_CHARS = 256
@@ -361,8 +363,8 @@ def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
         )
     except _Invalid:
         return None
-    block = np.frombuffer(block, np.float64).reshape(len(names), n)
-    columns = (names, block, lists, outputs, class_scores, segments)
+    floats = np.frombuffer(block, np.float64).reshape(len(names), n)
+    columns = (names, floats, lists, outputs, class_scores, segments)
     return _parsed_batches(_parsed_prediction_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
@@ -392,10 +394,10 @@ def _parsed_head(
     header = _fast_header(messages, event_ids, model_ids, versions, written)
     if header is None:
         return None
-    scores = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
-    if ((scores < 0) | (scores > 1)).any():
+    score_array = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
+    if ((score_array < 0) | (score_array > 1)).any():
         return None
-    return (*header, scores)
+    return (*header, score_array)
 
 
 def _parsed_batches(
@@ -434,7 +436,7 @@ def _parsed_prediction_batch(
     take = _taker(rows, n)
     if len(rows) < n:
         block = block[:, rows]  # one copy of the group's rows of every float column
-    features = {}
+    features: dict[str, FeatureColumn] = {}
     numeric = []
     for i, (name, values) in enumerate(zip(names, lists)):
         if values is None:
@@ -676,7 +678,9 @@ def _fast_feedback_batch(
     )
 
 
-def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str, list], frozenset[str]]:
+def _feature_columns(
+    rows: Sequence[dict[str, Any]], uniform: bool = False
+) -> tuple[dict[str, FeatureColumn], frozenset[str]]:
     """Rows of name -> value to one aligned column per name, None where absent; and the names
     whose values are all numbers or None, which the sketches turn into floats without looking again.
 
@@ -691,7 +695,7 @@ def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str,
         names = list(dict.fromkeys(chain.from_iterable(rows)))  # first appearance order
         if not (len(names) > 1 and all(len(row) == len(names) for row in rows)):
             names = None
-    columns = None
+    columns: dict[str, FeatureColumn] | None = None
     if names is not None and len(names) > 1:
         try:  # the usual case, every row has every feature: one C-level transpose
             columns = dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
@@ -705,7 +709,7 @@ def _feature_columns(rows: list[dict], uniform: bool = False) -> tuple[dict[str,
     return columns, _numeric_names(columns)
 
 
-def _numeric_names(columns: dict[str, list]) -> frozenset[str]:
+def _numeric_names(columns: dict[str, FeatureColumn]) -> frozenset[str]:
     """The columns whose values are all numbers or None (one type set per column: no faster
     C-level pass was found, even checking all likely-numeric columns together)."""
     numeric = []
@@ -759,10 +763,9 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
 
 
 def _timestamp(value: object) -> float:
-    kind = type(value)
-    if kind is str:
+    if type(value) is str:
         return _parse_rfc3339(value)
-    if kind in _NUMBER:
+    if type(value) is int or type(value) is float:  # not bool
         if 0 <= value < EPOCH_SECONDS_END:
             return float(value)
         raise _field_error("timestamp", value, "epoch seconds in [0, 253402300800)")
