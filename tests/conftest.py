@@ -15,12 +15,28 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kafka_broker import BrokerStartError, broker_unavailable, start_broker, wait_ready
 
 # Distinguishes this session's topics/groups from earlier runs on a shared broker.
 _SESSION_TOKEN = uuid.uuid4().hex[:6]
 _name_counter = itertools.count(1)
+
+# Hypothesis profiles. "ci": the same examples on every run (derandomized, no example database),
+# bounded, chosen when CI=true; "long": ten times as many, random, for `--hypothesis-profile long`.
+# Tests set their own deadline (None where one example replays a whole stream).
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    max_examples=200,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("long", max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
