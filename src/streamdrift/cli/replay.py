@@ -61,12 +61,14 @@ Examples
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -80,6 +82,7 @@ from streamdrift.core.monitor import ModelMonitor, monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.runtime.settings import Settings
+from streamdrift.runtime.worker import GC_THRESHOLDS
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
 _DECODE: dict[str, Callable[[Sequence[RawMessage]], tuple[Sequence[Batch], list[Rejected]]]] = {
@@ -197,18 +200,16 @@ class Replay:
 
     def _timed(self, topic: str, lines: Iterable[bytes]) -> Iterator[list[RawMessage]]:
         """The good lines of a file as messages stamped with their event time, in chunks, in line order."""
-        chunk: list[RawMessage] = []
-        last = -1
-        for offset, line in enumerate(lines):
-            line = line.rstrip(b"\r\n")
-            if line.strip():
-                chunk.append(RawMessage(topic, 0, offset, None, line))
-            if len(chunk) == READ_CHUNK:
-                timed, last = self._time_chunk(topic, chunk, last)
-                if timed:
-                    yield timed
-                chunk = []
-        if chunk:
+        lines = iter(lines)
+        first = 0  # line number of the block's first line
+        last = -1  # the latest event time read so far, ms
+        while block := list(islice(lines, READ_CHUNK)):
+            chunk = [
+                RawMessage(topic, 0, offset, None, line.rstrip(b"\r\n"))
+                for offset, line in enumerate(block, first)
+                if line.strip()
+            ]
+            first += len(block)
             timed, last = self._time_chunk(topic, chunk, last)
             if timed:
                 yield timed
@@ -218,19 +219,19 @@ class Replay:
         batches, rejected = _DECODE[topic](chunk)
         for bad in rejected:
             self._bad(topic, bad)
-        times: dict[int, int] = {}
-        for batch in batches:
-            milliseconds = np.rint(batch.timestamps * 1000).astype(np.int64)  # as event_time_ms, for a column
-            times.update(zip(batch.offsets.tolist(), milliseconds.tolist()))
-        timed = []
-        for message in chunk:
-            t = times.get(message.offset)
-            if t is not None:
-                message.timestamp_ms = t
-                self.out_of_order[topic] += t < last
-                last = max(last, t)
-                timed.append(message)
-        return timed, last
+        if not batches:
+            return [], last
+        bad_offsets = {bad.message.offset for bad in rejected}
+        good = [message for message in chunk if message.offset not in bad_offsets] if rejected else chunk
+        # every good message is in one batch: their times, in offset order (a batch holds one model's)
+        offsets = np.concatenate([batch.offsets for batch in batches])
+        seconds = np.concatenate([batch.timestamps for batch in batches])[np.argsort(offsets, kind="stable")]
+        milliseconds = np.rint(seconds * 1000).astype(np.int64)  # as event_time_ms, for a column
+        for message, t in zip(good, milliseconds.tolist()):
+            message.timestamp_ms = t
+        latest = np.maximum.accumulate(np.concatenate([[last], milliseconds]))
+        self.out_of_order[topic] += int(np.count_nonzero(milliseconds < latest[:-1]))
+        return good, int(latest[-1])
 
     def _bad(self, topic: str, bad: Rejected) -> None:
         try:
@@ -357,6 +358,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     replay = Replay(settings, trace=args.plot is not None, on_bad=report_bad)
     out: BinaryIO = open(args.alerts_out, "wb") if args.alerts_out else sys.stdout.buffer
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs the engine: the collector off the per-batch garbage
     try:
         with (
             open(args.predictions, "rb") as predictions,
@@ -365,6 +368,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             for event in replay.run(predictions, feedback):
                 out.write(orjson.dumps(event) + b"\n")
     finally:
+        gc.set_threshold(*thresholds)
         if args.alerts_out:
             out.close()
         else:
