@@ -75,7 +75,7 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
-from operator import add, and_, gt, is_not, itemgetter, le, not_, or_
+from operator import and_, gt, is_not, itemgetter, le, not_, or_
 
 import numpy as np
 
@@ -158,12 +158,14 @@ def _approx_sizes(values: list) -> list[int] | int:
 
 
 def _row_sizes(ids: list[str], constant: int, *parts: list) -> list[int]:
-    """Each buffered row's bytes: its id's length, ``constant``, and its values' ``_approx_sizes``.
-    Python integers added by map in C: a batch's few rows cost less so than in numpy calls."""
-    sizes = map(add, map(len, ids), repeat(constant))
+    """Each buffered row's bytes: its id's length, ``constant``, and its values' ``_approx_sizes``."""
+    sizes = [len(event_id) + constant for event_id in ids]
     for part in map(_approx_sizes, parts):
-        sizes = map(add, sizes, repeat(part) if type(part) is int else part)
-    return list(sizes)
+        if isinstance(part, int):
+            sizes = [size + part for size in sizes]
+        else:
+            sizes = [size + extra for size, extra in zip(sizes, part)]
+    return sizes
 
 
 def _take(values: list, rows: list | None) -> list:
@@ -207,7 +209,7 @@ class _Buffer:
         self.evicted_bytes = 0
         self.duplicates = 0
 
-    def pop(self, event_id: str) -> list | None:
+    def pop(self, event_id: str) -> list | tuple | None:
         entry = self.entries.pop(event_id, None)
         if entry is not None:
             self.bytes -= entry[SIZE]
@@ -546,7 +548,7 @@ class FeedbackJoin:
             return None
 
         done = Joined.empty()
-        if waits is not None:
+        if rows is not None:
             joins = ~rows
             got = list(compress(event_ids, hit))
             feedback = list(map(other.entries.pop, got))

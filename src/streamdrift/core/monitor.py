@@ -172,7 +172,7 @@ class ModelMonitor:
         reference = 1 - metrics["error_rate"] if metrics else None
         return DegradationTest(s.degradation_tolerance, s.degradation_alpha, reference=reference)
 
-    def _start_performance(self, labels: list, predictions: list) -> None:
+    def _start_performance(self, labels: list, predictions: list) -> ClassificationMetrics | RegressionMetrics:
         """Metrics for the task: configured, or inferred from the first graded predictions."""
         if self.task is None:
             self.task = infer_task(labels, predictions)
@@ -183,6 +183,7 @@ class ModelMonitor:
             if self.task == "classification"
             else RegressionMetrics(s.window_size, s.subwindows)
         )
+        return self.performance
 
     @property
     def performance_report(self) -> dict:
@@ -234,10 +235,12 @@ class ModelMonitor:
         """Scheduled retraining in event time: the first event past each interval triggers it."""
         if self.schedule_from is None:
             self.schedule_from = [float(batch.timestamps[0]), int(batch.offsets[0])]
-        events = []
+        every = self.model.retrain_every_s
+        assert every is not None  # only models with a schedule are scheduled
+        events: list[dict] = []
         while True:
             since, since_offset = self.schedule_from
-            rows = np.flatnonzero(batch.timestamps >= since + self.model.retrain_every_s)
+            rows = np.flatnonzero(batch.timestamps >= since + every)
             if not len(rows):
                 return events
             row = int(rows[0])
@@ -255,7 +258,7 @@ class ModelMonitor:
                     "schedule",
                     None,
                     t - since,
-                    self.model.retrain_every_s,
+                    every,
                     None,
                     window,
                     batch,
@@ -285,13 +288,12 @@ class ModelMonitor:
         # the batch row that completed each pair, for offsets and event times of drift events
         index = dict(zip(batch.event_ids, range(len(batch))))  # a repeated id: its last row, as before
         rows = np.fromiter(map(index.__getitem__, graded.event_ids), dtype=np.int64, count=len(graded))
-        if self.performance is None:
-            self._start_performance(graded.labels, graded.predictions)
+        performance = self.performance or self._start_performance(graded.labels, graded.predictions)
         events: list[dict] = []
-        if self.task == "classification":
+        if isinstance(performance, ClassificationMetrics):
             truth, predicted = label_keys(graded.labels), label_keys(graded.predictions)  # once, for all below
             correct = truth == predicted
-            windows = self.performance.update(truth, predicted, graded.scores)
+            windows = performance.update(truth, predicted, graded.scores)
             if self.segments is not None:
                 self.segments.update(truth, predicted, [seg or {} for seg in graded.segments])
             # versions close their windows at the same rows as the metrics: feed them up to each close,
@@ -305,7 +307,7 @@ class ModelMonitor:
             self.versions.update(graded.versions[done:], correct[done:])
             events += self.observe_errors(~correct, batch, rows)
         else:
-            for w in self.performance.update(graded.labels, graded.predictions):
+            for w in performance.update(graded.labels, graded.predictions):
                 events += self._degradation(w, batch, int(rows[w["row"]]))
             self.labelled_total += len(graded)
         return events
@@ -515,7 +517,8 @@ class ModelMonitor:
         if not self.policy.decide("data_quality", strength, 1.0, scored["position"]) or worst is None:
             return []
         _, detector, feature, rate, bound = worst
-        top = [{"feature": f, "score": r} for f, r in sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))]
+        most = sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
+        quality = self.quality
         row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
         return [
             self._event(
@@ -528,8 +531,8 @@ class ModelMonitor:
                 scored["window"],
                 batch,
                 row,
-                top[:TOP_FEATURES],
-                {"rates": {t["feature"]: self.quality[t["feature"]] for t in top[:TOP_FEATURES]}},
+                [{"feature": f, "score": r} for f, r in most],
+                {"rates": {f: quality[f] for f, _ in most}},
             )
         ]
 
@@ -666,8 +669,7 @@ class ModelMonitor:
         monitor.task = state["task"]
         monitor.join.load_state(state["join"])
         if state["performance"] is not None:
-            monitor._start_performance([], [])
-            monitor.performance.load_state(state["performance"])
+            monitor._start_performance([], []).load_state(state["performance"])
         monitor.performance_report = state["performance_report"]  # encoded once here, not at each checkpoint
         monitor.cbpe.load_state(state["cbpe"])
         monitor.versions.load_state(state["versions"])

@@ -40,14 +40,15 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from streamdrift.core.sketch import count_dtype
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+Task = Literal["classification", "regression"]
+CLASSIFICATION: Task = "classification"
+REGRESSION: Task = "regression"
 OTHER = "__other__"
 MISSING = "__missing__"
 SCALE = 1 << 20  # fixed point for bounded sums: integer sums are associative, float sums are not
@@ -120,7 +121,7 @@ def label_keys(values: list | np.ndarray, missing: str = "null") -> np.ndarray:
     return np.array([_key(v, missing) for v in values], dtype=str)
 
 
-def infer_task(labels: list | np.ndarray, predictions: list | np.ndarray) -> str:
+def infer_task(labels: list | np.ndarray, predictions: list | np.ndarray) -> Task:
     """``"regression"`` when some label or prediction is a non-integer number, else ``"classification"``.
 
     >>> infer_task([1, 0, 1], [1, 1, 0]), infer_task(["a"], ["b"]), infer_task([2.5, 1.0], [2.0, 1.5])
@@ -498,12 +499,12 @@ class ClassificationMetrics(_Windowed):
             scored = (~np.isnan(binary)).nonzero()[0][:1]  # the positive class, from the first scored row
             extra_rows, extra_keys = scored.tolist(), [self.positive] * len(scored)
         elif class_scores is not None and self.score_mode == "class_scores":
-            known = set(self.classes.names)
+            seen = set(self.classes.names)
             for i, d in enumerate(class_scores):
-                if d and (new := d.keys() - known):
+                if d and (new := d.keys() - seen):
                     extra_rows += [i] * len(new)
                     extra_keys += sorted(new)
-                    known |= new
+                    seen |= new
         known = self.classes._index
         if (
             known.keys() >= set(truth.tolist())
@@ -657,7 +658,7 @@ def _label_metrics(confusion: np.ndarray, names: list[str], positive: int | None
     f1 = np.divide(2 * hits, actual + predicted, out=np.zeros_like(hits), where=actual + predicted > 0)
     present = (actual + predicted) > 0
     accuracy = float(hits.sum() / total)
-    out = {"accuracy": accuracy, "error_rate": 1 - accuracy}
+    out: dict[str, float | None | dict[str, dict[str, float]]] = {"accuracy": accuracy, "error_rate": 1 - accuracy}
     for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
         out[name] = float(values[positive]) if positive is not None else None
     for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
