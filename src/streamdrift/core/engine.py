@@ -167,12 +167,12 @@ class PartitionEngine:
                 batches, rejected = decode_feedback(sliced)
             out.rejected += rejected
             for batch in batches:
-                events = self._observe(batch)
-                out.events += events
+                out.events += self._observe(topic, batch)
         out.records += len(records)
         self.offsets[topic] = records[-1].offset + 1
 
-    def _observe(self, batch: Batch) -> list[DriftEvent]:
+    def _observe(self, topic: str, batch: Batch) -> list[DriftEvent]:
+        """One model's batch to its monitor (none over ``max_models``); the drift events it raised."""
         monitor = self._monitor(batch.model_id, len(batch))
         events: list[DriftEvent] = []
         if monitor is not None:
@@ -181,12 +181,7 @@ class PartitionEngine:
             else:
                 events = monitor.observe_feedback(batch)
         if self.on_batch is not None:
-            self.on_batch(
-                self.predictions if isinstance(batch, PredictionBatch) else self.feedback,
-                batch,
-                monitor is not None,
-                events,
-            )
+            self.on_batch(topic, batch, monitor is not None, events)
         return events
 
     def _monitor(self, model_id: str, n_events: int) -> ModelMonitor | None:
