@@ -12,7 +12,7 @@ from scipy.stats import rankdata
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from streamdrift.core.performance import (
+from streamdrift.core.metrics import (
     CBPE,
     ClassificationMetrics,
     DegradationTest,
@@ -530,7 +530,7 @@ def test_window_settings_are_checked():
 def test_version_comparison_known_versions_shortcut_changes_nothing(monkeypatch) -> None:
     """Versions already registered are looked up directly: the same state as through label_keys,
     with versions that numpy would change (a trailing NUL), None, new ones and the cap."""
-    from streamdrift.core.performance import VersionComparison
+    from streamdrift.core.metrics import VersionComparison
 
     rng = np.random.default_rng(5)
     choices = ["v1", "v2", "v1\x00", None, "v3", "v4", "v5"]

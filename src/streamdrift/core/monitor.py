@@ -39,7 +39,7 @@ from streamdrift.core import reference
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
 from streamdrift.core.join import FeedbackJoin, Joined
-from streamdrift.core.performance import (
+from streamdrift.core.metrics import (
     CBPE,
     ClassificationMetrics,
     DegradationTest,
