@@ -15,6 +15,10 @@ state, bit for bit. The reference error rate is learnt from the first
 ``warmup`` labelled events, and learnt again after every detection, so one
 change gives one detection.
 
+Detectors are chosen by name (``MonitorSettings.concept_detector``) from one
+registry, ``DETECTORS``: ``make_detector`` looks the name up, and every
+detector it makes is a ``ConceptDetector``.
+
 ``RiverDetector`` wraps River's detectors (ADWIN, Page-Hinkley, KSWIN, DDM,
 EDDM, HDDM_A, HDDM_W). Some of them are compiled objects whose state cannot be
 read, so a snapshot keeps the error history the detector has seen since its
@@ -43,11 +47,51 @@ Batches of any size give the same detections:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from streamdrift.core.errors import ConfigError
+from streamdrift.core.protocols import State
 
 RIVER_DETECTORS = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w")
-DETECTORS = ("cusum", *RIVER_DETECTORS)
+
+
+@runtime_checkable
+class ConceptDetector(Protocol):
+    """A concept-drift detector on the error stream, as ``ModelMonitor`` drives it."""
+
+    name: str
+
+    def update(self, errors: ArrayLike, stop_at_detection: bool = False) -> list[dict[str, Any]]:
+        """Feed errors (bool or 0/1); return one detection per alarm, ``index`` into ``errors``.
+
+        A detection holds ``index``, ``statistic``, ``threshold``, ``reference_error_rate``,
+        ``error_rate_since_reference`` and ``labelled_since_reference``. With
+        ``stop_at_detection``, the errors after the first detection are left unread.
+        """
+        ...
+
+    @property
+    def statistic(self) -> float:
+        """The current value of the test statistic."""
+        ...
+
+    @property
+    def threshold(self) -> float:
+        """The value of ``statistic`` at which the detector alarms."""
+        ...
+
+    def state(self) -> State:
+        """The detector's state (settings excluded)."""
+        ...
+
+    def load_state(self, state: State) -> None:
+        """Take back what ``state()`` gave."""
+        ...
 
 
 class BernoulliCusum:
@@ -112,19 +156,19 @@ class BernoulliCusum:
     def _fixed(self, x: float) -> int:
         return int(round(x * self.SCALE))
 
-    def update(self, errors: np.ndarray, stop_at_detection: bool = False) -> list[dict]:
+    def update(self, errors: ArrayLike, stop_at_detection: bool = False) -> list[dict[str, Any]]:
         """Feed errors (bool or 0/1); return a detection per alarm, ``index`` into ``errors``.
 
         With ``stop_at_detection``, the errors after the first detection are left unread: the
         caller feeds them again once it has acted on the detection.
         """
         errors = np.asarray(errors, dtype=bool)
-        found: list[dict] = []
+        found: list[dict[str, Any]] = []
         start = 0
         while start < len(errors):
             if math.isnan(self.p0):
                 take = min(len(errors) - start, self.warmup - self.seen)
-                self.errors += int(np.add.reduce(errors[start : start + take]))  # sum(), without its Python layer
+                self.errors += int(np.count_nonzero(errors[start : start + take]))
                 self.seen += take
                 start += take
                 if self.seen == self.warmup:
@@ -135,27 +179,20 @@ class BernoulliCusum:
             up, down = self._fixed(math.log(p1 / p0)), self._fixed(math.log((1 - p1) / (1 - p0)))
             limit = self._fixed(self.threshold)
             rest = errors[start:]
-            if len(rest) <= SMALL_BATCH:  # a few rows: the walk in Python integers, not ten numpy calls
-                flags = rest.tolist()
-                statistic, at = _walk(flags, self.s, up, down, limit)
-            else:
-                llr = np.where(rest, up, down).astype(np.int64)
-                c = self.s + np.cumsum(llr)
-                s = c - np.minimum(np.minimum.accumulate(c), 0)
-                over = np.flatnonzero(s > limit)
-                at = int(over[0]) if len(over) else -1
-                statistic = int(s[at])
-                flags = None
+            # the Lindley recursion over the whole batch: the running sum, reflected at 0
+            running = self.s + np.cumsum(np.where(rest, up, down).astype(np.int64))
+            statistics = running - np.minimum(np.minimum.accumulate(running), 0)
+            over = np.flatnonzero(statistics > limit)
+            at = int(over[0]) if len(over) else -1
+            statistic = int(statistics[at])
             if at < 0:
                 self.s = statistic
                 self.seen += len(rest)
                 self.watched += len(rest)
-                self.watched_errors += int(rest.sum()) if flags is None else sum(flags)
+                self.watched_errors += int(np.count_nonzero(rest))
                 break
             watched = self.watched + at + 1
-            watched_errors = self.watched_errors + (
-                int(rest[: at + 1].sum()) if flags is None else sum(flags[: at + 1])
-            )
+            watched_errors = self.watched_errors + int(np.count_nonzero(rest[: at + 1]))
             found.append(
                 {
                     "index": start + at,
@@ -176,7 +213,7 @@ class BernoulliCusum:
     def statistic(self) -> float:
         return self.s / self.SCALE
 
-    def state(self) -> dict:
+    def state(self) -> State:
         return {
             "seen": self.seen,
             "errors": self.errors,
@@ -186,26 +223,10 @@ class BernoulliCusum:
             "watched_errors": self.watched_errors,
         }
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: State) -> None:
         self.seen, self.errors, self.s = state["seen"], state["errors"], state["s"]
         self.watched, self.watched_errors = state["watched"], state["watched_errors"]
         self.p0 = math.nan if state["p0"] is None else state["p0"]
-
-
-SMALL_BATCH = 64  # errors up to which the CUSUM walks in Python: numpy's per-call cost dominates below
-
-
-def _walk(errors: list[bool], s: int, up: int, down: int, limit: int) -> tuple[int, int]:
-    """The CUSUM in integers, step by step: the statistic after the last error, or at the first one
-    past ``limit``, and that error's index (-1: none). ``s + cumsum`` reflected at 0, as the numpy
-    path computes it (``s`` is never negative), so the same integers."""
-    for i, error in enumerate(errors):
-        s += up if error else down
-        if s < 0:
-            s = 0
-        if s > limit:
-            return s, i
-    return s, -1
 
 
 def _river(name: str, seed: int):
@@ -246,9 +267,9 @@ class RiverDetector:
         self.detector = _river(self.name, self.seed)
         self.kept: list[int] = []
 
-    def update(self, errors: np.ndarray, stop_at_detection: bool = False) -> list[dict]:
+    def update(self, errors: ArrayLike, stop_at_detection: bool = False) -> list[dict[str, Any]]:
         """As ``BernoulliCusum.update``."""
-        found = []
+        found: list[dict[str, Any]] = []
         for i, e in enumerate(np.asarray(errors, dtype=np.int8).tolist()):
             self.detector.update(e)
             self.kept.append(e)
@@ -287,15 +308,46 @@ class RiverDetector:
         # policy fires on a statistic above the threshold (at 1.0, no detection was ever reported)
         return 0.5
 
-    def state(self) -> dict:
+    def state(self) -> State:
         return {"kept": np.packbits(np.array(self.kept, dtype=bool)), "n": len(self.kept)}
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: State) -> None:
         bits = np.unpackbits(np.asarray(state["kept"], dtype=np.uint8))[: state["n"]]
         self._rebuild(bits.astype(int).tolist())
 
 
-def make_detector(name: str, run_length: float, ratio: float, warmup: int, history: int = 10_000):
-    if name == "cusum":
-        return BernoulliCusum(run_length, ratio, warmup)
-    return RiverDetector(name, history)
+# A detector made from the monitor's settings: run_length, ratio, warmup, history (each uses what it needs)
+DetectorFactory = Callable[[float, float, int, int], ConceptDetector]
+
+
+def _cusum(run_length: float, ratio: float, warmup: int, history: int) -> ConceptDetector:
+    return BernoulliCusum(run_length, ratio, warmup)
+
+
+def _river_detector(name: str) -> DetectorFactory:
+    def make(run_length: float, ratio: float, warmup: int, history: int) -> ConceptDetector:
+        return RiverDetector(name, history)
+
+    return make
+
+
+# Every concept detector by the name ``MonitorSettings.concept_detector`` accepts
+DETECTORS: Mapping[str, DetectorFactory] = MappingProxyType(
+    {"cusum": _cusum, **{name: _river_detector(name) for name in RIVER_DETECTORS}}
+)
+
+
+def make_detector(name: str, run_length: float, ratio: float, warmup: int, history: int = 10_000) -> ConceptDetector:
+    """The detector registered as ``name``, made from the monitor's settings.
+
+    >>> make_detector("cusum", 1e6, 2.0, 500).name
+    'cusum'
+    >>> make_detector("adwn", 1e6, 2.0, 500)
+    Traceback (most recent call last):
+    ...
+    streamdrift.core.errors.ConfigError: unknown concept detector 'adwn': choose one of cusum, adwin, page_hinkley, kswin, ddm, eddm, hddm_a, hddm_w
+    """
+    factory = DETECTORS.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown concept detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    return factory(run_length, ratio, warmup, history)
