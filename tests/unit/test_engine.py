@@ -60,7 +60,7 @@ def _as_a_worker(
 ) -> tuple[PartitionEngine, list[dict]]:
     """Feed the engine as ``Worker.process`` does, each poll bringing the next fetch of each topic.
 
-    ``fetches``: per topic, the sizes of its fetches; a topic is caught up once all its records came
+    ``fetches``: per topic, the sizes of its fetches; a topic has ended once all its records came
     (everything was produced before the worker started, so its lag is 0 only at the end).
     """
     engine = _engine(settings)
@@ -73,8 +73,8 @@ def _as_a_worker(
                 fetched = records[topic][at[topic] : at[topic] + sizes[poll]]
                 at[topic] += len(fetched)
                 engine.add(topic, fetched)
-        caught_up = {topic for topic in records if at[topic] == len(records[topic])}
-        released = engine.release(caught_up)
+        ended = {topic for topic in records if at[topic] == len(records[topic])}
+        released = engine.release(ended)
         assert not released.rejected
         events += released.events
     assert at == {topic: len(rs) for topic, rs in records.items()}
@@ -173,9 +173,9 @@ def test_rejected_records_in_order_models_over_max_models_counted_next_offsets_t
     values[20] = None  # a tombstone
     records = [RawMessage(PREDICTIONS, 0, 100 + i, None, v, (1_700_000_000 + i) * 1000) for i, v in enumerate(values)]
     engine.add(PREDICTIONS, records[:15])
-    assert engine.release(caught_up=set()).records == 0  # the feedback topic may still bring earlier records
+    assert engine.release().records == 0  # the feedback topic may still bring earlier records
     engine.add(PREDICTIONS, records[15:])
-    released = engine.release(caught_up={PREDICTIONS, FEEDBACK})
+    released = engine.release(ended={PREDICTIONS, FEEDBACK})
     assert released.records == 30 and released.events == []
     assert [(r.message.offset, r.reason.split(":")[0]) for r in released.rejected] == [
         (104, "invalid JSON"),
@@ -184,7 +184,7 @@ def test_rejected_records_in_order_models_over_max_models_counted_next_offsets_t
     ]
     assert sorted(engine.monitors) == ["a", "b"]
     assert engine.unmonitored_events == 9  # c's events 2, 5, ..., 29 but 20
-    assert engine.monitors["a"].summary()["predictions_total"] == 10  # 0, 3, ..., 27 (7 was b's, rejected)
+    assert engine.monitors["a"].predictions_total == 10  # 0, 3, ..., 27 (7 was b's, rejected)
     assert engine.offsets == {PREDICTIONS: 130}
 
 
@@ -196,8 +196,8 @@ def test_a_restored_engine_goes_on_as_one_never_stopped(replayed):
     for engine in (whole, first):
         for topic, rs in records.items():
             engine.add(topic, rs[: half[topic]])
-    events = whole.release(caught_up=set()).events
-    events_first = first.release(caught_up=set()).events
+    events = whole.release().events
+    events_first = first.release().events
     data = codec.encode(first.snapshot(), "config")
     snapshot = codec.decode(data, "config", "test")
     # a restart resumes at the snapshot's offsets: what the merge held back is consumed again
@@ -207,7 +207,7 @@ def test_a_restored_engine_goes_on_as_one_never_stopped(replayed):
     for topic, rs in records.items():
         whole.add(topic, rs[half[topic] :])
         second.add(topic, rs[snapshot.offsets[topic] :])
-    events += whole.release(caught_up={PREDICTIONS, FEEDBACK}).events
-    events_second = second.release(caught_up={PREDICTIONS, FEEDBACK}).events
+    events += whole.release(ended={PREDICTIONS, FEEDBACK}).events
+    events_second = second.release(ended={PREDICTIONS, FEEDBACK}).events
     assert _by_alert(events_first + events_second) == _by_alert(events)
     assert state_bytes(second.monitors) == state_bytes(whole.monitors)

@@ -28,8 +28,8 @@ def merged(arrivals: list[list[RawMessage]]) -> list[RawMessage]:
     for fetch in arrivals:
         for r in fetch:
             merge.add(r)
-        out += [r for _, run in merge.release(caught_up=set()) for r in run]
-    out += [r for _, run in merge.release(caught_up={PRED, FB}) for r in run]
+        out += [r for _, run in merge.release().runs for r in run]
+    out += [r for _, run in merge.release(ended={PRED, FB}).runs for r in run]
     return out
 
 
@@ -77,7 +77,7 @@ def test_restart_keeps_late_records_in_the_epoch_the_first_run_gave_them():
     merge = EpochMerge(epoch_ms=1000, sides=(PRED, FB))
     late = RawMessage(PRED, 0, 1, None, b"", 500)  # timestamp in epoch 0, after a record of epoch 2
     merge.add(RawMessage(PRED, 0, 0, None, b"", 2500))
-    released = merge.release(caught_up={PRED, FB})
+    released = merge.release(ended={PRED, FB}).runs
     restarted = EpochMerge(epoch_ms=1000, sides=(PRED, FB))
     restarted.load_state(merge.state())
     for m in (merge, restarted):
@@ -89,7 +89,7 @@ def test_restart_keeps_late_records_in_the_epoch_the_first_run_gave_them():
 def test_a_restart_with_another_epoch_width_keeps_the_record_time_reached():
     merge = EpochMerge(epoch_ms=1000, sides=(PRED, FB))
     merge.add(RawMessage(PRED, 0, 0, None, b"", 2500))
-    merge.release(caught_up={PRED, FB})
+    merge.release(ended={PRED, FB})
     restarted = EpochMerge(epoch_ms=100, sides=(PRED, FB))
     restarted.load_state(merge.state())
     restarted.add(RawMessage(PRED, 0, 1, None, b"", 500))  # late: joins the epoch reached, 2000 ms

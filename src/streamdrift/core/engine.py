@@ -10,9 +10,9 @@ and the records rejected, each in order. What happens to them next is the
 caller's: the worker stamps ``emitted_at`` and produces them to Kafka, replay
 writes them to a file. Since both run this one loop, a backtest over files
 raises the drift events a worker raises over the same records (same
-``alert_id``), as long as the worker never had to release an epoch early (see
-``merge.EpochMerge``: a side caught up to its high watermark, or
-``max_buffered`` reached).
+``alert_id``), as long as the worker never forced a release (see
+``merge.EpochMerge``: a topic idle for ``max_task_idle_ms``, or
+``max_buffered`` reached; ``Released.forced`` says so).
 
 The engine knows no Kafka and no clock: its state (monitors, merge, next
 offsets) depends only on the records added and their order.
@@ -28,12 +28,12 @@ Examples
 ...     value = {"event_id": f"e{offset}", "model_id": "m", "timestamp": t, "features": {"x": 1.0}, "prediction": 1}
 ...     return RawMessage("p", 0, offset, None, orjson.dumps(value), t * 1000)
 >>> engine.add("p", [prediction(0, 1), prediction(1, 2), RawMessage("p", 0, 2, None, b"{}", 2000)])
->>> engine.release(caught_up=set()).records  # the feedback side may still have records of those times
+>>> engine.release().records  # the feedback topic may still bring records of those times
 0
->>> out = engine.release(caught_up={"p", "f"})
->>> out.records, out.events, [(r.message.offset, r.reason) for r in out.rejected]
-(3, [], [(2, "missing field 'event_id'")])
->>> engine.offsets, engine.monitors["m"].summary()["predictions_total"]
+>>> out = engine.release(ended={"p", "f"})
+>>> out.records, out.events, [(r.message.offset, r.reason) for r in out.rejected], out.forced
+(3, [], [(2, "missing field 'event_id'")], None)
+>>> engine.offsets, engine.monitors["m"].predictions_total
 ({'p': 3}, 2)
 """
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from streamdrift.core.decode import decode_feedback, decode_predictions
-from streamdrift.core.merge import EpochMerge
+from streamdrift.core.merge import EpochMerge, Forced
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
 from streamdrift.core.state import Snapshot
@@ -66,6 +66,7 @@ class Released:
     events: list[DriftEvent] = field(default_factory=list)  # drift events raised, without ``emitted_at``
     rejected: list[Rejected] = field(default_factory=list)  # records that failed validation: dead letters
     records: int = 0  # records released by the merge (rejected ones included)
+    forced: Forced | None = None  # why the merge went ahead of the log order, if it did (``EpochMerge.release``)
 
 
 class PartitionEngine:
@@ -144,15 +145,17 @@ class PartitionEngine:
         """Records added and not released yet."""
         return self.merge.buffered()
 
-    def release(self, caught_up: Collection[str]) -> Released:
-        """Decode and monitor what the merge releases now.
+    def release(self, ended: Collection[str] = (), idle: Collection[str] = ()) -> Released:
+        """Decode and monitor what the merge releases now (see ``merge.EpochMerge.release``).
 
-        ``caught_up``: the topics that have nothing more to give right now (at
-        their high watermark, or at the end of a file); their epochs need not
-        wait for more records.
+        ``ended``: the topics whose log has ended (a file read to its end);
+        nothing of theirs is waited for, and the order stays the log's.
+        ``idle``: the topics that had nothing for ``max_task_idle_ms``; not
+        waiting for them is a forced release (``Released.forced``).
         """
-        out = Released()
-        for topic, records in self.merge.release(set(caught_up)):
+        release = self.merge.release(ended, idle)
+        out = Released(forced=release.forced)
+        for topic, records in release.runs:
             self._process_run(topic, records, out)
         return out
 

@@ -1,25 +1,43 @@
-"""Merge a partition's predictions and feedback into one order that replays the same.
+"""Merge a partition's predictions and feedback into one order that is a function of the log.
 
 The join (``join.py``) pairs a label with its prediction whichever comes
 first, but *when* a pair completes decides where it lands in the error stream
 and in the metric windows. If that depended on how the consumer happened to
-fetch the two topics, a replay after a crash could give another state. So,
-like Kafka Streams, the worker merges the co-partitioned inputs by record
-timestamp before anything else sees them.
+fetch the two topics, a replay after a crash, or a fresh group reading the
+same log as a backlog, could give another state. So, like Kafka Streams, the
+worker merges the co-partitioned inputs by record timestamp before anything
+else sees them.
 
 The merge works in *epochs* of ``epoch_ms`` of record time, so it can hand
 out large batches. Every record gets an epoch: its timestamp's epoch, or the
 highest epoch already given on its own side if that is later (a late record
 joins the open epoch; this depends only on the side's own offset order).
-Epoch ``k`` is released once every side has moved past it (a record of a
-later epoch has been seen) or has nothing more to give right now (caught up
-to its high watermark). Released epochs are processed in order, and within
-an epoch the predictions before the feedback, each side in offset order.
+Released epochs are processed in order, and within an epoch the predictions
+before the feedback, each side in offset order: the *log order*, one total
+order of the two logs.
 
-Replays and restarts give the same order as long as the "caught up" escape
-was not needed, the same guarantee as Kafka Streams' timestamp
-synchronisation; ``state()`` keeps the epoch reached on each side so a restart
-assigns late records as the first run did.
+The release rule:
+
+1. **The log's rule.** Epoch ``k`` is released once every side has moved
+   past it: a record of a later epoch has been seen on it, or its log has
+   ended (``ended``: a file read to its end, never a Kafka topic). Then
+   every record of epoch ``k`` or earlier is here (a side's epochs never go
+   down), so what is released is always the next piece of the log order,
+   however the logs were split into polls.
+2. **A forced release.** A side that has had nothing for a while (``idle``:
+   the worker's ``max_task_idle_ms``, on the wall clock) is not waited for:
+   the epochs every *other* side has moved past are released. Past
+   ``max_buffered`` records held on a side, its oldest epoch is released
+   (bounded memory wins over order). A record that then comes on the side
+   that was not waited for, in an epoch already released on another side,
+   is processed after it: that is where the order can depart from the log's.
+   ``Release.forced`` says a release went ahead of the log's rule, and why,
+   so the worker counts and logs every one.
+
+Replays and restarts give the same order when no release was forced, the
+same guarantee as Kafka Streams' timestamp synchronisation; ``state()``
+keeps the epoch reached on each side so a restart assigns late records as
+the first run did.
 
 Examples
 --------
@@ -29,26 +47,41 @@ Examples
 ...     return RawMessage(side, 0, offset, None, b"", ts)
 >>> for r in [rec("p", 0, 100), rec("p", 1, 900), rec("p", 2, 1500), rec("f", 0, 950), rec("f", 1, 2100)]:
 ...     m.add(r)
->>> def release(caught_up):
-...     return [(side, [r.offset for r in records]) for side, records in m.release(caught_up)]
->>> release(set())          # epoch 0 is complete on both sides
-[('p', [0, 1]), ('f', [0])]
->>> release({"p"})          # p has nothing more: epoch 1 is complete too
-[('p', [2])]
->>> release({"p", "f"})
-[('f', [1])]
+>>> def release(**sides):
+...     out = m.release(**sides)
+...     return [(side, [r.offset for r in records]) for side, records in out.runs], out.forced
+>>> release()               # epoch 0 is complete on both sides; p has not moved past epoch 1
+([('p', [0, 1]), ('f', [0])], None)
+>>> release(idle={"p"})     # p had nothing for a while: epoch 1 is released without waiting for it
+([('p', [2])], 'idle')
+>>> release(ended={"p", "f"})  # both logs ended: the rest is the log order too
+([('f', [1])], None)
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Collection
 from itertools import accumulate, repeat
 from operator import attrgetter, floordiv
+from typing import Literal, NamedTuple, TypeAlias
 
 from streamdrift.core.protocols import State
 from streamdrift.core.records import RawMessage
 
 _TIMESTAMP = attrgetter("timestamp_ms")
+_NEVER = float("inf")  # the epoch limit of a side that holds nothing back
+
+# Why a release went ahead of the log's rule: a side was idle, or a side held more than max_buffered records.
+Forced: TypeAlias = Literal["idle", "max_buffered"]
+Runs: TypeAlias = list[tuple[str, list[RawMessage]]]
+
+
+class Release(NamedTuple):
+    """What one ``EpochMerge.release`` gave."""
+
+    runs: Runs  # [(side, records in offset order), ...], to process in this order
+    forced: Forced | None  # None: every run is in the log order; else why some went ahead of it
 
 
 class _Side:
@@ -91,7 +124,8 @@ class EpochMerge:
         The topics, in the order they are processed within an epoch.
     max_buffered
         Records held back per side; past it, the oldest epochs are released
-        even if another side has not caught up (bounded memory wins over order).
+        even if another side has not moved past them (a forced release:
+        bounded memory wins over order).
     """
 
     def __init__(self, epoch_ms: int, sides: tuple[str, ...], max_buffered: int = 100_000):
@@ -122,18 +156,27 @@ class EpochMerge:
         pending.epochs += epochs[1:]
         pending.records += records
 
-    def release(self, caught_up: set[str]) -> list[tuple[str, list[RawMessage]]]:
-        """Runs of records to process now, in order: ``[(side, records), ...]``."""
-        # on a side, epochs before its latest are complete; all of them are when it is caught up
-        limit = min(float("inf") if s in caught_up else self.seen_epoch[s] for s in self.sides)
+    def release(self, ended: Collection[str] = (), idle: Collection[str] = ()) -> Release:
+        """The runs of records to process now, in order, and whether the release was forced.
+
+        ``ended``: sides whose log has ended (nothing will ever follow: a file
+        read to its end); not waiting for them keeps the log order. ``idle``:
+        sides that had nothing for a while; not waiting for them is a forced
+        release, which a record coming later on them can find out of order.
+        """
+        # the log's rule: every epoch before the one a side has reached is complete on that side
+        in_order = self._limit(waited=[s for s in self.sides if s not in ended])
+        limit = self._limit(waited=[s for s in self.sides if s not in ended and s not in idle])
+        unforced = limit
         if any(len(q) > self.max_buffered for q in self.pending.values()):
             limit = max(limit, min(q.head() + 1 for q in self.pending.values() if len(q)))
-        runs: list[tuple[str, list[RawMessage]]] = []
+        runs: Runs = []
+        last: int | None = None  # the latest epoch released
         while True:
             heads = [q.head() for q in self.pending.values() if len(q)]
             if not heads or min(heads) >= limit:
-                return runs
-            epoch = min(heads)
+                break
+            last = epoch = min(heads)
             for side in self.sides:
                 run = self.pending[side].take(epoch) if len(self.pending[side]) else []
                 if run:
@@ -142,6 +185,16 @@ class EpochMerge:
                         runs[-1][1].extend(run)
                     else:
                         runs.append((side, run))
+        forced: Forced | None = None
+        if last is not None and last >= unforced:
+            forced = "max_buffered"
+        elif last is not None and last >= in_order:
+            forced = "idle"
+        return Release(runs, forced)
+
+    def _limit(self, waited: list[str]) -> float:
+        """The first epoch not every side of ``waited`` has moved past (none waited for: no limit)."""
+        return min((self.seen_epoch[s] for s in waited), default=_NEVER)
 
     def buffered(self) -> int:
         return sum(len(q) for q in self.pending.values())

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     merge_epoch_ms: int = Field(
         100, ge=1, description="record-time epochs in which predictions and feedback are merged (predictions first)"
     )
+    max_task_idle_ms: int = Field(
+        3000,
+        ge=0,
+        description="a topic caught up and without a record this long is not waited for by the merge: a forced "
+        "release, counted (streamdrift_merge_forced_releases_total), where the order can depart from the log's",
+    )
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
     snapshot_dir: Path = Path(".streamdrift/snapshots")
     snapshot_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")

@@ -54,7 +54,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
-from streamdrift.core.engine import DriftEvent, PartitionEngine
+from streamdrift.core.engine import DriftEvent, PartitionEngine, Released
 from streamdrift.core.errors import ConfigError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
@@ -64,6 +64,7 @@ from streamdrift.runtime import kafka
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError
 from streamdrift.runtime.exporter import Health, ModelCollector, serve
+from streamdrift.runtime.idle import IdleClock
 from streamdrift.runtime.settings import Settings
 
 log = logging.getLogger("streamdrift.worker")
@@ -93,6 +94,7 @@ class PartitionState:
     engine: PartitionEngine  # merge, monitors, next offsets; its unmonitored_events are not snapshotted
     resumed_at: dict[str, int] = field(default_factory=dict)  # topic -> offset assigned at (OFFSET_INVALID: reset)
     dirty: bool = False  # changed since its last checkpoint
+    idle: IdleClock = field(default_factory=IdleClock)  # when its topics last brought records (max_task_idle_ms)
 
 
 class Worker:
@@ -123,6 +125,13 @@ class Worker:
         )
         self.m_alerts = Counter(
             "streamdrift_alerts_published", "Drift events produced to the alerts topic", registry=reg
+        )
+        self.m_forced = Counter(
+            "streamdrift_merge_forced_releases",
+            "Merge releases that did not wait for a topic (idle for max_task_idle_ms, or max_buffered reached): "
+            "where the order can depart from the log's",
+            ["reason"],
+            registry=reg,
         )
         self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models", registry=reg)
         self.m_snapshot_ts = Gauge(
@@ -309,13 +318,16 @@ class Worker:
             )
             # fetches come as runs of one topic partition: sort (stable) and hand each run over whole
             records.sort(key=_PARTITION_TOPIC)
+            now = time.monotonic()
             for (p, topic), run in groupby(records, _PARTITION_TOPIC):
                 state = self.partitions.get(p)
                 if state is not None:  # else revoked in this poll: the new owner consumes it from the committed offset
                     state.engine.add(topic, list(run))
+                    state.idle.arrived(topic, now)
             for p, state in sorted(self.partitions.items()):
-                caught_up = {t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0}
-                released = state.engine.release(caught_up)
+                idle = self._idle_topics(p, state, now)
+                released = state.engine.release(idle=idle)
+                self._count_forced(p, state, released, idle)
                 for rejected in released.rejected:
                     self._dead_letter(rejected)
                 self._publish(released.events)
@@ -323,6 +335,32 @@ class Worker:
                     state.dirty = True
             self.m_unmonitored.set(sum(st.engine.unmonitored_events for st in self.partitions.values()))
         self.producer.poll(0)
+
+    def _idle_topics(self, p: int, state: PartitionState, now: float) -> set[str]:
+        """Partition ``p``'s topics the merge stops waiting for (``runtime/idle.py``): caught up, and silent
+        for ``max_task_idle_ms``. The wall clock decides only whether to force a release, never the order."""
+        caught_up = [t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0]
+        return state.idle.idle(caught_up, self.settings.max_task_idle_ms / 1000, now)
+
+    def _count_forced(self, p: int, state: PartitionState, released: Released, idle: set[str]) -> None:
+        """Count every forced release; log the first of a run of them (a partition without labels forces each poll)."""
+        if not released.records:
+            return
+        if released.forced is not None:
+            self.m_forced.labels(released.forced).inc()
+            if state.idle.last_forced != released.forced:
+                log.info(
+                    "merge: forced release, the order may depart from the log's",
+                    extra={
+                        "fields": {
+                            "partition": p,
+                            "reason": released.forced,
+                            "idle_topics": sorted(idle),
+                            "max_task_idle_ms": self.settings.max_task_idle_ms,
+                        }
+                    },
+                )
+        state.idle.last_forced = released.forced
 
     @staticmethod
     def _without_errors(messages: list) -> list:
