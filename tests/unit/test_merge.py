@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
 
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.merge import EpochMerge
@@ -94,3 +96,140 @@ def test_a_restart_with_another_epoch_width_keeps_the_record_time_reached():
     restarted.load_state(merge.state())
     restarted.add(RawMessage(PRED, 0, 1, None, b"", 500))  # late: joins the epoch reached, 2000 ms
     assert restarted.pending[PRED].head() == 20
+
+
+# -- the log's rule, as a property: how the two logs are cut into polls never shows ---------------------------
+
+EPOCH_MS = 100
+
+
+def log_order(logs: dict[str, list[RawMessage]]) -> list[tuple[str, int]]:
+    """The order the log alone gives: by epoch (a late record takes the epoch its side reached), predictions
+    before feedback within an epoch, each side in offset order. Written out plainly, as the reference."""
+    keyed = []
+    for rank, side in enumerate((PRED, FB)):
+        reached = -1
+        for r in logs[side]:
+            reached = max(reached, r.timestamp_ms // EPOCH_MS)
+            keyed.append((reached, rank, r.offset, side))
+    return [(side, offset) for _, _, offset, side in sorted(keyed)]
+
+
+@st.composite
+def two_logs(draw: st.DrawFn) -> dict[str, list[RawMessage]]:
+    """Two sides' logs over the same stretch of record time; mostly in time order, some records late."""
+    logs = {}
+    for side in (PRED, FB):
+        steps = draw(st.lists(st.integers(-150, 120), max_size=40), label=f"{side} time steps")
+        t, records = 1_000, []
+        for offset, step in enumerate(steps):
+            t = max(t + step, 0)
+            records.append(RawMessage(side, 0, offset, None, b"", t))
+        logs[side] = records
+    return logs
+
+
+@st.composite
+def polls(draw: st.DrawFn, logs: dict[str, list[RawMessage]]) -> list[tuple[str, int]]:
+    """A consumer's polls: (side, records fetched), the sides in any interleaving, fetches of any size."""
+    left = {side: len(records) for side, records in logs.items()}
+    out: list[tuple[str, int]] = []
+    while any(left.values()):
+        side = draw(st.sampled_from([s for s in (PRED, FB) if left[s]]))
+        size = draw(st.integers(0, left[side]))
+        left[side] -= size
+        out.append((side, size))
+    return out
+
+
+def consume(logs, fetches, restart_at: int | None = None) -> list[tuple[str, int]]:
+    """Feed ``fetches`` in order, releasing after each without ever forcing; the logs end; ``restart_at``: after
+    that poll, the merge is made again from its state and the unreleased records are fetched again."""
+    merge = EpochMerge(EPOCH_MS, (PRED, FB))
+    at = {PRED: 0, FB: 0}
+    released: list[tuple[str, int]] = []
+
+    def take(release) -> None:
+        assert release.forced is None
+        released.extend((side, r.offset) for side, run in release.runs for r in run)
+
+    for poll, (side, size) in enumerate(fetches):
+        merge.extend(side, logs[side][at[side] : at[side] + size])
+        at[side] += size
+        take(merge.release())
+        if poll == restart_at:
+            state = merge.state()
+            merge = EpochMerge(EPOCH_MS, (PRED, FB))
+            merge.load_state(state)
+            for s in (PRED, FB):  # resume after the last released record of each side, as from a snapshot
+                at[s] = max((offset + 1 for side_, offset in released if side_ == s), default=0)
+    for side in (PRED, FB):  # what was fetched again after the restart, then the end of both logs
+        merge.extend(side, logs[side][at[side] :])
+    take(merge.release(ended={PRED, FB}))
+    return released
+
+
+@seed(16)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_split_into_polls_releases_the_log_order_when_nothing_is_forced(data: st.DataObject) -> None:
+    logs = data.draw(two_logs(), label="logs")
+    fetches = data.draw(polls(logs), label="polls")
+    restart_at = data.draw(st.none() | st.integers(0, max(len(fetches) - 1, 0)), label="restart after poll")
+    assert consume(logs, fetches, restart_at) == log_order(logs)
+
+
+def offsets(release) -> list[tuple[str, list[int]]]:
+    return [(side, [r.offset for r in run]) for side, run in release.runs]
+
+
+def test_a_topic_with_nothing_new_is_waited_for_however_long_it_has_been_caught_up():
+    # what changed (issue 16, item 6): a topic at its high watermark no longer releases the epoch it is in
+    merge = EpochMerge(1000, (PRED, FB))
+    merge.extend(PRED, [RawMessage(PRED, 0, i, None, b"", t) for i, t in enumerate((100, 1500, 2500))])
+    merge.extend(FB, [RawMessage(FB, 0, 0, None, b"", 200)])
+    assert merge.release().runs == []  # feedback has not moved past epoch 0: a label of epoch 0 may follow
+    merge.extend(FB, [RawMessage(FB, 0, 1, None, b"", 1200)])
+    release = merge.release()
+    assert offsets(release) == [(PRED, [0]), (FB, [0])] and release.forced is None
+    assert merge.release().runs == [] and merge.buffered() == 3
+
+
+def test_a_forced_release_says_so_and_a_late_record_then_lands_out_of_the_log_order():
+    times = {PRED: (100, 1500, 2500), FB: (200, 2600)}
+    logs = {side: [RawMessage(side, 0, i, None, b"", t) for i, t in enumerate(ts)] for side, ts in times.items()}
+    merge = EpochMerge(1000, (PRED, FB))
+    merge.extend(PRED, logs[PRED])
+    forced = merge.release(idle={FB})  # feedback idle: what predictions moved past goes without it
+    assert offsets(forced) == [(PRED, [0, 1])] and forced.forced == "idle"
+    merge.extend(FB, logs[FB])  # then its label of epoch 0 comes
+    after = merge.release()
+    assert offsets(after) == [(FB, [0])] and after.forced is None  # released by the log's rule, but too late:
+    got = [(side, r.offset) for side, run in forced.runs + after.runs for r in run]
+    assert got == [(PRED, 0), (PRED, 1), (FB, 0)]
+    assert log_order_ms(logs, 1000)[:3] == [(PRED, 0), (FB, 0), (PRED, 1)]
+
+
+def log_order_ms(logs: dict[str, list[RawMessage]], epoch_ms: int) -> list[tuple[str, int]]:
+    keyed = [
+        (r.timestamp_ms // epoch_ms, rank, r.offset, side) for rank, side in enumerate((PRED, FB)) for r in logs[side]
+    ]
+    return [(side, offset) for _, _, offset, side in sorted(keyed)]
+
+
+def test_an_idle_topic_that_holds_nothing_back_forces_nothing():
+    merge = EpochMerge(1000, (PRED, FB))
+    merge.extend(FB, [RawMessage(FB, 0, 0, None, b"", 2500)])  # feedback ahead: predictions are the wait
+    merge.extend(PRED, [RawMessage(PRED, 0, i, None, b"", t) for i, t in enumerate((100, 1500))])
+    release = merge.release(idle={FB})
+    assert offsets(release) == [(PRED, [0])]
+    assert release.forced is None  # the log's rule alone released it
+
+
+def test_past_max_buffered_the_oldest_epoch_goes_forced():
+    merge = EpochMerge(1000, (PRED, FB), max_buffered=2)
+    merge.extend(PRED, [RawMessage(PRED, 0, i, None, b"", t) for i, t in enumerate((100, 200, 1100, 2100))])
+    release = merge.release()
+    assert offsets(release) == [(PRED, [0, 1])]
+    assert release.forced == "max_buffered"
+    assert merge.release().runs == []  # back within the bound: waiting for feedback again
