@@ -161,16 +161,18 @@ def test_the_summary_is_typed_and_frozen(monitored, lower_level):
     with pytest.raises(dataclasses.FrozenInstanceError):
         summary.predictions = 0  # type: ignore[misc]
     lower = lower_level[0]["credit-risk"].summary()
+    assert isinstance(lower, MonitorSummary)  # one type for the API, the worker's monitors and the exporter
+    assert summary == dataclasses.replace(lower, rejected=summary.rejected)  # what the worker knows, and rejections
     assert (summary.predictions, summary.feedback, summary.labelled, summary.errors) == (
         8000,
-        lower["feedback_total"],
-        lower["labelled_total"],
-        lower["errors_total"],
+        lower.feedback,
+        lower.labelled,
+        lower.errors,
     )
     assert summary.drift_events == {"data_drift": 1, "prediction_drift": 1, "label_drift": 1, "concept_drift": 1}
     assert summary.last_drift is not None
     assert (summary.last_drift.kind, summary.last_drift.alert_id) == ("concept_drift", drift[-1]["alert_id"])
     assert [f.feature for f in summary.top_features[:2]] == ["debt_ratio", "income"]
-    assert summary.top_features[0].psi == lower["feature_scores"]["debt_ratio"]
-    assert summary.window_metrics["accuracy"] == lower["performance"]["window"]["accuracy"]
+    assert summary.top_features[0].psi == lower.feature_scores["debt_ratio"]
+    assert summary.window_metrics["accuracy"] == lower.window_performance["accuracy"]
     assert summary.task == "classification" and summary.reference_source == "warm-up"

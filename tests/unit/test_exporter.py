@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import orjson
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamdrift.core.config import MonitorSettings
-from streamdrift.runtime.exporter import OTHER, ModelCollector
+from streamdrift.runtime.exporter import OTHER, ModelCollector, status_json
 from streams import demo_messages, run_monitors
 
 
@@ -74,17 +78,70 @@ def test_the_collectors_own_text_is_what_prometheus_client_writes_byte_for_byte(
     odd = 'a "quoted"\\back\nslash é'  # a feature name may hold anything a JSON key can
     summaries = {m: x.summary() for m, x in monitors.items()}
     s = summaries["churn"]
-    s["feature_scores"][odd] = float("nan")
-    s["quality"][odd] = dict.fromkeys(
+    s.feature_scores[odd] = float("nan")
+    s.quality[odd] = dict.fromkeys(
         ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate"), float("inf")
     )
-    s["type_mismatches"][odd] = 3
+    s.type_mismatches[odd] = 3
     collector = ModelCollector(lambda: summaries, 2)
     registry = CollectorRegistry()
     registry.register(collector)
     expected = generate_latest(registry)
     assert collector.exposition() == expected
-    s["predictions_total"] += 1  # a second scrape, from the kept prefixes: the new values
+    summaries["churn"] = replace(s, predictions=s.predictions + 1)  # a second scrape, from the kept prefixes
     assert collector.exposition() == generate_latest(registry) != expected
     parsed = {f.name: f.samples for f in text_string_to_metric_families(collector.exposition().decode())}
     assert any(x.labels.get("feature") == odd for x in parsed["streamdrift_type_mismatches"])
+
+
+STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift status` read it
+    "concept_statistic",
+    "drift_events",
+    "errors_total",
+    "estimated_accuracy",
+    "feature_scores",
+    "feedback_total",
+    "join",
+    "label_scores",
+    "labelled_total",
+    "last_drift",
+    "last_event_time",
+    "output_scores",
+    "performance",
+    "predictions_total",
+    "quality",
+    "reference_accuracy",
+    "reference_ready",
+    "reference_source",
+    "segments",
+    "task",
+    "type_mismatches",
+    "versions",
+]
+
+
+def test_status_json_writes_each_summary_as_the_dict_it_always_was():
+    """/status serialises each model's typed summary through ``as_dict``: the same keys and values as the
+    summary's attributes, keys sorted."""
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    s = next(m.summary() for m in monitors.values() if m.last_drift is not None)
+    body = orjson.loads(status_json({"ready": True, "partitions": {"0": {"models": {s.model_id: s}}}}))
+    d = body["partitions"]["0"]["models"][s.model_id]
+    assert sorted(d) == STATUS_KEYS
+    assert (d["predictions_total"], d["feedback_total"], d["labelled_total"], d["errors_total"]) == (
+        s.predictions,
+        s.feedback,
+        s.labelled,
+        s.errors,
+    )
+    assert s.last_drift is not None
+    assert d["last_drift"] == {
+        "kind": s.last_drift.kind,
+        "alert_id": s.last_drift.alert_id,
+        "detected_at": s.last_drift.detected_at,
+    }
+    assert d["performance"]["window"]["accuracy"] == s.window_performance["accuracy"] == s.window_metrics["accuracy"]
+    assert sorted(d["performance"]) == ["cumulative", "window"]
+    assert d["drift_events"] == s.drift_events and d["join"] == s.join
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        status_json({"x": object()})

@@ -215,10 +215,10 @@ def test_a_model_without_features_is_monitored_on_its_outputs_and_labels(tmp_pat
             offsets[topic] += 1
     monitors, _ = run_monitors(messages, 40, small)
     summary = monitors["m"].summary()
-    assert summary["reference_ready"] and summary["feature_scores"] == {}
-    assert summary["predictions_total"] == 600 and summary["labelled_total"] == 600
-    assert set(summary["output_scores"]) == {"prediction", "score"}
-    assert summary["performance"]["window"]  # graded: metrics over the window
+    assert summary.reference_ready and summary.feature_scores == {}
+    assert summary.predictions == 600 and summary.labelled == 600
+    assert set(summary.output_scores) == {"prediction", "score"}
+    assert summary.window_performance  # graded: metrics over the window
     # and it survives a snapshot: stopped after 400 messages, restored, fed the rest, it ends in the same state
     first, _ = run_monitors(messages[:400], 40, small)
     store = LocalSnapshotStore(tmp_path, small.fingerprint())

@@ -62,7 +62,7 @@ def test_monitor_with_a_profile_detects_from_the_first_window(training):
     _, events = run_monitors(messages, 250, SETTINGS, with_profile)
     assert [e["kind"] for e in events] == ["data_drift", "prediction_drift"]
     assert events[0]["window"]["end_offset"] == 999  # the first full window
-    assert with_profile["credit-risk"].summary()["reference_source"] == "profile"
+    assert with_profile["credit-risk"].summary().reference_source == "profile"
     _, warmup_events = run_monitors(messages, 250, SETTINGS)  # a warm-up reference learns the drifted data
     assert warmup_events == []
 

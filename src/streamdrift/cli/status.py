@@ -133,7 +133,7 @@ def from_snapshots(directory: Path, settings: Settings) -> dict:
                 "settings (the same --config FILE or STREAMDRIFT_MONITOR__* environment)."
             ) from None
         assert snapshot is not None
-        models = {m: new_monitor(m, st).summary() for m, st in snapshot.models.items()}
+        models = {m: new_monitor(m, st).summary().as_dict() for m, st in snapshot.models.items()}
         partitions[str(p)] = {"offsets": snapshot.offsets, "models": models}
     return {"partitions": partitions}
 

@@ -49,7 +49,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -58,8 +58,9 @@ from streamdrift.core import state as codec
 from streamdrift.core.config import ModelSettings, MonitorSettings
 from streamdrift.core.decode import _MODEL_ID, decode_feedback, decode_predictions
 from streamdrift.core.errors import SnapshotError
-from streamdrift.core.monitor import TOP_FEATURES, ModelMonitor, monitor_factory
+from streamdrift.core.monitor import ModelMonitor, monitor_factory
 from streamdrift.core.records import RawMessage, Rejected
+from streamdrift.core.summary import FeatureScore, LastDrift, MonitorSummary
 
 __all__ = ["FeatureScore", "LastDrift", "Monitor", "MonitorSummary", "Rejection"]
 
@@ -79,79 +80,6 @@ class Rejection:
     kind: Kind
     offset: int
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class LastDrift:
-    """The latest drift event: its kind, id, and the event time of the event that triggered it, as written."""
-
-    kind: str
-    alert_id: str
-    detected_at: float | str
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureScore:
-    """A feature and its PSI, latest window against the reference."""
-
-    feature: str
-    psi: float
-
-
-@dataclass(frozen=True, slots=True)
-class MonitorSummary:
-    """What a monitor knows of its model, at one point of the stream.
-
-    Attributes
-    ----------
-    model_id
-        The model watched.
-    predictions, feedback
-        Events of each kind monitored (rejected ones aside).
-    labelled, errors
-        Predictions graded by feedback (joined, or carried by the feedback), and the wrong ones.
-    rejected
-        Events rejected (another model's, or breaking the contract).
-    reference_ready, reference_source
-        Whether the reference is complete, and what it is: ``"profile"`` or ``"warm-up"``.
-    task
-        ``"classification"``, ``"regression"``, or None until the first graded prediction.
-    drift_events
-        Drift events raised, by kind.
-    last_drift
-        The latest drift event, or None.
-    top_features
-        The most drifted features of the latest window (at most 10), by PSI, highest first.
-    window_metrics
-        The latest full window's metrics with a number as value (accuracy, f1, roc_auc, ... or mae,
-        rmse, ...); empty before the first window of graded predictions.
-    estimated_accuracy
-        Accuracy estimated from the scores (CBPE) over the latest window, None without scores.
-    reference_accuracy
-        The accuracy degradation is measured against (classification), None before it is known.
-    concept_statistic
-        The concept-drift detector's statistic on the error stream.
-    last_event_time
-        The latest event time seen, epoch seconds.
-    """
-
-    model_id: str
-    predictions: int
-    feedback: int
-    labelled: int
-    errors: int
-    rejected: int
-    reference_ready: bool
-    reference_source: str
-    task: str | None
-    drift_events: dict[str, int]
-    last_drift: LastDrift | None
-    top_features: tuple[FeatureScore, ...]
-    window_metrics: dict[str, float]
-    estimated_accuracy: float | None
-    reference_accuracy: float | None
-    concept_statistic: float
-    last_event_time: float
 
 
 class Monitor:
@@ -247,29 +175,7 @@ class Monitor:
 
     def summary(self) -> MonitorSummary:
         """Counters, drift so far, the latest window's scores and metrics."""
-        s = self._monitor.summary()
-        last = s["last_drift"]
-        ranked = sorted(s["feature_scores"].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
-        window = s["performance"]["window"]
-        return MonitorSummary(
-            model_id=self.model_id,
-            predictions=s["predictions_total"],
-            feedback=s["feedback_total"],
-            labelled=s["labelled_total"],
-            errors=s["errors_total"],
-            rejected=self._rejected_total,
-            reference_ready=s["reference_ready"],
-            reference_source=s["reference_source"],
-            task=s["task"],
-            drift_events=dict(s["drift_events"]),
-            last_drift=LastDrift(last["kind"], last["alert_id"], last["detected_at"]) if last else None,
-            top_features=tuple(FeatureScore(name, psi) for name, psi in ranked),
-            window_metrics={k: v for k, v in window.items() if type(v) in (int, float)},
-            estimated_accuracy=s["estimated_accuracy"],
-            reference_accuracy=s["reference_accuracy"],
-            concept_statistic=s["concept_statistic"],
-            last_event_time=s["last_event_time"],
-        )
+        return replace(self._monitor.summary(), rejected=self._rejected_total)
 
     # -- state ----------------------------------------------------------------------------------
 

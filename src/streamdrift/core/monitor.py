@@ -53,8 +53,8 @@ from streamdrift.core.policy import AlertPolicy, action_for, drift_event, rfc333
 from streamdrift.core.records import FeedbackBatch, PredictionBatch
 from streamdrift.core.sketch import StreamSketch
 from streamdrift.core.stats import chi2_critical
+from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
 
-TOP_FEATURES = 10
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
 STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
 QUALITY_RATES = ("missing_rate", "missing_rate_ref", "invalid_rate", "out_of_range_rate", "new_category_rate")
@@ -584,35 +584,36 @@ class ModelMonitor:
         names = [c.name for c in self.features.columns][: self._quality.shape[1]]
         return {n: dict(zip(QUALITY_RATES, rates)) for n, rates in zip(names, self._quality.T.tolist())}
 
-    def summary(self) -> dict:
-        """What the exporter and `status` show: counters, latest scores, data quality."""
-        return {
-            "predictions_total": self.predictions_total,
-            "feedback_total": self.feedback_total,
-            "labelled_total": self.labelled_total,
-            "errors_total": self.errors_total,
-            "reference_ready": self.features.ready,
-            "reference_source": self.reference_source,
-            "drift_events": dict(self.drift_events),
-            "last_drift": self.last_drift,
-            "feature_scores": self.features.last_scores,  # replaced, never mutated: no copy needed
-            "output_scores": self.outputs.last_scores,
-            "label_scores": self.labels.last_scores,
-            "type_mismatches": dict(self.features.type_mismatches),
-            "quality": self.quality,
-            "concept_statistic": self.concept.statistic,
-            "task": self.task,
-            "performance": {
-                "window": self.performance_report,
-                "cumulative": self.performance.report("cumulative") if self.performance else {},
-            },
-            "estimated_accuracy": self.cbpe.estimate("window"),
-            "reference_accuracy": self.degradation.reference_value if self.task == "classification" else None,
-            "join": self.join.counters(),
-            "versions": self.versions.report("window") if self.task == "classification" else {},
-            "segments": self.segments.report("window") if self.segments is not None else {},
-            "last_event_time": self.last_event_time,
-        }
+    def summary(self) -> MonitorSummary:
+        """What the exporter, `status` and the public API show: counters, latest scores, data quality."""
+        last = self.last_drift
+        return MonitorSummary(
+            model_id=self.model_id,
+            predictions=self.predictions_total,
+            feedback=self.feedback_total,
+            labelled=self.labelled_total,
+            errors=self.errors_total,
+            rejected=0,  # a worker's rejected records are the dead-letter topic's
+            reference_ready=self.features.ready,
+            reference_source=self.reference_source,
+            task=self.task,
+            drift_events=dict(self.drift_events),
+            last_drift=LastDrift(last["kind"], last["alert_id"], last["detected_at"]) if last else None,
+            feature_scores=self.features.last_scores,  # replaced, never mutated: no copy needed
+            output_scores=self.outputs.last_scores,
+            label_scores=self.labels.last_scores,
+            type_mismatches=dict(self.features.type_mismatches),
+            quality=self.quality,
+            concept_statistic=self.concept.statistic,
+            window_performance=self.performance_report,
+            cumulative_performance=self.performance.report("cumulative") if self.performance else {},
+            estimated_accuracy=self.cbpe.estimate("window"),
+            reference_accuracy=self.degradation.reference_value if self.task == "classification" else None,
+            join=self.join.counters(),
+            versions=self.versions.report("window") if self.task == "classification" else {},
+            segments=self.segments.report("window") if self.segments is not None else {},
+            last_event_time=self.last_event_time,
+        )
 
     def state(self) -> dict:
         return {

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,6 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
 from streamdrift.core.policy import KINDS
+from streamdrift.core.summary import MonitorSummary
 
 OTHER = "__other__"
 QUALITY_CHECKS = ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate")
@@ -79,7 +81,7 @@ class _Family:
 
 
 class ModelCollector:
-    """Collects per-model series from ``summaries()``: model_id -> ModelMonitor.summary().
+    """Collects per-model series from ``summaries()``: model_id -> ``ModelMonitor.summary()``.
 
     A prometheus_client collector (``collect``), and its own writer of the same text
     (``exposition``): what ``generate_latest`` writes for these families, byte for byte,
@@ -88,7 +90,7 @@ class ModelCollector:
     name and value of every sample, every scrape: 13.5 ms for 10 models' 1,657 series).
     """
 
-    def __init__(self, summaries: Callable[[], dict[str, dict]], max_models: int):
+    def __init__(self, summaries: Callable[[], Mapping[str, MonitorSummary]], max_models: int):
         self.summaries = summaries
         self.max_models = max_models
         self._prefixes: dict[tuple, str] = {}  # (family name, label values) -> 'name{label="value",...} '
@@ -205,53 +207,53 @@ class ModelCollector:
         other_drift: dict[str, int] = {}
         for model_id in own_label:
             s = models[model_id]
-            events.add([model_id, "predictions"], s["predictions_total"])
-            events.add([model_id, "feedback"], s["feedback_total"])
+            events.add([model_id, "predictions"], s.predictions)
+            events.add([model_id, "feedback"], s.feedback)
             # every kind from 0, so the first drift event is an increase Prometheus can see
             for kind in KINDS:
-                drift.add([model_id, kind], s["drift_events"].get(kind, 0))
-            for kind, key in (
-                ("data_drift", "feature_scores"),
-                ("prediction_drift", "output_scores"),
-                ("label_drift", "label_scores"),
+                drift.add([model_id, kind], s.drift_events.get(kind, 0))
+            for kind, kind_scores in (
+                ("data_drift", s.feature_scores),
+                ("prediction_drift", s.output_scores),
+                ("label_drift", s.label_scores),
             ):
-                for feature, value in sorted(s[key].items()):
+                for feature, value in sorted(kind_scores.items()):
                     scores.add([model_id, kind, feature], value)
-            for feature, n in sorted(s["type_mismatches"].items()):
+            for feature, n in sorted(s.type_mismatches.items()):
                 mismatches.add([model_id, feature], n)
-            ready.add([model_id], float(s["reference_ready"]))
-            last.add([model_id], s["last_event_time"])
-            for feature, rates in sorted(s["quality"].items()):
+            ready.add([model_id], float(s.reference_ready))
+            last.add([model_id], s.last_event_time)
+            for feature, rates in sorted(s.quality.items()):
                 for check in QUALITY_CHECKS:
                     quality.add([model_id, feature, check], rates[check])
-            labelled.add([model_id], s["labelled_total"])
-            errors.add([model_id], s["errors_total"])
-            concept.add([model_id], s["concept_statistic"])
-            for scope, report in s["performance"].items():
+            labelled.add([model_id], s.labelled)
+            errors.add([model_id], s.errors)
+            concept.add([model_id], s.concept_statistic)
+            for scope, report in (("window", s.window_performance), ("cumulative", s.cumulative_performance)):
                 for metric in PERFORMANCE_METRICS:
                     if report.get(metric) is not None:
                         perf.add([model_id, metric, scope], report[metric])
-            if s["estimated_accuracy"] is not None:
-                estimated.add([model_id], s["estimated_accuracy"])
-            if s["reference_accuracy"] is not None:
-                reference_acc.add([model_id], s["reference_accuracy"])
-            j = s["join"]
+            if s.estimated_accuracy is not None:
+                estimated.add([model_id], s.estimated_accuracy)
+            if s.reference_accuracy is not None:
+                reference_acc.add([model_id], s.reference_accuracy)
+            j = s.join
             for side in ("predictions", "feedback"):
                 join_pending.add([model_id, side], j[f"pending_{side}"])
                 for reason in ("expired", "evicted", "duplicate"):
                     join_lost.add([model_id, side, reason], j[f"{reason}_{side}"])
-            for version, v in sorted(s["versions"].get("versions", {}).items()):
+            for version, v in sorted(s.versions.get("versions", {}).items()):
                 if v.get("value") is not None:
                     version_acc.add([model_id, version], v["value"])
-            gaps = s["segments"].get("fairness") or {}
+            gaps = s.segments.get("fairness") or {}
             for gap in ("demographic_parity_difference", "equal_opportunity_difference"):
                 if gaps.get(gap) is not None:
                     fairness.add([model_id, gaps["attribute"], gap], gaps[gap])
         for model_id in overflow:
             s = models[model_id]
-            other["predictions"] += s["predictions_total"]
-            other["feedback"] += s["feedback_total"]
-            for kind, n in s["drift_events"].items():
+            other["predictions"] += s.predictions
+            other["feedback"] += s.feedback
+            for kind, n in s.drift_events.items():
                 other_drift[kind] = other_drift.get(kind, 0) + n
         if overflow:
             for stream, n in other.items():
@@ -309,6 +311,23 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def status_json(status: dict[str, Any]) -> bytes:
+    """``/status``'s body: keys sorted, each model's `MonitorSummary` as its ``as_dict()``.
+
+    >>> from streamdrift.core.config import MonitorSettings
+    >>> from streamdrift.core.monitor import ModelMonitor
+    >>> status_json({"models": {"m": ModelMonitor("m", MonitorSettings()).summary()}})[:60]
+    b'{"models":{"m":{"concept_statistic":0.0,"drift_events":{},"e'
+    """
+    return orjson.dumps(status, default=_summary_dict, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _summary_dict(value: object) -> dict[str, Any]:
+    if isinstance(value, MonitorSummary):
+        return value.as_dict()
+    raise TypeError(f"/status cannot hold a {type(value).__name__}")
+
+
 class Health:
     """What /healthz and /readyz answer. Wall-clock here is fine: it never touches state."""
 
@@ -347,7 +366,7 @@ def serve(
             elif path == "/readyz":
                 self._send(200 if health.ready else 503, b"ready\n" if health.ready else b"not ready\n")
             elif path == "/status":
-                self._send(200, orjson.dumps(status(), option=orjson.OPT_SORT_KEYS), "application/json")
+                self._send(200, status_json(status()), "application/json")
             else:
                 self._send(404, b"not found\n")
 

@@ -60,6 +60,7 @@ from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.state import Snapshot
+from streamdrift.core.summary import MonitorSummary
 from streamdrift.runtime import kafka
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError
@@ -523,7 +524,7 @@ class Worker:
 
     # -- views for the HTTP thread ----------------------------------------
 
-    def _summaries(self) -> dict[str, dict]:
+    def _summaries(self) -> dict[str, MonitorSummary]:
         with self.lock:
             return {m: mon.summary() for st in self.partitions.values() for m, mon in st.engine.monitors.items()}
 

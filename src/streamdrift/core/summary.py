@@ -1,0 +1,161 @@
+"""What a monitor knows of its model at one point of the stream, as one typed, frozen value.
+
+`ModelMonitor.summary` makes it; the public API (`Monitor.summary`), the
+Prometheus exporter and ``/status`` read it. ``/status`` and ``streamdrift
+status --json`` publish `MonitorSummary.as_dict`, whose keys are the JSON
+contract (``predictions_total``, ``performance.window``...), so renaming an
+attribute here never changes what a dashboard or script reads.
+
+Examples
+--------
+>>> from streamdrift.core.config import MonitorSettings
+>>> from streamdrift.core.monitor import ModelMonitor
+>>> s = ModelMonitor("m", MonitorSettings()).summary()
+>>> s.predictions, s.last_drift, s.top_features, s.window_metrics
+(0, None, (), {})
+>>> d = s.as_dict()
+>>> d["predictions_total"], d["performance"], d["last_drift"]
+(0, {'window': {}, 'cumulative': {}}, None)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TOP_FEATURES = 10  # features a summary ranks, and a drift event's top_features
+
+
+@dataclass(frozen=True, slots=True)
+class LastDrift:
+    """The latest drift event: its kind, id, and the event time of the event that triggered it, as written."""
+
+    kind: str
+    alert_id: str
+    detected_at: float | str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "alert_id": self.alert_id, "detected_at": self.detected_at}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureScore:
+    """A feature and its PSI, latest window against the reference."""
+
+    feature: str
+    psi: float
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSummary:
+    """What a monitor knows of its model, at one point of the stream.
+
+    Attributes
+    ----------
+    model_id
+        The model watched.
+    predictions, feedback
+        Events of each kind monitored (rejected ones aside).
+    labelled, errors
+        Predictions graded by feedback (joined, or carried by the feedback), and the wrong ones.
+    rejected
+        Events the public API's `Monitor` rejected (another model's, or breaking the contract); 0 in a
+        worker, whose rejected records go to the dead-letter topic and are counted there.
+    reference_ready, reference_source
+        Whether the reference is complete, and what it is: ``"profile"`` or ``"warm-up"``.
+    task
+        ``"classification"``, ``"regression"``, or None until the first graded prediction.
+    drift_events
+        Drift events raised, by kind.
+    last_drift
+        The latest drift event, or None.
+    feature_scores, output_scores, label_scores
+        The latest window's PSI per feature, per model output (prediction, score) and of the labels.
+    type_mismatches
+        Feature values of the wrong type, per feature.
+    quality
+        The latest window's data-quality rates: feature -> rate name -> rate.
+    concept_statistic
+        The concept-drift detector's statistic on the error stream.
+    window_performance, cumulative_performance
+        The performance reports of the latest full window and since the start (empty before the first
+        graded predictions): accuracy, f1, roc_auc, ..., the confusion matrix; or mae, rmse, ...
+    estimated_accuracy
+        Accuracy estimated from the scores (CBPE) over the latest window, None without scores.
+    reference_accuracy
+        The accuracy degradation is measured against (classification), None before it is known.
+    join
+        The feedback join's counters: pending, expired, evicted and duplicate records per side.
+    versions
+        The version comparison over the window (classification): each version's rows and accuracy.
+    segments
+        Metrics per segment and the fairness gaps, with ``segment_attributes``.
+    last_event_time
+        The latest event time seen, epoch seconds.
+    """
+
+    model_id: str
+    predictions: int
+    feedback: int
+    labelled: int
+    errors: int
+    rejected: int
+    reference_ready: bool
+    reference_source: str
+    task: str | None
+    drift_events: dict[str, int]
+    last_drift: LastDrift | None
+    feature_scores: dict[str, float]
+    output_scores: dict[str, float]
+    label_scores: dict[str, float]
+    type_mismatches: dict[str, int]
+    quality: dict[str, dict[str, float]]
+    concept_statistic: float
+    window_performance: dict[str, Any]
+    cumulative_performance: dict[str, Any]
+    estimated_accuracy: float | None
+    reference_accuracy: float | None
+    join: dict[str, int]
+    versions: dict[str, Any]
+    segments: dict[str, Any]
+    last_event_time: float
+
+    @property
+    def top_features(self) -> tuple[FeatureScore, ...]:
+        """The most drifted features of the latest window (at most 10), by PSI, highest first."""
+        ranked = sorted(self.feature_scores.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
+        return tuple(FeatureScore(name, psi) for name, psi in ranked)
+
+    @property
+    def window_metrics(self) -> dict[str, float]:
+        """The latest full window's metrics with a number as value (accuracy, f1, roc_auc, ... or mae,
+        rmse, ...); empty before the first window of graded predictions."""
+        return {k: v for k, v in self.window_performance.items() if type(v) in (int, float)}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as ``/status`` publishes it per model (the model id is its key there; ``rejected``
+        is the public API's alone)."""
+        return {
+            "predictions_total": self.predictions,
+            "feedback_total": self.feedback,
+            "labelled_total": self.labelled,
+            "errors_total": self.errors,
+            "reference_ready": self.reference_ready,
+            "reference_source": self.reference_source,
+            "drift_events": dict(self.drift_events),
+            "last_drift": self.last_drift.as_dict() if self.last_drift is not None else None,
+            "feature_scores": self.feature_scores,
+            "output_scores": self.output_scores,
+            "label_scores": self.label_scores,
+            "type_mismatches": self.type_mismatches,
+            "quality": self.quality,
+            "concept_statistic": self.concept_statistic,
+            "task": self.task,
+            "performance": {"window": self.window_performance, "cumulative": self.cumulative_performance},
+            "estimated_accuracy": self.estimated_accuracy,
+            "reference_accuracy": self.reference_accuracy,
+            "join": self.join,
+            "versions": self.versions,
+            "segments": self.segments,
+            "last_event_time": self.last_event_time,
+        }
