@@ -431,16 +431,17 @@ def test_first_breach_is_reported_in_field_order() -> None:
     assert _decode_one("prediction", raw[:-1] + b',"event_id":"e"}', key=b"other")[1].startswith("field 'model_id'")
 
 
-# ---------------------------------------------------------------- fast path == reference path
+# ---------------------------------------------------------------- C reader's path == reference path
 #
-# A poll is first checked as a whole (decode._decode_fast); on any doubt the
-# reference path runs message by message. Both must give the same batches and
-# rejections for every message, alone or among good neighbours.
+# A poll is first read and checked as a whole by the C reader's path (decode._decode_parsed,
+# _decode_parsed_feedback); on any doubt the reference path runs message by message. Both must
+# give the same batches and rejections for every message, alone or among good neighbours.
 
 from dataclasses import fields as _fields  # noqa: E402
 
-from streamdrift.core.decode import (  # noqa: E402  # noqa: E402
-    _decode_fast,
+from streamdrift.core.decode import (  # noqa: E402
+    _decode_parsed,
+    _decode_parsed_feedback,
     _decode_rows,
     _feedback_batch,
     _feedback_row,
@@ -449,6 +450,7 @@ from streamdrift.core.decode import (  # noqa: E402  # noqa: E402
 )
 
 _REFERENCE = {"prediction": (_prediction_row, _prediction_batch), "feedback": (_feedback_row, _feedback_batch)}
+_C_READER = {"prediction": _decode_parsed, "feedback": _decode_parsed_feedback}
 
 
 def _good(kind: str, i: int) -> tuple[bytes, int]:
@@ -499,19 +501,14 @@ def _listed(value: object) -> object:
     return value
 
 
-@pytest.fixture(params=["c", "orjson"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A test twice: with decode's C reader of polls, and with orjson alone (as where it could not
-    be built). Only the tests below, whose polls are long enough to reach a fast path (``_FAST_MIN``),
-    use it: a single message takes the reference path either way. CI builds the reader: there, its
-    absence fails."""
-    if request.param == "orjson":
-        monkeypatch.setattr(decode, "_speedups", None)
-    elif not decode.SPEEDUPS:
+@pytest.fixture
+def reader() -> None:
+    """The tests below compare decode's C reader of polls with the reference path: their polls are
+    long enough to reach it (``_FAST_MIN``). CI builds the reader: there, its absence fails."""
+    if not decode.SPEEDUPS:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("streamdrift.core._speedups was not built (make install builds it; is a C compiler there?)")
         pytest.skip("streamdrift.core._speedups not built")
-    return request.param
 
 
 def _agree(kind: str, messages: list[RawMessage]) -> None:
@@ -522,13 +519,13 @@ def _agree(kind: str, messages: list[RawMessage]) -> None:
 @pytest.mark.parametrize(
     ("kind", "path"), _params(["prediction", "feedback"], "valid") + _params(["prediction", "feedback"], "invalid")
 )
-def test_fast_path_agrees_on_each_fixture(kind: str, path: Path) -> None:
+def test_c_reader_agrees_on_each_fixture(kind: str, path: Path) -> None:
     _agree(kind, _poll(kind, path.read_bytes()))
 
 
 @pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize(("kind", "field", "value"), MUTATIONS)
-def test_fast_path_agrees_on_each_field(kind: str, field: str, value: object) -> None:
+def test_c_reader_agrees_on_each_field(kind: str, field: str, value: object) -> None:
     base = PREDICTION if kind == "prediction" else FEEDBACK
     _agree(kind, _poll(kind, orjson.dumps({**base, field: value})))
 
@@ -545,21 +542,21 @@ def test_fast_path_agrees_on_each_field(kind: str, field: str, value: object) ->
         orjson.dumps(PREDICTION).replace(b"0.5", b"1" * 40),
     ],
 )
-def test_fast_path_agrees_on_unreadable_values(raw: bytes | None) -> None:
+def test_c_reader_agrees_on_unreadable_values(raw: bytes | None) -> None:
     _agree("prediction", _poll("prediction", raw))
 
 
 @pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("key", [None, b"m1", b"m2"])
-def test_fast_path_agrees_on_keys(key: bytes | None) -> None:
+def test_c_reader_agrees_on_keys(key: bytes | None) -> None:
     _agree("prediction", _poll("prediction", orjson.dumps(PREDICTION), key))
 
 
 @pytest.mark.usefixtures("reader")
-def test_fast_path_takes_a_valid_poll() -> None:
+def test_c_reader_takes_a_valid_poll() -> None:
     for kind in ("prediction", "feedback"):
         messages = _poll(kind, _good(kind, 10)[0])
-        assert _decode_fast(messages, kind == "prediction") is not None
+        assert _C_READER[kind](messages) is not None
         _agree(kind, messages)
 
 
@@ -576,8 +573,8 @@ def test_fast_path_takes_a_valid_poll() -> None:
         {"x": None, "c": None, "n": 0},
     ],
 )
-def test_fast_path_agrees_on_other_names_of_the_same_count(model: str, features: dict) -> None:
-    """The fast path checks names per batch, when it transposes the rows (not once per poll)."""
+def test_c_reader_agrees_on_other_names_of_the_same_count(model: str, features: dict) -> None:
+    """Other feature names than the poll's first message: the C reader declines, the reference decides."""
     event = {**PREDICTION, "model_id": model, "features": features}
     _agree("prediction", _poll("prediction", orjson.dumps(event)))
 
@@ -585,8 +582,8 @@ def test_fast_path_agrees_on_other_names_of_the_same_count(model: str, features:
 @pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("position", [0, 5, 10])
 @pytest.mark.parametrize("key", [b"m1", b"m1\x00", b"m1\x00m0", b"\x00m1", b"m", b"m10", None])
-def test_fast_path_agrees_on_keys_when_every_message_has_one(position: int, key: bytes | None) -> None:
-    """Keys compared by one join per side: a NUL in a key must not make two rows look right."""
+def test_c_reader_agrees_on_keys_when_every_message_has_one(position: int, key: bytes | None) -> None:
+    """Keys with a NUL or a model id's prefix: never taken for the model id."""
     messages = [
         RawMessage("prediction", p, i, f"m{i % 3}".encode(), v)
         for i, (v, p) in enumerate(_good("prediction", i) for i in range(11))
@@ -600,9 +597,10 @@ def test_fast_path_agrees_on_keys_when_every_message_has_one(position: int, key:
 @pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("spread", [False, True])
 @pytest.mark.parametrize("kind", ["prediction", "feedback"])
-def test_fast_path_groups_interleaved_models(kind: str, spread: bool) -> None:
+def test_c_reader_groups_interleaved_models(kind: str, spread: bool) -> None:
     """Models interleaved in a poll, each on its own partition (grouped in numpy) or one of them
-    on two (grouped row by row): the same batches, rows in order, batches in order of first row."""
+    on two (grouped row by row): the C reader takes the poll, and gives the same batches, rows in
+    order, batches in order of first row."""
     rng = np.random.default_rng(3)
     messages = []
     for offset, m in enumerate(rng.integers(0, 4, 40).tolist()):
@@ -610,7 +608,7 @@ def test_fast_path_groups_interleaved_models(kind: str, spread: bool) -> None:
         event = {**orjson.loads(value), "model_id": f"m{m}"}
         partition = (m + offset % 2) % 3 if spread and m == 1 else m % 3
         messages.append(RawMessage(kind, partition, offset, f"m{m}".encode(), orjson.dumps(event)))
-    assert _decode_fast(messages, kind == "prediction") is not None
+    assert _C_READER[kind](messages) is not None
     _agree(kind, messages)
 
 
@@ -635,7 +633,7 @@ def _mutated(rng: np.random.Generator, value: bytes) -> bytes:
 @pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize("kind", ["prediction", "feedback"])
 @pytest.mark.parametrize("seed", range(4))
-def test_fast_paths_agree_on_randomly_damaged_messages(seed: int, kind: str) -> None:
+def test_c_reader_agrees_on_randomly_damaged_messages(seed: int, kind: str) -> None:
     """Seeded random edits of a good event among good neighbours: whatever the damage, the
     poll's batches and rejections are those of the message-by-message reference."""
     rng = np.random.default_rng(seed)

@@ -45,8 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
-from itertools import chain, repeat
-from operator import attrgetter, itemgetter
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -163,13 +162,9 @@ def decode_feedback(
 
 
 def _decode(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
-    """Validate and group: the whole-poll fast path when it can vouch for every message, else row by row."""
-    if len(messages) >= _FAST_MIN:
-        if _speedups is not None:
-            fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages)
-            if fast is not None:
-                return fast, []
-        fast = _decode_fast(messages, parse is _prediction_row)
+    """Validate and group: the C reader's whole-poll path when it can vouch for every message, else row by row."""
+    if _speedups is not None and len(messages) >= _FAST_MIN:
+        fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages)
         if fast is not None:
             return fast, []
     return _decode_rows(messages, parse, build)
@@ -179,7 +174,7 @@ def _decode_rows(messages: Sequence[RawMessage], parse, build) -> tuple[list, li
     """Validate each message with ``parse`` into a row tuple; group rows per (model_id, partition).
 
     The reference path: it names the first breach of each bad message. Rows
-    are kept as tuples and transposed into columns once per batch, in C.
+    are kept as tuples and transposed into columns once per batch.
     """
     groups: dict[tuple[str, int], list[tuple]] = {}
     rejected: list[Rejected] = []
@@ -245,68 +240,20 @@ def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> Feedbac
     )
 
 
-# -- the fast path --------------------------------------------------------------
+# -- the C reader's path ---------------------------------------------------------
 #
-# A poll's messages are checked column by column with C-level operations (type
-# sets, min/max of lengths, each *distinct* model id and version once, numpy
-# range checks) instead of field by field per message. It only ever accepts:
-# the moment any check fails, ``_decode`` runs the reference path over the
-# whole poll, which finds and names each culprit. So both paths accept the
-# same messages and build the same batches (tests/test_contracts.py checks
-# this on every fixture, alone and among good neighbours).
+# ``_speedups`` reads a poll's values straight into columns; the contract's checks then run
+# over whole columns (type sets, min/max of lengths, each *distinct* model id and version
+# once, numpy range checks) instead of field by field per message. It only ever accepts: the
+# moment the reader or a check has a doubt, ``_decode`` runs the reference path over the
+# whole poll, which finds and names each culprit. So both paths accept the same messages and
+# build the same batches (tests/unit/test_contracts.py and test_speedups.py check this).
 
 _FAST_MIN = 8  # below this the reference path is as fast
-_OFFSET, _PARTITION, _KEY, _VALUE = (attrgetter(a) for a in ("offset", "partition", "key", "value"))
-_NUMBER_OR_MISSING = frozenset({int, float, object})
-_SCALAR_OR_MISSING = _SCALAR | {object}
-_VERSION_TYPES = frozenset({str, type(None)})
 _valid_model_ids: dict[str, bytes] = {}  # model ids matching the contract -> their Kafka key
 
 
-def _decode_fast(messages: Sequence[RawMessage], predictions: bool) -> list | None:
-    """Every message valid: the batches, exactly as ``_decode_rows`` builds them. Otherwise None."""
-    try:
-        events = list(map(orjson.loads, map(_VALUE, messages)))
-    except (orjson.JSONDecodeError, TypeError):
-        return None
-    if set(map(type, events)) != {dict}:
-        return None
-    n = len(events)
-    try:
-        event_ids = list(map(itemgetter("event_id"), events))
-        model_ids = list(map(itemgetter("model_id"), events))
-        written = list(map(itemgetter("timestamp"), events))
-        if predictions:
-            features = list(map(itemgetter("features"), events))
-            outputs = list(map(itemgetter("prediction"), events))
-        else:
-            labels = list(map(itemgetter("label"), events))
-        versions = list(map(dict.get, events, repeat("model_version")))
-        header = _fast_header(messages, event_ids, model_ids, versions, written)
-    except (KeyError, TypeError):  # a field missing, or an unhashable value
-        return None
-    if header is None:
-        return None
-    times, distinct_models = header
-    if predictions:
-        columns = _fast_prediction_columns(events, features, outputs)
-    else:
-        columns = _fast_feedback_columns(events, labels)
-    if columns is None:
-        return None
-    partitions = list(map(_PARTITION, messages))
-    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, columns[2])
-    build = _fast_prediction_batch if predictions else _fast_feedback_batch
-    try:
-        return [
-            build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
-            for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)
-        ]
-    except _Invalid:
-        return None
-
-
-def _fast_header(
+def _checked_header(
     messages: Sequence[RawMessage], event_ids: list, model_ids: list, versions: list, written: list
 ) -> tuple[np.ndarray, set[str]] | None:
     """The checks of event_id, model_id (and key), model_version and timestamp over a poll's
@@ -321,9 +268,7 @@ def _fast_header(
     ):
         return None
     for version in distinct_versions:
-        if type(version) not in _VERSION_TYPES or (
-            version is not None and not 0 < len(version) <= MAX_MODEL_VERSION_CHARS
-        ):
+        if version is not None and (type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS):
             return None
     for model_id in distinct_models:
         if model_id not in _valid_model_ids:
@@ -331,18 +276,18 @@ def _fast_header(
                 return None
             if len(_valid_model_ids) < 100_000:
                 _valid_model_ids[model_id] = model_id.encode()
-    if not _keys_match(list(map(_KEY, messages)), model_ids, distinct_models):
+    if not _keys_match([m.key for m in messages], model_ids):
         return None
-    times = _fast_timestamps(written)
+    times = _checked_timestamps(written)
     return None if times is None else (times, distinct_models)
 
 
 def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
-    """A poll of predictions read by ``_speedups`` into columns, checked as ``_decode_fast`` checks
-    orjson's: the same batches, except that a feature column holding only floats and nulls
+    """A poll of predictions read by ``_speedups`` into columns and checked: the batches of
+    ``_decode_rows``, except that a feature column holding only floats and nulls
     is a read-only float64 array, NaN for null (``records.column_values`` lists it again).
     None where the reader or a check has a doubt."""
-    parsed = _speedups.predictions(list(map(_VALUE, messages)))
+    parsed = _speedups.predictions([m.value for m in messages])
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, outputs, scores, class_scores, segments, names, block, lists = parsed
@@ -369,9 +314,9 @@ def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
 
 
 def _decode_parsed_feedback(messages: Sequence[RawMessage]) -> list | None:
-    """A poll of feedback read by ``_speedups``, checked as ``_decode_fast`` checks orjson's: the
-    same batches. None where the reader or a check has a doubt."""
-    parsed = _speedups.feedback(list(map(_VALUE, messages)))
+    """A poll of feedback read by ``_speedups`` and checked: the batches of ``_decode_rows``.
+    None where the reader or a check has a doubt."""
+    parsed = _speedups.feedback([m.value for m in messages])
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, labels, carried, scores = parsed
@@ -379,7 +324,7 @@ def _decode_parsed_feedback(messages: Sequence[RawMessage]) -> list | None:
     if head is None:
         return None
     columns = (labels, [None] * len(messages) if carried is None else carried, head[2])
-    return _parsed_batches(_fast_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
+    return _parsed_batches(_parsed_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
 def _parsed_head(
@@ -391,7 +336,7 @@ def _parsed_head(
     scores: bytes | None,
 ) -> tuple | None:
     """The checks both kinds of parsed poll share: ``(times, distinct model ids, scores)``, or None."""
-    header = _fast_header(messages, event_ids, model_ids, versions, written)
+    header = _checked_header(messages, event_ids, model_ids, versions, written)
     if header is None:
         return None
     score_array = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
@@ -412,8 +357,8 @@ def _parsed_batches(
 ) -> list:
     times, distinct_models, scores = head
     n = len(messages)
-    partitions = list(map(_PARTITION, messages))
-    arrays = (np.fromiter(map(_OFFSET, messages), dtype=np.int64, count=n), times, scores)
+    partitions = [m.partition for m in messages]
+    arrays = (np.array([m.offset for m in messages], dtype=np.int64), times, scores)
     return [
         build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
         for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)
@@ -500,30 +445,19 @@ def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[st
     ]
 
 
-def _keys_match(keys: list, model_ids: list[str], distinct_models: set[str]) -> bool:
-    """Every key is None or the UTF-8 bytes of its row's model id (model ids already valid).
-
-    Usually every key is there: then one join on each side tells. Valid model ids are ASCII
-    without NUL, so if the joins are equal, the keys hold no NUL but the n - 1 separators, and
-    split into the same n values.
-    """
-    try:
-        if b"\0".join(keys) == "\0".join(model_ids).encode():
-            return True
-    except TypeError:  # a None key (no key): compared row by row
-        pass
-    known = {m: _valid_model_ids.get(m) or m.encode() for m in distinct_models}
-    expected = (
-        list(map(known.__getitem__, model_ids)) if len(distinct_models) > 1 else [known[model_ids[0]]] * len(keys)
+def _keys_match(keys: list[bytes | None], model_ids: list[str]) -> bool:
+    """Every key is None or the UTF-8 bytes of its row's model id (model ids already valid)."""
+    return all(
+        key is None or key == _valid_model_ids.get(model_id) or key == model_id.encode()
+        for key, model_id in zip(keys, model_ids)
     )
-    return keys == expected or all(k is None or k == e for k, e in zip(keys, expected))
 
 
-def _fast_timestamps(written: list) -> np.ndarray | None:
+def _checked_timestamps(written: list) -> np.ndarray | None:
     types = set(map(type, written))
     if types <= _NUMBER:
         try:
-            times = np.fromiter(written, np.float64, len(written))  # as np.array, without type discovery
+            times = np.array(written, dtype=np.float64)
         except OverflowError:  # an integer beyond any float
             return None
         if not ((times >= 0).all() and (times < EPOCH_SECONDS_END).all()):
@@ -535,122 +469,18 @@ def _fast_timestamps(written: list) -> np.ndarray | None:
         return None
 
 
-def _fast_prediction_columns(events: list[dict], features: list, outputs: list) -> tuple | None:
-    if set(map(type, features)) != {dict}:
-        return None
-    most = max(map(len, features))
-    if most > MAX_FEATURES:
-        return None
-    # every row has as many names: likely the same ones, which _feature_columns checks per batch,
-    # with the names and the value types
-    uniform = min(map(len, features)) == most
-    if not _SCALAR.issuperset(map(type, outputs)):
-        return None
-    scores = _fast_scores(events)
-    if scores is None:
-        return None
-    try:  # rare fields: the reference checks, value by value, on the events that have them
-        class_scores = _fast_optional(events, "scores", _class_scores)
-        segments = _fast_optional(events, "segment", _segment)
-    except _Invalid:
-        return None
-    return features, outputs, scores, class_scores, segments, uniform
-
-
-def _fast_feedback_columns(events: list[dict], labels: list) -> tuple | None:
-    if not _SCALAR.issuperset(map(type, labels)):
-        return None
-    carried = _fast_field(events, "prediction", _SCALAR_OR_MISSING, None)
-    if carried is None:
-        return None
-    scores = _fast_scores(events)
-    if scores is None:
-        return None
-    return labels, carried, scores
-
-
-def _fast_field(events: list[dict], name: str, types: frozenset, absent: object) -> list | None:
-    """An optional field's values, ``absent`` where missing; None if one has a type not in ``types``
-    (``object`` standing for missing, so an explicit null is refused where null is not allowed)."""
-    values = list(map(dict.get, events, repeat(name), repeat(_MISSING)))
-    kinds = set(map(type, values))
-    if not types.issuperset(kinds):
-        return None
-    if kinds == {object}:  # absent from every event (a feedback's carried prediction and score, often)
-        return [absent] * len(values)
-    if object in kinds:
-        values = [absent if v is _MISSING else v for v in values]
-    return values
-
-
-def _fast_scores(events: list[dict]) -> np.ndarray | None:
-    scores = _fast_field(events, "score", _NUMBER_OR_MISSING, _NAN)
-    if scores is None:
-        return None
-    try:
-        out = np.fromiter(scores, np.float64, len(scores))  # as np.array, without type discovery
-    except OverflowError:
-        return None
-    if ((out < 0) | (out > 1)).any():
-        return None
-    return out
-
-
-def _fast_optional(events: list[dict], name: str, check) -> list:
-    if not any(map(dict.__contains__, events, repeat(name))):
-        return [None] * len(events)
-    return list(map(check, events))
-
-
-def _taker(rows: list[int], n: int):
-    """``column -> its values at rows`` as a list (the column itself when rows are all ``n``): one
-    itemgetter for the batch's columns, which picks rows in C without a call per row."""
+def _taker(rows: Sequence[int], n: int):
+    """``column -> its values at rows``, as a list (the column itself when the rows are all ``n``)."""
     if len(rows) == n:
         return _same
-    if len(rows) == 1:
-        row = rows[0]
-        return lambda column: [column[row]]
-    pick = itemgetter(*rows)
-    return lambda column: list(pick(column))
+    return lambda column: [column[row] for row in rows]
 
 
 def _same(column: list) -> list:
     return column
 
 
-def _fast_prediction_batch(
-    model_id: str,
-    partition: int,
-    rows: list[int],
-    n: int,
-    arrays: tuple,
-    event_ids: list,
-    versions: list,
-    written: list,
-    columns: tuple,
-) -> PredictionBatch:
-    features, outputs, _, class_scores, segments, uniform = columns
-    offsets, times, scores = arrays
-    take = _taker(rows, n)
-    feature_columns, numeric = _feature_columns(take(features), uniform)
-    return PredictionBatch(
-        model_id=model_id,
-        partition=partition,
-        offsets=offsets,
-        event_ids=take(event_ids),
-        model_versions=take(versions),
-        timestamps=times,
-        timestamp_values=take(written),
-        features=feature_columns,
-        predictions=take(outputs),
-        scores=scores,
-        class_scores=take(class_scores),
-        segments=take(segments),
-        numeric_features=numeric,
-    )
-
-
-def _fast_feedback_batch(
+def _parsed_feedback_batch(
     model_id: str,
     partition: int,
     rows: list[int],
@@ -678,48 +508,14 @@ def _fast_feedback_batch(
     )
 
 
-def _feature_columns(
-    rows: Sequence[dict[str, Any]], uniform: bool = False
-) -> tuple[dict[str, FeatureColumn], frozenset[str]]:
-    """Rows of name -> value to one aligned column per name, None where absent; and the names
-    whose values are all numbers or None, which the sketches turn into floats without looking again.
-
-    ``uniform``: every row is known to hold as many names (then, if every row holds the first
-    row's names, they hold the same names).
-    Raises ``_Invalid`` for a name that is not 1 to 256 characters, or a value that is not a
-    number, string, boolean or null (the fast path relies on both checks).
-    """
-    if uniform:
-        names = list(rows[0])
-    else:
-        names = list(dict.fromkeys(chain.from_iterable(rows)))  # first appearance order
-        if not (len(names) > 1 and all(len(row) == len(names) for row in rows)):
-            names = None
-    columns: dict[str, FeatureColumn] | None = None
-    if names is not None and len(names) > 1:
-        try:  # the usual case, every row has every feature: one C-level transpose
-            columns = dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
-        except KeyError:  # same count, other names: fall back
-            pass
-    if columns is None:
-        names = list(dict.fromkeys(chain.from_iterable(rows)))
-        columns = {name: [row.get(name) for row in rows] for name in names}
-    if columns and ("" in columns or max(map(len, columns)) > MAX_FEATURE_NAME_CHARS):
-        raise _Invalid("a feature name is not 1 to 256 characters")
-    return columns, _numeric_names(columns)
-
-
-def _numeric_names(columns: dict[str, FeatureColumn]) -> frozenset[str]:
-    """The columns whose values are all numbers or None (one type set per column: no faster
-    C-level pass was found, even checking all likely-numeric columns together)."""
-    numeric = []
-    for name, values in columns.items():
-        types = set(map(type, values))
-        if types <= _NUMERIC_VALUE:
-            numeric.append(name)
-        elif not types <= _FEATURE_VALUE:
-            raise _Invalid("a feature value is not a number, string, boolean or null")
-    return frozenset(numeric)
+def _feature_columns(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, FeatureColumn], frozenset[str]]:
+    """Rows of name -> value (already checked by ``_features``) to one aligned column per name,
+    None where absent, names in order of first appearance; and the names whose values are all
+    numbers or None, which the sketches turn into floats without looking again."""
+    names = dict.fromkeys(chain.from_iterable(rows))
+    columns: dict[str, FeatureColumn] = {name: [row.get(name) for row in rows] for name in names}
+    numeric = frozenset(name for name, values in columns.items() if set(map(type, values)) <= _NUMERIC_VALUE)
+    return columns, numeric
 
 
 def _load(value: bytes | None) -> dict:
