@@ -188,12 +188,149 @@ def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(set
     assert state_bytes(restored) == state_bytes(expected)
 
 
+def predictions(items: list[tuple[str, bytes, bytes]]) -> int:
+    return sum(1 for t, _, _ in items if t.endswith(".predictions"))
+
+
+def two_changes(env: dict) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes, bytes]]]:
+    """12,000 predictions and their labels with two changes: credit-risk's applicants drift at its 1500th
+    prediction; in a second stretch (other seed, other event ids) fraud gets the drifted applicants and
+    credit-risk the usual ones. Data, prediction and concept drift on two models. The two stretches."""
+    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
+    swapped = {"credit-risk": "fraud", "fraud": "credit-risk", "churn": "churn"}
+    first = list(generate(6000, seed=11, drift_at=1500, rate=500.0))
+    second = [
+        (kind, {**e, "model_id": swapped[e["model_id"]], "event_id": "b-" + e["event_id"]})
+        for kind, e in generate(6000, seed=12, drift_at=0, rate=500.0, start_time=1_700_000_012.0)
+    ]
+
+    def encoded(part: list[tuple[str, dict]]) -> list[tuple[str, bytes, bytes]]:
+        return [(names[kind], e["model_id"].encode(), orjson.dumps(e)) for kind, e in part]
+
+    return encoded(first), encoded(second)
+
+
+def alerts_by_id(events: list[dict]) -> dict[str, dict]:
+    return {e["alert_id"]: {k: v for k, v in e.items() if k != "emitted_at"} for e in events}
+
+
+def end_offsets(bootstrap: str, name: str) -> list[int]:
+    """The high watermarks of both partitions of topic ``name``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{name}"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in (0, 1)]
+    finally:
+        consumer.close()
+
+
+def restored_offsets(log: str) -> dict[int, dict[str, int]]:
+    """partition -> the input offsets of the snapshot a worker restored, from its log."""
+    out = {}
+    for line in log.splitlines():
+        record = orjson.loads(line) if line.startswith("{") else {}
+        if record.get("msg") == "snapshot restored":
+            out[record["partition"]] = record["offsets"]
+    return out
+
+
+def test_sigkill_mid_stream_then_restart_publishes_the_uninterrupted_alerts_replaying_only_after_the_snapshot(
+    kafka_bootstrap, unique_name, tmp_path
+):
+    """The worker's delivery of drift events is at least once: the producer is flushed before each
+    checkpoint, not transactional. After a SIGKILL, the restarted worker resumes at the offsets of the
+    last snapshot, so it publishes again exactly the uninterrupted run's alerts raised at or after those
+    offsets, with the same alert_id and content, and none raised before them; the first run had published
+    some of those already (those are the only duplicates) and every one raised before them."""
+    # batch_size 2000: the merge holds up to 20,000 records per topic, more than a partition has here,
+    # so it never releases early on size; the second part comes seconds after the first (record times),
+    # so the idle release at the end of the first part cannot put records of the second part out of order
+    settings = {**SMALL, "batch_size": 2000, "state_store": "local", "snapshot_interval_s": 5.0}
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **settings)
+    assert streamdrift(env, "topics", "create", "--partitions", "2").returncode == 0
+    # the first stretch (credit-risk's change) before the snapshot, the second (fraud's) around the kill
+    first, second = two_changes(env)
+    items = first + second
+    snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
+    produce(kafka_bootstrap, first)
+    worker = WorkerProcess(env, tmp_path / "crashed.log")
+    restarted = None
+    try:
+        worker.wait_ready()
+        worker.wait_for(lambda: worker.counts() == expected_counts(first, env), 60, "first part counted")
+        worker.wait_for(lambda: len(list(snapshots.glob("*.snapshot"))) == 2, 30, "snapshots of both partitions")
+        produce(kafka_bootstrap, second)
+        worker.wait_for(
+            lambda: sum(p for p, _ in worker.counts().values()) > predictions(first) + 300,
+            60,
+            "some of the second stretch processed",
+        )
+        worker.stop(signal.SIGKILL)
+        published_before = end_offsets(kafka_bootstrap, topic(env, "alerts"))  # what the killed worker published
+        restarted = WorkerProcess(env, tmp_path / "restarted.log")
+        restarted.wait_ready()
+        restarted.wait_for(lambda: restarted.counts() == expected_counts(items, env), 90, "every event counted")
+        assert restarted.stop() == 0  # its final checkpoint flushes the producer first
+    finally:
+        for w in (worker, restarted):
+            if w is not None:
+                w.stop(signal.SIGKILL)
+    on_topic = read_topic(kafka_bootstrap, topic(env, "alerts"))
+    crashed = [orjson.loads(raw.value) for raw, _ in on_topic if raw.offset < published_before[raw.partition]]
+    replayed = [orjson.loads(raw.value) for raw, _ in on_topic if raw.offset >= published_before[raw.partition]]
+
+    # an uninterrupted run: another group over the same input topics, into its own alerts topic
+    reference_env = worker_env(kafka_bootstrap, unique_name("ref"), tmp_path / "reference", **settings)
+    assert streamdrift(reference_env, "topics", "create", "--partitions", "2").returncode == 0
+    for name in ("predictions", "feedback"):
+        reference_env[f"STREAMDRIFT_TOPICS__{name.upper()}"] = topic(env, name)
+    reference = WorkerProcess(reference_env, tmp_path / "reference.log")
+    try:
+        reference.wait_ready()
+        reference.wait_for(lambda: reference.counts() == expected_counts(items, env), 90, "every event counted")
+        assert reference.stop() == 0
+    finally:
+        reference.stop(signal.SIGKILL)
+    uninterrupted = alerts_by_id(
+        [orjson.loads(raw.value) for raw, _ in read_topic(kafka_bootstrap, topic(reference_env, "alerts"))]
+    )
+    assert {"data_drift", "prediction_drift", "concept_drift"} <= {e["kind"] for e in uninterrupted.values()}
+    assert {e["model_id"] for e in uninterrupted.values() if e["kind"] == "data_drift"} == {"credit-risk", "fraud"}
+    for log in (worker.log(), restarted.log(), reference.log()):  # the one release that could reorder
+        assert '"reason":"max_buffered"' not in log
+
+    # every alert of the uninterrupted run is on the topic, the same event, and nothing else is
+    assert {e["alert_id"] for e in crashed + replayed} == set(uninterrupted)
+    for event in crashed + replayed:  # each copy, emitted_at aside
+        assert alerts_by_id([event])[event["alert_id"]] == uninterrupted[event["alert_id"]]
+    assert len(alerts_by_id(crashed)) == len(crashed) and len(alerts_by_id(replayed)) == len(replayed)
+    # the restart published exactly those raised at or after the snapshot it resumed from
+    resumed_at = restored_offsets(restarted.log())
+    assert sorted(resumed_at) == [0, 1]
+    ends = {p: {topic(env, t): 0 for t in ("predictions", "feedback")} for p in (0, 1)}
+    for raw, _ in [m for t in ("predictions", "feedback") for m in read_topic(kafka_bootstrap, topic(env, t))]:
+        ends[raw.partition][raw.topic] = raw.offset + 1
+    assert resumed_at != ends, "the worker was killed after its last snapshot had caught up: nothing was replayed"
+
+    def after_the_snapshot(event: dict) -> bool:
+        stream = event["details"]["window_stream"]  # the input topic the window's offsets count in
+        stream = topic(env, stream) if stream in ("predictions", "feedback") else stream
+        return event["window"]["end_offset"] >= resumed_at[event["window"]["partition"]][stream]
+
+    assert sorted(e["alert_id"] for e in replayed) == sorted(
+        i for i, e in uninterrupted.items() if after_the_snapshot(e)
+    )
+    # so the only alerts published twice are some the killed worker raised after that snapshot
+    twice = {e["alert_id"] for e in crashed} & {e["alert_id"] for e in replayed}
+    assert all(after_the_snapshot(uninterrupted[i]) for i in twice)
+
+
 @pytest.mark.parametrize("fork", ["true", "false"])
 def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_bootstrap, tmp_path, fork):
     """Snapshots are written in the background (by a forked copy, or by a thread from a capture taken in the
     loop); a write that fails stops the worker uncommitted."""
     env, _ = setup
     env["STREAMDRIFT_SNAPSHOT_FORK"] = fork
+    env["STREAMDRIFT_STATE_STORE"] = "local"  # the local store's contract (the state topic's: test_state_topic)
     snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
     for p in (0, 1):  # a directory where the temporary file goes: every snapshot write fails
         (snapshots / f"partition-{p}.tmp").mkdir(parents=True)
