@@ -162,3 +162,12 @@ def test_status_of_a_running_worker_matches_its_snapshots(kafka_bootstrap, uniqu
     from_disk = streamdrift(env, "status", "--snapshots", env["STREAMDRIFT_SNAPSHOT_DIR"])
     assert from_disk.returncode == 0, from_disk.stderr
     assert from_disk.stdout == live.stdout
+    # the state topic holds the same committed state: the whole group's, read from one place
+    from_topic = streamdrift(env, "status", "--state-topic")
+    assert from_topic.returncode == 0, from_topic.stderr
+    assert from_topic.stdout == live.stdout
+    as_json = [
+        streamdrift(env, "status", *source, "--json")
+        for source in (["--state-topic"], ["--snapshots", env["STREAMDRIFT_SNAPSHOT_DIR"]])
+    ]
+    assert orjson.loads(as_json[0].stdout) == orjson.loads(as_json[1].stdout)

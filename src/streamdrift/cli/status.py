@@ -3,14 +3,18 @@
 It reads a running worker's ``/status`` endpoint (default: ``metrics_host``
 and ``metrics_port`` of the settings, ``127.0.0.1`` when the worker listens on
 every interface) or, with ``--snapshots DIR``, the snapshots a worker wrote
-there. One worker's view: with several workers, ask each. Both give the same shape::
+there, or, with ``--state-topic``, the state topic (``topics.state``): the
+committed state of every partition of the whole group, from one place. A
+worker's view is its own partitions: with several workers, ask each, or read
+the state topic. All give the same shape::
 
     {"partitions": {"<p>": {"offsets": {"<topic>": <next offset>}, "models": {"<model_id>": <summary>}}}}
 
 where a summary is ``ModelMonitor.summary()``; ``--json`` prints that data
 instead of the table. Reading snapshots needs the worker's detection settings
 (same ``--config`` / ``STREAMDRIFT_MONITOR__*``): a snapshot made under other
-settings is refused, as the worker would refuse it. Nothing is ever written.
+settings is refused, as the worker would refuse it. Nothing is ever written (the
+state topic is read without a consumer group's commits).
 
 Examples
 --------
@@ -138,6 +142,31 @@ def from_snapshots(directory: Path, settings: Settings) -> dict:
     return {"partitions": partitions}
 
 
+def from_state_topic(settings: Settings) -> dict:
+    """The committed state of every partition in the state topic, shaped like a worker's ``/status``."""
+    from streamdrift.runtime import kafka  # the Kafka clients, loaded only when asked for
+    from streamdrift.runtime.statetopic import StateTopic
+
+    name = settings.topics.state
+    counts = kafka.partition_counts(kafka.admin(settings), [name])
+    if name not in counts:
+        raise StreamdriftError(f'state topic {name} does not exist (topics.state): is state_store = "kafka"?')
+    new_monitor = monitor_factory(settings.monitor, settings.models)
+    try:
+        restored = StateTopic(settings, settings.monitor.fingerprint()).restore(dict.fromkeys(range(counts[name])))
+    except SnapshotError as exc:
+        raise SnapshotError(
+            f"{exc}\n`streamdrift status` only reads the state: give it the worker's detection "
+            "settings (the same --config FILE or STREAMDRIFT_MONITOR__* environment)."
+        ) from None
+    partitions = {}
+    for p, (snapshot, _) in sorted(restored.items()):
+        if snapshot is not None:
+            models = {m: new_monitor(m, st).summary().as_dict() for m, st in snapshot.models.items()}
+            partitions[str(p)] = {"offsets": snapshot.offsets, "models": models}
+    return {"partitions": partitions}
+
+
 # -- the table -------------------------------------------------------------
 
 
@@ -244,7 +273,7 @@ def render(data: dict, settings: MonitorSettings) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    doc = "Show the monitored models as a table, from a running worker or from its snapshots."
+    doc = "Show the monitored models as a table, from a running worker, its snapshots or the state topic."
     p = subparsers.add_parser("status", help=doc, description=doc, parents=[common])
     source = p.add_mutually_exclusive_group()
     source.add_argument(
@@ -257,6 +286,12 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         metavar="DIR",
         help="read the snapshots in DIR instead (needs the worker's [monitor] settings)",
     )
+    source.add_argument(
+        "--state-topic",
+        action="store_true",
+        help="read the committed state of every partition from the state topic (topics.state; "
+        "needs the worker's [monitor] settings)",
+    )
     p.add_argument("--json", action="store_true", help="print the data as JSON instead of a table")
     p.add_argument("--timeout-s", type=float, default=5.0, help="HTTP timeout")
     return p
@@ -265,6 +300,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.snapshots is not None:
         data = from_snapshots(args.snapshots, settings)
+    elif args.state_topic:
+        data = from_state_topic(settings)
     else:
         url = status_url(args.url or default_url(settings))
         data = from_worker(url, args.timeout_s)

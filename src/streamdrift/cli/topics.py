@@ -1,4 +1,4 @@
-"""``streamdrift topics create|check``: the Kafka topics and their co-partitioning."""
+"""``streamdrift topics create|check``: the Kafka topics, their co-partitioning and the state topic."""
 
 from __future__ import annotations
 
@@ -21,4 +21,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"created: {', '.join(created) or 'nothing (all topics exist)'}")
     n = kafka.check_topics(settings)
     print(f"topics ok: {settings.topics.predictions} and {settings.topics.feedback} have {n} partitions each")
+    if settings.state_store == "kafka":  # check_topics checked it
+        print(f"state topic ok: {settings.topics.state} is compacted and has {n} partitions")
     return 0

@@ -96,6 +96,9 @@ class Snapshot:
     offsets: dict[str, int]  # topic -> next offset to consume
     models: dict[str, State]  # model_id -> ModelMonitor.state()
     merge: State = field(default_factory=dict)  # merge.EpochMerge.state()
+    # Where this state lies in the Kafka state topic (``runtime.statetopic.Changelog.state()``); empty for
+    # the local store. A snapshot file with it is the state topic's local cache.
+    changelog: State = field(default_factory=dict)
 
 
 # -- the body: JSON skeleton + array bytes ----------------------------------------------------
@@ -208,14 +211,20 @@ def loads(data: bytes) -> State:
 
 def body(snapshot: Snapshot) -> tuple[list[Buffer], str]:
     """The body's pieces (skeleton, then the arrays) and the marker: all that depends on the state."""
-    skeleton, chunks, marker = _pack(
-        {
-            "partition": snapshot.partition,
-            "offsets": snapshot.offsets,
-            "models": snapshot.models,
-            "merge": snapshot.merge,
-        }
-    )
+    doc: State = {
+        "partition": snapshot.partition,
+        "offsets": snapshot.offsets,
+        "models": snapshot.models,
+        "merge": snapshot.merge,
+    }
+    if snapshot.changelog:  # only the state topic's cache has it: local snapshots keep their bytes
+        doc["changelog"] = snapshot.changelog
+    return tree_body(doc)
+
+
+def tree_body(tree: State) -> tuple[list[Buffer], str]:
+    """The pieces of any state tree (skeleton, then the arrays) and the marker."""
+    skeleton, chunks, marker = _pack(tree)
     return [skeleton, b"\n", *chunks], marker
 
 
@@ -243,11 +252,33 @@ def encode(snapshot: Snapshot, config: str) -> bytes:
     return b"".join(file_pieces(*body(snapshot), config))
 
 
+def encode_tree(tree: State, config: str) -> bytes:
+    """Any state tree with the snapshot file's header (format, version, settings hash, checksum):
+    the value of a state-topic record."""
+    return b"".join(file_pieces(*tree_body(tree), config))
+
+
 def decode(data: bytes, config: str, source: str) -> Snapshot:
     recover = (
         f"Move {source} away and restart: the partition then starts from its committed offsets "
         "with a fresh warm-up reference."
     )
+    doc = decode_tree(data, config, source, recover)
+    try:
+        return Snapshot(
+            partition=doc["partition"],
+            offsets=doc["offsets"],
+            models=doc["models"],
+            merge=doc.get("merge", {}),
+            changelog=doc.get("changelog", {}),
+        )
+    except KeyError as exc:
+        raise SnapshotError(f"{source} is corrupt (no {exc}). {recover}") from None
+
+
+def decode_tree(data: bytes | memoryview, config: str, source: str, recover: str) -> State:
+    """The tree ``encode_tree`` (or ``encode``) wrote, checked; ``recover`` ends each refusal's message."""
+    data = bytes(data) if isinstance(data, memoryview) else data
     end = data.find(b"\n")
     try:
         header = orjson.loads(data[:end] if end >= 0 else data)
@@ -278,9 +309,6 @@ def decode(data: bytes, config: str, source: str) -> Snapshot:
     try:
         if split < 0:
             raise ValueError("no array bytes")
-        doc = _unpack(data[end + 1 : split], body[split - end :], header["marker"], header["arrays"])
-        return Snapshot(
-            partition=doc["partition"], offsets=doc["offsets"], models=doc["models"], merge=doc.get("merge", {})
-        )
+        return _unpack(data[end + 1 : split], body[split - end :], header["marker"], header["arrays"])
     except (ValueError, TypeError, KeyError) as exc:  # a well-formed checksum over a malformed body
         raise SnapshotError(f"{source} is corrupt ({exc}). {recover}") from None

@@ -9,3 +9,7 @@ class TopicError(StreamdriftError):
 
 class DeliveryError(StreamdriftError):
     """The producer could not deliver a record (drift event or dead letter)."""
+
+
+class StateTopicError(StreamdriftError):
+    """The state topic is missing, does not fit the inputs, or holds a damaged partition."""

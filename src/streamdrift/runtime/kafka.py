@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from streamdrift.runtime.errors import TopicError
+from streamdrift.runtime.errors import StateTopicError, TopicError
 from streamdrift.runtime.settings import Settings
 
 
@@ -81,21 +81,59 @@ def check_topics(settings: Settings, client: AdminClient | None = None) -> int:
             f"{t.feedback} has {counts[t.feedback]}; a model's predictions and feedback must land on the same "
             "partition number. Recreate one of them with the other's partition count."
         )
+    if settings.state_store == "kafka":
+        check_state_topic(settings, counts[t.predictions], client or admin(settings))
     return counts[t.predictions]
 
 
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+
+
+def check_state_topic(settings: Settings, partitions: int, client: AdminClient) -> int:
+    """Refuse a state topic that is missing, not compacted or not partitioned like the inputs;
+    return its ``max.message.bytes``."""
+    name = settings.topics.state
+    fix = (
+        f"Create it with `streamdrift topics create`, or recreate it with {partitions} partitions and "
+        'cleanup.policy=compact (or set state_store = "local" for a single worker without a state topic)'
+    )
+    counts = partition_counts(client, [name])
+    if name not in counts:
+        raise StateTopicError(f"state topic {name} (topics.state) does not exist. {fix}")
+    if counts[name] != partitions:
+        raise StateTopicError(
+            f"state topic {name} has {counts[name]} partitions and the input topics have {partitions}: "
+            f"partition p of the state topic holds input partition p's state. {fix}"
+        )
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    try:
+        config = client.describe_configs([resource])[resource].result(timeout=30)
+    except KafkaException as exc:
+        raise StateTopicError(f"cannot read the configuration of state topic {name}: {exc}") from None
+    policy = config["cleanup.policy"].value
+    if policy != "compact":
+        raise StateTopicError(
+            f"state topic {name} has cleanup.policy={policy}, not compact: deletion by time or size "
+            f"would lose the state of models that have not changed for a while. {fix}"
+        )
+    return int(config["max.message.bytes"].value)
+
+
 def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:
-    """Create the four topics (inputs with equal partition counts); return those created."""
+    """Create the four topics (inputs with equal partition counts) and, with ``state_store = "kafka"``,
+    the compacted state topic partitioned like the inputs; return those created."""
     t = settings.topics
-    n = partitions or t.partitions
     client = client or admin(settings)
-    existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter])
+    existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter, t.state])
+    n = partitions or existing.get(t.predictions) or t.partitions
     wanted = [
         NewTopic(t.predictions, n, t.replication_factor),
         NewTopic(t.feedback, n, t.replication_factor),
         NewTopic(t.alerts, n, t.replication_factor),
         NewTopic(t.dead_letter, n, t.replication_factor),
     ]
+    if settings.state_store == "kafka":
+        wanted.append(NewTopic(t.state, n, t.replication_factor, config=dict(STATE_TOPIC_CONFIG)))
     todo = [nt for nt in wanted if nt.topic not in existing]
     if todo:
         for future in client.create_topics(todo, operation_timeout=30).values():

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from streamdrift.core.config import ModelSettings, MonitorSettings
@@ -81,11 +81,13 @@ class TopicSettings(_Section):
     feedback: str = "streamdrift.feedback"
     alerts: str = "streamdrift.alerts"
     dead_letter: str = "streamdrift.dead-letter"
+    # The state of input partition p in partition p (state_store = "kafka"): compacted, the inputs' partition count.
+    state: str = "streamdrift.state"
     # Used by `streamdrift topics create`; predictions and feedback always share it.
     partitions: int = Field(3, ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1, le=32)
 
-    @field_validator("predictions", "feedback", "alerts", "dead_letter")
+    @field_validator("predictions", "feedback", "alerts", "dead_letter", "state")
     @classmethod
     def _topic_name(cls, value: str) -> str:
         if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
@@ -114,8 +116,16 @@ class Settings(BaseSettings):
         "release, counted (streamdrift_merge_forced_releases_total), where the order can depart from the log's",
     )
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
+    state_store: Literal["kafka", "local"] = Field(
+        "kafka",
+        description="kafka: state in the compacted topics.state (any worker resumes any partition; snapshot_dir "
+        "is its local cache); local: only in snapshot_dir (one worker, or one host per partition set)",
+    )
     snapshot_dir: Path = Path(".streamdrift/snapshots")
-    snapshot_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")
+    checkpoint_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")
+    snapshot_interval_s: float | None = Field(
+        None, gt=0, description="deprecated name of checkpoint_interval_s (used when that one is not set)"
+    )
     snapshot_fork: bool = Field(
         True,
         description="checkpoints written by a forked copy of the worker: a pause of "
@@ -140,6 +150,12 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path),)
         return sources
+
+    @model_validator(mode="after")
+    def _deprecated_names(self) -> Settings:
+        if self.snapshot_interval_s is not None and "checkpoint_interval_s" not in self.model_fields_set:
+            self.checkpoint_interval_s = self.snapshot_interval_s
+        return self
 
     def redacted(self) -> dict:
         """The settings as a dict safe to log (SecretStr prints as '**********')."""

@@ -26,6 +26,23 @@ Checkpoint protocol (``Worker.checkpoint``), in this order:
 4. Once the files are durable, the consume loop commits exactly those offsets
    to the consumer group (partitions lost meanwhile are left out).
 
+With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) steps 2-4 are:
+
+2. Produce, to partition p of the state topic, the state of each model changed
+   since the last checkpoint (to the slot its committed state is not in), then
+   partition p's record: input offsets, merge state and the ledger of where
+   every model's committed state lies.
+3. Flush and check every state record was acknowledged; else stop uncommitted.
+4. Commit those input offsets to the group, then tombstone keys no ledger
+   names. The local snapshot (the topic's cache, with the state-topic offset
+   it reflects) is written in the background as in step 2 above; its failure
+   only costs a longer restore.
+
+On assignment a partition is restored from the state topic read to its end
+(read_committed): from the local cache plus the records after it where the
+cache is still valid, else from the topic alone; it resumes at the offsets
+stored with that state, whichever worker wrote it.
+
 On assignment a partition's snapshot is loaded and consumption resumes at the
 offsets stored *in the snapshot*; with no snapshot it resumes at the group's
 committed offsets (or the beginning) with fresh state. After a crash the
@@ -55,18 +72,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
 from streamdrift.core.engine import DriftEvent, PartitionEngine, Released
-from streamdrift.core.errors import ConfigError
+from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.state import Snapshot
 from streamdrift.core.summary import MonitorSummary
-from streamdrift.runtime import kafka
+from streamdrift.runtime import kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError
 from streamdrift.runtime.exporter import Health, ModelCollector, serve
 from streamdrift.runtime.idle import IdleClock
 from streamdrift.runtime.settings import Settings
+from streamdrift.runtime.statetopic import Changelog, StateTopic
 
 log = logging.getLogger("streamdrift.worker")
 # Each poll allocates and frees thousands of dicts and lists (decoded events, join rows); with
@@ -95,6 +113,8 @@ class PartitionState:
     engine: PartitionEngine  # merge, monitors, next offsets; its unmonitored_events are not snapshotted
     resumed_at: dict[str, int] = field(default_factory=dict)  # topic -> offset assigned at (OFFSET_INVALID: reset)
     dirty: bool = False  # changed since its last checkpoint
+    changed: set[str] = field(default_factory=set)  # models whose state changed since the last checkpoint
+    changelog: Changelog = field(default_factory=Changelog)  # its place in the state topic (state_store = kafka)
     idle: IdleClock = field(default_factory=IdleClock)  # when its topics last brought records (max_task_idle_ms)
 
 
@@ -108,6 +128,12 @@ class Worker:
         self.settings = settings
         self.topics = settings.topics
         self.store = LocalSnapshotStore(settings.snapshot_dir, settings.monitor.fingerprint())
+        # state_store = "kafka": the state topic holds the state, snapshot_dir its local cache
+        self.state_topic = (
+            StateTopic(settings, settings.monitor.fingerprint()) if settings.state_store == "kafka" else None
+        )
+        self.chunk_bytes = statetopic.chunk_bytes_for(1_048_588)  # set from the topic's max.message.bytes by run
+        self._state_errors: list[str] = []
         self.new_monitor = monitor_factory(
             settings.monitor, settings.models
         )  # reads reference profiles now: a bad one stops the start
@@ -174,7 +200,11 @@ class Worker:
         s = self.settings
         gc.freeze()  # what was loaded at start lives for the process: never scanned again
         gc.set_threshold(*GC_THRESHOLDS)
-        kafka.check_topics(s)
+        partitions = kafka.check_topics(s)
+        if self.state_topic is not None:
+            self.chunk_bytes = statetopic.chunk_bytes_for(kafka.check_state_topic(s, partitions, kafka.admin(s)))
+        if s.snapshot_interval_s is not None:
+            log.warning("snapshot_interval_s is deprecated: name it checkpoint_interval_s")
         self.producer = Producer(kafka.producer_config(s))
         self.consumer = Consumer(kafka.consumer_config(s))
         try:
@@ -198,7 +228,7 @@ class Worker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        next_checkpoint = time.monotonic() + s.snapshot_interval_s
+        next_checkpoint = time.monotonic() + s.checkpoint_interval_s
         try:
             while not self.stopping:
                 self.health.beat()
@@ -209,7 +239,7 @@ class Worker:
                 self._complete_checkpoint(block=False)
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint()
-                    next_checkpoint = time.monotonic() + s.snapshot_interval_s
+                    next_checkpoint = time.monotonic() + s.checkpoint_interval_s
             self.checkpoint(wait=True)
             log.info("stopping: final checkpoint written")
         finally:
@@ -228,8 +258,7 @@ class Worker:
         self._complete_checkpoint()  # no snapshot half written while one is read back
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(assigned, timeout=30)}
         with self.lock, _gc_paused():
-            for p in sorted({tp.partition for tp in assigned}):
-                self.partitions[p] = self._restore(p)
+            self.partitions.update(self._restore_all(sorted({tp.partition for tp in assigned})))
             gc.freeze()  # restored states: long-lived, out of the collector's way
             for tp in assigned:
                 state = self.partitions[tp.partition]
@@ -248,10 +277,13 @@ class Worker:
             },
         )
 
-    def _restore(self, p: int) -> PartitionState:
-        started = time.perf_counter()
-        snapshot = self.store.load(p)
-        loaded = time.perf_counter()
+    def _new_state(self, p: int) -> PartitionState:
+        changed: set[str] = set()
+
+        def note_changed(topic: str, batch: object, monitored: bool, events: object) -> None:
+            if monitored:
+                changed.add(batch.model_id)  # type: ignore[attr-defined]
+
         engine = PartitionEngine(
             p,
             self.topics.predictions,
@@ -261,10 +293,61 @@ class Worker:
             max_buffered=10 * self.settings.batch_size,
             max_models=self.settings.max_models,
             batch_size=self.settings.batch_size,
+            on_batch=note_changed,
         )
+        return PartitionState(engine, changed=changed)
+
+    def _restore_all(self, partitions: list[int]) -> dict[int, PartitionState]:
+        if self.state_topic is None:
+            return {p: self._restore(p) for p in partitions}
+        started = time.perf_counter()
+        caches = {p: self._load_cache(p) for p in partitions}
+        restored = self.state_topic.restore(caches)
+        out = {}
+        for p in partitions:
+            state = self._new_state(p)
+            snapshot, state.changelog = restored[p]
+            cache = caches[p]
+            if snapshot is None and cache is not None and not cache.changelog:
+                # a local store's snapshot and nothing in the state topic: moving to state_store = kafka
+                snapshot = cache
+                state.changed.update(cache.models)
+                state.dirty = True
+                log.info("state topic empty: starting from the local snapshot", extra={"fields": {"partition": p}})
+            if snapshot is None:
+                log.info("no state in the state topic: fresh state", extra={"fields": {"partition": p}})
+            else:
+                state.engine.restore(snapshot)
+            out[p] = state
+        log.info(
+            "state restored from the state topic",
+            extra={
+                "fields": {
+                    "partitions": partitions,
+                    "models": sum(len(st.engine.monitors) for st in out.values()),
+                    "restore_s": round(time.perf_counter() - started, 3),
+                }
+            },
+        )
+        return out
+
+    def _load_cache(self, p: int) -> Snapshot | None:
+        """The local snapshot of ``p`` as the state topic's cache; one that cannot be read is rebuilt from the topic."""
+        try:
+            return self.store.load(p)
+        except SnapshotError as exc:
+            log.warning("local snapshot unusable as a cache", extra={"fields": {"partition": p, "error": str(exc)}})
+            return None
+
+    def _restore(self, p: int) -> PartitionState:
+        started = time.perf_counter()
+        snapshot = self.store.load(p)
+        loaded = time.perf_counter()
+        state = self._new_state(p)
+        engine = state.engine
         if snapshot is None:
             log.info("no snapshot: fresh state", extra={"fields": {"partition": p}})
-            return PartitionState(engine)
+            return state
         engine.restore(snapshot)
         log.info(
             "snapshot restored",
@@ -278,7 +361,7 @@ class Worker:
                 }
             },
         )
-        return PartitionState(engine)
+        return state
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self.health.ready = False  # until the next assignment is restored
@@ -469,13 +552,20 @@ class Worker:
                 for p, state in sorted(self.partitions.items())
                 if state.dirty and (partitions is None or p in partitions)
             ]
+        if chosen and self.state_topic is not None:
+            self._checkpoint_to_state_topic(chosen)
+        with self.lock:
             if chosen:
                 write = self._start_write(chosen)
-                commits = [
-                    TopicPartition(t, p, o)
-                    for p in chosen
-                    for t, o in sorted(self.partitions[p].engine.offsets.items())
-                ]
+                commits = (
+                    []  # committed by _checkpoint_to_state_topic: the local file is only its cache
+                    if self.state_topic is not None
+                    else [
+                        TopicPartition(t, p, o)
+                        for p in chosen
+                        for t, o in sorted(self.partitions[p].engine.offsets.items())
+                    ]
+                )
                 for p in chosen:
                     self.partitions[p].dirty = False
         self.m_pause_s.set(time.monotonic() - started)
@@ -504,7 +594,77 @@ class Worker:
         return lambda: (sum(self.store.write(*f) for f in files), 0)
 
     def _snapshot(self, p: int) -> Snapshot:
-        return self.partitions[p].engine.snapshot()
+        state = self.partitions[p]
+        snapshot = state.engine.snapshot()
+        if self.state_topic is not None:  # the state topic's cache: where in the topic this state lies
+            snapshot.changelog = state.changelog.state()
+        return snapshot
+
+    def _checkpoint_to_state_topic(self, chosen: list[int]) -> None:
+        """Steps 2-4 with ``state_store = "kafka"`` (see ``runtime/statetopic.py`` for the records)."""
+        acked: dict[int, int] = {}  # partition -> offset of its partition record's last chunk
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self._state_errors.append(str(err))
+            elif (msg.key() or b"").startswith(b"partition/"):
+                p, offset = msg.partition(), msg.offset()
+                assert p is not None and offset is not None  # a delivered record has both
+                acked[p] = max(acked.get(p, -1), offset)
+
+        # Step 2: produce the changed models' states, then each partition's record (offsets, merge, ledger)
+        config = self.settings.monitor.fingerprint()
+        planned: dict[int, tuple[Snapshot, Changelog]] = {}
+        with self.lock, _gc_paused():
+            for p in chosen:
+                state = self.partitions[p]
+                engine = state.engine
+                changed = {m: engine.monitors[m].state() for m in sorted(state.changed) if m in engine.monitors}
+                snapshot = Snapshot(p, dict(engine.offsets), changed, engine.merge.state())
+                records, changelog = statetopic.checkpoint_records(
+                    snapshot, changed, state.changelog, config, self.chunk_bytes
+                )
+                for record in records:
+                    self._produce_state(p, record, on_delivery)
+                planned[p] = (snapshot, changelog)
+        # Step 3: every state record acknowledged, or nothing is committed
+        remaining = self.producer.flush(60)
+        if remaining or self._state_errors or set(acked) != set(chosen):
+            raise DeliveryError(
+                f"{remaining} state records undelivered, errors: {self._state_errors[:3]}; not committing. "
+                f"Check that the state topic {self.topics.state} exists and is writable."
+            )
+        # Step 4: commit the input offsets stored with that state (a resume takes them from the state itself)
+        commits = [TopicPartition(t, p, o) for p in chosen for t, o in sorted(planned[p][0].offsets.items())]
+        try:
+            self.consumer.commit(offsets=commits, asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
+            log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
+        with self.lock:
+            for p in chosen:
+                state = self.partitions[p]
+                changelog = planned[p][1]
+                changelog.offset = acked[p] + 1
+                for record in statetopic.tombstones(changelog):  # nothing committed names them any more
+                    self._produce_state(p, record, on_delivery)
+                changelog.garbage = set()
+                state.changelog = changelog
+                state.changed.clear()
+
+    def _produce_state(self, p: int, record: statetopic.Record, on_delivery: Callable[..., None]) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    self.topics.state,
+                    record.value,
+                    record.key,
+                    partition=p,
+                    headers=record.headers,
+                    on_delivery=on_delivery,
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let deliveries drain
 
     def _complete_checkpoint(self, block: bool = True) -> None:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
@@ -514,7 +674,14 @@ class Worker:
         if not block and not future.done():
             return
         self._pending = None
-        written, private = future.result()  # a failed write raises here: nothing of it is committed
+        try:
+            written, private = future.result()  # a failed write raises here: nothing of it is committed
+        except (SnapshotError, OSError) as exc:
+            if self.state_topic is None:
+                raise
+            # the state topic has this checkpoint: only the local cache is behind (restores read more of the topic)
+            log.warning("writing the local cache failed", extra={"fields": {"error": str(exc)}})
+            written, private = 0, 0
         if commits:
             self.consumer.commit(offsets=commits, asynchronous=False)
         self.m_snapshot_bytes.set(written)

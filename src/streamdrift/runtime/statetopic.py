@@ -1,0 +1,389 @@
+"""The Kafka state topic: what each checkpoint writes there, and how a partition is restored from it.
+
+Partition ``p`` of ``topics.state`` (compacted, as many partitions as the inputs)
+holds the state of input partition ``p``. Its keys::
+
+    model/<slot>/<chunk>/<model_id>    one model's state (``ModelMonitor.state()``)
+    partition/<slot>/<chunk>           the partition record: input offsets, merge state, the checkpoint's
+                                       number and where every model's committed state lies (its ledger)
+
+A value is a state tree encoded as a snapshot file is (``core.state.encode_tree``:
+format version, settings hash, CRC-32; nothing executed on load), cut into
+chunks of at most ``chunk_bytes`` (under the topic's ``max.message.bytes``).
+Two headers go with every chunk: ``streamdrift.gen``, the number of the
+checkpoint that wrote it, and ``streamdrift.chunks``, how many chunks its value has.
+
+Why two slots. Without transactions the records of one checkpoint are not
+written atomically: a worker killed after some model records and before the
+partition record would leave new model states beside old input offsets, and a
+replay would count those events twice. So a checkpoint writes each changed model
+to the slot its committed state is *not* in, and writes its partition record
+last, to slot ``gen % 2``, naming the slot, chunk count and checkpoint number
+of every model's state. What a crash leaves half written lies in slots no
+complete partition record names, and compaction, which keeps the latest record
+of each key, never removes a committed value for it. A restore reads the
+partition to its end, takes the last value of each key itself, picks the
+newest *complete* partition record and gathers the model states it names.
+
+Keys of models that no partition record names (dropped, or written by a
+checkpoint that never completed for a model that never came back) are
+tombstoned after the next checkpoint is acknowledged, never before, so the
+committed state is never touched until a newer one is complete.
+
+The local snapshot file of a partition is the topic's cache: it records the
+state-topic offset just after the partition record it reflects
+(``Changelog.offset``). A restore reads from the record before that offset;
+if that record is still that partition record (same checkpoint number), the
+cache is loaded and only the records after it are read, else the partition is
+rebuilt from the topic alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streamdrift.core.errors import SnapshotError
+from streamdrift.core.protocols import State
+from streamdrift.core.state import Snapshot, decode_tree, encode_tree
+from streamdrift.runtime import kafka
+from streamdrift.runtime.errors import StateTopicError
+from streamdrift.runtime.settings import Settings
+
+log = logging.getLogger("streamdrift.statetopic")
+
+HEADER_GEN = "streamdrift.gen"
+HEADER_CHUNKS = "streamdrift.chunks"
+# Room left in a record for its key, headers and batch framing under the topic's max.message.bytes
+RECORD_OVERHEAD_BYTES = 16 * 1024
+PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default, which we do not raise
+
+
+def model_key(slot: int, chunk: int, model_id: str) -> bytes:
+    return f"model/{slot}/{chunk}/{model_id}".encode()
+
+
+def partition_key(slot: int, chunk: int) -> bytes:
+    return f"partition/{slot}/{chunk}".encode()
+
+
+def model_of(key: bytes) -> str | None:
+    """The model id of a model key (``None`` for other keys)."""
+    parts = key.split(b"/", 3)
+    return parts[3].decode() if len(parts) == 4 and parts[0] == b"model" else None
+
+
+def chunk_bytes_for(max_message_bytes: int) -> int:
+    """The largest chunk a record may carry under a topic's ``max.message.bytes``."""
+    return max(1024, min(max_message_bytes, PRODUCER_MAX_MESSAGE_BYTES) - RECORD_OVERHEAD_BYTES)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a model's committed state lies: its slot, its number of chunks, the checkpoint that wrote it."""
+
+    slot: int
+    chunks: int
+    gen: int
+
+
+@dataclass
+class Changelog:
+    """One partition's place in the state topic, as of its last committed checkpoint."""
+
+    gen: int = 0  # number of the last committed checkpoint (0: none yet)
+    offset: int = -1  # state-topic offset just after that checkpoint's partition record (-1: none)
+    models: dict[str, Placed] = field(default_factory=dict)  # the ledger: model_id -> its committed state
+    last_gen: int = 0  # highest checkpoint number seen, committed or not: the next one is above it
+    garbage: set[bytes] = field(default_factory=set)  # keys no ledger names: tombstoned after the next commit
+
+    def state(self) -> State:
+        """As the local cache stores it (garbage is not kept: a later restore finds it again)."""
+        return {
+            "gen": self.gen,
+            "offset": self.offset,
+            "last_gen": self.last_gen,
+            "models": {m: [p.slot, p.chunks, p.gen] for m, p in sorted(self.models.items())},
+        }
+
+    @classmethod
+    def from_state(cls, state: State) -> Changelog:
+        return cls(
+            gen=state["gen"],
+            offset=state["offset"],
+            last_gen=state["last_gen"],
+            models={m: Placed(*placed) for m, placed in state["models"].items()},
+        )
+
+
+class Record(NamedTuple):
+    """A record to produce to the state partition (``value`` None: a tombstone)."""
+
+    key: bytes
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
+
+
+class Stored(NamedTuple):
+    """A record read back from the state partition."""
+
+    offset: int
+    key: bytes
+    value: bytes | None
+    gen: int
+    chunks: int
+
+
+def _headers(gen: int, chunks: int) -> list[tuple[str, str | bytes | None]]:
+    return [(HEADER_GEN, str(gen).encode()), (HEADER_CHUNKS, str(chunks).encode())]
+
+
+def split(value: bytes, chunk_bytes: int) -> list[bytes]:
+    """``value`` in pieces of at most ``chunk_bytes`` (one piece, possibly empty, at least)."""
+    return [value[at : at + chunk_bytes] for at in range(0, len(value), chunk_bytes)] or [b""]
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def checkpoint_records(
+    snapshot: Snapshot,
+    changed: Iterable[str],
+    changelog: Changelog,
+    config: str,
+    chunk_bytes: int,
+) -> tuple[list[Record], Changelog]:
+    """The records of one checkpoint of ``snapshot``'s partition, in the order they must be produced,
+    and the changelog as it will be once they are all acknowledged (its ``offset`` still to be set).
+
+    ``changed``: the models whose state changed since the last committed checkpoint; each goes to
+    the slot its committed state is not in. The partition record comes last.
+    """
+    gen = changelog.last_gen + 1
+    models = dict(changelog.models)
+    records: list[Record] = []
+    for model_id in sorted(changed):
+        committed = changelog.models.get(model_id)
+        slot = 1 - committed.slot if committed is not None else 0
+        pieces = split(encode_tree(snapshot.models[model_id], config), chunk_bytes)
+        records += [
+            Record(model_key(slot, i, model_id), piece, _headers(gen, len(pieces))) for i, piece in enumerate(pieces)
+        ]
+        models[model_id] = Placed(slot, len(pieces), gen)
+    doc = {
+        "partition": snapshot.partition,
+        "offsets": snapshot.offsets,
+        "merge": snapshot.merge,
+        "gen": gen,
+        "models": {m: [p.slot, p.chunks, p.gen] for m, p in sorted(models.items())},
+    }
+    pieces = split(encode_tree(doc, config), chunk_bytes)
+    records += [Record(partition_key(gen % 2, i), piece, _headers(gen, len(pieces))) for i, piece in enumerate(pieces)]
+    return records, Changelog(gen=gen, models=models, last_gen=gen, garbage=set(changelog.garbage))
+
+
+def tombstones(changelog: Changelog) -> list[Record]:
+    """Tombstones of the keys no committed partition record names (after a commit only)."""
+    return [Record(key, None, []) for key in sorted(changelog.garbage)]
+
+
+# -- restoring -------------------------------------------------------------------------------------
+
+
+class CacheStale(Exception):
+    """The local cache does not match the state topic: rebuild from the topic alone."""
+
+
+def restore(
+    partition: int,
+    records: Iterable[Stored],
+    config: str,
+    source: str,
+    cache: Snapshot | None = None,
+) -> tuple[Snapshot | None, Changelog]:
+    """The committed state of ``partition`` from its state-topic records, in offset order.
+
+    Without ``cache``: ``records`` are the whole partition. With ``cache`` (a local snapshot carrying a
+    changelog): ``records`` start at the record just before ``cache.changelog["offset"]``, which must be
+    that checkpoint's partition record, else ``CacheStale``. Returns ``(None, changelog)`` where no
+    checkpoint was ever completed (fresh state).
+    """
+    base = Changelog.from_state(cache.changelog) if cache is not None else None
+    stream: Iterator[Stored] = iter(records)
+    if base is not None:
+        first = next(stream, None)
+        if (
+            first is None
+            or first.offset != base.offset - 1
+            or first.gen != base.gen
+            or not first.key.startswith(b"partition/")
+        ):
+            raise CacheStale(f"state-topic record {base.offset - 1} is no longer checkpoint {base.gen}'s")
+    latest: dict[bytes, Stored] = {}
+    last_gen = base.last_gen if base is not None else 0
+    for record in stream:
+        if record.value is None:
+            latest.pop(record.key, None)
+        else:
+            latest[record.key] = record
+            last_gen = max(last_gen, record.gen)
+    newest = _newest_partition_record(latest)
+    if newest is None or (base is not None and newest[0] <= base.gen):
+        if base is None:
+            garbage = {k for k in latest if k.startswith(b"model/")}
+            return None, Changelog(last_gen=last_gen, garbage=garbage)
+        assert cache is not None
+        base.last_gen = last_gen
+        return cache, base
+    gen, value, offset = newest
+    recover = "The state topic's partition is damaged: delete the topic's records of it to start afresh."
+    doc = decode_tree(value, config, f"{source} partition record {gen}", recover)
+    models: dict[str, State] = {}
+    ledger: dict[str, Placed] = {}
+    for model_id, placed_state in doc["models"].items():
+        placed = Placed(*placed_state)
+        ledger[model_id] = placed
+        found = _joined(latest, lambda i, m=model_id, s=placed.slot: model_key(s, i, m), placed.gen)
+        if found is not None:
+            models[model_id] = decode_tree(found[0], config, f"{source} model {model_id!r}", recover)
+        elif base is not None and base.models.get(model_id) == placed:
+            assert cache is not None
+            models[model_id] = cache.models[model_id]
+        elif base is not None:
+            raise CacheStale(f"model {model_id!r} of checkpoint {gen} is neither in the cache nor after it")
+        else:
+            raise StateTopicError(
+                f"{source}: checkpoint {gen} names model {model_id!r} (slot {placed.slot}, checkpoint "
+                f"{placed.gen}) but its records are missing. {recover}"
+            )
+    changelog = Changelog(
+        gen=gen,
+        offset=offset + 1,
+        models=ledger,
+        last_gen=last_gen,
+        garbage={k for k in latest if (m := model_of(k)) is not None and m not in ledger},
+    )
+    snapshot = Snapshot(partition, doc["offsets"], models, doc["merge"], changelog.state())
+    return snapshot, changelog
+
+
+def _joined(latest: dict[bytes, Stored], key: Any, gen: int | None) -> tuple[bytes, int, int] | None:
+    """The value whose chunks are ``key(0)``, ``key(1)``, ... of one checkpoint (``gen``, or the
+    first chunk's): (value, its checkpoint, offset of its last chunk); None if any chunk is missing."""
+    first = latest.get(key(0))
+    if first is None or (gen is not None and first.gen != gen):
+        return None
+    pieces = []
+    last = -1
+    for i in range(first.chunks):
+        record = latest.get(key(i))
+        if record is None or record.gen != first.gen or record.chunks != first.chunks or record.value is None:
+            return None
+        pieces.append(record.value)
+        last = max(last, record.offset)
+    return b"".join(pieces), first.gen, last
+
+
+def _newest_partition_record(latest: dict[bytes, Stored]) -> tuple[int, bytes, int] | None:
+    """(checkpoint, value, offset of its last chunk) of the newest complete partition record."""
+    newest = None
+    for slot in (0, 1):
+        found = _joined(latest, lambda i, s=slot: partition_key(s, i), None)
+        if found is not None and (newest is None or found[1] > newest[0]):
+            newest = (found[1], found[0], found[2])
+    return newest
+
+
+# -- the Kafka side --------------------------------------------------------------------------------
+
+
+class StateTopic:
+    """Reads partitions of the state topic to their end (read_committed: the last stable offset)."""
+
+    def __init__(self, settings: Settings, config: str, timeout_s: float = 300.0):
+        self.settings = settings
+        self.topic = settings.topics.state
+        self.config = config
+        self.timeout_s = timeout_s
+
+    def read(self, starts: dict[int, int]) -> dict[int, list[Stored]]:
+        """Every record of each partition from its start offset to its end, in offset order."""
+        out: dict[int, list[Stored]] = {p: [] for p in starts}
+        if not starts:
+            return out
+        consumer = Consumer(
+            kafka.consumer_config(
+                self.settings,
+                **{
+                    "group.id": f"{self.settings.group_id}.state-restore",
+                    "enable.partition.eof": True,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": "range",
+                },
+            )
+        )
+        pending = set(starts)
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            consumer.assign(
+                [TopicPartition(self.topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in starts.items()]
+            )
+            while pending:
+                if time.monotonic() > deadline:
+                    raise StateTopicError(
+                        f"restoring partitions {sorted(pending)} of {self.topic} took over {self.timeout_s:.0f} s; "
+                        "is the broker reachable?"
+                    )
+                for msg in consumer.consume(10_000, 0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(msg.partition())
+                            continue
+                        if err.fatal() or not err.retriable():
+                            raise StateTopicError(f"reading {self.topic}: {err}")
+                        continue
+                    out[msg.partition() or 0].append(_stored(msg))
+        finally:
+            consumer.close()
+        return out
+
+    def restore(self, caches: dict[int, Snapshot | None]) -> dict[int, tuple[Snapshot | None, Changelog]]:
+        """Restore partitions: from their local cache plus the records after it where that is valid,
+        else from the topic alone."""
+        source = f"state topic {self.topic}"
+        usable = {p: c for p, c in caches.items() if c is not None and c.changelog}
+        results: dict[int, tuple[Snapshot | None, Changelog]] = {}
+        tails = self.read({p: c.changelog["offset"] - 1 for p, c in usable.items()})
+        for p, cache in usable.items():
+            try:
+                results[p] = restore(p, tails[p], self.config, f"{source}[{p}]", cache)
+                log.info(
+                    "state restored from cache and topic", extra={"fields": {"partition": p, "records": len(tails[p])}}
+                )
+            except (CacheStale, SnapshotError) as exc:
+                log.info(
+                    "local cache stale: rebuilding from the state topic",
+                    extra={"fields": {"partition": p, "reason": str(exc)}},
+                )
+        rest = sorted(p for p in caches if p not in results)
+        whole = self.read({p: OFFSET_BEGINNING for p in rest})
+        for p in rest:
+            results[p] = restore(p, whole[p], self.config, f"{source}[{p}]")
+        return results
+
+
+def _stored(msg: Any) -> Stored:
+    headers = dict(msg.headers() or [])
+    try:
+        gen = int(headers.get(HEADER_GEN, b"0"))
+        chunks = int(headers.get(HEADER_CHUNKS, b"1"))
+    except ValueError:
+        gen, chunks = 0, 1  # not a record streamdrift wrote: never part of a complete value
+    return Stored(msg.offset(), msg.key() or b"", msg.value(), gen, chunks)

@@ -1,0 +1,206 @@
+"""The Kafka state topic on a real broker: any worker resumes any partition exactly (issue 16).
+
+The reference for "exactly" is a single worker that was never interrupted, in a group of its own
+with a state topic and an alerts topic of its own, over the very same input records.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.synthetic import generate
+from streamdrift.runtime.settings import load_settings
+from streamdrift.runtime.statetopic import StateTopic
+from streams import state_bytes
+from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env
+
+pytestmark = pytest.mark.kafka
+
+SMALL = {"reference_size": 500, "window_size": 500, "subwindows": 5, "cooldown_events": 2000}
+SETTINGS = {**{f"monitor__{k}": v for k, v in SMALL.items()}, "checkpoint_interval_s": 0.5}
+PARTITIONS = 4
+
+
+def topic(env: dict, name: str) -> str:
+    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
+
+
+def drift_items(env: dict, n: int, seed: int = 11) -> list[tuple[str, bytes, bytes]]:
+    """The demo stream (credit-risk drifts at its 1000th prediction) with model ids spread over partitions."""
+    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
+    out = []
+    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0):
+        for copy in range(3):  # three copies of each model, so that every partition has some
+            event = {**e, "model_id": f"{e['model_id']}-{copy}", "event_id": f"{e['event_id']}-{copy}"}
+            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for t, key, _ in items:
+        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
+    return {m: (c[0], c[1]) for m, c in out.items()}
+
+
+def counts(workers: list[WorkerProcess]) -> dict[str, tuple[int, int]]:
+    """Events counted over the live workers' partitions."""
+    out: dict[str, tuple[int, int]] = {}
+    for w in workers:
+        out.update(w.counts())
+    return out
+
+
+def topic_state(env: dict) -> dict[int, tuple[dict[str, int], bytes]]:
+    """Per partition of the state topic: the input offsets and the models' state bytes committed there."""
+    settings = load_settings(
+        kafka={"bootstrap_servers": env["STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS"]},
+        topics={"state": topic(env, "state")},
+        group_id=env["STREAMDRIFT_GROUP_ID"],
+        monitor=SMALL,
+    )
+    monitor_settings = MonitorSettings(**SMALL)
+    restored = StateTopic(settings, monitor_settings.fingerprint()).restore(dict.fromkeys(range(PARTITIONS)))
+    out = {}
+    for p, (snap, _) in restored.items():
+        if snap is None:  # no model of the stream hashes to p
+            continue
+        monitors = {m: ModelMonitor.from_state(m, monitor_settings, st) for m, st in snap.models.items()}
+        offsets = {t.rsplit(".", 1)[1]: o for t, o in snap.offsets.items()}  # the topic's kind, not its prefix
+        out[p] = (offsets, state_bytes(monitors))
+    return out
+
+
+def alert_ids(bootstrap: str, env: dict) -> list[str]:
+    return [orjson.loads(raw.value)["alert_id"] for raw, _ in read_topic(bootstrap, topic(env, "alerts"))]
+
+
+@pytest.fixture
+def group(kafka_bootstrap, unique_name, tmp_path):
+    """Topics for one group; ``environment(name)`` gives a worker its own snapshot directory."""
+    prefix = unique_name("sd")
+    workers: list[WorkerProcess] = []
+
+    def environment(name: str, **overrides: object) -> dict[str, str]:
+        return worker_env(kafka_bootstrap, prefix, tmp_path / f"snapshots-{name}", **{**SETTINGS, **overrides})
+
+    def start(env: dict[str, str], name: str) -> WorkerProcess:
+        w = WorkerProcess(env, tmp_path / f"worker-{name}.log")
+        workers.append(w)
+        return w
+
+    env = environment("topics")
+    done = streamdrift(env, "topics", "create", "--partitions", str(PARTITIONS))
+    assert done.returncode == 0, done.stderr
+    yield environment, start
+    for w in workers:
+        w.stop(signal.SIGKILL)
+
+
+def reference_run(kafka_bootstrap: str, env: dict, tmp_path: Path, items: list) -> dict:
+    """A single uninterrupted worker over the same input topics, in a group with its own state and alerts."""
+    ref = {
+        **env,
+        "STREAMDRIFT_GROUP_ID": env["STREAMDRIFT_GROUP_ID"] + ".reference",
+        "STREAMDRIFT_TOPICS__STATE": topic(env, "state") + ".reference",
+        "STREAMDRIFT_TOPICS__ALERTS": topic(env, "alerts") + ".reference",
+        "STREAMDRIFT_TOPICS__DEAD_LETTER": topic(env, "dead_letter") + ".reference",
+        "STREAMDRIFT_SNAPSHOT_DIR": str(tmp_path / "snapshots-reference"),
+    }
+    done = streamdrift(ref, "topics", "create", "--partitions", str(PARTITIONS))
+    assert done.returncode == 0, done.stderr
+    worker = WorkerProcess(ref, tmp_path / "worker-reference.log")
+    try:
+        worker.wait_for(lambda: worker.counts() == expected_counts(env, items), 120, "reference: every event")
+        assert worker.stop() == 0
+    finally:
+        worker.stop(signal.SIGKILL)
+    return ref
+
+
+def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_state_topic(
+    group, kafka_bootstrap, tmp_path
+):
+    environment, start = group
+    env_a, env_b = environment("a"), environment("b")
+    items = drift_items(env_a, 3000)
+    first, second = items[: len(items) // 2], items[len(items) // 2 :]
+    produce(kafka_bootstrap, first)
+    a = start(env_a, "a")
+    a.wait_for(lambda: a.counts() == expected_counts(env_a, first), 90, "first half counted")
+    assert a.stop() == 0  # SIGTERM: a final checkpoint to the state topic
+    state_after_a = topic_state(env_a)
+
+    b = start(env_b, "b")  # another host: its snapshot directory is empty
+    b.wait_ready()
+    assert b.counts() == expected_counts(env_a, first)  # restored before it consumed anything
+    fresh = {orjson.loads(line)["partition"] for line in b.log().splitlines() if "fresh state" in line}
+    assert fresh == set(range(PARTITIONS)) - set(state_after_a)  # only where no model hashes to
+    produce(kafka_bootstrap, second)
+    b.wait_for(lambda: b.counts() == expected_counts(env_a, items), 90, "every event counted once")
+    assert b.stop() == 0
+    assert topic_state(env_b) != state_after_a
+
+    ref = reference_run(kafka_bootstrap, env_a, tmp_path, items)
+    assert topic_state(env_b) == topic_state(ref)
+    assert sorted(set(alert_ids(kafka_bootstrap, env_b))) == sorted(set(alert_ids(kafka_bootstrap, ref)))
+
+
+def test_workers_joining_and_killed_in_one_group_end_with_the_state_of_one_uninterrupted_worker(
+    group, kafka_bootstrap, tmp_path
+):
+    environment, start = group
+    envs = {name: environment(name) for name in ("a", "b", "c")}
+    env = envs["a"]
+    items = drift_items(env, 6000)
+    thirds = [items[i * len(items) // 3 : (i + 1) * len(items) // 3] for i in range(3)]
+
+    produce(kafka_bootstrap, thirds[0])
+    a = start(envs["a"], "a")
+    a.wait_for(lambda: sum(p for p, _ in a.counts().values()) > 1000, 90, "a: some events counted")
+    b = start(envs["b"], "b")  # joins while a runs: a checkpoints and hands over half the partitions
+    b.wait_for(lambda: len(b.status()["partitions"]) > 0, 90, "b: partitions assigned")
+    produce(kafka_bootstrap, thirds[1])
+    b.wait_for(lambda: sum(p for p, _ in b.counts().values()) > 0, 90, "b: events counted")
+    a.stop(signal.SIGKILL)  # mid-stream, whatever it had not checkpointed is consumed again by others
+    c = start(envs["c"], "c")
+    produce(kafka_bootstrap, thirds[2])
+    b.wait_for(lambda: counts([b, c]) == expected_counts(env, items), 180, "every event counted once")
+    assert c.stop() == 0 and b.stop() == 0
+
+    ref = reference_run(kafka_bootstrap, env, tmp_path, items)
+    assert topic_state(env) == topic_state(ref)
+    assert set(alert_ids(kafka_bootstrap, env)) == set(alert_ids(kafka_bootstrap, ref))
+    assert any("data_drift" in line for line in (tmp_path / "worker-reference.log").read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("partitions", "config", "message"),
+    [
+        (1, {"cleanup.policy": "compact"}, "has 1 partitions and the input topics have 2"),
+        (2, {"cleanup.policy": "delete"}, "has cleanup.policy=delete, not compact"),
+    ],
+)
+def test_a_state_topic_that_does_not_fit_stops_the_worker_naming_it(
+    kafka_bootstrap, unique_name, tmp_path, partitions, config, message
+):
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    wanted = [NewTopic(topic(env, t), 2, 1) for t in ("predictions", "feedback", "alerts", "dead_letter")]
+    wanted.append(NewTopic(topic(env, "state"), partitions, 1, config=config))
+    for future in admin.create_topics(wanted).values():
+        future.result()
+    for command in (["worker"], ["topics", "check"]):
+        done = streamdrift(env, *command, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"state topic {topic(env, 'state')} {message}" in done.stderr
+        assert "streamdrift topics create" in done.stderr  # the fix
+    done = streamdrift({**env, "STREAMDRIFT_STATE_STORE": "local"}, "topics", "check")
+    assert done.returncode == 0, done.stderr
