@@ -1,4 +1,4 @@
-"""Sketch binning: all numeric columns of a batch at once, exactly as column by column."""
+"""Sketch binning: the numeric columns of a batch at once (the fast path), exactly as column by column (the reference)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from streamdrift.core.sketch import Column, StreamSketch, _block
+from streamdrift.core.sketch import Column, StreamSketch
 
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS
 
@@ -100,20 +100,6 @@ def test_categorical_columns_at_once_equal_column_by_column(seed: int, rare: boo
 
     fast, windows = _fast_and_slow(batches)
     assert windows > 40 and sum(c.kind == "categorical" for c in fast.columns) >= 3
-
-
-def test_block_packs_the_numbers_fromiter_gives() -> None:
-    """struct's path (numbers only) and fromiter's (a None among them, or not to pack) give the same arrays."""
-    numbers = ([1.5, -2, 3e300], [0.1, 2**60, -0.0])
-    for pack in (True, False):
-        block, packed = _block(numbers, 3, np.float64, pack)
-        assert block.tolist() == np.array(numbers, dtype=np.float64).tolist() and packed == pack
-        block, packed = _block(([1, 2], [3, 2**62]), 2, np.int64, pack)
-        assert block.tolist() == [[1, 2], [3, 2**62]] and block.dtype == np.int64 and packed == pack
-    with_none, packed = _block(([1.5, None], [2, 3.0]), 2, np.float64)
-    assert not packed and np.array_equal(with_none, [[1.5, np.nan], [2, 3]], equal_nan=True)
-    with pytest.raises(OverflowError):  # as fromiter
-        _block(([10**400],), 1, np.float64)
 
 
 @pytest.mark.parametrize(

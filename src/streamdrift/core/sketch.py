@@ -37,12 +37,9 @@ Examples
 
 from __future__ import annotations
 
-import struct
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from itertools import chain, repeat
-from operator import is_, itemgetter
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -55,7 +52,6 @@ from streamdrift.core.stats import column_stats, layout
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 _NUMBER_TYPES = frozenset((int, float, type(None)))
-_STR_OR_NONE = frozenset((str, type(None)))
 _NO_CATEGORIES: list[str] = []
 # the layout of a sketch with no columns yet (read only, shared)
 _NO_INTS: NDArray[np.int64] = np.zeros(0, np.int64)
@@ -213,8 +209,6 @@ class Column:
                 idx[[v is not None and type(v) not in (int, float) for v in values]] = self.invalid_bin
             return idx, mismatched
         index, other, missing = self._index, len(self.categories), self.missing_bin
-        if set(map(type, values)) <= _STR_OR_NONE and index:  # the usual case: one C-level lookup per value
-            return np.fromiter(map(index.get, values, repeat(other)), dtype=np.int64, count=len(values)), 0
         return np.array(
             [missing if v is None else index.get(v if type(v) is str else str(v), other) for v in values],
             dtype=np.int64,
@@ -249,32 +243,9 @@ _COUNT_DTYPES: dict[bool, list[tuple[np.dtype[np.integer[Any]], int]]] = {
 }
 
 
-def _block(
-    lists: Sequence[Sequence[Any]], rows: int, dtype: type[np.float64 | np.int64], pack: bool = True
-) -> tuple[NDArray[Any], bool]:
-    """Lists of ``rows`` numbers each (None: NaN) as a ``(len(lists), rows)`` array of ``dtype``
-    (np.float64 or np.int64), read only; no shape or type discovery, the same numbers as np.array.
-    Also whether struct packed them: False after a None, or when not to ``pack``.
-
-    struct packs numbers in one C loop, in about two thirds of the instructions of np.fromiter,
-    which dispatches on each value; a None fails it, and fromiter then gives NaN for it.
-    """
-    n = len(lists) * rows
-    if pack:
-        try:
-            packed = struct.pack(f"{n}{'d' if dtype is np.float64 else 'q'}", *chain.from_iterable(lists))
-        except struct.error:  # a None, or a value struct does not take: fromiter's result (or error), as before
-            pass
-        else:
-            return np.frombuffer(packed, dtype).reshape(len(lists), rows), True
-    return np.fromiter(chain.from_iterable(lists), dtype, n).reshape(len(lists), rows), False
-
-
-def _rows(indices: list[int]) -> slice | list[int]:
-    """``indices`` as a slice when they are consecutive (the same rows), else as they are."""
-    if indices and indices == list(range(indices[0], indices[-1] + 1)):
-        return slice(indices[0], indices[-1] + 1)
-    return indices
+def _numbers_only(values: FeatureColumn) -> bool:
+    """Whether every value is a number or None (an array column holds floats only)."""
+    return _is_array(values) or set(map(type, values)) <= _NUMBER_TYPES
 
 
 class _Shape:
@@ -308,20 +279,9 @@ class _Shape:
         self.edges_at = edges_at.tolist()
         # numeric columns: where their inner edges, minimum and maximum sit in the flat edge array
         self.numeric = np.flatnonzero(self.ordered).astype(np.intp)
-        # a batch's numeric columns out of its list of columns, as a tuple or list (one C call), and the
-        # columns binned one by one or by category (what StreamSketch._bin would find per batch)
-        numeric_list = self.numeric.tolist()
-        self.numeric_of: Callable[[Sequence[Any]], Sequence[Any]] = (
-            itemgetter(*numeric_list)
-            if len(numeric_list) > 1
-            else itemgetter(slice(numeric_list[0], numeric_list[0] + 1))
-            if numeric_list
-            else (lambda values: ())
-        )
+        # the rows of a batch's bins that each kind fills
+        self.numeric_list = self.numeric.tolist()
         self.categorical = [i for i, o in enumerate(ordered) if not o]
-        # the rows of a batch's bins that each kind fills: a slice where contiguous (names sorted, kinds
-        # often grouped), as basic indexing costs less than a fancy index; else the indices
-        self.numeric_rows, self.categorical_rows = _rows(numeric_list), _rows(self.categorical)
         self.first, count = edges_at[self.numeric], edges[self.numeric]
         self.last = self.first + count - 1
         # the thresholds a value is compared with, one row each: the minimum, the inner edges
@@ -371,7 +331,6 @@ class StreamSketch:
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
-    _pack_numbers = True  # a cache, not state: False once a batch's numeric columns held a None (see _bin)
 
     def __init__(
         self,
@@ -563,84 +522,43 @@ class StreamSketch:
     ) -> NDArray[np.int64]:
         """Rows ``start:stop`` as bins of the flat layout: one row per column, one column per row.
 
-        Numeric columns whose values are all numbers or None are binned in a
-        few numpy calls for all of them together; anything else (a category,
-        a wrong-typed value) column by column, the same bins either way.
+        The reference bins column by column (``Column.indices``). The numeric columns whose
+        values are all numbers or None (``numeric``: the names the decoder found so) are binned
+        together instead (``_bin_numbers``), unless ``vectorised`` is off: the same bins.
         """
         rows = stop - start
         out = np.empty((len(self.columns), rows), dtype=np.int64)
         shape = self._shape
         assert shape is not None
-        values: list[FeatureColumn]
-        if start == 0 and set(map(len, columns.values())) <= {rows}:  # the usual case: the batch's own lists
-            found = list(map(columns.get, self._names))
-            if any(map(is_, found, repeat(None))):  # a column absent from the batch: all missing
-                values = [[None] * rows if v is None else v for v in found]
-            else:
-                values = cast(list[FeatureColumn], found)  # no None in it: checked just above
-        else:
-            values = [[None] * rows if v is None else v[start:stop] for v in map(columns.get, self._names)]
-        per_column: Sequence[int] = shape.categorical if self.vectorised else range(len(self.columns))
-        if len(self._numeric) and self.vectorised:
-            block = shape.numeric_of(values)
-            arrays = list(map(_is_array, block))
-            if all(arrays):  # floats and NaN already (decode's C reader)
-                x = np.array(block)
-            elif (numeric is not None and numeric.issuperset(shape.numeric_of(self._names))) or set(
-                map(type, chain.from_iterable(block))
-            ) <= _NUMBER_TYPES:
-                # numbers or None (NaN): packed until a batch has a None; a sketch that saw one is
-                # likely to see more, and a pack that fails only adds to fromiter's cost
-                if any(arrays):
-                    block = [v.tolist() if a else v for v, a in zip(block, arrays)]
-                x, self._pack_numbers = _block(block, rows, np.float64, self._pack_numbers)
-            else:
-                x = None
-            if x is not None:
-                # summed over the outer axis: numpy adds whole rows, not 10 booleans at a time
-                reached = x[None] >= self._thresholds
-                # np.add.reduce: what the sum method calls, without its Python layer
-                idx = (
-                    np.add.reduce(reached.view(np.uint8), axis=0, dtype=np.uint8)
-                    if shape.narrow
-                    else reached.sum(axis=0)
-                )
-                np.copyto(idx, self._missing_bin, where=np.isnan(x))
-                out[shape.numeric_rows] = idx
-            else:
-                per_column = range(len(self.columns))
-        lists: dict[int, list[Any]] = {}
-        for i in per_column:  # binned one by one, or by category: as lists
-            column_i = values[i]
-            lists[i] = column_i if isinstance(column_i, list) else column_values(column_i)
-        if self.vectorised and per_column and len(per_column) < len(self.columns):
-            per_column = self._bin_categories(lists, per_column, out, rows)
-        for i in per_column:
+        values = [[None] * rows if v is None else v[start:stop] for v in map(columns.get, self._names)]
+        by_column: Sequence[int] = range(len(self.columns))
+        known = numeric or frozenset()
+        if (
+            self.vectorised
+            and shape.numeric_list
+            and all(self._names[i] in known or _numbers_only(values[i]) for i in shape.numeric_list)
+        ):
+            out[shape.numeric_list] = self._bin_numbers(np.array([values[i] for i in shape.numeric_list], np.float64))
+            by_column = shape.categorical
+        for i in by_column:
             column = self.columns[i]
-            out[i], mismatched = column.indices(lists[i])
+            out[i], mismatched = column.indices(column_values(values[i]))
             if mismatched:
                 self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
         out += self._starts[:, None]
         return out
 
-    def _bin_categories(
-        self, values: Mapping[int, list[Any]], at: Sequence[int], out: NDArray[np.int64], rows: int
-    ) -> Sequence[int]:
-        """The categorical columns ``at`` when every value is one of their categories or None: one
-        itemgetter per column, which looks every value up in C. A value found is a category or
-        None (no other type equals a string), so its bin is what ``Column.indices`` gives it. The
-        columns left to bin one by one: none, or all of them (a value unseen, or a single row)."""
-        if rows < 2:  # an itemgetter of one key returns the value, not a tuple
-            return at
-        columns, shape = self.columns, self._shape
+    def _bin_numbers(self, x: NDArray[np.float64]) -> NDArray[np.integer[Any]]:
+        """The bins of the numeric columns' values ``x`` (one row per column, NaN where missing), as
+        ``Column.indices`` gives them: a value's bin is how many of its column's thresholds it
+        reaches (see ``_set_columns``), and NaN goes to the missing bin."""
+        shape = self._shape
         assert shape is not None
-        try:
-            found = [itemgetter(*values[i])(columns[i]._index) for i in at]
-        except (KeyError, TypeError):  # unseen, or unhashable: Column.indices sorts them out
-            return at
-        where = shape.categorical_rows if at is shape.categorical else list(at)
-        out[where] = _block(found, rows, np.int64)[0]
-        return []
+        reached = x[None] >= self._thresholds
+        # counted in bytes where every bin number fits one (at most 100 bins)
+        bins: NDArray[np.integer[Any]] = reached.sum(axis=0, dtype=np.uint8 if shape.narrow else np.int64)
+        np.copyto(bins, self._missing_bin, where=np.isnan(x))
+        return bins
 
     def _add_slot(
         self,
