@@ -337,6 +337,33 @@ def test_hook_sees_each_retrain_event_once_debounced_per_model_even_across_resta
 
 
 @pytest.mark.kafka
+def test_events_out_of_event_time_order_are_never_debounced_at_0_s_and_debounced_within_a_window(
+    listeners, kafka_bootstrap
+):
+    """Drift events reach the alerts topic out of event-time order (issue 21): with --debounce-s 0 each
+    one is a call, a gap below zero included; with a window, an event detected before the last call
+    is inside it."""
+    topic, start, seen, _ = listeners
+    create_topic(kafka_bootstrap, topic, 1)
+    later = drift("credit-risk", "retrain", T0 + 10, 100)
+    earlier = drift("credit-risk", "retrain", T0 + 6.66, 200)  # detected 3.34 s before `later`, published after
+    produce(kafka_bootstrap, topic, [record(later), record(earlier)])
+
+    none = start("--group", f"{topic}.none", "--debounce-s", "0")
+    wait_for(lambda: committed(kafka_bootstrap, f"{topic}.none", topic, 1) == [2], 60, "both handled", none.log)
+    assert none.stop() == 0
+    assert [s["stdin"]["alert_id"] for s in seen()] == [later["alert_id"], earlier["alert_id"]]
+    assert '"debounced"' not in none.log().replace('"debounced":0', "")
+
+    hourly = start("--group", f"{topic}.hourly", "--debounce-s", "3600")
+    wait_for(lambda: committed(kafka_bootstrap, f"{topic}.hourly", topic, 1) == [2], 60, "both handled", hourly.log)
+    assert hourly.stop() == 0
+    assert [s["stdin"]["alert_id"] for s in seen()[2:]] == [later["alert_id"]]
+    debounced = [json.loads(line) for line in hourly.log().splitlines() if '"msg":"debounced"' in line]
+    assert [(d["alert_id"], round(d["since_last_call_s"], 2)) for d in debounced] == [(earlier["alert_id"], -3.34)]
+
+
+@pytest.mark.kafka
 def test_failing_hook_is_retried_with_backoff_and_survives_sigkill(listeners, kafka_bootstrap):
     topic, start, seen, calls = listeners
     create_topic(kafka_bootstrap, topic, 2)

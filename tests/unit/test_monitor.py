@@ -327,3 +327,68 @@ def test_regression_degradation_judges_each_window_as_of_its_own_last_row():
     assert [(e["kind"], e["detector"], e["window"]["end_offset"]) for e in runs[1][1]] == [
         ("performance_degradation", "mae", 3399)
     ]
+
+
+def _labelled_range(messages: list[RawMessage], event: dict) -> list[tuple[dict, dict]]:
+    """The (prediction, feedback) pairs of ``event``'s model graded by the feedback records in its window."""
+    assert event["details"]["window_stream"] == "feedback" and "window_start_stream" not in event["details"]
+    w = event["window"]
+    predictions = {}
+    for m in messages:
+        if m.topic == PRED:
+            p = orjson.loads(m.value)
+            predictions[p["event_id"]] = p
+    pairs = []
+    for m in messages:
+        if m.topic == FB and w["start_offset"] <= m.offset <= w["end_offset"]:
+            f = orjson.loads(m.value)
+            if f["model_id"] == event["model_id"] and f["event_id"] in predictions:
+                pairs.append((predictions[f["event_id"]], f))
+    return pairs
+
+
+def test_label_based_windows_name_the_labelled_events_they_were_computed_from():
+    """Issue 21: the window of a performance_degradation or concept_drift event spans the labelled
+    events it was computed from (first to last offset of the feedback stream, their count), and
+    replaying exactly that range gives the same statistic; the event names the joined predictions'
+    version."""
+    messages = demo_messages(60_000, seed=7, drift_at=6000)
+    _, events = run_monitors(messages, 1000, MonitorSettings())
+    labelled = [e for e in events if e["kind"] in ("performance_degradation", "concept_drift")]
+    assert sorted(e["kind"] for e in labelled) == ["concept_drift", "performance_degradation"]
+    for event in labelled:
+        pairs = _labelled_range(messages, event)
+        w = event["window"]
+        assert len(pairs) == w["count"] and w["start_offset"] < w["end_offset"] and w["start_time"] < w["end_time"]
+        assert {p["model_version"] for p, _ in pairs} == {event["model_version"]} == {"v1"}
+        wrong = [p["prediction"] != f["label"] for p, f in pairs]
+        if event["kind"] == "performance_degradation":
+            assert event["statistic"] == 1 - sum(wrong) / len(wrong)  # the window's accuracy
+        else:
+            assert event["details"]["error_rate_since_reference"] == sum(wrong) / len(wrong)
+
+
+def test_a_window_of_several_versions_names_the_busiest_and_counts_each():
+    """Issue 21: where the joined predictions of a window mix versions, model_version is the busiest
+    and details.versions counts each."""
+    settings = MonitorSettings(reference_size=200, window_size=200, subwindows=2, degradation_tolerance=0.01)
+    rng = np.random.default_rng(4)
+    messages, offsets = [], {PRED: 0, FB: 0}
+    for i in range(3000):
+        version = "v2" if rng.random() < 0.3 else "v1"
+        label = int(rng.random() < 0.5)
+        right = rng.random() < (0.95 if i < 1000 else 0.6)  # worse after 1000: a degradation
+        event = {"event_id": f"e{i}", "model_id": "m", "model_version": version, "timestamp": 1_700_000_000 + i}
+        prediction = {**event, "features": {}, "prediction": label if right else 1 - label}
+        for topic, value in ((PRED, prediction), (FB, {**event, "label": label})):
+            messages.append(RawMessage(topic, 0, offsets[topic], b"m", orjson.dumps(value)))
+            offsets[topic] += 1
+    _, events = run_monitors(messages, 100, settings)
+    degraded = [e for e in events if e["kind"] == "performance_degradation" and e["detector"] == "accuracy"]
+    assert degraded
+    for event in degraded:
+        versions = event["details"]["versions"]
+        assert set(versions) == {"v1", "v2"} and sum(versions.values()) == event["window"]["count"]
+        assert event["model_version"] == "v1" == max(versions, key=versions.get)
+        pairs = _labelled_range(messages, event)
+        assert {v: sum(p["model_version"] == v for p, _ in pairs) for v in versions} == versions

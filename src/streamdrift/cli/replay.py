@@ -284,8 +284,8 @@ def _tap(monitor: ModelMonitor, trace: Trace) -> None:
 
     observe_errors = monitor.observe_errors
 
-    def errors_seen(errors, batch, rows):
-        events = observe_errors(errors, batch, rows)
+    def errors_seen(errors, batch, rows, versions):
+        events = observe_errors(errors, batch, rows, versions)
         trace.error_times += batch.timestamps[rows].tolist()
         trace.errors += np.asarray(errors, dtype=bool).tolist()
         if len(rows) and monitor.settings.concept_detector == "cusum":

@@ -49,12 +49,15 @@ from streamdrift.core.metrics import (
     infer_task,
     label_keys,
 )
+from streamdrift.core.metrics.regression import counted_rows
 from streamdrift.core.policy import AlertPolicy, action_for, drift_event, rfc3339
 from streamdrift.core.records import FeedbackBatch, PredictionBatch
 from streamdrift.core.sketch import StreamSketch
 from streamdrift.core.stats import chi2_critical
 from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
 
+NO_VERSION = "__none__"  # the version key of predictions without a model_version (as VersionComparison's)
+OTHER_VERSION = "__other__"  # versions over max_versions, counted together
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
 STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
 QUALITY_RATES = ("missing_rate", "missing_rate_ref", "invalid_rate", "out_of_range_rate", "new_category_rate")
@@ -68,6 +71,16 @@ QUALITY_CHECKS = (  # (detector name, rate key, settings bound, subtract the ref
 
 def _round(x: float) -> float | None:
     return None if x != x else float(f"{x:.6g}")
+
+
+def _stream(batch: PredictionBatch | FeedbackBatch) -> str:
+    """The stream a batch came from, as drift events name it (``details.window_stream``)."""
+    return "predictions" if isinstance(batch, PredictionBatch) else "feedback"
+
+
+def _version_key(version: str | None) -> str:
+    """A model version as windows count it: a prediction without one is counted as ``__none__``."""
+    return NO_VERSION if version is None else str(version)
 
 
 def _in_stream_order(events: list[dict]) -> list[dict]:
@@ -126,6 +139,10 @@ class ModelMonitor:
         self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
         self.drift_events: dict[str, int] = {}
         self.last_drift: dict | None = None  # kind, alert_id, detected_at of the latest drift event
+        # where the latest metric sub-windows began: [metric row, stream, offset, event time] each
+        self.subwindow_marks: list[list] = []
+        self.concept_from: list | None = None  # [stream, offset, event time] of the concept window's first event
+        self.concept_versions: dict[str, int] = {}  # labelled events per version since the concept reference
         self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         self.features = self._sketch(s.max_features, state and state["features"])
         self.outputs = self._sketch(2, state and state["outputs"])
@@ -293,6 +310,7 @@ class ModelMonitor:
         if isinstance(performance, ClassificationMetrics):
             truth, predicted = label_keys(graded.labels), label_keys(graded.predictions)  # once, for all below
             correct = truth == predicted
+            self._mark_subwindows(performance, np.arange(len(graded)), batch, rows)
             windows = performance.update(truth, predicted, graded.scores)
             if self.segments is not None:
                 self.segments.update(truth, predicted, [seg or {} for seg in graded.segments])
@@ -305,12 +323,56 @@ class ModelMonitor:
                 events += self._degradation(w, batch, int(rows[w["row"]]))
                 events += self._version_check(w, batch, int(rows[w["row"]]))
             self.versions.update(graded.versions[done:], correct[done:])
-            events += self.observe_errors(~correct, batch, rows)
+            events += self.observe_errors(~correct, batch, rows, graded.versions)
         else:
+            counted = counted_rows(graded.labels, graded.predictions)
+            self._mark_subwindows(performance, counted, batch, rows)
+            versions = [graded.versions[i] for i in counted.tolist()]
+            unjudged = np.zeros(len(counted), dtype=bool)  # regression: versions are counted, not compared
+            done = 0
             for w in performance.update(graded.labels, graded.predictions):
+                last = int(np.searchsorted(counted, w["row"])) + 1  # counted rows up to the closing one
+                self.versions.update(versions[done:last], unjudged[done:last])
+                done = last
                 events += self._degradation(w, batch, int(rows[w["row"]]))
+            self.versions.update(versions[done:], unjudged[done:])
             self.labelled_total += len(graded)
+        del self.subwindow_marks[: -(self.settings.subwindows + 1)]  # the window's start is among these
         return events
+
+    def _position(self, batch: PredictionBatch | FeedbackBatch, row: int) -> list:
+        """Where a batch row is: [stream, offset, event time] (a drift event's window names such places)."""
+        return [_stream(batch), int(batch.offsets[row]), float(batch.timestamps[row])]
+
+    def _mark_subwindows(
+        self, performance: ClassificationMetrics | RegressionMetrics, counted: np.ndarray, batch, rows: np.ndarray
+    ) -> None:
+        """Note where each metric sub-window starts (its first labelled event), before the metrics count
+        ``counted`` (indices of the graded pairs they count; ``rows`` their batch rows): a window's
+        drift event names its first labelled event."""
+        slot = performance.slot_size
+        first = (-performance.rows) % slot  # the first of ``counted`` that starts a sub-window
+        for j in range(first, len(counted), slot):
+            self.subwindow_marks.append([performance.rows + j, *self._position(batch, int(rows[counted[j]]))])
+
+    def _labelled_window(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> tuple[dict, str]:
+        """The window of a metric window's drift event: its first and last labelled events, and their count;
+        and the stream of the first (the last is the batch's)."""
+        start = window["position"] - window["report"]["rows"]
+        mark = next((m[1:] for m in self.subwindow_marks if m[0] == start), None)
+        end = self._position(batch, row)
+        stream, start_offset, start_time = mark if mark is not None else end
+        return {
+            "start_time": start_time,
+            "end_time": end[2],
+            "count": window["report"]["rows"],
+            "start_offset": start_offset,
+            "end_offset": end[1],
+        }, stream
+
+    def _window_versions(self) -> dict[str, int]:
+        """Graded predictions per model version over the metrics' window."""
+        return {v: r["rows"] for v, r in self.versions.report("window")["versions"].items()}
 
     def _version_check(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
         """A performance_degradation event naming a version surely worse than the busiest one (A/B, shadow)."""
@@ -323,13 +385,7 @@ class ModelMonitor:
         strength = 1.0 if worst["significant"] else min(1 - worst["p_value"], 1 - alpha)
         if not self.policy.decide("version_comparison", strength, 1 - alpha, window["position"]):
             return []
-        at = {
-            "start_time": float(batch.timestamps[row]),
-            "end_time": float(batch.timestamps[row]),
-            "count": worst["n_a"] + worst["n_b"],
-            "start_offset": int(batch.offsets[row]),
-            "end_offset": int(batch.offsets[row]),
-        }
+        at, start_stream = self._labelled_window(window, batch, row)
         event = self._event(
             "performance_degradation",
             "version_comparison",
@@ -342,8 +398,10 @@ class ModelMonitor:
             row,
             [],
             {"comparison": worst},
+            versions=self._window_versions(),
+            start_stream=start_stream,
         )
-        event["model_version"] = worst["worse"]
+        event["model_version"] = worst["worse"]  # the version the event is about: the worse one
         return [event]
 
     def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
@@ -361,13 +419,7 @@ class ModelMonitor:
         # level (p > 0.2) only once the metric has recovered, not on a window that is merely less sure
         if not self.policy.decide("performance_degradation", 1 - verdict.p_value, 1 - alpha, window["position"]):
             return []
-        at = {
-            "start_time": float(batch.timestamps[row]),
-            "end_time": float(batch.timestamps[row]),
-            "count": report["rows"],
-            "start_offset": int(batch.offsets[row]),
-            "end_offset": int(batch.offsets[row]),
-        }
+        at, start_stream = self._labelled_window(window, batch, row)
         details = {
             "metric": metric,
             "reference": verdict.reference,
@@ -375,7 +427,7 @@ class ModelMonitor:
             "tolerance": self.settings.degradation_tolerance,
         }
         if self.task == "classification":
-            details["versions"] = self.versions.report("window")
+            details["version_comparison"] = self.versions.report("window")
         return [
             self._event(
                 "performance_degradation",
@@ -389,13 +441,16 @@ class ModelMonitor:
                 row,
                 [],
                 details,
+                versions=self._window_versions(),
+                start_stream=start_stream,
             )
         ]
 
     def observe_errors(
-        self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray
+        self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray, versions: list
     ) -> list[dict]:
-        """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``.
+        """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``,
+        ``versions`` the model versions of their predictions.
 
         The alarm decides at positions (labelled events), never at batch ends, as if the errors came
         one at a time: after each error, a detection goes to the policy, and otherwise a fired alarm
@@ -413,12 +468,43 @@ class ModelMonitor:
             take = len(errors) - done if quiet_until is None else max(1, quiet_until - (start + done))
             found = self.concept.update(errors[done : done + take], stop_at_detection=True)
             if found:
-                done += found[0]["index"] + 1
+                upto = done + found[0]["index"] + 1
+                self._watch(batch, rows, versions, done, upto, found[0]["labelled_since_reference"])
+                done = upto
                 events += self._concept_drift(found[0], batch, int(rows[done - 1]), start + done)
+                self.concept_from, self.concept_versions = None, {}  # the detector learns a new reference
             else:
-                done += min(take, len(errors) - done)
+                upto = done + min(take, len(errors) - done)
+                self._watch(batch, rows, versions, done, upto, getattr(self.concept, "watched", None))
+                done = upto
                 self.policy.rearm("concept_drift", self.concept.statistic, self.concept_threshold, start + done)
         return events
+
+    def _watch(
+        self,
+        batch: PredictionBatch | FeedbackBatch,
+        rows: np.ndarray,
+        versions: list,
+        a: int,
+        b: int,
+        watched: int | None,
+    ) -> None:
+        """The concept detector was fed graded pairs ``a`` to ``b`` of this batch and has watched ``watched``
+        labelled events since its reference error rate was set (None: it does not say): note where that
+        run began and count its versions, for the window of its next drift event."""
+        if not watched:  # still learning the reference, or a detector that does not count
+            return
+        if watched <= b - a:  # the reference was set within these pairs
+            first = b - watched
+            self.concept_from = self._position(batch, int(rows[first]))
+            self.concept_versions = {}
+        else:
+            first = a
+        for version in versions[first:b]:
+            key = _version_key(version)
+            if key not in self.concept_versions and len(self.concept_versions) >= self.settings.max_versions:
+                key = OTHER_VERSION
+            self.concept_versions[key] = self.concept_versions.get(key, 0) + 1
 
     def _concept_drift(
         self, found: dict, batch: PredictionBatch | FeedbackBatch, row: int, position: int
@@ -426,14 +512,15 @@ class ModelMonitor:
         """A concept_drift event for a detection at ``position`` (labelled events), if the policy lets it out."""
         if not self.policy.decide("concept_drift", found["statistic"], found["threshold"], position):
             return []
-        # the window: the labelled events watched since the reference error rate was set,
-        # of which only the last one's position is known here
+        # the window: the labelled events watched since the reference error rate was set
+        end = self._position(batch, row)
+        start_stream, start_offset, start_time = self.concept_from or end
         window = {
-            "start_time": float(batch.timestamps[row]),
-            "end_time": float(batch.timestamps[row]),
+            "start_time": start_time,
+            "end_time": end[2],
             "count": found["labelled_since_reference"],
-            "start_offset": int(batch.offsets[row]),
-            "end_offset": int(batch.offsets[row]),
+            "start_offset": start_offset,
+            "end_offset": end[1],
         }
         details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
         return [
@@ -449,6 +536,8 @@ class ModelMonitor:
                 row,
                 [],
                 details,
+                versions=dict(self.concept_versions),
+                start_stream=start_stream,
             )
         ]
 
@@ -549,16 +638,29 @@ class ModelMonitor:
         row: int,
         top: list[dict],
         details: dict,
+        versions: dict[str, int] | None = None,
+        start_stream: str | None = None,
     ) -> dict:
+        """A drift event raised at ``row`` of ``batch``. ``versions``: predictions per model version in the
+        window (label-based kinds), whose busiest one the event names; else the row's version.
+        ``start_stream``: the stream of the window's first event, when not the batch's."""
         self.drift_events[kind] = self.drift_events.get(kind, 0) + 1
         window = dict(window)
         for key in ("start_time", "end_time"):
             if not isinstance(window[key], str):
                 window[key] = rfc3339(window[key])
-        stream = "predictions" if isinstance(batch, PredictionBatch) else "feedback"
+        stream = _stream(batch)
+        version = batch.model_versions[row]
+        if versions:
+            busiest = min(versions, key=lambda v: (-versions[v], v))
+            version = None if busiest == NO_VERSION else busiest
+            if len(versions) > 1:  # a window of several versions: each one's count
+                details = {**details, "versions": versions}
+        if start_stream is not None and start_stream != stream:
+            details = {**details, "window_start_stream": start_stream}
         event = drift_event(
             model_id=self.model_id,
-            model_version=batch.model_versions[row],
+            model_version=version,
             kind=kind,
             detector=detector,
             feature=feature,
@@ -625,6 +727,9 @@ class ModelMonitor:
             "last_event_time": self.last_event_time,
             "schedule_from": self.schedule_from,
             "last_drift": self.last_drift,
+            "subwindow_marks": self.subwindow_marks,
+            "concept_from": self.concept_from,
+            "concept_versions": self.concept_versions,
             "drift_events": self.drift_events,
             "quality": self._quality.copy(),
             "features": self.features.state(),
@@ -664,6 +769,10 @@ class ModelMonitor:
         ):
             setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
+        # snapshots written before windows named their labelled events have none of these
+        monitor.subwindow_marks = [list(m) for m in state.get("subwindow_marks", [])]
+        monitor.concept_from = list(state["concept_from"]) if state.get("concept_from") else None
+        monitor.concept_versions = dict(state.get("concept_versions", {}))
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])

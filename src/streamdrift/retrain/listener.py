@@ -160,7 +160,8 @@ class AlertFilter:
         Actions that trigger the hook.
     debounce_s
         Event-time seconds after a triggering event during which the same
-        model's events are skipped.
+        model's events are skipped; an event detected *before* that call (the
+        alerts topic is not in event-time order) is within them. 0 never skips.
     remember
         Alert ids remembered for deduplication (the most recent ones).
 
@@ -176,6 +177,13 @@ class AlertFilter:
     ...     f.settle(e, verdicts[-1])
     >>> verdicts
     ['trigger', 'duplicate', 'ignored', 'debounced', 'trigger', 'trigger']
+    >>> late = {"alert_id": "a6", "model_id": "m1", "action": "retrain", "detected_at": 3590}  # before a5
+    >>> f.decide(late), AlertFilter({"retrain"}, debounce_s=0, remember=10).decide(late)
+    ('debounced', 'trigger')
+    >>> f0 = AlertFilter({"retrain"}, debounce_s=0, remember=10)
+    >>> f0.settle(e, f0.decide(e))
+    >>> f0.decide(late)  # earlier than the last call, and no debounce: called all the same
+    'trigger'
     """
 
     def __init__(self, actions: Iterable[str], debounce_s: float, remember: int):
@@ -194,7 +202,10 @@ class AlertFilter:
         if event["action"] not in self.actions:
             return IGNORED
         last = self.fired_at.get(event["model_id"])
-        if last is not None and event_time(event["detected_at"]) - last < self.debounce_s:
+        # drift events reach the topic out of event-time order (a concept drift found from late labels is
+        # detected earlier than a data drift found before it): a negative gap is inside the window, and
+        # no gap is inside a window of 0 s
+        if last is not None and self.debounce_s > 0 and event_time(event["detected_at"]) - last < self.debounce_s:
             return DEBOUNCED
         return TRIGGER
 

@@ -56,7 +56,7 @@ class RegressionMetrics(Windowed):
         """Add rows; return, per window completed within them, its ``position``, ``row`` and ``report``
         (as of that row: a batch may close several windows)."""
         y, yhat = _floats(y_true), _floats(y_pred)
-        valid = np.isfinite(y) & np.isfinite(yhat)
+        valid = _valid(y, yhat)
         self.invalid += int((~valid).sum())
         y, yhat = y[valid], yhat[valid]
         positions = np.flatnonzero(valid)  # the batch row each valid row came from
@@ -106,6 +106,19 @@ class RegressionMetrics(Windowed):
     def load_state(self, state: dict) -> None:
         self.rows, self.invalid, self.shift = state["rows"], state["invalid"], state["shift"]
         self.sums = np.array(state["sums"], dtype=np.float64).reshape(self.subwindows + 2, len(_REG))
+
+
+def counted_rows(y_true: list | np.ndarray, y_pred: list | np.ndarray) -> np.ndarray:
+    """The rows ``RegressionMetrics.update`` counts (a number on both sides), as indices.
+
+    >>> counted_rows([1.0, None, 2.5], [0.5, 1.0, "x"]).tolist()
+    [0]
+    """
+    return np.flatnonzero(_valid(_floats(y_true), _floats(y_pred)))
+
+
+def _valid(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+    return np.isfinite(y) & np.isfinite(yhat)
 
 
 def _floats(values: list | np.ndarray) -> np.ndarray:
