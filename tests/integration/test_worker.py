@@ -331,7 +331,6 @@ def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_
     env, _ = setup
     env["STREAMDRIFT_SNAPSHOT_FORK"] = fork
     env["STREAMDRIFT_STATE_STORE"] = "local"  # the local store's contract (the state topic's: test_state_topic)
-    env["STREAMDRIFT_STATE_STORE"] = "local"  # the local store's contract (the state topic's: test_state_topic)
     snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
     for p in (0, 1):  # a directory where the temporary file goes: every snapshot write fails
         (snapshots / f"partition-{p}.tmp").mkdir(parents=True)
