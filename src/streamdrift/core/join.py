@@ -72,16 +72,14 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
-from itertools import compress, islice, repeat
-from operator import and_, gt, is_not, itemgetter, le, not_, or_
 
 import numpy as np
 
 ENTRY_OVERHEAD_BYTES = 64  # a buffered row's bookkeeping, on top of its values' sizes
-# positions in a buffered row: [deadline, event time, bytes, *payload]; never changed once buffered,
-# so the bulk paths buffer zip's tuples as they are (a list copy of each costs more than its values)
+# positions in a buffered row: [deadline, event time, bytes, *payload]; never changed once buffered
+# (the bulk paths buffer tuples, the row loop lists)
 DEADLINE, TIME, SIZE = 0, 1, 2
 PREDICTION, SCORE, VERSION, SEGMENT = 3, 4, 5, 6  # prediction rows
 LABEL = 3  # feedback rows
@@ -149,18 +147,19 @@ _EIGHT_BYTES = frozenset({int, float, bool, type(None)})  # the kinds approx_byt
 def _approx_sizes(values: list) -> list[int] | int:
     """``approx_bytes`` of each value, or 8 when that is every value's size; by the values'
     types rather than a call per value where that gives the same."""
-    kinds = set(map(type, values))
+    kinds = {type(value) for value in values}
     if kinds <= _EIGHT_BYTES:
         return 8
     if kinds == {str}:
-        return list(map(len, values))
-    return list(map(approx_bytes, values))
+        return [len(value) for value in values]
+    return [approx_bytes(value) for value in values]
 
 
 def _row_sizes(ids: list[str], constant: int, *parts: list) -> list[int]:
     """Each buffered row's bytes: its id's length, ``constant``, and its values' ``_approx_sizes``."""
     sizes = [len(event_id) + constant for event_id in ids]
-    for part in map(_approx_sizes, parts):
+    for values in parts:
+        part = _approx_sizes(values)
         if isinstance(part, int):
             sizes = [size + part for size in sizes]
         else:
@@ -170,7 +169,7 @@ def _row_sizes(ids: list[str], constant: int, *parts: list) -> list[int]:
 
 def _take(values: list, rows: list | None) -> list:
     """The values where ``rows`` is true; all of them when ``rows`` is None."""
-    return values if rows is None else list(compress(values, rows))
+    return values if rows is None else [value for value, row in zip(values, rows) if row]
 
 
 def _pick(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
@@ -180,17 +179,14 @@ def _pick(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
 
 def _none_for_nan(values: np.ndarray) -> list:
     """The values as a list, None where NaN (how a waiting prediction keeps a missing score)."""
-    out = values.tolist()
-    missing = np.isnan(values)
-    if np.logical_or.reduce(missing):  # any(), without the method's Python layer
-        deque(map(out.__setitem__, missing.nonzero()[0].tolist(), repeat(None)), maxlen=0)
-    return out
+    return [None if value != value else value for value in values.tolist()]
 
 
 def _scatter(values: list, rows: list[int], new) -> list:
     """A copy of ``values`` with ``new`` at positions ``rows``."""
     out = list(values)
-    deque(map(out.__setitem__, rows, new), maxlen=0)
+    for row, value in zip(rows, new):
+        out[row] = value
     return out
 
 
@@ -243,12 +239,6 @@ class _Buffer:
         entries = self.entries
         entries.update(zip(event_ids, rows))
         self.bytes += size
-        excess = min(len(entries) - max_count, len(entries))
-        if excess > 0 and isinstance(excess, int):  # the count bound alone evicts these, the loop's first pops
-            gone = sum(map(itemgetter(SIZE), map(itemgetter(1), map(entries.popitem, repeat(False, excess)))))
-            self.bytes -= gone
-            self.evicted += excess
-            self.evicted_bytes += gone
         while entries and (len(entries) > max_count or self.bytes > max_bytes):
             size = entries.popitem(last=False)[1][SIZE]
             self.bytes -= size
@@ -508,7 +498,7 @@ class FeedbackJoin:
         row's id waits on the other side ([] when none does); else None."""
         if marks[0] > self._horizon:  # what the loop does first (done twice, the second changes nothing)
             self._expire(float(marks[0]))
-        if not self.watermark <= self._horizon or set(map(type, event_ids)) != {str}:
+        if not self.watermark <= self._horizon or not all(type(event_id) is str for event_id in event_ids):
             return None
         ids = set(event_ids)
         if (
@@ -519,7 +509,7 @@ class FeedbackJoin:
             return None
         if other.entries.keys().isdisjoint(ids):
             return []
-        return list(map(other.entries.__contains__, event_ids))
+        return [event_id in other.entries for event_id in event_ids]
 
     def _predictions_in_bulk(
         self,
@@ -541,7 +531,7 @@ class FeedbackJoin:
         hit = self._bulk_start(event_ids, marks, mine, other)
         if hit is None:
             return None
-        waits = list(map(not_, hit)) if any(hit) else None  # None: every row waits
+        waits = [not h for h in hit] if any(hit) else None  # None: every row waits
         rows = None if waits is None else np.array(waits)
         waiting = _pick(deadlines, rows)
         if len(waiting) and not self.watermark <= waiting[0]:  # deadlines never decrease along a batch
@@ -550,19 +540,19 @@ class FeedbackJoin:
         done = Joined.empty()
         if rows is not None:
             joins = ~rows
-            got = list(compress(event_ids, hit))
-            feedback = list(map(other.entries.pop, got))
-            other.bytes -= sum(map(itemgetter(SIZE), feedback))
+            got = _take(event_ids, hit)
+            feedback = [other.entries.pop(event_id) for event_id in got]
+            other.bytes -= sum(row[SIZE] for row in feedback)
             self._remember_all(got, times[joins].tolist())
             done = Joined(
                 got,
                 times[joins],
-                np.fromiter(map(itemgetter(TIME), feedback), np.float64, len(got)),
-                list(compress(predictions, hit)),
+                np.array([row[TIME] for row in feedback], dtype=np.float64),
+                _take(predictions, hit),
                 scores[joins],
-                list(map(itemgetter(LABEL), feedback)),
-                list(compress(versions, hit)),
-                list(compress(segments, hit)),
+                [row[LABEL] for row in feedback],
+                _take(versions, hit),
+                _take(segments, hit),
                 np.zeros(len(got), dtype=bool),
             )
         if len(waiting):
@@ -595,7 +585,7 @@ class FeedbackJoin:
         n = len(event_ids)
         if not n or not len(times) == len(labels) == n or len(predictions_carried) not in (0, n):
             return None
-        carry = list(map(is_not, predictions_carried, repeat(None))) if len(predictions_carried) else None
+        carry = [p is not None for p in predictions_carried] if len(predictions_carried) else None
         if carry is not None and any(carry):  # the carried scores, only read here and below with carry
             carried_scores = (
                 np.asarray(scores_carried, dtype=np.float64) if len(scores_carried) else np.full(n, math.nan)
@@ -610,43 +600,44 @@ class FeedbackJoin:
         if hit is None:
             return None
         hit = hit or [False] * n
-        joins = hit if carry is None else list(map(gt, hit, carry))  # rows that complete a waiting prediction
-        done = joins if carry is None else list(map(or_, hit, carry))
-        waits = None if all(done) else list(map(not_, done))  # None: no row waits
+        # rows that complete a waiting prediction (and carry none), rows that complete a pair
+        joins = hit if carry is None else [h and not c for h, c in zip(hit, carry)]
+        done = joins if carry is None else [h or c for h, c in zip(hit, carry)]
+        waits = None if all(done) else [not d for d in done]  # None: no row waits
         rows = None if waits is None else np.array(waits)
         waiting = deadlines[:0] if rows is None else deadlines[rows]
         if len(waiting) and not self.watermark <= waiting[0]:  # deadlines never decrease along a batch
             return None
 
-        got = list(compress(event_ids, joins))
-        waited = list(map(other.entries.pop, got))  # the predictions they complete
-        other.bytes -= sum(map(itemgetter(SIZE), waited))
-        pair_times = list(map(itemgetter(TIME), waited))
+        got = _take(event_ids, joins)
+        waited = [other.entries.pop(event_id) for event_id in got]  # the predictions they complete
+        other.bytes -= sum(row[SIZE] for row in waited)
+        pair_times = [row[TIME] for row in waited]
         done_ids = got
         if carry is not None:
-            dropped = list(map(other.entries.pop, compress(event_ids, map(and_, hit, carry))))
-            other.bytes -= sum(map(itemgetter(SIZE), dropped))
+            dropped = [other.entries.pop(i) for i, h, c in zip(event_ids, hit, carry) if h and c]
+            other.bytes -= sum(row[SIZE] for row in dropped)
             other.duplicates += len(dropped)  # graded on what the feedback carries
             self.carried += sum(carry)
-            at = list(compress(range(n), joins))  # where the completed predictions go among the carried pairs
-            done_ids = list(compress(event_ids, done))
-            pair_times = list(compress(_scatter(times.tolist(), at, pair_times), done))
+            at = [i for i, j in enumerate(joins) if j]  # where the completed predictions go among the carried pairs
+            done_ids = _take(event_ids, done)
+            pair_times = _take(_scatter(times.tolist(), at, pair_times), done)
         self._remember_all(done_ids, pair_times)
         if waits is not None:
-            ids, labs = list(compress(event_ids, waits)), list(compress(labels, waits))
+            ids, labs = _take(event_ids, waits), _take(labels, waits)
             sizes = _row_sizes(ids, ENTRY_OVERHEAD_BYTES, labs)
             entries = zip(waiting.tolist(), times[rows].tolist(), sizes, labs)
             mine.extend(ids, entries, sum(sizes), self.max_pending, self.max_pending_bytes)
 
-        predictions = list(map(itemgetter(PREDICTION), waited))
-        scores = np.fromiter(map(itemgetter(SCORE), waited), np.float64, len(waited))  # None: NaN
-        versions = list(map(itemgetter(VERSION), waited))
-        segments = list(map(itemgetter(SEGMENT), waited))
+        predictions = [row[PREDICTION] for row in waited]
+        scores = np.array([row[SCORE] for row in waited], dtype=np.float64)  # None: NaN
+        versions = [row[VERSION] for row in waited]
+        segments = [row[SEGMENT] for row in waited]
         carried = np.zeros(len(got), dtype=bool)
         if carry is not None:  # the carried pairs in between, in row order
-            predictions = list(compress(_scatter(predictions_carried, at, predictions), done))
-            versions = list(compress(_scatter(carried_versions, at, versions), done))
-            segments = list(compress(_scatter([None] * n, at, segments), done))
+            predictions = _take(_scatter(predictions_carried, at, predictions), done)
+            versions = _take(_scatter(carried_versions, at, versions), done)
+            segments = _take(_scatter([None] * n, at, segments), done)
             every = carried_scores.copy()
             every[at] = scores
             mask = np.array(done)
@@ -657,7 +648,7 @@ class FeedbackJoin:
             times.copy() if rows is None else times[~rows],
             predictions,
             scores,
-            list(labels) if rows is None else list(compress(labels, done)),
+            list(labels) if rows is None else _take(labels, done),
             versions,
             segments,
             carried,
@@ -680,7 +671,8 @@ class FeedbackJoin:
         if self._recent_sorted:  # the same pairs leave, from the front, and the rest stays sorted
             if heap and heap[0][0] + self.ttl_s < watermark:
                 gone = bisect.bisect_left(heap, watermark, key=lambda pair: pair[0] + self.ttl_s)
-                deque(map(self.recent.__delitem__, map(itemgetter(1), heap[:gone])), maxlen=0)
+                for _, event_id in heap[:gone]:
+                    del self.recent[event_id]
                 del heap[:gone]
         else:
             while heap and heap[0][0] + self.ttl_s < watermark:
@@ -728,13 +720,15 @@ class FeedbackJoin:
         else:
             self._recent_sorted = False
             free = len(pairs) - trims
-            deque(map(heapq.heappush, repeat(heap), pairs[:free]), maxlen=0)
-            dropped = list(map(heapq.heappushpop, repeat(heap), pairs[free:]))
+            for pair in pairs[:free]:
+                heapq.heappush(heap, pair)
+            dropped = [heapq.heappushpop(heap, pair) for pair in pairs[free:]]
             self._pushed_unsorted += len(pairs)
             if self._pushed_unsorted > 4 * len(heap):  # a sort costs about len(heap) pushes: a quarter more
                 heap.sort()
                 self._recent_sorted, self._pushed_unsorted = True, 0
-        deque(map(recent.__delitem__, map(itemgetter(1), dropped)), maxlen=0)
+        for _, event_id in dropped:
+            del recent[event_id]
 
     def _merge_sorted(self, pairs: list) -> bool:
         """Sorted ``pairs`` into the sorted heap, if they go at or near its end; else False."""
@@ -793,7 +787,7 @@ class FeedbackJoin:
         self.feedback.load_state(state["feedback"])
         self._recent_heap = [(t, i) for t, i in state["recent"]]
         self.recent = {i: t for t, i in self._recent_heap}
-        self._recent_sorted = all(map(le, self._recent_heap, islice(self._recent_heap, 1, None)))
+        self._recent_sorted = self._recent_heap == sorted(self._recent_heap)
         self._pushed_unsorted = 0
         self.joined, self.carried = state["joined"], state["carried"]
         self._set_horizon()
