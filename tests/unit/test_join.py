@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 
 from streamdrift.core.join import ENTRY_OVERHEAD_BYTES, FeedbackJoin, Joined
+from streamdrift.core.join_bulk import BulkFeedbackJoin
 
 BIG = 1_000_000
 
@@ -310,11 +311,10 @@ def test_empty_batches_change_nothing():
 # -- the bulk path against the row-by-row loop -----------------------------------------------------------
 
 
-class RowByRow(FeedbackJoin):
-    _bulk = False
+RowByRow = FeedbackJoin  # the reference
 
 
-class CountingBulk(FeedbackJoin):
+class CountingBulk(BulkFeedbackJoin):
     """Counts the batches the bulk path handled, and what happened in them."""
 
     def __init__(self, *args, **kwargs):

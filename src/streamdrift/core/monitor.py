@@ -38,7 +38,8 @@ import orjson
 from streamdrift.core import reference
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
-from streamdrift.core.join import FeedbackJoin, Joined
+from streamdrift.core.join import Joined
+from streamdrift.core.join_bulk import BulkFeedbackJoin
 from streamdrift.core.metrics import (
     CBPE,
     ClassificationMetrics,
@@ -155,7 +156,7 @@ class ModelMonitor:
             s.concept_history,
         )
         self.policy = AlertPolicy(s.cooldown_events)
-        self.join = FeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
+        self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
         self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=s.degradation_alpha)
