@@ -27,9 +27,13 @@ RUN groupadd --system --gid 10001 streamdrift \
     && chown -R streamdrift:streamdrift /var/lib/streamdrift
 
 # Container defaults: the metrics endpoint must listen beyond loopback to be
-# scraped or port-published, and snapshots go under the user's directory.
+# scraped or port-published, so /status (model ids, feature names, segment
+# values, offsets; no access control) is off: turn it on with
+# STREAMDRIFT_STATUS_ENDPOINT=true only where the port is not reachable by others.
+# Snapshots go under the user's directory.
 ENV STREAMDRIFT_METRICS_HOST=0.0.0.0 \
     STREAMDRIFT_METRICS_PORT=9108 \
+    STREAMDRIFT_STATUS_ENDPOINT=false \
     STREAMDRIFT_SNAPSHOT_DIR=/var/lib/streamdrift/snapshots
 
 USER streamdrift

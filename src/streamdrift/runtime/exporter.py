@@ -11,16 +11,28 @@ exported only for the labelled models.
 
 Endpoints: ``/metrics`` (Prometheus text format), ``/healthz`` (the consume
 loop is alive), ``/readyz`` (partitions assigned and restored), ``/status``
-(a JSON summary per model).
+(a JSON summary per model; off with ``status_endpoint = false``).
+
+The endpoints never read the monitors' live state: the consume loop publishes
+a `StatusView` (the models' summaries, immutable, and each partition's offsets)
+and a request reads the latest one, so no scrape waits for the worker's lock
+or holds up consumption. The server is bounded (`BoundedHTTPServer`): a fixed
+pool of threads, a cap on open connections, a deadline per connection; a
+client that goes away is one JSON log line.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from socketserver import BaseServer
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -30,6 +42,8 @@ from prometheus_client.utils import floatToGoString
 
 from streamdrift.core.policy import KINDS
 from streamdrift.core.summary import MonitorSummary
+
+log = logging.getLogger("streamdrift.http")
 
 OTHER = "__other__"
 QUALITY_CHECKS = ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate")
@@ -344,6 +358,198 @@ class Health:
         return time.monotonic() - self.last_loop < self.stale_after_s
 
 
+class _Monitor(Protocol):
+    """What the view reads of a ``ModelMonitor``: its summary, and the event counts that say it changed."""
+
+    @property
+    def predictions_total(self) -> int: ...
+    @property
+    def feedback_total(self) -> int: ...
+    def summary(self) -> MonitorSummary: ...
+
+
+class _Engine(Protocol):
+    @property
+    def offsets(self) -> Mapping[str, int]: ...
+    @property
+    def monitors(self) -> Mapping[str, _Monitor]: ...
+
+
+class _Partition(Protocol):
+    @property
+    def engine(self) -> _Engine: ...
+
+
+class StatusView:
+    """The summaries ``/metrics`` and ``/status`` serve, published by the consume loop.
+
+    The loop calls ``publish`` between batches, the only time nothing changes its state, so the
+    view needs no lock; an HTTP thread reads the latest published view, a value it replaces whole
+    and never mutates. Publishing rebuilds only the summaries of models whose event counts moved
+    (a monitor changes only by observing events), at most every ``min_interval_s``, and waits
+    longer after a costly one, so it takes at most ``max_share`` of the loop's time whatever the
+    number of models. A change of the owned partitions is published at once: the series of a
+    partition that moved away disappear with it.
+
+    Parameters
+    ----------
+    health
+        The worker's `Health`: ``/status`` shows its ``ready`` as it is now.
+    min_interval_s
+        Seconds between two publications, at least.
+    max_share
+        Share of the consume loop's time publications may take.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from streamdrift.core.config import MonitorSettings
+    >>> from streamdrift.core.monitor import ModelMonitor
+    >>> view = StatusView(Health())
+    >>> view.summaries(), view.status()
+    ({}, {'ready': False, 'partitions': {}})
+    >>> engine = SimpleNamespace(offsets={"predictions": 42}, monitors={"m": ModelMonitor("m", MonitorSettings())})
+    >>> view.publish({0: SimpleNamespace(engine=engine)})
+    True
+    >>> sorted(view.summaries()), view.status()["partitions"]["0"]["offsets"]
+    (['m'], {'predictions': 42})
+    """
+
+    def __init__(self, health: Health, min_interval_s: float = 1.0, max_share: float = 0.05):
+        self.health = health
+        self.min_interval_s = min_interval_s
+        self.max_share = max_share
+        self._partitions: dict[int, tuple[dict[str, int], dict[str, MonitorSummary]]] = {}
+        self._summaries: dict[str, MonitorSummary] = {}
+        # (partition, model_id) -> (the monitor, its event counts, its summary) as last published
+        self._built: dict[tuple[int, str], tuple[_Monitor, int, int, MonitorSummary]] = {}
+        self._next = 0.0  # time.monotonic() of the next publication due
+
+    def publish(self, partitions: Mapping[int, _Partition]) -> bool:
+        """Publish the summaries of ``partitions`` (partition -> state) if due; True if it did."""
+        now = time.monotonic()
+        if now < self._next and partitions.keys() == self._partitions.keys():
+            return False
+        built: dict[tuple[int, str], tuple[_Monitor, int, int, MonitorSummary]] = {}
+        published: dict[int, tuple[dict[str, int], dict[str, MonitorSummary]]] = {}
+        for p, state in sorted(partitions.items()):
+            summaries = {}
+            for model_id, monitor in state.engine.monitors.items():
+                counts = (monitor.predictions_total, monitor.feedback_total)
+                last = self._built.get((p, model_id))
+                if last is not None and last[0] is monitor and last[1:3] == counts:
+                    summary = last[3]
+                else:
+                    summary = monitor.summary()
+                built[(p, model_id)] = (monitor, *counts, summary)
+                summaries[model_id] = summary
+            published[p] = (dict(state.engine.offsets), summaries)
+        self._built = built
+        # two assignments a reader may see apart: each is a whole, consistent publication of its own
+        self._partitions = published
+        self._summaries = {m: s for _, models in published.values() for m, s in models.items()}
+        spent = time.monotonic() - now
+        self._next = now + max(self.min_interval_s, spent / self.max_share)
+        return True
+
+    def summaries(self) -> dict[str, MonitorSummary]:
+        """model_id -> its latest published summary (what ``ModelCollector`` reads)."""
+        return self._summaries
+
+    def status(self) -> dict[str, Any]:
+        """``/status``'s document: ready now, and per partition its offsets and models as published."""
+        return {
+            "ready": self.health.ready,
+            "partitions": {
+                str(p): {"offsets": offsets, "models": models} for p, (offsets, models) in self._partitions.items()
+            },
+        }
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """An HTTP server whose resources do not grow with its clients.
+
+    A fixed pool of ``threads`` handles the connections; at most ``max_connections`` are open at
+    once (one more is closed as soon as it is accepted, and logged); each has ``timeout_s`` in
+    all, from its accept to its last byte written, after which it is shut down (a client sending
+    its headers one byte at a time is cut off too). A request that fails (a client that went
+    away, a timeout) is one JSON log line, never a traceback on stderr. It keeps
+    ``ThreadingHTTPServer``'s interface, the type the worker holds, not its thread per connection.
+    """
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        threads: int = 4,
+        max_connections: int = 64,
+        timeout_s: float = 10.0,
+    ):
+        super().__init__(address, handler)
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="http")
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._deadlines: dict[socket.socket, float] = {}  # open connections -> time.monotonic() they end by
+        self._deadlines_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._cut_overdue, name="http-deadlines", daemon=True)
+        self._watchdog.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("http connection refused: too many open", extra={"fields": {"client": _client(client_address)}})
+            self.shutdown_request(request)
+            return
+        with self._deadlines_lock:
+            self._deadlines[request] = time.monotonic() + self.timeout_s
+        self._pool.submit(self._handle, request, client_address)
+
+    def _handle(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            with self._deadlines_lock:
+                self._deadlines.pop(request, None)
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def _cut_overdue(self) -> None:
+        # a blocked read or write returns once its socket is shut down; the handler then ends
+        while not self._closed.wait(min(0.25, self.timeout_s / 4)):
+            now = time.monotonic()
+            with self._deadlines_lock:
+                overdue = [sock for sock, deadline in self._deadlines.items() if deadline <= now]
+                for sock in overdue:
+                    del self._deadlines[sock]
+            for sock in overdue:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already closed by its handler
+                    pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        fields = {"client": _client(client_address), "error": type(exc).__name__}
+        if isinstance(exc, OSError):  # the client went away or was too slow: its loss, not ours
+            log.info("http client disconnected", extra={"fields": fields})
+        else:
+            log.error("http request failed", extra={"fields": fields}, exc_info=True)
+
+    def server_close(self) -> None:
+        self._closed.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        BaseServer.server_close(self)  # (ThreadingMixIn's would join threads it never started)
+        self.socket.close()
+
+
+def _client(client_address: Any) -> str:
+    return f"{client_address[0]}:{client_address[1]}" if isinstance(client_address, tuple) else str(client_address)
+
+
 def serve(
     host: str,
     port: int,
@@ -351,11 +557,19 @@ def serve(
     health: Health,
     status: Callable[[], dict],
     models: ModelCollector | None = None,
-) -> ThreadingHTTPServer:
+    status_endpoint: bool = True,
+    **bounds: Any,
+) -> BoundedHTTPServer:
     """Start the HTTP server on a daemon thread; ``server.server_address`` has the bound port.
-    ``/metrics`` is the registry's text, then the per-model series of ``models`` (written by it)."""
+
+    ``/metrics`` is the registry's text, then the per-model series of ``models`` (written by it);
+    ``status`` and ``models`` read what the consume loop published (`StatusView`), never its live
+    state. ``/status`` answers 404 when ``status_endpoint`` is off. ``bounds`` go to
+    `BoundedHTTPServer` (threads, max_connections, timeout_s)."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = bounds.get("timeout_s", 10.0)  # each read and write of the socket, at most
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -365,7 +579,7 @@ def serve(
                 self._send(200 if health.alive else 503, b"ok\n" if health.alive else b"stalled\n")
             elif path == "/readyz":
                 self._send(200 if health.ready else 503, b"ready\n" if health.ready else b"not ready\n")
-            elif path == "/status":
+            elif path == "/status" and status_endpoint:
                 self._send(200, status_json(status()), "application/json")
             else:
                 self._send(404, b"not found\n")
@@ -380,7 +594,6 @@ def serve(
         def log_message(self, *args: object) -> None:  # scrapes are not worth a log line each
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = BoundedHTTPServer((host, port), Handler, **bounds)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_max_models: int = Field(100, ge=0, description="models exported with their own model_id label")
+    status_endpoint: bool = Field(
+        True, description="serve /status (model ids, features, segments, offsets) beside /metrics; off in the container"
+    )
+    snapshot_key: SecretStr | None = Field(
+        None,
+        description="a secret: snapshots carry an HMAC-SHA256 under it, and one without it or tampered with is "
+        "refused (state topic records too)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

@@ -81,7 +81,7 @@ from streamdrift.core.summary import MonitorSummary
 from streamdrift.runtime import kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError
-from streamdrift.runtime.exporter import Health, ModelCollector, serve
+from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
 from streamdrift.runtime.idle import IdleClock
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.statetopic import Changelog, StateTopic
@@ -144,7 +144,9 @@ class Worker:
         self.stopping = False
         self._delivery_errors: list[str] = []
         self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
-        self.model_metrics = ModelCollector(self._summaries, settings.metrics_max_models)
+        # /metrics and /status serve what the consume loop publishes (``view.publish`` in ``run``), never live state
+        self.view = StatusView(self.health)
+        self.model_metrics = ModelCollector(self.view.summaries, settings.metrics_max_models)
         self.registry.register(_Collector(self._lag))
         reg = self.registry
         self.m_dead = Counter(
@@ -209,7 +211,13 @@ class Worker:
         self.consumer = Consumer(kafka.consumer_config(s))
         try:
             self.http = serve(
-                s.metrics_host, s.metrics_port, self.registry, self.health, self.status, self.model_metrics
+                s.metrics_host,
+                s.metrics_port,
+                self.registry,
+                self.health,
+                self.view.status,
+                self.model_metrics,
+                status_endpoint=s.status_endpoint,
             )
         except OSError as exc:
             raise ConfigError(
@@ -236,6 +244,7 @@ class Worker:
                 self._refresh_lag()
                 if messages or any(st.engine.buffered() for st in self.partitions.values()):
                     self.process(messages)
+                self.view.publish(self.partitions)  # between batches: what /metrics and /status serve
                 self._complete_checkpoint(block=False)
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint()
@@ -715,10 +724,10 @@ class Worker:
             "Messages behind the end of an owned input partition",
             labels=["topic", "partition"],
         )
-        with self.lock:
-            for (topic, p), behind in sorted(self.lag.items()):
-                if p in self.partitions:
-                    lag.add_metric([topic, str(p)], behind)
+        lag_now = self.lag  # replaced whole by the loop, never changed: read without its lock, so a scrape never waits
+        for (topic, p), behind in sorted(lag_now.items()):
+            if p in self.partitions:
+                lag.add_metric([topic, str(p)], behind)
         yield lag
 
 
