@@ -420,7 +420,7 @@ def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[st
     if len(distinct_models) == 1 and len(set(partitions)) == 1:
         return [(model_ids[0], partitions[0], range(n), arrays)]
     number = {m: i for i, m in enumerate(dict.fromkeys(model_ids))}  # in order of first appearance
-    codes = np.fromiter(map(number.__getitem__, model_ids), dtype=np.intp, count=n)
+    codes = np.array([number[model_id] for model_id in model_ids], dtype=np.intp)
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes)
     starts = np.cumsum(counts) - counts
@@ -464,7 +464,7 @@ def _checked_timestamps(written: list) -> np.ndarray | None:
             return None
         return times
     try:
-        return np.array(list(map(_timestamp, written)), dtype=np.float64)
+        return np.array([_timestamp(value) for value in written], dtype=np.float64)
     except _Invalid:
         return None
 
@@ -595,7 +595,7 @@ def _features(event: dict) -> dict:
         return features
     if len(features) > MAX_FEATURES:
         raise _Invalid(f"field 'features' has {len(features)} names, at most 1000 allowed")
-    # Whole-dict checks in C; only a failure walks the items to name the culprit.
+    # Checks of the whole dict first; only a failure walks the items, to name the culprit.
     if "" in features or max(map(len, features)) > MAX_FEATURE_NAME_CHARS:
         name = next(n for n in features if not 0 < len(n) <= MAX_FEATURE_NAME_CHARS)
         raise _Invalid(

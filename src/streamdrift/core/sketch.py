@@ -587,9 +587,9 @@ class StreamSketch:
         )
         # the reference's rates: a few numbers per column, not worth their memory in every model
         ref_rates = self._ref[shape.ref_rated] / np.maximum(self._ref_n, 1)
-        missing_ref, other_ref = ref_rates[0], ref_rates[1]  # by index: unpacking an array ends in an IndexError
+        missing_ref, other_ref = ref_rates
         rated = counts[shape.rated]
-        below, above, missing, invalid = rated[0], rated[1], rated[2], rated[3]
+        below, above, missing, invalid = rated
         n = np.maximum(stats["n"], 1)
         quality = {
             "missing_rate": missing / n,

@@ -84,17 +84,16 @@ def column_stats(
         ``layout(sizes, value_bins)``, if the caller keeps it.
     """
     starts, column_ends, mask, n_value_bins = layout(sizes, value_bins) if bins is None else bins
-    # window and reference side by side (rows 0 and 1): one numpy call for what both need. The rows
-    # are taken by index, not by unpacking: an array unpacks by indexing until numpy raises IndexError
+    # window and reference side by side (rows 0 and 1), computed together
     wr = np.array((window, ref), dtype=np.float64)
-    w, r = wr[0], wr[1]
+    w, r = wr
     n = np.add.reduceat(wr, starts, axis=1)  # integers: exact in any order
     n1 = np.maximum(n, 1)
     p = wr / np.repeat(n1, sizes, axis=1)
-    pw, pr = p[0], p[1]
+    pw, pr = p
 
     floored = np.maximum(p, EPS)
-    fw, fr = floored[0], floored[1]
+    fw, fr = floored
     psi = np.add.reduceat((fw - fr) * np.log(fw / fr), starts)
 
     m = (pw + pr) / 2
