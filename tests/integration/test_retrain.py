@@ -490,3 +490,38 @@ def test_python_hook_that_keeps_failing_stops_the_listener_without_committing(ka
     assert "failed 3 times" in str(errors[0]) and "scheduler unreachable" in str(errors[0])
     assert got == [failing] * 3
     assert committed(kafka_bootstrap, group, topic, 1) == [1]  # the skipped record only
+
+
+@pytest.mark.kafka
+def test_events_no_hook_can_take_are_counted_and_committed_past_before_any_call(kafka_bootstrap, unique_name):
+    """A NUL in an id, or an id no HTTP header can carry: before, the call raised, was retried forever,
+    and the partition stalled behind it."""
+    topic = unique_name("alerts")
+    create_topic(kafka_bootstrap, topic, 1)
+    nul = {**drift("churn", "retrain", T0, 1), "model_id": "churn\x00"}
+    not_latin1 = {
+        **drift("credit-risk", "retrain", T0 + 1, 2),
+        "model_id": "模型",
+    }  # (the schema's pattern is not ours)
+    good = drift("fraud", "retrain", T0 + 2, 3)
+    produce(kafka_bootstrap, topic, [(0, b"churn", orjson.dumps(nul)), record(not_latin1), record(good)])
+    server, received = _webhook_server([])
+    settings = load_settings(kafka={"bootstrap_servers": kafka_bootstrap}, topics={"alerts": topic}, poll_timeout_s=0.2)
+    group = unique_name("group")
+    listener = RetrainListener(
+        settings,
+        WebhookHook(f"http://127.0.0.1:{server.server_address[1]}/retrain"),
+        group_id=group,
+        backoff_base_s=0.1,
+        max_attempts=2,  # (before the fix: the listener gave up on the first record)
+    )
+    thread, errors = _in_thread(listener)
+    try:
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [3], 60, "every record committed")
+    finally:
+        listener.stop()
+        thread.join(30)
+        server.shutdown()
+    assert not errors and not thread.is_alive()
+    assert [body for _, _, body in received] == [good]
+    assert (listener.counts.malformed, listener.counts.triggered, listener.counts.hook_failures) == (2, 1, 0)

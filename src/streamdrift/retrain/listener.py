@@ -12,10 +12,14 @@ For every drift event read from ``settings.topics.alerts`` (consumer group
 ``--group``, default ``streamdrift-retrain``, ``isolation.level=read_committed``,
 offsets committed by hand), in partition order:
 
-1. **Parse.** A record that is not a drift event (not JSON, or without a
-   string ``alert_id`` / ``model_id`` / ``action`` or a readable
-   ``detected_at``) is logged and skipped: dead-lettering it is the
-   producer's business, not ours.
+1. **Parse and validate.** A record that is not a drift event (not JSON,
+   or without a string ``alert_id`` / ``model_id`` / ``action`` or a
+   readable ``detected_at``, or with a control character such as NUL in an
+   id), or one the hook cannot carry (``WebhookHook``: an id that is not
+   latin-1, the only charset of an HTTP header), is logged, counted
+   (``malformed``) and committed past, before any hook call: no record can
+   stall its partition in retries. Dead-lettering it is the producer's
+   business, not ours.
 2. **Deduplicate** by ``alert_id``: the worker gives a replayed alert the id
    of the original, so a crash of the worker does not retrain twice.
 3. **Filter** on ``action``: only the chosen actions (default ``retrain``)
@@ -54,9 +58,14 @@ event-time debouncing the replay decides as the live run did.
 Hook contract (``CommandHook``): the command (split like a shell would, not
 run by one: use ``sh -c '…'`` for pipes) gets the drift event as one JSON
 object on stdin and ``STREAMDRIFT_HOOK_MODEL_ID``, ``STREAMDRIFT_HOOK_ALERT_ID`` and
-``STREAMDRIFT_HOOK_ATTEMPT`` in its environment; exit status 0 is success.
-Its output is captured (and logged on failure), and it is killed after
-``timeout_s``. ``WebhookHook`` POSTs the JSON event; a 2xx answer is success,
+``STREAMDRIFT_HOOK_ATTEMPT`` in its environment, with only ``PATH``, ``HOME``,
+``LANG``, ``LC_ALL``, ``LC_CTYPE``, ``TZ``, ``TMPDIR``, ``USER`` and ``LOGNAME``
+of the listener's own environment and the variables named by ``--pass-env``
+(never the rest: the listener's Kafka credentials stay its own). Exit status 0
+is success, as soon as the command exits: work it left in the background may
+keep its output open, and is not waited for. The last 64 KiB of its output
+(stdout and stderr) are kept and logged on failure. After ``timeout_s`` its
+whole process group is killed (it runs in a session of its own). ``WebhookHook`` POSTs the JSON event; a 2xx answer is success,
 anything else (redirects included) a failure. The hook should *submit* the
 retraining job and return, not run it.
 """
@@ -68,6 +77,7 @@ import base64
 import logging
 import os
 import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -93,6 +103,10 @@ from streamdrift.runtime.settings import Settings
 log = logging.getLogger("streamdrift.retrain")
 
 DEFAULT_GROUP = "streamdrift-retrain"
+OUTPUT_KEPT_BYTES = 64 * 1024  # of a command hook's output: the end, where the error is
+# what a command hook gets of the listener's environment, besides the --pass-env names
+HOOK_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_DEBOUNCED_MODELS = 100_000  # per partition; the models whose last hook call is longest ago are forgotten first
 
 # A drift event as read from the alerts topic (schemas/drift_event.schema.json); ``parse`` checked
@@ -140,6 +154,9 @@ def parse(value: bytes | None) -> tuple[DriftEvent | None, str]:
     for name in ("alert_id", "model_id", "action"):
         if not isinstance(event.get(name), str) or not event[name]:
             return None, f"{name!r} is missing or not a string"
+        control = _CONTROL.search(event[name])
+        if control is not None:  # bound for an environment variable, a header, a log line
+            return None, f"{name!r} holds a control character ({control.group()!r})"
     try:
         event_time(event.get("detected_at"))
     except ValueError as exc:
@@ -249,38 +266,138 @@ class CommandHook:
     command
         The command line, split like a shell would (no shell runs it).
     timeout_s
-        Seconds after which the command is killed and the call counts as failed.
+        Seconds after which the command's process group is killed and the call counts as failed.
+    pass_env
+        Names of the listener's environment variables the command gets too (beyond ``HOOK_ENV``).
     """
 
-    def __init__(self, command: str | list[str], timeout_s: float = 120.0):
+    def __init__(self, command: str | list[str], timeout_s: float = 120.0, pass_env: Iterable[str] = ()):
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         self.timeout_s = timeout_s
+        self.pass_env = tuple(pass_env)
         if not self.argv:
             raise StreamdriftError("--command is empty")
         if shutil.which(self.argv[0]) is None:
             raise StreamdriftError(f"--command: {self.argv[0]!r} is not an executable file or on PATH")
 
-    def __call__(self, event: dict, attempt: int = 1) -> None:
-        env = {
-            **os.environ,
+    def environment(self, event: DriftEvent, attempt: int) -> dict[str, str]:
+        """The command's whole environment: the documented variables, never the rest of the listener's."""
+        inherited = {name: os.environ[name] for name in (*HOOK_ENV, *self.pass_env) if name in os.environ}
+        return {
+            **inherited,
             "STREAMDRIFT_HOOK_MODEL_ID": event["model_id"],
             "STREAMDRIFT_HOOK_ALERT_ID": event["alert_id"],
             "STREAMDRIFT_HOOK_ATTEMPT": str(attempt),
         }
+
+    def __call__(self, event: DriftEvent, attempt: int = 1) -> None:
         try:
-            done = subprocess.run(
-                self.argv, input=orjson.dumps(event), env=env, capture_output=True, timeout=self.timeout_s, check=False
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.environment(event, attempt),
+                start_new_session=True,  # its own process group: a timeout kills what it started too
             )
-        except subprocess.TimeoutExpired:
-            raise HookError(f"{self} was killed after {self.timeout_s:g}s") from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise HookError(f"{self} could not run: {exc}") from None
-        if done.returncode != 0:
-            output = (done.stderr or done.stdout).decode(errors="replace").strip()[-2000:]
-            raise HookError(f"{self} exited {done.returncode}: {output}")
+        output = bytearray()
+        returncode = _run(proc, orjson.dumps(event), output, time.monotonic() + self.timeout_s)
+        if returncode is None:
+            raise HookError(f"{self} was killed after {self.timeout_s:g}s")
+        if returncode != 0:
+            tail = output.decode(errors="replace").strip()[-2000:]
+            raise HookError(f"{self} exited {returncode}: {tail}")
 
     def __str__(self) -> str:
         return f"command {os.path.basename(self.argv[0])}"  # the rest of the line may hold a secret
+
+
+def _run(proc: subprocess.Popen[bytes], stdin: bytes, output: bytearray, deadline: float) -> int | None:
+    """Feed ``stdin`` to ``proc`` and keep the last ``OUTPUT_KEPT_BYTES`` of its output in ``output``
+    until it exits (its exit status) or ``deadline`` passes (its process group killed: None).
+
+    The exit ends the call, not the end of its output: a command that started work in the background
+    (which holds the pipe open) has succeeded; a thread reads the rest, discarded, so that work is
+    never stopped by a closed pipe."""
+    assert proc.stdin is not None and proc.stdout is not None
+    pending = memoryview(stdin)
+    writing, reading = True, True  # stdin still to be written, stdout still open
+    with selectors.DefaultSelector() as selector:
+        for pipe, event in ((proc.stdin, selectors.EVENT_WRITE), (proc.stdout, selectors.EVENT_READ)):
+            os.set_blocking(pipe.fileno(), False)
+            selector.register(pipe, event)
+        while proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _kill_group(proc)
+                proc.stdin.close()
+                proc.stdout.close()
+                return None
+            if not writing and not reading:  # only its exit to wait for
+                try:
+                    proc.wait(left)
+                except subprocess.TimeoutExpired:
+                    pass
+                continue
+            for key, _ in selector.select(min(left, 0.1)):  # (the short wait sees an exit that leaves the pipe open)
+                if key.fileobj is proc.stdin:
+                    pending = _feed(proc.stdin.fileno(), pending)
+                    if not pending:
+                        selector.unregister(proc.stdin)
+                        proc.stdin.close()
+                        writing = False
+                elif not _read_into(output, proc.stdout.fileno()):
+                    selector.unregister(proc.stdout)
+                    reading = False
+        proc.stdin.close()
+        if reading and _read_into(output, proc.stdout.fileno(), until_empty=True):
+            selector.unregister(proc.stdout)
+            threading.Thread(target=_discard, args=(proc.stdout,), name="hook-output", daemon=True).start()
+        else:
+            proc.stdout.close()
+    return proc.returncode
+
+
+def _feed(fd: int, pending: memoryview) -> memoryview:
+    """What is left of ``pending`` once written to ``fd`` as far as it takes it now."""
+    try:
+        return pending[os.write(fd, pending) :]
+    except BrokenPipeError:  # it does not read its input: its business
+        return pending[:0]
+    except BlockingIOError:
+        return pending
+
+
+def _read_into(output: bytearray, fd: int, until_empty: bool = False) -> bool:
+    """Read what ``fd`` has into ``output`` (its end kept); False at the end of the output."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        output += chunk
+        del output[:-OUTPUT_KEPT_BYTES]
+        if not until_empty:
+            return True
+
+
+def _discard(pipe: Any) -> None:
+    os.set_blocking(pipe.fileno(), True)
+    with pipe:
+        while pipe.read(65536):
+            pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its pid is its group's id (start_new_session)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -313,6 +430,15 @@ class WebhookHook:
         # The query may hold a token too: logs name scheme, host and path only.
         self.safe_url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         self._opener = urllib.request.build_opener(_NoRedirect)
+
+    def refuses(self, event: DriftEvent) -> str:
+        """Why ``event`` cannot be sent (its ids go in headers, which are latin-1 only), or ``""``."""
+        for name in ("alert_id", "model_id"):
+            try:
+                event[name].encode("latin-1")
+            except UnicodeEncodeError:
+                return f"{name!r} is not latin-1: it cannot be a webhook header"
+        return ""
 
     def __call__(self, event: dict, attempt: int = 1) -> None:
         request = urllib.request.Request(
@@ -556,6 +682,9 @@ class RetrainListener:
             return  # revoked, or this partition is waiting to retry an earlier record (it will be read again)
         where = {"partition": p, "offset": offset}
         event, reason = parse(msg.value())
+        if event is not None and isinstance(self.hook, WebhookHook):
+            reason = self.hook.refuses(event)  # decided before any call: retrying would fail the same way
+            event = None if reason else event
         verdict = MALFORMED if event is None else state.filter.decide(event)
         if offset < state.replay_until:
             if event is not None:  # handled by the previous owner: the hook had succeeded
@@ -713,6 +842,14 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         help="hook timeout (default 120): the command is killed, the request dropped; counts as a failure",
     )
     p.add_argument(
+        "--pass-env",
+        type=_names,
+        default=(),
+        metavar="NAME,...",
+        help="environment variables the --command hook gets besides STREAMDRIFT_HOOK_*, PATH, HOME, LANG... "
+        "(never the rest of the listener's environment: its Kafka credentials stay its own)",
+    )
+    p.add_argument(
         "--start",
         choices=["earliest", "latest"],
         default="earliest",
@@ -723,7 +860,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     hook: Hook = (
-        CommandHook(args.hook_command, args.timeout_s)
+        CommandHook(args.hook_command, args.timeout_s, args.pass_env)
         if args.hook_command
         else WebhookHook(args.webhook, args.timeout_s)
     )
@@ -747,6 +884,14 @@ def _actions(value: str) -> frozenset[str]:
     if not actions or unknown:
         raise argparse.ArgumentTypeError(f"actions are retrain, investigate, none; got {value!r}")
     return actions
+
+
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not environment variable names: {', '.join(bad)}")
+    return names
 
 
 def _positive(value: str) -> float:
