@@ -13,3 +13,7 @@ class DeliveryError(StreamdriftError):
 
 class StateTopicError(StreamdriftError):
     """The state topic is missing, does not fit the inputs, or holds a damaged partition."""
+
+
+class TransactionError(StreamdriftError):
+    """The transactional producer failed for good (fenced by a newer instance, or a fatal error)."""

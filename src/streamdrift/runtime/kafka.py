@@ -47,6 +47,25 @@ def producer_config(settings: Settings, **overrides: object) -> dict:
     }
 
 
+# The broker aborts a transaction open longer than this; it caps it with transaction.max.timeout.ms (15 min)
+TRANSACTION_TIMEOUT_CAP_MS = 900_000
+
+
+def worker_producer_config(settings: Settings) -> dict:
+    """The worker's producer: transactional with ``processing_guarantee = "exactly_once"``.
+
+    A transaction stays open from one checkpoint to the next, so its timeout is the checkpoint
+    interval plus a minute for the checkpoint itself (within the broker's default cap).
+    """
+    if settings.processing_guarantee != "exactly_once":
+        return producer_config(settings)
+    timeout_ms = min(int(settings.checkpoint_interval_s * 1000) + 60_000, TRANSACTION_TIMEOUT_CAP_MS)
+    return producer_config(
+        settings,
+        **{"transactional.id": settings.effective_transactional_id(), "transaction.timeout.ms": timeout_ms},
+    )
+
+
 def admin(settings: Settings) -> AdminClient:
     return AdminClient(_client(settings))
 

@@ -17,6 +17,7 @@ otherwise be ignored.
 from __future__ import annotations
 
 import os
+import socket
 import types
 import typing
 from pathlib import Path
@@ -121,6 +122,19 @@ class Settings(BaseSettings):
         description="kafka: state in the compacted topics.state (any worker resumes any partition; snapshot_dir "
         "is its local cache); local: only in snapshot_dir (one worker, or one host per partition set)",
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="exactly_once: each checkpoint's drift events, dead letters, state records and input offsets "
+        "commit in one Kafka transaction (state_store = kafka only); drift events become visible to read_committed "
+        "consumers at the checkpoint, so checkpoint_interval_s bounds alert latency",
+    )
+    transactional_id: str | None = Field(
+        None,
+        min_length=1,
+        description="exactly_once: the producer's transactional.id, stable for this worker instance across its "
+        "restarts (a restart fences its previous incarnation); default <group_id>.<group.instance.id> where "
+        "kafka.consumer_extra sets group.instance.id, else <group_id>.<host name>",
+    )
     snapshot_dir: Path = Path(".streamdrift/snapshots")
     checkpoint_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")
     snapshot_interval_s: float | None = Field(
@@ -135,6 +149,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_max_models: int = Field(100, ge=0, description="models exported with their own model_id label")
+    status_endpoint: bool = Field(
+        True, description="serve /status (model ids, features, segments, offsets) beside /metrics; off in the container"
+    )
+    snapshot_key: SecretStr | None = Field(
+        None,
+        description="a secret: snapshots carry an HMAC-SHA256 under it, and one without it or tampered with is "
+        "refused (state topic records too)",
+    )
     status_endpoint: bool = Field(
         True, description="serve /status (model ids, features, segments, offsets) beside /metrics; off in the container"
     )
@@ -164,6 +186,22 @@ class Settings(BaseSettings):
         if self.snapshot_interval_s is not None and "checkpoint_interval_s" not in self.model_fields_set:
             self.checkpoint_interval_s = self.snapshot_interval_s
         return self
+
+    @model_validator(mode="after")
+    def _exactly_once_needs_the_state_topic(self) -> Settings:
+        if self.processing_guarantee == "exactly_once" and self.state_store != "kafka":
+            raise ValueError(
+                'processing_guarantee = "exactly_once" needs state_store = "kafka": the state records commit in '
+                "the same transaction as the drift events and the input offsets"
+            )
+        return self
+
+    def effective_transactional_id(self) -> str:
+        """``transactional_id``, or one derived from what identifies this worker instance across restarts."""
+        if self.transactional_id is not None:
+            return self.transactional_id
+        instance = self.kafka.consumer_extra.get("group.instance.id") or socket.gethostname()
+        return f"{self.group_id}.{instance}"
 
     def redacted(self) -> dict:
         """The settings as a dict safe to log (SecretStr prints as '**********')."""

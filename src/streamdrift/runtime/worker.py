@@ -67,7 +67,16 @@ from itertools import groupby, repeat
 from operator import attrgetter, is_not, itemgetter
 
 import orjson
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
@@ -80,7 +89,7 @@ from streamdrift.core.state import Snapshot
 from streamdrift.core.summary import MonitorSummary
 from streamdrift.runtime import kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
-from streamdrift.runtime.errors import DeliveryError
+from streamdrift.runtime.errors import DeliveryError, TransactionError
 from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
 from streamdrift.runtime.idle import IdleClock
 from streamdrift.runtime.settings import Settings
@@ -143,6 +152,9 @@ class Worker:
         self.health = Health()
         self.stopping = False
         self._delivery_errors: list[str] = []
+        # processing_guarantee = "exactly_once": everything produced between two checkpoints is in one transaction
+        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
         self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
         # /metrics and /status serve what the consume loop publishes (``view.publish`` in ``run``), never live state
         self.view = StatusView(self.health)
@@ -160,6 +172,12 @@ class Worker:
             "Merge releases that did not wait for a topic (idle for max_task_idle_ms, or max_buffered reached): "
             "where the order can depart from the log's",
             ["reason"],
+            registry=reg,
+        )
+        self.m_aborts = Counter(
+            "streamdrift_transactions_aborted",
+            "Transactions aborted (processing_guarantee = exactly_once); each rewinds the owned partitions "
+            "to their last committed state",
             registry=reg,
         )
         self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models", registry=reg)
@@ -207,7 +225,9 @@ class Worker:
             self.chunk_bytes = statetopic.chunk_bytes_for(kafka.check_state_topic(s, partitions, kafka.admin(s)))
         if s.snapshot_interval_s is not None:
             log.warning("snapshot_interval_s is deprecated: name it checkpoint_interval_s")
-        self.producer = Producer(kafka.producer_config(s))
+        self.producer = Producer(kafka.worker_producer_config(s))
+        if self.exactly_once:
+            self._init_transactions()
         self.consumer = Consumer(kafka.consumer_config(s))
         try:
             self.http = serve(
@@ -245,6 +265,8 @@ class Worker:
                 if messages or any(st.engine.buffered() for st in self.partitions.values()):
                     self.process(messages)
                 self.view.publish(self.partitions)  # between batches: what /metrics and /status serve
+                if self._txn_abortable:
+                    self._abort_and_rewind("producing in the transaction failed")
                 self._complete_checkpoint(block=False)
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint()
@@ -265,15 +287,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
         self._complete_checkpoint()  # no snapshot half written while one is read back
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(assigned, timeout=30)}
-        with self.lock, _gc_paused():
-            self.partitions.update(self._restore_all(sorted({tp.partition for tp in assigned})))
-            gc.freeze()  # restored states: long-lived, out of the collector's way
-            for tp in assigned:
-                state = self.partitions[tp.partition]
-                tp.offset = state.engine.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
-                state.resumed_at[tp.topic] = tp.offset
-            self.m_partitions.set(len(self.partitions))
+        self._restore_positions(assigned)
         consumer.assign(assigned)
         self.health.ready = True
         log.info(
@@ -285,6 +299,86 @@ class Worker:
                 }
             },
         )
+
+    def _restore_positions(self, assigned: list[TopicPartition]) -> None:
+        """Restore the partitions of ``assigned`` and set each one's offset to where its state resumes
+        (the state's own offsets, else the group's committed ones, else ``OFFSET_INVALID``: the reset policy)."""
+        committed = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(assigned, timeout=30)}
+        with self.lock, _gc_paused():
+            self.partitions.update(self._restore_all(sorted({tp.partition for tp in assigned})))
+            gc.freeze()  # restored states: long-lived, out of the collector's way
+            for tp in assigned:
+                state = self.partitions[tp.partition]
+                tp.offset = state.engine.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
+                state.resumed_at[tp.topic] = tp.offset
+            self.m_partitions.set(len(self.partitions))
+
+    # -- transactions (processing_guarantee = "exactly_once") ------------------
+
+    def _init_transactions(self) -> None:
+        """Register this instance's transactional.id: fences its previous incarnation and aborts what that
+        one left open; then open the first transaction."""
+        try:
+            self.producer.init_transactions(60)
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise TransactionError(
+                f"cannot start transactions as {self.settings.effective_transactional_id()!r}: {exc.args[0]}. "
+                "Check that the broker allows transactions (transaction.state.log.replication.factor and "
+                "min.isr fit its number of brokers) and that the principal may write that transactional.id."
+            ) from None
+        log.info(
+            "transactions initialised",
+            extra={"fields": {"transactional_id": self.settings.effective_transactional_id()}},
+        )
+
+    def _transaction_failed(self, exc: KafkaException, during: str) -> None:
+        """Abort and rewind on an abortable error; stop on anything else (fenced: another instance owns the id,
+        or the group moved the partitions on; the group rebalances and the newer owner goes on)."""
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and err.txn_requires_abort():
+            self._abort_and_rewind(f"{during}: {err}")
+            return
+        raise TransactionError(
+            f"the transactional producer failed {during}: {err}. Nothing of the open transaction is committed; "
+            "stopping so that the group moves this worker's partitions on (restart it to rejoin)."
+        ) from None
+
+    def _abort_and_rewind(self, reason: str) -> None:
+        """Abort the open transaction and rewind every owned partition to its last committed state.
+
+        What the transaction held (drift events, dead letters, state records) is discarded for
+        read_committed consumers; the monitors are restored from the state topic and consumption resumes
+        at the offsets stored with that state, as a revocation followed by a reassignment of every owned
+        partition would, so the same events give the same drift events again, in the next transaction.
+        """
+        log.warning(
+            "aborting the transaction, rewinding to the last committed state", extra={"fields": {"reason": reason}}
+        )
+        self.m_aborts.inc()
+        try:
+            self.producer.abort_transaction(60)
+            self._delivery_errors.clear()
+            self._state_errors.clear()
+            self._txn_abortable = False
+            self._complete_checkpoint()  # a local cache write in flight is of committed state
+            owned = [
+                TopicPartition(t, p)
+                for p in sorted(self.partitions)
+                for t in (self.topics.predictions, self.topics.feedback)
+            ]
+            self._drop(set(self.partitions))
+            if owned:
+                self._restore_positions(owned)
+                for tp in owned:  # no committed position anywhere: where the reset policy (earliest) starts
+                    self.consumer.seek(
+                        tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+                    )
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise TransactionError(
+                f"cannot abort the transaction and rewind ({exc.args[0]}); stopping: a restart rewinds."
+            ) from None
 
     def _new_state(self, p: int) -> PartitionState:
         changed: set[str] = set()
@@ -384,6 +478,8 @@ class Worker:
             future, commits, started = self._pending
             self._pending = (future, [tp for tp in commits if tp.partition not in gone], started)
         self._drop(gone)
+        if self.exactly_once:  # the open transaction holds output of the lost partitions: never commit it
+            self._abort_and_rewind(f"partitions {sorted(gone)} lost")
 
     def _drop(self, partitions: set[int]) -> None:
         with self.lock:
@@ -526,16 +622,25 @@ class Worker:
         )
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        if self._txn_abortable:
+            return  # the open transaction is lost: what it would hold is produced again after the rewind
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
                 return
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                if not self.exactly_once or exc.args[0].fatal():
+                    raise
+                self._txn_abortable = True  # aborted and rewound once the batch is processed
+                return
 
     def _delivered(self, err: KafkaError | None, msg: object) -> None:
         if err is not None:
             self._delivery_errors.append(str(err))
+            if self.exactly_once:
+                self._txn_abortable = True
 
     # -- checkpoint --------------------------------------------------------
 
@@ -550,19 +655,23 @@ class Worker:
         self._complete_checkpoint()  # one write in flight at a time, committed in order
         started = time.monotonic()
         remaining = self.producer.flush(30)
-        if remaining or self._delivery_errors:
+        if remaining or self._delivery_errors or self._txn_abortable:
+            problem = f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}"
+            if self.exactly_once:
+                self._abort_and_rewind(problem)
+                return
             raise DeliveryError(
-                f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}; "
-                "not committing. Check the alerts and dead-letter topics exist and are writable."
+                f"{problem}; not committing. Check the alerts and dead-letter topics exist and are writable."
             )
         with self.lock:
             chosen = [
                 p
                 for p, state in sorted(self.partitions.items())
-                if state.dirty and (partitions is None or p in partitions)
+                # exactly_once: the transaction holds the output of every partition, so it commits them all
+                if state.dirty and (partitions is None or self.exactly_once or p in partitions)
             ]
-        if chosen and self.state_topic is not None:
-            self._checkpoint_to_state_topic(chosen)
+        if chosen and self.state_topic is not None and not self._checkpoint_to_state_topic(chosen):
+            return  # aborted and rewound: nothing of it is committed
         with self.lock:
             if chosen:
                 write = self._start_write(chosen)
@@ -609,8 +718,14 @@ class Worker:
             snapshot.changelog = state.changelog.state()
         return snapshot
 
-    def _checkpoint_to_state_topic(self, chosen: list[int]) -> None:
-        """Steps 2-4 with ``state_store = "kafka"`` (see ``runtime/statetopic.py`` for the records)."""
+    def _checkpoint_to_state_topic(self, chosen: list[int]) -> bool:
+        """Steps 2-4 with ``state_store = "kafka"`` (see ``runtime/statetopic.py`` for the records).
+
+        With ``exactly_once`` step 4 sends the offsets to the open transaction and commits it: the drift
+        events and dead letters produced since the last checkpoint, the state records and the input
+        offsets become visible together; then the next transaction opens. Returns False where the
+        transaction was aborted instead (the partitions rewound, nothing committed).
+        """
         acked: dict[int, int] = {}  # partition -> offset of its partition record's last chunk
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -638,17 +753,27 @@ class Worker:
                 planned[p] = (snapshot, changelog)
         # Step 3: every state record acknowledged, or nothing is committed
         remaining = self.producer.flush(60)
-        if remaining or self._state_errors or set(acked) != set(chosen):
+        if remaining or self._state_errors or set(acked) != set(chosen) or self._txn_abortable:
+            problem = f"{remaining} state records undelivered, errors: {self._state_errors[:3]}"
+            if self.exactly_once:
+                self._abort_and_rewind(problem)
+                return False
             raise DeliveryError(
-                f"{remaining} state records undelivered, errors: {self._state_errors[:3]}; not committing. "
-                f"Check that the state topic {self.topics.state} exists and is writable."
+                f"{problem}; not committing. Check that the state topic {self.topics.state} exists and is writable."
             )
         # Step 4: commit the input offsets stored with that state (a resume takes them from the state itself)
         commits = [TopicPartition(t, p, o) for p in chosen for t, o in sorted(planned[p][0].offsets.items())]
-        try:
-            self.consumer.commit(offsets=commits, asynchronous=False)
-        except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
-            log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
+        if self.exactly_once:
+            try:
+                self._commit_transaction(commits)
+            except KafkaException as exc:
+                self._transaction_failed(exc, "committing a checkpoint")
+                return False
+        else:
+            try:
+                self.consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
+                log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
         with self.lock:
             for p in chosen:
                 state = self.partitions[p]
@@ -659,6 +784,19 @@ class Worker:
                 changelog.garbage = set()
                 state.changelog = changelog
                 state.changed.clear()
+        return True
+
+    def _commit_transaction(self, commits: list[TopicPartition]) -> None:
+        """Add the input offsets to the open transaction, commit it, open the next one."""
+        self.producer.send_offsets_to_transaction(commits, self.consumer.consumer_group_metadata(), 60)
+        for attempt in range(3):
+            try:
+                self.producer.commit_transaction(60)
+                break
+            except KafkaException as exc:  # a retriable error (a timeout): the same call again, as librdkafka says
+                if not exc.args[0].retriable() or attempt == 2:
+                    raise
+        self.producer.begin_transaction()  # what is produced from now on belongs to the next checkpoint
 
     def _produce_state(self, p: int, record: statetopic.Record, on_delivery: Callable[..., None]) -> None:
         while True:

@@ -1,0 +1,151 @@
+"""processing_guarantee = "exactly_once" on a real broker: SIGKILLs at random points never show an alert twice.
+
+The reference is a single uninterrupted worker (at_least_once, in a group with its own state and alerts
+topics) over the very same input records: a read_committed consumer of the exactly-once worker's alerts
+topic must see each of its alert ids once, and no other.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streamdrift.core.synthetic import generate
+from worker_process import WorkerProcess, produce, streamdrift, worker_env
+
+pytestmark = pytest.mark.kafka
+
+SMALL = {"reference_size": 500, "window_size": 500, "subwindows": 5, "cooldown_events": 2000}
+PARTITIONS = 4
+KILLS = 5
+
+
+def topic(env: dict, name: str) -> str:
+    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
+
+
+def drift_items(env: dict, n: int, seed: int = 16) -> list[tuple[str, bytes, bytes]]:
+    """The demo stream (drifting at its 1000th prediction), three copies of each model over the partitions."""
+    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
+    out = []
+    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0):
+        for copy in range(3):
+            event = {**e, "model_id": f"{e['model_id']}-{copy}", "event_id": f"{e['event_id']}-{copy}"}
+            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for t, key, _ in items:
+        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
+    return {m: (c[0], c[1]) for m, c in out.items()}
+
+
+def alert_ids(bootstrap: str, name: str, isolation: str = "read_committed") -> list[str]:
+    """Every alert id of topic ``name`` as a consumer with ``isolation`` sees it, to the end of each partition
+    (read_committed: the last stable offset, not the high watermark, which counts aborted records and markers)."""
+    n = len(AdminClient({"bootstrap.servers": bootstrap}).list_topics(name, timeout=10).topics[name].partitions)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": isolation,
+        }
+    )
+    consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in range(n)])
+    ids: list[str] = []
+    pending = set(range(n))
+    deadline = time.monotonic() + 60
+    try:
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                    continue
+                ids.append(orjson.loads(msg.value())["alert_id"])
+    finally:
+        consumer.close()
+    assert not pending, f"{name}: partitions {sorted(pending)} not read to their end"
+    return ids
+
+
+def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_exactly_once(
+    kafka_bootstrap, unique_name, tmp_path
+):
+    rng = random.Random(16)
+    prefix = unique_name("sd")
+    settings = {
+        **{f"monitor__{k}": v for k, v in SMALL.items()},
+        "processing_guarantee": "exactly_once",
+        "checkpoint_interval_s": 0.3,
+        "batch_size": 100,  # many checkpoints (transactions) over the stream, so that kills land between them
+    }
+    env = worker_env(kafka_bootstrap, prefix, tmp_path / "snapshots", **settings)
+    # static membership: the restarted instance gets its partitions back at once, and keeps its transactional.id
+    env["STREAMDRIFT_KAFKA__CONSUMER_EXTRA"] = json.dumps(
+        {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "group.instance.id": "eos-worker"}
+    )
+    done = streamdrift(env, "topics", "create", "--partitions", str(PARTITIONS))
+    assert done.returncode == 0, done.stderr
+    items = drift_items(env, 6000)
+    produce(kafka_bootstrap, items)
+
+    kills = 0
+    for run in range(KILLS):
+        worker = WorkerProcess(env, tmp_path / f"worker-{run}.log")
+        try:
+            worker.wait_ready(90)
+            time.sleep(rng.uniform(0.0, 1.5))
+            finished = worker.counts() == expected_counts(env, items)
+        finally:
+            worker.stop(signal.SIGKILL)
+        kills += 1
+        if finished:
+            break
+    last = WorkerProcess(env, tmp_path / "worker-last.log")
+    try:
+        last.wait_for(lambda: last.counts() == expected_counts(env, items), 120, "every event counted")
+        assert last.stop() == 0
+    finally:
+        last.stop(signal.SIGKILL)
+    logs = "".join(Path(tmp_path / f"worker-{run}.log").read_text() for run in range(kills))
+    assert "transactions initialised" in logs
+
+    ref = {
+        **env,
+        "STREAMDRIFT_PROCESSING_GUARANTEE": "at_least_once",
+        "STREAMDRIFT_GROUP_ID": env["STREAMDRIFT_GROUP_ID"] + ".reference",
+        "STREAMDRIFT_TOPICS__STATE": topic(env, "state") + ".reference",
+        "STREAMDRIFT_TOPICS__ALERTS": topic(env, "alerts") + ".reference",
+        "STREAMDRIFT_TOPICS__DEAD_LETTER": topic(env, "dead_letter") + ".reference",
+        "STREAMDRIFT_SNAPSHOT_DIR": str(tmp_path / "snapshots-reference"),
+        "STREAMDRIFT_KAFKA__CONSUMER_EXTRA": '{"session.timeout.ms": "6000"}',
+    }
+    done = streamdrift(ref, "topics", "create", "--partitions", str(PARTITIONS))
+    assert done.returncode == 0, done.stderr
+    reference = WorkerProcess(ref, tmp_path / "worker-reference.log")
+    try:
+        reference.wait_for(lambda: reference.counts() == expected_counts(env, items), 120, "reference: every event")
+        assert reference.stop() == 0
+    finally:
+        reference.stop(signal.SIGKILL)
+
+    expected = alert_ids(kafka_bootstrap, topic(ref, "alerts"), "read_uncommitted")
+    assert expected and len(set(expected)) == len(expected)  # drift was seen, each alert once
+    seen = Counter(alert_ids(kafka_bootstrap, topic(env, "alerts")))
+    assert set(seen) == set(expected)
+    assert [alert for alert, n in seen.items() if n != 1] == []
