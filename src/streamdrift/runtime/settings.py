@@ -157,14 +157,6 @@ class Settings(BaseSettings):
         description="a secret: snapshots carry an HMAC-SHA256 under it, and one without it or tampered with is "
         "refused (state topic records too)",
     )
-    status_endpoint: bool = Field(
-        True, description="serve /status (model ids, features, segments, offsets) beside /metrics; off in the container"
-    )
-    snapshot_key: SecretStr | None = Field(
-        None,
-        description="a secret: snapshots carry an HMAC-SHA256 under it, and one without it or tampered with is "
-        "refused (state topic records too)",
-    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod
