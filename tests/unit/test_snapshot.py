@@ -199,7 +199,7 @@ def test_another_version_is_refused_naming_both(saved):
 def test_other_detection_settings_are_refused(saved):
     _, path, _ = saved
     other = LocalSnapshotStore(path.parent, SETTINGS.model_copy(update={"bins": 12}).fingerprint())
-    with pytest.raises(SnapshotError, match="other detection settings .* Restore the old \\[monitor\\] settings"):
+    with pytest.raises(SnapshotError, match="other detection settings .* Restore the old settings"):
         other.load(0)
 
 
@@ -422,3 +422,84 @@ def test_keys_of_models_no_checkpoint_names_are_tombstoned_after_the_next_commit
     records, _ = checkpoint(part, first, [], changelog, {PRED: 801, FB: 400})
     assert part.log[-1].key == stray.key and part.log[-1].value is None
     assert records[-1].key == statetopic.partition_key(8 % 2, 0)  # checkpoint 8: above every number seen
+
+
+# -- issue 17, finding 5: permissions, identity, per-model settings, authentication ------------------
+
+SEAL_SETTINGS = {
+    "monitor": SETTINGS.model_dump(mode="json"),
+    "models": {"churn": ModelSettings().model_dump(mode="json")},
+}
+IDENTITY = {"cluster": "c-1", "group": "streamdrift", "topics": {"predictions": "p", "feedback": "f"}}
+KEY = b"k" * 32
+
+
+def _sealed(tmp_path, **changes) -> tuple[LocalSnapshotStore, snapshot.Seal]:
+    seal = snapshot.Seal.of(
+        changes.get("settings", SEAL_SETTINGS), changes.get("identity", IDENTITY), changes.get("key", KEY)
+    )
+    return LocalSnapshotStore(tmp_path, seal), seal
+
+
+def test_snapshot_files_are_readable_by_their_owner_only(tmp_path):
+    store, _ = _sealed(tmp_path)
+    store.path(0).parent.mkdir(parents=True, exist_ok=True)
+    store.path(0).with_suffix(".tmp").write_bytes(b"left by an older version")
+    os.chmod(store.path(0).with_suffix(".tmp"), 0o644)
+    store.save(Snapshot(0, {PRED: 1}, {}))
+    assert os.stat(store.path(0)).st_mode & 0o777 == 0o600
+
+
+def test_per_model_settings_are_part_of_the_configuration_and_named_when_changed(tmp_path):
+    store, _ = _sealed(tmp_path)
+    store.save(Snapshot(0, {PRED: 1}, {}))
+    for change, named in (
+        ({"task": "regression"}, "models.churn.task: None, now 'regression'"),
+        ({"positive_label": "yes"}, "models.churn.positive_label"),
+    ):
+        models = {"churn": ModelSettings(**change).model_dump(mode="json")}
+        other, _ = _sealed(tmp_path, settings={**SEAL_SETTINGS, "models": models})
+        with pytest.raises(SnapshotError, match=f"other detection settings \\({named}"):
+            other.load(0)
+    assert store.load(0).offsets == {PRED: 1}
+
+
+def test_a_snapshot_of_another_cluster_group_or_topics_is_refused_naming_it(tmp_path):
+    store, _ = _sealed(tmp_path)
+    store.save(Snapshot(0, {PRED: 1}, {}))
+    for identity, named in (
+        ({**IDENTITY, "cluster": "c-2"}, "cluster: 'c-1', now 'c-2'"),
+        ({**IDENTITY, "group": "other"}, "group: 'streamdrift', now 'other'"),
+        ({**IDENTITY, "topics": {"predictions": "p2", "feedback": "f"}}, "topics.predictions: 'p', now 'p2'"),
+    ):
+        other, _ = _sealed(tmp_path, identity=identity)
+        with pytest.raises(SnapshotError, match=f"belongs elsewhere \\({named}\\)"):
+            other.load(0)
+
+
+def test_with_a_key_a_tampered_or_unauthenticated_file_is_refused(tmp_path):
+    store, seal = _sealed(tmp_path)
+    store.save(Snapshot(0, {PRED: 1}, {"churn": {"n": 1}}))
+    data = store.path(0).read_bytes()
+    # a tamperer who recomputes the CRC: the MAC still refuses it
+    header, body = data.split(b"\n", 1)
+    forged_body = body.replace(b'"n":1', b'"n":7')
+    doc = orjson.loads(header)
+    doc.update(checksum=f"crc32:{zlib.crc32(forged_body):08x}")
+    store.path(0).write_bytes(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n" + forged_body)
+    with pytest.raises(SnapshotError, match="MAC mismatch"):
+        store.load(0)
+    unkeyed = LocalSnapshotStore(tmp_path, snapshot.Seal.of(SEAL_SETTINGS, IDENTITY))
+    unkeyed.save(Snapshot(0, {PRED: 1}, {}))
+    with pytest.raises(SnapshotError, match="not authenticated"):
+        store.load(0)
+    other_key, _ = _sealed(tmp_path, key=b"another key")
+    store.save(Snapshot(0, {PRED: 1}, {}))
+    with pytest.raises(SnapshotError, match="MAC mismatch"):
+        other_key.load(0)
+
+
+def test_without_identity_settings_or_key_the_bytes_are_those_of_before(tmp_path):
+    plain = snapshot.encode(Snapshot(0, {PRED: 1}, {}), "abc")
+    assert plain == snapshot.encode(Snapshot(0, {PRED: 1}, {}), snapshot.Seal("abc"))
+    assert b"mac" not in plain and b"identity" not in plain

@@ -44,9 +44,11 @@ b'{"ring":{"$nd":[0,"<i2",[2,3]]},"rows":6}'
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -99,6 +101,65 @@ class Snapshot:
     # Where this state lies in the Kafka state topic (``runtime.statetopic.Changelog.state()``); empty for
     # the local store. A snapshot file with it is the state topic's local cache.
     changelog: State = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Seal:
+    """What a snapshot file is written under and checked against, besides its own bytes.
+
+    Every ``config`` argument of this module takes a `Seal` or, as before, a bare settings hash.
+
+    Parameters
+    ----------
+    config
+        A hash of everything that shapes the state (``Seal.of`` makes it from ``settings``).
+    settings
+        That configuration itself (detection settings, per-model settings), recorded in the header
+        so that a mismatch is refused naming the setting that changed; empty: the hash only.
+    identity
+        Where the state belongs: cluster id, consumer group, topics. Recorded in the header; a file
+        of another cluster, group or topics is refused naming the difference. Empty: not checked.
+    key
+        ``snapshot_key``: with it every file carries an HMAC-SHA256 over its header and body, and a
+        file without one, or whose MAC does not verify (tampered with), is refused.
+
+    Examples
+    --------
+    >>> seal = Seal.of({"monitor": {"window_size": 500}, "models": {"m": {"task": None}}}, {"group": "g"}, b"k")
+    >>> data = encode(Snapshot(0, {"p": 1}, {}), seal)
+    >>> decode(data, seal, "f").offsets
+    {'p': 1}
+    >>> other = Seal.of({"monitor": {"window_size": 500}, "models": {"m": {"task": "regression"}}}, {"group": "g"}, b"k")
+    >>> decode(data, other, "f")
+    Traceback (most recent call last):
+    ...
+    streamdrift.core.errors.SnapshotError: f was made with other detection settings (models.m.task: None, now 'regression'); ...
+    """
+
+    config: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    key: bytes | None = None
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any], identity: Mapping[str, Any] = {}, key: bytes | None = None) -> Seal:
+        """A seal whose ``config`` is the hash of ``settings`` (JSON values)."""
+        digest = hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        return cls(digest, settings, identity, key)
+
+
+def _seal(config: str | Seal) -> Seal:
+    return config if isinstance(config, Seal) else Seal(config)
+
+
+def _differences(written: object, now: object, path: str = "") -> list[str]:
+    """``path: written, now now`` for each leaf where two JSON documents differ."""
+    if isinstance(written, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(written) | set(now), key=str):
+            out += _differences(written.get(key), now.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    return [] if written == now else [f"{path}: {written!r}, now {now!r}"]
 
 
 # -- the body: JSON skeleton + array bytes ----------------------------------------------------
@@ -228,55 +289,85 @@ def tree_body(tree: State) -> tuple[list[Buffer], str]:
     return [skeleton, b"\n", *chunks], marker
 
 
-def file_pieces(body: list[Buffer], marker: str, config: str) -> list[Buffer]:
-    """The file's pieces, in order: the header (checksum of the body) and the body."""
+def file_pieces(body: list[Buffer], marker: str, config: str | Seal) -> list[Buffer]:
+    """The file's pieces, in order: the header (checksum of the body, and its MAC with a key) and the body."""
+    seal = _seal(config)
     crc = 0
     for piece in body:
         crc = zlib.crc32(piece, crc)
-    header = orjson.dumps(
-        {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": config,
-            "marker": marker,
-            "arrays": len(body) - 2,
-            "body": sum(memoryview(p).nbytes for p in body),
-            "checksum": f"crc32:{crc:08x}",
-        },
-        option=orjson.OPT_SORT_KEYS,
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": seal.config,
+        "marker": marker,
+        "arrays": len(body) - 2,
+        "body": sum(memoryview(p).nbytes for p in body),
+        "checksum": f"crc32:{crc:08x}",
+    }
+    if seal.settings:  # (absent otherwise: files written without them keep their bytes)
+        header["settings"] = seal.settings
+    if seal.identity:
+        header["identity"] = seal.identity
+    if seal.key is not None:
+        header["mac"] = "hmac-sha256:" + _mac(seal.key, header, body)
+    return [orjson.dumps(header, option=orjson.OPT_SORT_KEYS), b"\n", *body]
+
+
+def _mac(key: bytes, header: Mapping[str, Any], body: list[Buffer] | list[memoryview]) -> str:
+    """HMAC-SHA256 over the header (without its MAC, keys sorted) and the body."""
+    mac = hmac.new(
+        key, orjson.dumps({k: v for k, v in header.items() if k != "mac"}, option=orjson.OPT_SORT_KEYS), "sha256"
     )
-    return [header, b"\n", *body]
+    for piece in body:
+        mac.update(piece)
+    return mac.hexdigest()
 
 
-def encode(snapshot: Snapshot, config: str) -> bytes:
+def encode(snapshot: Snapshot, config: str | Seal) -> bytes:
     return b"".join(file_pieces(*body(snapshot), config))
 
 
-def encode_tree(tree: State, config: str) -> bytes:
+def encode_tree(tree: State, config: str | Seal) -> bytes:
     """Any state tree with the snapshot file's header (format, version, settings hash, checksum):
     the value of a state-topic record."""
     return b"".join(file_pieces(*tree_body(tree), config))
 
 
-def decode(data: bytes, config: str, source: str) -> Snapshot:
+def decode(data: bytes, config: str | Seal, source: str) -> Snapshot:
     recover = (
         f"Move {source} away and restart: the partition then starts from its committed offsets "
         "with a fresh warm-up reference."
     )
     doc = decode_tree(data, config, source, recover)
-    try:
-        return Snapshot(
-            partition=doc["partition"],
-            offsets=doc["offsets"],
-            models=doc["models"],
-            merge=doc.get("merge", {}),
-            changelog=doc.get("changelog", {}),
-        )
-    except KeyError as exc:
-        raise SnapshotError(f"{source} is corrupt (no {exc}). {recover}") from None
+    problem = _malformed(doc)
+    if problem:
+        raise SnapshotError(f"{source} is corrupt ({problem}). {recover}")
+    return Snapshot(
+        partition=doc["partition"],
+        offsets=doc["offsets"],
+        models=doc["models"],
+        merge=doc.get("merge", {}),
+        changelog=doc.get("changelog", {}),
+    )
 
 
-def decode_tree(data: bytes | memoryview, config: str, source: str, recover: str) -> State:
+def _malformed(doc: State) -> str:
+    """What is wrong with the shape of a snapshot's body, or ``""``."""
+    if type(doc.get("partition")) is not int or doc["partition"] < 0:
+        return "'partition' is not a partition number"
+    offsets = doc.get("offsets")
+    if type(offsets) is not dict or any(type(o) is not int or o < 0 for o in offsets.values()):
+        return "'offsets' is not topic -> offset"
+    models = doc.get("models")
+    if type(models) is not dict or any(type(m) is not dict for m in models.values()):
+        return "'models' is not model id -> state"
+    for name in ("merge", "changelog"):
+        if type(doc.get(name, {})) is not dict:
+            return f"{name!r} is not an object"
+    return ""
+
+
+def decode_tree(data: bytes | memoryview, config: str | Seal, source: str, recover: str) -> State:
     """The tree ``encode_tree`` (or ``encode``) wrote, checked; ``recover`` ends each refusal's message."""
     data = bytes(data) if isinstance(data, memoryview) else data
     end = data.find(b"\n")
@@ -291,13 +382,29 @@ def decode_tree(data: bytes | memoryview, config: str, source: str, recover: str
             f"{source} has format {header.get('format')!r} version {header.get('version')!r}; "
             f"this streamdrift reads {FORMAT!r} version {VERSION}. {recover}"
         )
-    if header.get("config") != config:
-        raise SnapshotError(
-            f"{source} was made with other detection settings (config hash {header.get('config')}, "
-            f"now {config}); its state would not match them. Restore the old [monitor] "
-            f"settings, or: {recover}"
-        )
+    seal = _seal(config)
     body = memoryview(data)[end + 1 :] if end >= 0 else memoryview(b"")
+    if seal.key is not None:
+        mac = header.get("mac")
+        if not isinstance(mac, str):
+            raise SnapshotError(f"{source} is not authenticated (no MAC) and snapshot_key is set. {recover}")
+        if not hmac.compare_digest(mac, "hmac-sha256:" + _mac(seal.key, header, [body])):
+            raise SnapshotError(
+                f"{source} was modified or written under another snapshot_key (MAC mismatch). {recover}"
+            )
+    if seal.identity and header.get("identity") != seal.identity:
+        changed = "; ".join(_differences(header.get("identity") or {}, dict(seal.identity)))
+        raise SnapshotError(
+            f"{source} belongs elsewhere ({changed}): its offsets are not this group's. Point snapshot_dir "
+            f"at this deployment's own directory, or: {recover}"
+        )
+    if header.get("config") != seal.config:
+        named = _differences(header.get("settings"), dict(seal.settings)) if "settings" in header else []
+        what = "; ".join(named) if named else f"config hash {header.get('config')}, now {seal.config}"
+        raise SnapshotError(
+            f"{source} was made with other detection settings ({what}); its state would not match them. "
+            f"Restore the old settings, or: {recover}"
+        )
     if end < 0 or len(body) != header.get("body"):
         raise SnapshotError(
             f"{source} is corrupt: truncated or extended ({len(body)} bytes after the header, "
@@ -310,5 +417,5 @@ def decode_tree(data: bytes | memoryview, config: str, source: str, recover: str
         if split < 0:
             raise ValueError("no array bytes")
         return _unpack(data[end + 1 : split], body[split - end :], header["marker"], header["arrays"])
-    except (ValueError, TypeError, KeyError) as exc:  # a well-formed checksum over a malformed body
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError) as exc:  # a valid CRC, a bad body
         raise SnapshotError(f"{source} is corrupt ({exc}). {recover}") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from streamdrift.core import state
-from streamdrift.core.errors import SnapshotError
+from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.state import Snapshot
 
 
@@ -56,6 +56,30 @@ class LocalSnapshotStore:
             )
         return snapshot
 
+    def check_writable(self) -> None:
+        """Create the directory and write a file in it, or raise ``ConfigError`` naming the setting: a worker
+        that could never checkpoint stops at start rather than failing every checkpoint."""
+        probe = self.directory / ".streamdrift-write-check"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"snapshot_dir {self.directory} cannot be written ({exc.strerror or exc}); set snapshot_dir "
+                "(env STREAMDRIFT_SNAPSHOT_DIR) to a directory this user can write, with room for the snapshots"
+            ) from None
+
+    def clean_temp(self) -> list[Path]:
+        """Remove the temporary files a writer killed mid-write left behind; return them."""
+        left = [tmp for tmp in sorted(self.directory.glob("partition-*.tmp")) if tmp.is_file()]
+        for tmp in left:
+            _remove_file(tmp)
+        return left
+
     def save(self, snapshot: Snapshot) -> int:
         """Write atomically; return the number of bytes written."""
         return self.write(*self.prepare(snapshot))
@@ -71,17 +95,30 @@ class LocalSnapshotStore:
         self.directory.mkdir(parents=True, exist_ok=True)  # here, not on open: readers never create it
         path = self.path(partition)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb", buffering=1 << 20) as f:
-            f.writelines(pieces)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb", buffering=1 << 20) as f:
+                f.writelines(pieces)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _remove_file(tmp)  # a full disk must not also keep a half-written file
+            raise
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
         return sum(memoryview(p).nbytes for p in pieces)
+
+
+def _remove_file(path: Path) -> None:
+    """Remove ``path`` if it is a file (never a directory someone put there)."""
+    try:
+        if path.is_file():
+            path.unlink()
+    except OSError:
+        pass
 
 
 # -- writing from a forked copy -------------------------------------------------------------------
