@@ -327,19 +327,50 @@ def test_sigkill_mid_stream_then_restart_publishes_the_uninterrupted_alerts_repl
 @pytest.mark.parametrize("fork", ["true", "false"])
 def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_bootstrap, tmp_path, fork):
     """Snapshots are written in the background (by a forked copy, or by a thread from a capture taken in the
-    loop); a write that fails stops the worker uncommitted."""
+    loop). A write that fails commits nothing and does not stop the worker (issue 17, item 6): it is not
+    ready, counts the failure, keeps its state, retries with backoff and recovers once the directory can be
+    written, without leaving temporary files."""
     env, _ = setup
     env["STREAMDRIFT_SNAPSHOT_FORK"] = fork
     env["STREAMDRIFT_STATE_STORE"] = "local"  # the local store's contract (the state topic's: test_state_topic)
     snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
-    for p in (0, 1):  # a directory where the temporary file goes: every snapshot write fails
-        (snapshots / f"partition-{p}.tmp").mkdir(parents=True)
-    produce(kafka_bootstrap, demo_items(env, 2000, drift_at=10**9))
+    blockers = [snapshots / f"partition-{p}.tmp" for p in (0, 1)]
+    for blocker in blockers:  # a directory where the temporary file goes: every snapshot write fails
+        blocker.mkdir(parents=True)
+    items = demo_items(env, 2000, drift_at=10**9)
+    produce(kafka_bootstrap, items)
     worker = WorkerProcess(env, tmp_path / "failing-writes.log")
-    assert worker.proc.wait(timeout=90) != 0
+    worker.wait_for(lambda: failures(worker) >= 2, 90, "two failed checkpoints")
+    assert worker.get("/readyz")[0] == 503
+    assert worker.counts() == expected_counts(items, env)  # the state is kept
     assert "partition-" in worker.log() and "IsADirectoryError" in worker.log()
     assert committed_offsets(kafka_bootstrap, env) == [OFFSET_INVALID] * 4
     assert not list(snapshots.glob("*.snapshot"))
+
+    for blocker in blockers:
+        blocker.rmdir()
+    worker.wait_for(lambda: worker.get("/readyz")[0] == 200, 90, "ready once a checkpoint is written")
+    assert sum(committed_offsets(kafka_bootstrap, env)) == len(items)
+    assert worker.stop() == 0
+    assert sorted(f.name for f in snapshots.iterdir()) == ["partition-0.snapshot", "partition-1.snapshot"]
+
+
+def failures(worker: WorkerProcess) -> float:
+    """streamdrift_checkpoint_failures_total, from /metrics."""
+    for line in worker.get("/metrics")[1].decode().splitlines():
+        if line.startswith("streamdrift_checkpoint_failures_total"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_an_unwritable_snapshot_dir_stops_the_worker_at_start_naming_the_setting(setup, tmp_path):
+    env, _ = setup
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    env["STREAMDRIFT_SNAPSHOT_DIR"] = str(not_a_dir / "snapshots")
+    done = streamdrift(env, "worker", timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "snapshot_dir" in done.stderr and "STREAMDRIFT_SNAPSHOT_DIR" in done.stderr
 
 
 def test_where_fork_fails_the_worker_captures_in_the_loop_and_still_commits(setup, kafka_bootstrap, tmp_path):

@@ -96,6 +96,7 @@ from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.statetopic import Changelog, StateTopic
 
 log = logging.getLogger("streamdrift.worker")
+CHECKPOINT_RETRY_MAX_S = 30.0  # the longest wait between two attempts of a failing checkpoint
 # Each poll allocates and frees thousands of dicts and lists (decoded events, join rows); with
 # the default young-generation threshold (700) the cyclic collector ran over them dozens of times
 # per poll: a third of the worker's CPU in `make bench`. Refcounting frees nearly all of it anyway.
@@ -155,6 +156,8 @@ class Worker:
         # processing_guarantee = "exactly_once": everything produced between two checkpoints is in one transaction
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
+        self._failed_checkpoints = 0  # failed in a row: not ready meanwhile, and the retries back off
+        self._retry_at = 0.0  # time.monotonic() before which a failed checkpoint is not tried again
         self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
         # /metrics and /status serve what the consume loop publishes (``view.publish`` in ``run``), never live state
         self.view = StatusView(self.health)
@@ -172,6 +175,14 @@ class Worker:
             "Merge releases that did not wait for a topic (idle for max_task_idle_ms, or max_buffered reached): "
             "where the order can depart from the log's",
             ["reason"],
+            registry=reg,
+        )
+        self.m_checkpoint_failures = Counter(
+            "streamdrift_checkpoint_failures",
+            "Checkpoints that could not be written (store: local, the snapshot directory; kafka, the state "
+            "topic; cache, the state topic's local cache, which only lengthens a restore); nothing of them "
+            "is committed and they are retried with backoff",
+            ["store"],
             registry=reg,
         )
         self.m_aborts = Counter(
@@ -221,6 +232,9 @@ class Worker:
         gc.freeze()  # what was loaded at start lives for the process: never scanned again
         gc.set_threshold(*GC_THRESHOLDS)
         partitions = kafka.check_topics(s)
+        self.store.check_writable()
+        for tmp in self.store.clean_temp():
+            log.info("removed a temporary file left by an interrupted write", extra={"fields": {"path": str(tmp)}})
         if self.state_topic is not None:
             self.chunk_bytes = statetopic.chunk_bytes_for(kafka.check_state_topic(s, partitions, kafka.admin(s)))
         if s.snapshot_interval_s is not None:
@@ -268,10 +282,13 @@ class Worker:
                 if self._txn_abortable:
                     self._abort_and_rewind("producing in the transaction failed")
                 self._complete_checkpoint(block=False)
-                if time.monotonic() >= next_checkpoint:
+                if time.monotonic() >= max(next_checkpoint, self._retry_at):
                     self.checkpoint()
                     next_checkpoint = time.monotonic() + s.checkpoint_interval_s
             self.checkpoint(wait=True)
+            if self._failed_checkpoints:
+                log.error("stopping: the final checkpoint failed, the next owner replays from the last one")
+                return 1
             log.info("stopping: final checkpoint written")
         finally:
             self._writer.shutdown(wait=True)  # a write in flight finishes (its offsets stay uncommitted)
@@ -289,7 +306,7 @@ class Worker:
         self._complete_checkpoint()  # no snapshot half written while one is read back
         self._restore_positions(assigned)
         consumer.assign(assigned)
-        self.health.ready = True
+        self.health.ready = not self._failed_checkpoints
         log.info(
             "partitions assigned",
             extra={
@@ -475,8 +492,8 @@ class Worker:
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in lost}
         if self._pending is not None:  # another member owns them now: do not commit their offsets
-            future, commits, started = self._pending
-            self._pending = (future, [tp for tp in commits if tp.partition not in gone], started)
+            future, commits, started, chosen = self._pending
+            self._pending = (future, [tp for tp in commits if tp.partition not in gone], started, chosen)
         self._drop(gone)
         if self.exactly_once:  # the open transaction holds output of the lost partitions: never commit it
             self._abort_and_rewind(f"partitions {sorted(gone)} lost")
@@ -660,7 +677,10 @@ class Worker:
             if self.exactly_once:
                 self._abort_and_rewind(problem)
                 return
-            raise DeliveryError(
+            if not self._delivery_errors:  # still queued (the broker is away): they go out later, or fail
+                self._checkpoint_failed("kafka", problem, [])
+                return
+            raise DeliveryError(  # lost drift events: only a replay from the last checkpoint gives them again
                 f"{problem}; not committing. Check the alerts and dead-letter topics exist and are writable."
             )
         with self.lock:
@@ -688,8 +708,9 @@ class Worker:
                     self.partitions[p].dirty = False
         self.m_pause_s.set(time.monotonic() - started)
         if chosen:
-            self._pending = (self._writer.submit(write), commits, started)
+            self._pending = (self._writer.submit(write), commits, started, chosen)
         else:
+            self._checkpoint_succeeded()
             self.m_snapshot_ts.set(time.time())
         if wait:
             self._complete_checkpoint()
@@ -737,6 +758,7 @@ class Worker:
                 acked[p] = max(acked.get(p, -1), offset)
 
         # Step 2: produce the changed models' states, then each partition's record (offsets, merge, ledger)
+        self._state_errors.clear()  # late reports of an earlier, failed attempt are not this one's
         config = self.settings.monitor.fingerprint()
         planned: dict[int, tuple[Snapshot, Changelog]] = {}
         with self.lock, _gc_paused():
@@ -758,9 +780,13 @@ class Worker:
             if self.exactly_once:
                 self._abort_and_rewind(problem)
                 return False
-            raise DeliveryError(
-                f"{problem}; not committing. Check that the state topic {self.topics.state} exists and is writable."
+            self._state_records_failed(planned, acked)
+            self._checkpoint_failed(
+                "kafka",
+                f"{problem}; not committing. Check that the state topic {self.topics.state} exists and is writable.",
+                [],
             )
+            return False
         # Step 4: commit the input offsets stored with that state (a resume takes them from the state itself)
         commits = [TopicPartition(t, p, o) for p in chosen for t, o in sorted(planned[p][0].offsets.items())]
         if self.exactly_once:
@@ -785,6 +811,54 @@ class Worker:
                 state.changelog = changelog
                 state.changed.clear()
         return True
+
+    def _state_records_failed(self, planned: dict[int, tuple[Snapshot, Changelog]], acked: dict[int, int]) -> None:
+        """After a checkpoint whose state records were not all acknowledged: a partition whose partition record
+        was is committed in the topic (records of one partition are acknowledged in order), so it takes the
+        new changelog; the others keep theirs, with the checkpoint number moved past the half-written one,
+        whose records a retry must not be mistaken for."""
+        with self.lock:
+            for p, (_, changelog) in planned.items():
+                state = self.partitions.get(p)
+                if state is None:
+                    continue
+                if p in acked:
+                    changelog.offset = acked[p] + 1
+                    state.changelog = changelog
+                    state.changed.clear()
+                else:
+                    state.changelog.last_gen = max(state.changelog.last_gen, changelog.last_gen)
+
+    def _checkpoint_failed(self, store: str, reason: str, partitions: Iterable[int]) -> None:
+        """A checkpoint that could not be written: nothing of it is committed; the worker keeps its state, is
+        not ready, and tries again after a backoff (1 s, doubling up to ``CHECKPOINT_RETRY_MAX_S``)."""
+        self._failed_checkpoints += 1
+        self.m_checkpoint_failures.labels(store).inc()
+        self.health.ready = False
+        backoff = min(2.0 ** (self._failed_checkpoints - 1), CHECKPOINT_RETRY_MAX_S)
+        self._retry_at = time.monotonic() + backoff
+        with self.lock:
+            for p in partitions:  # written again by the next attempt
+                if p in self.partitions:
+                    self.partitions[p].dirty = True
+        log.error(
+            "checkpoint failed: nothing committed, retrying",
+            extra={
+                "fields": {
+                    "store": store,
+                    "error": reason,
+                    "failed_in_a_row": self._failed_checkpoints,
+                    "retry_in_s": backoff,
+                }
+            },
+        )
+
+    def _checkpoint_succeeded(self) -> None:
+        if self._failed_checkpoints:
+            log.info("checkpoint written again", extra={"fields": {"after_failures": self._failed_checkpoints}})
+            self._failed_checkpoints = 0
+            self._retry_at = 0.0
+            self.health.ready = True
 
     def _commit_transaction(self, commits: list[TopicPartition]) -> None:
         """Add the input offsets to the open transaction, commit it, open the next one."""
@@ -817,7 +891,7 @@ class Worker:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
         if self._pending is None:
             return
-        future, commits, started = self._pending
+        future, commits, started, chosen = self._pending
         if not block and not future.done():
             return
         self._pending = None
@@ -825,12 +899,15 @@ class Worker:
             written, private = future.result()  # a failed write raises here: nothing of it is committed
         except (SnapshotError, OSError) as exc:
             if self.state_topic is None:
-                raise
+                self._checkpoint_failed("local", f"{type(exc).__name__}: {exc}", chosen)
+                return
             # the state topic has this checkpoint: only the local cache is behind (restores read more of the topic)
             log.warning("writing the local cache failed", extra={"fields": {"error": str(exc)}})
+            self.m_checkpoint_failures.labels("cache").inc()
             written, private = 0, 0
         if commits:
             self.consumer.commit(offsets=commits, asynchronous=False)
+        self._checkpoint_succeeded()
         self.m_snapshot_bytes.set(written)
         self.m_writer_bytes.set(private)
         self.m_snapshot_ts.set(time.time())
