@@ -32,10 +32,13 @@ class LocalSnapshotStore:
     directory
         Where the files live; created by the first save.
     config
-        Hash of the detection settings (``MonitorSettings.fingerprint()``).
+        What files are written under and checked against: a ``state.Seal`` (settings, cluster, group
+        and topics, ``snapshot_key``), or a bare hash of the detection settings.
+
+    Files are ``0600``: they hold model ids, feature names and segment values.
     """
 
-    def __init__(self, directory: Path, config: str):
+    def __init__(self, directory: Path, config: str | state.Seal):
         self.directory = Path(directory)
         self.config = config
 
@@ -96,7 +99,7 @@ class LocalSnapshotStore:
         path = self.path(partition)
         tmp = path.with_suffix(".tmp")
         try:
-            with open(tmp, "wb", buffering=1 << 20) as f:
+            with open(tmp, "wb", buffering=1 << 20, opener=_owner_only) as f:
                 f.writelines(pieces)
                 f.flush()
                 os.fsync(f.fileno())
@@ -119,6 +122,13 @@ def _remove_file(path: Path) -> None:
             path.unlink()
     except OSError:
         pass
+
+
+def _owner_only(path: str, flags: int) -> int:
+    """Open for ``open(opener=)``, readable by the owner only, a file left by an older version too."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 # -- writing from a forked copy -------------------------------------------------------------------
