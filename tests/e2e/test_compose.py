@@ -46,17 +46,28 @@ def _environment(service: dict) -> dict[str, str]:
     return {str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
 
 
-def _ports(service: dict) -> set[tuple[int, int]]:
-    """Published ``(host, container)`` ports, short or long syntax."""
-    published = set()
+def _host_ports(spec: str) -> range:
+    """``"9108"`` or ``"9108-9117"`` as a range of host ports."""
+    first, _, last = spec.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
+def _published(service: dict) -> list[tuple[range, int]]:
+    """Published ``(host ports, container port)``, short or long syntax, a host address dropped."""
+    published = []
     for port in service.get("ports", []):
         if isinstance(port, dict):
-            published.add((int(port["published"]), int(port["target"])))
+            published.append((_host_ports(str(port["published"])), int(port["target"])))
             continue
         spec = str(port).split("/", 1)[0].split(":")
         if len(spec) >= 2:
-            published.add((int(spec[-2]), int(spec[-1])))
+            published.append((_host_ports(spec[-2]), int(spec[-1])))
     return published
+
+
+def _ports(service: dict) -> set[tuple[int, int]]:
+    """Published ``(host, container)`` ports of fixed host ports (not of a range)."""
+    return {(hosts[0], container) for hosts, container in _published(service) if len(hosts) == 1}
 
 
 def _mounts(service: dict) -> dict[str, str]:
@@ -192,7 +203,6 @@ def test_kafka_is_the_official_image_in_kraft_mode() -> None:
 @pytest.mark.parametrize(
     "service, host, container",
     [
-        ("worker", 9108, 9108),
         ("prometheus", 9090, 9090),
         ("grafana", 3000, 3000),
         ("kafka", 29092, 29092),
@@ -264,13 +274,25 @@ def test_worker_settings_validate_with_the_compose_values(monkeypatch: pytest.Mo
     assert settings.metrics_port == 9108
     assert settings.snapshot_dir == Path("/var/lib/streamdrift/snapshots")
     worker = _service("worker")
-    assert (9108, settings.metrics_port) in _ports(worker)
     assert f"localhost:{settings.metrics_port}/readyz" in " ".join(worker["healthcheck"]["test"])
-    # Snapshots must outlive the container: the directory is (inside) a named volume.
+
+
+def test_the_worker_scales_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker compose up --scale worker=3`: nothing of one replica may clash with another's, and the state
+    each needs to take over a partition is in the state topic, which the topics service creates."""
+    worker = _service("worker")
+    settings = _settings_for("worker", monkeypatch)
+    assert "container_name" not in worker and "hostname" not in worker  # both would be the same for every replica
+    # the metrics port: no fixed host port (a second replica could not bind it), a range of them at most
+    published = [(hosts, container) for hosts, container in _published(worker) if container == settings.metrics_port]
+    assert published == [] or all(len(hosts) >= 3 for hosts, _ in published), published
+    assert not _ports(worker)
+    # no volume shared between replicas: the state topic is the store, snapshot_dir only a cache of it
     named = set(_compose().get("volumes") or {})
-    assert any(
-        settings.snapshot_dir.is_relative_to(target) and source in named for target, source in _mounts(worker).items()
-    ), _mounts(worker)
+    assert not [source for source in _mounts(worker).values() if source in named]
+    assert settings.state_store == "kafka"
+    topics = _settings_for("topics", monkeypatch)
+    assert topics.state_store == "kafka" and topics.topics.state == settings.topics.state  # `topics create` makes it
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)
@@ -295,8 +317,11 @@ def test_prometheus_scrapes_the_worker() -> None:
         assert rules.resolve() == ROOT / "deploy" / "prometheus" / name
         assert rules.is_file()
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    targets = [t for sc in jobs["streamdrift"]["static_configs"] for t in sc["targets"]]
-    assert targets == ["worker:9108"]
+    # every replica of the worker service, found by the service's name (one A record per container)
+    assert "static_configs" not in jobs["streamdrift"]
+    assert jobs["streamdrift"]["dns_sd_configs"] == [
+        {"names": ["worker"], "type": "A", "port": 9108, "refresh_interval": "5s"}
+    ]
     assert jobs["streamdrift"].get("scrape_interval", config.get("global", {}).get("scrape_interval")) == "5s"
 
 

@@ -5,7 +5,7 @@
 locally, and FAIL when ``CI=true``.
 
 The end-to-end test runs deploy/prometheus/prometheus.yml as it is, except for
-the scrape target (the test's worker instead of compose's ``worker:9108``),
+the scrape target (the test's worker instead of compose's workers found by name),
 1 s intervals and an absolute path to the rules; it checks the series against
 what was produced, that the rules evaluate without error on the real series,
 and that every dashboard query is valid PromQL over metrics the worker exports.
@@ -101,7 +101,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def test_promtool_accepts_the_compose_config_and_its_rule_file() -> None:
-    # worker:9108 resolves only inside compose: promtool checks the syntax, it resolves no name.
+    # `worker` resolves only inside compose: promtool checks the syntax, it resolves no name.
     out = promtool("check", "config", str(PROMETHEUS_YML.relative_to(ROOT)))
     assert "1 rule files found" in out and "7 rules found" in out, out
 
@@ -316,6 +316,7 @@ def scrape_config(target: str) -> dict:
     config["rule_files"] = [str(PROMETHEUS_YML.parent / f) for f in config["rule_files"]]
     (job,) = config["scrape_configs"]
     job["scrape_interval"] = "1s"
+    job.pop("dns_sd_configs")  # compose's worker replicas, found by name: here the test's one worker
     job["static_configs"] = [{"targets": [target]}]
     return config
 
