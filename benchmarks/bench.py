@@ -33,7 +33,15 @@ stopped at the end.
    buffer on its own), snapshot write/load at 10,000 (``bench_memory``), and
    a worker's start-to-ready time on a 10,000-model snapshot, then its first
    checkpoint of all of them (pause, time to committed, bytes; from /metrics).
-5. **Profile** (``--profile``): the hot path in-process without Kafka, in
+5. **State** (``--state``, ``benchmarks/bench_state.py``): on a stream of
+   its own, in each of ``--repeat`` rounds, the worker with ``state_store =
+   local``, ``kafka`` and ``kafka`` + ``processing_guarantee = exactly_once``
+   (ratios within a round); state-topic bytes written per input byte at
+   ``--models`` and at ``--state-models`` (10,000) models, each active in
+   every checkpoint; then the restore of those models from the local cache
+   plus the topic's tail (the same snapshot directory) and from the topic
+   alone (an empty one): the worker's ``restore_s`` and start to ready.
+6. **Profile** (``--profile``): the hot path in-process without Kafka, in
    CPU µs per event per stage beside the baseline's loop over the same
    messages, then under pyinstrument (``bench_profile``).
 
@@ -98,6 +106,8 @@ class Topics:
         self.dead_letter = f"{prefix}.dead-letter"
 
     def env(self, snapshot_dir: Path, **settings: object) -> dict[str, str]:
+        """A fresh group with a state topic of its own (a group must never restore another's state)."""
+        group = f"{self.prefix}.group-{uuid.uuid4().hex[:6]}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMDRIFT_")}
         env.update(
             {
@@ -106,13 +116,25 @@ class Topics:
                 "STREAMDRIFT_TOPICS__FEEDBACK": self.feedback,
                 "STREAMDRIFT_TOPICS__ALERTS": self.alerts,
                 "STREAMDRIFT_TOPICS__DEAD_LETTER": self.dead_letter,
-                "STREAMDRIFT_GROUP_ID": f"{self.prefix}.group-{uuid.uuid4().hex[:6]}",
+                "STREAMDRIFT_TOPICS__STATE": f"{group}.state",
+                "STREAMDRIFT_GROUP_ID": group,
                 "STREAMDRIFT_SNAPSHOT_DIR": str(snapshot_dir),
                 "STREAMDRIFT_METRICS_PORT": str(free_port()),
             }
         )
         env.update({f"STREAMDRIFT_{k.upper()}": str(v) for k, v in settings.items()})
+        if env.get("STREAMDRIFT_STATE_STORE", "kafka") == "kafka":
+            self.create_state_topic(env["STREAMDRIFT_TOPICS__STATE"])
         return env
+
+    def create_state_topic(self, name: str) -> None:
+        """Compacted, partitioned like the inputs, as ``streamdrift topics create`` makes it."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        topic = NewTopic(name, self.partitions, 1, config={"cleanup.policy": "compact"})
+        for future in admin.create_topics([topic], operation_timeout=30).values():
+            future.result()
 
     def create(self, workdir: Path) -> None:
         """As a user does: ``streamdrift topics create`` (inputs co-partitioned)."""
@@ -250,9 +272,15 @@ def run_consumer(kind: str, topics: Topics, expect: int, timeout: float) -> dict
 
 
 def run_worker_throughput(
-    topics: Topics, workdir: Path, predictions: int, feedback: int, timeout: float, python: str = sys.executable
+    topics: Topics,
+    workdir: Path,
+    predictions: int,
+    feedback: int,
+    timeout: float,
+    python: str = sys.executable,
+    **settings: object,
 ) -> dict:
-    env = topics.env(workdir / f"tput-snapshots-{uuid.uuid4().hex[:6]}")  # fresh: no state to restore
+    env = topics.env(workdir / f"tput-snapshots-{uuid.uuid4().hex[:6]}", **settings)  # fresh: nothing to restore
     worker = Worker(env, workdir / "worker-throughput.log", python)
     try:
         ready = worker.wait_ready()
@@ -268,6 +296,7 @@ def run_worker_throughput(
         raise RuntimeError(f"worker exited {code} on SIGTERM:\n{worker.tail()}")
     events = predictions + feedback
     return {
+        "state_topic": env["STREAMDRIFT_TOPICS__STATE"],
         "events": events,
         "seconds": done - ready,
         "events_per_s": events / (done - ready),
@@ -299,7 +328,9 @@ def throughput(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: 
         log(f"round {i + 1}/{args.repeat}: floor, streamdrift worker, baseline")
         r = {
             "floor": run_consumer("floor", topics, events, timeout),
-            "worker": run_worker_throughput(topics, workdir, made["predictions"], made["feedback"], timeout),
+            "worker": run_worker_throughput(
+                topics, workdir, made["predictions"], made["feedback"], timeout, state_store=args.state_store
+            ),
             "baseline": run_consumer("baseline", topics, events, timeout),
         }
         if args.compare_python:  # another checkout's worker, in the same round over the same records
@@ -795,6 +826,8 @@ def _other_summary(result: dict, out: dict) -> dict:
         out[f"worker_checkpoint_{large['models']}_bytes"] = round(c["bytes"])
         out[f"worker_checkpoint_{large['models']}_writer_private_bytes"] = round(c["writer_private_bytes"])
         out[f"worker_rss_{large['models']}_models_bytes"] = mem["worker_rss_bytes"]
+    if "state" in result:
+        out.update(result["state"]["summary"])
     prof = result.get("profile")
     if prof:
         out["inprocess_events_per_s"] = round(prof["inprocess_events_per_s"], 1)
@@ -973,6 +1006,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=False,
         help="profile the hot path in-process with pyinstrument",
     )
+    parser.add_argument(
+        "--state-store",
+        choices=("kafka", "local"),
+        default="kafka",
+        help="the throughput phase's worker state store (the worker's default: kafka)",
+    )
+    parser.add_argument(
+        "--state",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="state store and delivery figures: kafka/local and exactly/at-least-once throughput, state-topic "
+        "bytes per input byte, restore of --state-models models (benchmarks/bench_state.py)",
+    )
+    parser.add_argument("--state-models", type=int, default=10_000)
+    parser.add_argument("--state-events", type=int, default=200_000, help="predictions of the --state-models stream")
     parser.add_argument("--profile-events", type=int, default=200_000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     parser.add_argument(
@@ -1010,6 +1058,10 @@ def main(argv: list[str] | None = None) -> int:
             result["latency"] = latency(bootstrap, args, workdir, run_id, args.latency_rate or half, why)
         if args.memory:
             result["memory"] = memory(bootstrap, args, workdir, run_id)
+        if args.state:
+            import bench_state
+
+            result["state"] = bench_state.state(bootstrap, args, workdir, run_id)
     if args.profile:
         result["profile"] = profile(args)
     result["seconds"] = time.monotonic() - started

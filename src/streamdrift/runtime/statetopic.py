@@ -340,7 +340,9 @@ class StateTopic:
                         f"restoring partitions {sorted(pending)} of {self.topic} took over {self.timeout_s:.0f} s; "
                         "is the broker reachable?"
                     )
-                for msg in consumer.consume(10_000, 0.5):
+                # consume() returns when the batch is full or the timeout is over: a short one, or every
+                # partition's end (usually a few records past a cache) costs half a second
+                for msg in consumer.consume(10_000, 0.05):
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
