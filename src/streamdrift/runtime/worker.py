@@ -237,8 +237,6 @@ class Worker:
             log.info("removed a temporary file left by an interrupted write", extra={"fields": {"path": str(tmp)}})
         if self.state_topic is not None:
             self.chunk_bytes = statetopic.chunk_bytes_for(kafka.check_state_topic(s, partitions, kafka.admin(s)))
-        if s.snapshot_interval_s is not None:
-            log.warning("snapshot_interval_s is deprecated: name it checkpoint_interval_s")
         self.producer = Producer(kafka.worker_producer_config(s))
         if self.exactly_once:
             self._init_transactions()
@@ -262,6 +260,8 @@ class Worker:
         log.info(
             "worker started", extra={"fields": {"metrics": f"http://{host}:{port}/metrics", "settings": s.redacted()}}
         )
+        if s.snapshot_interval_s is not None:
+            log.warning("snapshot_interval_s is deprecated: name it checkpoint_interval_s")
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         self.consumer.subscribe(
