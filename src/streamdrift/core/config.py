@@ -78,3 +78,30 @@ class ModelSettings(_Section):
     retrain_every_s: float | None = Field(
         None, gt=0, description="emit a scheduled_retrain event this often (event time), whatever the detectors say"
     )
+
+
+class InputBounds(_Section):
+    """What the decoder accepts beyond the JSON types, and what it lets through in clear.
+
+    Each bound keeps one hostile event from damaging a model for good: a number
+    of magnitude over ``max_abs_number`` would overflow the metrics' squares, an
+    event time far ahead of the record's Kafka timestamp would move the model's
+    event-time clock to the future. A breach sends the record to the dead-letter
+    topic with a reason that names the field and the rule. The bounds shape state
+    (hashed categories): the snapshot's settings record them.
+    """
+
+    max_abs_number: float = Field(
+        1e15, gt=0, le=1e150, description="numbers (features, prediction, label) of larger magnitude are rejected"
+    )
+    max_string_chars: int = Field(
+        1024, ge=1, description="strings (feature values, prediction, label) of more characters are rejected"
+    )
+    max_event_time_skew_s: float = Field(
+        86400, gt=0, description="event times further ahead of the record's Kafka timestamp are rejected"
+    )
+    redact_values: bool = Field(True, description="dead-letter reasons name the field and the rule, never the value")
+    max_category_length: int = Field(
+        64, ge=8, description="string feature values longer than this are tracked as a hash of the value"
+    )
+    hash_categories: bool = Field(False, description="every string feature value is tracked as a hash of the value")

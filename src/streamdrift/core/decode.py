@@ -38,10 +38,32 @@ segment (optional, prediction)
 
 A number is a JSON number: ``1`` and ``1.0`` are numbers, ``true`` is not,
 and NaN or infinity cannot be written in JSON at all.
+
+Bounds (``config.InputBounds``)
+-------------------------------
+Beyond the types, a value must stay within bounds that keep one event from
+damaging a model for good:
+
+- a number (feature value, prediction, label) has a magnitude of at most
+  ``max_abs_number`` (1e15): squares and sums of squares stay finite;
+- a string (feature value, prediction, label) has at most
+  ``max_string_chars`` characters (1024);
+- the event time is at most ``max_event_time_skew_s`` (one day) ahead of the
+  record's Kafka timestamp (``RawMessage.timestamp_ms``; not checked where it
+  is unknown, 0 or less): one event stamped in the year 9999 would otherwise
+  move the model's event-time clock there.
+
+Reasons name the field and the rule, and show the offending value only with
+``redact_values = false``. String feature values longer than
+``max_category_length`` (or all of them, with ``hash_categories``) reach the
+monitors as ``#`` and 16 hex digits of their SHA-256, never in clear: a hash
+keeps distinct values distinct, where a truncation would merge values sharing a
+prefix and keep that prefix in clear.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -51,6 +73,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from streamdrift.core.config import InputBounds
 from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch, RawMessage, Rejected
 
 try:  # the C reader of prediction polls (setup.py builds it where a compiler is)
@@ -91,14 +114,27 @@ _JSON_TYPE = {
 }
 _MISSING = object()
 _NAN = float("nan")
+DEFAULT_BOUNDS = InputBounds()
 
 
 class _Invalid(Exception):
-    """A message breaks the contract; never leaves this module."""
+    """A message breaks the contract; never leaves this module.
+
+    ``redacted`` names the field and the rule; ``clear`` (when given) says the same and
+    quotes the offending value, for ``redact_values = false``.
+    """
+
+    def __init__(self, redacted: str, clear: str | None = None):
+        super().__init__(redacted)
+        self.redacted = redacted
+        self.clear = clear
+
+    def reason(self, redact: bool) -> str:
+        return self.redacted if redact or self.clear is None else self.clear
 
 
 def decode_predictions(
-    messages: Sequence[RawMessage],
+    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS
 ) -> tuple[list[PredictionBatch], list[Rejected]]:
     """Decode prediction messages into one batch per (model_id, partition).
 
@@ -106,6 +142,8 @@ def decode_predictions(
     ----------
     messages
         Raw messages of the predictions topic, in the order received.
+    bounds
+        What values and event times are accepted, and what reasons show.
 
     Returns
     -------
@@ -135,14 +173,16 @@ def decode_predictions(
     {'x': [1.5, None], 'c': [None, 'a']}
     >>> for r in rejected:
     ...     print(r.message.offset, r.reason)
-    12 field 'score' must be a number in [0, 1], got true
+    12 field 'score' must be a number in [0, 1], got boolean
     13 tombstone: message has no value
     """
-    return _decode(messages, _prediction_row, _prediction_batch)
+    batches, rejected = _decode(messages, _prediction_row, _prediction_batch, bounds)
+    _hide_long_categories(batches, bounds)
+    return batches, rejected
 
 
 def decode_feedback(
-    messages: Sequence[RawMessage],
+    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS
 ) -> tuple[list[FeedbackBatch], list[Rejected]]:
     """Decode feedback messages into one batch per (model_id, partition).
 
@@ -150,6 +190,8 @@ def decode_feedback(
     ----------
     messages
         Raw messages of the feedback topic, in the order received.
+    bounds
+        What values and event times are accepted, and what reasons show.
 
     Returns
     -------
@@ -158,19 +200,21 @@ def decode_feedback(
         ``predictions`` holds None and ``scores`` NaN where a feedback event
         does not carry the prediction it grades.
     """
-    return _decode(messages, _feedback_row, _feedback_batch)
+    return _decode(messages, _feedback_row, _feedback_batch, bounds)
 
 
-def _decode(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
+def _decode(messages: Sequence[RawMessage], parse, build, bounds: InputBounds) -> tuple[list, list[Rejected]]:
     """Validate and group: the C reader's whole-poll path when it can vouch for every message, else row by row."""
     if _speedups is not None and len(messages) >= _FAST_MIN:
-        fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages)
+        fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages, bounds)
         if fast is not None:
             return fast, []
-    return _decode_rows(messages, parse, build)
+    return _decode_rows(messages, parse, build, bounds)
 
 
-def _decode_rows(messages: Sequence[RawMessage], parse, build) -> tuple[list, list[Rejected]]:
+def _decode_rows(
+    messages: Sequence[RawMessage], parse, build, bounds: InputBounds = DEFAULT_BOUNDS
+) -> tuple[list, list[Rejected]]:
     """Validate each message with ``parse`` into a row tuple; group rows per (model_id, partition).
 
     The reference path: it names the first breach of each bad message. Rows
@@ -183,9 +227,10 @@ def _decode_rows(messages: Sequence[RawMessage], parse, build) -> tuple[list, li
         try:
             event = _load(message.value)
             event_id, model_id, version, timestamp = _header(event, message.key, keys)
-            row = (message.offset, event_id, version, timestamp, event["timestamp"], *parse(event))
+            _check_skew(timestamp, message.timestamp_ms, bounds)
+            row = (message.offset, event_id, version, timestamp, event["timestamp"], *parse(event, bounds))
         except _Invalid as exc:
-            rejected.append(Rejected(message, str(exc)))
+            rejected.append(Rejected(message, exc.reason(bounds.redact_values)))
             continue
         group = groups.get((model_id, message.partition))
         if group is None:
@@ -194,13 +239,19 @@ def _decode_rows(messages: Sequence[RawMessage], parse, build) -> tuple[list, li
     return [build(model_id, partition, rows) for (model_id, partition), rows in groups.items()], rejected
 
 
-def _prediction_row(event: dict) -> tuple:
-    return (_features(event), _scalar(event, "prediction"), _score(event), _class_scores(event), _segment(event))
+def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
+    return (
+        _features(event, bounds),
+        _scalar(event, "prediction", bounds),
+        _score(event),
+        _class_scores(event),
+        _segment(event),
+    )
 
 
-def _feedback_row(event: dict) -> tuple:
-    label = _scalar(event, "label")  # checked in this order: the first failure is the reason given
-    prediction = _scalar(event, "prediction") if "prediction" in event else None
+def _feedback_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
+    label = _scalar(event, "label", bounds)  # checked in this order: the first failure is the reason given
+    prediction = _scalar(event, "prediction", bounds) if "prediction" in event else None
     return label, prediction, _score(event)
 
 
@@ -254,7 +305,12 @@ _valid_model_ids: dict[str, bytes] = {}  # model ids matching the contract -> th
 
 
 def _checked_header(
-    messages: Sequence[RawMessage], event_ids: list, model_ids: list, versions: list, written: list
+    messages: Sequence[RawMessage],
+    event_ids: list,
+    model_ids: list,
+    versions: list,
+    written: list,
+    bounds: InputBounds,
 ) -> tuple[np.ndarray, set[str]] | None:
     """The checks of event_id, model_id (and key), model_version and timestamp over a poll's
     columns: the event times and the distinct model ids if all pass, else None.
@@ -279,10 +335,12 @@ def _checked_header(
     if not _keys_match([m.key for m in messages], model_ids):
         return None
     times = _checked_timestamps(written)
-    return None if times is None else (times, distinct_models)
+    if times is None or not _within_skew(times, messages, bounds):
+        return None
+    return times, distinct_models
 
 
-def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
+def _decode_parsed(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS) -> list | None:
     """A poll of predictions read by ``_speedups`` into columns and checked: the batches of
     ``_decode_rows``, except that a feature column holding only floats and nulls
     is a read-only float64 array, NaN for null (``records.column_values`` lists it again).
@@ -291,11 +349,16 @@ def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, outputs, scores, class_scores, segments, names, block, lists = parsed
-    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores)
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds)
     if head is None:
         return None
     n = len(messages)
     if names and ("" in names or max(map(len, names)) > MAX_FEATURE_NAME_CHARS):
+        return None
+    floats = np.frombuffer(block, np.float64).reshape(len(names), n)
+    if (np.abs(floats) > bounds.max_abs_number).any():  # NaN (null) compares False
+        return None
+    if not all(values is None or _in_bounds(values, bounds) for values in lists) or not _in_bounds(outputs, bounds):
         return None
     try:  # rare fields: the reference checks, value by value, on the events that have them
         class_scores = (
@@ -308,20 +371,21 @@ def _decode_parsed(messages: Sequence[RawMessage]) -> list | None:
         )
     except _Invalid:
         return None
-    floats = np.frombuffer(block, np.float64).reshape(len(names), n)
     columns = (names, floats, lists, outputs, class_scores, segments)
     return _parsed_batches(_parsed_prediction_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
-def _decode_parsed_feedback(messages: Sequence[RawMessage]) -> list | None:
+def _decode_parsed_feedback(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS) -> list | None:
     """A poll of feedback read by ``_speedups`` and checked: the batches of ``_decode_rows``.
     None where the reader or a check has a doubt."""
     parsed = _speedups.feedback([m.value for m in messages])
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, labels, carried, scores = parsed
-    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores)
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds)
     if head is None:
+        return None
+    if not _in_bounds(labels, bounds) or (carried is not None and not _in_bounds(carried, bounds)):
         return None
     columns = (labels, [None] * len(messages) if carried is None else carried, head[2])
     return _parsed_batches(_parsed_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
@@ -334,9 +398,10 @@ def _parsed_head(
     versions: list,
     written: list,
     scores: bytes | None,
+    bounds: InputBounds,
 ) -> tuple | None:
     """The checks both kinds of parsed poll share: ``(times, distinct model ids, scores)``, or None."""
-    header = _checked_header(messages, event_ids, model_ids, versions, written)
+    header = _checked_header(messages, event_ids, model_ids, versions, written, bounds)
     if header is None:
         return None
     score_array = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
@@ -469,6 +534,30 @@ def _checked_timestamps(written: list) -> np.ndarray | None:
         return None
 
 
+def _within_skew(times: np.ndarray, messages: Sequence[RawMessage], bounds: InputBounds) -> bool:
+    """No event time further than the skew bound ahead of its record's Kafka timestamp (where known)."""
+    kafka_ms = np.array([m.timestamp_ms for m in messages], dtype=np.float64)
+    return not ((kafka_ms > 0) & (times - kafka_ms / 1000 > bounds.max_event_time_skew_s)).any()
+
+
+def _in_bounds(values: list, bounds: InputBounds) -> bool:
+    """A column's strings and numbers within the bounds (the reader checked the types already)."""
+    types = set(map(type, values))
+    if str in types:
+        strings = values if len(types) == 1 else [v for v in values if type(v) is str]
+        if max(map(len, strings)) > bounds.max_string_chars:
+            return False
+    if int in types or float in types:
+        numbers = [v for v in values if type(v) is int or type(v) is float]
+        try:
+            magnitudes = np.abs(np.array(numbers, dtype=np.float64))
+        except OverflowError:  # an integer beyond any float
+            return False
+        if (magnitudes > bounds.max_abs_number).any():
+            return False
+    return True
+
+
 def _taker(rows: Sequence[int], n: int):
     """``column -> its values at rows``, as a list (the column itself when the rows are all ``n``)."""
     if len(rows) == n:
@@ -549,13 +638,22 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
         expected_key = keys[model_id] = model_id.encode()
     if key is not None and key != expected_key:
         shown = key.decode("utf-8", "backslashreplace")
-        raise _Invalid(f"key '{_clip(shown)}' does not match model_id '{model_id}'")
+        raise _Invalid(
+            f"key does not match model_id '{model_id}'", f"key '{_clip(shown)}' does not match model_id '{model_id}'"
+        )
 
     version = event.get("model_version")
     if version is not None and (type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS):
         raise _field_error("model_version", version, "null or a string of 1 to 128 characters")
 
     return event_id, model_id, version, _timestamp(event.get("timestamp", _MISSING))
+
+
+def _check_skew(event_time: float, kafka_timestamp_ms: int, bounds: InputBounds) -> None:
+    if kafka_timestamp_ms > 0 and event_time - kafka_timestamp_ms / 1000 > bounds.max_event_time_skew_s:
+        raise _Invalid(
+            f"field 'timestamp' must be at most {bounds.max_event_time_skew_s:g} s ahead of the record's Kafka timestamp"
+        )
 
 
 def _timestamp(value: object) -> float:
@@ -587,7 +685,7 @@ def _parse_rfc3339(text: str) -> float:
     raise _field_error("timestamp", text, "an RFC 3339 date-time with a time zone, year 1970 to 9999")
 
 
-def _features(event: dict) -> dict:
+def _features(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict:
     features = event.get("features", _MISSING)
     if type(features) is not dict:
         raise _field_error("features", features, "an object")
@@ -598,20 +696,33 @@ def _features(event: dict) -> dict:
     # Checks of the whole dict first; only a failure walks the items, to name the culprit.
     if "" in features or max(map(len, features)) > MAX_FEATURE_NAME_CHARS:
         name = next(n for n in features if not 0 < len(n) <= MAX_FEATURE_NAME_CHARS)
-        raise _Invalid(
-            f"field 'features' has a name of {len(name)} characters (must be 1 to 256): " + _clip(_show(name))
-        )
+        rule = f"field 'features' has a name of {len(name)} characters (must be 1 to 256)"
+        raise _Invalid(rule, f"{rule}: {_clip(_show(name))}")
     if not _FEATURE_VALUE.issuperset(map(type, features.values())):
         name, value = next((n, v) for n, v in features.items() if type(v) not in _FEATURE_VALUE)
         raise _field_error(f"features.{name}", value, "a number, string, boolean or null")
+    for name, value in features.items():
+        _check_bounds(f"features.{name}", value, bounds)
     return features
 
 
-def _scalar(event: dict, name: str) -> str | int | float | bool:
+def _scalar(event: dict, name: str, bounds: InputBounds = DEFAULT_BOUNDS) -> str | int | float | bool:
     value = event.get(name, _MISSING)
     if type(value) not in _SCALAR:
         raise _field_error(name, value, "a string, number or boolean")
+    _check_bounds(name, value, bounds)
     return value
+
+
+def _check_bounds(name: str, value: object, bounds: InputBounds) -> None:
+    """A string's length and a number's magnitude (a value of any other type passes)."""
+    if type(value) is str:
+        if len(value) > bounds.max_string_chars:
+            rule = f"field '{name}' must be a string of at most {bounds.max_string_chars} characters"
+            raise _Invalid(f"{rule}, got {len(value)} characters", f"{rule}, got {_clip(_show(value))}")
+    elif type(value) is int or type(value) is float:
+        if not -bounds.max_abs_number <= value <= bounds.max_abs_number:
+            raise _field_error(name, value, f"a number of magnitude at most {bounds.max_abs_number:g}")
 
 
 def _score(event: dict) -> float:
@@ -656,7 +767,8 @@ def _segment(event: dict) -> dict | None:
 def _field_error(name: str, value: object, expected: str) -> _Invalid:
     if value is _MISSING:
         return _Invalid(f"missing field '{name}'")
-    return _Invalid(f"field '{name}' must be {expected}, got {_clip(_show(value))}")
+    rule = f"field '{name}' must be {expected}"
+    return _Invalid(f"{rule}, got {_JSON_TYPE[type(value)]}", f"{rule}, got {_clip(_show(value))}")
 
 
 def _show(value: object) -> str:
@@ -666,3 +778,26 @@ def _show(value: object) -> str:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def category_hash(value: str) -> str:
+    """How a string feature value is tracked when it must not be kept in clear.
+
+    >>> category_hash("123-45-6789")
+    '#01a54629efb95228'
+    """
+    return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _hide_long_categories(batches: list[PredictionBatch], bounds: InputBounds) -> None:
+    """Replace, in place, the string feature values the monitors must not track in clear."""
+    hash_all, limit = bounds.hash_categories, bounds.max_category_length
+    for batch in batches:
+        numeric = batch.numeric_features or frozenset()
+        for name, values in batch.features.items():
+            if name in numeric or not isinstance(values, list):
+                continue
+            if hash_all or any(type(v) is str and len(v) > limit for v in values):
+                batch.features[name] = [
+                    category_hash(v) if type(v) is str and (hash_all or len(v) > limit) else v for v in values
+                ]

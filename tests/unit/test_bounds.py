@@ -1,0 +1,141 @@
+"""Issue 17, findings 1, 2, 7 and 8 (decoder side): bounded numbers, strings and event times, redacted reasons.
+
+Each rule is checked on both decoding paths: the C reader's (a poll of at least
+``decode._FAST_MIN`` messages) and the reference one (``_speedups`` set to None).
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streamdrift.core import decode
+from streamdrift.core.config import InputBounds
+from streamdrift.core.decode import category_hash, decode_feedback, decode_predictions
+from streamdrift.core.records import RawMessage
+
+NOW_MS = 1_700_000_000_000
+YEAR_9999 = 253_402_200_000
+
+
+@pytest.fixture(params=["c_reader", "reference"])
+def path(request, monkeypatch):
+    if request.param == "reference":
+        monkeypatch.setattr(decode, "_speedups", None)
+    elif decode._speedups is None:
+        pytest.skip("the C reader is not built")
+    return request.param
+
+
+def _prediction(i: int, **fields) -> dict:
+    return {
+        "event_id": f"e{i}",
+        "model_id": "m",
+        "timestamp": NOW_MS / 1000 + i,
+        "features": {"x": float(i), "c": "a"},
+        "prediction": 1.0,
+        **fields,
+    }
+
+
+def _poll(events: list[dict], topic: str = "predictions", timestamp_ms: int = NOW_MS) -> list[RawMessage]:
+    return [RawMessage(topic, 0, i, None, orjson.dumps(e), timestamp_ms) for i, e in enumerate(events)]
+
+
+def _rejected(result) -> dict[int, str]:
+    return {r.message.offset: r.reason for r in result[1]}
+
+
+def _counted(result) -> int:
+    return sum(len(b) for b in result[0])
+
+
+def test_a_huge_label_is_rejected_naming_the_field_and_the_rule_not_the_value(path) -> None:
+    feedback = [{"event_id": f"e{i}", "model_id": "m", "timestamp": 1_700_000_000, "label": 1.5} for i in range(10)]
+    feedback[3]["label"] = 1e155
+    result = decode_feedback(_poll(feedback, "feedback"))
+    assert _rejected(result) == {3: "field 'label' must be a number of magnitude at most 1e+15, got number"}
+    assert _counted(result) == 9
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"prediction": -2e15}, "field 'prediction' must be a number of magnitude at most 1e+15, got number"),
+        ({"features": {"x": 1e300}}, "field 'features.x' must be a number of magnitude at most 1e+15, got number"),
+        ({"features": {"n": 10**17}}, "field 'features.n' must be a number of magnitude at most 1e+15, got number"),
+        (
+            {"features": {"s": "9" * 1025}},
+            "field 'features.s' must be a string of at most 1024 characters, got 1025 characters",
+        ),
+        (
+            {"prediction": "p" * 2000},
+            "field 'prediction' must be a string of at most 1024 characters, got 2000 characters",
+        ),
+    ],
+)
+def test_values_beyond_the_bounds_are_rejected(path, fields: dict, reason: str) -> None:
+    events = [_prediction(i) for i in range(10)]
+    events[5] = _prediction(5, **fields)
+    result = decode_predictions(_poll(events))
+    assert _rejected(result) == {5: reason}
+    assert _counted(result) == 9
+
+
+def test_the_bounds_are_inclusive(path) -> None:
+    events = [_prediction(i, features={"x": 1e15, "y": -1e15, "s": "a" * 1024}, prediction=-1e15) for i in range(10)]
+    assert _counted(decode_predictions(_poll(events))) == 10
+
+
+def test_an_event_time_far_ahead_of_the_kafka_timestamp_is_rejected(path) -> None:
+    events = [_prediction(i) for i in range(10)]
+    events[2] = _prediction(2, timestamp=YEAR_9999)
+    events[4] = _prediction(4, timestamp="9999-12-31T23:59:59Z")
+    events[6] = _prediction(6, timestamp=NOW_MS / 1000 + 86_400)  # exactly the bound: accepted
+    events[7] = _prediction(7, timestamp=NOW_MS / 1000 + 86_401)
+    result = decode_predictions(_poll(events))
+    rule = "field 'timestamp' must be at most 86400 s ahead of the record's Kafka timestamp"
+    assert _rejected(result) == {2: rule, 4: rule, 7: rule}
+    # far in the past is no clock poison: late data is the join's and the windows' business
+    assert _counted(decode_predictions(_poll([_prediction(i, timestamp=1) for i in range(10)]))) == 10
+
+
+def test_the_skew_rule_needs_a_kafka_timestamp(path) -> None:
+    """Records without one (0 or -1) are not judged; replay stamps each record with its own event time."""
+    events = [_prediction(i, timestamp=YEAR_9999) for i in range(10)]
+    for unknown in (0, -1):
+        assert _counted(decode_predictions(_poll(events, timestamp_ms=unknown))) == 10
+    assert _counted(decode_predictions(_poll(events, timestamp_ms=YEAR_9999 * 1000))) == 10
+
+
+def test_the_skew_bound_is_a_setting(path) -> None:
+    events = [_prediction(i, timestamp=NOW_MS / 1000 + 120) for i in range(10)]
+    assert _counted(decode_predictions(_poll(events), InputBounds(max_event_time_skew_s=60))) == 0
+    assert _counted(decode_predictions(_poll(events), InputBounds(max_event_time_skew_s=600))) == 10
+
+
+def test_reasons_quote_values_only_when_asked(path) -> None:
+    secret = "123-45-6789"
+    events = [_prediction(i) for i in range(10)]
+    events[1] = _prediction(1, score=secret)
+    events[2] = {**_prediction(2), "model_id": f"ssn {secret}"}
+    events[3] = _prediction(3, features={"x": [secret]})
+    messages = _poll(events)
+    messages[4] = RawMessage("predictions", 0, 4, secret.encode(), orjson.dumps(_prediction(4)), NOW_MS)
+    redacted = _rejected(decode_predictions(messages))
+    assert len(redacted) == 4 and not any(secret in reason for reason in redacted.values()), redacted
+    assert redacted[1] == "field 'score' must be a number in [0, 1], got string"
+    assert redacted[4] == "key does not match model_id 'm'"
+    clear = _rejected(decode_predictions(messages, InputBounds(redact_values=False)))
+    assert all(secret in reason for reason in clear.values()), clear
+
+
+def test_long_category_values_are_tracked_as_hashes(path) -> None:
+    long_value = "x" * 65
+    events = [_prediction(i, features={"c": long_value if i % 2 else "short", "n": 1.0}) for i in range(10)]
+    (batch,), _ = decode_predictions(_poll(events))
+    assert batch.features["c"] == [category_hash(long_value) if i % 2 else "short" for i in range(10)]
+    assert list(batch.features["n"]) == [1.0] * 10  # numbers are never hashed
+    (batch,), _ = decode_predictions(_poll(events), InputBounds(hash_categories=True))
+    assert batch.features["c"] == [category_hash(long_value if i % 2 else "short") for i in range(10)]
+    assert category_hash(long_value) != category_hash(long_value + "y")  # distinct values stay distinct
