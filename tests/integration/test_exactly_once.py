@@ -1,4 +1,5 @@
-"""processing_guarantee = "exactly_once" on a real broker: SIGKILLs at random points never show an alert twice.
+"""processing_guarantee = "exactly_once" on a real broker: SIGKILLs at random points never show an alert twice,
+and the state committed at the end is the uninterrupted run's.
 
 The reference is a single uninterrupted worker (at_least_once, in a group with its own state and alerts
 topics) over the very same input records: a read_committed consumer of the exactly-once worker's alerts
@@ -19,7 +20,12 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.synthetic import generate
+from streamdrift.runtime.settings import load_settings
+from streamdrift.runtime.statetopic import StateTopic
+from streams import state_bytes
 from worker_process import WorkerProcess, produce, streamdrift, worker_env
 
 pytestmark = pytest.mark.kafka
@@ -49,6 +55,24 @@ def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[st
     for t, key, _ in items:
         out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
     return {m: (c[0], c[1]) for m, c in out.items()}
+
+
+def topic_state(env: dict) -> dict[int, tuple[dict[str, int], bytes]]:
+    """Per partition of the state topic: the input offsets and the models' state bytes committed there."""
+    settings = load_settings(
+        kafka={"bootstrap_servers": env["STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS"]},
+        topics={"state": topic(env, "state")},
+        group_id=env["STREAMDRIFT_GROUP_ID"],
+        monitor=SMALL,
+    )
+    monitor_settings = MonitorSettings(**SMALL)
+    restored = StateTopic(settings, monitor_settings.fingerprint()).restore(dict.fromkeys(range(PARTITIONS)))
+    out = {}
+    for p, (snap, _) in restored.items():
+        if snap is not None:
+            monitors = {m: ModelMonitor.from_state(m, monitor_settings, st) for m, st in snap.models.items()}
+            out[p] = (snap.offsets, state_bytes(monitors))
+    return out
 
 
 def alert_ids(bootstrap: str, name: str, isolation: str = "read_committed") -> list[str]:
@@ -143,6 +167,8 @@ def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_ex
         assert reference.stop() == 0
     finally:
         reference.stop(signal.SIGKILL)
+
+    assert topic_state(env) == topic_state(ref)  # same input offsets and byte-identical models
 
     expected = alert_ids(kafka_bootstrap, topic(ref, "alerts"), "read_uncommitted")
     assert expected and len(set(expected)) == len(expected)  # drift was seen, each alert once
