@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -142,3 +143,115 @@ def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 60)
         c.close()
     assert len(out) >= expect, f"{topic}: {len(out)} records, expected {expect}"
     return sorted(out, key=lambda mh: (mh[0].partition, mh[0].offset))
+
+
+# -- helpers of the outage test and scripts/chaos.py -------------------------
+
+# A retrain hook that appends the drift event it got on stdin, as one JSON line, to the file argv[1].
+RECORDING_HOOK = """
+import sys
+event = sys.stdin.buffer.read()
+with open(sys.argv[1], "ab") as out:
+    out.write(event.strip() + b"\\n")
+"""
+
+
+class ListenerProcess:
+    """``streamdrift retrain-listener --command <RECORDING_HOOK>`` as a real subprocess; ``calls()`` are the
+    drift events its hook got, in call order."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, *args: str):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "hook.py").write_text(RECORDING_HOOK)
+        self.out_path = workdir / "hook-calls.jsonl"
+        self.log_path = workdir / "listener.log"
+        self._log = open(self.log_path, "ab")
+        command = subprocess.list2cmdline([sys.executable, str(workdir / "hook.py"), str(self.out_path)])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamdrift", "retrain-listener", "--command", command, *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def calls(self) -> list[dict]:
+        if not self.out_path.exists():
+            return []
+        return [orjson.loads(line) for line in self.out_path.read_bytes().splitlines() if line]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        self._log.close()
+        return self.proc.returncode
+
+
+def model_summaries(worker: WorkerProcess) -> dict[str, dict]:
+    """model_id -> its summary on ``/status``, over all the worker's partitions: what its state shows."""
+    return {m: s for part in worker.status()["partitions"].values() for m, s in part["models"].items()}
+
+
+def end_offsets(bootstrap: str, topic: str) -> list[int]:
+    """The high watermark of each partition of ``topic``."""
+    n = len(AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics[topic].partitions)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{time.time_ns()}"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(n)]
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topics: list[str], partitions: int) -> list[int]:
+    """``group``'s committed offset of each partition of ``topics`` (OFFSET_INVALID where none), topic by topic."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        wanted = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        return [tp.offset for tp in consumer.committed(wanted, timeout=30)]
+    finally:
+        consumer.close()
+
+
+def resume_offsets(log: str) -> list[dict[str, int]]:
+    """The offsets ("<topic>[<p>]" -> next offset) each assignment resumed at, in order, from a worker's log."""
+    out = []
+    for line in log.splitlines():
+        record = orjson.loads(line) if line.startswith("{") else {}
+        if record.get("msg") == "partitions assigned":
+            out.append(record["offsets"])
+    return out
+
+
+class PacedProducer(threading.Thread):
+    """Produce (topic, key, value) in order, ``chunk`` records every ``pause_s``, in a thread of its own: a
+    stream that goes on while the test does something else (stops the broker: what is produced meanwhile
+    waits in the producer, and goes out once the broker is back, within ``message.timeout.ms``).
+    ``join()`` then ``check()``: every record delivered."""
+
+    def __init__(self, bootstrap: str, items: list[tuple[str, bytes | None, bytes | None]], chunk: int, pause_s: float):
+        super().__init__(daemon=True)
+        self.bootstrap, self.items, self.chunk, self.pause_s = bootstrap, items, chunk, pause_s
+        self.produced = 0
+        self.undelivered: int | None = None
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        p = Producer({"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True})
+
+        def delivered(err: object, msg: object) -> None:
+            if err is not None:
+                self.errors.append(str(err))
+
+        for start in range(0, len(self.items), self.chunk):
+            for topic, key, value in self.items[start : start + self.chunk]:
+                p.produce(topic, value, key, on_delivery=delivered)
+            self.produced = min(start + self.chunk, len(self.items))
+            p.poll(0)
+            time.sleep(self.pause_s)
+        self.undelivered = p.flush(600)
+
+    def check(self) -> None:
+        assert self.undelivered == 0 and not self.errors, (self.undelivered, self.errors[:3])
