@@ -17,6 +17,30 @@ raises the drift events a worker raises over the same records (same
 The engine knows no Kafka and no clock: its state (monitors, merge, next
 offsets) depends only on the records added and their order.
 
+No model can stop the engine. A model whose processing raises is
+*quarantined*: the batch's records come back rejected with reason
+``processing_error`` (the worker dead-letters them), and so do the records of
+every later batch of that model; its state is frozen as a fresh monitor that
+records the error. A fresh one, not what the failure left: a batch that raised
+half-way leaves a state that depends on which rows the batch held, hence on how
+records were sliced, and a restart must rebuild the same state. The quarantine
+is part of the model's state (snapshotted, so it survives a restart), is never
+evicted for idleness, and lifts only when an operator removes the model's state.
+Which records of the failing batch came before the failing row, and are
+dead-lettered with it, depends on the slicing; the state does not.
+
+Bounds. ``max_models`` is asked of a `ModelBudget`, which a worker shares
+between its partitions' engines (``max_models`` per worker); events of a model
+that finds no room are counted, not monitored. With ``model_idle_ttl_s``, a
+model none of whose events came within that much *event time* of the
+partition's clock (the latest event time decoded, both topics) is evicted: its
+state dropped and counted, so a burst of one-off model ids cannot hold every
+slot for good. A model is judged idle at the row its next event comes (the
+clock just before that row: a slice is cut before a row where its model turns
+out idle, so no batch spans the gap), and swept after every slice and at
+restore: how records are sliced changes when a slot is freed, never a model's
+state.
+
 Examples
 --------
 >>> import orjson
@@ -39,15 +63,26 @@ Examples
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from streamdrift.core.decode import decode_feedback, decode_predictions
+import numpy as np
+
+from streamdrift.core.config import InputBounds
+from streamdrift.core.decode import DEFAULT_BOUNDS, decode_feedback, decode_predictions
 from streamdrift.core.merge import EpochMerge, Forced
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
 from streamdrift.core.state import Snapshot
+
+log = logging.getLogger("streamdrift.engine")
+
+PROCESSING_ERROR = "processing_error"  # the dead-letter reason of a quarantined model's records
+# the merge state's key under which the engine keeps its event-time clock (the snapshot has no other place)
+EVENT_CLOCK = "event_clock"
 
 # A drift event as the policy makes it (``policy.drift_event``; schemas/drift_event.schema.json), ``emitted_at`` unset.
 DriftEvent: TypeAlias = dict[str, Any]
@@ -57,6 +92,32 @@ Batch: TypeAlias = PredictionBatch | FeedbackBatch
 # Called for every decoded batch after the monitors saw it: (topic, batch, monitored, the events it raised).
 # ``monitored`` is False for a model over ``max_models``. For callers that report on the batches (replay's summary).
 BatchHook: TypeAlias = Callable[[str, Batch, bool, list[DriftEvent]], None]
+
+
+class ModelBudget:
+    """How many models may be monitored, and how many are: one budget per worker, shared by its engines.
+
+    Parameters
+    ----------
+    max_models
+        Models monitored in all.
+    count
+        ``() -> models monitored now``: the worker counts the monitors of the partitions it owns, so a
+        partition that moves away frees its slots without being told.
+
+    >>> budget = ModelBudget(2, lambda: 1)
+    >>> budget.has_room()
+    True
+    >>> ModelBudget(1, lambda: 1).has_room()
+    False
+    """
+
+    def __init__(self, max_models: int, count: Callable[[], int]):
+        self.max_models = max_models
+        self.count = count
+
+    def has_room(self) -> bool:
+        return self.count() < self.max_models
 
 
 @dataclass(slots=True)
@@ -85,11 +146,19 @@ class PartitionEngine:
     max_buffered
         Records the merge holds back per topic before it releases early (bounded memory over order).
     max_models
-        Models monitored; events of more are counted in ``unmonitored_events``, not monitored.
+        Models monitored by this engine, when no ``budget`` is given; events of more are counted in
+        ``unmonitored_events``, not monitored.
     batch_size
         Records decoded at a time: a long run goes in slices (the same state, a smaller working set).
     on_batch
-        Optional `BatchHook`, told of every decoded batch.
+        Optional `BatchHook`, told of every decoded batch (a batch that quarantined its model counts as
+        monitored: the model's state changed).
+    budget
+        A `ModelBudget` shared with other engines (a worker's), instead of ``max_models``.
+    bounds
+        What the decoder accepts (``config.InputBounds``).
+    model_idle_ttl_s
+        Event time after which a model without events is evicted; None: never.
     """
 
     def __init__(
@@ -104,6 +173,9 @@ class PartitionEngine:
         max_models: int = 10_000,
         batch_size: int = 1000,
         on_batch: BatchHook | None = None,
+        budget: ModelBudget | None = None,
+        bounds: InputBounds = DEFAULT_BOUNDS,
+        model_idle_ttl_s: float | None = None,
     ):
         self.partition = partition
         self.predictions = predictions
@@ -115,7 +187,19 @@ class PartitionEngine:
         self.merge = EpochMerge(epoch_ms, (predictions, feedback), max_buffered=max_buffered)
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume (of the records released)
         self.monitors: dict[str, ModelMonitor] = {}
-        self.unmonitored_events = 0  # events of models over max_models (since this engine was made)
+        self.budget = budget if budget is not None else ModelBudget(max_models, lambda: len(self.monitors))
+        self.bounds = bounds
+        self.model_idle_ttl_s = model_idle_ttl_s
+        self.event_clock = 0.0  # the latest event time decoded (epoch seconds), both topics
+        # counters since this engine was made (not snapshotted)
+        self.unmonitored_events = 0  # events of models over max_models
+        self.processing_errors = 0  # batches whose processing raised (each quarantined its model)
+        self.evicted_models = 0  # models evicted for idleness
+
+    @property
+    def quarantined_models(self) -> int:
+        """Models of this partition in quarantine (part of their state)."""
+        return sum(monitor.quarantined is not None for monitor in self.monitors.values())
 
     # -- state ----------------------------------------------------------------
 
@@ -125,6 +209,9 @@ class PartitionEngine:
             self.merge.load_state(snapshot.merge)
         self.offsets = dict(snapshot.offsets)
         self.monitors = {model_id: self.new_monitor(model_id, state) for model_id, state in snapshot.models.items()}
+        latest = max((monitor.last_event_time for monitor in self.monitors.values()), default=0.0)
+        self.event_clock = float((snapshot.merge or {}).get(EVENT_CLOCK, latest))
+        self._evict_idle()  # a store that kept an evicted model's record gives it back: drop it again
 
     def snapshot(self) -> Snapshot:
         """The state to checkpoint: the monitors, the merge's epochs and the offsets they reflect."""
@@ -132,7 +219,7 @@ class PartitionEngine:
             self.partition,
             dict(self.offsets),
             {model_id: monitor.state() for model_id, monitor in self.monitors.items()},
-            self.merge.state(),
+            {**self.merge.state(), EVENT_CLOCK: self.event_clock},
         )
 
     # -- the loop -------------------------------------------------------------
@@ -160,38 +247,148 @@ class PartitionEngine:
         return out
 
     def _process_run(self, topic: str, records: list[RawMessage], out: Released) -> None:
-        """A run of one topic's records, in offset order, in slices of ``batch_size``."""
-        for at in range(0, len(records), self.batch_size):
+        """A run of one topic's records, in offset order, in slices of at most ``batch_size``."""
+        at = 0
+        while at < len(records):
             sliced = records[at : at + self.batch_size]
-            batches: list[PredictionBatch] | list[FeedbackBatch]
-            if topic == self.predictions:
-                batches, rejected = decode_predictions(sliced)
-            else:
-                batches, rejected = decode_feedback(sliced)
+            batches, rejected = self._decode(topic, sliced)
+            clocks = _RowClocks(batches, self.event_clock)
+            cut = self._first_gap(batches, clocks)
+            if cut is not None:  # no batch may span a model's idle gap: the slice ends before that row
+                sliced = sliced[: next(i for i, m in enumerate(sliced) if m.offset == cut)]
+                batches, rejected = self._decode(topic, sliced)
+                clocks = _RowClocks(batches, self.event_clock)
             out.rejected += rejected
             for batch in batches:
-                out.events += self._observe(topic, batch)
+                out.events += self._observe(topic, batch, sliced, float(clocks.before(batch.offsets[:1])[0]), out)
+            self.event_clock = clocks.after
+            self._evict_idle()
+            at += len(sliced)
         out.records += len(records)
         self.offsets[topic] = records[-1].offset + 1
 
-    def _observe(self, topic: str, batch: Batch) -> list[DriftEvent]:
-        """One model's batch to its monitor (none over ``max_models``); the drift events it raised."""
-        monitor = self._monitor(batch.model_id, len(batch))
+    def _decode(self, topic: str, sliced: list[RawMessage]) -> tuple[list[Any], list[Rejected]]:
+        if topic == self.predictions:
+            return decode_predictions(sliced, self.bounds)
+        return decode_feedback(sliced, self.bounds)
+
+    def _first_gap(self, batches: list[Any], clocks: _RowClocks) -> int | None:
+        """The offset of the first row, not first of its batch, at which its model is idle; None if none."""
+        if self.model_idle_ttl_s is None:
+            return None
+        cuts = []
+        for batch in batches:
+            if len(batch) < 2:
+                continue
+            clock = clocks.before(batch.offsets)
+            monitor = self.monitors.get(batch.model_id)
+            if monitor is not None and monitor.quarantined is not None:
+                continue
+            known = monitor is not None and not self._idle(monitor, float(clock[0]))
+            last = monitor.last_event_time if known else -np.inf  # type: ignore[union-attr]
+            latest_before = np.maximum.accumulate(np.concatenate([[last], batch.timestamps]))[1:-1]
+            gaps = np.flatnonzero(clock[1:] > latest_before + self.model_idle_ttl_s)
+            if len(gaps):
+                cuts.append(int(batch.offsets[1 + gaps[0]]))
+        return min(cuts, default=None)
+
+    def _observe(
+        self, topic: str, batch: Batch, messages: list[RawMessage], clock: float, out: Released
+    ) -> list[DriftEvent]:
+        """One model's batch to its monitor (none over ``max_models``); the drift events it raised.
+        A quarantined model's records, or those of a batch that quarantines it, go to ``out.rejected``."""
+        monitor = self._monitor(batch.model_id, len(batch), clock)
         events: list[DriftEvent] = []
+        if monitor is not None and monitor.quarantined is not None:
+            out.rejected += _rejected(batch, messages, f"{PROCESSING_ERROR}: model '{batch.model_id}' is quarantined")
+            return events  # a frozen state: nothing changed, nothing to tell
         if monitor is not None:
-            if isinstance(batch, PredictionBatch):
-                events = monitor.observe_predictions(batch)
-            else:
-                events = monitor.observe_feedback(batch)
+            try:
+                if isinstance(batch, PredictionBatch):
+                    events = monitor.observe_predictions(batch)
+                else:
+                    events = monitor.observe_feedback(batch)
+            except Exception as exc:  # noqa: BLE001 - whatever one model's processing raises stops that model only
+                events = []
+                out.rejected += self._quarantine(topic, batch, messages, exc)
         if self.on_batch is not None:
             self.on_batch(topic, batch, monitor is not None, events)
         return events
 
-    def _monitor(self, model_id: str, n_events: int) -> ModelMonitor | None:
+    def _quarantine(self, topic: str, batch: Batch, messages: list[RawMessage], exc: Exception) -> list[Rejected]:
+        """Freeze the batch's model; its records rejected. The reason and the log line name the exception's
+        type and where it was raised, never its message (which may quote a value)."""
+        model_id = batch.model_id
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} ({frame.name})"
+        error = type(exc).__name__
+        self.monitors[model_id] = self.new_monitor(model_id)  # see the module's docstring: why a fresh one
+        self.monitors[model_id].quarantine(error, where, topic)
+        self.processing_errors += 1
+        log.error(
+            "model quarantined",
+            extra={
+                "fields": {
+                    "model_id": model_id,
+                    "partition": self.partition,
+                    "topic": topic,
+                    "offset": int(batch.offsets[0]),
+                    "records": len(batch),
+                    "error": error,
+                    "where": where,
+                }
+            },
+        )
+        return _rejected(batch, messages, f"{PROCESSING_ERROR}: {error} at {where}; model '{model_id}' quarantined")
+
+    def _monitor(self, model_id: str, n_events: int, clock: float) -> ModelMonitor | None:
         monitor = self.monitors.get(model_id)
+        if monitor is not None and self._idle(monitor, clock):
+            self._evict(model_id)  # the same as if a sweep had found it: what follows starts afresh
+            monitor = None
         if monitor is None:
-            if len(self.monitors) >= self.max_models:
+            if not self.budget.has_room():
                 self.unmonitored_events += n_events
                 return None
             monitor = self.monitors[model_id] = self.new_monitor(model_id)
         return monitor
+
+    def _idle(self, monitor: ModelMonitor, clock: float) -> bool:
+        if self.model_idle_ttl_s is None or monitor.quarantined is not None:
+            return False
+        return monitor.last_event_time + self.model_idle_ttl_s < clock
+
+    def _evict_idle(self) -> None:
+        if self.model_idle_ttl_s is None:
+            return
+        for model_id in [m for m, monitor in self.monitors.items() if self._idle(monitor, self.event_clock)]:
+            self._evict(model_id)
+
+    def _evict(self, model_id: str) -> None:
+        del self.monitors[model_id]
+        self.evicted_models += 1
+        log.info("model evicted", extra={"fields": {"model_id": model_id, "partition": self.partition}})
+
+
+class _RowClocks:
+    """The partition's event-time clock just before each row of a slice (rows in offset order)."""
+
+    def __init__(self, batches: list[Any], clock: float):
+        if not batches:
+            self.offsets, self.running = np.zeros(0, np.int64), np.array([clock])
+        else:
+            offsets = np.concatenate([batch.offsets for batch in batches])
+            order = np.argsort(offsets, kind="stable")
+            self.offsets = offsets[order]
+            times = np.concatenate([batch.timestamps for batch in batches])[order]
+            self.running = np.maximum.accumulate(np.concatenate([[clock], times]))
+        self.after = float(self.running[-1])  # the clock once the slice is through
+
+    def before(self, offsets: np.ndarray) -> np.ndarray:
+        return self.running[np.searchsorted(self.offsets, offsets)]
+
+
+def _rejected(batch: Batch, messages: list[RawMessage], reason: str) -> list[Rejected]:
+    """The records of ``batch`` (taken from the slice ``messages`` it was decoded from) as rejected."""
+    by_offset = {message.offset: message for message in messages if message.partition == batch.partition}
+    return [Rejected(by_offset[offset], reason) for offset in batch.offsets.tolist()]

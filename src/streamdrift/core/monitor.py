@@ -140,6 +140,8 @@ class ModelMonitor:
         self.schedule_from: list | None = None  # [event time, offset] the retraining schedule counts from
         self.drift_events: dict[str, int] = {}
         self.last_drift: dict | None = None  # kind, alert_id, detected_at of the latest drift event
+        # set when processing raised (engine.PartitionEngine): error, where, topic; the state is then frozen
+        self.quarantined: dict | None = None
         # where the latest metric sub-windows began: [metric row, stream, offset, event time] each
         self.subwindow_marks: list[list] = []
         self.concept_from: list | None = None  # [stream, offset, event time] of the concept window's first event
@@ -718,8 +720,13 @@ class ModelMonitor:
             last_event_time=self.last_event_time,
         )
 
+    def quarantine(self, error: str, where: str, topic: str) -> None:
+        """Freeze this monitor: processing a batch of ``topic`` raised ``error`` at ``where``."""
+        self.quarantined = {"error": error, "where": where, "topic": topic}
+
     def state(self) -> dict:
         return {
+            "quarantined": self.quarantined,
             "predictions_total": self.predictions_total,
             "feedback_total": self.feedback_total,
             "labelled_total": self.labelled_total,
@@ -770,6 +777,7 @@ class ModelMonitor:
         ):
             setattr(monitor, key, state[key])
         monitor.drift_events = dict(state["drift_events"])
+        monitor.quarantined = state.get("quarantined")  # snapshots written before quarantines have none
         # snapshots written before windows named their labelled events have none of these
         monitor.subwindow_marks = [list(m) for m in state.get("subwindow_marks", [])]
         monitor.concept_from = list(state["concept_from"]) if state.get("concept_from") else None

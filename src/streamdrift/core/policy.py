@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 
 KINDS = (
@@ -144,7 +145,15 @@ def drift_event(
 
     ``emitted_at`` is stamped by the publisher: it is the only field that
     depends on the wall clock, and it is not part of any state.
+
+    ``statistic``, ``threshold`` and ``p_value`` must be finite (JSON has no
+    infinity; orjson would write null, which the schema refuses): the decoder's
+    bounds keep them so. One that is not raises ``ValueError``, and the engine
+    quarantines the model rather than publish an event that breaks the contract.
     """
+    for name, value in (("statistic", statistic), ("threshold", threshold), ("p_value", p_value)):
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"drift event {kind}/{detector}: {name} is not finite")
     return {
         "schema_version": SCHEMA_VERSION,
         "alert_id": alert_id(model_id, kind, detector, feature, stream, partition, window["end_offset"]),

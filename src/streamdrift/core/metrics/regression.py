@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from streamdrift.core.metrics.labels import as_list
@@ -20,6 +18,12 @@ class RegressionMetrics(Windowed):
     accurate when targets are large and vary little. MAPE skips zero targets
     (counted, ``zero_targets``); rows with a missing or non-numeric value are
     counted (``invalid``) and skipped.
+
+    The report is computed in float64 numpy arithmetic, which overflows to
+    infinity instead of raising (Python floats raise ``OverflowError`` on
+    ``x ** 2``); a value that is not finite is reported as None. The decoder
+    bounds numbers (``config.InputBounds.max_abs_number``, 1e15), so with events
+    that passed it every value stays finite.
 
     Parameters
     ----------
@@ -65,11 +69,12 @@ class RegressionMetrics(Windowed):
         error = y - yhat
         shifted = y - (self.shift or 0.0)
         nonzero = y != 0
-        ape = np.divide(np.abs(error), np.abs(y), out=np.zeros_like(y), where=nonzero)
-        terms = np.stack(
-            [np.ones_like(y), error, np.abs(error), error**2, shifted, shifted**2, nonzero.astype(np.float64), ape],
-            axis=1,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond the decoder's bounds: infinite, never raising
+            ape = np.divide(np.abs(error), np.abs(y), out=np.zeros_like(y), where=nonzero)
+            terms = np.stack(
+                [np.ones_like(y), error, np.abs(error), error**2, shifted, shifted**2, nonzero.astype(np.float64), ape],
+                axis=1,
+            )
         completed = []
         for slot, a, b, fresh, closes in self._chunks(len(y)):
             if fresh:
@@ -82,22 +87,23 @@ class RegressionMetrics(Windowed):
         return completed
 
     def report(self, scope: str = "window") -> dict:
-        sums = dict(zip(_REG, self.sums[self._slots(scope)].sum(axis=0).tolist()))
+        sums = dict(zip(_REG, self.sums[self._slots(scope)].sum(axis=0)))
         n = sums["rows"]
         out = {"scope": scope, "rows": int(n), "zero_targets": int(n - sums["nonzero"]), "invalid": self.invalid}
         if not n:
             return {**out, "mae": None, "rmse": None, "r2": None, "mape": None, "mean_error": None, "mae_se": None}
-        mae = sums["abs_error"] / n
-        mse = sums["squared_error"] / n
-        total = sums["shifted_squared"] - sums["shifted"] ** 2 / n
-        out.update(
-            mae=mae,
-            rmse=math.sqrt(mse),
-            mean_error=sums["error"] / n,
-            r2=1 - sums["squared_error"] / total if total > 0 else None,
-            mape=ratio(sums["ape"], sums["nonzero"]),
-            mae_se=math.sqrt(max(mse - mae * mae, 0.0) / n),
-        )  # standard error of the MAE
+        with np.errstate(over="ignore", invalid="ignore"):
+            mae = sums["abs_error"] / n
+            mse = sums["squared_error"] / n
+            total = sums["shifted_squared"] - sums["shifted"] ** 2 / n
+            out.update(
+                mae=_finite(mae),
+                rmse=_finite(np.sqrt(mse)),
+                mean_error=_finite(sums["error"] / n),
+                r2=_finite(1 - sums["squared_error"] / total) if total > 0 else None,
+                mape=ratio(float(sums["ape"]), float(sums["nonzero"])),
+                mae_se=_finite(np.sqrt(max(mse - mae * mae, 0.0) / n)),
+            )  # standard error of the MAE
         return out
 
     def state(self) -> dict:
@@ -115,6 +121,11 @@ def counted_rows(y_true: list | np.ndarray, y_pred: list | np.ndarray) -> np.nda
     [0]
     """
     return np.flatnonzero(_valid(_floats(y_true), _floats(y_pred)))
+
+
+def _finite(x: np.floating) -> float | None:
+    """A float64 result as a Python float, None where it overflowed or is undefined."""
+    return float(x) if np.isfinite(x) else None
 
 
 def _valid(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:

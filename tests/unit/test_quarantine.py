@@ -1,0 +1,179 @@
+"""Issue 17, findings 1 and 8: no model can stop the engine, and no model id can hold a slot for good.
+
+A model whose processing raises is quarantined (frozen state, its records rejected with
+``processing_error``, counted), and that survives a snapshot; ``max_models`` holds per
+budget (a worker's, shared by its partitions); idle models are evicted in event time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+import pytest
+
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.engine import ModelBudget, PartitionEngine
+from streamdrift.core.metrics.regression import RegressionMetrics
+from streamdrift.core.monitor import ModelMonitor, monitor_factory
+from streamdrift.core.policy import drift_event
+from streamdrift.core.records import RawMessage
+from streamdrift.core.state import Snapshot, decode, encode
+
+P, F = "predictions", "feedback"
+SETTINGS = MonitorSettings(reference_size=50, window_size=100, subwindows=5)
+
+
+def _engine(**kwargs) -> PartitionEngine:
+    return PartitionEngine(0, P, F, monitor_factory(SETTINGS), epoch_ms=1000, **kwargs)
+
+
+def _prediction(offset: int, model: str, t: float, x: float = 1.0) -> RawMessage:
+    value = {"event_id": f"{model}-{offset}", "model_id": model, "timestamp": t, "features": {"x": x}, "prediction": x}
+    return RawMessage(P, 0, offset, None, orjson.dumps(value), int(t * 1000))
+
+
+def _saved(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` as a restart reads it back (the state codec, as a store writes it)."""
+    return decode(encode(snapshot, "c"), "c", "test")
+
+
+def _run(engine: PartitionEngine, records: list[RawMessage]):
+    engine.add(P, records)
+    return engine.release(ended={P, F})
+
+
+def test_regression_metrics_of_huge_values_do_not_raise() -> None:
+    """The poison pill's first victim: Python floats squared raised OverflowError in ``report``."""
+    metrics = RegressionMetrics(window_size=4, subwindows=2)
+    metrics.update([1e155] * 5, [0.0] * 5)
+    for scope in ("window", "cumulative"):
+        report = metrics.report(scope)
+        assert report["mae"] == 1e155 and report["rmse"] is None and report["mae_se"] is None
+
+
+def test_a_drift_event_never_carries_an_infinite_statistic() -> None:
+    common = dict(model_id="m", model_version=None, kind="data_drift", detector="psi", feature="x", p_value=None)
+    window = {"start_time": 0.0, "end_time": 1.0, "count": 1, "start_offset": 0, "end_offset": 0}
+    rest = dict(window=window, stream=P, partition=0, top_features=[], action="none", detected_at=1.0)
+    assert drift_event(statistic=1.0, threshold=0.5, **common, **rest)["statistic"] == 1.0
+    with pytest.raises(ValueError, match="statistic is not finite"):
+        drift_event(statistic=math.inf, threshold=0.5, **common, **rest)
+
+
+@pytest.fixture
+def failing(monkeypatch):
+    """Model 'bad' raises on the prediction of 13.0 (an accepted event: the failure stands for any bug)."""
+    observe = ModelMonitor.observe_predictions
+
+    def observe_or_fail(self, batch):
+        if self.model_id == "bad" and 13.0 in batch.predictions:
+            raise ZeroDivisionError("a message that may quote the value 13.0")
+        return observe(self, batch)
+
+    monkeypatch.setattr(ModelMonitor, "observe_predictions", observe_or_fail)
+
+
+def test_a_model_whose_processing_raises_is_quarantined_not_the_engine(failing, caplog) -> None:
+    engine = _engine(batch_size=4)
+    records = [_prediction(i, "bad" if i % 2 else "good", 1000 + i, 13.0 if i == 5 else 1.0) for i in range(12)]
+    out = _run(engine, records)
+    rejected = {r.message.offset: r.reason for r in out.rejected}
+    # the batch that raised (offsets 5 and 7 of the slice 4..7) and every later one of the model
+    assert sorted(rejected) == [5, 7, 9, 11]
+    assert rejected[5].startswith("processing_error: ZeroDivisionError at test_quarantine.py:")
+    assert rejected[5].endswith("model 'bad' quarantined") and "13.0" not in rejected[5]
+    assert rejected[9] == "processing_error: model 'bad' is quarantined"
+    assert engine.processing_errors == 1 and engine.quarantined_models == 1
+    assert engine.monitors["bad"].predictions_total == 0  # frozen as a fresh state (the docstring says why)
+    assert engine.monitors["good"].predictions_total == 6
+    assert engine.monitors["bad"].quarantined == {
+        "error": "ZeroDivisionError",
+        "where": engine.monitors["bad"].quarantined["where"],
+        "topic": P,
+    }
+    assert "a message that may quote" not in caplog.text
+
+    restored = _engine(batch_size=4)
+    restored.restore(_saved(engine.snapshot()))
+    assert restored.quarantined_models == 1
+    out = _run(restored, [_prediction(12, "good", 1012), _prediction(13, "bad", 1013)])
+    assert [(r.message.offset, r.reason) for r in out.rejected] == [
+        (13, "processing_error: model 'bad' is quarantined")
+    ]
+    assert restored.monitors["good"].predictions_total == 7
+
+
+def test_the_quarantine_depends_on_the_events_not_on_the_slicing(failing) -> None:
+    records = [
+        _prediction(i, "bad" if i % 3 == 0 else "good", 1000 + i, 13.0 if i == 9 else float(i)) for i in range(60)
+    ]
+    snapshots = []
+    for batch_size in (1, 7, 1000):
+        engine = _engine(batch_size=batch_size)
+        _run(engine, records)
+        snapshots.append(encode(engine.snapshot(), "c"))
+    assert snapshots[0] != b"" and len(set(snapshots)) == 1
+
+
+def test_max_models_is_a_budget_shared_by_engines() -> None:
+    engines: list[PartitionEngine] = []
+    budget = ModelBudget(3, lambda: sum(len(e.monitors) for e in engines))
+    engines += [_engine(budget=budget), _engine(budget=budget)]
+    _run(engines[0], [_prediction(i, f"a{i}", 1000 + i) for i in range(2)])
+    _run(engines[1], [_prediction(i, f"b{i}", 1000 + i) for i in range(2)])
+    assert (len(engines[0].monitors), len(engines[1].monitors)) == (2, 1)
+    assert (engines[0].unmonitored_events, engines[1].unmonitored_events) == (0, 1)
+
+
+def test_idle_models_are_evicted_in_event_time_and_free_their_slot() -> None:
+    day = 86400.0
+    engine = _engine(max_models=2, model_idle_ttl_s=day)
+    burst = [_prediction(i, f"oneoff{i}", 1000 + i) for i in range(2)]
+    _run(engine, burst)
+    out = _run(engine, [_prediction(2, "real", 1000 + 0.5 * day)])
+    assert sorted(engine.monitors) == ["oneoff0", "oneoff1"] and engine.unmonitored_events == 1
+    out = _run(engine, [_prediction(3, "real", 1002 + day), _prediction(4, "real", 1003 + day)])
+    assert not out.rejected and engine.unmonitored_events == 3
+    assert engine.monitors == {} and engine.evicted_models == 2  # swept once the clock passed 1001 + day
+    _run(engine, [_prediction(5, "real", 1004 + day)])
+    assert sorted(engine.monitors) == ["real"]
+
+
+def test_an_idle_model_that_comes_back_starts_afresh_whatever_the_slicing() -> None:
+    day = 86400.0
+    records = [_prediction(0, "m", 1000), _prediction(1, "other", 1000 + 2 * day), _prediction(2, "m", 1001 + 2 * day)]
+    states = []
+    for batch_size in (1, 2, 3):
+        engine = _engine(model_idle_ttl_s=day, batch_size=batch_size)
+        _run(engine, records)
+        assert engine.evicted_models == 1
+        assert engine.monitors["m"].predictions_total == 1  # the event at t=1000 was forgotten with its model
+        states.append(encode(engine.snapshot(), "c"))
+    assert states[0] == states[1]
+
+
+def test_the_event_clock_survives_a_restart_and_a_restore_evicts_again() -> None:
+    day = 86400.0
+    engine = _engine(model_idle_ttl_s=day)
+    _run(engine, [_prediction(0, "m", 1000), _prediction(1, "other", 1000 + 0.5 * day)])
+    snapshot = engine.snapshot()
+    assert snapshot.merge["event_clock"] == 1000 + 0.5 * day
+    restored = _engine(model_idle_ttl_s=day)
+    restored.restore(_saved(snapshot))
+    assert restored.event_clock == 1000 + 0.5 * day and sorted(restored.monitors) == ["m", "other"]
+    _run(restored, [_prediction(2, "other", 1001 + day)])
+    assert sorted(restored.monitors) == ["other"] and restored.evicted_models == 1
+    stale = _saved(restored.snapshot())
+    stale.models["m"] = _saved(snapshot).models["m"]  # a store that still holds the evicted model's record
+    again = _engine(model_idle_ttl_s=day)
+    again.restore(_saved(stale))
+    assert sorted(again.monitors) == ["other"]
+
+
+def test_without_a_ttl_nothing_is_evicted() -> None:
+    engine = _engine()
+    _run(engine, [_prediction(0, "m", 1000), _prediction(1, "other", 1000 + 1e8)])
+    assert sorted(engine.monitors) == ["m", "other"] and engine.evicted_models == 0
+    assert np.isfinite(engine.event_clock)
