@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from streamdrift.core.errors import ConfigError
-from streamdrift.runtime.settings import load_settings
+from streamdrift.runtime.settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +71,24 @@ def test_worker_with_a_bad_setting_stops_at_start_naming_it(monkeypatch):
     done = subprocess.run([sys.executable, "-m", "streamdrift", "worker"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "invalid setting snapshot_interval_s (env STREAMDRIFT_SNAPSHOT_INTERVAL_S)" in done.stderr
+
+
+def test_redacted_hides_secrets_put_in_the_librdkafka_extras() -> None:
+    """Issue 17, finding 7: a sasl.password in kafka.extra was logged in clear."""
+    s = Settings(
+        kafka={
+            "extra": {"sasl.password": "hunter2", "sasl.oauthbearer.client.secret": "s3", "client.rack": "eu-1a"},
+            "consumer_extra": {"ssl.key.password": "k3y", "SASL.Token": "t0k", "session.timeout.ms": "10000"},
+        }
+    )
+    shown = s.redacted()["kafka"]
+    assert not any(secret in str(shown) for secret in ("hunter2", "s3", "k3y", "t0k"))
+    assert shown["extra"]["client.rack"] == "eu-1a" and shown["consumer_extra"]["session.timeout.ms"] == "10000"
+    assert s.kafka.librdkafka()["sasl.password"] == "hunter2"  # the clients still get it
+
+
+def test_bounds_and_privacy_settings_reach_the_decoder() -> None:
+    s = Settings(max_event_time_skew_s=60, privacy={"redact_values": False, "hash_categories": True})
+    bounds = s.input_bounds()
+    assert (bounds.max_event_time_skew_s, bounds.redact_values, bounds.hash_categories) == (60, False, True)
+    assert Settings().input_bounds().redact_values and Settings().model_idle_ttl_s == 30 * 86400

@@ -27,7 +27,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.core.config import InputBounds, ModelSettings, MonitorSettings
 from streamdrift.core.errors import ConfigError
 
 ENV_PREFIX = "STREAMDRIFT_"
@@ -75,6 +75,22 @@ class KafkaSettings(_Section):
                 conf[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
         conf.update(self.extra)
         return conf
+
+
+class PrivacySettings(_Section):
+    """What streamdrift keeps and shows of users' values (``core.config.InputBounds`` holds the same fields)."""
+
+    redact_values: bool = Field(
+        True, description="dead-letter reasons and logs name the field and the rule, not the value"
+    )
+    max_category_length: int = Field(
+        64, ge=8, description="string feature values longer than this are tracked as a hash (SHA-256, 16 hex digits)"
+    )
+    hash_categories: bool = Field(False, description="every string feature value is tracked as a hash")
+
+
+# The librdkafka properties whose values `Settings.redacted` hides: any name with one of these words.
+_SECRET_WORDS = ("password", "secret", "key", "token", "credentials")
 
 
 class TopicSettings(_Section):
@@ -146,6 +162,14 @@ class Settings(BaseSettings):
         "milliseconds, but memory for the pages the copy reads",
     )
     max_models: int = Field(10_000, ge=1, description="models monitored per worker; events of more are counted")
+    # issue 17, findings 2, 7 and 8: bounds on input and what is kept of it
+    max_event_time_skew_s: float = Field(
+        86400, gt=0, description="event times further ahead of the record's Kafka timestamp are dead-lettered"
+    )
+    model_idle_ttl_s: float | None = Field(
+        30 * 86400, gt=0, description="event time without events after which a model's state is evicted; unset: never"
+    )
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_max_models: int = Field(100, ge=0, description="models exported with their own model_id label")
@@ -195,9 +219,21 @@ class Settings(BaseSettings):
         instance = self.kafka.consumer_extra.get("group.instance.id") or socket.gethostname()
         return f"{self.group_id}.{instance}"
 
+    def input_bounds(self) -> InputBounds:
+        """What the decoder accepts and shows, from ``max_event_time_skew_s`` and ``privacy``."""
+        return InputBounds(max_event_time_skew_s=self.max_event_time_skew_s, **self.privacy.model_dump())
+
     def redacted(self) -> dict:
-        """The settings as a dict safe to log (SecretStr prints as '**********')."""
-        return orjson.loads(orjson.dumps(self.model_dump(mode="json")))
+        """The settings as a dict safe to log: SecretStr prints as '**********', and so does any value of
+        ``kafka.extra`` / ``kafka.consumer_extra`` whose property name looks secret (``sasl.password``,
+        ``sasl.oauthbearer.client.secret``, ``ssl.key.pem``...)."""
+        doc = orjson.loads(orjson.dumps(self.model_dump(mode="json")))
+        for section in ("extra", "consumer_extra"):
+            properties = doc["kafka"][section]
+            for name in properties:
+                if any(word in name.lower() for word in _SECRET_WORDS):
+                    properties[name] = "**********"
+        return doc
 
 
 def _section_model(annotation: object) -> type[BaseModel] | None:

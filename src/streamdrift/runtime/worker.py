@@ -80,7 +80,7 @@ from confluent_kafka import (
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
-from streamdrift.core.engine import DriftEvent, PartitionEngine, Released
+from streamdrift.core.engine import DriftEvent, ModelBudget, PartitionEngine, Released
 from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
@@ -192,6 +192,15 @@ class Worker:
             registry=reg,
         )
         self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models", registry=reg)
+        # issue 17, findings 1 and 8: quarantined and evicted models; max_models per worker, shared by the engines
+        self.m_quarantined = Gauge("streamdrift_quarantined_models", "Models whose processing raised", registry=reg)
+        self.m_processing_errors = Counter(
+            "streamdrift_processing_errors", "Model batches whose processing raised (dead-lettered)", registry=reg
+        )
+        self.m_evicted = Counter("streamdrift_evicted_models", "Models evicted after model_idle_ttl_s", registry=reg)
+        self.model_budget = ModelBudget(
+            settings.max_models, lambda: sum(len(st.engine.monitors) for st in self.partitions.values())
+        )
         self.m_snapshot_ts = Gauge(
             "streamdrift_last_checkpoint_timestamp_seconds",
             "Wall-clock time of the last completed checkpoint",
@@ -414,6 +423,9 @@ class Worker:
             max_models=self.settings.max_models,
             batch_size=self.settings.batch_size,
             on_batch=note_changed,
+            budget=self.model_budget,
+            bounds=self.settings.input_bounds(),
+            model_idle_ttl_s=self.settings.model_idle_ttl_s,
         )
         return PartitionState(engine, changed=changed)
 
@@ -532,7 +544,10 @@ class Worker:
                     state.idle.arrived(topic, now)
             for p, state in sorted(self.partitions.items()):
                 idle = self._idle_topics(p, state, now)
+                errors, evicted = state.engine.processing_errors, state.engine.evicted_models
                 released = state.engine.release(idle=idle)
+                self.m_processing_errors.inc(state.engine.processing_errors - errors)
+                self.m_evicted.inc(state.engine.evicted_models - evicted)
                 self._count_forced(p, state, released, idle)
                 for rejected in released.rejected:
                     self._dead_letter(rejected)
@@ -540,6 +555,7 @@ class Worker:
                 if released.records:
                     state.dirty = True
             self.m_unmonitored.set(sum(st.engine.unmonitored_events for st in self.partitions.values()))
+            self.m_quarantined.set(sum(st.engine.quarantined_models for st in self.partitions.values()))
         self.producer.poll(0)
 
     def _idle_topics(self, p: int, state: PartitionState, now: float) -> set[str]:
