@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py src/streamdrift/core/_speedups.c | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench mutation broker-start broker-stop clean
+.PHONY: install demo test lint bench mutation chaos broker-start broker-stop clean
 
 $(STAMP): pyproject.toml setup.py src/streamdrift/core/_speedups.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "streamdrift needs Python 3.11+")'
@@ -45,6 +45,13 @@ mutation: install
 	  '{ split($$1, n, "."); m = n[1] "." n[2] "." n[3]; total[m]++; if ($$2 == "killed") k[m]++ } \
 	   END { for (m in total) printf "%-28s %4d / %4d killed (%.1f %%)\n", m, k[m], total[m], 100 * k[m] / total[m] }'
 	$(BIN)/mutmut results
+
+# Fault injection (not part of `make test`, about 5 minutes): SIGKILLs, a 60 s broker outage, a full snapshot
+# disk and poison events against a running worker on a broker of its own, then one table; exits non-zero when a
+# guarantee fails. CHAOS_ARGS="--seed 5 --kills 5" for another schedule; docs/reliability.md says how to read it.
+CHAOS_ARGS ?=
+chaos: install
+	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)
 
 broker-start:
 	scripts/kafka start

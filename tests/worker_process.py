@@ -239,7 +239,14 @@ class PacedProducer(threading.Thread):
         self.errors: list[str] = []
 
     def run(self) -> None:
-        p = Producer({"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True})
+        p = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "partitioner": "murmur2_random",
+                "enable.idempotence": True,
+                "log_level": 0,  # the broker going away is the point here: its connection errors are noise
+            }
+        )
 
         def delivered(err: object, msg: object) -> None:
             if err is not None:
