@@ -107,18 +107,17 @@ def alert_ids(bootstrap: str, name: str, isolation: str = "read_committed") -> l
     return ids
 
 
-def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_exactly_once(
-    kafka_bootstrap, unique_name, tmp_path
-):
-    rng = random.Random(16)
-    prefix = unique_name("sd")
+@pytest.fixture
+def eos(kafka_bootstrap, unique_name, tmp_path):
+    """Topics with a backlog of the drift stream, and the environment of an exactly-once worker over them."""
     settings = {
         **{f"monitor__{k}": v for k, v in SMALL.items()},
         "processing_guarantee": "exactly_once",
-        "checkpoint_interval_s": 0.3,
-        "batch_size": 100,  # many checkpoints (transactions) over the stream, so that kills land between them
+        # many checkpoints (transactions) over the stream, so that faults land between them; batch_size stays
+        # at its default: a smaller one lowers the merge's max_buffered, whose forced releases depend on timing
+        "checkpoint_interval_s": 0.2,
     }
-    env = worker_env(kafka_bootstrap, prefix, tmp_path / "snapshots", **settings)
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **settings)
     # static membership: the restarted instance gets its partitions back at once, and keeps its transactional.id
     env["STREAMDRIFT_KAFKA__CONSUMER_EXTRA"] = json.dumps(
         {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "group.instance.id": "eos-worker"}
@@ -127,28 +126,22 @@ def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_ex
     assert done.returncode == 0, done.stderr
     items = drift_items(env, 6000)
     produce(kafka_bootstrap, items)
+    return env, items
 
-    kills = 0
-    for run in range(KILLS):
-        worker = WorkerProcess(env, tmp_path / f"worker-{run}.log")
-        try:
-            worker.wait_ready(90)
-            time.sleep(rng.uniform(0.0, 1.5))
-            finished = worker.counts() == expected_counts(env, items)
-        finally:
-            worker.stop(signal.SIGKILL)
-        kills += 1
-        if finished:
-            break
-    last = WorkerProcess(env, tmp_path / "worker-last.log")
+
+def run_to_the_end(env: dict, items: list, log_path: Path) -> str:
+    """A worker until every event is counted, then SIGTERM; its log."""
+    worker = WorkerProcess(env, log_path)
     try:
-        last.wait_for(lambda: last.counts() == expected_counts(env, items), 120, "every event counted")
-        assert last.stop() == 0
+        worker.wait_for(lambda: worker.counts() == expected_counts(env, items), 120, "every event counted")
+        assert worker.stop() == 0
     finally:
-        last.stop(signal.SIGKILL)
-    logs = "".join(Path(tmp_path / f"worker-{run}.log").read_text() for run in range(kills))
-    assert "transactions initialised" in logs
+        worker.stop(signal.SIGKILL)
+    return worker.log()
 
+
+def assert_as_the_uninterrupted_run(kafka_bootstrap: str, env: dict, items: list, tmp_path: Path) -> None:
+    """The state topic and the read_committed alerts equal a single uninterrupted at-least-once worker's."""
     ref = {
         **env,
         "STREAMDRIFT_PROCESSING_GUARANTEE": "at_least_once",
@@ -159,19 +152,66 @@ def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_ex
         "STREAMDRIFT_SNAPSHOT_DIR": str(tmp_path / "snapshots-reference"),
         "STREAMDRIFT_KAFKA__CONSUMER_EXTRA": '{"session.timeout.ms": "6000"}',
     }
+    ref.pop("PYTHONPATH", None)
     done = streamdrift(ref, "topics", "create", "--partitions", str(PARTITIONS))
     assert done.returncode == 0, done.stderr
-    reference = WorkerProcess(ref, tmp_path / "worker-reference.log")
-    try:
-        reference.wait_for(lambda: reference.counts() == expected_counts(env, items), 120, "reference: every event")
-        assert reference.stop() == 0
-    finally:
-        reference.stop(signal.SIGKILL)
+    run_to_the_end(ref, items, tmp_path / "worker-reference.log")
 
     assert topic_state(env) == topic_state(ref)  # same input offsets and byte-identical models
-
     expected = alert_ids(kafka_bootstrap, topic(ref, "alerts"), "read_uncommitted")
     assert expected and len(set(expected)) == len(expected)  # drift was seen, each alert once
     seen = Counter(alert_ids(kafka_bootstrap, topic(env, "alerts")))
     assert set(seen) == set(expected)
     assert [alert for alert, n in seen.items() if n != 1] == []
+
+
+def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_exactly_once(
+    eos, kafka_bootstrap, tmp_path
+):
+    env, items = eos
+    rng = random.Random(16)
+    logs = ""
+    for run in range(KILLS):
+        worker = WorkerProcess(env, tmp_path / f"worker-{run}.log")
+        try:
+            worker.wait_ready(90)
+            time.sleep(rng.uniform(0.0, 1.5))
+            finished = worker.counts() == expected_counts(env, items)
+        finally:
+            worker.stop(signal.SIGKILL)
+        logs += worker.log()
+        if finished:
+            break
+    assert "transactions initialised" in logs
+    run_to_the_end(env, items, tmp_path / "worker-last.log")
+    assert_as_the_uninterrupted_run(kafka_bootstrap, env, items, tmp_path)
+
+
+# Fails the 2nd and the 3rd commit of a transaction as a broker can (an abortable error): the worker
+# must abort, rewind every partition to its last committed state and go on.
+ABORTABLE_COMMITS = """
+import confluent_kafka
+from confluent_kafka import KafkaError, KafkaException
+
+class _Producer(confluent_kafka.Producer):
+    commits = 0
+
+    def commit_transaction(self, *args):
+        type(self).commits += 1
+        if type(self).commits in (2, 3):
+            raise KafkaException(KafkaError(KafkaError._STATE, "injected by the test", txn_requires_abort=True))
+        return super().commit_transaction(*args)
+
+confluent_kafka.Producer = _Producer
+"""
+
+
+def test_an_abortable_commit_rewinds_to_the_last_committed_state_and_goes_on(eos, kafka_bootstrap, tmp_path):
+    env, items = eos
+    hook = tmp_path / "abortable-commits"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(ABORTABLE_COMMITS)
+    log = run_to_the_end({**env, "PYTHONPATH": str(hook)}, items, tmp_path / "worker-aborting.log")
+    aborted = [line for line in log.splitlines() if "aborting the transaction" in line]
+    assert len(aborted) == 2 and all("injected by the test" in line for line in aborted)
+    assert_as_the_uninterrupted_run(kafka_bootstrap, env, items, tmp_path)
