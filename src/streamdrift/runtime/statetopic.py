@@ -232,35 +232,48 @@ def restore(
         else:
             latest[record.key] = record
             last_gen = max(last_gen, record.gen)
-    newest = _newest_partition_record(latest)
-    if newest is None or (base is not None and newest[0] <= base.gen):
+    candidates = _partition_records(latest)
+    if not candidates or (base is not None and candidates[0][0] <= base.gen):
         if base is None:
             garbage = {k for k in latest if k.startswith(b"model/")}
             return None, Changelog(last_gen=last_gen, garbage=garbage)
         assert cache is not None
         base.last_gen = last_gen
         return cache, base
-    gen, value, offset = newest
     recover = "The state topic's partition is damaged: delete the topic's records of it to start afresh."
-    doc = decode_tree(value, config, f"{source} partition record {gen}", recover)
-    models: dict[str, State] = {}
-    ledger: dict[str, Placed] = {}
-    for model_id, placed_state in doc["models"].items():
-        placed = Placed(*placed_state)
-        ledger[model_id] = placed
-        found = _joined(latest, lambda i, m=model_id, s=placed.slot: model_key(s, i, m), placed.gen)
-        if found is not None:
-            models[model_id] = decode_tree(found[0], config, f"{source} model {model_id!r}", recover)
-        elif base is not None and base.models.get(model_id) == placed:
-            assert cache is not None
-            models[model_id] = cache.models[model_id]
-        elif base is not None:
-            raise CacheStale(f"model {model_id!r} of checkpoint {gen} is neither in the cache nor after it")
-        else:
-            raise StateTopicError(
-                f"{source}: checkpoint {gen} names model {model_id!r} (slot {placed.slot}, checkpoint "
-                f"{placed.gen}) but its records are missing. {recover}"
-            )
+    if base is not None:
+        candidates = candidates[:1]  # a cache is checked against the newest checkpoint only, else rebuilt
+    for tried, chosen in enumerate(candidates, 1):
+        gen, value, _ = chosen
+        doc = decode_tree(value, config, f"{source} partition record {gen}", recover)
+        models: dict[str, State] = {}
+        ledger: dict[str, Placed] = {}
+        missing = None
+        for model_id, placed_state in doc["models"].items():
+            placed = Placed(*placed_state)
+            ledger[model_id] = placed
+            found = _joined(latest, lambda i, m=model_id, s=placed.slot: model_key(s, i, m), placed.gen)
+            if found is not None:
+                models[model_id] = decode_tree(found[0], config, f"{source} model {model_id!r}", recover)
+            elif base is not None and base.models.get(model_id) == placed:
+                assert cache is not None
+                models[model_id] = cache.models[model_id]
+            elif base is not None:
+                raise CacheStale(f"model {model_id!r} of checkpoint {gen} is neither in the cache nor after it")
+            else:
+                missing = (
+                    f"{source}: checkpoint {gen} names model {model_id!r} (slot {placed.slot}, checkpoint "
+                    f"{placed.gen}) but its records are missing"
+                )
+                break
+        if missing is None:
+            break
+        if tried == len(candidates):
+            raise StateTopicError(f"{missing}. {recover}")
+        # A checkpoint whose acknowledgement was lost can be in the topic while its worker retried with the
+        # slots of the one before: that retry's records overwrite it, and the one before is intact.
+        log.warning("state topic: restoring the checkpoint before the newest", extra={"fields": {"reason": missing}})
+    gen, _, offset = chosen
     changelog = Changelog(
         gen=gen,
         offset=offset + 1,
@@ -289,14 +302,10 @@ def _joined(latest: dict[bytes, Stored], key: Any, gen: int | None) -> tuple[byt
     return b"".join(pieces), first.gen, last
 
 
-def _newest_partition_record(latest: dict[bytes, Stored]) -> tuple[int, bytes, int] | None:
-    """(checkpoint, value, offset of its last chunk) of the newest complete partition record."""
-    newest = None
-    for slot in (0, 1):
-        found = _joined(latest, lambda i, s=slot: partition_key(s, i), None)
-        if found is not None and (newest is None or found[1] > newest[0]):
-            newest = (found[1], found[0], found[2])
-    return newest
+def _partition_records(latest: dict[bytes, Stored]) -> list[tuple[int, bytes, int]]:
+    """(checkpoint, value, offset of its last chunk) of each complete partition record, newest first."""
+    found = [_joined(latest, lambda i, s=slot: partition_key(s, i), None) for slot in (0, 1)]
+    return sorted(((f[1], f[0], f[2]) for f in found if f is not None), reverse=True)
 
 
 # -- the Kafka side --------------------------------------------------------------------------------
