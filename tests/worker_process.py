@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from kafka_broker import free_ports
 from streamdrift.core.records import RawMessage
+from streamdrift.runtime.settings import Settings, load_settings
 
 
 def worker_env(bootstrap: str, prefix: str, snapshot_dir: Path, **settings: object) -> dict[str, str]:
@@ -39,6 +40,23 @@ def worker_env(bootstrap: str, prefix: str, snapshot_dir: Path, **settings: obje
     )
     env.update({f"STREAMDRIFT_{k.upper()}": str(v) for k, v in settings.items()})
     return env
+
+
+def worker_settings(env: dict[str, str]) -> Settings:
+    """The settings a worker started with ``env`` reads: its ``STREAMDRIFT_*`` variables over the defaults.
+
+    Its ``state_seal()`` is what the worker's checkpoints are written under, in either store.
+    """
+    ours = {k: v for k, v in os.environ.items() if k.startswith("STREAMDRIFT_")}
+    for name in ours:
+        del os.environ[name]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("STREAMDRIFT_")})
+    try:
+        return load_settings()
+    finally:
+        for name in [k for k in os.environ if k.startswith("STREAMDRIFT_")]:
+            del os.environ[name]
+        os.environ.update(ours)
 
 
 def streamdrift(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -35,7 +35,7 @@ Tenure drops by six months after the 1,500th prediction:
 ... ])
 []
 >>> monitor.rejected
-[Rejection(kind='prediction', offset=2000, reason='field \\'timestamp\\' must be an RFC 3339 date-time with a time zone, year 1970 to 9999, got "yesterday"')]
+[Rejection(kind='prediction', offset=2000, reason="field 'timestamp' must be an RFC 3339 date-time with a time zone, year 1970 to 9999, got string")]
 >>> summary = Monitor.restore(monitor.save()).summary()
 >>> summary.predictions, summary.labelled, summary.rejected, summary.drift_events
 (2000, 1, 1, {'data_drift': 1, 'prediction_drift': 1})

@@ -20,13 +20,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamdrift.core.config import MonitorSettings
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.synthetic import generate
-from streamdrift.runtime.settings import load_settings
 from streamdrift.runtime.statetopic import StateTopic
 from streams import state_bytes
-from worker_process import WorkerProcess, produce, streamdrift, worker_env
+from worker_process import WorkerProcess, produce, streamdrift, worker_env, worker_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -59,18 +57,12 @@ def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[st
 
 def topic_state(env: dict) -> dict[int, tuple[dict[str, int], bytes]]:
     """Per partition of the state topic: the input offsets and the models' state bytes committed there."""
-    settings = load_settings(
-        kafka={"bootstrap_servers": env["STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS"]},
-        topics={"state": topic(env, "state")},
-        group_id=env["STREAMDRIFT_GROUP_ID"],
-        monitor=SMALL,
-    )
-    monitor_settings = MonitorSettings(**SMALL)
-    restored = StateTopic(settings, monitor_settings.fingerprint()).restore(dict.fromkeys(range(PARTITIONS)))
+    settings = worker_settings(env)
+    restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(PARTITIONS)))
     out = {}
     for p, (snap, _) in restored.items():
         if snap is not None:
-            monitors = {m: ModelMonitor.from_state(m, monitor_settings, st) for m, st in snap.models.items()}
+            monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in snap.models.items()}
             out[p] = (snap.offsets, state_bytes(monitors))
     return out
 

@@ -26,8 +26,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Snapshot
 from streamdrift.core.synthetic import generate
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
-from streamdrift.runtime.settings import load_settings
-from worker_process import WorkerProcess, read_topic, streamdrift, worker_env
+from worker_process import WorkerProcess, read_topic, streamdrift, worker_env, worker_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -115,9 +114,10 @@ def _run_to_the_released_prefix(env: dict[str, str], log_path: Path, topics: dic
     return status
 
 
-def _partition_states(snapshot_dir: Path) -> dict[int, bytes]:
+def _partition_states(env: dict[str, str]) -> dict[int, bytes]:
     """Each partition's checkpointed state (monitors, merge epochs, offsets) as the state codec encodes it."""
-    store = LocalSnapshotStore(snapshot_dir, load_settings().monitor.fingerprint())
+    settings = worker_settings(env)  # each run's own group: its own seal
+    store = LocalSnapshotStore(settings.snapshot_dir, settings.state_seal())
     out = {}
     for p in range(PARTITIONS):
         snapshot = store.load(p)
@@ -149,7 +149,7 @@ def test_the_same_log_consumed_live_and_as_a_backlog_gives_byte_identical_state(
     }
     backlog = _run_to_the_released_prefix(backlog_env, tmp_path / "backlog.log", topics)
 
-    live_states, backlog_states = _partition_states(tmp_path / "live"), _partition_states(tmp_path / "backlog")
+    live_states, backlog_states = _partition_states(live_env), _partition_states(backlog_env)
     assert sorted(live_states) == list(range(PARTITIONS))
     assert live_states == backlog_states
     assert live == backlog

@@ -13,13 +13,11 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamdrift.core.config import MonitorSettings
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.synthetic import generate
-from streamdrift.runtime.settings import load_settings
 from streamdrift.runtime.statetopic import StateTopic
 from streams import state_bytes
-from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env
+from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env, worker_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -60,19 +58,13 @@ def counts(workers: list[WorkerProcess]) -> dict[str, tuple[int, int]]:
 
 def topic_state(env: dict) -> dict[int, tuple[dict[str, int], bytes]]:
     """Per partition of the state topic: the input offsets and the models' state bytes committed there."""
-    settings = load_settings(
-        kafka={"bootstrap_servers": env["STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS"]},
-        topics={"state": topic(env, "state")},
-        group_id=env["STREAMDRIFT_GROUP_ID"],
-        monitor=SMALL,
-    )
-    monitor_settings = MonitorSettings(**SMALL)
-    restored = StateTopic(settings, monitor_settings.fingerprint()).restore(dict.fromkeys(range(PARTITIONS)))
+    settings = worker_settings(env)
+    restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(PARTITIONS)))
     out = {}
     for p, (snap, _) in restored.items():
         if snap is None:  # no model of the stream hashes to p
             continue
-        monitors = {m: ModelMonitor.from_state(m, monitor_settings, st) for m, st in snap.models.items()}
+        monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in snap.models.items()}
         offsets = {t.rsplit(".", 1)[1]: o for t, o in snap.offsets.items()}  # the topic's kind, not its prefix
         out[p] = (offsets, state_bytes(monitors))
     return out

@@ -46,9 +46,10 @@ def partitioned_stream() -> list[RawMessage]:
 @pytest.fixture(scope="module")
 def snapshot_dir(tmp_path_factory):
     """Snapshots of both partitions, as a worker would have written them."""
-    settings = load_settings(monitor=SMALL).monitor
+    app = load_settings(monitor=SMALL)
+    settings = app.monitor
     directory = tmp_path_factory.mktemp("snapshots")
-    store = LocalSnapshotStore(directory, settings.fingerprint())
+    store = LocalSnapshotStore(directory, app.state_seal())
     messages = partitioned_stream()
     for p in (0, 1):
         mine = [m for m in messages if m.partition == p]

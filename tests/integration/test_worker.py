@@ -17,7 +17,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.synthetic import generate
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
 from streams import FB, PRED, run_monitors, state_bytes
-from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env
+from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env, worker_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -181,7 +181,7 @@ def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(set
         for m in consumed
     ]
     expected, _ = run_monitors(renamed, 10**9, SMALL_SETTINGS)
-    store = LocalSnapshotStore(snapshots, SMALL_SETTINGS.fingerprint())
+    store = LocalSnapshotStore(snapshots, worker_settings(env).state_seal())
     restored = {
         m: ModelMonitor.from_state(m, SMALL_SETTINGS, st) for p in (0, 1) for m, st in store.load(p).models.items()
     }

@@ -123,7 +123,7 @@ def from_snapshots(directory: Path, settings: Settings) -> dict:
             f"no snapshots (partition-N.snapshot) in {directory}: has a worker with "
             f"snapshot_dir={directory} written a checkpoint yet?"
         )
-    store = LocalSnapshotStore(directory, settings.monitor.fingerprint())
+    store = LocalSnapshotStore(directory, settings.state_seal())
     new_monitor = monitor_factory(
         settings.monitor, settings.models
     )  # the worker's per-model settings and reference profiles
@@ -153,7 +153,7 @@ def from_state_topic(settings: Settings) -> dict:
         raise StreamdriftError(f'state topic {name} does not exist (topics.state): is state_store = "kafka"?')
     new_monitor = monitor_factory(settings.monitor, settings.models)
     try:
-        restored = StateTopic(settings, settings.monitor.fingerprint()).restore(dict.fromkeys(range(counts[name])))
+        restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(counts[name])))
     except SnapshotError as exc:
         raise SnapshotError(
             f"{exc}\n`streamdrift status` only reads the state: give it the worker's detection "

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defaults validated like given values, so a default and the same value written out (1000000 and
+    # 1000000.0 for a float) dump, hash and seal alike
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class MonitorSettings(_Section):

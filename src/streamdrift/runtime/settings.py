@@ -29,12 +29,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from streamdrift.core.config import InputBounds, ModelSettings, MonitorSettings
 from streamdrift.core.errors import ConfigError
+from streamdrift.core.state import Seal
 
 ENV_PREFIX = "STREAMDRIFT_"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_default=True)  # as core.config's sections
 
 
 class KafkaSettings(_Section):
@@ -222,6 +223,24 @@ class Settings(BaseSettings):
     def input_bounds(self) -> InputBounds:
         """What the decoder accepts and shows, from ``max_event_time_skew_s`` and ``privacy``."""
         return InputBounds(max_event_time_skew_s=self.max_event_time_skew_s, **self.privacy.model_dump())
+
+    def state_seal(self) -> Seal:
+        """What checkpoints are written under and checked against, in either store (``core.state.Seal``).
+
+        The settings that shape a model's state (detection, per-model, the input bounds and privacy rules,
+        the idle-model TTL), the consumer group and input topics the state belongs to, and ``snapshot_key``.
+        A checkpoint made under other ones is refused with a message naming what differs, so neither a
+        changed setting nor another deployment's directory or topic can silently rewind or reshape a model.
+        """
+        shaping = {
+            "monitor": self.monitor.model_dump(mode="json"),
+            "models": {m: s.model_dump(mode="json") for m, s in sorted(self.models.items())},
+            "bounds": self.input_bounds().model_dump(mode="json"),
+            "model_idle_ttl_s": self.model_idle_ttl_s,
+        }
+        identity = {"group": self.group_id, "topics": [self.topics.predictions, self.topics.feedback]}
+        key = self.snapshot_key.get_secret_value().encode() if self.snapshot_key is not None else None
+        return Seal.of(shaping, identity, key)
 
     def redacted(self) -> dict:
         """The settings as a dict safe to log: SecretStr prints as '**********', and so does any value of

@@ -50,7 +50,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.protocols import State
-from streamdrift.core.state import Snapshot, decode_tree, encode_tree
+from streamdrift.core.state import Seal, Snapshot, decode_tree, encode_tree
 from streamdrift.runtime import kafka
 from streamdrift.runtime.errors import StateTopicError
 from streamdrift.runtime.settings import Settings
@@ -155,7 +155,7 @@ def checkpoint_records(
     snapshot: Snapshot,
     changed: Iterable[str],
     changelog: Changelog,
-    config: str,
+    config: str | Seal,
     chunk_bytes: int,
 ) -> tuple[list[Record], Changelog]:
     """The records of one checkpoint of ``snapshot``'s partition, in the order they must be produced,
@@ -202,7 +202,7 @@ class CacheStale(Exception):
 def restore(
     partition: int,
     records: Iterable[Stored],
-    config: str,
+    config: str | Seal,
     source: str,
     cache: Snapshot | None = None,
 ) -> tuple[Snapshot | None, Changelog]:
@@ -314,7 +314,7 @@ def _partition_records(latest: dict[bytes, Stored]) -> list[tuple[int, bytes, in
 class StateTopic:
     """Reads partitions of the state topic to their end (read_committed: the last stable offset)."""
 
-    def __init__(self, settings: Settings, config: str, timeout_s: float = 300.0):
+    def __init__(self, settings: Settings, config: str | Seal, timeout_s: float = 300.0):
         self.settings = settings
         self.topic = settings.topics.state
         self.config = config

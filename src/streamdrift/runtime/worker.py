@@ -137,11 +137,10 @@ class Worker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.topics = settings.topics
-        self.store = LocalSnapshotStore(settings.snapshot_dir, settings.monitor.fingerprint())
+        self.seal = settings.state_seal()  # what checkpoints are written under and checked against, in either store
+        self.store = LocalSnapshotStore(settings.snapshot_dir, self.seal)
         # state_store = "kafka": the state topic holds the state, snapshot_dir its local cache
-        self.state_topic = (
-            StateTopic(settings, settings.monitor.fingerprint()) if settings.state_store == "kafka" else None
-        )
+        self.state_topic = StateTopic(settings, self.seal) if settings.state_store == "kafka" else None
         self.chunk_bytes = statetopic.chunk_bytes_for(1_048_588)  # set from the topic's max.message.bytes by run
         self._state_errors: list[str] = []
         self.new_monitor = monitor_factory(
@@ -775,7 +774,7 @@ class Worker:
 
         # Step 2: produce the changed models' states, then each partition's record (offsets, merge, ledger)
         self._state_errors.clear()  # late reports of an earlier, failed attempt are not this one's
-        config = self.settings.monitor.fingerprint()
+        config = self.seal
         planned: dict[int, tuple[Snapshot, Changelog]] = {}
         with self.lock, _gc_paused():
             for p in chosen:
