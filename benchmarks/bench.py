@@ -77,7 +77,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO / "scripts")]  # the other bench modules; kafka_broker, the face of scripts/kafka
 
-from bench_stream import Stream, produce, produce_all, producer_config  # noqa: E402
+from bench_stream import START_TIME, Stream, produce, produce_all, producer_config  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -657,13 +657,17 @@ def latency(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str
 
 
 def run_memory_child(
-    n_models: int | None, partitions: int, snapshot_dir: Path | None = None, offsets: dict | None = None
+    n_models: int | None,
+    partitions: int,
+    snapshot_dir: Path | None = None,
+    offsets: dict | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict:
     cmd = [sys.executable, str(HERE / "bench_memory.py"), "--partitions", str(partitions)]
     cmd += ["--join"] if n_models is None else ["--models", str(n_models)]
     if snapshot_dir is not None:
         cmd += ["--snapshot-dir", str(snapshot_dir), "--offsets", orjson.dumps(offsets or {}).decode()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"bench_memory failed:\n{done.stdout}{done.stderr}")
     return orjson.loads(done.stdout.strip().splitlines()[-1])
@@ -679,17 +683,26 @@ def memory(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str)
     topics.create(workdir)
     snapshots = workdir / "ready-snapshots"
     log(f"memory: {large:,} models, snapshots for a worker in {snapshots}")
-    out["large"] = run_memory_child(large, args.partitions, snapshots, {topics.predictions: 0, topics.feedback: 0})
+    # the worker's settings, so the snapshots are written under its seal; a short idle wait: the probes are
+    # predictions alone, released once the (empty) feedback topic has been idle that long
+    env = topics.env(snapshots, checkpoint_interval_s=CHECKPOINT_AFTER_S, max_task_idle_ms=THROUGHPUT_IDLE_MS)
+    offsets = {topics.predictions: 0, topics.feedback: 0}
+    out["large"] = run_memory_child(large, args.partitions, snapshots, offsets, env)
     probe_every_partition(topics)
     log(f"start to ready with a {large:,}-model snapshot, then its first checkpoint")
-    worker = Worker(topics.env(snapshots, snapshot_interval_s=CHECKPOINT_AFTER_S), workdir / "worker-ready.log")
+    worker = Worker(env, workdir / "worker-ready.log")
     try:
         # probed every 0.1 s: every 20 ms, the probes took a third of the GIL from the restore they time
         ready = worker.wait_ready(timeout=600, interval=0.1)
         rss, peak = worker.rss_bytes()
         worker.wait_for(lambda: worker.gauges()["streamdrift_snapshot_bytes"] > 0, 300, "the first checkpoint")
         checkpoint = worker.gauges()
-        models = sum(len(p["models"]) for p in worker.status()["partitions"].values())
+
+        def models_seen() -> int:  # /status is a view the worker publishes about once a second
+            return sum(len(p["models"]) for p in worker.status()["partitions"].values())
+
+        worker.wait_for(lambda: models_seen() == large + args.partitions, 30, "the probes' models on /status")
+        models = models_seen()
     finally:
         code = worker.stop()
     if code != 0:
@@ -723,7 +736,8 @@ def probe_every_partition(topics: Topics) -> None:
         event = {
             "event_id": f"probe-{p}",
             "model_id": f"checkpoint-probe-{p}",
-            "timestamp": 1_700_000_000,
+            # the restored models' event time: a probe from long before would be evicted as idle at once
+            "timestamp": START_TIME,
             "features": {"x": 1.0},
             "prediction": 1,
         }

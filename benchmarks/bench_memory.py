@@ -46,6 +46,7 @@ from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Snapshot
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
+from streamdrift.runtime.settings import load_settings
 
 PROTOTYPES = 20
 
@@ -134,7 +135,8 @@ def measure(n_models: int, partitions: int, snapshot_dir: Path | None, offsets: 
 
     keep = snapshot_dir is not None
     directory = Path(snapshot_dir) if keep else Path(tempfile.mkdtemp(prefix="streamdrift-bench-snap-"))
-    store = LocalSnapshotStore(directory, settings.fingerprint())
+    # under the seal of the worker that restores them (its STREAMDRIFT_* settings: group, topics, detection)
+    store = LocalSnapshotStore(directory, load_settings().state_seal())
     try:
         with gc_paused():
             # as the worker checkpoints: fork (the pause), then the forked copy captures, encodes, writes
