@@ -41,11 +41,11 @@ CHUNK = 400  # records produced at a time, live
 
 
 def _log(start_time: float) -> list[tuple[str, dict]]:
-    """24,000 predictions over 3 models, credit-risk drifting at its 3000th, half of them labelled right after,
+    """12,000 predictions over 3 models, credit-risk drifting at its 3000th, half of them labelled right after,
     each label stamped 50 ms before its prediction: labels share epochs with predictions, often an earlier one,
     so where a pair completes depends on the merge's order, and chunks cut the log inside epochs."""
     out = []
-    for kind, event in generate(24_000, seed=16, drift_at=3000, feedback_delay=0, start_time=start_time):
+    for kind, event in generate(12_000, seed=16, drift_at=3000, feedback_delay=0, start_time=start_time):
         if kind == "feedback":
             event = {**event, "timestamp": round(event["timestamp"] - 0.05, 3)}
         out.append((kind, event))
