@@ -306,7 +306,7 @@ def run_worker_throughput(
         raise RuntimeError(f"worker exited {code} on SIGTERM:\n{worker.tail()}")
     events = predictions + feedback
     return {
-        "state_topic": env["STREAMDRIFT_TOPICS__STATE"],
+        "state_topic": env.get("STREAMDRIFT_TOPICS__STATE"),  # None: an installation without one
         "events": events,
         "seconds": done - ready,
         "events_per_s": events / (done - ready),
