@@ -503,3 +503,14 @@ def test_without_identity_settings_or_key_the_bytes_are_those_of_before(tmp_path
     plain = snapshot.encode(Snapshot(0, {PRED: 1}, {}), "abc")
     assert plain == snapshot.encode(Snapshot(0, {PRED: 1}, {}), snapshot.Seal("abc"))
     assert b"mac" not in plain and b"identity" not in plain
+
+
+def test_features_named_like_every_array_marker_still_checkpoint():
+    # the marker that tags arrays must be a key no string of the state spells; feature names are the user's, so
+    # a model whose features are named "$nd", "$nd1", ... "$nd120" must still encode and load back the same
+    names = ["$nd"] + [f"$nd{i}" for i in range(1, 121)]
+    tree = {"features": {name: i for i, name in enumerate(names)}, "ring": np.arange(4, dtype=np.int32)}
+    data = snapshot.dumps(tree)
+    back = snapshot.loads(data)
+    assert back["features"] == tree["features"] and back["ring"].tolist() == [0, 1, 2, 3]
+    assert b'"$nd121":[' in data  # the first marker no name spells

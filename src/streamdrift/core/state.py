@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import math
 import zlib
 from collections.abc import Callable, Mapping
@@ -167,7 +168,9 @@ def _differences(written: object, now: object, path: str = "") -> list[str]:
 
 def _pack(tree: State) -> tuple[bytes, list[Buffer], str]:
     """``tree`` as skeleton JSON and its arrays' bytes, one piece per array; also their marker."""
-    for attempt in range(100):
+    # a state has finitely many strings, so some marker is free: feature names are the user's to choose, and a
+    # model that names its features "$nd", "$nd1", ... must still be checkpointed
+    for attempt in itertools.count():
         marker = MARKER if attempt == 0 else f"{MARKER}{attempt}"
         skeleton, chunks = _skeleton(tree, marker)
         key = orjson.dumps(marker) + b":"
@@ -178,7 +181,7 @@ def _pack(tree: State) -> tuple[bytes, list[Buffer], str]:
         if skeleton.count(b":{" + key) != len(chunks):
             raise TypeError("a numpy array in a snapshot must be the value of a dict key, not a list item")
         return skeleton, chunks, marker
-    raise ValueError(f"no free array marker: the state spells {MARKER!r} to {MARKER}99")
+    raise AssertionError("unreachable: itertools.count() does not end")
 
 
 def _skeleton(tree: State, marker: str) -> tuple[bytes, list[Buffer]]:
