@@ -20,51 +20,14 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamdrift.core.monitor import ModelMonitor
-from streamdrift.core.synthetic import generate
-from streamdrift.runtime.statetopic import StateTopic
-from streams import state_bytes
-from worker_process import WorkerProcess, produce, streamdrift, worker_env, worker_settings
+from state_streams import drift_items, expected_counts, topic, topic_state
+from worker_process import WorkerProcess, produce, streamdrift, worker_env
 
 pytestmark = pytest.mark.kafka
 
 SMALL = {"reference_size": 500, "window_size": 500, "subwindows": 5, "cooldown_events": 2000}
 PARTITIONS = 4
 KILLS = 5
-
-
-def topic(env: dict, name: str) -> str:
-    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
-
-
-def drift_items(env: dict, n: int, seed: int = 16) -> list[tuple[str, bytes, bytes]]:
-    """The demo stream (drifting at its 1000th prediction), three copies of each model over the partitions."""
-    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
-    out = []
-    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0):
-        for copy in range(3):
-            event = {**e, "model_id": f"{e['model_id']}-{copy}", "event_id": f"{e['event_id']}-{copy}"}
-            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event)))
-    return out
-
-
-def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[str, tuple[int, int]]:
-    out: dict[str, list[int]] = {}
-    for t, key, _ in items:
-        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
-    return {m: (c[0], c[1]) for m, c in out.items()}
-
-
-def topic_state(env: dict) -> dict[int, tuple[dict[str, int], bytes]]:
-    """Per partition of the state topic: the input offsets and the models' state bytes committed there."""
-    settings = worker_settings(env)
-    restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(PARTITIONS)))
-    out = {}
-    for p, (snap, _) in restored.items():
-        if snap is not None:
-            monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in snap.models.items()}
-            out[p] = (snap.offsets, state_bytes(monitors))
-    return out
 
 
 def alert_ids(bootstrap: str, name: str, isolation: str = "read_committed") -> list[str]:
@@ -116,7 +79,7 @@ def eos(kafka_bootstrap, unique_name, tmp_path):
     )
     done = streamdrift(env, "topics", "create", "--partitions", str(PARTITIONS))
     assert done.returncode == 0, done.stderr
-    items = drift_items(env, 6000)
+    items = drift_items(env, 6000, seed=16)
     produce(kafka_bootstrap, items)
     return env, items
 
@@ -149,7 +112,7 @@ def assert_as_the_uninterrupted_run(kafka_bootstrap: str, env: dict, items: list
     assert done.returncode == 0, done.stderr
     run_to_the_end(ref, items, tmp_path / "worker-reference.log")
 
-    assert topic_state(env) == topic_state(ref)  # same input offsets and byte-identical models
+    assert topic_state(env, PARTITIONS) == topic_state(ref, PARTITIONS)  # same input offsets and byte-identical models
     expected = alert_ids(kafka_bootstrap, topic(ref, "alerts"), "read_uncommitted")
     assert expected and len(set(expected)) == len(expected)  # drift was seen, each alert once
     seen = Counter(alert_ids(kafka_bootstrap, topic(env, "alerts")))

@@ -13,11 +13,8 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamdrift.core.monitor import ModelMonitor
-from streamdrift.core.synthetic import generate
-from streamdrift.runtime.statetopic import StateTopic
-from streams import state_bytes
-from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env, worker_settings
+from state_streams import drift_items, expected_counts, topic, topic_state
+from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env
 
 pytestmark = pytest.mark.kafka
 
@@ -26,47 +23,11 @@ SETTINGS = {**{f"monitor__{k}": v for k, v in SMALL.items()}, "checkpoint_interv
 PARTITIONS = 4
 
 
-def topic(env: dict, name: str) -> str:
-    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
-
-
-def drift_items(env: dict, n: int, seed: int = 11) -> list[tuple[str, bytes, bytes]]:
-    """The demo stream (credit-risk drifts at its 1000th prediction) with model ids spread over partitions."""
-    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
-    out = []
-    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0):
-        for copy in range(3):  # three copies of each model, so that every partition has some
-            event = {**e, "model_id": f"{e['model_id']}-{copy}", "event_id": f"{e['event_id']}-{copy}"}
-            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event)))
-    return out
-
-
-def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[str, tuple[int, int]]:
-    out: dict[str, list[int]] = {}
-    for t, key, _ in items:
-        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
-    return {m: (c[0], c[1]) for m, c in out.items()}
-
-
 def counts(workers: list[WorkerProcess]) -> dict[str, tuple[int, int]]:
     """Events counted over the live workers' partitions."""
     out: dict[str, tuple[int, int]] = {}
     for w in workers:
         out.update(w.counts())
-    return out
-
-
-def topic_state(env: dict) -> dict[int, tuple[dict[str, int], bytes]]:
-    """Per partition of the state topic: the input offsets and the models' state bytes committed there."""
-    settings = worker_settings(env)
-    restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(PARTITIONS)))
-    out = {}
-    for p, (snap, _) in restored.items():
-        if snap is None:  # no model of the stream hashes to p
-            continue
-        monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in snap.models.items()}
-        offsets = {t.rsplit(".", 1)[1]: o for t, o in snap.offsets.items()}  # the topic's kind, not its prefix
-        out[p] = (offsets, state_bytes(monitors))
     return out
 
 
@@ -122,13 +83,13 @@ def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_sta
 ):
     environment, start = group
     env_a, env_b = environment("a"), environment("b")
-    items = drift_items(env_a, 3000)
+    items = drift_items(env_a, 3000, seed=11)
     first, second = items[: len(items) // 2], items[len(items) // 2 :]
     produce(kafka_bootstrap, first)
     a = start(env_a, "a")
     a.wait_for(lambda: a.counts() == expected_counts(env_a, first), 90, "first half counted")
     assert a.stop() == 0  # SIGTERM: a final checkpoint to the state topic
-    state_after_a = topic_state(env_a)
+    state_after_a = topic_state(env_a, PARTITIONS)
 
     b = start(env_b, "b")  # another host: its snapshot directory is empty
     b.wait_ready()
@@ -138,10 +99,10 @@ def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_sta
     produce(kafka_bootstrap, second)
     b.wait_for(lambda: b.counts() == expected_counts(env_a, items), 90, "every event counted once")
     assert b.stop() == 0
-    assert topic_state(env_b) != state_after_a
+    assert topic_state(env_b, PARTITIONS) != state_after_a
 
     ref = reference_run(kafka_bootstrap, env_a, tmp_path, items)
-    assert topic_state(env_b) == topic_state(ref)
+    assert topic_state(env_b, PARTITIONS) == topic_state(ref, PARTITIONS)
     assert sorted(set(alert_ids(kafka_bootstrap, env_b))) == sorted(set(alert_ids(kafka_bootstrap, ref)))
 
 
@@ -151,7 +112,7 @@ def test_workers_joining_and_killed_in_one_group_end_with_the_state_of_one_unint
     environment, start = group
     envs = {name: environment(name) for name in ("a", "b", "c")}
     env = envs["a"]
-    items = drift_items(env, 6000)
+    items = drift_items(env, 6000, seed=11)
     thirds = [items[i * len(items) // 3 : (i + 1) * len(items) // 3] for i in range(3)]
 
     produce(kafka_bootstrap, thirds[0])
@@ -168,7 +129,7 @@ def test_workers_joining_and_killed_in_one_group_end_with_the_state_of_one_unint
     assert c.stop() == 0 and b.stop() == 0
 
     ref = reference_run(kafka_bootstrap, env, tmp_path, items)
-    assert topic_state(env) == topic_state(ref)
+    assert topic_state(env, PARTITIONS) == topic_state(ref, PARTITIONS)
     assert set(alert_ids(kafka_bootstrap, env)) == set(alert_ids(kafka_bootstrap, ref))
     assert any("data_drift" in line for line in (tmp_path / "worker-reference.log").read_text().splitlines())
 

@@ -1,0 +1,51 @@
+"""Helpers of the state-topic and exactly-once tests: a drifting stream spread over partitions, the counts it
+should give, and the state a group committed to its state topic."""
+
+from __future__ import annotations
+
+import orjson
+
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.synthetic import generate
+from streamdrift.runtime.statetopic import StateTopic
+from streams import state_bytes
+from worker_process import worker_settings
+
+
+def topic(env: dict, name: str) -> str:
+    return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
+
+
+def drift_items(env: dict, n: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+    """The demo stream (credit-risk drifts at its 1000th prediction), three copies of each model so that every
+    partition has some: (topic, key, value) in production order."""
+    names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
+    out = []
+    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0):
+        for copy in range(3):
+            event = {**e, "model_id": f"{e['model_id']}-{copy}", "event_id": f"{e['event_id']}-{copy}"}
+            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[str, tuple[int, int]]:
+    """Per model, (predictions, feedback) in ``items``: what the workers must count."""
+    out: dict[str, list[int]] = {}
+    for t, key, _ in items:
+        out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
+    return {m: (c[0], c[1]) for m, c in out.items()}
+
+
+def topic_state(env: dict, partitions: int) -> dict[int, tuple[dict[str, int], bytes]]:
+    """Per partition of the state topic: the input offsets (by the topic's kind, not its prefix) and the models'
+    state bytes committed there, read under the seal of the workers started with ``env``."""
+    settings = worker_settings(env)
+    restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(partitions)))
+    out = {}
+    for p, (snap, _) in restored.items():
+        if snap is None:  # no model of the stream hashes to p
+            continue
+        monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in snap.models.items()}
+        offsets = {t.rsplit(".", 1)[1]: o for t, o in snap.offsets.items()}
+        out[p] = (offsets, state_bytes(monitors))
+    return out
