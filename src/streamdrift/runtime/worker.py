@@ -10,7 +10,7 @@ the merge releases: the loop ``streamdrift replay`` runs over files too. The
 worker keeps what is Kafka's: consumer lag, producing drift events (stamped
 ``emitted_at`` on the wall clock) and dead letters, checkpoints.
 
-Checkpoint protocol (``Worker.checkpoint``), in this order:
+Checkpoint protocol (``Worker.checkpoint``) with ``state_store = "local"``, in this order:
 
 1. Flush the producer and check that every drift event and dead letter
    produced so far was delivered; if not, stop before anything is committed.
@@ -23,10 +23,10 @@ Checkpoint protocol (``Worker.checkpoint``), in this order:
    for the child; the next checkpoint, a rebalance or the shutdown waits too.
    With ``snapshot_fork`` off (or where fork fails) the loop captures and
    encodes, and the thread writes: no copy of the heap, a longer pause.
-4. Once the files are durable, the consume loop commits exactly those offsets
+3. Once the files are durable, the consume loop commits exactly those offsets
    to the consumer group (partitions lost meanwhile are left out).
 
-With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) steps 2-4 are:
+With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) step 1 is the same, then:
 
 2. Produce, to partition p of the state topic, the state of each model changed
    since the last checkpoint (to the slot its committed state is not in), then
@@ -38,13 +38,11 @@ With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) steps 2-
    it reflects) is written in the background as in step 2 above; its failure
    only costs a longer restore.
 
-On assignment a partition is restored from the state topic read to its end
-(read_committed): from the local cache plus the records after it where the
-cache is still valid, else from the topic alone; it resumes at the offsets
-stored with that state, whichever worker wrote it.
-
-On assignment a partition's snapshot is loaded and consumption resumes at the
-offsets stored *in the snapshot*; with no snapshot it resumes at the group's
+On assignment a partition is restored, and consumption resumes at the offsets
+stored *with its state*, whichever worker wrote it. With the state topic: read
+to its end (read_committed), from the local cache plus the records after it
+where the cache is still valid, else from the topic alone. With the local
+store: its snapshot file. With no state at all it resumes at the group's
 committed offsets (or the beginning) with fresh state. After a crash the
 events after the last snapshot are consumed again and, since state depends
 only on events and their order, give the same state and the same drift events
@@ -86,7 +84,6 @@ from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.state import Snapshot
-from streamdrift.core.summary import MonitorSummary
 from streamdrift.runtime import kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError, TransactionError
@@ -929,10 +926,6 @@ class Worker:
         self.m_snapshot_s.set(time.monotonic() - started)
 
     # -- views for the HTTP thread ----------------------------------------
-
-    def _summaries(self) -> dict[str, MonitorSummary]:
-        with self.lock:
-            return {m: mon.summary() for st in self.partitions.values() for m, mon in st.engine.monitors.items()}
 
     def status(self) -> dict:
         with self.lock:
