@@ -87,6 +87,38 @@ def test_redacted_hides_secrets_put_in_the_librdkafka_extras() -> None:
     assert s.kafka.librdkafka()["sasl.password"] == "hunter2"  # the clients still get it
 
 
+# Every librdkafka property whose value can hold a secret: those librdkafka itself marks sensitive
+# (_RK_SENSITIVE in rdkafka_conf.c), the OIDC client-assertion ones, and the kinit command (a shell line).
+SECRET_PROPERTIES = {
+    "sasl.username": "u5er",
+    "sasl.password": "pa55",
+    "sasl.oauthbearer.config": "principal=admin extension_token=0auth",
+    "sasl.oauthbearer.client.secret": "c1ient",
+    "sasl.oauthbearer.assertion.private.key.passphrase": "pa55phrase",
+    "sasl.oauthbearer.assertion.private.key.pem": "-----BEGIN PRIVATE KEY-----pr1v",
+    "sasl.oauthbearer.assertion.private.key.file": "/run/secrets/a55ertion.pem",
+    "sasl.oauthbearer.assertion.file": "/run/secrets/a55ertion.jwt",
+    "sasl.kerberos.keytab": "/run/secrets/keyt4b",
+    "sasl.kerberos.kinit.cmd": "echo k1nitpw | kinit admin",
+    "ssl.key.location": "/run/secrets/c1ient.key",
+    "ssl.key.password": "k3ypw",
+    "ssl.key.pem": "-----BEGIN PRIVATE KEY-----k3ypem",
+    "ssl_key": "k3yobj",
+    "ssl.ca.pem": "-----BEGIN CERTIFICATE-----c4pem",
+    "ssl.keystore.password": "st0re",
+}
+
+
+@pytest.mark.parametrize("section", ["extra", "consumer_extra"])
+def test_redacted_hides_every_librdkafka_property_that_can_carry_a_secret(section: str) -> None:
+    """Issue 17 review: sasl.oauthbearer.config (and others without a secret-looking word) were logged in clear."""
+    s = Settings(kafka={section: {**SECRET_PROPERTIES, "client.rack": "eu-1a"}})
+    shown = s.redacted()["kafka"][section]
+    leaked = [name for name, value in SECRET_PROPERTIES.items() if shown[name] != "**********"]
+    assert leaked == []
+    assert shown["client.rack"] == "eu-1a"
+
+
 def test_bounds_and_privacy_settings_reach_the_decoder() -> None:
     s = Settings(max_event_time_skew_s=60, privacy={"redact_values": False, "hash_categories": True})
     bounds = s.input_bounds()

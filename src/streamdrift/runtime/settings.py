@@ -90,8 +90,13 @@ class PrivacySettings(_Section):
     hash_categories: bool = Field(False, description="every string feature value is tracked as a hash")
 
 
-# The librdkafka properties whose values `Settings.redacted` hides: any name with one of these words.
-_SECRET_WORDS = ("password", "secret", "key", "token", "credentials")
+# The librdkafka properties whose values `Settings.redacted` hides. Those librdkafka marks sensitive
+# (``_RK_SENSITIVE`` in rdkafka_conf.c) whose names carry no secret-looking word, the Kerberos kinit
+# command (a shell line, which may hold a password) ...
+_SECRET_PROPERTIES = frozenset({"sasl.username", "sasl.oauthbearer.config", "sasl.kerberos.kinit.cmd", "ssl.ca.pem"})
+# ... and any name with one of these words: ``*.password``, ``*.secret``, ``ssl.key.*``, ``ssl_key``,
+# ``*.keystore.*``, ``*.keytab``, ``sasl.oauthbearer.assertion.*`` (OIDC client assertions and their keys).
+_SECRET_WORDS = ("password", "passphrase", "secret", "key", "token", "credential", "assertion", "pem", "jaas")
 
 
 class TopicSettings(_Section):
@@ -244,15 +249,20 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict:
         """The settings as a dict safe to log: SecretStr prints as '**********', and so does any value of
-        ``kafka.extra`` / ``kafka.consumer_extra`` whose property name looks secret (``sasl.password``,
-        ``sasl.oauthbearer.client.secret``, ``ssl.key.pem``...)."""
+        ``kafka.extra`` / ``kafka.consumer_extra`` whose property can carry a secret (``sasl.password``,
+        ``sasl.oauthbearer.config``, ``sasl.oauthbearer.client.secret``, ``ssl.key.pem``...: ``_is_secret``)."""
         doc = orjson.loads(orjson.dumps(self.model_dump(mode="json")))
         for section in ("extra", "consumer_extra"):
             properties = doc["kafka"][section]
             for name in properties:
-                if any(word in name.lower() for word in _SECRET_WORDS):
+                if _is_secret(name):
                     properties[name] = "**********"
         return doc
+
+
+def _is_secret(librdkafka_property: str) -> bool:
+    name = librdkafka_property.lower()
+    return name in _SECRET_PROPERTIES or any(word in name for word in _SECRET_WORDS)
 
 
 def _section_model(annotation: object) -> type[BaseModel] | None:
