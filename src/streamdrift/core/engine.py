@@ -75,6 +75,7 @@ from streamdrift.core.config import InputBounds
 from streamdrift.core.decode import DEFAULT_BOUNDS, decode_feedback, decode_predictions
 from streamdrift.core.merge import EpochMerge, Forced
 from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.protocols import State
 from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
 from streamdrift.core.state import Snapshot
 
@@ -213,14 +214,24 @@ class PartitionEngine:
         self.event_clock = float((snapshot.merge or {}).get(EVENT_CLOCK, latest))
         self._evict_idle()  # a store that kept an evicted model's record gives it back: drop it again
 
-    def snapshot(self) -> Snapshot:
-        """The state to checkpoint: the monitors, the merge's epochs and the offsets they reflect."""
+    def snapshot(self, models: Collection[str] | None = None) -> Snapshot:
+        """The state to checkpoint: the monitors, the merge's epochs and the offsets they reflect.
+
+        ``models``: only the states of those monitored now (the ones changed since the last checkpoint,
+        for a store that writes per model); all of them where None.
+        """
+        chosen = self.monitors if models is None else [m for m in sorted(models) if m in self.monitors]
         return Snapshot(
             self.partition,
             dict(self.offsets),
-            {model_id: monitor.state() for model_id, monitor in self.monitors.items()},
-            {**self.merge.state(), EVENT_CLOCK: self.event_clock},
+            {model_id: self.monitors[model_id].state() for model_id in chosen},
+            self.partition_state(),
         )
+
+    def partition_state(self) -> State:
+        """What the partition keeps besides its models (``Snapshot.merge``): the merge's epochs and the
+        event clock, which no model's last event time may tell (its model evicted, or over ``max_models``)."""
+        return {**self.merge.state(), EVENT_CLOCK: self.event_clock}
 
     # -- the loop -------------------------------------------------------------
 

@@ -776,11 +776,9 @@ class Worker:
         with self.lock, _gc_paused():
             for p in chosen:
                 state = self.partitions[p]
-                engine = state.engine
-                changed = {m: engine.monitors[m].state() for m in sorted(state.changed) if m in engine.monitors}
-                snapshot = Snapshot(p, dict(engine.offsets), changed, engine.merge.state())
+                snapshot = state.engine.snapshot(state.changed)  # those evicted meanwhile left out
                 records, changelog = statetopic.checkpoint_records(
-                    snapshot, changed, state.changelog, config, self.chunk_bytes
+                    snapshot, snapshot.models, state.changelog, config, self.chunk_bytes
                 )
                 for record in records:
                     self._produce_state(p, record, on_delivery)
