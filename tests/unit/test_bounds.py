@@ -10,8 +10,10 @@ import orjson
 import pytest
 
 from streamdrift.core import decode
-from streamdrift.core.config import InputBounds
+from streamdrift.core.config import InputBounds, MonitorSettings
 from streamdrift.core.decode import category_hash, decode_feedback, decode_predictions
+from streamdrift.core.engine import PartitionEngine
+from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
 
 NOW_MS = 1_700_000_000_000
@@ -100,12 +102,47 @@ def test_an_event_time_far_ahead_of_the_kafka_timestamp_is_rejected(path) -> Non
     assert _counted(decode_predictions(_poll([_prediction(i, timestamp=1) for i in range(10)]))) == 10
 
 
-def test_the_skew_rule_needs_a_kafka_timestamp(path) -> None:
-    """Records without one (0 or -1) are not judged; replay stamps each record with its own event time."""
+def test_without_require_record_time_a_record_lacking_a_kafka_timestamp_is_not_judged(path) -> None:
+    """Replay files and the Python API have no Kafka timestamps (replay stamps each record with its own event time)."""
     events = [_prediction(i, timestamp=YEAR_9999) for i in range(10)]
     for unknown in (0, -1):
         assert _counted(decode_predictions(_poll(events, timestamp_ms=unknown))) == 10
     assert _counted(decode_predictions(_poll(events, timestamp_ms=YEAR_9999 * 1000))) == 10
+
+
+NO_RECORD_TIME = "record has no Kafka timestamp (0 or less): its field 'timestamp' cannot be bounded"
+
+
+@pytest.mark.parametrize("unknown", [0, -1])
+def test_with_require_record_time_a_record_lacking_a_kafka_timestamp_is_rejected(path, unknown: int) -> None:
+    """Issue 17 review, hole 1: the skew bound was skipped for such a record, whatever its event time."""
+    messages = _poll([_prediction(i) for i in range(10)])
+    for i in (3, 8):
+        messages[i].timestamp_ms = unknown
+    batches, rejected = decode_predictions(messages, require_record_time=True)
+    assert {r.message.offset: r.reason for r in rejected} == {3: NO_RECORD_TIME, 8: NO_RECORD_TIME}
+    assert _counted((batches, rejected)) == 8
+    feedback = [{"event_id": f"e{i}", "model_id": "m", "timestamp": 1_700_000_000, "label": 1} for i in range(10)]
+    result = decode_feedback(_poll(feedback, "feedback", timestamp_ms=unknown), require_record_time=True)
+    assert _counted(result) == 0 and set(_rejected(result).values()) == {NO_RECORD_TIME}
+
+
+@pytest.mark.parametrize("unknown", [0, -1])
+def test_a_far_future_record_without_a_kafka_timestamp_cannot_evict_the_models(path, unknown: int) -> None:
+    """Issue 17 review, hole 1: one such record moved the partition's event clock to the year 9999, and the
+    idle TTL then evicted every model. The engine (the worker's) dead-letters it instead."""
+    engine = PartitionEngine(
+        0, "predictions", "feedback", monitor_factory(MonitorSettings()), epoch_ms=1000, model_idle_ttl_s=86400
+    )
+    events = [_prediction(i, model_id=f"m{i % 3}") for i in range(30)]
+    events.insert(15, _prediction(99, model_id="intruder", timestamp=YEAR_9999))
+    messages = [RawMessage("predictions", 0, i, None, orjson.dumps(e), NOW_MS + i) for i, e in enumerate(events)]
+    messages[15].timestamp_ms = unknown
+    engine.add("predictions", messages)
+    out = engine.release(ended={"predictions", "feedback"})
+    assert [(r.message.offset, r.reason) for r in out.rejected] == [(15, NO_RECORD_TIME)]
+    assert engine.evicted_models == 0 and sorted(engine.monitors) == ["m0", "m1", "m2"]
+    assert engine.event_clock == NOW_MS / 1000 + 29
 
 
 def test_the_skew_bound_is_a_setting(path) -> None:

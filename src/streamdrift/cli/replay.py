@@ -138,6 +138,7 @@ class Replay:
             max_models=self.settings.max_models,
             batch_size=self.settings.batch_size,
             on_batch=self._observed,
+            require_record_time=False,  # a file's records have no Kafka timestamps: each is stamped with its event time
         )
         self.models: dict[str, ModelReport] = {}
         self.traces: dict[str, Trace] = {}

@@ -49,9 +49,13 @@ damaging a model for good:
 - a string (feature value, prediction, label) has at most
   ``max_string_chars`` characters (1024);
 - the event time is at most ``max_event_time_skew_s`` (one day) ahead of the
-  record's Kafka timestamp (``RawMessage.timestamp_ms``; not checked where it
-  is unknown, 0 or less): one event stamped in the year 9999 would otherwise
-  move the model's event-time clock there.
+  record's Kafka timestamp (``RawMessage.timestamp_ms``): one event stamped in
+  the year 9999 would otherwise move the model's event-time clock there. With
+  ``require_record_time`` (the worker's engine), a record without a Kafka
+  timestamp (0 or less) is rejected, since its event time cannot be bounded: a
+  Kafka 4 broker stamps every record, so only a producer that sets 0 on purpose
+  writes one. Without it (replay files, the Python API: no Kafka timestamps)
+  such a record is not judged.
 
 Reasons name the field and the rule, and show the offending value only with
 ``redact_values = false``. String feature values longer than
@@ -134,7 +138,7 @@ class _Invalid(Exception):
 
 
 def decode_predictions(
-    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS
+    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS, *, require_record_time: bool = False
 ) -> tuple[list[PredictionBatch], list[Rejected]]:
     """Decode prediction messages into one batch per (model_id, partition).
 
@@ -144,6 +148,8 @@ def decode_predictions(
         Raw messages of the predictions topic, in the order received.
     bounds
         What values and event times are accepted, and what reasons show.
+    require_record_time
+        Reject a record without a Kafka timestamp (``timestamp_ms`` 0 or less).
 
     Returns
     -------
@@ -176,13 +182,13 @@ def decode_predictions(
     12 field 'score' must be a number in [0, 1], got boolean
     13 tombstone: message has no value
     """
-    batches, rejected = _decode(messages, _prediction_row, _prediction_batch, bounds)
+    batches, rejected = _decode(messages, _prediction_row, _prediction_batch, bounds, require_record_time)
     _hide_long_categories(batches, bounds)
     return batches, rejected
 
 
 def decode_feedback(
-    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS
+    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS, *, require_record_time: bool = False
 ) -> tuple[list[FeedbackBatch], list[Rejected]]:
     """Decode feedback messages into one batch per (model_id, partition).
 
@@ -192,6 +198,8 @@ def decode_feedback(
         Raw messages of the feedback topic, in the order received.
     bounds
         What values and event times are accepted, and what reasons show.
+    require_record_time
+        Reject a record without a Kafka timestamp (``timestamp_ms`` 0 or less).
 
     Returns
     -------
@@ -200,20 +208,27 @@ def decode_feedback(
         ``predictions`` holds None and ``scores`` NaN where a feedback event
         does not carry the prediction it grades.
     """
-    return _decode(messages, _feedback_row, _feedback_batch, bounds)
+    return _decode(messages, _feedback_row, _feedback_batch, bounds, require_record_time)
 
 
-def _decode(messages: Sequence[RawMessage], parse, build, bounds: InputBounds) -> tuple[list, list[Rejected]]:
+def _decode(
+    messages: Sequence[RawMessage], parse, build, bounds: InputBounds, require_record_time: bool
+) -> tuple[list, list[Rejected]]:
     """Validate and group: the C reader's whole-poll path when it can vouch for every message, else row by row."""
     if _speedups is not None and len(messages) >= _FAST_MIN:
-        fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages, bounds)
-        if fast is not None:
-            return fast, []
-    return _decode_rows(messages, parse, build, bounds)
+        if not (require_record_time and any(m.timestamp_ms <= 0 for m in messages)):  # else the reference names them
+            fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages, bounds)
+            if fast is not None:
+                return fast, []
+    return _decode_rows(messages, parse, build, bounds, require_record_time)
 
 
 def _decode_rows(
-    messages: Sequence[RawMessage], parse, build, bounds: InputBounds = DEFAULT_BOUNDS
+    messages: Sequence[RawMessage],
+    parse,
+    build,
+    bounds: InputBounds = DEFAULT_BOUNDS,
+    require_record_time: bool = False,
 ) -> tuple[list, list[Rejected]]:
     """Validate each message with ``parse`` into a row tuple; group rows per (model_id, partition).
 
@@ -227,7 +242,7 @@ def _decode_rows(
         try:
             event = _load(message.value)
             event_id, model_id, version, timestamp = _header(event, message.key, keys)
-            _check_skew(timestamp, message.timestamp_ms, bounds)
+            _check_skew(timestamp, message.timestamp_ms, bounds, require_record_time)
             row = (message.offset, event_id, version, timestamp, event["timestamp"], *parse(event, bounds))
         except _Invalid as exc:
             rejected.append(Rejected(message, exc.reason(bounds.redact_values)))
@@ -649,8 +664,12 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
     return event_id, model_id, version, _timestamp(event.get("timestamp", _MISSING))
 
 
-def _check_skew(event_time: float, kafka_timestamp_ms: int, bounds: InputBounds) -> None:
-    if kafka_timestamp_ms > 0 and event_time - kafka_timestamp_ms / 1000 > bounds.max_event_time_skew_s:
+def _check_skew(event_time: float, kafka_timestamp_ms: int, bounds: InputBounds, require_record_time: bool) -> None:
+    if kafka_timestamp_ms <= 0:
+        if require_record_time:
+            raise _Invalid("record has no Kafka timestamp (0 or less): its field 'timestamp' cannot be bounded")
+        return
+    if event_time - kafka_timestamp_ms / 1000 > bounds.max_event_time_skew_s:
         raise _Invalid(
             f"field 'timestamp' must be at most {bounds.max_event_time_skew_s:g} s ahead of the record's Kafka timestamp"
         )

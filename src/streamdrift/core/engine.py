@@ -160,6 +160,10 @@ class PartitionEngine:
         What the decoder accepts (``config.InputBounds``).
     model_idle_ttl_s
         Event time after which a model without events is evicted; None: never.
+    require_record_time
+        Dead-letter a record without a Kafka timestamp (0 or less), whose event time the skew bound
+        cannot judge (``decode``). False only where records have no Kafka timestamps of their own
+        (replay stamps each with its event time).
     """
 
     def __init__(
@@ -177,6 +181,7 @@ class PartitionEngine:
         budget: ModelBudget | None = None,
         bounds: InputBounds = DEFAULT_BOUNDS,
         model_idle_ttl_s: float | None = None,
+        require_record_time: bool = True,
     ):
         self.partition = partition
         self.predictions = predictions
@@ -191,6 +196,7 @@ class PartitionEngine:
         self.budget = budget if budget is not None else ModelBudget(max_models, lambda: len(self.monitors))
         self.bounds = bounds
         self.model_idle_ttl_s = model_idle_ttl_s
+        self.require_record_time = require_record_time
         self.event_clock = 0.0  # the latest event time decoded (epoch seconds), both topics
         # counters since this engine was made (not snapshotted)
         self.unmonitored_events = 0  # events of models over max_models
@@ -280,8 +286,8 @@ class PartitionEngine:
 
     def _decode(self, topic: str, sliced: list[RawMessage]) -> tuple[list[Any], list[Rejected]]:
         if topic == self.predictions:
-            return decode_predictions(sliced, self.bounds)
-        return decode_feedback(sliced, self.bounds)
+            return decode_predictions(sliced, self.bounds, require_record_time=self.require_record_time)
+        return decode_feedback(sliced, self.bounds, require_record_time=self.require_record_time)
 
     def _first_gap(self, batches: list[Any], clocks: _RowClocks) -> int | None:
         """The offset of the first row, not first of its batch, at which its model is idle; None if none."""
