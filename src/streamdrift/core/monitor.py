@@ -53,12 +53,10 @@ from streamdrift.core.metrics import (
 from streamdrift.core.metrics.regression import counted_rows
 from streamdrift.core.policy import AlertPolicy, action_for, drift_event, rfc3339
 from streamdrift.core.records import FeedbackBatch, PredictionBatch
-from streamdrift.core.sketch import StreamSketch
+from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION, StreamSketch
 from streamdrift.core.stats import chi2_critical
 from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
 
-NO_VERSION = "__none__"  # the version key of predictions without a model_version (as VersionComparison's)
-OTHER_VERSION = "__other__"  # versions over max_versions, counted together
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
 STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
 QUALITY_RATES = ("missing_rate", "missing_rate_ref", "invalid_rate", "out_of_range_rate", "new_category_rate")
@@ -125,7 +123,9 @@ class ModelMonitor:
 
     def _sketch(self, max_columns: int, state: dict | None) -> StreamSketch:
         s = self.settings
-        return StreamSketch(s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns, state)
+        return StreamSketch(
+            s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns, state, s.max_versions
+        )
 
     def _reset(self, state: dict | None = None) -> None:
         """A fresh monitor; its sketches restored from ``state`` if given (``from_state`` loads the rest)."""
@@ -230,7 +230,10 @@ class ModelMonitor:
         self.last_version = batch.model_versions[-1]
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
         events = []
-        for scored in self.features.update(batch.features, batch.offsets, batch.timestamps, batch.numeric_features):
+        versions = batch.model_versions
+        for scored in self.features.update(
+            batch.features, batch.offsets, batch.timestamps, batch.numeric_features, versions
+        ):
             events += self._drift("data_drift", scored, batch)
             events += self._data_quality(scored, batch)
         outputs = {"prediction": batch.predictions}
@@ -238,7 +241,7 @@ class ModelMonitor:
         some_unscored = np.logical_or.reduce(unscored)  # usually not: then all() need not be asked
         if not some_unscored or not np.logical_and.reduce(unscored):
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
-        for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps):
+        for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps, versions=versions):
             events += self._drift("prediction_drift", scored, batch)
         scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
         if len(scored_rows):
@@ -293,7 +296,9 @@ class ModelMonitor:
         self.feedback_total += len(batch)
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
         events = []
-        for scored in self.labels.update({"label": batch.labels}, batch.offsets, batch.timestamps):
+        for scored in self.labels.update(
+            {"label": batch.labels}, batch.offsets, batch.timestamps, versions=batch.model_versions
+        ):
             events += self._drift("label_drift", scored, batch)
         graded = self.join.add_feedback(
             batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
@@ -588,6 +593,7 @@ class ModelMonitor:
                 row,
                 top,
                 details,
+                versions=scored["versions"],
             )
         ]
 
@@ -625,6 +631,7 @@ class ModelMonitor:
                 row,
                 [{"feature": f, "score": r} for f, r in most],
                 {"rates": {f: quality[f] for f, _ in most}},
+                versions=scored["versions"],
             )
         ]
 
@@ -644,8 +651,9 @@ class ModelMonitor:
         versions: dict[str, int] | None = None,
         start_stream: str | None = None,
     ) -> dict:
-        """A drift event raised at ``row`` of ``batch``. ``versions``: predictions per model version in the
-        window (label-based kinds), whose busiest one the event names; else the row's version.
+        """A drift event raised at ``row`` of ``batch``. ``versions``: events per model version in the window
+        (the sketch's rows, or the joined predictions of label-based kinds), whose busiest one the event
+        names, ties broken by name; without them (a snapshot from before they were counted), the row's version.
         ``start_stream``: the stream of the window's first event, when not the batch's."""
         self.drift_events[kind] = self.drift_events.get(kind, 0) + 1
         window = dict(window)

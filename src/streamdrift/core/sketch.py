@@ -38,6 +38,7 @@ Examples
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -311,6 +312,100 @@ class _Shape:
         return shape
 
 
+NO_VERSION = "__none__"  # the version key of rows without a model_version
+OTHER_VERSION = "__other__"  # the rows of versions over the bound, counted together
+
+
+class VersionTally:
+    """Rows per model version in each sub-window of a ring, bounded.
+
+    A drift event of a window names the window's busiest version, so the counts
+    close and roll with the sketch's sub-windows (``StreamSketch.update``): they
+    depend on the rows and their order only. At most ``max_versions`` names are
+    counted at a time, first come first counted; rows of further versions count
+    as ``__other__``. A name no sub-window counts any more is forgotten when its
+    last sub-window is cleared, so a model that moves from version to version
+    keeps naming them, and a stream of unique versions costs at most
+    ``max_versions + 1`` columns.
+
+    Examples
+    --------
+    >>> tally = VersionTally(slots=2, max_versions=2)
+    >>> tally.add(0, ["v1", "v1", "v2", None])
+    >>> tally.window()
+    {'__other__': 1, 'v1': 2, 'v2': 1}
+    >>> tally.clear(1); tally.add(1, ["v3"]); tally.window()["__other__"]
+    2
+    >>> tally.clear(0); tally.window(), tally.names
+    ({'__other__': 1}, ['__other__'])
+    >>> tally.add(0, ["v3"]); tally.window()
+    {'__other__': 1, 'v3': 1}
+    """
+
+    def __init__(self, slots: int, max_versions: int, dtype: np.dtype[np.integer[Any]] | None = None):
+        self.max_versions = max_versions
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        self.counts: NDArray[np.integer[Any]] = np.zeros((slots, 0), dtype=dtype or np.dtype(np.uint32))
+
+    def add(self, slot: int, versions: Sequence[str | None]) -> None:
+        """Count ``versions`` (one per row, None: no version) into sub-window ``slot``."""
+        if not versions:
+            return
+        first = versions[0]
+        if versions.count(first) == len(versions):  # the usual batch: one version throughout
+            tallied: Mapping[str | None, int] = {first: len(versions)}
+        else:
+            tallied = Counter(versions)
+        index = self._index
+        for version, n in tallied.items():
+            key = NO_VERSION if version is None else version
+            column = index.get(key)
+            if column is None:
+                column = self._column(key)
+            self.counts[slot, column] += n
+
+    def _column(self, key: str) -> int:
+        """The column of a version not counted yet: a new one, or ``__other__``'s past the bound."""
+        tracked = len(self.names) - (OTHER_VERSION in self._index)
+        if tracked >= self.max_versions:
+            key = OTHER_VERSION
+            if key in self._index:
+                return self._index[key]
+        self._index[key] = len(self.names)
+        self.names.append(key)
+        self.counts = np.pad(self.counts, ((0, 0), (0, 1)))
+        return self._index[key]
+
+    def clear(self, slot: int) -> None:
+        """Sub-window ``slot`` starts again: its counts go, and the names no sub-window counts any more."""
+        self.counts[slot] = 0
+        if not self.names:
+            return
+        live = np.logical_or.reduce(self.counts != 0, axis=0)
+        if not np.logical_and.reduce(live):
+            self._keep(live)
+
+    def _keep(self, live: NDArray[np.bool_]) -> None:
+        self.names = [name for name, kept in zip(self.names, live.tolist()) if kept]
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self.counts = self.counts[:, live]
+
+    def window(self) -> dict[str, int]:
+        """Rows per version over the whole ring (versions with rows only), by name."""
+        totals = np.add.reduce(self.counts, axis=0, dtype=np.int64).tolist()
+        return {name: n for name, n in sorted(zip(self.names, totals)) if n}
+
+    def state(self) -> State:
+        return {"names": list(self.names), "counts": self.counts.copy()}
+
+    def load_state(self, state: State) -> None:
+        self.names = list(state["names"])
+        self._index = {name: i for i, name in enumerate(self.names)}
+        slots = self.counts.shape[0]
+        self.counts = np.array(state["counts"], dtype=self.counts.dtype).reshape(slots, len(self.names))
+
+
 class StreamSketch:
     """Reference + sliding window of binned counts for the columns of one stream.
 
@@ -328,6 +423,8 @@ class StreamSketch:
         Categories tracked per column; others fall into "other".
     max_columns
         Columns tracked; columns beyond it (by name order) are counted, not tracked.
+    max_versions
+        Model versions counted per window (``VersionTally``); others count as ``__other__``.
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
@@ -341,6 +438,7 @@ class StreamSketch:
         max_categories: int,
         max_columns: int,
         state: State | None = None,
+        max_versions: int = 10,
     ):
         self.reference_size = reference_size
         self.window_size = window_size
@@ -348,6 +446,7 @@ class StreamSketch:
         self.bins = bins
         self.max_categories = max_categories
         self.max_columns = max_columns
+        self.max_versions = max_versions
         if state is None:
             self._reset()
         else:  # restored: not made fresh first
@@ -371,6 +470,10 @@ class StreamSketch:
         self.slot = 0
         self.slots_filled = 0
         self.last_scores: dict[str, float] = {}
+        self.versions = self._version_tally()
+
+    def _version_tally(self) -> VersionTally:
+        return VersionTally(self.subwindows, self.max_versions, count_dtype(self.slot_size, unsigned=True))
 
     @property
     def ready(self) -> bool:
@@ -386,10 +489,13 @@ class StreamSketch:
         offsets: NDArray[np.int64],
         times: NDArray[np.float64],
         numeric: frozenset[str] | None = None,
+        versions: Sequence[str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """Add rows; return one score record per window completed within them.
 
         ``numeric``: names of columns known to hold only numbers and None (the decoder checked).
+        ``versions``: each row's model version (None: it has none), counted per sub-window: a score
+        record's ``versions`` are the window's rows per version.
         """
         n = len(offsets)
         results: list[dict[str, Any]] = []
@@ -409,6 +515,8 @@ class StreamSketch:
             filled = int(self.slot_rows[self.slot])
             stop = min(n, start + slot_size - filled)
             self._add_slot(bins[:, start - first : stop - first], offsets, times, start, stop, filled)
+            if versions is not None:
+                self.versions.add(self.slot, versions[start:stop])
             full = filled + stop - start == slot_size
             start = stop
             if full:
@@ -418,6 +526,7 @@ class StreamSketch:
                 self.slot = (self.slot + 1) % self.subwindows
                 self.ring[self.slot] = 0
                 self.slot_rows[self.slot] = 0
+                self.versions.clear(self.slot)
         self.rows += n
         return results
 
@@ -606,6 +715,7 @@ class StreamSketch:
             "names": names,
             "stats": stats,
             "quality": quality,
+            "versions": self.versions.window(),
             "window": {
                 "start_time": float(self.slot_times[oldest, 0]),
                 "end_time": time,
@@ -636,6 +746,7 @@ class StreamSketch:
             "slot": self.slot,
             "slots_filled": self.slots_filled,
             "last_scores": list(self.last_scores.values()),  # in column order
+            "versions": self.versions.state(),
         }
 
     def _layout_json(self) -> orjson.Fragment:
@@ -692,6 +803,9 @@ class StreamSketch:
         self.slot = state["slot"]
         self.slots_filled = state["slots_filled"]
         self.last_scores = dict(zip(names, map(float, state["last_scores"])))
+        self.versions = self._version_tally()
+        if "versions" in state:  # snapshots written before windows counted versions have none: counted from here
+            self.versions.load_state(state["versions"])
 
     def __getattr__(self, name: str) -> Any:
         """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when
