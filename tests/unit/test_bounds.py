@@ -176,3 +176,28 @@ def test_long_category_values_are_tracked_as_hashes(path) -> None:
     (batch,), _ = decode_predictions(_poll(events), InputBounds(hash_categories=True))
     assert batch.features["c"] == [category_hash(long_value if i % 2 else "short") for i in range(10)]
     assert category_hash(long_value) != category_hash(long_value + "y")  # distinct values stay distinct
+
+
+def test_class_names_and_segment_names_and_values_are_bounded_and_never_quoted(path) -> None:
+    """Issue 17 review, hole 4: `scores` class names and `segment` names had no length bound, and reasons
+    quoted them (``field 'scores.<class>'``): they name the field and the rule, the value only when asked."""
+    secret = "123-45-6789"
+    events = [_prediction(i, scores={"a": 0.5}, segment={"country": "FR"}) for i in range(10)]
+    events[1]["scores"] = {secret: 1.5}
+    events[2]["scores"] = {"c" * 1025: 0.5}
+    events[3]["segment"] = {secret: None}
+    events[4]["segment"] = {"s" * 1025: "FR"}
+    events[5]["segment"] = {"country": secret * 100}
+    redacted = _rejected(decode_predictions(_poll(events)))
+    assert redacted == {
+        1: "field 'scores' must map each class to a number in [0, 1], got number",
+        2: "field 'scores' has a class name of 1025 characters, at most 1024 allowed",
+        3: "field 'segment' must map each name to a string, number or boolean, got null",
+        4: "field 'segment' has a name of 1025 characters, at most 1024 allowed",
+        5: "field 'segment' must map each name to a string of at most 1024 characters, got 1100 characters",
+    }
+    clear = _rejected(decode_predictions(_poll(events), InputBounds(redact_values=False)))
+    assert clear[1] == f"field 'scores.{secret}' must be a number in [0, 1], got 1.5"
+    assert clear[3] == f"field 'segment.{secret}' must be a string, number or boolean, got null"
+    assert secret in clear[5]
+    assert _counted(decode_predictions(_poll(events[6:] * 2))) == 8

@@ -97,7 +97,10 @@ class InputBounds(_Section):
         1e15, gt=0, le=1e150, description="numbers (features, prediction, label) of larger magnitude are rejected"
     )
     max_string_chars: int = Field(
-        1024, ge=1, description="strings (feature values, prediction, label) of more characters are rejected"
+        1024,
+        ge=1,
+        description="strings (feature values, prediction, label, segment names and values, class names) of more "
+        "characters are rejected",
     )
     max_event_time_skew_s: float = Field(
         86400, gt=0, description="event times further ahead of the record's Kafka timestamp are rejected"

@@ -46,8 +46,8 @@ damaging a model for good:
 
 - a number (feature value, prediction, label) has a magnitude of at most
   ``max_abs_number`` (1e15): squares and sums of squares stay finite;
-- a string (feature value, prediction, label) has at most
-  ``max_string_chars`` characters (1024);
+- a string (feature value, prediction, label, segment name or value, class
+  name in ``scores``) has at most ``max_string_chars`` characters (1024);
 - the event time is at most ``max_event_time_skew_s`` (one day) ahead of the
   record's Kafka timestamp (``RawMessage.timestamp_ms``): one event stamped in
   the year 9999 would otherwise move the model's event-time clock there. With
@@ -57,7 +57,8 @@ damaging a model for good:
   writes one. Without it (replay files, the Python API: no Kafka timestamps)
   such a record is not judged.
 
-Reasons name the field and the rule, and show the offending value only with
+Reasons name the field and the rule (``scores`` and ``segment``, not the class or
+segment name, which are users' values too), and show the offending value only with
 ``redact_values = false``. String feature values longer than
 ``max_category_length`` (or all of them, with ``hash_categories``) reach the
 monitors as ``#`` and 16 hex digits of their SHA-256, never in clear: a hash
@@ -259,8 +260,8 @@ def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
         _features(event, bounds),
         _scalar(event, "prediction", bounds),
         _score(event),
-        _class_scores(event),
-        _segment(event),
+        _class_scores(event, bounds),
+        _segment(event, bounds),
     )
 
 
@@ -379,10 +380,12 @@ def _decode_parsed(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT
         class_scores = (
             [None] * n
             if class_scores is None
-            else [None if d is None else _class_scores({"scores": d}) for d in class_scores]
+            else [None if d is None else _class_scores({"scores": d}, bounds) for d in class_scores]
         )
         segments = (
-            [None] * n if segments is None else [None if d is None else _segment({"segment": d}) for d in segments]
+            [None] * n
+            if segments is None
+            else [None if d is None else _segment({"segment": d}, bounds) for d in segments]
         )
     except _Invalid:
         return None
@@ -753,7 +756,8 @@ def _score(event: dict) -> float:
     raise _field_error("score", score, "a number in [0, 1]")
 
 
-def _class_scores(event: dict) -> dict[str, float] | None:
+def _class_scores(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict[str, float] | None:
+    """Class names are users' values: a reason names the field ``scores``, the class only when asked."""
     scores = event.get("scores", _MISSING)
     if scores is _MISSING:
         return None
@@ -761,15 +765,18 @@ def _class_scores(event: dict) -> dict[str, float] | None:
         raise _field_error("scores", scores, "an object of class to number in [0, 1]")
     has_int = False
     for name, p in scores.items():
+        _check_name_length("scores", "a class name", name, bounds)
         if type(p) not in _NUMBER or not 0 <= p <= 1:
-            raise _field_error(f"scores.{name}", p, "a number in [0, 1]")
+            raise _named_field_error("scores", "each class", name, p, "a number in [0, 1]")
         has_int = has_int or type(p) is int
     if has_int:  # a 0 or a 1: keep the values floats, as the column promises
         return {name: float(p) for name, p in scores.items()}
     return scores
 
 
-def _segment(event: dict) -> dict | None:
+def _segment(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict | None:
+    """Segment names and values are users' values: a reason names the field ``segment``, not them
+    (unless asked); both are length-bounded as other strings."""
     segment = event.get("segment", _MISSING)
     if segment is _MISSING:
         return None
@@ -777,10 +784,32 @@ def _segment(event: dict) -> dict | None:
         raise _field_error("segment", segment, "an object")
     if len(segment) > MAX_SEGMENT_ATTRIBUTES:
         raise _Invalid(f"field 'segment' has {len(segment)} names, at most 32 allowed")
-    if not _SCALAR.issuperset(map(type, segment.values())):
-        name, value = next((n, v) for n, v in segment.items() if type(v) not in _SCALAR)
-        raise _field_error(f"segment.{name}", value, "a string, number or boolean")
+    for name, value in segment.items():
+        _check_name_length("segment", "a name", name, bounds)
+        if type(value) not in _SCALAR:
+            raise _named_field_error("segment", "each name", name, value, "a string, number or boolean")
+        if type(value) is str and len(value) > bounds.max_string_chars:
+            expected = f"a string of at most {bounds.max_string_chars} characters"
+            raise _Invalid(
+                f"field 'segment' must map each name to {expected}, got {len(value)} characters",
+                f"field 'segment.{name}' must be {expected}, got {_clip(_show(value))}",
+            )
     return segment
+
+
+def _check_name_length(field: str, what: str, name: str, bounds: InputBounds) -> None:
+    if len(name) > bounds.max_string_chars:
+        rule = f"field '{field}' has {what} of {len(name)} characters, at most {bounds.max_string_chars} allowed"
+        raise _Invalid(rule, f"{rule}: {_clip(_show(name))}")
+
+
+def _named_field_error(field: str, each: str, name: str, value: object, expected: str) -> _Invalid:
+    """A breach in an object whose names are users' values (class names, segment names): the redacted
+    reason names the field only; the clear one names ``field.name`` and quotes the value."""
+    return _Invalid(
+        f"field '{field}' must map {each} to {expected}, got {_JSON_TYPE[type(value)]}",
+        f"field '{field}.{name}' must be {expected}, got {_clip(_show(value))}",
+    )
 
 
 def _field_error(name: str, value: object, expected: str) -> _Invalid:
