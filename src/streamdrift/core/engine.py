@@ -29,9 +29,11 @@ evicted for idleness, and lifts only when an operator removes the model's state.
 Which records of the failing batch came before the failing row, and are
 dead-lettered with it, depends on the slicing; the state does not.
 
-Bounds. ``max_models`` is asked of a `ModelBudget`, which a worker shares
-between its partitions' engines (``max_models`` per worker); events of a model
-that finds no room are counted, not monitored. With ``model_idle_ttl_s``, a
+Bounds. ``max_models`` bounds the models of this partition; events of a model
+that finds no room are counted, not monitored. A bound per partition, not per
+worker: a budget shared by a worker's partitions would make whether a model is
+admitted depend on which partitions the worker owns and how far each has got,
+so state would depend on the assignment and its timing, not on the log. With ``model_idle_ttl_s``, a
 model none of whose events came within that much *event time* of the
 partition's clock (the latest event time decoded, both topics) is evicted: its
 state dropped and counted, so a burst of one-off model ids cannot hold every
@@ -95,32 +97,6 @@ Batch: TypeAlias = PredictionBatch | FeedbackBatch
 BatchHook: TypeAlias = Callable[[str, Batch, bool, list[DriftEvent]], None]
 
 
-class ModelBudget:
-    """How many models may be monitored, and how many are: one budget per worker, shared by its engines.
-
-    Parameters
-    ----------
-    max_models
-        Models monitored in all.
-    count
-        ``() -> models monitored now``: the worker counts the monitors of the partitions it owns, so a
-        partition that moves away frees its slots without being told.
-
-    >>> budget = ModelBudget(2, lambda: 1)
-    >>> budget.has_room()
-    True
-    >>> ModelBudget(1, lambda: 1).has_room()
-    False
-    """
-
-    def __init__(self, max_models: int, count: Callable[[], int]):
-        self.max_models = max_models
-        self.count = count
-
-    def has_room(self) -> bool:
-        return self.count() < self.max_models
-
-
 @dataclass(slots=True)
 class Released:
     """What one ``release`` produced, in the order it was produced."""
@@ -147,15 +123,13 @@ class PartitionEngine:
     max_buffered
         Records the merge holds back per topic before it releases early (bounded memory over order).
     max_models
-        Models monitored by this engine, when no ``budget`` is given; events of more are counted in
+        Models monitored by this engine (this partition); events of more are counted in
         ``unmonitored_events``, not monitored.
     batch_size
         Records decoded at a time: a long run goes in slices (the same state, a smaller working set).
     on_batch
         Optional `BatchHook`, told of every decoded batch (a batch that quarantined its model counts as
         monitored: the model's state changed).
-    budget
-        A `ModelBudget` shared with other engines (a worker's), instead of ``max_models``.
     bounds
         What the decoder accepts (``config.InputBounds``).
     model_idle_ttl_s
@@ -178,7 +152,6 @@ class PartitionEngine:
         max_models: int = 10_000,
         batch_size: int = 1000,
         on_batch: BatchHook | None = None,
-        budget: ModelBudget | None = None,
         bounds: InputBounds = DEFAULT_BOUNDS,
         model_idle_ttl_s: float | None = None,
         require_record_time: bool = True,
@@ -193,7 +166,6 @@ class PartitionEngine:
         self.merge = EpochMerge(epoch_ms, (predictions, feedback), max_buffered=max_buffered)
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume (of the records released)
         self.monitors: dict[str, ModelMonitor] = {}
-        self.budget = budget if budget is not None else ModelBudget(max_models, lambda: len(self.monitors))
         self.bounds = bounds
         self.model_idle_ttl_s = model_idle_ttl_s
         self.require_record_time = require_record_time
@@ -364,7 +336,7 @@ class PartitionEngine:
             self._evict(model_id)  # the same as if a sweep had found it: what follows starts afresh
             monitor = None
         if monitor is None:
-            if not self.budget.has_room():
+            if len(self.monitors) >= self.max_models:
                 self.unmonitored_events += n_events
                 return None
             monitor = self.monitors[model_id] = self.new_monitor(model_id)

@@ -167,7 +167,12 @@ class Settings(BaseSettings):
         description="checkpoints written by a forked copy of the worker: a pause of "
         "milliseconds, but memory for the pages the copy reads",
     )
-    max_models: int = Field(10_000, ge=1, description="models monitored per worker; events of more are counted")
+    max_models: int = Field(
+        10_000,
+        ge=1,
+        description="models monitored per input partition (a worker owning n partitions holds up to n times as "
+        "many); events of more are counted",
+    )
     # issue 17, findings 2, 7 and 8: bounds on input and what is kept of it
     max_event_time_skew_s: float = Field(
         86400, gt=0, description="event times further ahead of the record's Kafka timestamp are dead-lettered"

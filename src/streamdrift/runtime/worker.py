@@ -78,7 +78,7 @@ from confluent_kafka import (
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
-from streamdrift.core.engine import DriftEvent, ModelBudget, PartitionEngine, Released
+from streamdrift.core.engine import DriftEvent, PartitionEngine, Released
 from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
@@ -188,15 +188,12 @@ class Worker:
             registry=reg,
         )
         self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models", registry=reg)
-        # issue 17, findings 1 and 8: quarantined and evicted models; max_models per worker, shared by the engines
+        # issue 17, findings 1 and 8: quarantined and evicted models
         self.m_quarantined = Gauge("streamdrift_quarantined_models", "Models whose processing raised", registry=reg)
         self.m_processing_errors = Counter(
             "streamdrift_processing_errors", "Model batches whose processing raised (dead-lettered)", registry=reg
         )
         self.m_evicted = Counter("streamdrift_evicted_models", "Models evicted after model_idle_ttl_s", registry=reg)
-        self.model_budget = ModelBudget(
-            settings.max_models, lambda: sum(len(st.engine.monitors) for st in self.partitions.values())
-        )
         self.m_snapshot_ts = Gauge(
             "streamdrift_last_checkpoint_timestamp_seconds",
             "Wall-clock time of the last completed checkpoint",
@@ -419,7 +416,6 @@ class Worker:
             max_models=self.settings.max_models,
             batch_size=self.settings.batch_size,
             on_batch=note_changed,
-            budget=self.model_budget,
             bounds=self.settings.input_bounds(),
             model_idle_ttl_s=self.settings.model_idle_ttl_s,
         )
