@@ -53,7 +53,7 @@ Examples
 >>> def prediction(offset, t):
 ...     value = {"event_id": f"e{offset}", "model_id": "m", "timestamp": t, "features": {"x": 1.0}, "prediction": 1}
 ...     return RawMessage("p", 0, offset, None, orjson.dumps(value), t * 1000)
->>> engine.add("p", [prediction(0, 1), prediction(1, 2), RawMessage("p", 0, 2, None, b"{}", 2000)])
+>>> routed = engine.add("p", [prediction(0, 1), prediction(1, 2), RawMessage("p", 0, 2, None, b"{}", 2000)])
 >>> engine.release().records  # the feedback topic may still bring records of those times
 0
 >>> out = engine.release(ended={"p", "f"})
@@ -79,6 +79,7 @@ from streamdrift.core.merge import EpochMerge, Forced
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeedbackBatch, PredictionBatch, RawMessage, Rejected
+from streamdrift.core.routing import Misrouted, PartitionRouting, Routed
 from streamdrift.core.state import Snapshot
 
 log = logging.getLogger("streamdrift.engine")
@@ -86,6 +87,7 @@ log = logging.getLogger("streamdrift.engine")
 PROCESSING_ERROR = "processing_error"  # the dead-letter reason of a quarantined model's records
 # the merge state's key under which the engine keeps its event-time clock (the snapshot has no other place)
 EVENT_CLOCK = "event_clock"
+FORWARDED = "forwarded"  # and the forwarded copies processed (``routing.PartitionRouting.state``), when any
 
 # A drift event as the policy makes it (``policy.drift_event``; schemas/drift_event.schema.json), ``emitted_at`` unset.
 DriftEvent: TypeAlias = dict[str, Any]
@@ -138,6 +140,12 @@ class PartitionEngine:
         Dead-letter a record without a Kafka timestamp (0 or less), whose event time the skew bound
         cannot judge (``decode``). False only where records have no Kafka timestamps of their own
         (replay stamps each with its event time).
+    partitions
+        The input topics' partition count: a record whose routing key maps to another partition is
+        misrouted (``routing.py``). 1 (replay): none is.
+    misrouted
+        What becomes of a misrouted record: ``"forward"`` (``add`` returns it to forward),
+        ``"dead_letter"`` or ``"process"``.
     """
 
     def __init__(
@@ -155,6 +163,8 @@ class PartitionEngine:
         bounds: InputBounds = DEFAULT_BOUNDS,
         model_idle_ttl_s: float | None = None,
         require_record_time: bool = True,
+        partitions: int = 1,
+        misrouted: Misrouted = "forward",
     ):
         self.partition = partition
         self.predictions = predictions
@@ -164,6 +174,7 @@ class PartitionEngine:
         self.batch_size = batch_size
         self.on_batch = on_batch
         self.merge = EpochMerge(epoch_ms, (predictions, feedback), max_buffered=max_buffered)
+        self.routing = PartitionRouting(partition, partitions, misrouted)
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume (of the records released)
         self.monitors: dict[str, ModelMonitor] = {}
         self.bounds = bounds
@@ -186,6 +197,7 @@ class PartitionEngine:
         """Take back what ``snapshot()`` gave: monitors, merge epochs and next offsets."""
         if snapshot.merge:  # snapshots written before the merge existed have none
             self.merge.load_state(snapshot.merge)
+        self.routing.load_state((snapshot.merge or {}).get(FORWARDED, {}))
         self.offsets = dict(snapshot.offsets)
         self.monitors = {model_id: self.new_monitor(model_id, state) for model_id, state in snapshot.models.items()}
         latest = max((monitor.last_event_time for monitor in self.monitors.values()), default=0.0)
@@ -207,15 +219,25 @@ class PartitionEngine:
         )
 
     def partition_state(self) -> State:
-        """What the partition keeps besides its models (``Snapshot.merge``): the merge's epochs and the
-        event clock, which no model's last event time may tell (its model evicted, or over ``max_models``)."""
-        return {**self.merge.state(), EVENT_CLOCK: self.event_clock}
+        """What the partition keeps besides its models (``Snapshot.merge``): the merge's epochs, the
+        event clock, which no model's last event time may tell (its model evicted, or over ``max_models``),
+        and the marks of the forwarded copies processed (``routing.PartitionRouting``), when there are any."""
+        state = {**self.merge.state(), EVENT_CLOCK: self.event_clock}
+        if self.routing.marks:  # none on a partition never forwarded to: its snapshot as it was before forwarding
+            state[FORWARDED] = self.routing.state()
+        return state
 
     # -- the loop -------------------------------------------------------------
 
-    def add(self, topic: str, records: list[RawMessage]) -> None:
-        """Records of one topic of this partition, in offset order; held by the merge until released."""
-        self.merge.extend(topic, records)
+    def add(self, topic: str, records: list[RawMessage]) -> Routed:
+        """Records of one topic of this partition, in offset order; held by the merge until released.
+
+        Returns what became of them (``routing.Routed``): the misrouted ones to forward, or dead letters,
+        are the caller's to produce now; they and duplicate forwarded copies are skipped here.
+        """
+        routed = self.routing.route(topic, records)
+        self.merge.extend(topic, routed.kept)
+        return routed
 
     def buffered(self) -> int:
         """Records added and not released yet."""
@@ -237,6 +259,9 @@ class PartitionEngine:
 
     def _process_run(self, topic: str, records: list[RawMessage], out: Released) -> None:
         """A run of one topic's records, in offset order, in slices of at most ``batch_size``."""
+        out.records += len(records)
+        self.offsets[topic] = records[-1].offset + 1  # skipped records too: they are done with here
+        records = self.routing.processed(topic, records)
         at = 0
         while at < len(records):
             sliced = records[at : at + self.batch_size]
@@ -253,8 +278,6 @@ class PartitionEngine:
             self.event_clock = clocks.after
             self._evict_idle()
             at += len(sliced)
-        out.records += len(records)
-        self.offsets[topic] = records[-1].offset + 1
 
     def _decode(self, topic: str, sliced: list[RawMessage]) -> tuple[list[Any], list[Rejected]]:
         if topic == self.predictions:

@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 
 # One feature's values in a batch: the JSON values, or (numbers and nulls only) float64 with NaN for null
 FeatureColumn: TypeAlias = list[Any] | NDArray[np.float64]
+# A Kafka record's headers as confluent-kafka gives them: (name, value) pairs, in order
+Headers: TypeAlias = list[tuple[str, bytes | None]]
 
 
 def column_values(values: FeatureColumn) -> list[Any]:
@@ -42,6 +44,7 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = 0
+    headers: Headers | None = None  # kept to forward a misrouted record unchanged (``routing.py``)
 
 
 @dataclass(slots=True)

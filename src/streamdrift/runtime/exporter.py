@@ -424,6 +424,8 @@ class StatusView:
         # (partition, model_id) -> (the monitor, its event counts, its summary) as last published
         self._built: dict[tuple[int, str], tuple[_Monitor, int, int, MonitorSummary]] = {}
         self._next = 0.0  # time.monotonic() of the next publication due
+        # topic -> misrouted records seen by this worker (``core/routing.py``); replaced whole by the loop
+        self.misrouted: dict[str, int] = {}
 
     def publish(self, partitions: Mapping[int, _Partition]) -> bool:
         """Publish the summaries of ``partitions`` (partition -> state) if due; True if it did."""
@@ -457,13 +459,17 @@ class StatusView:
         return self._summaries
 
     def status(self) -> dict[str, Any]:
-        """``/status``'s document: ready now, and per partition its offsets and models as published."""
-        return {
+        """``/status``'s document: ready now, per partition its offsets and models as published, and the
+        misrouted records per topic when there were any."""
+        doc: dict[str, Any] = {
             "ready": self.health.ready,
             "partitions": {
                 str(p): {"offsets": offsets, "models": models} for p, (offsets, models) in self._partitions.items()
             },
         }
+        if self.misrouted:
+            doc["misrouted"] = self.misrouted
+        return doc
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):

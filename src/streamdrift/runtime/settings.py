@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from streamdrift.core.config import InputBounds, ModelSettings, MonitorSettings
 from streamdrift.core.errors import ConfigError
+from streamdrift.core.routing import Misrouted
 from streamdrift.core.state import Seal
 
 ENV_PREFIX = "STREAMDRIFT_"
@@ -149,6 +150,12 @@ class Settings(BaseSettings):
         description="exactly_once: each checkpoint's drift events, dead letters, state records and input offsets "
         "commit in one Kafka transaction (state_store = kafka only); drift events become visible to read_committed "
         "consumers at the checkpoint, so checkpoint_interval_s bounds alert latency",
+    )
+    misrouted: Misrouted = Field(
+        "forward",
+        description="a record on another partition than the one murmur2 maps its key (or, for a null key, its "
+        "model_id) to: forward it to that partition of the same topic (written twice), dead_letter it (reason "
+        "misrouted), or process it where it landed (its labels may never join)",
     )
     transactional_id: str | None = Field(
         None,

@@ -78,11 +78,13 @@ from confluent_kafka import (
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
+from streamdrift.core import routing
 from streamdrift.core.engine import DriftEvent, PartitionEngine, Released
 from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
+from streamdrift.core.routing import Routed
 from streamdrift.core.state import Snapshot
 from streamdrift.runtime import kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
@@ -99,6 +101,7 @@ CHECKPOINT_RETRY_MAX_S = 30.0  # the longest wait between two attempts of a fail
 # per poll: a third of the worker's CPU in `make bench`. Refcounting frees nearly all of it anyway.
 GC_THRESHOLDS = (50_000, 50, 100)
 _TIMESTAMP = itemgetter(1)  # of Message.timestamp(): (type, milliseconds)
+MISROUTED_WARNING_EVERY_S = 60.0  # one warning per topic at most this often: a misrouting producer writes on and on
 _PARTITION_TOPIC = attrgetter("partition", "topic")
 
 
@@ -144,6 +147,8 @@ class Worker:
             settings.monitor, settings.models
         )  # reads reference profiles now: a bad one stops the start
         self.partitions: dict[int, PartitionState] = {}
+        self.partition_count = 1  # of the input topics, set by ``run``: where a record belongs (``core/routing.py``)
+        self._misrouted_warned: dict[str, tuple[float, int]] = {}  # topic -> (when last warned, misrouted since)
         self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> messages behind the high watermark
         self.lock = threading.Lock()  # the HTTP thread reads state while the loop changes it
         self.health = Health()
@@ -162,6 +167,20 @@ class Worker:
         reg = self.registry
         self.m_dead = Counter(
             "streamdrift_dead_letters", "Messages routed to the dead-letter topic", ["topic"], registry=reg
+        )
+        self.m_misrouted = Counter(
+            "streamdrift_misrouted",
+            "Records on another partition than murmur2 maps their key (or model_id) to: forwarded there, "
+            "dead-lettered or processed, as the setting misrouted says",
+            ["topic"],
+            registry=reg,
+        )
+        self.m_duplicates = Counter(
+            "streamdrift_forwarded_duplicates",
+            "Forwarded copies dropped because an earlier copy of the same record was processed (forwarded again "
+            "after a crash)",
+            ["topic"],
+            registry=reg,
         )
         self.m_alerts = Counter(
             "streamdrift_alerts_published", "Drift events produced to the alerts topic", registry=reg
@@ -233,7 +252,7 @@ class Worker:
         s = self.settings
         gc.freeze()  # what was loaded at start lives for the process: never scanned again
         gc.set_threshold(*GC_THRESHOLDS)
-        partitions = kafka.check_topics(s)
+        partitions = self.partition_count = kafka.check_topics(s)
         self.store.check_writable()
         for tmp in self.store.clean_temp():
             log.info("removed a temporary file left by an interrupted write", extra={"fields": {"path": str(tmp)}})
@@ -418,6 +437,8 @@ class Worker:
             on_batch=note_changed,
             bounds=self.settings.input_bounds(),
             model_idle_ttl_s=self.settings.model_idle_ttl_s,
+            partitions=self.partition_count,
+            misrouted=self.settings.misrouted,
         )
         return PartitionState(engine, changed=changed)
 
@@ -524,6 +545,7 @@ class Worker:
                     map(Message.key, messages),
                     map(Message.value, messages),
                     map(_TIMESTAMP, map(Message.timestamp, messages)),
+                    map(Message.headers, messages),
                 )
             )
             # fetches come as runs of one topic partition: sort (stable) and hand each run over whole
@@ -532,7 +554,7 @@ class Worker:
             for (p, topic), run in groupby(records, _PARTITION_TOPIC):
                 state = self.partitions.get(p)
                 if state is not None:  # else revoked in this poll: the new owner consumes it from the committed offset
-                    state.engine.add(topic, list(run))
+                    self._routed(p, topic, state.engine.add(topic, list(run)))
                     state.idle.arrived(topic, now)
             for p, state in sorted(self.partitions.items()):
                 idle = self._idle_topics(p, state, now)
@@ -549,6 +571,58 @@ class Worker:
             self.m_unmonitored.set(sum(st.engine.unmonitored_events for st in self.partitions.values()))
             self.m_quarantined.set(sum(st.engine.quarantined_models for st in self.partitions.values()))
         self.producer.poll(0)
+
+    def _routed(self, p: int, topic: str, routed: Routed) -> None:
+        """Forward or dead-letter what partition ``p`` found misrouted (``core/routing.py``); count and warn.
+
+        A forward is produced now, before the offset of its original can be committed (a checkpoint flushes
+        first; with exactly_once it is in the checkpoint's transaction), with the original's timestamp.
+        """
+        for forward in routed.forward:
+            copy = routing.forwarded_copy(forward.message)
+            self._produce(
+                topic,
+                copy.key,
+                copy.value or b"",
+                copy.headers,
+                partition=forward.partition,
+                timestamp=copy.timestamp_ms,
+            )
+        for rejected in routed.rejected:
+            self._dead_letter(rejected)
+        if routed.duplicates:
+            self.m_duplicates.labels(topic).inc(routed.duplicates)
+        if routed.misrouted:
+            self.m_misrouted.labels(topic).inc(routed.misrouted)
+            # /status shows them (``streamdrift status``): a new dict, as the view's readers expect
+            self.view.misrouted = {**self.view.misrouted, topic: self.view.misrouted.get(topic, 0) + routed.misrouted}
+            self._warn_misrouted(p, topic, routed)
+
+    def _warn_misrouted(self, p: int, topic: str, routed: Routed) -> None:
+        """One warning per topic per ``MISROUTED_WARNING_EVERY_S``: how many, the partitioner that fits, the fix."""
+        now = time.monotonic()
+        warned_at, since = self._misrouted_warned.get(topic, (-MISROUTED_WARNING_EVERY_S, 0))
+        since += routed.misrouted
+        if now - warned_at < MISROUTED_WARNING_EVERY_S:
+            self._misrouted_warned[topic] = (warned_at, since)
+            return
+        self._misrouted_warned[topic] = (now, 0)
+        # of this batch's misrouted records only: the others are tallied in the metric
+        likely = routing.likely_partitioner(routed.misrouted, routed.misrouted, routed.null_keys, routed.consistent)
+        log.warning(
+            "misrouted records: their producer does not partition as the worker assumes",
+            extra={
+                "fields": {
+                    "topic": topic,
+                    "partition": p,
+                    "misrouted": since,
+                    "likely_partitioner": likely,
+                    "action": self.settings.misrouted,
+                    "fix": "key records by model_id and produce with murmur2: partitioner=murmur2_random for "
+                    "librdkafka clients (confluent-kafka, kcat, ...), the default of Java clients",
+                }
+            },
+        )
 
     def _idle_topics(self, p: int, state: PartitionState, now: float) -> set[str]:
         """Partition ``p``'s topics the merge stops waiting for (``runtime/idle.py``): caught up, and silent
@@ -646,12 +720,28 @@ class Worker:
             },
         )
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list | None = None,
+        partition: int = -1,  # -1: the partitioner's choice
+        timestamp: int = 0,  # 0: now
+    ) -> None:
         if self._txn_abortable:
             return  # the open transaction is lost: what it would hold is produced again after the rewind
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                self.producer.produce(
+                    topic,
+                    value,
+                    key,
+                    headers=headers,
+                    on_delivery=self._delivered,
+                    partition=partition,
+                    timestamp=max(timestamp, 0),
+                )
                 return
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain

@@ -1,0 +1,336 @@
+"""Which partition a record belongs to, and what a partition does with the records that landed elsewhere.
+
+The worker owns the state of input partition ``p`` for both topics, so a model's
+predictions and feedback must land on the same partition number. It assumes the
+partitioner of the Java client: murmur2 over the *routing key*, the message key,
+or the event's ``model_id`` when the key is null (``routing_key``). A producer
+with another partitioner (librdkafka's and confluent-kafka's default is
+``consistent_random``, a CRC32 of the key, and a random partition for a null
+key) puts some records on a partition whose state does not hold their model:
+they are *misrouted*.
+
+`PartitionRouting` sorts the records of one input partition, as they come:
+
+- a record on its own partition is processed;
+- a misrouted record is skipped where it landed (its offset still advances),
+  and forwarded unchanged to its own partition of the same topic with a header
+  naming where it was (``misrouted = "forward"``, the default), or
+  dead-lettered with reason ``misrouted`` (``"dead_letter"``), or processed
+  where it landed (``"process"``: the behaviour before this module);
+- a forwarded copy is processed like any record, unless an earlier copy of the
+  same source record was: a crash between forwarding and committing the source
+  forwards it again. Copies from one source partition arrive in the source's
+  order (the worker's producer is idempotent), so remembering, per source
+  partition, the highest source offset of a copy processed (``marks``, part of
+  the checkpointed state) tells a duplicate, deterministically. A copy that is
+  misrouted itself (the partition count changed) is dead-lettered, never
+  forwarded again.
+
+A skipped record goes through the merge (``merge.EpochMerge``) as a placeholder
+whose timestamp is before every epoch: it never moves its side's epoch, so the
+partition's order, and its state, are what they would be without it.
+
+Examples
+--------
+>>> murmur2(b"21"), murmur2_partition(b"churn", 3), consistent_partition(b"churn", 3)
+(-973932308, 2, 0)
+>>> routing = PartitionRouting(1, 3)
+>>> def record(offset, key, headers=None):
+...     return RawMessage("feedback", 1, offset, key, b'{"model_id": "m"}', 1000, headers)
+>>> routed = routing.route("feedback", [record(0, b"churn"), record(1, b"fraud")])
+>>> [(f.message.offset, f.partition) for f in routed.forward], routed.misrouted, [r.timestamp_ms for r in routed.kept]
+([(0, 2)], 1, [-1, 1000])
+>>> copy = forwarded_copy(RawMessage("feedback", 0, 7, b"fraud", b"{}", 1000))
+>>> copy.headers
+[('streamdrift.forwarded.from', b'feedback/0/7')]
+>>> first = routing.route("feedback", [record(2, b"fraud", copy.headers)])
+>>> again = routing.route("feedback", [record(3, b"fraud", copy.headers)])  # forwarded again after a crash
+>>> len(first.kept), again.duplicates, [r.offset for r in routing.processed("feedback", first.kept + again.kept)]
+(1, 1, [2])
+>>> routing.state()
+{'feedback/0': 7}
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, TypeAlias
+
+import orjson
+
+from streamdrift.core.records import Headers, RawMessage, Rejected
+
+# What a partition does with a record whose routing key maps to another partition (setting ``misrouted``).
+Misrouted: TypeAlias = Literal["forward", "dead_letter", "process"]
+MISROUTED = "misrouted"  # the dead-letter reason of a misrouted record
+# the dead-letter reason of a forwarded copy that is misrouted too: never forwarded twice, so no loop
+MISROUTED_COPY = "misrouted: a forwarded copy, not forwarded again (did the partition count change?)"
+FORWARDED_FROM = "streamdrift.forwarded.from"  # the header of a forwarded copy: b"<topic>/<partition>/<offset>"
+SKIPPED_TIMESTAMP_MS = -1  # a skipped record's timestamp in the merge: before every epoch, so it moves none
+
+_SEED = 0x9747B28C
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """The 32-bit murmur2 hash of ``data`` as the Java client computes it (``Utils.murmur2``), signed.
+
+    >>> murmur2(b"foobar"), murmur2(b"abc"), murmur2(b"")
+    (-790332482, 479470107, 275646681)
+    """
+    length = len(data)
+    h = (_SEED ^ length) & _MASK
+    whole = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail == 3:
+        h ^= data[whole + 2] << 16
+    if tail >= 2:
+        h ^= data[whole + 1] << 8
+    if tail >= 1:
+        h ^= data[whole]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``key`` under the Java client's default partitioner: ``toPositive(murmur2) % n``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def consistent_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``key`` under librdkafka's ``consistent`` partitioner (``consistent_random`` for a key).
+
+    >>> consistent_partition(b"fraud", 3)
+    1
+    """
+    return zlib.crc32(key) % partitions
+
+
+def routing_key(key: bytes | None, value: bytes | None) -> bytes | None:
+    """What a record is routed by: its key, or the ``model_id`` of its value when the key is null.
+
+    None when neither is there (the decoder rejects such a value anyway).
+
+    >>> routing_key(b"m1", b"not read"), routing_key(None, b'{"model_id": "m2"}'), routing_key(None, b"[1]")
+    (b'm1', b'm2', None)
+    """
+    if key is not None:
+        return key
+    try:
+        event = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    model_id = event.get("model_id") if isinstance(event, dict) else None
+    return model_id.encode() if isinstance(model_id, str) else None
+
+
+def likely_partitioner(records: int, misrouted: int, null_keys: int, consistent: int) -> str:
+    """The partitioner the producers of ``records`` most likely use, from how many were ``misrouted``, and of
+    those how many had a null key or sat where librdkafka's CRC32 maps their key.
+
+    >>> likely_partitioner(100, 0, 0, 0), likely_partitioner(100, 60, 0, 60), likely_partitioner(100, 30, 10, 20)
+    ('murmur2', 'consistent_random (CRC32)', 'mixed: murmur2, consistent_random (CRC32), null keys (random)')
+    """
+    if records == 0:
+        return "none (no records)"
+    # a key CRC32 and murmur2 put on the same partition says nothing: a run of correctly placed records next
+    # to CRC32-placed ones is expected of consistent_random alone (1 in n keys land where murmur2 would)
+    kinds = [
+        name
+        for name, count in (
+            ("consistent_random (CRC32)", consistent),
+            ("null keys (random)", null_keys),
+            ("unknown", misrouted - consistent - null_keys),
+        )
+        if count
+    ]
+    if not kinds:
+        return "murmur2"
+    if kinds == ["consistent_random (CRC32)"]:
+        return kinds[0]
+    return "mixed: " + ", ".join((["murmur2"] if misrouted < records else []) + kinds)
+
+
+class Origin(NamedTuple):
+    """Where a forwarded copy's record first landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def of(cls, headers: Headers | None) -> Origin | None:
+        """The origin named by a record's headers; None for a record that is not a forwarded copy."""
+        for name, value in headers or ():
+            if name == FORWARDED_FROM and value is not None:
+                topic, _, position = bytes(value).decode(errors="replace").partition("/")
+                partition, _, offset = position.partition("/")
+                if topic and partition.isdigit() and offset.isdigit():
+                    return cls(topic, int(partition), int(offset))
+        return None
+
+
+def forwarded_copy(message: RawMessage) -> RawMessage:
+    """``message`` as forwarded: key, value, timestamp and headers unchanged, plus a header naming its position."""
+    position = f"{message.topic}/{message.partition}/{message.offset}".encode()
+    headers = [*(message.headers or ()), (FORWARDED_FROM, position)]
+    return RawMessage(message.topic, message.partition, message.offset, message.key, message.value,
+                      message.timestamp_ms, headers)  # fmt: skip
+
+
+class Router:
+    """The partition of a record's routing key under murmur2, with the partitions of keys seen kept.
+
+    Keys are model ids: a few distinct ones, so the cache saves hashing every record.
+
+    >>> Router(3).partition(b"churn", None), Router(3).partition(None, b'{"model_id": "churn"}')
+    (2, 2)
+    """
+
+    MAX_CACHED = 100_000  # distinct keys remembered; past it the cache starts again
+
+    def __init__(self, partitions: int):
+        self.partitions = partitions
+        self._cache: dict[bytes, int] = {}
+
+    def partition(self, key: bytes | None, value: bytes | None) -> int | None:
+        if key is not None:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
+        routed = routing_key(key, value)
+        if routed is None:
+            return None
+        p = murmur2_partition(routed, self.partitions)
+        if key is not None:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = p
+        return p
+
+
+class Forward(NamedTuple):
+    """A misrouted record and the partition it belongs to."""
+
+    message: RawMessage
+    partition: int
+
+
+@dataclass(slots=True)
+class Routed:
+    """What ``PartitionRouting.route`` made of records of one topic, in offset order."""
+
+    kept: list[RawMessage] = field(default_factory=list)  # to the merge: records, and placeholders for skipped ones
+    forward: list[Forward] = field(default_factory=list)  # misrouted: to forward to their own partition
+    rejected: list[Rejected] = field(default_factory=list)  # misrouted and not forwarded: dead letters
+    misrouted: int = 0  # records that landed on another partition than their routing key's (copies included)
+    null_keys: int = 0  # of them, records with a null key (any partitioner puts those on any partition)
+    consistent: int = 0  # of them, keyed records on the partition librdkafka's CRC32 maps their key to
+    duplicates: int = 0  # forwarded copies dropped: an earlier copy of the same record came first
+
+
+class PartitionRouting:
+    """What one input partition does with its records, by where they belong (see the module's docstring).
+
+    Parameters
+    ----------
+    partition
+        The input partition number.
+    partitions
+        The input topics' partition count.
+    misrouted
+        ``"forward"``, ``"dead_letter"`` or ``"process"``: what becomes of a misrouted record.
+    """
+
+    def __init__(self, partition: int, partitions: int, misrouted: Misrouted = "forward"):
+        self.partition = partition
+        self.misrouted = misrouted
+        self.router = Router(partitions)
+        # (source topic, source partition) -> highest source offset of a forwarded copy processed: checkpointed
+        self.marks: dict[tuple[str, int], int] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        """What records added and not processed yet left: rebuilt when they are consumed again after a restore."""
+        self._added_marks = dict(self.marks)  # the same, over the copies added (processed or not)
+        self._skipped: dict[str, set[int]] = {}  # topic -> offsets of placeholders not processed yet
+        self._copies: dict[str, dict[int, Origin]] = {}  # topic -> offset of a copy to process -> its origin
+
+    def route(self, topic: str, records: list[RawMessage]) -> Routed:
+        """Sort ``records`` of ``topic`` (this partition's, in offset order): kept, forwarded, rejected or dropped."""
+        out = Routed()
+        router, p = self.router, self.partition
+        for record in records:
+            origin = Origin.of(record.headers) if record.headers else None
+            home = router.partition(record.key, record.value) if router.partitions > 1 else p
+            if origin is not None:
+                mark = self._added_marks.get(origin[:2], -1)
+                if origin.offset <= mark:
+                    out.duplicates += 1
+                    self._skip(topic, record, out)
+                    continue
+                self._added_marks[origin.topic, origin.partition] = origin.offset
+                self._copies.setdefault(topic, {})[record.offset] = origin  # marked once processed, kept or not
+                if home is not None and home != p and self.misrouted != "process":
+                    out.misrouted += 1
+                    out.rejected.append(Rejected(record, MISROUTED_COPY))
+                    self._skip(topic, record, out)
+                    continue
+            elif home is not None and home != p:
+                out.misrouted += 1
+                if record.key is None:
+                    out.null_keys += 1
+                elif consistent_partition(record.key, router.partitions) == p:
+                    out.consistent += 1
+                if self.misrouted == "forward":
+                    out.forward.append(Forward(record, home))
+                    self._skip(topic, record, out)
+                    continue
+                if self.misrouted == "dead_letter":
+                    out.rejected.append(Rejected(record, MISROUTED))
+                    self._skip(topic, record, out)
+                    continue
+            out.kept.append(record)
+        return out
+
+    def _skip(self, topic: str, record: RawMessage, out: Routed) -> None:
+        self._skipped.setdefault(topic, set()).add(record.offset)
+        out.kept.append(RawMessage(topic, record.partition, record.offset, None, None, SKIPPED_TIMESTAMP_MS))
+
+    def processed(self, topic: str, run: list[RawMessage]) -> list[RawMessage]:
+        """A run of ``topic`` the merge released, without its placeholders; the copies in it are marked processed."""
+        skipped, copies = self._skipped.get(topic), self._copies.get(topic)
+        if not skipped and not copies:
+            return run
+        kept = []
+        for record in run:
+            origin = copies.pop(record.offset, None) if copies else None
+            if origin is not None:
+                self.marks[origin.topic, origin.partition] = origin.offset
+            if skipped and record.offset in skipped:
+                skipped.discard(record.offset)
+                continue
+            kept.append(record)
+        return kept
+
+    def state(self) -> dict[str, int]:
+        """The marks, as ``{"<topic>/<partition>": offset}`` (sorted: equal states are equal bytes)."""
+        return {f"{topic}/{partition}": offset for (topic, partition), offset in sorted(self.marks.items())}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.marks = {}
+        for name, offset in state.items():
+            topic, _, partition = name.rpartition("/")
+            self.marks[topic, int(partition)] = int(offset)
+        self._reset()
