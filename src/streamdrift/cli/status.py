@@ -10,6 +10,9 @@ the state topic. All give the same shape::
 
     {"partitions": {"<p>": {"offsets": {"<topic>": <next offset>}, "models": {"<model_id>": <summary>}}}}
 
+and, from a worker that found misrouted records since it started, ``"misrouted": {"<topic>": <count>}``
+(printed under the table: ``core/routing.py``).
+
 where a summary is ``ModelMonitor.summary()``; ``--json`` prints that data
 instead of the table. Reading snapshots needs the worker's detection settings
 (same ``--config`` / ``STREAMDRIFT_MONITOR__*``): a snapshot made under other
@@ -266,7 +269,23 @@ def table(records: list[dict[str, str]], columns: tuple[str, ...] = COLUMNS) -> 
 
 def render(data: dict, settings: MonitorSettings) -> str:
     records = rows(data, settings)
-    return table(records) if records else "no models monitored yet"
+    out = table(records) if records else "no models monitored yet"
+    return out + "".join(f"\n{line}" for line in misrouted_lines(data.get("misrouted") or {}))
+
+
+def misrouted_lines(misrouted: dict[str, int]) -> list[str]:
+    """What a worker's ``/status`` says of misrouted records (``core/routing.py``), one line per topic.
+
+    >>> for line in misrouted_lines({"feedback": 1234, "predictions": 0}):
+    ...     print(line[:72])
+    misrouted: 1234 records of feedback were on another partition than murmu
+    """
+    return [
+        f"misrouted: {n} records of {topic} were on another partition than murmur2 maps their model to; produce "
+        "them with partitioner=murmur2_random (librdkafka clients) or the Java client's default"
+        for topic, n in sorted(misrouted.items())
+        if n
+    ]
 
 
 # -- command line ----------------------------------------------------------

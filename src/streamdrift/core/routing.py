@@ -135,31 +135,30 @@ def routing_key(key: bytes | None, value: bytes | None) -> bytes | None:
     return model_id.encode() if isinstance(model_id, str) else None
 
 
-def likely_partitioner(records: int, misrouted: int, null_keys: int, consistent: int) -> str:
-    """The partitioner the producers of ``records`` most likely use, from how many were ``misrouted``, and of
-    those how many had a null key or sat where librdkafka's CRC32 maps their key.
+def likely_partitioner(murmur2: int, consistent: int, null_keys: int, unknown: int) -> str:
+    """The partitioner(s) producers most likely use, from records that tell: keyed ones on their murmur2
+    partition where CRC32 would have put them elsewhere (``murmur2``), keyed ones where librdkafka's CRC32 puts
+    them and murmur2 does not (``consistent``), misrouted ones with a null key (``null_keys``: any partitioner
+    puts those anywhere), and misrouted ones neither explains (``unknown``).
 
-    >>> likely_partitioner(100, 0, 0, 0), likely_partitioner(100, 60, 0, 60), likely_partitioner(100, 30, 10, 20)
-    ('murmur2', 'consistent_random (CRC32)', 'mixed: murmur2, consistent_random (CRC32), null keys (random)')
+    >>> likely_partitioner(40, 0, 0, 0), likely_partitioner(0, 60, 0, 0), likely_partitioner(30, 20, 10, 0)
+    ('murmur2', 'consistent_random (CRC32)', 'mixed: murmur2 + consistent_random (CRC32) + null keys (random)')
+    >>> likely_partitioner(0, 0, 0, 0)
+    'murmur2 (no record tells it from consistent_random)'
     """
-    if records == 0:
-        return "none (no records)"
-    # a key CRC32 and murmur2 put on the same partition says nothing: a run of correctly placed records next
-    # to CRC32-placed ones is expected of consistent_random alone (1 in n keys land where murmur2 would)
     kinds = [
         name
         for name, count in (
+            ("murmur2", murmur2),
             ("consistent_random (CRC32)", consistent),
             ("null keys (random)", null_keys),
-            ("unknown", misrouted - consistent - null_keys),
+            ("unknown", unknown),
         )
         if count
     ]
     if not kinds:
-        return "murmur2"
-    if kinds == ["consistent_random (CRC32)"]:
-        return kinds[0]
-    return "mixed: " + ", ".join((["murmur2"] if misrouted < records else []) + kinds)
+        return "murmur2 (no record tells it from consistent_random)"
+    return kinds[0] if len(kinds) == 1 else "mixed: " + " + ".join(kinds)
 
 
 class Origin(NamedTuple):

@@ -608,7 +608,9 @@ class Worker:
             return
         self._misrouted_warned[topic] = (now, 0)
         # of this batch's misrouted records only: the others are tallied in the metric
-        likely = routing.likely_partitioner(routed.misrouted, routed.misrouted, routed.null_keys, routed.consistent)
+        likely = routing.likely_partitioner(
+            0, routed.consistent, routed.null_keys, routed.misrouted - routed.consistent - routed.null_keys
+        )
         log.warning(
             "misrouted records: their producer does not partition as the worker assumes",
             extra={
