@@ -342,7 +342,9 @@ def monitors_after(n: int) -> dict[str, ModelMonitor]:
 
 def checkpoint(part: FakePartition, monitors, changed, changelog: Changelog, offsets, chunk_bytes=1 << 20):
     snap = Snapshot(0, offsets, {m: monitors[m].state() for m in changed}, {"epochs": {}, "epoch_ms": 100})
-    records, after = statetopic.checkpoint_records(snap, changed, changelog, SETTINGS.fingerprint(), chunk_bytes)
+    records, after = statetopic.checkpoint_records(
+        snap, changed, changelog, SETTINGS.fingerprint(), chunk_bytes, monitored=monitors
+    )
     after.offset = part.append(records)
     part.append(statetopic.tombstones(after))
     after.garbage = set()
@@ -377,7 +379,9 @@ def test_a_checkpoint_cut_short_leaves_the_previous_one_in_force():
     _, log1 = checkpoint(part, first, sorted(first), Changelog(), {PRED: 800, FB: 400}, 5000)
     second = monitors_after(2400)
     snap2 = Snapshot(0, {PRED: 1600, FB: 800}, {m: second[m].state() for m in second}, {"epochs": {}})
-    records, _ = statetopic.checkpoint_records(snap2, sorted(second), log1, SETTINGS.fingerprint(), 5000)
+    records, _ = statetopic.checkpoint_records(
+        snap2, sorted(second), log1, SETTINGS.fingerprint(), 5000, monitored=second
+    )
     for cut in (1, len(records) // 2, len(records) - 1):  # a worker killed after `cut` records
         trial = FakePartition()
         trial.log = list(part.log)

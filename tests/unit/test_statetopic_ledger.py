@@ -63,11 +63,18 @@ class Log:
     def checkpoint(self, engine: PartitionEngine, changed: set[str], changelog: Changelog) -> Changelog:
         """One checkpoint as the worker makes it: the changed models' records, the partition record, then
         (once acknowledged) the tombstones."""
-        records, after = statetopic.checkpoint_records(engine.snapshot(changed), changed, changelog, CONFIG, 1 << 20)
+        records, after = statetopic.checkpoint_records(
+            engine.snapshot(changed), changed, changelog, CONFIG, 1 << 20, monitored=engine.monitors
+        )
         after.offset = self.append(records)
         self.append(statetopic.tombstones(after))
         after.garbage = set()
         return after
+
+    def compacted(self) -> list[Stored]:
+        """What the log cleaner may leave: the last record of each key, tombstones gone."""
+        last = {r.key: r for r in self.records}
+        return [r for r in self.records if last[r.key] is r and r.value is not None]
 
     def restored(self, **kwargs) -> PartitionEngine:
         snapshot, _ = statetopic.restore(0, self.records, CONFIG, "test")
@@ -97,3 +104,41 @@ def test_the_event_clock_survives_a_restore_from_the_state_topic() -> None:
     run(restored, late)
     assert uninterrupted.monitors == {} and uninterrupted.evicted_models == 3
     assert encode(restored.snapshot(), CONFIG) == encode(uninterrupted.snapshot(), CONFIG)
+
+
+def model_keys(records: list[Stored], model: str) -> list[bytes]:
+    return [r.key for r in records if statetopic.model_of(r.key) == model]
+
+
+def test_an_evicted_model_leaves_the_ledger_and_compaction_frees_its_keys() -> None:
+    kwargs = dict(model_idle_ttl_s=DAY)
+    crashed = engine(**kwargs)
+    log = Log()
+    run(crashed, [prediction(0, "a", 1000), prediction(1, "b", 1000)])
+    changelog = log.checkpoint(crashed, {"a", "b"}, Changelog())
+    run(crashed, [prediction(2, "a", 1001)])
+    changelog = log.checkpoint(crashed, {"a"}, changelog)  # a in both slots now
+    assert len(set(model_keys(log.records, "a"))) == 2
+    run(crashed, [prediction(3, "b", 1002 + DAY)])  # a idle: evicted
+    assert sorted(crashed.monitors) == ["b"]
+    changelog = log.checkpoint(crashed, {"b"}, changelog)
+    assert sorted(changelog.models) == ["b"]
+    assert model_keys(log.compacted(), "a") == []
+    assert sorted(model_keys(log.records[-2:], "a")) == [statetopic.model_key(s, 0, "a") for s in (0, 1)]
+    snapshot, restored_changelog = statetopic.restore(0, log.compacted(), CONFIG, "test")
+    assert snapshot is not None and sorted(snapshot.models) == ["b"] and restored_changelog.garbage == set()
+
+
+def test_a_model_back_under_a_key_marked_for_removal_keeps_its_new_state() -> None:
+    crashed = engine()
+    log = Log()
+    run(crashed, [prediction(0, "a", 1000)])
+    changelog = log.checkpoint(crashed, {"a"}, Changelog())
+    stray = statetopic.Record(statetopic.model_key(0, 0, "b"), b"x", statetopic._headers(7, 1))
+    log.append([stray])  # a model of a checkpoint that never completed
+    _, changelog = statetopic.restore(0, log.records, CONFIG, "test")
+    assert changelog.garbage == {stray.key}
+    run(crashed, [prediction(1, "b", 1001)])  # b comes back: written to slot 0, chunk 0, the stray's key
+    log.checkpoint(crashed, {"b"}, changelog)
+    snapshot, _ = statetopic.restore(0, log.compacted(), CONFIG, "test")
+    assert snapshot is not None and sorted(snapshot.models) == ["a", "b"]

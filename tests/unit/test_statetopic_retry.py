@@ -38,7 +38,7 @@ def monitors_after(n: int) -> dict[str, ModelMonitor]:
 
 def records(monitors: dict, changed: list[str], changelog: Changelog, offsets: dict) -> tuple[list, Changelog]:
     snap = Snapshot(0, offsets, {m: monitors[m].state() for m in changed}, {"epochs": {}, "epoch_ms": 100})
-    return statetopic.checkpoint_records(snap, changed, changelog, CONFIG, 1 << 20)
+    return statetopic.checkpoint_records(snap, changed, changelog, CONFIG, 1 << 20, monitored=monitors)
 
 
 def test_a_retry_that_overwrote_an_unacknowledged_checkpoint_falls_back_to_the_one_before() -> None:

@@ -25,10 +25,12 @@ of each key, never removes a committed value for it. A restore reads the
 partition to its end, takes the last value of each key itself, picks the
 newest *complete* partition record and gathers the model states it names.
 
-Keys of models that no partition record names (dropped, or written by a
-checkpoint that never completed for a model that never came back) are
-tombstoned after the next checkpoint is acknowledged, never before, so the
-committed state is never touched until a newer one is complete.
+A model the partition no longer holds (evicted for idleness) leaves the
+ledger at the next checkpoint. Its keys, and those of models that no
+partition record names (written by a checkpoint that never completed for a
+model that never came back, found by a restore), are tombstoned after the
+next checkpoint is acknowledged, never before, so the committed state is
+never touched until a newer one is complete; compaction then frees them.
 
 The local snapshot file of a partition is the topic's cache: it records the
 state-topic offset just after the partition record it reflects
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -157,19 +159,27 @@ def checkpoint_records(
     changelog: Changelog,
     config: str | Seal,
     chunk_bytes: int,
+    *,
+    monitored: Collection[str],
 ) -> tuple[list[Record], Changelog]:
     """The records of one checkpoint of ``snapshot``'s partition, in the order they must be produced,
     and the changelog as it will be once they are all acknowledged (its ``offset`` still to be set).
 
     ``changed``: the models whose state changed since the last committed checkpoint; each goes to
-    the slot its committed state is not in. The partition record comes last.
+    the slot its committed state is not in. ``monitored``: every model the partition holds now; the
+    ledger forgets the others (evicted), and their keys are tombstoned once this checkpoint is
+    committed. The partition record comes last.
     """
     gen = changelog.last_gen + 1
-    models = dict(changelog.models)
+    models = {m: placed for m, placed in changelog.models.items() if m in monitored}
+    garbage = set(changelog.garbage)
+    for model_id, placed in changelog.models.items():
+        if model_id not in models:  # both slots: the one before may hold an older state of it
+            garbage.update(model_key(slot, i, model_id) for slot in (0, 1) for i in range(placed.chunks))
     records: list[Record] = []
     for model_id in sorted(changed):
         committed = changelog.models.get(model_id)
-        slot = 1 - committed.slot if committed is not None else 0
+        slot = 1 - committed.slot if committed is not None and model_id in models else 0
         pieces = split(encode_tree(snapshot.models[model_id], config), chunk_bytes)
         records += [
             Record(model_key(slot, i, model_id), piece, _headers(gen, len(pieces))) for i, piece in enumerate(pieces)
@@ -184,7 +194,8 @@ def checkpoint_records(
     }
     pieces = split(encode_tree(doc, config), chunk_bytes)
     records += [Record(partition_key(gen % 2, i), piece, _headers(gen, len(pieces))) for i, piece in enumerate(pieces)]
-    return records, Changelog(gen=gen, models=models, last_gen=gen, garbage=set(changelog.garbage))
+    garbage.difference_update(r.key for r in records)  # a model back under an old key: its new state stays
+    return records, Changelog(gen=gen, models=models, last_gen=gen, garbage=garbage)
 
 
 def tombstones(changelog: Changelog) -> list[Record]:

@@ -866,7 +866,12 @@ class Worker:
                 state = self.partitions[p]
                 snapshot = state.engine.snapshot(state.changed)  # those evicted meanwhile left out
                 records, changelog = statetopic.checkpoint_records(
-                    snapshot, snapshot.models, state.changelog, config, self.chunk_bytes
+                    snapshot,
+                    snapshot.models,
+                    state.changelog,
+                    config,
+                    self.chunk_bytes,
+                    monitored=state.engine.monitors,
                 )
                 for record in records:
                     self._produce_state(p, record, on_delivery)
