@@ -13,8 +13,11 @@ import logging
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from streamdrift.runtime import deadletter
 from streamdrift.runtime.errors import StateTopicError, TopicError
 from streamdrift.runtime.settings import Settings
+
+log = logging.getLogger("streamdrift.kafka")
 
 
 def _client(settings: Settings) -> dict:
@@ -47,23 +50,29 @@ def producer_config(settings: Settings, **overrides: object) -> dict:
     }
 
 
+LIBRDKAFKA_BATCH_SIZE = 1_000_000  # librdkafka's batch.size default
 # The broker aborts a transaction open longer than this; it caps it with transaction.max.timeout.ms (15 min)
 TRANSACTION_TIMEOUT_CAP_MS = 900_000
 
 
-def worker_producer_config(settings: Settings) -> dict:
+def worker_producer_config(settings: Settings, max_batch_bytes: int | None = None) -> dict:
     """The worker's producer: transactional with ``processing_guarantee = "exactly_once"``.
 
     A transaction stays open from one checkpoint to the next, so its timeout is the checkpoint
     interval plus a minute for the checkpoint itself (within the broker's default cap).
+    ``max_batch_bytes``: keep batches under it (``batch.size``; the broker judges a whole batch
+    against a topic's ``max.message.bytes``) where it is under librdkafka's default; a record
+    larger than it still goes, alone in its batch.
     """
-    if settings.processing_guarantee != "exactly_once":
-        return producer_config(settings)
-    timeout_ms = min(int(settings.checkpoint_interval_s * 1000) + 60_000, TRANSACTION_TIMEOUT_CAP_MS)
-    return producer_config(
-        settings,
-        **{"transactional.id": settings.effective_transactional_id(), "transaction.timeout.ms": timeout_ms},
-    )
+    overrides: dict[str, object] = {}
+    if max_batch_bytes is not None and max_batch_bytes < LIBRDKAFKA_BATCH_SIZE:
+        overrides["batch.size"] = max(max_batch_bytes, 1)
+    if settings.processing_guarantee == "exactly_once":
+        overrides["transactional.id"] = settings.effective_transactional_id()
+        overrides["transaction.timeout.ms"] = min(
+            int(settings.checkpoint_interval_s * 1000) + 60_000, TRANSACTION_TIMEOUT_CAP_MS
+        )
+    return producer_config(settings, **overrides)
 
 
 def admin(settings: Settings) -> AdminClient:
@@ -136,6 +145,22 @@ def check_state_topic(settings: Settings, partitions: int, client: AdminClient) 
             f"would lose the state of models that have not changed for a while. {fix}"
         )
     return int(config["max.message.bytes"].value)
+
+
+def dead_letter_max_bytes(settings: Settings, client: AdminClient) -> int:
+    """The largest key + value + headers a dead letter may carry (``deadletter.max_bytes``), under the
+    dead-letter topic's ``max.message.bytes`` and the producer's ``message.max.bytes``. Where the topic's
+    configuration cannot be read (no DescribeConfigs permission), under the producer's alone: a delivery
+    that then fails for its size is written again without its value (at least once)."""
+    name = settings.topics.dead_letter
+    producer_max = int(worker_producer_config(settings).get("message.max.bytes", deadletter.PRODUCER_MAX_MESSAGE_BYTES))
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    try:
+        topic_max = int(client.describe_configs([resource])[resource].result(timeout=30)["max.message.bytes"].value)
+    except KafkaException as exc:
+        log.warning("cannot read the dead-letter topic's max.message.bytes", extra={"fields": {"error": str(exc)}})
+        topic_max = None
+    return deadletter.max_bytes(topic_max, producer_max)
 
 
 def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:

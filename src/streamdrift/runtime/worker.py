@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import ThreadingHTTPServer
 from itertools import groupby, repeat
 from operator import attrgetter, is_not, itemgetter
@@ -86,7 +87,7 @@ from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import Routed
 from streamdrift.core.state import Snapshot
-from streamdrift.runtime import kafka, statetopic
+from streamdrift.runtime import deadletter, kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError, TransactionError
 from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
@@ -154,6 +155,8 @@ class Worker:
         self.health = Health()
         self.stopping = False
         self._delivery_errors: list[str] = []
+        # the largest dead letter that fits (deadletter.py): the producer's limit until run reads the topic's
+        self.dead_letter_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
         # processing_guarantee = "exactly_once": everything produced between two checkpoints is in one transaction
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
@@ -258,7 +261,8 @@ class Worker:
             log.info("removed a temporary file left by an interrupted write", extra={"fields": {"path": str(tmp)}})
         if self.state_topic is not None:
             self.chunk_bytes = statetopic.chunk_bytes_for(kafka.check_state_topic(s, partitions, kafka.admin(s)))
-        self.producer = Producer(kafka.worker_producer_config(s))
+        self.dead_letter_max_bytes = kafka.dead_letter_max_bytes(s, kafka.admin(s))
+        self.producer = Producer(kafka.worker_producer_config(s, max_batch_bytes=self.dead_letter_max_bytes))
         if self.exactly_once:
             self._init_transactions()
         self.consumer = Consumer(kafka.consumer_config(s))
@@ -713,7 +717,10 @@ class Worker:
             ("streamdrift.source.partition", str(m.partition).encode()),
             ("streamdrift.source.offset", str(m.offset).encode()),
         ]
-        self._produce(self.topics.dead_letter, m.key, m.value or b"", headers)
+        # a value too large for the topic or the producer is left out, said so in a header (deadletter.py)
+        key, value, headers = deadletter.fit(m.key, m.value or b"", headers, self.dead_letter_max_bytes)
+        delivered = partial(self._dead_letter_delivered, 1, key, headers)
+        self._produce(self.topics.dead_letter, key, value, headers, on_delivery=delivered)
         self.m_dead.labels(m.topic).inc()
         log.warning(
             "dead letter",
@@ -730,6 +737,7 @@ class Worker:
         headers: list | None = None,
         partition: int = -1,  # -1: the partitioner's choice
         timestamp: int = 0,  # 0: now
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         if self._txn_abortable:
             return  # the open transaction is lost: what it would hold is produced again after the rewind
@@ -740,7 +748,7 @@ class Worker:
                     value,
                     key,
                     headers=headers,
-                    on_delivery=self._delivered,
+                    on_delivery=on_delivery or self._delivered,
                     partition=partition,
                     timestamp=max(timestamp, 0),
                 )
@@ -753,7 +761,21 @@ class Worker:
                 self._txn_abortable = True  # aborted and rewound once the batch is processed
                 return
 
-    def _delivered(self, err: KafkaError | None, msg: object) -> None:
+    def _dead_letter_delivered(
+        self, attempt: int, key: bytes | None, headers: deadletter.Headers, err: KafkaError | None, msg: Message
+    ) -> None:
+        """A dead letter over a limit the worker could not read at start is written again (``deadletter.again``;
+        a delivery report carries no headers, so they are kept until then). In a transaction the failure has
+        made it abortable already: the rewind writes it again."""
+        retry = err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE and attempt < deadletter.ATTEMPTS
+        if retry and not self.exactly_once:
+            key, value, headers = deadletter.again(key, msg.value() or b"", headers)
+            delivered = partial(self._dead_letter_delivered, attempt + 1, key, headers)
+            self._produce(self.topics.dead_letter, key, value, headers, on_delivery=delivered)
+            return
+        self._delivered(err, msg)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(str(err))
             if self.exactly_once:
