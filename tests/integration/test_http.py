@@ -161,6 +161,43 @@ def test_headers_sent_one_byte_at_a_time_are_cut_off_at_the_deadline():
         server.server_close()
 
 
+def test_liveness_and_readiness_answer_while_slow_clients_hold_every_thread():
+    """Issue 17 review, hole 5: /healthz waited behind slow clients for one of the 4 threads, so a probe
+    could fail (and the worker be restarted) because of someone else's scrape."""
+    release = threading.Event()
+    busy = threading.Semaphore(0)
+
+    def stuck_status() -> dict:  # a /status whose client reads slowly: it holds its thread until released
+        busy.release()
+        release.wait(60)
+        return {}
+
+    health = Health()
+    server = serve("127.0.0.1", 0, CollectorRegistry(), health, stuck_status, threads=4, timeout_s=60)
+    port = server.server_address[1]
+    held = []
+    try:
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /status HTTP/1.0\r\n\r\n")
+            held.append(sock)
+            assert busy.acquire(timeout=10)  # every thread of the pool now held
+        for _ in range(3):  # and more clients still sending their headers, byte by byte
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            held.append(sock)
+        assert get(port, "/healthz") == (200, b"ok\n")
+        assert get(port, "/readyz?full=1") == (503, b"not ready\n")
+        health.ready = True
+        assert get(port, "/readyz") == (200, b"ready\n")
+    finally:
+        release.set()
+        for sock in held:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_client_that_goes_away_is_one_json_log_line_not_a_traceback(caplog, capfd):
     answered = threading.Event()
     client_gone = threading.Event()

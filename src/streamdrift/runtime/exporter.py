@@ -24,6 +24,8 @@ client that goes away is one JSON log line.
 from __future__ import annotations
 
 import logging
+import queue
+import selectors
 import socket
 import sys
 import threading
@@ -472,6 +474,11 @@ class StatusView:
         return doc
 
 
+# A request head (request line and headers) longer than this goes to the pool as it is (the handler refuses it)
+_HEAD_BYTES = 16 * 1024
+_RECHECK_S = 0.05  # how often a connection whose head is still arriving is looked at again
+
+
 class BoundedHTTPServer(ThreadingHTTPServer):
     """An HTTP server whose resources do not grow with its clients.
 
@@ -481,6 +488,11 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     its headers one byte at a time is cut off too). A request that fails (a client that went
     away, a timeout) is one JSON log line, never a traceback on stderr. It keeps
     ``ThreadingHTTPServer``'s interface, the type the worker holds, not its thread per connection.
+
+    A connection reaches the pool only once its request head has arrived, so clients slow to send
+    hold no thread; and the probes (``probes``: path -> status and body, or None for other paths)
+    are answered at once by the thread that waits for heads, never queued behind the pool, so
+    liveness and readiness answer even while slow readers hold every thread of the pool.
     """
 
     daemon_threads = True
@@ -492,9 +504,11 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         threads: int = 4,
         max_connections: int = 64,
         timeout_s: float = 10.0,
+        probes: Callable[[str], tuple[int, bytes] | None] | None = None,
     ):
         super().__init__(address, handler)
         self.timeout_s = timeout_s
+        self.probes = probes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="http")
         self._slots = threading.BoundedSemaphore(max_connections)
         self._deadlines: dict[socket.socket, float] = {}  # open connections -> time.monotonic() they end by
@@ -502,6 +516,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self._closed = threading.Event()
         self._watchdog = threading.Thread(target=self._cut_overdue, name="http-deadlines", daemon=True)
         self._watchdog.start()
+        # accepted connections go to the thread that waits for their heads; the pair wakes it
+        self._arrivals: queue.SimpleQueue[tuple[socket.socket, Any]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_write.setblocking(False)
+        self._heads = threading.Thread(target=self._wait_for_heads, name="http-heads", daemon=True)
+        self._heads.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -510,7 +530,75 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             return
         with self._deadlines_lock:
             self._deadlines[request] = time.monotonic() + self.timeout_s
-        self._pool.submit(self._handle, request, client_address)
+        self._arrivals.put((request, client_address))
+        try:
+            self._wake_write.send(b"\0")
+        except OSError:  # its buffer full of wake-ups already (or closed at shutdown): it wakes anyway
+            pass
+
+    def _wait_for_heads(self) -> None:
+        """Hold each connection until its request head has arrived: then answer a probe at once, or hand
+        the request to the pool. A head still arriving is looked at again every ``_RECHECK_S`` (its
+        unread bytes would keep the selector awake); the deadline watchdog cuts those that take too long."""
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_read, selectors.EVENT_READ)
+        arriving: dict[socket.socket, Any] = {}  # head incomplete at the last look -> client address
+        while not self._closed.is_set():
+            ready = selector.select(_RECHECK_S if arriving else 0.25)
+            looked_at = dict(arriving)
+            arriving.clear()
+            for key, _ in ready:
+                if key.fileobj is self._wake_read:
+                    self._wake_read.recv(4096)
+                    while not self._arrivals.empty():
+                        sock, client_address = self._arrivals.get()
+                        sock.setblocking(False)
+                        selector.register(sock, selectors.EVENT_READ, client_address)
+                else:
+                    selector.unregister(key.fileobj)
+                    looked_at[key.fileobj] = key.data  # type: ignore[index]
+            for sock, client_address in looked_at.items():
+                if self._head_arrived(sock, client_address) is None:
+                    arriving[sock] = client_address
+
+    def _head_arrived(self, sock: socket.socket, client_address: Any) -> bool | None:
+        """Probe answered, request handed to the pool or connection closed: True; head still arriving: None."""
+        try:
+            head = sock.recv(_HEAD_BYTES, socket.MSG_PEEK)
+        except BlockingIOError:
+            return None
+        except OSError:
+            head = b""
+        if head and b"\r\n\r\n" not in head and len(head) < _HEAD_BYTES:
+            return None
+        if head and self._answer_probe(sock, head):
+            self._close(sock)
+        elif head:
+            sock.setblocking(True)
+            self._pool.submit(self._handle, sock, client_address)
+        else:  # the client went away, or the watchdog cut it off
+            self._close(sock)
+        return True
+
+    def _answer_probe(self, sock: socket.socket, head: bytes) -> bool:
+        """Answer ``GET`` of a probe path from its head; False for any other request."""
+        method, _, rest = head.partition(b" ")
+        target = rest.split(b" ", 1)[0].split(b"?", 1)[0]
+        answer = self.probes(target.decode("latin-1")) if method == b"GET" and self.probes is not None else None
+        if answer is None:
+            return False
+        code, body = answer
+        sock.recv(len(head))  # read what was peeked: closing with unread bytes would reset the connection
+        reason = "OK" if code == 200 else "Service Unavailable"
+        response = (
+            f"HTTP/1.0 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
+        try:
+            sock.send(response)  # a few dozen bytes into an empty send buffer: it never blocks
+        except OSError:
+            pass
+        return True
 
     def _handle(self, request: socket.socket, client_address: Any) -> None:
         try:
@@ -518,10 +606,13 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            with self._deadlines_lock:
-                self._deadlines.pop(request, None)
-            self.shutdown_request(request)
-            self._slots.release()
+            self._close(request)
+
+    def _close(self, request: socket.socket) -> None:
+        with self._deadlines_lock:
+            self._deadlines.pop(request, None)
+        self.shutdown_request(request)
+        self._slots.release()
 
     def _cut_overdue(self) -> None:
         # a blocked read or write returns once its socket is shut down; the handler then ends
@@ -547,6 +638,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         self._closed.set()
+        self._wake_write.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         BaseServer.server_close(self)  # (ThreadingMixIn's would join threads it never started)
         self.socket.close()
@@ -581,10 +673,8 @@ def serve(
             if path == "/metrics":
                 body = generate_latest(registry)
                 self._send(200, body + models.exposition() if models is not None else body, CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._send(200 if health.alive else 503, b"ok\n" if health.alive else b"stalled\n")
-            elif path == "/readyz":
-                self._send(200 if health.ready else 503, b"ready\n" if health.ready else b"not ready\n")
+            elif (answer := probes(path)) is not None:  # answered before the pool as a rule; here if reached
+                self._send(*answer)
             elif path == "/status" and status_endpoint:
                 self._send(200, status_json(status()), "application/json")
             else:
@@ -600,6 +690,14 @@ def serve(
         def log_message(self, *args: object) -> None:  # scrapes are not worth a log line each
             pass
 
-    server = BoundedHTTPServer((host, port), Handler, **bounds)
+    def probes(path: str) -> tuple[int, bytes] | None:
+        """What the probes answer: before the pool (``BoundedHTTPServer``), so slow clients never delay them."""
+        if path == "/healthz":
+            return (200, b"ok\n") if health.alive else (503, b"stalled\n")
+        if path == "/readyz":
+            return (200, b"ready\n") if health.ready else (503, b"not ready\n")
+        return None
+
+    server = BoundedHTTPServer((host, port), Handler, probes=probes, **bounds)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
