@@ -201,3 +201,18 @@ def test_class_names_and_segment_names_and_values_are_bounded_and_never_quoted(p
     assert clear[3] == f"field 'segment.{secret}' must be a string, number or boolean, got null"
     assert secret in clear[5]
     assert _counted(decode_predictions(_poll(events[6:] * 2))) == 8
+
+
+def test_a_hash_salt_keys_the_category_hashes(path) -> None:
+    """Issue 17 review, hole 7: an unsalted SHA-256 of a low-entropy value (an SSN: 10^9 candidates) is
+    found by hashing every candidate; under a per-deployment secret it is not."""
+    ssn = "123-45-6789"
+    events = [_prediction(i, features={"x": 1.0, "id": ssn}) for i in range(10)]
+    (plain,), _ = decode_predictions(_poll(events), InputBounds(hash_categories=True))
+    (salted,), _ = decode_predictions(_poll(events), InputBounds(hash_categories=True, hash_salt="s3cret"))
+    (other,), _ = decode_predictions(_poll(events), InputBounds(hash_categories=True, hash_salt="other"))
+    assert plain.features["id"] == [category_hash(ssn)] * 10
+    assert salted.features["id"] == [category_hash(ssn, "s3cret")] * 10
+    assert len({plain.features["id"][0], salted.features["id"][0], other.features["id"][0]}) == 3
+    assert salted.features["id"][0].startswith("#") and len(salted.features["id"][0]) == 17
+    assert "s3cret" not in repr(InputBounds(hash_salt="s3cret")) and "hash_salt" not in InputBounds().model_dump()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 from streamdrift.core.errors import ConfigError
@@ -124,3 +125,13 @@ def test_bounds_and_privacy_settings_reach_the_decoder() -> None:
     bounds = s.input_bounds()
     assert (bounds.max_event_time_skew_s, bounds.redact_values, bounds.hash_categories) == (60, False, True)
     assert Settings().input_bounds().redact_values and Settings().model_idle_ttl_s == 30 * 86400
+
+
+def test_the_hash_salt_is_a_secret_that_seals_the_state_without_being_written() -> None:
+    plain, salted = Settings(), Settings(privacy={"hash_salt": "s3cret"})
+    assert salted.input_bounds().hash_salt == "s3cret" and plain.input_bounds().hash_salt is None
+    assert "s3cret" not in str(salted.redacted()) and "s3cret" not in repr(salted)
+    seal, other = salted.state_seal(), Settings(privacy={"hash_salt": "other"}).state_seal()
+    assert "s3cret" not in orjson.dumps(dict(seal.settings)).decode()
+    assert len({plain.state_seal().config, seal.config, other.config}) == 3  # another salt: other hashes in state
+    assert plain.state_seal().settings == Settings().state_seal().settings  # no salt: the seal of before

@@ -110,3 +110,11 @@ class InputBounds(_Section):
         64, ge=8, description="string feature values longer than this are tracked as a hash of the value"
     )
     hash_categories: bool = Field(False, description="every string feature value is tracked as a hash of the value")
+    # a secret: never dumped (the snapshot's settings record the bounds) nor shown; the seal records a key id
+    hash_salt: str | None = Field(
+        None,
+        exclude=True,
+        repr=False,
+        description="a secret: tracked category hashes are HMAC-SHA256 under it, not a plain SHA-256, so a "
+        "low-entropy value (an SSN, a phone number) cannot be found by hashing every candidate",
+    )

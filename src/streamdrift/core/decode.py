@@ -61,7 +61,8 @@ Reasons name the field and the rule (``scores`` and ``segment``, not the class o
 segment name, which are users' values too), and show the offending value only with
 ``redact_values = false``. String feature values longer than
 ``max_category_length`` (or all of them, with ``hash_categories``) reach the
-monitors as ``#`` and 16 hex digits of their SHA-256, never in clear: a hash
+monitors as ``#`` and 16 hex digits of their SHA-256 (HMAC-SHA256 under
+``hash_salt`` where set), never in clear: a hash
 keeps distinct values distinct, where a truncation would merge values sharing a
 prefix and keep that prefix in clear.
 """
@@ -69,6 +70,7 @@ prefix and keep that prefix in clear.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -828,18 +830,25 @@ def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def category_hash(value: str) -> str:
-    """How a string feature value is tracked when it must not be kept in clear.
+def category_hash(value: str, salt: str | None = None) -> str:
+    """How a string feature value is tracked when it must not be kept in clear: the first 16 hex digits of
+    its SHA-256, or with ``salt`` (``privacy.hash_salt``, a secret) of its HMAC-SHA256 under the salt, which
+    no one without the salt can recompute for every candidate of a small space (SSNs, phone numbers).
 
     >>> category_hash("123-45-6789")
     '#01a54629efb95228'
+    >>> category_hash("123-45-6789", "s3cret")
+    '#e9e7e9a44c8e2852'
     """
-    return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    data = value.encode("utf-8", "surrogatepass")
+    if salt is None:
+        return "#" + hashlib.sha256(data).hexdigest()[:16]
+    return "#" + hmac.new(salt.encode(), data, hashlib.sha256).hexdigest()[:16]
 
 
 def _hide_long_categories(batches: list[PredictionBatch], bounds: InputBounds) -> None:
     """Replace, in place, the string feature values the monitors must not track in clear."""
-    hash_all, limit = bounds.hash_categories, bounds.max_category_length
+    hash_all, limit, salt = bounds.hash_categories, bounds.max_category_length, bounds.hash_salt
     for batch in batches:
         numeric = batch.numeric_features or frozenset()
         for name, values in batch.features.items():
@@ -847,5 +856,5 @@ def _hide_long_categories(batches: list[PredictionBatch], bounds: InputBounds) -
                 continue
             if hash_all or any(type(v) is str and len(v) > limit for v in values):
                 batch.features[name] = [
-                    category_hash(v) if type(v) is str and (hash_all or len(v) > limit) else v for v in values
+                    category_hash(v, salt) if type(v) is str and (hash_all or len(v) > limit) else v for v in values
                 ]

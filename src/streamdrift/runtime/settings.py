@@ -16,6 +16,7 @@ otherwise be ignored.
 
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 import types
@@ -89,6 +90,11 @@ class PrivacySettings(_Section):
         64, ge=8, description="string feature values longer than this are tracked as a hash (SHA-256, 16 hex digits)"
     )
     hash_categories: bool = Field(False, description="every string feature value is tracked as a hash")
+    hash_salt: SecretStr | None = Field(
+        None,
+        description="a secret: hashes are HMAC-SHA256 under it, so a low-entropy value cannot be found by hashing "
+        "every candidate; changing it changes the hashes in state (a snapshot made under another is refused)",
+    )
 
 
 # The librdkafka properties whose values `Settings.redacted` hides. Those librdkafka marks sensitive
@@ -239,7 +245,12 @@ class Settings(BaseSettings):
 
     def input_bounds(self) -> InputBounds:
         """What the decoder accepts and shows, from ``max_event_time_skew_s`` and ``privacy``."""
-        return InputBounds(max_event_time_skew_s=self.max_event_time_skew_s, **self.privacy.model_dump())
+        salt = self.privacy.hash_salt
+        return InputBounds(
+            max_event_time_skew_s=self.max_event_time_skew_s,
+            hash_salt=salt.get_secret_value() if salt is not None else None,
+            **self.privacy.model_dump(exclude={"hash_salt"}),
+        )
 
     def state_seal(self) -> Seal:
         """What checkpoints are written under and checked against, in either store (``core.state.Seal``).
@@ -249,12 +260,15 @@ class Settings(BaseSettings):
         A checkpoint made under other ones is refused with a message naming what differs, so neither a
         changed setting nor another deployment's directory or topic can silently rewind or reshape a model.
         """
-        shaping = {
+        shaping: dict[str, Any] = {
             "monitor": self.monitor.model_dump(mode="json"),
             "models": {m: s.model_dump(mode="json") for m, s in sorted(self.models.items())},
             "bounds": self.input_bounds().model_dump(mode="json"),
             "model_idle_ttl_s": self.model_idle_ttl_s,
         }
+        if self.privacy.hash_salt is not None:  # which salt, never the salt: an HMAC of a constant under it
+            salt = self.privacy.hash_salt.get_secret_value().encode()
+            shaping["category_hash_key"] = hmac.new(salt, b"streamdrift category hash key", "sha256").hexdigest()[:16]
         identity = {"group": self.group_id, "topics": [self.topics.predictions, self.topics.feedback]}
         key = self.snapshot_key.get_secret_value().encode() if self.snapshot_key is not None else None
         return Seal.of(shaping, identity, key)
