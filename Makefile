@@ -25,10 +25,13 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-# lint, then unit tests, the real broker (integration) and Prometheus/compose (e2e), and the doctests
+# lint, then unit tests, the real broker (integration) and Prometheus/compose (e2e), and the doctests, in
+# PYTEST_JOBS processes (pytest-xdist; they share one broker, see tests/conftest.py); PYTEST_JOBS=0: one process.
+# worksteal: an idle process takes tests queued for a busy one, so a long integration test does not hold up the end.
+PYTEST_JOBS ?= 2
 test: lint
 	scripts/ensure-prometheus
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist worksteal --durations=15
 
 # The README's table (about 5 minutes); BENCH_ARGS="--events 200000" for a shorter run,
 # see benchmarks/bench.py --help

@@ -12,6 +12,7 @@ environment, so only the first start on a machine needs Maven.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -172,6 +173,45 @@ def start_broker(
         return broker
     assert last_error is not None
     raise last_error
+
+
+def stop_broker(data_dir: Path) -> None:
+    """Stop the broker whose pid file is in ``data_dir`` (``scripts/kafka stop``), if it runs. Idempotent."""
+    env = dict(os.environ, KAFKA_DATA_DIR=str(Path(data_dir).resolve()))
+    for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT"):
+        env.pop(name, None)  # only the data dir's pid file decides what is stopped
+    proc = subprocess.run(
+        [str(KAFKA_SCRIPT), "stop"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=_STOP_TIMEOUT_S
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/kafka stop exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+
+
+def shared_broker(shared_dir: Path, ready_timeout: float = 30.0) -> str:
+    """``host:port`` of the one broker that several test processes share (pytest-xdist workers).
+
+    The first process to ask starts it in ``shared_dir/kafka`` and writes its address to
+    ``shared_dir/bootstrap``; the others, serialised by a lock on ``shared_dir/lock``, read it. A start
+    that failed is written to ``shared_dir/error`` so that the others fail at once with the same reason
+    (no second attempt of a minute and a half). Nobody here stops it: whoever chose ``shared_dir`` does,
+    once every process is done (:func:`stop_broker` on ``shared_dir/kafka``).
+    """
+    shared_dir.mkdir(parents=True, exist_ok=True)
+    address, error = shared_dir / "bootstrap", shared_dir / "error"
+    with open(shared_dir / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if address.exists():
+            return address.read_text()
+        if error.exists():
+            raise BrokerStartError(error.read_text())
+        try:
+            broker = start_broker(shared_dir / "kafka")
+            wait_ready(broker.bootstrap, timeout=ready_timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure means "no broker", for every process
+            error.write_text(f"the shared broker in {shared_dir}: {exc}")
+            raise BrokerStartError(error.read_text()) from exc
+        address.write_text(broker.bootstrap)
+        return broker.bootstrap
 
 
 def wait_ready(bootstrap: str, timeout: float = 30.0) -> None:
