@@ -11,25 +11,30 @@ import pytest
 from confluent_kafka import Producer
 
 from streamdrift.cli.replay import event_time_ms
+from streamdrift.core import state as codec
 from streamdrift.core.routing import MISROUTED, consistent_partition, murmur2_partition
 from streamdrift.core.synthetic import generate
-from worker_process import WorkerProcess, model_summaries, read_topic, streamdrift, worker_env
+from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from worker_process import WorkerProcess, model_summaries, read_topic, streamdrift, worker_env, worker_settings
 
 pytestmark = pytest.mark.kafka
 
 N = 3
 MODELS = [f"model-{c}" for c in "abcdefgh"]  # model-a, -f, -g: CRC32 agrees with murmur2; five others it does not
 NULL_KEYED = {"model-c", "model-h"}  # their feedback is produced without a key: the third stream
+# CRC32 puts the labels each partition is to get back from one other partition only: c from 1 to 0, d and i
+# from 2 to 1, b from 1 to 2 (a, f, g, j: where murmur2 puts them)
+ONE_SOURCE_MODELS = [f"model-{c}" for c in "abcdfgij"]
 SETTINGS = {"checkpoint_interval_s": 0.5, "max_task_idle_ms": 300, "state_store": "local"}
 
 
-def _events(start_time: float) -> dict[str, list[dict]]:
+def _events(start_time: float, models: list[str] = MODELS) -> dict[str, list[dict]]:
     """2,400 predictions (300 per model), feedback for about half of them 20 predictions later."""
     out: dict[str, list[dict]] = {"prediction": [], "feedback": []}
     model_of: dict[str, str] = {}
     for kind, event in generate(2400, seed=11, feedback_delay=20, start_time=start_time):
         if kind == "prediction":
-            model_of[event["event_id"]] = MODELS[len(model_of) % len(MODELS)]
+            model_of[event["event_id"]] = models[len(model_of) % len(models)]
         out[kind].append({**event, "model_id": model_of[event["event_id"]]})
     return out
 
@@ -149,3 +154,90 @@ def test_labels_from_any_partitioner_join_as_with_murmur2(kafka_bootstrap, uniqu
     log = (tmp_path / "mixed.log").read_text()
     assert "misrouted records: their producer does not partition as the worker assumes" in log
     assert "partitioner=murmur2_random" in log
+
+
+def _half(events: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """The stream cut in two at its middle prediction's time."""
+    cut = events["prediction"][len(events["prediction"]) // 2]["timestamp"]
+    first = {kind: [e for e in stream if e["timestamp"] < cut] for kind, stream in events.items()}
+    second = {kind: [e for e in stream if e["timestamp"] >= cut] for kind, stream in events.items()}
+    return first, second
+
+
+def _final_state(env: dict) -> list[tuple]:
+    """Per partition: the models' states as checkpointed (bytes), the partition state, the offsets."""
+    store = LocalSnapshotStore(env["STREAMDRIFT_SNAPSHOT_DIR"], worker_settings(env).state_seal())
+    out = []
+    for p in range(N):
+        snapshot = store.load(p)
+        assert snapshot is not None
+        offsets = {topic.rsplit(".", 1)[1]: offset for topic, offset in snapshot.offsets.items()}
+        merge = orjson.loads(orjson.dumps(snapshot.merge).replace(env["STREAMDRIFT_TOPICS__FEEDBACK"].encode(), b"fb"))
+        merge = orjson.loads(orjson.dumps(merge).replace(env["STREAMDRIFT_TOPICS__PREDICTIONS"].encode(), b"pr"))
+        out.append((codec.dumps(snapshot.models), merge, offsets))
+    return out
+
+
+def test_a_sigkill_after_forwarding_leaves_the_state_of_a_run_without_it(kafka_bootstrap, unique_name, tmp_path):
+    """Killed after forwarding half the stream and before any checkpoint, the worker forwards every misrouted record
+    of that half again; the destinations drop the copies, and the final state is byte-identical to the run without
+    the kill.
+
+    Byte-identical needs the destinations' logs to be the same but for the copies forwarded twice, which timing
+    decides where copies come from several partitions (null keys; keyed labels of models from several partitions):
+    a copy takes the epoch its side has reached, which copies from another partition may have raised. Hence keyed
+    labels, every partition getting copies from one other only, each half produced once the worker is through the
+    previous one, and max_task_idle_ms well above a copy's way (an idle release before the copies arrive would
+    process them after predictions they precede in the log)."""
+    first, second = _half(_events(start_time=float(int(time.time()) - 3600), models=ONE_SOURCE_MODELS))
+    n = {kind: len(first[kind]) + len(second[kind]) for kind in first}
+    n_first = {kind: len(stream) for kind, stream in first.items()}
+    states, duplicates = [], []
+    for run in ("calm", "killed"):
+        # no periodic checkpoint: the kill finds nothing committed, the final SIGTERM writes the state compared
+        env = worker_env(
+            kafka_bootstrap, unique_name(run), tmp_path / run, checkpoint_interval_s=3600, max_task_idle_ms=1500,
+            state_store="local",
+        )  # fmt: skip
+        assert streamdrift(env, "topics", "create", "--partitions", str(N)).returncode == 0
+
+        def produce(events: dict[str, list[dict]], env: dict = env) -> list:
+            _produce(kafka_bootstrap, env["STREAMDRIFT_TOPICS__PREDICTIONS"], events["prediction"], "murmur2_random")
+            return _produce(
+                kafka_bootstrap, env["STREAMDRIFT_TOPICS__FEEDBACK"], events["feedback"], "consistent_random"
+            )
+
+        def monitored(worker: WorkerProcess, n: dict[str, int]) -> None:
+            counts = lambda: tuple(map(sum, zip(*worker.counts().values()))) or (0, 0)  # noqa: E731
+            worker.wait_for(lambda: counts() == (n["prediction"], n["feedback"]), 60, f"{n} monitored")
+
+        delivered = produce(first)
+        misrouted_first = sum(murmur2_partition(model.encode(), N) != p for _, model, p, _ in delivered)
+        worker = WorkerProcess(env, tmp_path / f"{run}.log")
+        try:
+            monitored(worker, n_first)
+            if run == "killed":
+                worker.stop(signal.SIGKILL)
+                worker = WorkerProcess(env, tmp_path / f"{run}.log")  # resumes at the start: nothing committed
+                monitored(worker, n_first)
+            produce(second)
+            monitored(worker, n)
+            metrics = worker.get("/metrics")[1].decode()
+            assert worker.stop(signal.SIGTERM) == 0
+        finally:
+            worker.stop(signal.SIGKILL)
+        feedback = env["STREAMDRIFT_TOPICS__FEEDBACK"]
+        line = f'streamdrift_forwarded_duplicates_total{{topic="{feedback}"}}'
+        duplicates.append(next((float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(line)), 0.0))
+        states.append(_final_state(env))
+    calm, killed = states
+    assert duplicates == [0.0, misrouted_first] and misrouted_first > 0
+    assert [models for models, _, _ in killed] == [models for models, _, _ in calm]
+    # the same epochs and clock; the marks name the same source partitions, at source offsets that moved by the
+    # copies forwarded twice into those partitions' own logs
+    without_marks = lambda states: [{k: v for k, v in m.items() if k != "forwarded"} for _, m, _ in states]  # noqa: E731
+    assert without_marks(killed) == without_marks(calm)
+    assert [sorted(m["forwarded"]) for _, m, _ in killed] == [sorted(m["forwarded"]) for _, m, _ in calm]
+    # the destinations' feedback logs hold the copies forwarded twice; the predictions' logs are the same
+    assert [o["predictions"] for *_, o in killed] == [o["predictions"] for *_, o in calm]
+    assert sum(o["feedback"] for *_, o in killed) == sum(o["feedback"] for *_, o in calm) + misrouted_first
