@@ -219,10 +219,11 @@ def _decode(
 ) -> tuple[list, list[Rejected]]:
     """Validate and group: the C reader's whole-poll path when it can vouch for every message, else row by row."""
     if _speedups is not None and len(messages) >= _FAST_MIN:
-        if not (require_record_time and any(m.timestamp_ms <= 0 for m in messages)):  # else the reference names them
-            fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(messages, bounds)
-            if fast is not None:
-                return fast, []
+        fast = (_decode_parsed if parse is _prediction_row else _decode_parsed_feedback)(
+            messages, bounds, require_record_time
+        )
+        if fast is not None:
+            return fast, []
     return _decode_rows(messages, parse, build, bounds, require_record_time)
 
 
@@ -329,6 +330,7 @@ def _checked_header(
     versions: list,
     written: list,
     bounds: InputBounds,
+    require_record_time: bool = False,
 ) -> tuple[np.ndarray, set[str]] | None:
     """The checks of event_id, model_id (and key), model_version and timestamp over a poll's
     columns: the event times and the distinct model ids if all pass, else None.
@@ -353,12 +355,14 @@ def _checked_header(
     if not _keys_match([m.key for m in messages], model_ids):
         return None
     times = _checked_timestamps(written)
-    if times is None or not _within_skew(times, messages, bounds):
+    if times is None or not _within_skew(times, messages, bounds, require_record_time):
         return None
     return times, distinct_models
 
 
-def _decode_parsed(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS) -> list | None:
+def _decode_parsed(
+    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS, require_record_time: bool = False
+) -> list | None:
     """A poll of predictions read by ``_speedups`` into columns and checked: the batches of
     ``_decode_rows``, except that a feature column holding only floats and nulls
     is a read-only float64 array, NaN for null (``records.column_values`` lists it again).
@@ -367,7 +371,7 @@ def _decode_parsed(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, outputs, scores, class_scores, segments, names, block, lists = parsed
-    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds)
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds, require_record_time)
     if head is None:
         return None
     n = len(messages)
@@ -395,14 +399,16 @@ def _decode_parsed(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT
     return _parsed_batches(_parsed_prediction_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
-def _decode_parsed_feedback(messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS) -> list | None:
+def _decode_parsed_feedback(
+    messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS, require_record_time: bool = False
+) -> list | None:
     """A poll of feedback read by ``_speedups`` and checked: the batches of ``_decode_rows``.
     None where the reader or a check has a doubt."""
     parsed = _speedups.feedback([m.value for m in messages])
     if parsed is None:
         return None
     event_ids, model_ids, versions, written, labels, carried, scores = parsed
-    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds)
+    head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds, require_record_time)
     if head is None:
         return None
     if not _in_bounds(labels, bounds) or (carried is not None and not _in_bounds(carried, bounds)):
@@ -419,9 +425,10 @@ def _parsed_head(
     written: list,
     scores: bytes | None,
     bounds: InputBounds,
+    require_record_time: bool = False,
 ) -> tuple | None:
     """The checks both kinds of parsed poll share: ``(times, distinct model ids, scores)``, or None."""
-    header = _checked_header(messages, event_ids, model_ids, versions, written, bounds)
+    header = _checked_header(messages, event_ids, model_ids, versions, written, bounds, require_record_time)
     if header is None:
         return None
     score_array = np.full(len(messages), _NAN) if scores is None else np.frombuffer(scores, np.float64)
@@ -554,10 +561,16 @@ def _checked_timestamps(written: list) -> np.ndarray | None:
         return None
 
 
-def _within_skew(times: np.ndarray, messages: Sequence[RawMessage], bounds: InputBounds) -> bool:
-    """No event time further than the skew bound ahead of its record's Kafka timestamp (where known)."""
+def _within_skew(
+    times: np.ndarray, messages: Sequence[RawMessage], bounds: InputBounds, require_record_time: bool = False
+) -> bool:
+    """No event time further than the skew bound ahead of its record's Kafka timestamp, and (with
+    ``require_record_time``) no record without one; else the reference path names the culprits."""
     kafka_ms = np.array([m.timestamp_ms for m in messages], dtype=np.float64)
-    return not ((kafka_ms > 0) & (times - kafka_ms / 1000 > bounds.max_event_time_skew_s)).any()
+    known = kafka_ms > 0
+    if require_record_time and not known.all():
+        return False
+    return not (known & (times - kafka_ms / 1000 > bounds.max_event_time_skew_s)).any()
 
 
 def _in_bounds(values: list, bounds: InputBounds) -> bool:
