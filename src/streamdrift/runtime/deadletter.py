@@ -11,9 +11,9 @@ source. The broker judges a whole batch against the topic's limit, so the worker
 keeps its batches under it too (``batch.size``, only where the topic's limit is the smaller).
 
 Where the topic's limit cannot be read at start (no DescribeConfigs permission), a dead letter
-whose delivery fails for its size is written again (``again``), up to ``ATTEMPTS`` times, before
-the failure counts; in a transaction (exactly once) the failure aborts it instead, and the
-rewind writes the dead letter again under the same rule.
+whose delivery fails for its size lowers the bound (``lowered``) and is written again (``again``),
+up to ``ATTEMPTS`` times, before the failure counts; in a transaction (exactly once) the failure
+aborts it instead, and the rewind writes the dead letter again under the lowered bound.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def fit(key: bytes | None, value: bytes, headers: Headers, limit: int) -> tuple[
     >>> fit(b"m1", b"x" * 1000, [("streamdrift.reason", b"invalid JSON")], 200)
     (b'm1', b'', [('streamdrift.reason', b'invalid JSON'), ('streamdrift.value.omitted', b'1000')])
     """
-    if _size(key, value, headers) > limit:
+    if size(key, value, headers) > limit:
         headers = [*headers, (HEADER_VALUE_OMITTED, str(len(value)).encode())]
         value = b""
-    if key is not None and _size(key, value, headers) > limit:
+    if key is not None and size(key, value, headers) > limit:
         headers = [*headers, (HEADER_KEY_OMITTED, str(len(key)).encode())]
         key = None
     return key, value, headers
@@ -74,5 +74,16 @@ def again(key: bytes | None, value: bytes, headers: Headers) -> tuple[bytes | No
     return fit(key, value, headers, SMALL_BYTES)
 
 
-def _size(key: bytes | None, value: bytes, headers: Headers) -> int:
+def lowered(limit: int, failed_bytes: int) -> int:
+    """The bound after a dead letter of ``failed_bytes`` failed for its size: under it, unless it was small
+    (then its batch was to blame, and small ones keep going whole).
+
+    >>> lowered(993_976, 50_040), lowered(993_976, 300)
+    (50039, 993976)
+    """
+    return min(limit, failed_bytes - 1) if failed_bytes > SMALL_BYTES else limit
+
+
+def size(key: bytes | None, value: bytes, headers: Headers) -> int:
+    """The bytes of a dead letter as ``fit`` counts them (framing aside)."""
     return len(key or b"") + len(value) + sum(len(name) + len(data) for name, data in headers)

@@ -764,11 +764,15 @@ class Worker:
     def _dead_letter_delivered(
         self, attempt: int, key: bytes | None, headers: deadletter.Headers, err: KafkaError | None, msg: Message
     ) -> None:
-        """A dead letter over a limit the worker could not read at start is written again (``deadletter.again``;
-        a delivery report carries no headers, so they are kept until then). In a transaction the failure has
-        made it abortable already: the rewind writes it again."""
-        retry = err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE and attempt < deadletter.ATTEMPTS
-        if retry and not self.exactly_once:
+        """A dead letter over a limit the worker could not read at start lowers the bound dead letters are
+        sized under (``deadletter.lowered``), and is written again (``deadletter.again``; a delivery report
+        carries no headers, so they are kept until then). In a transaction the failure has made it abortable
+        already: the rewind writes it again, under the lowered bound."""
+        too_large = err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE
+        if too_large:
+            failed = deadletter.size(key, msg.value() or b"", headers)
+            self.dead_letter_max_bytes = deadletter.lowered(self.dead_letter_max_bytes, failed)
+        if too_large and attempt < deadletter.ATTEMPTS and not self.exactly_once:
             key, value, headers = deadletter.again(key, msg.value() or b"", headers)
             delivered = partial(self._dead_letter_delivered, attempt + 1, key, headers)
             self._produce(self.topics.dead_letter, key, value, headers, on_delivery=delivered)
