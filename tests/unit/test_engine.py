@@ -41,7 +41,7 @@ def _records(n_events: int, label_skew_s: float = 0.0, **kwargs) -> dict[str, li
     return out
 
 
-def _engine(settings: Settings) -> PartitionEngine:
+def _engine(settings: Settings, hold: int = 0) -> PartitionEngine:
     """As the worker makes one (``Worker._restore``)."""
     return PartitionEngine(
         0,
@@ -52,18 +52,25 @@ def _engine(settings: Settings) -> PartitionEngine:
         max_buffered=10 * settings.batch_size,
         max_models=settings.max_models,
         batch_size=settings.batch_size,
+        hold=hold,
     )
 
 
 def _as_a_worker(
-    records: dict[str, list[RawMessage]], settings: Settings, fetches: dict[str, list[int]]
+    records: dict[str, list[RawMessage]],
+    settings: Settings,
+    fetches: dict[str, list[int]],
+    hold: int = 0,
+    flushes: np.ndarray | None = None,
 ) -> tuple[PartitionEngine, list[dict]]:
     """Feed the engine as ``Worker.process`` does, each poll bringing the next fetch of each topic.
 
     ``fetches``: per topic, the sizes of its fetches; a topic has ended once all its records came
     (everything was produced before the worker started, so its lag is 0 only at the end).
+    ``hold`` and ``flushes``: the engine may hold that many released records, and poll ``i`` lets
+    them wait unless ``flushes[i]`` (as the worker does while behind); held records are flushed at the end.
     """
-    engine = _engine(settings)
+    engine = _engine(settings, hold)
     events: list[dict] = []
     at = {PREDICTIONS: 0, FEEDBACK: 0}
     for poll in range(max(len(sizes) for sizes in fetches.values())):
@@ -74,9 +81,10 @@ def _as_a_worker(
                 at[topic] += len(fetched)
                 engine.add(topic, fetched)
         ended = {topic for topic in records if at[topic] == len(records[topic])}
-        released = engine.release(ended)
+        released = engine.release(ended, flush=flushes is None or bool(flushes[poll]))
         assert not released.rejected
         events += released.events
+    events += engine.flush().events
     assert at == {topic: len(rs) for topic, rs in records.items()}
     assert engine.buffered() == 0
     return engine, events
@@ -140,6 +148,36 @@ def test_replay_raises_the_drift_events_of_the_engine_fed_as_a_worker_polls(repl
     assert _by_alert(events) == _by_alert(expected)  # kinds, windows, statistics: all but emitted_at
     assert state_bytes(engine.monitors) == state_bytes(replayed["replay"].monitors)
     assert engine.offsets == {PREDICTIONS: n_pred, FEEDBACK: n_fb}
+
+
+def test_records_held_and_processed_together_raise_the_same_drift_events_and_state(replayed):
+    # issue 19: a worker behind holds released records (up to ``hold``) and processes them in larger batches
+    records, settings = replayed["records"], replayed["settings"]
+    rng = np.random.default_rng(19)
+    sizes = _sizes(rng, len(records[PREDICTIONS]), 1, 400)
+    fetches = {PREDICTIONS: sizes, FEEDBACK: [s // 2 for s in sizes] + [len(records[FEEDBACK])]}
+    flushes = rng.random(len(sizes) + 1) < 0.2
+    engine, events = _as_a_worker(records, settings, fetches, hold=3000, flushes=flushes)
+
+    assert _by_alert(events) == _by_alert(replayed["events"])
+    assert state_bytes(engine.monitors) == state_bytes(replayed["replay"].monitors)
+    assert engine.offsets == {topic: len(rs) for topic, rs in records.items()}
+
+
+def test_held_records_wait_uncounted_and_a_snapshot_refuses_them_until_flushed(replayed):
+    records, settings = replayed["records"], replayed["settings"]
+    engine = _engine(settings, hold=3000)
+    for topic, rs in records.items():
+        engine.add(topic, rs[:1000])
+    released = engine.release(flush=False)
+    assert released.records > 0 and released.events == [] and engine.offsets == {} and engine.monitors == {}
+    assert engine.buffered() == 2000  # held, or not released by the merge
+    with pytest.raises(RuntimeError, match="records held; flush"):
+        engine.snapshot()
+    engine.flush()
+    assert sum(m.predictions_total + m.feedback_total for m in engine.monitors.values()) == released.records
+    assert engine.buffered() == 2000 - released.records
+    assert engine.snapshot().offsets == engine.offsets != {}
 
 
 def test_the_merge_order_shows_in_the_drift_events(replayed):

@@ -43,6 +43,19 @@ out idle, so no batch spans the gap), and swept after every slice and at
 restore: how records are sliced changes when a slot is freed, never a model's
 state.
 
+Holding. A fleet's poll gives each model a row or less: decoding and
+monitoring it costs a batch per model, dozens of numpy calls for half an event.
+With ``hold``, the records the merge releases may wait, up to ``hold`` of them,
+and are then decoded and monitored together: fewer, larger batches per model.
+The caller says when waiting is worth it (``release(flush=False)``: the worker
+does while it is behind by more than ``hold`` records, so a worker that keeps up
+decides as soon as before), and ``flush`` processes what waits (the worker does
+before every checkpoint: ``snapshot`` refuses held records). How records are
+grouped into batches never changes a model's state nor its drift events
+(``tests/unit/test_batch_split.py``), so holding changes when they come out,
+not what they are. While records wait, the offsets and the monitors' counters
+have not counted them yet.
+
 Examples
 --------
 >>> import orjson
@@ -146,6 +159,9 @@ class PartitionEngine:
     misrouted
         What becomes of a misrouted record: ``"forward"`` (``add`` returns it to forward),
         ``"dead_letter"`` or ``"process"``.
+    hold
+        Released records that may wait to be decoded and monitored together (see the module's docstring);
+        0: none wait.
     """
 
     def __init__(
@@ -165,6 +181,7 @@ class PartitionEngine:
         require_record_time: bool = True,
         partitions: int = 1,
         misrouted: Misrouted = "forward",
+        hold: int = 0,
     ):
         self.partition = partition
         self.predictions = predictions
@@ -181,6 +198,9 @@ class PartitionEngine:
         self.model_idle_ttl_s = model_idle_ttl_s
         self.require_record_time = require_record_time
         self.event_clock = 0.0  # the latest event time decoded (epoch seconds), both topics
+        self.hold = hold
+        self._held: list[tuple[str, list[RawMessage]]] = []  # released runs not processed yet, in order
+        self._held_records = 0
         # counters since this engine was made (not snapshotted)
         self.unmonitored_events = 0  # events of models over max_models
         self.processing_errors = 0  # batches whose processing raised (each quarantined its model)
@@ -199,6 +219,7 @@ class PartitionEngine:
             self.merge.load_state(snapshot.merge)
         self.routing.load_state((snapshot.merge or {}).get(FORWARDED, {}))
         self.offsets = dict(snapshot.offsets)
+        self._held, self._held_records = [], 0
         self.monitors = {model_id: self.new_monitor(model_id, state) for model_id, state in snapshot.models.items()}
         latest = max((monitor.last_event_time for monitor in self.monitors.values()), default=0.0)
         self.event_clock = float((snapshot.merge or {}).get(EVENT_CLOCK, latest))
@@ -208,8 +229,11 @@ class PartitionEngine:
         """The state to checkpoint: the monitors, the merge's epochs and the offsets they reflect.
 
         ``models``: only the states of those monitored now (the ones changed since the last checkpoint,
-        for a store that writes per model); all of them where None.
+        for a store that writes per model); all of them where None. Records held (``hold``) are not
+        part of it: ``flush`` them first.
         """
+        if self._held:
+            raise RuntimeError(f"partition {self.partition}: {self._held_records} records held; flush() first")
         chosen = self.monitors if models is None else [m for m in sorted(models) if m in self.monitors]
         return Snapshot(
             self.partition,
@@ -240,31 +264,50 @@ class PartitionEngine:
         return routed
 
     def buffered(self) -> int:
-        """Records added and not released yet."""
-        return self.merge.buffered()
+        """Records added and not processed yet: held by the merge, or released and held (``hold``)."""
+        return self.merge.buffered() + self._held_records
 
-    def release(self, ended: Collection[str] = (), idle: Collection[str] = ()) -> Released:
+    def release(self, ended: Collection[str] = (), idle: Collection[str] = (), flush: bool = True) -> Released:
         """Decode and monitor what the merge releases now (see ``merge.EpochMerge.release``).
 
         ``ended``: the topics whose log has ended (a file read to its end);
         nothing of theirs is waited for, and the order stays the log's.
         ``idle``: the topics that had nothing for ``max_task_idle_ms``; not
         waiting for them is a forced release (``Released.forced``).
+        ``flush``: process every record released; False: they may wait, up to ``hold`` records.
         """
         release = self.merge.release(ended, idle)
         out = Released(forced=release.forced)
         for topic, records in release.runs:
-            self._process_run(topic, records, out)
+            out.records += len(records)
+            if self._held and self._held[-1][0] == topic:  # one topic's runs back to back: one run
+                self._held[-1][1].extend(records)
+            else:
+                self._held.append((topic, list(records)))
+            self._held_records += len(records)
+        if flush or self._held_records >= self.hold:
+            self._process_held(out)
         return out
 
+    def flush(self) -> Released:
+        """Decode and monitor the records held (``release(flush=False)``); the merge's are not released."""
+        out = Released()
+        self._process_held(out)
+        return out
+
+    def _process_held(self, out: Released) -> None:
+        held, self._held, self._held_records = self._held, [], 0
+        for topic, records in held:
+            self._process_run(topic, records, out)
+
     def _process_run(self, topic: str, records: list[RawMessage], out: Released) -> None:
-        """A run of one topic's records, in offset order, in slices of at most ``batch_size``."""
-        out.records += len(records)
+        """A run of one topic's records, in offset order, in slices of at most ``batch_size`` (or ``hold``)."""
         self.offsets[topic] = records[-1].offset + 1  # skipped records too: they are done with here
         records = self.routing.processed(topic, records)
         at = 0
+        size = max(self.batch_size, self.hold)
         while at < len(records):
-            sliced = records[at : at + self.batch_size]
+            sliced = records[at : at + size]
             batches, rejected = self._decode(topic, sliced)
             clocks = _RowClocks(batches, self.event_clock)
             cut = self._first_gap(batches, clocks)

@@ -12,8 +12,10 @@ worker keeps what is Kafka's: consumer lag, producing drift events (stamped
 
 Checkpoint protocol (``Worker.checkpoint``) with ``state_store = "local"``, in this order:
 
-1. Flush the producer and check that every drift event and dead letter
-   produced so far was delivered; if not, stop before anything is committed.
+1. Process the records each engine holds (``PartitionEngine.flush``) and
+   publish what they raise; flush the producer and check that every drift
+   event and dead letter produced so far was delivered; if not, stop before
+   anything is committed.
 2. Fork (``checkpoint.ForkedWrite``, as Redis's BGSAVE): the child is a
    copy-on-write image of the state at this instant. For each partition
    changed since its last checkpoint it captures the state (model states +
@@ -101,6 +103,9 @@ CHECKPOINT_RETRY_MAX_S = 30.0  # the longest wait between two attempts of a fail
 # the default young-generation threshold (700) the cyclic collector ran over them dozens of times
 # per poll: a third of the worker's CPU in `make bench`. Refcounting frees nearly all of it anyway.
 GC_THRESHOLDS = (50_000, 50, 100)
+# records an engine may hold back, in polls of batch_size (``PartitionEngine``'s ``hold``): a worker behind by
+# more than that decodes and monitors them together, fewer and larger batches per model (issue 19)
+HOLD_BATCHES = 10
 _TIMESTAMP = itemgetter(1)  # of Message.timestamp(): (type, milliseconds)
 MISROUTED_WARNING_EVERY_S = 60.0  # one warning per topic at most this often: a misrouting producer writes on and on
 _PARTITION_TOPIC = attrgetter("partition", "topic")
@@ -443,6 +448,7 @@ class Worker:
             model_idle_ttl_s=self.settings.model_idle_ttl_s,
             partitions=self.partition_count,
             misrouted=self.settings.misrouted,
+            hold=HOLD_BATCHES * self.settings.batch_size,
         )
         return PartitionState(engine, changed=changed)
 
@@ -562,19 +568,39 @@ class Worker:
                     state.idle.arrived(topic, now)
             for p, state in sorted(self.partitions.items()):
                 idle = self._idle_topics(p, state, now)
-                errors, evicted = state.engine.processing_errors, state.engine.evicted_models
-                released = state.engine.release(idle=idle)
-                self.m_processing_errors.inc(state.engine.processing_errors - errors)
-                self.m_evicted.inc(state.engine.evicted_models - evicted)
+                flush = not messages or self._keeping_up(p, state)
+                released = self._engine_call(state, partial(state.engine.release, idle=idle, flush=flush))
                 self._count_forced(p, state, released, idle)
-                for rejected in released.rejected:
-                    self._dead_letter(rejected)
-                self._publish(released.events)
                 if released.records:
                     state.dirty = True
             self.m_unmonitored.set(sum(st.engine.unmonitored_events for st in self.partitions.values()))
             self.m_quarantined.set(sum(st.engine.quarantined_models for st in self.partitions.values()))
         self.producer.poll(0)
+
+    def _keeping_up(self, p: int, state: PartitionState) -> bool:
+        """Whether partition ``p`` is behind by less than its engine may hold: then nothing waits (the latency
+        of a worker that keeps up is unchanged); else released records wait to be processed together.
+        The lag decides only when records are processed, never the state (``engine``'s Holding)."""
+        behind = sum(self.lag.get((t, p), 0) for t in (self.topics.predictions, self.topics.feedback))
+        return behind < state.engine.hold
+
+    def _engine_call(self, state: PartitionState, call: Callable[[], Released]) -> Released:
+        """``call`` (a release or flush of ``state``'s engine); its counters moved, its output published."""
+        errors, evicted = state.engine.processing_errors, state.engine.evicted_models
+        released = call()
+        self.m_processing_errors.inc(state.engine.processing_errors - errors)
+        self.m_evicted.inc(state.engine.evicted_models - evicted)
+        for rejected in released.rejected:
+            self._dead_letter(rejected)
+        self._publish(released.events)
+        return released
+
+    def _flush_held(self) -> None:
+        """Step 1 of the checkpoint, first: process what every engine holds, publish what it raises."""
+        with self.lock:
+            for _, state in sorted(self.partitions.items()):
+                if state.engine.buffered():
+                    self._engine_call(state, state.engine.flush)
 
     def _routed(self, p: int, topic: str, routed: Routed) -> None:
         """Forward or dead-letter what partition ``p`` found misrouted (``core/routing.py``); count and warn.
@@ -797,6 +823,7 @@ class Worker:
         """
         self._complete_checkpoint()  # one write in flight at a time, committed in order
         started = time.monotonic()
+        self._flush_held()
         remaining = self.producer.flush(30)
         if remaining or self._delivery_errors or self._txn_abortable:
             problem = f"{remaining} records undelivered, errors: {self._delivery_errors[:3]}"
