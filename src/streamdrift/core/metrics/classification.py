@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from streamdrift.core.metrics.labels import OTHER, Registry, label_keys
-from streamdrift.core.metrics.windows import SCALE, Windowed, fixed_point, ratio, split_counts, unsplit_counts
+from streamdrift.core.metrics.windows import (
+    SCALE,
+    Windowed,
+    fixed_point,
+    grown,
+    ratio,
+    split_counts,
+    unsplit_counts,
+)
 from streamdrift.core.sketch import count_dtype
 
 _EPS = float(np.finfo(np.float64).eps)  # probabilities are clipped to [eps, 1 - eps] in log loss, as sklearn does
@@ -243,11 +251,11 @@ class ClassificationMetrics(Windowed):
     def _grow(self) -> None:
         add = len(self.classes) - self.confusion.shape[1]
         if add:
-            self.confusion = np.pad(self.confusion, ((0, 0), (0, add), (0, add)))
-            self.histograms = np.pad(self.histograms, ((0, 0), (0, add), (0, 0), (0, 0)))
-            self.histogram_totals = np.pad(self.histogram_totals, ((0, add), (0, 0), (0, 0)))
-            self.score_sums = np.pad(self.score_sums, ((0, 0), (0, add), (0, 0)))
-            self.score_sum_totals = np.pad(self.score_sum_totals, ((0, add), (0, 0)))
+            self.confusion = grown(self.confusion, 0, add, add)
+            self.histograms = grown(self.histograms, 0, add, 0, 0)
+            self.histogram_totals = grown(self.histogram_totals, add, 0, 0)
+            self.score_sums = grown(self.score_sums, 0, add, 0)
+            self.score_sum_totals = grown(self.score_sum_totals, add, 0)
 
     def _score_terms(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamdrift.core.metrics.labels import MISSING, OTHER, Registry, label_keys
-from streamdrift.core.metrics.windows import Windowed, ratio
+from streamdrift.core.metrics.windows import Windowed, grown, ratio
 
 _SEG = ("rows", "correct", "predicted_positive", "actual_positive", "true_positive")
 
@@ -98,7 +98,7 @@ class SegmentMetrics(Windowed):
             index[attribute] = registry.lookup(keys)
             grow = len(registry) - self.counts[attribute].shape[1]
             if grow:
-                self.counts[attribute] = np.pad(self.counts[attribute], ((0, 0), (0, grow), (0, 0)))
+                self.counts[attribute] = grown(self.counts[attribute], 0, grow, 0)
         for slot, a, b, fresh, _ in self._chunks(len(truth)):
             for attribute, counts in self.counts.items():
                 if fresh:

@@ -9,7 +9,7 @@ import numpy as np
 
 from streamdrift.core.metrics.degradation import wilson_interval
 from streamdrift.core.metrics.labels import Registry, label_keys
-from streamdrift.core.metrics.windows import Windowed, ratio
+from streamdrift.core.metrics.windows import Windowed, grown, ratio
 
 _NORMAL = NormalDist()
 
@@ -87,7 +87,7 @@ class VersionComparison(Windowed):
             index = self.versions.lookup(keys)
         grow = len(self.versions) - self.counts.shape[1]
         if grow:
-            self.counts = np.pad(self.counts, ((0, 0), (0, grow), (0, 0)))
+            self.counts = grown(self.counts, 0, grow, 0)
         right = np.asarray(correct, dtype=bool)
         n = self.counts.shape[1]
         for slot, a, b, fresh, _ in self._chunks(len(index)):

@@ -101,3 +101,15 @@ def unsplit_counts(state: dict, slots: int, shape: tuple[int, ...], bound: int) 
 
 def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
+
+
+def grown(counts: np.ndarray, *more: int) -> np.ndarray:
+    """``counts`` with ``more[i]`` zeros appended along axis ``i``: ``np.pad`` with zeros after, without
+    its generality, which costs about 0.1 ms a call and is paid by every new model's first classes.
+
+    >>> grown(np.array([[1, 2]]), 1, 0).tolist()
+    [[1, 2], [0, 0]]
+    """
+    out = np.zeros(tuple(n + m for n, m in zip(counts.shape, more)), dtype=counts.dtype)
+    out[tuple(slice(0, n) for n in counts.shape)] = counts
+    return out
