@@ -1062,7 +1062,12 @@ class Worker:
             self.m_checkpoint_failures.labels("cache").inc()
             written, private = 0, 0
         if commits:
-            self.consumer.commit(offsets=commits, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:
+                # advisory: a restart resumes at the offsets stored with the state, and the next checkpoint
+                # commits newer ones; a coordinator gone with the broker must not stop the worker
+                log.warning("committing the checkpoint's offsets failed", extra={"fields": {"error": str(exc)}})
         self._checkpoint_succeeded()
         self.m_snapshot_bytes.set(written)
         self.m_writer_bytes.set(private)
