@@ -17,6 +17,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.routing import (
     MISROUTED,
     MISROUTED_COPY,
+    Origin,
     PartitionRouting,
     consistent_partition,
     forwarded_copy,
@@ -338,3 +339,52 @@ def test_a_misrouted_record_leaves_no_trace_in_the_state(inserts, chunk):
     assert state_bytes(got.monitors) == state_bytes(expected.monitors)
     assert got.partition_state() == expected.partition_state()
     assert got.offsets == {topic: records[-1].offset + 1 for topic, records in dirty.items() if records}
+
+
+@st.composite
+def _forwarded_logs(draw) -> tuple[list[RawMessage], dict[int, int]]:
+    """A destination's log of copies from two source partitions: each source forwards its misrouted records
+    0..n-1 in order, and after a crash forwards again from any record up to where it had got; the two sources'
+    copies interleave anyhow. Returns the log and each source's n."""
+    streams: dict[int, list[int]] = {}
+    for source in (0, 2):
+        n = draw(st.integers(1, 12))
+        sent, got_to = [], 0
+        while got_to < n:
+            restart = draw(st.integers(0, got_to))  # the offset of the source's last checkpoint
+            got_to = draw(st.integers(got_to + 1, n))  # how far it forwards before the next crash, or the end
+            sent += range(restart, got_to)
+        streams[source] = sent
+    log: list[RawMessage] = []
+    while any(streams.values()):
+        source = draw(st.sampled_from([s for s, sent in streams.items() if sent]))
+        copy = forwarded_copy(RawMessage(FB, source, streams[source].pop(0), b"model-f", b"{}", 1))
+        log.append(RawMessage(FB, 1, len(log), copy.key, copy.value, 1, copy.headers))
+    n_of = {s: max(o.offset for o in (Origin.of(r.headers) for r in log) if o and o.partition == s) + 1 for s in (0, 2)}
+    return log, n_of
+
+
+@settings(max_examples=200, deadline=None)
+@given(forwarded=_forwarded_logs(), chunk=st.integers(1, 10), restart_at=st.integers(0, 60))
+def test_every_forwarded_record_is_processed_once_in_its_order(forwarded, chunk, restart_at):
+    """Whatever was forwarded twice or more, and wherever the destination restarts from its checkpoint, each
+    source's records are processed once each, in the source's order; the marks say how far each source got."""
+    log, n_of = forwarded
+    routing = PartitionRouting(1, N)
+    processed: list[RawMessage] = []
+    at = 0
+    while at < len(log):
+        if at >= restart_at and restart_at >= 0:  # the destination restarts from a checkpoint taken here
+            restarted = PartitionRouting(1, N)
+            restarted.load_state(routing.state())
+            routing, restart_at = restarted, -1
+        routed = routing.route(FB, log[at : at + chunk])
+        processed += routing.processed(FB, routed.kept)
+        at += chunk
+    by_source: dict[int, list[int]] = {0: [], 2: []}
+    for record in processed:
+        origin = Origin.of(record.headers)
+        assert origin is not None
+        by_source[origin.partition].append(origin.offset)
+    assert by_source == {source: list(range(n)) for source, n in n_of.items()}
+    assert routing.marks == {(FB, source): n - 1 for source, n in n_of.items()}
