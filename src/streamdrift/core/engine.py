@@ -17,6 +17,11 @@ raises the drift events a worker raises over the same records (same
 The engine knows no Kafka and no clock: its state (monitors, merge, next
 offsets) depends only on the records added and their order.
 
+Records that belong to another partition (their routing key's murmur2, ``routing.py``) are sorted out as
+they are added: ``add`` returns those to forward or dead-letter, and they pass the merge as placeholders that
+move no epoch, so the state is that of the partition's log without them; forwarded copies processed already
+are dropped the same way. With one partition (replay) nothing is misrouted.
+
 No model can stop the engine. A model whose processing raises is
 *quarantined*: the batch's records come back rejected with reason
 ``processing_error`` (the worker dead-letters them), and so do the records of
