@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kafka_broker import free_ports
@@ -132,7 +132,13 @@ def produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes | None]])
 
 
 def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 60) -> list[tuple[RawMessage, dict]]:
-    """Every record of ``topic`` (at least ``expect`` of them) with its headers, in partition/offset order."""
+    """Every record of ``topic`` (at least ``expect`` of them) with its headers, in partition/offset order.
+
+    Read until every partition is at its end (read_committed: its last stable offset), as the consumer's
+    partition-EOF events tell, and ``expect`` records are in. Not by asking for the high watermarks while
+    fetching: the broker answers a consumer's requests in order, so each such question waits behind the
+    fetch in flight (up to fetch.wait.max.ms, 500 ms), and this loop asked twice a poll.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     n = len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
     c = Consumer(
@@ -140,23 +146,25 @@ def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 60)
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{time.time_ns()}",
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
             "isolation.level": "read_committed",
         }
     )
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
     out: list[tuple[RawMessage, dict]] = []
+    at_end: set[int] = set()
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            ends = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(n))
-            if len(out) >= max(ends, expect):
-                break
+        while time.monotonic() < deadline and (len(at_end) < n or len(out) < expect):
             for msg in c.consume(500, 0.5):
-                if msg.error() is None:
-                    raw = RawMessage(
-                        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]
-                    )
-                    out.append((raw, {k: v.decode() for k, v in msg.headers() or []}))
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition())
+                    continue
+                at_end.discard(msg.partition())  # more came after its end: read on to the new end
+                raw = RawMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
+                out.append((raw, {k: v.decode() for k, v in msg.headers() or []}))
     finally:
         c.close()
     assert len(out) >= expect, f"{topic}: {len(out)} records, expected {expect}"
