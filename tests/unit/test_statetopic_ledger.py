@@ -6,13 +6,17 @@ state) with ``statetopic.checkpoint_records``; a restore reads the records back 
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
+import pytest
 
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.engine import PartitionEngine
+from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
-from streamdrift.core.state import encode
+from streamdrift.core.state import Seal, encode
 from streamdrift.runtime import statetopic
 from streamdrift.runtime.statetopic import Changelog, Stored
 
@@ -142,3 +146,54 @@ def test_a_model_back_under_a_key_marked_for_removal_keeps_its_new_state() -> No
     log.checkpoint(crashed, {"b"}, changelog)
     snapshot, _ = statetopic.restore(0, log.compacted(), CONFIG, "test")
     assert snapshot is not None and sorted(snapshot.models) == ["a", "b"]
+
+
+# -- the values: compressed; model records sealed with the settings hash only ----------------------------
+
+SEAL = Seal.of({"monitor": SETTINGS.model_dump(mode="json")}, {"group": "g", "topics": ["p", "f"]})
+
+
+def sealed_checkpoint(seal: Seal) -> list[statetopic.Record]:
+    crashed = engine()
+    run(crashed, [prediction(i, f"m{i % 3}", 1000 + i) for i in range(30)])
+    records, _ = statetopic.checkpoint_records(
+        crashed.snapshot(), crashed.monitors, Changelog(), seal, 1 << 20, monitored=crashed.monitors
+    )
+    return records
+
+
+def header_of(value: bytes) -> dict:
+    return orjson.loads(zlib.decompress(value).split(b"\n", 1)[0])
+
+
+def test_values_are_compressed_and_only_the_partition_record_carries_the_settings() -> None:
+    records = sealed_checkpoint(SEAL)
+    partition = header_of(records[-1].value)
+    assert partition["settings"] == SEAL.settings and partition["identity"] == SEAL.identity
+    for record in records[:-1]:
+        assert "settings" not in header_of(record.value) and header_of(record.value)["identity"] == SEAL.identity
+        assert header_of(record.value)["config"] == SEAL.config
+    log = Log()
+    log.append(records)
+    snapshot, _ = statetopic.restore(0, log.records, SEAL, "test")
+    assert snapshot is not None and sorted(snapshot.models) == ["m0", "m1", "m2"]
+    other = Seal.of(SEAL.settings, {"group": "other", "topics": ["p", "f"]})
+    with pytest.raises(SnapshotError, match="group: 'g', now 'other'"):
+        statetopic.restore(0, log.records, other, "test")
+
+
+def test_uncompressed_values_of_an_older_writer_are_read() -> None:
+    log = Log()
+    log.append([r._replace(value=zlib.decompress(r.value)) for r in sealed_checkpoint(SEAL)])
+    snapshot, _ = statetopic.restore(0, log.records, SEAL, "test")
+    assert snapshot is not None and sorted(snapshot.models) == ["m0", "m1", "m2"]
+
+
+def test_a_damaged_or_truncated_compressed_value_is_refused() -> None:
+    records = sealed_checkpoint(SEAL)
+    model = records[0]
+    for damaged in (model.value[:-5], model.value[:10] + bytes([model.value[10] ^ 1]) + model.value[11:]):
+        log = Log()
+        log.append([model._replace(value=damaged), *records[1:]])
+        with pytest.raises(SnapshotError, match="model 'm0' is corrupt"):
+            statetopic.restore(0, log.records, SEAL, "test")
