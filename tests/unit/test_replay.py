@@ -384,3 +384,22 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
     code, _, err = _cli(["replay", str(tmp_path / "nope.jsonl")])
     assert code == 2
     assert f"predictions file {tmp_path / 'nope.jsonl'} does not exist" in err
+
+
+def test_replay_decodes_and_evicts_under_the_workers_settings():
+    """A backtest's state is a worker's: replay applies ``[privacy]`` (here every category tracked as a hash)
+    and the idle-model TTL, which it once left at their defaults."""
+    settings = load_settings(privacy={"hash_categories": True}, model_idle_ttl_s=3600)
+    secret = "ssn-123-45-6789"
+
+    def prediction(i: int, model_id: str, t: int, value: str) -> bytes:
+        return orjson.dumps(
+            {"event_id": f"e{i}", "model_id": model_id, "timestamp": t, "features": {"c": value}, "prediction": 1}
+        )
+
+    lines = [prediction(i, "old", 1_700_000_000 + i, secret) for i in range(10)]
+    lines += [prediction(10 + i, "new", 1_700_010_000 + i, secret) for i in range(10)]
+    replay = Replay(settings)
+    list(replay.run(lines))
+    assert sorted(replay.monitors) == ["new"] and replay.engine.evicted_models == 1  # "old": idle for 10,000 s
+    assert secret.encode() not in state_bytes(replay.monitors)

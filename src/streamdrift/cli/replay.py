@@ -74,6 +74,7 @@ import numpy as np
 import orjson
 
 from streamdrift.cli.replay_report import ModelReport, Trace, load_pyplot, plot, render
+from streamdrift.core.config import InputBounds
 from streamdrift.core.decode import _MODEL_ID, decode_feedback, decode_predictions  # the contract's model_id pattern
 from streamdrift.core.engine import Batch, DriftEvent, PartitionEngine, Released
 from streamdrift.core.errors import StreamdriftError
@@ -84,7 +85,7 @@ from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import GC_THRESHOLDS
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
-_DECODE: dict[str, Callable[[Sequence[RawMessage]], tuple[Sequence[Batch], list[Rejected]]]] = {
+_DECODE: dict[str, Callable[[Sequence[RawMessage], InputBounds], tuple[Sequence[Batch], list[Rejected]]]] = {
     PREDICTIONS: decode_predictions,
     FEEDBACK: decode_feedback,
 }
@@ -113,7 +114,9 @@ class Replay:
     Parameters
     ----------
     settings
-        Settings: ``monitor``, ``models``, ``batch_size``, ``max_models``, ``merge_epoch_ms``.
+        Settings: ``monitor``, ``models`` and what the worker's engine takes from them
+        (``Settings.engine_settings``: ``batch_size``, ``max_models``, ``merge_epoch_ms``, ``privacy``,
+        ``model_idle_ttl_s``).
     trace
         Collect per-window scores and the error stream for ``plot``.
     on_bad
@@ -133,10 +136,8 @@ class Replay:
             PREDICTIONS,
             FEEDBACK,
             self._make_monitor,
-            epoch_ms=self.settings.merge_epoch_ms,
+            **self.settings.engine_settings(),  # the worker's: its input bounds, privacy rules and idle-model TTL
             max_buffered=MERGE_UNBOUNDED,
-            max_models=self.settings.max_models,
-            batch_size=self.settings.batch_size,
             on_batch=self._observed,
             require_record_time=False,  # a file's records have no Kafka timestamps: each is stamped with its event time
         )
@@ -187,7 +188,7 @@ class Replay:
 
     def _time_chunk(self, topic: str, chunk: list[RawMessage], last: int) -> tuple[list[RawMessage], int]:
         """The good messages of ``chunk`` with their ``timestamp_ms`` set; the latest time so far."""
-        batches, rejected = _DECODE[topic](chunk)
+        batches, rejected = _DECODE[topic](chunk, self.engine.bounds)
         for bad in rejected:
             self._bad(topic, bad)
         if not batches:

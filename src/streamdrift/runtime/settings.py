@@ -252,6 +252,17 @@ class Settings(BaseSettings):
             **self.privacy.model_dump(exclude={"hash_salt"}),
         )
 
+    def engine_settings(self) -> dict[str, Any]:
+        """The ``core.engine.PartitionEngine`` arguments that shape a partition's state, as the worker and
+        ``streamdrift replay`` both pass them, so that a backtest keeps the state a worker keeps."""
+        return {
+            "epoch_ms": self.merge_epoch_ms,
+            "max_models": self.max_models,
+            "batch_size": self.batch_size,
+            "bounds": self.input_bounds(),
+            "model_idle_ttl_s": self.model_idle_ttl_s,
+        }
+
     def state_seal(self) -> Seal:
         """What checkpoints are written under and checked against, in either store (``core.state.Seal``).
 
