@@ -176,3 +176,25 @@ def test_the_event_severity_is_critical_from_twice_the_threshold(statistic: floa
         detected_at="2023-11-14T22:13:20Z",
     )
     assert event["severity"] == expected
+
+
+@pytest.mark.parametrize("field", ["statistic", "threshold", "p_value"])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_non_finite_statistic_is_refused_naming_the_event_and_the_field(field: str, bad: float) -> None:
+    """The engine quarantines the model with this message as its reason: it must say which number broke."""
+    numbers = {"statistic": 3.0, "threshold": 1.5, "p_value": 0.01, field: bad}
+    with pytest.raises(ValueError, match=f"^drift event data_quality/missing_rate: {field} is not finite$"):
+        drift_event(
+            model_id="m",
+            model_version=None,
+            kind="data_quality",
+            detector="missing_rate",
+            feature="age",
+            window={"end_offset": 1},
+            stream="predictions",
+            partition=0,
+            top_features=[],
+            action="investigate",
+            detected_at=1.0,
+            **numbers,
+        )

@@ -1,0 +1,143 @@
+"""`make mutation`: mutmut over chosen core modules, each module with its own fast tests (issue 18).
+
+mutmut 3 reads one ``[tool.mutmut]`` from ./pyproject.toml: one set of modules, one test selection. A survivor
+costs every selected test that reaches its function, so one selection for every module is as slow as its
+slowest test file (``test_monitor.py`` reaches the policy and the codec). Here each module runs apart, in
+``build/mutation/<module>/``: links to ``src``, ``tests``, ``scripts`` and ``schemas``, and a copy of
+pyproject.toml whose ``[tool.mutmut]`` mutates that module only, with the tests listed for it in ``MODULES``
+(the repository's ``[tool.mutmut]`` gives the rest: pytest arguments, timeouts). Then one line per module
+(killed / all mutants) and the survivors by name; ``cd build/mutation/<module> && mutmut show NAME`` shows one.
+
+    python scripts/mutation.py policy state          # as `make mutation MUTATION_MODULES="policy state"`
+    python scripts/mutation.py --max-children 2 stats
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTMUT = Path(sys.executable).with_name("mutmut")
+# name -> (the file mutated, the tests run against its mutants: fast ones that pin its behaviour exactly, and
+# the functions mutated, as mutant name patterns: all of the file's when none)
+MODULES: dict[str, tuple[str, list[str], list[str]]] = {
+    "policy": (
+        "src/streamdrift/core/policy.py",
+        ["tests/unit/test_mutants_policy.py", "tests/unit/test_pinned_behaviour.py"],
+        [],
+    ),
+    "state": (
+        "src/streamdrift/core/state.py",
+        ["tests/unit/test_mutants_state.py", "tests/unit/test_snapshot.py", "tests/unit/test_mutants_checkpoint.py"],
+        [],
+    ),
+    "stats": ("src/streamdrift/core/stats.py", ["tests/unit/test_mutants_stats.py", "tests/unit/test_stats.py"], []),
+    # the join's expiry: its clock (watermark, horizon), deadlines and what expires; the rest of join.py
+    # (1,445 mutants in all) is tested equal to the bulk path by test_join's property test, 12 s a mutant
+    "join-expiry": (
+        "src/streamdrift/core/join.py",
+        ["tests/unit/test_mutants_join.py", "tests/unit/test_join.py", "tests/unit/test_pinned_behaviour.py"],
+        [f"streamdrift.core.join.*{f}__mutmut_*" for f in ("expire", "next_deadline", "advance", "forget", "horizon")],
+    ),
+    "join": ("src/streamdrift/core/join.py", ["tests/unit/test_join.py", "tests/unit/test_pinned_behaviour.py"], []),
+    "concept": ("src/streamdrift/core/concept.py", ["tests/unit/test_concept.py"], []),
+}
+LINKED = ("src", "tests", "scripts", "schemas")
+
+
+def mutmut_section(module: str) -> str:
+    """The ``[tool.mutmut]`` of one module's run: the repository's, with its own file and tests."""
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    path, tests, _ = MODULES[module]
+    config = {**base, "only_mutate": [path], "pytest_add_cli_args_test_selection": tests}
+    lines = ["[tool.mutmut]"]
+    for key, value in config.items():
+        if isinstance(value, list):
+            value = "[" + ", ".join(f'"{v}"' for v in value) + "]"
+        elif isinstance(value, str):
+            value = f'"{value}"'
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def stage(module: str) -> Path:
+    """``build/mutation/<module>``, fresh: the links and the module's pyproject.toml."""
+    where = ROOT / "build" / "mutation" / module
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
+    for name in LINKED:
+        (where / name).symlink_to(ROOT / name)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    # the repository's [tool.mutmut] table, up to the next table, replaced by this module's
+    pyproject = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[)", mutmut_section(module) + "\n", pyproject)
+    (where / "pyproject.toml").write_text(pyproject)
+    return where
+
+
+def results(where: Path) -> dict[str, str]:
+    """Mutant name -> status (killed, survived, no tests, timeout...), as `mutmut results --all true` prints."""
+    out = subprocess.run(
+        [MUTMUT, "results", "--all", "true"], cwd=where, capture_output=True, text=True, check=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name.startswith("streamdrift."):
+            found[name] = status
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", default=["policy", "state"], help=f"of {', '.join(MODULES)}")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    table = []
+    for module in args.modules:
+        where = stage(module)
+        started = time.monotonic()
+        patterns = MODULES[module][2]
+        run = subprocess.run(
+            ["nice", "-n", "15", MUTMUT, "run", "--max-children", str(args.max_children), *patterns], cwd=where
+        )
+        if run.returncode:
+            print(f"mutmut failed on {module} (exit {run.returncode}); see above", file=sys.stderr)
+            return run.returncode
+        statuses = {
+            name: status
+            for name, status in results(where).items()
+            if not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        }
+        table.append((module, statuses, time.monotonic() - started))
+    print()
+    for module, statuses, seconds in table:
+        # a mutant that makes the tests run past their time limit (an endless loop) is caught too, as
+        # Stryker and PIT count it; the killed share is printed apart
+        total = len(statuses) or 1
+        killed = sum(s == "killed" for s in statuses.values())
+        timeout = sum(s == "timeout" for s in statuses.values())
+        tests = ", ".join(Path(t).name for t in MODULES[module][1])
+        print(
+            f"{module:12} {killed + timeout:4} / {len(statuses):4} caught ({100 * (killed + timeout) / total:.1f} %: "
+            f"{killed} killed, {timeout} timed out) in {seconds / 60:.1f} min; tests: {tests}"
+        )
+    for module, statuses, _ in table:
+        survivors = sorted(n for n, s in statuses.items() if s not in ("killed", "timeout"))
+        for name in survivors:
+            print(f"  {statuses[name]:10} {name}   (cd build/mutation/{module} && mutmut show {name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
