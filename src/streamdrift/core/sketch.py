@@ -342,10 +342,12 @@ class VersionTally:
     {'__other__': 1, 'v3': 1}
     """
 
+    # one per sketch, three per model: slots, and names looked up in their short list rather than a dict
+    __slots__ = ("max_versions", "names", "counts")
+
     def __init__(self, slots: int, max_versions: int, dtype: np.dtype[np.integer[Any]] | None = None):
         self.max_versions = max_versions
         self.names: list[str] = []
-        self._index: dict[str, int] = {}
         self.counts: NDArray[np.integer[Any]] = np.zeros((slots, 0), dtype=dtype or np.dtype(np.uint32))
 
     def add(self, slot: int, versions: Sequence[str | None]) -> None:
@@ -357,25 +359,22 @@ class VersionTally:
             tallied: Mapping[str | None, int] = {first: len(versions)}
         else:
             tallied = Counter(versions)
-        index = self._index
         for version, n in tallied.items():
-            key = NO_VERSION if version is None else version
-            column = index.get(key)
-            if column is None:
-                column = self._column(key)
+            column = self._column(NO_VERSION if version is None else version)  # before indexing: it may widen counts
             self.counts[slot, column] += n
 
     def _column(self, key: str) -> int:
-        """The column of a version not counted yet: a new one, or ``__other__``'s past the bound."""
-        tracked = len(self.names) - (OTHER_VERSION in self._index)
-        if tracked >= self.max_versions:
+        """The column of a version: its own, a new one, or ``__other__``'s past the bound."""
+        names = self.names
+        if key in names:
+            return names.index(key)
+        if len(names) - (OTHER_VERSION in names) >= self.max_versions:
             key = OTHER_VERSION
-            if key in self._index:
-                return self._index[key]
-        self._index[key] = len(self.names)
-        self.names.append(key)
+            if key in names:
+                return names.index(key)
+        names.append(key)
         self.counts = np.pad(self.counts, ((0, 0), (0, 1)))
-        return self._index[key]
+        return len(names) - 1
 
     def clear(self, slot: int) -> None:
         """Sub-window ``slot`` starts again: its counts go, and the names no sub-window counts any more."""
@@ -388,7 +387,6 @@ class VersionTally:
 
     def _keep(self, live: NDArray[np.bool_]) -> None:
         self.names = [name for name, kept in zip(self.names, live.tolist()) if kept]
-        self._index = {name: i for i, name in enumerate(self.names)}
         self.counts = self.counts[:, live]
 
     def window(self) -> dict[str, int]:
@@ -401,7 +399,6 @@ class VersionTally:
 
     def load_state(self, state: State) -> None:
         self.names = list(state["names"])
-        self._index = {name: i for i, name in enumerate(self.names)}
         slots = self.counts.shape[0]
         self.counts = np.array(state["counts"], dtype=self.counts.dtype).reshape(slots, len(self.names))
 
