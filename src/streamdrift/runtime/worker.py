@@ -124,10 +124,22 @@ def _gc_paused():
             gc.enable()
 
 
+# What the group coordinator answers a member whose partitions were given to others (``_still_a_member``)
+EXPELLED = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError._ASSIGNMENT_LOST,
+    }
+)
+
+
 @dataclass
 class PartitionState:
     engine: PartitionEngine  # merge, monitors, next offsets; its unmonitored_events are not snapshotted
     resumed_at: dict[str, int] = field(default_factory=dict)  # topic -> offset assigned at (OFFSET_INVALID: reset)
+    committed: dict[str, int] = field(default_factory=dict)  # topic -> offset its state was last committed at
     dirty: bool = False  # changed since its last checkpoint
     changed: set[str] = field(default_factory=set)  # models whose state changed since the last checkpoint
     changelog: Changelog = field(default_factory=Changelog)  # its place in the state topic (state_store = kafka)
@@ -358,6 +370,8 @@ class Worker:
                 state = self.partitions[tp.partition]
                 tp.offset = state.engine.offsets.get(tp.topic, committed.get((tp.topic, tp.partition), OFFSET_INVALID))
                 state.resumed_at[tp.topic] = tp.offset
+                if tp.offset >= 0:
+                    state.committed[tp.topic] = tp.offset
             self.m_partitions.set(len(self.partitions))
 
     # -- transactions (processing_guarantee = "exactly_once") ------------------
@@ -906,6 +920,8 @@ class Worker:
                 assert p is not None and offset is not None  # a delivered record has both
                 acked[p] = max(acked.get(p, -1), offset)
 
+        if not self.exactly_once and not self._still_a_member(chosen):
+            return False  # a zombie: its next poll delivers the loss of the partitions
         # Step 2: produce the changed models' states, then each partition's record (offsets, merge, ledger)
         self._state_errors.clear()  # late reports of an earlier, failed attempt are not this one's
         config = self.seal
@@ -955,6 +971,7 @@ class Worker:
         with self.lock:
             for p in chosen:
                 state = self.partitions[p]
+                state.committed = dict(planned[p][0].offsets)
                 changelog = planned[p][1]
                 changelog.offset = acked[p] + 1
                 for record in statetopic.tombstones(changelog):  # nothing committed names them any more
@@ -962,6 +979,30 @@ class Worker:
                 changelog.garbage = set()
                 state.changelog = changelog
                 state.changed.clear()
+        return True
+
+    def _still_a_member(self, chosen: list[int]) -> bool:
+        """Whether this worker still belongs to the group's generation that gave it ``chosen``, asked of the
+        group coordinator before state records are written (at_least_once; exactly_once is fenced by its
+        transactions): the offsets their state was last committed at are committed again, a no-op for the
+        group, which the coordinator refuses from a member it has expelled. A worker stalled for longer than
+        ``session.timeout.ms`` (stopped, swapped out, cut off) has had its partitions restored by another
+        one; without this it would write state records for them, which the new owner's could be mixed with,
+        before its next poll told it of the loss."""
+        probe = [TopicPartition(t, p, o) for p in chosen for t, o in sorted(self.partitions[p].committed.items())]
+        if not probe:
+            return True  # nothing committed yet (a partition without state or group offsets): nothing to ask with
+        try:
+            self.consumer.commit(offsets=probe, asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() not in EXPELLED:
+                return True  # the coordinator away: the checkpoint goes on, as its own commit would
+            log.warning(
+                "not a member of the group any more: no state written",
+                extra={"fields": {"partitions": chosen, "error": str(exc.args[0])}},
+            )
+            self.m_checkpoint_failures.labels("kafka").inc()
+            return False
         return True
 
     def _state_records_failed(self, planned: dict[int, tuple[Snapshot, Changelog]], acked: dict[int, int]) -> None:
