@@ -6,10 +6,11 @@ import typing
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from streamdrift.core import concept
 from streamdrift.core.config import MonitorSettings
-from streamdrift.core.errors import ConfigError
+from streamdrift.core.errors import ConfigError, SnapshotError
 
 
 def test_the_registry_holds_exactly_the_names_the_settings_accept() -> None:
@@ -50,3 +51,63 @@ def test_cusum_in_batches_of_one_to_64_rows_equals_one_batch(seed: int) -> None:
     assert found_whole
     assert found_pieces == found_whole
     assert pieces.state() == whole.state()
+
+
+def _low_warmup(seed: int) -> np.ndarray:
+    """A model wrong 5 % of the time whose warm-up happened to see 35 errors in 1,000, then 100,000 events."""
+    rng = np.random.default_rng(seed)
+    warmup = np.zeros(1000, dtype=bool)
+    warmup[rng.choice(1000, 35, replace=False)] = True
+    return np.concatenate([warmup, rng.random(100_000) < 0.05])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_a_warmup_that_saw_few_errors_does_not_make_the_cusum_fire_on_a_stationary_stream(seed: int) -> None:
+    """Issue 22, item 1: designed for the estimate (3.5 %), the chart drifts up on the true 5 % and fires
+    within 10,000 events (the detector before issue 22 fired at 2,469, 3,799, 9,840, 3,075 and 2,478 here);
+    designed for the estimate's upper confidence bound, it keeps quiet."""
+    errors = _low_warmup(seed)
+    assert concept.BernoulliCusum(1e6, 2.0, 1000).update(errors) == []
+    plug_in = concept.BernoulliCusum(1e6, 2.0, 1000, confidence=None).update(errors)
+    assert plug_in and plug_in[0]["index"] < 10_000
+
+
+def test_the_design_error_rate_is_the_upper_confidence_bound_of_the_warmup_and_tightens_at_each_look() -> None:
+    """Half of 1 - confidence for the first look (so a 95 % bound at 0.9), then 1/8 of it for the looks at 2,
+    4, 8 and 16 × warmup; a look is skipped while a chart is over half its threshold."""
+    cusum = concept.BernoulliCusum(1e6, 2.0, 1000, confidence=0.9)
+    errors = np.zeros(16_000, dtype=bool)
+    errors[::10] = True  # exactly 10 %
+    cusum.update(errors[:1000])
+    assert cusum.design == concept.upper_bound(100, 1000, 0.95)
+    cusum.update(errors[1000:2001])  # a look is taken before the next event is read
+    assert cusum.design == concept.upper_bound(200, 2000, 1 - 0.1 / 8)
+    cusum.update(errors[2001:])
+    assert cusum.reference == (8000, 800)  # the look at 16,000 comes with the next event
+    assert cusum.next_look == 16_000
+    assert 0.1 < cusum.design < concept.upper_bound(200, 2000, 1 - 0.1 / 8)
+
+
+def test_a_detection_says_which_chart_fired_and_where_its_excursion_began() -> None:
+    """``since_change`` counts the events from the first after the chart last left 0 to the detection."""
+    errors = np.zeros(5000, dtype=bool)
+    errors[:1000:10] = True
+    errors[1000:3000:10] = True
+    errors[3000:] = True  # every prediction wrong from 3,000 on
+    found = concept.BernoulliCusum(1e6, 2.0, 1000).update(errors)
+    assert [(d["index"], d["chart"], d["index"] + 1 - d["since_change"]) for d in found][:1] == [
+        (found[0]["index"], 0, 3000)
+    ]
+    assert found[0]["index"] - 3000 < 20
+
+
+def test_an_old_snapshot_of_the_cusum_is_refused_with_what_to_do() -> None:
+    old = {"seen": 1000, "errors": 100, "p0": 0.1, "s": 0, "watched": 0, "watched_errors": 0}
+    with pytest.raises(SnapshotError, match="delete the snapshot"):
+        concept.BernoulliCusum(1e6).load_state(old)
+
+
+@pytest.mark.parametrize("confidence", [0, 1, 1.5, -0.1])
+def test_budget_confidence_outside_0_1_is_refused_naming_the_setting(confidence: float) -> None:
+    with pytest.raises(ValidationError, match="budget_confidence"):
+        MonitorSettings(budget_confidence=confidence)

@@ -1,19 +1,37 @@
 """Concept-drift detectors on a model's error stream (1 = wrong, 0 = right).
 
-``BernoulliCusum`` is the default: a CUSUM of the log-likelihood ratio of
+``BernoulliCusum`` is the default: two CUSUMs of the log-likelihood ratio of
 "odds of an error = ``ratio`` × reference odds" against "error rate =
 reference" (odds, so that the tuned-for rise stays below 1 whatever the
-reference rate: 10% → 18%, 30% → 46% for ``ratio=2``), the
-optimal sequential test for a shift of that size. Its threshold
-``h`` is set from the expected number of labelled events between false
-alarms with Siegmund's approximation (see ``threshold``), and it runs on a
-whole batch with numpy: the Lindley
-recursion ``S_t = max(0, S_{t-1} + x_t)`` equals ``C_t - min(0, min_{s<=t} C_s)``
-over the running sum ``C``. The log-likelihood ratios are fixed-point integers
+reference rate: 10% → 18%, 30% → 46% for ``ratio=2``), the optimal
+sequential test for a shift of that size: a fast chart (``ratio``) for
+abrupt changes and a slow one (``SLOW_RATIO``, 1.2) for gradual ones, each
+with half the false-alarm budget (Bonferroni). Each threshold ``h`` is set
+from the expected number of labelled events between false alarms with
+Siegmund's approximation (``siegmund_threshold``).
+
+*Guaranteed conditional performance* (issue 22). The reference error rate is
+estimated from the first ``warmup`` labelled events; a chart designed for that
+estimate drifts up on a stationary stream whenever the estimate happens to be
+low, and fires. So the charts are designed for the one-sided Clopper-Pearson
+*upper* bound of the rate instead (``upper_bound``): with probability at least
+``confidence`` the true rate is at or below it, and a CUSUM for a rise alarms
+less often on a lower rate, so the run length between false alarms is at
+least the budget's for this model with that probability. The bound tightens
+as labelled events come: the reference is estimated again at 2, 4, 8 and 16 ×
+``warmup`` events (``LOOKS``; Bonferroni over the looks: half of
+1 - confidence for the first, the rest shared), except while a chart is over
+half its threshold, so that a rise not detected yet is not taken in.
+
+It runs on a whole batch with numpy: the Lindley recursion
+``S_t = max(0, S_{t-1} + x_t)`` equals ``C_t - min(0, min_{s<=t} C_s)`` over
+the running sum ``C``. The log-likelihood ratios are fixed-point integers
 (2^-20 resolution), so sums are exact and batches of any size give identical
-state, bit for bit. The reference error rate is learnt from the first
-``warmup`` labelled events, and learnt again after every detection, so one
-change gives one detection.
+state, bit for bit. After a detection the detector restarts at once and
+learns the reference again from the next ``warmup`` events, so its next
+detection is a change against the new reference. A detection says which chart
+fired and how many events ago its statistic last left 0 (``since_change``,
+the change's estimated start).
 
 Detectors are chosen by name (``MonitorSettings.concept_detector``) from one
 registry, ``DETECTORS``: ``make_detector`` looks the name up, and every
@@ -33,7 +51,7 @@ Examples
 >>> errors = np.concatenate([rng.random(3000) < 0.1, rng.random(2000) < 0.2])
 >>> cusum = BernoulliCusum(run_length=1_000_000, ratio=2.0, warmup=500)
 >>> [d["index"] for d in cusum.update(errors)]
-[3255]
+[3479]
 
 Batches of any size give the same detections:
 
@@ -41,7 +59,7 @@ Batches of any size give the same detections:
 >>> for i in range(0, 5000, 250):
 ...     found += [i + d["index"] for d in cusum.update(errors[i:i + 250])]
 >>> found
-[3255]
+[3479]
 """
 
 from __future__ import annotations
@@ -53,8 +71,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.special import betaincinv
 
-from streamdrift.core.errors import ConfigError
+from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.protocols import State
 
 RIVER_DETECTORS = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w")
@@ -94,64 +113,143 @@ class ConceptDetector(Protocol):
         ...
 
 
+LOOKS = 5  # the reference is estimated at 1, 2, 4, 8 and 16 × warmup labelled events
+SLOW_RATIO = 1.2  # the slow chart's odds multiple (gradual drift): see docs/detection.md
+
+
+def upper_bound(errors: int, events: int, confidence: float) -> float:
+    """The one-sided Clopper-Pearson upper bound of an error rate at ``confidence``.
+
+    The exact binomial bound: with probability at least ``confidence`` the true rate is at or below it.
+
+    >>> round(upper_bound(50, 1000, 0.9), 4), round(upper_bound(0, 1000, 0.9), 4)
+    (0.06, 0.0023)
+    """
+    if errors >= events:
+        return 1 - 1 / (2 * events)
+    return float(betaincinv(errors + 1, events - errors, confidence))
+
+
+def siegmund_threshold(p0: float, p1: float, run_length: float) -> float:
+    """``h`` with Siegmund's approximation ``(e^h - h - 1) / KL(p0 || p1) = run_length``.
+
+    ``ln(run_length)`` (Wald's bound) also holds but is far more conservative: the statistic drifts
+    down by KL(p0 || p1) per event under no change, so it needs about 1/KL times more events to cross.
+    """
+    kl = p0 * math.log(p0 / p1) + (1 - p0) * math.log((1 - p0) / (1 - p1))
+    target = run_length * kl
+    h = math.log(max(target, math.e))
+    for _ in range(50):  # fixed point of h = ln(target + h + 1)
+        h = math.log(target + h + 1)
+    return h
+
+
 class BernoulliCusum:
-    """Calibrated CUSUM for a rise of the error rate.
+    """Calibrated CUSUMs for a rise of the error rate: a fast chart and a slow one under one budget.
 
     Parameters
     ----------
     run_length
-        Expected labelled events between false alarms (a lower bound).
+        Expected labelled events between false alarms (a lower bound), both charts together: each
+        chart gets ``run_length × 2`` (Bonferroni over the charts).
     ratio
-        The multiple of the odds of an error the test is tuned to detect fastest.
+        The multiple of the odds of an error the fast chart is tuned to detect fastest.
     warmup
         Labelled events that estimate the reference error rate.
+    confidence
+        The probability that the run length holds for *this* reference: the charts are designed for
+        the one-sided Clopper-Pearson upper bound of the error rate at this confidence, not for the
+        estimate, so a warm-up that happened to see few errors does not make the chart drift up
+        (None: designed for the estimate itself, as before issue 22; for comparisons).
+    slow_ratio
+        The odds multiple of the slow chart, for gradual changes (None: the fast chart alone).
     """
 
     name = "cusum"
     SCALE = 1 << 20  # fixed point: integer sums are associative, float sums are not
 
-    def __init__(self, run_length: float, ratio: float = 2.0, warmup: int = 500):
+    def __init__(
+        self,
+        run_length: float,
+        ratio: float = 2.0,
+        warmup: int = 500,
+        confidence: float | None = 0.9,
+        slow_ratio: float | None = SLOW_RATIO,
+    ):
         self.run_length = run_length
         self.ratio = ratio
         self.warmup = warmup
-        self._threshold_for: tuple = (None, math.nan)  # a cache, not state: (p0 and settings, threshold)
+        self.confidence = confidence
+        self.ratios = (ratio,) if slow_ratio is None else (ratio, slow_ratio)
+        self._design_for: tuple = (None, ())  # a cache, not state: (reference counts, charts' designs)
         self._reset()
 
     def _reset(self) -> None:
-        self.seen = 0  # labelled events since the last (re)start
-        self.errors = 0  # errors among the warm-up
-        self.p0 = math.nan
-        self.s = 0  # in 1/SCALE units
+        """A new reference, learnt from the next ``warmup`` events."""
+        self.seen = 0  # labelled events in the reference's estimate so far
+        self.errors = 0  # errors among them
+        self.reference: tuple[int, int] | None = None  # (events, errors) the reference was estimated from
+        self.design = math.nan  # the error rate the charts are designed for
+        self.next_look: int | None = None  # the events seen at which the reference is estimated again
+        self.s = [0] * len(self.ratios)  # each chart's statistic, in 1/SCALE units
+        self.runs = [0] * len(self.ratios)  # labelled events since each chart's statistic was last 0
         self.watched = 0  # labelled events since the reference was set
         self.watched_errors = 0
 
+    def _look(self) -> None:
+        """Estimate the reference error rate from the events so far, and design the charts for it: for the
+        upper confidence bound of the rate. Bonferroni over the looks, so that all their bounds hold together
+        with ``confidence``: half of 1 - confidence for the first look, the other half shared by the later ones.
+        """
+        first = self.reference is None
+        self.reference = (self.seen, self.errors)
+        self._plan_look()
+        if self.confidence is None:
+            self.design = self.p0
+            return
+        share = 2 if first else 2 * (LOOKS - 1)
+        self.design = upper_bound(self.errors, self.seen, 1 - (1 - self.confidence) / share)
+
+    def _plan_look(self) -> None:
+        """The next look at twice the events seen, up to 2^(LOOKS - 1) × warmup."""
+        self.next_look = self.seen * 2 if self.seen * 2 <= self.warmup << (LOOKS - 1) else None
+
+    @property
+    def p0(self) -> float:
+        """The reference error rate as estimated (nan while it is learnt)."""
+        if self.reference is None:
+            return math.nan
+        n, k = self.reference
+        return min(max(k / n, 1 / n), 1 - 1 / n)
+
+    def _designs(self) -> tuple[tuple[float, float, int, int, int], ...]:
+        """Per chart: (design error rate, threshold h, and in fixed point: up, down, limit)."""
+        if self._design_for[0] != self.design:  # only when the design changes
+            p = self.design
+            designs = []
+            for ratio in self.ratios:
+                p1 = ratio * p / (1 - p + ratio * p)  # the odds of an error times `ratio`
+                h = siegmund_threshold(p, p1, self.run_length * len(self.ratios))
+                up, down = math.log(p1 / p), math.log((1 - p1) / (1 - p))
+                designs.append((p, h, self._fixed(up), self._fixed(down), self._fixed(h)))
+            self._design_for = (p, tuple(designs))
+        return self._design_for[1]
+
     @property
     def threshold(self) -> float:
-        """``h`` with Siegmund's approximation ``(e^h - h - 1) / KL(p0 || p1) = run_length``.
-
-        ``ln(run_length)`` (Wald's bound) also holds but is far more
-        conservative: the statistic drifts down by KL(p0 || p1) per event under
-        no change, so it needs about 1/KL times more events to cross. Before
-        the reference error rate is known, Wald's bound stands in.
-        """
-        if math.isnan(self.p0):
+        """The fast chart's ``h`` (see ``siegmund_threshold``); Wald's ``ln(run_length)`` before the reference."""
+        if self.reference is None:
             return math.log(self.run_length)
-        key = (self.p0, self.run_length, self.ratio)
-        if self._threshold_for[0] != key:  # 50 logarithms: only when the reference error rate changes
-            self._threshold_for = (key, self._siegmund(self.p0))
-        return self._threshold_for[1]
+        return self._designs()[0][1]
 
-    def _siegmund(self, p0: float) -> float:
-        p1 = self._p1(p0)
-        kl = p0 * math.log(p0 / p1) + (1 - p0) * math.log((1 - p0) / (1 - p1))
-        target = self.run_length * kl
-        h = math.log(max(target, math.e))
-        for _ in range(50):  # fixed point of h = ln(target + h + 1)
-            h = math.log(target + h + 1)
-        return h
-
-    def _p1(self, p0: float) -> float:
-        return self.ratio * p0 / (1 - p0 + self.ratio * p0)  # the odds of an error times `ratio`
+    @property
+    def statistic(self) -> float:
+        """The fast chart's statistic, or the slow chart's scaled to the fast threshold if it is nearer its own."""
+        if self.reference is None:
+            return 0.0
+        designs = self._designs()
+        share = max(s / d[4] for s, d in zip(self.s, designs))
+        return share * designs[0][1]
 
     def _fixed(self, x: float) -> int:
         return int(round(x * self.SCALE))
@@ -159,74 +257,105 @@ class BernoulliCusum:
     def update(self, errors: ArrayLike, stop_at_detection: bool = False) -> list[dict[str, Any]]:
         """Feed errors (bool or 0/1); return a detection per alarm, ``index`` into ``errors``.
 
-        With ``stop_at_detection``, the errors after the first detection are left unread: the
-        caller feeds them again once it has acted on the detection.
+        A detection also holds ``chart`` (0 fast, 1 slow) and ``since_change``: the labelled events
+        from the first after the chart's statistic was last 0 (the change's estimated start) up to the
+        detection, both included. With ``stop_at_detection``, the errors after the first detection are
+        left unread: the caller feeds them again once it has acted on the detection.
         """
         errors = np.asarray(errors, dtype=bool)
         found: list[dict[str, Any]] = []
         start = 0
         while start < len(errors):
-            if math.isnan(self.p0):
+            if self.reference is None:
                 take = min(len(errors) - start, self.warmup - self.seen)
                 self.errors += int(np.count_nonzero(errors[start : start + take]))
                 self.seen += take
                 start += take
-                if self.seen == self.warmup:
-                    self.p0 = min(max(self.errors / self.warmup, 1 / self.warmup), 1 - 1 / self.warmup)
+                if self.seen >= self.warmup:
+                    self._look()
                 continue
-            p0 = self.p0
-            p1 = self._p1(p0)
-            up, down = self._fixed(math.log(p1 / p0)), self._fixed(math.log((1 - p1) / (1 - p0)))
-            limit = self._fixed(self.threshold)
-            rest = errors[start:]
-            # the Lindley recursion over the whole batch: the running sum, reflected at 0
-            running = self.s + np.cumsum(np.where(rest, up, down).astype(np.int64))
-            statistics = running - np.minimum(np.minimum.accumulate(running), 0)
-            over = np.flatnonzero(statistics > limit)
-            at = int(over[0]) if len(over) else -1
-            statistic = int(statistics[at])
-            if at < 0:
-                self.s = statistic
-                self.seen += len(rest)
-                self.watched += len(rest)
-                self.watched_errors += int(np.count_nonzero(rest))
-                break
-            watched = self.watched + at + 1
-            watched_errors = self.watched_errors + int(np.count_nonzero(rest[: at + 1]))
+            if self.next_look is not None and self.seen >= self.next_look:
+                # a look, from twice as many events; skipped while a chart is on its way up (over half its
+                # threshold), so that a rise not detected yet is not taken into the reference
+                if all(s * 2 <= design[4] for s, design in zip(self.s, self._designs())):
+                    self._look()
+                else:
+                    self._plan_look()
+            look = self.next_look
+            rest = errors[start : len(errors) if look is None else start + look - self.seen]
+            crossings = []  # per chart: (index of the first crossing or len(rest), its statistics)
+            for chart, (_, _, up, down, limit) in enumerate(self._designs()):
+                # the Lindley recursion over the whole batch: the running sum, reflected at 0
+                running = self.s[chart] + np.cumsum(np.where(rest, up, down).astype(np.int64))
+                statistics = running - np.minimum(np.minimum.accumulate(running), 0)
+                over = np.flatnonzero(statistics > limit)
+                crossings.append((int(over[0]) if len(over) else len(rest), statistics))
+            at = min(c[0] for c in crossings)
+            end = at + 1 if at < len(rest) else len(rest)  # the errors this step reads
+            for chart, (_, statistics) in enumerate(crossings):
+                zeros = np.flatnonzero(statistics[:end] == 0)
+                if len(zeros):
+                    self.runs[chart] = end - 1 - int(zeros[-1])
+                else:
+                    self.runs[chart] += end
+                self.s[chart] = int(statistics[end - 1])
+            self.seen += end
+            self.errors += int(np.count_nonzero(rest[:end]))
+            self.watched += end
+            self.watched_errors += int(np.count_nonzero(rest[:end]))
+            if at == len(rest):
+                start += end
+                continue
+            chart = next(c for c, crossing in enumerate(crossings) if crossing[0] == at)  # the fast one on a tie
+            design = self._designs()[chart]
             found.append(
                 {
                     "index": start + at,
-                    "statistic": statistic / self.SCALE,
+                    "chart": chart,
+                    "statistic": self.s[chart] / self.SCALE * (self.threshold / design[1]),
                     "threshold": self.threshold,
-                    "reference_error_rate": p0,
-                    "error_rate_since_reference": watched_errors / watched,
-                    "labelled_since_reference": watched,
+                    "reference_error_rate": self.p0,
+                    "design_error_rate": design[0],
+                    "error_rate_since_reference": self.watched_errors / self.watched,
+                    "labelled_since_reference": self.watched,
+                    "since_change": self.runs[chart],
                 }
             )
-            start += at + 1
-            self._reset()  # learn the new error rate: the next alarm needs another change
+            start += end
+            # restart at once: the reference is learnt again from the next events, and the next
+            # detection is a change against it, never the same condition again
+            self._reset()
             if stop_at_detection:
                 break
         return found
 
-    @property
-    def statistic(self) -> float:
-        return self.s / self.SCALE
-
     def state(self) -> State:
         return {
+            "version": 2,
             "seen": self.seen,
             "errors": self.errors,
-            "p0": None if math.isnan(self.p0) else self.p0,
-            "s": self.s,
+            "reference": None if self.reference is None else list(self.reference),
+            "design": None if math.isnan(self.design) else self.design,
+            "next_look": self.next_look,
+            "s": list(self.s),
+            "runs": list(self.runs),
             "watched": self.watched,
             "watched_errors": self.watched_errors,
         }
 
     def load_state(self, state: State) -> None:
-        self.seen, self.errors, self.s = state["seen"], state["errors"], state["s"]
+        if state.get("version") != 2 or len(state["s"]) != len(self.ratios):
+            raise SnapshotError(
+                "the concept detector's state is from before its charts were designed for a confidence bound "
+                "of the error rate (issue 22): delete the snapshot to start this model afresh (its concept detector "
+                "learns its reference error rate again from the next labelled events)"
+            )
+        self.seen, self.errors = state["seen"], state["errors"]
+        self.reference = None if state["reference"] is None else (state["reference"][0], state["reference"][1])
+        self.design = math.nan if state["design"] is None else state["design"]
+        self.next_look = state["next_look"]
+        self.s, self.runs = list(state["s"]), list(state["runs"])
         self.watched, self.watched_errors = state["watched"], state["watched_errors"]
-        self.p0 = math.nan if state["p0"] is None else state["p0"]
 
 
 def _river(name: str, seed: int):
@@ -316,16 +445,17 @@ class RiverDetector:
         self._rebuild(bits.astype(int).tolist())
 
 
-# A detector made from the monitor's settings: run_length, ratio, warmup, history (each uses what it needs)
-DetectorFactory = Callable[[float, float, int, int], ConceptDetector]
+# A detector made from the monitor's settings: run_length, ratio, warmup, history, budget confidence (each
+# uses what it needs)
+DetectorFactory = Callable[[float, float, int, int, float], ConceptDetector]
 
 
-def _cusum(run_length: float, ratio: float, warmup: int, history: int) -> ConceptDetector:
-    return BernoulliCusum(run_length, ratio, warmup)
+def _cusum(run_length: float, ratio: float, warmup: int, history: int, confidence: float) -> ConceptDetector:
+    return BernoulliCusum(run_length, ratio, warmup, confidence)
 
 
 def _river_detector(name: str) -> DetectorFactory:
-    def make(run_length: float, ratio: float, warmup: int, history: int) -> ConceptDetector:
+    def make(run_length: float, ratio: float, warmup: int, history: int, confidence: float) -> ConceptDetector:
         return RiverDetector(name, history)
 
     return make
@@ -337,7 +467,9 @@ DETECTORS: Mapping[str, DetectorFactory] = MappingProxyType(
 )
 
 
-def make_detector(name: str, run_length: float, ratio: float, warmup: int, history: int = 10_000) -> ConceptDetector:
+def make_detector(
+    name: str, run_length: float, ratio: float, warmup: int, history: int = 10_000, confidence: float = 0.9
+) -> ConceptDetector:
     """The detector registered as ``name``, made from the monitor's settings.
 
     >>> make_detector("cusum", 1e6, 2.0, 500).name
@@ -350,4 +482,4 @@ def make_detector(name: str, run_length: float, ratio: float, warmup: int, histo
     factory = DETECTORS.get(name)
     if factory is None:
         raise ConfigError(f"unknown concept detector {name!r}: choose one of {', '.join(DETECTORS)}")
-    return factory(run_length, ratio, warmup, history)
+    return factory(run_length, ratio, warmup, history, confidence)

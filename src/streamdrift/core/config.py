@@ -36,6 +36,13 @@ class MonitorSettings(_Section):
     concept_detector: Literal["cusum", "adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w"] = "cusum"
     concept_ratio: float = Field(2.0, gt=1, le=100, description="odds-of-error multiple the CUSUM is tuned to")
     concept_warmup: int = Field(1000, ge=30, description="labelled events that set the reference error rate")
+    budget_confidence: float = Field(
+        0.9,
+        gt=0,
+        lt=1,
+        description="probability that the concept detector keeps the false-alarm budget for this model's own "
+        "reference error rate, learnt from its warm-up (its charts are designed for an upper confidence bound)",
+    )
     concept_history: int = Field(10_000, ge=100, description="errors a River detector keeps for its snapshot")
     max_missing_rate_increase: float = Field(0.1, gt=0, le=1, description="data quality: missing share over reference")
     max_invalid_rate: float = Field(0.01, gt=0, le=1, description="data quality: share of wrong-typed values")

@@ -146,6 +146,7 @@ class ModelMonitor:
         self.subwindow_marks: list[list] = []
         self.concept_from: list | None = None  # [stream, offset, event time] of the concept window's first event
         self.concept_versions: dict[str, int] = {}  # labelled events per version since the concept reference
+        self.change_from: list = []  # per concept chart: event time (as written) its current excursion began
         self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         self.features = self._sketch(s.max_features, state and state["features"])
         self.outputs = self._sketch(2, state and state["outputs"])
@@ -156,6 +157,7 @@ class ModelMonitor:
             s.concept_ratio,
             s.concept_warmup,
             s.concept_history,
+            s.budget_confidence,
         )
         self.policy = AlertPolicy(s.cooldown_events)
         self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
@@ -252,7 +254,7 @@ class ModelMonitor:
         events += self._graded(graded, batch)
         if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
-        return _in_stream_order(events)
+        return self._latest(_in_stream_order(events))
 
     def _schedule(self, batch: PredictionBatch) -> list[dict]:
         """Scheduled retraining in event time: the first event past each interval triggers it."""
@@ -304,7 +306,7 @@ class ModelMonitor:
             batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
         )
         events += self._graded(graded, batch)
-        return _in_stream_order(events)
+        return self._latest(_in_stream_order(events))
 
     def _graded(self, graded: Joined, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
@@ -460,33 +462,46 @@ class ModelMonitor:
         """Feed the error stream (1 = wrong), one per graded prediction; ``rows`` are their rows in ``batch``,
         ``versions`` the model versions of their predictions.
 
-        The alarm decides at positions (labelled events), never at batch ends, as if the errors came
-        one at a time: after each error, a detection goes to the policy, and otherwise a fired alarm
-        re-arms once its cooldown is over and the statistic is low again. So the detector is fed up
-        to its next detection while the alarm is armed, up to the end of the cooldown while it is
-        not, and one error at a time from there until it re-arms (usually at once).
+        Every detection is published: the detector restarts at once after one, on the data since the
+        change, so its next detection is a change against a new reference, never the same condition
+        again; the cooldown, which would hide it, does not apply to concept drift (issue 22).
         """
-        start = self.labelled_total
         self.labelled_total += len(errors)
         self.errors_total += int(np.add.reduce(errors))
         events = []
         done = 0
         while done < len(errors):
-            quiet_until = self.policy.quiet_until("concept_drift")
-            take = len(errors) - done if quiet_until is None else max(1, quiet_until - (start + done))
-            found = self.concept.update(errors[done : done + take], stop_at_detection=True)
+            found = self.concept.update(errors[done:], stop_at_detection=True)
+            upto = done + found[0]["index"] + 1 if found else len(errors)
+            watched = found[0]["labelled_since_reference"] if found else getattr(self.concept, "watched", None)
+            self._watch(batch, rows, versions, done, upto, watched)
+            change_started_at = self._mark_change(batch, rows, done, upto, found[0] if found else None)
+            done = upto
             if found:
-                upto = done + found[0]["index"] + 1
-                self._watch(batch, rows, versions, done, upto, found[0]["labelled_since_reference"])
-                done = upto
-                events += self._concept_drift(found[0], batch, int(rows[done - 1]), start + done)
+                events += self._concept_drift(found[0], batch, int(rows[done - 1]), change_started_at)
                 self.concept_from, self.concept_versions = None, {}  # the detector learns a new reference
-            else:
-                upto = done + min(take, len(errors) - done)
-                self._watch(batch, rows, versions, done, upto, getattr(self.concept, "watched", None))
-                done = upto
-                self.policy.rearm("concept_drift", self.concept.statistic, self.concept_threshold, start + done)
         return events
+
+    def _mark_change(
+        self, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray, a: int, b: int, found: dict | None
+    ) -> object:
+        """The concept detector was fed graded pairs ``a`` to ``b`` of this batch: note the event time
+        (as written) of each chart's current excursion's first event, where its statistic last left 0;
+        with a detection, return the firing chart's (None: the detector does not say where)."""
+        runs = list(getattr(self.concept, "runs", []))
+        if found is not None and "since_change" in found:
+            runs[found["chart"]] = found["since_change"]
+        marks = self.change_from + [None] * (len(runs) - len(self.change_from))
+        for chart, run in enumerate(runs):
+            if run == 0:
+                marks[chart] = None
+            elif run <= b - a:  # the excursion began within these pairs
+                marks[chart] = batch.timestamp_values[int(rows[b - run])]
+        self.change_from = marks
+        if found is None or "since_change" not in found:
+            return None
+        self.change_from = []  # the detector restarts: new charts, new excursions
+        return marks[found["chart"]]
 
     def _watch(
         self,
@@ -515,11 +530,10 @@ class ModelMonitor:
             self.concept_versions[key] = self.concept_versions.get(key, 0) + 1
 
     def _concept_drift(
-        self, found: dict, batch: PredictionBatch | FeedbackBatch, row: int, position: int
+        self, found: dict, batch: PredictionBatch | FeedbackBatch, row: int, change_started_at: object
     ) -> list[dict]:
-        """A concept_drift event for a detection at ``position`` (labelled events), if the policy lets it out."""
-        if not self.policy.decide("concept_drift", found["statistic"], found["threshold"], position):
-            return []
+        """The concept_drift event of a detection at ``row``; ``change_started_at``: the event time (as written)
+        where the firing chart's statistic last left 0 (None: the window's start)."""
         # the window: the labelled events watched since the reference error rate was set
         end = self._position(batch, row)
         start_stream, start_offset, start_time = self.concept_from or end
@@ -531,23 +545,25 @@ class ModelMonitor:
             "end_offset": end[1],
         }
         details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
-        return [
-            self._event(
-                "concept_drift",
-                self.concept.name,
-                None,
-                found["statistic"],
-                found["threshold"],
-                None,
-                window,
-                batch,
-                row,
-                [],
-                details,
-                versions=dict(self.concept_versions),
-                start_stream=start_stream,
-            )
-        ]
+        if "chart" in found:
+            details.update(chart=("fast", "slow")[found["chart"]], design_error_rate=found["design_error_rate"])
+        event = self._event(
+            "concept_drift",
+            self.concept.name,
+            None,
+            found["statistic"],
+            found["threshold"],
+            None,
+            window,
+            batch,
+            row,
+            [],
+            details,
+            versions=dict(self.concept_versions),
+            start_stream=start_stream,
+        )
+        event["change_started_at"] = event["window"]["start_time"] if change_started_at is None else change_started_at
+        return [event]
 
     @property
     def concept_threshold(self) -> float:
@@ -686,8 +702,14 @@ class ModelMonitor:
             detected_at=batch.timestamp_values[row],
         )  # the triggering event's time, in the form it was written
         event["details"] = {**details, "window_stream": stream}  # the topic the window's offsets count in
-        self.last_drift = {k: event[k] for k in ("kind", "alert_id", "detected_at")}
         return event
+
+    def _latest(self, events: list[dict]) -> list[dict]:
+        """Note the last of a batch's drift events, in stream order (not the order the checks raised them,
+        which depends on how the two topics' batches interleave)."""
+        if events:
+            self.last_drift = {k: events[-1][k] for k in ("kind", "alert_id", "detected_at")}
+        return events
 
     # -- views and state ------------------------------------------------------
 
@@ -746,6 +768,7 @@ class ModelMonitor:
             "subwindow_marks": self.subwindow_marks,
             "concept_from": self.concept_from,
             "concept_versions": self.concept_versions,
+            "change_from": self.change_from,
             "drift_events": self.drift_events,
             "quality": self._quality.copy(),
             "features": self.features.state(),
@@ -790,6 +813,7 @@ class ModelMonitor:
         monitor.subwindow_marks = [list(m) for m in state.get("subwindow_marks", [])]
         monitor.concept_from = list(state["concept_from"]) if state.get("concept_from") else None
         monitor.concept_versions = dict(state.get("concept_versions", {}))
+        monitor.change_from = list(state.get("change_from", []))  # none before issue 22: the window's start
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
