@@ -22,6 +22,12 @@ stopped at the end.
    process's CPU time, librdkafka's threads included), which other work on the
    machine disturbs less. ``--repeat R`` runs R rounds of the three and
    reports medians; ratios are taken within a round.
+   *Fleet* (``--fleet``, on by default): one round of the three again at each
+   of ``--fleet-models`` (10, 200, 2,000; and 10,000 with ``--memory``, its
+   larger ``--memory-models``) on a
+   stream of ``--fleet-events`` predictions of its own (the ``--models`` row
+   is the phase above): whether an event's cost grows with the number of
+   models (issue 19). With ``--compare-python`` each row times that worker too.
 3. **Latency** (``--latency``, on by default): a fresh worker, a stream paced
    at half the worker's measured events/s in which every model drifts (2
    features shifted) at staggered points, again and again. Measured: drift
@@ -53,6 +59,7 @@ the ratios, which are measured in the same run, rather than absolute figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shutil
@@ -279,6 +286,13 @@ NEWER_SETTINGS = ("STREAMDRIFT_TOPICS__STATE",)
 THROUGHPUT_IDLE_MS = 100
 
 
+@functools.cache
+def knows_state_topic(python: str) -> bool:
+    """Whether that installation's worker has the state topic (then it gets the same settings as this one's)."""
+    probe = "from streamdrift.runtime.settings import TopicSettings; assert 'state' in TopicSettings.model_fields"
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
 def run_worker_throughput(
     topics: Topics,
     workdir: Path,
@@ -289,7 +303,7 @@ def run_worker_throughput(
     **settings: object,
 ) -> dict:
     env = topics.env(workdir / f"tput-snapshots-{uuid.uuid4().hex[:6]}", **settings)  # fresh: nothing to restore
-    if python != sys.executable:
+    if python != sys.executable and not knows_state_topic(python):
         env = {k: v for k, v in env.items() if k not in NEWER_SETTINGS}
     worker = Worker(env, workdir / "worker-throughput.log", python)
     try:
@@ -317,6 +331,39 @@ def run_worker_throughput(
         "rss_bytes": rss,
         "peak_rss_bytes": peak,
     }
+
+
+def fleet(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str, measured: dict | None) -> list[dict]:
+    """One round of floor, worker and baseline per fleet size, each on a stream of its own (``measured``:
+    the throughput phase's result, the row of ``--models``). Rows as the JSON line's ``fleet`` has them."""
+    sizes = sorted({*args.fleet_models, *(args.memory_models[1:] if args.memory else ())})  # 10,000 by default
+    rows = []
+    for models in sizes:
+        if measured is not None and models == args.models:
+            t, events = measured, measured["events"]
+        else:
+            log(f"fleet: {models:,} models, {args.fleet_events:,} predictions")
+            sized = argparse.Namespace(**{**vars(args), "models": models, "events": args.fleet_events, "repeat": 1})
+            t = throughput(bootstrap, sized, workdir, f"{run_id}-m{models}")
+            events = t["events"]
+        row = {
+            "models": models,
+            "events": events,
+            "worker_events_per_s": round(t["worker"]["events_per_s"], 1),
+            "ratio_to_floor": round(t["ratio_to_floor"], 3),
+            "ratio_to_baseline": round(t["ratio_to_baseline"], 3),
+            "cpu_ratio_to_baseline": round(t["cpu_ratio_to_baseline"], 3),
+            "worker_cpu_us_per_event": round(t["worker"]["cpu_us_per_event"], 2),
+            "floor_events_per_s": round(t["floor"]["events_per_s"], 1),
+            "baseline_events_per_s": round(t["baseline"]["events_per_s"], 1),
+            "floor_cpu_us_per_event": round(t["floor"]["cpu_us_per_event"], 2),
+            "baseline_cpu_us_per_event": round(t["baseline"]["cpu_us_per_event"], 2),
+        }
+        if "ratio_to_compared" in t:
+            row["ratio_to_compared"] = round(t["ratio_to_compared"], 3)
+            row["compared_cpu_us_per_event"] = round(t["compared"]["cpu_us_per_event"], 2)
+        rows.append(row)
+    return rows
 
 
 def throughput(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str) -> dict:
@@ -350,8 +397,15 @@ def throughput(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: 
             "baseline": run_consumer("baseline", topics, events, timeout),
         }
         if args.compare_python:  # another checkout's worker, in the same round over the same records
+            same = {"state_store": args.state_store, "max_task_idle_ms": THROUGHPUT_IDLE_MS}
             r["compared"] = run_worker_throughput(
-                topics, workdir, made["predictions"], made["feedback"], timeout, args.compare_python
+                topics,
+                workdir,
+                made["predictions"],
+                made["feedback"],
+                timeout,
+                args.compare_python,
+                **(same if knows_state_topic(args.compare_python) else {}),
             )
         tick = 1 / os.sysconf("SC_CLK_TCK")  # /proc's resolution: a tiny run may show no CPU at all
         for name in ("worker", "compared") if args.compare_python else ("worker",):
@@ -824,6 +878,8 @@ def _throughput_summary(t: dict, args: dict) -> dict:
 
 
 def _other_summary(result: dict, out: dict) -> dict:
+    if "fleet" in result:
+        out["fleet"] = result["fleet"]
     lat = result.get("latency")
     if lat:
         out["latency_rate_events_per_s"] = round(lat["rate_events_per_s"], 1)
@@ -919,7 +975,26 @@ def _throughput_table(t: dict, args: dict) -> list[str]:
     return rows
 
 
+def _fleet_table(fleet: list[dict]) -> list[str]:
+    rows = [
+        "fleet: one round per size, each on a stream of its own",
+        f"{'models':>8}{'events':>11}{'floor/s':>10}{'worker/s':>10}{'baseline/s':>12}{'x floor':>9}"
+        f"{'x baseline':>12}{'per CPU-s':>11}{'CPU us/event':>14}"
+        + ("  x compared" if "ratio_to_compared" in fleet[0] else ""),
+    ]
+    for r in fleet:
+        rows.append(
+            f"{r['models']:>8,}{r['events']:>11,}{r['floor_events_per_s']:>10,.0f}{r['worker_events_per_s']:>10,.0f}"
+            f"{r['baseline_events_per_s']:>12,.0f}{r['ratio_to_floor']:>9.2f}{r['ratio_to_baseline']:>12.2f}"
+            f"{r['cpu_ratio_to_baseline']:>11.2f}{r['worker_cpu_us_per_event']:>14.2f}"
+            + (f"{r['ratio_to_compared']:>12.2f}" if "ratio_to_compared" in r else "")
+        )
+    return rows
+
+
 def _other_table(result: dict, rows: list[str]) -> str:
+    if result.get("fleet"):
+        rows += _fleet_table(result["fleet"])
     lat = result.get("latency")
     if lat:
         rows.append(
@@ -1010,6 +1085,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="measure drift-event and /metrics latency at half the worker's throughput",
     )
+    parser.add_argument(
+        "--fleet",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="floor, worker and baseline at each of --fleet-models (and the larger --memory-models with --memory), "
+        "one round each",
+    )
+    parser.add_argument(
+        "--fleet-models",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        default=(10, 200, 2000),
+        help="the model counts of --fleet (default 10,200,2000)",
+    )
+    parser.add_argument("--fleet-events", type=int, default=200_000, help="predictions of each --fleet stream")
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the paced stream")
     parser.add_argument("--latency-rate", type=float, help="events/s of the paced stream (default: half the max)")
     parser.add_argument(
@@ -1082,6 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = args.bootstrap or start_own_broker(stack, workdir)
         if args.throughput:
             result["throughput"] = throughput(bootstrap, args, workdir, run_id)
+        if args.fleet:
+            result["fleet"] = fleet(bootstrap, args, workdir, run_id, result.get("throughput"))
         if args.latency:
             half = result["throughput"]["worker"]["events_per_s"] / 2 if args.throughput else None
             why = "" if args.latency_rate else " (half the worker's maximum)"

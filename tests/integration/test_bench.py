@@ -39,6 +39,10 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
             "--memory",
             "--memory-models",
             "5,10",
+            "--fleet-models",
+            "2",
+            "--fleet-events",
+            "500",
             "--profile",
             "--profile-events",
             "500",
@@ -59,6 +63,14 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
         result["worker_events_per_s"] / result["floor_events_per_s"], rel=0.01
     )
     assert result["worker_cpu_us_per_event"] > 0 and result["baseline_cpu_us_per_event"] > 0
+
+    # the fleet table: the --models row is the throughput phase's; --memory adds its larger model count
+    fleet = {row["models"]: row for row in result["fleet"]}
+    assert sorted(fleet) == [2, 10]
+    assert fleet[2]["worker_events_per_s"] == result["worker_events_per_s"] and fleet[2]["events"] == result["events"]
+    assert 650 < fleet[10]["events"] < 850  # 500 predictions, and feedback for about half of them
+    for key in ("worker_events_per_s", "ratio_to_floor", "ratio_to_baseline", "worker_cpu_us_per_event"):
+        assert fleet[10][key] > 0, key
 
     # Both models drift once in the paced stream; each drift is read back from the alerts topic.
     assert result["latency_drifts_injected"] == 2
