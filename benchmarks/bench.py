@@ -25,7 +25,7 @@ stopped at the end.
    *Fleet* (``--fleet``, on by default): one round of the three again at each
    of ``--fleet-models`` (10, 200, 2,000; and 10,000 with ``--memory``, its
    larger ``--memory-models``) on a
-   stream of ``--fleet-events`` predictions of its own (the ``--models`` row
+   stream of ``--fleet-events`` predictions of its own (100,000; the ``--models`` row
    is the phase above): whether an event's cost grows with the number of
    models (issue 19). With ``--compare-python`` each row times that worker too.
 3. **Latency** (``--latency``, on by default): a fresh worker, a stream paced
@@ -1098,7 +1098,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=(10, 200, 2000),
         help="the model counts of --fleet (default 10,200,2000)",
     )
-    parser.add_argument("--fleet-events", type=int, default=200_000, help="predictions of each --fleet stream")
+    parser.add_argument("--fleet-events", type=int, default=100_000, help="predictions of each --fleet stream")
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the paced stream")
     parser.add_argument("--latency-rate", type=float, help="events/s of the paced stream (default: half the max)")
     parser.add_argument(
