@@ -190,9 +190,9 @@ def test_another_version_is_refused_naming_both(saved):
         b'{"config":"%s","format":"streamdrift-snapshot","sha256":"0","version":1}\n{"models":{}}\n'
         % SETTINGS.fingerprint().encode()
     )
-    for data in (old, good.replace(b'"version":2', b'"version":3', 1)):
+    for data in (old, good.replace(b'"version":3', b'"version":4', 1)):
         path.write_bytes(data)
-        with pytest.raises(SnapshotError, match=f"version [13]; this streamdrift reads .* version 2. {RECOVER}"):
+        with pytest.raises(SnapshotError, match=f"version [14]; this streamdrift reads .* versions 2 and 3. {RECOVER}"):
             store.load(0)
 
 

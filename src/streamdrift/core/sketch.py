@@ -3,10 +3,12 @@
 A ``StreamSketch`` watches several columns (features, the prediction, the
 label) of one stream. Its life has two phases:
 
-1. **Warm-up.** The first ``reference_size`` rows are kept; then each column
-   gets a reference: quantile bin edges for numbers, the most frequent
-   categories for everything else, plus an "other" bucket for unseen
-   categories and a "missing" bin for absent values.
+1. **Warm-up.** The first ``reference_size`` rows are counted, not kept
+   (``warmup.WarmupColumn``: log-spaced buckets for numbers, counts per
+   category); then each column gets a reference: quantile bin edges for
+   numbers (bucket boundaries, within about 1 % of the warm-up's quantiles),
+   the most frequent categories for everything else, plus an "other" bucket
+   for unseen categories and a "missing" bin for absent values.
 2. **Monitoring.** Rows are binned (numpy, a whole column of a batch at a time)
    into a ring of ``subwindows`` sub-windows. Whenever a sub-window fills and the
    ring holds a full window, every column's window histogram is compared with
@@ -30,9 +32,9 @@ Examples
 >>> feed(rng.normal(0, 1, 500), 0)
 []
 >>> [round(float(s["stats"]["p_value"][0]), 3) for s in feed(rng.normal(0, 1, 400), 500)]
-[0.419]
+[0.272]
 >>> [round(float(s["stats"]["psi"][0]), 2) for s in feed(rng.normal(2, 1, 400), 900)][-1]
-4.53
+4.52
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
+from streamdrift.core.warmup import WarmupColumn, lower
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -192,6 +195,49 @@ class Column:
             column = cls(name, kind, [], [str(uniq[i]) for i in order[:max_categories] if counts[i] >= min_count], [])
         column.ref_counts, _ = column.bin(values)
         return column
+
+    @classmethod
+    def from_summary(
+        cls, name: str, summary: WarmupColumn, rows: int, bins: int, max_categories: int, min_count: int = 5
+    ) -> Column:
+        """The reference of ``rows`` warm-up rows summarised by ``summary``, as ``fit`` makes it from the rows
+        themselves, except that quantile edges are the bucket boundaries nearest the quantiles (so that each
+        bucket's count falls in one bin, and the reference counts are exact for those edges)."""
+        missing = rows - summary.present
+        if summary.categorical:
+            seen = dict(summary.categories)
+            for number, n in (summary.distinct or {}).items():  # numbers among categories: by their text
+                seen[number] = seen.get(number, 0) + n
+            order = sorted(seen, key=lambda c: (-seen[c], c))
+            column = cls(name, CATEGORICAL, [], [c for c in order[:max_categories] if seen[c] >= min_count], [])
+            tracked = [seen[c] for c in column.categories]
+            column.ref_counts = [*tracked, summary.present - sum(tracked), missing, 0]
+            return column
+        if summary.distinct is not None:
+            values = np.array(list(map(float, summary.distinct)))
+            distinct, at = np.unique(values, return_inverse=True)
+            weights = np.bincount(at.ravel(), weights=list(summary.distinct.values()), minlength=len(distinct))
+            if len(distinct) <= bins:  # few values (0/1 labels, small counts): one bin each
+                column = cls(name, NUMERIC, [*distinct.tolist(), float(distinct[-1])], [], [])
+                column.ref_counts = column._weighted(distinct, weights, missing)
+                return column
+        keys, counts = summary.histogram()
+        lows = lower(keys)
+        lo, hi = float(lows[0]), float(lower(keys[-1] + 1))
+        below = np.cumsum(counts) - counts  # values below each bucket's lower boundary
+        targets = np.linspace(0, 1, bins + 1)[1:-1] * summary.numbers
+        inner = np.unique(lows[np.abs(below[None, :] - targets[:, None]).argmin(axis=1)])
+        inner = inner[(inner > lo) & (inner < hi)]
+        column = cls(name, NUMERIC, [lo, *inner.tolist(), hi], [], [])
+        column.ref_counts = column._weighted(lows, counts, missing)
+        return column
+
+    def _weighted(self, values: NDArray[np.float64], counts: ArrayLike, missing: int) -> NDArray[np.int64]:
+        """Reference counts: ``counts[i]`` values in the bin of ``values[i]``, and ``missing`` missing values."""
+        idx, _ = self.indices(values.tolist())
+        ref = np.rint(np.bincount(idx, weights=counts, minlength=self.n_bins)).astype(np.int64)
+        ref[self.missing_bin] += missing
+        return ref
 
     def bin(self, values: list[Any]) -> tuple[NDArray[np.intp], int]:
         """Histogram of ``values`` over this column's bins, and how many had the wrong type."""
@@ -451,7 +497,7 @@ class StreamSketch:
 
     def _reset(self) -> None:
         self.rows = 0
-        self.warmup: dict[str, list[Any]] | None = {}
+        self.warmup: dict[str, WarmupColumn] | None = {}
         self.warmup_rows = 0
         self._set_columns([])
         self.untracked_columns = 0
@@ -499,7 +545,7 @@ class StreamSketch:
         start = 0
         if self.warmup is not None:  # not ready
             take = min(n, self.reference_size - self.warmup_rows)
-            self._add_warmup(columns, take)
+            self._add_warmup(columns, take, numeric or frozenset())
             start = take
             if self.warmup_rows == self.reference_size:
                 self._build_reference()
@@ -527,23 +573,28 @@ class StreamSketch:
         self.rows += n
         return results
 
-    def _add_warmup(self, columns: Mapping[str, FeatureColumn], take: int) -> None:
+    def _add_warmup(self, columns: Mapping[str, FeatureColumn], take: int, numeric: frozenset[str]) -> None:
+        """Count rows into the warm-up summaries (a column's rows before it first appears: missing)."""
         assert self.warmup is not None
         for name, values in columns.items():
             column = self.warmup.get(name)
-            if column is None:  # a column first seen now was absent from the earlier rows
-                column = self.warmup[name] = [None] * self.warmup_rows
-            column.extend(column_values(values[:take]))
+            if column is None:
+                column = self.warmup[name] = self._warmup_column()
+            column.add(values[:take], numbers_only=name in numeric)
         self.warmup_rows += take
-        for column in self.warmup.values():
-            column.extend([None] * (self.warmup_rows - len(column)))
+
+    def _warmup_column(self) -> WarmupColumn:
+        # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
+        # tracked, so that the most frequent are among them (the rows bound them too)
+        return WarmupColumn(max(self.bins, self.max_categories), min(10 * self.max_categories, self.reference_size))
 
     def _build_reference(self) -> None:
         assert self.warmup is not None
         names = sorted(self.warmup)
         self.untracked_columns = max(0, len(names) - self.max_columns)
+        warmup, rows, bins, max_categories = self.warmup, self.warmup_rows, self.bins, self.max_categories
         self.set_reference(
-            [Column.fit(name, self.warmup[name], self.bins, self.max_categories) for name in names[: self.max_columns]]
+            [Column.from_summary(name, warmup[name], rows, bins, max_categories) for name in names[: self.max_columns]]
         )
 
     def set_reference(self, columns: list[Column]) -> None:
@@ -726,7 +777,7 @@ class StreamSketch:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
         return {
             "rows": self.rows,
-            "warmup": self.warmup,
+            "warmup": None if self.warmup is None else {name: c.state() for name, c in self.warmup.items()},
             "warmup_rows": self.warmup_rows,
             "columns": {
                 "layout": self._layout_json(),
@@ -771,7 +822,7 @@ class StreamSketch:
         model without events after the restart never makes them. ``state()`` needs none of it.
         """
         self.rows = state["rows"]
-        self.warmup = state["warmup"]
+        self.warmup = None if state["warmup"] is None else self._load_warmup(state["warmup"])
         self.warmup_rows = state["warmup_rows"]
         c = {**state["columns"]["layout"], **state["columns"]}
         if "columns" in self.__dict__:  # made: forgotten, to be made again from the state's layout
@@ -803,6 +854,19 @@ class StreamSketch:
         self.versions = self._version_tally()
         if "versions" in state:  # snapshots written before windows counted versions have none: counted from here
             self.versions.load_state(state["versions"])
+
+    def _load_warmup(self, warmup: State) -> dict[str, WarmupColumn]:
+        """The warm-up summaries of ``state()``; or those of the raw rows that snapshots of format version 2
+        held (lists, one value per row), counted now: they are not kept."""
+        out = {}
+        for name, column in warmup.items():
+            if isinstance(column, list):
+                out[name] = self._warmup_column()
+                out[name].add(column)
+            else:
+                empty = self._warmup_column()
+                out[name] = WarmupColumn.from_state(column, empty.limit, empty.max_kept)
+        return out
 
     def __getattr__(self, name: str) -> Any:
         """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when

@@ -4,7 +4,7 @@ A snapshot file is a header line, a line of JSON (the skeleton) and the raw
 bytes of the state's numpy arrays::
 
     {"arrays": <n>, "body": <bytes after this line>, "checksum": "crc32:<hex>", "config": "<settings hash>",
-     "format": "streamdrift-snapshot", "marker": "$nd", "version": 2}
+     "format": "streamdrift-snapshot", "marker": "$nd", "version": 3}
     {"merge": {...}, "models": {"<model_id>": {...}, ...}, "offsets": {"<topic>": <next offset>}, "partition": 0}
     <the arrays' bytes, one after the other>
 
@@ -70,7 +70,10 @@ except ImportError:
     _speedups = None  # type: ignore[assignment]
 
 FORMAT = "streamdrift-snapshot"
-VERSION = 2
+# 3: a sketch's warm-up is a summary of counts (core/warmup.py), no longer its raw rows. Version 2 is read
+# too: its raw warm-up rows are counted into summaries as they are loaded (StreamSketch.load_state).
+VERSION = 3
+READS = (2, 3)
 MARKER = "$nd"
 # dtypes an array of the state may have: plain numbers, read back by np.frombuffer (never object arrays)
 _DTYPE = {
@@ -380,10 +383,10 @@ def decode_tree(data: bytes | memoryview, config: str | Seal, source: str, recov
             raise ValueError("header is not an object")
     except ValueError:
         raise SnapshotError(f"{source} is not a streamdrift snapshot (unreadable header). {recover}") from None
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
+    if header.get("format") != FORMAT or header.get("version") not in READS:
         raise SnapshotError(
             f"{source} has format {header.get('format')!r} version {header.get('version')!r}; "
-            f"this streamdrift reads {FORMAT!r} version {VERSION}. {recover}"
+            f"this streamdrift reads {FORMAT!r} versions {' and '.join(map(str, READS))}. {recover}"
         )
     seal = _seal(config)
     body = memoryview(data)[end + 1 :] if end >= 0 else memoryview(b"")

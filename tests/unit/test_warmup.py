@@ -1,0 +1,138 @@
+"""The warm-up keeps counts, not rows (issue 17, finding 7): no raw value at rest in either store's snapshots.
+
+A model's warm-up once held its raw rows, and every snapshot taken during it wrote them (100 of 100 planted
+SSNs found). Now it holds ``warmup.WarmupColumn`` summaries; the reference fitted from them is checked here
+against the one the rows themselves give.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import orjson
+import pytest
+
+from streamdrift.core import state as snapshot
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.decode import decode_predictions
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.records import RawMessage
+from streamdrift.core.sketch import NUMERIC, Column, StreamSketch
+from streamdrift.core.state import Seal, Snapshot
+from streamdrift.core.warmup import ACCURACY, WarmupColumn, bucket_keys, lower
+from streamdrift.runtime.statetopic import pack
+
+SETTINGS = MonitorSettings(reference_size=2000, max_categories=3)
+SEAL = Seal.of({"monitor": SETTINGS.model_dump(mode="json")}, {"group": "g"})
+# distinctive values: an SSN as a number, a float with many digits, and a category string first seen after the
+# first 10 * max_categories distinct categories (those before it may be tracked, as tracked categories are)
+SSN = 987654321
+FLOAT = -0.000314159265358
+SECRET = "secret-category-7f3a"
+
+
+def _events(n: int) -> list[dict]:
+    rng = np.random.default_rng(17)
+    events = []
+    for i in range(n):
+        features = {
+            "amount": float(rng.lognormal(3, 1)),
+            "ssn": SSN + i if i % 10 == 3 else int(rng.integers(100_000_000, 999_999_999)),
+            "ratio": FLOAT if i == 250 else float(rng.normal()),
+            "colour": SECRET if i == 290 else f"c{i % 40}",
+            "flag": int(i % 3 == 0),
+        }
+        events.append(
+            {
+                "event_id": f"e{i}",
+                "model_id": "m",
+                "timestamp": 1_700_000_000 + i,
+                "features": features,
+                "prediction": 1,
+            }
+        )
+    return events
+
+
+def _warm(n: int) -> ModelMonitor:
+    monitor = ModelMonitor("m", SETTINGS)
+    messages = [RawMessage("predictions", 0, i, b"m", orjson.dumps(e)) for i, e in enumerate(_events(n))]
+    for at in range(0, n, 97):
+        (batch,), rejected = decode_predictions(messages[at : at + 97])
+        assert not rejected
+        monitor.observe_predictions(batch)
+    return monitor
+
+
+def _raw_forms(value: float | int | str) -> list[bytes]:
+    """How ``value`` could sit in a snapshot: its JSON text, and its bytes as a float64, int64 or int32."""
+    if isinstance(value, str):
+        return [value.encode()]
+    forms = [orjson.dumps(value), np.float64(value).tobytes()]
+    if isinstance(value, int):
+        forms += [orjson.dumps(float(value)), np.int64(value).tobytes(), np.int32(value).tobytes()]
+    return forms
+
+
+def test_a_snapshot_taken_during_warm_up_holds_none_of_the_raw_values():
+    monitor = _warm(300)  # of 2000 warm-up rows
+    assert not monitor.features.ready
+    tree = monitor.state()
+    local = snapshot.encode(Snapshot(0, {"predictions": 300}, {"m": tree}), SEAL)  # the local store's file
+    record = zlib.decompress(pack(tree, SEAL))  # a state-topic record's value
+    planted = [SSN + i for i in range(3, 300, 10)] + [FLOAT, SECRET]
+    for encoded in (local, record):
+        found = [value for value in planted if any(form in encoded for form in _raw_forms(value))]
+        assert found == []
+    # and the summary still fits the reference the rows give once the warm-up ends
+    restored = ModelMonitor("m", SETTINGS, state=snapshot.loads(snapshot.dumps(tree)))
+    assert restored.features.warmup is not None and restored.features.warmup_rows == 300
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quantile_edges_are_bucket_boundaries_near_the_quantiles_and_reference_counts_are_exact(seed):
+    rng = np.random.default_rng(seed)
+    rows = [*rng.normal(50, 20, 1500).tolist(), *(-rng.lognormal(0, 2, 400)).tolist(), *[0.0] * 50, *[None] * 50]
+    summary = WarmupColumn(limit=10, max_kept=30)
+    for at in range(0, len(rows), 123):
+        summary.add(rows[at : at + 123])
+    column = Column.from_summary("x", summary, len(rows), bins=10, max_categories=3)
+    exact = Column.fit("x", rows, bins=10, max_categories=3)
+    assert column.kind == NUMERIC and column.n_edges == exact.n_edges == 11
+    # every edge a bucket boundary, and within a bucket of the exact quantile
+    assert np.array_equal(lower(bucket_keys(column.edges[:-1])), column.edges[:-1])
+    assert np.allclose(column.edges, exact.edges, rtol=2.5 * ACCURACY, atol=1e-12)
+    # the reference counts are those of binning the rows themselves with these edges
+    assert column.ref_counts.tolist() == column.bin(rows)[0].tolist()
+
+
+def test_few_distinct_numbers_and_categories_fit_as_the_rows_do():
+    rng = np.random.default_rng(3)
+    flags = [int(v) if v < 2 else None for v in rng.integers(0, 3, 600)]
+    mixed = [str(v) if v < 6 else (True if v == 6 else 3) for v in rng.integers(0, 8, 600)]
+    for rows in (flags, mixed):
+        summary = WarmupColumn(limit=10, max_kept=30)
+        summary.add(rows[:250])
+        summary.add(rows[250:])
+        column, exact = Column.from_summary("x", summary, 600, 10, 5), Column.fit("x", rows, 10, 5)
+        assert column.state() == exact.state()
+
+
+def test_warm_up_state_does_not_depend_on_batches_and_a_version_2_snapshot_is_counted_on_load():
+    rng = np.random.default_rng(5)
+    rows = {"x": rng.normal(0, 1, 700).tolist(), "c": [f"k{v}" for v in rng.integers(0, 9, 700)]}
+
+    def fed(cuts: list[int]) -> StreamSketch:
+        sketch = StreamSketch(1000, 400, 4, 10, 5, 10)
+        for a, b in zip([0, *cuts], [*cuts, 700]):
+            sketch.update({k: v[a:b] for k, v in rows.items()}, np.arange(a, b), np.zeros(b - a))
+        return sketch
+
+    whole = snapshot.dumps(fed([]).state())
+    assert snapshot.dumps(fed([1, 2, 350, 699]).state()) == whole
+    # a sketch of format version 2 held its warm-up as raw rows (one list per column): counted as it loads
+    old = fed([]).state()
+    old["warmup"] = {name: list(values) for name, values in rows.items()}
+    loaded = StreamSketch(1000, 400, 4, 10, 5, 10, state=snapshot.loads(snapshot.dumps(old)))
+    assert snapshot.dumps(loaded.state()) == whole
