@@ -114,6 +114,23 @@ def _run_to_the_released_prefix(env: dict[str, str], log_path: Path, topics: dic
     return status
 
 
+def _differences(a: object, b: object, path: str = "") -> list[str]:
+    """Where ``a`` and ``b`` differ, as paths with both values (cut short), at most 20: a failure that says
+    what differs, in milliseconds (pytest's own diff of two large /status documents or state bytes ran for
+    more than half an hour)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [
+            f"{path}/{k}: only in {'the first' if k in a else 'the second'}" for k in sorted(set(a) ^ set(b), key=str)
+        ]
+        for k in sorted(set(a) & set(b), key=str):
+            out += _differences(a[k], b[k], f"{path}/{k}")
+        return out[:20]
+    if isinstance(a, bytes) and isinstance(b, bytes) and a != b:
+        at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        return [f"{path}: {len(a)} and {len(b)} bytes, the first difference at byte {at}"]
+    return [] if a == b else [f"{path}: {str(a)[:200]} != {str(b)[:200]}"]
+
+
 def _partition_states(env: dict[str, str]) -> dict[int, bytes]:
     """Each partition's checkpointed state (monitors, merge epochs, offsets) as the state codec encodes it."""
     settings = worker_settings(env)  # each run's own group: its own seal
@@ -151,8 +168,8 @@ def test_the_same_log_consumed_live_and_as_a_backlog_gives_byte_identical_state(
 
     live_states, backlog_states = _partition_states(live_env), _partition_states(backlog_env)
     assert sorted(live_states) == list(range(PARTITIONS))
-    assert live_states == backlog_states
-    assert live == backlog
+    assert _differences(live_states, backlog_states) == []
+    assert _differences(live, backlog) == []  # the /status documents: each model's summary, offsets, ready
     models = {m for part in live["partitions"].values() for m in part["models"]}
     assert models == {"credit-risk", "churn", "fraud"}
 
@@ -177,4 +194,7 @@ def test_a_topic_with_nothing_to_give_is_not_waited_for_past_max_task_idle_ms(ka
         worker.stop(signal.SIGKILL)
     forced_logs = [orjson.loads(line) for line in worker.log().splitlines() if "merge: forced release" in line]
     assert forced_logs and forced_logs[0]["reason"] == "idle"
-    assert forced_logs[0]["idle_topics"] == [topics["feedback"]]
+    # the feedback topic is why: never a record. The predictions topic may be named too: it is caught up and
+    # idle as well once the loop takes longer than 500 ms after its last record (a loaded machine)
+    assert topics["feedback"] in forced_logs[0]["idle_topics"]
+    assert set(forced_logs[0]["idle_topics"]) <= set(topics.values())
