@@ -30,13 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--rows", type=int, default=None, help="predictions per model (default reference_size / 2)")
+    parser.add_argument(
+        "--poll", type=int, default=5_000, help="events decoded at a time (a model's batch: poll / models)"
+    )
     args = parser.parse_args(argv)
     settings = MonitorSettings()
     rows = args.rows or settings.reference_size // 2
     stream = Stream(args.models, seed=7, feedback_share=1.0)
     monitors: dict[str, ModelMonitor] = {}
     offset, fed = 0, 0.0
-    for chunk in stream.chunks(rows * args.models, size=5_000):
+    for chunk in stream.chunks(rows * args.models, size=args.poll):
         preds = [RawMessage("p", 0, offset + i, k, v) for i, (k, v) in enumerate(chunk.predictions)]
         fbs = [RawMessage("f", 0, offset + i, k, v) for i, (k, v) in enumerate(chunk.feedback)]
         offset += len(chunk)

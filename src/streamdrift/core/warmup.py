@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -105,9 +104,10 @@ class WarmupColumn:
         self.numbers = 0  # present numbers
         self.keys: NDArray[np.int64] = np.zeros(0, np.int64)  # the histogram: sorted bucket keys ...
         self.counts: NDArray[np.int64] = np.zeros(0, np.int64)  # ... and their counts
-        # numbers not counted into buckets yet: a batch's bucketing costs a dozen numpy calls, so it is
-        # done a thousand numbers at a time; state() counts them first, so a snapshot never holds them
-        self._pending: list[NDArray[np.float64]] = []
+        # numbers not counted into buckets yet (the Python objects of the batch, 8 bytes each): bucketing costs
+        # a dozen numpy calls, so it is done a thousand numbers at a time; state() buckets them first, so a
+        # snapshot never holds them
+        self._pending: list[Any] = []
         self.distinct: dict[str, int] | None = {}  # str(number) -> count, while few; None: too many
         self.categories: dict[str, int] = {}  # str(value) -> count of the first max_kept categories
         self.other = 0  # values of categories past max_kept
@@ -125,37 +125,29 @@ class WarmupColumn:
     def add(self, values: list[Any] | NDArray[np.float64], numbers_only: bool = False) -> None:
         """Count ``values`` (None, or NaN in an array, where missing). ``numbers_only``: a list known
         to hold only numbers and None (an array always does)."""
+        # plain Python, no numpy call: a model's batches are a few rows each (a handful of numpy calls per
+        # column would cost more than the rows)
         if isinstance(values, np.ndarray):
-            x = values[~np.isnan(values)]  # a copy: never a view of the poll's bytes
-            if self.distinct is not None:
-                self._add_distinct_floats(x)
+            numbers = [v for v in values.tolist() if v == v]  # NaN is not equal to itself: missing
+        elif numbers_only or set(map(type, values)) <= _NUMBER_TYPES:
+            numbers = [v for v in values if v is not None]
         else:
-            if not numbers_only and not set(map(type, values)) <= _NUMBER_TYPES:
-                self._add_categories([v for v in values if v is not None and type(v) not in _NUMBERS])
-                values = [v if type(v) in _NUMBERS else None for v in values]
-            numbers = np.array(values, dtype=np.float64)  # None: NaN
-            x = numbers[~np.isnan(numbers)]
-            if self.distinct is not None and len(x):
-                # by their text, as categories: an int 3 is "3", a float 3.0 is "3.0"
-                self._count_distinct(Counter(map(str, (v for v in values if v is not None))))
-        if not len(x):
+            self._add_categories([v for v in values if v is not None and type(v) not in _NUMBERS])
+            numbers = [v for v in values if type(v) in _NUMBERS]
+        if not numbers:
             return
-        self.numbers += len(x)
-        self._pending.append(x)
-        if sum(map(len, self._pending)) >= _COMPACT_AT:
+        self.numbers += len(numbers)
+        if self.distinct is not None:
+            self._add_distinct(numbers)
+        self._pending += numbers
+        if len(self._pending) >= _COMPACT_AT:
             self._compact()
 
-    def _add_distinct_floats(self, x: NDArray[np.float64]) -> None:
-        distinct, counts = np.unique(x, return_counts=True)
-        if len(distinct) > self.limit:
-            self.distinct = None
-        else:
-            self._count_distinct(dict(zip(map(str, distinct.tolist()), counts.tolist())))
-
-    def _count_distinct(self, counted: Mapping[str, int]) -> None:
+    def _add_distinct(self, numbers: list[Any]) -> None:
+        """By their text, as categories are counted: an int 3 is "3", a float 3.0 is "3.0"."""
         assert self.distinct is not None
         distinct = self.distinct
-        for value, n in counted.items():
+        for value, n in Counter(map(str, numbers)).items():
             distinct[value] = distinct.get(value, 0) + n
         if len(distinct) > self.limit:
             self.distinct = None
@@ -173,8 +165,8 @@ class WarmupColumn:
     def _compact(self) -> None:
         if not self._pending:
             return
-        keys = np.concatenate([self.keys, *map(bucket_keys, self._pending)])
-        counts = np.concatenate([self.counts, np.ones(len(keys) - len(self.keys), np.int64)])
+        keys = np.concatenate([self.keys, bucket_keys(np.array(self._pending, dtype=np.float64))])
+        counts = np.concatenate([self.counts, np.ones(len(self._pending), np.int64)])
         self.keys, at = np.unique(keys, return_inverse=True)
         self.counts = np.bincount(at.ravel(), weights=counts, minlength=len(self.keys)).astype(np.int64)
         self._pending = []
