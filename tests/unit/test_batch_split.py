@@ -61,6 +61,7 @@ ALL_KINDS = {
     "performance_degradation",
     "data_quality",
     "scheduled_retrain",
+    "drift_resolved",  # x1's shift goes away (issue 22: one event per change, then its resolution)
 }
 
 
@@ -107,7 +108,7 @@ def _classifier_event(i: int, n: int, rng: np.random.Generator, burst: float) ->
 
 def _regressor_event(i: int, n: int, rng: np.random.Generator, burst: float) -> tuple[dict, dict]:
     f = i / n
-    x = rng.normal(0.0, 1.0)
+    x = rng.normal(1.0 if 0.2 <= f < 0.4 else 0.0, 1.0)  # data drift, then drift_resolved
     y = 10 + 2 * x + rng.normal(0, 1.0)
     noise = 2.0 if 0.4 <= f < 0.7 else 0.5  # degradation (MAE), and back
     return (
@@ -244,6 +245,7 @@ def test_the_streams_raise_every_kind_so_the_property_is_not_vacuous(seed: int) 
     assert raised["clf", "concept_drift"] >= 2  # the burst after the first rise is one of them
     assert raised["clf", "data_drift"] >= 1 and raised["clf", "prediction_drift"] >= 1
     assert raised["reg", "performance_degradation"] == 1
+    assert raised["reg", "data_drift"] == 1 and raised["reg", "drift_resolved"] >= 1
     detectors = {e["detector"] for e in events}
     assert {"version_comparison", "accuracy", "mae", "cusum", "schedule"} <= detectors
     assert any(e["kind"] == "data_quality" for e in events)

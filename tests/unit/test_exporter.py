@@ -96,6 +96,7 @@ def test_the_collectors_own_text_is_what_prometheus_client_writes_byte_for_byte(
 
 STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift status` read it
     "concept_statistic",
+    "drift_active",
     "drift_events",
     "errors_total",
     "estimated_accuracy",

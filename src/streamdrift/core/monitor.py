@@ -51,7 +51,7 @@ from streamdrift.core.metrics import (
     label_keys,
 )
 from streamdrift.core.metrics.regression import counted_rows
-from streamdrift.core.policy import AlertPolicy, action_for, drift_event, rfc3339
+from streamdrift.core.policy import ALARM_KIND, RESOLVED, AlertPolicy, action_for, drift_event, rfc3339
 from streamdrift.core.records import FeedbackBatch, PredictionBatch
 from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION, StreamSketch
 from streamdrift.core.stats import chi2_critical
@@ -159,7 +159,7 @@ class ModelMonitor:
             s.concept_history,
             s.budget_confidence,
         )
-        self.policy = AlertPolicy(s.cooldown_events)
+        self.policy = AlertPolicy(s.cooldown_events, resolve_after=self.resolve_after)
         self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
@@ -182,6 +182,16 @@ class ModelMonitor:
             for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
                 if self.profile[part]:
                     sketch.set_reference(reference.columns(self.profile, part))
+
+    @property
+    def resolve_after(self) -> int:
+        """Sub-window closes in a row below the re-arm level that resolve a windowed condition: those of
+        ``max(window_size, cooldown_events)`` rows. One window's worth is too few for a change near the
+        detection limit, whose statistic hovers about the threshold (measured: a label rate 0.30 -> 0.40 at
+        default settings gave 6 label_drift events over 180,000 rows with one window, 1 with 5,000 rows)."""
+        s = self.settings
+        slot = s.window_size // s.subwindows
+        return max(s.subwindows, -(-s.cooldown_events // slot))
 
     def _degradation_test(self) -> DegradationTest:
         """Accuracy (or MAE) against the profile's value, or the first window's."""
@@ -393,9 +403,26 @@ class ModelMonitor:
         alpha = self.settings.degradation_alpha
         # fires on a significant difference; re-arms once the versions look alike again (p > ~0.2)
         strength = 1.0 if worst["significant"] else min(1 - worst["p_value"], 1 - alpha)
-        if not self.policy.decide("version_comparison", strength, 1 - alpha, window["position"]):
+        firing = self.policy.firing_alert("version_comparison")
+        verdict = self.policy.watch("version_comparison", strength, 1 - alpha, window["position"])
+        if verdict is None:
             return []
         at, start_stream = self._labelled_window(window, batch, row)
+        if verdict == "resolve":
+            return [
+                self._resolved(
+                    "version_comparison",
+                    firing,
+                    worst["difference"],
+                    0.0,
+                    worst["p_value"],
+                    at,
+                    batch,
+                    row,
+                    versions=self._window_versions(),
+                    start_stream=start_stream,
+                )
+            ]
         event = self._event(
             "performance_degradation",
             "version_comparison",
@@ -412,6 +439,7 @@ class ModelMonitor:
             start_stream=start_stream,
         )
         event["model_version"] = worst["worse"]  # the version the event is about: the worse one
+        self.policy.fired_alert("version_comparison", event["alert_id"])
         return [event]
 
     def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
@@ -427,9 +455,27 @@ class ModelMonitor:
         alpha = self.settings.degradation_alpha
         # 1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm
         # level (p > 0.2) only once the metric has recovered, not on a window that is merely less sure
-        if not self.policy.decide("performance_degradation", 1 - verdict.p_value, 1 - alpha, window["position"]):
+        firing = self.policy.firing_alert("performance_degradation")
+        decision = self.policy.watch("performance_degradation", 1 - verdict.p_value, 1 - alpha, window["position"])
+        if decision is None:
             return []
         at, start_stream = self._labelled_window(window, batch, row)
+        if decision == "resolve":
+            return [
+                self._resolved(
+                    metric,
+                    firing,
+                    verdict.statistic,
+                    verdict.threshold,
+                    verdict.p_value,
+                    at,
+                    batch,
+                    row,
+                    versions=self._window_versions(),
+                    start_stream=start_stream,
+                    alarm="performance_degradation",
+                )
+            ]
         details = {
             "metric": metric,
             "reference": verdict.reference,
@@ -439,7 +485,8 @@ class ModelMonitor:
         if self.task == "classification":
             details["version_comparison"] = self.versions.report("window")
         return [
-            self._event(
+            self._fired(
+                "performance_degradation",
                 "performance_degradation",
                 metric,
                 None,
@@ -585,19 +632,26 @@ class ModelMonitor:
         p_min = float(stats["p_value"][worst])
         # the policy compares -log10(p) against -log10(threshold): larger means more drift
         strength, bar = -math.log10(max(p_min, 1e-300)), -math.log10(p_thr)
-        if not self.policy.decide(kind, strength, bar, scored["position"]):
+        firing = self.policy.firing_alert(kind)
+        decision = self.policy.watch(kind, strength, bar, scored["position"])
+        if decision is None:
             return []
+        critical = float(chi2_critical(p_thr, stats["df"][worst : worst + 1])[0])
+        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        if decision == "resolve":
+            window, versions = scored["window"], scored["versions"]
+            stat = float(stats["chi2"][worst])
+            return [self._resolved("chi2", firing, stat, critical, p_min, window, batch, row, versions, alarm=kind)]
         order = sorted(range(len(names)), key=lambda i: (-float(stats["psi"][i]), names[i]))
         top = [{"feature": names[i], "score": float(stats["psi"][i])} for i in order[:TOP_FEATURES]]
         details = {
             "p_threshold": p_thr,
             "statistics": {names[i]: {k: _round(stats[k][i]) for k in STAT_NAMES} for i in order[:TOP_FEATURES]},
         }
-        critical = float(chi2_critical(p_thr, stats["df"][worst : worst + 1])[0])
-        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
         # `feature` and the statistic are the test that fired; top_features rank by effect size (PSI)
         return [
-            self._event(
+            self._fired(
+                kind,
                 kind,
                 "chi2",
                 names[worst],
@@ -628,14 +682,21 @@ class ModelMonitor:
                     worst = (ratio, detector, names[i], float(rate[i]), bound)
         self._quality = np.array([q[k] for k in QUALITY_RATES], dtype=np.float64)
         strength = worst[0] if worst else 0.0
-        if not self.policy.decide("data_quality", strength, 1.0, scored["position"]) or worst is None:
+        firing = self.policy.firing_alert("data_quality")
+        decision = self.policy.watch("data_quality", strength, 1.0, scored["position"])
+        if decision is None:
             return []
+        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        if decision == "resolve":  # every rate has stayed under its bound
+            window, versions = scored["window"], scored["versions"]
+            return [self._resolved("data_quality", firing, strength, 1.0, None, window, batch, row, versions)]
+        assert worst is not None  # fired: some rate is over its bound
         _, detector, feature, rate, bound = worst
         most = sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
         quality = self.quality
-        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
         return [
-            self._event(
+            self._fired(
+                "data_quality",
                 "data_quality",
                 detector,
                 feature,
@@ -650,6 +711,47 @@ class ModelMonitor:
                 versions=scored["versions"],
             )
         ]
+
+    def _fired(self, alarm: str, *args, **kwargs) -> dict:
+        """A drift event (``_event``'s arguments) that ``alarm`` fired; noted for its ``drift_resolved``."""
+        event = self._event(*args, **kwargs)
+        self.policy.fired_alert(alarm, event["alert_id"])
+        return event
+
+    def _resolved(
+        self,
+        detector: str,
+        firing: str | None,
+        statistic: float,
+        threshold: float,
+        p_value: float | None,
+        window: dict,
+        batch: PredictionBatch | FeedbackBatch,
+        row: int,
+        versions: dict[str, int] | None = None,
+        start_stream: str | None = None,
+        alarm: str | None = None,
+    ) -> dict:
+        """A ``drift_resolved`` event: the condition ``alarm`` (by default named ``detector``'s kind, see
+        ``policy.ALARM_KIND``) fired as ``firing`` (its alert_id; None from an older snapshot) has gone.
+        ``statistic`` and the window are those of the close that resolved it."""
+        alarm = alarm or detector
+        resolves = {"kind": ALARM_KIND.get(alarm, alarm), "alert_id": firing}
+        return self._event(
+            RESOLVED,
+            detector,
+            None,
+            statistic,
+            threshold,
+            p_value,
+            window,
+            batch,
+            row,
+            [],
+            {"resolves": resolves, "closes_below_rearm": self.policy.resolve_after},
+            versions=versions,
+            start_stream=start_stream,
+        )
 
     def _event(
         self,
@@ -707,8 +809,9 @@ class ModelMonitor:
     def _latest(self, events: list[dict]) -> list[dict]:
         """Note the last of a batch's drift events, in stream order (not the order the checks raised them,
         which depends on how the two topics' batches interleave)."""
-        if events:
-            self.last_drift = {k: events[-1][k] for k in ("kind", "alert_id", "detected_at")}
+        drifts = [e for e in events if e["kind"] != RESOLVED]  # the latest drift, not the latest news
+        if drifts:
+            self.last_drift = {k: drifts[-1][k] for k in ("kind", "alert_id", "detected_at")}
         return events
 
     # -- views and state ------------------------------------------------------
@@ -748,6 +851,7 @@ class ModelMonitor:
             versions=self.versions.report("window") if self.task == "classification" else {},
             segments=self.segments.report("window") if self.segments is not None else {},
             last_event_time=self.last_event_time,
+            drift_active=frozenset(self.policy.active_kinds()),
         )
 
     def quarantine(self, error: str, where: str, topic: str) -> None:

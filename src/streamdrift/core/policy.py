@@ -7,6 +7,15 @@ both hold: ``cooldown_events`` rows of the stream have passed, and the
 statistic has fallen back below ``rearm_ratio`` × threshold (hysteresis). One
 change in the stream therefore gives one drift event, not one per window.
 
+Windowed kinds (every kind but concept drift) are decided by ``watch`` at each
+sub-window close, and a change that persists is one event: the fired alarm is
+*active* until the statistic has stayed below the re-arm level for
+``resolve_after`` consecutive closes (a full window's worth of rows), not one
+dip; then ``watch`` says ``"resolve"`` (the caller publishes a
+``drift_resolved`` event) and the alarm is armed again. ``decide`` and ``rearm``
+re-arm on one low statistic; concept drift, which used them, now restarts its
+detector at each detection instead and publishes every one.
+
 Positions are counts of stream rows, never wall-clock time, so a replay makes
 the same decisions.
 
@@ -16,6 +25,17 @@ Examples
 >>> windows = [(0.3, 10), (0.4, 20), (0.1, 50), (0.3, 150), (0.1, 160), (0.3, 170)]
 >>> [p.decide("data_drift", s, 0.25, pos) for s, pos in windows]
 [True, False, False, False, False, True]
+
+With ``watch``, one dip under the re-arm level no longer re-arms: the same windows give one event,
+and two closes in a row below the level (``resolve_after=2``) resolve it.
+
+>>> p = AlertPolicy(cooldown_events=100, resolve_after=2)
+>>> [p.watch("data_drift", s, 0.25, pos) for s, pos in windows]
+['fire', None, None, None, None, None]
+>>> p.active_kinds()
+{'data_drift'}
+>>> [p.watch("data_drift", s, 0.25, pos) for s, pos in [(0.1, 180), (0.1, 190), (0.3, 200)]]
+[None, 'resolve', 'fire']
 """
 
 from __future__ import annotations
@@ -34,6 +54,13 @@ KINDS = (
     "scheduled_retrain",
 )
 RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation", "scheduled_retrain"})
+RESOLVED = "drift_resolved"  # the event that says a windowed kind's condition has gone (action "none")
+# policy alarms that are not named after the kind of their events
+ALARM_KIND = {"version_comparison": "performance_degradation"}
+# the alarms of windowed statistics, decided by ``watch``
+WATCHED = frozenset(
+    {"data_drift", "prediction_drift", "label_drift", "performance_degradation", "version_comparison", "data_quality"}
+)
 SCHEMA_VERSION = 1
 
 
@@ -47,16 +74,60 @@ class AlertPolicy:
     rearm_ratio
         The statistic must drop below ``rearm_ratio * threshold`` before the
         alarm can fire again.
+    resolve_after
+        ``watch``: consecutive decisions (sub-window closes) with the statistic
+        below ``rearm_ratio * threshold`` after which an active condition is
+        resolved and the alarm armed again.
     """
 
-    def __init__(self, cooldown_events: int, rearm_ratio: float = 0.8):
+    def __init__(self, cooldown_events: int, rearm_ratio: float = 0.8, resolve_after: int = 1):
         self.cooldown_events = cooldown_events
         self.rearm_ratio = rearm_ratio
+        self.resolve_after = resolve_after
         self._reset()
 
     def _reset(self) -> None:
-        # kind -> [armed, quiet_until_position]
+        # kind -> [armed, quiet_until_position]; ``watch`` adds [calm closes in a row, alert_id of the firing]
+        # while fired (an alarm from a snapshot written before ``watch`` has two fields: calm 0, no alert_id)
         self.alarms: dict[str, list] = {}
+
+    def watch(self, kind: str, statistic: float, threshold: float, position: int) -> str | None:
+        """A windowed statistic at a sub-window close: ``"fire"`` (a new condition), ``"resolve"`` (the
+        active condition has gone) or None (nothing to publish).
+
+        An active condition resolves once its cooldown is over and ``resolve_after`` closes in a row have
+        scored below ``rearm_ratio`` × threshold; a close at or above that level starts the count again.
+        """
+        alarm = self.alarms.get(kind)
+        if alarm is None or alarm[0]:
+            if statistic > threshold:
+                self.alarms[kind] = [False, position + self.cooldown_events, 0, None]
+                return "fire"
+            if alarm is None:
+                self.alarms[kind] = [True, 0]
+            return None
+        calm = 0
+        if statistic < self.rearm_ratio * threshold:
+            calm = (alarm[2] if len(alarm) > 2 else 0) + 1
+        if calm >= self.resolve_after and position >= alarm[1]:
+            self.alarms[kind] = [True, alarm[1]]
+            return "resolve"
+        self.alarms[kind] = [False, alarm[1], calm, alarm[3] if len(alarm) > 3 else None]
+        return None
+
+    def fired_alert(self, kind: str, alert_id: str) -> None:
+        """Note the ``alert_id`` of the event a fired alarm published, for its ``drift_resolved`` event."""
+        self.alarms[kind][3] = alert_id
+
+    def firing_alert(self, kind: str) -> str | None:
+        """The ``alert_id`` of the event that opened ``kind``'s active condition (None if unknown)."""
+        alarm = self.alarms.get(kind)
+        return alarm[3] if alarm is not None and len(alarm) > 3 else None
+
+    def active_kinds(self) -> set[str]:
+        """Kinds of drift event whose windowed condition has fired and not resolved (a concept alarm of an
+        older snapshot, which nothing re-arms any more, is not one)."""
+        return {ALARM_KIND.get(k, k) for k, alarm in self.alarms.items() if not alarm[0] and k in WATCHED}
 
     def decide(self, kind: str, statistic: float, threshold: float, position: int) -> bool:
         """Whether a window scored ``statistic`` at ``position`` raises a drift event."""
@@ -98,6 +169,8 @@ def severity(statistic: float, threshold: float) -> str:
 
 
 def action_for(kind: str, feature: str | None, important_features: frozenset[str] = frozenset()) -> str:
+    if kind == RESOLVED:
+        return "none"  # informational: the retrain listener's default filter (retrain) skips it
     if kind in RETRAIN_KINDS or (kind == "data_drift" and feature in important_features):
         return "retrain"
     return "investigate"
@@ -160,7 +233,7 @@ def drift_event(
         "model_id": model_id,
         "model_version": model_version,
         "kind": kind,
-        "severity": severity(statistic, threshold),
+        "severity": "info" if kind == RESOLVED else severity(statistic, threshold),
         "detector": detector,
         "feature": feature,
         "statistic": statistic,

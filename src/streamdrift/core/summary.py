@@ -92,6 +92,9 @@ class MonitorSummary:
         Metrics per segment and the fairness gaps, with ``segment_attributes``.
     last_event_time
         The latest event time seen, epoch seconds.
+    drift_active
+        Windowed kinds of drift whose condition is ongoing: fired and not yet resolved (a
+        ``drift_resolved`` event ends it). Never concept_drift, whose detector restarts at each detection.
     """
 
     model_id: str
@@ -119,6 +122,7 @@ class MonitorSummary:
     versions: dict[str, Any]
     segments: dict[str, Any]
     last_event_time: float
+    drift_active: frozenset[str] = frozenset()
 
     @property
     def top_features(self) -> tuple[FeatureScore, ...]:
@@ -158,4 +162,5 @@ class MonitorSummary:
             "versions": self.versions,
             "segments": self.segments,
             "last_event_time": self.last_event_time,
+            "drift_active": sorted(self.drift_active),
         }

@@ -42,7 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
-from streamdrift.core.policy import KINDS
+from streamdrift.core.policy import KINDS, RESOLVED
 from streamdrift.core.summary import MonitorSummary
 
 log = logging.getLogger("streamdrift.http")
@@ -213,6 +213,12 @@ class ModelCollector:
             "Gap between segments of the sensitive attribute",
             labels=["model_id", "attribute", "gap"],
         )
+        active = _Family(
+            GAUGE,
+            "streamdrift_drift_active",
+            "1 while a kind of drift is ongoing (fired, not yet resolved), else 0",
+            labels=["model_id", "kind"],
+        )
         concept = _Family(
             GAUGE,
             "streamdrift_concept_statistic",
@@ -228,6 +234,9 @@ class ModelCollector:
             # every kind from 0, so the first drift event is an increase Prometheus can see
             for kind in KINDS:
                 drift.add([model_id, kind], s.drift_events.get(kind, 0))
+            drift.add([model_id, RESOLVED], s.drift_events.get(RESOLVED, 0))
+            for kind in KINDS:
+                active.add([model_id, kind], float(kind in s.drift_active))
             for kind, kind_scores in (
                 ("data_drift", s.feature_scores),
                 ("prediction_drift", s.output_scores),
@@ -287,6 +296,7 @@ class ModelCollector:
         return [
             events,
             drift,
+            active,
             scores,
             mismatches,
             ready,
@@ -333,7 +343,7 @@ def status_json(status: dict[str, Any]) -> bytes:
     >>> from streamdrift.core.config import MonitorSettings
     >>> from streamdrift.core.monitor import ModelMonitor
     >>> status_json({"models": {"m": ModelMonitor("m", MonitorSettings()).summary()}})[:60]
-    b'{"models":{"m":{"concept_statistic":0.0,"drift_events":{},"e'
+    b'{"models":{"m":{"concept_statistic":0.0,"drift_active":[],"d'
     """
     return orjson.dumps(status, default=_summary_dict, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
 
