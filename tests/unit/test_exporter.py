@@ -146,3 +146,14 @@ def test_status_json_writes_each_summary_as_the_dict_it_always_was():
     assert d["drift_events"] == s.drift_events and d["join"] == s.join
     with pytest.raises(TypeError, match="not JSON serializable"):
         status_json({"x": object()})
+
+
+def test_drift_active_is_one_per_model_and_kind_while_its_condition_lasts():
+    """streamdrift_drift_active (issue 22): 1 from a windowed kind's drift event to its drift_resolved."""
+    monitors, _ = run_monitors(demo_messages(12_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    active = {
+        (s.labels["model_id"], s.labels["kind"]): s.value for s in scrape(monitors, cap=10)["streamdrift_drift_active"]
+    }
+    expected = {(m, k): float(k in monitors[m].summary().drift_active) for m, k in active}
+    assert active == expected and len(active) == 3 * 7  # every model, every kind, from 0
+    assert 1.0 in active.values() and ("churn", "concept_drift") in active
