@@ -84,7 +84,7 @@ def test_drift_reaches_the_alerts_topic_with_every_schema_field(setup, kafka_boo
         assert raw.key == event["model_id"].encode()
     data = [e for e in events if e["kind"] == "data_drift"]
     assert data and {e["model_id"] for e in data} == {"credit-risk"}
-    assert set(data[0]) == set(schema["properties"])
+    assert set(data[0]) == set(schema["properties"]) - {"change_started_at"}  # that one: concept_drift only
     assert data[0]["top_features"][0]["feature"] in {"debt_ratio", "income"}
 
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "all events counted")
@@ -340,7 +340,11 @@ def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_
     items = demo_items(env, 2000, drift_at=10**9)
     produce(kafka_bootstrap, items)
     worker = WorkerProcess(env, tmp_path / "failing-writes.log")
-    worker.wait_for(lambda: failures(worker) >= 2, 90, "two failed checkpoints")
+    # every event counted, then checkpoints that fail after it (two at least): the state is kept through them.
+    # (Waiting for two failures alone raced the consumption: on a loaded machine they came before the last event.)
+    worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 90, "every event counted")
+    failed = failures(worker)
+    worker.wait_for(lambda: failures(worker) >= max(2, failed + 1), 90, "failed checkpoints after the last event")
     assert worker.get("/readyz")[0] == 503
     assert worker.counts() == expected_counts(items, env)  # the state is kept
     assert "partition-" in worker.log() and "IsADirectoryError" in worker.log()
