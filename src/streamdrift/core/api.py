@@ -41,7 +41,7 @@ Examples
 >>> summary.predictions, summary.labelled, summary.rejected, summary.drift_events
 (1000, 428, 1, {'data_drift': 1, 'prediction_drift': 1})
 >>> [(f.feature, round(f.psi, 2)) for f in summary.top_features[:3]]
-[('debt_ratio', 1.79), ('income', 0.64), ('employment', 0.18)]
+[('debt_ratio', 1.79), ('income', 0.63), ('employment', 0.18)]
 >>> summary.window_metrics["accuracy"], summary.reference_accuracy
 (0.632, 0.704)
 """

@@ -4,12 +4,16 @@ A model's reference is fitted from its first ``reference_size`` rows. Holding
 those rows would put users' raw values at rest in every snapshot taken during a
 warm-up (issue 17). A ``WarmupColumn`` holds instead:
 
-- numbers as a histogram of log-spaced buckets (as DDSketch does, relative
-  width ``2 * ACCURACY``, about 1 %): bucket ``k`` is the half-open interval
-  ``[lower(k), lower(k + 1))``, positive and negative values mirrored around a
-  zero bucket ``[-SMALLEST, SMALLEST)``. Only the buckets that hold values are
-  kept (sorted keys and counts), so a column costs at most 8 bytes per row,
-  whatever its values;
+- numbers as a histogram of log-spaced buckets of their distance to an
+  ``anchor`` (as DDSketch does, relative width ``2 * ACCURACY``, about 1 %):
+  bucket ``k`` holds the ``x`` with ``lower(k) <= x - anchor < lower(k + 1)``,
+  above and below the anchor mirrored around a zero bucket
+  ``[-SMALLEST, SMALLEST)``. The anchor is the first number's bucket boundary
+  (within 1 % of it, no more than the histogram tells): buckets around zero
+  alone would put a column of values near 1000 that vary by 1 in one or two
+  buckets of width 10, and its reference in two bins. Only the buckets that
+  hold values are kept (sorted keys and counts), so a column costs at most 8
+  bytes per row, whatever its values;
 - the distinct numbers and their counts, exactly, while there are at most
   ``limit`` of them (a 0/1 label, a small count): such a column's bin edges
   are those values, as before; one more distinct number and the table is
@@ -32,9 +36,11 @@ Examples
 (4, {'1.0': 1, '2.5': 2, '3': 1}, {'x': 1})
 >>> column.add([1000.0]); column.distinct is None
 True
+>>> column.anchor  # the first number 1.0 is a bucket boundary
+1.0
 >>> keys, counts = column.histogram()
->>> [(round(float(lower(k)), 3), int(c)) for k, c in zip(keys, counts)]
-[(1.0, 1), (2.484, 2), (2.974, 1), (992.332, 1)]
+>>> [(round(float(column.anchor + lower(k)), 3), int(c)) for k, c in zip(keys, counts)]
+[(1.0, 1), (2.492, 2), (2.994, 1), (993.332, 1)]
 """
 
 from __future__ import annotations
@@ -96,12 +102,24 @@ class WarmupColumn:
         Distinct categories counted; later new ones count as ``other``.
     """
 
-    __slots__ = ("limit", "max_kept", "numbers", "keys", "counts", "_pending", "distinct", "categories", "other")
+    __slots__ = (
+        "limit",
+        "max_kept",
+        "numbers",
+        "anchor",
+        "keys",
+        "counts",
+        "_pending",
+        "distinct",
+        "categories",
+        "other",
+    )
 
     def __init__(self, limit: int, max_kept: int):
         self.limit = limit
         self.max_kept = max_kept
         self.numbers = 0  # present numbers
+        self.anchor = 0.0  # buckets are of x - anchor (set by the first number)
         self.keys: NDArray[np.int64] = np.zeros(0, np.int64)  # the histogram: sorted bucket keys ...
         self.counts: NDArray[np.int64] = np.zeros(0, np.int64)  # ... and their counts
         # numbers not counted into buckets yet (the Python objects of the batch, 8 bytes each): bucketing costs
@@ -136,6 +154,8 @@ class WarmupColumn:
             numbers = [v for v in values if type(v) in _NUMBERS]
         if not numbers:
             return
+        if not self.numbers:
+            self.anchor = float(lower(bucket_keys(np.array(numbers[:1], dtype=np.float64)))[0])
         self.numbers += len(numbers)
         if self.distinct is not None:
             self._add_distinct(numbers)
@@ -165,14 +185,14 @@ class WarmupColumn:
     def _compact(self) -> None:
         if not self._pending:
             return
-        keys = np.concatenate([self.keys, bucket_keys(np.array(self._pending, dtype=np.float64))])
+        keys = np.concatenate([self.keys, bucket_keys(np.array(self._pending, dtype=np.float64) - self.anchor)])
         counts = np.concatenate([self.counts, np.ones(len(self._pending), np.int64)])
         self.keys, at = np.unique(keys, return_inverse=True)
         self.counts = np.bincount(at.ravel(), weights=counts, minlength=len(self.keys)).astype(np.int64)
         self._pending = []
 
     def histogram(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """The numbers' buckets: sorted keys and their counts."""
+        """The numbers' buckets: sorted keys and their counts (bucket ``k``: from ``anchor + lower(k)``)."""
         self._compact()
         return self.keys, self.counts
 
@@ -180,6 +200,7 @@ class WarmupColumn:
         keys, counts = self.histogram()
         return {
             "numbers": self.numbers,
+            "anchor": self.anchor,
             "buckets": keys.astype(np.int32),  # |key| < 80,000
             "counts": counts.astype(np.uint32),
             "distinct": None if self.distinct is None else dict(self.distinct),
@@ -191,6 +212,7 @@ class WarmupColumn:
     def from_state(cls, state: State, limit: int, max_kept: int) -> WarmupColumn:
         column = cls(limit, max_kept)
         column.numbers = state["numbers"]
+        column.anchor = float(state["anchor"])
         column.keys = np.array(state["buckets"], dtype=np.int64)
         column.counts = np.array(state["counts"], dtype=np.int64)
         column.distinct = None if state["distinct"] is None else dict(state["distinct"])
