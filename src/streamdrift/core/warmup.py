@@ -11,7 +11,10 @@ warm-up (issue 17). A ``WarmupColumn`` holds instead:
   ``[-SMALLEST, SMALLEST)``. The anchor is the first number's bucket boundary
   (within 1 % of it, no more than the histogram tells): buckets around zero
   alone would put a column of values near 1000 that vary by 1 in one or two
-  buckets of width 10, and its reference in two bins. Only the buckets that
+  buckets of width 10, and its reference in two bins. (A first number far
+  from all the others, an outlier, makes the buckets coarse around them the
+  same way: the anchor cannot wait for more numbers, which would have to be
+  kept until then.) Only the buckets that
   hold values are kept (sorted keys and counts), so a column costs at most 8
   bytes per row, whatever its values;
 - the distinct numbers and their counts, exactly, while there are at most
