@@ -9,6 +9,7 @@ member, so predictions and feedback of a model meet in one worker.
 from __future__ import annotations
 
 import logging
+import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
@@ -182,4 +183,14 @@ def create_topics(settings: Settings, partitions: int | None = None, client: Adm
     if todo:
         for future in client.create_topics(todo, operation_timeout=30).values():
             future.result()
+        _wait_until_listed(client, [nt.topic for nt in todo])
     return [nt.topic for nt in todo]
+
+
+def _wait_until_listed(client: AdminClient, topics: list[str], timeout: float = 30.0) -> None:
+    """Return once the broker's metadata lists ``topics`` (or after ``timeout``: the check that follows says
+    what is missing). A broker acknowledges a creation once its controller committed it; the metadata that
+    ``list_topics`` reads catches up a moment later, and a check in that moment would call the topics missing."""
+    deadline = time.monotonic() + timeout
+    while len(partition_counts(client, topics)) < len(topics) and time.monotonic() < deadline:
+        time.sleep(0.1)
