@@ -12,10 +12,12 @@ from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamdrift.core.config import MonitorSettings
+from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
 from streamdrift.core.synthetic import generate
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from streamdrift.runtime.statetopic import StateTopic
 from streams import FB, PRED, run_monitors, state_bytes
 from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env, worker_settings
 
@@ -186,6 +188,16 @@ def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(set
         m: ModelMonitor.from_state(m, SMALL_SETTINGS, st) for p in (0, 1) for m, st in store.load(p).models.items()
     }
     assert state_bytes(restored) == state_bytes(expected)
+
+    # Both stores are sealed with the broker's cluster id (read above without one: a reader that has none does
+    # not check it); read as another cluster's worker would, each is refused naming the two ids.
+    cluster = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).cluster_id
+    foreign = worker_settings(env).state_seal("another-cluster")
+    refused = f"written against Kafka cluster '{cluster}' .* connected to cluster 'another-cluster'"
+    with pytest.raises(SnapshotError, match=refused):
+        LocalSnapshotStore(snapshots, foreign).load(0)
+    with pytest.raises(SnapshotError, match=refused):
+        StateTopic(worker_settings(env), foreign).restore(dict.fromkeys((0, 1)))
 
 
 def predictions(items: list[tuple[str, bytes, bytes]]) -> int:

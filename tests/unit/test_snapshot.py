@@ -481,6 +481,43 @@ def test_a_snapshot_of_another_cluster_group_or_topics_is_refused_naming_it(tmp_
             other.load(0)
 
 
+def test_a_snapshot_of_another_cluster_is_refused_naming_both_ids_and_what_to_do(tmp_path):
+    store, _ = _sealed(tmp_path)
+    store.save(Snapshot(0, {PRED: 1}, {}))
+    other, _ = _sealed(tmp_path, identity={**IDENTITY, "cluster": "c-2"})
+    with pytest.raises(SnapshotError) as refused:
+        other.load(0)
+    message = str(refused.value)
+    assert "Kafka cluster 'c-1'" in message and "cluster 'c-2'" in message
+    assert "Point snapshot_dir at this deployment's own directory" in message
+
+
+def test_the_cluster_is_checked_only_where_the_file_and_the_reader_both_have_one(tmp_path):
+    without_cluster = {k: v for k, v in IDENTITY.items() if k != "cluster"}
+    old, _ = _sealed(tmp_path, identity=without_cluster)  # a file written before the cluster was recorded
+    old.save(Snapshot(0, {PRED: 1}, {}))
+    store, _ = _sealed(tmp_path)
+    assert store.load(0).offsets == {PRED: 1}  # the upgrade path: it loads, and its next save records the cluster
+    store.save(Snapshot(0, {PRED: 2}, {}))
+    assert orjson.loads(store.path(0).read_bytes().split(b"\n", 1)[0])["identity"] == IDENTITY
+    assert old.load(0).offsets == {PRED: 2}  # a reader that has not connected: group and topics checked only
+    for reader in (old, store):  # and they still are, with or without a cluster on either side
+        foreign, _ = _sealed(tmp_path, identity={**without_cluster, "group": "other"})
+        foreign.save(Snapshot(0, {PRED: 3}, {}))
+        with pytest.raises(SnapshotError, match="belongs elsewhere \\(group: 'other', now 'streamdrift'\\)"):
+            reader.load(0)
+
+
+def test_the_state_seal_records_the_cluster_id_it_is_given():
+    from streamdrift.runtime.settings import Settings
+
+    settings = Settings()
+    assert "cluster" not in settings.state_seal().identity
+    seal = settings.state_seal("c-1")
+    assert seal.identity == {**settings.state_seal().identity, "cluster": "c-1"}
+    assert seal.config == settings.state_seal().config  # where the state belongs, not what shapes it
+
+
 def test_with_a_key_a_tampered_or_unauthenticated_file_is_refused(tmp_path):
     store, seal = _sealed(tmp_path)
     store.save(Snapshot(0, {PRED: 1}, {"churn": {"n": 1}}))

@@ -116,7 +116,9 @@ def from_worker(url: str, timeout_s: float = 5.0) -> dict:
 
 
 def from_snapshots(directory: Path, settings: Settings) -> dict:
-    """The status the snapshots in ``directory`` hold, shaped like a worker's ``/status``."""
+    """The status the snapshots in ``directory`` hold, shaped like a worker's ``/status``.
+
+    It does not connect to Kafka, so it checks the files' group and topics but not their cluster."""
     directory = Path(directory)
     if not directory.is_dir():
         raise StreamdriftError(f"snapshot directory {directory} does not exist (--snapshots)")
@@ -146,17 +148,20 @@ def from_snapshots(directory: Path, settings: Settings) -> dict:
 
 
 def from_state_topic(settings: Settings) -> dict:
-    """The committed state of every partition in the state topic, shaped like a worker's ``/status``."""
+    """The committed state of every partition in the state topic, shaped like a worker's ``/status``;
+    its records are checked against the cluster id it reads from the broker, as the worker's are."""
     from streamdrift.runtime import kafka  # the Kafka clients, loaded only when asked for
     from streamdrift.runtime.statetopic import StateTopic
 
     name = settings.topics.state
-    counts = kafka.partition_counts(kafka.admin(settings), [name])
+    client = kafka.admin(settings)
+    counts = kafka.partition_counts(client, [name])
     if name not in counts:
         raise StreamdriftError(f'state topic {name} does not exist (topics.state): is state_store = "kafka"?')
     new_monitor = monitor_factory(settings.monitor, settings.models)
+    seal = settings.state_seal(kafka.cluster_id(client))  # connected anyway: the cluster is checked too
     try:
-        restored = StateTopic(settings, settings.state_seal()).restore(dict.fromkeys(range(counts[name])))
+        restored = StateTopic(settings, seal).restore(dict.fromkeys(range(counts[name])))
     except SnapshotError as exc:
         raise SnapshotError(
             f"{exc}\n`streamdrift status` only reads the state: give it the worker's detection "

@@ -121,8 +121,11 @@ class Seal:
         That configuration itself (detection settings, per-model settings), recorded in the header
         so that a mismatch is refused naming the setting that changed; empty: the hash only.
     identity
-        Where the state belongs: cluster id, consumer group, topics. Recorded in the header; a file
-        of another cluster, group or topics is refused naming the difference. Empty: not checked.
+        Where the state belongs: ``cluster`` (the Kafka cluster id), ``group``, ``topics``. Recorded in
+        the header; a file of another cluster, group or topics is refused naming the difference. Empty:
+        not checked. The cluster is compared only where both the file and the reader have one: a file
+        written before it was recorded still loads (and is written with it at the next checkpoint), and
+        a reader that has not connected (``streamdrift status --snapshots``) checks group and topics only.
     key
         ``snapshot_key``: with it every file carries an HMAC-SHA256 over its header and body, and a
         file without one, or whose MAC does not verify (tampered with), is refused.
@@ -164,6 +167,29 @@ def _differences(written: object, now: object, path: str = "") -> list[str]:
             out += _differences(written.get(key), now.get(key), f"{path}.{key}" if path else str(key))
         return out
     return [] if written == now else [f"{path}: {written!r}, now {now!r}"]
+
+
+def _check_identity(written: object, now: Mapping[str, Any], source: str, recover: str) -> None:
+    """Refuse a file of another cluster, group or topics (``Seal.identity``); the cluster only where both
+    sides know it."""
+    written = dict(written) if isinstance(written, dict) else {}
+    now = dict(now)
+    if written.get("cluster") is None or now.get("cluster") is None:
+        written.pop("cluster", None)
+        now.pop("cluster", None)
+    changed = _differences(written, now)
+    if not changed:
+        return
+    where = (
+        f"it was written against Kafka cluster {written['cluster']!r} and this reader is connected to "
+        f"cluster {now['cluster']!r}, so its offsets are another cluster's"
+        if written.get("cluster") != now.get("cluster")
+        else "its offsets are not this group's"
+    )
+    raise SnapshotError(
+        f"{source} belongs elsewhere ({'; '.join(changed)}): {where}. Point snapshot_dir "
+        f"at this deployment's own directory, or: {recover}"
+    )
 
 
 # -- the body: JSON skeleton + array bytes ----------------------------------------------------
@@ -398,12 +424,8 @@ def decode_tree(data: bytes | memoryview, config: str | Seal, source: str, recov
             raise SnapshotError(
                 f"{source} was modified or written under another snapshot_key (MAC mismatch). {recover}"
             )
-    if seal.identity and header.get("identity") != seal.identity:
-        changed = "; ".join(_differences(header.get("identity") or {}, dict(seal.identity)))
-        raise SnapshotError(
-            f"{source} belongs elsewhere ({changed}): its offsets are not this group's. Point snapshot_dir "
-            f"at this deployment's own directory, or: {recover}"
-        )
+    if seal.identity:
+        _check_identity(header.get("identity"), seal.identity, source, recover)
     if header.get("config") != seal.config:
         named = _differences(header.get("settings"), dict(seal.settings)) if "settings" in header else []
         what = "; ".join(named) if named else f"config hash {header.get('config')}, now {seal.config}"

@@ -96,6 +96,17 @@ def partition_counts(client: AdminClient, topics: list[str], timeout: float = 10
     }
 
 
+def cluster_id(client: AdminClient, timeout: float = 10.0) -> str | None:
+    """The id of the Kafka cluster ``client`` is connected to (None from a broker too old to tell)."""
+    try:
+        return client.list_topics(timeout=timeout).cluster_id
+    except KafkaException as exc:
+        raise TopicError(
+            f"cannot reach Kafka to read the cluster id: {exc}. "
+            "Check kafka.bootstrap_servers (env STREAMDRIFT_KAFKA__BOOTSTRAP_SERVERS)."
+        ) from None
+
+
 def check_topics(settings: Settings, client: AdminClient | None = None) -> int:
     """Refuse to start on missing or non co-partitioned topics; return the partition count."""
     t = settings.topics

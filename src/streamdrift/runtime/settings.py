@@ -263,13 +263,19 @@ class Settings(BaseSettings):
             "model_idle_ttl_s": self.model_idle_ttl_s,
         }
 
-    def state_seal(self) -> Seal:
+    def state_seal(self, cluster_id: str | None = None) -> Seal:
         """What checkpoints are written under and checked against, in either store (``core.state.Seal``).
 
         The settings that shape a model's state (detection, per-model, the input bounds and privacy rules,
-        the idle-model TTL), the consumer group and input topics the state belongs to, and ``snapshot_key``.
-        A checkpoint made under other ones is refused with a message naming what differs, so neither a
-        changed setting nor another deployment's directory or topic can silently rewind or reshape a model.
+        the idle-model TTL), the Kafka cluster, consumer group and input topics the state belongs to, and
+        ``snapshot_key``. A checkpoint made under other ones is refused with a message naming what differs,
+        so neither a changed setting nor another deployment's directory or topic can silently rewind or
+        reshape a model.
+
+        ``cluster_id``: the id the broker's metadata gives (``kafka.cluster_id``); the worker learns it at
+        start, ``streamdrift status --state-topic`` too. A reader that does not connect passes none
+        (``status --snapshots``): the cluster is then not checked, group and topics still are. A checkpoint
+        written before the cluster was recorded loads under any cluster id (the upgrade path).
         """
         shaping: dict[str, Any] = {
             "monitor": self.monitor.model_dump(mode="json"),
@@ -280,7 +286,9 @@ class Settings(BaseSettings):
         if self.privacy.hash_salt is not None:  # which salt, never the salt: an HMAC of a constant under it
             salt = self.privacy.hash_salt.get_secret_value().encode()
             shaping["category_hash_key"] = hmac.new(salt, b"streamdrift category hash key", "sha256").hexdigest()[:16]
-        identity = {"group": self.group_id, "topics": [self.topics.predictions, self.topics.feedback]}
+        identity: dict[str, Any] = {"group": self.group_id, "topics": [self.topics.predictions, self.topics.feedback]}
+        if cluster_id is not None:
+            identity["cluster"] = cluster_id
         key = self.snapshot_key.get_secret_value().encode() if self.snapshot_key is not None else None
         return Seal.of(shaping, identity, key)
 

@@ -88,7 +88,7 @@ from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import Routed
-from streamdrift.core.state import Snapshot
+from streamdrift.core.state import Seal, Snapshot
 from streamdrift.runtime import deadletter, kafka, statetopic
 from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError, TransactionError
@@ -151,14 +151,15 @@ class Worker:
     consumer: Consumer
     producer: Producer
     http: ThreadingHTTPServer
+    # The checkpoint stores and their seal (``_make_stores``), made again by ``run`` once it knows the cluster
+    seal: Seal
+    store: LocalSnapshotStore
+    state_topic: StateTopic | None
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.topics = settings.topics
-        self.seal = settings.state_seal()  # what checkpoints are written under and checked against, in either store
-        self.store = LocalSnapshotStore(settings.snapshot_dir, self.seal)
-        # state_store = "kafka": the state topic holds the state, snapshot_dir its local cache
-        self.state_topic = StateTopic(settings, self.seal) if settings.state_store == "kafka" else None
+        self._make_stores(cluster_id=None)  # run makes them again once it knows the cluster
         self.chunk_bytes = statetopic.chunk_bytes_for(1_048_588)  # set from the topic's max.message.bytes by run
         self._state_errors: list[str] = []
         self.new_monitor = monitor_factory(
@@ -266,6 +267,14 @@ class Worker:
             "streamdrift_ready", "1 once partitions are assigned and restored (as /readyz)", registry=reg
         ).set_function(lambda: float(self.health.ready))
 
+    def _make_stores(self, cluster_id: str | None) -> None:
+        """The checkpoint stores, under the seal of this deployment in the cluster ``cluster_id``."""
+        settings = self.settings
+        self.seal = settings.state_seal(cluster_id)  # what checkpoints are written under and checked against
+        self.store = LocalSnapshotStore(settings.snapshot_dir, self.seal)
+        # state_store = "kafka": the state topic holds the state, snapshot_dir its local cache
+        self.state_topic = StateTopic(settings, self.seal) if settings.state_store == "kafka" else None
+
     # -- lifecycle ---------------------------------------------------------
 
     def run(self) -> int:
@@ -273,6 +282,8 @@ class Worker:
         gc.freeze()  # what was loaded at start lives for the process: never scanned again
         gc.set_threshold(*GC_THRESHOLDS)
         partitions = self.partition_count = kafka.check_topics(s)
+        # before any restore: a checkpoint of another cluster (a copied snapshot_dir) is refused naming both ids
+        self._make_stores(kafka.cluster_id(kafka.admin(s)))
         self.store.check_writable()
         for tmp in self.store.clean_temp():
             log.info("removed a temporary file left by an interrupted write", extra={"fields": {"path": str(tmp)}})
