@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
-from streamdrift import Monitor, MonitorSettings
+from streamdrift import ModelSettings, Monitor, MonitorSettings
 from streamdrift.core import state as snapshot
 from streamdrift.core.config import MonitorSettings as CoreSettings
 from streamdrift.core.monitor import ModelMonitor
@@ -78,7 +78,14 @@ def test_drift_resolved_is_informational_and_the_retrain_listener_never_triggers
     assert accept_all.decide(event) == "ignored"
 
 
-def _stream(n: int, seed: int, x_shift: tuple[int, int, float], label_rate: tuple[int, float, float]) -> list[dict]:
+def _stream(
+    n: int,
+    seed: int,
+    x_shift: tuple[int, int, float],
+    label_rate: tuple[int, float, float],
+    model: ModelSettings | None = None,
+    poll: int = 10_000,
+) -> list[dict]:
     """Drift events of ``n`` predictions and their labels, in polls of 10,000 of each (default settings).
     ``x_shift``: feature x moves by the last value over rows [first, second); ``label_rate``: the
     positive rate goes from the second value to the third at the first."""
@@ -88,10 +95,10 @@ def _stream(n: int, seed: int, x_shift: tuple[int, int, float], label_rate: tupl
     x = rng.normal(0, 1, n) + shift * ((rows >= start) & (rows < stop))
     at, before, after = label_rate
     labels = rng.random(n) < np.where(rows >= at, after, before)
-    monitor = Monitor("m", MonitorSettings())
+    monitor = Monitor("m", MonitorSettings(), model)
     events = []
-    for a in range(0, n, 10_000):
-        batch = range(a, min(n, a + 10_000))
+    for a in range(0, n, poll):
+        batch = range(a, min(n, a + poll))
         polls = [{"event_id": f"e{i}", "model_id": "m", "timestamp": T0 + i, "features": {"x": round(float(x[i]), 4)},
                   "prediction": 0} for i in batch]  # fmt: skip
         polls += [{"event_id": f"e{i}", "model_id": "m", "timestamp": T0 + i, "label": int(labels[i])} for i in batch]
@@ -141,3 +148,28 @@ def test_the_summary_says_which_kinds_are_active_and_a_snapshot_keeps_it() -> No
     restored = ModelMonitor.from_state("m", settings, snapshot.loads(snapshot.dumps(monitor.state())))
     assert restored.summary().drift_active == frozenset({"label_drift"})
     assert monitor.resolve_after == 8  # max(window 200, cooldown 400) rows of 50-row sub-windows
+
+
+def test_with_rebaseline_the_data_after_a_drift_event_becomes_the_reference_whatever_the_polls() -> None:
+    """rebaseline = true: after the drift event, the next reference_size (2,000) events of that stream are the
+    new reference, a rebaselined event says so at the last of them, and the kind is armed again."""
+    model = ModelSettings(rebaseline=True)
+    events = _stream(60_000, 2, (10_000, 60_000, 0.5), (10_000, 0.3, 0.4), model, poll=10_000)
+    other_polls = _stream(60_000, 2, (10_000, 60_000, 0.5), (10_000, 0.3, 0.4), model, poll=777)
+    for stream in ("predictions", "feedback"):  # the polls interleave the two streams otherwise: compare each
+        sketches = ("data_drift", "prediction_drift", "label_drift", "rebaselined")
+        assert [e for e in other_polls if e["details"]["window_stream"] == stream and e["kind"] in sketches] == [
+            e for e in events if e["details"]["window_stream"] == stream and e["kind"] in sketches
+        ]
+    for kind in ("data_drift", "label_drift"):
+        (fired,) = [e for e in events if e["kind"] == kind]
+        (news,) = [e for e in events if e["kind"] == "rebaselined" and e["details"]["rebaselines"]["kind"] == kind]
+        assert news["details"]["rebaselines"]["alert_id"] == fired["alert_id"]
+        start, end = fired["window"]["end_offset"] + 1, fired["window"]["end_offset"] + 2000
+        assert (news["window"]["start_offset"], news["window"]["end_offset"], news["window"]["count"]) == (
+            start,
+            end,
+            2000,
+        )
+        assert (news["action"], news["severity"]) == ("none", "info")
+    assert not [e for e in events if e["kind"] == "drift_resolved"]

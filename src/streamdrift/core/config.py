@@ -84,6 +84,11 @@ class ModelSettings(_Section):
     positive_label: str = Field("1", description="positive class of precision, recall, F1 and `score`")
     segment_attributes: list[str] = Field(default_factory=list, description="`segment` keys to slice metrics by")
     sensitive_attribute: str | None = Field(None, description="segment key whose fairness gaps are reported")
+    rebaseline: bool = Field(
+        False,
+        description="after a data, prediction or label drift event, learn a new reference from the next "
+        "reference_size events of that stream (a `rebaselined` event records it)",
+    )
     retrain_every_s: float | None = Field(
         None, gt=0, description="emit a scheduled_retrain event this often (event time), whatever the detectors say"
     )

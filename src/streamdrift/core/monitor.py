@@ -51,8 +51,17 @@ from streamdrift.core.metrics import (
     label_keys,
 )
 from streamdrift.core.metrics.regression import counted_rows
-from streamdrift.core.policy import ALARM_KIND, RESOLVED, AlertPolicy, action_for, drift_event, rfc3339
-from streamdrift.core.records import FeedbackBatch, PredictionBatch
+from streamdrift.core.policy import (
+    ALARM_KIND,
+    NEWS,
+    REBASELINED,
+    RESOLVED,
+    AlertPolicy,
+    action_for,
+    drift_event,
+    rfc3339,
+)
+from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch
 from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION, StreamSketch
 from streamdrift.core.stats import chi2_critical
 from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
@@ -146,6 +155,8 @@ class ModelMonitor:
         self.subwindow_marks: list[list] = []
         self.concept_from: list | None = None  # [stream, offset, event time] of the concept window's first event
         self.concept_versions: dict[str, int] = {}  # labelled events per version since the concept reference
+        # rebaseline: kind -> [offset, event time] of the first row of the reference being learnt (None: to come)
+        self.relearning: dict[str, list | None] = {}
         self.change_from: list = []  # per concept chart: event time (as written) its current excursion began
         self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         self.features = self._sketch(s.max_features, state and state["features"])
@@ -242,19 +253,13 @@ class ModelMonitor:
         self.last_version = batch.model_versions[-1]
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
         events = []
-        versions = batch.model_versions
-        for scored in self.features.update(
-            batch.features, batch.offsets, batch.timestamps, batch.numeric_features, versions
-        ):
-            events += self._drift("data_drift", scored, batch)
-            events += self._data_quality(scored, batch)
+        events += self._sketch_events("data_drift", self.features, batch.features, batch, batch.numeric_features)
         outputs = {"prediction": batch.predictions}
         unscored = np.isnan(batch.scores)
         some_unscored = np.logical_or.reduce(unscored)  # usually not: then all() need not be asked
         if not some_unscored or not np.logical_and.reduce(unscored):
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
-        for scored in self.outputs.update(outputs, batch.offsets, batch.timestamps, versions=versions):
-            events += self._drift("prediction_drift", scored, batch)
+        events += self._sketch_events("prediction_drift", self.outputs, outputs, batch)
         scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
         if len(scored_rows):
             self.cbpe.update(scored_rows)
@@ -265,6 +270,85 @@ class ModelMonitor:
         if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
         return self._latest(_in_stream_order(events))
+
+    def _sketch_events(
+        self,
+        kind: str,
+        sketch: StreamSketch,
+        columns: Mapping[str, FeatureColumn],
+        batch: PredictionBatch | FeedbackBatch,
+        numeric: frozenset[str] | None = None,
+    ) -> list[dict]:
+        """Feed ``sketch`` the batch's ``columns`` and turn the windows it scores into ``kind`` events (and
+        data_quality ones for the features).
+
+        With ``rebaseline``, in steps that end where the sketch reports (a window scored, a reference
+        complete): a drift event makes the sketch learn a new reference from the row after it, whatever
+        the batches, and the row that completes it raises a ``rebaselined`` event.
+        """
+        if not self.model.rebaseline:
+            return self._scored_events(
+                kind, sketch.update(columns, batch.offsets, batch.timestamps, numeric, batch.model_versions), batch
+            )
+        events: list[dict] = []
+        start, n = 0, len(batch)
+        while start < n:
+            stop = min(n, start + sketch.rows_to_next_step())
+            part = {name: values[start:stop] for name, values in columns.items()}
+            versions = batch.model_versions[start:stop]
+            scored = sketch.update(part, batch.offsets[start:stop], batch.timestamps[start:stop], numeric, versions)
+            if kind in self.relearning:
+                if self.relearning[kind] is None:  # the new reference's first row
+                    self.relearning[kind] = [int(batch.offsets[start]), float(batch.timestamps[start])]
+                if sketch.ready:
+                    events.append(self._rebaselined(kind, batch, stop - 1))
+            found = self._scored_events(kind, scored, batch)
+            if any(event["kind"] == kind for event in found):
+                sketch.rebaseline()
+                self.relearning[kind] = None
+            events += found
+            start = stop
+        return events
+
+    def _scored_events(self, kind: str, windows: list[dict], batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        events = []
+        for scored in windows:
+            events += self._drift(kind, scored, batch)
+            if isinstance(batch, PredictionBatch) and kind == "data_drift":
+                events += self._data_quality(scored, batch)
+        return events
+
+    def _rebaselined(self, kind: str, batch: PredictionBatch | FeedbackBatch, row: int) -> dict:
+        """A ``rebaselined`` event: ``kind``'s sketch has learnt its new reference, whose last row is ``row``;
+        the condition that fired is the new normal, so the alarm is armed again without a resolution."""
+        first = self.relearning.pop(kind)
+        assert first is not None  # set by the step that fed the reference's first row
+        start_offset, start_time = first
+        size = self.settings.reference_size
+        window = {
+            "start_time": start_time,
+            "end_time": float(batch.timestamps[row]),
+            "count": size,
+            "start_offset": start_offset,
+            "end_offset": int(batch.offsets[row]),
+        }
+        firing = self.policy.firing_alert(kind)
+        self.policy.clear(kind)
+        details = {"rebaselines": {"kind": kind, "alert_id": firing}}
+        return self._event(
+            REBASELINED,
+            "reference",
+            None,
+            float(size),
+            float(size),
+            None,
+            window,
+            batch,
+            row,
+            [],
+            details,
+            subject=kind,
+        )
 
     def _schedule(self, batch: PredictionBatch) -> list[dict]:
         """Scheduled retraining in event time: the first event past each interval triggers it."""
@@ -308,10 +392,7 @@ class ModelMonitor:
         self.feedback_total += len(batch)
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
         events = []
-        for scored in self.labels.update(
-            {"label": batch.labels}, batch.offsets, batch.timestamps, versions=batch.model_versions
-        ):
-            events += self._drift("label_drift", scored, batch)
+        events += self._sketch_events("label_drift", self.labels, {"label": batch.labels}, batch)
         graded = self.join.add_feedback(
             batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
         )
@@ -751,6 +832,7 @@ class ModelMonitor:
             {"resolves": resolves, "closes_below_rearm": self.policy.resolve_after},
             versions=versions,
             start_stream=start_stream,
+            subject=resolves["kind"],
         )
 
     def _event(
@@ -768,6 +850,7 @@ class ModelMonitor:
         details: dict,
         versions: dict[str, int] | None = None,
         start_stream: str | None = None,
+        subject: str | None = None,
     ) -> dict:
         """A drift event raised at ``row`` of ``batch``. ``versions``: events per model version in the window
         (the sketch's rows, or the joined predictions of label-based kinds), whose busiest one the event
@@ -802,6 +885,7 @@ class ModelMonitor:
             top_features=top,
             action=action_for(kind, feature, frozenset(self.model.important_features)),
             detected_at=batch.timestamp_values[row],
+            subject=subject,
         )  # the triggering event's time, in the form it was written
         event["details"] = {**details, "window_stream": stream}  # the topic the window's offsets count in
         return event
@@ -809,7 +893,7 @@ class ModelMonitor:
     def _latest(self, events: list[dict]) -> list[dict]:
         """Note the last of a batch's drift events, in stream order (not the order the checks raised them,
         which depends on how the two topics' batches interleave)."""
-        drifts = [e for e in events if e["kind"] != RESOLVED]  # the latest drift, not the latest news
+        drifts = [e for e in events if e["kind"] not in NEWS]  # the latest drift, not the latest news
         if drifts:
             self.last_drift = {k: drifts[-1][k] for k in ("kind", "alert_id", "detected_at")}
         return events
@@ -872,6 +956,7 @@ class ModelMonitor:
             "subwindow_marks": self.subwindow_marks,
             "concept_from": self.concept_from,
             "concept_versions": self.concept_versions,
+            "relearning": self.relearning,
             "change_from": self.change_from,
             "drift_events": self.drift_events,
             "quality": self._quality.copy(),
@@ -917,6 +1002,7 @@ class ModelMonitor:
         monitor.subwindow_marks = [list(m) for m in state.get("subwindow_marks", [])]
         monitor.concept_from = list(state["concept_from"]) if state.get("concept_from") else None
         monitor.concept_versions = dict(state.get("concept_versions", {}))
+        monitor.relearning = {k: list(v) if v else None for k, v in state.get("relearning", {}).items()}
         monitor.change_from = list(state.get("change_from", []))  # none before issue 22: the window's start
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
         monitor.concept.load_state(state["concept"])

@@ -55,6 +55,8 @@ KINDS = (
 )
 RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation", "scheduled_retrain"})
 RESOLVED = "drift_resolved"  # the event that says a windowed kind's condition has gone (action "none")
+REBASELINED = "rebaselined"  # the event that says a new reference was learnt after a drift (action "none")
+NEWS = frozenset({RESOLVED, REBASELINED})  # informational events: no drift, never a retrain
 # policy alarms that are not named after the kind of their events
 ALARM_KIND = {"version_comparison": "performance_degradation"}
 # the alarms of windowed statistics, decided by ``watch``
@@ -115,6 +117,12 @@ class AlertPolicy:
         self.alarms[kind] = [False, alarm[1], calm, alarm[3] if len(alarm) > 3 else None]
         return None
 
+    def clear(self, kind: str) -> None:
+        """Arm ``kind``'s alarm again without a resolution: its condition became the reference (rebaseline)."""
+        alarm = self.alarms.get(kind)
+        if alarm is not None:
+            self.alarms[kind] = [True, alarm[1]]
+
     def fired_alert(self, kind: str, alert_id: str) -> None:
         """Note the ``alert_id`` of the event a fired alarm published, for its ``drift_resolved`` event."""
         self.alarms[kind][3] = alert_id
@@ -169,7 +177,7 @@ def severity(statistic: float, threshold: float) -> str:
 
 
 def action_for(kind: str, feature: str | None, important_features: frozenset[str] = frozenset()) -> str:
-    if kind == RESOLVED:
+    if kind in NEWS:
         return "none"  # informational: the retrain listener's default filter (retrain) skips it
     if kind in RETRAIN_KINDS or (kind == "data_drift" and feature in important_features):
         return "retrain"
@@ -213,8 +221,12 @@ def drift_event(
     top_features: list[dict],
     action: str,
     detected_at: float | str,
+    subject: str | None = None,
 ) -> dict:
     """A drift event as published (see schemas/drift_event.schema.json), ``emitted_at`` aside.
+
+    ``subject``: for news (drift_resolved, rebaselined), the kind it is about, part of ``alert_id``: two
+    kinds resolved by one row are two alerts.
 
     ``emitted_at`` is stamped by the publisher: it is the only field that
     depends on the wall clock, and it is not part of any state.
@@ -229,11 +241,19 @@ def drift_event(
             raise ValueError(f"drift event {kind}/{detector}: {name} is not finite")
     return {
         "schema_version": SCHEMA_VERSION,
-        "alert_id": alert_id(model_id, kind, detector, feature, stream, partition, window["end_offset"]),
+        "alert_id": alert_id(
+            model_id,
+            f"{kind}/{subject}" if subject else kind,
+            detector,
+            feature,
+            stream,
+            partition,
+            window["end_offset"],
+        ),
         "model_id": model_id,
         "model_version": model_version,
         "kind": kind,
-        "severity": "info" if kind == RESOLVED else severity(statistic, threshold),
+        "severity": "info" if kind in NEWS else severity(statistic, threshold),
         "detector": detector,
         "feature": feature,
         "statistic": statistic,

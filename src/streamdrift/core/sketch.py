@@ -515,6 +515,20 @@ class StreamSketch:
         self.last_scores: dict[str, float] = {}
         self.versions = self._version_tally()
 
+    def rows_to_next_step(self) -> int:
+        """Rows until the sketch next reports: its reference completes, or a window is scored."""
+        if self.warmup is not None:
+            return self.reference_size - self.warmup_rows
+        closes = max(1, self.subwindows - self.slots_filled)  # sub-windows to fill before a window scores
+        return closes * self.slot_size - int(self.slot_rows[self.slot])
+
+    def rebaseline(self) -> None:
+        """Learn a new reference from the next ``reference_size`` rows; the window starts again after it.
+        The position (``rows``) and the type-mismatch counts go on."""
+        rows, mismatches = self.rows, self.type_mismatches
+        self._reset()
+        self.rows, self.type_mismatches = rows, mismatches
+
     def _version_tally(self) -> VersionTally:
         return VersionTally(self.subwindows, self.max_versions, count_dtype(self.slot_size, unsigned=True))
 

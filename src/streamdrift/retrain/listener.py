@@ -97,7 +97,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streamdrift.core.errors import StreamdriftError
-from streamdrift.core.policy import RESOLVED
+from streamdrift.core.policy import NEWS
 from streamdrift.runtime import kafka
 from streamdrift.runtime.settings import Settings
 
@@ -217,8 +217,8 @@ class AlertFilter:
     def decide(self, event: DriftEvent) -> str:
         if event["alert_id"] in self.seen:
             return DUPLICATE
-        # drift_resolved (action "none") says a condition has gone: never a reason to retrain, whatever is chosen
-        if event["action"] not in self.actions or event.get("kind") == RESOLVED:
+        # drift_resolved and rebaselined (action "none") are news, never a reason to retrain, whatever is chosen
+        if event["action"] not in self.actions or event.get("kind") in NEWS:
             return IGNORED
         last = self.fired_at.get(event["model_id"])
         # drift events reach the topic out of event-time order (a concept drift found from late labels is

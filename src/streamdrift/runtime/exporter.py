@@ -42,7 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
-from streamdrift.core.policy import KINDS, RESOLVED
+from streamdrift.core.policy import KINDS, NEWS
 from streamdrift.core.summary import MonitorSummary
 
 log = logging.getLogger("streamdrift.http")
@@ -234,7 +234,8 @@ class ModelCollector:
             # every kind from 0, so the first drift event is an increase Prometheus can see
             for kind in KINDS:
                 drift.add([model_id, kind], s.drift_events.get(kind, 0))
-            drift.add([model_id, RESOLVED], s.drift_events.get(RESOLVED, 0))
+            for kind in sorted(NEWS):
+                drift.add([model_id, kind], s.drift_events.get(kind, 0))
             for kind in KINDS:
                 active.add([model_id, kind], float(kind in s.drift_active))
             for kind, kind_scores in (
