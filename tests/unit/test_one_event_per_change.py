@@ -173,3 +173,24 @@ def test_with_rebaseline_the_data_after_a_drift_event_becomes_the_reference_what
         )
         assert (news["action"], news["severity"]) == ("none", "info")
     assert not [e for e in events if e["kind"] == "drift_resolved"]
+
+
+def test_a_drop_in_accuracy_that_recovers_is_one_performance_degradation_then_its_resolution() -> None:
+    """Error rate 0.1 -> 0.2 over rows [10,000, 20,000) of 60,000 (default settings): one event, resolved
+    once the windows have been back under the re-arm level (p > ~0.2) for 5,000 rows; before, the alarm
+    re-armed silently and said nothing of the recovery."""
+    rng = np.random.default_rng(1)
+    n, rows = 60_000, np.arange(60_000)
+    labels = (rng.random(n) < 0.5).astype(int)
+    wrong = rng.random(n) < np.where((rows >= 10_000) & (rows < 20_000), 0.2, 0.1)
+    predictions = np.where(wrong, 1 - labels, labels)
+    monitor, events = Monitor("m", MonitorSettings()), []
+    for a in range(0, n, 10_000):
+        batch = range(a, a + 10_000)
+        polls = [{"event_id": f"e{i}", "model_id": "m", "timestamp": T0 + i, "features": {"x": 1.0},
+                  "prediction": int(predictions[i])} for i in batch]  # fmt: skip
+        polls += [{"event_id": f"e{i}", "model_id": "m", "timestamp": T0 + i, "label": int(labels[i])} for i in batch]
+        events += monitor.observe(polls)
+    about = [(e["kind"], e["window"]["end_offset"]) for e in events if e["kind"] != "concept_drift"]
+    assert about == [("performance_degradation", 10_999), ("drift_resolved", 25_199)]
+    assert monitor.summary().drift_active == frozenset()
