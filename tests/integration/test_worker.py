@@ -42,10 +42,12 @@ def setup(kafka_bootstrap, unique_name, tmp_path):
     assert done.returncode == 0, done.stderr
     workers: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        w = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+    def start(log: str | None = None, ready: bool = True) -> WorkerProcess:
+        """A worker on ``env`` as it is now, killed at teardown whatever the test did (``ready``: wait for it)."""
+        w = WorkerProcess(env, tmp_path / (log or f"worker-{len(workers)}.log"))
         workers.append(w)
-        w.wait_ready()
+        if ready:
+            w.wait_ready()
         return w
 
     yield env, start
@@ -342,7 +344,7 @@ def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_
     loop). A write that fails commits nothing and does not stop the worker (issue 17, item 6): it is not
     ready, counts the failure, keeps its state, retries with backoff and recovers once the directory can be
     written, without leaving temporary files."""
-    env, _ = setup
+    env, start = setup
     env["STREAMDRIFT_SNAPSHOT_FORK"] = fork
     env["STREAMDRIFT_STATE_STORE"] = "local"  # the local store's contract (the state topic's: test_state_topic)
     snapshots = Path(env["STREAMDRIFT_SNAPSHOT_DIR"])
@@ -351,7 +353,7 @@ def test_offsets_are_committed_only_once_their_snapshot_is_on_disk(setup, kafka_
         blocker.mkdir(parents=True)
     items = demo_items(env, 2000, drift_at=10**9)
     produce(kafka_bootstrap, items)
-    worker = WorkerProcess(env, tmp_path / "failing-writes.log")
+    worker = start("failing-writes.log", ready=False)  # not ready: no checkpoint can be written
     # every event counted, then checkpoints that fail after it (two at least): the state is kept through them.
     # (Waiting for two failures alone raced the consumption: on a loaded machine they came before the last event.)
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 90, "every event counted")
@@ -390,7 +392,7 @@ def test_an_unwritable_snapshot_dir_stops_the_worker_at_start_naming_the_setting
 
 
 def test_where_fork_fails_the_worker_captures_in_the_loop_and_still_commits(setup, kafka_bootstrap, tmp_path):
-    env, _ = setup
+    env, start = setup
     hook = tmp_path / "no-fork"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(  # as under strict overcommit with no memory to spare
@@ -399,7 +401,7 @@ def test_where_fork_fails_the_worker_captures_in_the_loop_and_still_commits(setu
     env["PYTHONPATH"] = str(hook)
     items = demo_items(env, 2000, drift_at=10**9)
     produce(kafka_bootstrap, items)
-    worker = WorkerProcess(env, tmp_path / "no-fork.log")
+    worker = start("no-fork.log", ready=False)
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "every event counted")
     assert worker.stop() == 0
     assert "cannot fork the snapshot writer" in worker.log() and "Cannot allocate memory" in worker.log()
