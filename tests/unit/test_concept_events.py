@@ -56,3 +56,17 @@ def test_change_started_at_is_where_the_firing_chart_last_left_zero_whatever_the
     assert found == [(3077, 3001), (8096, 8047)]
     assert _concept(messages, 13) == found
     assert _concept(messages, 97) == found
+
+
+def test_every_drift_event_but_scheduled_retraining_says_where_its_change_began():
+    """Issue 22, item 6: concept drift its CUSUM's estimate, the windowed kinds their window's start."""
+    from streams import demo_messages
+
+    _, events = run_monitors(demo_messages(12_000, seed=7, drift_at=2000), 1000, SETTINGS)
+    assert {e["kind"] for e in events} >= {"data_drift", "concept_drift"}
+    for e in events:
+        if e["kind"] == "concept_drift":
+            assert isinstance(e["change_started_at"], float)  # the demo writes epoch seconds
+            assert e["window"]["count"] and e["change_started_at"] <= e["detected_at"]
+        else:
+            assert e["change_started_at"] == e["window"]["start_time"]

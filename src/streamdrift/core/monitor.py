@@ -690,7 +690,8 @@ class ModelMonitor:
             versions=dict(self.concept_versions),
             start_stream=start_stream,
         )
-        event["change_started_at"] = event["window"]["start_time"] if change_started_at is None else change_started_at
+        if change_started_at is not None:  # None: a River detector, which does not say (the window's start)
+            event["change_started_at"] = change_started_at
         return [event]
 
     @property
@@ -888,6 +889,8 @@ class ModelMonitor:
             subject=subject,
         )  # the triggering event's time, in the form it was written
         event["details"] = {**details, "window_stream": stream}  # the topic the window's offsets count in
+        if kind != "scheduled_retrain":  # a windowed test's estimate of the change's start: its window's start
+            event["change_started_at"] = window["start_time"]  # (concept drift: _concept_drift's own estimate)
         return event
 
     def _latest(self, events: list[dict]) -> list[dict]:
