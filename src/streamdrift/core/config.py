@@ -48,7 +48,9 @@ class MonitorSettings(_Section):
     max_invalid_rate: float = Field(0.01, gt=0, le=1, description="data quality: share of wrong-typed values")
     max_out_of_range_rate: float = Field(0.05, gt=0, le=1, description="data quality: share outside reference range")
     max_new_category_rate: float = Field(0.05, gt=0, le=1, description="data quality: share of unseen categories")
-    cooldown_events: int = Field(5000, ge=0, description="events after a drift event before the same kind fires again")
+    cooldown_events: int = Field(
+        5000, ge=0, description="events after a drift event before the same kind fires again (not concept drift)"
+    )
     join_ttl_s: float = Field(7 * 86400, gt=0, description="event time a prediction waits for its label (and back)")
     join_max_pending: int = Field(20_000, ge=10, description="predictions (and early feedback) waiting, per model")
     join_max_pending_bytes: int = Field(16 << 20, ge=1 << 16, description="approximate bytes waiting, per model")
