@@ -31,7 +31,11 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "policy": (
         "src/streamdrift/core/policy.py",
-        ["tests/unit/test_mutants_policy.py", "tests/unit/test_pinned_behaviour.py"],
+        [
+            "tests/unit/test_mutants_policy.py",
+            "tests/unit/test_pinned_behaviour.py",
+            "tests/unit/test_one_event_per_change.py",  # the alarms' watch and resolution (issue 22)
+        ],
         [],
     ),
     "state": (
