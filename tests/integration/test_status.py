@@ -68,9 +68,9 @@ def test_status_from_a_snapshot_directory(snapshot_dir, capsys):
     assert run_status(["--snapshots", str(snapshot_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "MODEL        PARTITION  PREDICTIONS  FEEDBACK  REFERENCE        WINDOW METRIC               DRIFT EVENTS                     LAST DRIFT                                 TOP FEATURE    PSI  TYPE MISMATCHES  QUALITY FLAGS                                   LAST EVENT",
-        "churn                0         2150       950  ready (warm-up)  accuracy 0.718 (ref 0.700)  data_drift=1 data_quality=1      data_quality 2023-11-14T22:13:51.696Z      age          1.582  income=40        income:invalid_rate=0.06 age:missing_rate=0.20  2023-11-14T22:13:51.996Z",
-        "credit-risk          0         2000       917  ready (warm-up)  accuracy 0.640 (ref 0.708)  data_drift=1 prediction_drift=1  prediction_drift 2023-11-14T22:13:27.194Z  debt_ratio   1.877  -                -                                               2023-11-14T22:13:31.998Z",
-        "fraud                1         2000       964  ready (warm-up)  accuracy 0.718 (ref 0.716)  -                                -                                          age          0.038  -                -                                               2023-11-14T22:13:31.998Z",
+        "churn                0         2150       950  ready (warm-up)  accuracy 0.718 (ref 0.700)  data_drift=1 data_quality=1      data_quality 2023-11-14T22:13:51.696Z      age          1.591  income=40        income:invalid_rate=0.06 age:missing_rate=0.20  2023-11-14T22:13:51.996Z",
+        "credit-risk          0         2000       917  ready (warm-up)  accuracy 0.640 (ref 0.708)  data_drift=1 prediction_drift=1  prediction_drift 2023-11-14T22:13:27.194Z  debt_ratio   1.879  -                -                                               2023-11-14T22:13:31.998Z",
+        "fraud                1         2000       964  ready (warm-up)  accuracy 0.718 (ref 0.716)  -                                -                                          income       0.030  -                -                                               2023-11-14T22:13:31.998Z",
     ]
 
 
