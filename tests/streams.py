@@ -25,6 +25,19 @@ def demo_messages(n_events: int, **kwargs) -> list[RawMessage]:
     return out
 
 
+def model_prediction(topic: str, partition: int, offset: int, model: str, t: float) -> RawMessage:
+    """A prediction of ``model`` at event time ``t`` (one feature, ``x`` = 1.0), with no key and the event
+    time as its record timestamp: for tests where which models come when matters, not their values."""
+    value = {
+        "event_id": f"{model}-{offset}",
+        "model_id": model,
+        "timestamp": t,
+        "features": {"x": 1.0},
+        "prediction": 1,
+    }
+    return RawMessage(topic, partition, offset, None, orjson.dumps(value), int(t * 1000))
+
+
 def run_monitors(
     messages: list[RawMessage],
     batch_size: int,

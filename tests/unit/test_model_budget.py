@@ -4,29 +4,17 @@ each has got (a budget shared by a worker's partitions made state depend on the 
 
 from __future__ import annotations
 
-import orjson
-
 from streamdrift.core.records import RawMessage
 from streamdrift.core.state import encode
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
+from streams import model_prediction
 
 P, F = "streamdrift.predictions", "streamdrift.feedback"
 
 
 def _predictions(partition: int, models: list[str]) -> list[RawMessage]:
-    out = []
-    for offset, model in enumerate(models):
-        t = 1_700_000_000 + offset
-        value = {
-            "event_id": f"{model}-{offset}",
-            "model_id": model,
-            "timestamp": t,
-            "features": {"x": 1.0},
-            "prediction": 1,
-        }
-        out.append(RawMessage(P, partition, offset, None, orjson.dumps(value), t * 1000))
-    return out
+    return [model_prediction(P, partition, offset, m, 1_700_000_000 + offset) for offset, m in enumerate(models)]
 
 
 def _partition_zero_state(tmp_path, owned: list[int]) -> bytes:

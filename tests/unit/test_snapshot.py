@@ -306,33 +306,9 @@ def test_a_fork_that_fails_raises_and_leaves_no_descriptor_open(monkeypatch):
 
 # -- the Kafka state topic's records (runtime/statetopic.py), without a broker ------------------------
 
+from state_log import StateLog  # noqa: E402
 from streamdrift.runtime import statetopic  # noqa: E402
-from streamdrift.runtime.statetopic import CacheStale, Changelog, Stored  # noqa: E402
-
-
-class FakePartition:
-    """A state-topic partition: records appended with offsets, read back in order (no compaction:
-    a restore must take the last value of each key itself, compaction only removes older ones)."""
-
-    def __init__(self) -> None:
-        self.log: list[Stored] = []
-
-    def append(self, records: list[statetopic.Record]) -> int:
-        """Append; return the offset just after the last partition record."""
-        after = -1
-        for r in records:
-            headers = dict(r.headers)
-            gen = int(headers.get(statetopic.HEADER_GEN, b"0"))
-            chunks = int(headers.get(statetopic.HEADER_CHUNKS, b"1"))
-            self.log.append(Stored(len(self.log), r.key, r.value, gen, chunks))
-            if r.key.startswith(b"partition/"):
-                after = len(self.log)
-        return after
-
-    def compacted(self) -> list[Stored]:
-        """What the log cleaner may leave: the last record of each key (and tombstones gone)."""
-        last = {r.key: r for r in self.log}
-        return [r for r in self.log if last[r.key] is r and r.value is not None]
+from streamdrift.runtime.statetopic import CacheStale, Changelog  # noqa: E402
 
 
 def monitors_after(n: int) -> dict[str, ModelMonitor]:
@@ -340,15 +316,12 @@ def monitors_after(n: int) -> dict[str, ModelMonitor]:
     return monitors
 
 
-def checkpoint(part: FakePartition, monitors, changed, changelog: Changelog, offsets, chunk_bytes=1 << 20):
+def checkpoint(part: StateLog, monitors, changed, changelog: Changelog, offsets, chunk_bytes=1 << 20):
     snap = Snapshot(0, offsets, {m: monitors[m].state() for m in changed}, {"epochs": {}, "epoch_ms": 100})
     records, after = statetopic.checkpoint_records(
         snap, changed, changelog, SETTINGS.fingerprint(), chunk_bytes, monitored=monitors
     )
-    after.offset = part.append(records)
-    part.append(statetopic.tombstones(after))
-    after.garbage = set()
-    return records, after
+    return records, part.commit(records, after)
 
 
 def restored_bytes(snap: Snapshot) -> bytes:
@@ -357,24 +330,24 @@ def restored_bytes(snap: Snapshot) -> bytes:
 
 @pytest.mark.parametrize("chunk_bytes", [1 << 20, 5000])
 def test_state_topic_restore_gives_the_last_committed_state_and_offsets(chunk_bytes):
-    part = FakePartition()
+    part = StateLog()
     first = monitors_after(1200)
     _, log1 = checkpoint(part, first, sorted(first), Changelog(), {PRED: 800, FB: 400}, chunk_bytes)
     second = monitors_after(2400)
     changed = ["churn"]  # only churn's state is written again; the others keep checkpoint 1's
     _, log2 = checkpoint(part, second, changed, log1, {PRED: 1600, FB: 800}, chunk_bytes)
     expected = {m: (second if m in changed else first)[m] for m in first}
-    for records in (part.log, part.compacted()):
+    for records in (part.records, part.compacted()):
         snap, changelog = statetopic.restore(0, records, SETTINGS.fingerprint(), "test")
         assert snap is not None and snap.offsets == {PRED: 1600, FB: 800}
         assert restored_bytes(snap) == state_bytes(expected)
         assert changelog.gen == 2 and changelog.offset == log2.offset and changelog.models == log2.models
     if chunk_bytes == 5000:  # a model's state is bigger than a record: split, and joined back
-        assert max(r.chunks for r in part.log) > 1
+        assert max(r.chunks for r in part.records) > 1
 
 
 def test_a_checkpoint_cut_short_leaves_the_previous_one_in_force():
-    part = FakePartition()
+    part = StateLog()
     first = monitors_after(1200)
     _, log1 = checkpoint(part, first, sorted(first), Changelog(), {PRED: 800, FB: 400}, 5000)
     second = monitors_after(2400)
@@ -383,10 +356,10 @@ def test_a_checkpoint_cut_short_leaves_the_previous_one_in_force():
         snap2, sorted(second), log1, SETTINGS.fingerprint(), 5000, monitored=second
     )
     for cut in (1, len(records) // 2, len(records) - 1):  # a worker killed after `cut` records
-        trial = FakePartition()
-        trial.log = list(part.log)
+        trial = StateLog()
+        trial.records = list(part.records)
         trial.append(records[:cut])
-        for log_records in (trial.log, trial.compacted()):
+        for log_records in (trial.records, trial.compacted()):
             snap, changelog = statetopic.restore(0, log_records, SETTINGS.fingerprint(), "test")
             assert snap is not None and snap.offsets == {PRED: 800, FB: 400}
             assert restored_bytes(snap) == state_bytes(first)
@@ -394,14 +367,14 @@ def test_a_checkpoint_cut_short_leaves_the_previous_one_in_force():
 
 
 def test_the_local_cache_is_used_with_the_records_after_it_and_refused_when_stale():
-    part = FakePartition()
+    part = StateLog()
     first = monitors_after(1200)
     _, log1 = checkpoint(part, first, sorted(first), Changelog(), {PRED: 800, FB: 400})
     cache = Snapshot(0, {PRED: 800, FB: 400}, {m: mon.state() for m, mon in first.items()}, {}, log1.state())
     cache = snapshot.decode(snapshot.encode(cache, SETTINGS.fingerprint()), SETTINGS.fingerprint(), "cache")
     second = monitors_after(2400)
     checkpoint(part, second, ["fraud"], log1, {PRED: 1600, FB: 800})
-    tail = part.log[log1.offset - 1 :]
+    tail = part.records[log1.offset - 1 :]
     snap, changelog = statetopic.restore(0, tail, SETTINGS.fingerprint(), "test", cache)
     assert snap is not None and snap.offsets == {PRED: 1600, FB: 800} and changelog.gen == 2
     assert restored_bytes(snap) == state_bytes({m: (second if m == "fraud" else first)[m] for m in first})
@@ -416,15 +389,15 @@ def test_the_local_cache_is_used_with_the_records_after_it_and_refused_when_stal
 
 
 def test_keys_of_models_no_checkpoint_names_are_tombstoned_after_the_next_commit():
-    part = FakePartition()
+    part = StateLog()
     first = monitors_after(1200)
     _, log1 = checkpoint(part, first, sorted(first), Changelog(), {PRED: 800, FB: 400})
     stray = statetopic.Record(statetopic.model_key(0, 0, "gone"), b"x", [(statetopic.HEADER_GEN, b"7")])
     part.append([stray])  # e.g. a model of a checkpoint that never completed
-    _, changelog = statetopic.restore(0, part.log, SETTINGS.fingerprint(), "test")
+    _, changelog = statetopic.restore(0, part.records, SETTINGS.fingerprint(), "test")
     assert changelog.garbage == {stray.key} and changelog.last_gen == 7
     records, _ = checkpoint(part, first, [], changelog, {PRED: 801, FB: 400})
-    assert part.log[-1].key == stray.key and part.log[-1].value is None
+    assert part.records[-1].key == stray.key and part.records[-1].value is None
     assert records[-1].key == statetopic.partition_key(8 % 2, 0)  # checkpoint 8: above every number seen
 
 

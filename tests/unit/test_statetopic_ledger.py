@@ -11,6 +11,7 @@ import zlib
 import orjson
 import pytest
 
+from state_log import StateLog
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.errors import SnapshotError
@@ -19,6 +20,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Seal, encode
 from streamdrift.runtime import statetopic
 from streamdrift.runtime.statetopic import Changelog, Stored
+from streams import model_prediction
 
 P, F = "predictions", "feedback"
 SETTINGS = MonitorSettings(reference_size=50, window_size=100, subwindows=5)
@@ -31,14 +33,7 @@ def engine(**kwargs) -> PartitionEngine:
 
 
 def prediction(offset: int, model: str, t: float) -> RawMessage:
-    value = {
-        "event_id": f"{model}-{offset}",
-        "model_id": model,
-        "timestamp": t,
-        "features": {"x": 1.0},
-        "prediction": 1,
-    }
-    return RawMessage(P, 0, offset, None, orjson.dumps(value), int(t * 1000))
+    return model_prediction(P, 0, offset, model, t)
 
 
 def run(engine: PartitionEngine, records: list[RawMessage]) -> None:
@@ -46,23 +41,8 @@ def run(engine: PartitionEngine, records: list[RawMessage]) -> None:
     engine.release(ended={P, F})
 
 
-class Log:
-    """A state-topic partition without a broker: records appended with offsets (no compaction)."""
-
-    def __init__(self) -> None:
-        self.records: list[Stored] = []
-
-    def append(self, records: list[statetopic.Record]) -> int:
-        """Append; the offset just after the last partition record."""
-        after = -1
-        for r in records:
-            headers = dict(r.headers)
-            gen = int(headers.get(statetopic.HEADER_GEN, b"0"))
-            chunks = int(headers.get(statetopic.HEADER_CHUNKS, b"1"))
-            self.records.append(Stored(len(self.records), r.key, r.value, gen, chunks))
-            if r.key.startswith(b"partition/"):
-                after = len(self.records)
-        return after
+class Log(StateLog):
+    """The state topic's partition 0, written and read as the worker does."""
 
     def checkpoint(self, engine: PartitionEngine, changed: set[str], changelog: Changelog) -> Changelog:
         """One checkpoint as the worker makes it: the changed models' records, the partition record, then
@@ -70,15 +50,7 @@ class Log:
         records, after = statetopic.checkpoint_records(
             engine.snapshot(changed), changed, changelog, CONFIG, 1 << 20, monitored=engine.monitors
         )
-        after.offset = self.append(records)
-        self.append(statetopic.tombstones(after))
-        after.garbage = set()
-        return after
-
-    def compacted(self) -> list[Stored]:
-        """What the log cleaner may leave: the last record of each key, tombstones gone."""
-        last = {r.key: r for r in self.records}
-        return [r for r in self.records if last[r.key] is r and r.value is not None]
+        return self.commit(records, after)
 
     def restored(self, **kwargs) -> PartitionEngine:
         snapshot, _ = statetopic.restore(0, self.records, CONFIG, "test")

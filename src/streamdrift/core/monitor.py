@@ -504,7 +504,8 @@ class ModelMonitor:
                     start_stream=start_stream,
                 )
             ]
-        event = self._event(
+        event = self._fired(
+            "version_comparison",
             "performance_degradation",
             "version_comparison",
             None,
@@ -520,7 +521,6 @@ class ModelMonitor:
             start_stream=start_stream,
         )
         event["model_version"] = worst["worse"]  # the version the event is about: the worse one
-        self.policy.fired_alert("version_comparison", event["alert_id"])
         return [event]
 
     def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
