@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamdrift.core import state as snapshot
-from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.core.config import ModelSettings, MonitorSettings, RetrainBudget
 from streamdrift.core.decode import decode_feedback, decode_predictions
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
@@ -50,7 +50,12 @@ SETTINGS = MonitorSettings(
     degradation_alpha=0.01,
 )
 MODELS = {
-    "clf": ModelSettings(retrain_every_s=700.0, important_features=["x1"]),
+    "clf": ModelSettings(
+        retrain_every_s=700.0,
+        important_features=["x1"],
+        # 8 retrains asked for in 2000 s of event time, 3 or 4 of them over this budget (issue 23)
+        retrain_budget=RetrainBudget(max_retrains=2, period_s=600.0, min_interval_s=60.0),
+    ),
     "reg": ModelSettings(task="regression", rebaseline=True),
 }
 ALL_KINDS = {
@@ -252,6 +257,8 @@ def test_the_streams_raise_every_kind_so_the_property_is_not_vacuous(seed: int) 
     detectors = {e["detector"] for e in events}
     assert {"version_comparison", "accuracy", "mae", "cusum", "schedule"} <= detectors
     assert any(e["kind"] == "data_quality" for e in events)
+    spent = collections.Counter(e["action"] for e in events if e["action"] == "retrain" or "budget" in e)
+    assert spent["retrain"] >= 4 and spent["investigate"] >= 3  # the retrain budget allowed some, not all
     states = snapshot.loads(state_bytes)
     for model_id in MODELS:
         join = new_monitor(model_id, states[model_id]).join.counters()

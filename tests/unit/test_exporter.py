@@ -114,6 +114,7 @@ STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift sta
     "reference_accuracy",
     "reference_ready",
     "reference_source",
+    "retrain_budget_remaining",
     "segments",
     "task",
     "type_mismatches",

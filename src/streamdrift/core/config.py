@@ -12,13 +12,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 
 class _Section(BaseModel):
     # defaults validated like given values, so a default and the same value written out (1000000 and
     # 1000000.0 for a float) dump, hash and seal alike
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RetrainBudget(_Section):
+    """How often a model may be told to retrain, in event time: ``[monitor.retrain_budget]`` (every model's
+    default) or ``[models.<id>.retrain_budget]``. A ``retrain`` event over it keeps its kind and statistics
+    but gets ``action: "investigate"`` and a ``budget`` field saying why and when the next is allowed."""
+
+    max_retrains: int = Field(ge=1, le=1000, description="retrain actions allowed per period")
+    period_s: float = Field(gt=0, description="the period (event time, seconds) max_retrains counts over")
+    min_interval_s: float = Field(0.0, ge=0, description="event time (seconds) between two retrain actions at least")
+
+
+def _without_unset_budget(data: dict[str, Any]) -> dict[str, Any]:
+    # no budget dumps as before budgets existed, so the settings' hash (the snapshots' seal) is unchanged
+    # for a deployment that does not set one, and its snapshots load
+    if data.get("retrain_budget") is None:
+        data.pop("retrain_budget", None)
+    return data
 
 
 class MonitorSettings(_Section):
@@ -61,6 +79,13 @@ class MonitorSettings(_Section):
     degradation_alpha: float = Field(0.001, gt=0, lt=0.5, description="one-sided confidence of degradation")
     max_versions: int = Field(10, ge=1, le=1000, description="model versions compared per model")
     max_segments: int = Field(20, ge=1, le=1000, description="segment values tracked per attribute")
+    retrain_budget: RetrainBudget | None = Field(
+        None, description="every model's retrain budget (a model's own replaces it); none: no limit"
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_budget(handler(self))
 
     @field_validator("subwindows")
     @classmethod
@@ -94,6 +119,13 @@ class ModelSettings(_Section):
     retrain_every_s: float | None = Field(
         None, gt=0, description="emit a scheduled_retrain event this often (event time), whatever the detectors say"
     )
+    retrain_budget: RetrainBudget | None = Field(
+        None, description="this model's retrain budget; none: [monitor]'s retrain_budget, if any"
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_budget(handler(self))
 
 
 class InputBounds(_Section):

@@ -57,6 +57,7 @@ from streamdrift.core.policy import (
     REBASELINED,
     RESOLVED,
     AlertPolicy,
+    RetrainLedger,
     action_for,
     drift_event,
     rfc3339,
@@ -171,6 +172,10 @@ class ModelMonitor:
             s.budget_confidence,
         )
         self.policy = AlertPolicy(s.cooldown_events, resolve_after=self.resolve_after)
+        budget = self.model.retrain_budget or s.retrain_budget
+        self.retrain_budget = (
+            RetrainLedger(budget.max_retrains, budget.period_s, budget.min_interval_s) if budget is not None else None
+        )
         self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
@@ -269,7 +274,7 @@ class ModelMonitor:
         events += self._graded(graded, batch)
         if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
-        return self._latest(_in_stream_order(events))
+        return self._latest(self._budgeted(_in_stream_order(events), batch))
 
     def _sketch_events(
         self,
@@ -397,7 +402,7 @@ class ModelMonitor:
             batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
         )
         events += self._graded(graded, batch)
-        return self._latest(_in_stream_order(events))
+        return self._latest(self._budgeted(_in_stream_order(events), batch))
 
     def _graded(self, graded: Joined, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
@@ -893,6 +898,22 @@ class ModelMonitor:
             event["change_started_at"] = window["start_time"]  # (concept drift: _concept_drift's own estimate)
         return event
 
+    def _budgeted(self, events: list[dict], batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        """Spend the retrain budget on a batch's ``retrain`` events, in stream order (so where the batches
+        end never matters), at the event time of the row that raised each: one over budget keeps its kind
+        and statistics but becomes ``investigate``, with a ``budget`` field that says why."""
+        if self.retrain_budget is None:
+            return events
+        for event in events:
+            if event["action"] != "retrain":
+                continue
+            row = int(np.searchsorted(batch.offsets, event["window"]["end_offset"]))  # the raising row
+            over = self.retrain_budget.spend(float(batch.timestamps[row]))
+            if over is not None:
+                event["action"] = "investigate"
+                event["budget"] = {**over, "next_allowed_at": rfc3339(over["next_allowed_at"])}
+        return events
+
     def _latest(self, events: list[dict]) -> list[dict]:
         """Note the last of a batch's drift events, in stream order (not the order the checks raised them,
         which depends on how the two topics' batches interleave)."""
@@ -939,6 +960,9 @@ class ModelMonitor:
             segments=self.segments.report("window") if self.segments is not None else {},
             last_event_time=self.last_event_time,
             drift_active=frozenset(self.policy.active_kinds()),
+            retrain_budget_remaining=(
+                self.retrain_budget.remaining(self.last_event_time) if self.retrain_budget is not None else None
+            ),
         )
 
     def quarantine(self, error: str, where: str, topic: str) -> None:
@@ -968,6 +992,7 @@ class ModelMonitor:
             "labels": self.labels.state(),
             "concept": self.concept.state(),
             "policy": self.policy.state(),
+            "retrain_budget": self.retrain_budget.state() if self.retrain_budget is not None else None,
             "task": self.task,
             "join": self.join.state(),
             "performance": self.performance.state() if self.performance else None,
@@ -1010,6 +1035,8 @@ class ModelMonitor:
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
+        if monitor.retrain_budget is not None and state.get("retrain_budget"):  # none before budgets: empty
+            monitor.retrain_budget.load_state(state["retrain_budget"])
         monitor.task = state["task"]
         monitor.join.load_state(state["join"])
         if state["performance"] is not None:

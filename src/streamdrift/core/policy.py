@@ -264,3 +264,63 @@ def drift_event(
         "action": action,
         "detected_at": detected_at,
     }
+
+
+class RetrainLedger:
+    """A model's retrain budget in event time: at most ``max_retrains`` ``retrain`` actions in any
+    ``period_s`` seconds of event time, and ``min_interval_s`` between two.
+
+    It keeps the event times of the latest ``max_retrains`` retrains (no more are needed: an older one
+    is outside the period whenever the budget could be full) and a clock, the latest event time it was
+    asked about, so an event stamped earlier than one already seen is judged at the clock, never in the past.
+
+    >>> ledger = RetrainLedger(max_retrains=2, period_s=100.0, min_interval_s=10.0)
+    >>> [ledger.spend(t) for t in (0.0, 5.0)]
+    [None, {'used': 1, 'limit': 2, 'period_s': 100.0, 'next_allowed_at': 10.0}]
+    >>> ledger.spend(20.0), ledger.spend(50.0)
+    (None, {'used': 2, 'limit': 2, 'period_s': 100.0, 'next_allowed_at': 100.0})
+    >>> ledger.spend(100.0), ledger.remaining(100.0)
+    (None, 0)
+    """
+
+    def __init__(self, max_retrains: int, period_s: float, min_interval_s: float = 0.0):
+        self.max_retrains = max_retrains
+        self.period_s = period_s
+        self.min_interval_s = min_interval_s
+        self.times: list[float] = []  # event times of the latest retrains, oldest first (at most max_retrains)
+        self.clock = -math.inf
+
+    def _used(self, now: float) -> list[float]:
+        """The retrains within the period that ends at ``now``."""
+        return [t for t in self.times if t > now - self.period_s]
+
+    def spend(self, event_time: float) -> dict | None:
+        """A retrain asked for at ``event_time``: None if the budget allows it (it is then counted), else
+        the ``budget`` field of the event it demotes (``next_allowed_at`` in epoch seconds)."""
+        now = self.clock = max(self.clock, event_time)
+        used = self._used(now)
+        next_allowed = now
+        if len(used) >= self.max_retrains:  # the period is full: the oldest in it frees a place
+            next_allowed = used[len(used) - self.max_retrains] + self.period_s
+        if self.times and now < self.times[-1] + self.min_interval_s:
+            next_allowed = max(next_allowed, self.times[-1] + self.min_interval_s)
+        if next_allowed > now:
+            return {
+                "used": len(used),
+                "limit": self.max_retrains,
+                "period_s": self.period_s,
+                "next_allowed_at": next_allowed,
+            }
+        self.times = [*self.times, now][-self.max_retrains :]
+        return None
+
+    def remaining(self, now: float) -> int:
+        """Retrains still allowed in the period that ends at ``now`` (or at the clock, if later)."""
+        return self.max_retrains - len(self._used(max(self.clock, now)))
+
+    def state(self) -> dict:
+        return {"times": list(self.times), "clock": self.clock if math.isfinite(self.clock) else None}
+
+    def load_state(self, state: dict) -> None:
+        self.times = [float(t) for t in state["times"]][-self.max_retrains :]
+        self.clock = -math.inf if state["clock"] is None else float(state["clock"])

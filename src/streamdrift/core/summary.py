@@ -95,6 +95,9 @@ class MonitorSummary:
     drift_active
         Windowed kinds of drift whose condition is ongoing: fired and not yet resolved (a
         ``drift_resolved`` event ends it). Never concept_drift, whose detector restarts at each detection.
+    retrain_budget_remaining
+        ``retrain`` actions the model's retrain budget still allows in the period that ends at its latest
+        event time; None without a budget.
     """
 
     model_id: str
@@ -123,6 +126,7 @@ class MonitorSummary:
     segments: dict[str, Any]
     last_event_time: float
     drift_active: frozenset[str] = frozenset()
+    retrain_budget_remaining: int | None = None
 
     @property
     def top_features(self) -> tuple[FeatureScore, ...]:
@@ -163,4 +167,5 @@ class MonitorSummary:
             "segments": self.segments,
             "last_event_time": self.last_event_time,
             "drift_active": sorted(self.drift_active),
+            "retrain_budget_remaining": self.retrain_budget_remaining,
         }

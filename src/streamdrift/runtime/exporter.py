@@ -219,6 +219,12 @@ class ModelCollector:
             "1 while a kind of drift is ongoing (fired, not yet resolved), else 0",
             labels=["model_id", "kind"],
         )
+        budget = _Family(
+            GAUGE,
+            "streamdrift_retrain_budget_remaining",
+            "Retrain actions the model's retrain budget still allows in the period ending at its latest event time",
+            labels=["model_id"],
+        )
         concept = _Family(
             GAUGE,
             "streamdrift_concept_statistic",
@@ -238,6 +244,8 @@ class ModelCollector:
                 drift.add([model_id, kind], s.drift_events.get(kind, 0))
             for kind in KINDS:
                 active.add([model_id, kind], float(kind in s.drift_active))
+            if s.retrain_budget_remaining is not None:  # only models with a budget have the series
+                budget.add([model_id], s.retrain_budget_remaining)
             for kind, kind_scores in (
                 ("data_drift", s.feature_scores),
                 ("prediction_drift", s.output_scores),
@@ -298,6 +306,7 @@ class ModelCollector:
             events,
             drift,
             active,
+            budget,
             scores,
             mismatches,
             ready,
