@@ -209,7 +209,8 @@ def predictions(items: list[tuple[str, bytes, bytes]]) -> int:
 def two_changes(env: dict) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes, bytes]]]:
     """12,000 predictions and their labels with two changes: credit-risk's applicants drift at its 1500th
     prediction; in a second stretch (other seed, other event ids) fraud gets the drifted applicants and
-    credit-risk the usual ones. Data, prediction and concept drift on two models. The two stretches."""
+    credit-risk the usual ones. Data and prediction drift on both models, concept drift on fraud only (since
+    the concept detector's redesign, ed7f012). The two stretches."""
     names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
     swapped = {"credit-risk": "fraud", "fraud": "credit-risk", "churn": "churn"}
     first = list(generate(6000, seed=11, drift_at=1500, rate=500.0))
