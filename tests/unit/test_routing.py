@@ -15,8 +15,12 @@ from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
 from streamdrift.core.routing import (
+    FORWARDED_FROM,
     MISROUTED,
     MISROUTED_COPY,
+    REFUSED_MALFORMED,
+    REFUSED_PARTITION,
+    REFUSED_TOPIC,
     Origin,
     PartitionRouting,
     consistent_partition,
@@ -388,3 +392,82 @@ def test_every_forwarded_record_is_processed_once_in_its_order(forwarded, chunk,
         by_source[origin.partition].append(origin.offset)
     assert by_source == {source: list(range(n)) for source, n in n_of.items()}
     assert routing.marks == {(FB, source): n - 1 for source, n in n_of.items()}
+
+
+# -- the forwarding header, as any producer may write it (the review of issue 20) -------------------------------
+
+
+def _copy_engine() -> PartitionEngine:
+    return PartitionEngine(1, PRED, FB, monitor_factory(SETTINGS), epoch_ms=100, partitions=N)
+
+
+def _label_with(header: bytes | None, offset: int = 0, topic: str = FB) -> RawMessage:
+    """A label of model-f (murmur2: partition 1, its own) carrying ``header`` as its forwarding header."""
+    value = orjson.dumps({"event_id": f"e{offset}", "model_id": "model-f", "timestamp": 1000, "label": 1})
+    return RawMessage(
+        topic, 1, offset, b"model-f", value, 1_000_000 + offset, [("trace", b"t"), (FORWARDED_FROM, header)]
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"{FB}/\u00b2/7".encode(),  # str.isdigit() says yes, int() no
+        f"{FB}/0/".encode() + b"9" * 5000,  # over int()'s 4,300 digits
+        f"{FB}/0/{2**63}".encode(),  # not a Kafka offset, nor an integer a snapshot can encode
+        f"{FB}/0/-3".encode(),
+        f"{FB}/0/ 3".encode(),
+        f"{FB}/0".encode(),
+        f"{FB}/0/3/4".encode(),
+        b"",
+        None,
+    ],
+)
+def test_a_malformed_forwarding_header_is_dead_lettered_and_the_partition_goes_on(header):
+    engine = _copy_engine()
+    plain = RawMessage(FB, 1, 1, b"model-f", _label_with(None, 1).value, 1_000_001)
+    routed = engine.add(FB, [_label_with(header, 0), plain])
+    assert [(r.reason, r.message.offset) for r in routed.rejected] == [(REFUSED_MALFORMED, 0)]
+    assert REFUSED_MALFORMED.isascii() and "9999" not in REFUSED_MALFORMED  # names the rule, not the value
+    engine.release(ended={PRED, FB})
+    assert engine.routing.marks == {} and engine.offsets[FB] == 2
+
+
+def test_a_twenty_digit_origin_offset_leaves_the_checkpoint_encodable():
+    """The review's case: ``<topic>/<p>/`` and twenty 9s was marked, and every later snapshot failed to encode."""
+    engine = _copy_engine()
+    top = 2**63 - 1  # the largest offset Kafka has: trusted, and encoded
+    routed = engine.add(FB, [_label_with(f"{FB}/0/".encode() + b"9" * 20, 0), _label_with(f"{FB}/2/{top}".encode(), 1)])
+    assert [r.reason for r in routed.rejected] == [REFUSED_MALFORMED]
+    engine.release(ended={PRED, FB})
+    restored = codec.decode(codec.encode(engine.snapshot(), "test"), "test", "test")
+    assert restored.merge is not None and restored.merge["forwarded"] == {f"{FB}/2": top}
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (b"x" * 200 + b"/0/1", REFUSED_TOPIC),  # a made-up source topic: would leave a mark each, unbounded
+        (f"{PRED}/0/1".encode(), REFUSED_TOPIC),  # the other input topic: its marks would drop predictions' copies
+        (f"{FB}/1/1".encode(), REFUSED_PARTITION),  # this partition: never forwarded to itself
+        (f"{FB}/{N}/1".encode(), REFUSED_PARTITION),  # no such partition
+    ],
+)
+def test_a_forwarding_header_no_worker_could_have_written_is_refused(header, reason):
+    engine = _copy_engine()
+    routed = engine.add(FB, [_label_with(header, 0)])
+    assert [(r.reason, r.message.offset) for r in routed.rejected] == [(reason, 0)]
+    assert routed.duplicates == 0
+    engine.release(ended={PRED, FB})
+    assert engine.routing.marks == {} and engine.monitors == {}
+
+
+def test_forged_headers_leave_the_marks_bounded_by_the_partitions():
+    """5,000 records naming 5,000 made-up sources left 5,000 marks; refused, they leave none, and trusted
+    origins can only be the other partitions of the two input topics."""
+    engine = _copy_engine()
+    forged = [_label_with(b"t%d/0/1" % i, i) for i in range(5000)]
+    routed = engine.add(FB, forged)
+    assert len(routed.rejected) == 5000 and {r.reason for r in routed.rejected} == {REFUSED_TOPIC}
+    engine.release(ended={PRED, FB})
+    assert engine.routing.marks == {}

@@ -26,6 +26,18 @@ they are *misrouted*.
   misrouted itself (the partition count changed) is dead-lettered, never
   forwarded again.
 
+The header is trusted only where a worker could have written it
+(``PartitionRouting.trusted``): strictly ``<topic>/<partition>/<offset>``
+(ASCII digits, the offset a Kafka offset, under 2**63), the origin topic the
+record's own, the origin partition another partition of it. Any other record
+with the header is dead-lettered with a reason naming the rule, so a partition
+keeps at most one mark per other partition of each input topic. What is left:
+a producer can forge a trusted origin with a high offset, and genuine copies
+from that partition at or below it are then dropped as duplicates (counted,
+not dead-lettered: a legitimate duplicate looks the same). Only a client with
+write access to the input topics can do it, and it can write any event there
+already.
+
 A skipped record goes through the merge (``merge.EpochMerge``) as a placeholder
 whose timestamp is before every epoch: it never moves its side's epoch, so the
 partition's order, and its state, are what they would be without it.
@@ -53,6 +65,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -68,8 +81,15 @@ MISROUTED = "misrouted"  # the dead-letter reason of a misrouted record
 # the dead-letter reason of a forwarded copy that is misrouted too: never forwarded twice, so no loop
 MISROUTED_COPY = "misrouted: a forwarded copy, not forwarded again (did the partition count change?)"
 FORWARDED_FROM = "streamdrift.forwarded.from"  # the header of a forwarded copy: b"<topic>/<partition>/<offset>"
+# the dead-letter reasons of a record whose forwarding header is not trusted (``PartitionRouting.trusted``)
+REFUSED_MALFORMED = "forwarded header refused: not <topic>/<partition>/<offset> in ASCII digits, offset < 2**63"
+REFUSED_TOPIC = "forwarded header refused: its origin topic is not the record's topic"
+REFUSED_PARTITION = "forwarded header refused: its origin partition is not another partition of the topic"
 SKIPPED_TIMESTAMP_MS = -1  # a skipped record's timestamp in the merge: before every epoch, so it moves none
 
+# a Kafka topic name (at most 249 of [a-zA-Z0-9._-]), a partition and an offset, as forwarded_copy writes them
+_POSITION = re.compile(rb"([a-zA-Z0-9._-]{1,249})/([0-9]{1,19})/([0-9]{1,19})")
+_MAX_OFFSET = 2**63  # Kafka's offsets are signed 64-bit integers, and so are the integers a snapshot encodes
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -170,14 +190,35 @@ class Origin(NamedTuple):
 
     @classmethod
     def of(cls, headers: Headers | None) -> Origin | None:
-        """The origin named by a record's headers; None for a record that is not a forwarded copy."""
-        for name, value in headers or ():
-            if name == FORWARDED_FROM and value is not None:
-                topic, _, position = bytes(value).decode(errors="replace").partition("/")
-                partition, _, offset = position.partition("/")
-                if topic and partition.isdigit() and offset.isdigit():
-                    return cls(topic, int(partition), int(offset))
-        return None
+        """The origin named by a record's headers; None for a record that is not a forwarded copy, or whose
+        header is not ``<topic>/<partition>/<offset>`` as ``forwarded_copy`` writes it (``Origin.parse``)."""
+        value = forwarded_from(headers)
+        return None if value is None else cls.parse(value)
+
+    @classmethod
+    def parse(cls, value: bytes | None) -> Origin | None:
+        """A ``streamdrift.forwarded.from`` header read strictly: a topic name, then partition and offset in at
+        most 19 ASCII digits each, the offset under 2**63 (a Kafka offset is a signed 64-bit integer, and so is
+        every integer a snapshot can encode); None for anything else.
+
+        >>> Origin.parse(b"feedback/0/7"), Origin.parse("feedback/²/7".encode()), Origin.parse(b"f/0/" + b"9" * 19)
+        (Origin(topic='feedback', partition=0, offset=7), None, None)
+        """
+        match = _POSITION.fullmatch(value or b"")
+        if match is None:
+            return None
+        topic, partition, offset = match.groups()
+        if int(offset) >= _MAX_OFFSET:
+            return None
+        return cls(topic.decode("ascii"), int(partition), int(offset))
+
+
+def forwarded_from(headers: Headers | None) -> bytes | None:
+    """The value of a record's ``streamdrift.forwarded.from`` header (b"" for a null one), None without one."""
+    for name, value in headers or ():
+        if name == FORWARDED_FROM:
+            return b"" if value is None else bytes(value)
+    return None
 
 
 def forwarded_copy(message: RawMessage) -> RawMessage:
@@ -271,9 +312,14 @@ class PartitionRouting:
         out = Routed()
         router, p = self.router, self.partition
         for record in records:
-            origin = Origin.of(record.headers) if record.headers else None
+            header = forwarded_from(record.headers) if record.headers else None
             home = router.partition(record.key, record.value) if router.partitions > 1 else p
-            if origin is not None:
+            if header is not None:
+                origin, refusal = self.trusted(topic, header)
+                if origin is None:
+                    out.rejected.append(Rejected(record, refusal))
+                    self._skip(topic, record, out)
+                    continue
                 mark = self._added_marks.get(origin[:2], -1)
                 if origin.offset <= mark:
                     out.duplicates += 1
@@ -302,6 +348,26 @@ class PartitionRouting:
                     continue
             out.kept.append(record)
         return out
+
+    def trusted(self, topic: str, header: bytes) -> tuple[Origin | None, str]:
+        """The origin a record of ``topic`` with forwarding ``header`` is a copy of, or None and why it is refused.
+
+        Any producer can write the header, and a copy's origin moves a mark that drops later copies, so it is
+        trusted only where a worker could have written it: ``forwarded_copy`` names a record of the same topic
+        on another partition. A refused record is dead-lettered, never processed nor dropped silently.
+
+        >>> routing = PartitionRouting(1, 3)
+        >>> routing.trusted("feedback", b"feedback/0/7"), routing.trusted("feedback", b"predictions/0/7")[1]
+        ((Origin(topic='feedback', partition=0, offset=7), ''), "forwarded header refused: its origin topic is not the record's topic")
+        """
+        origin = Origin.parse(header)
+        if origin is None:
+            return None, REFUSED_MALFORMED
+        if origin.topic != topic:
+            return None, REFUSED_TOPIC
+        if origin.partition >= self.router.partitions or origin.partition == self.partition:
+            return None, REFUSED_PARTITION
+        return origin, ""
 
     def _skip(self, topic: str, record: RawMessage, out: Routed) -> None:
         self._skipped.setdefault(topic, set()).add(record.offset)
