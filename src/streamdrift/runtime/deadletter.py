@@ -18,6 +18,8 @@ aborts it instead, and the rewind writes the dead letter again under the lowered
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 HEADER_VALUE_OMITTED = "streamdrift.value.omitted"  # the size in bytes of the value left out
 HEADER_KEY_OMITTED = "streamdrift.key.omitted"  # the size in bytes of the key left out
 PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default
@@ -84,6 +86,6 @@ def lowered(limit: int, failed_bytes: int) -> int:
     return min(limit, failed_bytes - 1) if failed_bytes > SMALL_BYTES else limit
 
 
-def size(key: bytes | None, value: bytes, headers: Headers) -> int:
-    """The bytes of a dead letter as ``fit`` counts them (framing aside)."""
-    return len(key or b"") + len(value) + sum(len(name) + len(data) for name, data in headers)
+def size(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """The bytes of a dead letter (or a forwarded copy) as ``fit`` counts them (framing aside)."""
+    return len(key or b"") + len(value) + sum(len(name) + len(data or b"") for name, data in headers)

@@ -164,15 +164,22 @@ def dead_letter_max_bytes(settings: Settings, client: AdminClient) -> int:
     dead-letter topic's ``max.message.bytes`` and the producer's ``message.max.bytes``. Where the topic's
     configuration cannot be read (no DescribeConfigs permission), under the producer's alone: a delivery
     that then fails for its size is written again without its value (at least once)."""
-    name = settings.topics.dead_letter
+    return max_record_bytes(settings, client, [settings.topics.dead_letter])
+
+
+def max_record_bytes(settings: Settings, client: AdminClient, topics: list[str]) -> int:
+    """The largest key + value + headers a record the worker produces to any of ``topics`` may carry
+    (``deadletter.max_bytes``): under their ``max.message.bytes`` and the producer's ``message.max.bytes``,
+    or the producer's alone where a topic's configuration cannot be read."""
     producer_max = int(worker_producer_config(settings).get("message.max.bytes", deadletter.PRODUCER_MAX_MESSAGE_BYTES))
-    resource = ConfigResource(ResourceType.TOPIC, name)
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in topics]
+    limits = []
     try:
-        topic_max = int(client.describe_configs([resource])[resource].result(timeout=30)["max.message.bytes"].value)
+        for future in client.describe_configs(resources).values():
+            limits.append(int(future.result(timeout=30)["max.message.bytes"].value))
     except KafkaException as exc:
-        log.warning("cannot read the dead-letter topic's max.message.bytes", extra={"fields": {"error": str(exc)}})
-        topic_max = None
-    return deadletter.max_bytes(topic_max, producer_max)
+        log.warning("cannot read a topic's max.message.bytes", extra={"fields": {"topics": topics, "error": str(exc)}})
+    return deadletter.max_bytes(min(limits) if limits else None, producer_max)
 
 
 def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:

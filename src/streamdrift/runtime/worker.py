@@ -175,6 +175,8 @@ class Worker:
         self._delivery_errors: list[str] = []
         # the largest dead letter that fits (deadletter.py): the producer's limit until run reads the topic's
         self.dead_letter_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
+        # the largest forwarded copy that fits the input topics and the producer, the same way
+        self.forward_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
         # processing_guarantee = "exactly_once": everything produced between two checkpoints is in one transaction
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
@@ -290,7 +292,11 @@ class Worker:
         if self.state_topic is not None:
             self.chunk_bytes = statetopic.chunk_bytes_for(kafka.check_state_topic(s, partitions, kafka.admin(s)))
         self.dead_letter_max_bytes = kafka.dead_letter_max_bytes(s, kafka.admin(s))
-        self.producer = Producer(kafka.worker_producer_config(s, max_batch_bytes=self.dead_letter_max_bytes))
+        self.forward_max_bytes = kafka.max_record_bytes(
+            s, kafka.admin(s), [self.topics.predictions, self.topics.feedback]
+        )
+        max_batch_bytes = min(self.dead_letter_max_bytes, self.forward_max_bytes)
+        self.producer = Producer(kafka.worker_producer_config(s, max_batch_bytes=max_batch_bytes))
         if self.exactly_once:
             self._init_transactions()
         self.consumer = Consumer(kafka.consumer_config(s))
@@ -630,15 +636,7 @@ class Worker:
         first; with exactly_once it is in the checkpoint's transaction), with the original's timestamp.
         """
         for forward in routed.forward:
-            copy = routing.forwarded_copy(forward.message)
-            self._produce(
-                topic,
-                copy.key,
-                copy.value or b"",
-                copy.headers,
-                partition=forward.partition,
-                timestamp=copy.timestamp_ms,
-            )
+            self._forward(topic, forward)
         for rejected in routed.rejected:
             self._dead_letter(rejected)
         if routed.duplicates:
@@ -648,6 +646,30 @@ class Worker:
             # /status shows them (``streamdrift status``): a new dict, as the view's readers expect
             self.view.misrouted = {**self.view.misrouted, topic: self.view.misrouted.get(topic, 0) + routed.misrouted}
             self._warn_misrouted(p, topic, routed)
+
+    def _forward(self, topic: str, forward: routing.Forward) -> None:
+        """Forward a misrouted record, or dead-letter it (reason ``misrouted``) where its copy, a header longer,
+        would not fit the input topic or the producer: produce would raise, or its delivery fail, on the same
+        record after every restart."""
+        copy = routing.forwarded_copy(forward.message)
+        value = copy.value or b""
+        if deadletter.size(copy.key, value, copy.headers or []) > self.forward_max_bytes:
+            self._dead_letter(Rejected(forward.message, routing.MISROUTED))
+            return
+        delivered = partial(self._forward_delivered, forward.message)
+        self._produce(topic, copy.key, value, copy.headers, forward.partition, copy.timestamp_ms, delivered)
+
+    def _forward_delivered(self, original: RawMessage, err: KafkaError | None, msg: Message) -> None:
+        """A copy over a topic limit the worker could not read at start lowers the bound copies are sized under
+        and is dead-lettered instead; in a transaction the failure aborts it, and the rewind dead-letters it."""
+        if err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            copy = routing.forwarded_copy(original)
+            failed = deadletter.size(copy.key, copy.value or b"", copy.headers or [])
+            self.forward_max_bytes = deadletter.lowered(self.forward_max_bytes, failed)
+            if not self.exactly_once:
+                self._dead_letter(Rejected(original, routing.MISROUTED))
+                return
+        self._delivered(err, msg)
 
     def _warn_misrouted(self, p: int, topic: str, routed: Routed) -> None:
         """One warning per topic per ``MISROUTED_WARNING_EVERY_S``: how many, the partitioner that fits, the fix."""
