@@ -20,7 +20,8 @@ offsets) depends only on the records added and their order.
 Records that belong to another partition (their routing key's murmur2, ``routing.py``) are sorted out as
 they are added: ``add`` returns those to forward or dead-letter, and they pass the merge as placeholders that
 move no epoch, so the state is that of the partition's log without them; forwarded copies processed already
-are dropped the same way. With one partition (replay) nothing is misrouted.
+are dropped the same way, and a forwarding header no worker could have written is a dead letter
+(``routing.PartitionRouting.trusted``). With one partition (replay) nothing is misrouted.
 
 No model can stop the engine. A model whose processing raises is
 *quarantined*: the batch's records come back rejected with reason
