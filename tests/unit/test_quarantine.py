@@ -134,10 +134,11 @@ def test_idle_models_are_evicted_in_event_time_and_free_their_slot() -> None:
     out = _run(engine, [_prediction(2, "real", 1000 + 0.5 * day)])
     assert sorted(engine.monitors) == ["oneoff0", "oneoff1"] and engine.unmonitored_events == 1
     out = _run(engine, [_prediction(3, "real", 1002 + day), _prediction(4, "real", 1003 + day)])
-    assert not out.rejected and engine.unmonitored_events == 3
-    assert engine.monitors == {} and engine.evicted_models == 2  # swept once the clock passed 1001 + day
+    assert not out.rejected and engine.unmonitored_events == 2  # at 1002 + day the clock is 1000 + 0.5 day
+    # the clock passed 1001 + day before the second row: both one-offs idle, that row takes a slot
+    assert engine.evicted_models == 2 and engine.monitors["real"].predictions_total == 1
     _run(engine, [_prediction(5, "real", 1004 + day)])
-    assert sorted(engine.monitors) == ["real"]
+    assert sorted(engine.monitors) == ["real"] and engine.monitors["real"].predictions_total == 2
 
 
 def test_an_idle_model_that_comes_back_starts_afresh_whatever_the_slicing() -> None:

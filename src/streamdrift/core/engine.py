@@ -32,8 +32,13 @@ half-way leaves a state that depends on which rows the batch held, hence on how
 records were sliced, and a restart must rebuild the same state. The quarantine
 is part of the model's state (snapshotted, so it survives a restart), is never
 evicted for idleness, and lifts only when an operator removes the model's state.
-Which records of the failing batch came before the failing row, and are
-dead-lettered with it, depends on the slicing; the state does not.
+Which records of the failing batch came before the failing row depends on the
+slicing, and the state does not; what they gave does: they are dead-lettered
+with the failing row and the drift events the batch raised before the raise are
+dropped, where a slicing that put them in an earlier slice processed them and
+published their events. (Keeping those would need the model's state before
+every batch, to run its rows again up to the failing one: a copy per batch on
+the hot path, for a model that is failing anyway.)
 
 Bounds. ``max_models`` bounds the models of this partition; events of a model
 that finds no room are counted, not monitored. A bound per partition, not per
@@ -43,18 +48,22 @@ so state would depend on the assignment and its timing, not on the log. With ``m
 model none of whose events came within that much *event time* of the
 partition's clock (the latest event time decoded, both topics) is evicted: its
 state dropped and counted, so a burst of one-off model ids cannot hold every
-slot for good. A model is judged idle at the row its next event comes (the
-clock just before that row: a slice is cut before a row where its model turns
-out idle, so no batch spans the gap), and swept after every slice and at
-restore: how records are sliced changes when a slot is freed, never a model's
-state.
+slot for good. Which models hold a slot is that of processing the rows one at a
+time, a sweep after each, however they were sliced
+(``tests/unit/test_slot_admission.py``): a model is judged idle at the row its
+next event comes (the clock just before that row); a model that finds the
+partition full first evicts the models idle at its row's clock; and a slice is
+cut before a row where its model turns out idle, or where a model that may
+have found no slot may find one (a model turned idle since), so no batch spans
+a change of its model's slot. Idle models are also swept after every slice and
+at restore.
 
 Holding. A fleet's poll gives each model a row or less: decoding and
 monitoring it costs a batch per model, dozens of numpy calls for half an event.
 With ``hold``, the records the merge releases may wait, up to ``hold`` of them,
 and are then decoded and monitored together: fewer, larger batches per model.
 The caller says when waiting is worth it (``release(flush=False)``: the worker
-does while it is behind by more than ``hold`` records, so a worker that keeps up
+does while it is behind by ``hold`` records or more, so a worker that keeps up
 decides as soon as before), and ``flush`` processes what waits (the worker does
 before every checkpoint: ``snapshot`` refuses held records). How records are
 grouped into batches never changes a model's state nor its drift events
@@ -147,7 +156,8 @@ class PartitionEngine:
         Models monitored by this engine (this partition); events of more are counted in
         ``unmonitored_events``, not monitored.
     batch_size
-        Records decoded at a time: a long run goes in slices (the same state, a smaller working set).
+        Records decoded at a time: a long run goes in slices of at most ``max(batch_size, hold)`` records
+        (the same state, a smaller working set), cut shorter where a model's slot changes (see Bounds).
     on_batch
         Optional `BatchHook`, told of every decoded batch (a batch that quarantined its model counts as
         monitored: the model's state changed).
@@ -316,8 +326,8 @@ class PartitionEngine:
             sliced = records[at : at + size]
             batches, rejected = self._decode(topic, sliced)
             clocks = _RowClocks(batches, self.event_clock)
-            cut = self._first_gap(batches, clocks)
-            if cut is not None:  # no batch may span a model's idle gap: the slice ends before that row
+            cut = min(self._gaps(batches, clocks) + self._freed_slots(batches, clocks), default=None)
+            if cut is not None:  # no batch may span a change of its model's slot: the slice ends before that row
                 sliced = sliced[: next(i for i, m in enumerate(sliced) if m.offset == cut)]
                 batches, rejected = self._decode(topic, sliced)
                 clocks = _RowClocks(batches, self.event_clock)
@@ -333,10 +343,10 @@ class PartitionEngine:
             return decode_predictions(sliced, self.bounds, require_record_time=self.require_record_time)
         return decode_feedback(sliced, self.bounds, require_record_time=self.require_record_time)
 
-    def _first_gap(self, batches: list[Any], clocks: _RowClocks) -> int | None:
-        """The offset of the first row, not first of its batch, at which its model is idle; None if none."""
+    def _gaps(self, batches: list[Any], clocks: _RowClocks) -> list[int]:
+        """Per batch, the offset of its first row, not first of the batch, at which its model is idle."""
         if self.model_idle_ttl_s is None:
-            return None
+            return []
         cuts = []
         for batch in batches:
             if len(batch) < 2:
@@ -351,7 +361,37 @@ class PartitionEngine:
             gaps = np.flatnonzero(clock[1:] > latest_before + self.model_idle_ttl_s)
             if len(gaps):
                 cuts.append(int(batch.offsets[1 + gaps[0]]))
-        return min(cuts, default=None)
+        return cuts
+
+    def _freed_slots(self, batches: list[Any], clocks: _RowClocks) -> list[int]:
+        """Per batch of a model that may have found no slot at its first row, the offset of its first row
+        where a slot may have come free since (a model turned idle).
+
+        Such a model is refused or admitted for its whole batch, where row by row a later row of it could
+        find the slot: the slice ends before that row, and its admission is decided again there. No model
+        turns idle before the clock passes ``free_from``: a resident's last event time only grows, and a
+        model admitted in the slice has one of at least its earliest event time in it.
+        """
+        if self.model_idle_ttl_s is None:
+            return []
+        newcomers = [
+            batch for batch in batches if not self._resident(batch.model_id, float(clocks.before(batch.offsets[:1])[0]))
+        ]
+        if not newcomers or len(self.monitors) + len(newcomers) < self.max_models:
+            return []  # the partition cannot fill up within this slice: every newcomer finds a slot
+        lasts = [m.last_event_time for m in self.monitors.values() if m.quarantined is None]
+        free_from = min(lasts + [float(np.min(batch.timestamps)) for batch in newcomers]) + self.model_idle_ttl_s
+        cuts = []
+        for batch in newcomers:
+            later = np.flatnonzero(clocks.before(batch.offsets[1:]) > free_from)
+            if len(later):
+                cuts.append(int(batch.offsets[1 + later[0]]))
+        return cuts
+
+    def _resident(self, model_id: str, clock: float) -> bool:
+        """Whether ``model_id`` holds a slot it keeps at ``clock`` (not idle then)."""
+        monitor = self.monitors.get(model_id)
+        return monitor is not None and not self._idle(monitor, clock)
 
     def _observe(
         self, topic: str, batch: Batch, messages: list[RawMessage], clock: float, out: Released
@@ -409,6 +449,10 @@ class PartitionEngine:
             monitor = None
         if monitor is None:
             if len(self.monitors) >= self.max_models:
+                # the slots a sweep after every row would have freed by now: admission depends on the rows
+                # and their order, not on where the slice ended (a later row's turn: ``_freed_slots``)
+                self._evict_idle(clock)
+            if len(self.monitors) >= self.max_models:
                 self.unmonitored_events += n_events
                 return None
             monitor = self.monitors[model_id] = self.new_monitor(model_id)
@@ -419,10 +463,12 @@ class PartitionEngine:
             return False
         return monitor.last_event_time + self.model_idle_ttl_s < clock
 
-    def _evict_idle(self) -> None:
+    def _evict_idle(self, clock: float | None = None) -> None:
+        """Evict the models idle at ``clock`` (the partition's event clock where None)."""
         if self.model_idle_ttl_s is None:
             return
-        for model_id in [m for m, monitor in self.monitors.items() if self._idle(monitor, self.event_clock)]:
+        clock = self.event_clock if clock is None else clock
+        for model_id in [m for m, monitor in self.monitors.items() if self._idle(monitor, clock)]:
             self._evict(model_id)
 
     def _evict(self, model_id: str) -> None:
