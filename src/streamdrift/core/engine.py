@@ -217,6 +217,7 @@ class PartitionEngine:
         self.hold = hold
         self._held: list[tuple[str, list[RawMessage]]] = []  # released runs not processed yet, in order
         self._held_records = 0
+        self._free_from = np.inf  # no model turns idle before this clock, in the slice at hand (``_freed_slots``)
         # counters since this engine was made (not snapshotted)
         self.unmonitored_events = 0  # events of models over max_models
         self.processing_errors = 0  # batches whose processing raised (each quarantined its model)
@@ -369,21 +370,21 @@ class PartitionEngine:
 
         Such a model is refused or admitted for its whole batch, where row by row a later row of it could
         find the slot: the slice ends before that row, and its admission is decided again there. No model
-        turns idle before the clock passes ``free_from``: a resident's last event time only grows, and a
+        turns idle before the clock passes ``_free_from``: a resident's last event time only grows, and a
         model admitted in the slice has one of at least its earliest event time in it.
         """
-        if self.model_idle_ttl_s is None:
+        self._free_from = np.inf  # the partition cannot fill up within this slice: every newcomer finds a slot
+        if self.model_idle_ttl_s is None or len(self.monitors) + len(batches) < self.max_models:
             return []
-        newcomers = [
-            batch for batch in batches if not self._resident(batch.model_id, float(clocks.before(batch.offsets[:1])[0]))
-        ]
+        firsts = clocks.before(np.array([batch.offsets[0] for batch in batches])).tolist()
+        newcomers = [batch for batch, clock in zip(batches, firsts) if not self._resident(batch.model_id, clock)]
         if not newcomers or len(self.monitors) + len(newcomers) < self.max_models:
-            return []  # the partition cannot fill up within this slice: every newcomer finds a slot
+            return []
         lasts = [m.last_event_time for m in self.monitors.values() if m.quarantined is None]
-        free_from = min(lasts + [float(np.min(batch.timestamps)) for batch in newcomers]) + self.model_idle_ttl_s
+        self._free_from = min(lasts + [float(np.min(b.timestamps)) for b in newcomers]) + self.model_idle_ttl_s
         cuts = []
         for batch in newcomers:
-            later = np.flatnonzero(clocks.before(batch.offsets[1:]) > free_from)
+            later = np.flatnonzero(clocks.before(batch.offsets[1:]) > self._free_from)
             if len(later):
                 cuts.append(int(batch.offsets[1 + later[0]]))
         return cuts
@@ -451,7 +452,8 @@ class PartitionEngine:
             if len(self.monitors) >= self.max_models:
                 # the slots a sweep after every row would have freed by now: admission depends on the rows
                 # and their order, not on where the slice ended (a later row's turn: ``_freed_slots``)
-                self._evict_idle(clock)
+                if clock > self._free_from:  # else none is idle: no sweep over every model for each refusal
+                    self._evict_idle(clock)
             if len(self.monitors) >= self.max_models:
                 self.unmonitored_events += n_events
                 return None
