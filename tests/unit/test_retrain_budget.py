@@ -174,3 +174,20 @@ def test_events_over_budget_validate_against_the_schema():
     broken = {**over[0], "emitted_at": "2026-01-01T00:00:00.000Z", "budget": {**over[0]["budget"], "used": -1}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, SCHEMA)
+
+
+def test_the_remaining_budget_is_exported_for_models_with_a_budget_only():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streamdrift.runtime.exporter import ModelCollector
+
+    budgeted, _ = scheduled(RetrainBudget(max_retrains=3, period_s=25.0), n=46)  # retrains at 30 and 40: 1 left
+    unbudgeted, _ = scheduled(None, n=46)
+    monitors = {"budgeted": budgeted, "free": unbudgeted}
+    registry = CollectorRegistry()
+    registry.register(ModelCollector(lambda: {m: x.summary() for m, x in monitors.items()}, 10))
+    metrics = {f.name: f.samples for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert [(s.labels, s.value) for s in metrics["streamdrift_retrain_budget_remaining"]] == [
+        ({"model_id": "budgeted"}, 1.0)
+    ]
