@@ -18,68 +18,56 @@ from streamdrift.core.policy import KINDS, RETRAIN_KINDS, AlertPolicy, action_fo
 
 def test_a_fresh_alarm_is_armed_and_fires_only_strictly_above_the_threshold() -> None:
     policy = AlertPolicy(cooldown_events=100)
-    assert policy.quiet_until("data_drift") is None
-    assert policy.decide("data_drift", 0.25, 0.25, 10) is False  # equal is not above
+    assert policy.active_kinds() == set()
+    assert policy.watch("data_drift", 0.25, 0.25, 10) is None  # equal is not above
     assert policy.alarms == {"data_drift": [True, 0]}
-    assert policy.decide("data_drift", 0.2501, 0.25, 11) is True
-    assert policy.alarms == {"data_drift": [False, 111]}
-    assert policy.quiet_until("data_drift") == 111
+    assert policy.watch("data_drift", 0.2501, 0.25, 11) == "fire"
+    assert policy.alarms == {"data_drift": [False, 111, 0, None]}
+    assert policy.active_kinds() == {"data_drift"}
 
 
-def test_a_fired_alarm_rearms_from_the_end_of_its_cooldown_once_below_the_rearm_ratio() -> None:
+def test_an_active_alarm_resolves_from_the_end_of_its_cooldown_once_below_the_rearm_ratio() -> None:
     policy = AlertPolicy(cooldown_events=100, rearm_ratio=0.8)
-    assert policy.decide("label_drift", 1.0, 0.5, 50)  # fired at 50: quiet until 150
-    assert not policy.decide("label_drift", 0.1, 0.5, 149)  # low, but one row too early
-    assert policy.alarms["label_drift"] == [False, 150]
-    assert not policy.decide("label_drift", 0.4, 0.5, 150)  # in time, but 0.4 is not below 0.8 x 0.5
-    assert policy.alarms["label_drift"] == [False, 150]
-    assert not policy.decide("label_drift", 0.39, 0.5, 150)  # at the cooldown's end and below: re-armed
+    assert policy.watch("label_drift", 1.0, 0.5, 50) == "fire"  # fired at 50: quiet until 150
+    assert policy.watch("label_drift", 0.1, 0.5, 149) is None  # low, but one row too early
+    assert policy.alarms["label_drift"] == [False, 150, 1, None]
+    assert policy.watch("label_drift", 0.4, 0.5, 150) is None  # in time, but 0.4 is not below 0.8 x 0.5
+    assert policy.alarms["label_drift"] == [False, 150, 0, None]  # and the calm count starts again
+    assert policy.watch("label_drift", 0.39, 0.5, 150) == "resolve"  # at the cooldown's end and below
     assert policy.alarms["label_drift"] == [True, 150]
-    assert policy.quiet_until("label_drift") is None
-    assert policy.decide("label_drift", 0.6, 0.5, 151)
+    assert policy.active_kinds() == set()
+    assert policy.watch("label_drift", 0.6, 0.5, 151) == "fire"
 
 
-def test_a_window_that_rearms_and_exceeds_in_one_step_fires() -> None:
-    """Re-arming is checked before firing. With the default ratio (< 1) a statistic cannot be both under
-    the re-arm level and over the threshold; with a ratio above 1 it can, and then the same window fires."""
+def test_resolving_and_firing_are_never_the_same_close() -> None:
+    """With a ratio above 1 a statistic can be both under the re-arm level and over the threshold: that
+    close resolves the active condition, and the next one over the threshold opens a new one."""
     policy = AlertPolicy(cooldown_events=10, rearm_ratio=2.0)
-    assert policy.decide("data_quality", 1.5, 1.0, 0)
-    assert policy.decide("data_quality", 1.9, 1.0, 10)  # re-armed (1.9 < 2.0) and above 1.0: fires again
+    assert policy.watch("data_quality", 1.5, 1.0, 0) == "fire"
+    assert policy.watch("data_quality", 1.9, 1.0, 10) == "resolve"
+    assert policy.watch("data_quality", 1.9, 1.0, 11) == "fire"
 
 
 def test_kinds_have_separate_alarms() -> None:
     policy = AlertPolicy(cooldown_events=1000)
-    assert policy.decide("data_drift", 2.0, 1.0, 5)
-    assert policy.decide("prediction_drift", 2.0, 1.0, 6)
-    assert policy.quiet_until("data_drift") == 1005 and policy.quiet_until("prediction_drift") == 1006
-    assert policy.quiet_until("concept_drift") is None
-
-
-def test_rearm_only_touches_a_fired_alarm_past_its_cooldown_and_below_the_ratio() -> None:
-    policy = AlertPolicy(cooldown_events=100, rearm_ratio=0.5)
-    policy.rearm("concept_drift", 0.0, 10.0, 1000)  # never fired: nothing to re-arm, nothing created
-    assert policy.alarms == {}
-    assert policy.decide("concept_drift", 11.0, 10.0, 0)
-    policy.rearm("concept_drift", 4.0, 10.0, 99)  # too early
-    assert policy.alarms["concept_drift"] == [False, 100]
-    policy.rearm("concept_drift", 5.0, 10.0, 100)  # not below 0.5 x 10
-    assert policy.alarms["concept_drift"] == [False, 100]
-    policy.rearm("concept_drift", 4.99, 10.0, 100)
-    assert policy.alarms["concept_drift"] == [True, 100]
-    policy.rearm("concept_drift", 100.0, 10.0, 101)  # rearm never fires nor disarms
-    assert policy.alarms["concept_drift"] == [True, 100]
+    assert policy.watch("data_drift", 2.0, 1.0, 5) == "fire"
+    assert policy.watch("prediction_drift", 2.0, 1.0, 6) == "fire"
+    assert policy.alarms == {"data_drift": [False, 1005, 0, None], "prediction_drift": [False, 1006, 0, None]}
+    assert policy.active_kinds() == {"data_drift", "prediction_drift"}
 
 
 def test_state_round_trips_into_a_policy_that_decides_the_same() -> None:
     policy = AlertPolicy(cooldown_events=100)
-    policy.decide("data_drift", 2.0, 1.0, 7)
-    policy.decide("label_drift", 0.5, 1.0, 8)
+    policy.watch("data_drift", 2.0, 1.0, 7)
+    policy.fired_alert("data_drift", "a1")
+    policy.watch("label_drift", 0.5, 1.0, 8)
     state = policy.state()
-    assert state == {"alarms": {"data_drift": [False, 107], "label_drift": [True, 0]}}
+    assert state == {"alarms": {"data_drift": [False, 107, 0, "a1"], "label_drift": [True, 0]}}
     restored = AlertPolicy(cooldown_events=100)
     restored.load_state({"alarms": {k: tuple(v) for k, v in state["alarms"].items()}})  # as decoded: any sequence
     assert restored.alarms == policy.alarms and all(type(v) is list for v in restored.alarms.values())
-    restored.rearm("data_drift", 0.0, 1.0, 107)  # mutable lists: rearm changes them in place
+    assert restored.firing_alert("data_drift") == "a1"
+    assert restored.watch("data_drift", 0.0, 1.0, 107) == "resolve"
     assert restored.alarms["data_drift"] == [True, 107]
 
 

@@ -135,24 +135,11 @@ def test_alert_id_depends_on_each_of_its_inputs() -> None:
 
 def test_cooldown_ends_exactly_cooldown_events_after_the_drift_event() -> None:
     policy = AlertPolicy(cooldown_events=100)
-    assert policy.decide("data_drift", 0.3, 0.25, 10)  # fires: quiet until position 110
-    assert not policy.decide("data_drift", 0.1, 0.25, 109)  # low, but still in the cooldown: stays fired
-    assert not policy.decide("data_drift", 0.3, 0.25, 109)
-    assert not policy.decide("data_drift", 0.1, 0.25, 110)  # at 110 exactly: re-arms
-    assert policy.decide("data_drift", 0.3, 0.25, 111)
-
-
-def test_rearm_follows_the_same_boundary_and_never_fires() -> None:
-    policy = AlertPolicy(cooldown_events=100)
-    assert policy.decide("concept_drift", 9.0, 5.0, 10)
-    policy.rearm("concept_drift", 0.0, 5.0, 109)
-    assert policy.quiet_until("concept_drift") == 110
-    policy.rearm("concept_drift", 4.0, 5.0, 110)  # not under 0.8 x threshold: stays fired
-    assert policy.quiet_until("concept_drift") == 110
-    policy.rearm("concept_drift", 3.999, 5.0, 110)
-    assert policy.quiet_until("concept_drift") is None
-    policy.rearm("concept_drift", 9.0, 5.0, 111)  # armed: rearm never fires nor disarms
-    assert policy.quiet_until("concept_drift") is None
+    assert policy.watch("data_drift", 0.3, 0.25, 10) == "fire"  # quiet until position 110
+    assert policy.watch("data_drift", 0.1, 0.25, 109) is None  # low, but still in the cooldown: stays active
+    assert policy.watch("data_drift", 0.3, 0.25, 109) is None  # active: no second event
+    assert policy.watch("data_drift", 0.1, 0.25, 110) == "resolve"  # at 110 exactly: resolved, armed again
+    assert policy.watch("data_drift", 0.3, 0.25, 111) == "fire"
 
 
 # -- join: expiry at equality, evictions ------------------------------------------------------

@@ -2,34 +2,26 @@
 
 A detector says "this window differs"; the policy decides whether users hear
 about it. Per (model, kind) it keeps an alarm that is either *armed* or
-*fired*. An armed alarm fires on a detection and stays quiet afterwards until
-both hold: ``cooldown_events`` rows of the stream have passed, and the
-statistic has fallen back below ``rearm_ratio`` × threshold (hysteresis). One
-change in the stream therefore gives one drift event, not one per window.
-
-Windowed kinds (every kind but concept drift) are decided by ``watch`` at each
-sub-window close, and a change that persists is one event: the fired alarm is
-*active* until the statistic has stayed below the re-arm level for
-``resolve_after`` consecutive closes (a full window's worth of rows), not one
-dip; then ``watch`` says ``"resolve"`` (the caller publishes a
-``drift_resolved`` event) and the alarm is armed again. ``decide`` and ``rearm``
-re-arm on one low statistic; concept drift, which used them, now restarts its
-detector at each detection instead and publishes every one.
+*fired*. ``watch`` looks at a windowed statistic at each sub-window close: an
+armed alarm fires when the statistic is above the threshold, and a change that
+persists is one event: the fired alarm stays *active* until ``cooldown_events``
+rows of the stream have passed and the statistic has stayed below
+``rearm_ratio`` × threshold (hysteresis) for ``resolve_after`` consecutive
+closes, not one dip; then ``watch`` says ``"resolve"`` (the caller publishes a
+``drift_resolved`` event) and the alarm is armed again. Concept drift does not
+go through the policy: its detector restarts at each detection and publishes
+every one (``core/concept.py``).
 
 Positions are counts of stream rows, never wall-clock time, so a replay makes
 the same decisions.
 
 Examples
 --------
->>> p = AlertPolicy(cooldown_events=100)
->>> windows = [(0.3, 10), (0.4, 20), (0.1, 50), (0.3, 150), (0.1, 160), (0.3, 170)]
->>> [p.decide("data_drift", s, 0.25, pos) for s, pos in windows]
-[True, False, False, False, False, True]
-
-With ``watch``, one dip under the re-arm level no longer re-arms: the same windows give one event,
+One dip under the re-arm level does not re-arm: these windows give one event,
 and two closes in a row below the level (``resolve_after=2``) resolve it.
 
 >>> p = AlertPolicy(cooldown_events=100, resolve_after=2)
+>>> windows = [(0.3, 10), (0.4, 20), (0.1, 50), (0.3, 150), (0.1, 160), (0.3, 170)]
 >>> [p.watch("data_drift", s, 0.25, pos) for s, pos in windows]
 ['fire', None, None, None, None, None]
 >>> p.active_kinds()
@@ -77,7 +69,7 @@ class AlertPolicy:
         The statistic must drop below ``rearm_ratio * threshold`` before the
         alarm can fire again.
     resolve_after
-        ``watch``: consecutive decisions (sub-window closes) with the statistic
+        Consecutive decisions (sub-window closes) with the statistic
         below ``rearm_ratio * threshold`` after which an active condition is
         resolved and the alarm armed again.
     """
@@ -89,7 +81,7 @@ class AlertPolicy:
         self._reset()
 
     def _reset(self) -> None:
-        # kind -> [armed, quiet_until_position]; ``watch`` adds [calm closes in a row, alert_id of the firing]
+        # kind -> [armed, quiet_until_position]; while fired also [calm closes in a row, alert_id of the firing]
         # while fired (an alarm from a snapshot written before ``watch`` has two fields: calm 0, no alert_id)
         self.alarms: dict[str, list] = {}
 
@@ -136,34 +128,6 @@ class AlertPolicy:
         """Kinds of drift event whose windowed condition has fired and not resolved (a concept alarm of an
         older snapshot, which nothing re-arms any more, is not one)."""
         return {ALARM_KIND.get(k, k) for k, alarm in self.alarms.items() if not alarm[0] and k in WATCHED}
-
-    def decide(self, kind: str, statistic: float, threshold: float, position: int) -> bool:
-        """Whether a window scored ``statistic`` at ``position`` raises a drift event."""
-        armed, quiet_until = self.alarms.get(kind, (True, 0))
-        if not armed and position >= quiet_until and statistic < self.rearm_ratio * threshold:
-            armed = True
-        fire = armed and statistic > threshold
-        if fire:
-            armed, quiet_until = False, position + self.cooldown_events
-        self.alarms[kind] = [armed, quiet_until]
-        return fire
-
-    def quiet_until(self, kind: str) -> int | None:
-        """The position from which the fired alarm of ``kind`` may re-arm; None while it is armed."""
-        armed, quiet_until = self.alarms.get(kind, (True, 0))
-        return None if armed else quiet_until
-
-    def rearm(self, kind: str, statistic: float, threshold: float, position: int) -> None:
-        """Re-arm a fired alarm whose statistic, at ``position``, is back under ``rearm_ratio`` × threshold.
-
-        For a detector whose statistic moves with every row (concept drift), between its
-        detections: the caller checks after each row, so the alarm re-arms at the same position
-        whatever the batches. Never fires, unlike ``decide`` with a statistic that happens to
-        equal the threshold to within rounding.
-        """
-        alarm = self.alarms.get(kind)
-        if alarm is not None and not alarm[0] and position >= alarm[1] and statistic < self.rearm_ratio * threshold:
-            alarm[0] = True
 
     def state(self) -> dict:
         return {"alarms": self.alarms}
