@@ -65,15 +65,32 @@ def streamdrift(env: dict[str, str], *args: str, timeout: float = 120) -> subpro
     )
 
 
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path):
+class StreamdriftProcess:
+    """A ``streamdrift`` command run as a real subprocess, its output appended to ``log_path``."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str):
         self.env = env
-        self.port = int(env["STREAMDRIFT_METRICS_PORT"])
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamdrift", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "streamdrift", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        self._log.close()
+        return self.proc.returncode
+
+
+class WorkerProcess(StreamdriftProcess):
+    def __init__(self, env: dict[str, str], log_path: Path):
+        super().__init__(env, log_path, "worker")
+        self.port = int(env["STREAMDRIFT_METRICS_PORT"])
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -108,16 +125,6 @@ class WorkerProcess:
                 pass  # the HTTP server is not up yet
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-4000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout)
-        self._log.close()
-        return self.proc.returncode
 
 
 def produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
@@ -182,7 +189,7 @@ with open(sys.argv[1], "ab") as out:
 """
 
 
-class ListenerProcess:
+class ListenerProcess(StreamdriftProcess):
     """``streamdrift retrain-listener --command <RECORDING_HOOK>`` as a real subprocess; ``calls()`` are the
     drift events its hook got, in call order."""
 
@@ -190,30 +197,13 @@ class ListenerProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "hook.py").write_text(RECORDING_HOOK)
         self.out_path = workdir / "hook-calls.jsonl"
-        self.log_path = workdir / "listener.log"
-        self._log = open(self.log_path, "ab")
         command = subprocess.list2cmdline([sys.executable, str(workdir / "hook.py"), str(self.out_path)])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamdrift", "retrain-listener", "--command", command, *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(env, workdir / "listener.log", "retrain-listener", "--command", command, *args)
 
     def calls(self) -> list[dict]:
         if not self.out_path.exists():
             return []
         return [orjson.loads(line) for line in self.out_path.read_bytes().splitlines() if line]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout)
-        self._log.close()
-        return self.proc.returncode
 
 
 def model_summaries(worker: WorkerProcess) -> dict[str, dict]:
