@@ -9,7 +9,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streamdrift.core import decode
 from streamdrift.core.config import InputBounds, MonitorSettings
 from streamdrift.core.decode import category_hash, decode_feedback, decode_predictions
 from streamdrift.core.engine import PartitionEngine
@@ -18,15 +17,6 @@ from streamdrift.core.records import RawMessage
 
 NOW_MS = 1_700_000_000_000
 YEAR_9999 = 253_402_200_000
-
-
-@pytest.fixture(params=["c_reader", "reference"])
-def path(request, monkeypatch):
-    if request.param == "reference":
-        monkeypatch.setattr(decode, "_speedups", None)
-    elif decode._speedups is None:
-        pytest.skip("the C reader is not built")
-    return request.param
 
 
 def _prediction(i: int, **fields) -> dict:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamdrift.core import decode
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.monitor import monitor_factory
@@ -147,15 +145,6 @@ def _messages(seed: int, hostility: float, mutation: float, topic: str, first: i
         ]
         out.append(RawMessage(topic, 0, i, key, value, (NOW_S + i) * 1000 if rng.random() < 0.9 else 0))
     return out
-
-
-@pytest.fixture(params=["c_reader", "reference"])
-def path(request, monkeypatch):
-    if request.param == "reference":
-        monkeypatch.setattr(decode, "_speedups", None)
-    elif decode._speedups is None:
-        pytest.skip("the C reader is not built")
-    return request.param
 
 
 # the fixture only chooses the decoding path, the same for every example: nothing to reset between them
