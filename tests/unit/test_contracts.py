@@ -200,6 +200,7 @@ def test_valid_feedback_fixture_decodes_to_its_values(kind: str, path: Path) -> 
     assert _close_to(batch.timestamps[0], _expected_epoch(event["timestamp"]))
     assert batch.predictions == [event.get("prediction")]
     assert _same_floats(batch.scores, [event.get("score", math.nan)])
+    assert _same_floats(batch.values, [event.get("value", math.nan)])
 
 
 # ---------------------------------------------------------------- generated: schema == decoder
@@ -261,7 +262,11 @@ MUTATIONS = [
                 "segment",
             ),
         ),
-        ("feedback", FEEDBACK, ("event_id", "model_id", "model_version", "timestamp", "label", "prediction", "score")),
+        (
+            "feedback",
+            FEEDBACK,
+            ("event_id", "model_id", "model_version", "timestamp", "label", "prediction", "score", "value"),
+        ),
     )
     for field in fields
     for value in TRICKY_VALUES
@@ -383,9 +388,10 @@ def test_feedback_batch_columns() -> None:
     messages = [
         RawMessage("f", 2, 0, b"m", feedback("e1")),
         RawMessage("f", 2, 1, b"m", feedback("e2", label="no", prediction="yes", score=0.75)),
-        RawMessage("f", 2, 2, b"m", feedback("e3", label=False, prediction=False)),
+        RawMessage("f", 2, 2, b"m", feedback("e3", label=False, prediction=False, value=-2)),
         RawMessage("f", 2, 3, b"m", b""),
         RawMessage("f", 2, 4, b"m", feedback("e4", label=None)),
+        RawMessage("f", 2, 5, b"m", feedback("e5", value="12")),
     ]
     batches, rejected = decode_feedback(messages)
     (batch,) = batches
@@ -396,9 +402,11 @@ def test_feedback_batch_columns() -> None:
     assert batch.predictions == [None, "yes", False]
     assert _same_floats(batch.scores, [math.nan, 0.75, math.nan])
     assert _same_floats(batch.timestamps, [5.0, 5.0, 5.0])
+    assert _same_floats(batch.values, [math.nan, math.nan, -2.0]) and batch.values.dtype == np.float64
     assert [r.reason for r in rejected] == [
         "empty value",
         "field 'label' must be a string, number or boolean, got null",
+        "field 'value' must be a number, got string",
     ]
 
 
@@ -467,6 +475,8 @@ def _good(kind: str, i: int) -> tuple[bytes, int]:
         }
     else:
         event = {"event_id": f"g{i}", "model_id": model, "timestamp": f"2024-05-01T12:00:{i:02d}Z", "label": i % 2}
+        if i % 3:  # a business value on some: the C reader reads them too
+            event["value"] = i * 2.5 - 7
     return orjson.dumps(event), i % 2
 
 
@@ -646,7 +656,7 @@ def test_c_reader_agrees_on_randomly_damaged_messages(seed: int, kind: str) -> N
                 "scores": {"0": 0.25, "1": 0.75},
             }
         else:
-            event = {**FEEDBACK, "prediction": "b", "score": float(rng.random()), "model_version": "v2"}
+            event = {**FEEDBACK, "prediction": "b", "score": float(rng.random()), "model_version": "v2", "value": -3.25}
         raw = orjson.dumps(event)
         for _ in range(int(rng.integers(1, 4))):
             raw = _mutated(rng, raw) or raw

@@ -228,12 +228,14 @@ def _label(extra: bytes = b"") -> bytes:
     return b'{"event_id":"e","model_id":"m","timestamp":1700000000,"label":1' + extra + b"}"
 
 
-def test_feedback_reads_labels_carried_predictions_and_scores(speedups) -> None:
-    parsed = speedups.feedback([_label(), _label(b',"prediction":"a","score":0.25,"features":{"x":[1]}')])
-    event_ids, model_ids, versions, written, labels, carried, scores = parsed
+def test_feedback_reads_labels_carried_predictions_scores_and_values(speedups) -> None:
+    parsed = speedups.feedback([_label(), _label(b',"prediction":"a","score":0.25,"features":{"x":[1]},"value":-12')])
+    event_ids, model_ids, versions, written, labels, carried, scores, values = parsed
     assert (labels, carried, versions, written) == ([1, 1], [None, "a"], [None, None], [1700000000] * 2)
     assert np.frombuffer(scores, np.float64).tolist()[1] == 0.25
-    assert speedups.feedback([_label(), _label()])[5:] == (None, None)
+    value = np.frombuffer(values, np.float64).tolist()
+    assert math.isnan(value[0]) and value[1] == -12.0
+    assert speedups.feedback([_label(), _label()])[5:] == (None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -243,6 +245,9 @@ def test_feedback_reads_labels_carried_predictions_and_scores(speedups) -> None:
         _label(b',"prediction":null'),
         _label(b',"label":2'),
         _label(b',"score":"0.5"'),
+        _label(b',"value":"12"'),
+        _label(b',"value":null'),
+        _label(b',"value":1,"value":2'),
         _label().replace(b'"label":1', b'"label":{}'),
         _label(b',"x":"\\u0041"'),
     ],

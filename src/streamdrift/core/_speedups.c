@@ -570,15 +570,15 @@ static int feature_names(const unsigned char *s, Py_ssize_t n, Features *f) {
 /* -------------------------------------------------------------- the event */
 
 enum { F_EVENT_ID = 1, F_MODEL_ID = 2, F_VERSION = 4, F_TIMESTAMP = 8, F_FEATURES = 16,
-       F_PREDICTION = 32, F_SCORE = 64, F_SCORES = 128, F_SEGMENT = 256, F_LABEL = 512 };
+       F_PREDICTION = 32, F_SCORE = 64, F_SCORES = 128, F_SEGMENT = 256, F_LABEL = 512, F_VALUE = 1024 };
 #define REQUIRED (F_EVENT_ID | F_MODEL_ID | F_TIMESTAMP | F_FEATURES | F_PREDICTION)
 #define REQUIRED_FEEDBACK (F_EVENT_ID | F_MODEL_ID | F_TIMESTAMP | F_LABEL)
 
 typedef struct {
     int feedback; /* a poll of the feedback topic: labels, and a prediction only if carried */
     PyObject *event_ids, *model_ids, *versions, *written, *outputs, *class_scores, *segments, *labels;
-    double *scores;
-    int any_score;
+    double *scores, *values; /* values: the feedback's business values (feedback polls only) */
+    int any_score, any_value;
     StringCache model_cache, version_cache, output_cache, label_cache;
     Features f;
 } Poll;
@@ -653,6 +653,13 @@ static int event(Poll *poll, const unsigned char *s, Py_ssize_t n, Py_ssize_t ro
             ok = c->p < c->end && (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && scan_number(c, &num);
             if (ok) poll->scores[row] = num.is_int ? (double)num.integer : num.real;
             poll->any_score = 1;
+        } else if (field(k, kn, "value") && poll->feedback) {
+            flag = F_VALUE; /* a number (its bound is checked in Python); anything else: the reference path */
+            skip_ws(c);
+            Number num;
+            ok = c->p < c->end && (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && scan_number(c, &num);
+            if (ok) poll->values[row] = num.is_int ? (double)num.integer : num.real;
+            poll->any_value = 1;
         } else if ((field(k, kn, "scores") || field(k, kn, "segment")) && !poll->feedback) {
             int scores = kn == 6;
             flag = scores ? F_SCORES : F_SEGMENT;
@@ -695,6 +702,7 @@ static void poll_clear(Poll *poll) {
     PyMem_Free(poll->f.columns);
     PyMem_Free(poll->f.block);
     PyMem_Free(poll->scores);
+    PyMem_Free(poll->values);
 }
 
 /* The columns of a poll of n values, each row None (NaN for scores) until read; 0 with an exception
@@ -708,6 +716,10 @@ static int poll_start(Poll *poll, Py_ssize_t n, int feedback) {
         return 0;
     if (feedback ? !(poll->labels = nones(n)) : !(poll->outputs = nones(n))) return 0;
     poll->scores = PyMem_Malloc((size_t)n * sizeof(double));
+    if (feedback && (poll->values = PyMem_Malloc((size_t)n * sizeof(double))) == NULL) {
+        PyErr_NoMemory();
+        return 0;
+    }
     if (!feedback) {
         poll->f.capacity = 32;
         poll->f.columns = PyMem_Calloc((size_t)poll->f.capacity, sizeof(Column));
@@ -717,6 +729,8 @@ static int poll_start(Poll *poll, Py_ssize_t n, int feedback) {
         return 0;
     }
     for (Py_ssize_t r = 0; r < n; r++) poll->scores[r] = NAN;
+    if (feedback)
+        for (Py_ssize_t r = 0; r < n; r++) poll->values[r] = NAN;
     return 1;
 }
 
@@ -807,9 +821,10 @@ error:
 PyDoc_STRVAR(feedback_doc,
 "feedback(values, /)\n--\n\n"
 "A poll of feedback message values (a list of bytes) as columns, or None as for predictions().\n\n"
-"Returns ``(event_ids, model_ids, versions, written, labels, carried, scores)``: lists of n\n"
+"Returns ``(event_ids, model_ids, versions, written, labels, carried, scores, values)``: lists of n\n"
 "values each, ``carried`` the predictions the events carry (None where absent) or None when no\n"
-"value has one, ``scores`` the bytes of n doubles (NaN where absent) or None when none has one.");
+"value has one, ``scores`` and ``values`` (the business values) the bytes of n doubles (NaN where\n"
+"absent) or None when none has one.");
 
 static PyObject *feedback(PyObject *module, PyObject *values) {
     if (!PyList_CheckExact(values)) {
@@ -832,8 +847,15 @@ static PyObject *feedback(PyObject *module, PyObject *values) {
                                                                       (Py_ssize_t)(n * sizeof(double)))
                                           : (Py_INCREF(Py_None), Py_None);
         if (scores == NULL) goto error;
-        result = Py_BuildValue("(OOOOOON)", poll.event_ids, poll.model_ids, poll.versions, poll.written,
-                               poll.labels, poll.outputs ? poll.outputs : Py_None, scores);
+        PyObject *values_read = poll.any_value ? PyBytes_FromStringAndSize((const char *)poll.values,
+                                                                           (Py_ssize_t)(n * sizeof(double)))
+                                               : (Py_INCREF(Py_None), Py_None);
+        if (values_read == NULL) {
+            Py_DECREF(scores);
+            goto error;
+        }
+        result = Py_BuildValue("(OOOOOONN)", poll.event_ids, poll.model_ids, poll.versions, poll.written,
+                               poll.labels, poll.outputs ? poll.outputs : Py_None, scores, values_read);
     }
     poll_clear(&poll);
     return result;

@@ -33,6 +33,7 @@ def feedback(
         list[Any],  # labels
         list[Any] | None,  # carried predictions; None when no value has one
         bytes | None,  # scores: n doubles; None when none has one
+        bytes | None,  # values: n doubles, NaN where absent; None when none has one
     ]
     | None
 ): ...

@@ -29,6 +29,9 @@ features (prediction)
     boolean or null.
 prediction (optional in feedback), label (feedback)
     String, number or boolean.
+value (optional, feedback)
+    Number: what the graded prediction was worth to the business (revenue,
+    loss, minutes), summed per model and version by the monitors.
 score (optional)
     Number in [0, 1]: probability of the positive class.
 scores (optional, prediction)
@@ -44,7 +47,7 @@ Bounds (``config.InputBounds``)
 Beyond the types, a value must stay within bounds that keep one event from
 damaging a model for good:
 
-- a number (feature value, prediction, label) has a magnitude of at most
+- a number (feature value, prediction, label, value) has a magnitude of at most
   ``max_abs_number`` (1e15): squares and sums of squares stay finite;
 - a string (feature value, prediction, label, segment name or value, class
   name in ``scores``) has at most ``max_string_chars`` characters (1024);
@@ -271,7 +274,7 @@ def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
 def _feedback_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
     label = _scalar(event, "label", bounds)  # checked in this order: the first failure is the reason given
     prediction = _scalar(event, "prediction", bounds) if "prediction" in event else None
-    return label, prediction, _score(event)
+    return label, prediction, _score(event), _value(event, bounds)
 
 
 def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> PredictionBatch:
@@ -295,7 +298,7 @@ def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> Predi
 
 
 def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> FeedbackBatch:
-    offsets, event_ids, versions, times, written, labels, predictions, scores = zip(*rows)
+    offsets, event_ids, versions, times, written, labels, predictions, scores, values = zip(*rows)
     return FeedbackBatch(
         model_id=model_id,
         partition=partition,
@@ -307,6 +310,7 @@ def _feedback_batch(model_id: str, partition: int, rows: list[tuple]) -> Feedbac
         labels=list(labels),
         predictions=list(predictions),
         scores=np.array(scores, dtype=np.float64),
+        values=np.array(values, dtype=np.float64),
     )
 
 
@@ -407,13 +411,16 @@ def _decode_parsed_feedback(
     parsed = _speedups.feedback([m.value for m in messages])
     if parsed is None:
         return None
-    event_ids, model_ids, versions, written, labels, carried, scores = parsed
+    event_ids, model_ids, versions, written, labels, carried, scores, values = parsed
     head = _parsed_head(messages, event_ids, model_ids, versions, written, scores, bounds, require_record_time)
     if head is None:
         return None
     if not _in_bounds(labels, bounds) or (carried is not None and not _in_bounds(carried, bounds)):
         return None
-    columns = (labels, [None] * len(messages) if carried is None else carried, head[2])
+    value_array = np.full(len(messages), _NAN) if values is None else np.frombuffer(values, np.float64)
+    if (np.abs(value_array) > bounds.max_abs_number).any():  # NaN (absent) compares False
+        return None
+    columns = (labels, [None] * len(messages) if carried is None else carried, value_array)
     return _parsed_batches(_parsed_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
@@ -613,7 +620,7 @@ def _parsed_feedback_batch(
     written: list,
     columns: tuple,
 ) -> FeedbackBatch:
-    labels, carried, _ = columns
+    labels, carried, values = columns
     offsets, times, scores = arrays
     take = _taker(rows, n)
     return FeedbackBatch(
@@ -627,6 +634,7 @@ def _parsed_feedback_batch(
         labels=take(labels),
         predictions=take(carried),
         scores=scores,
+        values=values if len(rows) == n else values[np.asarray(rows, dtype=np.intp)],
     )
 
 
@@ -769,6 +777,18 @@ def _score(event: dict) -> float:
     if type(score) in _NUMBER and 0 <= score <= 1:
         return float(score)
     raise _field_error("score", score, "a number in [0, 1]")
+
+
+def _value(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> float:
+    """A feedback's business value, NaN where absent. JSON writes no NaN or infinity, and the magnitude
+    bound keeps a number that overflowed a float (``1e400``) out too: every value counted is finite."""
+    value = event.get("value", _MISSING)
+    if value is _MISSING:
+        return _NAN
+    if type(value) not in _NUMBER:
+        raise _field_error("value", value, "a number")
+    _check_bounds("value", value, bounds)
+    return float(value)
 
 
 def _class_scores(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict[str, float] | None:

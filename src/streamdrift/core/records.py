@@ -89,6 +89,8 @@ class FeedbackBatch:
     # A feedback event may carry the prediction it grades; then it needs no join.
     predictions: list[Any] = field(default_factory=list)  # None where absent
     scores: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    # what each graded prediction was worth (revenue, loss, minutes), NaN where absent; empty: none has one
+    values: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
     def __len__(self) -> int:
         return len(self.event_ids)
