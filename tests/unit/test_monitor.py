@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.core.config import ModelSettings, MonitorSettings, RetrainBudget
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
@@ -156,12 +156,12 @@ def test_scheduled_retraining_follows_event_time_not_batches(stream):
     assert [e["window"]["end_offset"] for e in scheduled] == [10_002, 20_004, 30_006]
 
 
-def versions_stream(n: int, accuracy: dict[str, float], seed: int) -> list[RawMessage]:
+def versions_stream(n: int, accuracy: dict[str, float], seed: int, v1_share: float = 0.5) -> list[RawMessage]:
     """Feedback carrying its prediction, two versions interleaved, each right with its own probability."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        version = "v1" if rng.random() < 0.5 else "v2"
+        version = "v1" if rng.random() < v1_share else "v2"
         label = int(rng.random() < 0.5)
         prediction = label if rng.random() < accuracy[version] else 1 - label
         event = {
@@ -176,15 +176,37 @@ def versions_stream(n: int, accuracy: dict[str, float], seed: int) -> list[RawMe
     return out
 
 
-def test_a_version_surely_worse_than_the_other_raises_one_event_naming_it():
+def test_a_version_surely_worse_than_the_other_raises_one_rollback_event_naming_both():
     messages = versions_stream(20_000, {"v1": 0.9, "v2": 0.8}, seed=3)
     runs = [run_monitors(messages, size, SETTINGS)[1] for size in (1000, 333)]
     assert runs[0] == runs[1]  # where the batches end does not matter
     flagged = [e for e in runs[0] if e["detector"] == "version_comparison"]
-    assert [(e["kind"], e["model_version"], e["action"]) for e in flagged] == [
-        ("performance_degradation", "v2", "retrain")
+    assert [(e["kind"], e["model_version"], e["action"], e["rollback_to"]) for e in flagged] == [
+        ("performance_degradation", "v2", "rollback", "v1")
     ]
     assert flagged[0]["details"]["comparison"]["significant"] and flagged[0]["p_value"] < 0.001
+    # a rollback is not a retrain: no training window, and the retrain budget is neither asked nor spent
+    assert "training_window" not in flagged[0] and "budget" not in flagged[0]
+    jsonschema.validate(
+        {**flagged[0], "emitted_at": "2026-01-01T00:00:00Z"},
+        orjson.loads((SCHEMAS / "drift_event.schema.json").read_bytes()),
+    )
+
+
+def test_the_busiest_version_surely_worse_rolls_back_to_the_other_outside_the_retrain_budget():
+    """A new release on most of the traffic, worse than the old one still serving the rest: roll back to the old
+    one. The retrain budget counts retrain actions only: a budget of one per ten years is not spent by it."""
+    messages = versions_stream(20_000, {"v1": 0.9, "v2": 0.8}, seed=3, v1_share=0.3)
+    budget = RetrainBudget(max_retrains=1, period_s=10 * 365 * 86400.0)
+    monitors, events = run_monitors(messages, 1000, MonitorSettings(retrain_budget=budget))
+    flagged = [e for e in events if e["detector"] == "version_comparison"]
+    assert flagged and {(e["model_version"], e["action"], e["rollback_to"]) for e in flagged} == {
+        ("v2", "rollback", "v1")
+    }
+    assert flagged[0]["details"]["versions"]["v2"] > flagged[0]["details"]["versions"]["v1"]  # v2 is the busiest
+    assert not any("budget" in e for e in flagged)
+    retrains = sum(e["action"] == "retrain" for e in events)
+    assert monitors["m"].summary().retrain_budget_remaining == 1 - min(retrains, 1)
 
 
 def test_two_equally_good_versions_raise_nothing():

@@ -98,3 +98,18 @@ def test_the_webhook_refuses_ids_no_header_can_carry():
     assert hook.refuses({**EVENT, "model_id": "café"}) == ""  # latin-1
     assert "'model_id' is not latin-1" in hook.refuses({**EVENT, "model_id": "模型"})
     assert "'alert_id' is not latin-1" in hook.refuses({**EVENT, "alert_id": "a\u2028"})
+
+
+def test_rollback_events_go_to_a_listener_that_chose_them_and_only_there():
+    from streamdrift.cli import _parser
+    from streamdrift.retrain.listener import IGNORED, TRIGGER, AlertFilter
+
+    args = _parser().parse_args(["retrain-listener", "--command", "true", "--actions", "rollback"])
+    assert args.actions == {"rollback"}
+    rollback = {**EVENT, "alert_id": "a2", "action": "rollback", "rollback_to": "v1"}
+    rollbacks = AlertFilter(args.actions, debounce_s=3600, remember=10)
+    retrains = AlertFilter({"retrain"}, debounce_s=3600, remember=10)
+    assert (rollbacks.decide(rollback), rollbacks.decide(EVENT)) == (TRIGGER, IGNORED)
+    assert (retrains.decide(rollback), retrains.decide(EVENT)) == (IGNORED, TRIGGER)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["retrain-listener", "--command", "true", "--actions", "roll-back"])

@@ -498,7 +498,8 @@ class ModelMonitor:
         return {v: r["rows"] for v, r in self.versions.report("window")["versions"].items()}
 
     def _version_check(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
-        """A performance_degradation event naming a version surely worse than the busiest one (A/B, shadow)."""
+        """A performance_degradation event naming a version surely worse than the busiest one (A/B, shadow), or
+        the busiest one surely worse than another: action ``rollback``, ``rollback_to`` the better version."""
         comparisons = [c for c in self.versions.report("window")["comparisons"] if c["p_value"] is not None]
         if not comparisons:
             return []
@@ -543,6 +544,12 @@ class ModelMonitor:
             start_stream=start_stream,
         )
         event["model_version"] = worst["worse"]  # the version the event is about: the worse one
+        better = worst["version_b"] if worst["worse"] == worst["version_a"] else worst["version_a"]
+        # both served in this window: route traffic back to the better one rather than retrain. Rows
+        # without a version, or of versions past the cap, name nothing one could roll back to: retrain.
+        if worst["worse"] is not None and better not in (NO_VERSION, OTHER_VERSION):
+            event["action"] = "rollback"
+            event["rollback_to"] = better
         return [event]
 
     def _degradation(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:

@@ -5,6 +5,7 @@ This is the example consumer of the alerts topic, and a usable one::
     streamdrift retrain-listener --command "./submit-retraining.sh"
     streamdrift retrain-listener --webhook https://ci.example.com/hooks/retrain
     streamdrift retrain-listener --actions retrain,investigate --debounce-s 21600 --command ...
+    streamdrift retrain-listener --actions rollback --group streamdrift-rollback --command ./rollback.sh
 
 In Python, any callable is a hook: ``RetrainListener(settings, hook=my_function).run()``.
 
@@ -882,9 +883,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _actions(value: str) -> frozenset[str]:
     actions = frozenset(a.strip() for a in value.split(",") if a.strip())
-    unknown = actions - {"retrain", "investigate", "none"}
+    unknown = actions - {"retrain", "investigate", "rollback", "none"}
     if not actions or unknown:
-        raise argparse.ArgumentTypeError(f"actions are retrain, investigate, none; got {value!r}")
+        raise argparse.ArgumentTypeError(f"actions are retrain, investigate, rollback, none; got {value!r}")
     return actions
 
 
