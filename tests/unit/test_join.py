@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import orjson
+import pytest
 
 from streamdrift.core.join import ENTRY_OVERHEAD_BYTES, FeedbackJoin, Joined
 from streamdrift.core.join_bulk import BulkFeedbackJoin
@@ -45,6 +46,7 @@ def feed(
     carried: list | None = None,
     carried_scores: list[float] | None = None,
     versions: list | None = None,
+    values: list[float] | None = None,
 ) -> Joined:
     n = len(ids)
     return join.add_feedback(
@@ -54,6 +56,7 @@ def feed(
         carried if carried is not None else [None] * n,
         np.array(carried_scores if carried_scores is not None else [np.nan] * n, dtype=float),
         versions,
+        None if values is None else np.array(values, dtype=float),
     )
 
 
@@ -217,6 +220,28 @@ def test_feedback_carrying_its_prediction_completes_at_once():
     assert c["pending_feedback"] == 1  # 'c' carried nothing: it waits
 
 
+@pytest.mark.parametrize("join_class", [FeedbackJoin, BulkFeedbackJoin])
+def test_a_feedback_value_goes_with_its_label_to_the_pair(join_class: type[FeedbackJoin]) -> None:
+    """Whichever side comes first, and when the feedback carries its prediction; a waiting row keeps
+    its value through a snapshot, and costs 8 bytes more than one without (which is kept as before)."""
+    join = join_class(ttl_s=100.0, max_pending=100, max_pending_bytes=10**6)
+    predict(join, ["a"], [1.0], versions=["v1"])
+    early = feed(join, ["b", "c"], [2.0, 2.0], labels=[1, 0], values=[-7.5, np.nan])  # before their predictions
+    assert len(early) == 0
+    sizes = {event_id: entry[2] for event_id, entry in join.feedback.entries.items()}
+    assert sizes["b"] == sizes["c"] + 8 and len(join.feedback.entries["c"]) == 4
+    restored = join_class(ttl_s=100.0, max_pending=100, max_pending_bytes=10**6)
+    restored.load_state(orjson.loads(state_bytes(join)))
+    for j in (join, restored):
+        late = feed(j, ["a", "d"], [3.0, 3.0], labels=[1, 1], carried=[None, 0], values=[12.0, 40.0])
+        assert late.event_ids == ["a", "d"] and late.values.tolist() == [12.0, 40.0]
+        done = predict(j, ["b", "c"], [4.0, 4.0])
+        assert done.event_ids == ["b", "c"] and done.labels == [1, 0]
+        assert done.values[0] == -7.5 and math.isnan(done.values[1])
+    assert state_bytes(restored) == state_bytes(join)
+    assert math.isnan(feed(join, ["e"], [5.0], carried=[1]).values[0])  # no values given: NaN
+
+
 def test_two_interleavings_give_identical_pairs_counters_and_state():
     rng = np.random.default_rng(2024)
     n = 600
@@ -369,6 +394,7 @@ def joined_columns(done: Joined) -> tuple:
         done.versions,
         done.segments,
         array(done.carried),
+        array(done.values),
         [type(v) for v in done.predictions + done.labels + done.versions],
     )
 
@@ -430,6 +456,7 @@ def random_events(rng: np.random.Generator) -> tuple[dict, list]:
     f_scores = np.where(rng.random(m) < 0.5, rng.random(m), np.nan)
     f_versions = some(["v1", None, "v9"], m)
     f_labels = some(values, m)
+    f_values = np.where(rng.random(m) < rng.choice([0.0, 0.5, 1.0]), rng.normal(0, 100, m), np.nan)
 
     # both sides merged by time, with jitter so that some batches straddle, then cut into batches
     order = sorted(
@@ -471,6 +498,7 @@ def random_events(rng: np.random.Generator) -> tuple[dict, list]:
                         carried if any(c is not None for c in carried) or rng.random() < 0.5 else [],
                         f_scores[rows] if rng.random() < 0.8 else np.empty(0),
                         [f_versions[i] for i in rows] if rng.random() < 0.8 else None,
+                        f_values[rows] if rng.random() < 0.8 else None,
                     ),
                 )
             )

@@ -78,7 +78,7 @@ ENTRY_OVERHEAD_BYTES = 64  # a buffered row's bookkeeping, on top of its values'
 # (join_bulk buffers tuples, the row loop lists)
 DEADLINE, TIME, SIZE = 0, 1, 2
 PREDICTION, SCORE, VERSION, SEGMENT = 3, 4, 5, 6  # prediction rows
-LABEL = 3  # feedback rows
+LABEL, VALUE = 3, 4  # feedback rows; only a row whose feedback carried a value has one at VALUE
 
 
 @dataclass(slots=True)
@@ -94,13 +94,14 @@ class Joined:
     versions: list
     segments: list  # dict | None; None when the feedback carried the prediction
     carried: np.ndarray  # bool: the feedback carried its prediction
+    values: np.ndarray  # float64: the feedback's business value, NaN where it had none
 
     def __len__(self) -> int:
         return len(self.event_ids)
 
     @classmethod
     def from_rows(cls, rows: list[tuple]) -> Joined:
-        cols = list(zip(*rows)) if rows else [()] * 9
+        cols = list(zip(*rows)) if rows else [()] * 10
         return cls(
             event_ids=list(cols[0]),
             event_times=np.array(cols[1], dtype=np.float64),
@@ -111,16 +112,28 @@ class Joined:
             versions=list(cols[6]),
             segments=list(cols[7]),
             carried=np.array(cols[8], dtype=bool),
+            values=np.array([math.nan if v is None else v for v in cols[9]], dtype=np.float64),
         )
 
     @classmethod
     def empty(cls) -> Joined:
         # most prediction batches complete nothing: shared empty arrays (read only), fresh lists
-        return cls([], _NO_FLOATS, _NO_FLOATS, [], _NO_FLOATS, [], [], [], _NO_BOOLS)
+        return cls([], _NO_FLOATS, _NO_FLOATS, [], _NO_FLOATS, [], [], [], _NO_BOOLS, _NO_FLOATS)
 
 
 _NO_FLOATS, _NO_BOOLS = np.empty(0), np.empty(0, dtype=bool)
 _NO_FLOATS.flags.writeable = _NO_BOOLS.flags.writeable = False
+
+
+def feedback_values(values: np.ndarray | None, n: int) -> list[float | None]:
+    """The business values of ``n`` feedback rows as a list, None where a row has none.
+
+    >>> feedback_values(np.array([2.5, np.nan]), 2), feedback_values(None, 2)
+    ([2.5, None], [None, None])
+    """
+    if values is None or not len(values):
+        return [None] * n
+    return [None if v != v else v for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def approx_bytes(value: object) -> int:
@@ -251,16 +264,19 @@ class FeedbackJoin:
         predictions_carried: list,
         scores_carried: np.ndarray,
         versions: list | None = None,
+        values: np.ndarray | None = None,
     ) -> Joined:
         """Buffer feedback; return the pairs it completes.
 
         ``predictions_carried[i]`` is the prediction row ``i`` grades, or None;
         such a row completes at once with ``scores_carried[i]`` and
         ``versions[i]`` (when given). Either list may be empty: nothing carried.
+        ``values[i]`` is row ``i``'s business value, NaN where it has none
+        (None or empty: no row has one); it goes with the label to the pair.
         """
         marks, deadlines, times = self._advance(timestamps, self.feedback)
         done = self._add_feedback(
-            event_ids, marks, deadlines, times, labels, predictions_carried, scores_carried, versions
+            event_ids, marks, deadlines, times, labels, predictions_carried, scores_carried, versions, values
         )
         self._expire(self.watermark)
         return done
@@ -292,8 +308,20 @@ class FeedbackJoin:
             score = None if score != score else score
             fb = other.pop(event_id)
             if fb is not None:
+                value = fb[VALUE] if len(fb) > VALUE else None
                 done.append(
-                    (event_id, times[i], fb[TIME], predictions[i], score, fb[LABEL], versions[i], segments[i], False)
+                    (
+                        event_id,
+                        times[i],
+                        fb[TIME],
+                        predictions[i],
+                        score,
+                        fb[LABEL],
+                        versions[i],
+                        segments[i],
+                        False,
+                        value,
+                    )
                 )
                 self._remember(event_id, times[i])
             elif deadlines[i] < mark:
@@ -322,10 +350,12 @@ class FeedbackJoin:
         predictions_carried: list,
         scores_carried: np.ndarray,
         versions: list | None,
+        values: np.ndarray | None = None,
     ) -> Joined:
         """The module docstring's steps, row after row, with each row's watermark and deadline."""
         marks, deadlines, times = marks_array.tolist(), deadlines_array.tolist(), times_array.tolist()
         n = len(event_ids)
+        value_list = feedback_values(values, n)
         carried = list(predictions_carried) if len(predictions_carried) else [None] * n
         carried_scores = (
             np.asarray(scores_carried, dtype=np.float64).tolist() if len(scores_carried) else [math.nan] * n
@@ -355,6 +385,7 @@ class FeedbackJoin:
                         carried_versions[i],
                         None,
                         True,
+                        value_list[i],
                     )
                 )
                 self.carried += 1
@@ -373,6 +404,7 @@ class FeedbackJoin:
                         prediction[VERSION],
                         prediction[SEGMENT],
                         False,
+                        value_list[i],
                     )
                 )
                 self._remember(event_id, prediction[TIME])
@@ -380,7 +412,10 @@ class FeedbackJoin:
                 mine.expired += 1
             else:
                 size = ENTRY_OVERHEAD_BYTES + len(event_id) + approx_bytes(labels[i])
-                self._wait(mine, event_id, [deadlines[i], times[i], size, labels[i]])
+                if value_list[i] is None:
+                    self._wait(mine, event_id, [deadlines[i], times[i], size, labels[i]])
+                else:  # a value costs its 8 bytes; rows without one are buffered (and snapshot) as before values
+                    self._wait(mine, event_id, [deadlines[i], times[i], size + 8, labels[i], value_list[i]])
         return Joined.from_rows(done)
 
     def _advance(self, timestamps: np.ndarray, side: _Buffer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -38,11 +38,13 @@ from streamdrift.core.join import (
     SEGMENT,
     SIZE,
     TIME,
+    VALUE,
     VERSION,
     FeedbackJoin,
     Joined,
     _Buffer,
     approx_bytes,
+    feedback_values,
 )
 
 _EIGHT_BYTES = frozenset({int, float, bool, type(None)})  # the kinds approx_bytes sizes 8
@@ -149,8 +151,9 @@ class BulkFeedbackJoin(FeedbackJoin):
         predictions_carried: list[Any],
         scores_carried: NDArray[Any],
         versions: list[Any] | None,
+        values: NDArray[Any] | None = None,
     ) -> Joined:
-        args = (event_ids, marks, deadlines, times, labels, predictions_carried, scores_carried, versions)
+        args = (event_ids, marks, deadlines, times, labels, predictions_carried, scores_carried, versions, values)
         done = self._feedback_in_bulk(*args)
         if done is None:
             done = super()._add_feedback(*args)
@@ -231,6 +234,7 @@ class BulkFeedbackJoin(FeedbackJoin):
                 _take(versions, hit),
                 _take(segments, hit),
                 np.zeros(len(got), dtype=bool),
+                np.array([row[VALUE] if len(row) > VALUE else math.nan for row in feedback], dtype=np.float64),
             )
         if len(waiting):
             ids, preds, vers, segs = (_take(values, waits) for values in (event_ids, predictions, versions, segments))
@@ -257,11 +261,16 @@ class BulkFeedbackJoin(FeedbackJoin):
         predictions_carried: list[Any],
         scores_carried: NDArray[Any],
         versions: list[Any] | None,
+        values: NDArray[Any] | None = None,
     ) -> Joined | None:
         """``_feedback_by_row`` by whole-batch operations, or None where that is not proven."""
         n = len(event_ids)
         if not n or not len(times) == len(labels) == n or len(predictions_carried) not in (0, n):
             return None
+        if values is not None and len(values) not in (0, n):
+            return None
+        value_list = feedback_values(values, n)
+        some_value = any(v is not None for v in value_list)
         carry = [p is not None for p in predictions_carried] if len(predictions_carried) else None
         if carry is not None and any(carry):  # the carried scores, only read here and below with carry
             carried_scores = (
@@ -303,7 +312,14 @@ class BulkFeedbackJoin(FeedbackJoin):
         if waits is not None:
             ids, labs = _take(event_ids, waits), _take(labels, waits)
             sizes = _row_sizes(ids, ENTRY_OVERHEAD_BYTES, labs)
-            entries = zip(waiting.tolist(), times[rows].tolist(), sizes, labs)
+            entries: Iterable[tuple[Any, ...]] = zip(waiting.tolist(), times[rows].tolist(), sizes, labs)
+            if some_value:  # as the loop buffers them: a row with a value has it last, and 8 bytes more
+                vals = _take(value_list, waits)
+                sizes = [size if v is None else size + 8 for size, v in zip(sizes, vals)]
+                entries = [
+                    (d, t, size, label) if v is None else (d, t, size, label, v)
+                    for d, t, size, label, v in zip(waiting.tolist(), times[rows].tolist(), sizes, labs, vals)
+                ]
             _extend(mine, ids, entries, sum(sizes), self.max_pending, self.max_pending_bytes)
 
         predictions = [row[PREDICTION] for row in waited]
@@ -329,6 +345,7 @@ class BulkFeedbackJoin(FeedbackJoin):
             versions,
             segments,
             carried,
+            np.array(_take(value_list, done), dtype=np.float64) if some_value else np.full(len(done_ids), math.nan),
         )
 
     def _forget(self, watermark: float) -> None:

@@ -416,7 +416,13 @@ class ModelMonitor:
         events = []
         events += self._sketch_events("label_drift", self.labels, {"label": batch.labels}, batch)
         graded = self.join.add_feedback(
-            batch.event_ids, batch.timestamps, batch.labels, batch.predictions, batch.scores, batch.model_versions
+            batch.event_ids,
+            batch.timestamps,
+            batch.labels,
+            batch.predictions,
+            batch.scores,
+            batch.model_versions,
+            batch.values,
         )
         events += self._graded(graded, batch)
         return self._latest(self._retrain_fields(_in_stream_order(events), batch))
