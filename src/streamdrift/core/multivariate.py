@@ -1,0 +1,410 @@
+"""Joint drift of a model's numeric features: each pair's correlation against the reference.
+
+A change in how two inputs move together (their correlation flips, say) leaves
+every feature's own distribution as it was, so no marginal test sees it. A
+``CorrelationDrift`` watches the correlation of every pair of up to
+``max_features`` numeric features, over the same sliding window of sub-windows
+as the sketches, against the correlations of the model's first
+``reference_size`` rows.
+
+Exact sums. A window's or the reference's state is its co-moments: the number
+of rows, the sum of each feature's code and the sum of each pair's product of
+codes (diagonal included). Codes are integers, so these sums are exact in any
+order and whatever the batches: the state is the same bytes however the rows
+were cut. A value's code is its distance to the feature's centre in units of a
+power of two, ``rint((x - centre) / 2**exponent)``, clipped to 4 spreads on
+either side (a winsorisation: one outlier cannot make a correlation).
+
+Where centre and unit come from. The warm-up keeps no rows, and codes need a
+scale before the first sum. So the first quarter of the warm-up's rows
+(``scale_rows``) is only counted, as the sketches' warm-up counts
+(``warmup.WarmupColumn``: buckets about 1 % wide, no rows); when it is
+complete the detector picks its features (numbers only, present in at least
+95 % of those rows, not constant; the first ``max_features`` by name), and
+each one's centre (the median's bucket boundary) and unit (the power of two
+at most a 1,024th of the inter-quartile range, or of the range where that is
+0). The rest of the warm-up sums the reference's co-moments. A row that lacks
+one of the features (or holds something else than a number there) is left
+out of the sums and counted in ``skipped``.
+
+Overflow. ``|code| <= 4 * 2048 = 2**13``, so a product is at most ``2**26``
+and an int64 sum holds ``2**37`` rows: more than any reference or window
+(``MAX_ROWS``, which the settings check).
+
+The test. At each sub-window close with a full window, every pair's
+correlation in the window and in the reference, Fisher's z of each, and the
+difference of the two in standard errors,
+``(atanh r_w - atanh r_ref) / sqrt(1 / (n_w - 3) + 1 / (n_ref - 3))``, with
+its two-sided normal p-value. The monitor compares the smallest p-value with
+its share of the false-alarm budget (Bonferroni over the pairs and the
+repeated tests, as the sketches' tests).
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(5)
+>>> detector = CorrelationDrift(reference_size=800, window_size=400, subwindows=4, max_features=3)
+>>> def feed(rho, n, start):
+...     z = rng.standard_normal((n, 3))
+...     z[:, 1] = rho * z[:, 0] + np.sqrt(1 - rho**2) * z[:, 1]
+...     columns = {"a": z[:, 0], "b": z[:, 1], "c": z[:, 2].tolist()}
+...     return detector.update(columns, np.arange(start, start + n), np.zeros(n))
+>>> feed(0.6, 800, 0), detector.names  # the warm-up: 200 scale rows, then the reference
+([], ['a', 'b', 'c'])
+>>> stationary = feed(0.6, 400, 800)[-1]  # a window's test of pairs (a, b), (a, c), (b, c)
+>>> [round(float(r), 2) for r in stationary.reference], [round(float(r), 2) for r in stationary.window]
+([0.64, -0.04, -0.01], [0.58, 0.03, 0.06])
+>>> flipped = feed(-0.6, 400, 1200)[-1]
+>>> flipped.pair_names(int(np.argmin(flipped.p_value))), [round(float(z), 1) for z in flipped.z]
+(('a', 'b'), [-22.8, -0.7, 1.8])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr
+
+from streamdrift.core.protocols import State
+from streamdrift.core.records import FeatureColumn
+from streamdrift.core.warmup import WarmupColumn, lower
+
+UNIT_STEPS = 10  # a unit is at most spread / 2**10: codes resolve a 1,024th of the spread
+CLIP_SPREADS = 4  # codes are clipped to this many spreads either side of the centre
+MIN_PRESENT = 0.95  # a feature is watched if present (a number) in at least this share of the scale rows
+MAX_ROWS = 2**37  # rows a reference or window may hold: int64 sums of products of codes (<= 2**26) stay exact
+_NUMBER_TYPES = frozenset((int, float, type(None)))
+
+
+class WindowScore(NamedTuple):
+    """A window's test of every pair against the reference: pair ``k`` is features ``first[k]`` and
+    ``second[k]`` (indices into ``names``)."""
+
+    position: int  # rows seen when the window closed
+    names: list[str]
+    first: NDArray[np.intp]
+    second: NDArray[np.intp]
+    reference: NDArray[np.float64]  # each pair's correlation in the reference
+    window: NDArray[np.float64]  # ... and in the window
+    z: NDArray[np.float64]  # the difference of their Fisher z, in standard errors
+    p_value: NDArray[np.float64]  # two-sided
+    rows: int  # complete rows in the window (those that had every feature)
+    reference_rows: int
+    span: dict[str, Any]  # the window's start/end time and offset and its row count, as the sketches give it
+
+    def pair_names(self, k: int) -> tuple[str, str]:
+        return self.names[int(self.first[k])], self.names[int(self.second[k])]
+
+
+def _layout(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Where each product sum sits: the upper triangle of the K x K co-moments, diagonal included."""
+    rows, cols = np.triu_indices(k)
+    return rows.astype(np.intp), cols.astype(np.intp)
+
+
+def co_moments(codes: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The sums of rows of ``codes`` (one column per feature): ``[n, sum of each code, sum of each pair's
+    product (upper triangle, diagonal included)]``. Integers: the same whatever the order of the rows.
+
+    >>> co_moments(np.array([[1, 2], [3, -1]])).tolist()
+    [2, 4, 1, 10, -1, 5]
+    """
+    k = codes.shape[1]
+    rows, cols = _layout(k)
+    products = codes.T @ codes
+    return np.concatenate(([len(codes)], codes.sum(axis=0), products[rows, cols])).astype(np.int64)
+
+
+def correlations(sums: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64], int]:
+    """Each pair's correlation (upper triangle without the diagonal, in ``np.triu_indices(k, 1)`` order)
+    from ``co_moments``' sums, and the row count; 0 for a pair whose feature did not vary."""
+    n = int(sums[0])
+    if n < 2:
+        return np.zeros(k * (k - 1) // 2), n
+    rows, cols = _layout(k)
+    mean = sums[1 : 1 + k].astype(np.float64) / n
+    second = np.zeros((k, k))
+    second[rows, cols] = sums[1 + k :].astype(np.float64) / n
+    cov = second - np.outer(mean, mean)
+    var = np.maximum(np.diag(cov), 0.0)
+    first, other = np.triu_indices(k, 1)
+    scale = np.sqrt(var[first] * var[other])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(scale > 0, cov[first, other] / scale, 0.0)
+    return np.clip(r, -1.0, 1.0), n
+
+
+def fisher_test(
+    window: NDArray[np.float64], n_window: int, reference: NDArray[np.float64], n_reference: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The difference of two independent correlations' Fisher z, in standard errors, and its two-sided
+    p-value (1 where either side has 3 rows or fewer).
+
+    >>> z, p = fisher_test(np.array([-0.5, 0.5]), 1000, np.array([0.5, 0.5]), 1500)
+    >>> [round(float(v), 1) for v in z], [float(v) for v in p]
+    ([-26.9, 0.0], [4.2608425140432406e-159, 1.0])
+    """
+    if n_window <= 3 or n_reference <= 3:
+        return np.zeros(len(window)), np.ones(len(window))
+    bound = 1 - 1e-12  # a correlation of exactly +-1 has an infinite z
+    difference = np.arctanh(np.clip(window, -bound, bound)) - np.arctanh(np.clip(reference, -bound, bound))
+    z = difference / math.sqrt(1 / (n_window - 3) + 1 / (n_reference - 3))
+    return z, 2 * ndtr(-np.abs(z))
+
+
+def _as_floats(values: FeatureColumn) -> NDArray[np.float64]:
+    """A feature column as floats, NaN where missing or not a number (bools are not numbers)."""
+    if isinstance(values, np.ndarray):
+        return values
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        return np.array(values, dtype=np.float64)
+    return np.array([v if type(v) in (int, float) else None for v in values], dtype=np.float64)
+
+
+class CorrelationDrift:
+    """Each pair's correlation over a sliding window against the reference's (see the module's docstring).
+
+    Parameters
+    ----------
+    reference_size
+        Rows of warm-up: the first quarter sets the features' centres and units, the rest is the reference.
+    window_size
+        Rows in the window.
+    subwindows
+        Sub-windows the window slides by; must divide ``window_size``.
+    max_features
+        Numeric features watched at most (the first by name): ``max_features * (max_features - 1) / 2`` pairs.
+    """
+
+    def __init__(self, reference_size: int, window_size: int, subwindows: int, max_features: int):
+        self.reference_size = reference_size
+        self.window_size = window_size
+        self.subwindows = subwindows
+        self.max_features = max_features
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows = 0
+        self.skipped = 0  # rows past the scale rows that lacked a watched feature: in no sum
+        self.scale: dict[str, WarmupColumn] | None = {}  # the scale rows' counts per feature, until chosen
+        self.names: list[str] = []
+        self.centres = np.zeros(0)
+        self.exponents = np.zeros(0, np.int64)
+        self.clips = np.zeros(0, np.int64)
+        self.reference = np.zeros(1, np.int64)
+        self.ring = np.zeros((self.subwindows, 1), np.int64)
+        # per sub-window: rows, first/last source offset, first/last event time
+        self.slot_rows = np.zeros(self.subwindows, np.int64)
+        self.slot_offsets = np.zeros((self.subwindows, 2), np.int64)
+        self.slot_times = np.zeros((self.subwindows, 2), np.float64)
+        self.slot = 0
+        self.slots_filled = 0
+
+    @property
+    def scale_rows(self) -> int:
+        return self.reference_size // 4
+
+    @property
+    def slot_size(self) -> int:
+        return self.window_size // self.subwindows
+
+    @property
+    def pairs(self) -> int:
+        k = len(self.names)
+        return k * (k - 1) // 2
+
+    @property
+    def ready(self) -> bool:
+        """Whether the reference is complete (windows are tested from then on, if there are pairs)."""
+        return self.rows >= self.reference_size
+
+    def update(
+        self, columns: Mapping[str, FeatureColumn], offsets: NDArray[np.int64], times: NDArray[np.float64]
+    ) -> list[WindowScore]:
+        """Add rows; return the test of each window completed within them."""
+        n = len(offsets)
+        start = 0
+        if self.scale is not None:
+            start = min(n, self.scale_rows - self.rows)
+            self._count_scale(columns, start)
+            self.rows += start
+            if self.rows == self.scale_rows:
+                self._choose()
+        if start == n or not self.pairs:
+            self.rows += n - start
+            return []
+        codes, complete = self._codes(columns, start, n)
+        if self.rows < self.reference_size:
+            take = min(n - start, self.reference_size - self.rows)
+            self.reference += self._sums(codes[:take], complete[:take])
+            self.rows += take
+            start += take
+            codes, complete = codes[take:], complete[take:]
+        return self._slide(codes, complete, offsets, times, start)
+
+    def _slide(
+        self,
+        codes: NDArray[np.int64],
+        complete: NDArray[np.bool_],
+        offsets: NDArray[np.int64],
+        times: NDArray[np.float64],
+        start: int,
+    ) -> list[WindowScore]:
+        """Rows ``start:`` of the batch (``codes`` from there on) into the ring, sub-window by sub-window."""
+        scores = []
+        first, n = start, len(offsets)
+        while start < n:
+            slot, filled = self.slot, int(self.slot_rows[self.slot])
+            stop = min(n, start + self.slot_size - filled)
+            self.ring[slot] += self._sums(codes[start - first : stop - first], complete[start - first : stop - first])
+            if not filled:
+                self.slot_offsets[slot, 0], self.slot_times[slot, 0] = offsets[start], times[start]
+            self.slot_offsets[slot, 1], self.slot_times[slot, 1] = offsets[stop - 1], times[stop - 1]
+            self.slot_rows[slot] = filled + stop - start
+            self.rows += stop - start
+            start = stop
+            if self.slot_rows[slot] == self.slot_size:
+                self.slots_filled = min(self.slots_filled + 1, self.subwindows)
+                if self.slots_filled == self.subwindows:
+                    scores.append(self._score())
+                self.slot = (slot + 1) % self.subwindows
+                self.ring[self.slot] = 0
+                self.slot_rows[self.slot] = 0
+        return scores
+
+    def _sums(self, codes: NDArray[np.int64], complete: NDArray[np.bool_]) -> NDArray[np.int64]:
+        whole = codes[complete]
+        self.skipped += len(codes) - len(whole)
+        return co_moments(whole)
+
+    def _count_scale(self, columns: Mapping[str, FeatureColumn], take: int) -> None:
+        """Count the first ``take`` rows into the scale rows' summaries (rows of a feature's batches
+        before it first appears count as missing: only its present share matters)."""
+        assert self.scale is not None
+        if not take:
+            return
+        for name, values in columns.items():
+            column = self.scale.get(name)
+            if column is None:
+                column = self.scale[name] = WarmupColumn(limit=0, max_kept=0)
+            column.add(values[:take])
+
+    def _choose(self) -> None:
+        """The scale rows are complete: pick the features and each one's centre, unit and clip."""
+        assert self.scale is not None
+        chosen: list[tuple[str, float, int, int]] = []
+        for name in sorted(self.scale):
+            summary = self.scale[name]
+            if summary.categorical or summary.numbers < MIN_PRESENT * self.scale_rows:
+                continue
+            keys, counts = summary.histogram()
+            lows = summary.anchor + lower(keys)
+            cumulative = np.cumsum(counts)
+
+            def quantile(
+                q: float, lows: NDArray[np.float64] = lows, cumulative: NDArray[np.int64] = cumulative
+            ) -> float:
+                return float(lows[int(np.searchsorted(cumulative, q * cumulative[-1]))])
+
+            spread = quantile(0.75) - quantile(0.25)
+            if spread <= 0:
+                spread = float(lows[-1] - lows[0])
+            if spread <= 0 or not math.isfinite(spread):
+                continue  # constant: nothing to correlate
+            exponent = math.floor(math.log2(spread)) - UNIT_STEPS
+            chosen.append((name, quantile(0.5), exponent, int(CLIP_SPREADS * spread / 2.0**exponent)))
+            if len(chosen) == self.max_features:
+                break
+        self.scale = None
+        if len(chosen) < 2:
+            return  # no pair: the detector only counts rows
+        self.names = [c[0] for c in chosen]
+        self.centres = np.array([c[1] for c in chosen], np.float64)
+        self.exponents = np.array([c[2] for c in chosen], np.int64)
+        self.clips = np.array([c[3] for c in chosen], np.int64)
+        size = 1 + len(chosen) + len(chosen) * (len(chosen) + 1) // 2
+        self.reference = np.zeros(size, np.int64)
+        self.ring = np.zeros((self.subwindows, size), np.int64)
+
+    def _codes(
+        self, columns: Mapping[str, FeatureColumn], start: int, stop: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """Rows ``start:stop``'s codes (one column per watched feature) and whether each row has them all."""
+        x = np.full((stop - start, len(self.names)), np.nan)
+        for j, name in enumerate(self.names):
+            values = columns.get(name)
+            if values is not None:
+                x[:, j] = _as_floats(values[start:stop])
+        complete = ~np.logical_or.reduce(np.isnan(x), axis=1)
+        # (x - centre) * 2**-exponent is exact scaling by a power of two: the same float for the same value
+        scaled = np.rint(np.where(np.isnan(x), 0.0, x - self.centres) * np.exp2(-self.exponents.astype(np.float64)))
+        codes = np.clip(scaled, -self.clips, self.clips).astype(np.int64)
+        return codes, complete
+
+    def _score(self) -> WindowScore:
+        k = len(self.names)
+        window_sums = self.ring.sum(axis=0)
+        in_window, n_window = correlations(window_sums, k)
+        in_reference, n_reference = correlations(self.reference, k)
+        z, p_value = fisher_test(in_window, n_window, in_reference, n_reference)
+        first, second = np.triu_indices(k, 1)
+        oldest = (self.slot + 1) % self.subwindows
+        span = {
+            "start_time": float(self.slot_times[oldest, 0]),
+            "end_time": float(self.slot_times[self.slot, 1]),
+            "count": int(self.slot_rows.sum()),
+            "start_offset": int(self.slot_offsets[oldest, 0]),
+            "end_offset": int(self.slot_offsets[self.slot, 1]),
+        }
+        return WindowScore(
+            self.rows,
+            list(self.names),
+            first.astype(np.intp),
+            second.astype(np.intp),
+            in_reference,
+            in_window,
+            z,
+            p_value,
+            n_window,
+            n_reference,
+            span,
+        )
+
+    def state(self) -> State:
+        return {
+            "rows": self.rows,
+            "skipped": self.skipped,
+            "scale": None if self.scale is None else {name: c.state() for name, c in self.scale.items()},
+            "names": list(self.names),
+            "centres": self.centres.copy(),
+            "exponents": self.exponents.copy(),
+            "clips": self.clips.copy(),
+            "reference": self.reference.copy(),
+            "ring": self.ring.copy(),
+            "slot_rows": self.slot_rows.tolist(),
+            "slot_offsets": self.slot_offsets.tolist(),
+            "slot_times": self.slot_times.tolist(),
+            "slot": self.slot,
+            "slots_filled": self.slots_filled,
+        }
+
+    def load_state(self, state: State) -> None:
+        self.rows = state["rows"]
+        self.skipped = state["skipped"]
+        scale = state["scale"]
+        self.scale = None if scale is None else {n: WarmupColumn.from_state(c, 0, 0) for n, c in scale.items()}
+        self.names = list(state["names"])
+        self.centres = np.array(state["centres"], np.float64)
+        self.exponents = np.array(state["exponents"], np.int64)
+        self.clips = np.array(state["clips"], np.int64)
+        self.reference = np.array(state["reference"], np.int64)
+        self.ring = np.array(state["ring"], np.int64).reshape(self.subwindows, -1)
+        self.slot_rows = np.array(state["slot_rows"], np.int64)
+        self.slot_offsets = np.array(state["slot_offsets"], np.int64).reshape(self.subwindows, 2)
+        self.slot_times = np.array(state["slot_times"], np.float64).reshape(self.subwindows, 2)
+        self.slot = state["slot"]
+        self.slots_filled = state["slots_filled"]
