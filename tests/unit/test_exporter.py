@@ -95,6 +95,7 @@ def test_the_collectors_own_text_is_what_prometheus_client_writes_byte_for_byte(
 
 
 STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift status` read it
+    "business",  # issue 23 item 4: cost and value; null for a model without them
     "concept_statistic",
     "drift_active",
     "drift_events",

@@ -8,11 +8,20 @@ Plain pydantic models, no environment or file loading (that is
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
@@ -31,11 +40,16 @@ class RetrainBudget(_Section):
     min_interval_s: float = Field(0.0, ge=0, description="event time (seconds) between two retrain actions at least")
 
 
-def _without_unset_budget(data: dict[str, Any]) -> dict[str, Any]:
-    # no budget dumps as before budgets existed, so the settings' hash (the snapshots' seal) is unchanged
-    # for a deployment that does not set one, and its snapshots load
-    if data.get("retrain_budget") is None:
-        data.pop("retrain_budget", None)
+# settings added after snapshots were sealed: unset, they dump as before they existed, so the settings' hash
+# (the snapshots' seal) is unchanged for a deployment that does not set them, and its snapshots load
+_LATER_SETTINGS = ("retrain_budget", "cost_matrix", "cost_per_unit_error", "cost_tolerance")
+MAX_ABS_COST = 1e12  # a cost matrix's entries, and cost_per_unit_error: sums and squares of costs stay finite
+
+
+def _without_unset_later_settings(data: dict[str, Any]) -> dict[str, Any]:
+    for name in _LATER_SETTINGS:
+        if name in data and data[name] is None:
+            del data[name]
     return data
 
 
@@ -85,7 +99,7 @@ class MonitorSettings(_Section):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _without_unset_budget(handler(self))
+        return _without_unset_later_settings(handler(self))
 
     @field_validator("subwindows")
     @classmethod
@@ -122,10 +136,62 @@ class ModelSettings(_Section):
     retrain_budget: RetrainBudget | None = Field(
         None, description="this model's retrain budget; none: [monitor]'s retrain_budget, if any"
     )
+    cost_matrix: dict[str, dict[str, float]] | None = Field(
+        None,
+        description="classification: the cost of each (label, prediction) pair, as label -> prediction -> cost, "
+        'class names as streamdrift names them ("1" for 1 and true, "0" for 0 and false); every class a row '
+        "and a column",
+    )
+    cost_per_unit_error: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_ABS_COST,
+        description="regression: the cost of a prediction is this times |label - prediction|",
+    )
+    cost_tolerance: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="how much higher than the reference a window's mean cost may be before a performance_degradation "
+        "event (detector cost); unset: cost is measured, not tested",
+    )
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _without_unset_budget(handler(self))
+        return _without_unset_later_settings(handler(self))
+
+    @field_validator("cost_matrix")
+    @classmethod
+    def _cost_matrix_is_square_and_finite(cls, matrix: dict[str, dict[str, float]] | None) -> Any:
+        if matrix is None:
+            return None
+        classes = sorted(matrix)
+        if len(classes) < 2:
+            raise ValueError("needs at least two classes: label -> prediction -> cost")
+        for label, row in matrix.items():
+            if sorted(row) != classes:
+                raise ValueError(
+                    f"the row of label {label!r} must give a cost for each class {classes}, not {sorted(row)}"
+                )
+            for prediction, cost in row.items():
+                if not (math.isfinite(cost) and abs(cost) <= MAX_ABS_COST):
+                    raise ValueError(
+                        f"the cost of label {label!r} predicted {prediction!r} must be a finite number of magnitude "
+                        f"at most {MAX_ABS_COST:g}"
+                    )
+        return matrix
+
+    @model_validator(mode="after")
+    def _one_cost_for_the_task(self) -> ModelSettings:
+        if self.cost_matrix is not None and self.cost_per_unit_error is not None:
+            raise ValueError("set cost_matrix (classification) or cost_per_unit_error (regression), not both")
+        if self.cost_matrix is not None and self.task == "regression":
+            raise ValueError("cost_matrix is for classification; a regression model takes cost_per_unit_error")
+        if self.cost_per_unit_error is not None and self.task == "classification":
+            raise ValueError("cost_per_unit_error is for regression; a classification model takes cost_matrix")
+        if self.cost_tolerance is not None and self.cost_matrix is None and self.cost_per_unit_error is None:
+            raise ValueError("cost_tolerance needs cost_matrix or cost_per_unit_error")
+        return self
 
 
 class InputBounds(_Section):

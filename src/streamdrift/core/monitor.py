@@ -51,6 +51,7 @@ from streamdrift.core.metrics import (
     infer_task,
     label_keys,
 )
+from streamdrift.core.metrics.cost import CostMetrics, ExpectedCost, expected_costs, matrix_costs
 from streamdrift.core.metrics.regression import counted_rows
 from streamdrift.core.policy import (
     ALARM_KIND,
@@ -188,6 +189,15 @@ class ModelMonitor:
         self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
+        # business metrics: made when the model declares a cost, or at the first value feedback carries
+        self.cost: CostMetrics | None = None
+        matrix = self.model.cost_matrix
+        self.expected_cost = ExpectedCost(s.window_size, s.subwindows) if matrix is not None else None
+        self.cost_degradation = (
+            DegradationTest(self.model.cost_tolerance, s.degradation_alpha, higher_is_better=False, proportion=False)
+            if self.model.cost_tolerance is not None
+            else None
+        )
         self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=s.degradation_alpha)
         self.segments = (
             SegmentMetrics(
@@ -285,6 +295,8 @@ class ModelMonitor:
         scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
         if len(scored_rows):
             self.cbpe.update(scored_rows)
+        if self.expected_cost is not None:
+            self._expect_cost(batch)
         graded = self.join.add_predictions(
             batch.event_ids, batch.timestamps, batch.predictions, batch.scores, batch.model_versions, batch.segments
         )
@@ -439,7 +451,11 @@ class ModelMonitor:
         if isinstance(performance, ClassificationMetrics):
             truth, predicted = label_keys(graded.labels), label_keys(graded.predictions)  # once, for all below
             correct = truth == predicted
-            self._mark_subwindows(performance, np.arange(len(graded)), batch, rows)
+            everyone = np.arange(len(graded))
+            self._mark_subwindows(performance, everyone, batch, rows)
+            matrix = self.model.cost_matrix
+            costs = matrix_costs(matrix, truth, predicted) if matrix is not None else np.full(len(graded), np.nan)
+            events += self._business(graded, everyone, costs, batch, rows)
             windows = performance.update(truth, predicted, graded.scores)
             if self.segments is not None:
                 self.segments.update(truth, predicted, [seg or {} for seg in graded.segments])
@@ -456,6 +472,7 @@ class ModelMonitor:
         else:
             counted = counted_rows(graded.labels, graded.predictions)
             self._mark_subwindows(performance, counted, batch, rows)
+            events += self._business(graded, counted, self._regression_costs(graded, counted), batch, rows)
             versions = [graded.versions[i] for i in counted.tolist()]
             unjudged = np.zeros(len(counted), dtype=bool)  # regression: versions are counted, not compared
             done = 0
@@ -468,6 +485,111 @@ class ModelMonitor:
             self.labelled_total += len(graded)
         del self.subwindow_marks[: -(self.settings.subwindows + 1)]  # the window's start is among these
         return events
+
+    def _expect_cost(self, batch: PredictionBatch) -> None:
+        """The expected cost of the batch's scored predictions, for the window's estimate before labels come."""
+        matrix = self.model.cost_matrix
+        assert self.expected_cost is not None and matrix is not None  # made for models with a cost matrix
+        positive = str(label_keys([self.model.positive_label])[0])
+        predicted = label_keys(batch.predictions)
+        self.expected_cost.update(expected_costs(matrix, predicted, batch.scores, batch.class_scores, positive))
+
+    def _regression_costs(self, graded: Joined, counted: np.ndarray) -> np.ndarray:
+        """``cost_per_unit_error`` times the absolute error of the counted pairs (numbers both); NaN without it."""
+        per_unit = self.model.cost_per_unit_error
+        if per_unit is None:
+            return np.full(len(counted), np.nan)
+        picked = counted.tolist()
+        truth = np.array([graded.labels[i] for i in picked], dtype=np.float64)
+        predicted = np.array([graded.predictions[i] for i in picked], dtype=np.float64)
+        return per_unit * np.abs(truth - predicted)
+
+    def _business(
+        self,
+        graded: Joined,
+        counted: np.ndarray,
+        costs: np.ndarray,
+        batch: PredictionBatch | FeedbackBatch,
+        rows: np.ndarray,
+    ) -> list[dict]:
+        """Cost and value of the graded pairs the metrics count (``counted``, their indices; ``costs`` theirs,
+        NaN where none), before the metrics count them: so their windows close at the same rows. A model
+        that declares no cost starts counting at its first value, as if from the start (no value before)."""
+        values = graded.values[counted] if len(graded.values) else np.full(len(counted), np.nan)
+        if self.cost is None:
+            declared = self.model.cost_matrix is not None or self.model.cost_per_unit_error is not None
+            if not declared and bool(np.isnan(values).all()):
+                return []
+            s = self.settings
+            self.cost = CostMetrics(s.window_size, s.subwindows, s.max_versions)
+            assert self.performance is not None  # started by the graded pairs
+            self.cost.rows = self.performance.rows  # aligned with the metrics' windows
+        versions = [graded.versions[i] for i in counted.tolist()]
+        events = []
+        for w in self.cost.update(versions, costs, values):
+            events += self._cost_check(w, batch, int(rows[counted[w["row"]]]))
+        return events
+
+    def _cost_check(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
+        """A performance_degradation event (detector ``cost``) when the window's mean cost is surely above the
+        reference's (the first window's) by more than ``cost_tolerance``: the accuracy test, one-sided, on
+        the mean cost with its standard error."""
+        report = window["report"]
+        if self.cost_degradation is None or report["cost"] is None or report["cost_se"] is None:
+            return []
+        verdict = self.cost_degradation.check(report["cost"], report["costed"], report["cost_se"])
+        if verdict is None:  # the first window sets the reference
+            return []
+        alpha = self.settings.degradation_alpha
+        firing = self.policy.firing_alert("cost")
+        decision = self.policy.watch("cost", 1 - verdict.p_value, 1 - alpha, window["position"])
+        if decision is None:
+            return []
+        at, start_stream = self._labelled_window(window, batch, row)
+        versions = {v: r["rows"] for v, r in report["versions"].items()}  # as of the closing row
+        if decision == "resolve":
+            return [
+                self._resolved(
+                    "cost",
+                    firing,
+                    verdict.statistic,
+                    verdict.threshold,
+                    verdict.p_value,
+                    at,
+                    batch,
+                    row,
+                    versions=versions,
+                    start_stream=start_stream,
+                )
+            ]
+        details = {
+            "metric": "cost",
+            "reference": verdict.reference,
+            "confidence_bound": verdict.bound,
+            "tolerance": self.model.cost_tolerance,
+            "costed": report["costed"],
+            "cost_per_version": {v: r["cost"] for v, r in report["versions"].items() if r["cost"] is not None},
+        }
+        if self.expected_cost is not None:
+            details["expected_cost"] = self.expected_cost.estimate("window")  # of the latest predictions
+        return [
+            self._fired(
+                "cost",
+                "performance_degradation",
+                "cost",
+                None,
+                verdict.statistic,
+                verdict.threshold,
+                verdict.p_value,
+                at,
+                batch,
+                row,
+                [],
+                details,
+                versions=versions,
+                start_stream=start_stream,
+            )
+        ]
 
     def _position(self, batch: PredictionBatch | FeedbackBatch, row: int) -> list:
         """Where a batch row is: [stream, offset, event time] (a drift event's window names such places)."""
@@ -1037,7 +1159,19 @@ class ModelMonitor:
             retrain_budget_remaining=(
                 self.retrain_budget.remaining(self.last_event_time) if self.retrain_budget is not None else None
             ),
+            business=self._business_summary(),
         )
+
+    def _business_summary(self) -> dict | None:
+        """Cost and value, windowed and cumulative; the expected cost from scores; the cost test's reference."""
+        if self.cost is None and self.expected_cost is None:
+            return None
+        return {
+            "window": self.cost.report("window") if self.cost is not None else {},
+            "cumulative": self.cost.report("cumulative") if self.cost is not None else {},
+            "expected_cost": self.expected_cost.estimate("window") if self.expected_cost is not None else None,
+            "reference_cost": self.cost_degradation.reference_value if self.cost_degradation is not None else None,
+        }
 
     def quarantine(self, error: str, where: str, topic: str) -> None:
         """Freeze this monitor: processing a batch of ``topic`` raised ``error`` at ``where``."""
@@ -1078,7 +1212,18 @@ class ModelMonitor:
             "versions": self.versions.state(),
             "degradation": self.degradation.state(),
             "segments": self.segments.state() if self.segments is not None else None,
+            **self._business_state(),
         }
+
+    def _business_state(self) -> dict:
+        """The business metrics' state, under ``cost``; nothing for a model without them, whose snapshot
+        is then the same bytes as before they existed."""
+        parts = {
+            "metrics": self.cost.state() if self.cost is not None else None,
+            "expected": self.expected_cost.state() if self.expected_cost is not None else None,
+            "degradation": self.cost_degradation.state() if self.cost_degradation is not None else None,
+        }
+        return {"cost": parts} if any(part is not None for part in parts.values()) else {}
 
     @classmethod
     def from_state(
@@ -1131,6 +1276,15 @@ class ModelMonitor:
         monitor.degradation.load_state(state["degradation"])
         if monitor.segments is not None and state["segments"] is not None:
             monitor.segments.load_state(state["segments"])
+        business = state.get("cost") or {}  # none before business metrics, or for a model without them
+        if business.get("metrics") is not None:
+            s = monitor.settings
+            monitor.cost = CostMetrics(s.window_size, s.subwindows, s.max_versions)
+            monitor.cost.load_state(business["metrics"])
+        if monitor.expected_cost is not None and business.get("expected") is not None:
+            monitor.expected_cost.load_state(business["expected"])
+        if monitor.cost_degradation is not None and business.get("degradation") is not None:
+            monitor.cost_degradation.load_state(business["degradation"])
         return monitor
 
 

@@ -50,10 +50,18 @@ RESOLVED = "drift_resolved"  # the event that says a windowed kind's condition h
 REBASELINED = "rebaselined"  # the event that says a new reference was learnt after a drift (action "none")
 NEWS = frozenset({RESOLVED, REBASELINED})  # informational events: no drift, never a retrain
 # policy alarms that are not named after the kind of their events
-ALARM_KIND = {"version_comparison": "performance_degradation"}
+ALARM_KIND = {"version_comparison": "performance_degradation", "cost": "performance_degradation"}
 # the alarms of windowed statistics, decided by ``watch``
 WATCHED = frozenset(
-    {"data_drift", "prediction_drift", "label_drift", "performance_degradation", "version_comparison", "data_quality"}
+    {
+        "data_drift",
+        "prediction_drift",
+        "label_drift",
+        "performance_degradation",
+        "version_comparison",
+        "cost",
+        "data_quality",
+    }
 )
 SCHEMA_VERSION = 1
 

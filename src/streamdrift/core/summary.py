@@ -98,6 +98,11 @@ class MonitorSummary:
     retrain_budget_remaining
         ``retrain`` actions the model's retrain budget still allows in the period that ends at its latest
         event time; None without a budget.
+    business
+        Cost and value of graded predictions (``core/metrics/cost.py``): ``window`` and ``cumulative``
+        reports (rows, costed, cost, cost_sum, valued, value, value_sum, per version), ``expected_cost``
+        (from scores, latest window) and ``reference_cost`` (what the cost test compares against); None
+        for a model that declares no cost and has had no value yet.
     """
 
     model_id: str
@@ -127,6 +132,7 @@ class MonitorSummary:
     last_event_time: float
     drift_active: frozenset[str] = frozenset()
     retrain_budget_remaining: int | None = None
+    business: dict[str, Any] | None = None
 
     @property
     def top_features(self) -> tuple[FeatureScore, ...]:
@@ -168,4 +174,5 @@ class MonitorSummary:
             "last_event_time": self.last_event_time,
             "drift_active": sorted(self.drift_active),
             "retrain_budget_remaining": self.retrain_budget_remaining,
+            "business": self.business,
         }

@@ -4,6 +4,7 @@
 - ``windows``: the sub-window bookkeeping and fixed-point sums every windowed metric shares;
 - ``classification`` and ``regression``: the metrics of graded predictions, windowed and cumulative;
 - ``cbpe``: the label-free accuracy estimate from scores;
+- ``cost``: business metrics, the cost and value of graded predictions and the expected cost from scores;
 - ``degradation``: is a window surely worse than the reference (Wilson bound)?;
 - ``versions``: model versions compared over the same window (Newcombe interval);
 - ``segments``: metrics per segment and fairness gaps.
@@ -30,6 +31,7 @@ Examples
 
 from streamdrift.core.metrics.cbpe import CBPE, cbpe_accuracy
 from streamdrift.core.metrics.classification import ClassificationMetrics
+from streamdrift.core.metrics.cost import CostMetrics, ExpectedCost
 from streamdrift.core.metrics.degradation import DegradationTest, Verdict, wilson_interval
 from streamdrift.core.metrics.labels import CLASSIFICATION, REGRESSION, Task, infer_task, label_keys
 from streamdrift.core.metrics.regression import RegressionMetrics
@@ -41,7 +43,9 @@ __all__ = [
     "CLASSIFICATION",
     "REGRESSION",
     "ClassificationMetrics",
+    "CostMetrics",
     "DegradationTest",
+    "ExpectedCost",
     "RegressionMetrics",
     "SegmentMetrics",
     "Task",

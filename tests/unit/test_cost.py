@@ -1,0 +1,187 @@
+"""Business metrics (issue 23 item 4): the cost and value of graded predictions, the cost degradation test,
+the expected cost from scores, and the settings that declare a cost.
+
+Streams go through the public `Monitor` (the real decoder, then `ModelMonitor`), seeded, with exact
+expectations where the arithmetic is exact. Batch-split invariance of the new state is part of
+``test_batch_split.py``'s property (both of its models declare a cost, and feedback carries values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamdrift.core.api import Monitor
+from streamdrift.core.config import ModelSettings, MonitorSettings
+from streamdrift.runtime.settings import ConfigError, load_settings
+
+T0 = 1_700_000_000
+SETTINGS = MonitorSettings(
+    reference_size=200, window_size=200, subwindows=4, cooldown_events=400, degradation_alpha=0.01
+)
+MATRIX = {"0": {"0": 0.0, "1": 1.0}, "1": {"0": 5.0, "1": 0.0}}  # a missed positive costs 5, a false alarm 1
+
+
+def classifier_stream(n: int, seed: int, worse_from: int | None = None) -> list[dict]:
+    """Predictions, each followed by its feedback with a value; from ``worse_from`` on, positives are
+    missed four times as often (accuracy barely moves, the cost does)."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(n):
+        label = int(rng.random() < 0.3)
+        miss = 0.4 if worse_from is not None and i >= worse_from else 0.1
+        wrong = rng.random() < (miss if label else 0.05)
+        prediction = 1 - label if wrong else label
+        score = round(float(np.clip(rng.normal(0.8 if prediction else 0.2, 0.1), 0, 1)), 4)
+        version = "v2" if i % 4 == 0 else "v1"
+        events.append(
+            {
+                "event_id": f"e{i}",
+                "model_id": "m",
+                "model_version": version,
+                "timestamp": T0 + i,
+                "features": {"x": round(float(rng.normal()), 4)},
+                "prediction": prediction,
+                "score": score,
+            }
+        )
+        events.append({"event_id": f"e{i}", "model_id": "m", "timestamp": T0 + i, "label": label, "value": i % 3})
+    return events
+
+
+def test_a_costlier_stream_raises_a_cost_degradation_and_a_stationary_one_does_not() -> None:
+    model = ModelSettings(cost_matrix=MATRIX, cost_tolerance=0.2)
+    calm = Monitor("m", SETTINGS, model)
+    assert [e for e in calm.observe(classifier_stream(3000, seed=7)) if e["detector"] == "cost"] == []
+    monitor = Monitor("m", SETTINGS, model)
+    events = [e for e in monitor.observe(classifier_stream(3000, seed=7, worse_from=1500)) if e["detector"] == "cost"]
+    # the mean cost goes from about 0.19 to 0.64 at feedback 1500; a 200-row window's mean has a standard
+    # error of about 0.11, so the one-sided bound at alpha 0.01 clears reference + 0.2 some windows later
+    assert [(e["kind"], e["window"]["end_offset"], e["action"]) for e in events] == [
+        ("performance_degradation", 2299, "retrain")
+    ]
+    (event,) = events
+    details = event["details"]
+    assert details["metric"] == "cost" and details["tolerance"] == 0.2 and details["costed"] == 200
+    assert event["threshold"] == pytest.approx(details["reference"] + 0.2)
+    assert event["statistic"] > event["threshold"] and details["confidence_bound"] > event["threshold"]
+    assert event["p_value"] < SETTINGS.degradation_alpha
+    assert event["window"]["count"] == 200 and event["model_version"] == "v1"
+    assert set(details["cost_per_version"]) == {"v1", "v2"} and details["expected_cost"] > 0
+    assert event["alert_id"] not in {e["alert_id"] for e in monitor.observe([])}
+
+
+def test_cost_and_value_are_exact_per_model_and_version() -> None:
+    """Costs from the matrix and values from the feedback, windowed (the last window_size graded
+    predictions) and cumulative, against sums made here from the stream itself."""
+    stream = classifier_stream(1000, seed=3)
+    monitor = Monitor("m", SETTINGS, ModelSettings(cost_matrix=MATRIX))
+    monitor.observe(stream)
+    business = monitor.summary().business
+    assert business is not None
+    predictions = [e for e in stream if "label" not in e]
+    feedback = [e for e in stream if "label" in e]
+    costs = [MATRIX[str(f["label"])][str(p["prediction"])] for p, f in zip(predictions, feedback)]
+    values = [f["value"] for f in feedback]
+    cumulative = business["cumulative"]
+    assert (cumulative["rows"], cumulative["costed"], cumulative["valued"]) == (1000, 1000, 1000)
+    assert cumulative["cost_sum"] == sum(costs) and cumulative["value_sum"] == sum(values)
+    assert cumulative["cost"] == pytest.approx(sum(costs) / 1000)
+    window = business["window"]
+    assert (
+        window["rows"] == 200 and window["cost_sum"] == sum(costs[-200:]) and window["value_sum"] == sum(values[-200:])
+    )
+    v2 = [c for c, p in zip(costs, predictions) if p["model_version"] == "v2"]
+    assert cumulative["versions"]["v2"]["cost"] == pytest.approx(sum(v2) / len(v2))
+    assert cumulative["versions"]["v2"]["rows"] == 250
+    assert business["reference_cost"] is None  # no cost_tolerance: measured, not tested
+    # the expected cost from the scores: P(1) = score, the matrix's row for each prediction
+    expected = [
+        p["score"] * MATRIX["1"][str(p["prediction"])] + (1 - p["score"]) * MATRIX["0"][str(p["prediction"])]
+        for p in predictions[-200:]
+    ]
+    assert business["expected_cost"] == pytest.approx(sum(expected) / 200)
+
+
+def test_values_alone_are_reported_from_the_first_one_and_a_model_without_them_keeps_its_state_as_before() -> None:
+    stream = [{k: v for k, v in e.items() if k != "value"} for e in classifier_stream(600, seed=5)]
+    plain = Monitor("m", SETTINGS)
+    plain.observe(stream)
+    assert plain.summary().business is None and "cost" not in plain._monitor.state()
+    with_values = Monitor("m", SETTINGS)
+    with_values.observe(stream[:400] + [{**e, "value": 2.5} if "label" in e else e for e in stream[400:]])
+    business = with_values.summary().business
+    assert business is not None and business["cumulative"]["rows"] == 400  # counted from the first value
+    assert (business["cumulative"]["valued"], business["cumulative"]["value"]) == (400, 2.5)
+    assert business["window"]["rows"] == 200 and business["window"]["costed"] == 0
+    assert business["window"]["cost"] is None and business["expected_cost"] is None
+
+
+def test_regression_cost_is_per_unit_of_absolute_error() -> None:
+    rng = np.random.default_rng(11)
+    events = []
+    for i in range(400):
+        y = round(float(rng.normal(10, 2)), 3)
+        noise = 0.5 if i < 200 else 3.0
+        events.append(
+            {
+                "event_id": f"r{i}",
+                "model_id": "r",
+                "timestamp": T0 + i,
+                "features": {"x": round(float(rng.normal()), 3)},
+                "prediction": round(y + float(rng.normal(0, noise)), 3),
+            }
+        )
+        events.append({"event_id": f"r{i}", "model_id": "r", "timestamp": T0 + i, "label": y})
+    model = ModelSettings(task="regression", cost_per_unit_error=3.0, cost_tolerance=1.0)
+    monitor = Monitor("r", SETTINGS, model)
+    drift = monitor.observe(events)
+    cost_events = [e for e in drift if e["detector"] == "cost"]
+    assert [(e["kind"], e["window"]["end_offset"]) for e in cost_events] == [("performance_degradation", 249)]
+    business = monitor.summary().business
+    assert business is not None
+    errors = [abs(f["label"] - p["prediction"]) for p, f in zip(events[::2], events[1::2])]
+    assert business["cumulative"]["cost"] == pytest.approx(3.0 * sum(errors) / 400)
+    assert business["reference_cost"] == pytest.approx(3.0 * sum(errors[:200]) / 200)
+
+
+def test_the_business_state_survives_a_snapshot() -> None:
+    model = ModelSettings(cost_matrix=MATRIX, cost_tolerance=0.2)
+    stream = classifier_stream(2000, seed=7, worse_from=1000)
+    whole = Monitor("m", SETTINGS, model)
+    expected = whole.observe(stream)
+    first = Monitor("m", SETTINGS, model)
+    events = first.observe(stream[:1301])
+    restored = Monitor.restore(first.save())
+    events += restored.observe(stream[1301:])
+    assert events == expected and restored.save() == whole.save()
+    assert any(e["detector"] == "cost" for e in expected)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('cost_matrix = {"0" = {"0" = 0, "1" = 1}}', "needs at least two classes"),
+        ('cost_matrix = {"0" = {"0" = 0, "1" = 1}, "1" = {"1" = 0}}', "must give a cost for each class"),
+        ('cost_matrix = {"0" = {"0" = 0, "1" = nan}, "1" = {"0" = 5, "1" = 0}}', "must be a finite number"),
+        ('cost_matrix = {"0" = {"0" = 0, "1" = "x"}, "1" = {"0" = 5, "1" = 0}}', "valid number"),
+        ("cost_per_unit_error = -1", "greater than 0"),
+        ("cost_tolerance = 0.5", "cost_tolerance needs cost_matrix or cost_per_unit_error"),
+        (
+            'task = "regression"\ncost_matrix = {"0" = {"0" = 0, "1" = 1}, "1" = {"0" = 5, "1" = 0}}',
+            "cost_matrix is for",
+        ),
+    ],
+)
+def test_a_bad_cost_setting_stops_at_start_naming_it(tmp_path, toml: str, message: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"[models.credit-risk]\n{toml}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert "invalid setting models.credit-risk" in str(info.value) and message in str(info.value)
+
+
+def test_no_cost_setting_leaves_the_settings_hash_as_before() -> None:
+    assert "cost_matrix" not in ModelSettings().model_dump()
+    declared = ModelSettings(cost_matrix=MATRIX, cost_tolerance=0.5).model_dump()
+    assert declared["cost_matrix"] == MATRIX and declared["cost_tolerance"] == 0.5
