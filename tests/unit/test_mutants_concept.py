@@ -5,10 +5,16 @@ re-implementation were withdrawn when the CUSUM was redesigned, ed7f012; docs/mu
 
 from __future__ import annotations
 
+import functools
+import re
+
 import numpy as np
 import pytest
+from scipy import stats
+from scipy.special import rel_entr
 
 from streamdrift.core import concept
+from streamdrift.core.errors import SnapshotError
 from streamdrift.core.state import dumps
 
 
@@ -75,3 +81,189 @@ def test_kswin_is_seeded_the_same_runs_give_the_same_detections() -> None:
     errors = _errors() * 2
     runs = [concept.make_detector("kswin", 1e4, 2.0, 100, history=5000).update(errors) for _ in range(2)]
     assert runs[0] == runs[1] and runs[0]
+
+
+# -- BernoulliCusum against a plain model of it, one event at a time -------------------------------------------
+
+
+def _plain_cusum(
+    errors: list[bool], run_length: float, ratio: float, warmup: int, confidence: float | None, slow: float | None
+) -> tuple[list[dict], dict, float]:
+    """The CUSUM as the module's docstring states it, one event at a time with ``max(0, s + step)``: a warm-up of
+    ``warmup`` events, looks at 2, 4, 8, 16 x warmup (skipped while a chart is over half its threshold), the
+    design rate the upper bound at ``1 - (1 - confidence) / 2`` for the first look and ``/ 8`` for the others,
+    each chart's ``h`` for ``run_length x charts``, steps and thresholds in 2**-20 units, the fast chart first on
+    a tie, a restart after each detection. Returns the detections, the final state and the statistic."""
+    ratios = [ratio] if slow is None else [ratio, slow]
+    scale = 2**20
+
+    @functools.cache
+    def design_of(p: float) -> list[tuple[float, int, int, int]]:
+        charts = []
+        for r in ratios:
+            p1 = r * p / (1 - p + r * p)  # the odds p / (1 - p) times r, as a rate
+            h = concept.siegmund_threshold(p, p1, run_length * len(ratios))
+            charts.append(
+                (h, round(np.log(p1 / p) * scale), round(np.log((1 - p1) / (1 - p)) * scale), round(h * scale))
+            )
+        return charts
+
+    def fresh() -> dict:
+        n = len(ratios)
+        return {"seen": 0, "errors": 0, "reference": None, "design": None, "next_look": None, "s": [0] * n,
+                "runs": [0] * n, "watched": 0, "watched_errors": 0}  # fmt: skip
+
+    def look(st: dict) -> None:
+        first = st["reference"] is None
+        st["reference"] = [st["seen"], st["errors"]]
+        st["next_look"] = st["seen"] * 2 if st["seen"] * 2 <= warmup * 16 else None
+        n, k = st["seen"], st["errors"]
+        if confidence is None:
+            st["design"] = min(max(k / n, 1 / n), 1 - 1 / n)
+        else:
+            st["design"] = concept.upper_bound(k, n, 1 - (1 - confidence) / (2 if first else 8))
+
+    st, found = fresh(), []
+    for i, wrong in enumerate(errors):
+        if st["reference"] is None:
+            st["seen"] += 1
+            st["errors"] += int(wrong)
+            if st["seen"] == warmup:
+                look(st)
+            continue
+        if st["next_look"] is not None and st["seen"] >= st["next_look"]:
+            if all(2 * s <= chart[3] for s, chart in zip(st["s"], design_of(st["design"]))):
+                look(st)
+            else:
+                st["next_look"] = st["seen"] * 2 if st["seen"] * 2 <= warmup * 16 else None
+        charts = design_of(st["design"])
+        for c, (_, up, down, _) in enumerate(charts):
+            st["s"][c] = max(0, st["s"][c] + (up if wrong else down))
+            st["runs"][c] = 0 if st["s"][c] == 0 else st["runs"][c] + 1
+        st["seen"] += 1
+        st["errors"] += int(wrong)
+        st["watched"] += 1
+        st["watched_errors"] += int(wrong)
+        over = [c for c, chart in enumerate(charts) if st["s"][c] > chart[3]]
+        if over:
+            c = over[0]
+            n, k = st["reference"]
+            found.append(
+                {
+                    "index": i,
+                    "chart": c,
+                    "statistic": st["s"][c] / scale * (charts[0][0] / charts[c][0]),
+                    "threshold": charts[0][0],
+                    "reference_error_rate": min(max(k / n, 1 / n), 1 - 1 / n),
+                    "design_error_rate": st["design"],
+                    "error_rate_since_reference": st["watched_errors"] / st["watched"],
+                    "labelled_since_reference": st["watched"],
+                    "since_change": st["runs"][c],
+                }
+            )
+            st = fresh()
+    statistic = 0.0
+    if st["reference"] is not None:
+        charts = design_of(st["design"])
+        statistic = max(s / chart[3] for s, chart in zip(st["s"], charts)) * charts[0][0]
+    return found, {"version": 2, **st}, statistic
+
+
+def _regimes(seed: int) -> list[bool]:
+    """Error rates that rise, fall back and rise again, slowly and abruptly, so that both charts fire, looks are
+    taken and skipped, and the detector restarts several times."""
+    rng = np.random.default_rng(seed)
+    rates = [0.1] * 700 + [0.14] * 1500 + [0.1] * 600 + [0.6] * 200 + [0.05] * 900 + [0.3] * 400 + [0.02] * 300
+    return [bool(rng.random() < r) for r in rates]
+
+
+@pytest.mark.parametrize(
+    "seed, warmup, confidence, slow", [(0, 40, 0.9, 1.2), (1, 40, None, 1.2), (4, 60, 0.9, 1.2), (3, 45, 0.8, None)]
+)
+def test_the_cusum_gives_the_detections_state_and_statistic_of_its_plain_definition(seed, warmup, confidence, slow):
+    errors = _regimes(seed)
+    expected, state, statistic = _plain_cusum(errors, 2000, 2.0, warmup, confidence, slow)
+    cusum = concept.BernoulliCusum(2000, 2.0, warmup, confidence, slow)
+    assert (
+        cusum.update(errors[:10]) == []
+        and cusum.state() == _plain_cusum(errors[:10], 2000, 2.0, warmup, confidence, slow)[1]
+    )
+    assert [{**d, "index": d["index"] + 10} for d in cusum.update(errors[10:])] == expected
+    assert cusum.state() == state
+    assert cusum.statistic == statistic
+    assert len(expected) >= 3 and {d["chart"] for d in expected} == ({0, 1} if slow else {0})
+
+
+@pytest.mark.parametrize("name", ["cusum", "adwin"])
+def test_stop_at_detection_returns_the_first_detection_and_leaves_the_rest_unread(name: str) -> None:
+    """As the monitor drives a detector: it acts on the first detection, then feeds the errors after it again."""
+    errors = _regimes(1)
+    everything = concept.make_detector(name, 2000, 2.0, 40).update(errors)
+    stepwise, found, done = concept.make_detector(name, 2000, 2.0, 40), [], 0
+    while done < len(errors):
+        first = stepwise.update(errors[done:], stop_at_detection=True)
+        assert len(first) <= 1
+        if not first:
+            break
+        found.append({**first[0], "index": done + first[0]["index"]})
+        done += first[0]["index"] + 1
+    assert len(everything) >= 3 and found == everything
+
+
+@pytest.mark.parametrize(
+    "errors, events, confidence", [(0, 50, 0.9), (7, 100, 0.95), (1, 2, 0.99), (130, 1000, 0.9875)]
+)
+def test_upper_bound_is_the_one_sided_clopper_pearson_bound(errors: int, events: int, confidence: float) -> None:
+    """The rate at which seeing ``errors`` or fewer has probability 1 - confidence (scipy's beta quantile)."""
+    bound = concept.upper_bound(errors, events, confidence)
+    assert bound == pytest.approx(stats.beta.ppf(confidence, errors + 1, events - errors), rel=1e-12)
+    assert stats.binom.cdf(errors, events, bound) == pytest.approx(1 - confidence, rel=1e-9)
+
+
+def test_upper_bound_of_a_warm_up_that_was_all_errors_stays_below_one() -> None:
+    """The exact bound would be 1, for which no chart can be designed: half an event's share below it instead."""
+    assert concept.upper_bound(10, 10, 0.9) == 0.95
+    assert concept.upper_bound(4, 4, 0.99) == 0.875
+
+
+@pytest.mark.parametrize(
+    "p0, p1, run_length", [(0.1, 0.18, 1e6), (0.3, 0.4, 5e3), (0.02, 0.05, 20.0), (0.1, 0.12, 100.0)]
+)
+def test_siegmund_threshold_solves_its_equation(p0: float, p1: float, run_length: float) -> None:
+    """``(e^h - h - 1) / KL(p0 || p1) = run_length``, with KL from scipy (small run lengths included: h below 1)."""
+    kl = float(rel_entr([p0, 1 - p0], [p1, 1 - p1]).sum())
+    h = concept.siegmund_threshold(p0, p1, run_length)
+    assert (np.expm1(h) - h) / kl == pytest.approx(run_length, rel=1e-9)
+
+
+def test_make_detector_designs_the_cusum_for_the_budget_confidence_it_is_given() -> None:
+    errors = np.zeros(200, dtype=bool)
+    errors[::10] = True
+    for confidence in (0.8, 0.99):
+        cusum = concept.make_detector("cusum", 1e4, 2.0, 200, confidence=confidence)
+        cusum.update(errors)
+        assert cusum.design == concept.upper_bound(20, 200, 1 - (1 - confidence) / 2)
+
+
+def test_a_cusum_snapshot_of_another_version_or_chart_count_is_refused_saying_how_to_recover() -> None:
+    message = (
+        "the concept detector's state is from before its charts were designed for a confidence bound of the error "
+        "rate (issue 22): delete the snapshot to start this model afresh (its concept detector learns its reference "
+        "error rate again from the next labelled events)"
+    )
+    state = concept.BernoulliCusum(1e4, 2.0, 100).state()
+    for bad in ({**state, "version": 1}, {**state, "version": 3}, {**state, "s": [0], "runs": [0]}):
+        with pytest.raises(SnapshotError, match=f"^{re.escape(message)}$"):
+            concept.BernoulliCusum(1e4, 2.0, 100).load_state(bad)
+    one_chart = concept.BernoulliCusum(1e4, 2.0, 100, slow_ratio=None)
+    one_chart.load_state({**state, "s": [0], "runs": [0]})  # a fast chart alone takes a one-chart state
+    with pytest.raises(SnapshotError):
+        one_chart.load_state(state)
+
+
+def test_a_cusum_restored_during_its_warm_up_has_the_same_state() -> None:
+    cusum = concept.BernoulliCusum(1e4, 2.0, 100)
+    cusum.update(_regimes(0)[:30])
+    restored = concept.BernoulliCusum(1e4, 2.0, 100)
+    restored.load_state(cusum.state())
+    assert restored.state() == cusum.state() and cusum.state()["design"] is None
