@@ -47,9 +47,10 @@ def test_create_topics_returns_once_the_metadata_lists_every_created_topic():
     client = LaggingAdmin(lag=3)
     created = kafka.create_topics(settings, 2, client=client)
     t = settings.topics
-    assert created == [t.predictions, t.feedback, t.alerts, t.dead_letter]
-    # what `streamdrift topics create` does next: the four topics are there, co-partitioned
-    assert kafka.partition_counts(client, created) == dict.fromkeys(created, 2)
+    assert created == [t.predictions, t.feedback, t.alerts, t.dead_letter, t.approvals]
+    # what `streamdrift topics create` does next: the four topics are there, co-partitioned; the approvals
+    # topic has one partition (a few decisions, every retrain listener reads it whole)
+    assert kafka.partition_counts(client, created) == {**dict.fromkeys(created[:4], 2), t.approvals: 1}
 
 
 def test_create_topics_with_nothing_to_create_asks_the_metadata_once():

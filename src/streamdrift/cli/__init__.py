@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from streamdrift import __version__
-from streamdrift.cli import alerts, demo, reference, replay, status, topics, worker
+from streamdrift.cli import alerts, approvals, demo, reference, replay, status, topics, worker
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.retrain import listener as retrain
 from streamdrift.runtime import logs
@@ -25,6 +25,9 @@ COMMANDS = {
     "retrain-listener": retrain,
     "status": status,
     "replay": replay,
+    "approvals": approvals,  # and approve, reject: its add_parser adds the three
+    "approve": approvals,
+    "reject": approvals,
 }
 
 
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="TOML settings file (environment STREAMDRIFT_* wins over it)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS.values():
+    for command in dict.fromkeys(COMMANDS.values()):  # a module of several commands adds them once
         command.add_parser(sub, common)
     return parser
 

@@ -42,6 +42,20 @@ offsets committed by hand), in partition order:
 6. **Commit** the record's offset, synchronously, right after the hook
    succeeded (skipped records are committed at the end of each batch).
 
+Human approval (``--require-approval``, ``retrain/approvals.py``). Between steps 4 and 5, a triggering event
+waits for a decision on the approvals topic (``--approvers-topic``, default ``topics.approvals``), written by
+``streamdrift approve`` / ``reject`` and read whole, ``read_committed``, before any event is (so a restart knows
+every decision made meanwhile). Approved: the hook is called (a failure retried with the same backoff, while the
+partition flows on). Rejected: committed past, no call. Undecided: held in memory, and the partition goes on with
+the records behind it, other models' events included; the alerts offset committed is the first held event's, with
+what was handled beyond it in the commit's metadata, so a listener killed while an event is held reads it again,
+still held, and replays the rest without a call. ``--approval-timeout-s`` counts *wall-clock* time from the event's
+publication (its record's Kafka timestamp): an approval is a person's matter, measured on a clock, not the stream's
+(a model whose events stop would otherwise never time out); it does not touch the monitors' state, which stays a
+function of the events. When it passes the listener writes the ``--on-timeout`` decision (``by: "streamdrift
+(timeout)"``) to the approvals topic, then acts on it, so every decision, a person's or not, is on the trail.
+Debouncing (step 4) counts hook calls, so two held events of a model within ``debounce_s`` are two decisions.
+
 Guarantees. A drift event is never lost: its offset is committed only once
 the hook succeeded, so a listener killed at any point resumes before it.
 Hook calls are *at least once*: a listener killed after the hook succeeded
@@ -90,15 +104,28 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, Message, TopicPartition
 
 from streamdrift.core.errors import StreamdriftError
-from streamdrift.core.policy import NEWS
+from streamdrift.core.policy import NEWS, rfc3339
+from streamdrift.retrain.approvals import (
+    APPROVE,
+    DECIDED,
+    MAX_HELD,
+    REJECT,
+    TIMEOUT_AUTHOR,
+    DecisionLog,
+    Decisions,
+    Held,
+    commit_point,
+    decision_record,
+    handled_beyond,
+)
 from streamdrift.runtime import kafka
 from streamdrift.runtime.settings import Settings
 
@@ -118,6 +145,8 @@ Hook = Callable[[DriftEvent], object]  # returns: success; raises: failure (retr
 
 # What the listener does with one record.
 TRIGGER, DUPLICATE, IGNORED, DEBOUNCED, MALFORMED = "trigger", "duplicate", "ignored", "debounced", "malformed"
+# With --require-approval, a trigger is held until decided, and a rejected one is committed past.
+HELD, REJECTED = "held", "rejected"
 
 
 class HookError(StreamdriftError):
@@ -478,7 +507,12 @@ class _Partition:
 
     filter: AlertFilter
     replay_until: int = -1  # records before this offset were handled by a previous owner: replay, no hook
-    pending: int | None = None  # next offset to commit
+    done_to: int = -1  # and so were those before this one, but for done_held (the commit's metadata)
+    done_held: frozenset[int] = frozenset()  # the events a previous owner held undecided: hold them again
+    position: int | None = None  # next offset to read: every record before it handled or held
+    dirty: bool = False  # handled since the last commit
+    held: dict[int, Held] = field(default_factory=dict)  # offset -> an event waiting for its decision
+    full: bool = False  # MAX_HELD events held: paused until one is decided
     failed_offset: int | None = None  # the record whose hook call is being retried
     attempts: int = 0
     retry_at: float | None = None  # monotonic time to resume fetching after a failed hook call
@@ -493,6 +527,10 @@ class Counts:
     malformed: int = 0
     hook_failures: int = 0
     replayed: int = 0
+    held: int = 0  # retrain events that waited for a decision (--require-approval)
+    approved: int = 0
+    rejected: int = 0
+    timed_out: int = 0  # decided by --on-timeout
 
 
 class RetrainListener:
@@ -520,6 +558,16 @@ class RetrainListener:
         Stop (without committing) after that many failed calls of one event; 0 retries forever.
     start
         Where a group with no committed offset starts: ``earliest`` (no drift event is missed) or ``latest``.
+    require_approval
+        Hold every triggering event until a decision on the approvals topic says approve (call the hook) or
+        reject (commit past it); see ``retrain/approvals.py``.
+    approvals_topic
+        The approvals topic; default ``settings.topics.approvals``.
+    approval_timeout_s
+        Wall-clock seconds after an event was published (its record's Kafka timestamp) after which the
+        listener decides ``on_timeout`` itself, and records it; None waits for ever.
+    on_timeout
+        ``approve`` or ``reject``.
     """
 
     def __init__(
@@ -535,6 +583,10 @@ class RetrainListener:
         backoff_max_s: float = 300.0,
         max_attempts: int = 0,
         start: str = "earliest",
+        require_approval: bool = False,
+        approvals_topic: str | None = None,
+        approval_timeout_s: float | None = None,
+        on_timeout: str = REJECT,
     ):
         self.settings = settings
         self.hook = hook
@@ -546,6 +598,13 @@ class RetrainListener:
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
         self.start = start
+        self.require_approval = require_approval
+        self.approval_timeout_s = approval_timeout_s
+        self.on_timeout = on_timeout
+        if on_timeout not in DECIDED:
+            raise StreamdriftError(f"--on-timeout is approve or reject, not {on_timeout!r}")
+        self.decisions = Decisions()
+        self.approvals = DecisionLog(settings, approvals_topic or settings.topics.approvals, self.decisions)
         self.topic = settings.topics.alerts
         self.partitions: dict[int, _Partition] = {}
         self.counts = Counts()
@@ -573,6 +632,8 @@ class RetrainListener:
                 },
             )
         )  # librdkafka's lines as JSON too
+        if self.require_approval:
+            self.approvals.open()  # every decision made so far is known before any event is read
         previous = self._install_signal_handlers()
         log.info(
             "retrain listener started",
@@ -583,6 +644,17 @@ class RetrainListener:
                     "hook": str(self.hook),
                     "actions": sorted(self.actions),
                     "debounce_s": self.debounce_s,
+                    "require_approval": self.require_approval,
+                    **(
+                        {
+                            "approvals_topic": self.approvals.topic,
+                            "decisions_known": len(self.decisions),
+                            "approval_timeout_s": self.approval_timeout_s,
+                            "on_timeout": self.on_timeout,
+                        }
+                        if self.require_approval
+                        else {}
+                    ),
                     "settings": self.settings.redacted(),
                 }
             },
@@ -597,12 +669,16 @@ class RetrainListener:
                     if self.stopping:
                         break  # the rest is read again from the committed offsets
                     self._handle(msg)
+                if self.require_approval and not self.stopping:
+                    self.approvals.poll()
+                    self._decide_held()
                 self._commit()
         finally:
             try:
                 self._commit()
             finally:
                 self.consumer.close()
+                self.approvals.close()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
                 log.info("retrain listener stopped", extra={"fields": vars(self.counts)})
@@ -621,6 +697,11 @@ class RetrainListener:
         for state in self.partitions.values():
             if state.retry_at is not None:
                 timeout = min(timeout, max(0.0, state.retry_at - time.monotonic()))
+            for held in state.held.values():
+                if held.retry_at is not None:
+                    timeout = min(timeout, max(0.0, held.retry_at - time.monotonic()))
+                if self.approval_timeout_s is not None:
+                    timeout = min(timeout, max(0.0, held.published_at + self.approval_timeout_s - time.time()))
         return timeout
 
     # -- rebalance ---------------------------------------------------------
@@ -631,6 +712,9 @@ class RetrainListener:
             state = self.partitions[tp.partition] = _Partition(
                 AlertFilter(self.actions, self.debounce_s, self.remember)
             )
+            if tp.offset >= 0:
+                # what an owner holding undecided events had handled beyond its commit (approvals.commit_point)
+                state.done_to, state.done_held = handled_beyond(tp.offset, tp.metadata)
             if tp.offset >= 0 and self.remember:
                 low, _ = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
                 state.replay_until = tp.offset
@@ -644,6 +728,7 @@ class RetrainListener:
                     "partitions": sorted(self.partitions),
                     "read_from": {str(tp.partition): tp.offset for tp in assigned},  # negative: no commit yet, --start
                     "replay_until": {str(p): s.replay_until for p, s in sorted(self.partitions.items())},
+                    "handled_to": {str(p): s.done_to for p, s in sorted(self.partitions.items()) if s.done_held},
                 }
             },
         )
@@ -681,20 +766,28 @@ class RetrainListener:
         topic, p, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and p is not None and offset is not None  # a record, not an error: it has all three
         state = self.partitions.get(p)
-        if state is None or state.retry_at is not None:
-            return  # revoked, or this partition is waiting to retry an earlier record (it will be read again)
+        if state is None or state.retry_at is not None or state.full:
+            return  # revoked, or this partition waits (a retry, or for decisions): it will be read again
+        if offset in state.held:
+            return  # read again after a rewind: it is held already
         where = {"partition": p, "offset": offset}
         event, reason = parse(msg.value())
         if event is not None and isinstance(self.hook, WebhookHook):
             reason = self.hook.refuses(event)  # decided before any call: retrying would fail the same way
             event = None if reason else event
         verdict = MALFORMED if event is None else state.filter.decide(event)
-        if offset < state.replay_until:
-            if event is not None:  # handled by the previous owner: the hook had succeeded
-                state.filter.settle(event, verdict)
+        if offset < state.replay_until or (offset < state.done_to and offset not in state.done_held):
+            if event is not None:  # handled by a previous owner: the hook had succeeded, or it was skipped
+                state.filter.settle(event, self._decided(event, verdict))
+            if offset >= state.replay_until:  # after the commit: the next one's metadata must still cover it
+                state.position = offset + 1
             self.counts.replayed += 1
             return
         ids = {} if event is None else {"model_id": event["model_id"], "alert_id": event["alert_id"]}
+        if verdict == TRIGGER and event is not None and self.require_approval:
+            verdict = self._decided(event, verdict)
+            if verdict == HELD and not self._hold(state, event, TopicPartition(topic, p, offset), msg, ids):
+                return
         if (
             verdict == TRIGGER
             and event is not None
@@ -703,37 +796,134 @@ class RetrainListener:
             return
         if event is not None:
             state.filter.settle(event, verdict)
-        state.pending = offset + 1
+        state.position, state.dirty = offset + 1, True
         self._count(verdict, state, event, reason, {**ids, **where})
         if verdict == TRIGGER:
             self._commit()
+
+    def _decided(self, event: DriftEvent, verdict: str) -> str:
+        """With --require-approval, what the decision on a triggering event makes of it: a trigger if
+        approved, rejected, or held while undecided."""
+        if verdict != TRIGGER or not self.require_approval:
+            return verdict
+        decision = self.decisions.get(event["alert_id"])
+        if decision is None:
+            return HELD
+        return TRIGGER if decision["decision"] == APPROVE else REJECTED
+
+    def _hold(self, state: _Partition, event: DriftEvent, record: TopicPartition, msg: Message, ids: dict) -> bool:
+        """Keep an undecided event in memory; False (and the partition paused, rewound to it) if
+        ``MAX_HELD`` are held already."""
+        if len(state.held) >= MAX_HELD:
+            state.full = True
+            self._running().pause([record])
+            self._running().seek(record)
+            log.warning(
+                "approval: too many events waiting, partition paused until one is decided",
+                extra={"fields": {**ids, "partition": record.partition, "held": len(state.held)}},
+            )
+            return False
+        kind, ms = msg.timestamp()
+        published_at = ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else time.time()
+        state.held[record.offset] = Held(event, record.offset, published_at)
+        return True
+
+    def _decide_held(self) -> None:
+        """Act on the held events that have a decision (or whose approval timeout passed), oldest first."""
+        for p, state in list(self.partitions.items()):
+            for offset, held in sorted(state.held.items()):
+                event = held.event
+                decision = self.decisions.get(event["alert_id"])
+                if decision is None and self.approval_timeout_s is not None:
+                    if time.time() >= held.published_at + self.approval_timeout_s:
+                        decision = self._time_out(event)
+                if decision is None or (held.retry_at is not None and time.monotonic() < held.retry_at):
+                    continue
+                fields = {
+                    "model_id": event["model_id"],
+                    "alert_id": event["alert_id"],
+                    "partition": p,
+                    "offset": offset,
+                }
+                if decision["decision"] == APPROVE and not self._call_held(held, fields):
+                    continue
+                del state.held[offset]
+                verdict = TRIGGER if decision["decision"] == APPROVE else REJECTED
+                state.filter.settle(event, verdict)
+                state.dirty = True
+                self._count(verdict, state, event, "", fields, decision)
+                if verdict == TRIGGER:
+                    self._commit()
+            if state.full and len(state.held) < MAX_HELD:
+                state.full = False
+                self._running().resume([TopicPartition(self.topic, p)])
+
+    def _time_out(self, event: DriftEvent) -> dict[str, Any]:
+        """Decide ``on_timeout`` for an event nobody decided on in time, and record it as any decision."""
+        record = decision_record(
+            event,
+            self.on_timeout,
+            TIMEOUT_AUTHOR,
+            f"no decision within {self.approval_timeout_s:g} s of its publication",
+            rfc3339(time.time()),
+            source="timeout",
+        )
+        self.approvals.poll()  # the latest word first: somebody may just have decided
+        if self.decisions.get(event["alert_id"]) is not None:
+            return self.decisions.get(event["alert_id"])  # type: ignore[return-value]
+        self.approvals.write(record)  # before acting: a restart finds the decision the listener acted on
+        if not self.decisions.add(record):  # a person decided meanwhile, and it was read first
+            return self.decisions.get(event["alert_id"]) or record
+        self.counts.timed_out += 1
+        return record
+
+    def _call_held(self, held: Held, fields: dict[str, Any]) -> bool:
+        """One hook call for an approved held event; on failure, retry it later (the partition flows on)."""
+        held.attempts += 1
+        error = self._invoke(held.event, held.attempts, fields)
+        if error is None:
+            return True
+        delay = backoff_s(held.attempts, self.backoff_base_s, self.backoff_max_s)
+        log.warning(
+            "hook failed: will retry",
+            extra={"fields": {**fields, "attempt": held.attempts, "retry_in_s": delay, "error": error}},
+        )
+        held.retry_at = time.monotonic() + delay
+        return False
+
+    def _invoke(self, event: DriftEvent, attempt: int, fields: dict[str, Any]) -> str | None:
+        """Call the hook: None on success, else the error (``HookError`` raised after ``max_attempts``)."""
+        try:
+            if isinstance(self.hook, (CommandHook, WebhookHook)):
+                self.hook(event, attempt)
+            else:
+                self.hook(event)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is a failed call, retried
+            self.counts.hook_failures += 1
+            if self.max_attempts and attempt >= self.max_attempts:
+                log.error(
+                    "hook failed: giving up, nothing committed",
+                    extra={"fields": {**fields, "attempt": attempt, "error": str(exc)}},
+                )
+                raise HookError(
+                    f"{self.hook} failed {attempt} times for alert {event['alert_id']} of "
+                    f"model {event['model_id']}: {exc}. The event is not committed: the next "
+                    f"start retries it (--max-attempts 0 retries forever)."
+                ) from None
+            return str(exc)
+        return None
 
     def _call(self, state: _Partition, event: DriftEvent, record: TopicPartition, fields: dict[str, Any]) -> bool:
         """One hook call for the record at ``record``; on failure, pause the partition and rewind it to the record."""
         if state.failed_offset != record.offset:
             state.failed_offset, state.attempts = record.offset, 0
         state.attempts += 1
-        try:
-            if isinstance(self.hook, (CommandHook, WebhookHook)):
-                self.hook(event, state.attempts)
-            else:
-                self.hook(event)
-        except Exception as exc:  # noqa: BLE001 - any failure of user code is a failed call, retried
-            self.counts.hook_failures += 1
-            if self.max_attempts and state.attempts >= self.max_attempts:
-                log.error(
-                    "hook failed: giving up, nothing committed",
-                    extra={"fields": {**fields, "attempt": state.attempts, "error": str(exc)}},
-                )
-                raise HookError(
-                    f"{self.hook} failed {state.attempts} times for alert {event['alert_id']} of "
-                    f"model {event['model_id']}: {exc}. The event is not committed: the next "
-                    f"start retries it (--max-attempts 0 retries forever)."
-                ) from None
+        error = self._invoke(event, state.attempts, fields)
+        if error is not None:
             delay = backoff_s(state.attempts, self.backoff_base_s, self.backoff_max_s)
             log.warning(
                 "hook failed: will retry",
-                extra={"fields": {**fields, "attempt": state.attempts, "retry_in_s": delay, "error": str(exc)}},
+                extra={"fields": {**fields, "attempt": state.attempts, "retry_in_s": delay, "error": error}},
             )
             self._running().pause([record])
             self._running().seek(record)  # drops what was fetched after it: read again once resumed
@@ -743,14 +933,33 @@ class RetrainListener:
         return True
 
     def _count(
-        self, verdict: str, state: _Partition, event: DriftEvent | None, reason: str, fields: dict[str, Any]
+        self,
+        verdict: str,
+        state: _Partition,
+        event: DriftEvent | None,
+        reason: str,
+        fields: dict[str, Any],
+        decision: dict[str, Any] | None = None,
     ) -> None:
+        if decision is None and event is not None and self.require_approval:
+            decision = self.decisions.get(event["alert_id"]) if verdict in (TRIGGER, REJECTED) else None
+        decided = {} if decision is None else {"decision": decision["decision"], "decided_by": decision["by"]}
         if verdict == MALFORMED or event is None:  # a malformed record is the only one without an event
             self.counts.malformed += 1
             log.warning("not a drift event: skipped", extra={"fields": {**fields, "reason": reason}})
         elif verdict == TRIGGER:
             self.counts.triggered += 1
-            log.info("hook succeeded", extra={"fields": {**fields, "kind": event.get("kind"), "hook": str(self.hook)}})
+            self.counts.approved += bool(decided)
+            log.info(
+                "hook succeeded",
+                extra={"fields": {**fields, **decided, "kind": event.get("kind"), "hook": str(self.hook)}},
+            )
+        elif verdict == HELD:
+            self.counts.held += 1
+            log.info("waiting for approval", extra={"fields": {**fields, "kind": event.get("kind")}})
+        elif verdict == REJECTED:
+            self.counts.rejected += 1
+            log.info("rejected: skipped", extra={"fields": {**fields, **decided}})
         elif verdict == DEBOUNCED:
             self.counts.debounced += 1
             log.info(
@@ -778,11 +987,13 @@ class RetrainListener:
                 self._running().resume([TopicPartition(self.topic, p)])
 
     def _commit(self, partitions: set[int] | None = None) -> None:
-        offsets = [
-            TopicPartition(self.topic, p, s.pending)
-            for p, s in sorted(self.partitions.items())
-            if s.pending is not None and (partitions is None or p in partitions)
-        ]
+        """Commit each partition's progress: up to its first held event, with what was handled beyond it
+        in the metadata (``approvals.commit_point``)."""
+        offsets = []
+        for p, s in sorted(self.partitions.items()):
+            if s.dirty and s.position is not None and (partitions is None or p in partitions):
+                offset, metadata = commit_point(s.position, s.held)
+                offsets.append(TopicPartition(self.topic, p, offset, metadata=metadata))
         if not offsets:
             return
         try:
@@ -794,7 +1005,7 @@ class RetrainListener:
             )
             return
         for tp in offsets:
-            self.partitions[tp.partition].pending = None
+            self.partitions[tp.partition].dirty = False
 
 
 # -- command line ----------------------------------------------------------
@@ -858,10 +1069,34 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         default="earliest",
         help="where a new group starts reading (default earliest: no drift event missed)",
     )
+    approval = p.add_argument_group("human approval")
+    approval.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="hold each triggering event until `streamdrift approve` (hook called) or `reject` (skipped) decides",
+    )
+    approval.add_argument(
+        "--approvers-topic",
+        metavar="TOPIC",
+        help="the decisions' compacted topic (default topics.approvals, streamdrift.approvals)",
+    )
+    approval.add_argument(
+        "--approval-timeout-s",
+        type=_positive,
+        help="wall-clock seconds after an event's publication after which --on-timeout decides (default: wait)",
+    )
+    approval.add_argument(
+        "--on-timeout",
+        choices=[APPROVE, REJECT],
+        default=REJECT,
+        help="the decision recorded for an event nobody decided on in time (default reject)",
+    )
     return p
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if (args.approval_timeout_s is not None or args.approvers_topic) and not args.require_approval:
+        raise StreamdriftError("--approval-timeout-s and --approvers-topic need --require-approval")
     hook: Hook = (
         CommandHook(args.hook_command, args.timeout_s, args.pass_env)
         if args.hook_command
@@ -878,6 +1113,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         backoff_max_s=args.backoff_max_s,
         max_attempts=args.max_attempts,
         start=args.start,
+        require_approval=args.require_approval,
+        approvals_topic=args.approvers_topic,
+        approval_timeout_s=args.approval_timeout_s,
+        on_timeout=args.on_timeout,
     ).run()
 
 

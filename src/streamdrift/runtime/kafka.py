@@ -183,17 +183,19 @@ def max_record_bytes(settings: Settings, client: AdminClient, topics: list[str])
 
 
 def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:
-    """Create the four topics (inputs with equal partition counts) and, with ``state_store = "kafka"``,
-    the compacted state topic partitioned like the inputs; return those created."""
+    """Create the four topics (inputs with equal partition counts), the compacted approvals topic (one
+    partition: a few decisions, read whole by every listener) and, with ``state_store = "kafka"``, the
+    compacted state topic partitioned like the inputs; return those created."""
     t = settings.topics
     client = client or admin(settings)
-    existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter, t.state])
+    existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter, t.state, t.approvals])
     n = partitions or existing.get(t.predictions) or t.partitions
     wanted = [
         NewTopic(t.predictions, n, t.replication_factor),
         NewTopic(t.feedback, n, t.replication_factor),
         NewTopic(t.alerts, n, t.replication_factor),
         NewTopic(t.dead_letter, n, t.replication_factor),
+        NewTopic(t.approvals, 1, t.replication_factor, config={"cleanup.policy": "compact"}),
     ]
     if settings.state_store == "kafka":
         wanted.append(NewTopic(t.state, n, t.replication_factor, config=dict(STATE_TOPIC_CONFIG)))

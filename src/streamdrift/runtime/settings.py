@@ -113,11 +113,14 @@ class TopicSettings(_Section):
     dead_letter: str = "streamdrift.dead-letter"
     # The state of input partition p in partition p (state_store = "kafka"): compacted, the inputs' partition count.
     state: str = "streamdrift.state"
+    # Decisions on retrain events (`streamdrift approve` / `reject`, `retrain-listener --require-approval`):
+    # compacted, key = alert id, one partition.
+    approvals: str = "streamdrift.approvals"
     # Used by `streamdrift topics create`; predictions and feedback always share it.
     partitions: int = Field(3, ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1, le=32)
 
-    @field_validator("predictions", "feedback", "alerts", "dead_letter", "state")
+    @field_validator("predictions", "feedback", "alerts", "dead_letter", "state", "approvals")
     @classmethod
     def _topic_name(cls, value: str) -> str:
         if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
