@@ -159,3 +159,45 @@ def test_drift_active_is_one_per_model_and_kind_while_its_condition_lasts():
     expected = {(m, k): float(k in monitors[m].summary().drift_active) for m, k in active}
     assert active == expected and len(active) == 3 * 7  # every model, every kind, from 0
     assert 1.0 in active.values() and ("churn", "concept_drift") in active
+
+
+def test_cost_and_value_are_model_metrics_and_per_version_metrics() -> None:
+    """Issue 23 item 4: streamdrift_model_metric{metric="cost"|"value"|...} from the summary's business
+    figures, and the window's means per version; a model without them exports none of these series."""
+    from streamdrift.core.api import Monitor
+    from streamdrift.core.config import ModelSettings
+
+    settings = MonitorSettings(reference_size=100, window_size=100, subwindows=2)
+    model = ModelSettings(cost_matrix={"0": {"0": 0.0, "1": 1.0}, "1": {"0": 4.0, "1": 0.0}}, cost_tolerance=1.0)
+    monitor = Monitor("m", settings, model)
+    events = []
+    for i in range(300):
+        label, prediction = i % 2, (i % 2 if i % 5 else 1 - i % 2)  # one in five wrong
+        common = {"event_id": f"e{i}", "model_id": "m", "timestamp": 1_700_000_000 + i}
+        events.append(
+            {**common, "model_version": f"v{i % 2}", "features": {"x": i}, "prediction": prediction, "score": 0.5}
+        )
+        events.append({**common, "label": label, "value": float(i % 4)})
+    monitor.observe(events)
+    plain = Monitor("p", settings)
+    plain.observe([{**e, "model_id": "p"} for e in events if "label" not in e])
+    summaries = {"m": monitor.summary(), "p": plain.summary()}
+    registry = CollectorRegistry()
+    registry.register(ModelCollector(lambda: summaries, 10))
+    metrics = {f.name: f.samples for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    got = {
+        (s.labels["metric"], s.labels["scope"]): s.value
+        for s in metrics["streamdrift_model_metric"]
+        if s.labels["model_id"] == "m"
+    }
+    business = summaries["m"].business
+    assert business is not None
+    # rows 0..299, one in five wrong: i % 5 == 0, half of them missed positives (cost 4), half false alarms (1)
+    assert got[("cost", "cumulative")] == (30 * 4 + 30 * 1) / 300 == business["cumulative"]["cost"]
+    assert got[("cost_sum", "cumulative")] == 150 and got[("value_sum", "cumulative")] == 75 * (0 + 1 + 2 + 3)
+    assert got[("value", "window")] == business["window"]["value"] == 1.5
+    assert got[("expected_cost", "window")] == business["expected_cost"] and got[("reference_cost", "window")] == 0.5
+    versions = {(s.labels["version"], s.labels["metric"]): s.value for s in metrics["streamdrift_version_metric"]}
+    assert set(versions) == {("v0", "cost"), ("v0", "value"), ("v1", "cost"), ("v1", "value")}
+    assert all(s.labels["model_id"] == "m" for s in metrics["streamdrift_version_metric"])
+    assert not [s for s in metrics["streamdrift_model_metric"] if s.labels["model_id"] == "p"]

@@ -207,6 +207,12 @@ class ModelCollector:
         version_acc = _Family(
             GAUGE, "streamdrift_version_accuracy", "Windowed accuracy per model version", labels=["model_id", "version"]
         )
+        version_business = _Family(
+            GAUGE,
+            "streamdrift_version_metric",
+            "Windowed mean cost and value of graded predictions per model version",
+            labels=["model_id", "version", "metric"],
+        )
         fairness = _Family(
             GAUGE,
             "streamdrift_fairness_gap",
@@ -279,6 +285,8 @@ class ModelCollector:
             for version, v in sorted(s.versions.get("versions", {}).items()):
                 if v.get("value") is not None:
                     version_acc.add([model_id, version], v["value"])
+            if s.business is not None:
+                _add_business(perf, version_business, model_id, s.business)
             gaps = s.segments.get("fairness") or {}
             for gap in ("demographic_parity_difference", "equal_opportunity_difference"):
                 if gaps.get(gap) is not None:
@@ -321,10 +329,31 @@ class ModelCollector:
             join_pending,
             join_lost,
             version_acc,
+            version_business,
             fairness,
             count,
             unlabelled,
         ]
+
+
+def _add_business(perf: _Family, per_version: _Family, model_id: str, business: dict[str, Any]) -> None:
+    """Cost and value (``MonitorSummary.business``) as model metrics: ``cost`` and ``value`` the means per
+    graded prediction that has one, ``cost_sum`` and ``value_sum`` their sums, over the window and since
+    the start; ``expected_cost`` (from scores) and ``reference_cost`` over the window; the window's means
+    per version. A series without rows that have one is left out, not written as 0."""
+    for scope in ("window", "cumulative"):
+        report = business[scope]
+        for metric, rows in (("cost", "costed"), ("value", "valued")):
+            if report.get(rows):
+                perf.add([model_id, metric, scope], report[metric])
+                perf.add([model_id, f"{metric}_sum", scope], report[f"{metric}_sum"])
+    for metric in ("expected_cost", "reference_cost"):
+        if business[metric] is not None:
+            perf.add([model_id, metric, "window"], business[metric])
+    for version, v in sorted(business["window"].get("versions", {}).items()):
+        for metric in ("cost", "value"):
+            if v[metric] is not None:
+                per_version.add([model_id, version, metric], v[metric])
 
 
 def _head(family: _Family) -> str:
