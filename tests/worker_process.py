@@ -30,6 +30,7 @@ def worker_env(bootstrap: str, prefix: str, snapshot_dir: Path, **settings: obje
             "STREAMDRIFT_TOPICS__ALERTS": f"{prefix}.alerts",
             "STREAMDRIFT_TOPICS__DEAD_LETTER": f"{prefix}.dead-letter",
             "STREAMDRIFT_TOPICS__STATE": f"{prefix}.state",
+            "STREAMDRIFT_TOPICS__APPROVALS": f"{prefix}.approvals",  # `topics create` makes it: one per test
             "STREAMDRIFT_GROUP_ID": f"{prefix}.group",
             "STREAMDRIFT_SNAPSHOT_DIR": str(snapshot_dir),
             "STREAMDRIFT_METRICS_PORT": str(free_ports(1)[0]),
