@@ -4,7 +4,9 @@ undecided events commits and what a restart reads back from it."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 
@@ -110,3 +112,19 @@ def test_the_metadata_of_the_most_events_held_fits_the_brokers_default_limit():
 @pytest.mark.parametrize("metadata", [None, "", "not json", '{"format": 2, "to": 3, "held": []}', '{"to": "x"}'])
 def test_metadata_not_written_by_a_holding_listener_means_nothing_handled_beyond_the_commit(metadata):
     assert handled_beyond(40, metadata) == (40, frozenset())
+
+
+def test_decisions_as_written_are_valid_per_the_schema_and_the_schema_refuses_what_the_writer_refuses():
+    schema = orjson.loads(
+        (Path(__file__).resolve().parents[2] / "schemas" / "approval_decision.schema.json").read_bytes()
+    )
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for record in (
+        decision_record(EVENT, "approve", "alice", "window checked,\nincome feed fixed", AT),
+        decision_record(EVENT, "reject", "streamdrift (timeout)", None, AT, source="timeout"),
+    ):
+        assert not list(validator.iter_errors(record))
+    good = decision_record(EVENT, "approve", "alice", None, AT)
+    for bad in ({"by": "bob\x1b"}, {"reason": "ok\x00"}, {"by": ""}, {"decision": "maybe"}, {"source": "ui"}):
+        assert list(validator.iter_errors({**good, **bad})), bad

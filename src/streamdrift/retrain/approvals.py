@@ -1,7 +1,8 @@
 """Human approval of retrain events: decision records, and how far a listener that holds events may commit.
 
 A **decision** is one record on the approvals topic (``topics.approvals``, default ``streamdrift.approvals``,
-compacted, one partition, made by ``streamdrift topics create``), key = the alert id, value = a JSON object::
+compacted, one partition, made by ``streamdrift topics create``), key = the alert id, value = a JSON object
+(``schemas/approval_decision.schema.json``)::
 
     {"format": 1, "alert_id": "...", "model_id": "...", "kind": "...", "action": "retrain",
      "decision": "approve", "by": "alice", "reason": "checked the training window", "decided_at": "...Z",
