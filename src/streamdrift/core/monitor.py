@@ -193,11 +193,19 @@ class ModelMonitor:
         self.cost: CostMetrics | None = None
         matrix = self.model.cost_matrix
         self.expected_cost = ExpectedCost(s.window_size, s.subwindows) if matrix is not None else None
+        tolerance = self.model.cost_tolerance
         self.cost_degradation = (
-            DegradationTest(self.model.cost_tolerance, s.degradation_alpha, higher_is_better=False, proportion=False)
-            if self.model.cost_tolerance is not None
+            DegradationTest(tolerance, s.degradation_alpha, higher_is_better=False, proportion=False)
+            if tolerance is not None
             else None
         )
+        # the same test on the expected cost from scores, and where its sub-windows began: [position, offset, time]
+        self.expected_degradation = (
+            DegradationTest(tolerance, s.degradation_alpha, higher_is_better=False, proportion=False)
+            if tolerance is not None and self.expected_cost is not None
+            else None
+        )
+        self.expected_marks: list[list] = []
         self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=s.degradation_alpha)
         self.segments = (
             SegmentMetrics(
@@ -296,7 +304,7 @@ class ModelMonitor:
         if len(scored_rows):
             self.cbpe.update(scored_rows)
         if self.expected_cost is not None:
-            self._expect_cost(batch)
+            events += self._expect_cost(batch)
         graded = self.join.add_predictions(
             batch.event_ids, batch.timestamps, batch.predictions, batch.scores, batch.model_versions, batch.segments
         )
@@ -486,13 +494,79 @@ class ModelMonitor:
         del self.subwindow_marks[: -(self.settings.subwindows + 1)]  # the window's start is among these
         return events
 
-    def _expect_cost(self, batch: PredictionBatch) -> None:
-        """The expected cost of the batch's scored predictions, for the window's estimate before labels come."""
-        matrix = self.model.cost_matrix
-        assert self.expected_cost is not None and matrix is not None  # made for models with a cost matrix
+    def _expect_cost(self, batch: PredictionBatch) -> list[dict]:
+        """The expected cost of the batch's scored predictions (the window's estimate before labels come),
+        and with ``cost_tolerance`` its degradation test at each window's close."""
+        matrix, expected = self.model.cost_matrix, self.expected_cost
+        assert expected is not None and matrix is not None  # made for models with a cost matrix
         positive = str(label_keys([self.model.positive_label])[0])
-        predicted = label_keys(batch.predictions)
-        self.expected_cost.update(expected_costs(matrix, predicted, batch.scores, batch.class_scores, positive))
+        costs = expected_costs(matrix, label_keys(batch.predictions), batch.scores, batch.class_scores, positive)
+        scored = np.flatnonzero(~np.isnan(costs))
+        for j in range((-expected.rows) % expected.slot_size, len(scored), expected.slot_size):
+            row = int(scored[j])  # the first scored prediction of a sub-window
+            self.expected_marks.append([expected.rows + j, int(batch.offsets[row]), float(batch.timestamps[row])])
+        events = []
+        for w in expected.update(costs):
+            events += self._expected_cost_check(w, batch)
+        del self.expected_marks[: -(self.settings.subwindows + 1)]  # the next window's start is among these
+        return events
+
+    def _expected_cost_check(self, window: dict, batch: PredictionBatch) -> list[dict]:
+        """A performance_degradation event (detector ``expected_cost``) when the window's expected cost from
+        scores is surely above the first window's by more than ``cost_tolerance``: the cost test in CBPE
+        terms, before the labels come. An estimate, which holds only as far as the scores are calibrated:
+        its action is ``investigate``, never a retrain."""
+        test = self.expected_degradation
+        if test is None or window["std_error"] is None:
+            return []
+        verdict = test.check(window["estimate"], window["rows"], window["std_error"])
+        if verdict is None:
+            return []
+        alpha = self.settings.degradation_alpha
+        firing = self.policy.firing_alert("expected_cost")
+        decision = self.policy.watch("expected_cost", 1 - verdict.p_value, 1 - alpha, window["position"])
+        if decision is None:
+            return []
+        row = window["row"]
+        start = next((m[1:] for m in self.expected_marks if m[0] == window["position"] - window["rows"]), None)
+        start_offset, start_time = (
+            start if start is not None else (int(batch.offsets[row]), float(batch.timestamps[row]))
+        )
+        at = {
+            "start_time": start_time,
+            "end_time": float(batch.timestamps[row]),
+            "count": window["rows"],
+            "start_offset": start_offset,
+            "end_offset": int(batch.offsets[row]),
+        }
+        if decision == "resolve":
+            return [
+                self._resolved(
+                    "expected_cost", firing, verdict.statistic, verdict.threshold, verdict.p_value, at, batch, row
+                )
+            ]
+        details = {
+            "metric": "expected_cost",
+            "reference": verdict.reference,
+            "confidence_bound": verdict.bound,
+            "tolerance": self.model.cost_tolerance,
+        }
+        event = self._fired(
+            "expected_cost",
+            "performance_degradation",
+            "expected_cost",
+            None,
+            verdict.statistic,
+            verdict.threshold,
+            verdict.p_value,
+            at,
+            batch,
+            row,
+            [],
+            details,
+        )
+        event["action"] = "investigate"
+        return [event]
 
     def _regression_costs(self, graded: Joined, counted: np.ndarray) -> np.ndarray:
         """``cost_per_unit_error`` times the absolute error of the counted pairs (numbers both); NaN without it."""
@@ -1222,6 +1296,10 @@ class ModelMonitor:
             "metrics": self.cost.state() if self.cost is not None else None,
             "expected": self.expected_cost.state() if self.expected_cost is not None else None,
             "degradation": self.cost_degradation.state() if self.cost_degradation is not None else None,
+            "expected_degradation": (
+                self.expected_degradation.state() if self.expected_degradation is not None else None
+            ),
+            "expected_marks": self.expected_marks if self.expected_cost is not None else None,
         }
         return {"cost": parts} if any(part is not None for part in parts.values()) else {}
 
@@ -1285,6 +1363,9 @@ class ModelMonitor:
             monitor.expected_cost.load_state(business["expected"])
         if monitor.cost_degradation is not None and business.get("degradation") is not None:
             monitor.cost_degradation.load_state(business["degradation"])
+        if monitor.expected_degradation is not None and business.get("expected_degradation") is not None:
+            monitor.expected_degradation.load_state(business["expected_degradation"])
+        monitor.expected_marks = [list(m) for m in business.get("expected_marks") or []]
         return monitor
 
 

@@ -50,7 +50,11 @@ RESOLVED = "drift_resolved"  # the event that says a windowed kind's condition h
 REBASELINED = "rebaselined"  # the event that says a new reference was learnt after a drift (action "none")
 NEWS = frozenset({RESOLVED, REBASELINED})  # informational events: no drift, never a retrain
 # policy alarms that are not named after the kind of their events
-ALARM_KIND = {"version_comparison": "performance_degradation", "cost": "performance_degradation"}
+ALARM_KIND = {
+    "version_comparison": "performance_degradation",
+    "cost": "performance_degradation",
+    "expected_cost": "performance_degradation",
+}
 # the alarms of windowed statistics, decided by ``watch``
 WATCHED = frozenset(
     {
@@ -60,6 +64,7 @@ WATCHED = frozenset(
         "performance_degradation",
         "version_comparison",
         "cost",
+        "expected_cost",
         "data_quality",
     }
 )

@@ -213,7 +213,8 @@ class ExpectedCost(Windowed):
     """Windowed expected cost of predictions from their scores (``expected_costs``), before labels come.
 
     Fed with the expected cost of each scored prediction as it arrives (NaN ones skipped), summed in
-    row order, so any batching gives the same state.
+    row order, so any batching gives the same state. Each window completed reports its mean and the
+    mean's standard error, which the degradation test needs.
 
     Parameters
     ----------
@@ -225,7 +226,8 @@ class ExpectedCost(Windowed):
     Examples
     --------
     >>> e = ExpectedCost(window_size=4, subwindows=2)
-    >>> e.update(np.array([1.0, np.nan, 0.5, 2.0, 0.5, 4.0, 1.0]))
+    >>> [(w["position"], w["row"], w["estimate"]) for w in e.update(np.array([1.0, np.nan, 0.5, 2.0, 0.5, 4.0, 1.0]))]
+    [(4, 4, 1.0), (6, 6, 1.875)]
     >>> e.estimate("window"), e.estimate("cumulative")   # the window: its two full sub-windows, 2, 0.5, 4, 1
     (1.875, 1.5)
     """
@@ -238,21 +240,40 @@ class ExpectedCost(Windowed):
 
     def _reset(self) -> None:
         self.rows = 0
-        self.sums: Floats = np.zeros((self.subwindows + 2, 2))  # rows, expected cost
+        self.sums: Floats = np.zeros((self.subwindows + 2, 3))  # rows, expected cost, its square
 
-    def update(self, costs: Floats) -> None:
-        """Add the expected costs of new predictions (NaN ones are skipped)."""
-        c = costs[~np.isnan(costs)]
-        terms = np.stack([np.ones_like(c), c], axis=1)
-        for slot, a, b, fresh, _ in self._chunks(len(c)):
+    def update(self, costs: Floats) -> list[dict[str, Any]]:
+        """Add the expected costs of new predictions (NaN ones are skipped); return, per window completed,
+        its ``position`` (scored predictions so far), ``row`` (the index in ``costs`` that closed it),
+        ``rows``, ``estimate`` and ``std_error``."""
+        positions = np.flatnonzero(~np.isnan(costs))
+        c = costs[positions]
+        terms = np.stack([np.ones_like(c), c, c * c], axis=1)
+        completed = []
+        for slot, a, b, fresh, closes in self._chunks(len(c)):
             if fresh:
                 self.sums[slot] = 0
             for row in (slot, self._cumulative):
                 self.sums[row] = ordered_sum(self.sums[row], terms[a:b])
             self.rows += b - a
+            if closes and self._window_complete():
+                rows, cost, squared = self.sums[self._slots("window")].sum(axis=0).tolist()
+                mean = cost / rows
+                with np.errstate(over="ignore", invalid="ignore"):
+                    variance = max(squared / rows - mean * mean, 0.0)
+                completed.append(
+                    {
+                        "position": self.rows,
+                        "row": int(positions[b - 1]),
+                        "rows": int(rows),
+                        "estimate": mean,
+                        "std_error": math.sqrt(variance / rows) if math.isfinite(variance) else None,
+                    }
+                )
+        return completed
 
     def estimate(self, scope: str = "window") -> float | None:
-        rows, cost = self.sums[self._slots(scope)].sum(axis=0).tolist()
+        rows, cost, _ = self.sums[self._slots(scope)].sum(axis=0).tolist()
         return ratio(cost, rows)
 
     def state(self) -> dict[str, Any]:
@@ -260,4 +281,4 @@ class ExpectedCost(Windowed):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.rows = state["rows"]
-        self.sums = np.array(state["sums"], dtype=np.float64).reshape(self.subwindows + 2, 2)
+        self.sums = np.array(state["sums"], dtype=np.float64).reshape(self.subwindows + 2, 3)
