@@ -46,6 +46,16 @@ SEA / Agrawal
     ``position - width``; delay is measured from the centre (it can be
     negative). 5 seeds.
 
+correlation flip (issue 22, item 4)
+    30,000 events of 12 numeric features (seeded normals, each with its own
+    mean and scale; x00 and x01 correlated 0.3 throughout), a score and a
+    prediction from x00..x02, no feedback; x03 and x08 correlated +0.5, then
+    -0.5 from event 15,000: every feature's distribution stays the same.
+    Delay = events from the change to the first ``multivariate_drift`` event
+    (target: at most 5,000), and whether x03 and x08 are the first two of its
+    ``top_features``; any alarm before the change is false. River's ADWIN and
+    Page-Hinkley per feature on the same streams (they watch one feature at a
+    time: nothing of a single feature changes). 10 seeds.
 calibration (issue 22)
     Stationary error streams at 2, 5, 10, 20 and 30 % error, 200 seeds each:
     a 1,000-event warm-up, then 200,000 labelled events. The share of seeds
@@ -112,6 +122,8 @@ N_NUMERIC = 20
 CARDINALITIES = (3, 5, 8, 12)
 SCORE_FEATURES = 3  # the model reads x00..x02
 SHIFTED = ("x07", "x13")
+N_JOINT = 12  # numeric features of the correlation-flip streams
+FLIPPED = ("x03", "x08")  # their pair whose correlation flips
 RIVER_CONCEPT = ("ADWIN", "PageHinkley", "DDM", "EDDM", "HDDM_A", "HDDM_W", "KSWIN")
 RIVER_DATA = ("ADWIN", "PageHinkley")
 CALIBRATION_RATES = (0.02, 0.05, 0.1, 0.2, 0.3)
@@ -125,6 +137,7 @@ def sizes(quick: bool) -> dict:
             "stationary": 50_000,
             "kswin_cap": 5_000,
             "covariate": (12_000, 6_000, 1),
+            "joint": (12_000, 6_000, 2),
             "concept": (12_000, 8_000, 2),
             "synth": (3_000, 10_000, 5_000, 1),
             "calibration": (20, 20_000),
@@ -204,6 +217,22 @@ def tabular(
             rate = np.where(np.arange(n) < (change_at if change_at is not None else n), *error_rates)
         labels = predictions ^ (rng.random(n) < rate)  # label = prediction, flipped when wrong
     return Stream(numeric, categorical, predictions, np.round(scores, 4), labels)
+
+
+def correlation_flip(seed: int, n: int, change: int, rho: float = 0.5) -> Stream:
+    """12 numeric features; FLIPPED correlated ``rho`` before ``change`` and ``-rho`` from it on, every
+    feature's own distribution unchanged; x00 and x01 correlated 0.3 throughout; no feedback."""
+    rng = np.random.default_rng(seed)
+    mean, scale = rng.uniform(-2, 2, N_JOINT), rng.uniform(0.5, 3, N_JOINT)
+    z = rng.standard_normal((n, N_JOINT))
+    z[:, 1] = 0.3 * z[:, 0] + math.sqrt(1 - 0.3**2) * z[:, 1]
+    a, b = (int(name[1:]) for name in FLIPPED)
+    sign = np.where(np.arange(n) < change, 1.0, -1.0)
+    z[:, b] = sign * rho * z[:, a] + math.sqrt(1 - rho**2) * z[:, b]  # N(0, 1) either way
+    weights = rng.normal(0, 1, SCORE_FEATURES)
+    scores = 1 / (1 + np.exp(-(z[:, :SCORE_FEATURES] @ weights)))
+    numeric = {f"x{j:02d}": mean[j] + scale[j] * z[:, j] for j in range(N_JOINT)}
+    return Stream(numeric, {}, scores >= 0.5, np.round(scores, 4), None)
 
 
 def synth_stream(name: str, seed: int, train: int, deployed: int, centre: int, width: int) -> Stream:
@@ -445,6 +474,22 @@ def job_covariate(seed: int, n: int, change: int) -> dict:
     return {"covariate": result}
 
 
+def job_joint(seed: int, n: int, change: int) -> dict:
+    stream = correlation_flip(500 + seed, n, change)
+    events = streamdrift_events(stream, MonitorSettings())
+    result = {"streamdrift": score([e["position"] for e in events], change, n, f"{N_JOINT} features, jointly")}
+    first = next((e for e in events if e["kind"] == "multivariate_drift" and e["position"] >= change), None)
+    result["streamdrift"]["delay"] = first["position"] - change + 1 if first else None
+    result["streamdrift"]["top2"] = first is not None and set(first["top"][:2]) == set(FLIPPED)
+    result["streamdrift"]["kinds"] = sorted({e["kind"] for e in events})
+    for name in RIVER_DATA:
+        alarms, fired = river_data_alarms(name, stream)
+        s = score(alarms, change, n, f"{N_JOINT} numeric features")
+        s["top2"] = s["first"] is not None and fired[s["first"]] in FLIPPED
+        result[f"River {name}"] = s
+    return {"joint": result}
+
+
 def job_concept(seed: int, n: int, change: int) -> dict:
     stream = tabular(200 + seed, n, error_rates=(0.1, 0.2), change_at=change)
     events = streamdrift_events(stream, MonitorSettings())
@@ -667,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         concept = [pool.submit(job_concept, seed, n_con, change_con) for seed in range(seeds_con)]
         covariate = [pool.submit(job_covariate, seed, n_cov, change_cov) for seed in range(seeds_cov)]
+        n_joint, change_joint, seeds_joint = size["joint"]
+        joint = [pool.submit(job_joint, seed, n_joint, change_joint) for seed in range(seeds_joint)]
         seeds_cal, n_cal = size["calibration"]
         calibration = [
             pool.submit(job_calibration, rate, seeds_cal, n_cal, confidence)
@@ -686,10 +733,12 @@ def main(argv: list[str] | None = None) -> int:
             "synth": [f.result() for f in synth],
             "concept": [f.result() for f in concept],
             "covariate": [f.result() for f in covariate],
+            "joint": [f.result() for f in joint],
         }
     rows = results["stationary"][0]["rows"] + results["stationary"][1]["rows"]
     timing = {**results["stationary"][0]["timing"], **results["stationary"][1]["timing"]}
     rows += aggregate("covariate 0.5 sd", [r["covariate"] for r in results["covariate"]])
+    rows += aggregate("correlation flip", [r["joint"] for r in results["joint"]])
     rows += aggregate("concept 10%→20%", [r["concept"] for r in results["concept"]])
     rows += aggregate(f"gradual 10%→20% over {width_gr:,}", results["gradual"])
     by_synth: dict[str, list[dict]] = {}
@@ -792,12 +841,17 @@ def check_targets(rows: list[dict], calibration: list[dict], false_then_real: di
 
     stationary = row("stationary", "streamdrift")
     covariate = row("covariate", "streamdrift")
+    joint = row("correlation flip", "streamdrift")
     concept, adwin = row("concept", "streamdrift"), row("concept", "River ADWIN")
     return {
         "stationary: at most 1 drift event": stationary["false_alarms"] <= 1,
         "covariate: every shift detected within 2,000 events": covariate["detected"] == covariate["runs"]
         and (covariate["delay_max"] or math.inf) <= 2000,
         "covariate: the 2 shifted features ranked first": covariate["top_features_first"] == covariate["runs"],
+        "correlation flip: every flip detected within 5,000 events, the 2 features ranked first": joint["detected"]
+        == joint["runs"]
+        and (joint["delay_max"] or math.inf) <= 5000
+        and joint["top_features_first"] == joint["runs"],
         "concept: every change detected within 1,000 labelled events, no false alarm before": concept["detected"]
         == concept["runs"]
         and (concept["delay_max"] or math.inf) <= 1000

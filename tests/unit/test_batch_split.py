@@ -71,6 +71,7 @@ ALL_KINDS = {
     "scheduled_retrain",
     "drift_resolved",  # a condition goes away (issue 22: one event per change, then its resolution)
     "rebaselined",  # the regressor relearns its references after its drift events (rebaseline = true)
+    "multivariate_drift",  # the classifier's x2 and x3 correlated for a while (issue 22, item 4)
 }
 
 
@@ -83,6 +84,8 @@ def _classifier_event(i: int, n: int, rng: np.random.Generator, burst: float) ->
     if f >= 0.85 and rng.random() < 0.3:
         region = f"new-{int(rng.integers(20))}"  # unseen categories: data quality
     x3: float | str | None = round(float(rng.normal(5, 1)), 3)
+    if 0.4 <= f < 0.55:  # x3 follows x2, each with its own distribution as before: multivariate drift
+        x3 = round(5 + 0.9 * float(x2) + 0.44 * (x3 - 5), 3)
     if 0.55 <= f < 0.65 and rng.random() < 0.4:
         x3 = None  # missing values: data quality
     elif 0.68 <= f < 0.72 and rng.random() < 0.3:

@@ -157,7 +157,7 @@ def test_drift_active_is_one_per_model_and_kind_while_its_condition_lasts():
         (s.labels["model_id"], s.labels["kind"]): s.value for s in scrape(monitors, cap=10)["streamdrift_drift_active"]
     }
     expected = {(m, k): float(k in monitors[m].summary().drift_active) for m, k in active}
-    assert active == expected and len(active) == 3 * 7  # every model, every kind, from 0
+    assert active == expected and len(active) == 3 * 8  # every model, every kind, from 0
     assert 1.0 in active.values() and ("churn", "concept_drift") in active
 
 

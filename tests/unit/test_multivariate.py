@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import jsonschema
 import numpy as np
+import orjson
 import pytest
 
 from streamdrift.core import state as snapshot
+from streamdrift.core.config import MAX_ROWS, ModelSettings, MonitorSettings
+from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.multivariate import (
     CLIP_SPREADS,
-    MAX_ROWS,
+    MAX_PRODUCT,
     CorrelationDrift,
     co_moments,
     correlations,
     fisher_test,
 )
+from streamdrift.core.records import PredictionBatch
 
 
 def correlated(rng: np.random.Generator, n: int, k: int, rho: float, pair: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -51,8 +58,8 @@ def test_co_moments_are_the_exact_integer_sums_and_correlations_those_of_numpy()
     sums = co_moments(codes)
     assert sums[0] == 500 and sums[1:5].tolist() == codes.sum(axis=0).tolist()
     assert sums[5:].tolist() == (codes.T @ codes)[np.triu_indices(4)].tolist()
-    r, n = correlations(sums, 4)
-    assert n == 500
+    r, dof = correlations(sums, 4)
+    assert dof == 499
     np.testing.assert_allclose(r, np.corrcoef(codes.T)[np.triu_indices(4, 1)], atol=1e-12)
     # any order, any split: the same sums, to the bit
     halves = co_moments(codes[:123]) + co_moments(codes[123:])
@@ -62,7 +69,7 @@ def test_co_moments_are_the_exact_integer_sums_and_correlations_those_of_numpy()
 def test_fisher_test_of_equal_correlations_is_zero_and_of_too_few_rows_untested():
     z, p = fisher_test(np.array([0.3]), 500, np.array([0.3]), 900)
     assert z.tolist() == [0.0] and p.tolist() == [1.0]
-    z, p = fisher_test(np.array([0.9]), 3, np.array([-0.9]), 900)
+    z, p = fisher_test(np.array([0.9]), 2, np.array([-0.9]), 900)
     assert z.tolist() == [0.0] and p.tolist() == [1.0]
     z, p = fisher_test(np.array([1.0]), 100, np.array([0.0]), 100)  # an exact 1: a finite z
     assert np.isfinite(z).all() and p[0] < 1e-100
@@ -125,7 +132,7 @@ def test_only_numeric_features_present_and_varying_are_watched_up_to_the_cap_by_
     # 'b' is categories, 'c' constant, 'd' missing in 10 % of rows: the first four of the rest by name
     assert detector.names == ["a_numeric", "e_rarely_missing", "f_binary", "m_numeric"]
     # the binary feature's inter-quartile range is 0: its unit comes from its range (1)
-    assert detector.exponents.tolist()[2] == -10 and detector.clips.tolist()[2] == CLIP_SPREADS * 1024
+    assert detector.exponents.tolist()[2] == -6 and detector.clips.tolist()[2] == CLIP_SPREADS * 64
     # the reference's rows: those after the 200 scale rows that had every feature ('e' lacks one in 50)
     assert int(detector.reference[0]) == 600 - sum(1 for i in range(200, 800) if i % 50 == 0)
     assert detector.skipped == 12
@@ -140,15 +147,15 @@ def test_a_feature_set_without_a_pair_only_counts_rows():
 
 
 def test_codes_are_bounded_so_int64_sums_cannot_overflow():
-    # a unit is at least spread / 2**11, so a code is at most CLIP_SPREADS * 2**11 = 2**13 in magnitude
-    assert CLIP_SPREADS * 2**11 == 2**13 and MAX_ROWS * 2**26 <= 2**63
+    # a unit is at least spread / 2**7, so a code is at most CLIP_SPREADS * 2**7 = 2**9 in magnitude
+    assert CLIP_SPREADS * 2**7 == 2**9 and (2**9) ** 2 == MAX_PRODUCT and MAX_ROWS * MAX_PRODUCT <= 2**63
     rng = np.random.default_rng(5)
     x = rng.standard_normal((1000, 3))
     x[900:, 0] = 1e15  # outliers at the decoder's bound: clipped
     detector = fresh(3)
     feed(detector, x, [])
-    assert int(detector.clips.max()) <= 2**13
-    assert int(np.abs(detector.ring).max()) <= 400 * 2**26
+    assert int(detector.clips.max()) <= 2**9
+    assert detector.ring.dtype == np.int32 and int(np.abs(detector.ring).max()) <= 100 * MAX_PRODUCT
 
 
 @pytest.mark.parametrize("value", [1e-9, 1.0, 1e9])
@@ -162,3 +169,115 @@ def test_scale_free_a_feature_of_any_magnitude_gets_the_same_correlations(value:
     assert len(a) == len(b) == 1
     np.testing.assert_allclose(a[0].window, b[0].window, atol=0.01)
     np.testing.assert_allclose(a[0].reference, b[0].reference, atol=0.01)
+
+
+def test_a_reference_or_window_too_long_for_exact_sums_is_a_bad_setting():
+    with pytest.raises(ValueError, match="at most 137438953472 with multivariate"):
+        MonitorSettings(reference_size=MAX_ROWS + 1)
+    MonitorSettings(reference_size=MAX_ROWS + 1, multivariate=False)
+
+
+def test_a_shift_of_two_features_means_together_is_no_correlation_within_sub_windows():
+    # independent features that both move by 2 standard deviations at one row: across the window the rows of
+    # both sides look correlated (0.51 here, some 12 standard errors); pooled within sub-windows, only the one
+    # holding the switch does (4.7 at most, under any threshold of a realistic budget)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1600, 3))
+    x[1050:, :2] += 2.0
+    detector = fresh(3)
+    scores = feed(detector, x, [])
+    blocks = co_moments(np.rint(x[800:1200] * 1024).astype(np.int64))
+    across, _ = correlations(blocks, 3)
+    assert round(float(across[0]), 2) == 0.51
+    assert round(max(float(np.abs(s.z).max()) for s in scores), 1) == 4.7
+    # two blocks of a perfectly correlated pair: 1; centred within each, the pair is uncorrelated
+    step = np.array([[0, 0], [0, 0], [1, 1], [1, 1]]) + np.array([[0, 1], [1, 0], [0, 1], [1, 0]])
+    whole, _ = correlations(co_moments(step), 2)
+    pooled, dof = correlations(np.stack([co_moments(step[:2]), co_moments(step[2:])]), 2)
+    assert whole.tolist() == [0.0] and pooled.tolist() == [-1.0] and dof == 2
+
+
+# -- through the monitor ---------------------------------------------------------------------------------
+
+SCHEMA = orjson.loads((Path(__file__).resolve().parents[2] / "schemas" / "drift_event.schema.json").read_bytes())
+MONITORED = MonitorSettings(reference_size=800, window_size=400, subwindows=4, cooldown_events=400)
+
+
+def prediction_batch(x: np.ndarray, start: int) -> PredictionBatch:
+    n = len(x)
+    offsets = np.arange(start, start + n, dtype=np.int64)
+    times = 1.7e9 + offsets.astype(np.float64)
+    return PredictionBatch(
+        model_id="m",
+        partition=0,
+        offsets=offsets,
+        event_ids=[f"e{i}" for i in offsets.tolist()],
+        model_versions=["v1"] * n,
+        timestamps=times,
+        timestamp_values=times.tolist(),
+        features={f"f{j:02d}": x[:, j].round(4).tolist() for j in range(x.shape[1])},
+        predictions=[0] * n,
+        scores=np.full(n, np.nan),
+        class_scores=[None] * n,
+        segments=[None] * n,
+    )
+
+
+def flip_and_back(seed: int = 21) -> np.ndarray:
+    """6 features, f01 and f04 correlated 0.6 for 2,000 rows, -0.6 for 1,600, then 0.6 again for 3,200."""
+    rng = np.random.default_rng(seed)
+    parts = [correlated(rng, n, 6, rho, (1, 4)) for n, rho in ((2000, 0.6), (1600, -0.6), (3200, 0.6))]
+    return np.concatenate(parts)
+
+
+def test_a_flip_is_one_multivariate_drift_event_naming_its_pair_then_resolved_when_it_goes():
+    monitor = ModelMonitor("m", MONITORED)
+    events = []
+    x = flip_and_back()
+    for start in range(0, len(x), 250):
+        events += monitor.observe_predictions(prediction_batch(x[start : start + 250], start))
+    assert [(e["kind"], e["window"]["end_offset"]) for e in events] == [
+        ("multivariate_drift", 2099),
+        ("drift_resolved", 4299),
+    ]
+    fired, resolved = events
+    assert fired["feature"] is None and fired["detector"] == "fisher_z" and fired["action"] == "investigate"
+    assert [t["feature"] for t in fired["top_features"][:2]] == ["f01", "f04"]
+    assert fired["details"]["pairs"][0]["features"] == ["f01", "f04"]
+    assert fired["details"]["p_threshold"] == 100 / (1_000_000 * 4 * 2 * 15)  # half the data share, 15 pairs
+    assert fired["p_value"] < fired["details"]["p_threshold"] and fired["statistic"] > fired["threshold"]
+    assert fired["window"]["count"] == 400 and fired["change_started_at"] == fired["window"]["start_time"]
+    assert resolved["details"]["resolves"] == {"kind": "multivariate_drift", "alert_id": fired["alert_id"]}
+    for event in events:
+        jsonschema.validate({**event, "emitted_at": "2026-12-05T00:00:00.000Z"}, SCHEMA)
+    assert monitor.summary().drift_active == frozenset()
+    # the same bytes and events through a snapshot, restored in the middle of the flip
+    other, again = ModelMonitor("m", MONITORED), []
+    for start in range(0, len(x), 333):
+        if start == 2331:
+            other = ModelMonitor.from_state("m", MONITORED, snapshot.loads(snapshot.dumps({"m": other.state()}))["m"])
+        again += other.observe_predictions(prediction_batch(x[start : start + 333], start))
+    assert again == events
+    assert snapshot.dumps({"m": other.state()}) == snapshot.dumps({"m": monitor.state()})
+
+
+def test_a_model_can_turn_multivariate_drift_off_and_its_data_drift_keeps_the_whole_data_share():
+    off = ModelMonitor("m", MONITORED, ModelSettings(multivariate=False))
+    x = flip_and_back()
+    assert off.observe_predictions(prediction_batch(x, 0)) == [] and off.state()["multivariate"] is None
+    on = ModelMonitor("m", MONITORED)
+    assert off.p_threshold(6, "data_drift") == 2 * on.p_threshold(6, "data_drift")
+    assert off.p_threshold(1, "label_drift") == on.p_threshold(1, "label_drift")
+    everywhere_off = MONITORED.model_copy(update={"multivariate": False})
+    assert ModelMonitor("m", everywhere_off).multivariate is None
+    assert ModelMonitor("m", everywhere_off, ModelSettings(multivariate=True)).multivariate is not None
+
+
+def test_the_settings_seal_of_a_deployment_at_the_defaults_is_that_of_before_multivariate_drift():
+    # snapshots written before it still load: its fields at their defaults dump as if they did not exist
+    assert not {"multivariate", "multivariate_max_features"} & set(MonitorSettings().model_dump())
+    sealed = {
+        MonitorSettings(multivariate=False).fingerprint(),
+        MonitorSettings(multivariate_max_features=12).fingerprint(),
+    }
+    assert MonitorSettings().fingerprint() not in sealed and len(sealed) == 2

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+MAX_ROWS = 2**37  # rows a multivariate reference or window may hold (see core/multivariate.py)
+
 
 class _Section(BaseModel):
     # defaults validated like given values, so a default and the same value written out (1000000 and
@@ -46,9 +48,18 @@ _LATER_SETTINGS = ("retrain_budget", "cost_matrix", "cost_per_unit_error", "cost
 MAX_ABS_COST = 1e12  # a cost matrix's entries, and cost_per_unit_error: sums and squares of costs stay finite
 
 
+# ... and those added later with a default that is not None: at their default they dump as before too (a
+# snapshot from before multivariate drift loads; its models learn the multivariate reference from the events
+# after the restore, as core/monitor.py's from_state says)
+_LATER_DEFAULTS = {"multivariate": True, "multivariate_max_features": 20}
+
+
 def _without_unset_later_settings(data: dict[str, Any]) -> dict[str, Any]:
     for name in _LATER_SETTINGS:
         if name in data and data[name] is None:
+            del data[name]
+    for name, default in _LATER_DEFAULTS.items():
+        if name in data and data[name] == default:
             del data[name]
     return data
 
@@ -96,10 +107,25 @@ class MonitorSettings(_Section):
     retrain_budget: RetrainBudget | None = Field(
         None, description="every model's retrain budget (a model's own replaces it); none: no limit"
     )
+    multivariate: bool = Field(
+        True,
+        description="joint drift (multivariate_drift): each pair of numeric features' correlation against the "
+        "reference's; a model's own setting replaces it",
+    )
+    multivariate_max_features: int = Field(
+        20, ge=2, le=100, description="numeric features whose pairs multivariate drift watches (the first by name)"
+    )
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return _without_unset_later_settings(handler(self))
+
+    @model_validator(mode="after")
+    def _sums_fit(self) -> MonitorSettings:
+        # multivariate drift sums products of codes (at most 2**18 each) in int64: exact up to 2**45 rows, 2**37 leaves room
+        if self.multivariate and max(self.reference_size, self.window_size) > MAX_ROWS:
+            raise ValueError(f"reference_size and window_size must be at most {MAX_ROWS} with multivariate = true")
+        return self
 
     @field_validator("subwindows")
     @classmethod
@@ -154,6 +180,9 @@ class ModelSettings(_Section):
         allow_inf_nan=False,
         description="how much higher than the reference a window's mean cost may be before a performance_degradation "
         "event (detector cost); unset: cost is measured, not tested",
+    )
+    multivariate: bool | None = Field(
+        None, description="joint drift (multivariate_drift) for this model; none: [monitor]'s multivariate"
     )
 
     @model_serializer(mode="wrap")

@@ -25,6 +25,11 @@ events, so a column's chi-square p-value must fall below
 ``slot / (ARL × families × columns)``. Overlapping windows make successive
 tests positively correlated, which only makes the bound more conservative.
 The CUSUM gets a run length of ARL × families.
+
+Multivariate drift (``multivariate``, on by default) tests the same input rows
+as data drift, so it takes half of the data family's share: the marginal
+tests' p-values must then fall below ``slot / (ARL × families × 2 × columns)``
+and each pair's below ``slot / (ARL × families × 2 × pairs)``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from streamdrift.core.metrics import (
 )
 from streamdrift.core.metrics.cost import CostMetrics, ExpectedCost, expected_costs, matrix_costs
 from streamdrift.core.metrics.regression import counted_rows
+from streamdrift.core.multivariate import CorrelationDrift, WindowScore
 from streamdrift.core.policy import (
     ALARM_KIND,
     NEWS,
@@ -66,11 +72,13 @@ from streamdrift.core.policy import (
 )
 from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch
 from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION, StreamSketch
-from streamdrift.core.stats import chi2_critical
+from streamdrift.core.stats import chi2_critical, normal_critical
 from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
 
 MAX_QUALITY_STRETCHES = 16  # data_quality conditions a model remembers for its retrain events' training windows
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
+MULTIVARIATE = "multivariate_drift"
+TOP_PAIRS = 5  # pairs a multivariate_drift event details
 STAT_NAMES = ("psi", "js", "chi2", "p_value", "ks", "wasserstein")
 QUALITY_RATES = ("missing_rate", "missing_rate_ref", "invalid_rate", "out_of_range_rate", "new_category_rate")
 QUALITY_CHECKS = (  # (detector name, rate key, settings bound, subtract the reference's rate)
@@ -173,6 +181,12 @@ class ModelMonitor:
         self.features = self._sketch(s.max_features, state and state["features"])
         self.outputs = self._sketch(2, state and state["outputs"])
         self.labels = self._sketch(1, state and state["labels"])
+        multivariate = self.model.multivariate if self.model.multivariate is not None else s.multivariate
+        self.multivariate = (
+            CorrelationDrift(s.reference_size, s.window_size, s.subwindows, s.multivariate_max_features)
+            if multivariate
+            else None
+        )
         self.concept = make_detector(
             s.concept_detector,
             s.false_alarm_run_length * FAMILIES,
@@ -294,6 +308,9 @@ class ModelMonitor:
                 self._reference_at = (int(batch.offsets[warmup - 1]), [*self.warmup_times, "warm-up"])
         events = []
         events += self._sketch_events("data_drift", self.features, batch.features, batch, batch.numeric_features)
+        if self.multivariate is not None:
+            for scored in self.multivariate.update(batch.features, batch.offsets, batch.timestamps):
+                events += self._joint_drift(scored, batch)
         outputs = {"prediction": batch.predictions}
         unscored = np.isnan(batch.scores)
         some_unscored = np.logical_or.reduce(unscored)  # usually not: then all() need not be asked
@@ -931,16 +948,18 @@ class ModelMonitor:
 
     # -- decisions ------------------------------------------------------------
 
-    def p_threshold(self, columns: int) -> float:
-        """The per-column p-value under which a window has drifted (see Calibration)."""
+    def p_threshold(self, columns: int, kind: str = "prediction_drift") -> float:
+        """The per-column (or per-pair) p-value under which a window of ``kind`` has drifted (see Calibration):
+        data_drift and multivariate_drift share the data family's part of the budget when multivariate is on."""
         s = self.settings
-        return (s.window_size // s.subwindows) / (s.false_alarm_run_length * FAMILIES * max(columns, 1))
+        shares = 2 if kind in ("data_drift", MULTIVARIATE) and self.multivariate is not None else 1
+        return (s.window_size // s.subwindows) / (s.false_alarm_run_length * FAMILIES * shares * max(columns, 1))
 
     def _drift(self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         names, stats = scored["names"], scored["stats"]
         if not names:
             return []
-        p_thr = self.p_threshold(len(names))
+        p_thr = self.p_threshold(len(names), kind)
         worst = int(np.argmin(stats["p_value"]))
         p_min = float(stats["p_value"][worst])
         # the policy compares -log10(p) against -log10(threshold): larger means more drift
@@ -977,6 +996,69 @@ class ModelMonitor:
                 top,
                 details,
                 versions=scored["versions"],
+            )
+        ]
+
+    def _joint_drift(self, scored: WindowScore, batch: PredictionBatch) -> list[dict]:
+        """A multivariate_drift event (or its drift_resolved) from a window's pairwise correlation tests.
+
+        ``top_features`` rank the features by the largest difference (in standard errors) of a pair they
+        are in, so a pair whose correlation changed is ranked first, both of its features; ``feature`` is
+        null (the test is of pairs: ``details.pairs`` names the most changed ones)."""
+        p_thr = self.p_threshold(len(scored.p_value), MULTIVARIATE)
+        worst = int(np.argmin(scored.p_value))
+        p_min = float(scored.p_value[worst])
+        strength, bar = -math.log10(max(p_min, 1e-300)), -math.log10(p_thr)
+        firing = self.policy.firing_alert(MULTIVARIATE)
+        decision = self.policy.watch(MULTIVARIATE, strength, bar, scored.position)
+        if decision is None:
+            return []
+        size = np.abs(scored.z)
+        critical = normal_critical(p_thr)  # the |z| whose two-sided p-value is p_thr
+        row = int(np.searchsorted(batch.offsets, scored.span["end_offset"]))
+        if decision == "resolve":
+            return [
+                self._resolved(
+                    "fisher_z", firing, float(size[worst]), critical, p_min, scored.span, batch, row, alarm=MULTIVARIATE
+                )
+            ]
+        names = scored.names
+        by_feature = np.zeros(len(names))
+        np.maximum.at(by_feature, scored.first, size)
+        np.maximum.at(by_feature, scored.second, size)
+        order = sorted(range(len(names)), key=lambda i: (-float(by_feature[i]), names[i]))
+        top = [{"feature": names[i], "score": float(by_feature[i])} for i in order[:TOP_FEATURES]]
+        pairs = sorted(range(len(size)), key=lambda k: (-float(size[k]), scored.pair_names(k)))[:TOP_PAIRS]
+        details = {
+            "p_threshold": p_thr,
+            "features_watched": len(names),
+            "rows": scored.rows,
+            "reference_rows": scored.reference_rows,
+            "pairs": [
+                {
+                    "features": list(scored.pair_names(k)),
+                    "reference_correlation": _round(float(scored.reference[k])),
+                    "window_correlation": _round(float(scored.window[k])),
+                    "z": _round(float(scored.z[k])),
+                    "p_value": _round(float(scored.p_value[k])),
+                }
+                for k in pairs
+            ],
+        }
+        return [
+            self._fired(
+                MULTIVARIATE,
+                MULTIVARIATE,
+                "fisher_z",
+                None,
+                float(size[worst]),
+                critical,
+                p_min,
+                scored.span,
+                batch,
+                row,
+                top,
+                details,
             )
         ]
 
@@ -1275,6 +1357,7 @@ class ModelMonitor:
             "features": self.features.state(),
             "outputs": self.outputs.state(),
             "labels": self.labels.state(),
+            "multivariate": self.multivariate.state() if self.multivariate is not None else None,
             "concept": self.concept.state(),
             "policy": self.policy.state(),
             "retrain_budget": self.retrain_budget.state() if self.retrain_budget is not None else None,
@@ -1339,6 +1422,8 @@ class ModelMonitor:
             monitor.reference_times = [None, None, "unknown"]  # a warm-up reference whose events were not noted
         monitor.warmup_times = list(state["warmup_times"]) if state.get("warmup_times") else None
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
+        if monitor.multivariate is not None and state.get("multivariate") is not None:
+            monitor.multivariate.load_state(state["multivariate"])  # none: turned on since, it learns from here
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
         if monitor.retrain_budget is not None and state.get("retrain_budget"):  # none before budgets: empty

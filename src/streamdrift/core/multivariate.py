@@ -22,19 +22,24 @@ scale before the first sum. So the first quarter of the warm-up's rows
 complete the detector picks its features (numbers only, present in at least
 95 % of those rows, not constant; the first ``max_features`` by name), and
 each one's centre (the median's bucket boundary) and unit (the power of two
-at most a 1,024th of the inter-quartile range, or of the range where that is
+at most a 64th of the inter-quartile range, or of the range where that is
 0). The rest of the warm-up sums the reference's co-moments. A row that lacks
 one of the features (or holds something else than a number there) is left
 out of the sums and counted in ``skipped``.
 
-Overflow. ``|code| <= 4 * 2048 = 2**13``, so a product is at most ``2**26``
-and an int64 sum holds ``2**37`` rows: more than any reference or window
-(``MAX_ROWS``, which the settings check).
+Overflow. ``|code| <= 4 * 128 = 2**9``, so a product is at most ``2**18``:
+a sub-window's sums fit int32 up to 8,191 rows (``int64`` beyond, see
+``sum_dtype``), and the reference's int64 sums hold ``2**45`` rows, more than
+any reference (``config.MAX_ROWS``, which the settings check). A 64th of the
+spread is fine enough: rounding adds a variance of ``unit**2 / 12``, under
+0.01 % of a normal feature's.
 
 The test. At each sub-window close with a full window, every pair's
-correlation in the window and in the reference, Fisher's z of each, and the
-difference of the two in standard errors,
-``(atanh r_w - atanh r_ref) / sqrt(1 / (n_w - 3) + 1 / (n_ref - 3))``, with
+correlation in the window (pooled within its sub-windows: a shift of means
+between sub-windows, which the marginal tests report, makes no correlation)
+and in the reference, Fisher's z of each, and the difference of the two in
+standard errors, ``(atanh r_w - atanh r_ref) / sqrt(1 / (n_w - 3) + 1 /
+(n_ref - 3))`` (``n_w - 1``: the window's rows less one per sub-window), with
 its two-sided normal p-value. The monitor compares the smallest p-value with
 its share of the false-alarm budget (Bonferroni over the pairs and the
 repeated tests, as the sketches' tests).
@@ -53,14 +58,15 @@ Examples
 ([], ['a', 'b', 'c'])
 >>> stationary = feed(0.6, 400, 800)[-1]  # a window's test of pairs (a, b), (a, c), (b, c)
 >>> [round(float(r), 2) for r in stationary.reference], [round(float(r), 2) for r in stationary.window]
-([0.64, -0.04, -0.01], [0.58, 0.03, 0.06])
+([0.64, -0.04, -0.01], [0.58, 0.02, 0.06])
 >>> flipped = feed(-0.6, 400, 1200)[-1]
 >>> flipped.pair_names(int(np.argmin(flipped.p_value))), [round(float(z), 1) for z in flipped.z]
-(('a', 'b'), [-22.8, -0.7, 1.8])
+(('a', 'b'), [-22.7, -0.6, 1.7])
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -73,10 +79,10 @@ from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn
 from streamdrift.core.warmup import WarmupColumn, lower
 
-UNIT_STEPS = 10  # a unit is at most spread / 2**10: codes resolve a 1,024th of the spread
+UNIT_STEPS = 6  # a unit is at most spread / 2**6: codes resolve a 64th of the spread
+MAX_PRODUCT = 2**18  # (CLIP_SPREADS * 2**(UNIT_STEPS + 1)) ** 2: the largest product of two codes
 CLIP_SPREADS = 4  # codes are clipped to this many spreads either side of the centre
 MIN_PRESENT = 0.95  # a feature is watched if present (a number) in at least this share of the scale rows
-MAX_ROWS = 2**37  # rows a reference or window may hold: int64 sums of products of codes (<= 2**26) stay exact
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 
 
@@ -100,10 +106,13 @@ class WindowScore(NamedTuple):
         return self.names[int(self.first[k])], self.names[int(self.second[k])]
 
 
+@functools.cache
 def _layout(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Where each product sum sits: the upper triangle of the K x K co-moments, diagonal included."""
+    """Where each product sum sits: the upper triangle of the K x K co-moments, diagonal included (made
+    once per K: it costs as much as a small batch's sums)."""
     rows, cols = np.triu_indices(k)
-    return rows.astype(np.intp), cols.astype(np.intp)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows.astype(np.intp, copy=False), cols.astype(np.intp, copy=False)
 
 
 def co_moments(codes: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -119,41 +128,64 @@ def co_moments(codes: NDArray[np.int64]) -> NDArray[np.int64]:
     return np.concatenate(([len(codes)], codes.sum(axis=0), products[rows, cols])).astype(np.int64)
 
 
-def correlations(sums: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64], int]:
-    """Each pair's correlation (upper triangle without the diagonal, in ``np.triu_indices(k, 1)`` order)
-    from ``co_moments``' sums, and the row count; 0 for a pair whose feature did not vary."""
-    n = int(sums[0])
-    if n < 2:
-        return np.zeros(k * (k - 1) // 2), n
+def correlations(blocks: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64], int]:
+    """Each pair's correlation (in ``np.triu_indices(k, 1)`` order) pooled within blocks (rows of
+    ``co_moments`` sums: the sub-windows of a window, or the reference alone), and its degrees of freedom
+    (rows less one per block with rows); 0 for a pair whose feature did not vary.
+
+    Pooled within sub-windows, each centred on its own means: a shift of the features' means from one
+    sub-window to the next (data drift, which the marginal tests see) makes no correlation of its own;
+    across a whole window, two features that shift together at one row would look correlated while the
+    window holds rows from both sides.
+    """
+    blocks = np.atleast_2d(blocks)
     rows, cols = _layout(k)
-    mean = sums[1 : 1 + k].astype(np.float64) / n
-    second = np.zeros((k, k))
-    second[rows, cols] = sums[1 + k :].astype(np.float64) / n
-    cov = second - np.outer(mean, mean)
+    sizes = blocks[:, 0].astype(np.float64)
+    held = sizes > 0
+    dof = int(blocks[held, 0].sum()) - int(np.count_nonzero(held))
+    if dof < 1:
+        return np.zeros(k * (k - 1) // 2), max(dof, 0)
+    sums = blocks[held, 1 : 1 + k].astype(np.float64)
+    products = blocks[held, 1 + k :].astype(np.float64)
+    # centred products per block, S_ij - S_i S_j / n, summed over the blocks
+    centred = products - sums[:, rows] * sums[:, cols] / sizes[held, None]
+    cov = np.zeros((k, k))
+    cov[rows, cols] = centred.sum(axis=0)
     var = np.maximum(np.diag(cov), 0.0)
     first, other = np.triu_indices(k, 1)
     scale = np.sqrt(var[first] * var[other])
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(scale > 0, cov[first, other] / scale, 0.0)
-    return np.clip(r, -1.0, 1.0), n
+    return np.clip(r, -1.0, 1.0), dof
 
 
 def fisher_test(
-    window: NDArray[np.float64], n_window: int, reference: NDArray[np.float64], n_reference: int
+    window: NDArray[np.float64], dof_window: int, reference: NDArray[np.float64], dof_reference: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The difference of two independent correlations' Fisher z, in standard errors, and its two-sided
-    p-value (1 where either side has 3 rows or fewer).
+    p-value (1 where either side has 2 degrees of freedom or fewer). A correlation of ``n`` rows has
+    ``n - 1`` degrees of freedom and its z a variance of ``1 / (n - 3)``.
 
-    >>> z, p = fisher_test(np.array([-0.5, 0.5]), 1000, np.array([0.5, 0.5]), 1500)
+    >>> z, p = fisher_test(np.array([-0.5, 0.5]), 999, np.array([0.5, 0.5]), 1499)
     >>> [round(float(v), 1) for v in z], [float(v) for v in p]
     ([-26.9, 0.0], [4.2608425140432406e-159, 1.0])
     """
-    if n_window <= 3 or n_reference <= 3:
+    if dof_window <= 2 or dof_reference <= 2:
         return np.zeros(len(window)), np.ones(len(window))
     bound = 1 - 1e-12  # a correlation of exactly +-1 has an infinite z
     difference = np.arctanh(np.clip(window, -bound, bound)) - np.arctanh(np.clip(reference, -bound, bound))
-    z = difference / math.sqrt(1 / (n_window - 3) + 1 / (n_reference - 3))
+    z = difference / math.sqrt(1 / (dof_window - 2) + 1 / (dof_reference - 2))
     return z, 2 * ndtr(-np.abs(z))
+
+
+def sum_dtype(rows: int) -> np.dtype[np.signedinteger[Any]]:
+    """The integer type that holds the co-moment sums of ``rows`` rows: int32 while a sum of products of codes
+    fits (a sub-window's, usually: half the memory), else int64.
+
+    >>> sum_dtype(200), sum_dtype(8191), sum_dtype(8192)
+    (dtype('int32'), dtype('int32'), dtype('int64'))
+    """
+    return np.dtype(np.int32) if rows * MAX_PRODUCT < 2**31 else np.dtype(np.int64)
 
 
 def _as_floats(values: FeatureColumn) -> NDArray[np.float64]:
@@ -196,7 +228,7 @@ class CorrelationDrift:
         self.exponents = np.zeros(0, np.int64)
         self.clips = np.zeros(0, np.int64)
         self.reference = np.zeros(1, np.int64)
-        self.ring = np.zeros((self.subwindows, 1), np.int64)
+        self.ring = np.zeros((self.subwindows, 1), sum_dtype(self.slot_size))
         # per sub-window: rows, first/last source offset, first/last event time
         self.slot_rows = np.zeros(self.subwindows, np.int64)
         self.slot_offsets = np.zeros((self.subwindows, 2), np.int64)
@@ -328,7 +360,7 @@ class CorrelationDrift:
         self.clips = np.array([c[3] for c in chosen], np.int64)
         size = 1 + len(chosen) + len(chosen) * (len(chosen) + 1) // 2
         self.reference = np.zeros(size, np.int64)
-        self.ring = np.zeros((self.subwindows, size), np.int64)
+        self.ring = np.zeros((self.subwindows, size), sum_dtype(self.slot_size))
 
     def _codes(
         self, columns: Mapping[str, FeatureColumn], start: int, stop: int
@@ -347,10 +379,9 @@ class CorrelationDrift:
 
     def _score(self) -> WindowScore:
         k = len(self.names)
-        window_sums = self.ring.sum(axis=0)
-        in_window, n_window = correlations(window_sums, k)
-        in_reference, n_reference = correlations(self.reference, k)
-        z, p_value = fisher_test(in_window, n_window, in_reference, n_reference)
+        in_window, dof_window = correlations(self.ring, k)
+        in_reference, dof_reference = correlations(self.reference, k)
+        z, p_value = fisher_test(in_window, dof_window, in_reference, dof_reference)
         first, second = np.triu_indices(k, 1)
         oldest = (self.slot + 1) % self.subwindows
         span = {
@@ -369,8 +400,8 @@ class CorrelationDrift:
             in_window,
             z,
             p_value,
-            n_window,
-            n_reference,
+            int(self.ring[:, 0].sum()),
+            int(self.reference[0]),
             span,
         )
 
@@ -402,7 +433,7 @@ class CorrelationDrift:
         self.exponents = np.array(state["exponents"], np.int64)
         self.clips = np.array(state["clips"], np.int64)
         self.reference = np.array(state["reference"], np.int64)
-        self.ring = np.array(state["ring"], np.int64).reshape(self.subwindows, -1)
+        self.ring = np.array(state["ring"], sum_dtype(self.slot_size)).reshape(self.subwindows, -1)
         self.slot_rows = np.array(state["slot_rows"], np.int64)
         self.slot_offsets = np.array(state["slot_offsets"], np.int64).reshape(self.subwindows, 2)
         self.slot_times = np.array(state["slot_times"], np.float64).reshape(self.subwindows, 2)

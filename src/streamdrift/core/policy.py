@@ -44,6 +44,7 @@ KINDS = (
     "performance_degradation",
     "data_quality",
     "scheduled_retrain",
+    "multivariate_drift",
 )
 RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation", "scheduled_retrain"})
 RESOLVED = "drift_resolved"  # the event that says a windowed kind's condition has gone (action "none")
@@ -66,6 +67,7 @@ WATCHED = frozenset(
         "cost",
         "expected_cost",
         "data_quality",
+        "multivariate_drift",
     }
 )
 SCHEMA_VERSION = 1

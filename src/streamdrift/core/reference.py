@@ -165,7 +165,9 @@ def thresholds(profile: Profile, settings: MonitorSettings) -> dict[str, Any]:
         cols = columns(profile, part)
         if not cols:
             continue
-        p_thr = slot / (settings.false_alarm_run_length * FAMILIES * len(cols))
+        # multivariate drift takes half of the data family's share (monitor.py, Calibration)
+        shares = 2 if part == "features" and settings.multivariate else 1
+        p_thr = slot / (settings.false_alarm_run_length * FAMILIES * shares * len(cols))
         # degrees of freedom as when no window bin is new: the reference's non-empty bins - 1
         dfs = np.array([np.count_nonzero(c.ref_counts) - 1 for c in cols])
         out[part] = {"p_value": p_thr, "chi2": {c.name: float(v) for c, v in zip(cols, chi2_critical(p_thr, dfs))}}

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import chdtrc, chdtri  # chi2.sf / chi2.isf without scipy.stats' argument checks
+from scipy.special import chdtrc, chdtri, ndtri  # chi2.sf / chi2.isf without scipy.stats' argument checks
 
 EPS = 1e-4
 
@@ -132,3 +132,12 @@ def column_stats(
 def chi2_critical(p: float, df: np.ndarray) -> np.ndarray:
     """The chi-square value whose p-value is ``p``, per degrees of freedom."""
     return np.where(df > 0, chdtri(np.maximum(df, 1), p), np.inf)
+
+
+def normal_critical(p: float) -> float:
+    """The ``|z|`` whose two-sided normal p-value is ``p``.
+
+    >>> round(normal_critical(0.05), 3)
+    1.96
+    """
+    return float(-ndtri(p / 2))
