@@ -133,7 +133,10 @@ def feedback_values(values: np.ndarray | None, n: int) -> list[float | None]:
     """
     if values is None or not len(values):
         return [None] * n
-    return [None if v != v else v for v in np.asarray(values, dtype=np.float64).tolist()]
+    array = np.asarray(values, dtype=np.float64)
+    if np.isnan(array).all():  # the usual case, feedback without values: no list made value by value
+        return [None] * n
+    return [None if v != v else v for v in array.tolist()]
 
 
 def approx_bytes(value: object) -> int:
