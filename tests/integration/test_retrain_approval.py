@@ -172,3 +172,19 @@ def test_events_nobody_decides_on_are_decided_by_the_timeout_and_recorded(approv
         (c["alert_id"], "approve", "streamdrift (timeout)", "timeout"),
     ]
     assert trail[0]["reason"] == "no decision within 1 s of its publication"
+
+
+@pytest.mark.kafka
+def test_a_missing_or_deleting_approvals_topic_stops_the_listener_at_start_naming_it(approval, kafka_bootstrap):
+    alerts, approvals, start, _ = approval
+    deleting = approvals + ".deleting"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(deleting, 1, 1)], operation_timeout=30).values():
+        future.result()
+    for topic, says in (
+        (approvals + ".missing", "does not exist"),
+        (deleting, "has cleanup.policy=delete, not compact"),
+    ):
+        listener = start(topic, "--require-approval", "--approvers-topic", topic)
+        assert listener.proc.wait(60) == 2
+        assert f"approvals topic {topic!r} {says}" in listener.log()

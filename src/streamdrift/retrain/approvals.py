@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.runtime import kafka
@@ -54,6 +55,7 @@ MAX_HELD = 256  # undecided events per alerts partition; then the partition wait
 MAX_DECISIONS = 100_000  # remembered by a reader, the latest ones
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _METADATA_FORMAT = 1
+log = logging.getLogger("streamdrift.retrain")
 
 
 class DecisionError(ValueError):
@@ -228,12 +230,14 @@ class DecisionLog:
 
     def open(self, timeout_s: float = 60.0) -> None:
         """Read the topic to its end; ``StreamdriftError`` if it is missing or cannot be read in ``timeout_s``."""
-        partitions = kafka.partition_counts(kafka.admin(self.settings), [self.topic]).get(self.topic)
+        admin = kafka.admin(self.settings)
+        partitions = kafka.partition_counts(admin, [self.topic]).get(self.topic)
         if not partitions:
             raise StreamdriftError(
                 f"approvals topic {self.topic!r} does not exist: create it with `streamdrift topics create` "
                 "(or name another with --approvers-topic / topics.approvals)"
             )
+        self._check_compacted(admin)
         self._consumer = Consumer(
             kafka.consumer_config(
                 self.settings,
@@ -257,6 +261,26 @@ class DecisionLog:
                 return
             if time.monotonic() > deadline:
                 raise StreamdriftError(f"approvals topic {self.topic!r}: not read to its end in {timeout_s:g} s")
+
+    def _check_compacted(self, admin: AdminClient) -> None:
+        """Refuse a topic that deletes by age or size: the decisions are the audit trail, and the record a
+        restarted listener acts on. Where its configuration cannot be read (no DescribeConfigs permission),
+        say so and go on."""
+        resource = ConfigResource(ResourceType.TOPIC, self.topic)
+        try:
+            policy = admin.describe_configs([resource])[resource].result(timeout=30)["cleanup.policy"].value
+        except KafkaException as exc:
+            log.warning(
+                "cannot read the approvals topic's cleanup.policy",
+                extra={"fields": {"topic": self.topic, "error": str(exc)}},
+            )
+            return
+        if policy != "compact":
+            raise StreamdriftError(
+                f"approvals topic {self.topic!r} has cleanup.policy={policy}, not compact: decisions, the audit "
+                "trail, would be deleted by age. Recreate it with cleanup.policy=compact (`streamdrift topics "
+                "create` makes it so)"
+            )
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Read what has come; return the number of new decisions."""
