@@ -65,6 +65,18 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
         ],
         [],
     ),
+    # the warm-up's counts (issue 17): buckets, distinct numbers, categories, state
+    "warmup": (
+        "src/streamdrift/core/warmup.py",
+        ["tests/unit/test_mutants_warmup.py", "tests/unit/test_warmup.py"],
+        [],
+    ),
+    # where a record belongs and what a partition does with misrouted ones and forwarded copies
+    "routing": (
+        "src/streamdrift/core/routing.py",
+        ["tests/unit/test_mutants_routing.py", "tests/unit/test_routing.py", "tests/unit/test_worker_routing.py"],
+        [],
+    ),
 }
 LINKED = ("src", "tests", "scripts", "schemas")
 
