@@ -382,7 +382,7 @@ def status_json(status: dict[str, Any]) -> bytes:
     >>> from streamdrift.core.config import MonitorSettings
     >>> from streamdrift.core.monitor import ModelMonitor
     >>> status_json({"models": {"m": ModelMonitor("m", MonitorSettings()).summary()}})[:60]
-    b'{"models":{"m":{"concept_statistic":0.0,"drift_active":[],"d'
+    b'{"models":{"m":{"business":null,"concept_statistic":0.0,"dri'
     """
     return orjson.dumps(status, default=_summary_dict, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
 
