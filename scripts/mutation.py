@@ -71,6 +71,13 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
         ["tests/unit/test_mutants_warmup.py", "tests/unit/test_warmup.py"],
         [],
     ),
+    # the warm-up's bucket geometry (moved out of warmup.py for issue 19), and its plain-Python path for a few numbers
+    "buckets": (
+        "src/streamdrift/core/buckets.py",
+        ["tests/unit/test_mutants_warmup.py", "tests/unit/test_buckets.py", "tests/unit/test_warmup.py"],
+        [],
+    ),
+    "buckets_small": ("src/streamdrift/core/buckets_small.py", ["tests/unit/test_buckets.py"], []),
     # where a record belongs and what a partition does with misrouted ones and forwarded copies
     "routing": (
         "src/streamdrift/core/routing.py",

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from streamdrift.core import warmup
+from streamdrift.core.buckets import GAMMA, SMALLEST, bucket_keys, lower
 from streamdrift.core.sketch import Column
-from streamdrift.core.warmup import GAMMA, SMALLEST, WarmupColumn, bucket_keys, lower
+from streamdrift.core.warmup import WarmupColumn
 
 
 def test_bucket_bounds_are_powers_of_gamma_mirrored_around_a_zero_bucket() -> None:

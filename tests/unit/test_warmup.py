@@ -14,13 +14,14 @@ import orjson
 import pytest
 
 from streamdrift.core import state as snapshot
+from streamdrift.core.buckets import ACCURACY, lower
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.decode import decode_predictions
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
 from streamdrift.core.sketch import NUMERIC, Column, StreamSketch
 from streamdrift.core.state import Seal, Snapshot
-from streamdrift.core.warmup import ACCURACY, WarmupColumn, lower
+from streamdrift.core.warmup import WarmupColumn
 from streamdrift.runtime.statetopic import pack
 
 SETTINGS = MonitorSettings(reference_size=2000, max_categories=3)
@@ -144,3 +145,22 @@ def test_warm_up_state_does_not_depend_on_batches_and_a_version_2_snapshot_is_co
     old["warmup"] = {name: list(values) for name, values in rows.items()}
     loaded = StreamSketch(1000, 400, 4, 10, 5, 10, state=snapshot.loads(snapshot.dumps(old)))
     assert snapshot.dumps(loaded.state()) == whole
+
+
+@pytest.mark.parametrize("step", [1, 2, 7, 1_000])
+def test_categories_and_distinct_numbers_whatever_the_steps(step: int) -> None:
+    """Counted row by row: the categories kept are the first ``max_kept`` in row order, the rest ``other``;
+    the distinct numbers dropped at the first one too many; the same however the rows come in batches."""
+    rng = np.random.default_rng(3)
+    values = [f"c{i}" for i in rng.integers(0, 9, 300)] + rng.integers(0, 4, 300).tolist() + [True, None, 2.0]
+    values = [values[i] for i in rng.permutation(len(values))]
+    whole = WarmupColumn(limit=4, max_kept=5)
+    whole.add(values)
+    stepped = WarmupColumn(limit=4, max_kept=5)
+    for at in range(0, len(values), step):
+        stepped.add(values[at : at + step])
+    assert (stepped.categories, stepped.other, stepped.distinct) == (whole.categories, whole.other, whole.distinct)
+    first = list(dict.fromkeys(str(v) for v in values if v is not None and type(v) not in (int, float)))
+    assert list(whole.categories) == first[:5]
+    assert whole.other == sum(str(v) in first[5:] for v in values if v is not None and type(v) not in (int, float))
+    assert whole.distinct is None  # 0 to 3 and 2.0: five distinct texts, over the limit of 4

@@ -75,9 +75,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr
 
+from streamdrift.core.buckets import lower
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn
-from streamdrift.core.warmup import WarmupColumn, lower
+from streamdrift.core.warmup import WarmupColumn
 
 UNIT_STEPS = 6  # a unit is at most spread / 2**6: codes resolve a 64th of the spread
 MAX_PRODUCT = 2**18  # (CLIP_SPREADS * 2**(UNIT_STEPS + 1)) ** 2: the largest product of two codes

@@ -48,10 +48,11 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike, NDArray
 
+from streamdrift.core.buckets import lower
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
-from streamdrift.core.warmup import WarmupColumn, lower
+from streamdrift.core.warmup import WarmupColumn, compact
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -789,6 +790,8 @@ class StreamSketch:
 
     def state(self) -> State:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
+        if self.warmup is not None:
+            compact(list(self.warmup.values()))  # the histograms state() takes, in one pass (issue 19)
         return {
             "rows": self.rows,
             "warmup": None if self.warmup is None else {name: c.state() for name, c in self.warmup.items()},

@@ -41,6 +41,7 @@ Examples
 True
 >>> column.anchor  # the first number 1.0 is a bucket boundary
 1.0
+>>> from streamdrift.core.buckets import lower
 >>> keys, counts = column.histogram()
 >>> [(round(float(column.anchor + lower(k)), 3), int(c)) for k, c in zip(keys, counts)]
 [(1.0, 1), (2.492, 2), (2.994, 1), (993.332, 1)]
@@ -48,50 +49,19 @@ True
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from streamdrift.core.buckets import bucket_keys
+from streamdrift.core.buckets_small import bucket_keys_small, lower_of
 from streamdrift.core.protocols import State
 
-ACCURACY = 0.005  # relative accuracy of a bucket's middle (DDSketch's alpha)
-GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
-_LOG_GAMMA = math.log(GAMMA)
-SMALLEST_EXPONENT = math.floor(math.log(1e-30) / _LOG_GAMMA)  # |x| below GAMMA ** this: the zero bucket
-SMALLEST = GAMMA**SMALLEST_EXPONENT
-_LARGEST = 1e300  # larger magnitudes (the decoder bounds them far lower) share the outermost buckets
 _COMPACT_AT = 1024  # numbers held (in memory, never in a snapshot) before they are counted into buckets
 _NUMBERS = (int, float)
 _NUMBER_TYPES = frozenset((int, float, type(None)))
-
-
-def lower(keys: NDArray[np.int64] | int) -> NDArray[np.float64]:
-    """The lower boundary of buckets ``keys`` (the upper boundary of ``k`` is ``lower(k + 1)``)."""
-    k = np.asarray(keys, dtype=np.int64)
-    exponent = np.where(k > 0, k - 1 + SMALLEST_EXPONENT, np.where(k < 0, -k + SMALLEST_EXPONENT, SMALLEST_EXPONENT))
-    magnitude = np.power(GAMMA, exponent.astype(np.float64))
-    return np.where(k > 0, magnitude, -magnitude)
-
-
-def bucket_keys(x: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Each finite value's bucket: the ``k`` with ``lower(k) <= x < lower(k + 1)``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log = np.log(np.clip(np.abs(x), SMALLEST, _LARGEST))
-    log *= 1 / _LOG_GAMMA
-    keys = np.where(x >= 0, np.floor(log) + (1 - SMALLEST_EXPONENT), SMALLEST_EXPONENT - np.ceil(log))
-    keys[np.abs(x) < SMALLEST] = 0
-    out: NDArray[np.int64] = keys.astype(np.int64)
-    # the logarithm may be a last bit off near a boundary: there, the boundaries themselves decide
-    near = np.flatnonzero(np.abs(log - np.rint(log)) < 1e-6)
-    if len(near):
-        at, k = x[near], out[near]
-        k -= at < lower(k)
-        k += at >= lower(k + 1)
-        out[near] = k
-    return out
 
 
 class WarmupColumn:
@@ -158,7 +128,7 @@ class WarmupColumn:
         if not numbers:
             return
         if not self.numbers:
-            self.anchor = float(lower(bucket_keys(np.array(numbers[:1], dtype=np.float64)))[0])
+            self.anchor = lower_of(bucket_keys_small(numbers[:1])[0])
         self.numbers += len(numbers)
         if self.distinct is not None:
             self._add_distinct(numbers)
@@ -169,21 +139,25 @@ class WarmupColumn:
     def _add_distinct(self, numbers: list[Any]) -> None:
         """By their text, as categories are counted: an int 3 is "3", a float 3.0 is "3.0"."""
         assert self.distinct is not None
-        distinct = self.distinct
-        for value, n in Counter(map(str, numbers)).items():
-            distinct[value] = distinct.get(value, 0) + n
-        if len(distinct) > self.limit:
-            self.distinct = None
+        distinct, limit = self.distinct, self.limit
+        # row by row, not a Counter: a fleet's model adds a few numbers at a time, and making a Counter costs
+        # more than counting them (issue 19); and a column of many distinct numbers stops at the first too many
+        for value in map(str, numbers):
+            distinct[value] = distinct.get(value, 0) + 1
+            if len(distinct) > limit:
+                self.distinct = None
+                return
 
     def _add_categories(self, values: list[Any]) -> None:
         kept = self.categories
-        for value, n in Counter(v if type(v) is str else str(v) for v in values).items():  # in order of first row
+        for v in values:  # row by row (see _add_distinct): a category is kept if there is room at its first row
+            value = v if type(v) is str else str(v)
             if value in kept:
-                kept[value] += n
+                kept[value] += 1
             elif len(kept) < self.max_kept:
-                kept[value] = n
+                kept[value] = 1
             else:
-                self.other += n
+                self.other += 1
 
     def _compact(self) -> None:
         if not self._pending:
@@ -222,3 +196,40 @@ class WarmupColumn:
         column.categories = dict(state["categories"])
         column.other = state["other"]
         return column
+
+
+# a column's bucket keys are below this in magnitude (the int32 of ``state``): keys of several columns made one
+# number each, column * _SPAN + key + _OFFSET, sort by column, then key
+_OFFSET = 1 << 17
+_SPAN = 1 << 18
+
+
+def compact(columns: Sequence[WarmupColumn]) -> None:
+    """Count the numbers every column of ``columns`` holds into its histogram, as ``histogram()`` does one
+    column at a time, in one pass of numpy calls for all of them.
+
+    A checkpoint takes every column's histogram; a fleet's model holds a few dozen numbers per column by
+    then, and a dozen numpy calls per column was most of the checkpoint's time (issue 19). The histograms
+    are those of one column at a time (``tests/unit/test_buckets.py``): the keys of each column are made one
+    number with its column's index, so one ``unique`` sorts and counts them column by column.
+    """
+    pending = [column for column in columns if column._pending]
+    if len(pending) < 2:
+        for column in pending:
+            column._compact()
+        return
+    new = [len(column._pending) for column in pending]
+    anchors = np.repeat(np.array([column.anchor for column in pending]), new)
+    numbers = np.array([x for column in pending for x in column._pending], dtype=np.float64) - anchors
+    index = np.arange(len(pending), dtype=np.int64) * _SPAN + _OFFSET  # each column's part of the number
+    keys = np.concatenate([np.repeat(index, [len(c.keys) for c in pending]), np.repeat(index, new)])
+    keys += np.concatenate([np.concatenate([c.keys for c in pending]), bucket_keys(numbers)])
+    counts = np.concatenate([np.concatenate([c.counts for c in pending]), np.ones(len(numbers), np.int64)])
+    merged, at = np.unique(keys, return_inverse=True)
+    summed = np.bincount(at.ravel(), weights=counts, minlength=len(merged)).astype(np.int64)
+    bounds = np.searchsorted(merged, np.append(index - _OFFSET, len(pending) * _SPAN)).tolist()
+    for i, column in enumerate(pending):
+        lo, hi = bounds[i], bounds[i + 1]
+        column.keys = merged[lo:hi] - int(index[i])
+        column.counts = summed[lo:hi].copy()
+        column._pending = []
