@@ -18,7 +18,7 @@ from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Seal, encode
-from streamdrift.runtime import statetopic
+from streamdrift.runtime import state_dictionary, statetopic
 from streamdrift.runtime.statetopic import Changelog, Stored
 from streams import model_prediction
 
@@ -135,7 +135,7 @@ def sealed_checkpoint(seal: Seal) -> list[statetopic.Record]:
 
 
 def header_of(value: bytes) -> dict:
-    return orjson.loads(zlib.decompress(value).split(b"\n", 1)[0])
+    return orjson.loads(statetopic.inflate(value).split(b"\n", 1)[0])
 
 
 def test_values_are_compressed_and_only_the_partition_record_carries_the_settings() -> None:
@@ -156,9 +156,50 @@ def test_values_are_compressed_and_only_the_partition_record_carries_the_setting
 
 def test_uncompressed_values_of_an_older_writer_are_read() -> None:
     log = Log()
-    log.append([r._replace(value=zlib.decompress(r.value)) for r in sealed_checkpoint(SEAL)])
+    log.append([r._replace(value=statetopic.inflate(r.value)) for r in sealed_checkpoint(SEAL)])
     snapshot, _ = statetopic.restore(0, log.records, SEAL, "test")
     assert snapshot is not None and sorted(snapshot.models) == ["m0", "m1", "m2"]
+
+
+def recompressed(records: list[statetopic.Record], dictionary: bytes | None) -> list[statetopic.Record]:
+    """The records with their values compressed again, with ``dictionary`` (or none, as before it existed)."""
+
+    def deflate(value: bytes) -> bytes:
+        z = zlib.compressobj(statetopic.COMPRESS_LEVEL, **({"zdict": dictionary} if dictionary else {}))
+        return z.compress(statetopic.inflate(value)) + z.flush()
+
+    return [r._replace(value=deflate(r.value)) for r in records]
+
+
+def test_values_are_compressed_with_the_preset_dictionary_and_restored_exactly() -> None:
+    records = sealed_checkpoint(SEAL)
+    for record in records:
+        assert record.value[1] & statetopic.FDICT  # the zlib header names a dictionary: the current one
+        assert int.from_bytes(record.value[2:6], "big") == zlib.adler32(state_dictionary.CURRENT)
+    plain = recompressed(records, None)
+    assert sum(len(r.value) for r in records) < sum(len(r.value) for r in plain)
+    log, older = Log(), Log()
+    log.append(records)
+    older.append(plain)  # as a streamdrift before the dictionary wrote them: read the same
+    snapshot, _ = statetopic.restore(0, log.records, SEAL, "test")
+    before, _ = statetopic.restore(0, older.records, SEAL, "test")
+    assert snapshot is not None and before is not None and sorted(snapshot.models) == ["m0", "m1", "m2"]
+    assert encode(snapshot, SEAL) == encode(before, SEAL)
+
+
+def test_a_value_compressed_with_an_unknown_dictionary_is_refused_naming_it() -> None:
+    records = recompressed(sealed_checkpoint(SEAL), b'{"a newer streamdrift\'s dictionary":0}')
+    log = Log()
+    log.append(records)
+    with pytest.raises(SnapshotError, match="compressed with a dictionary this streamdrift does not have"):
+        statetopic.restore(0, log.records, SEAL, "test")
+
+
+def test_the_dictionaries_are_frozen() -> None:
+    """A value compressed with a dictionary inflates only with that same one: editing one would make every
+    record written with it unreadable (a new dictionary gets a new name; the old one stays)."""
+    assert {f"{k:08x}" for k in state_dictionary.DICTIONARIES} == {"e99d20f8"}
+    assert zlib.adler32(state_dictionary.DICTIONARY_1) == 0xE99D20F8
 
 
 def test_a_damaged_or_truncated_compressed_value_is_refused() -> None:

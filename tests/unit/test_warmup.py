@@ -7,8 +7,6 @@ against the one the rows themselves give.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import orjson
 import pytest
@@ -22,7 +20,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.sketch import NUMERIC, Column, StreamSketch
 from streamdrift.core.state import Seal, Snapshot
 from streamdrift.core.warmup import WarmupColumn
-from streamdrift.runtime.statetopic import pack
+from streamdrift.runtime.statetopic import inflate, pack
 
 SETTINGS = MonitorSettings(reference_size=2000, max_categories=3)
 SEAL = Seal.of({"monitor": SETTINGS.model_dump(mode="json")}, {"group": "g"})
@@ -81,7 +79,7 @@ def test_a_snapshot_taken_during_warm_up_holds_none_of_the_raw_values():
     assert not monitor.features.ready
     tree = monitor.state()
     local = snapshot.encode(Snapshot(0, {"predictions": 300}, {"m": tree}), SEAL)  # the local store's file
-    record = zlib.decompress(pack(tree, SEAL))  # a state-topic record's value
+    record = inflate(pack(tree, SEAL))  # a state-topic record's value
     planted = [SSN + i for i in range(3, 300, 10)] + [FLOAT, SECRET]
     for encoded in (local, record):
         found = [value for value in planted if any(form in encoded for form in _raw_forms(value))]
