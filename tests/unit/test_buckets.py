@@ -12,7 +12,7 @@ import pytest
 
 from streamdrift.core.buckets import SMALLEST, bucket_keys, lower
 from streamdrift.core.buckets_small import bucket_keys_small, lower_of
-from streamdrift.core.warmup import WarmupColumn, compact
+from streamdrift.core.warmup import WarmupColumn, compact, states
 
 
 def _numpy_keys(values: list[float]) -> list[int]:
@@ -76,3 +76,21 @@ def test_columns_count_the_same_whatever_the_steps_and_together(step: int) -> No
         for got_alone, got_together, expected in zip(a.histogram(), t.histogram(), w.histogram()):
             assert got_alone.dtype == got_together.dtype == expected.dtype == np.int64
             assert got_alone.tolist() == got_together.tolist() == expected.tolist()
+
+
+def test_states_are_the_columns_states_one_at_a_time() -> None:
+    """``warmup.states`` (what a sketch's and the correlation watch's ``state()`` take) is each column's own."""
+    data = _columns_data()
+    together = {f"c{i}": WarmupColumn(limit=10, max_kept=10) for i in range(len(data))}
+    alone = {f"c{i}": WarmupColumn(limit=10, max_kept=10) for i in range(len(data))}
+    for (t, a), numbers in zip(zip(together.values(), alone.values()), data):
+        t.add(numbers[:40])
+        a.add(numbers[:40])
+    got, expected = states(together), {name: column.state() for name, column in alone.items()}
+    assert list(got) == list(expected)
+    for name in expected:
+        for key, value in expected[name].items():
+            if isinstance(value, np.ndarray):
+                assert got[name][key].dtype == value.dtype and got[name][key].tolist() == value.tolist()
+            else:
+                assert got[name][key] == value

@@ -79,6 +79,7 @@ from streamdrift.core.buckets import lower
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn
 from streamdrift.core.warmup import WarmupColumn
+from streamdrift.core.warmup import states as warmup_states
 
 UNIT_STEPS = 6  # a unit is at most spread / 2**6: codes resolve a 64th of the spread
 MAX_PRODUCT = 2**18  # (CLIP_SPREADS * 2**(UNIT_STEPS + 1)) ** 2: the largest product of two codes
@@ -410,7 +411,7 @@ class CorrelationDrift:
         return {
             "rows": self.rows,
             "skipped": self.skipped,
-            "scale": None if self.scale is None else {name: c.state() for name, c in self.scale.items()},
+            "scale": None if self.scale is None else warmup_states(self.scale),
             "names": list(self.names),
             "centres": self.centres.copy(),
             "exponents": self.exponents.copy(),

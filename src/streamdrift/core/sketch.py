@@ -52,7 +52,8 @@ from streamdrift.core.buckets import lower
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
-from streamdrift.core.warmup import WarmupColumn, compact
+from streamdrift.core.warmup import WarmupColumn
+from streamdrift.core.warmup import states as warmup_states
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -790,11 +791,9 @@ class StreamSketch:
 
     def state(self) -> State:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
-        if self.warmup is not None:
-            compact(list(self.warmup.values()))  # the histograms state() takes, in one pass (issue 19)
         return {
             "rows": self.rows,
-            "warmup": None if self.warmup is None else {name: c.state() for name, c in self.warmup.items()},
+            "warmup": None if self.warmup is None else warmup_states(self.warmup),
             "warmup_rows": self.warmup_rows,
             "columns": {
                 "layout": self._layout_json(),

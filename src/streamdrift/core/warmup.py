@@ -49,7 +49,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -233,3 +233,9 @@ def compact(columns: Sequence[WarmupColumn]) -> None:
         column.keys = merged[lo:hi] - int(index[i])
         column.counts = summed[lo:hi].copy()
         column._pending = []
+
+
+def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
+    """Each column's ``state()``, their numbers bucketed together first (``compact``)."""
+    compact(list(columns.values()))
+    return {name: column.state() for name, column in columns.items()}
