@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamdrift.core.config import MonitorSettings
-from streamdrift.runtime.exporter import OTHER, ModelCollector, status_json
+from streamdrift.runtime.exporter import OTHER, Health, ModelCollector, StatusView, status_json
 from streams import demo_messages, run_monitors
 
 
@@ -148,6 +148,29 @@ def test_status_json_writes_each_summary_as_the_dict_it_always_was():
     assert d["drift_events"] == s.drift_events and d["join"] == s.join
     with pytest.raises(TypeError, match="not JSON serializable"):
         status_json({"x": object()})
+
+
+def test_status_body_is_the_status_document_serialised_and_follows_each_publication():
+    """``StatusView.status_body`` (what the worker serves) is ``status_json(status())`` byte for byte,
+    before and after a publication, with ``ready`` and ``misrouted`` as they are at the request."""
+    from types import SimpleNamespace
+
+    monitors, _ = run_monitors(demo_messages(3_000, seed=7, drift_at=1000), 1000, MonitorSettings())
+    health = Health()
+    view = StatusView(health, min_interval_s=0.0)
+    assert view.status_body() == status_json(view.status())
+    engine = SimpleNamespace(offsets={"predictions": 3000}, monitors=dict(monitors))
+    view.publish({0: SimpleNamespace(engine=engine), 3: SimpleNamespace(engine=engine)})
+    first = view.status_body()
+    assert first == status_json(view.status()) and len(orjson.loads(first)["partitions"]["3"]["models"]) == len(
+        monitors
+    )
+    health.ready, view.misrouted = True, {"predictions": 2}  # read at the request, not cached
+    assert view.status_body() == status_json(view.status()) != first
+    engine.offsets = {"predictions": 3001}
+    view.publish({0: SimpleNamespace(engine=engine)})
+    assert view.status_body() == status_json(view.status())
+    assert list(orjson.loads(view.status_body())["partitions"]) == ["0"]
 
 
 def test_drift_active_is_one_per_model_and_kind_while_its_condition_lasts():

@@ -306,7 +306,7 @@ class Worker:
                 s.metrics_port,
                 self.registry,
                 self.health,
-                self.view.status,
+                self.view.status_body,
                 self.model_metrics,
                 status_endpoint=s.status_endpoint,
             )
