@@ -35,6 +35,7 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
             "tests/unit/test_mutants_policy.py",
             "tests/unit/test_pinned_behaviour.py",
             "tests/unit/test_one_event_per_change.py",  # the alarms' watch and resolution (issue 22)
+            "tests/unit/test_retrain_budget.py",  # the retrain ledger (issue 23)
         ],
         [],
     ),
@@ -64,6 +65,16 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
             "tests/unit/test_concept.py::test_every_registered_detector_is_a_concept_detector_that_round_trips_its_state",
         ],
         [],
+    ),
+    # the sketch's columns: how values map to bins, the reference fitted from rows or from a warm-up summary,
+    # the count dtypes (the StreamSketch around them is reached through test_monitor: minutes a survivor)
+    "sketch-columns": (
+        "src/streamdrift/core/sketch.py",
+        ["tests/unit/test_mutants_sketch.py", "tests/unit/test_sketch.py", "tests/unit/test_warmup.py"],
+        [
+            f"streamdrift.core.sketch.{f}__mutmut_*"
+            for f in ("xǁColumnǁ*", "x_infer_kind", "x_to_float", "x_category_keys", "x__categories", "x_count_dtype")
+        ],
     ),
     # the warm-up's counts (issue 17): buckets, distinct numbers, categories, state
     "warmup": (

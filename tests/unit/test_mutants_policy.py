@@ -11,7 +11,16 @@ import hashlib
 
 import pytest
 
-from streamdrift.core.policy import KINDS, RETRAIN_KINDS, AlertPolicy, action_for, alert_id, drift_event, rfc3339
+from streamdrift.core.policy import (
+    KINDS,
+    RETRAIN_KINDS,
+    AlertPolicy,
+    RetrainLedger,
+    action_for,
+    alert_id,
+    drift_event,
+    rfc3339,
+)
 
 # -- AlertPolicy: fire, cooldown, hysteresis ---------------------------------------------
 
@@ -69,6 +78,52 @@ def test_state_round_trips_into_a_policy_that_decides_the_same() -> None:
     assert restored.firing_alert("data_drift") == "a1"
     assert restored.watch("data_drift", 0.0, 1.0, 107) == "resolve"
     assert restored.alarms["data_drift"] == [True, 107]
+
+
+def test_an_alarm_fired_before_watch_existed_counts_its_calm_closes_from_zero() -> None:
+    """A snapshot written before ``watch`` holds a fired alarm as two fields, [False, cooldown end]."""
+    policy = AlertPolicy(cooldown_events=100, resolve_after=2)
+    policy.load_state({"alarms": {"data_drift": [False, 150]}})
+    assert policy.firing_alert("data_drift") is None and policy.active_kinds() == {"data_drift"}
+    assert policy.watch("data_drift", 0.1, 1.0, 150) is None  # one calm close of the two
+    assert policy.alarms["data_drift"] == [False, 150, 1, None]
+    assert policy.watch("data_drift", 0.1, 1.0, 151) == "resolve"
+
+
+def test_clear_arms_the_alarm_without_a_resolution_keeping_its_cooldown_end() -> None:
+    policy = AlertPolicy(cooldown_events=100)
+    assert policy.watch("data_drift", 2.0, 1.0, 10) == "fire"
+    policy.clear("data_drift")
+    policy.clear("label_drift")  # never seen: nothing to clear
+    assert policy.alarms == {"data_drift": [True, 110]} and policy.active_kinds() == set()
+    assert policy.watch("data_drift", 2.0, 1.0, 11) == "fire"  # the new reference's first change
+
+
+# -- the retrain budget -------------------------------------------------------------------
+
+
+def test_a_retrain_is_allowed_exactly_min_interval_after_the_last_and_without_one_at_the_same_time() -> None:
+    ledger = RetrainLedger(max_retrains=3, period_s=100.0, min_interval_s=10.0)
+    assert ledger.spend(0.0) is None
+    assert ledger.spend(9.5) == {"used": 1, "limit": 3, "period_s": 100.0, "next_allowed_at": 10.0}
+    assert ledger.spend(10.0) is None  # at the end of the interval, not after it
+    back_to_back = RetrainLedger(max_retrains=2, period_s=100.0)
+    assert back_to_back.spend(5.0) is None and back_to_back.spend(5.0) is None
+    assert back_to_back.spend(5.0) == {"used": 2, "limit": 2, "period_s": 100.0, "next_allowed_at": 105.0}
+
+
+def test_a_restored_ledger_keeps_its_retrains_and_its_clock() -> None:
+    fresh = RetrainLedger(max_retrains=3, period_s=100.0)
+    assert fresh.state() == {"times": [], "clock": None}
+    restored = RetrainLedger(max_retrains=3, period_s=100.0)
+    restored.load_state(fresh.state())
+    assert restored.spend(-5.0) is None and restored.state() == {"times": [-5.0], "clock": -5.0}
+    ledger = RetrainLedger(max_retrains=3, period_s=100.0)
+    assert ledger.spend(30.0) is None and ledger.spend(50.0) is None
+    assert ledger.state() == {"times": [30.0, 50.0], "clock": 50.0}
+    restored = RetrainLedger(max_retrains=3, period_s=100.0)
+    restored.load_state(ledger.state())
+    assert restored.spend(10.0) is None and restored.times == [30.0, 50.0, 50.0]  # an earlier stamp: at the clock
 
 
 # -- action, alert_id, timestamps, the event ---------------------------------------------
@@ -186,3 +241,29 @@ def test_a_non_finite_statistic_is_refused_naming_the_event_and_the_field(field:
             detected_at=1.0,
             **numbers,
         )
+
+
+def test_news_about_two_kinds_at_one_row_are_two_alerts() -> None:
+    """``subject`` (the kind a drift_resolved event is about) is part of its ``alert_id``."""
+    ids = []
+    for subject in ("data_drift", "label_drift", None):
+        event = drift_event(
+            model_id="m",
+            model_version=None,
+            kind="drift_resolved",
+            detector="psi",
+            feature=None,
+            statistic=0.1,
+            threshold=1.0,
+            p_value=None,
+            window={"end_offset": 42},
+            stream="predictions",
+            partition=1,
+            top_features=[],
+            action="none",
+            detected_at=1.0,
+            subject=subject,
+        )
+        ids.append(event["alert_id"])
+    kinds = ("drift_resolved/data_drift", "drift_resolved/label_drift", "drift_resolved")
+    assert ids == [alert_id("m", kind, "psi", None, "predictions", 1, 42) for kind in kinds]
