@@ -1,6 +1,8 @@
 """Human approval of retrain events on a real broker (issue 23 item 3): ``retrain-listener --require-approval``
 holds retrain events until ``streamdrift approve`` / ``reject`` decides, across a SIGKILL, and decides itself
-after ``--approval-timeout-s``."""
+after ``--approval-timeout-s``; past its cap on held events a partition is paused and rewound, and a decision lets
+it go on; a restart replays what was handled beyond the commit. The bookkeeping without the consumer:
+``tests/unit/test_holding.py``."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ import signal
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from test_retrain import T0, committed, drift, produce, record, wait_for
+from test_retrain import T0, _in_thread, committed, drift, produce, record, wait_for
 
+from streamdrift.retrain.approvals import DecisionLog, Decisions, decision_record
+from streamdrift.retrain.listener import RetrainListener
+from streamdrift.runtime.settings import load_settings
 from worker_process import ListenerProcess, read_topic, streamdrift
 
 DECISION_FIELDS = {
@@ -188,3 +194,122 @@ def test_a_missing_or_deleting_approvals_topic_stops_the_listener_at_start_namin
         listener = start(topic, "--require-approval", "--approvers-topic", topic)
         assert listener.proc.wait(60) == 2
         assert f"approvals topic {topic!r} {says}" in listener.log()
+
+
+def _commit(bootstrap: str, group: str, topic: str) -> tuple[int, str | None]:
+    """The group's committed offset of partition 0 and its metadata."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        (tp,) = c.committed([TopicPartition(topic, 0)], timeout=10)
+        return tp.offset, tp.metadata
+    finally:
+        c.close()
+
+
+def _wait_for_commit(bootstrap: str, group: str, topic: str, expected: tuple[int, str], what: str) -> None:
+    wait_for(
+        lambda: _commit(bootstrap, group, topic) == expected,
+        60,
+        what,
+        lambda: f"last commit: {_commit(bootstrap, group, topic)}",
+    )
+
+
+def _decide(bootstrap: str, approvals: str, event: dict, decision: str) -> None:
+    """What `streamdrift approve` / `reject` writes (without its checks: the events need not be read yet)."""
+    settings = load_settings(kafka={"bootstrap_servers": bootstrap})
+    log = DecisionLog(settings, approvals, Decisions())
+    log.write(decision_record(event, decision, "alice", None, "2026-12-05T00:00:00.000Z"))
+    log.close()
+
+
+class _InThread:
+    """A ``RetrainListener --require-approval`` in a thread of the test, with a Python hook that notes the
+    alert ids it is called with."""
+
+    def __init__(self, bootstrap: str, alerts: str, approvals: str, group: str, **options: object):
+        settings = load_settings(
+            kafka={"bootstrap_servers": bootstrap},
+            topics={"alerts": alerts, "approvals": approvals},
+            poll_timeout_s=0.2,
+        )
+        self.calls: list[str] = []
+        self.listener = RetrainListener(
+            settings,
+            lambda event: self.calls.append(event["alert_id"]),
+            group_id=group,
+            require_approval=True,
+            debounce_s=0,
+            **options,
+        )
+        self.thread, self.errors = _in_thread(self.listener)
+
+    def held(self) -> list[int]:
+        state = self.listener.partitions.get(0)
+        return [] if state is None else sorted(state.holding.held)
+
+    def stop(self) -> None:
+        self.listener.stop()
+        self.thread.join(30)
+        assert not self.errors and not self.thread.is_alive()
+
+
+@pytest.mark.kafka
+def test_past_the_cap_the_partition_is_paused_and_rewound_and_a_decision_lets_it_go_on(approval, kafka_bootstrap):
+    alerts, approvals, _, _ = approval
+    group = f"{alerts}.retrain"
+    events = [drift(f"model-{n}", "retrain", T0 + n, 100 + n) for n in range(4)]
+    produce(kafka_bootstrap, alerts, [record(e) for e in events])
+    ids = [e["alert_id"] for e in events]
+
+    running = _InThread(kafka_bootstrap, alerts, approvals, group, max_held=2)
+    try:
+        # e0 and e1 held; e2 over the cap: the partition waits, rewound to e2 (e2 and e3 were fetched already)
+        wait_for(lambda: running.held() == [0, 1] and running.listener.partitions[0].holding.full, 60, "the cap")
+        wait_for(lambda: _commit(kafka_bootstrap, group, alerts)[0] == 0, 30, "the commit at the first held event")
+        assert running.listener.counts.held == 2
+
+        _decide(kafka_bootstrap, approvals, events[1], "approve")
+        # e1 called; the partition resumed from e2, which takes the room, and e3 is over the cap in its turn
+        wait_for(lambda: running.held() == [0, 2] and running.listener.counts.held == 3, 60, "e2 held after e1")
+        _wait_for_commit(
+            kafka_bootstrap, group, alerts, (0, '{"format":1,"to":3,"held":[2]}'), "e2 held in the metadata"
+        )
+        assert running.calls == [ids[1]] and running.listener.partitions[0].holding.full
+    finally:
+        running.stop()
+    assert (running.listener.counts.triggered, running.listener.counts.held) == (1, 3)
+
+
+@pytest.mark.kafka
+def test_a_decision_read_before_its_event_acts_at_once_and_a_restart_replays_what_was_handled(
+    approval, kafka_bootstrap
+):
+    alerts, approvals, _, _ = approval
+    group = f"{alerts}.retrain"
+    e0, e1, e3, e4 = (drift(f"model-{n}", "retrain", T0 + n, 100 + n) for n in (0, 1, 3, 4))
+    e2 = drift("model-2", "investigate", T0 + 2, 102)
+    produce(kafka_bootstrap, alerts, [record(e) for e in (e0, e1, e2, e3, e4)])
+    _decide(kafka_bootstrap, approvals, e1, "approve")
+    _decide(kafka_bootstrap, approvals, e3, "reject")
+
+    first = _InThread(kafka_bootstrap, alerts, approvals, group)
+    try:
+        # e1 approved and e3 rejected before they were read: acted on at once; e0 and e4 held; e2 not a retrain
+        _wait_for_commit(kafka_bootstrap, group, alerts, (0, '{"format":1,"to":5,"held":[4]}'), "all five handled")
+        assert first.calls == [e1["alert_id"]] and first.held() == [0, 4]
+    finally:
+        first.stop()
+    counts = first.listener.counts
+    assert (counts.triggered, counts.held, counts.rejected, counts.ignored) == (1, 2, 1, 1)
+
+    _decide(kafka_bootstrap, approvals, e4, "approve")  # while no listener runs
+    second = _InThread(kafka_bootstrap, alerts, approvals, group)
+    try:
+        # e1, e2 and e3 replayed from the commit's metadata, no call; e0 held again; e4 called
+        _wait_for_commit(kafka_bootstrap, group, alerts, (0, '{"format":1,"to":5,"held":[]}'), "e4 called")
+        assert second.calls == [e4["alert_id"]] and second.held() == [0]
+    finally:
+        second.stop()
+    counts = second.listener.counts
+    assert (counts.replayed, counts.triggered, counts.held, counts.rejected) == (3, 1, 1, 0)

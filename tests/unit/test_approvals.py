@@ -1,5 +1,5 @@
-"""The pure parts of human approval (``retrain/approvals.py``): decision records, and where a listener holding
-undecided events commits and what a restart reads back from it."""
+"""The pure parts of human approval (``retrain/approvals.py``, ``retrain/holding.py``): decision records, and where a
+listener holding undecided events commits and what a restart reads back from it."""
 
 from __future__ import annotations
 
@@ -10,16 +10,8 @@ import jsonschema
 import orjson
 import pytest
 
-from streamdrift.retrain.approvals import (
-    MAX_HELD,
-    DecisionError,
-    Decisions,
-    commit_point,
-    decision_record,
-    handled_beyond,
-    parse_decision,
-    record_bytes,
-)
+from streamdrift.retrain.approvals import DecisionError, Decisions, decision_record, parse_decision, record_bytes
+from streamdrift.retrain.holding import MAX_HELD, commit_point, handled_beyond
 
 EVENT = {"alert_id": "a" * 32, "model_id": "credit-risk", "kind": "concept_drift", "action": "retrain", "statistic": 7}
 AT = "2026-12-05T00:00:00.000Z"

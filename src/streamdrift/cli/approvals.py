@@ -25,8 +25,8 @@ from streamdrift.retrain.approvals import (
     DecisionLog,
     Decisions,
     decision_record,
-    handled_beyond,
 )
+from streamdrift.retrain.holding import Holding
 from streamdrift.retrain.listener import DEFAULT_GROUP, parse
 from streamdrift.runtime import kafka
 from streamdrift.runtime.settings import Settings
@@ -132,14 +132,15 @@ def unhandled(settings: Settings, group: str) -> list[tuple[int, int, float, dic
     out = []
     try:
         committed = grouped.committed([TopicPartition(topic, p) for p in range(n)], timeout=30)
-        skip: dict[int, tuple[int, int, frozenset[int]]] = {}
+        skip: dict[int, Holding] = {}  # what the group handled beyond its commit
         ends: dict[int, int] = {}
         assigned = []
         for tp in committed:
             low, high = reader.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=30)
             start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             if tp.offset >= 0:
-                skip[tp.partition] = (tp.offset, *handled_beyond(tp.offset, tp.metadata))
+                skip[tp.partition] = Holding()
+                skip[tp.partition].restore(tp.offset, tp.metadata)
             if high > max(tp.offset, low):
                 ends[tp.partition] = high
                 assigned.append(TopicPartition(topic, tp.partition, start))
@@ -152,9 +153,8 @@ def unhandled(settings: Settings, group: str) -> list[tuple[int, int, float, dic
                 part, offset = msg.partition(), msg.offset()
                 if msg.error() is not None or part is None or offset is None:
                     continue
-                committed_at, done_to, held = skip.get(part, (0, 0, frozenset()))
                 event, _ = parse(msg.value())
-                if event is not None and not (committed_at <= offset < done_to and offset not in held):
+                if event is not None and not (part in skip and skip[part].handled_before(offset)):
                     out.append((part, offset, msg.timestamp()[1] / 1000, event))
             for tp in reader.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= ends[tp.partition]:

@@ -1,4 +1,4 @@
-"""Human approval of retrain events: decision records, and how far a listener that holds events may commit.
+"""Human approval of retrain events: decision records, and the approvals topic that holds them.
 
 A **decision** is one record on the approvals topic (``topics.approvals``, default ``streamdrift.approvals``,
 compacted, one partition, made by ``streamdrift topics create``), key = the alert id, value = a JSON object
@@ -15,26 +15,18 @@ never a value of the data. Decisions are final: the command refuses a second one
 the *first* decision it reads for an alert id (``Decisions``): the one a listener acted on. The topic is
 the audit trail: compaction keeps one record per alert id, the decision.
 
-**Holding** (``Held``, ``commit_point``). A listener with ``--require-approval`` keeps each undecided retrain event
-in memory and goes on with the records behind it, as a consumer with out-of-order acknowledgements does: it commits
-the alerts offset of the *first* event still held (so a restart reads it again, still undecided, from the topic
-that has no record of it being handled) and, in the commit's metadata, what it has handled beyond it: every record
-before ``to`` except the ones still held. A restart replays those without a hook call and holds the held ones
-again; events of other models never wait behind an undecided one. At most ``MAX_HELD`` events per partition are
-held: past that the partition waits (is paused) until one is decided, which keeps the metadata within the
-broker's ``offset.metadata.max.bytes`` (4096 by default).
+**Holding** (``holding.py``). A listener with ``--require-approval`` keeps each undecided retrain event in
+memory and goes on with the records behind it; it commits the alerts offset of the first event still held, with
+what it handled beyond it in the commit's metadata.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -51,10 +43,8 @@ DECIDED = {APPROVE: "approved", REJECT: "rejected"}
 TIMEOUT_AUTHOR = "streamdrift (timeout)"
 MAX_AUTHOR_CHARS = 128
 MAX_REASON_CHARS = 1024
-MAX_HELD = 256  # undecided events per alerts partition; then the partition waits
 MAX_DECISIONS = 100_000  # remembered by a reader, the latest ones
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_METADATA_FORMAT = 1
 log = logging.getLogger("streamdrift.retrain")
 
 
@@ -155,53 +145,6 @@ class Decisions:
 
     def __len__(self) -> int:
         return len(self._by_alert)
-
-
-@dataclass
-class Held:
-    """A retrain event waiting for its decision."""
-
-    event: dict[str, Any]
-    offset: int
-    published_at: float  # epoch seconds: the alert record's Kafka timestamp, where the approval timeout counts from
-    attempts: int = 0  # hook calls that failed since it was approved
-    retry_at: float | None = None  # monotonic time of the next call after a failed one
-
-
-def commit_point(position: int, held: Iterable[int]) -> tuple[int, str]:
-    """The alerts offset to commit and its metadata, for a partition handled up to ``position`` (the next
-    offset to read) with the events at offsets ``held`` undecided: the first held one, and what was handled
-    after it; or ``position`` and no metadata when nothing is held.
-
-    >>> commit_point(40, [])
-    (40, '')
-    >>> commit_point(40, [31, 12, 35])  # offsets as gaps from the one before: short numbers
-    (12, '{"format":1,"to":28,"held":[19,4]}')
-    >>> handled_beyond(12, commit_point(40, [31, 12, 35])[1]) == (40, {12, 31, 35})
-    True
-    """
-    offsets = sorted(held)
-    if not offsets:
-        return position, ""
-    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
-    return offsets[0], orjson.dumps({"format": _METADATA_FORMAT, "to": position - offsets[0], "held": gaps}).decode()
-
-
-def handled_beyond(committed: int, metadata: str | None) -> tuple[int, frozenset[int]]:
-    """From a commit at ``committed`` and its metadata: the offset up to which records were handled and the
-    offsets among them still held (to hold again). Metadata of another form reads as nothing handled beyond.
-
-    >>> handled_beyond(7, ""), handled_beyond(7, "not ours")
-    ((7, frozenset()), (7, frozenset()))
-    """
-    try:
-        data = orjson.loads(metadata or b"")
-        to, held = int(data["to"]), list(itertools.accumulate([committed, *map(int, data["held"])]))
-        if data.get("format") != _METADATA_FORMAT or to < 1:
-            raise ValueError
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return committed, frozenset()
-    return committed + to, frozenset(held)
 
 
 # -- the Kafka shell -------------------------------------------------------

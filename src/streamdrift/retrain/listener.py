@@ -104,7 +104,7 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -113,18 +113,17 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, M
 
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.core.policy import NEWS, rfc3339
-from streamdrift.retrain.approvals import (
-    APPROVE,
-    DECIDED,
+from streamdrift.retrain.approvals import APPROVE, DECIDED, REJECT, DecisionLog, Decisions
+from streamdrift.retrain.holding import (
+    HELD,
     MAX_HELD,
-    REJECT,
-    TIMEOUT_AUTHOR,
-    DecisionLog,
-    Decisions,
+    REJECTED,
+    TRIGGER,
+    WAIT,
     Held,
-    commit_point,
-    decision_record,
-    handled_beyond,
+    Holding,
+    approval_verdict,
+    timeout_decision,
 )
 from streamdrift.runtime import kafka
 from streamdrift.runtime.settings import Settings
@@ -143,10 +142,9 @@ MAX_DEBOUNCED_MODELS = 100_000  # per partition; the models whose last hook call
 DriftEvent = dict[str, Any]
 Hook = Callable[[DriftEvent], object]  # returns: success; raises: failure (retried)
 
-# What the listener does with one record.
-TRIGGER, DUPLICATE, IGNORED, DEBOUNCED, MALFORMED = "trigger", "duplicate", "ignored", "debounced", "malformed"
-# With --require-approval, a trigger is held until decided, and a rejected one is committed past.
-HELD, REJECTED = "held", "rejected"
+# What the listener does with one record: TRIGGER (call the hook), or skip it as one of these. With
+# --require-approval, a trigger is HELD until decided, and a REJECTED one is committed past (holding.py).
+DUPLICATE, IGNORED, DEBOUNCED, MALFORMED = "duplicate", "ignored", "debounced", "malformed"
 
 
 class HookError(StreamdriftError):
@@ -506,13 +504,10 @@ class _Partition:
     """What the listener holds for one assigned alerts partition."""
 
     filter: AlertFilter
+    holding: Holding  # the events waiting for a decision, and what a previous owner handled beyond its commit
     replay_until: int = -1  # records before this offset were handled by a previous owner: replay, no hook
-    done_to: int = -1  # and so were those before this one, but for done_held (the commit's metadata)
-    done_held: frozenset[int] = frozenset()  # the events a previous owner held undecided: hold them again
     position: int | None = None  # next offset to read: every record before it handled or held
     dirty: bool = False  # handled since the last commit
-    held: dict[int, Held] = field(default_factory=dict)  # offset -> an event waiting for its decision
-    full: bool = False  # MAX_HELD events held: paused until one is decided
     failed_offset: int | None = None  # the record whose hook call is being retried
     attempts: int = 0
     retry_at: float | None = None  # monotonic time to resume fetching after a failed hook call
@@ -568,6 +563,8 @@ class RetrainListener:
         listener decides ``on_timeout`` itself, and records it; None waits for ever.
     on_timeout
         ``approve`` or ``reject``.
+    max_held
+        Undecided events held per partition; one more pauses the partition until one is decided.
     """
 
     def __init__(
@@ -587,6 +584,7 @@ class RetrainListener:
         approvals_topic: str | None = None,
         approval_timeout_s: float | None = None,
         on_timeout: str = REJECT,
+        max_held: int = MAX_HELD,
     ):
         self.settings = settings
         self.hook = hook
@@ -601,6 +599,7 @@ class RetrainListener:
         self.require_approval = require_approval
         self.approval_timeout_s = approval_timeout_s
         self.on_timeout = on_timeout
+        self.max_held = max_held
         if on_timeout not in DECIDED:
             raise StreamdriftError(f"--on-timeout is approve or reject, not {on_timeout!r}")
         self.decisions = Decisions()
@@ -697,7 +696,7 @@ class RetrainListener:
         for state in self.partitions.values():
             if state.retry_at is not None:
                 timeout = min(timeout, max(0.0, state.retry_at - time.monotonic()))
-            for held in state.held.values():
+            for held in state.holding.held.values():
                 if held.retry_at is not None:
                     timeout = min(timeout, max(0.0, held.retry_at - time.monotonic()))
                 if self.approval_timeout_s is not None:
@@ -710,11 +709,10 @@ class RetrainListener:
         assigned = consumer.committed(assigned, timeout=30)  # offsets: where the group stands
         for tp in assigned:
             state = self.partitions[tp.partition] = _Partition(
-                AlertFilter(self.actions, self.debounce_s, self.remember)
+                AlertFilter(self.actions, self.debounce_s, self.remember), Holding(self.max_held)
             )
             if tp.offset >= 0:
-                # what an owner holding undecided events had handled beyond its commit (approvals.commit_point)
-                state.done_to, state.done_held = handled_beyond(tp.offset, tp.metadata)
+                state.holding.restore(tp.offset, tp.metadata)
             if tp.offset >= 0 and self.remember:
                 low, _ = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
                 state.replay_until = tp.offset
@@ -728,7 +726,9 @@ class RetrainListener:
                     "partitions": sorted(self.partitions),
                     "read_from": {str(tp.partition): tp.offset for tp in assigned},  # negative: no commit yet, --start
                     "replay_until": {str(p): s.replay_until for p, s in sorted(self.partitions.items())},
-                    "handled_to": {str(p): s.done_to for p, s in sorted(self.partitions.items()) if s.done_held},
+                    "handled_to": {
+                        str(p): s.holding.done_to for p, s in sorted(self.partitions.items()) if s.holding.done_held
+                    },
                 }
             },
         )
@@ -766,9 +766,9 @@ class RetrainListener:
         topic, p, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and p is not None and offset is not None  # a record, not an error: it has all three
         state = self.partitions.get(p)
-        if state is None or state.retry_at is not None or state.full:
+        if state is None or state.retry_at is not None or state.holding.full:
             return  # revoked, or this partition waits (a retry, or for decisions): it will be read again
-        if offset in state.held:
+        if offset in state.holding.held:
             return  # read again after a rewind: it is held already
         where = {"partition": p, "offset": offset}
         event, reason = parse(msg.value())
@@ -776,7 +776,7 @@ class RetrainListener:
             reason = self.hook.refuses(event)  # decided before any call: retrying would fail the same way
             event = None if reason else event
         verdict = MALFORMED if event is None else state.filter.decide(event)
-        if offset < state.replay_until or (offset < state.done_to and offset not in state.done_held):
+        if offset < state.replay_until or state.holding.handled_before(offset):
             if event is not None:  # handled by a previous owner: the hook had succeeded, or it was skipped
                 state.filter.settle(event, self._decided(event, verdict))
             if offset >= state.replay_until:  # after the commit: the next one's metadata must still cover it
@@ -785,8 +785,9 @@ class RetrainListener:
             return
         ids = {} if event is None else {"model_id": event["model_id"], "alert_id": event["alert_id"]}
         if verdict == TRIGGER and event is not None and self.require_approval:
-            verdict = self._decided(event, verdict)
-            if verdict == HELD and not self._hold(state, event, TopicPartition(topic, p, offset), msg, ids):
+            verdict = state.holding.admit(event, offset, _published_at(msg), self.decisions.get(event["alert_id"]))
+            if verdict == WAIT:
+                self._wait_for_decisions(state, TopicPartition(topic, p, offset), ids)
                 return
         if (
             verdict == TRIGGER
@@ -802,72 +803,51 @@ class RetrainListener:
             self._commit()
 
     def _decided(self, event: DriftEvent, verdict: str) -> str:
-        """With --require-approval, what the decision on a triggering event makes of it: a trigger if
-        approved, rejected, or held while undecided."""
+        """With --require-approval, what the decision read so far makes of a triggering event."""
         if verdict != TRIGGER or not self.require_approval:
             return verdict
-        decision = self.decisions.get(event["alert_id"])
-        if decision is None:
-            return HELD
-        return TRIGGER if decision["decision"] == APPROVE else REJECTED
+        return approval_verdict(self.decisions.get(event["alert_id"]))
 
-    def _hold(self, state: _Partition, event: DriftEvent, record: TopicPartition, msg: Message, ids: dict) -> bool:
-        """Keep an undecided event in memory; False (and the partition paused, rewound to it) if
-        ``MAX_HELD`` are held already."""
-        if len(state.held) >= MAX_HELD:
-            state.full = True
-            self._running().pause([record])
-            self._running().seek(record)
-            log.warning(
-                "approval: too many events waiting, partition paused until one is decided",
-                extra={"fields": {**ids, "partition": record.partition, "held": len(state.held)}},
-            )
-            return False
-        kind, ms = msg.timestamp()
-        published_at = ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else time.time()
-        state.held[record.offset] = Held(event, record.offset, published_at)
-        return True
+    def _wait_for_decisions(self, state: _Partition, record: TopicPartition, ids: dict[str, Any]) -> None:
+        """Pause the partition, rewound to the event ``Holding`` refused: it is read again once one is decided."""
+        self._running().pause([record])
+        self._running().seek(record)
+        log.warning(
+            "approval: too many events waiting, partition paused until one is decided",
+            extra={"fields": {**ids, "partition": record.partition, "held": len(state.holding.held)}},
+        )
 
     def _decide_held(self) -> None:
         """Act on the held events that have a decision (or whose approval timeout passed), oldest first."""
         for p, state in list(self.partitions.items()):
-            for offset, held in sorted(state.held.items()):
+            waiting = state.holding.full
+            for held, decided in state.holding.due(self.decisions.get, time.time(), self.approval_timeout_s):
+                if held.retry_at is not None and time.monotonic() < held.retry_at:
+                    continue  # approved, and its hook call failed: retried later
                 event = held.event
-                decision = self.decisions.get(event["alert_id"])
-                if decision is None and self.approval_timeout_s is not None:
-                    if time.time() >= held.published_at + self.approval_timeout_s:
-                        decision = self._time_out(event)
-                if decision is None or (held.retry_at is not None and time.monotonic() < held.retry_at):
-                    continue
+                decision = decided or self._time_out(event)
                 fields = {
                     "model_id": event["model_id"],
                     "alert_id": event["alert_id"],
                     "partition": p,
-                    "offset": offset,
+                    "offset": held.offset,
                 }
                 if decision["decision"] == APPROVE and not self._call_held(held, fields):
                     continue
-                del state.held[offset]
-                verdict = TRIGGER if decision["decision"] == APPROVE else REJECTED
+                state.holding.release(held.offset)
+                verdict = approval_verdict(decision)
                 state.filter.settle(event, verdict)
                 state.dirty = True
                 self._count(verdict, state, event, "", fields, decision)
                 if verdict == TRIGGER:
                     self._commit()
-            if state.full and len(state.held) < MAX_HELD:
-                state.full = False
+            if waiting and not state.holding.full:
                 self._running().resume([TopicPartition(self.topic, p)])
 
     def _time_out(self, event: DriftEvent) -> dict[str, Any]:
         """Decide ``on_timeout`` for an event nobody decided on in time, and record it as any decision."""
-        record = decision_record(
-            event,
-            self.on_timeout,
-            TIMEOUT_AUTHOR,
-            f"no decision within {self.approval_timeout_s:g} s of its publication",
-            rfc3339(time.time()),
-            source="timeout",
-        )
+        assert self.approval_timeout_s is not None, "called only once the approval timeout passed"
+        record = timeout_decision(event, self.on_timeout, self.approval_timeout_s, rfc3339(time.time()))
         self.approvals.poll()  # the latest word first: somebody may just have decided
         if self.decisions.get(event["alert_id"]) is not None:
             return self.decisions.get(event["alert_id"])  # type: ignore[return-value]
@@ -988,11 +968,11 @@ class RetrainListener:
 
     def _commit(self, partitions: set[int] | None = None) -> None:
         """Commit each partition's progress: up to its first held event, with what was handled beyond it
-        in the metadata (``approvals.commit_point``)."""
+        in the metadata (``holding.commit_point``)."""
         offsets = []
         for p, s in sorted(self.partitions.items()):
             if s.dirty and s.position is not None and (partitions is None or p in partitions):
-                offset, metadata = commit_point(s.position, s.held)
+                offset, metadata = s.holding.commit_point(s.position)
                 offsets.append(TopicPartition(self.topic, p, offset, metadata=metadata))
         if not offsets:
             return
@@ -1006,6 +986,12 @@ class RetrainListener:
             return
         for tp in offsets:
             self.partitions[tp.partition].dirty = False
+
+
+def _published_at(msg: Message) -> float:
+    """The record's Kafka timestamp in epoch seconds, where an approval timeout counts from (now without one)."""
+    kind, ms = msg.timestamp()
+    return ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else time.time()
 
 
 # -- command line ----------------------------------------------------------
