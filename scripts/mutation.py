@@ -79,7 +79,8 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     # the warm-up's counts (issue 17): buckets, distinct numbers, categories, state
     "warmup": (
         "src/streamdrift/core/warmup.py",
-        ["tests/unit/test_mutants_warmup.py", "tests/unit/test_warmup.py"],
+        # test_buckets: compact(), the columns of a checkpoint bucketed together (issue 19)
+        ["tests/unit/test_mutants_warmup.py", "tests/unit/test_warmup.py", "tests/unit/test_buckets.py"],
         [],
     ),
     # the warm-up's bucket geometry (moved out of warmup.py for issue 19), and its plain-Python path for a few numbers
