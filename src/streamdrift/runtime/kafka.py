@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from streamdrift.runtime import deadletter
@@ -185,7 +185,11 @@ def max_record_bytes(settings: Settings, client: AdminClient, topics: list[str])
 def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:
     """Create the four topics (inputs with equal partition counts), the compacted approvals topic (one
     partition: a few decisions, read whole by every listener) and, with ``state_store = "kafka"``, the
-    compacted state topic partitioned like the inputs; return those created."""
+    compacted state topic partitioned like the inputs; return those created.
+
+    A topic that another creator (another ``streamdrift topics create`` at the same time) made between the look
+    at the existing topics and the creation is not an error: it is left out of those returned, and
+    ``check_topics``, which follows, verifies it as any other (partitions, the state topic's cleanup policy)."""
     t = settings.topics
     client = client or admin(settings)
     existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter, t.state, t.approvals])
@@ -200,11 +204,19 @@ def create_topics(settings: Settings, partitions: int | None = None, client: Adm
     if settings.state_store == "kafka":
         wanted.append(NewTopic(t.state, n, t.replication_factor, config=dict(STATE_TOPIC_CONFIG)))
     todo = [nt for nt in wanted if nt.topic not in existing]
+    created = []
     if todo:
-        for future in client.create_topics(todo, operation_timeout=30).values():
-            future.result()
+        futures = client.create_topics(todo, operation_timeout=30)
+        for nt in todo:
+            try:
+                futures[nt.topic].result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                continue  # another creator's
+            created.append(nt.topic)
         _wait_until_listed(client, [nt.topic for nt in todo])
-    return [nt.topic for nt in todo]
+    return created
 
 
 def _wait_until_listed(client: AdminClient, topics: list[str], timeout: float = 30.0) -> None:
