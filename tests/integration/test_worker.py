@@ -90,8 +90,8 @@ def test_drift_reaches_the_alerts_topic_with_every_schema_field(setup, kafka_boo
     assert data and {e["model_id"] for e in data} == {"credit-risk"}
     # every field but those of retrain events (an investigate data_drift has none), of those over budget and
     # of rollbacks (version comparison only)
-    retrain_only = {"training_window", "reference_window", "budget", "rollback_to"}
-    assert set(data[0]) == set(schema["properties"]) - retrain_only
+    of_other_actions = {"training_window", "reference_window", "budget", "rollback_to"}
+    assert set(data[0]) == set(schema["properties"]) - of_other_actions
     assert data[0]["top_features"][0]["feature"] in {"debt_ratio", "income"}
 
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "all events counted")
