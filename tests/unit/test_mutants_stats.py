@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from streamdrift.core.stats import EPS, chi2_critical, column_stats
+from streamdrift.core.stats import EPS, chi2_critical, column_stats, normal_critical
 
 SIZES = np.array([4, 3])
 ORDERED = np.array([True, False])
@@ -77,3 +77,12 @@ def test_empty_bins_and_an_empty_window_raise_no_numpy_warning() -> None:
         warnings.simplefilter("error")
         s = column_stats(np.array([0, 0, 0, 0, 3, 0, 0]), np.array([4, 0, 0, 0, 0, 0, 2]), SIZES, ORDERED)
     assert s["n"].tolist() == [0, 3]
+
+
+@pytest.mark.parametrize("p", [0.05, 1e-3, 1e-6, 1e-12])
+def test_normal_critical_is_the_z_whose_two_sided_p_value_is_p(p: float) -> None:
+    """Against scipy's normal distribution: the upper p/2 quantile, and back to p through the two tails."""
+    z = normal_critical(p)
+    assert type(z) is float and z > 0
+    assert z == pytest.approx(scipy_stats.norm.isf(p / 2), rel=1e-12)
+    assert 2 * scipy_stats.norm.sf(z) == pytest.approx(p, rel=1e-9)
