@@ -94,3 +94,24 @@ def test_states_are_the_columns_states_one_at_a_time() -> None:
                 assert got[name][key].dtype == value.dtype and got[name][key].tolist() == value.tolist()
             else:
                 assert got[name][key] == value
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's casts of NaN and infinity to a key
+def test_a_nan_counted_as_a_number_is_bucketed_as_numpy_buckets_it() -> None:
+    """A prediction sketch's score column is a list with NaN where a row has no score, and the warm-up counts
+    a NaN as a number: its key is whatever numpy's cast makes of it, on either path, and a checkpoint's
+    ``compact`` leaves it where one column at a time would (it once raised in the plain-Python path, which
+    quarantined the model: tests/unit/test_fuzz_pipeline.py)."""
+    values = [float("nan"), float("inf"), float("-inf"), 1.5]
+    assert bucket_keys_small(values) == _numpy_keys(values)
+    scores = [[float("nan"), 0.25, 0.5], [0.75, float("nan")], [0.1, 0.2]]
+    alone = [WarmupColumn(limit=10, max_kept=10) for _ in scores]
+    together = [WarmupColumn(limit=10, max_kept=10) for _ in scores]
+    for a, t, column in zip(alone, together, scores):
+        a.add(column)
+        t.add(column)
+        a.histogram()
+    compact(together)
+    for a, t in zip(alone, together):
+        assert a.anchor == t.anchor or (a.anchor != a.anchor and t.anchor != t.anchor)
+        assert [x.tolist() for x in a.histogram()] == [x.tolist() for x in t.histogram()]

@@ -28,17 +28,22 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from streamdrift.core.buckets import LARGEST, LOG_GAMMA, SMALLEST, SMALLEST_EXPONENT, lower
+import numpy as np
+
+from streamdrift.core.buckets import LARGEST, LOG_GAMMA, SMALLEST, SMALLEST_EXPONENT, bucket_keys, lower
 
 NEAR = 1e-6  # as bucket_keys: a logarithm this close to an integer is decided by the boundaries
 _SCALE = 1 / LOG_GAMMA  # as bucket_keys scales: by this product, not a division
 
 
 def bucket_keys_small(values: list[float]) -> list[int]:
-    """``bucket_keys(np.array(values, dtype=np.float64)).tolist()``, for finite numbers."""
+    """``bucket_keys(np.array(values, dtype=np.float64)).tolist()``."""
     keys = []
     for value in values:
         x = float(value)
+        if not math.isfinite(x):  # (a NaN score reaches a warm-up column as a number): whatever numpy makes of it
+            keys.append(int(bucket_keys(np.array([x]))[0]))
+            continue
         magnitude = abs(x)
         if magnitude < SMALLEST:
             keys.append(0)

@@ -221,9 +221,15 @@ def compact(columns: Sequence[WarmupColumn]) -> None:
     new = [len(column._pending) for column in pending]
     anchors = np.repeat(np.array([column.anchor for column in pending]), new)
     numbers = np.array([x for column in pending for x in column._pending], dtype=np.float64) - anchors
+    column_keys = np.concatenate([np.concatenate([c.keys for c in pending]), bucket_keys(numbers)])
+    if len(column_keys) and not -_OFFSET < np.minimum.reduce(column_keys) <= np.maximum.reduce(column_keys) < _OFFSET:
+        # a key no finite number has (a NaN score counted as a number: numpy's key for it): one at a time
+        for column in pending:
+            column._compact()
+        return
     index = np.arange(len(pending), dtype=np.int64) * _SPAN + _OFFSET  # each column's part of the number
     keys = np.concatenate([np.repeat(index, [len(c.keys) for c in pending]), np.repeat(index, new)])
-    keys += np.concatenate([np.concatenate([c.keys for c in pending]), bucket_keys(numbers)])
+    keys += column_keys
     counts = np.concatenate([np.concatenate([c.counts for c in pending]), np.ones(len(numbers), np.int64)])
     merged, at = np.unique(keys, return_inverse=True)
     summed = np.bincount(at.ravel(), weights=counts, minlength=len(merged)).astype(np.int64)
