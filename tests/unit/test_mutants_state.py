@@ -209,3 +209,23 @@ def test_the_header_is_written_with_sorted_keys_so_equal_settings_give_equal_byt
     header = one.split(b"\n", 1)[0]
     assert header == orjson.dumps(orjson.loads(header), option=orjson.OPT_SORT_KEYS)
     assert header.startswith(b'{"arrays":0,"body":')
+
+
+def test_a_file_of_this_cluster_but_another_group_says_its_offsets_are_not_this_group_s() -> None:
+    """The cluster's sentence only where the clusters differ: here both files are of cluster c-1."""
+    data = encode(Snapshot(3, {}, {}), Seal("cfg", identity={"cluster": "c-1", "group": "a"}))
+    assert _refused(data, Seal("cfg", identity={"cluster": "c-1", "group": "b"})) == (
+        f"{SOURCE} belongs elsewhere (group: 'a', now 'b'): its offsets are not this group's. Point snapshot_dir "
+        f"at this deployment's own directory, or: {RECOVER}"
+    )
+    assert _refused(data, Seal("cfg", identity={"cluster": "c-2", "group": "a"})) == (
+        f"{SOURCE} belongs elsewhere (cluster: 'c-1', now 'c-2'): it was written against Kafka cluster 'c-1' and "
+        f"this reader is connected to cluster 'c-2', so its offsets are another cluster's. Point snapshot_dir at "
+        f"this deployment's own directory, or: {RECOVER}"
+    )
+
+
+def test_a_file_written_without_an_identity_is_refused_by_a_reader_with_one() -> None:
+    data = encode(Snapshot(3, {}, {}), Seal("cfg"))
+    message = _refused(data, Seal("cfg", identity={"group": "b"}))
+    assert message.startswith(f"{SOURCE} belongs elsewhere (group: ") and "its offsets are not this group's" in message
