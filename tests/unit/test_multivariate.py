@@ -126,10 +126,16 @@ def test_only_numeric_features_present_and_varying_are_watched_up_to_the_cap_by_
         "d_often_missing": [None if i % 10 == 0 else float(i) for i in range(n)],
         "e_rarely_missing": [None if i % 50 == 0 else float(i % 7) for i in range(n)],
         "f_binary": [float(i % 3 == 0) for i in range(n)],
+        "g_once_a_string": [float(i) if i != 150 else "n/a" for i in range(n)],
+        "h_bool": [i % 2 == 0 for i in range(n)],
     }
     detector = CorrelationDrift(reference_size=800, window_size=400, subwindows=4, max_features=4)
-    detector.update(columns, np.arange(n), np.zeros(n))
-    # 'b' is categories, 'c' constant, 'd' missing in 10 % of rows: the first four of the rest by name
+    for start in range(0, n, 100):
+        part = {name: values[start : start + 100] for name, values in columns.items()}
+        detector.update(part, np.arange(start, start + 100), np.zeros(100))
+    assert detector.mixed == {"b_category", "g_once_a_string", "h_bool"}
+    # 'b' is categories, 'c' constant, 'd' missing in 10 % of rows, 'g' once a string, 'h' booleans (not
+    # numbers): the first four of the rest by name
     assert detector.names == ["a_numeric", "e_rarely_missing", "f_binary", "m_numeric"]
     # the binary feature's inter-quartile range is 0: its unit comes from its range (1)
     assert detector.exponents.tolist()[2] == -6 and detector.clips.tolist()[2] == CLIP_SPREADS * 64

@@ -309,7 +309,8 @@ class ModelMonitor:
         events = []
         events += self._sketch_events("data_drift", self.features, batch.features, batch, batch.numeric_features)
         if self.multivariate is not None:
-            for scored in self.multivariate.update(batch.features, batch.offsets, batch.timestamps):
+            scores = self.multivariate.update(batch.features, batch.offsets, batch.timestamps, batch.numeric_features)
+            for scored in scores:
                 events += self._joint_drift(scored, batch)
         outputs = {"prediction": batch.predictions}
         unscored = np.isnan(batch.scores)

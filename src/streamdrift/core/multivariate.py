@@ -84,6 +84,7 @@ from streamdrift.core.warmup import states as warmup_states
 UNIT_STEPS = 6  # a unit is at most spread / 2**6: codes resolve a 64th of the spread
 MAX_PRODUCT = 2**18  # (CLIP_SPREADS * 2**(UNIT_STEPS + 1)) ** 2: the largest product of two codes
 CLIP_SPREADS = 4  # codes are clipped to this many spreads either side of the centre
+_COUNT_AT = 1024  # scale rows whose numbers wait in memory before they are counted
 MIN_PRESENT = 0.95  # a feature is watched if present (a number) in at least this share of the scale rows
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 
@@ -126,8 +127,23 @@ def co_moments(codes: NDArray[np.int64]) -> NDArray[np.int64]:
     """
     k = codes.shape[1]
     rows, cols = _layout(k)
-    products = codes.T @ codes
-    return np.concatenate(([len(codes)], codes.sum(axis=0), products[rows, cols])).astype(np.int64)
+    largest = int(np.abs(codes).max(initial=0))
+    if len(codes) * largest**2 < 2**53:
+        # in floats (BLAS, ten times numpy's integer matmul): every product and partial sum is an integer under
+        # 2**53, so exact in any order; a sub-window of codes under 2**9 is far inside that
+        x = codes.astype(np.float64)
+        products = (x.T @ x)[rows, cols].astype(np.int64)
+    else:
+        products = (codes.T @ codes)[rows, cols]
+    return np.concatenate(([len(codes)], codes.sum(axis=0), products)).astype(np.int64)
+
+
+@functools.cache
+def _pairs(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The pairs of ``k`` features: the upper triangle without the diagonal (made once per K)."""
+    first, second = np.triu_indices(k, 1)
+    first.flags.writeable = second.flags.writeable = False
+    return first.astype(np.intp, copy=False), second.astype(np.intp, copy=False)
 
 
 def correlations(blocks: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64], int]:
@@ -141,24 +157,35 @@ def correlations(blocks: NDArray[np.int64], k: int) -> tuple[NDArray[np.float64]
     window holds rows from both sides.
     """
     blocks = np.atleast_2d(blocks)
-    rows, cols = _layout(k)
-    sizes = blocks[:, 0].astype(np.float64)
-    held = sizes > 0
-    dof = int(blocks[held, 0].sum()) - int(np.count_nonzero(held))
+    if not np.logical_and.reduce(blocks[:, 0] > 0):
+        blocks = blocks[blocks[:, 0] > 0]
+    dof = int(np.add.reduce(blocks[:, 0])) - len(blocks)
     if dof < 1:
         return np.zeros(k * (k - 1) // 2), max(dof, 0)
-    sums = blocks[held, 1 : 1 + k].astype(np.float64)
-    products = blocks[held, 1 + k :].astype(np.float64)
-    # centred products per block, S_ij - S_i S_j / n, summed over the blocks
-    centred = products - sums[:, rows] * sums[:, cols] / sizes[held, None]
-    cov = np.zeros((k, k))
-    cov[rows, cols] = centred.sum(axis=0)
-    var = np.maximum(np.diag(cov), 0.0)
-    first, other = np.triu_indices(k, 1)
-    scale = np.sqrt(var[first] * var[other])
+    rows, cols = _layout(k)
+    diagonal, pairs = _positions(k)
+    f = blocks.astype(np.float64)
+    sums = f[:, 1 : 1 + k]
+    # centred products per block, S_ij - S_i S_j / n, summed over the blocks (upper triangle, diagonal included)
+    centred = np.add.reduce(f[:, 1 + k :], axis=0) - np.add.reduce(sums[:, rows] * sums[:, cols] / f[:, :1], axis=0)
+    var = np.maximum(centred[diagonal], 0.0)
+    first, second = _pairs(k)
+    scale = np.sqrt(var[first] * var[second])
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(scale > 0, cov[first, other] / scale, 0.0)
+        r = np.where(scale > 0, centred[pairs] / scale, 0.0)
     return np.clip(r, -1.0, 1.0), dof
+
+
+@functools.cache
+def _positions(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Where in ``_layout(k)``'s order each feature's own product sum is, and each pair's (``_pairs`` order)."""
+    rows, cols = _layout(k)
+    at = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(rows, cols))}
+    first, second = _pairs(k)
+    diagonal = np.array([at[i, i] for i in range(k)], np.intp)
+    pairs = np.array([at[int(i), int(j)] for i, j in zip(first, second)], np.intp)
+    diagonal.flags.writeable = pairs.flags.writeable = False
+    return diagonal, pairs
 
 
 def fisher_test(
@@ -190,11 +217,12 @@ def sum_dtype(rows: int) -> np.dtype[np.signedinteger[Any]]:
     return np.dtype(np.int32) if rows * MAX_PRODUCT < 2**31 else np.dtype(np.int64)
 
 
-def _as_floats(values: FeatureColumn) -> NDArray[np.float64]:
-    """A feature column as floats, NaN where missing or not a number (bools are not numbers)."""
+def _as_floats(values: FeatureColumn, numbers_only: bool = False) -> NDArray[np.float64]:
+    """A feature column as floats, NaN where missing or not a number (bools are not numbers).
+    ``numbers_only``: a list known to hold only numbers and None."""
     if isinstance(values, np.ndarray):
         return values
-    if set(map(type, values)) <= _NUMBER_TYPES:
+    if numbers_only or set(map(type, values)) <= _NUMBER_TYPES:
         return np.array(values, dtype=np.float64)
     return np.array([v if type(v) in (int, float) else None for v in values], dtype=np.float64)
 
@@ -225,11 +253,16 @@ class CorrelationDrift:
         self.rows = 0
         self.skipped = 0  # rows past the scale rows that lacked a watched feature: in no sum
         self.scale: dict[str, WarmupColumn] | None = {}  # the scale rows' counts per feature, until chosen
+        self.mixed: set[str] = set()  # features of the scale rows with something else than numbers: left out
+        self._pending: dict[str, list[FeatureColumn]] = {}  # numbers of the scale rows not counted yet
+        self._pending_rows = 0
         self.names: list[str] = []
         self.centres = np.zeros(0)
         self.exponents = np.zeros(0, np.int64)
         self.clips = np.zeros(0, np.int64)
+        self._derive()
         self.reference = np.zeros(1, np.int64)
+        self._reference_correlations: tuple[NDArray[np.float64], int] | None = None  # derived, not state
         self.ring = np.zeros((self.subwindows, 1), sum_dtype(self.slot_size))
         # per sub-window: rows, first/last source offset, first/last event time
         self.slot_rows = np.zeros(self.subwindows, np.int64)
@@ -257,21 +290,26 @@ class CorrelationDrift:
         return self.rows >= self.reference_size
 
     def update(
-        self, columns: Mapping[str, FeatureColumn], offsets: NDArray[np.int64], times: NDArray[np.float64]
+        self,
+        columns: Mapping[str, FeatureColumn],
+        offsets: NDArray[np.int64],
+        times: NDArray[np.float64],
+        numeric: frozenset[str] | None = None,
     ) -> list[WindowScore]:
-        """Add rows; return the test of each window completed within them."""
+        """Add rows; return the test of each window completed within them. ``numeric``: names of columns
+        known to hold only numbers and None (the decoder checked)."""
         n = len(offsets)
         start = 0
         if self.scale is not None:
             start = min(n, self.scale_rows - self.rows)
-            self._count_scale(columns, start)
+            self._count_scale(columns, start, numeric or frozenset())
             self.rows += start
             if self.rows == self.scale_rows:
                 self._choose()
         if start == n or not self.pairs:
             self.rows += n - start
             return []
-        codes, complete = self._codes(columns, start, n)
+        codes, complete = self._codes(columns, start, n, numeric or frozenset())
         if self.rows < self.reference_size:
             take = min(n - start, self.reference_size - self.rows)
             self.reference += self._sums(codes[:take], complete[:take])
@@ -315,21 +353,47 @@ class CorrelationDrift:
         self.skipped += len(codes) - len(whole)
         return co_moments(whole)
 
-    def _count_scale(self, columns: Mapping[str, FeatureColumn], take: int) -> None:
-        """Count the first ``take`` rows into the scale rows' summaries (rows of a feature's batches
-        before it first appears count as missing: only its present share matters)."""
+    def _count_scale(self, columns: Mapping[str, FeatureColumn], take: int, numeric: frozenset[str]) -> None:
+        """Note the first ``take`` rows for the scale rows' summaries (rows of a feature's batches before it
+        first appears count as missing: only its present share matters). A feature with something else than
+        numbers is left out for good (``mixed``). The numbers wait in memory (``_pending``, never in a
+        snapshot) and are counted a thousand rows at a time: counting costs a few calls per feature, which
+        would be most of a small batch's cost (a fleet of models in their warm-up gets batches of a row or two)."""
         assert self.scale is not None
         if not take:
             return
+        mixed = self.mixed
         for name, values in columns.items():
+            if name in mixed:
+                continue
+            part = values[:take]
+            if isinstance(part, np.ndarray):
+                part = part.copy()  # not a view that would keep the batch's whole block of floats alive
+            elif name not in numeric and not set(map(type, part)) <= _NUMBER_TYPES:
+                mixed.add(name)
+                self._pending.pop(name, None)
+                self.scale.pop(name, None)
+                continue
+            self._pending.setdefault(name, []).append(part)
+        self._pending_rows += take
+        if self._pending_rows >= _COUNT_AT:
+            self._count_pending()
+
+    def _count_pending(self) -> None:
+        """Count the numbers waiting into the scale rows' summaries, in row order (so the same counts, and
+        the same anchor, whenever it happens)."""
+        assert self.scale is not None
+        for name, parts in self._pending.items():
             column = self.scale.get(name)
             if column is None:
                 column = self.scale[name] = WarmupColumn(limit=0, max_kept=0)
-            column.add(values[:take])
+            column.add(np.concatenate([np.asarray(part, dtype=np.float64) for part in parts]))
+        self._pending, self._pending_rows = {}, 0
 
     def _choose(self) -> None:
         """The scale rows are complete: pick the features and each one's centre, unit and clip."""
         assert self.scale is not None
+        self._count_pending()
         chosen: list[tuple[str, float, int, int]] = []
         for name in sorted(self.scale):
             summary = self.scale[name]
@@ -360,31 +424,48 @@ class CorrelationDrift:
         self.centres = np.array([c[1] for c in chosen], np.float64)
         self.exponents = np.array([c[2] for c in chosen], np.int64)
         self.clips = np.array([c[3] for c in chosen], np.int64)
+        self._derive()
         size = 1 + len(chosen) + len(chosen) * (len(chosen) + 1) // 2
         self.reference = np.zeros(size, np.int64)
         self.ring = np.zeros((self.subwindows, size), sum_dtype(self.slot_size))
 
+    def _derive(self) -> None:
+        """What coding derives from the features' exponents and clips (not state)."""
+        self._scales = np.exp2(-self.exponents.astype(np.float64))
+        self._low, self._high = -self.clips.astype(np.float64), self.clips.astype(np.float64)
+
     def _codes(
-        self, columns: Mapping[str, FeatureColumn], start: int, stop: int
+        self, columns: Mapping[str, FeatureColumn], start: int, stop: int, numeric: frozenset[str]
     ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-        """Rows ``start:stop``'s codes (one column per watched feature) and whether each row has them all."""
-        x = np.full((stop - start, len(self.names)), np.nan)
-        for j, name in enumerate(self.names):
-            values = columns.get(name)
-            if values is not None:
-                x[:, j] = _as_floats(values[start:stop])
-        complete = ~np.logical_or.reduce(np.isnan(x), axis=1)
+        """Rows ``start:stop``'s codes (one column per watched feature) and whether each row has them all.
+        ``numeric``: features known to hold only numbers and None."""
+        missing = np.full(stop - start, np.nan)
+        x = np.stack(
+            [
+                missing if values is None else _as_floats(values[start:stop], name in numeric)
+                for name, values in zip(self.names, map(columns.get, self.names))
+            ],
+            axis=1,
+        )
+        absent = np.isnan(x)
+        complete = ~np.logical_or.reduce(absent, axis=1)
         # (x - centre) * 2**-exponent is exact scaling by a power of two: the same float for the same value
-        scaled = np.rint(np.where(np.isnan(x), 0.0, x - self.centres) * np.exp2(-self.exponents.astype(np.float64)))
-        codes = np.clip(scaled, -self.clips, self.clips).astype(np.int64)
-        return codes, complete
+        x -= self.centres
+        x *= self._scales
+        np.rint(x, out=x)
+        np.maximum(x, self._low, out=x)  # the ufuncs, not np.clip's Python layer: a small batch's cost
+        np.minimum(x, self._high, out=x)
+        np.copyto(x, 0.0, where=absent)
+        return x.astype(np.int64), complete
 
     def _score(self) -> WindowScore:
         k = len(self.names)
         in_window, dof_window = correlations(self.ring, k)
-        in_reference, dof_reference = correlations(self.reference, k)
+        if self._reference_correlations is None:  # complete, so fixed: once, not at every close
+            self._reference_correlations = correlations(self.reference, k)
+        in_reference, dof_reference = self._reference_correlations
         z, p_value = fisher_test(in_window, dof_window, in_reference, dof_reference)
-        first, second = np.triu_indices(k, 1)
+        first, second = _pairs(k)
         oldest = (self.slot + 1) % self.subwindows
         span = {
             "start_time": float(self.slot_times[oldest, 0]),
@@ -396,8 +477,8 @@ class CorrelationDrift:
         return WindowScore(
             self.rows,
             list(self.names),
-            first.astype(np.intp),
-            second.astype(np.intp),
+            first,
+            second,
             in_reference,
             in_window,
             z,
@@ -407,11 +488,18 @@ class CorrelationDrift:
             span,
         )
 
+    def _counted(self) -> dict[str, WarmupColumn]:
+        """The scale rows' summaries with every number counted (a snapshot never holds the numbers)."""
+        assert self.scale is not None
+        self._count_pending()
+        return self.scale
+
     def state(self) -> State:
         return {
             "rows": self.rows,
             "skipped": self.skipped,
-            "scale": None if self.scale is None else warmup_states(self.scale),
+            "scale": None if self.scale is None else warmup_states(self._counted()),
+            "mixed": sorted(self.mixed),
             "names": list(self.names),
             "centres": self.centres.copy(),
             "exponents": self.exponents.copy(),
@@ -430,11 +518,15 @@ class CorrelationDrift:
         self.skipped = state["skipped"]
         scale = state["scale"]
         self.scale = None if scale is None else {n: WarmupColumn.from_state(c, 0, 0) for n, c in scale.items()}
+        self.mixed = set(state["mixed"])
+        self._pending, self._pending_rows = {}, 0
         self.names = list(state["names"])
         self.centres = np.array(state["centres"], np.float64)
         self.exponents = np.array(state["exponents"], np.int64)
         self.clips = np.array(state["clips"], np.int64)
+        self._derive()
         self.reference = np.array(state["reference"], np.int64)
+        self._reference_correlations = None
         self.ring = np.array(state["ring"], sum_dtype(self.slot_size)).reshape(self.subwindows, -1)
         self.slot_rows = np.array(state["slot_rows"], np.int64)
         self.slot_offsets = np.array(state["slot_offsets"], np.int64).reshape(self.subwindows, 2)
