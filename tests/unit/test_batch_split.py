@@ -58,6 +58,7 @@ MODELS = {
         # business metrics (issue 23 item 4): a missed positive costs 5, a false alarm 1
         cost_matrix={"0": {"0": 0.0, "1": 1.0}, "1": {"0": 5.0, "1": 0.0}},
         cost_tolerance=0.3,
+        multivariate=True,  # joint drift, off by default (issue 22, item 4)
     ),
     "reg": ModelSettings(task="regression", rebaseline=True, cost_per_unit_error=2.0, cost_tolerance=0.5),
 }

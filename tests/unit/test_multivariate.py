@@ -179,8 +179,8 @@ def test_scale_free_a_feature_of_any_magnitude_gets_the_same_correlations(value:
 
 def test_a_reference_or_window_too_long_for_exact_sums_is_a_bad_setting():
     with pytest.raises(ValueError, match="at most 137438953472 with multivariate"):
-        MonitorSettings(reference_size=MAX_ROWS + 1)
-    MonitorSettings(reference_size=MAX_ROWS + 1, multivariate=False)
+        MonitorSettings(reference_size=MAX_ROWS + 1, multivariate=True)
+    MonitorSettings(reference_size=MAX_ROWS + 1)  # off: no such sums
 
 
 def test_a_shift_of_two_features_means_together_is_no_correlation_within_sub_windows():
@@ -206,7 +206,7 @@ def test_a_shift_of_two_features_means_together_is_no_correlation_within_sub_win
 # -- through the monitor ---------------------------------------------------------------------------------
 
 SCHEMA = orjson.loads((Path(__file__).resolve().parents[2] / "schemas" / "drift_event.schema.json").read_bytes())
-MONITORED = MonitorSettings(reference_size=800, window_size=400, subwindows=4, cooldown_events=400)
+MONITORED = MonitorSettings(reference_size=800, window_size=400, subwindows=4, cooldown_events=400, multivariate=True)
 
 
 def prediction_batch(x: np.ndarray, start: int) -> PredictionBatch:
@@ -279,11 +279,12 @@ def test_a_model_can_turn_multivariate_drift_off_and_its_data_drift_keeps_the_wh
     assert ModelMonitor("m", everywhere_off, ModelSettings(multivariate=True)).multivariate is not None
 
 
-def test_the_settings_seal_of_a_deployment_at_the_defaults_is_that_of_before_multivariate_drift():
+def test_off_by_default_and_the_settings_seal_of_a_deployment_at_the_defaults_is_that_of_before():
     # snapshots written before it still load: its fields at their defaults dump as if they did not exist
+    assert ModelMonitor("m", MonitorSettings()).multivariate is None
     assert not {"multivariate", "multivariate_max_features"} & set(MonitorSettings().model_dump())
     sealed = {
-        MonitorSettings(multivariate=False).fingerprint(),
+        MonitorSettings(multivariate=True).fingerprint(),
         MonitorSettings(multivariate_max_features=12).fingerprint(),
     }
     assert MonitorSettings().fingerprint() not in sealed and len(sealed) == 2

@@ -98,8 +98,7 @@ def test_the_reported_threshold_is_scipys_chi_square_critical_value_at_the_tests
 ) -> None:
     event, settings = data_drift
     p_threshold = event["details"]["p_threshold"]
-    # two features; the data family's share halved with multivariate drift (on by default), which tests them too
-    assert p_threshold == 50 / (1_000_000 * 4 * 2 * 2)
+    assert p_threshold == 50 / (1_000_000 * 4 * 2)  # two features
     # the degrees of freedom the reported p-value was computed with, found independently
     dfs = [
         df

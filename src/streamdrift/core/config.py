@@ -51,7 +51,7 @@ MAX_ABS_COST = 1e12  # a cost matrix's entries, and cost_per_unit_error: sums an
 # ... and those added later with a default that is not None: at their default they dump as before too (a
 # snapshot from before multivariate drift loads; its models learn the multivariate reference from the events
 # after the restore, as core/monitor.py's from_state says)
-_LATER_DEFAULTS = {"multivariate": True, "multivariate_max_features": 20}
+_LATER_DEFAULTS = {"multivariate": False, "multivariate_max_features": 20}
 
 
 def _without_unset_later_settings(data: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +108,9 @@ class MonitorSettings(_Section):
         None, description="every model's retrain budget (a model's own replaces it); none: no limit"
     )
     multivariate: bool = Field(
-        True,
+        False,
         description="joint drift (multivariate_drift): each pair of numeric features' correlation against the "
-        "reference's; a model's own setting replaces it",
+        "reference's; a model's own setting replaces it (off by default: what it costs, docs/benchmarks.md)",
     )
     multivariate_max_features: int = Field(
         20, ge=2, le=100, description="numeric features whose pairs multivariate drift watches (the first by name)"

@@ -26,7 +26,7 @@ events, so a column's chi-square p-value must fall below
 tests positively correlated, which only makes the bound more conservative.
 The CUSUM gets a run length of ARL × families.
 
-Multivariate drift (``multivariate``, on by default) tests the same input rows
+Multivariate drift (``multivariate``, off by default) tests the same input rows
 as data drift, so it takes half of the data family's share: the marginal
 tests' p-values must then fall below ``slot / (ARL × families × 2 × columns)``
 and each pair's below ``slot / (ARL × families × 2 × pairs)``.
