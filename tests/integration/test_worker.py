@@ -88,10 +88,13 @@ def test_drift_reaches_the_alerts_topic_with_every_schema_field(setup, kafka_boo
         assert raw.key == event["model_id"].encode()
     data = [e for e in events if e["kind"] == "data_drift"]
     assert data and {e["model_id"] for e in data} == {"credit-risk"}
-    # every field but those of retrain events (an investigate data_drift has none), of those over budget and
-    # of rollbacks (version comparison only)
-    of_other_actions = {"training_window", "reference_window", "budget", "rollback_to"}
-    assert set(data[0]) == set(schema["properties"]) - of_other_actions
+    # every field but those of retrain events (an investigate data_drift has none), of those over budget, of
+    # rollbacks (version comparison only) and of prediction_drift events
+    of_other_kinds = {"training_window", "reference_window", "budget", "rollback_to", "drift_impact"}
+    assert set(data[0]) == set(schema["properties"]) - of_other_kinds
+    for event in events:  # every prediction_drift event has drift_impact (null only with the reason why)
+        if event["kind"] == "prediction_drift":
+            assert event["drift_impact"] is not None or event["details"]["drift_impact_unavailable"]
     assert data[0]["top_features"][0]["feature"] in {"debt_ratio", "income"}
 
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "all events counted")

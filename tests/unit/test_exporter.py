@@ -43,6 +43,12 @@ def test_models_over_the_cap_are_summed_under_other_and_counted():
     assert metrics["streamdrift_models"][0].value == 3
     quality = {(s.labels["feature"], s.labels["check"]) for s in metrics["streamdrift_data_quality_rate"]}
     assert ("income", "missing_rate") in quality and ("region", "new_category_rate") in quality
+    # drift_impact's series: per feature, as the latest window explains the scores (labelled models only)
+    impact = {(s.labels["model_id"], s.labels["feature"]): s.value for s in metrics["streamdrift_score_impact"]}
+    assert {model for model, _ in impact} == {"churn", "credit-risk"}
+    assert impact[("credit-risk", "debt_ratio")] == monitors["credit-risk"].features.last_impact["debt_ratio"]
+    change = {s.labels["model_id"]: s.value for s in metrics["streamdrift_score_change"]}
+    assert change["credit-risk"] == monitors["credit-risk"].features.last_score_change
 
 
 def test_performance_metrics_match_an_offline_computation_over_the_same_graded_predictions():
@@ -116,6 +122,8 @@ STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift sta
     "reference_ready",
     "reference_source",
     "retrain_budget_remaining",
+    "score_change",
+    "score_impact",
     "segments",
     "task",
     "type_mismatches",

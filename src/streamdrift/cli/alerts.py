@@ -28,6 +28,17 @@ def consumer(settings: Settings, from_beginning: bool) -> Consumer:
     return alerts
 
 
+def _impact_line(impact: dict | None) -> str:
+    """A prediction_drift event's drift_impact, readable: the mean score's change and what explains it."""
+    if not impact:
+        return ""
+    features = ", ".join(f"{f['feature']} {f['explained_change']:+.3f}" for f in impact["features"][:3])
+    return (
+        f"; mean score {impact['reference_mean_score']:.3f} -> {impact['window_mean_score']:.3f} "
+        f"({impact['observed_change']:+.3f}), explained by {features}"
+    )
+
+
 def print_alerts(consumer: Consumer, timeout: float, summary: bool = False) -> int:
     """Drift events as JSON lines on stdout; with ``summary``, a readable line on stderr first."""
     messages = consumer.consume(100, timeout)
@@ -42,7 +53,7 @@ def print_alerts(consumer: Consumer, timeout: float, summary: bool = False) -> i
                 )
                 print(
                     f"DRIFT {e['model_id']} {e['kind']} ({e['severity']}, action {e['action']}): "
-                    f"{e['detector']} {moved}",
+                    f"{e['detector']} {moved}{_impact_line(e.get('drift_impact'))}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -142,10 +142,18 @@ class ModelMonitor:
         self.profile = profile
         self._reset(state)
 
-    def _sketch(self, max_columns: int, state: dict | None) -> StreamSketch:
+    def _sketch(self, max_columns: int, state: dict | None, scored: bool = False) -> StreamSketch:
         s = self.settings
         return StreamSketch(
-            s.reference_size, s.window_size, s.subwindows, s.bins, s.max_categories, max_columns, state, s.max_versions
+            s.reference_size,
+            s.window_size,
+            s.subwindows,
+            s.bins,
+            s.max_categories,
+            max_columns,
+            state,
+            s.max_versions,
+            scored,
         )
 
     def _reset(self, state: dict | None = None) -> None:
@@ -178,7 +186,11 @@ class ModelMonitor:
         # set by a batch that completes the warm-up, for the stream-order pass: (its last row's offset, range)
         self._reference_at: tuple[int, list] | None = None
         self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
-        self.features = self._sketch(s.max_features, state and state["features"])
+        # the features' sketch keeps the model's scores per bin: a prediction_drift event's drift_impact
+        self.features = self._sketch(s.max_features, state and state["features"], scored=True)
+        # the explained changes of the features' windows scored in the batch being observed, by position
+        # (not state: a prediction_drift event takes the one of the features' window ending at its own row)
+        self._impacts: dict[int, tuple[list[str], dict]] = {}
         self.outputs = self._sketch(2, state and state["outputs"])
         self.labels = self._sketch(1, state and state["labels"])
         multivariate = self.model.multivariate if self.model.multivariate is not None else s.multivariate
@@ -238,7 +250,8 @@ class ModelMonitor:
         if self.profile is not None and state is None:
             for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
                 if self.profile[part]:
-                    sketch.set_reference(reference.columns(self.profile, part))
+                    scores = reference.column_scores(self.profile, part) if part == "features" else None
+                    sketch.set_reference(reference.columns(self.profile, part), scores)
 
     @property
     def resolve_after(self) -> int:
@@ -307,6 +320,7 @@ class ModelMonitor:
             if warmup <= len(batch):  # the reference is complete at that row: retrain events from it on name it
                 self._reference_at = (int(batch.offsets[warmup - 1]), [*self.warmup_times, "warm-up"])
         events = []
+        self._impacts = {}
         events += self._sketch_events("data_drift", self.features, batch.features, batch, batch.numeric_features)
         if self.multivariate is not None:
             scores = self.multivariate.update(batch.features, batch.offsets, batch.timestamps, batch.numeric_features)
@@ -346,9 +360,12 @@ class ModelMonitor:
         complete): a drift event makes the sketch learn a new reference from the row after it, whatever
         the batches, and the row that completes it raises a ``rebaselined`` event.
         """
+        scores = batch.scores if sketch.scored else None
         if not self.model.rebaseline:
             return self._scored_events(
-                kind, sketch.update(columns, batch.offsets, batch.timestamps, numeric, batch.model_versions), batch
+                kind,
+                sketch.update(columns, batch.offsets, batch.timestamps, numeric, batch.model_versions, scores),
+                batch,
             )
         events: list[dict] = []
         start, n = 0, len(batch)
@@ -356,7 +373,14 @@ class ModelMonitor:
             stop = min(n, start + sketch.rows_to_next_step())
             part = {name: values[start:stop] for name, values in columns.items()}
             versions = batch.model_versions[start:stop]
-            scored = sketch.update(part, batch.offsets[start:stop], batch.timestamps[start:stop], numeric, versions)
+            scored = sketch.update(
+                part,
+                batch.offsets[start:stop],
+                batch.timestamps[start:stop],
+                numeric,
+                versions,
+                None if scores is None else scores[start:stop],
+            )
             if kind in self.relearning:
                 if self.relearning[kind] is None:  # the new reference's first row
                     self.relearning[kind] = [int(batch.offsets[start]), float(batch.timestamps[start])]
@@ -373,6 +397,8 @@ class ModelMonitor:
     def _scored_events(self, kind: str, windows: list[dict], batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         events = []
         for scored in windows:
+            if "impact" in scored:
+                self._impacts[scored["position"]] = (scored["names"], scored["impact"])
             events += self._drift(kind, scored, batch)
             if isinstance(batch, PredictionBatch) and kind == "data_drift":
                 events += self._data_quality(scored, batch)
@@ -982,23 +1008,55 @@ class ModelMonitor:
             "statistics": {names[i]: {k: _round(stats[k][i]) for k in STAT_NAMES} for i in order[:TOP_FEATURES]},
         }
         # `feature` and the statistic are the test that fired; top_features rank by effect size (PSI)
-        return [
-            self._fired(
-                kind,
-                kind,
-                "chi2",
-                names[worst],
-                float(stats["chi2"][worst]),
-                critical,
-                p_min,
-                scored["window"],
-                batch,
-                row,
-                top,
-                details,
-                versions=scored["versions"],
+        event = self._fired(
+            kind,
+            kind,
+            "chi2",
+            names[worst],
+            float(stats["chi2"][worst]),
+            critical,
+            p_min,
+            scored["window"],
+            batch,
+            row,
+            top,
+            details,
+            versions=scored["versions"],
+        )
+        if kind == "prediction_drift":
+            event["drift_impact"], unavailable = self._drift_impact(scored["position"])
+            if unavailable is not None:
+                event["details"]["drift_impact_unavailable"] = unavailable
+        return [event]
+
+    def _drift_impact(self, position: int) -> tuple[dict | None, str | None]:
+        """Why the scores moved over the prediction_drift window ending at row ``position``: the features'
+        window ending at the same row, each feature's explained change in the mean score and the observed one
+        (``core/impact.py``); or None and the reason it is not known."""
+        found = self._impacts.get(position)
+        if found is None:
+            if not self.features.ready:
+                return None, "the features' reference is being learnt"
+            if not self.features.knows_scores:
+                return None, "the features' reference has no score sums (a profile or snapshot from before them)"
+            return (
+                None,
+                "the features' window does not end at this row (reference_size is not a multiple of the sub-window)",
             )
-        ]
+        names, impact = found
+        reference_mean, window_mean = impact["reference_mean"], impact["window_mean"]
+        if reference_mean is None or window_mean is None:
+            return None, "no prediction of the " + (
+                "reference" if reference_mean is None else "window"
+            ) + " had a score"
+        explained = [(name, float(x)) for name, x in zip(names, impact["explained"].tolist()) if x == x]
+        explained.sort(key=lambda pair: (-abs(pair[1]), pair[0]))
+        return {
+            "observed_change": _round(window_mean - reference_mean),
+            "reference_mean_score": _round(reference_mean),
+            "window_mean_score": _round(window_mean),
+            "features": [{"feature": name, "explained_change": _round(x)} for name, x in explained[:TOP_FEATURES]],
+        }, None
 
     def _joint_drift(self, scored: WindowScore, batch: PredictionBatch) -> list[dict]:
         """A multivariate_drift event (or its drift_resolved) from a window's pairwise correlation tests.
@@ -1317,6 +1375,8 @@ class ModelMonitor:
                 self.retrain_budget.remaining(self.last_event_time) if self.retrain_budget is not None else None
             ),
             business=self._business_summary(),
+            score_impact=self.features.last_impact,  # replaced, never mutated: no copy needed
+            score_change=self.features.last_score_change,
         )
 
     def _business_summary(self) -> dict | None:

@@ -3,7 +3,9 @@
 ``streamdrift reference build`` reads training data shaped like prediction
 events (JSONL) or a CSV with a header, and writes a profile: per feature its
 type, bin edges or categories and reference counts (``sketch.Column``), the
-same for the model's outputs and the labels, the reference error rate when
+same for the model's outputs and the labels, for each feature's bin its rows with a
+``score`` and their score sum (``score_counts``, ``score_sums``: the model's mean score
+per bin, for ``drift_impact``), the reference error rate when
 labels and predictions are both present, and a bounded, seeded sample of
 rows for calibration checks. A model configured with ``[models.<id>]
 profile = "…"`` is monitored against it from its first event, with no
@@ -24,6 +26,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import orjson
 
+from streamdrift.core import impact
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.errors import ConfigError
 from streamdrift.core.sketch import NUMERIC, Column
@@ -31,6 +34,7 @@ from streamdrift.core.stats import chi2_critical
 
 FORMAT = "streamdrift-profile"
 VERSION = 1
+SCORE_KEYS = ("score_counts", "score_sums")  # a feature column's scores per bin (fixed point, impact.SCALE)
 SPECIAL = {"event_id", "model_id", "model_version", "timestamp", "prediction", "score", "label", "segment"}
 FAMILIES = 4  # keep in step with monitor.FAMILIES
 
@@ -98,6 +102,13 @@ def build_profile(
     def fit(name: str, values: list[Any]) -> dict[str, Any]:
         return Column.fit(name, values, settings.bins, settings.max_categories).state()
 
+    fixed = impact.fixed(np.array([impact_score(s) for s in scores], dtype=np.float64))
+
+    def fit_feature(name: str, values: list[Any]) -> dict[str, Any]:
+        column = Column.fit(name, values, settings.bins, settings.max_categories)
+        counts, sums = column.scores_of(values, fixed).tolist()
+        return {**column.state(), "score_counts": counts, "score_sums": sums}
+
     outputs = {"prediction": predictions}
     if any(s is not None for s in scores):
         outputs["score"] = scores
@@ -109,7 +120,7 @@ def build_profile(
         "version": VERSION,
         "model_id": model_id,
         "rows": n,
-        "features": [fit(name, features[name]) for name in names],
+        "features": [fit_feature(name, features[name]) for name in names],
         "outputs": [
             fit(name, values) for name, values in sorted(outputs.items()) if any(v is not None for v in values)
         ],
@@ -138,7 +149,7 @@ def load_profile(path: Path) -> Profile:
     for part in ("features", "outputs", "labels"):
         for column in profile.get(part, []):
             try:
-                checked = Column(**column)
+                checked = Column(**_column_fields(column))
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{path}: a column of '{part}' is malformed ({exc}); rebuild the profile") from None
             if len(checked.ref_counts) != checked.n_bins:
@@ -146,11 +157,43 @@ def load_profile(path: Path) -> Profile:
                     f"{path}: column {checked.name!r} has {len(checked.ref_counts)} counts for "
                     f"{checked.n_bins} bins; rebuild the profile"
                 )
+            for key in SCORE_KEYS:
+                values = column.get(key, [])
+                if key in column and (
+                    not isinstance(values, list)
+                    or len(values) != checked.n_bins
+                    or not all(type(v) is int and v >= 0 for v in values)
+                ):
+                    raise ConfigError(
+                        f"{path}: column {checked.name!r} needs {checked.n_bins} counts >= 0 in {key!r}; "
+                        "rebuild the profile"
+                    )
     return profile
 
 
+def _column_fields(column: dict[str, Any]) -> dict[str, Any]:
+    """A profile column's fields that make a ``Column`` (its scores apart)."""
+    return {k: v for k, v in column.items() if k not in SCORE_KEYS}
+
+
 def columns(profile: Profile, part: str) -> list[Column]:
-    return [Column(**c) for c in profile[part]]
+    return [Column(**_column_fields(c)) for c in profile[part]]
+
+
+def column_scores(profile: Profile, part: str) -> np.ndarray | None:
+    """The scored rows and fixed-point score sums per bin of ``part``'s columns, side by side (2 x bins);
+    None if a column has none (a profile built before them)."""
+    cols = profile[part]
+    if not cols or not all(key in c for c in cols for key in SCORE_KEYS):
+        return None
+    return np.array([sum((c[key] for c in cols), []) for key in SCORE_KEYS], dtype=np.int64)
+
+
+def impact_score(score: Any) -> float:
+    """A training row's score as the stream's are counted: a number in [0, 1], else none (NaN)."""
+    if type(score) in (int, float) and 0 <= score <= 1:
+        return float(score)
+    return math.nan
 
 
 def thresholds(profile: Profile, settings: MonitorSettings) -> dict[str, Any]:

@@ -48,6 +48,7 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike, NDArray
 
+from streamdrift.core import impact
 from streamdrift.core.buckets import lower
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
@@ -233,6 +234,46 @@ class Column:
         column = cls(name, NUMERIC, [lo, *inner.tolist(), hi], [], [])
         column.ref_counts = column._weighted(lows, counts, missing)
         return column
+
+    def summary_scores(self, summary: WarmupColumn, total: ArrayLike, bins: int) -> NDArray[np.int64]:
+        """The reference's scored rows (first row) and fixed-point score sums (second row) per bin, for the
+        column ``from_summary`` fitted from the scored ``summary``; ``total``: [scored rows, score sum] of all
+        the warm-up's rows (those without a value are the missing bin's). Each bucket, distinct number and
+        category falls in one bin, as for the counts, so the sums are exact."""
+        present = summary.present_scores
+        missing = np.asarray(total, dtype=np.int64) - present
+        out = np.zeros((2, self.n_bins), dtype=np.int64)
+        if self.kind == CATEGORICAL:
+            for i, category in enumerate(self.categories):  # numbers among categories: by their text, too
+                out[0, i] = summary.category_scored.get(category, 0) + summary.distinct_scored.get(category, 0)
+                out[1, i] = summary.category_sums.get(category, 0) + summary.distinct_sums.get(category, 0)
+            out[:, len(self.categories)] = present - np.add.reduce(out[:, : len(self.categories)], axis=1)
+            out[:, self.missing_bin] = missing
+            return out
+        if summary.distinct is not None:
+            texts = list(summary.distinct)
+            values = np.array(list(map(float, texts)))
+            if len(np.unique(values)) <= bins:  # one bin per value, as from_summary made them
+                return np.stack(
+                    [
+                        self._weighted(values, [float(tally.get(t, 0)) for t in texts], int(missing[j]))
+                        for j, tally in enumerate((summary.distinct_scored, summary.distinct_sums))
+                    ]
+                )
+        keys, _ = summary.histogram()
+        lows = summary.anchor + lower(keys)
+        pairs = summary.bucket_scores.astype(np.float64)
+        return np.stack([self._weighted(lows, pairs[:, j], int(missing[j])) for j in (0, 1)])
+
+    def scores_of(self, values: list[Any], fixed: list[int]) -> NDArray[np.int64]:
+        """Scored rows and fixed-point score sums per bin (as ``summary_scores``) of ``values`` themselves,
+        ``fixed`` their rows' scores (``impact.fixed``)."""
+        idx, _ = self.indices(values)
+        scores = np.array(fixed, dtype=np.int64)
+        scored = scores >= 0
+        counts = np.bincount(idx[scored], minlength=self.n_bins)
+        sums = np.bincount(idx[scored], weights=scores[scored].astype(np.float64), minlength=self.n_bins)
+        return np.stack([counts, np.rint(sums)]).astype(np.int64)
 
     def _weighted(self, values: NDArray[np.float64], counts: ArrayLike, missing: int) -> NDArray[np.int64]:
         """Reference counts: ``counts[i]`` values in the bin of ``values[i]``, and ``missing`` missing values."""
@@ -470,6 +511,10 @@ class StreamSketch:
         Columns tracked; columns beyond it (by name order) are counted, not tracked.
     max_versions
         Model versions counted per window (``VersionTally``); others count as ``__other__``.
+    scored
+        Whether ``update`` is given the rows' scores: the reference then keeps the model's scored rows
+        and score sum per bin, the window its scored rows and score sum, and each scored window says how
+        much of the change in the mean score each column's shift explains (``core/impact.py``).
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
@@ -484,7 +529,9 @@ class StreamSketch:
         max_columns: int,
         state: State | None = None,
         max_versions: int = 10,
+        scored: bool = False,
     ):
+        self.scored = scored
         self.reference_size = reference_size
         self.window_size = window_size
         self.subwindows = subwindows
@@ -516,6 +563,15 @@ class StreamSketch:
         self.slots_filled = 0
         self.last_scores: dict[str, float] = {}
         self.versions = self._version_tally()
+        # scored sketches: [scored rows, fixed-point score sum] of the warm-up's rows (None: not known, the
+        # warm-up of a snapshot from before issue 23); the reference's per bin (2 x bins, None: not known);
+        # and per sub-window
+        self.warmup_scores: list[int] | None = [0, 0] if self.scored else None
+        self._ref_scores: NDArray[np.int64] | None = None
+        self.score_ring = np.zeros((self.subwindows, 2), dtype=np.int64)
+        # the latest window's explained change per column and observed change of the mean score (the summary's)
+        self.last_impact: dict[str, float] = {}
+        self.last_score_change: float | None = None
 
     def rows_to_next_step(self) -> int:
         """Rows until the sketch next reports: its reference completes, or a window is scored."""
@@ -539,6 +595,11 @@ class StreamSketch:
         return self.warmup is None
 
     @property
+    def knows_scores(self) -> bool:
+        """Whether the reference has the model's scores per bin (a scored sketch's windows then explain them)."""
+        return self._ref_scores is not None
+
+    @property
     def slot_size(self) -> int:
         return self.window_size // self.subwindows
 
@@ -549,19 +610,25 @@ class StreamSketch:
         times: NDArray[np.float64],
         numeric: frozenset[str] | None = None,
         versions: Sequence[str | None] | None = None,
+        scores: NDArray[np.float64] | None = None,
     ) -> list[dict[str, Any]]:
         """Add rows; return one score record per window completed within them.
 
         ``numeric``: names of columns known to hold only numbers and None (the decoder checked).
         ``versions``: each row's model version (None: it has none), counted per sub-window: a score
-        record's ``versions`` are the window's rows per version.
+        record's ``versions`` are the window's rows per version. ``scores``: each row's score (NaN: it
+        has none), given to a scored sketch.
         """
         n = len(offsets)
         results: list[dict[str, Any]] = []
         start = 0
+        fixed = None
+        if self.scored:
+            assert scores is not None  # a scored sketch is given every row's score
+            fixed = impact.fixed(scores)
         if self.warmup is not None:  # not ready
             take = min(n, self.reference_size - self.warmup_rows)
-            self._add_warmup(columns, take, numeric or frozenset())
+            self._add_warmup(columns, take, numeric or frozenset(), None if fixed is None else fixed[:take])
             start = take
             if self.warmup_rows == self.reference_size:
                 self._build_reference()
@@ -574,6 +641,8 @@ class StreamSketch:
             filled = int(self.slot_rows[self.slot])
             stop = min(n, start + slot_size - filled)
             self._add_slot(bins[:, start - first : stop - first], offsets, times, start, stop, filled)
+            if fixed is not None:
+                self.score_ring[self.slot] += impact.tally(fixed[start:stop])
             if versions is not None:
                 self.versions.add(self.slot, versions[start:stop])
             full = filled + stop - start == slot_size
@@ -584,39 +653,60 @@ class StreamSketch:
                     results.append(self._score(self.rows + stop, int(offsets[stop - 1]), float(times[stop - 1])))
                 self.slot = (self.slot + 1) % self.subwindows
                 self.ring[self.slot] = 0
+                self.score_ring[self.slot] = 0
                 self.slot_rows[self.slot] = 0
                 self.versions.clear(self.slot)
         self.rows += n
         return results
 
-    def _add_warmup(self, columns: Mapping[str, FeatureColumn], take: int, numeric: frozenset[str]) -> None:
-        """Count rows into the warm-up summaries (a column's rows before it first appears: missing)."""
+    def _add_warmup(
+        self, columns: Mapping[str, FeatureColumn], take: int, numeric: frozenset[str], fixed: list[int] | None
+    ) -> None:
+        """Count rows into the warm-up summaries (a column's rows before it first appears: missing), with
+        their fixed-point scores ``fixed`` if the warm-up keeps them."""
         assert self.warmup is not None
+        if self.warmup_scores is None:
+            fixed = None
         for name, values in columns.items():
             column = self.warmup.get(name)
             if column is None:
                 column = self.warmup[name] = self._warmup_column()
-            column.add(values[:take], numbers_only=name in numeric)
+            column.add(values[:take], numbers_only=name in numeric, scores=fixed)
+        if fixed is not None and self.warmup_scores is not None:
+            scored, total = impact.tally(fixed)
+            self.warmup_scores = [self.warmup_scores[0] + scored, self.warmup_scores[1] + total]
         self.warmup_rows += take
 
     def _warmup_column(self) -> WarmupColumn:
         # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
         # tracked, so that the most frequent are among them (the rows bound them too)
-        return WarmupColumn(max(self.bins, self.max_categories), min(10 * self.max_categories, self.reference_size))
+        return WarmupColumn(
+            max(self.bins, self.max_categories),
+            min(10 * self.max_categories, self.reference_size),
+            scored=self.warmup_scores is not None,
+        )
 
     def _build_reference(self) -> None:
         assert self.warmup is not None
         names = sorted(self.warmup)
         self.untracked_columns = max(0, len(names) - self.max_columns)
         warmup, rows, bins, max_categories = self.warmup, self.warmup_rows, self.bins, self.max_categories
-        self.set_reference(
-            [Column.from_summary(name, warmup[name], rows, bins, max_categories) for name in names[: self.max_columns]]
-        )
+        columns = [
+            Column.from_summary(name, warmup[name], rows, bins, max_categories) for name in names[: self.max_columns]
+        ]
+        scores = None
+        total = self.warmup_scores
+        if total is not None and columns and all(warmup[c.name].scored for c in columns):
+            scores = np.concatenate([c.summary_scores(warmup[c.name], total, bins) for c in columns], axis=1)
+        self.set_reference(columns, scores)
 
-    def set_reference(self, columns: list[Column]) -> None:
-        """Start monitoring against ``columns`` (from the warm-up, or from a reference profile)."""
+    def set_reference(self, columns: list[Column], scores: NDArray[np.int64] | None = None) -> None:
+        """Start monitoring against ``columns`` (from the warm-up, or from a reference profile); ``scores``:
+        the reference's scored rows and fixed-point score sums per bin, the columns' side by side (2 x bins)."""
         self.warmup = None
+        self.warmup_scores = None
         self._set_columns(columns)
+        self._ref_scores = scores if self.scored else None
         self.ring = np.zeros(
             (self.subwindows, int(self._sizes.sum())), dtype=count_dtype(self.slot_size, unsigned=True)
         )
@@ -755,9 +845,8 @@ class StreamSketch:
         shape = self._shape
         assert shape is not None
         counts = self.ring.sum(axis=0, dtype=np.int64)
-        stats = column_stats(
-            self._fold_tails(counts), self._ref_folded, self._sizes, self._ordered, self._value_mask, shape.stats_layout
-        )
+        folded = self._fold_tails(counts)
+        stats = column_stats(folded, self._ref_folded, self._sizes, self._ordered, self._value_mask, shape.stats_layout)
         # the reference's rates: a few numbers per column, not worth their memory in every model
         ref_rates = self._ref[shape.ref_rated] / np.maximum(self._ref_n, 1)
         missing_ref, other_ref = ref_rates
@@ -774,7 +863,7 @@ class StreamSketch:
         names = list(self._names)
         self.last_scores = dict(zip(names, stats["psi"].tolist()))
         oldest = (self.slot + 1) % self.subwindows
-        return {
+        scored = {
             "position": position,
             "names": names,
             "stats": stats,
@@ -788,6 +877,21 @@ class StreamSketch:
                 "end_offset": offset,
             },
         }
+        if self._ref_scores is not None:
+            scored["impact"] = self._impact(folded)
+        return scored
+
+    def _impact(self, folded: NDArray[np.int64]) -> dict[str, Any]:
+        """How much of the change in the mean score each column's shift explains (``core/impact.py``), the
+        window's and the reference's mean scores. Tail bins have no reference rows: folded as for the tests."""
+        assert self._ref_scores is not None
+        explained = impact.explained_change(folded, self._ref_folded, self._ref_scores, self._starts)
+        self.last_impact = {n: x for n, x in zip(self._names, explained.tolist()) if x == x}
+        window = impact.mean_score(*np.add.reduce(self.score_ring, axis=0).tolist())
+        # every column's bins add up to every reference row: the first column's tell the reference's mean
+        reference = impact.mean_score(*np.add.reduce(self._ref_scores[:, : int(self._sizes[0])], axis=1).tolist())
+        self.last_score_change = None if window is None or reference is None else window - reference
+        return {"explained": explained, "window_mean": window, "reference_mean": reference}
 
     def state(self) -> State:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
@@ -811,6 +915,24 @@ class StreamSketch:
             "slots_filled": self.slots_filled,
             "last_scores": list(self.last_scores.values()),  # in column order
             "versions": self.versions.state(),
+            **({"scores": self._scores_state()} if self.scored else {}),
+        }
+
+    def _scores_state(self) -> State:
+        """A scored sketch's scores: the warm-up's, the reference's per bin (narrow), the sub-windows'."""
+        ref = self._ref_scores
+        return {
+            "warmup": self.warmup_scores,
+            "reference": None
+            if ref is None
+            else {
+                "counts": ref[0].astype(count_dtype(int(ref[0].max(initial=0)), unsigned=True)),
+                "sums": ref[1].astype(count_dtype(int(ref[1].max(initial=0)), unsigned=True)),
+            },
+            "ring": self.score_ring.ravel().tolist(),  # ten numbers: a list costs less than an array
+            # in the order of last_scores, NaN where not known
+            "last": np.array([self.last_impact.get(name, np.nan) for name in self.last_scores], dtype=np.float64),
+            "last_change": self.last_score_change,
         }
 
     def _layout_json(self) -> orjson.Fragment:
@@ -838,6 +960,8 @@ class StreamSketch:
         model without events after the restart never makes them. ``state()`` needs none of it.
         """
         self.rows = state["rows"]
+        scores = state.get("scores")  # before the warm-up columns: they are scored if it kept scores
+        self.warmup_scores = None if not self.scored or scores is None or scores["warmup"] is None else [0, 0]
         self.warmup = None if state["warmup"] is None else self._load_warmup(state["warmup"])
         self.warmup_rows = state["warmup_rows"]
         c = {**state["columns"]["layout"], **state["columns"]}
@@ -870,6 +994,25 @@ class StreamSketch:
         self.versions = self._version_tally()
         if "versions" in state:  # snapshots written before windows counted versions have none: counted from here
             self.versions.load_state(state["versions"])
+        self._load_scores(state.get("scores"))
+
+    def _load_scores(self, scores: State | None) -> None:
+        """Restore ``_scores_state()``. A scored sketch from a snapshot written before issue 23 has none: its
+        reference's scores are not known (nor those of a warm-up under way), so its windows explain nothing
+        until the reference is learnt again (a rebaseline, or fresh state)."""
+        self.warmup_scores, self._ref_scores = None, None
+        self.score_ring = np.zeros((self.subwindows, 2), dtype=np.int64)
+        self.last_impact, self.last_score_change = {}, None
+        if not self.scored or scores is None:
+            return
+        self.warmup_scores = None if scores["warmup"] is None else list(scores["warmup"])
+        ref = scores["reference"]
+        if ref is not None:
+            self._ref_scores = np.stack([np.array(ref["counts"], np.int64), np.array(ref["sums"], np.int64)])
+        self.score_ring = np.array(scores["ring"], dtype=np.int64).reshape(self.subwindows, 2)
+        last = np.array(scores["last"], dtype=np.float64).tolist()
+        self.last_impact = {name: x for name, x in zip(self.last_scores, last) if x == x}
+        self.last_score_change = scores["last_change"]
 
     def _load_warmup(self, warmup: State) -> dict[str, WarmupColumn]:
         """The warm-up summaries of ``state()``; or those of the raw rows that snapshots of format version 2

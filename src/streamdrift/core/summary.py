@@ -20,7 +20,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 TOP_FEATURES = 10  # features a summary ranks, and a drift event's top_features
@@ -103,6 +103,9 @@ class MonitorSummary:
         reports (rows, costed, cost, cost_sum, valued, value, value_sum, per version), ``expected_cost``
         (from scores, latest window) and ``reference_cost`` (what the cost test compares against); None
         for a model that declares no cost and has had no value yet.
+    score_impact, score_change
+        The latest features' window: the change in the mean score each feature's shift explains, and the
+        observed change (None: not known), as a prediction_drift event's ``drift_impact`` has them.
     """
 
     model_id: str
@@ -133,6 +136,8 @@ class MonitorSummary:
     drift_active: frozenset[str] = frozenset()
     retrain_budget_remaining: int | None = None
     business: dict[str, Any] | None = None
+    score_impact: dict[str, float] = field(default_factory=dict)
+    score_change: float | None = None
 
     @property
     def top_features(self) -> tuple[FeatureScore, ...]:
@@ -175,4 +180,6 @@ class MonitorSummary:
             "drift_active": sorted(self.drift_active),
             "retrain_budget_remaining": self.retrain_budget_remaining,
             "business": self.business,
+            "score_impact": self.score_impact,
+            "score_change": self.score_change,
         }

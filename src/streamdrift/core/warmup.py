@@ -26,6 +26,12 @@ warm-up (issue 17). A ``WarmupColumn`` holds instead:
   together as ``other``. Categories are what the decoder passes on (longer
   strings, or all of them with ``hash_categories``, as hashes).
 
+A column of the features' sketch is *scored* (``scored=True``): it also keeps,
+next to each count (bucket, distinct number, category, ``other``), the rows of
+it that carried a score and the sum of their scores in fixed point
+(``impact.SCALE``), so the reference knows the model's mean score per bin
+(``core/impact.py``).
+
 Everything depends on the rows and their order only, never on how they were
 cut into batches. ``sketch.Column.from_summary`` fits a reference from it:
 bin edges are bucket boundaries, so every bucket falls in one bin and the
@@ -62,6 +68,8 @@ from streamdrift.core.protocols import State
 _COMPACT_AT = 1024  # numbers held (in memory, never in a snapshot) before they are counted into buckets
 _NUMBERS = (int, float)
 _NUMBER_TYPES = frozenset((int, float, type(None)))
+_NO_SCORES: NDArray[np.int64] = np.zeros((0, 2), np.int64)  # bucket scores before any (read only, shared)
+_NO_SCORES.flags.writeable = False
 
 
 class WarmupColumn:
@@ -73,6 +81,8 @@ class WarmupColumn:
         Distinct numbers counted exactly; one more and they no longer are.
     max_kept
         Distinct categories counted; later new ones count as ``other``.
+    scored
+        Whether to keep, with every count, its scored rows and their score sum (``add``'s ``scores``).
     """
 
     __slots__ = (
@@ -86,11 +96,21 @@ class WarmupColumn:
         "distinct",
         "categories",
         "other",
+        "scored",
+        "bucket_scores",
+        "_pending_scores",
+        "distinct_scored",
+        "distinct_sums",
+        "category_scored",
+        "category_sums",
+        "other_scored",
+        "other_sum",
     )
 
-    def __init__(self, limit: int, max_kept: int):
+    def __init__(self, limit: int, max_kept: int, scored: bool = False):
         self.limit = limit
         self.max_kept = max_kept
+        self.scored = scored
         self.numbers = 0  # present numbers
         self.anchor = 0.0  # buckets are of x - anchor (set by the first number)
         self.keys: NDArray[np.int64] = np.zeros(0, np.int64)  # the histogram: sorted bucket keys ...
@@ -102,6 +122,15 @@ class WarmupColumn:
         self.distinct: dict[str, int] | None = {}  # str(number) -> count, while few; None: too many
         self.categories: dict[str, int] = {}  # str(value) -> count of the first max_kept categories
         self.other = 0  # values of categories past max_kept
+        # scored columns: [scored rows, fixed-point score sum] with each count above
+        self.bucket_scores: NDArray[np.int64] = _NO_SCORES  # one row per bucket
+        self._pending_scores: list[int] = []  # one per pending number, UNSCORED where the row had none
+        # per distinct number (while ``distinct`` is kept) and per category kept: scored rows, score sums
+        self.distinct_scored: dict[str, int] = {}
+        self.distinct_sums: dict[str, int] = {}
+        self.category_scored: dict[str, int] = {}
+        self.category_sums: dict[str, int] = {}
+        self.other_scored = self.other_sum = 0
 
     @property
     def categorical(self) -> bool:
@@ -113,44 +142,101 @@ class WarmupColumn:
         """Values counted, numbers or not (the rest of the warm-up's rows had none)."""
         return self.numbers + sum(self.categories.values()) + self.other
 
-    def add(self, values: list[Any] | NDArray[np.float64], numbers_only: bool = False) -> None:
+    @property
+    def present_scores(self) -> NDArray[np.int64]:
+        """[scored rows, fixed-point score sum] of the values counted (see ``present``)."""
+        self._compact()
+        out: NDArray[np.int64] = np.add.reduce(self.bucket_scores, axis=0, dtype=np.int64)
+        out += (self.other_scored, self.other_sum)
+        out += (sum(self.category_scored.values()), sum(self.category_sums.values()))
+        return out
+
+    def add(
+        self, values: list[Any] | NDArray[np.float64], numbers_only: bool = False, scores: list[int] | None = None
+    ) -> None:
         """Count ``values`` (None, or NaN in an array, where missing). ``numbers_only``: a list known
-        to hold only numbers and None (an array always does)."""
+        to hold only numbers and None (an array always does). ``scores``: each row's fixed-point score
+        (``UNSCORED`` where it has none), for a scored column."""
+        if self.scored:
+            assert scores is not None  # a scored column is given every row's score
+        else:
+            scores = None
         # plain Python, no numpy call: a model's batches are a few rows each (a handful of numpy calls per
-        # column would cost more than the rows)
+        # column would cost more than the rows); the scores of the rows kept, where some are left out
         if isinstance(values, np.ndarray):
-            numbers = [v for v in values.tolist() if v == v]  # NaN is not equal to itself: missing
+            values = values.tolist()
+            numbers = [v for v in values if v == v]  # NaN is not equal to itself: missing
+            if scores is not None and len(numbers) < len(values):
+                scores = [s for v, s in zip(values, scores) if v == v]
         elif numbers_only or set(map(type, values)) <= _NUMBER_TYPES:
             numbers = [v for v in values if v is not None]
+            if scores is not None and len(numbers) < len(values):
+                scores = [s for v, s in zip(values, scores) if v is not None]
         else:
-            self._add_categories([v for v in values if v is not None and type(v) not in _NUMBERS])
+            others = [v for v in values if v is not None and type(v) not in _NUMBERS]
             numbers = [v for v in values if type(v) in _NUMBERS]
+            if scores is None:
+                self._add_categories(others)
+            else:
+                if len(others) < len(values):
+                    self._add_categories(
+                        others, [s for v, s in zip(values, scores) if v is not None and type(v) not in _NUMBERS]
+                    )
+                else:  # the usual categorical column: every value a category
+                    self._add_categories(others, scores)
+                scores = [s for v, s in zip(values, scores) if type(v) in _NUMBERS] if numbers else []
         if not numbers:
             return
         if not self.numbers:
             self.anchor = lower_of(bucket_keys_small(numbers[:1])[0])
         self.numbers += len(numbers)
         if self.distinct is not None:
-            self._add_distinct(numbers)
+            self._add_distinct(numbers, scores)
         self._pending += numbers
+        if scores is not None:
+            self._pending_scores += scores
         if len(self._pending) >= _COMPACT_AT:
             self._compact()
 
-    def _add_distinct(self, numbers: list[Any]) -> None:
+    def _add_distinct(self, numbers: list[Any], scores: list[int] | None) -> None:
         """By their text, as categories are counted: an int 3 is "3", a float 3.0 is "3.0"."""
         assert self.distinct is not None
         distinct, limit = self.distinct, self.limit
         # row by row, not a Counter: a fleet's model adds a few numbers at a time, and making a Counter costs
         # more than counting them (issue 19); and a column of many distinct numbers stops at the first too many
-        for value in map(str, numbers):
+        if scores is None:
+            for value in map(str, numbers):
+                distinct[value] = distinct.get(value, 0) + 1
+                if len(distinct) > limit:
+                    self.distinct = None
+                    return
+            return
+        scored, sums = self.distinct_scored, self.distinct_sums
+        for value, score in zip(map(str, numbers), scores):
             distinct[value] = distinct.get(value, 0) + 1
             if len(distinct) > limit:
                 self.distinct = None
+                self.distinct_scored, self.distinct_sums = {}, {}
                 return
+            if score >= 0:
+                scored[value] = scored.get(value, 0) + 1
+                sums[value] = sums.get(value, 0) + score
 
-    def _add_categories(self, values: list[Any]) -> None:
+    def _add_categories(self, values: list[Any], scores: list[int] | None = None) -> None:
         kept = self.categories
-        for v in values:  # row by row (see _add_distinct): a category is kept if there is room at its first row
+        if scores is None:
+            for v in values:  # row by row (see _add_distinct): a category is kept if there is room at its first row
+                value = v if type(v) is str else str(v)
+                if value in kept:
+                    kept[value] += 1
+                elif len(kept) < self.max_kept:
+                    kept[value] = 1
+                else:
+                    self.other += 1
+            return
+        # the same with the rows' scores: a category kept has its own; the others count together, as "other" does
+        scored, sums = self.category_scored, self.category_sums
+        for v, score in zip(values, scores):
             value = v if type(v) is str else str(v)
             if value in kept:
                 kept[value] += 1
@@ -158,6 +244,13 @@ class WarmupColumn:
                 kept[value] = 1
             else:
                 self.other += 1
+                if score >= 0:
+                    self.other_scored += 1
+                    self.other_sum += score
+                continue
+            if score >= 0:
+                scored[value] = scored.get(value, 0) + 1
+                sums[value] = sums.get(value, 0) + score
 
     def _compact(self) -> None:
         if not self._pending:
@@ -166,6 +259,14 @@ class WarmupColumn:
         counts = np.concatenate([self.counts, np.ones(len(self._pending), np.int64)])
         self.keys, at = np.unique(keys, return_inverse=True)
         self.counts = np.bincount(at.ravel(), weights=counts, minlength=len(self.keys)).astype(np.int64)
+        if self.scored:
+            fixed = np.array(self._pending_scores, dtype=np.int64)
+            pairs = np.concatenate([self.bucket_scores, np.stack((fixed >= 0, np.maximum(fixed, 0)), axis=1)])
+            # float64 weights add integers exactly below 2**53 (a reference's sums are far below)
+            self.bucket_scores = np.stack(
+                [np.bincount(at.ravel(), weights=pairs[:, j], minlength=len(self.keys)) for j in (0, 1)], axis=1
+            ).astype(np.int64)
+            self._pending_scores = []
         self._pending = []
 
     def histogram(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -175,7 +276,7 @@ class WarmupColumn:
 
     def state(self) -> State:
         keys, counts = self.histogram()
-        return {
+        state = {
             "numbers": self.numbers,
             "anchor": self.anchor,
             "buckets": keys.astype(np.int32),  # |key| < 80,000
@@ -184,10 +285,53 @@ class WarmupColumn:
             "categories": dict(self.categories),
             "other": self.other,
         }
+        if self.scored:
+            state["scores"] = self._scores_state(counts)
+        return state
+
+    def _scores_state(self, counts: NDArray[np.int64]) -> State:
+        """The scored rows and score sums of the buckets, the distinct numbers (by sorted text), the categories
+        (by sorted name) and ``other``, one after the other in one narrow array each (a warm-up snapshot of
+        10,000 models is mostly skeleton: no names written twice, no key per table); the scored rows left
+        out (None) where they are the counts, as when every row had a score."""
+        scored, sums = self.bucket_scores.T.tolist()
+        counted = counts.tolist()
+        for table, table_scored, table_sums in (
+            (self.distinct or {}, self.distinct_scored, self.distinct_sums),
+            (self.categories, self.category_scored, self.category_sums),
+        ):
+            keys = sorted(table)
+            counted += [table[k] for k in keys]
+            scored += [table_scored.get(k, 0) for k in keys]
+            sums += [table_sums.get(k, 0) for k in keys]
+        counted.append(self.other)
+        scored.append(self.other_scored)
+        sums.append(self.other_sum)
+        return {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
+
+    def _load_scores(self, scores: State) -> None:
+        """What ``_scores_state`` kept (the counts already loaded)."""
+        sums = np.asarray(scores["sums"]).tolist()
+        counted = self.counts.tolist()
+        tables = ((self.distinct or {}, "distinct"), (self.categories, "category"))
+        for table, _ in tables:
+            counted += [table[k] for k in sorted(table)]
+        counted.append(self.other)
+        scored = counted if scores["scored"] is None else np.asarray(scores["scored"]).tolist()
+        n = len(self.counts)
+        self.bucket_scores = np.array([scored[:n], sums[:n]], dtype=np.int64).T.reshape(-1, 2)
+        for table, name in tables:
+            keys = sorted(table)
+            setattr(self, f"{name}_scored", dict(zip(keys, scored[n : n + len(keys)])))
+            setattr(self, f"{name}_sums", dict(zip(keys, sums[n : n + len(keys)])))
+            n += len(keys)
+        self.other_scored, self.other_sum = scored[n], sums[n]
 
     @classmethod
     def from_state(cls, state: State, limit: int, max_kept: int) -> WarmupColumn:
-        column = cls(limit, max_kept)
+        """``state()`` restored; scored if it kept scores (a snapshot from before issue 23 did not)."""
+        scores = state.get("scores")
+        column = cls(limit, max_kept, scored=scores is not None)
         column.numbers = state["numbers"]
         column.anchor = float(state["anchor"])
         column.keys = np.array(state["buckets"], dtype=np.int64)
@@ -195,6 +339,8 @@ class WarmupColumn:
         column.distinct = None if state["distinct"] is None else dict(state["distinct"])
         column.categories = dict(state["categories"])
         column.other = state["other"]
+        if scores is not None:
+            column._load_scores(scores)
         return column
 
 
@@ -233,15 +379,38 @@ def compact(columns: Sequence[WarmupColumn]) -> None:
     counts = np.concatenate([np.concatenate([c.counts for c in pending]), np.ones(len(numbers), np.int64)])
     merged, at = np.unique(keys, return_inverse=True)
     summed = np.bincount(at.ravel(), weights=counts, minlength=len(merged)).astype(np.int64)
+    scores = _bucket_scores(pending, at.ravel(), len(merged))
     bounds = np.searchsorted(merged, np.append(index - _OFFSET, len(pending) * _SPAN)).tolist()
     for i, column in enumerate(pending):
         lo, hi = bounds[i], bounds[i + 1]
         column.keys = merged[lo:hi] - int(index[i])
         column.counts = summed[lo:hi].copy()
         column._pending = []
+        if column.scored:
+            column.bucket_scores = scores[lo:hi].copy()
+            column._pending_scores = []
+
+
+def _bucket_scores(pending: Sequence[WarmupColumn], at: NDArray[np.intp], buckets: int) -> NDArray[np.int64]:
+    """``compact``'s scored rows and score sums per merged bucket, ``at`` each old bucket's and new number's
+    (in the same order: every column's old buckets, then every column's new numbers); zeros where no
+    column is scored."""
+    if not any(column.scored for column in pending):
+        return np.zeros((buckets, 2), np.int64)
+    old = [c.bucket_scores if c.scored else np.zeros((len(c.keys), 2), np.int64) for c in pending]
+    fixed = np.array(
+        [s for c in pending for s in (c._pending_scores if c.scored else [-1] * len(c._pending))], dtype=np.int64
+    )
+    pairs = np.concatenate([*old, np.stack((fixed >= 0, np.maximum(fixed, 0)), axis=1)])
+    # float64 weights add integers exactly below 2**53 (a reference's sums are far below)
+    return np.stack([np.bincount(at, weights=pairs[:, j], minlength=buckets) for j in (0, 1)], axis=1).astype(np.int64)
 
 
 def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
     """Each column's ``state()``, their numbers bucketed together first (``compact``)."""
     compact(list(columns.values()))
     return {name: column.state() for name, column in columns.items()}
+
+
+def _narrow(values: list[int]) -> NDArray[np.unsignedinteger[Any]]:
+    return np.array(values, dtype=np.uint32 if max(values, default=0) < 2**32 else np.uint64)

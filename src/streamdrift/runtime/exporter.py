@@ -153,6 +153,18 @@ class ModelCollector:
             "Latest drift statistic (PSI) per feature",
             labels=["model_id", "kind", "feature"],
         )
+        score_impact = _Family(
+            GAUGE,
+            "streamdrift_score_impact",
+            "Change in the mean score explained by each feature's shift, latest window against the reference",
+            labels=["model_id", "feature"],
+        )
+        score_change = _Family(
+            GAUGE,
+            "streamdrift_score_change",
+            "Observed change in the mean score, latest window against the reference",
+            labels=["model_id"],
+        )
         mismatches = _Family(
             COUNTER, "streamdrift_type_mismatches", "Feature values of the wrong type", labels=["model_id", "feature"]
         )
@@ -259,6 +271,10 @@ class ModelCollector:
             ):
                 for feature, value in sorted(kind_scores.items()):
                     scores.add([model_id, kind, feature], value)
+            for feature, value in sorted(s.score_impact.items()):
+                score_impact.add([model_id, feature], value)
+            if s.score_change is not None:
+                score_change.add([model_id], s.score_change)
             for feature, n in sorted(s.type_mismatches.items()):
                 mismatches.add([model_id, feature], n)
             ready.add([model_id], float(s.reference_ready))
@@ -316,6 +332,8 @@ class ModelCollector:
             active,
             budget,
             scores,
+            score_impact,
+            score_change,
             mismatches,
             ready,
             last,
