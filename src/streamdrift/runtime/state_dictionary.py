@@ -3,8 +3,8 @@
 A model record is a few kilobytes compressed on its own, and zlib starts each one knowing
 nothing: the key names and array layouts of a model's state, the same in every record,
 cost about a sixth of it. With a preset dictionary (RFC 1950's FDICT) that holds them,
-zlib refers back to them instead: 13 % fewer bytes for a model of the benchmark's stream
-in its warm-up (5,400 -> 4,690 bytes), 1 % past it, no slower (``benchmarks/bench_state_bytes.py``).
+zlib refers back to them instead: 14 % fewer bytes for a model of the benchmark's stream
+in its warm-up (4,753 -> 4,065 bytes), 1 % past it, no slower (``benchmarks/bench_state_bytes.py``).
 
 The dictionary is the text of one model's state as ``core.state.encode_tree`` writes it,
 every number 0, made by ``scripts/make_state_dictionary.py`` from the demo's synthetic

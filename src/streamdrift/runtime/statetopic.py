@@ -12,7 +12,7 @@ format version, settings hash, CRC-32; nothing executed on load), compressed
 with zlib (level 1) and cut into chunks of at most ``chunk_bytes`` (under the
 topic's ``max.message.bytes``). zlib starts each value from a preset dictionary
 (``runtime/state_dictionary.py``): the key names and layouts every model
-record repeats, 13 % of a warm-up model's compressed bytes, which a value read
+record repeats, 14 % of a warm-up model's compressed bytes, which a value read
 alone would otherwise pay for each time. The partition record is sealed with the whole
 ``Seal``; a model record without the settings (its hash, identity and MAC
 stay), as it is restored only through a partition record whose settings were
