@@ -106,15 +106,20 @@ def _classifier_event(i: int, n: int, rng: np.random.Generator, burst: float) ->
     right = rng.random() >= wrong
     prediction = label if right else 1 - label
     t = T0 + i
+    features = {"x1": round(float(x1), 4), "x2": round(float(x2), 4), "x3": x3, "region": region}
+    if i % 29 == 8:
+        features["x1"] = None  # a missing number all along, the warm-up's too (no draw: the stream is as before)
     prediction_event = {
         "event_id": f"clf-{i}",
         "model_id": "clf",
         "model_version": version,
         "timestamp": t,
-        "features": {"x1": round(float(x1), 4), "x2": round(float(x2), 4), "x3": x3, "region": region},
+        "features": features,
         "prediction": prediction,
         "score": score,
     }
+    if i % 13 == 0:  # no score (NaN in the batch), the first row's included: the warm-up counts it as missing
+        del prediction_event["score"]
     feedback_event = {"event_id": f"clf-{i}", "model_id": "clf", "model_version": version, "label": label}
     if i % 3:  # a business value on two labels in three (no draw: the stream is otherwise as before)
         feedback_event["value"] = round((i % 7) * 3.5 - 4, 2)
@@ -174,7 +179,9 @@ def make_stream(n: int, seed: int, burst: float) -> list[RawMessage]:
                 if draw < 0.25:  # late: past the TTL
                     due.append((poll + int(rng.integers(8, 11)), serial, FB, feedback))
                 elif draw < 0.32 and prediction["model_id"] == "clf":
-                    carried = {**feedback, "prediction": prediction["prediction"], "score": prediction["score"]}
+                    carried = {**feedback, "prediction": prediction["prediction"]}
+                    if "score" in prediction:
+                        carried["score"] = prediction["score"]
                     due.append((poll + 1, serial, FB, carried))
                 else:
                     due.append((poll + 1, serial, FB, feedback))

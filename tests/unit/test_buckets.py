@@ -97,21 +97,29 @@ def test_states_are_the_columns_states_one_at_a_time() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's casts of NaN and infinity to a key
-def test_a_nan_counted_as_a_number_is_bucketed_as_numpy_buckets_it() -> None:
-    """A prediction sketch's score column is a list with NaN where a row has no score, and the warm-up counts
-    a NaN as a number: its key is whatever numpy's cast makes of it, on either path, and a checkpoint's
-    ``compact`` leaves it where one column at a time would (it once raised in the plain-Python path, which
-    quarantined the model: tests/unit/test_fuzz_pipeline.py)."""
+def test_non_finite_numbers_have_numpys_keys_and_a_warm_up_column_counts_nan_as_missing() -> None:
+    """``bucket_keys_small`` gives a NaN or an infinity numpy's key (it once raised on NaN). A warm-up column
+    counts a NaN in a list as missing, as the monitoring phase bins it (a prediction sketch's score column is
+    a list, NaN where a row has no score): a NaN counted as a number had a key a snapshot cannot keep
+    (INT64_MIN, saved as int32 0), and a NaN first number made the anchor NaN. Counted a few at a time
+    (the plain path), all at once (numpy) or by a checkpoint's ``compact``, the histograms are those of the
+    numbers without the NaN."""
     values = [float("nan"), float("inf"), float("-inf"), 1.5]
     assert bucket_keys_small(values) == _numpy_keys(values)
-    scores = [[float("nan"), 0.25, 0.5], [0.75, float("nan")], [0.1, 0.2]]
-    alone = [WarmupColumn(limit=10, max_kept=10) for _ in scores]
-    together = [WarmupColumn(limit=10, max_kept=10) for _ in scores]
-    for a, t, column in zip(alone, together, scores):
-        a.add(column)
+    nan = float("nan")
+    scores = [[nan, 0.25, 0.5], [0.75, nan], [0.1, 0.2], [nan, nan]]
+    few = [WarmupColumn(limit=1, max_kept=10) for _ in scores]
+    together = [WarmupColumn(limit=1, max_kept=10) for _ in scores]
+    without = [WarmupColumn(limit=1, max_kept=10) for _ in scores]
+    for f, t, w, column in zip(few, together, without, scores):
+        for value in column:
+            f.add([value], numbers_only=True)
+            f.histogram()  # counted one number at a time
         t.add(column)
-        a.histogram()
+        w.add([v for v in column if v == v])
     compact(together)
-    for a, t in zip(alone, together):
-        assert a.anchor == t.anchor or (a.anchor != a.anchor and t.anchor != t.anchor)
-        assert [x.tolist() for x in a.histogram()] == [x.tolist() for x in t.histogram()]
+    for f, t, w in zip(few, together, without):
+        assert f.numbers == t.numbers == w.numbers and f.anchor == t.anchor == w.anchor
+        assert [x.tolist() for x in f.histogram()] == [x.tolist() for x in t.histogram()]
+        assert [x.tolist() for x in t.histogram()] == [x.tolist() for x in w.histogram()]
+    assert [t.numbers for t in together] == [2, 1, 2, 0] and together[3].categorical  # only missing values

@@ -162,3 +162,52 @@ def test_categories_and_distinct_numbers_whatever_the_steps(step: int) -> None:
     assert list(whole.categories) == first[:5]
     assert whole.other == sum(str(v) in first[5:] for v in values if v is not None and type(v) not in (int, float))
     assert whole.distinct is None  # 0 to 3 and 2.0: five distinct texts, over the limit of 4
+
+
+def _scored_events(n: int, unscored: set[int]) -> list[RawMessage]:
+    """A classifier's predictions, with no score on the rows ``unscored`` (the decoder makes it NaN)."""
+    rng = np.random.default_rng(11)
+    messages = []
+    for i in range(n):
+        score = round(float(rng.beta(2, 5) if i < n // 2 else rng.beta(5, 2)), 4)
+        event = {
+            "event_id": f"e{i}",
+            "model_id": "m",
+            "timestamp": 1_700_000_000 + i,
+            "features": {"x": round(float(rng.normal()), 4)},
+            "prediction": int(score >= 0.5),
+            **({} if i in unscored else {"score": score}),
+        }
+        messages.append(RawMessage("predictions", 0, i, b"m", orjson.dumps(event)))
+    return messages
+
+
+@pytest.mark.parametrize("first_scored", [True, False])
+def test_a_missing_score_in_the_warm_up_is_missing_and_a_restart_during_it_changes_nothing(first_scored: bool):
+    """A prediction without a score has NaN in the score column, which the monitoring phase bins as missing.
+    The warm-up once counted it as a number: bucket key INT64_MIN, saved as int32 0 in a snapshot, so a model
+    restored during its warm-up fitted another reference than one never restored; and a NaN first score made
+    the anchor NaN, which a snapshot writes as null and which then failed to load (TypeError)."""
+    settings = MonitorSettings(reference_size=300, window_size=200, subwindows=4, bins=8)
+    unscored = {i for i in range(400) if i % 7 == 3} | (set() if first_scored else {0})
+    messages = _scored_events(400, unscored)
+
+    def run(restart_at: int | None) -> tuple[ModelMonitor, list[dict]]:
+        monitor, events = ModelMonitor("m", settings), []
+        for at in range(0, len(messages), 50):
+            (batch,), rejected = decode_predictions(messages[at : at + 50])
+            assert not rejected
+            events += monitor.observe_predictions(batch)
+            if at + 50 == restart_at:
+                monitor = ModelMonitor.from_state("m", settings, snapshot.loads(snapshot.dumps(monitor.state())))
+        return monitor, events
+
+    uninterrupted, events = run(None)
+    restarted, restarted_events = run(restart_at=150)  # restored half-way through the warm-up
+    assert snapshot.dumps(restarted.state()) == snapshot.dumps(uninterrupted.state())
+    assert restarted_events == events
+    # the score's reference: the warm-up's unscored rows in its missing bin, the scores in bins between 0 and 1
+    (score,) = [column for column in uninterrupted.outputs.columns if column.name == "score"]
+    assert score.kind == NUMERIC and 0 <= score.edges[0] and score.edges[-1] <= 1.01
+    assert score.ref_counts[score.missing_bin] == len([i for i in unscored if i < 300])
+    assert score.ref_counts.sum() == 300

@@ -41,7 +41,7 @@ def bucket_keys_small(values: list[float]) -> list[int]:
     keys = []
     for value in values:
         x = float(value)
-        if not math.isfinite(x):  # (a NaN score reaches a warm-up column as a number): whatever numpy makes of it
+        if not math.isfinite(x):  # whatever numpy makes of it (the warm-up counts NaN as missing: never from there)
             keys.append(int(bucket_keys(np.array([x]))[0]))
             continue
         magnitude = abs(x)

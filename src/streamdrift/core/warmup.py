@@ -154,27 +154,30 @@ class WarmupColumn:
     def add(
         self, values: list[Any] | NDArray[np.float64], numbers_only: bool = False, scores: list[int] | None = None
     ) -> None:
-        """Count ``values`` (None, or NaN in an array, where missing). ``numbers_only``: a list known
-        to hold only numbers and None (an array always does). ``scores``: each row's fixed-point score
+        """Count ``values`` (None or NaN where missing). ``numbers_only``: a list known to hold only
+        numbers, None and NaN (an array always does). ``scores``: each row's fixed-point score
         (``UNSCORED`` where it has none), for a scored column."""
         if self.scored:
             assert scores is not None  # a scored column is given every row's score
         else:
             scores = None
         # plain Python, no numpy call: a model's batches are a few rows each (a handful of numpy calls per
-        # column would cost more than the rows); the scores of the rows kept, where some are left out
+        # column would cost more than the rows); the scores of the rows kept, where some are left out.
+        # NaN is missing, as the monitoring phase bins it, in a list too (a prediction sketch's score column
+        # is a list, NaN where a row has no score): counted as a number it had no bucket a snapshot could
+        # keep, so a restart changed the reference. NaN is the one value not equal to itself.
         if isinstance(values, np.ndarray):
             values = values.tolist()
-            numbers = [v for v in values if v == v]  # NaN is not equal to itself: missing
+            numbers = [v for v in values if v == v]
             if scores is not None and len(numbers) < len(values):
                 scores = [s for v, s in zip(values, scores) if v == v]
         elif numbers_only or set(map(type, values)) <= _NUMBER_TYPES:
-            numbers = [v for v in values if v is not None]
+            numbers = [v for v in values if v is not None and v == v]
             if scores is not None and len(numbers) < len(values):
-                scores = [s for v, s in zip(values, scores) if v is not None]
+                scores = [s for v, s in zip(values, scores) if v is not None and v == v]
         else:
             others = [v for v in values if v is not None and type(v) not in _NUMBERS]
-            numbers = [v for v in values if type(v) in _NUMBERS]
+            numbers = [v for v in values if type(v) in _NUMBERS and v == v]
             if scores is None:
                 self._add_categories(others)
             else:
@@ -184,7 +187,7 @@ class WarmupColumn:
                     )
                 else:  # the usual categorical column: every value a category
                     self._add_categories(others, scores)
-                scores = [s for v, s in zip(values, scores) if type(v) in _NUMBERS] if numbers else []
+                scores = [s for v, s in zip(values, scores) if type(v) in _NUMBERS and v == v] if numbers else []
         if not numbers:
             return
         if not self.numbers:
@@ -369,7 +372,7 @@ def compact(columns: Sequence[WarmupColumn]) -> None:
     numbers = np.array([x for column in pending for x in column._pending], dtype=np.float64) - anchors
     column_keys = np.concatenate([np.concatenate([c.keys for c in pending]), bucket_keys(numbers)])
     if len(column_keys) and not -_OFFSET < np.minimum.reduce(column_keys) <= np.maximum.reduce(column_keys) < _OFFSET:
-        # a key no finite number has (a NaN score counted as a number: numpy's key for it): one at a time
+        # a key no finite number has (NaN is counted as missing, and the decoder passes no infinity): one at a time
         for column in pending:
             column._compact()
         return
