@@ -53,6 +53,12 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
         [f"streamdrift.core.join.*{f}__mutmut_*" for f in ("expire", "next_deadline", "advance", "forget", "horizon")],
     ),
     "join": ("src/streamdrift/core/join.py", ["tests/unit/test_join.py", "tests/unit/test_pinned_behaviour.py"], []),
+    # the bulk path the monitors use, tested equal to the row loop (test_join's property test: 13 s a survivor)
+    "join-bulk": (
+        "src/streamdrift/core/join_bulk.py",
+        ["tests/unit/test_mutants_join.py", "tests/unit/test_join.py", "tests/unit/test_pinned_behaviour.py"],
+        [],
+    ),
     # test_concept's protocol test fails under mutmut (isinstance against ConceptDetector, a runtime_checkable
     # Protocol, is False for the rewritten classes): left out; test_mutants_concept round-trips every detector
     "concept": (
