@@ -129,18 +129,32 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_all_count(
         ),
         (fbs, b"churn", orjson.dumps({"event_id": "w", "model_id": "churn", "timestamp": "yesterday", "label": 1})),
         (fbs, b"churn", None),
+        (  # attributions that are not numbers (issue 23, item 7)
+            preds,
+            b"churn",
+            orjson.dumps(
+                {
+                    "event_id": "v",
+                    "model_id": "churn",
+                    "timestamp": 1,
+                    "features": {"age": 40},
+                    "prediction": 1,
+                    "attributions": {"age": "high"},
+                }
+            ),
+        ),
     ]
     items = []
     for i, item in enumerate(good):  # spread the bad ones among the good ones
         items.append(item)
-        if i % 97 == 50 and bad:
+        if i % 83 == 50 and bad:
             items.append(bad.pop(0))
     assert not bad
     produce(kafka_bootstrap, items)
     worker = start()
 
-    dead = read_topic(kafka_bootstrap, topic(env, "dead_letter"), expect=6)
-    assert len(dead) == 6
+    dead = read_topic(kafka_bootstrap, topic(env, "dead_letter"), expect=7)
+    assert len(dead) == 7
     originals = {(m.topic, m.partition, m.offset): m for t in (preds, fbs) for m, _ in read_topic(kafka_bootstrap, t)}
     bad_values = set(items) - set(good)
     for raw, headers in dead:
@@ -154,7 +168,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_all_count(
         assert (original.value or b"") == raw.value and original.key == raw.key
         assert (source[0], original.key, original.value) in bad_values
     reasons = sorted(h["streamdrift.reason"] for _, h in dead)
-    for needle in ("invalid JSON", "'features'", "'score'", "model_id", "'timestamp'"):
+    for needle in ("invalid JSON", "'features'", "'score'", "model_id", "'timestamp'", "'attributions'"):
         assert any(needle in r for r in reasons), (needle, reasons)
 
     worker.wait_for(lambda: worker.counts() == expected_counts(good, env), 60, "good events counted")

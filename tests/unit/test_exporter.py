@@ -101,6 +101,7 @@ def test_the_collectors_own_text_is_what_prometheus_client_writes_byte_for_byte(
 
 
 STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift status` read it
+    "attribution_scores",
     "business",  # issue 23 item 4: cost and value; null for a model without them
     "concept_statistic",
     "drift_active",
@@ -188,7 +189,7 @@ def test_drift_active_is_one_per_model_and_kind_while_its_condition_lasts():
         (s.labels["model_id"], s.labels["kind"]): s.value for s in scrape(monitors, cap=10)["streamdrift_drift_active"]
     }
     expected = {(m, k): float(k in monitors[m].summary().drift_active) for m, k in active}
-    assert active == expected and len(active) == 3 * 8  # every model, every kind, from 0
+    assert active == expected and len(active) == 3 * 9  # every model, every kind (attribution_drift too), from 0
     assert 1.0 in active.values() and ("churn", "concept_drift") in active
 
 

@@ -660,6 +660,8 @@ static int event(Poll *poll, const unsigned char *s, Py_ssize_t n, Py_ssize_t ro
             ok = c->p < c->end && (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && scan_number(c, &num);
             if (ok) poll->values[row] = num.is_int ? (double)num.integer : num.real;
             poll->any_value = 1;
+        } else if (field(k, kn, "attributions") && !poll->feedback) {
+            ok = 0; /* attributions (issue 23, item 7) are read by the reference path */
         } else if ((field(k, kn, "scores") || field(k, kn, "segment")) && !poll->feedback) {
             int scores = kn == 6;
             flag = scores ? F_SCORES : F_SEGMENT;

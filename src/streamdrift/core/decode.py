@@ -98,6 +98,7 @@ MAX_MODEL_VERSION_CHARS = 128
 MAX_FEATURES = 1000
 MAX_FEATURE_NAME_CHARS = 256
 MAX_SEGMENT_ATTRIBUTES = 32
+MAX_ATTRIBUTIONS = 1000  # features an event's attributions may name
 # 10000-01-01T00:00:00Z: the first instant RFC 3339's four-digit years cannot write.
 EPOCH_SECONDS_END = 253_402_300_800
 
@@ -268,6 +269,7 @@ def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
         _score(event),
         _class_scores(event, bounds),
         _segment(event, bounds),
+        _attributions(event, bounds),
     )
 
 
@@ -278,7 +280,9 @@ def _feedback_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
 
 
 def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> PredictionBatch:
-    offsets, event_ids, versions, times, written, features, predictions, scores, class_scores, segments = zip(*rows)
+    offsets, event_ids, versions, times, written, features, predictions, scores, class_scores, segments, attributed = (
+        zip(*rows)
+    )
     columns, numeric = _feature_columns(features)
     return PredictionBatch(
         model_id=model_id,
@@ -294,6 +298,7 @@ def _prediction_batch(model_id: str, partition: int, rows: list[tuple]) -> Predi
         class_scores=list(class_scores),
         segments=list(segments),
         numeric_features=numeric,
+        attributions=list(attributed) if any(a is not None for a in attributed) else None,
     )
 
 
@@ -807,6 +812,24 @@ def _class_scores(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict[str
     if has_int:  # a 0 or a 1: keep the values floats, as the column promises
         return {name: float(p) for name, p in scores.items()}
     return scores
+
+
+def _attributions(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict[str, float] | None:
+    """Feature names are users' names: a reason names the field ``attributions``, the feature only when asked.
+    At most ``MAX_ATTRIBUTIONS`` features, each a finite number within ``max_abs_number`` (a bool is not one)."""
+    attributions = event.get("attributions", _MISSING)
+    if attributions is _MISSING:
+        return None
+    if type(attributions) is not dict:
+        raise _field_error("attributions", attributions, "an object of feature to number")
+    if len(attributions) > MAX_ATTRIBUTIONS:
+        raise _Invalid(f"field 'attributions' has {len(attributions)} features, at most {MAX_ATTRIBUTIONS} allowed")
+    for name, value in attributions.items():
+        _check_name_length("attributions", "a feature name", name, bounds)
+        if type(value) not in _NUMBER or not abs(value) <= bounds.max_abs_number:
+            expected = f"a number of magnitude at most {bounds.max_abs_number:g}"
+            raise _named_field_error("attributions", "each feature", name, value, expected)
+    return {name: float(value) for name, value in attributions.items()}
 
 
 def _segment(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict | None:

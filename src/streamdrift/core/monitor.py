@@ -39,8 +39,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from streamdrift.core import reference
+from streamdrift.core.attribution import AbsoluteMeans
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
 from streamdrift.core.decode import _timestamp as event_seconds
@@ -192,6 +194,14 @@ class ModelMonitor:
         # (not state: a prediction_drift event takes the one of the features' window ending at its own row)
         self._impacts: dict[int, tuple[list[str], dict]] = {}
         self.outputs = self._sketch(2, state and state["outputs"])
+        # the absolute attributions of the predictions that carry them (issue 23, item 7): attribution_drift;
+        # none in snapshots from before them
+        self.attributions = self._sketch(s.max_features, state and state.get("attributions"))
+        self.attribution_means = AbsoluteMeans(
+            s.reference_size, s.window_size // s.subwindows, s.subwindows, s.max_features
+        )
+        if state is not None and state.get("attribution_means"):
+            self.attribution_means.load_state(state["attribution_means"])
         self.labels = self._sketch(1, state and state["labels"])
         multivariate = self.model.multivariate if self.model.multivariate is not None else s.multivariate
         self.multivariate = (
@@ -332,6 +342,8 @@ class ModelMonitor:
         if not some_unscored or not np.logical_and.reduce(unscored):
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
         events += self._sketch_events("prediction_drift", self.outputs, outputs, batch)
+        if batch.attributions is not None:
+            events += self._attribution_events(batch)
         scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
         if len(scored_rows):
             self.cbpe.update(scored_rows)
@@ -393,6 +405,54 @@ class ModelMonitor:
             events += found
             start = stop
         return events
+
+    def _attribution_events(self, batch: PredictionBatch) -> list[dict]:
+        """Feed the attributions' sketch the absolute attributions of the rows that carry them (its rows are
+        those predictions, in order, however the batches cut them) and turn its windows into
+        ``attribution_drift`` events: the features whose influence on the model's outputs moved."""
+        attributions = batch.attributions
+        assert attributions is not None
+        rows = [i for i, a in enumerate(attributions) if a is not None]
+        carried = [a for a in attributions if a is not None]
+        names = sorted(set[str]().union(*carried))
+        columns: dict[str, NDArray[np.float64]] = {
+            name: np.array([abs(a.get(name, math.nan)) for a in carried], dtype=np.float64) for name in names
+        }
+        at = np.array(rows, dtype=np.int64)
+        offsets, times = batch.offsets[at], batch.timestamps[at]
+        versions = [batch.model_versions[i] for i in rows]
+        events: list[dict] = []
+        start = 0
+        while start < len(rows):  # in steps that end where the sketch reports: the means are then its window's
+            stop = min(len(rows), start + self.attributions.rows_to_next_step())
+            part = {name: column[start:stop] for name, column in columns.items()}
+            self.attribution_means.update(part)
+            scored = self.attributions.update(
+                part, offsets[start:stop], times[start:stop], frozenset(names), versions[start:stop]
+            )
+            for event in self._scored_events("attribution_drift", scored, batch):
+                if event["kind"] == "attribution_drift":
+                    self._rank_by_influence(event)
+                events.append(event)
+            start = stop
+        return events
+
+    def _rank_by_influence(self, event: dict) -> None:
+        """An attribution_drift event's top_features: the features whose mean absolute attribution changed most
+        from the reference to the window, relative to the reference's (``score``), with both means in details.
+        Only the window that just closed is asked: the means are those of the sketch's window."""
+        means = self.attribution_means.window()
+        change = {
+            name: abs(window - reference) / reference
+            for name, (reference, window) in means.items()
+            if reference and window is not None
+        }
+        ranked = sorted(change, key=lambda name: (-change[name], name))[:TOP_FEATURES]
+        event["top_features"] = [{"feature": name, "score": change[name]} for name in ranked]
+        event["details"]["mean_abs_attribution"] = {
+            name: {"reference": _round(means[name][0] or 0.0), "window": _round(means[name][1] or 0.0)}
+            for name in ranked
+        }
 
     def _scored_events(self, kind: str, windows: list[dict], batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         events = []
@@ -980,6 +1040,8 @@ class ModelMonitor:
         data_drift and multivariate_drift share the data family's part of the budget when multivariate is on."""
         s = self.settings
         shares = 2 if kind in ("data_drift", MULTIVARIATE) and self.multivariate is not None else 1
+        if kind == "attribution_drift" or (kind == "prediction_drift" and self.attributions.rows):
+            shares = 2  # attribution and prediction drift share the prediction family's part, once attributions come
         return (s.window_size // s.subwindows) / (s.false_alarm_run_length * FAMILIES * shares * max(columns, 1))
 
     def _drift(self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
@@ -1358,6 +1420,7 @@ class ModelMonitor:
             last_drift=LastDrift(last["kind"], last["alert_id"], last["detected_at"]) if last else None,
             feature_scores=self.features.last_scores,  # replaced, never mutated: no copy needed
             output_scores=self.outputs.last_scores,
+            attribution_scores=self.attributions.last_scores,
             label_scores=self.labels.last_scores,
             type_mismatches=dict(self.features.type_mismatches),
             quality=self.quality,
@@ -1417,6 +1480,8 @@ class ModelMonitor:
             "quality": self._quality.copy(),
             "features": self.features.state(),
             "outputs": self.outputs.state(),
+            "attributions": self.attributions.state(),
+            "attribution_means": self.attribution_means.state(),
             "labels": self.labels.state(),
             "multivariate": self.multivariate.state() if self.multivariate is not None else None,
             "concept": self.concept.state(),

@@ -45,6 +45,7 @@ KINDS = (
     "data_quality",
     "scheduled_retrain",
     "multivariate_drift",
+    "attribution_drift",
 )
 RETRAIN_KINDS = frozenset({"concept_drift", "performance_degradation", "scheduled_retrain"})
 RESOLVED = "drift_resolved"  # the event that says a windowed kind's condition has gone (action "none")
@@ -68,6 +69,7 @@ WATCHED = frozenset(
         "expected_cost",
         "data_quality",
         "multivariate_drift",
+        "attribution_drift",
     }
 )
 SCHEMA_VERSION = 1

@@ -71,6 +71,8 @@ class PredictionBatch:
     segments: list[dict[str, Any] | None]
     # names of the features whose values in this batch are all numbers or None (None: not known)
     numeric_features: frozenset[str] | None = None
+    # each row's attributions (feature -> contribution; None where the event has none); None: no row has any
+    attributions: list[dict[str, float] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.event_ids)

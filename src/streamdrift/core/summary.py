@@ -103,6 +103,8 @@ class MonitorSummary:
         reports (rows, costed, cost, cost_sum, valued, value, value_sum, per version), ``expected_cost``
         (from scores, latest window) and ``reference_cost`` (what the cost test compares against); None
         for a model that declares no cost and has had no value yet.
+    attribution_scores
+        The latest window's PSI per feature of its predictions' absolute attributions (attribution_drift).
     score_impact, score_change
         The latest features' window: the change in the mean score each feature's shift explains, and the
         observed change (None: not known), as a prediction_drift event's ``drift_impact`` has them.
@@ -137,6 +139,7 @@ class MonitorSummary:
     retrain_budget_remaining: int | None = None
     business: dict[str, Any] | None = None
     score_impact: dict[str, float] = field(default_factory=dict)
+    attribution_scores: dict[str, float] = field(default_factory=dict)
     score_change: float | None = None
 
     @property
@@ -181,5 +184,6 @@ class MonitorSummary:
             "retrain_budget_remaining": self.retrain_budget_remaining,
             "business": self.business,
             "score_impact": self.score_impact,
+            "attribution_scores": self.attribution_scores,
             "score_change": self.score_change,
         }

@@ -268,6 +268,7 @@ class ModelCollector:
                 ("data_drift", s.feature_scores),
                 ("prediction_drift", s.output_scores),
                 ("label_drift", s.label_scores),
+                ("attribution_drift", s.attribution_scores),
             ):
                 for feature, value in sorted(kind_scores.items()):
                     scores.add([model_id, kind, feature], value)

@@ -1,0 +1,150 @@
+"""Attribution drift (issue 23, item 7): predictions may carry attributions (feature -> contribution); the
+monitor watches each feature's absolute attribution against the reference and raises attribution_drift
+when the model's reliance on its features shifts. Bad attributions are dead-lettered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import orjson
+import pytest
+
+from streamdrift.core import decode
+from streamdrift.core import state as snapshot
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.decode import decode_predictions
+from streamdrift.core.monitor import ModelMonitor
+from streamdrift.core.records import RawMessage
+
+T0 = 1_700_000_000.0
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "drift_event.schema.json").read_text())
+SETTINGS = MonitorSettings(reference_size=1000, window_size=500, subwindows=5)
+SHIFT_AT = 1500
+
+
+def stream(n: int, seed: int = 4, attributed_every: int = 1, shift_at: int = SHIFT_AT) -> list[RawMessage]:
+    """Features a and b with the same distribution throughout; from ``shift_at`` on the model leans on b
+    instead of a: a's attributions shrink, b's grow (every ``attributed_every``-th prediction carries them)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a, b = float(rng.normal()), float(rng.normal())
+        weight_a, weight_b = (0.2, 0.8) if i >= shift_at else (0.8, 0.2)
+        event = {
+            "event_id": f"e{i}",
+            "model_id": "m",
+            "timestamp": T0 + i,
+            "features": {"a": round(a, 6), "b": round(b, 6)},
+            "prediction": int(a + b > 0),
+            "score": 0.5,
+        }
+        if i % attributed_every == 0:
+            event["attributions"] = {"a": round(weight_a * a, 6), "b": round(weight_b * b, 6)}
+        out.append(RawMessage("predictions", 0, i, b"m", orjson.dumps(event)))
+    return out
+
+
+def observe(monitor: ModelMonitor, raw: list[RawMessage], batch_size: int) -> list[dict]:
+    events = []
+    for i in range(0, len(raw), batch_size):
+        batches, rejected = decode_predictions(raw[i : i + batch_size])
+        assert not rejected
+        events += monitor.observe_predictions(batches[0])
+    return events
+
+
+def test_a_shift_in_the_model_s_reliance_on_its_features_is_one_attribution_drift_event_naming_them():
+    raw = stream(3000)
+    events = observe(ModelMonitor("m", SETTINGS), raw, 100)
+    fired = [e for e in events if e["kind"] == "attribution_drift"]
+    assert len(fired) == 1
+    event = fired[0]
+    assert SHIFT_AT <= event["window"]["end_offset"] < SHIFT_AT + 500  # within a window of the change
+    # each feature's mean absolute attribution over the reference (the first 1,000) and the event's window
+    attributions = [orjson.loads(m.value)["attributions"] for m in raw]
+    end = event["window"]["end_offset"]
+    means = {
+        name: (
+            float(np.mean([abs(a[name]) for a in attributions[:1000]])),
+            float(np.mean([abs(a[name]) for a in attributions[end - 499 : end + 1]])),
+        )
+        for name in ("a", "b")
+    }
+    for name, (reference, window) in means.items():
+        assert event["details"]["mean_abs_attribution"][name] == {
+            "reference": pytest.approx(reference, rel=1e-5),
+            "window": pytest.approx(window, rel=1e-5),
+        }
+    # ranked by the change relative to the reference's mean: b's (x4 at most) before a's (/4 at most)
+    change = {name: abs(window - reference) / reference for name, (reference, window) in means.items()}
+    assert [f["feature"] for f in event["top_features"]] == ["b", "a"]
+    assert [f["score"] for f in event["top_features"]] == [pytest.approx(change["b"]), pytest.approx(change["a"])]
+    assert event["action"] == "investigate"
+    # the features' and the outputs' distributions did not move: no data or prediction drift
+    assert not [e for e in events if e["kind"] in ("data_drift", "prediction_drift")]
+    jsonschema.validate({**event, "emitted_at": "2026-01-01T00:00:00.000Z"}, SCHEMA)
+
+
+def test_without_a_change_there_is_no_attribution_drift():
+    steady = stream(5000, shift_at=10**9)
+    assert not [e for e in observe(ModelMonitor("m", SETTINGS), steady, 100) if e["kind"] == "attribution_drift"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 77, 3000])
+def test_attribution_drift_and_the_state_do_not_depend_on_the_batches_even_when_some_predictions_carry_none(
+    batch_size,
+):
+    raw = stream(4000, attributed_every=2)  # the attributions' sketch counts the carrying predictions only
+    one, other = ModelMonitor("m", SETTINGS), ModelMonitor("m", SETTINGS)
+    events = observe(one, raw, 500)
+    assert [e["kind"] for e in events].count("attribution_drift") == 1
+    assert observe(other, raw, batch_size) == events
+    assert snapshot.dumps(one.state()) == snapshot.dumps(other.state())
+
+
+def test_a_restored_monitor_raises_the_same_attribution_drift_and_an_old_snapshot_loads():
+    raw = stream(3000)
+    straight = observe(ModelMonitor("m", SETTINGS), raw, 100)
+    first = ModelMonitor("m", SETTINGS)
+    events = observe(first, raw[:1200], 100)
+    restored = ModelMonitor.from_state("m", SETTINGS, snapshot.loads(snapshot.dumps(first.state())))
+    assert events + observe(restored, raw[1200:], 100) == straight
+    old = dict(snapshot.loads(snapshot.dumps(first.state())))
+    del old["attributions"]  # written before attributions: their sketch starts its warm-up again
+    assert ModelMonitor.from_state("m", SETTINGS, old).attributions.rows == 0
+
+
+def test_both_decoding_paths_give_the_same_batches_with_and_without_attributions(path):
+    raw = stream(40, attributed_every=3)
+    batches, rejected = decode_predictions(raw)
+    assert not rejected
+    expected = [orjson.loads(m.value).get("attributions") for m in raw]  # None where a prediction has none
+    assert batches[0].attributions == expected
+    assert all(type(x) is float for a in batches[0].attributions if a for x in a.values())
+    plain, _ = decode_predictions(stream(40, attributed_every=10_000)[1:])  # the first alone carries them
+    assert plain[0].attributions is None
+
+
+@pytest.mark.parametrize(
+    ("attributions", "reason"),
+    [
+        ({"a": "0.3"}, "field 'attributions' must map each feature to a number of magnitude at most 1e+15, got string"),
+        ({"a": None}, "field 'attributions' must map each feature to a number of magnitude at most 1e+15, got null"),
+        ({"a": 2e15}, "field 'attributions' must map each feature to a number of magnitude at most 1e+15, got number"),
+        ({f"f{i}": 0.0 for i in range(1001)}, "field 'attributions' has 1001 features, at most 1000 allowed"),
+        ([0.3], "field 'attributions' must be an object of feature to number, got array"),
+    ],
+)
+def test_bad_attributions_are_dead_lettered_with_a_reason_that_names_the_field_not_the_value(
+    path, attributions, reason
+):
+    good = stream(3)
+    event = {**orjson.loads(good[1].value), "attributions": attributions}
+    bad = RawMessage("predictions", 0, 1, b"m", orjson.dumps(event))
+    batches, rejected = decode_predictions([good[0], bad, good[2]])
+    assert [r.reason for r in rejected] == [reason]
+    assert [len(b) for b in batches] == [2]  # the others are decoded: a bad event never stops the poll
+    assert decode.MAX_ATTRIBUTIONS == 1000
