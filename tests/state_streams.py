@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from streamdrift.cli.replay import event_time_ms
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.synthetic import generate
 from streamdrift.runtime.statetopic import StateTopic
@@ -16,22 +17,29 @@ def topic(env: dict, name: str) -> str:
     return env[f"STREAMDRIFT_TOPICS__{name.upper()}"]
 
 
-def drift_items(env: dict, n: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+def drift_items(env: dict, n: int, seed: int, start_time: float | None = None) -> list[tuple]:
     """The demo stream (credit-risk drifts at its 1000th prediction), three copies of each model so that every
-    partition has some: (topic, key, value) in production order."""
+    partition has some: (topic, key, value) in production order.
+
+    ``start_time``: the stream's first event time, and each item stamped with its event time as its Kafka
+    timestamp, (topic, key, value, timestamp_ms), 500 predictions a second. Unstamped, the records take the
+    time they are produced at: a burst of a few tens of milliseconds, all in one or two epochs of the merge
+    (``merge_epoch_ms``), which the log's rule then cannot release before the end of the backlog."""
     names = {"prediction": topic(env, "predictions"), "feedback": topic(env, "feedback")}
-    out = []
-    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0):
+    stamped = start_time is not None
+    out: list[tuple] = []
+    for kind, e in generate(n, seed=seed, drift_at=1000, rate=500.0, start_time=start_time or 1_700_000_000.0):
+        stamp = (event_time_ms(e["timestamp"]),) if stamped else ()
         for copy in range(3):
             event = {**e, "model_id": f"{e['model_id']}-{copy}", "event_id": f"{e['event_id']}-{copy}"}
-            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event)))
+            out.append((names[kind], event["model_id"].encode(), orjson.dumps(event), *stamp))
     return out
 
 
-def expected_counts(env: dict, items: list[tuple[str, bytes, bytes]]) -> dict[str, tuple[int, int]]:
+def expected_counts(env: dict, items: list[tuple]) -> dict[str, tuple[int, int]]:
     """Per model, (predictions, feedback) in ``items``: what the workers must count."""
     out: dict[str, list[int]] = {}
-    for t, key, _ in items:
+    for t, key, *_ in items:
         out.setdefault(key.decode(), [0, 0])[t == topic(env, "feedback")] += 1
     return {m: (c[0], c[1]) for m, c in out.items()}
 

@@ -128,13 +128,14 @@ class WorkerProcess(StreamdriftProcess):
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-4000:]}")
 
 
-def produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
-    """Produce (topic, key, value) in order, with the murmur2 partitioner like streamdrift's producers."""
+def produce(bootstrap: str, items: list[tuple]) -> None:
+    """Produce (topic, key, value) in order, with the murmur2 partitioner like streamdrift's producers; an item
+    (topic, key, value, timestamp_ms) with that Kafka timestamp, else the time it is produced at."""
     p = Producer(
         {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True, "linger.ms": 20}
     )
-    for topic, key, value in items:
-        p.produce(topic, value, key)
+    for topic, key, value, *stamp in items:
+        p.produce(topic, value, key, timestamp=stamp[0] if stamp else 0)
         p.poll(0)
     assert p.flush(30) == 0
 
