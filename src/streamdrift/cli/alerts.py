@@ -39,6 +39,22 @@ def _impact_line(impact: dict | None) -> str:
     )
 
 
+def _retrain_line(event: dict) -> str:
+    """What a retrain decision rests on: a ``retrain`` event's training window, or the budget that demoted a
+    retrain to ``investigate``."""
+    window, budget = event.get("training_window"), event.get("budget")
+    if window:
+        excluded = len(window["exclude"])
+        stretches = "stretch" if excluded == 1 else "stretches"
+        return f"; train on {window['start_time']} .. {window['end_time']}, {excluded} {stretches} excluded"
+    if budget:
+        return (
+            f"; over retrain budget: {budget['used']} of {budget['limit']} per {budget['period_s']:g} s used, "
+            f"next retrain allowed at {budget['next_allowed_at']}"
+        )
+    return ""
+
+
 def print_alerts(consumer: Consumer, timeout: float, summary: bool = False) -> int:
     """Drift events as JSON lines on stdout; with ``summary``, a readable line on stderr first."""
     messages = consumer.consume(100, timeout)
@@ -53,7 +69,7 @@ def print_alerts(consumer: Consumer, timeout: float, summary: bool = False) -> i
                 )
                 print(
                     f"DRIFT {e['model_id']} {e['kind']} ({e['severity']}, action {e['action']}): "
-                    f"{e['detector']} {moved}{_impact_line(e.get('drift_impact'))}",
+                    f"{e['detector']} {moved}{_impact_line(e.get('drift_impact'))}{_retrain_line(e)}",
                     file=sys.stderr,
                     flush=True,
                 )
