@@ -331,7 +331,10 @@ def exported_names(metrics_text: str) -> set[str]:
 @pytest.mark.kafka
 def test_prometheus_scrapes_the_worker_during_a_run_on_the_real_broker(kafka_bootstrap, unique_name, tmp_path):
     tool("prometheus")
-    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **SMALL)
+    budget = '{"max_retrains": 5, "period_s": 86400}'  # so the dashboard's budget panel has series
+    env = worker_env(
+        kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **SMALL, monitor__retrain_budget=budget
+    )
     done = streamdrift(env, "topics", "create", "--partitions", "2")
     assert done.returncode == 0, done.stderr
     preds, feedback = env["STREAMDRIFT_TOPICS__PREDICTIONS"], env["STREAMDRIFT_TOPICS__FEEDBACK"]
@@ -368,6 +371,11 @@ def test_prometheus_scrapes_the_worker_during_a_run_on_the_real_broker(kafka_boo
         assert {s["metric"]["topic"] for s in server.query("streamdrift_consumer_lag")} == {preds, feedback}
         assert server.value("sum(streamdrift_dead_letters_total)") == 1
         assert server.value("time() - streamdrift_last_checkpoint_timestamp_seconds") < 30
+        # every model has a budget series; none spent it (this short stream raises no retrain action)
+        remaining = {
+            s["metric"]["model_id"]: float(s["value"][1]) for s in server.query("streamdrift_retrain_budget_remaining")
+        }
+        assert remaining == {"credit-risk": 5, "churn": 5, "fraud": 5}
 
         # The alert rules load and evaluate on the real series without error.
         def evaluated() -> list[dict]:
