@@ -45,7 +45,7 @@ def stamped(n_predictions: int, n_models: int) -> list[RawMessage]:
     ]
 
 
-def process(messages: list[RawMessage]) -> tuple[dict[int, PartitionEngine], float]:
+def process(messages: list[RawMessage], settings: MonitorSettings) -> tuple[dict[int, PartitionEngine], float]:
     """Every partition's records through its engine, in polls of BATCH_SIZE per topic; CPU seconds."""
     runs: dict[tuple[int, str], list[RawMessage]] = {}
     for m in messages:
@@ -55,7 +55,7 @@ def process(messages: list[RawMessage]) -> tuple[dict[int, PartitionEngine], flo
             p,
             PRED,
             FB,
-            monitor_factory(MonitorSettings()),
+            monitor_factory(settings),
             epoch_ms=1000,
             batch_size=BATCH_SIZE,
             hold=HOLD_BATCHES * BATCH_SIZE,
@@ -83,12 +83,12 @@ def checkpoint(engines: dict[int, PartitionEngine]) -> float:
     return time.process_time() - t0
 
 
-def measure(n_models: int, n_predictions: int, rounds: int) -> dict[str, float]:
+def measure(n_models: int, n_predictions: int, rounds: int, multivariate: bool = False) -> dict[str, float]:
     gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs
     messages = stamped(n_predictions, n_models)
     best = {"process_us_per_event": float("inf"), "checkpoint_us_per_model": float("inf")}
     for _ in range(rounds):
-        engines, process_s = process(messages)
+        engines, process_s = process(messages, MonitorSettings(multivariate=multivariate))
         counted = sum(m.predictions_total + m.feedback_total for e in engines.values() for m in e.monitors.values())
         assert counted == len(messages), (counted, len(messages))
         models = sum(len(e.monitors) for e in engines.values())
@@ -106,10 +106,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="predictions (feedback for half of them)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare-src", help="another source tree (its src/ directory): timed in the same run")
+    parser.add_argument("--multivariate", action="store_true", help="every model with multivariate drift on")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child's model count (one JSON line out)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.events, args.rounds)))
+        print(json.dumps(measure(args.one, args.events, args.rounds, args.multivariate)))
         return
     trees = {"this": None} | ({"compared": args.compare_src} if args.compare_src else {})
     for n_models in (int(m) for m in args.models.split(",")):
@@ -117,6 +118,7 @@ def main() -> None:
         for name, src in trees.items():  # a fresh process each: no warm caches, the tree's own imports
             env = dict(os.environ) | ({"PYTHONPATH": src} if src else {})
             cmd = [sys.executable, __file__, "--one", str(n_models), "--events", str(args.events)]
+            cmd += ["--multivariate"] if args.multivariate else []
             done = subprocess.run([*cmd, "--rounds", str(args.rounds)], env=env, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(done.stderr)

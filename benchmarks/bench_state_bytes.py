@@ -66,10 +66,11 @@ def pieces(state: dict) -> dict[str, int]:
     return {k: len(zlib.compress(encode_tree({k: v}, "c"), 1)) - empty for k, v in state.items()}
 
 
-def run(models: int, predictions: int, intervals: list[float], seed: int) -> dict:
+def run(models: int, predictions: int, intervals: list[float], seed: int, multivariate: bool = False) -> dict:
     """State bytes per input byte at each interval (events per model between checkpoints; inf: once)."""
     stream = Stream(models, seed)
-    engine = PartitionEngine(0, "p", "f", monitor_factory(MonitorSettings()), epoch_ms=1000)
+    settings = MonitorSettings(multivariate=multivariate)
+    engine = PartitionEngine(0, "p", "f", monitor_factory(settings), epoch_ms=1000)
     changed: dict[float, set[str]] = {every: set() for every in intervals}
 
     def note(topic: str, batch: object, monitored: bool, events: object) -> None:
@@ -146,10 +147,11 @@ def main() -> None:
         help="events per model between checkpoints, comma-separated ('once': one checkpoint at the end)",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--multivariate", action="store_true", help="every model with multivariate drift on")
     args = parser.parse_args()
     intervals = [math.inf if e == "once" else float(e) for e in args.every.split(",")]
     started = time.perf_counter()
-    out = run(args.models, args.predictions, intervals, args.seed)
+    out = run(args.models, args.predictions, intervals, args.seed, args.multivariate)
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 

@@ -21,6 +21,7 @@ from streamdrift.core.multivariate import (
     fisher_test,
 )
 from streamdrift.core.records import PredictionBatch
+from streamdrift.core.sketch import StreamSketch
 
 
 def correlated(rng: np.random.Generator, n: int, k: int, rho: float, pair: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -288,3 +289,54 @@ def test_off_by_default_and_the_settings_seal_of_a_deployment_at_the_defaults_is
         MonitorSettings(multivariate_max_features=12).fingerprint(),
     }
     assert MonitorSettings().fingerprint() not in sealed and len(sealed) == 2
+
+
+@pytest.mark.parametrize("cuts", [[100, 200, 300], [1, 2, 150, 250, 799], [350]])
+def test_the_scale_rows_counted_by_the_features_warm_up_give_the_detectors_own_choice(cuts: list[int]) -> None:
+    """A detector that starts with the features' sketch takes the scale rows' counts from the sketch's warm-up
+    columns instead of counting every feature a second time: the same features, centres, units and clips,
+    so the same state from the choice on, however the batches cut the scale rows (a batch crossing row 200
+    included) and with a restart (state round trip of both) in the scale rows; in them its state names the
+    sketch's columns instead of holding its own."""
+    rng = np.random.default_rng(8)
+    n = 1500
+    x = correlated(rng, n, 3, 0.6)
+    columns = {
+        "a": x[:, 0].copy(),  # an array (the C reader's float block), NaN missing
+        "b": [None if i % 40 == 7 else round(float(v), 3) for i, v in enumerate(x[:, 1])],
+        "c": [int(v * 10) for v in x[:, 2]],  # integers
+        "d_once_a_string": [float(i) if i != 150 else "n/a" for i in range(n)],
+        "e_late": [None] * 120 + rng.normal(size=n - 120).tolist(),  # absent from the first rows: too rare
+        "f_constant": [4.0] * n,
+        "g_category": rng.choice(["x", "y"], n).tolist(),
+    }
+    columns["a"][::53] = np.nan
+
+    def run(borrow: bool) -> tuple[CorrelationDrift, list, list]:
+        detector = CorrelationDrift(reference_size=800, window_size=400, subwindows=4, max_features=4)
+        sketch = StreamSketch(800, 400, 4, 10, 5, 10)
+        scores, scale_states = [], []
+        for start, stop in zip([0, *cuts, 1000], [*cuts, 1000, n]):
+            part = {name: values[start:stop] for name, values in columns.items()}
+            offsets, times = np.arange(start, stop), np.zeros(stop - start)
+            counted = (sketch.warmup, sketch.warmup_rows) if borrow and sketch.warmup is not None else None
+            scores += detector.update(part, offsets, times, features=counted)
+            sketch.update(part, offsets, times)
+            if detector.scale is not None:
+                scale_states.append(detector.state()["scale"])
+            if start < 200 <= stop or stop == 150:  # a restart in (or at the end of) the scale rows
+                detector.load_state(snapshot.loads(snapshot.dumps(detector.state())))
+                sketch = StreamSketch(800, 400, 4, 10, 5, 10, state=snapshot.loads(snapshot.dumps(sketch.state())))
+        return detector, scores, scale_states
+
+    own, own_scores, own_scales = run(borrow=False)
+    borrowed, borrowed_scores, borrowed_scales = run(borrow=True)
+    assert len(borrowed_scales) == len(own_scales) == sum(cut < 200 for cut in cuts)
+    assert all(scale == "features" for scale in borrowed_scales) and all(isinstance(s, dict) for s in own_scales)
+    assert own.names == ["a", "b", "c"]  # 'd' once a string, 'e' too often missing, 'f' constant, 'g' categories
+    assert snapshot.dumps(borrowed.state()) == snapshot.dumps(own.state())
+    assert len(own_scores) == 4 and [s._asdict().keys() for s in borrowed_scores] == [
+        s._asdict().keys() for s in own_scores
+    ]
+    for mine, theirs in zip(borrowed_scores, own_scores):
+        assert snapshot.dumps(mine._asdict()) == snapshot.dumps(theirs._asdict())

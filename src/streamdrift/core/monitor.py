@@ -331,10 +331,15 @@ class ModelMonitor:
                 self._reference_at = (int(batch.offsets[warmup - 1]), [*self.warmup_times, "warm-up"])
         events = []
         self._impacts = {}
+        if self.multivariate is not None:  # before the features' sketch: it may take the counts of its warm-up
+            counted = self.features.warmup
+            features = None if counted is None else (counted, self.features.warmup_rows)
+            joint = self.multivariate.update(
+                batch.features, batch.offsets, batch.timestamps, batch.numeric_features, features
+            )
         events += self._sketch_events("data_drift", self.features, batch.features, batch, batch.numeric_features)
         if self.multivariate is not None:
-            scores = self.multivariate.update(batch.features, batch.offsets, batch.timestamps, batch.numeric_features)
-            for scored in scores:
+            for scored in joint:
                 events += self._joint_drift(scored, batch)
         outputs = {"prediction": batch.predictions}
         unscored = np.isnan(batch.scores)

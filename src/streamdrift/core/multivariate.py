@@ -18,7 +18,12 @@ either side (a winsorisation: one outlier cannot make a correlation).
 Where centre and unit come from. The warm-up keeps no rows, and codes need a
 scale before the first sum. So the first quarter of the warm-up's rows
 (``scale_rows``) is only counted, as the sketches' warm-up counts
-(``warmup.WarmupColumn``: buckets about 1 % wide, no rows); when it is
+(``warmup.WarmupColumn``: buckets about 1 % wide, no rows). Those counts are
+the features' sketch's own warm-up columns where the sketch is in its warm-up
+at the same row (``update``'s ``features``: a model's usual start), so every
+numeric feature is not counted twice (a fifth of a warm-up snapshot's bytes);
+otherwise (a reference profile, or multivariate turned on for a model past its
+warm-up) the detector counts them itself. When they are
 complete the detector picks its features (numbers only, present in at least
 95 % of those rows, not constant; the first ``max_features`` by name), and
 each one's centre (the median's bucket boundary) and unit (the power of two
@@ -253,6 +258,8 @@ class CorrelationDrift:
         self.rows = 0
         self.skipped = 0  # rows past the scale rows that lacked a watched feature: in no sum
         self.scale: dict[str, WarmupColumn] | None = {}  # the scale rows' counts per feature, until chosen
+        # whether those counts are the features' sketch's warm-up columns (decided at the first row)
+        self.borrowed = False
         self.mixed: set[str] = set()  # features of the scale rows with something else than numbers: left out
         self._pending: dict[str, list[FeatureColumn]] = {}  # numbers of the scale rows not counted yet
         self._pending_rows = 0
@@ -295,17 +302,23 @@ class CorrelationDrift:
         offsets: NDArray[np.int64],
         times: NDArray[np.float64],
         numeric: frozenset[str] | None = None,
+        features: tuple[Mapping[str, WarmupColumn], int] | None = None,
     ) -> list[WindowScore]:
         """Add rows; return the test of each window completed within them. ``numeric``: names of columns
-        known to hold only numbers and None (the decoder checked)."""
+        known to hold only numbers and None (the decoder checked). ``features``: the features' sketch's
+        warm-up columns and rows, before these rows, while it is in its warm-up (the scale rows' counts
+        are taken from them if it started with this detector)."""
         n = len(offsets)
         start = 0
         if self.scale is not None:
+            if self.rows == 0:  # the first rows: the sketch's warm-up counts them too, or the detector must
+                self.borrowed = features is not None and features[1] == 0
             start = min(n, self.scale_rows - self.rows)
-            self._count_scale(columns, start, numeric or frozenset())
+            if not self.borrowed:
+                self._count_scale(columns, start, numeric or frozenset())
             self.rows += start
             if self.rows == self.scale_rows:
-                self._choose()
+                self._choose(self._summaries(columns, start, features) if self.borrowed else None)
         if start == n or not self.pairs:
             self.rows += n - start
             return []
@@ -379,6 +392,24 @@ class CorrelationDrift:
         if self._pending_rows >= _COUNT_AT:
             self._count_pending()
 
+    def _summaries(
+        self,
+        columns: Mapping[str, FeatureColumn],
+        take: int,
+        features: tuple[Mapping[str, WarmupColumn], int] | None,
+    ) -> dict[str, WarmupColumn]:
+        """The scale rows' counts from the features' sketch's warm-up columns, which hold the rows before
+        this batch, and the batch's first ``take`` rows (counted into copies: the sketch counts them too)."""
+        # both count every row from the model's first, and the sketch's warm-up (reference_size rows) outlasts
+        # the scale rows: the sketch is at the same row, or the state is not one this code made
+        assert features is not None and features[1] == self.rows - take, "the features' warm-up is not aligned"
+        summaries = {name: column.numbers_copy() for name, column in features[0].items()}
+        for name, values in columns.items():
+            if name not in summaries:
+                summaries[name] = WarmupColumn(limit=0, max_kept=0)
+            summaries[name].add(values[:take])
+        return summaries
+
     def _count_pending(self) -> None:
         """Count the numbers waiting into the scale rows' summaries, in row order (so the same counts, and
         the same anchor, whenever it happens)."""
@@ -390,13 +421,19 @@ class CorrelationDrift:
             column.add(np.concatenate([np.asarray(part, dtype=np.float64) for part in parts]))
         self._pending, self._pending_rows = {}, 0
 
-    def _choose(self) -> None:
-        """The scale rows are complete: pick the features and each one's centre, unit and clip."""
+    def _choose(self, summaries: Mapping[str, WarmupColumn] | None = None) -> None:
+        """The scale rows are complete: pick the features and each one's centre, unit and clip, from
+        ``summaries`` (the features' warm-up's) or the detector's own counts. A feature with something
+        else than numbers is categorical there (own counts: ``mixed``, left out already)."""
         assert self.scale is not None
-        self._count_pending()
+        if summaries is None:
+            self._count_pending()
+            summaries = self.scale
+        else:  # noted as own counts note them (part of the state)
+            self.mixed = {name for name, summary in summaries.items() if summary.other}
         chosen: list[tuple[str, float, int, int]] = []
-        for name in sorted(self.scale):
-            summary = self.scale[name]
+        for name in sorted(summaries):
+            summary = summaries[name]
             if summary.categorical or summary.numbers < MIN_PRESENT * self.scale_rows:
                 continue
             keys, counts = summary.histogram()
@@ -417,7 +454,7 @@ class CorrelationDrift:
             chosen.append((name, quantile(0.5), exponent, int(CLIP_SPREADS * spread / 2.0**exponent)))
             if len(chosen) == self.max_features:
                 break
-        self.scale = None
+        self.scale, self.borrowed = None, False
         if len(chosen) < 2:
             return  # no pair: the detector only counts rows
         self.names = [c[0] for c in chosen]
@@ -498,7 +535,8 @@ class CorrelationDrift:
         return {
             "rows": self.rows,
             "skipped": self.skipped,
-            "scale": None if self.scale is None else warmup_states(self._counted()),
+            # "features": the counts are the features' sketch's warm-up columns
+            "scale": None if self.scale is None else "features" if self.borrowed else warmup_states(self._counted()),
             "mixed": sorted(self.mixed),
             "names": list(self.names),
             "centres": self.centres.copy(),
@@ -517,7 +555,11 @@ class CorrelationDrift:
         self.rows = state["rows"]
         self.skipped = state["skipped"]
         scale = state["scale"]
-        self.scale = None if scale is None else {n: WarmupColumn.from_state(c, 0, 0) for n, c in scale.items()}
+        self.borrowed = scale == "features"
+        if scale is None or self.borrowed:
+            self.scale = None if scale is None else {}
+        else:
+            self.scale = {n: WarmupColumn.from_state(c, 0, 0) for n, c in scale.items()}
         self.mixed = set(state["mixed"])
         self._pending, self._pending_rows = {}, 0
         self.names = list(state["names"])

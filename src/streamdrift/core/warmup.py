@@ -201,6 +201,17 @@ class WarmupColumn:
         if len(self._pending) >= _COMPACT_AT:
             self._compact()
 
+    def numbers_copy(self) -> WarmupColumn:
+        """A copy of what a summary of the numbers needs (their count, anchor and buckets; every category
+        counted as ``other``), without distinct numbers or scores: for ``multivariate``, which picks its
+        features from a sketch's warm-up columns and adds rows of its own to a copy."""
+        copy = WarmupColumn(limit=0, max_kept=0)
+        copy.numbers, copy.anchor, copy.distinct = self.numbers, self.anchor, None
+        copy.keys, copy.counts = self.keys, self.counts  # replaced, never changed in place: shared
+        copy._pending = list(self._pending)
+        copy.other = sum(self.categories.values()) + self.other
+        return copy
+
     def _add_distinct(self, numbers: list[Any], scores: list[int] | None) -> None:
         """By their text, as categories are counted: an int 3 is "3", a float 3.0 is "3.0"."""
         assert self.distinct is not None
