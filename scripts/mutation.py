@@ -102,6 +102,12 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
         ["tests/unit/test_mutants_routing.py", "tests/unit/test_routing.py", "tests/unit/test_worker_routing.py"],
         [],
     ),
+    # correlation drift (issue 22): exact co-moments, pooled correlations, the Fisher z test, the warm-up's scale
+    "multivariate": ("src/streamdrift/core/multivariate.py", ["tests/unit/test_multivariate.py"], []),
+    # drift_impact: how much of the mean score's change each feature's shift explains
+    "impact": ("src/streamdrift/core/impact.py", ["tests/unit/test_impact.py"], []),
+    "attribution": ("src/streamdrift/core/attribution.py", ["tests/unit/test_attributions.py"], []),
+    "cost": ("src/streamdrift/core/metrics/cost.py", ["tests/unit/test_cost.py"], []),
 }
 LINKED = ("src", "tests", "scripts", "schemas")
 

@@ -202,3 +202,33 @@ def test_the_warm_up_keeps_the_score_sums_of_binning_the_rows_themselves(kind):
     assert column.summary_scores(summary, total, bins=10).tolist() == column.scores_of(values, fixed).tolist()
     restored = WarmupColumn.from_state(summary.state(), 10, 50)  # as a snapshot taken during the warm-up keeps it
     assert column.summary_scores(restored, total, bins=10).tolist() == column.scores_of(values, fixed).tolist()
+
+
+def test_explained_change_is_the_reference_bin_means_weighted_by_the_frequency_shift_column_by_column():
+    """Against the definition in exact fractions: a bin the reference never scored is taken at its column's
+    mean score, a column without any scored row is NaN (mutation testing, issue 18)."""
+    from fractions import Fraction
+
+    # column 0: four bins, the third never scored, the fourth scored once; column 1: no scored row at all;
+    # column 2: a window of one row, a reference of four scored 0.25 and 1
+    starts = np.array([0, 4, 6])
+    window = np.array([30, 10, 45, 15, 7, 3, 0, 1])
+    ref = np.array([40, 40, 19, 1, 6, 4, 3, 1])
+    scored = np.array([40, 39, 0, 1, 0, 0, 3, 1])
+    sums = np.array([int(0.125 * impact.SCALE) * 40, 700_001 * 39, 0, 1_000_000, 0, 0, 3 * 2**18, 2**20])
+    out = impact.explained_change(window, ref, np.stack([scored, sums]).astype(np.int64), starts)
+    bounds = [*starts.tolist(), len(window)]
+    for c, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        column_scored = sum(int(s) for s in scored[lo:hi])
+        if not column_scored:
+            assert math.isnan(out[c]), c
+            continue
+        column_mean = Fraction(sum(int(s) for s in sums[lo:hi]), column_scored * impact.SCALE)
+        w_n, r_n = sum(int(v) for v in window[lo:hi]), sum(int(v) for v in ref[lo:hi])
+        expected = sum(
+            (Fraction(int(sums[b]), int(scored[b]) * impact.SCALE) if scored[b] else column_mean)
+            * (Fraction(int(window[b]), w_n) - Fraction(int(ref[b]), r_n))
+            for b in range(lo, hi)
+        )
+        assert out[c] == pytest.approx(float(expected), rel=1e-12, abs=1e-15), c
+    assert out[0] != 0 and out[2] == pytest.approx(0.25 * -3 / 4 + 1 * 3 / 4, rel=1e-12)
