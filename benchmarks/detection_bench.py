@@ -151,6 +151,7 @@ def sizes(quick: bool) -> dict:
         "stationary": 1_000_000,
         "kswin_cap": 100_000,
         "covariate": (30_000, 15_000, 10),
+        "joint": (30_000, 15_000, 10),  # the done-when: detected within 5,000 events in 10 of 10 seeds
         "concept": (30_000, 20_000, 10),
         "synth": (10_000, 30_000, 15_000, 5),
         "calibration": (200, 200_000),
