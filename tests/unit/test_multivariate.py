@@ -340,3 +340,189 @@ def test_the_scale_rows_counted_by_the_features_warm_up_give_the_detectors_own_c
     ]
     for mine, theirs in zip(borrowed_scores, own_scores):
         assert snapshot.dumps(mine._asdict()) == snapshot.dumps(theirs._asdict())
+
+
+# -- pinned against independent formulas (mutation testing, issue 18) ---------------------------------------
+
+
+def test_fisher_test_is_the_difference_of_fisher_z_over_its_standard_error_with_scipy_normal_p_values():
+    from scipy.stats import norm
+
+    window = np.array([-1.0, -0.3, 0.0, 0.45, 0.99, 1.0])
+    reference = np.array([0.2, 1.0, -1.0, 0.45, -0.5, 0.7])
+    bound = 1 - 1e-12  # an exact +-1 is read as this, on either side
+    for dof_window, dof_reference in [(3, 3), (3, 900), (500, 3), (97, 1499)]:
+        z, p = fisher_test(window, dof_window, reference, dof_reference)
+        # a correlation of n = dof + 1 rows: its Fisher z has a variance of 1 / (n - 3)
+        se = np.sqrt(1 / (dof_window + 1 - 3) + 1 / (dof_reference + 1 - 3))
+        expected = (np.arctanh(np.clip(window, -bound, bound)) - np.arctanh(np.clip(reference, -bound, bound))) / se
+        np.testing.assert_allclose(z, expected, rtol=1e-12)
+        np.testing.assert_allclose(p, 2 * norm.sf(np.abs(expected)), rtol=1e-9)
+        assert np.isfinite(z).all()
+    # two degrees of freedom (three rows) or fewer on either side: untested
+    for dof_window, dof_reference in [(2, 900), (900, 2)]:
+        z, p = fisher_test(window, dof_window, reference, dof_reference)
+        assert z.tolist() == [0.0] * 6 and p.tolist() == [1.0] * 6
+
+
+def test_sub_window_sums_are_int32_exactly_while_a_sum_of_products_fits_it():
+    assert CorrelationDrift(800, 8191 * 4, 4, 3).ring.dtype == np.int32  # 8,191 rows a sub-window
+    assert (8191 * MAX_PRODUCT < 2**31) and (8192 * MAX_PRODUCT == 2**31)
+    assert CorrelationDrift(800, 8192 * 4, 4, 3).ring.dtype == np.int64
+
+
+def test_co_moments_stay_exact_where_floats_would_round_and_of_no_rows_are_zeros():
+    # 3 * (2**26 + 1)**2 is odd and above 2**53, where floats step by 2: only integer arithmetic gets it
+    big = 2**26 + 1
+    codes = np.array([[big, 1], [big, -1], [big, 2]], np.int64)
+    assert co_moments(codes).tolist() == [3, 3 * big, 2, 3 * big**2, 2 * big, 6]
+    codes = np.array([[2**27 + 1, 3], [5, -(2**27 + 1)]], np.int64)
+    x = [[int(v) for v in row] for row in codes.tolist()]
+    expected = [2, x[0][0] + x[1][0], x[0][1] + x[1][1]] + [
+        sum(r[i] * r[j] for r in x) for i, j in zip(*np.triu_indices(2))
+    ]
+    assert co_moments(codes).tolist() == expected
+    assert co_moments(np.zeros((0, 2), np.int64)).tolist() == [0] * 6
+
+
+def pooled_correlations(blocks: list[np.ndarray]) -> np.ndarray:
+    """Each pair's correlation of rows centred on their own block's means (numpy, from the rows themselves)."""
+    centred = np.concatenate([b - b.mean(axis=0) for b in blocks if len(b)])
+    products = centred.T @ centred
+    k = products.shape[0]
+    i, j = np.triu_indices(k, 1)
+    return products[i, j] / np.sqrt(products[i, i] * products[j, j])
+
+
+def test_correlations_are_pooled_within_blocks_leave_out_empty_ones_and_count_a_dof_per_block():
+    rng = np.random.default_rng(8)
+    blocks = [rng.integers(-50, -10, size=(40, 3)), np.zeros((0, 3), np.int64), rng.integers(-9, 30, size=(7, 3))]
+    blocks[0][:, 1] += blocks[0][:, 0]
+    sums = np.stack([co_moments(b) for b in blocks])
+    r, dof = correlations(sums, 3)
+    assert dof == 40 + 7 - 2  # a block of no rows has no degree of freedom to take
+    np.testing.assert_allclose(r, pooled_correlations(blocks), rtol=1e-12)
+    assert correlations(sums[[0, 2]], 3)[0].tolist() == r.tolist()
+    # two rows in one block: one degree of freedom, a correlation of exactly -1 (the variances are 1/2 each)
+    r, dof = correlations(co_moments(np.array([[0, 1], [1, 0]])), 2)
+    assert r.tolist() == [-1.0] and dof == 1
+    # no rows, or one: no degree of freedom, zeros for each of the k (k - 1) / 2 pairs
+    for one_or_none in (np.zeros((0, 3), np.int64), np.array([[1, 2, 3]])):
+        r, dof = correlations(co_moments(one_or_none), 3)
+        assert r.tolist() == [0.0, 0.0, 0.0] and dof == 0
+    # a feature that does not vary correlates with nothing: 0, not NaN
+    constant = np.array([[1, 5, 0], [2, 5, 1], [4, 5, 1], [3, 5, 0]])
+    r, dof = correlations(co_moments(constant), 3)
+    assert r[[0, 2]].tolist() == [0.0, 0.0] and dof == 3  # pairs (0, 1) and (1, 2)
+    np.testing.assert_allclose(r[1], np.corrcoef(constant[:, 0], constant[:, 2])[0, 1], rtol=1e-12)
+    # a pair on a line whose rounding gives 1.0000000000000002 (or its negative): clipped to +-1
+    line = np.array([[-31, -94], [7, 20], [-20, -61], [-11, -34], [25, 74], [26, 77], [-4, -13]])
+    assert correlations(co_moments(line), 2)[0].tolist() == [1.0]
+    assert correlations(co_moments(line * [1, -1]), 2)[0].tolist() == [-1.0]
+
+
+def test_a_window_score_spans_its_sub_windows_first_and_last_rows():
+    rng = np.random.default_rng(9)
+    x = correlated(rng, 1500, 2, 0.4)
+    detector = CorrelationDrift(reference_size=800, window_size=400, subwindows=4, max_features=2)
+    offsets = 10_000 + 3 * np.arange(1500)  # offsets and times that are not the row numbers
+    times = 1.7e9 + 0.5 * np.arange(1500)
+    scores = []
+    for start in range(0, 1500, 70):
+        stop = min(1500, start + 70)
+        scores += detector.update(as_columns(x, start, stop), offsets[start:stop], times[start:stop])
+    assert [s.position for s in scores] == [1200, 1300, 1400, 1500]
+    for j, score in enumerate(scores):
+        first, last = 800 + 100 * j, 1199 + 100 * j  # the rows of the window
+        assert score.span == {
+            "start_time": float(times[first]),
+            "end_time": float(times[last]),
+            "count": 400,
+            "start_offset": int(offsets[first]),
+            "end_offset": int(offsets[last]),
+        }, j
+
+
+def test_the_codes_are_the_rounded_distance_to_the_centre_in_units_clipped_and_rows_lacking_a_feature_skipped():
+    rng = np.random.default_rng(10)
+    n = 1000
+    u = 1.6 * rng.random(n)  # inter-quartile range about 0.8: a unit of 2**-7
+    binary = (rng.random(n) < 0.1).astype(np.float64)  # inter-quartile range 0: the unit from the range, 1
+    w = rng.standard_normal(n)
+    w[500], w[501] = 1e6, -1e6  # clipped, either side
+    u[0] = 5.0  # the range is 5, but the inter-quartile range still gives the unit
+    # ints, floats and None (in the scale rows too) are all numbers
+    mixed_types = [int(v) if i % 3 == 0 else (None if i in (7, 205) else float(v)) for i, v in enumerate(w * 100)]
+    near_missing = [None if i < 10 else float(v) for i, v in enumerate(rng.random(n))]  # exactly 95 % present
+    columns = {"a": u, "b": binary, "c": w, "d": mixed_types, "e": near_missing}
+    detector = CorrelationDrift(reference_size=800, window_size=200, subwindows=2, max_features=5)
+    detector.update({k: v[:800] for k, v in columns.items()}, np.arange(800), np.zeros(800))
+    assert detector.names == ["a", "b", "c", "d", "e"] and detector.pairs == 10
+    assert detector.exponents.tolist()[:2] == [-7, -6]
+    # the centre: the lower bound of the bucket of the median of the 200 scale rows
+    median = float(np.median(u[:200]))
+    assert median * 0.9 <= detector.centres[0] <= median and detector.centres[1] == 0.0
+    assert detector.clips[1] == CLIP_SPREADS * 64
+    # the reference's sums are those of the codes made here from the values, centres, units and clips
+    x = np.array([[np.nan if v is None else float(v) for v in columns[k][200:800]] for k in detector.names]).T
+    units = np.exp2(detector.exponents.astype(np.float64))
+    codes = np.clip(np.rint((x - detector.centres) / units), -detector.clips, detector.clips)
+    complete = ~np.isnan(x).any(axis=1)
+    assert detector.reference.tolist() == co_moments(codes[complete].astype(np.int64)).tolist()
+    assert detector.skipped == int((~complete).sum()) == 1  # row 205 lacks d
+    # after the warm-up: a watched feature that holds a string or a boolean in a row, or is absent from a
+    # batch, leaves those rows out of the sums
+    skipped = detector.skipped
+    later = {k: (v[800:900].tolist() if isinstance(v, np.ndarray) else v[800:900]) for k, v in columns.items()}
+    later["a"][3], later["a"][4] = "n/a", True
+    detector.update(later, np.arange(800, 900), np.zeros(100))
+    assert detector.skipped == skipped + 2
+    detector.update({k: v[900:950] for k, v in columns.items() if k != "c"}, np.arange(900, 950), np.zeros(50))
+    assert detector.skipped == skipped + 52 and int(detector.ring[:, 0].sum()) == 98
+    # a batch that ends the scale rows and lacks a feature (present in 190 of the 200, 95 %: watched): its
+    # rows after the scale rows are skipped
+    straddling = CorrelationDrift(reference_size=800, window_size=200, subwindows=2, max_features=5)
+    straddling.update({k: v[:190] for k, v in columns.items()}, np.arange(190), np.zeros(190))
+    straddling.update({k: v[190:300] for k, v in columns.items() if k != "c"}, np.arange(190, 300), np.zeros(110))
+    assert straddling.names == ["a", "b", "c", "d", "e"] and straddling.skipped == 100 and straddling.rows == 300
+
+
+def test_two_features_are_one_pair_and_a_feature_that_turns_mixed_is_left_out_even_after_it_was_counted():
+    rng = np.random.default_rng(12)
+    detector = CorrelationDrift(reference_size=800, window_size=200, subwindows=2, max_features=5)
+    detector.update({"a": rng.random(800), "b": rng.random(800)}, np.arange(800), np.zeros(800))
+    assert detector.names == ["a", "b"] and detector.pairs == 1 and int(detector.reference[0]) == 600
+    # 1,200 scale rows: the first 1,100 are counted (a thousand at a time) before 'late' holds a string
+    detector = CorrelationDrift(reference_size=4800, window_size=200, subwindows=2, max_features=5)
+    late = rng.random(1200).tolist()
+    late[1160] = "n/a"  # after 1,150 numbers were counted: 'late' would be present in 96 % of the rows
+    soon = rng.random(1200).tolist()
+    soon[150] = "n/a"  # while its first 100 numbers wait to be counted
+    columns = {"a": rng.random(1200), "b": rng.random(1200), "late": late, "soon": soon}
+
+    def rows(start: int, stop: int) -> None:
+        detector.update({k: v[start:stop] for k, v in columns.items()}, np.arange(start, stop), np.zeros(stop - start))
+
+    rows(0, 100)
+    rows(100, 1150)
+    assert detector.mixed == {"soon"} and sorted(detector.state()["scale"]) == ["a", "b", "late"]
+    rows(1150, 1200)
+    assert detector.mixed == {"late", "soon"} and detector.names == ["a", "b"]
+
+
+def test_a_fresh_detector_and_one_without_a_pair_have_empty_typed_state():
+    without_pair = fresh(3)
+    without_pair.update({"only": np.arange(900, dtype=np.float64)}, np.arange(900), np.zeros(900))
+    for detector in (fresh(3), without_pair):
+        state = detector.state()
+        for name, dtype, shape in [
+            ("centres", np.float64, (0,)),
+            ("exponents", np.int64, (0,)),
+            ("clips", np.int64, (0,)),
+            ("reference", np.int64, (1,)),
+            ("ring", np.int32, (4, 1)),
+        ]:
+            assert state[name].dtype == dtype and state[name].shape == shape, name
+            assert not state[name].any(), name
+        assert state["slot"] == 0 and state["slots_filled"] == 0 and state["slot_times"] == [[0.0, 0.0]] * 4
+    assert fresh(3).state()["scale"] == {} and without_pair.state()["scale"] is None  # its own counts, none yet
