@@ -148,3 +148,55 @@ def test_bad_attributions_are_dead_lettered_with_a_reason_that_names_the_field_n
     assert [r.reason for r in rejected] == [reason]
     assert [len(b) for b in batches] == [2]  # the others are decoded: a bad event never stops the poll
     assert decode.MAX_ATTRIBUTIONS == 1000
+
+
+def test_absolute_means_are_those_of_the_reference_rows_and_of_the_latest_sub_windows_rows():
+    """AbsoluteMeans against the rows themselves, batch after batch (mutation testing, issue 18): the
+    reference's first rows, the window's rows from the oldest sub-window the ring holds to the last row, a
+    feature first seen after the reference, one never seen again, one past ``max_columns`` (first in its
+    batch), and batches that cross the reference's end and the sub-windows'. Quarters: exact sums."""
+    from streamdrift.core.attribution import AbsoluteMeans
+
+    reference_size, slot_size, subwindows = 3, 4, 3
+    means = AbsoluteMeans(reference_size, slot_size, subwindows, max_columns=3)
+    means.update({})  # no columns: no rows
+    assert means.rows == 0 and means.window() == {}
+    rng = np.random.default_rng(4)
+    rows: list[dict[str, float]] = []  # every row's attributions, as the model here keeps them
+    tracked: list[str] = []
+    # 'late' first seen after the reference and gone later; 'z' past max_columns, first in its batches
+    ab, late, z = ["a", "b"], ["a", "b", "late"], ["z", "late", "a", "b"]
+    schedule = [
+        (1, ab),
+        (1, ab),
+        (5, ab),
+        (2, late),
+        (7, z),
+        (3, ["z", "a", "b"]),
+        (1, ab),
+        (6, ["z", "a", "b"]),
+        (9, ab),
+    ]
+    for size, names in schedule:
+        columns = {}
+        for name in names:
+            values = rng.integers(0, 12, size) / 4
+            values[rng.random(size) < 0.2] = np.nan
+            columns[name] = values
+            if name not in tracked and len(tracked) < 3:
+                tracked.append(name)
+        for i in range(size):
+            rows.append({name: float(columns[name][i]) for name in names})
+        means.update(columns)
+        assert means.rows == len(rows)
+
+        def mean(name: str, part: list[dict[str, float]]) -> float | None:
+            values = [row[name] for row in part if name in row and row[name] == row[name]]
+            return sum(values) / len(values) if values else None
+
+        past = len(rows) - reference_size
+        window_start = max(0, (past - 1) // slot_size * slot_size - (subwindows - 1) * slot_size) if past > 0 else 0
+        window = rows[reference_size + window_start :] if past > 0 else []
+        expected = {name: (mean(name, rows[:reference_size]), mean(name, window)) for name in sorted(tracked)}
+        assert means.window() == expected, len(rows)
+    assert tracked == ["a", "b", "late"] and means.state()["reference"]["late"] == [0.0, 0.0]
