@@ -8,6 +8,8 @@ expectations where the arithmetic is exact. Batch-split invariance of the new st
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -220,3 +222,21 @@ def test_no_cost_setting_leaves_the_settings_hash_as_before() -> None:
     assert "cost_matrix" not in ModelSettings().model_dump()
     declared = ModelSettings(cost_matrix=MATRIX, cost_tolerance=0.5).model_dump()
     assert declared["cost_matrix"] == MATRIX and declared["cost_tolerance"] == 0.5
+
+
+def test_a_pair_with_either_class_outside_the_matrix_has_no_cost_and_the_mean_cost_has_its_standard_error():
+    """Mutation testing, issue 18: either class unknown (above or below every known one) is NaN, not a
+    neighbour's cost; the mean cost's standard error is the population variance's over the costed rows,
+    0 for equal costs, None without costs or where the squares overflow."""
+    from streamdrift.core.metrics.cost import _means, matrix_costs
+
+    m = {"0": {"0": 0.0, "1": 1.0}, "1": {"0": 5.0, "1": 0.0}}
+    costs = matrix_costs(m, np.array(["1", "2", "/", "0"]), np.array(["2", "1", "0", "/"]))
+    assert np.isnan(costs).all()
+    costs = [1.0, 2.0, 3.0, 6.0]  # mean 3, population variance 14 / 4
+    sums = np.array([5, 4, sum(costs), sum(c * c for c in costs), 0, 0.0])
+    out = _means(sums)
+    assert out["cost"] == 3.0 and out["cost_se"] == pytest.approx(math.sqrt(3.5 / 4), rel=1e-15)
+    assert _means(np.array([4, 4, 8.0, 16.0, 0, 0.0]))["cost_se"] == 0.0  # equal costs
+    assert _means(np.array([3, 0, 0.0, 0.0, 0, 0.0]))["cost_se"] is None  # no costs
+    assert _means(np.array([2, 2, 2e200, math.inf, 0, 0.0]))["cost_se"] is None  # squares overflowed
