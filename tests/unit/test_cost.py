@@ -240,3 +240,33 @@ def test_a_pair_with_either_class_outside_the_matrix_has_no_cost_and_the_mean_co
     assert _means(np.array([4, 4, 8.0, 16.0, 0, 0.0]))["cost_se"] == 0.0  # equal costs
     assert _means(np.array([3, 0, 0.0, 0.0, 0, 0.0]))["cost_se"] is None  # no costs
     assert _means(np.array([2, 2, 2e200, math.inf, 0, 0.0]))["cost_se"] is None  # squares overflowed
+
+
+def test_expected_cost_is_the_probability_weighted_cost_of_the_prediction_from_scores_or_class_scores():
+    """Mutation testing, issue 18: sum over labels k of P(k) x cost(k, prediction), from the positive
+    class's score in a matrix of two classes (the score wins over class scores), else from the class
+    scores; NaN for an unknown prediction, class scores with a class outside the matrix, or none."""
+    from streamdrift.core.metrics.cost import expected_costs
+
+    # two classes, the positive one sorted first: the negative is the other
+    m2 = {"0": {"0": 0.0, "1": 1.0}, "1": {"0": 5.0, "1": 0.0}}
+    out = expected_costs(
+        m2,
+        np.array(["0", "1", "1", "7"]),
+        np.array([0.25, 0.5, np.nan, 0.5]),
+        [{"0": 0.5, "1": 0.5}, {"0": 1.0, "1": 0.0}, {"0": 0.25, "1": 0.75}, {"0": 0.5, "1": 0.5}],
+        "0",
+    )
+    assert out[:3].tolist() == [0.25 * 0.0 + 0.75 * 5.0, 0.5 * 1.0 + 0.5 * 0.0, 0.25 * 1.0 + 0.75 * 0.0]
+    assert np.isnan(out[3])  # a prediction outside the matrix, with a score
+    # three classes: scores are not read, class scores are
+    m3 = {"a": {"a": 0.0, "b": 2.0, "c": 3.0}, "b": {"a": 1.0, "b": 0.0, "c": 4.0}, "c": {"a": 5.0, "b": 6.0, "c": 0.0}}
+    out = expected_costs(
+        m3,
+        np.array(["b", "c", "a", "x", "b"]),
+        np.array([0.3, np.nan, np.nan, np.nan, 0.5]),
+        [{"a": 0.5, "b": 0.25, "c": 0.25}, {"a": 0.25, "c": 0.75}, {"a": 0.5, "z": 0.5}, {"a": 1.0}],  # 4 of 5
+        "b",
+    )
+    assert out[:2].tolist() == [0.5 * 2.0 + 0.25 * 0.0 + 0.25 * 6.0, 0.25 * 3.0 + 0.75 * 0.0]
+    assert np.isnan(out[2:]).all()  # a class outside the matrix, an unknown prediction, no class scores
