@@ -36,6 +36,22 @@ def drift_items(env: dict, n: int, seed: int, start_time: float | None = None) -
     return out
 
 
+def split_at_epochs(items: list[tuple], parts: int, epoch_ms: int) -> list[list[tuple]]:
+    """Stamped ``items`` in ``parts`` of about equal size, each cut where the merge's epoch changes.
+
+    Produced apart, each part ends in an idle release (both topics caught up). Cut inside an epoch, the rest
+    of that epoch would come after it was released, and be processed after it, where a run over the whole
+    backlog processes the epoch's predictions before its feedback: another order, another state."""
+    cuts = [0]
+    for k in range(1, parts):
+        i = max(k * len(items) // parts, cuts[-1] + 1)
+        while i < len(items) and items[i][3] // epoch_ms == items[i - 1][3] // epoch_ms:
+            i += 1
+        cuts.append(i)
+    cuts.append(len(items))
+    return [items[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
 def expected_counts(env: dict, items: list[tuple]) -> dict[str, tuple[int, int]]:
     """Per model, (predictions, feedback) in ``items``: what the workers must count."""
     out: dict[str, list[int]] = {}
