@@ -19,7 +19,15 @@ from streamdrift.core.synthetic import generate
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
 from streamdrift.runtime.statetopic import StateTopic
 from streams import FB, PRED, run_monitors, state_bytes
-from worker_process import WorkerProcess, produce, read_topic, streamdrift, worker_env, worker_settings
+from worker_process import (
+    WorkerProcess,
+    no_release_for_memory,
+    produce,
+    read_topic,
+    streamdrift,
+    worker_env,
+    worker_settings,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -331,7 +339,7 @@ def test_sigkill_mid_stream_then_restart_publishes_the_uninterrupted_alerts_repl
     assert {"data_drift", "prediction_drift", "concept_drift"} <= {e["kind"] for e in uninterrupted.values()}
     assert {e["model_id"] for e in uninterrupted.values() if e["kind"] == "data_drift"} == {"credit-risk", "fraud"}
     for log in (worker.log(), restarted.log(), reference.log()):  # the one release that could reorder
-        assert '"reason":"max_buffered"' not in log
+        no_release_for_memory(log)
 
     # every alert of the uninterrupted run is on the topic, the same event, and nothing else is
     assert {e["alert_id"] for e in crashed + replayed} == set(uninterrupted)
