@@ -54,6 +54,7 @@ from streamdrift.core.metrics import (
     DegradationTest,
     RegressionMetrics,
     SegmentMetrics,
+    Verdict,
     VersionComparison,
     infer_task,
     label_keys,
@@ -631,11 +632,6 @@ class ModelMonitor:
         verdict = test.check(window["estimate"], window["rows"], window["std_error"])
         if verdict is None:
             return []
-        alpha = self.settings.degradation_alpha
-        firing = self.policy.firing_alert("expected_cost")
-        decision = self.policy.watch("expected_cost", 1 - verdict.p_value, 1 - alpha, window["position"])
-        if decision is None:
-            return []
         row = window["row"]
         start = next((m[1:] for m in self.expected_marks if m[0] == window["position"] - window["rows"]), None)
         start_offset, start_time = (
@@ -648,34 +644,15 @@ class ModelMonitor:
             "start_offset": start_offset,
             "end_offset": int(batch.offsets[row]),
         }
-        if decision == "resolve":
-            return [
-                self._resolved(
-                    "expected_cost", firing, verdict.statistic, verdict.threshold, verdict.p_value, at, batch, row
-                )
-            ]
         details = {
             "metric": "expected_cost",
             "reference": verdict.reference,
             "confidence_bound": verdict.bound,
             "tolerance": self.model.cost_tolerance,
         }
-        event = self._fired(
-            "expected_cost",
-            "performance_degradation",
-            "expected_cost",
-            None,
-            verdict.statistic,
-            verdict.threshold,
-            verdict.p_value,
-            at,
-            batch,
-            row,
-            [],
-            details,
+        return self._degradation_event(
+            "expected_cost", "expected_cost", verdict, window["position"], at, batch, row, details, action="investigate"
         )
-        event["action"] = "investigate"
-        return [event]
 
     def _regression_costs(self, graded: Joined, counted: np.ndarray) -> np.ndarray:
         """``cost_per_unit_error`` times the absolute error of the counted pairs (numbers both); NaN without it."""
@@ -723,28 +700,8 @@ class ModelMonitor:
         verdict = self.cost_degradation.check(report["cost"], report["costed"], report["cost_se"])
         if verdict is None:  # the first window sets the reference
             return []
-        alpha = self.settings.degradation_alpha
-        firing = self.policy.firing_alert("cost")
-        decision = self.policy.watch("cost", 1 - verdict.p_value, 1 - alpha, window["position"])
-        if decision is None:
-            return []
         at, start_stream = self._labelled_window(window, batch, row)
         versions = {v: r["rows"] for v, r in report["versions"].items()}  # as of the closing row
-        if decision == "resolve":
-            return [
-                self._resolved(
-                    "cost",
-                    firing,
-                    verdict.statistic,
-                    verdict.threshold,
-                    verdict.p_value,
-                    at,
-                    batch,
-                    row,
-                    versions=versions,
-                    start_stream=start_stream,
-                )
-            ]
         details = {
             "metric": "cost",
             "reference": verdict.reference,
@@ -755,24 +712,9 @@ class ModelMonitor:
         }
         if self.expected_cost is not None:
             details["expected_cost"] = self.expected_cost.estimate("window")  # of the latest predictions
-        return [
-            self._fired(
-                "cost",
-                "performance_degradation",
-                "cost",
-                None,
-                verdict.statistic,
-                verdict.threshold,
-                verdict.p_value,
-                at,
-                batch,
-                row,
-                [],
-                details,
-                versions=versions,
-                start_stream=start_stream,
-            )
-        ]
+        return self._degradation_event(
+            "cost", "cost", verdict, window["position"], at, batch, row, details, versions, start_stream
+        )
 
     def _position(self, batch: PredictionBatch | FeedbackBatch, row: int) -> list:
         """Where a batch row is: [stream, offset, event time] (a drift event's window names such places)."""
@@ -873,30 +815,7 @@ class ModelMonitor:
             metric, verdict = "mae", self.degradation.check(report["mae"], report["rows"], report["mae_se"])
         if verdict is None:  # the first window sets the reference
             return []
-        alpha = self.settings.degradation_alpha
-        # 1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm
-        # level (p > 0.2) only once the metric has recovered, not on a window that is merely less sure
-        firing = self.policy.firing_alert("performance_degradation")
-        decision = self.policy.watch("performance_degradation", 1 - verdict.p_value, 1 - alpha, window["position"])
-        if decision is None:
-            return []
         at, start_stream = self._labelled_window(window, batch, row)
-        if decision == "resolve":
-            return [
-                self._resolved(
-                    metric,
-                    firing,
-                    verdict.statistic,
-                    verdict.threshold,
-                    verdict.p_value,
-                    at,
-                    batch,
-                    row,
-                    versions=self._window_versions(),
-                    start_stream=start_stream,
-                    alarm="performance_degradation",
-                )
-            ]
         details = {
             "metric": metric,
             "reference": verdict.reference,
@@ -905,24 +824,67 @@ class ModelMonitor:
         }
         if self.task == "classification":
             details["version_comparison"] = self.versions.report("window")
-        return [
-            self._fired(
-                "performance_degradation",
-                "performance_degradation",
-                metric,
-                None,
-                verdict.statistic,
-                verdict.threshold,
-                verdict.p_value,
-                at,
-                batch,
-                row,
-                [],
-                details,
-                versions=self._window_versions(),
-                start_stream=start_stream,
+        return self._degradation_event(
+            "performance_degradation",
+            metric,
+            verdict,
+            window["position"],
+            at,
+            batch,
+            row,
+            details,
+            self._window_versions(),
+            start_stream,
+        )
+
+    def _degradation_event(
+        self,
+        alarm: str,
+        detector: str,
+        verdict: Verdict,
+        position: int,
+        at: dict,
+        batch: PredictionBatch | FeedbackBatch,
+        row: int,
+        details: dict,
+        versions: dict[str, int] | None = None,
+        start_stream: str | None = None,
+        action: str | None = None,
+    ) -> list[dict]:
+        """The policy's watch over a one-sided degradation test (accuracy or MAE, cost, expected cost) at the
+        close of a window at ``position``: a ``drift_resolved`` event, a ``performance_degradation`` event
+        (with ``details``, and ``action`` in place of the policy's if given), or none.
+
+        1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm level
+        (p > 0.2) only once the metric has recovered, not on a window that is merely less sure."""
+        alpha = self.settings.degradation_alpha
+        firing = self.policy.firing_alert(alarm)
+        decision = self.policy.watch(alarm, 1 - verdict.p_value, 1 - alpha, position)
+        if decision is None:
+            return []
+        measured = (verdict.statistic, verdict.threshold, verdict.p_value)
+        if decision == "resolve":
+            resolved = self._resolved(
+                detector, firing, *measured, at, batch, row, versions=versions, start_stream=start_stream, alarm=alarm
             )
-        ]
+            return [resolved]
+        event = self._fired(
+            alarm,
+            "performance_degradation",
+            detector,
+            None,
+            *measured,
+            at,
+            batch,
+            row,
+            [],
+            details,
+            versions=versions,
+            start_stream=start_stream,
+        )
+        if action is not None:
+            event["action"] = action
+        return [event]
 
     def observe_errors(
         self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray, versions: list
