@@ -1,4 +1,4 @@
-"""The README's *Deciding to retrain* shows drift events of this stream: its settings and every field it shows are
+"""docs/retraining.md's *Deciding to retrain* shows drift events of this stream: its settings and every field it shows are
 those the monitor gives, so the walkthrough stays true."""
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from streamdrift.core.decode import decode_predictions
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+WALKTHROUGH = Path(__file__).resolve().parents[2] / "docs" / "retraining.md"
 T0 = 1_796_428_800.0  # 2026-12-05T00:00:00Z
 # a reference of 100 events, windows of 40 closing every 10: conditions fire and resolve within seconds
 SETTINGS = MonitorSettings(reference_size=100, window_size=40, subwindows=4, cooldown_events=0)
 
 
 def section() -> str:
-    text = README.read_text()
+    text = WALKTHROUGH.read_text()
     start = text.index("## Deciding to retrain")
-    return text[start : text.index("\n## ", start + 1)]
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 def blocks(language: str) -> list[str]:
