@@ -167,6 +167,7 @@ def test_a_state_topic_that_does_not_fit_stops_the_worker_naming_it(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     wanted = [NewTopic(topic(env, t), 2, 1) for t in ("predictions", "feedback", "alerts", "dead_letter")]
     wanted.append(NewTopic(topic(env, "state"), partitions, 1, config=config))
+    wanted.append(NewTopic(topic(env, "approvals"), 1, 1, config={"cleanup.policy": "compact"}))  # checked too
     for future in admin.create_topics(wanted).values():
         future.result()
     for command in (["worker"], ["topics", "check"]):

@@ -1,4 +1,5 @@
-"""``streamdrift topics create|check``: the Kafka topics, their co-partitioning, the state topic, and routing.
+"""``streamdrift topics create|check``: the Kafka topics, their co-partitioning, the state and approvals topics, and
+routing.
 
 ``check`` also samples the latest records of each input partition (``--sample`` per partition, read without
 committing anything) and says per topic which share is misrouted, i.e. not on the partition murmur2 maps its
@@ -39,6 +40,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     print(f"topics ok: {settings.topics.predictions} and {settings.topics.feedback} have {n} partitions each")
     if settings.state_store == "kafka":  # check_topics checked it
         print(f"state topic ok: {settings.topics.state} is compacted and has {n} partitions")
+    approvals = kafka.check_approvals_topic(kafka.admin(settings), settings.topics.approvals)
+    print(f"approvals topic ok: {settings.topics.approvals} is compacted and has {approvals} partition(s)")
     if args.action == "check" and args.sample > 0:
         for topic in (settings.topics.predictions, settings.topics.feedback):
             print(sample_routing(settings, topic, n, args.sample).report(settings.misrouted))

@@ -30,8 +30,7 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.runtime import kafka
@@ -173,14 +172,7 @@ class DecisionLog:
 
     def open(self, timeout_s: float = 60.0) -> None:
         """Read the topic to its end; ``StreamdriftError`` if it is missing or cannot be read in ``timeout_s``."""
-        admin = kafka.admin(self.settings)
-        partitions = kafka.partition_counts(admin, [self.topic]).get(self.topic)
-        if not partitions:
-            raise StreamdriftError(
-                f"approvals topic {self.topic!r} does not exist: create it with `streamdrift topics create` "
-                "(or name another with --approvers-topic / topics.approvals)"
-            )
-        self._check_compacted(admin)
+        partitions = kafka.check_approvals_topic(kafka.admin(self.settings), self.topic)
         self._consumer = Consumer(
             kafka.consumer_config(
                 self.settings,
@@ -204,26 +196,6 @@ class DecisionLog:
                 return
             if time.monotonic() > deadline:
                 raise StreamdriftError(f"approvals topic {self.topic!r}: not read to its end in {timeout_s:g} s")
-
-    def _check_compacted(self, admin: AdminClient) -> None:
-        """Refuse a topic that deletes by age or size: the decisions are the audit trail, and the record a
-        restarted listener acts on. Where its configuration cannot be read (no DescribeConfigs permission),
-        say so and go on."""
-        resource = ConfigResource(ResourceType.TOPIC, self.topic)
-        try:
-            policy = admin.describe_configs([resource])[resource].result(timeout=30)["cleanup.policy"].value
-        except KafkaException as exc:
-            log.warning(
-                "cannot read the approvals topic's cleanup.policy",
-                extra={"fields": {"topic": self.topic, "error": str(exc)}},
-            )
-            return
-        if policy != "compact":
-            raise StreamdriftError(
-                f"approvals topic {self.topic!r} has cleanup.policy={policy}, not compact: decisions, the audit "
-                "trail, would be deleted by age. Recreate it with cleanup.policy=compact (`streamdrift topics "
-                "create` makes it so)"
-            )
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Read what has come; return the number of new decisions."""

@@ -159,6 +159,34 @@ def check_state_topic(settings: Settings, partitions: int, client: AdminClient) 
     return int(config["max.message.bytes"].value)
 
 
+def check_approvals_topic(client: AdminClient, name: str) -> int:
+    """Refuse an approvals topic that is missing or deletes by age or size; return its partition count.
+
+    The decisions on it are the audit trail and the record a restarted retrain listener acts on, so deletion by
+    time or size would lose them. Where its configuration cannot be read (no DescribeConfigs permission), say so
+    in the log and go on: a listener allowed to read and write the decisions can still work."""
+    partitions = partition_counts(client, [name]).get(name)
+    if not partitions:
+        raise TopicError(
+            f"approvals topic {name!r} does not exist: create it with `streamdrift topics create` "
+            "(or name another with topics.approvals / --approvers-topic)"
+        )
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    try:
+        policy = client.describe_configs([resource])[resource].result(timeout=30)["cleanup.policy"].value
+    except KafkaException as exc:
+        log.warning(
+            "cannot read the approvals topic's cleanup.policy", extra={"fields": {"topic": name, "error": str(exc)}}
+        )
+        return partitions
+    if policy != "compact":
+        raise TopicError(
+            f"approvals topic {name!r} has cleanup.policy={policy}, not compact: decisions, the audit trail, would be "
+            "deleted by age. Recreate it with cleanup.policy=compact (`streamdrift topics create` makes it so)"
+        )
+    return partitions
+
+
 def dead_letter_max_bytes(settings: Settings, client: AdminClient) -> int:
     """The largest key + value + headers a dead letter may carry (``deadletter.max_bytes``), under the
     dead-letter topic's ``max.message.bytes`` and the producer's ``message.max.bytes``. Where the topic's
