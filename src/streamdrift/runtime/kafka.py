@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
@@ -251,6 +252,22 @@ def _wait_until_listed(client: AdminClient, topics: list[str], timeout: float = 
     """Return once the broker's metadata lists ``topics`` (or after ``timeout``: the check that follows says
     what is missing). A broker acknowledges a creation once its controller committed it; the metadata that
     ``list_topics`` reads catches up a moment later, and a check in that moment would call the topics missing."""
-    deadline = time.monotonic() + timeout
-    while len(partition_counts(client, topics)) < len(topics) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    poll_until(lambda: len(partition_counts(client, topics)) == len(topics), timeout)
+
+
+def poll_until(ready: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Ask ``ready`` every ``interval_s`` until it says True (return True) or ``timeout_s`` passed (return False);
+    it is asked at least once.
+
+    >>> answers = iter([False, False, True, False])
+    >>> poll_until(lambda: next(answers), timeout_s=30, interval_s=0), next(answers)  # asked three times
+    (True, False)
+    >>> poll_until(lambda: False, timeout_s=0, interval_s=0)
+    False
+    """
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+    return True
