@@ -75,7 +75,7 @@ import orjson
 
 from streamdrift.cli.replay_report import ModelReport, Trace, load_pyplot, plot, render
 from streamdrift.core.config import InputBounds
-from streamdrift.core.decode import _MODEL_ID, decode_feedback, decode_predictions  # the contract's model_id pattern
+from streamdrift.core.decode import MODEL_ID, decode_feedback, decode_predictions  # the contract's model_id pattern
 from streamdrift.core.engine import Batch, DriftEvent, PartitionEngine, Released
 from streamdrift.core.errors import StreamdriftError
 from streamdrift.core.monitor import ModelMonitor, monitor_factory
@@ -211,7 +211,7 @@ class Replay:
             model_id = event.get("model_id") if isinstance(event, dict) else None
         except orjson.JSONDecodeError:
             model_id = None
-        if not isinstance(model_id, str) or _MODEL_ID.fullmatch(model_id) is None:
+        if not isinstance(model_id, str) or MODEL_ID.fullmatch(model_id) is None:
             model_id = None
         self.bad_lines[model_id] = self.bad_lines.get(model_id, 0) + 1
         if model_id is not None:

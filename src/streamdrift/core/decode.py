@@ -102,7 +102,7 @@ MAX_ATTRIBUTIONS = 1000  # features an event's attributions may name
 # 10000-01-01T00:00:00Z: the first instant RFC 3339's four-digit years cannot write.
 EPOCH_SECONDS_END = 253_402_300_800
 
-_MODEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MODEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # the contract's model_id (schemas/), also checked by api and replay
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
     re.ASCII,
@@ -357,7 +357,7 @@ def _checked_header(
             return None
     for model_id in distinct_models:
         if model_id not in _valid_model_ids:
-            if type(model_id) is not str or _MODEL_ID.fullmatch(model_id) is None:
+            if type(model_id) is not str or MODEL_ID.fullmatch(model_id) is None:
                 return None
             if len(_valid_model_ids) < 100_000:
                 _valid_model_ids[model_id] = model_id.encode()
@@ -568,7 +568,7 @@ def _checked_timestamps(written: list) -> np.ndarray | None:
             return None
         return times
     try:
-        return np.array([_timestamp(value) for value in written], dtype=np.float64)
+        return np.array([event_seconds(value) for value in written], dtype=np.float64)
     except _Invalid:
         return None
 
@@ -679,8 +679,8 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
     model_id = event.get("model_id", _MISSING)
     expected_key = keys.get(model_id) if type(model_id) is str else None
     if expected_key is None:
-        if type(model_id) is not str or _MODEL_ID.fullmatch(model_id) is None:
-            raise _field_error("model_id", model_id, f"a string matching ^{_MODEL_ID.pattern}$")
+        if type(model_id) is not str or MODEL_ID.fullmatch(model_id) is None:
+            raise _field_error("model_id", model_id, f"a string matching ^{MODEL_ID.pattern}$")
         expected_key = keys[model_id] = model_id.encode()
     if key is not None and key != expected_key:
         shown = key.decode("utf-8", "backslashreplace")
@@ -692,7 +692,7 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
     if version is not None and (type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS):
         raise _field_error("model_version", version, "null or a string of 1 to 128 characters")
 
-    return event_id, model_id, version, _timestamp(event.get("timestamp", _MISSING))
+    return event_id, model_id, version, event_seconds(event.get("timestamp", _MISSING))
 
 
 def _check_skew(event_time: float, kafka_timestamp_ms: int, bounds: InputBounds, require_record_time: bool) -> None:
@@ -706,7 +706,14 @@ def _check_skew(event_time: float, kafka_timestamp_ms: int, bounds: InputBounds,
         )
 
 
-def _timestamp(value: object) -> float:
+def event_seconds(value: object) -> float:
+    """An event time as the contract writes it, an RFC 3339 date-time with a time zone or epoch seconds, in epoch
+    seconds. The decoder reads each event's ``timestamp`` with it, the monitor reads back the window times of its
+    drift events; a value outside the contract raises the decoder's rejection, which names the rule.
+
+    >>> event_seconds("2026-12-05T01:00:00.5+01:00"), event_seconds(1796428800), event_seconds(1796428800.5)
+    (1796428800.5, 1796428800.0, 1796428800.5)
+    """
     if type(value) is str:
         return _parse_rfc3339(value)
     if type(value) is int or type(value) is float:  # not bool

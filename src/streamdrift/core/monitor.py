@@ -45,7 +45,7 @@ from streamdrift.core import reference
 from streamdrift.core.attribution import AbsoluteMeans
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
-from streamdrift.core.decode import _timestamp as event_seconds
+from streamdrift.core.decode import event_seconds
 from streamdrift.core.join import Joined
 from streamdrift.core.join_bulk import BulkFeedbackJoin
 from streamdrift.core.metrics import (
