@@ -14,7 +14,8 @@
    of the same group on the same snapshot directory (the local cache plus the
    topic's tail; target <= 3 s), then one on an empty directory (the topic
    alone; target <= 10 s). Measured: the worker's own ``restore_s`` (logged when
-   its partitions are restored), and start to ready.
+   its partitions are restored) and its parts (the local cache read and decoded, the topic read, its
+   records unpacked, the monitors built), and start to ready.
 """
 
 from __future__ import annotations
@@ -76,15 +77,23 @@ def topic_bytes(bootstrap: str, topics: list[str], timeout: float = 600) -> tupl
     return records, size
 
 
-def restore_s(log_text: str) -> tuple[float, int]:
-    """(seconds, models) of the worker's restores from the state topic, from its log."""
+RESTORE_PARTS = ("cache_s", "read_s", "unpack_s", "build_s")  # what the worker logs restore_s is made of
+
+
+def restore_s(log_text: str) -> tuple[float, int, dict[str, float]]:
+    """(seconds, models, seconds of each part) of the worker's restores from the state topic, from its log
+    (a worker from before the parts were logged: none)."""
     seconds, models = 0.0, 0
+    parts: dict[str, float] = {}
     for line in log_text.splitlines():
         if '"state restored from the state topic"' in line:
             fields = orjson.loads(line)
             seconds += fields["restore_s"]
             models += fields["models"]
-    return seconds, models
+            for part in RESTORE_PARTS:
+                if part in fields:
+                    parts[part] = round(parts.get(part, 0.0) + fields[part], 3)
+    return seconds, models, parts
 
 
 def restart(env: dict[str, str], log_path: Path, models: int) -> dict:
@@ -96,10 +105,11 @@ def restart(env: dict[str, str], log_path: Path, models: int) -> dict:
         code = worker.stop()
     if code != 0:
         raise RuntimeError(f"worker exited {code}:\n{worker.tail()}")
-    seconds, restored = restore_s(log_path.read_text())
+    seconds, restored, parts = restore_s(log_path.read_text())
     if restored != models:
         raise RuntimeError(f"restored {restored} models, not {models}:\n{worker.tail()}")
-    return {"restore_s": seconds, "start_to_ready_s": ready - worker.started, "models": restored}
+    log(f"  restore_s {seconds:.3f} of {models:,} models: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+    return {"restore_s": seconds, "start_to_ready_s": ready - worker.started, "models": restored, "parts": parts}
 
 
 def state(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str) -> dict:

@@ -139,6 +139,50 @@ def test_restored_monitors_own_their_arrays(tmp_path, demo):
     assert sketch.ring.flags.writeable and sketch.ring.dtype == np.uint8  # 100-row sub-windows, summed as int64
 
 
+def warmup_made(monitor: ModelMonitor) -> list[bool]:
+    """Per sketch with a warm-up under way: whether its warm-up's columns are made (False: still its state)."""
+    sketches = (monitor.features, monitor.outputs, monitor.attributions, monitor.labels)
+    return ["warmup" in s.__dict__ for s in sketches if "warmup" in s.__dict__ or s._stored_warmup is not None]
+
+
+@pytest.mark.parametrize("stream", ["demo", "graded"])
+def test_a_warm_up_restored_lazily_gives_the_same_bytes_summaries_and_events(tmp_path, stream):
+    """A warm-up's columns are made at the model's first event after a restore (issue 16): until then its
+    state is given back as restored; then it carries on as a model never restored."""
+    if stream == "demo":
+        messages, cut = demo_messages(6000, seed=4, drift_at=1500), 700  # three models, ~230 events each
+    else:
+        messages, cut = graded_stream(1500, seed=6), 400  # categories, "$nd", segments, scores; no drift
+    before, events_before = run_monitors(messages[:cut], 100, SETTINGS)
+    assert all(not m.features.ready for m in before.values())  # every model in its warm-up
+    restored = save_and_load(tmp_path, before)
+    assert all(warmup_made(m) == [False] * len(warmup_made(m)) and warmup_made(m) for m in restored.values())
+    assert state_bytes(restored) == state_bytes(before)  # the restored state given back as it was
+    assert {m: r.summary() for m, r in restored.items()} == {m: b.summary() for m, b in before.items()}
+    assert all(not any(warmup_made(m)) for m in restored.values())  # neither made the columns
+
+    never_restored, events = run_monitors(messages, 100, SETTINGS)
+    _, events_after = run_monitors(messages[cut:], 100, SETTINGS, restored)
+    assert events_before + events_after == events  # the same drift events (3 for the demo's drift)
+    assert len(events) == (3 if stream == "demo" else 0)
+    assert all(m.features.ready for m in restored.values())
+    assert state_bytes(restored) == state_bytes(never_restored)
+
+
+def test_a_warm_up_restored_lazily_owns_its_arrays(tmp_path):
+    """Until its columns are made, a restored warm-up keeps copies of its arrays, never the file's bytes."""
+    store = LocalSnapshotStore(tmp_path, SETTINGS.fingerprint())
+    before, _ = run_monitors(graded_stream(300, seed=6), 100, SETTINGS)
+    store.save(Snapshot(0, {}, {m: mon.state() for m, mon in before.items()}))
+    data = store.path(0).read_bytes()
+    restored = ModelMonitor.from_state("m", SETTINGS, snapshot.decode(data, SETTINGS.fingerprint(), "f").models["m"])
+    kept = restored.features._stored_warmup
+    arrays = [v for column in kept.values() for v in (*column.values(), *column["scores"].values())]
+    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
+    assert len(arrays) >= 3 * len(kept)  # buckets, counts and score sums of every column
+    assert not any(np.shares_memory(a, np.frombuffer(data, dtype=np.uint8)) for a in arrays)
+
+
 def test_strings_that_spell_the_marker_stay_strings():
     state = {"$nd": {"$nd": [0, "<i8", [1]]}, "x": np.arange(3, dtype=np.int32), "y": ["$nd1", {"$nd2": 1}]}
     back = snapshot.loads(snapshot.dumps(state))

@@ -546,6 +546,7 @@ class StreamSketch:
 
     def _reset(self) -> None:
         self.rows = 0
+        self._stored_warmup: State | None = None  # a restored warm-up's state, its columns not made yet
         self.warmup: dict[str, WarmupColumn] | None = {}
         self.warmup_rows = 0
         self._set_columns([])
@@ -575,7 +576,7 @@ class StreamSketch:
 
     def rows_to_next_step(self) -> int:
         """Rows until the sketch next reports: its reference completes, or a window is scored."""
-        if self.warmup is not None:
+        if not self.ready:
             return self.reference_size - self.warmup_rows
         closes = max(1, self.subwindows - self.slots_filled)  # sub-windows to fill before a window scores
         return closes * self.slot_size - int(self.slot_rows[self.slot])
@@ -592,6 +593,9 @@ class StreamSketch:
 
     @property
     def ready(self) -> bool:
+        """Whether the reference is complete (asked without making a restored warm-up's columns)."""
+        if "warmup" not in self.__dict__:  # restored during its warm-up, its columns not made yet
+            return False
         return self.warmup is None
 
     @property
@@ -897,7 +901,7 @@ class StreamSketch:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
         return {
             "rows": self.rows,
-            "warmup": None if self.warmup is None else warmup_states(self.warmup),
+            "warmup": self._warmup_state(),
             "warmup_rows": self.warmup_rows,
             "columns": {
                 "layout": self._layout_json(),
@@ -917,6 +921,13 @@ class StreamSketch:
             "versions": self.versions.state(),
             **({"scores": self._scores_state()} if self.scored else {}),
         }
+
+    def _warmup_state(self) -> State | None:
+        """The warm-up columns' states; a restored warm-up not made yet gives back what it was restored
+        from, the same values (``WarmupColumn.from_state`` then ``state()`` is the identity)."""
+        if "warmup" not in self.__dict__:
+            return self._stored_warmup
+        return None if self.warmup is None else warmup_states(self.warmup)
 
     def _scores_state(self) -> State:
         """A scored sketch's scores: the warm-up's, the reference's per bin (narrow), the sub-windows'."""
@@ -958,16 +969,26 @@ class StreamSketch:
         The columns and what the bin layout derives from them are made when first used
         (``__getattr__``), not here: a worker restoring 10,000 models is ready sooner, and a
         model without events after the restart never makes them. ``state()`` needs none of it.
+        So are the warm-up's columns (``warmup``), most of a model's state during its warm-up
+        and of what restoring it cost (issue 16): until then ``state()`` gives back their state
+        as restored (its arrays copied: never a view of the snapshot's bytes).
         """
         self.rows = state["rows"]
         scores = state.get("scores")  # before the warm-up columns: they are scored if it kept scores
         self.warmup_scores = None if not self.scored or scores is None or scores["warmup"] is None else [0, 0]
-        self.warmup = None if state["warmup"] is None else self._load_warmup(state["warmup"])
-        self.warmup_rows = state["warmup_rows"]
-        c = {**state["columns"]["layout"], **state["columns"]}
         if "columns" in self.__dict__:  # made: forgotten, to be made again from the state's layout
             for name in _DERIVED:
                 self.__dict__.pop(name, None)
+        warmup = state["warmup"]
+        self._stored_warmup = None
+        # kept as it is where it is what state() gives: a decoded snapshot's arrays (lists would come back as lists)
+        if warmup is not None and all(type(c) is dict and type(c["buckets"]) is np.ndarray for c in warmup.values()):
+            self.__dict__.pop("warmup", None)  # made when first used (``__getattr__``)
+            self._stored_warmup = _copied(warmup)
+        else:  # none (the reference is complete), lists, or raw rows of format version 2 (counted now, not kept)
+            self.warmup = None if warmup is None else self._load_warmup(warmup)
+        self.warmup_rows = state["warmup_rows"]
+        c = {**state["columns"]["layout"], **state["columns"]}
         # models often share feature names: one string for all of them
         names = list(map(sys.intern, c["names"]))
         self._layout = None
@@ -1028,8 +1049,13 @@ class StreamSketch:
         return out
 
     def __getattr__(self, name: str) -> Any:
-        """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when
-        ``name`` is not set, which after ``load_state`` means "not made yet"."""
+        """A derived attribute (``_DERIVED``) or the warm-up's columns (``warmup``) of a restored sketch,
+        made now: only called when ``name`` is not set, which after ``load_state`` means "not made yet"."""
+        stored = self.__dict__.get("_stored_warmup")
+        if name == "warmup" and stored is not None:
+            self.warmup = self._load_warmup(stored)
+            self._stored_warmup = None  # the columns are the state from now on
+            return self.warmup
         restored = self.__dict__.get("_restored")
         if restored is None or name not in _DERIVED:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -1044,6 +1070,27 @@ class StreamSketch:
         self._set_columns(columns, self._edges, stored)
         self._layout, self._ref_stored = layout, stored  # the same values: kept, not made again
         return getattr(self, name)
+
+
+def _copied(warmup: State) -> State:
+    """A warm-up's state (``WarmupColumn.state()`` per column) with its own arrays, never views of the
+    snapshot's bytes: a model restored from a local cache file would otherwise hold all of the file in
+    memory until its first event. Its other values are shared: nothing changes them in place
+    (``WarmupColumn.from_state`` copies what it keeps, and a state is only ever encoded)."""
+    out = {}
+    for name, column in warmup.items():
+        column = column.copy()
+        column["buckets"] = np.array(column["buckets"])
+        column["counts"] = np.array(column["counts"])
+        scores = column.get("scores")
+        if scores is not None:
+            scored = scores["scored"]
+            column["scores"] = {
+                "scored": None if scored is None else np.array(scored),
+                "sums": np.array(scores["sums"]),
+            }
+        out[name] = column
+    return out
 
 
 # what StreamSketch._set_columns derives from the columns: not state, made again on load (when first used)

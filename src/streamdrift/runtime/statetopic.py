@@ -392,6 +392,8 @@ class StateTopic:
         self.topic = settings.topics.state
         self.config = config
         self.timeout_s = timeout_s
+        # seconds the last ``restore`` spent reading the topic and unpacking what it read (the worker logs them)
+        self.read_s = self.unpack_s = 0.0
 
     def read(self, starts: dict[int, int]) -> dict[int, list[Stored]]:
         """Every record of each partition from its start offset to its end, in offset order."""
@@ -444,7 +446,9 @@ class StateTopic:
         source = f"state topic {self.topic}"
         usable = {p: c for p, c in caches.items() if c is not None and c.changelog}
         results: dict[int, tuple[Snapshot | None, Changelog]] = {}
+        started = time.perf_counter()
         tails = self.read({p: c.changelog["offset"] - 1 for p, c in usable.items()})
+        self.read_s = time.perf_counter() - started
         for p, cache in usable.items():
             try:
                 results[p] = restore(p, tails[p], self.config, f"{source}[{p}]", cache)
@@ -457,9 +461,12 @@ class StateTopic:
                     extra={"fields": {"partition": p, "reason": str(exc)}},
                 )
         rest = sorted(p for p in caches if p not in results)
+        read = time.perf_counter()
         whole = self.read({p: OFFSET_BEGINNING for p in rest})
+        self.read_s += time.perf_counter() - read
         for p in rest:
             results[p] = restore(p, whole[p], self.config, f"{source}[{p}]")
+        self.unpack_s = time.perf_counter() - started - self.read_s
         return results
 
 
