@@ -9,6 +9,7 @@ expectations where the arithmetic is exact. Batch-split invariance of the new st
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -270,3 +271,141 @@ def test_expected_cost_is_the_probability_weighted_cost_of_the_prediction_from_s
     )
     assert out[:2].tolist() == [0.5 * 2.0 + 0.25 * 0.0 + 0.25 * 6.0, 0.25 * 3.0 + 0.75 * 0.0]
     assert np.isnan(out[2:]).all()  # a class outside the matrix, an unknown prediction, no class scores
+
+
+def plain_cost_report(rows: list[tuple[str, float, float]], scope: str, seen: list[str]) -> dict:
+    """``CostMetrics.report`` made here from the rows themselves, (version, cost, value) with NaN where
+    none: counts, means over the rows that have one, sums, the population standard error of the mean
+    cost, and per version (in order of first appearance, those with rows in ``rows``) its counts and means."""
+
+    def means(part: list[tuple[str, float, float]]) -> dict:
+        costs = [c for _, c, _ in part if not math.isnan(c)]
+        values = [v for _, _, v in part if not math.isnan(v)]
+        mean = sum(costs) / len(costs) if costs else None
+        return {
+            "rows": len(part),
+            "costed": len(costs),
+            "cost": mean,
+            "cost_sum": float(sum(costs)),
+            "cost_se": math.sqrt(sum((c - mean) ** 2 for c in costs) / len(costs) / len(costs)) if costs else None,
+            "valued": len(values),
+            "value": sum(values) / len(values) if values else None,
+            "value_sum": float(sum(values)),
+        }
+
+    per_version = {
+        name: {
+            k: v
+            for k, v in means([r for r in rows if r[0] == name]).items()
+            if k not in ("cost_sum", "cost_se", "value_sum")
+        }
+        for name in seen
+        if any(r[0] == name for r in rows)
+    }
+    return {"scope": scope, **means(rows), "versions": per_version}
+
+
+def test_cost_metrics_report_counts_means_and_versions_of_each_window_and_since_the_start():
+    """Mutation testing, issue 18: ``CostMetrics`` against the same figures made from the rows: each window
+    completed (its position, the index of the row that closed it, its report), the window and cumulative
+    reports field by field, a row without a version under ``__none__``, a version with rows but no cost
+    listed with cost None, and each version's first row in the state; batches that cross sub-windows."""
+    from streamdrift.core.metrics.cost import CostMetrics
+
+    nan = math.nan
+    first = [("v1", 1.0, nan), (None, nan, 2.0), ("v1", 3.0, 4.0)]
+    second = [("v2", 2.0, 1.0), ("v1", 0.0, nan), ("v3", nan, 6.0), (None, 5.0, 0.5), ("v1", 1.0, 3.0)]
+    metrics = CostMetrics(window_size=4, subwindows=2)
+    windows = []
+    for batch in (first, second):
+        versions, costs, values = zip(*batch)
+        windows += metrics.update(list(versions), np.array(costs), np.array(values))
+    rows = [("__none__" if v is None else v, c, x) for v, c, x in first + second]
+    seen = ["v1", "__none__", "v2", "v3"]
+    # sub-windows of 2 rows: windows of the last 4 close at rows 4, 6 and 8, by rows 0, 2 and 4 of the second batch
+    assert [(w["position"], w["row"]) for w in windows] == [(4, 0), (6, 2), (8, 4)]
+    for w in windows:
+        expected = plain_cost_report(rows[w["position"] - 4 : w["position"]], "window", seen)
+        assert w["report"] == {**expected, "cost_se": pytest.approx(expected["cost_se"], rel=1e-12)}
+    expected = plain_cost_report(rows[-4:], "window", seen)
+    assert metrics.report() == {**expected, "cost_se": pytest.approx(expected["cost_se"], rel=1e-12)}
+    assert list(metrics.report()["versions"]) == ["v1", "__none__", "v3"]  # v2's one row has left the window
+    expected = plain_cost_report(rows, "cumulative", seen)
+    assert metrics.report("cumulative") == {**expected, "cost_se": pytest.approx(expected["cost_se"], rel=1e-12)}
+    assert metrics.report("cumulative")["versions"]["v3"] == {
+        "rows": 1,
+        "costed": 0,
+        "cost": None,
+        "valued": 1,
+        "value": 6.0,
+    }
+    assert metrics.state()["versions"] == {"names": seen, "since": [0, 1, 3, 5], "overflow": 0}
+
+
+def test_cost_metrics_and_expected_cost_continue_from_their_state_as_if_never_stopped():
+    from streamdrift.core.metrics.cost import CostMetrics, ExpectedCost
+
+    fresh = CostMetrics(10, 5)
+    assert fresh.state()["sums"].shape == (7, 0, 6)  # no version yet
+    fresh.load_state(CostMetrics(10, 5).state())
+    assert fresh.report("cumulative")["rows"] == 0 and fresh.report()["versions"] == {}
+    rng = np.random.default_rng(4)
+    versions = [["v1", "v2", None][k] for k in rng.integers(0, 3, 50)]
+    costs = np.where(rng.random(50) < 0.2, np.nan, rng.integers(0, 6, 50).astype(float))
+    values = np.where(rng.random(50) < 0.5, np.nan, rng.normal(0, 10, 50))
+    whole, first = CostMetrics(10, 5, max_versions=2), CostMetrics(10, 5, max_versions=2)
+    expected = whole.update(versions, costs, values)
+    got = first.update(versions[:23], costs[:23], values[:23])
+    restored = CostMetrics(10, 5, max_versions=2)
+    restored.load_state(first.state())
+    got += [{**w, "row": 23 + w["row"]} for w in restored.update(versions[23:], costs[23:], values[23:])]
+    assert got == expected and len(expected) == 21  # positions 10, 12, ..., 50
+    for scope in ("window", "cumulative"):
+        assert restored.report(scope) == whole.report(scope)
+    assert restored.state()["versions"] == whole.state()["versions"] and restored.rows == 50
+    assert restored.state()["sums"].tolist() == whole.state()["sums"].tolist()
+    e_whole, e_first = ExpectedCost(10, 5), ExpectedCost(10, 5)
+    expected = e_whole.update(costs)
+    got = e_first.update(costs[:23])
+    e_restored = ExpectedCost(10, 5)
+    e_restored.load_state(e_first.state())
+    got += [{**w, "row": 23 + w["row"]} for w in e_restored.update(costs[23:])]
+    assert got == expected and len(expected) > 3
+    assert e_restored.state()["sums"].tolist() == e_whole.state()["sums"].tolist() and e_restored.rows == e_whole.rows
+
+
+def test_expected_cost_windows_report_the_mean_and_its_standard_error_of_the_scored_predictions():
+    """Mutation testing, issue 18: each window of ``window_size`` scored predictions (NaN ones skipped) as of
+    its sub-window's end: its position among the scored, the index of the row that closed it, its mean and
+    the population standard error of the mean; none before the first full window; 0 for equal costs, None
+    where the squares overflow (the cost metrics' too), without a warning."""
+    from streamdrift.core.metrics.cost import CostMetrics, ExpectedCost
+
+    nan = math.nan
+    costs = [1.0, nan, 0.5, 2.0, nan, 0.5, 4.0, 1.0, 3.0, nan, nan, 0.0]
+    scored = [(i, c) for i, c in enumerate(costs) if not math.isnan(c)]
+    estimator = ExpectedCost(window_size=4, subwindows=2)
+    windows = estimator.update(np.array(costs[:5])) + estimator.update(np.array(costs[5:]))
+    expected = []
+    for position in (4, 6, 8):
+        window = [c for _, c in scored[position - 4 : position]]
+        mean = sum(window) / 4
+        se = math.sqrt(sum((c - mean) ** 2 for c in window) / 4 / 4)
+        expected.append(
+            {"position": position, "row": scored[position - 1][0] - 5, "rows": 4, "estimate": mean, "std_error": se}
+        )
+    # all three close in the second call, at its rows 0, 2 and 6 (rows 5, 7 and 11 of the stream)
+    assert [(w["position"], w["row"]) for w in windows] == [(4, 0), (6, 2), (8, 6)]
+    assert windows == [{**e, "std_error": pytest.approx(e["std_error"], rel=1e-12)} for e in expected]
+    assert estimator.estimate() == sum(c for _, c in scored[-4:]) / 4
+    assert estimator.estimate("cumulative") == sum(c for _, c in scored) / len(scored)
+    assert ExpectedCost(2, 1).estimate() is None
+    (equal,) = ExpectedCost(2, 1).update(np.array([3.0, 3.0]))
+    assert equal["std_error"] == 0.0 and equal["estimate"] == 3.0
+    with warnings.catch_warnings():  # and without a RuntimeWarning in the worker's log
+        warnings.simplefilter("error")
+        (overflowed,) = ExpectedCost(2, 1).update(np.array([1e200, 3e200]))
+        assert overflowed["estimate"] == 2e200 and overflowed["std_error"] is None
+        costly = CostMetrics(2, 1)
+        (window,) = costly.update(["v1", "v1"], np.array([1e200, 3e200]), np.array([math.nan, 1.0]))
+        assert window["report"]["cost"] == 2e200 and window["report"]["cost_se"] is None

@@ -150,8 +150,10 @@ class CostMetrics(Windowed):
             self.sums = np.concatenate([self.sums, np.zeros((self.subwindows + 2, grow, len(_FIELDS)))], axis=1)
         costed, valued = ~np.isnan(costs), ~np.isnan(values)
         cost, value = np.where(costed, costs, 0.0), np.where(valued, values, 0.0)
+        with np.errstate(over="ignore"):  # a square beyond float64 is inf: the window's cost_se is then None
+            squared = cost * cost
         terms = np.stack(
-            [np.ones(n), costed.astype(np.float64), cost, cost * cost, valued.astype(np.float64), value], axis=1
+            [np.ones(n), costed.astype(np.float64), cost, squared, valued.astype(np.float64), value], axis=1
         )
         completed = []
         for slot, a, b, fresh, closes in self._chunks(n):
@@ -193,10 +195,9 @@ def _means(sums: Floats) -> dict[str, Any]:
     rows, costed, cost, squared, valued, value = sums.tolist()
     mean = ratio(cost, costed)
     se = None
-    if mean is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            variance = max(squared / costed - mean * mean, 0.0)
-            se = math.sqrt(variance / costed) if math.isfinite(variance) else None
+    if mean is not None:  # Python floats: an overflow gives inf (then NaN) without a warning
+        variance = max(squared / costed - mean * mean, 0.0)
+        se = math.sqrt(variance / costed) if math.isfinite(variance) else None
     return {
         "rows": int(rows),
         "costed": int(costed),
@@ -248,7 +249,8 @@ class ExpectedCost(Windowed):
         ``rows``, ``estimate`` and ``std_error``."""
         positions = np.flatnonzero(~np.isnan(costs))
         c = costs[positions]
-        terms = np.stack([np.ones_like(c), c, c * c], axis=1)
+        with np.errstate(over="ignore"):  # a square beyond float64 is inf: the window's std_error is then None
+            terms = np.stack([np.ones_like(c), c, c * c], axis=1)
         completed = []
         for slot, a, b, fresh, closes in self._chunks(len(c)):
             if fresh:
@@ -259,8 +261,7 @@ class ExpectedCost(Windowed):
             if closes and self._window_complete():
                 rows, cost, squared = self.sums[self._slots("window")].sum(axis=0).tolist()
                 mean = cost / rows
-                with np.errstate(over="ignore", invalid="ignore"):
-                    variance = max(squared / rows - mean * mean, 0.0)
+                variance = max(squared / rows - mean * mean, 0.0)  # Python floats, as in _means
                 completed.append(
                     {
                         "position": self.rows,
