@@ -5,6 +5,9 @@ directory, fsync, rename over the old snapshot, fsync of the directory.
 ``ForkedWrite`` runs the capture, encoding and writing in a forked copy of
 the process, as Redis's BGSAVE does: the copy sees the state frozen at the
 fork, copy-on-write, so the caller pauses only for the fork itself.
+``ForkedPack`` does the same for a checkpoint to the state topic: the copy
+packs the records and streams them back to the caller, whose producer writes
+them, then writes the local cache once the caller says where they landed.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import ctypes
 import gc
 import os
 import signal
+import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -212,6 +216,174 @@ def _child(write: Callable[[], int], report: int, parent: int) -> None:
         out = {"error": f"{type(exc).__name__}: {exc}"}
     try:
         os.write(report, orjson.dumps(out))
+    finally:
+        os._exit(code)
+
+
+class ForkedPack:
+    """``pack(send)`` run in a forked child that hands every piece it packs back to the parent as it goes;
+    then, once the parent has used them, ``finish(word)`` with the parent's word.
+
+    For a checkpoint to the state topic (``Worker``): the child captures, encodes and compresses the
+    changed models' records, the expensive part, and the parent's producer writes them while its
+    consume loop goes on; once they are acknowledged, the parent tells the child which partitions
+    were committed at which state-topic offsets, and the child writes those partitions' local cache
+    from the same image. The child keeps ``ForkedWrite``'s discipline: no Kafka client, no return
+    into the caller's code, the garbage collector off, death with its parent.
+
+    Parameters
+    ----------
+    pack
+        Runs in the child; calls its argument, ``send``, with each piece (bytes) in order.
+    finish
+        Runs in the child once ``finish`` is called in the parent, with its word; returns the bytes
+        written. An empty word: nothing to write (the checkpoint was not committed).
+    """
+
+    def __init__(self, pack: Callable[[Callable[[bytes], None]], None], finish: Callable[[bytes], int]):
+        parent = os.getpid()
+        pieces_read, pieces_write = os.pipe()
+        word_read, word_write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (pieces_read, pieces_write, word_read, word_write):
+                os.close(fd)
+            raise
+        if pid == 0:
+            os.close(pieces_read)
+            os.close(word_write)
+            _packing_child(pack, finish, pieces_write, word_read, parent)  # never returns
+        os.close(pieces_write)
+        os.close(word_read)
+        self.pid = pid
+        self._pieces = open(pieces_read, "rb", buffering=1 << 20)
+        self._word: int | None = word_write
+        self._reaped = False
+        self.private_bytes = 0  # memory the child had of its own at the end (pages copied or allocated)
+
+    def pieces(self) -> Iterator[bytes]:
+        """What the child sends, in order, until it has packed everything (safe in a thread: reads release
+        the GIL). Raises ``SnapshotError`` with the child's reason if it fails or dies before the end."""
+        while True:
+            head = self._pieces.read(_HEAD.size)
+            kind, size = _HEAD.unpack(head) if len(head) == _HEAD.size else (b"", 0)
+            body = self._pieces.read(size)
+            if kind == _PIECE and len(body) == size:
+                yield body
+            elif kind == _PACKED:
+                return
+            else:
+                raise self._failed(body.decode(errors="replace") if kind == _FAILED else "")
+
+    def finish(self, word: bytes) -> int:
+        """Give the child its word (after ``pieces`` ended), wait for its ``finish``: the bytes it wrote
+        (safe in a thread). Raises ``SnapshotError`` with its reason if it failed."""
+        self._say(word)
+        raw = self._pieces.read()
+        self._reap()
+        try:
+            report = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            report = {}
+        if "bytes" in report:
+            self.private_bytes = report["private_bytes"]
+            return int(report["bytes"])
+        raise self._failed(report.get("error", ""))
+
+    def kill(self) -> None:
+        """Stop the child wherever it is: a reader of ``pieces`` then sees it fail."""
+        if not self._reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def cancel(self) -> None:
+        """Stop the child and reap it (a checkpoint given up; not while another thread reads ``pieces``)."""
+        self.kill()
+        self._reap()
+
+    def _say(self, word: bytes) -> None:
+        if self._word is None:
+            return
+        fd, self._word = self._word, None
+        try:
+            view = memoryview(word)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BrokenPipeError:
+            pass  # the child is gone: finish reports why
+        finally:
+            os.close(fd)
+
+    def _reap(self) -> int:
+        if self._reaped:
+            return 0
+        self._reaped = True
+        self._say(b"")
+        _, status = os.waitpid(self.pid, 0)
+        self._pieces.close()
+        return os.waitstatus_to_exitcode(status)
+
+    def _failed(self, reason: str) -> SnapshotError:
+        code = self._reap()
+        if not reason:
+            reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return SnapshotError(f"packing the checkpoint failed (packer process {self.pid}): {reason}")
+
+
+_HEAD = struct.Struct(">cI")  # a piece's kind and length
+_PIECE, _PACKED, _FAILED = b"P", b"E", b"X"
+
+
+def _packing_child(
+    pack: Callable[[Callable[[bytes], None]], None],
+    finish: Callable[[bytes], int],
+    pieces: int,
+    word: int,
+    parent: int,
+) -> None:
+    code = 1
+    out = os.fdopen(pieces, "wb", buffering=1 << 20)
+    packed = False
+    try:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+        gc.disable()
+
+        def send(piece: bytes) -> None:
+            out.write(_HEAD.pack(_PIECE, len(piece)))
+            out.write(piece)
+
+        pack(send)
+        out.write(_HEAD.pack(_PACKED, 0))
+        out.flush()
+        packed = True
+        chunks = []
+        while chunk := os.read(word, 1 << 16):
+            chunks.append(chunk)
+        said = b"".join(chunks)
+        report: dict[str, int | str] = {"bytes": finish(said) if said else 0, "private_bytes": _private_bytes()}
+        out.write(orjson.dumps(report))
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a reason
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            if packed:
+                out.write(orjson.dumps({"error": reason}))
+            else:
+                encoded = reason.encode()
+                out.write(_HEAD.pack(_FAILED, len(encoded)))
+                out.write(encoded)
+        except BaseException:  # noqa: BLE001 - the parent is gone or stopped reading: nothing to tell
+            pass
+    try:
+        out.flush()
+    except BaseException:  # noqa: BLE001
+        pass
     finally:
         os._exit(code)
 

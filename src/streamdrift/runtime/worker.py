@@ -33,12 +33,19 @@ With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) step 1 i
 2. Produce, to partition p of the state topic, the state of each model changed
    since the last checkpoint (to the slot its committed state is not in), then
    partition p's record: input offsets, merge state and the ledger of where
-   every model's committed state lies.
-3. Flush and check every state record was acknowledged; else stop uncommitted.
+   every model's committed state lies. A forked copy (``checkpoint.ForkedPack``)
+   captures, encodes and compresses them and streams them to the loop's
+   producer, which produces them as they come while the loop consumes on: forking
+   is all that holds it up (``_start_state_checkpoint``). With ``exactly_once``
+   what the loop produces meanwhile (drift events, dead letters, forwarded
+   copies of records after the checkpoint's offsets) waits until the
+   checkpoint's transaction is committed and goes into the next one.
+   With ``snapshot_fork`` off (or where fork fails) the loop packs them.
+3. Check every state record was acknowledged; else stop uncommitted.
 4. Commit those input offsets to the group, then tombstone keys no ledger
    names. The local snapshot (the topic's cache, with the state-topic offset
-   it reflects) is written in the background as in step 2 above; its failure
-   only costs a longer restore.
+   it reflects) is written in the background by the same forked copy, from
+   the image of step 2; its failure only costs a longer restore.
 
 On assignment a partition is restored, and consumption resumes at the offsets
 stored *with its state*, whichever worker wrote it. With the state topic: read
@@ -58,8 +65,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -89,8 +96,8 @@ from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import Routed
 from streamdrift.core.state import Seal, Snapshot
-from streamdrift.runtime import deadletter, kafka, statetopic
-from streamdrift.runtime.checkpoint import ForkedWrite, LocalSnapshotStore
+from streamdrift.runtime import deadletter, kafka, statepieces, statetopic
+from streamdrift.runtime.checkpoint import ForkedPack, ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError, TransactionError
 from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
 from streamdrift.runtime.idle import IdleClock
@@ -99,6 +106,8 @@ from streamdrift.runtime.statetopic import Changelog, StateTopic
 
 log = logging.getLogger("streamdrift.worker")
 CHECKPOINT_RETRY_MAX_S = 30.0  # the longest wait between two attempts of a failing checkpoint
+# state records not acknowledged this long after the last of them was produced: the checkpoint failed
+STATE_ACK_TIMEOUT_S = 60.0
 # Each poll allocates and frees thousands of dicts and lists (decoded events, join rows); with
 # the default young-generation threshold (700) the cyclic collector ran over them dozens of times
 # per poll: a third of the worker's CPU in `make bench`. Refcounting frees nearly all of it anyway.
@@ -144,6 +153,26 @@ class PartitionState:
     changed: set[str] = field(default_factory=set)  # models whose state changed since the last checkpoint
     changelog: Changelog = field(default_factory=Changelog)  # its place in the state topic (state_store = kafka)
     idle: IdleClock = field(default_factory=IdleClock)  # when its topics last brought records (max_task_idle_ms)
+
+
+@dataclass
+class StateFlight:
+    """A state-topic checkpoint whose records a forked copy packs while the consume loop goes on
+    (``Worker._start_state_checkpoint``), until it is committed or given up."""
+
+    job: ForkedPack
+    chosen: list[int]
+    taken: dict[int, set[str]]  # partition -> the changed models it writes (given back if it fails)
+    offsets: dict[int, dict[str, int]]  # partition -> the input offsets its state reflects
+    started: float
+    planned: dict[int, Changelog] = field(default_factory=dict)  # partition -> its changelog once committed
+    acked: dict[int, int] = field(default_factory=dict)  # partition -> offset of its partition record's last chunk
+    lost: set[int] = field(default_factory=set)  # partitions lost meanwhile: no more records, never committed
+    produced: int = 0
+    delivered: int = 0
+    produced_at: float = 0.0  # when the last record was produced (time.monotonic())
+    cancelled: bool = False
+    pump: Future | None = None  # the thread producing what the copy packs
 
 
 class Worker:
@@ -262,6 +291,9 @@ class Worker:
         )
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")  # waits for the forked writer
         self._pending: tuple | None = None  # (future of the forked write, its offsets, when it started)
+        self._flight: StateFlight | None = None  # a state-topic checkpoint packed by a forked copy, not committed yet
+        # exactly_once, while a flight is not committed: what the loop produces, for the next transaction
+        self._deferred: list[tuple] | None = None
         self.m_partitions = Gauge(
             "streamdrift_assigned_partitions", "Input partitions owned by this worker", registry=reg
         )
@@ -341,7 +373,9 @@ class Worker:
                 if self._txn_abortable:
                     self._abort_and_rewind("producing in the transaction failed")
                 self._complete_checkpoint(block=False)
-                if time.monotonic() >= max(next_checkpoint, self._retry_at):
+                # the next checkpoint starts once the one before is committed and written: the loop never waits for it
+                in_flight = self._flight is not None or self._pending is not None
+                if not in_flight and time.monotonic() >= max(next_checkpoint, self._retry_at):
                     self.checkpoint()
                     next_checkpoint = time.monotonic() + s.checkpoint_interval_s
             self.checkpoint(wait=True)
@@ -350,6 +384,7 @@ class Worker:
                 return 1
             log.info("stopping: final checkpoint written")
         finally:
+            self._cancel_flight()  # a checkpoint not committed stays so
             self._writer.shutdown(wait=True)  # a write in flight finishes (its offsets stay uncommitted)
             self.consumer.close()
             self.producer.flush(10)
@@ -434,6 +469,7 @@ class Worker:
             "aborting the transaction, rewinding to the last committed state", extra={"fields": {"reason": reason}}
         )
         self.m_aborts.inc()
+        self._cancel_flight()
         try:
             self.producer.abort_transaction(60)
             self._delivery_errors.clear()
@@ -561,6 +597,8 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in lost}
+        if self._flight is not None:  # no more of their state records, and their offsets never committed
+            self._flight.lost |= gone
         if self._pending is not None:  # another member owns them now: do not commit their offsets
             future, commits, started, chosen = self._pending
             self._pending = (future, [tp for tp in commits if tp.partition not in gone], started, chosen)
@@ -818,6 +856,9 @@ class Worker:
     ) -> None:
         if self._txn_abortable:
             return  # the open transaction is lost: what it would hold is produced again after the rewind
+        if self._deferred is not None:  # after the offsets of the checkpoint whose transaction is open: the next one
+            self._deferred.append((topic, key, value, headers, partition, timestamp, on_delivery))
+            return
         while True:
             try:
                 self.producer.produce(
@@ -869,7 +910,10 @@ class Worker:
 
         The consume loop pauses only to flush and fork; the forked writer
         captures, encodes, writes and fsyncs, and the offsets are committed by
-        the loop once the files are durable (``_complete_checkpoint``).
+        the loop once the files are durable (``_complete_checkpoint``). With
+        the state topic the forked copy packs the state records, the loop's
+        producer writes them as they come, and the loop commits once they are
+        acknowledged (``_start_state_checkpoint``, ``_land_flight``).
         ``wait``: return only once committed (rebalance, shutdown).
         """
         self._complete_checkpoint()  # one write in flight at a time, committed in order
@@ -894,6 +938,15 @@ class Worker:
                 # exactly_once: the transaction holds the output of every partition, so it commits them all
                 if state.dirty and (partitions is None or self.exactly_once or p in partitions)
             ]
+        if (
+            chosen
+            and self.state_topic is not None
+            and self.settings.snapshot_fork
+            and self._start_state_checkpoint(chosen, started)
+        ):
+            if wait:
+                self._complete_checkpoint()
+            return
         if chosen and self.state_topic is not None and not self._checkpoint_to_state_topic(chosen):
             return  # aborted and rewound: nothing of it is committed
         with self.lock:
@@ -965,23 +1018,14 @@ class Worker:
             return False  # a zombie: its next poll delivers the loss of the partitions
         # Step 2: produce the changed models' states, then each partition's record (offsets, merge, ledger)
         self._state_errors.clear()  # late reports of an earlier, failed attempt are not this one's
-        config = self.seal
-        planned: dict[int, tuple[Snapshot, Changelog]] = {}
+        planned: dict[int, Changelog] = {}
+        offsets = {p: dict(self.partitions[p].engine.offsets) for p in chosen}
         with self.lock, _gc_paused():
             for p in chosen:
-                state = self.partitions[p]
-                snapshot = state.engine.snapshot(state.changed)  # those evicted meanwhile left out
-                records, changelog = statetopic.checkpoint_records(
-                    snapshot,
-                    snapshot.models,
-                    state.changelog,
-                    config,
-                    self.chunk_bytes,
-                    monitored=state.engine.monitors,
-                )
+                changelog, records = self._state_records(p, self.partitions[p].changed)
                 for record in records:
                     self._produce_state(p, record, on_delivery)
-                planned[p] = (snapshot, changelog)
+                planned[p] = changelog
         # Step 3: every state record acknowledged, or nothing is committed
         remaining = self.producer.flush(60)
         if remaining or self._state_errors or set(acked) != set(chosen) or self._txn_abortable:
@@ -997,7 +1041,7 @@ class Worker:
             )
             return False
         # Step 4: commit the input offsets stored with that state (a resume takes them from the state itself)
-        commits = [TopicPartition(t, p, o) for p in chosen for t, o in sorted(planned[p][0].offsets.items())]
+        commits = [TopicPartition(t, p, o) for p in chosen for t, o in sorted(offsets[p].items())]
         if self.exactly_once:
             try:
                 self._commit_transaction(commits)
@@ -1012,8 +1056,8 @@ class Worker:
         with self.lock:
             for p in chosen:
                 state = self.partitions[p]
-                state.committed = dict(planned[p][0].offsets)
-                changelog = planned[p][1]
+                state.committed = dict(offsets[p])
+                changelog = planned[p]
                 changelog.offset = acked[p] + 1
                 for record in statetopic.tombstones(changelog):  # nothing committed names them any more
                     self._produce_state(p, record, on_delivery)
@@ -1021,6 +1065,226 @@ class Worker:
                 state.changelog = changelog
                 state.changed.clear()
         return True
+
+    def _state_records(self, p: int, changed: Collection[str]) -> tuple[Changelog, list[statetopic.Record]]:
+        """The state records of partition ``p``'s checkpoint of the models ``changed`` (those evicted meanwhile
+        left out), and its changelog once they are acknowledged: in the loop, or in the forked packer."""
+        state = self.partitions[p]
+        snapshot = state.engine.snapshot(changed)
+        records, changelog = statetopic.checkpoint_records(
+            snapshot, snapshot.models, state.changelog, self.seal, self.chunk_bytes, monitored=state.engine.monitors
+        )
+        return changelog, records
+
+    # -- the state-topic checkpoint packed by a forked copy ------------------------------------------
+
+    def _start_state_checkpoint(self, chosen: list[int], started: float) -> bool:
+        """Step 2 with ``state_store = "kafka"``: fork a copy that packs the state records of partitions
+        ``chosen`` and streams them to a thread that produces them (``_pump``), and return to the consume
+        loop, which lands the checkpoint once they are acknowledged (``_land_flight``). What the loop holds
+        of the checkpoint is only what the copy cannot give back: which models it takes, and the offsets.
+        Returns False where fork failed (the loop packs them instead)."""
+        if not self.exactly_once and not self._still_a_member(chosen):
+            return True  # a zombie: its next poll delivers the loss of the partitions
+        self._state_errors.clear()  # late reports of an earlier, failed attempt are not this one's
+        with self.lock:
+            taken = {p: set(self.partitions[p].changed) for p in chosen}
+            offsets = {p: dict(self.partitions[p].engine.offsets) for p in chosen}
+            planned: dict[int, Changelog] = {}  # filled in the copy, read by its write_cache
+
+            def pack(send: Callable[[bytes], None]) -> None:
+                for p in chosen:
+                    planned[p], records = self._state_records(p, taken[p])
+                    send(statepieces.planned(p, planned[p]))
+                    for record in records:
+                        send(statepieces.record(p, record))
+
+            def write_cache(word: bytes) -> int:
+                """The local cache of the partitions committed, at the state-topic offsets in ``word``."""
+                committed = orjson.loads(word)
+                written = 0
+                for p in chosen:
+                    if str(p) in committed:
+                        planned[p].offset = committed[str(p)]
+                        snapshot = self.partitions[p].engine.snapshot()
+                        snapshot.changelog = planned[p].state()
+                        written += self.store.save(snapshot)
+                return written
+
+            try:
+                job = ForkedPack(pack, write_cache)
+            except OSError as exc:
+                log.warning(
+                    "cannot fork the state packer: packing in the consume loop instead",
+                    extra={"fields": {"error": str(exc)}},
+                )
+                return False
+            for p in chosen:  # what changes from now on is the next checkpoint's
+                self.partitions[p].changed.clear()
+                self.partitions[p].dirty = False
+        flight = StateFlight(job, chosen, taken, offsets, started)
+        if self.exactly_once:
+            self._deferred = []  # the open transaction ends at this checkpoint's offsets
+        flight.pump = self._writer.submit(self._pump, flight)
+        self._flight = flight
+        self.m_pause_s.set(time.monotonic() - started)
+        return True
+
+    def _pump(self, flight: StateFlight) -> None:
+        """In the writer thread: produce the records the copy packs, as they come. The loop serves their
+        delivery reports (``producer.poll``): a full queue waits for it."""
+        delivered = partial(self._flight_delivered, flight)
+        for piece in flight.job.pieces():
+            item = statepieces.decode(piece)
+            if isinstance(item, statepieces.Planned):
+                flight.planned[item.partition] = item.changelog
+                continue
+            p, record = item
+            while not flight.cancelled and p not in flight.lost:
+                try:
+                    self.producer.produce(
+                        self.topics.state,
+                        record.value,
+                        record.key,
+                        partition=p,
+                        headers=record.headers,
+                        on_delivery=delivered,
+                    )
+                    flight.produced += 1
+                    break
+                except BufferError:
+                    time.sleep(0.01)
+            if flight.cancelled:
+                return
+        flight.produced_at = time.monotonic()
+
+    def _flight_delivered(self, flight: StateFlight, err: KafkaError | None, msg: Message) -> None:
+        flight.delivered += 1
+        if err is not None:
+            self._state_errors.append(str(err))
+        elif (msg.key() or b"").startswith(b"partition/"):
+            p, offset = msg.partition(), msg.offset()
+            assert p is not None and offset is not None  # a delivered record has both
+            flight.acked[p] = max(flight.acked.get(p, -1), offset)
+
+    def _state_record_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._state_errors.append(str(err))
+
+    def _land_flight(self, block: bool) -> bool:
+        """Steps 3 and 4 of the checkpoint in flight: once every record is produced and acknowledged, commit
+        its offsets (exactly_once: commit its transaction, then produce what was deferred into the next),
+        tombstone, and let the copy write the local cache. Returns False while it is still under way
+        (``block`` False), True once it is over, committed or failed."""
+        flight = self._flight
+        assert flight is not None and flight.pump is not None
+        if block:
+            while not flight.pump.done():
+                self.producer.poll(0.05)
+        else:
+            self.producer.poll(0)
+            if not flight.pump.done():
+                return False
+        failure = None
+        try:
+            flight.pump.result()
+        except (SnapshotError, OSError, ValueError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        if failure is None:  # Step 3: every state record acknowledged, or nothing is committed
+            deadline = flight.produced_at + STATE_ACK_TIMEOUT_S
+            if block:
+                self.producer.flush(max(0.0, deadline - time.monotonic()))
+            elif flight.delivered < flight.produced and time.monotonic() < deadline:
+                return False
+        self._flight = None
+        owned = [p for p in flight.chosen if p not in flight.lost]
+        remaining = flight.produced - flight.delivered
+        if (
+            failure
+            or remaining
+            or self._state_errors
+            or self._txn_abortable
+            or any(p not in flight.acked for p in owned)
+        ):
+            flight.job.cancel()
+            problem = failure or f"{remaining} state records undelivered, errors: {self._state_errors[:3]}"
+            if self.exactly_once:
+                self._abort_and_rewind(problem)
+                return True
+            self._flight_failed(flight)
+            self._checkpoint_failed(
+                "kafka",
+                f"{problem}; not committing. Check that the state topic {self.topics.state} exists and is writable.",
+                [],
+            )
+            return True
+        # Step 4: commit the input offsets stored with that state (a resume takes them from the state itself)
+        commits = [TopicPartition(t, p, o) for p in owned for t, o in sorted(flight.offsets[p].items())]
+        if self.exactly_once:
+            try:
+                self._commit_transaction(commits)
+            except KafkaException as exc:
+                flight.job.cancel()
+                self._transaction_failed(exc, "committing a checkpoint")
+                return True
+            deferred, self._deferred = self._deferred or [], None
+            for args in deferred:
+                self._produce(*args)
+        else:
+            try:
+                self.consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
+                log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
+        with self.lock:
+            for p in owned:
+                state = self.partitions.get(p)
+                if state is None:
+                    continue
+                state.committed = dict(flight.offsets[p])
+                changelog = flight.planned[p]
+                changelog.offset = flight.acked[p] + 1
+                for record in statetopic.tombstones(changelog):  # nothing committed names them any more
+                    self._produce_state(p, record, self._state_record_delivered)
+                changelog.garbage = set()
+                state.changelog = changelog
+        word = orjson.dumps({str(p): flight.acked[p] + 1 for p in owned})
+        job = flight.job
+        self._pending = (self._writer.submit(lambda: (job.finish(word), job.private_bytes)), [], flight.started, owned)
+        return True
+
+    def _flight_failed(self, flight: StateFlight) -> None:
+        """As ``_state_records_failed``, for a checkpoint in flight (at_least_once): a partition whose partition
+        record was acknowledged is committed in the topic and takes the new changelog; the others take back
+        the models the checkpoint took, beside those changed since (which stay either way: the next
+        checkpoint writes them), with the checkpoint number moved past the half-written one."""
+        with self.lock:
+            for p in flight.chosen:
+                state = self.partitions.get(p)
+                if state is None:
+                    continue
+                state.dirty = True
+                changelog = flight.planned.get(p)  # None: the copy failed before any record of p
+                if p in flight.acked and changelog is not None:
+                    changelog.offset = flight.acked[p] + 1
+                    state.changelog = changelog
+                else:
+                    state.changed |= flight.taken[p]
+                    if changelog is not None:
+                        state.changelog.last_gen = max(state.changelog.last_gen, changelog.last_gen)
+
+    def _cancel_flight(self) -> None:
+        """Give up the checkpoint in flight, if any: its copy killed, nothing more of it produced or committed,
+        and what the loop deferred for the next transaction dropped (an abort rewinds to before it)."""
+        flight, self._flight = self._flight, None
+        self._deferred = None
+        if flight is None:
+            return
+        flight.cancelled = True
+        flight.job.kill()
+        if flight.pump is not None:
+            while not flight.pump.done():
+                self.producer.poll(0.05)
+        flight.job.cancel()
 
     def _still_a_member(self, chosen: list[int]) -> bool:
         """Whether this worker still belongs to the group's generation that gave it ``chosen``, asked of the
@@ -1046,13 +1310,13 @@ class Worker:
             return False
         return True
 
-    def _state_records_failed(self, planned: dict[int, tuple[Snapshot, Changelog]], acked: dict[int, int]) -> None:
+    def _state_records_failed(self, planned: dict[int, Changelog], acked: dict[int, int]) -> None:
         """After a checkpoint whose state records were not all acknowledged: a partition whose partition record
         was is committed in the topic (records of one partition are acknowledged in order), so it takes the
         new changelog; the others keep theirs, with the checkpoint number moved past the half-written one,
         whose records a retry must not be mistaken for."""
         with self.lock:
-            for p, (_, changelog) in planned.items():
+            for p, changelog in planned.items():
                 state = self.partitions.get(p)
                 if state is None:
                     continue
@@ -1123,6 +1387,8 @@ class Worker:
 
     def _complete_checkpoint(self, block: bool = True) -> None:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
+        if self._flight is not None and not self._land_flight(block):
+            return
         if self._pending is None:
             return
         future, commits, started, chosen = self._pending

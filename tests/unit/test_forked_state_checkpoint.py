@@ -1,0 +1,239 @@
+"""A state-topic checkpoint packed by a forked copy while the loop consumes on (issue 16/19).
+
+The copy captures, encodes and compresses the changed models' records and streams them to the worker,
+whose producer writes them; the bytes must be exactly those the loop makes when it packs them itself
+(``snapshot_fork = false``), and so must the offsets committed and the local cache written.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError
+
+from streamdrift.core.records import RawMessage, Rejected
+from streamdrift.core.routing import murmur2_partition
+from streamdrift.runtime import statepieces, statetopic
+from streamdrift.runtime.settings import Settings
+from streamdrift.runtime.worker import Worker
+from streams import FB, demo_messages
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.commits: list[list[tuple[str, int, int]]] = []
+
+    def commit(self, offsets=None, asynchronous=True) -> None:
+        self.commits.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+
+
+class Message:
+    def __init__(self, topic: str, partition: int, key: bytes | None, offset: int) -> None:
+        self._topic, self._partition, self._key, self._offset = topic, partition, key, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class Producer:
+    """Keeps what is produced; acknowledges every record at the next flush, at offsets per partition."""
+
+    def __init__(self) -> None:
+        self.produced: list[tuple[str, int, bytes | None, bytes | None, list]] = []
+        self._pending: list[tuple[Message, object]] = []
+        self._next: dict[tuple[str, int], int] = {}
+
+    def produce(self, topic, value=None, key=None, partition=-1, headers=None, on_delivery=None, **_) -> None:
+        self.produced.append((topic, partition, key, value, list(headers or [])))
+        offset = self._next.get((topic, partition), 0)
+        self._next[(topic, partition)] = offset + 1
+        self._pending.append((Message(topic, partition, key, offset), on_delivery))
+
+    def flush(self, timeout: float = 0) -> int:
+        pending, self._pending = self._pending, []
+        for msg, on_delivery in pending:
+            if on_delivery is not None:
+                on_delivery(None, msg)
+        return 0
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+def two_partitions(n_events: int, worker: Worker) -> list[RawMessage]:
+    """The demo stream on the worker's topics, each model on its murmur2 partition of two."""
+    topics = {FB: worker.topics.feedback}
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    for m in demo_messages(n_events, seed=5):
+        topic = topics.get(m.topic, worker.topics.predictions)
+        p = murmur2_partition(m.key or b"", 2)
+        offset = offsets.get((topic, p), 0)
+        offsets[(topic, p)] = offset + 1
+        timestamp_ms = int(orjson.loads(m.value or b"{}")["timestamp"] * 1000)
+        out.append(RawMessage(topic, p, offset, m.key, m.value, timestamp_ms))
+    return out
+
+
+def run(tmp_path, fork: bool) -> tuple[list, list, dict[str, bytes]]:
+    """Two checkpoints of two partitions (every model, then the ones changed since); what the worker
+    produced to the state topic, committed and left in its snapshot directory."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, snapshot_fork=fork))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    messages = two_partitions(1800, worker)
+    for p in (0, 1):
+        worker.partitions[p] = worker._new_state(p)
+    for part in (messages[:1500], messages[1500:]):
+        for p, state in worker.partitions.items():
+            for topic in (worker.topics.predictions, worker.topics.feedback):
+                state.engine.add(topic, [m for m in part if m.partition == p and m.topic == topic])
+            state.engine.release(ended={worker.topics.predictions, worker.topics.feedback})
+            state.dirty = True
+        worker.checkpoint(wait=True)
+        assert worker._flight is None and worker._pending is None  # landed, cache written
+    state_records = [r for r in worker.producer.produced if r[0] == worker.topics.state]  # type: ignore[attr-defined]
+    files = {path.name: path.read_bytes() for path in sorted(tmp_path.glob("partition-*.snapshot"))}
+    return state_records, worker.consumer.commits, files  # type: ignore[attr-defined]
+
+
+def test_the_forked_packer_produces_the_bytes_the_loop_packs(tmp_path) -> None:
+    forked = run(tmp_path / "forked", fork=True)
+    in_loop = run(tmp_path / "loop", fork=False)
+    records, commits, files = forked
+    assert records == in_loop[0]
+    assert commits == in_loop[1]
+    assert files == in_loop[2]
+    # not vacuous: both partitions' models and partition records, twice, and only the changed models the second time
+    keys = [key for _, _, key, _, _ in records]
+    assert keys.count(b"partition/1/0") == 2 and keys.count(b"partition/0/0") == 2
+    assert {key for key in keys if key.startswith(b"model/")} == {
+        f"model/{slot}/0/{m}".encode() for slot in (0, 1) for m in ("credit-risk", "churn", "fraud")
+    }
+    assert sorted(files) == ["partition-0.snapshot", "partition-1.snapshot"]
+
+
+def test_a_piece_decodes_to_what_was_encoded() -> None:
+    rec = statetopic.Record(b"model/1/0/m", b"\x00value", [("streamdrift.gen", b"7"), ("x", None), ("s", "t")])
+    assert statepieces.decode(statepieces.record(3, rec)) == (3, rec._replace(headers=[*rec.headers[:2], ("s", b"t")]))
+    tombstone = statetopic.Record(b"model/0/0/m", None, [])
+    assert statepieces.decode(statepieces.record(0, tombstone)) == (0, tombstone)
+    changelog = statetopic.Changelog(gen=4, offset=-1, models={"m": statetopic.Placed(1, 2, 4)}, last_gen=4)
+    changelog.garbage = {b"model/0/0/\xc3\xa9t\xc3\xa9"}
+    planned = statepieces.decode(statepieces.planned(2, changelog))
+    assert planned == statepieces.Planned(2, changelog)
+    with pytest.raises(ValueError, match="not a piece"):
+        statepieces.decode(b"Zjunk")
+
+
+class TransactionalProducer(Producer):
+    """Also logs the transaction's calls, in order with what is produced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def produce(self, topic, value=None, key=None, **kwargs) -> None:
+        self.calls.append(f"produce {topic}")
+        super().produce(topic, value, key, **kwargs)
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout=None) -> None:
+        self.calls.append("send_offsets_to_transaction")
+
+    def commit_transaction(self, timeout=None) -> None:
+        self.calls.append("commit_transaction")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin_transaction")
+
+
+class GroupConsumer(Consumer):
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def test_exactly_once_produces_what_comes_after_the_checkpoint_in_the_next_transaction(tmp_path) -> None:
+    """The loop consumes on while the copy packs; what it produces meanwhile belongs to records after the
+    checkpoint's offsets, so it must not be committed in the checkpoint's transaction (a replay from those
+    offsets would produce it again): it waits, and goes into the next one."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, processing_guarantee="exactly_once"))
+    producer = TransactionalProducer()
+    worker.consumer, worker.producer = GroupConsumer(), producer  # type: ignore[assignment]
+    messages = two_partitions(300, worker)
+    state = worker.partitions[0] = worker._new_state(0)
+    worker.partition_count = 2
+    for topic in (worker.topics.predictions, worker.topics.feedback):
+        state.engine.add(topic, [m for m in messages if m.partition == 0 and m.topic == topic])
+    state.engine.release(ended={worker.topics.predictions, worker.topics.feedback})
+    state.dirty = True
+    worker.checkpoint()
+    assert worker._flight is not None  # in flight: the loop goes on
+    later = RawMessage(worker.topics.predictions, 0, 10_000, b"m", b"not json", 1)
+    worker._dead_letter(Rejected(later, "not JSON"))  # as the loop would, meanwhile
+    worker._complete_checkpoint()
+    calls = producer.calls
+    assert calls.count(f"produce {worker.topics.dead_letter}") == 1
+    committed = calls.index("commit_transaction")
+    assert calls[committed + 1 :] == ["begin_transaction", f"produce {worker.topics.dead_letter}"]
+    assert calls[:committed] == [f"produce {worker.topics.state}"] * 3 + ["send_offsets_to_transaction"]
+
+
+class FailingProducer(Producer):
+    """Reports every state record as failed at the next flush."""
+
+    def flush(self, timeout: float = 0) -> int:
+        pending, self._pending = self._pending, []
+        for msg, on_delivery in pending:
+            if on_delivery is not None:
+                on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), msg)
+        return 0
+
+
+def a_checkpoint_in_flight(tmp_path, producer: Producer) -> tuple[Worker, list[RawMessage]]:
+    """A worker whose checkpoint of partition 0's first 600 events is in flight; the rest to come."""
+    worker = Worker(Settings(snapshot_dir=tmp_path))
+    worker.consumer, worker.producer = Consumer(), producer  # type: ignore[assignment]
+    worker.partition_count = 2
+    messages = [m for m in two_partitions(1200, worker) if m.partition == 0]
+    state = worker.partitions[0] = worker._new_state(0)
+    feed(worker, [m for m in messages if m.key == b"credit-risk"][:300])
+    worker.checkpoint()
+    assert worker._flight is not None and state.changed == set()
+    feed(worker, [m for m in messages if m.key == b"fraud"])  # meanwhile: the loop consumes on
+    assert state.changed == {"fraud"}
+    return worker, messages
+
+
+def feed(worker: Worker, messages: list[RawMessage]) -> None:
+    state = worker.partitions[0]
+    for topic in (worker.topics.predictions, worker.topics.feedback):
+        state.engine.add(topic, [m for m in messages if m.topic == topic])
+    state.engine.release(ended={worker.topics.predictions, worker.topics.feedback})
+    state.dirty = True
+
+
+def test_a_model_changed_while_the_checkpoint_is_in_flight_is_the_next_ones(tmp_path) -> None:
+    worker, _ = a_checkpoint_in_flight(tmp_path, Producer())
+    worker._complete_checkpoint()
+    state = worker.partitions[0]
+    assert worker._flight is None and state.changelog.gen == 1 and set(state.changelog.models) == {"credit-risk"}
+    assert state.changed == {"fraud"} and state.dirty
+
+
+def test_a_failed_flight_gives_back_the_models_it_took(tmp_path) -> None:
+    worker, _ = a_checkpoint_in_flight(tmp_path, FailingProducer())
+    worker._complete_checkpoint()
+    state = worker.partitions[0]
+    assert worker._flight is None and worker._failed_checkpoints == 1
+    assert state.changed == {"credit-risk", "fraud"} and state.dirty
+    assert state.changelog.gen == 0 and state.changelog.last_gen == 1  # the retry is numbered past it
+    assert worker.consumer.commits == []  # type: ignore[attr-defined]
