@@ -526,3 +526,30 @@ def test_a_fresh_detector_and_one_without_a_pair_have_empty_typed_state():
             assert not state[name].any(), name
         assert state["slot"] == 0 and state["slots_filled"] == 0 and state["slot_times"] == [[0.0, 0.0]] * 4
     assert fresh(3).state()["scale"] == {} and without_pair.state()["scale"] is None  # its own counts, none yet
+
+
+def test_numpy_scalars_in_a_list_are_numbers_as_python_floats_are():
+    """A direct caller's list column may hold numpy scalars (``x[i]`` of an array): the same numbers, the same
+    state and window tests as Python floats, from the scale rows on, nothing skipped."""
+    x = correlated(np.random.default_rng(23), 1600, 3, 0.6)
+    x[::97, 1] = np.nan  # a few rows missing a feature, as None in a list
+
+    def run(as_scalars: bool) -> tuple[CorrelationDrift, list]:
+        detector = fresh(3)
+        scores = []
+        for start in range(0, len(x), 250):
+            stop = min(start + 250, len(x))
+            columns = {
+                f"f{j}": [None if v != v else (v if as_scalars else float(v)) for v in x[start:stop, j]]
+                for j in range(3)
+            }
+            offsets = np.arange(start, stop)
+            scores += detector.update(columns, offsets, offsets.astype(np.float64))
+        return detector, scores
+
+    (floats, float_scores), (scalars, scalar_scores) = run(False), run(True)
+    assert type(x[0, 0]) is np.float64 and floats.names == ["f0", "f1", "f2"] and len(float_scores) == 5
+    # the 200 scale rows are not coded; rows past them missing f1 are skipped, and only those
+    assert scalars.skipped == floats.skipped == int(np.isnan(x[200:, 1]).sum()) == 14
+    assert snapshot.dumps({"d": scalars.state()}) == snapshot.dumps({"d": floats.state()})
+    assert [(s.position, s.z.tolist()) for s in scalar_scores] == [(s.position, s.z.tolist()) for s in float_scores]

@@ -222,14 +222,26 @@ def sum_dtype(rows: int) -> np.dtype[np.signedinteger[Any]]:
     return np.dtype(np.int32) if rows * MAX_PRODUCT < 2**31 else np.dtype(np.int64)
 
 
+def _is_number_type(kind: type) -> bool:
+    """int, float, or a numpy integer or float scalar (a direct caller's list may hold ``x[i]`` of an array);
+    bools are not numbers, Python's or numpy's."""
+    return kind is int or kind is float or issubclass(kind, (np.integer, np.floating))
+
+
+def _numbers_or_none(values: list[Any]) -> bool:
+    """Whether a list column holds only numbers and None."""
+    kinds = set(map(type, values))
+    return kinds <= _NUMBER_TYPES or all(kind is type(None) or _is_number_type(kind) for kind in kinds)
+
+
 def _as_floats(values: FeatureColumn, numbers_only: bool = False) -> NDArray[np.float64]:
     """A feature column as floats, NaN where missing or not a number (bools are not numbers).
     ``numbers_only``: a list known to hold only numbers and None."""
     if isinstance(values, np.ndarray):
         return values
-    if numbers_only or set(map(type, values)) <= _NUMBER_TYPES:
+    if numbers_only or _numbers_or_none(values):
         return np.array(values, dtype=np.float64)
-    return np.array([v if type(v) in (int, float) else None for v in values], dtype=np.float64)
+    return np.array([v if _is_number_type(type(v)) else None for v in values], dtype=np.float64)
 
 
 class CorrelationDrift:
@@ -382,7 +394,7 @@ class CorrelationDrift:
             part = values[:take]
             if isinstance(part, np.ndarray):
                 part = part.copy()  # not a view that would keep the batch's whole block of floats alive
-            elif name not in numeric and not set(map(type, part)) <= _NUMBER_TYPES:
+            elif name not in numeric and not _numbers_or_none(part):
                 mixed.add(name)
                 self._pending.pop(name, None)
                 self.scale.pop(name, None)
