@@ -9,7 +9,9 @@ default, so the name check is what catches it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -275,6 +277,15 @@ def test_worker_settings_validate_with_the_compose_values(monkeypatch: pytest.Mo
     assert settings.snapshot_dir == Path("/var/lib/streamdrift/snapshots")
     worker = _service("worker")
     assert f"localhost:{settings.metrics_port}/readyz" in " ".join(worker["healthcheck"]["test"])
+
+
+def test_the_worker_has_the_retrain_budget_of_make_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compose stack runs the same demo as `make demo`, whose README output and Grafana budget panel need a
+    retrain budget: the compose worker's is scripts/demo's."""
+    demo = re.search(r"^one_an_hour='(.*)'$", (ROOT / "scripts" / "demo").read_text(), re.MULTILINE)
+    assert demo is not None, "scripts/demo no longer sets one_an_hour"
+    budget = _settings_for("worker", monkeypatch).monitor.retrain_budget
+    assert budget is not None and budget.model_dump() == {**json.loads(demo.group(1)), "min_interval_s": 0.0}
 
 
 def test_the_worker_scales_out(monkeypatch: pytest.MonkeyPatch) -> None:
