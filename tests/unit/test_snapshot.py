@@ -142,7 +142,7 @@ def test_restored_monitors_own_their_arrays(tmp_path, demo):
 def warmup_made(monitor: ModelMonitor) -> list[bool]:
     """Per sketch with a warm-up under way: whether its warm-up's columns are made (False: still its state)."""
     sketches = (monitor.features, monitor.outputs, monitor.attributions, monitor.labels)
-    return ["warmup" in s.__dict__ for s in sketches if "warmup" in s.__dict__ or s._stored_warmup is not None]
+    return ["_warmup" in s.__dict__ for s in sketches if "_warmup" in s.__dict__ or s._stored_warmup is not None]
 
 
 @pytest.mark.parametrize("stream", ["demo", "graded"])

@@ -55,6 +55,7 @@ from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
 from streamdrift.core.warmup import WarmupColumn
 from streamdrift.core.warmup import states as warmup_states
+from streamdrift.core.warmup_held import HOLD_ROWS, HeldWarmup
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -518,6 +519,7 @@ class StreamSketch:
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
+    hold_warmup = True  # False: count every batch's warm-up rows at once (``warmup_held.py``: the same counts)
 
     def __init__(
         self,
@@ -547,8 +549,9 @@ class StreamSketch:
     def _reset(self) -> None:
         self.rows = 0
         self._stored_warmup: State | None = None  # a restored warm-up's state, its columns not made yet
-        self.warmup: dict[str, WarmupColumn] | None = {}
-        self.warmup_rows = 0
+        self._warmup: dict[str, WarmupColumn] | None = {}  # the columns (``warmup``), once made
+        self._held = HeldWarmup()  # warm-up rows not counted into them yet
+        self.warmup_rows = 0  # held rows included
         self._set_columns([])
         self.untracked_columns = 0
         self.type_mismatches: dict[str, int] = {}
@@ -594,9 +597,30 @@ class StreamSketch:
     @property
     def ready(self) -> bool:
         """Whether the reference is complete (asked without making a restored warm-up's columns)."""
-        if "warmup" not in self.__dict__:  # restored during its warm-up, its columns not made yet
+        if "_warmup" not in self.__dict__:  # restored during its warm-up, its columns not made yet
             return False
-        return self.warmup is None
+        return self._warmup is None
+
+    @property
+    def warmup(self) -> dict[str, WarmupColumn] | None:
+        """The warm-up's columns, every held row counted (None once the reference is complete); a restored
+        warm-up's are made now."""
+        if self._held.rows:
+            self._count_held()
+        return self._columns()
+
+    def _columns(self) -> dict[str, WarmupColumn] | None:
+        """The warm-up's columns as they are (held rows not counted), made now if restored and not made yet."""
+        if "_warmup" not in self.__dict__:
+            assert self._stored_warmup is not None
+            self._warmup = self._load_warmup(self._stored_warmup)
+            self._stored_warmup = None  # the columns are the state from now on
+        return self._warmup
+
+    def _count_held(self) -> None:
+        columns = self._columns()
+        assert columns is not None  # rows are held during the warm-up only
+        self._held.count_into(columns, self._warmup_column)
 
     @property
     def knows_scores(self) -> bool:
@@ -630,7 +654,7 @@ class StreamSketch:
         if self.scored:
             assert scores is not None  # a scored sketch is given every row's score
             fixed = impact.fixed(scores)
-        if self.warmup is not None:  # not ready
+        if not self.ready:
             take = min(n, self.reference_size - self.warmup_rows)
             self._add_warmup(columns, take, numeric or frozenset(), None if fixed is None else fixed[:take])
             start = take
@@ -668,18 +692,24 @@ class StreamSketch:
     ) -> None:
         """Count rows into the warm-up summaries (a column's rows before it first appears: missing), with
         their fixed-point scores ``fixed`` if the warm-up keeps them."""
-        assert self.warmup is not None
         if self.warmup_scores is None:
             fixed = None
-        for name, values in columns.items():
-            column = self.warmup.get(name)
-            if column is None:
-                column = self.warmup[name] = self._warmup_column()
-            column.add(values[:take], numbers_only=name in numeric, scores=fixed)
+        if self.hold_warmup and (self._held.rows or take < HOLD_ROWS):  # a long batch alone: counted at once
+            self._held.hold(columns, take, numeric, fixed)
+        else:
+            warmup = self._columns()  # none held: counted in order
+            assert warmup is not None
+            for name, values in columns.items():
+                column = warmup.get(name)
+                if column is None:
+                    column = warmup[name] = self._warmup_column()
+                column.add(values[:take], numbers_only=name in numeric, scores=fixed)
         if fixed is not None and self.warmup_scores is not None:
             scored, total = impact.tally(fixed)
             self.warmup_scores = [self.warmup_scores[0] + scored, self.warmup_scores[1] + total]
         self.warmup_rows += take
+        if self._held.rows >= HOLD_ROWS:
+            self._count_held()
 
     def _warmup_column(self) -> WarmupColumn:
         # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
@@ -691,10 +721,11 @@ class StreamSketch:
         )
 
     def _build_reference(self) -> None:
-        assert self.warmup is not None
-        names = sorted(self.warmup)
+        warmup = self.warmup  # every held row counted
+        assert warmup is not None
+        names = sorted(warmup)
         self.untracked_columns = max(0, len(names) - self.max_columns)
-        warmup, rows, bins, max_categories = self.warmup, self.warmup_rows, self.bins, self.max_categories
+        rows, bins, max_categories = self.warmup_rows, self.bins, self.max_categories
         columns = [
             Column.from_summary(name, warmup[name], rows, bins, max_categories) for name in names[: self.max_columns]
         ]
@@ -707,7 +738,8 @@ class StreamSketch:
     def set_reference(self, columns: list[Column], scores: NDArray[np.int64] | None = None) -> None:
         """Start monitoring against ``columns`` (from the warm-up, or from a reference profile); ``scores``:
         the reference's scored rows and fixed-point score sums per bin, the columns' side by side (2 x bins)."""
-        self.warmup = None
+        # from a profile: rows held during the warm-up are not counted (from the warm-up: counted by now)
+        self._warmup, self._held, self._stored_warmup = None, HeldWarmup(), None
         self.warmup_scores = None
         self._set_columns(columns)
         self._ref_scores = scores if self.scored else None
@@ -925,9 +957,10 @@ class StreamSketch:
     def _warmup_state(self) -> State | None:
         """The warm-up columns' states; a restored warm-up not made yet gives back what it was restored
         from, the same values (``WarmupColumn.from_state`` then ``state()`` is the identity)."""
-        if "warmup" not in self.__dict__:
+        if "_warmup" not in self.__dict__ and not self._held.rows:
             return self._stored_warmup
-        return None if self.warmup is None else warmup_states(self.warmup)
+        warmup = self.warmup  # every held row counted
+        return None if warmup is None else warmup_states(warmup)
 
     def _scores_state(self) -> State:
         """A scored sketch's scores: the warm-up's, the reference's per bin (narrow), the sub-windows'."""
@@ -981,12 +1014,13 @@ class StreamSketch:
                 self.__dict__.pop(name, None)
         warmup = state["warmup"]
         self._stored_warmup = None
+        self._held = HeldWarmup()
         # kept as it is where it is what state() gives: a decoded snapshot's arrays (lists would come back as lists)
         if warmup is not None and all(type(c) is dict and type(c["buckets"]) is np.ndarray for c in warmup.values()):
-            self.__dict__.pop("warmup", None)  # made when first used (``__getattr__``)
+            self.__dict__.pop("_warmup", None)  # made when first used (``warmup``)
             self._stored_warmup = _copied(warmup)
         else:  # none (the reference is complete), lists, or raw rows of format version 2 (counted now, not kept)
-            self.warmup = None if warmup is None else self._load_warmup(warmup)
+            self._warmup = None if warmup is None else self._load_warmup(warmup)
         self.warmup_rows = state["warmup_rows"]
         c = {**state["columns"]["layout"], **state["columns"]}
         # models often share feature names: one string for all of them
@@ -1049,13 +1083,8 @@ class StreamSketch:
         return out
 
     def __getattr__(self, name: str) -> Any:
-        """A derived attribute (``_DERIVED``) or the warm-up's columns (``warmup``) of a restored sketch,
-        made now: only called when ``name`` is not set, which after ``load_state`` means "not made yet"."""
-        stored = self.__dict__.get("_stored_warmup")
-        if name == "warmup" and stored is not None:
-            self.warmup = self._load_warmup(stored)
-            self._stored_warmup = None  # the columns are the state from now on
-            return self.warmup
+        """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when ``name`` is
+        not set, which after ``load_state`` means "not made yet"."""
         restored = self.__dict__.get("_restored")
         if restored is None or name not in _DERIVED:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -216,6 +216,13 @@ class WarmupColumn:
         """By their text, as categories are counted: an int 3 is "3", a float 3.0 is "3.0"."""
         assert self.distinct is not None
         distinct, limit = self.distinct, self.limit
+        if len(numbers) > limit and len(set(numbers)) > limit:
+            # more distinct numbers than the table may count, whatever it holds: it is dropped at one of them,
+            # so without writing each as text. (No two numbers of one text are unequal, so the texts are at
+            # least as many: 3 and 3.0, 0.0 and -0.0 are one number and two texts.)
+            self.distinct = None
+            self.distinct_scored, self.distinct_sums = {}, {}
+            return
         # row by row, not a Counter: a fleet's model adds a few numbers at a time, and making a Counter costs
         # more than counting them (issue 19); and a column of many distinct numbers stops at the first too many
         if scores is None:
