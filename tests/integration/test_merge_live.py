@@ -5,6 +5,8 @@ the same log as a backlog. With no release forced (``streamdrift_merge_forced_re
 time is set far beyond the test, and ``max_buffered`` above a partition's records), both reach the same released
 prefix of the log and checkpoint byte-identical partition states. A second test shows the price side: a topic
 with nothing to give is not waited for past ``max_task_idle_ms``, and that forced release is counted and logged.
+A third one shows the memory bound keeps the order: a topic far ahead of the other in one epoch is paused, not
+released early, and the worker's state is the log's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from confluent_kafka import Producer
 from kafka_broker import free_ports
 from streamdrift.cli.replay import event_time_ms
 from streamdrift.core import state as codec
+from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.merge import EpochMerge
+from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Snapshot
 from streamdrift.core.synthetic import generate
@@ -198,3 +202,69 @@ def test_a_topic_with_nothing_to_give_is_not_waited_for_past_max_task_idle_ms(ka
     # idle as well once the loop takes longer than 500 ms after its last record (a loaded machine)
     assert topics["feedback"] in forced_logs[0]["idle_topics"]
     assert set(forced_logs[0]["idle_topics"]) <= set(topics.values())
+
+
+def _burst(start_time: float) -> list[tuple[str, dict]]:
+    """1,500 predictions all stamped within one second (one epoch of 1 s), their labels stamped from 20 s before
+    it up to half-way through it, then one record of each topic 5 s later (both move past the burst's epoch)."""
+    kinds: dict[str, list[dict]] = {"prediction": [], "feedback": []}
+    for kind, event in generate(1_500, seed=19, drift_at=10_000, feedback_delay=0, feedback_share=1.0):
+        kinds[kind].append(event)
+    predictions, labels = kinds["prediction"], kinds["feedback"]
+    out = [("prediction", {**e, "timestamp": round(start_time + i * 0.0005, 4)}) for i, e in enumerate(predictions)]
+    step = 20.5 / len(labels)
+    out += [("feedback", {**e, "timestamp": round(start_time - 20 + i * step, 4)}) for i, e in enumerate(labels)]
+    out.append(("prediction", {**predictions[-1], "event_id": "after-the-burst", "timestamp": start_time + 5}))
+    out.append(("feedback", {**labels[-1], "event_id": "after-the-burst", "timestamp": start_time + 5}))
+    return out
+
+
+def test_a_topic_far_ahead_in_one_epoch_is_paused_not_released_early_and_the_state_is_the_logs(
+    kafka_bootstrap, unique_name, tmp_path
+):
+    # batch_size 20: the merge holds at most 200 records of a topic, and the burst's epoch has 1,500 predictions,
+    # which must all wait for the labels stamped before them; idle never forces anything (600 s)
+    env = worker_env(
+        kafka_bootstrap,
+        unique_name("sd"),
+        tmp_path / "snapshots",
+        batch_size=20,
+        merge_epoch_ms=1000,
+        max_task_idle_ms=600_000,
+        state_store="local",
+    )
+    assert streamdrift(env, "topics", "create", "--partitions", "1").returncode == 0
+    topics = {"prediction": env["STREAMDRIFT_TOPICS__PREDICTIONS"], "feedback": env["STREAMDRIFT_TOPICS__FEEDBACK"]}
+    _produce(kafka_bootstrap, topics, _burst(start_time=float(int(time.time()) - 3600)))  # a backlog
+
+    # the log's state: the same records through one engine that holds everything (no memory bound)
+    settings = worker_settings(env)
+    replay = PartitionEngine(
+        0,
+        topics["prediction"],
+        topics["feedback"],
+        monitor_factory(settings.monitor, settings.models),
+        **settings.engine_settings(),
+        max_buffered=10**9,
+    )
+    for topic in topics.values():
+        replay.add(topic, [raw for raw, _ in read_topic(kafka_bootstrap, topic)])
+    assert replay.release().forced is None
+    assert replay.offsets == {topics["prediction"]: 1_500, topics["feedback"]: 1_500}  # the last epochs wait
+
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        worker.wait_for(
+            lambda: worker.status()["partitions"]["0"]["offsets"] == replay.offsets, 120, "the log's released prefix"
+        )
+        metrics = worker.get("/metrics")[1].decode()
+        assert _forced_releases(worker) == {}
+        paused = re.findall(r'^streamdrift_merge_pauses_total\{topic="([^"]+)"\} (\S+)$', metrics, re.MULTILINE)
+        assert float(dict(paused).get(topics["prediction"], 0)) >= 1  # the predictions were paused, then resumed
+        assert worker.stop(signal.SIGTERM) == 0
+    finally:
+        worker.stop(signal.SIGKILL)
+    snapshot = replay.snapshot()
+    expected = codec.encode(Snapshot(0, snapshot.offsets, snapshot.models, snapshot.merge), "compare")
+    assert _differences(_partition_states(env), {0: expected}) == []

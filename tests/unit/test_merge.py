@@ -226,10 +226,108 @@ def test_an_idle_topic_that_holds_nothing_back_forces_nothing():
     assert release.forced is None  # the log's rule alone released it
 
 
-def test_past_max_buffered_the_oldest_epoch_goes_forced():
+def test_past_max_buffered_the_known_prefix_goes_and_the_side_ahead_is_named_to_pause():
     merge = EpochMerge(1000, (PRED, FB), max_buffered=2)
     merge.extend(PRED, [RawMessage(PRED, 0, i, None, b"", t) for i, t in enumerate((100, 200, 1100, 2100))])
     release = merge.release()
-    assert offsets(release) == [(PRED, [0, 1])]
-    assert release.forced == "max_buffered"
-    assert merge.release().runs == []  # back within the bound: waiting for feedback again
+    assert release.runs == []  # a label of epoch 0 may still come, and it goes before predictions of epoch 1
+    assert merge.over_bound() == [PRED]  # ahead of feedback: the worker stops fetching it
+    merge.extend(FB, [RawMessage(FB, 0, 0, None, b"", 1500)])  # feedback moves past epoch 0, into epoch 1
+    release = merge.release()
+    # epoch 0 is complete; in epoch 1 the predictions come first, then feedback's record, the next one of the log
+    assert offsets(release) == [(PRED, [0, 1, 2]), (FB, [0])] and release.forced is None
+    assert merge.over_bound() == [] and merge.buffered() == 1
+
+
+def test_under_memory_pressure_part_of_an_epoch_goes_and_a_restart_keeps_the_order():
+    """A huge epoch on the predictions side: released as it comes, the feedback of that epoch after all of it,
+    also after a restart from the state taken between two parts of the epoch."""
+    logs = {
+        PRED: [RawMessage(PRED, 0, i, None, b"", 1000 + i) for i in range(6)],
+        FB: [RawMessage(FB, 0, 0, None, b"", 1500), RawMessage(FB, 0, 1, None, b"", 2500)],
+    }
+    merge = EpochMerge(1000, (PRED, FB), max_buffered=1)
+    merge.extend(FB, logs[FB][:1])  # feedback of epoch 1 first: it must wait for every prediction of epoch 1
+    merge.extend(PRED, logs[PRED][:3])
+    first = merge.release()
+    assert offsets(first) == [(PRED, [0, 1, 2])] and first.forced is None
+    restarted = EpochMerge(1000, (PRED, FB), max_buffered=1)
+    restarted.load_state(merge.state())
+    restarted.extend(FB, logs[FB])  # fetched again from its start: nothing of it was released
+    restarted.extend(PRED, logs[PRED][3:5])
+    assert offsets(restarted.release()) == [(PRED, [3, 4])]  # feedback's epoch-1 label still waits
+    assert restarted.over_bound() == [FB]  # ahead of the predictions: paused until they move past epoch 1
+    restarted.extend(PRED, logs[PRED][5:])
+    last = restarted.release(ended={PRED, FB})
+    assert offsets(last) == [(PRED, [5]), (FB, [0, 1])] and last.forced is None
+    assert log_order_ms(logs, 1000) == [(PRED, i) for i in range(6)] + [(FB, 0), (FB, 1)]
+
+
+# -- memory pressure: past max_buffered, the known prefix of the log order and backpressure, never another order --
+
+MAX_POLL = 8  # records per fetch at most: what a side may hold past max_buffered is one fetch
+
+
+@st.composite
+def side_log(draw: st.DrawFn, side: str) -> list[RawMessage]:
+    """A side's log: time steps as in ``two_logs``, or one burst of many records all in one epoch (the case
+    where waiting for the epoch to complete cannot fit in max_buffered)."""
+    if draw(st.booleans(), label=f"{side} in one epoch"):
+        epoch = draw(st.integers(8, 12), label=f"{side} epoch")
+        count = draw(st.integers(0, 60), label=f"{side} records")
+        return [RawMessage(side, 0, offset, None, b"", epoch * EPOCH_MS + offset % EPOCH_MS) for offset in range(count)]
+    steps = draw(st.lists(st.integers(-150, 120), max_size=40), label=f"{side} time steps")
+    t, records = 1_000, []
+    for offset, step in enumerate(steps):
+        t = max(t + step, 0)
+        records.append(RawMessage(side, 0, offset, None, b"", t))
+    return records
+
+
+def consume_bounded(logs, max_buffered: int, data: st.DataObject) -> list[tuple[str, int]]:
+    """A worker's loop over ``logs`` with ``max_buffered``: a side holding more than that is not fetched (paused)
+    until a release brings it back within; when the only side that may be fetched has nothing left (caught up and
+    silent), it is idle. Random fetch sizes, interleavings and at most one restart from ``state()``."""
+    merge = EpochMerge(EPOCH_MS, (PRED, FB), max_buffered=max_buffered)
+    at = {PRED: 0, FB: 0}
+    released: list[tuple[str, int]] = []
+    restarted = False
+
+    def take(release) -> int:
+        assert release.forced in (None, "idle"), f"released out of the log order: {release.forced}"
+        released.extend((side, r.offset) for side, run in release.runs for r in run)
+        for side in (PRED, FB):  # the memory bound: max_buffered and one fetch
+            assert len(merge.pending[side]) <= max_buffered + MAX_POLL, (side, len(merge.pending[side]))
+        return sum(len(run) for _, run in release.runs)
+
+    while any(at[s] < len(logs[s]) for s in (PRED, FB)):
+        paused = {s for s in (PRED, FB) if len(merge.pending[s]) > max_buffered}
+        fetchable = [s for s in (PRED, FB) if s not in paused and at[s] < len(logs[s])]
+        if not fetchable:  # the other side has nothing to give: idle once max_task_idle_ms has passed
+            assert len(paused) == 1, f"both sides paused: {paused}"
+            progress = take(merge.release(idle={PRED, FB} - paused))
+            assert progress, "paused, and an idle release gave nothing: the paused side would wait forever"
+            continue
+        side = data.draw(st.sampled_from(fetchable), label="fetch from")
+        size = data.draw(st.integers(1, min(MAX_POLL, len(logs[side]) - at[side])), label="records")
+        merge.extend(side, logs[side][at[side] : at[side] + size])
+        at[side] += size
+        take(merge.release())
+        if not restarted and data.draw(st.integers(0, 9), label="restart now") == 0:
+            restarted = True  # from the state a checkpoint takes now; the unreleased records are fetched again
+            state = merge.state()
+            merge = EpochMerge(EPOCH_MS, (PRED, FB), max_buffered=max_buffered)
+            merge.load_state(state)
+            for s in (PRED, FB):
+                at[s] = max((offset + 1 for side_, offset in released if side_ == s), default=0)
+    take(merge.release(ended={PRED, FB}))
+    return released
+
+
+@seed(19)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_past_max_buffered_the_release_is_still_the_log_order_and_memory_stays_bounded(data: st.DataObject) -> None:
+    logs = {side: data.draw(side_log(side), label=f"{side} log") for side in (PRED, FB)}
+    max_buffered = data.draw(st.integers(1, 5), label="max_buffered")
+    assert consume_bounded(logs, max_buffered, data) == log_order(logs)

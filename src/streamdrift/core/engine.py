@@ -11,8 +11,10 @@ caller's: the worker stamps ``emitted_at`` and produces them to Kafka, replay
 writes them to a file. Since both run this one loop, a backtest over files
 raises the drift events a worker raises over the same records (same
 ``alert_id``), as long as the worker never forced a release (see
-``merge.EpochMerge``: a topic idle for ``max_task_idle_ms``, or
-``max_buffered`` reached; ``Released.forced`` says so).
+``merge.EpochMerge``: a topic idle for ``max_task_idle_ms``; ``Released.forced``
+says so). Past ``max_buffered`` records held on a topic the merge releases
+only what it knows of the log order, and ``over_bound`` names the topic the
+caller stops fetching meanwhile (the worker pauses it).
 
 The engine knows no Kafka and no clock: its state (monitors, merge, next
 offsets) depends only on the records added and their order.
@@ -151,7 +153,8 @@ class PartitionEngine:
     epoch_ms
         Width of the merge's epochs of record time (``merge_epoch_ms``).
     max_buffered
-        Records the merge holds back per topic before it releases early (bounded memory over order).
+        Records the merge holds back per topic before it releases part of an epoch, what it knows of the log
+        order; a topic still over it is named by ``over_bound`` (the worker pauses it).
     max_models
         Models monitored by this engine (this partition); events of more are counted in
         ``unmonitored_events``, not monitored.
@@ -279,6 +282,11 @@ class PartitionEngine:
         routed = self.routing.route(topic, records)
         self.merge.extend(topic, routed.kept)
         return routed
+
+    def over_bound(self) -> list[str]:
+        """The topics to stop fetching for now: their records held by the merge are over ``max_buffered``
+        and wait for the other topic to move on (``merge.EpochMerge.over_bound``)."""
+        return self.merge.over_bound()
 
     def buffered(self) -> int:
         """Records added and not processed yet: held by the merge, or released and held (``hold``)."""

@@ -153,6 +153,7 @@ class PartitionState:
     changed: set[str] = field(default_factory=set)  # models whose state changed since the last checkpoint
     changelog: Changelog = field(default_factory=Changelog)  # its place in the state topic (state_store = kafka)
     idle: IdleClock = field(default_factory=IdleClock)  # when its topics last brought records (max_task_idle_ms)
+    paused: set[str] = field(default_factory=set)  # its topics not fetched for now (``Worker._backpressure``)
 
 
 @dataclass
@@ -239,9 +240,17 @@ class Worker:
         )
         self.m_forced = Counter(
             "streamdrift_merge_forced_releases",
-            "Merge releases that did not wait for a topic (idle for max_task_idle_ms, or max_buffered reached): "
-            "where the order can depart from the log's",
+            "Merge releases that did not wait for a topic idle for max_task_idle_ms (reason idle): where the "
+            "order can depart from the log's",
             ["reason"],
+            registry=reg,
+        )
+        self.m_paused = Counter(
+            "streamdrift_merge_pauses",
+            "Times a topic-partition stopped being fetched because the merge held more than max_buffered "
+            "(10 x batch_size) of its records, ahead of the other topic; fetched again once back within "
+            "(backpressure: memory bounded, the order unchanged)",
+            ["topic"],
             registry=reg,
         )
         self.m_checkpoint_failures = Counter(
@@ -609,8 +618,18 @@ class Worker:
     def _drop(self, partitions: set[int]) -> None:
         with self.lock:
             for p in partitions:
-                self.partitions.pop(p, None)
+                state = self.partitions.pop(p, None)
+                if state is not None and state.paused:
+                    # a rewind keeps the partition assigned, and its next state starts unpaused; and when an
+                    # assignment ends, librdkafka resets its own pause flag, not the application's
+                    self._resume_dropped(p, state.paused)
             self.m_partitions.set(len(self.partitions))
+
+    def _resume_dropped(self, p: int, topics: set[str]) -> None:
+        try:
+            self.consumer.resume([TopicPartition(topic, p) for topic in sorted(topics)])
+        except KafkaException as exc:  # not assigned any more: nothing to resume
+            log.debug("resume of a dropped partition", extra={"fields": {"partition": p, "error": str(exc)}})
 
     # -- the batch ---------------------------------------------------------
 
@@ -644,11 +663,33 @@ class Worker:
                 flush = not messages or self._keeping_up(p, state)
                 released = self._engine_call(state, partial(state.engine.release, idle=idle, flush=flush))
                 self._count_forced(p, state, released, idle)
+                self._backpressure(p, state)
                 if released.records:
                     state.dirty = True
             self.m_unmonitored.set(sum(st.engine.unmonitored_events for st in self.partitions.values()))
             self.m_quarantined.set(sum(st.engine.quarantined_models for st in self.partitions.values()))
         self.producer.poll(0)
+
+    def _backpressure(self, p: int, state: PartitionState) -> None:
+        """Pause the topics of partition ``p`` whose records the merge holds more than ``max_buffered`` of, and
+        resume those back within, as Kafka Streams pauses a partition whose buffer is full.
+
+        The merge has released all it knows of the log order (``merge.EpochMerge``, memory pressure); what a
+        topic still holds over the bound is ahead of the other topic and waits for it to move past that epoch,
+        or to be idle (``max_task_idle_ms``): either releases it, and the topic is fetched again. Pausing drops
+        what librdkafka had fetched of it, and a resume fetches from the next offset not consumed, so memory is
+        bounded by ``max_buffered`` and one poll, and the order, hence the state, is the log's.
+        """
+        over = set(state.engine.over_bound())
+        if over == state.paused:
+            return
+        if pause := sorted(over - state.paused):
+            self.consumer.pause([TopicPartition(topic, p) for topic in pause])
+            for topic in pause:
+                self.m_paused.labels(topic).inc()
+        if resume := sorted(state.paused - over):
+            self.consumer.resume([TopicPartition(topic, p) for topic in resume])
+        state.paused = over
 
     def _keeping_up(self, p: int, state: PartitionState) -> bool:
         """Whether partition ``p`` is behind by less than its engine may hold: then nothing waits (the latency
