@@ -140,17 +140,6 @@ def produce(bootstrap: str, items: list[tuple]) -> None:
     assert p.flush(30) == 0
 
 
-def no_release_for_memory(log: str) -> None:
-    """Fail, naming the cause, if a worker's ``log`` shows a merge release forced by max_buffered: it takes
-    whatever of the other topic was fetched by then, so the order, and the state, would depend on fetch timing.
-    A test comparing a worker's state with another run's needs max_buffered (10 x batch_size) above what any
-    topic-partition holds in one epoch, or records stamped with their event time so epochs are released in turn.
-    (An idle release keeps the log's order when a topic is idle only once caught up at the end of a burst, and
-    the next burst starts in a later epoch.)"""
-    forced = [line for line in log.splitlines() if "merge: forced release" in line and "max_buffered" in line]
-    assert forced == [], f"a release forced by max_buffered: the order depends on fetch timing\n{forced[0]}"
-
-
 def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout: float = 60) -> list[tuple[RawMessage, dict]]:
     """Every record of ``topic`` (at least ``expect`` of them) with its headers, in partition/offset order.
 

@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from state_streams import drift_items, expected_counts, topic, topic_state
-from worker_process import WorkerProcess, no_release_for_memory, produce, streamdrift, worker_env
+from worker_process import WorkerProcess, produce, streamdrift, worker_env
 
 pytestmark = pytest.mark.kafka
 
@@ -70,9 +70,6 @@ def eos(kafka_bootstrap, unique_name, tmp_path):
         "processing_guarantee": "exactly_once",
         # many checkpoints (transactions) over the stream, so that faults land between them
         "checkpoint_interval_s": 0.2,
-        # the merge holds up to 10 x batch_size = 20,000 records per topic and partition, more than one has here
-        # (partition 0: 12,000 predictions), so it never releases early for memory: that release would take
-        # whatever of the other topic was fetched by then, and the state would depend on fetch timing
         "batch_size": 2000,
     }
     env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots", **settings)
@@ -98,7 +95,6 @@ def run_to_the_end(env: dict, items: list, log_path: Path) -> str:
         assert worker.stop() == 0
     finally:
         worker.stop(signal.SIGKILL)
-    no_release_for_memory(worker.log())
     return worker.log()
 
 
@@ -145,7 +141,6 @@ def test_sigkills_at_random_points_leave_every_alert_of_the_uninterrupted_run_ex
         if finished:
             break
     assert "transactions initialised" in logs
-    no_release_for_memory(logs)
     run_to_the_end(env, items, tmp_path / "worker-last.log")
     assert_as_the_uninterrupted_run(kafka_bootstrap, env, items, tmp_path)
 

@@ -17,7 +17,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from state_streams import drift_items, expected_counts, split_at_epochs, topic, topic_state
 from worker_process import (
     WorkerProcess,
-    no_release_for_memory,
     produce,
     read_topic,
     streamdrift,
@@ -28,9 +27,6 @@ from worker_process import (
 pytestmark = pytest.mark.kafka
 
 SMALL = {"reference_size": 500, "window_size": 500, "subwindows": 5, "cooldown_events": 2000}
-# batch_size 2000: the merge holds up to 10 x batch_size = 20,000 records per topic and partition, more than one
-# has here (partition 0: 12,000 predictions of 6000 x 3), so it never releases early for memory: that release
-# would take whatever of the other topic was fetched by then, and the state would depend on fetch timing
 SETTINGS = {**{f"monitor__{k}": v for k, v in SMALL.items()}, "checkpoint_interval_s": 0.5, "batch_size": 2000}
 PARTITIONS = 4
 
@@ -87,7 +83,6 @@ def reference_run(kafka_bootstrap: str, env: dict, tmp_path: Path, items: list) 
         assert worker.stop() == 0
     finally:
         worker.stop(signal.SIGKILL)
-    no_release_for_memory(worker.log())
     return ref
 
 
@@ -112,7 +107,6 @@ def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_sta
     produce(kafka_bootstrap, second)
     b.wait_for(lambda: b.counts() == expected_counts(env_a, items), 90, "every event counted once")
     assert b.stop() == 0
-    no_release_for_memory(a.log() + b.log())
     assert topic_state(env_b, PARTITIONS) != state_after_a
 
     ref = reference_run(kafka_bootstrap, env_a, tmp_path, items)
@@ -144,8 +138,6 @@ def test_workers_joining_and_killed_in_one_group_end_with_the_state_of_one_unint
     produce(kafka_bootstrap, thirds[2])
     b.wait_for(lambda: counts([b, c]) == expected_counts(env, items), 180, "every event counted once")
     assert c.stop() == 0 and b.stop() == 0
-    for w in (a, b, c):
-        no_release_for_memory(w.log())
 
     ref = reference_run(kafka_bootstrap, env, tmp_path, items)
     assert topic_state(env, PARTITIONS) == topic_state(ref, PARTITIONS)

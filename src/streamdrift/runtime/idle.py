@@ -16,7 +16,9 @@ exactly where the order can depart from the log's: a record that comes later
 on the idle topic, stamped in an epoch already released on the other one, is
 processed after it, where a replay of the log processes it before. With no
 forced release counted, the state is the one any consumer of the same log
-gets: live, as a backlog, or after a restart.
+gets: live, as a backlog, or after a restart. (Memory never forces a release:
+a topic the merge holds too much of is paused instead, ``Worker._backpressure``,
+and an idle topic is also what resumes it when the other one has gone silent.)
 """
 
 from __future__ import annotations
