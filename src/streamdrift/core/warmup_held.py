@@ -69,35 +69,45 @@ class HeldWarmup:
         """The first ``take`` rows of ``columns`` (``numeric``: the names known to hold only numbers and None),
         with their scores ``fixed`` (already the first ``take``) where the warm-up keeps them."""
         held, start, stop = self.columns, self.rows, self.rows + take
+        whole = take == len(next(iter(columns.values()), ()))  # all the batch's rows (not the warm-up's last)
         for name, values in columns.items():
-            part: array[float] | list[Any]
+            entry = held.get(name)
             if isinstance(values, np.ndarray) and values.dtype == np.float64:  # the decoder's numbers
-                part, numbers_only = array("d", values[:take].tobytes()), True  # a copy, never a view
+                # a copy (never a view), by frombytes: array("d", some_bytes) costs ten times as much
+                raw = (values if whole else values[:take]).tobytes()
+                if entry is not None and isinstance(entry.values, array):
+                    entry.values.frombytes(raw)
+                    self._extend_span(entry, start, stop)
+                    continue
+                floats = array("d")
+                floats.frombytes(raw)
+                part: array[float] | list[Any] = floats
+                numbers_only = True
             elif isinstance(values, np.ndarray):
                 part, numbers_only = values[:take].tolist(), True
             else:
                 part, numbers_only = values[:take], name in numeric
-            entry = held.get(name)
             if entry is None:
                 held[name] = _Held(part, numbers_only, [[start, stop]])
                 continue
-            if isinstance(entry.values, array) and isinstance(part, array):
-                entry.values += part
-            else:  # a list from here on
-                whole = entry.values.tolist() if isinstance(entry.values, array) else entry.values
-                whole.extend(part)
-                entry.values = whole
+            listed = entry.values.tolist() if isinstance(entry.values, array) else entry.values  # a list from here on
+            listed.extend(part)
+            entry.values = listed
             entry.numbers_only = entry.numbers_only and numbers_only
-            last = entry.spans[-1]
-            if last[1] == start:
-                last[1] = stop
-            else:
-                entry.spans.append([start, stop])
+            self._extend_span(entry, start, stop)
         if fixed is not None:
             if self.scores is None:
                 self.scores = array("q")
             self.scores.extend(fixed)
         self.rows = stop
+
+    @staticmethod
+    def _extend_span(entry: _Held, start: int, stop: int) -> None:
+        last = entry.spans[-1]
+        if last[1] == start:
+            last[1] = stop
+        else:
+            entry.spans.append([start, stop])
 
     def count_into(self, warmup: dict[str, WarmupColumn], new_column: Callable[[], WarmupColumn]) -> None:
         """Count every held row into ``warmup`` (a column first seen now made by ``new_column``); then none is
