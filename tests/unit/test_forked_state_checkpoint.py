@@ -7,13 +7,17 @@ whose producer writes them; the bytes must be exactly those the loop makes when 
 
 from __future__ import annotations
 
+import os
+
 import orjson
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
+from streamdrift.core.errors import SnapshotError
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import murmur2_partition
 from streamdrift.runtime import statepieces, statetopic
+from streamdrift.runtime.checkpoint import ForkedPack
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
 from streams import FB, demo_messages
@@ -237,3 +241,49 @@ def test_a_failed_flight_gives_back_the_models_it_took(tmp_path) -> None:
     assert state.changed == {"credit-risk", "fraud"} and state.dirty
     assert state.changelog.gen == 0 and state.changelog.last_gen == 1  # the retry is numbered past it
     assert worker.consumer.commits == []  # type: ignore[attr-defined]
+
+
+def test_a_partition_lost_during_the_flight_is_neither_committed_nor_cached(tmp_path) -> None:
+    worker = Worker(Settings(snapshot_dir=tmp_path))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    messages = two_partitions(600, worker)
+    for p in (0, 1):
+        worker.partitions[p] = worker._new_state(p)
+        worker.partitions[p].committed = {worker.topics.predictions: 0}
+    for p in (0, 1):
+        worker.partitions[p].engine.add(worker.topics.predictions, [m for m in messages if m.partition == p])
+        worker.partitions[p].engine.release(ended={worker.topics.predictions, worker.topics.feedback})
+        worker.partitions[p].dirty = True
+    worker.checkpoint()
+    worker._on_lost(worker.consumer, [TopicPartition(worker.topics.predictions, 1)])  # type: ignore[arg-type]
+    worker._complete_checkpoint()
+    commits = worker.consumer.commits  # type: ignore[attr-defined]
+    assert commits[0] == [(worker.topics.predictions, p, 0) for p in (0, 1)]  # the membership check, before
+    assert {p for _, p, _ in commits[1]} == {0}
+    assert [path.name for path in tmp_path.glob("partition-*.snapshot")] == ["partition-0.snapshot"]
+
+
+def test_a_packer_that_fails_says_why_and_one_that_dies_too() -> None:
+    def failing(send) -> None:
+        send(b"first")
+        raise RuntimeError("no room")
+
+    job = ForkedPack(failing, lambda word: 0)
+    pieces = job.pieces()
+    assert next(pieces) == b"first"
+    with pytest.raises(SnapshotError, match="RuntimeError: no room"):
+        next(pieces)
+
+    job = ForkedPack(lambda send: os._exit(3), lambda word: 0)
+    with pytest.raises(SnapshotError, match="exit code 3"):
+        list(job.pieces())
+
+
+def test_a_packer_writes_what_its_word_says_once_told() -> None:
+    job = ForkedPack(lambda send: [send(b"a"), send(b"")], lambda word: len(word) * 10)
+    assert list(job.pieces()) == [b"a", b""]
+    assert job.finish(b"four") == 40
+    idle = ForkedPack(lambda send: None, lambda word: 1 // 0)
+    assert list(idle.pieces()) == []
+    idle.cancel()  # killed while it waits for its word: reaped, nothing written
