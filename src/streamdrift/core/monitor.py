@@ -1,5 +1,11 @@
 """ModelMonitor: everything streamdrift knows about one model.
 
+How a batch becomes drift events: each detector (a sketch's windows, the degradation and version tests, the
+concept detector, the schedule) measures and says what it found as a ``finding.Finding``; a windowed kind's
+finding goes through the policy (``_decide``: fire, resolve or nothing; then ``_publish``), and ``_event``,
+the one place drift events are made, turns it into the event. Then one pass over the batch's events in
+stream order (``_retrain_fields``) spends the retrain budget and gives ``retrain`` events their training window.
+
 A monitor consumes whole columnar batches (``records.PredictionBatch`` and
 ``records.FeedbackBatch``) and returns drift events. It holds
 
@@ -36,6 +42,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -46,6 +54,7 @@ from streamdrift.core.attribution import AbsoluteMeans
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
 from streamdrift.core.decode import event_seconds
+from streamdrift.core.finding import Finding
 from streamdrift.core.join import Joined
 from streamdrift.core.join_bulk import BulkFeedbackJoin
 from streamdrift.core.metrics import (
@@ -90,6 +99,15 @@ QUALITY_CHECKS = (  # (detector name, rate key, settings bound, subtract the ref
     ("out_of_range_rate", "out_of_range_rate", "max_out_of_range_rate", False),
     ("new_category_rate", "new_category_rate", "max_new_category_rate", False),
 )
+
+
+class Decision(NamedTuple):
+    """The policy's decision on a windowed alarm: ``verdict`` ``"fire"`` or ``"resolve"``; ``firing``, the
+    alert_id of the event that opened the alarm's active condition (None if unknown)."""
+
+    verdict: str
+    alarm: str
+    firing: str | None
 
 
 def _round(x: float) -> float | None:
@@ -487,20 +505,18 @@ class ModelMonitor:
         firing = self.policy.firing_alert(kind)
         self.policy.clear(kind)
         details = {"rebaselines": {"kind": kind, "alert_id": firing}}
-        return self._event(
-            REBASELINED,
-            "reference",
-            None,
-            float(size),
-            float(size),
-            None,
-            window,
-            batch,
-            row,
-            [],
-            details,
+        found = Finding(
+            kind=REBASELINED,
+            detector="reference",
+            statistic=float(size),
+            threshold=float(size),
+            p_value=None,
+            window=window,
+            row=row,
+            details=details,
             subject=kind,
         )
+        return self._event(found, batch)
 
     def _schedule(self, batch: PredictionBatch) -> list[dict]:
         """Scheduled retraining in event time: the first event past each interval triggers it."""
@@ -523,21 +539,16 @@ class ModelMonitor:
                 "start_offset": since_offset,
                 "end_offset": offset,
             }
-            events.append(
-                self._event(
-                    "scheduled_retrain",
-                    "schedule",
-                    None,
-                    t - since,
-                    every,
-                    None,
-                    window,
-                    batch,
-                    row,
-                    [],
-                    {},
-                )
+            found = Finding(
+                kind="scheduled_retrain",
+                detector="schedule",
+                statistic=t - since,
+                threshold=every,
+                p_value=None,
+                window=window,
+                row=row,
             )
+            events.append(self._event(found, batch))
             self.schedule_from = [t, offset]
 
     def observe_feedback(self, batch: FeedbackBatch) -> list[dict]:
@@ -760,42 +771,25 @@ class ModelMonitor:
         alpha = self.settings.degradation_alpha
         # fires on a significant difference; re-arms once the versions look alike again (p > ~0.2)
         strength = 1.0 if worst["significant"] else min(1 - worst["p_value"], 1 - alpha)
-        firing = self.policy.firing_alert("version_comparison")
-        verdict = self.policy.watch("version_comparison", strength, 1 - alpha, window["position"])
-        if verdict is None:
+        decision = self._decide("version_comparison", strength, 1 - alpha, window["position"])
+        if decision is None:
             return []
         at, start_stream = self._labelled_window(window, batch, row)
-        if verdict == "resolve":
-            return [
-                self._resolved(
-                    "version_comparison",
-                    firing,
-                    worst["difference"],
-                    0.0,
-                    worst["p_value"],
-                    at,
-                    batch,
-                    row,
-                    versions=self._window_versions(),
-                    start_stream=start_stream,
-                )
-            ]
-        event = self._fired(
-            "version_comparison",
-            "performance_degradation",
-            "version_comparison",
-            None,
-            worst["difference"],
-            0.0,
-            worst["p_value"],
-            at,
-            batch,
-            row,
-            [],
-            {"comparison": worst},
+        found = Finding(
+            kind="performance_degradation",
+            detector="version_comparison",
+            statistic=worst["difference"],
+            threshold=0.0,
+            p_value=worst["p_value"],
+            window=at,
+            row=row,
+            details={"comparison": worst},
             versions=self._window_versions(),
             start_stream=start_stream,
         )
+        event = self._publish(decision, found, batch)
+        if decision.verdict == "resolve":
+            return [event]
         event["model_version"] = worst["worse"]  # the version the event is about: the worse one
         better = worst["version_b"] if worst["worse"] == worst["version_a"] else worst["version_a"]
         # both served in this window: route traffic back to the better one rather than retrain. Rows
@@ -857,32 +851,23 @@ class ModelMonitor:
 
         1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm level
         (p > 0.2) only once the metric has recovered, not on a window that is merely less sure."""
-        alpha = self.settings.degradation_alpha
-        firing = self.policy.firing_alert(alarm)
-        decision = self.policy.watch(alarm, 1 - verdict.p_value, 1 - alpha, position)
+        decision = self._decide(alarm, 1 - verdict.p_value, 1 - self.settings.degradation_alpha, position)
         if decision is None:
             return []
-        measured = (verdict.statistic, verdict.threshold, verdict.p_value)
-        if decision == "resolve":
-            resolved = self._resolved(
-                detector, firing, *measured, at, batch, row, versions=versions, start_stream=start_stream, alarm=alarm
-            )
-            return [resolved]
-        event = self._fired(
-            alarm,
-            "performance_degradation",
-            detector,
-            None,
-            *measured,
-            at,
-            batch,
-            row,
-            [],
-            details,
+        found = Finding(
+            kind="performance_degradation",
+            detector=detector,
+            statistic=verdict.statistic,
+            threshold=verdict.threshold,
+            p_value=verdict.p_value,
+            window=at,
+            row=row,
+            details=details,
             versions=versions,
             start_stream=start_stream,
         )
-        if action is not None:
+        event = self._publish(decision, found, batch)
+        if action is not None and decision.verdict == "fire":
             event["action"] = action
         return [event]
 
@@ -977,24 +962,20 @@ class ModelMonitor:
         details = {k: found[k] for k in ("reference_error_rate", "error_rate_since_reference")}
         if "chart" in found:
             details.update(chart=("fast", "slow")[found["chart"]], design_error_rate=found["design_error_rate"])
-        event = self._event(
-            "concept_drift",
-            self.concept.name,
-            None,
-            found["statistic"],
-            found["threshold"],
-            None,
-            window,
-            batch,
-            row,
-            [],
-            details,
+        detection = Finding(
+            kind="concept_drift",
+            detector=self.concept.name,
+            statistic=found["statistic"],
+            threshold=found["threshold"],
+            p_value=None,
+            window=window,
+            row=row,
+            details=details,
             versions=dict(self.concept_versions),
             start_stream=start_stream,
+            change_started_at=change_started_at,  # None: a River detector, which does not say (the window's start)
         )
-        if change_started_at is not None:  # None: a River detector, which does not say (the window's start)
-            event["change_started_at"] = change_started_at
-        return [event]
+        return [self._event(detection, batch)]
 
     @property
     def concept_threshold(self) -> float:
@@ -1020,38 +1001,32 @@ class ModelMonitor:
         p_min = float(stats["p_value"][worst])
         # the policy compares -log10(p) against -log10(threshold): larger means more drift
         strength, bar = -math.log10(max(p_min, 1e-300)), -math.log10(p_thr)
-        firing = self.policy.firing_alert(kind)
-        decision = self.policy.watch(kind, strength, bar, scored["position"])
+        decision = self._decide(kind, strength, bar, scored["position"])
         if decision is None:
             return []
         critical = float(chi2_critical(p_thr, stats["df"][worst : worst + 1])[0])
         row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
-        if decision == "resolve":
-            window, versions = scored["window"], scored["versions"]
-            stat = float(stats["chi2"][worst])
-            return [self._resolved("chi2", firing, stat, critical, p_min, window, batch, row, versions, alarm=kind)]
         order = sorted(range(len(names)), key=lambda i: (-float(stats["psi"][i]), names[i]))
-        top = [{"feature": names[i], "score": float(stats["psi"][i])} for i in order[:TOP_FEATURES]]
-        details = {
-            "p_threshold": p_thr,
-            "statistics": {names[i]: {k: _round(stats[k][i]) for k in STAT_NAMES} for i in order[:TOP_FEATURES]},
-        }
         # `feature` and the statistic are the test that fired; top_features rank by effect size (PSI)
-        event = self._fired(
-            kind,
-            kind,
-            "chi2",
-            names[worst],
-            float(stats["chi2"][worst]),
-            critical,
-            p_min,
-            scored["window"],
-            batch,
-            row,
-            top,
-            details,
+        found = Finding(
+            kind=kind,
+            detector="chi2",
+            statistic=float(stats["chi2"][worst]),
+            threshold=critical,
+            p_value=p_min,
+            window=scored["window"],
+            row=row,
+            feature=names[worst],
+            top_features=[{"feature": names[i], "score": float(stats["psi"][i])} for i in order[:TOP_FEATURES]],
+            details={
+                "p_threshold": p_thr,
+                "statistics": {names[i]: {k: _round(stats[k][i]) for k in STAT_NAMES} for i in order[:TOP_FEATURES]},
+            },
             versions=scored["versions"],
         )
+        event = self._publish(decision, found, batch)
+        if decision.verdict == "resolve":
+            return [event]
         if kind == "prediction_drift":
             event["drift_impact"], unavailable = self._drift_impact(scored["position"])
             if unavailable is not None:
@@ -1097,19 +1072,10 @@ class ModelMonitor:
         worst = int(np.argmin(scored.p_value))
         p_min = float(scored.p_value[worst])
         strength, bar = -math.log10(max(p_min, 1e-300)), -math.log10(p_thr)
-        firing = self.policy.firing_alert(MULTIVARIATE)
-        decision = self.policy.watch(MULTIVARIATE, strength, bar, scored.position)
+        decision = self._decide(MULTIVARIATE, strength, bar, scored.position)
         if decision is None:
             return []
         size = np.abs(scored.z)
-        critical = normal_critical(p_thr)  # the |z| whose two-sided p-value is p_thr
-        row = int(np.searchsorted(batch.offsets, scored.span["end_offset"]))
-        if decision == "resolve":
-            return [
-                self._resolved(
-                    "fisher_z", firing, float(size[worst]), critical, p_min, scored.span, batch, row, alarm=MULTIVARIATE
-                )
-            ]
         names = scored.names
         by_feature = np.zeros(len(names))
         np.maximum.at(by_feature, scored.first, size)
@@ -1133,22 +1099,18 @@ class ModelMonitor:
                 for k in pairs
             ],
         }
-        return [
-            self._fired(
-                MULTIVARIATE,
-                MULTIVARIATE,
-                "fisher_z",
-                None,
-                float(size[worst]),
-                critical,
-                p_min,
-                scored.span,
-                batch,
-                row,
-                top,
-                details,
-            )
-        ]
+        found = Finding(
+            kind=MULTIVARIATE,
+            detector="fisher_z",
+            statistic=float(size[worst]),
+            threshold=normal_critical(p_thr),  # the |z| whose two-sided p-value is p_thr
+            p_value=p_min,
+            window=scored.span,
+            row=int(np.searchsorted(batch.offsets, scored.span["end_offset"])),
+            top_features=top,
+            details=details,
+        )
+        return [self._publish(decision, found, batch)]
 
     def _data_quality(self, scored: dict, batch: PredictionBatch) -> list[dict]:
         names, q = scored["names"], scored["quality"]
@@ -1165,101 +1127,74 @@ class ModelMonitor:
                     worst = (ratio, detector, names[i], float(rate[i]), bound)
         self._quality = np.array([q[k] for k in QUALITY_RATES], dtype=np.float64)
         strength = worst[0] if worst else 0.0
-        firing = self.policy.firing_alert("data_quality")
-        decision = self.policy.watch("data_quality", strength, 1.0, scored["position"])
+        decision = self._decide("data_quality", strength, 1.0, scored["position"])
         if decision is None:
             return []
-        row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
-        if decision == "resolve":  # every rate has stayed under its bound
-            window, versions = scored["window"], scored["versions"]
-            return [self._resolved("data_quality", firing, strength, 1.0, None, window, batch, row, versions)]
+        window, row = scored["window"], int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
+        if decision.verdict == "resolve":  # every rate has stayed under its bound: the ratio against 1
+            calm = Finding(
+                kind="data_quality",
+                detector="data_quality",
+                statistic=strength,
+                threshold=1.0,
+                p_value=None,
+                window=window,
+                row=row,
+                versions=scored["versions"],
+            )
+            return [self._publish(decision, calm, batch)]
         assert worst is not None  # fired: some rate is over its bound
         _, detector, feature, rate, bound = worst
         most = sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FEATURES]
         quality = self.quality
-        return [
-            self._fired(
-                "data_quality",
-                "data_quality",
-                detector,
-                feature,
-                rate,
-                bound,
-                None,
-                scored["window"],
-                batch,
-                row,
-                [{"feature": f, "score": r} for f, r in most],
-                {"rates": {f: quality[f] for f, _ in most}},
-                versions=scored["versions"],
-            )
-        ]
-
-    def _fired(self, alarm: str, *args, **kwargs) -> dict:
-        """A drift event (``_event``'s arguments) that ``alarm`` fired; noted for its ``drift_resolved``."""
-        event = self._event(*args, **kwargs)
-        self.policy.fired_alert(alarm, event["alert_id"])
-        return event
-
-    def _resolved(
-        self,
-        detector: str,
-        firing: str | None,
-        statistic: float,
-        threshold: float,
-        p_value: float | None,
-        window: dict,
-        batch: PredictionBatch | FeedbackBatch,
-        row: int,
-        versions: dict[str, int] | None = None,
-        start_stream: str | None = None,
-        alarm: str | None = None,
-    ) -> dict:
-        """A ``drift_resolved`` event: the condition ``alarm`` (by default named ``detector``'s kind, see
-        ``policy.ALARM_KIND``) fired as ``firing`` (its alert_id; None from an older snapshot) has gone.
-        ``statistic`` and the window are those of the close that resolved it."""
-        alarm = alarm or detector
-        resolves = {"kind": ALARM_KIND.get(alarm, alarm), "alert_id": firing}
-        return self._event(
-            RESOLVED,
-            detector,
-            None,
-            statistic,
-            threshold,
-            p_value,
-            window,
-            batch,
-            row,
-            [],
-            {"resolves": resolves, "closes_below_rearm": self.policy.resolve_after},
-            versions=versions,
-            start_stream=start_stream,
-            subject=resolves["kind"],
+        found = Finding(
+            kind="data_quality",
+            detector=detector,
+            statistic=rate,
+            threshold=bound,
+            p_value=None,
+            window=window,
+            row=row,
+            feature=feature,
+            top_features=[{"feature": f, "score": r} for f, r in most],
+            details={"rates": {f: quality[f] for f, _ in most}},
+            versions=scored["versions"],
         )
+        return [self._publish(decision, found, batch)]
 
-    def _event(
-        self,
-        kind: str,
-        detector: str,
-        feature: str | None,
-        statistic: float,
-        threshold: float,
-        p_value: float | None,
-        window: dict,
-        batch: PredictionBatch | FeedbackBatch,
-        row: int,
-        top: list[dict],
-        details: dict,
-        versions: dict[str, int] | None = None,
-        start_stream: str | None = None,
-        subject: str | None = None,
-    ) -> dict:
-        """A drift event raised at ``row`` of ``batch``. ``versions``: events per model version in the window
-        (the sketch's rows, or the joined predictions of label-based kinds), whose busiest one the event
-        names, ties broken by name; without them (a snapshot from before they were counted), the row's version.
-        ``start_stream``: the stream of the window's first event, when not the batch's."""
+    def _decide(self, alarm: str, statistic: float, threshold: float, position: int) -> Decision | None:
+        """The policy's word on ``alarm``'s windowed statistic at the sub-window close at ``position``: fire,
+        resolve, or None (nothing to publish: armed and below the threshold, or active and not yet resolved)."""
+        firing = self.policy.firing_alert(alarm)  # before watch: a resolution forgets it
+        verdict = self.policy.watch(alarm, statistic, threshold, position)
+        return None if verdict is None else Decision(verdict, alarm, firing)
+
+    def _publish(self, decision: Decision, found: Finding, batch: PredictionBatch | FeedbackBatch) -> dict:
+        """The event of a decision on ``found``: the drift event (noted as the alarm's firing one, for its
+        ``drift_resolved``), or the ``drift_resolved`` event that says the condition fired as
+        ``decision.firing`` (its alert_id; None from an older snapshot) has gone, with the figures and the
+        window of the close that resolved it."""
+        if decision.verdict == "fire":
+            event = self._event(found, batch)
+            self.policy.fired_alert(decision.alarm, event["alert_id"])
+            return event
+        kind = ALARM_KIND.get(decision.alarm, decision.alarm)
+        resolves = {"kind": kind, "alert_id": decision.firing}
+        details = {"resolves": resolves, "closes_below_rearm": self.policy.resolve_after}
+        calm = replace(
+            found, kind=RESOLVED, feature=None, top_features=[], details=details, subject=kind, change_started_at=None
+        )
+        return self._event(calm, batch)
+
+    def _event(self, found: Finding, batch: PredictionBatch | FeedbackBatch) -> dict:
+        """The drift event of ``found``, raised at its row of ``batch``: the one place events are made.
+
+        It names the busiest model version of ``found.versions`` (ties broken by name), or without them (a
+        snapshot from before they were counted) the row's; and where the change started, the finding's
+        estimate or its window's start (none for a scheduled retrain, which is no change)."""
+        kind, row, details, versions = found.kind, found.row, found.details, found.versions
         self.drift_events[kind] = self.drift_events.get(kind, 0) + 1
-        window = dict(window)
+        window = dict(found.window)
         for key in ("start_time", "end_time"):
             if not isinstance(window[key], str):
                 window[key] = rfc3339(window[key])
@@ -1270,28 +1205,29 @@ class ModelMonitor:
             version = None if busiest == NO_VERSION else busiest
             if len(versions) > 1:  # a window of several versions: each one's count
                 details = {**details, "versions": versions}
-        if start_stream is not None and start_stream != stream:
-            details = {**details, "window_start_stream": start_stream}
+        if found.start_stream is not None and found.start_stream != stream:
+            details = {**details, "window_start_stream": found.start_stream}
         event = drift_event(
             model_id=self.model_id,
             model_version=version,
             kind=kind,
-            detector=detector,
-            feature=feature,
-            statistic=statistic,
-            threshold=threshold,
-            p_value=p_value,
+            detector=found.detector,
+            feature=found.feature,
+            statistic=found.statistic,
+            threshold=found.threshold,
+            p_value=found.p_value,
             window=window,
             stream=stream,
             partition=batch.partition,
-            top_features=top,
-            action=action_for(kind, feature, frozenset(self.model.important_features)),
+            top_features=found.top_features,
+            action=action_for(kind, found.feature, frozenset(self.model.important_features)),
             detected_at=batch.timestamp_values[row],
-            subject=subject,
+            subject=found.subject,
         )  # the triggering event's time, in the form it was written
         event["details"] = {**details, "window_stream": stream}  # the topic the window's offsets count in
-        if kind != "scheduled_retrain":  # a windowed test's estimate of the change's start: its window's start
-            event["change_started_at"] = window["start_time"]  # (concept drift: _concept_drift's own estimate)
+        if kind != "scheduled_retrain":
+            started = found.change_started_at
+            event["change_started_at"] = window["start_time"] if started is None else started
         return event
 
     def _retrain_fields(self, events: list[dict], batch: PredictionBatch | FeedbackBatch) -> list[dict]:

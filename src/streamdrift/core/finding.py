@@ -1,0 +1,73 @@
+"""What a detector found: the one type a monitor's detectors hand to the code that makes drift events.
+
+A detector measures (a window's chi-square, a degradation test's bound, the concept chart's statistic) and
+says what it found as a ``Finding``: the kind of event it would raise, the test and its figures, the window
+and the batch row that raised it. ``ModelMonitor`` turns findings into drift events in one place
+(``_event``), and a windowed kind's finding goes through the policy first (``_decide``, then ``_publish``:
+fire, stay quiet, or resolve).
+
+Examples
+--------
+>>> found = Finding(
+...     kind="data_drift", detector="chi2", statistic=31.5, threshold=20.1, p_value=1e-6,
+...     window={"start_time": 10.0, "end_time": 20.0, "count": 500, "start_offset": 0, "end_offset": 499},
+...     row=499, feature="income",
+... )
+>>> found.feature, found.top_features, found.subject
+('income', [], None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A drift event's content before it is an event.
+
+    Parameters
+    ----------
+    kind
+        The event's kind (``data_drift``, ``performance_degradation``, ``rebaselined``...).
+    detector
+        The test that measured (``chi2``, ``accuracy``, ``cusum``...).
+    statistic, threshold, p_value
+        The test's figures: the statistic, the value it is compared with, its p-value if it has one.
+    window
+        The events the test covers: ``start_time`` and ``end_time`` (epoch seconds, or as written),
+        ``count``, ``start_offset`` and ``end_offset``.
+    row
+        The row of the batch that raised it: its offset, event time and model version.
+    feature
+        The feature whose test fired, if one did.
+    top_features
+        The features ranked by how much they moved, ``{"feature", "score"}`` each.
+    details
+        The kind's own statistics.
+    versions
+        Events per model version in the window; the event names the busiest one.
+    start_stream
+        The stream of the window's first event, where it may not be the batch's.
+    subject
+        For news (``drift_resolved``, ``rebaselined``): the kind it is about.
+    change_started_at
+        An estimate of where the change began (concept drift's chart); None: the window's start.
+    """
+
+    kind: str
+    detector: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    window: Mapping[str, Any]
+    row: int
+    feature: str | None = None
+    top_features: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, int] | None = None
+    start_stream: str | None = None
+    subject: str | None = None
+    change_started_at: object = None
