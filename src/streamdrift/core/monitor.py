@@ -4,7 +4,8 @@ How a batch becomes drift events: each detector (a sketch's windows, the degrada
 concept detector, the schedule) measures and says what it found as a ``finding.Finding``; a windowed kind's
 finding goes through the policy (``_decide``: fire, resolve or nothing; then ``_publish``), and ``_event``,
 the one place drift events are made, turns it into the event. Then one pass over the batch's events in
-stream order (``_retrain_fields``) spends the retrain budget and gives ``retrain`` events their training window.
+stream order (``retrain_fields.RetrainFields``) spends the retrain budget and gives ``retrain`` events their
+training window.
 
 A monitor consumes whole columnar batches (``records.PredictionBatch`` and
 ``records.FeedbackBatch``) and returns drift events. It holds
@@ -53,7 +54,6 @@ from streamdrift.core import reference
 from streamdrift.core.attribution import AbsoluteMeans
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
-from streamdrift.core.decode import event_seconds
 from streamdrift.core.finding import Finding
 from streamdrift.core.join import Joined
 from streamdrift.core.join_bulk import BulkFeedbackJoin
@@ -83,11 +83,11 @@ from streamdrift.core.policy import (
     rfc3339,
 )
 from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch
+from streamdrift.core.retrain_fields import RetrainFields
 from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION, StreamSketch
 from streamdrift.core.stats import chi2_critical, normal_critical
 from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
 
-MAX_QUALITY_STRETCHES = 16  # data_quality conditions a model remembers for its retrain events' training windows
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
 MULTIVARIATE = "multivariate_drift"
 TOP_PAIRS = 5  # pairs a multivariate_drift event details
@@ -199,13 +199,6 @@ class ModelMonitor:
         # rebaseline: kind -> [offset, event time] of the first row of the reference being learnt (None: to come)
         self.relearning: dict[str, list | None] = {}
         self.change_from: list = []  # per concept chart: event time (as written) its current excursion began
-        # retrain events' training windows: [start, end or None while active, reason] of the latest data_quality
-        # conditions (event-time seconds), and the event-time range of the features' current reference
-        self.quality_stretches: list[list] = []
-        self.reference_times: list | None = None  # [first, last, "warm-up" | "rebaseline"]
-        self.warmup_times: list[float] | None = None  # the event-time range of the warm-up's rows so far
-        # set by a batch that completes the warm-up, for the stream-order pass: (its last row's offset, range)
-        self._reference_at: tuple[int, list] | None = None
         self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         # the features' sketch keeps the model's scores per bin: a prediction_drift event's drift_impact
         self.features = self._sketch(s.max_features, state and state["features"], scored=True)
@@ -238,9 +231,11 @@ class ModelMonitor:
         )
         self.policy = AlertPolicy(s.cooldown_events, resolve_after=self.resolve_after)
         budget = self.model.retrain_budget or s.retrain_budget
-        self.retrain_budget = (
+        ledger = (
             RetrainLedger(budget.max_retrains, budget.period_s, budget.min_interval_s) if budget is not None else None
         )
+        # the retrain budget, and what retrain events' training and reference windows are made from
+        self.retraining = RetrainFields(ledger, profile=self.profile is not None)
         self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
@@ -328,6 +323,10 @@ class ModelMonitor:
         self._report_json = bytes(memoryview(orjson.dumps(report, option=orjson.OPT_SORT_KEYS)))
 
     @property
+    def retrain_budget(self) -> RetrainLedger | None:
+        return self.retraining.ledger
+
+    @property
     def reference_source(self) -> str:
         return "profile" if self.profile is not None else "warm-up"
 
@@ -341,13 +340,8 @@ class ModelMonitor:
         self.last_version = batch.model_versions[-1]
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
         warmup = self.settings.reference_size - (self.predictions_total - len(batch))
-        if self.profile is None and warmup > 0:  # rows of the features' warm-up: their event-time range
-            times = batch.timestamps[:warmup]
-            low, high = float(np.minimum.reduce(times)), float(np.maximum.reduce(times))
-            known = self.warmup_times or [low, high]
-            self.warmup_times = [min(known[0], low), max(known[1], high)]
-            if warmup <= len(batch):  # the reference is complete at that row: retrain events from it on name it
-                self._reference_at = (int(batch.offsets[warmup - 1]), [*self.warmup_times, "warm-up"])
+        if self.profile is None and warmup > 0:  # rows of the features' warm-up
+            self.retraining.note_warmup(batch, warmup)
         events = []
         self._impacts = {}
         if self.multivariate is not None:  # before the features' sketch: it may take the counts of its warm-up
@@ -379,7 +373,7 @@ class ModelMonitor:
         events += self._graded(graded, batch)
         if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
-        return self._latest(self._retrain_fields(_in_stream_order(events), batch))
+        return self._latest(self.retraining.fill(_in_stream_order(events), batch))
 
     def _sketch_events(
         self,
@@ -566,7 +560,7 @@ class ModelMonitor:
             batch.values,
         )
         events += self._graded(graded, batch)
-        return self._latest(self._retrain_fields(_in_stream_order(events), batch))
+        return self._latest(self.retraining.fill(_in_stream_order(events), batch))
 
     def _graded(self, graded: Joined, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
         """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
@@ -1230,66 +1224,6 @@ class ModelMonitor:
             event["change_started_at"] = window["start_time"] if started is None else started
         return event
 
-    def _retrain_fields(self, events: list[dict], batch: PredictionBatch | FeedbackBatch) -> list[dict]:
-        """A batch's events in stream order (so where the batches end never matters): note where data_quality
-        conditions begin and end and where the features' reference came from; spend the retrain budget on
-        ``retrain`` events at the event time of the row that raised each (one over it keeps its kind and
-        statistics but becomes ``investigate``, with a ``budget`` field); give every ``retrain`` event left
-        its ``training_window`` and ``reference_window``."""
-        for event in events:
-            kind = event["kind"]
-            if self._reference_at is not None and event["window"]["end_offset"] >= self._reference_at[0]:
-                self.reference_times, self._reference_at = self._reference_at[1], None
-            if kind == "data_quality":
-                reason = f"data_quality: {event['detector']} of {event['feature']}"
-                self.quality_stretches.append([event_seconds(event["window"]["start_time"]), None, reason])
-                del self.quality_stretches[:-MAX_QUALITY_STRETCHES]
-            elif kind == RESOLVED and event["details"]["resolves"]["kind"] == "data_quality":
-                for stretch in self.quality_stretches:
-                    if stretch[1] is None:
-                        stretch[1] = event_seconds(event["window"]["end_time"])
-            elif kind == REBASELINED and event["details"]["rebaselines"]["kind"] == "data_drift":
-                window = event["window"]
-                first, last = event_seconds(window["start_time"]), event_seconds(window["end_time"])
-                self.reference_times = [first, last, "rebaseline"]
-            if event["action"] != "retrain":
-                continue
-            row = int(np.searchsorted(batch.offsets, event["window"]["end_offset"]))  # the raising row
-            at = float(batch.timestamps[row])
-            over = self.retrain_budget.spend(at) if self.retrain_budget is not None else None
-            if over is not None:
-                event["action"] = "investigate"
-                event["budget"] = {**over, "next_allowed_at": rfc3339(over["next_allowed_at"])}
-                continue
-            event["training_window"] = self._training_window(event, at)
-            event["reference_window"] = self._reference_window()
-        if self._reference_at is not None:
-            self.reference_times, self._reference_at = self._reference_at[1], None
-        return events
-
-    def _training_window(self, event: dict, end: float) -> dict:
-        """The data a retrain should learn from: from the change's estimated start (``change_started_at``,
-        else the window's start) to the event, without the stretches where a data_quality condition was
-        active (from its event's window start to its ``drift_resolved``, or the event if still active)."""
-        start = min(event_seconds(event.get("change_started_at", event["window"]["start_time"])), end)
-        exclude = []
-        for first, last, reason in self.quality_stretches:
-            first, last = max(first, start), min(end if last is None else last, end)
-            if first <= last:
-                exclude.append({"start_time": rfc3339(first), "end_time": rfc3339(last), "reason": reason})
-        return {"start_time": rfc3339(start), "end_time": rfc3339(end), "exclude": exclude}
-
-    def _reference_window(self) -> dict:
-        """The events the features' current reference came from: ``source`` warm-up or rebaseline, with their
-        event-time range; ``profile`` (from outside the stream), ``none`` (the warm-up is not complete) or
-        ``unknown`` (a snapshot from before they were noted), without."""
-        if self.reference_times is None:
-            return {"source": "profile" if self.profile is not None else "none"}
-        first, last, source = self.reference_times
-        if first is None:
-            return {"source": source}
-        return {"source": source, "start_time": rfc3339(first), "end_time": rfc3339(last)}
-
     def _latest(self, events: list[dict]) -> list[dict]:
         """Note the last of a batch's drift events, in stream order (not the order the checks raised them,
         which depends on how the two topics' batches interleave)."""
@@ -1376,9 +1310,6 @@ class ModelMonitor:
             "concept_versions": self.concept_versions,
             "relearning": self.relearning,
             "change_from": self.change_from,
-            "quality_stretches": self.quality_stretches,
-            "reference_times": self.reference_times,
-            "warmup_times": self.warmup_times,
             "drift_events": self.drift_events,
             "quality": self._quality.copy(),
             "features": self.features.state(),
@@ -1389,7 +1320,6 @@ class ModelMonitor:
             "multivariate": self.multivariate.state() if self.multivariate is not None else None,
             "concept": self.concept.state(),
             "policy": self.policy.state(),
-            "retrain_budget": self.retrain_budget.state() if self.retrain_budget is not None else None,
             "task": self.task,
             "join": self.join.state(),
             "performance": self.performance.state() if self.performance else None,
@@ -1398,6 +1328,7 @@ class ModelMonitor:
             "versions": self.versions.state(),
             "degradation": self.degradation.state(),
             "segments": self.segments.state() if self.segments is not None else None,
+            **self.retraining.state(),
             **self._business_state(),
         }
 
@@ -1444,19 +1375,12 @@ class ModelMonitor:
         monitor.concept_versions = dict(state.get("concept_versions", {}))
         monitor.relearning = {k: list(v) if v else None for k, v in state.get("relearning", {}).items()}
         monitor.change_from = list(state.get("change_from", []))  # none before issue 22: the window's start
-        # none before issue 23: no data_quality stretch known, the reference's events unknown
-        monitor.quality_stretches = [list(q) for q in state.get("quality_stretches", [])]
-        monitor.reference_times = list(state["reference_times"]) if state.get("reference_times") else None
-        if "reference_times" not in state and monitor.features.ready and profile is None:
-            monitor.reference_times = [None, None, "unknown"]  # a warm-up reference whose events were not noted
-        monitor.warmup_times = list(state["warmup_times"]) if state.get("warmup_times") else None
+        monitor.retraining.load_state(state, reference_ready=monitor.features.ready)
         monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
         if monitor.multivariate is not None and state.get("multivariate") is not None:
             monitor.multivariate.load_state(state["multivariate"])  # none: turned on since, it learns from here
         monitor.concept.load_state(state["concept"])
         monitor.policy.load_state(state["policy"])
-        if monitor.retrain_budget is not None and state.get("retrain_budget"):  # none before budgets: empty
-            monitor.retrain_budget.load_state(state["retrain_budget"])
         monitor.task = state["task"]
         monitor.join.load_state(state["join"])
         if state["performance"] is not None:
