@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from streamdrift.core.metrics.degradation import Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +73,52 @@ class Finding:
     start_stream: str | None = None
     subject: str | None = None
     change_started_at: object = None
+
+
+class Watched(NamedTuple):
+    """A windowed test's finding at a sub-window close, for the policy to decide on (``ModelMonitor._watched``):
+    ``alarm`` fires when ``statistic`` is over ``threshold``, and resolves once it stays below the re-arm level.
+
+    ``action``, if given, replaces the policy's on the fired event (an estimate only asks to ``investigate``).
+    """
+
+    alarm: str
+    statistic: float
+    threshold: float
+    position: int
+    found: Finding
+    action: str | None = None
+
+
+def degradation_watch(
+    verdict: Verdict,
+    *,
+    alarm: str,
+    detector: str,
+    alpha: float,
+    position: int,
+    window: Mapping[str, Any],
+    row: int,
+    details: dict[str, Any],
+    versions: dict[str, int] | None = None,
+    start_stream: str | None = None,
+    action: str | None = None,
+) -> Watched:
+    """A one-sided degradation test's ``verdict`` (accuracy or MAE, cost, expected cost) at the close of the window
+    at ``position``, as the policy watches it: a ``performance_degradation`` finding.
+
+    1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm level
+    (p > 0.2) only once the metric has recovered, not on a window that is merely less sure."""
+    found = Finding(
+        kind="performance_degradation",
+        detector=detector,
+        statistic=verdict.statistic,
+        threshold=verdict.threshold,
+        p_value=verdict.p_value,
+        window=window,
+        row=row,
+        details=details,
+        versions=versions,
+        start_stream=start_stream,
+    )
+    return Watched(alarm, 1 - verdict.p_value, 1 - alpha, position, found, action)

@@ -52,9 +52,10 @@ from numpy.typing import NDArray
 
 from streamdrift.core import reference
 from streamdrift.core.attribution import AbsoluteMeans
+from streamdrift.core.business import BusinessMetrics
 from streamdrift.core.concept import make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
-from streamdrift.core.finding import Finding
+from streamdrift.core.finding import Finding, Watched, degradation_watch
 from streamdrift.core.join import Joined
 from streamdrift.core.join_bulk import BulkFeedbackJoin
 from streamdrift.core.metrics import (
@@ -63,12 +64,11 @@ from streamdrift.core.metrics import (
     DegradationTest,
     RegressionMetrics,
     SegmentMetrics,
-    Verdict,
     VersionComparison,
     infer_task,
     label_keys,
 )
-from streamdrift.core.metrics.cost import CostMetrics, ExpectedCost, expected_costs, matrix_costs
+from streamdrift.core.metrics.cost import matrix_costs
 from streamdrift.core.metrics.regression import counted_rows
 from streamdrift.core.multivariate import CorrelationDrift, WindowScore
 from streamdrift.core.policy import (
@@ -239,23 +239,7 @@ class ModelMonitor:
         self.join = BulkFeedbackJoin(s.join_ttl_s, s.join_max_pending, s.join_max_pending_bytes)
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.cbpe = CBPE(s.window_size, s.subwindows)
-        # business metrics: made when the model declares a cost, or at the first value feedback carries
-        self.cost: CostMetrics | None = None
-        matrix = self.model.cost_matrix
-        self.expected_cost = ExpectedCost(s.window_size, s.subwindows) if matrix is not None else None
-        tolerance = self.model.cost_tolerance
-        self.cost_degradation = (
-            DegradationTest(tolerance, s.degradation_alpha, higher_is_better=False, proportion=False)
-            if tolerance is not None
-            else None
-        )
-        # the same test on the expected cost from scores, and where its sub-windows began: [position, offset, time]
-        self.expected_degradation = (
-            DegradationTest(tolerance, s.degradation_alpha, higher_is_better=False, proportion=False)
-            if tolerance is not None and self.expected_cost is not None
-            else None
-        )
-        self.expected_marks: list[list] = []
+        self.business = BusinessMetrics(s, self.model)  # cost and value, expected cost, and their tests
         self.versions = VersionComparison(s.window_size, s.subwindows, s.max_versions, alpha=s.degradation_alpha)
         self.segments = (
             SegmentMetrics(
@@ -365,8 +349,9 @@ class ModelMonitor:
         scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
         if len(scored_rows):
             self.cbpe.update(scored_rows)
-        if self.expected_cost is not None:
-            events += self._expect_cost(batch)
+        if self.business.expected_cost is not None:
+            for watched in self.business.expect(batch):
+                events += self._watched(watched, batch)
         graded = self.join.add_predictions(
             batch.event_ids, batch.timestamps, batch.predictions, batch.scores, batch.model_versions, batch.segments
         )
@@ -595,7 +580,7 @@ class ModelMonitor:
         else:
             counted = counted_rows(graded.labels, graded.predictions)
             self._mark_subwindows(performance, counted, batch, rows)
-            events += self._business(graded, counted, self._regression_costs(graded, counted), batch, rows)
+            events += self._business(graded, counted, self.business.regression_costs(graded, counted), batch, rows)
             versions = [graded.versions[i] for i in counted.tolist()]
             unjudged = np.zeros(len(counted), dtype=bool)  # regression: versions are counted, not compared
             done = 0
@@ -609,66 +594,6 @@ class ModelMonitor:
         del self.subwindow_marks[: -(self.settings.subwindows + 1)]  # the window's start is among these
         return events
 
-    def _expect_cost(self, batch: PredictionBatch) -> list[dict]:
-        """The expected cost of the batch's scored predictions (the window's estimate before labels come),
-        and with ``cost_tolerance`` its degradation test at each window's close."""
-        matrix, expected = self.model.cost_matrix, self.expected_cost
-        assert expected is not None and matrix is not None  # made for models with a cost matrix
-        positive = str(label_keys([self.model.positive_label])[0])
-        costs = expected_costs(matrix, label_keys(batch.predictions), batch.scores, batch.class_scores, positive)
-        scored = np.flatnonzero(~np.isnan(costs))
-        for j in range((-expected.rows) % expected.slot_size, len(scored), expected.slot_size):
-            row = int(scored[j])  # the first scored prediction of a sub-window
-            self.expected_marks.append([expected.rows + j, int(batch.offsets[row]), float(batch.timestamps[row])])
-        events = []
-        for w in expected.update(costs):
-            events += self._expected_cost_check(w, batch)
-        del self.expected_marks[: -(self.settings.subwindows + 1)]  # the next window's start is among these
-        return events
-
-    def _expected_cost_check(self, window: dict, batch: PredictionBatch) -> list[dict]:
-        """A performance_degradation event (detector ``expected_cost``) when the window's expected cost from
-        scores is surely above the first window's by more than ``cost_tolerance``: the cost test in CBPE
-        terms, before the labels come. An estimate, which holds only as far as the scores are calibrated:
-        its action is ``investigate``, never a retrain."""
-        test = self.expected_degradation
-        if test is None or window["std_error"] is None:
-            return []
-        verdict = test.check(window["estimate"], window["rows"], window["std_error"])
-        if verdict is None:
-            return []
-        row = window["row"]
-        start = next((m[1:] for m in self.expected_marks if m[0] == window["position"] - window["rows"]), None)
-        start_offset, start_time = (
-            start if start is not None else (int(batch.offsets[row]), float(batch.timestamps[row]))
-        )
-        at = {
-            "start_time": start_time,
-            "end_time": float(batch.timestamps[row]),
-            "count": window["rows"],
-            "start_offset": start_offset,
-            "end_offset": int(batch.offsets[row]),
-        }
-        details = {
-            "metric": "expected_cost",
-            "reference": verdict.reference,
-            "confidence_bound": verdict.bound,
-            "tolerance": self.model.cost_tolerance,
-        }
-        return self._degradation_event(
-            "expected_cost", "expected_cost", verdict, window["position"], at, batch, row, details, action="investigate"
-        )
-
-    def _regression_costs(self, graded: Joined, counted: np.ndarray) -> np.ndarray:
-        """``cost_per_unit_error`` times the absolute error of the counted pairs (numbers both); NaN without it."""
-        per_unit = self.model.cost_per_unit_error
-        if per_unit is None:
-            return np.full(len(counted), np.nan)
-        picked = counted.tolist()
-        truth = np.array([graded.labels[i] for i in picked], dtype=np.float64)
-        predicted = np.array([graded.predictions[i] for i in picked], dtype=np.float64)
-        return per_unit * np.abs(truth - predicted)
-
     def _business(
         self,
         graded: Joined,
@@ -677,49 +602,15 @@ class ModelMonitor:
         batch: PredictionBatch | FeedbackBatch,
         rows: np.ndarray,
     ) -> list[dict]:
-        """Cost and value of the graded pairs the metrics count (``counted``, their indices; ``costs`` theirs,
-        NaN where none), before the metrics count them: so their windows close at the same rows. A model
-        that declares no cost starts counting at its first value, as if from the start (no value before)."""
-        values = graded.values[counted] if len(graded.values) else np.full(len(counted), np.nan)
-        if self.cost is None:
-            declared = self.model.cost_matrix is not None or self.model.cost_per_unit_error is not None
-            if not declared and bool(np.isnan(values).all()):
-                return []
-            s = self.settings
-            self.cost = CostMetrics(s.window_size, s.subwindows, s.max_versions)
-            assert self.performance is not None  # started by the graded pairs
-            self.cost.rows = self.performance.rows  # aligned with the metrics' windows
-        versions = [graded.versions[i] for i in counted.tolist()]
-        events = []
-        for w in self.cost.update(versions, costs, values):
-            events += self._cost_check(w, batch, int(rows[counted[w["row"]]]))
+        """The business metrics count the graded pairs the metrics count (``counted``; ``costs`` theirs), before
+        the metrics do, so that their windows close at the same rows; their cost test at each close."""
+        assert self.performance is not None  # started by the graded pairs
+        events: list[dict] = []
+        for watched in self.business.grade(
+            graded, counted, costs, rows, self.performance.rows, lambda w, row: self._labelled_window(w, batch, row)
+        ):
+            events += self._watched(watched, batch)
         return events
-
-    def _cost_check(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> list[dict]:
-        """A performance_degradation event (detector ``cost``) when the window's mean cost is surely above the
-        reference's (the first window's) by more than ``cost_tolerance``: the accuracy test, one-sided, on
-        the mean cost with its standard error."""
-        report = window["report"]
-        if self.cost_degradation is None or report["cost"] is None or report["cost_se"] is None:
-            return []
-        verdict = self.cost_degradation.check(report["cost"], report["costed"], report["cost_se"])
-        if verdict is None:  # the first window sets the reference
-            return []
-        at, start_stream = self._labelled_window(window, batch, row)
-        versions = {v: r["rows"] for v, r in report["versions"].items()}  # as of the closing row
-        details = {
-            "metric": "cost",
-            "reference": verdict.reference,
-            "confidence_bound": verdict.bound,
-            "tolerance": self.model.cost_tolerance,
-            "costed": report["costed"],
-            "cost_per_version": {v: r["cost"] for v, r in report["versions"].items() if r["cost"] is not None},
-        }
-        if self.expected_cost is not None:
-            details["expected_cost"] = self.expected_cost.estimate("window")  # of the latest predictions
-        return self._degradation_event(
-            "cost", "cost", verdict, window["position"], at, batch, row, details, versions, start_stream
-        )
 
     def _position(self, batch: PredictionBatch | FeedbackBatch, row: int) -> list:
         """Where a batch row is: [stream, offset, event time] (a drift event's window names such places)."""
@@ -736,7 +627,7 @@ class ModelMonitor:
         for j in range(first, len(counted), slot):
             self.subwindow_marks.append([performance.rows + j, *self._position(batch, int(rows[counted[j]]))])
 
-    def _labelled_window(self, window: dict, batch: PredictionBatch | FeedbackBatch, row: int) -> tuple[dict, str]:
+    def _labelled_window(self, window: Mapping, batch: PredictionBatch | FeedbackBatch, row: int) -> tuple[dict, str]:
         """The window of a metric window's drift event: its first and last labelled events, and their count;
         and the stream of the first (the last is the batch's)."""
         start = window["position"] - window["report"]["rows"]
@@ -812,58 +703,19 @@ class ModelMonitor:
         }
         if self.task == "classification":
             details["version_comparison"] = self.versions.report("window")
-        return self._degradation_event(
-            "performance_degradation",
-            metric,
+        watched = degradation_watch(
             verdict,
-            window["position"],
-            at,
-            batch,
-            row,
-            details,
-            self._window_versions(),
-            start_stream,
-        )
-
-    def _degradation_event(
-        self,
-        alarm: str,
-        detector: str,
-        verdict: Verdict,
-        position: int,
-        at: dict,
-        batch: PredictionBatch | FeedbackBatch,
-        row: int,
-        details: dict,
-        versions: dict[str, int] | None = None,
-        start_stream: str | None = None,
-        action: str | None = None,
-    ) -> list[dict]:
-        """The policy's watch over a one-sided degradation test (accuracy or MAE, cost, expected cost) at the
-        close of a window at ``position``: a ``drift_resolved`` event, a ``performance_degradation`` event
-        (with ``details``, and ``action`` in place of the policy's if given), or none.
-
-        1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm level
-        (p > 0.2) only once the metric has recovered, not on a window that is merely less sure."""
-        decision = self._decide(alarm, 1 - verdict.p_value, 1 - self.settings.degradation_alpha, position)
-        if decision is None:
-            return []
-        found = Finding(
-            kind="performance_degradation",
-            detector=detector,
-            statistic=verdict.statistic,
-            threshold=verdict.threshold,
-            p_value=verdict.p_value,
+            alarm="performance_degradation",
+            detector=metric,
+            alpha=self.settings.degradation_alpha,
+            position=window["position"],
             window=at,
             row=row,
             details=details,
-            versions=versions,
+            versions=self._window_versions(),
             start_stream=start_stream,
         )
-        event = self._publish(decision, found, batch)
-        if action is not None and decision.verdict == "fire":
-            event["action"] = action
-        return [event]
+        return self._watched(watched, batch)
 
     def observe_errors(
         self, errors: np.ndarray, batch: PredictionBatch | FeedbackBatch, rows: np.ndarray, versions: list
@@ -1163,6 +1015,16 @@ class ModelMonitor:
         verdict = self.policy.watch(alarm, statistic, threshold, position)
         return None if verdict is None else Decision(verdict, alarm, firing)
 
+    def _watched(self, watched: Watched, batch: PredictionBatch | FeedbackBatch) -> list[dict]:
+        """The event the policy's decision on a ``Watched`` finding raises: one, or none."""
+        decision = self._decide(watched.alarm, watched.statistic, watched.threshold, watched.position)
+        if decision is None:
+            return []
+        event = self._publish(decision, watched.found, batch)
+        if watched.action is not None and decision.verdict == "fire":
+            event["action"] = watched.action
+        return [event]
+
     def _publish(self, decision: Decision, found: Finding, batch: PredictionBatch | FeedbackBatch) -> dict:
         """The event of a decision on ``found``: the drift event (noted as the alarm's firing one, for its
         ``drift_resolved``), or the ``drift_resolved`` event that says the condition fired as
@@ -1274,21 +1136,10 @@ class ModelMonitor:
             retrain_budget_remaining=(
                 self.retrain_budget.remaining(self.last_event_time) if self.retrain_budget is not None else None
             ),
-            business=self._business_summary(),
+            business=self.business.summary(),
             score_impact=self.features.last_impact,  # replaced, never mutated: no copy needed
             score_change=self.features.last_score_change,
         )
-
-    def _business_summary(self) -> dict | None:
-        """Cost and value, windowed and cumulative; the expected cost from scores; the cost test's reference."""
-        if self.cost is None and self.expected_cost is None:
-            return None
-        return {
-            "window": self.cost.report("window") if self.cost is not None else {},
-            "cumulative": self.cost.report("cumulative") if self.cost is not None else {},
-            "expected_cost": self.expected_cost.estimate("window") if self.expected_cost is not None else None,
-            "reference_cost": self.cost_degradation.reference_value if self.cost_degradation is not None else None,
-        }
 
     def quarantine(self, error: str, where: str, topic: str) -> None:
         """Freeze this monitor: processing a batch of ``topic`` raised ``error`` at ``where``."""
@@ -1329,22 +1180,8 @@ class ModelMonitor:
             "degradation": self.degradation.state(),
             "segments": self.segments.state() if self.segments is not None else None,
             **self.retraining.state(),
-            **self._business_state(),
+            **self.business.state(),
         }
-
-    def _business_state(self) -> dict:
-        """The business metrics' state, under ``cost``; nothing for a model without them, whose snapshot
-        is then the same bytes as before they existed."""
-        parts = {
-            "metrics": self.cost.state() if self.cost is not None else None,
-            "expected": self.expected_cost.state() if self.expected_cost is not None else None,
-            "degradation": self.cost_degradation.state() if self.cost_degradation is not None else None,
-            "expected_degradation": (
-                self.expected_degradation.state() if self.expected_degradation is not None else None
-            ),
-            "expected_marks": self.expected_marks if self.expected_cost is not None else None,
-        }
-        return {"cost": parts} if any(part is not None for part in parts.values()) else {}
 
     @classmethod
     def from_state(
@@ -1392,18 +1229,7 @@ class ModelMonitor:
         monitor.degradation.load_state(state["degradation"])
         if monitor.segments is not None and state["segments"] is not None:
             monitor.segments.load_state(state["segments"])
-        business = state.get("cost") or {}  # none before business metrics, or for a model without them
-        if business.get("metrics") is not None:
-            s = monitor.settings
-            monitor.cost = CostMetrics(s.window_size, s.subwindows, s.max_versions)
-            monitor.cost.load_state(business["metrics"])
-        if monitor.expected_cost is not None and business.get("expected") is not None:
-            monitor.expected_cost.load_state(business["expected"])
-        if monitor.cost_degradation is not None and business.get("degradation") is not None:
-            monitor.cost_degradation.load_state(business["degradation"])
-        if monitor.expected_degradation is not None and business.get("expected_degradation") is not None:
-            monitor.expected_degradation.load_state(business["expected_degradation"])
-        monitor.expected_marks = [list(m) for m in business.get("expected_marks") or []]
+        monitor.business.load_state(state)
         return monitor
 
 
