@@ -108,7 +108,17 @@ def degradation_watch(
     at ``position``, as the policy watches it: a ``performance_degradation`` finding.
 
     1 - p exceeds 1 - alpha exactly when the window is degraded; it falls back under the re-arm level
-    (p > 0.2) only once the metric has recovered, not on a window that is merely less sure."""
+    (p > 0.2) only once the metric has recovered, not on a window that is merely less sure.
+
+    >>> verdict = Verdict(degraded=True, statistic=0.81, threshold=0.85, p_value=0.001, bound=0.83, reference=0.9)
+    >>> window = {"start_time": 10.0, "end_time": 20.0, "count": 500, "start_offset": 0, "end_offset": 499}
+    >>> watched = degradation_watch(
+    ...     verdict, alarm="performance_degradation", detector="accuracy", alpha=0.01, position=5000,
+    ...     window=window, row=499, details={"metric": "accuracy"},
+    ... )
+    >>> round(watched.statistic, 6), round(watched.threshold, 6), watched.found.kind, watched.found.statistic
+    (0.999, 0.99, 'performance_degradation', 0.81)
+    """
     found = Finding(
         kind="performance_degradation",
         detector=detector,
