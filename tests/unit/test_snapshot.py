@@ -133,7 +133,7 @@ def test_restored_monitors_own_their_arrays(tmp_path, demo):
         *(c.edges for c in sketch.columns),
         *(c.ref_counts for c in sketch.columns),
         restored.performance.histograms,
-        restored._quality,
+        restored.quality_rates,
     ]
     assert not any(np.shares_memory(a, raw) for a in held)
     assert sketch.ring.flags.writeable and sketch.ring.dtype == np.uint8  # 100-row sub-windows, summed as int64

@@ -50,7 +50,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from streamdrift.core import reference
+from streamdrift.core import monitor_state, reference
 from streamdrift.core.attribution import AbsoluteMeans
 from streamdrift.core.business import BusinessMetrics
 from streamdrift.core.concept import make_detector
@@ -199,7 +199,7 @@ class ModelMonitor:
         # rebaseline: kind -> [offset, event time] of the first row of the reference being learnt (None: to come)
         self.relearning: dict[str, list | None] = {}
         self.change_from: list = []  # per concept chart: event time (as written) its current excursion began
-        self._quality = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
+        self.quality_rates = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         # the features' sketch keeps the model's scores per bin: a prediction_drift event's drift_impact
         self.features = self._sketch(s.max_features, state and state["features"], scored=True)
         # the explained changes of the features' windows scored in the batch being observed, by position
@@ -253,8 +253,8 @@ class ModelMonitor:
             if self.model.segment_attributes
             else None
         )
-        self.degradation = self._degradation_test()
-        self._report_json = b"{}"  # the latest window's performance report, encoded (see performance_report)
+        self.degradation = self.degradation_test()
+        self.performance_report_json = b"{}"  # the latest window's report, encoded (see performance_report)
         if self.profile is not None and state is None:
             for sketch, part in ((self.features, "features"), (self.outputs, "outputs"), (self.labels, "labels")):
                 if self.profile[part]:
@@ -271,7 +271,7 @@ class ModelMonitor:
         slot = s.window_size // s.subwindows
         return max(s.subwindows, -(-s.cooldown_events // slot))
 
-    def _degradation_test(self) -> DegradationTest:
+    def degradation_test(self) -> DegradationTest:
         """Accuracy (or MAE) against the profile's value, or the first window's."""
         s = self.settings
         if self.task == "regression":
@@ -282,11 +282,11 @@ class ModelMonitor:
         reference = 1 - metrics["error_rate"] if metrics else None
         return DegradationTest(s.degradation_tolerance, s.degradation_alpha, reference=reference)
 
-    def _start_performance(self, labels: list, predictions: list) -> ClassificationMetrics | RegressionMetrics:
+    def start_performance(self, labels: list, predictions: list) -> ClassificationMetrics | RegressionMetrics:
         """Metrics for the task: configured, or inferred from the first graded predictions."""
         if self.task is None:
             self.task = infer_task(labels, predictions)
-            self.degradation = self._degradation_test()
+            self.degradation = self.degradation_test()
         s = self.settings
         self.performance = (
             ClassificationMetrics(s.window_size, s.subwindows, s.score_bins, positive_label=self.model.positive_label)
@@ -299,12 +299,12 @@ class ModelMonitor:
     def performance_report(self) -> dict:
         """The latest window's performance report. Kept encoded: it changes once a window and is
         read by every checkpoint and every scrape of /status, and bytes are a third of the dict's memory."""
-        return orjson.loads(self._report_json)
+        return orjson.loads(self.performance_report_json)
 
     @performance_report.setter
     def performance_report(self, report: dict) -> None:
         # a copy: orjson's own result keeps its whole 4-8 KiB output buffer allocated
-        self._report_json = bytes(memoryview(orjson.dumps(report, option=orjson.OPT_SORT_KEYS)))
+        self.performance_report_json = bytes(memoryview(orjson.dumps(report, option=orjson.OPT_SORT_KEYS)))
 
     @property
     def retrain_budget(self) -> RetrainLedger | None:
@@ -554,7 +554,7 @@ class ModelMonitor:
         # the batch row that completed each pair, for offsets and event times of drift events
         index = dict(zip(batch.event_ids, range(len(batch))))  # a repeated id: its last row, as before
         rows = np.fromiter(map(index.__getitem__, graded.event_ids), dtype=np.int64, count=len(graded))
-        performance = self.performance or self._start_performance(graded.labels, graded.predictions)
+        performance = self.performance or self.start_performance(graded.labels, graded.predictions)
         events: list[dict] = []
         if isinstance(performance, ClassificationMetrics):
             truth, predicted = label_keys(graded.labels), label_keys(graded.predictions)  # once, for all below
@@ -971,7 +971,7 @@ class ModelMonitor:
                 ranked[names[i]] = max(ranked.get(names[i], 0.0), ratio)
                 if worst is None or ratio > worst[0]:
                     worst = (ratio, detector, names[i], float(rate[i]), bound)
-        self._quality = np.array([q[k] for k in QUALITY_RATES], dtype=np.float64)
+        self.quality_rates = np.array([q[k] for k in QUALITY_RATES], dtype=np.float64)
         strength = worst[0] if worst else 0.0
         decision = self._decide("data_quality", strength, 1.0, scored["position"])
         if decision is None:
@@ -1099,8 +1099,8 @@ class ModelMonitor:
     @property
     def quality(self) -> dict[str, dict[str, float]]:
         """The latest window's data-quality rates: feature -> rate name -> rate."""
-        names = [c.name for c in self.features.columns][: self._quality.shape[1]]
-        return {n: dict(zip(QUALITY_RATES, rates)) for n, rates in zip(names, self._quality.T.tolist())}
+        names = [c.name for c in self.features.columns][: self.quality_rates.shape[1]]
+        return {n: dict(zip(QUALITY_RATES, rates)) for n, rates in zip(names, self.quality_rates.T.tolist())}
 
     def summary(self) -> MonitorSummary:
         """What the exporter, `status` and the public API show: counters, latest scores, data quality."""
@@ -1146,42 +1146,8 @@ class ModelMonitor:
         self.quarantined = {"error": error, "where": where, "topic": topic}
 
     def state(self) -> dict:
-        return {
-            "quarantined": self.quarantined,
-            "predictions_total": self.predictions_total,
-            "feedback_total": self.feedback_total,
-            "labelled_total": self.labelled_total,
-            "errors_total": self.errors_total,
-            "last_version": self.last_version,
-            "last_event_time": self.last_event_time,
-            "schedule_from": self.schedule_from,
-            "last_drift": self.last_drift,
-            "subwindow_marks": self.subwindow_marks,
-            "concept_from": self.concept_from,
-            "concept_versions": self.concept_versions,
-            "relearning": self.relearning,
-            "change_from": self.change_from,
-            "drift_events": self.drift_events,
-            "quality": self._quality.copy(),
-            "features": self.features.state(),
-            "outputs": self.outputs.state(),
-            "attributions": self.attributions.state(),
-            "attribution_means": self.attribution_means.state(),
-            "labels": self.labels.state(),
-            "multivariate": self.multivariate.state() if self.multivariate is not None else None,
-            "concept": self.concept.state(),
-            "policy": self.policy.state(),
-            "task": self.task,
-            "join": self.join.state(),
-            "performance": self.performance.state() if self.performance else None,
-            "performance_report": orjson.Fragment(self._report_json),
-            "cbpe": self.cbpe.state(),
-            "versions": self.versions.state(),
-            "degradation": self.degradation.state(),
-            "segments": self.segments.state() if self.segments is not None else None,
-            **self.retraining.state(),
-            **self.business.state(),
-        }
+        """The monitor's state as plain data (``monitor_state.capture``)."""
+        return monitor_state.capture(self)
 
     @classmethod
     def from_state(
@@ -1192,44 +1158,9 @@ class ModelMonitor:
         model: ModelSettings | None = None,
         profile: dict | None = None,
     ) -> ModelMonitor:
+        """The monitor ``state`` describes (``monitor_state.restore``; its sketches are laid out from it)."""
         monitor = cls(model_id, settings, model, profile, state)
-        for key in (
-            "predictions_total",
-            "feedback_total",
-            "labelled_total",
-            "errors_total",
-            "last_version",
-            "last_event_time",
-            "schedule_from",
-            "last_drift",
-        ):
-            setattr(monitor, key, state[key])
-        monitor.drift_events = dict(state["drift_events"])
-        monitor.quarantined = state.get("quarantined")  # snapshots written before quarantines have none
-        # snapshots written before windows named their labelled events have none of these
-        monitor.subwindow_marks = [list(m) for m in state.get("subwindow_marks", [])]
-        monitor.concept_from = list(state["concept_from"]) if state.get("concept_from") else None
-        monitor.concept_versions = dict(state.get("concept_versions", {}))
-        monitor.relearning = {k: list(v) if v else None for k, v in state.get("relearning", {}).items()}
-        monitor.change_from = list(state.get("change_from", []))  # none before issue 22: the window's start
-        monitor.retraining.load_state(state, reference_ready=monitor.features.ready)
-        monitor._quality = np.array(state["quality"], dtype=np.float64).reshape(len(QUALITY_RATES), -1)
-        if monitor.multivariate is not None and state.get("multivariate") is not None:
-            monitor.multivariate.load_state(state["multivariate"])  # none: turned on since, it learns from here
-        monitor.concept.load_state(state["concept"])
-        monitor.policy.load_state(state["policy"])
-        monitor.task = state["task"]
-        monitor.join.load_state(state["join"])
-        if state["performance"] is not None:
-            monitor._start_performance([], []).load_state(state["performance"])
-        monitor.performance_report = state["performance_report"]  # encoded once here, not at each checkpoint
-        monitor.cbpe.load_state(state["cbpe"])
-        monitor.versions.load_state(state["versions"])
-        monitor.degradation = monitor._degradation_test()
-        monitor.degradation.load_state(state["degradation"])
-        if monitor.segments is not None and state["segments"] is not None:
-            monitor.segments.load_state(state["segments"])
-        monitor.business.load_state(state)
+        monitor_state.restore(monitor, state)
         return monitor
 
 
