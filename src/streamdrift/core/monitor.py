@@ -1,11 +1,13 @@
 """ModelMonitor: everything streamdrift knows about one model.
 
-How a batch becomes drift events: each detector (a sketch's windows, the degradation and version tests, the
-concept detector, the schedule) measures and says what it found as a ``finding.Finding``; a windowed kind's
-finding goes through the policy (``_decide``: fire, resolve or nothing; then ``_publish``), and ``_event``,
-the one place drift events are made, turns it into the event. Then one pass over the batch's events in
-stream order (``retrain_fields.RetrainFields``) spends the retrain budget and gives ``retrain`` events their
-training window.
+How a batch becomes drift events: each detector (a sketch's windows, the degradation, cost and version
+tests, the concept detector, the schedule) says what it found as a ``finding.Finding``, a windowed test's
+going through the policy first (``_decide``: fire, resolve or nothing; then ``_publish``), and ``_event`` is
+the one place a finding becomes a drift event. One pass over the batch's events in stream order
+(``retrain_fields.RetrainFields``) then spends the retrain budget and gives ``retrain`` events their training
+and reference windows. The business metrics and their tests (``business.BusinessMetrics``) and the
+monitor's state codec (``monitor_state``) are modules of their own, so this one holds the model's detectors
+and the glue from batches to findings.
 
 A monitor consumes whole columnar batches (``records.PredictionBatch`` and
 ``records.FeedbackBatch``) and returns drift events. It holds
@@ -17,9 +19,9 @@ A monitor consumes whole columnar batches (``records.PredictionBatch`` and
   windowed and cumulative performance metrics, the degradation test, the
   version comparison (``performance``) and a concept-drift detector on the
   error stream (``concept``);
-- event counters and the alert policy (``policy``).
+- the business metrics (``business``), event counters and the alert policy (``policy``).
 
-Its state is plain data and numpy arrays of numbers (``state()``), so
+Its state is plain data and numpy arrays of numbers (``state()``, ``monitor_state``), so
 restoring a snapshot executes nothing.
 
 Calibration
