@@ -501,10 +501,10 @@ class StatusView:
         # the publication last serialised for /status, and its partitions serialised (``status_body``)
         self._serialised: tuple[object, orjson.Fragment] | None = None
 
-    def publish(self, partitions: Mapping[int, _Partition]) -> bool:
-        """Publish the summaries of ``partitions`` (partition -> state) if due; True if it did."""
+    def publish(self, partitions: Mapping[int, _Partition], force: bool = False) -> bool:
+        """Publish the summaries of ``partitions`` (partition -> state) if due, or ``force``; True if it did."""
         now = time.monotonic()
-        if now < self._next and partitions.keys() == self._partitions.keys():
+        if not force and now < self._next and partitions.keys() == self._partitions.keys():
             return False
         built: dict[tuple[int, str], tuple[_Monitor, int, int, MonitorSummary]] = {}
         published: dict[int, tuple[dict[str, int], dict[str, MonitorSummary]]] = {}

@@ -409,6 +409,8 @@ class Worker:
         self._complete_checkpoint()  # no snapshot half written while one is read back
         self._restore_positions(assigned)
         consumer.assign(assigned)
+        # /status and /metrics show the restored state before /readyz says ready, not the last publication's
+        self.view.publish(self.partitions, force=True)
         self.health.ready = not self._failed_checkpoints
         log.info(
             "partitions assigned",
