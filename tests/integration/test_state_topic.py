@@ -12,9 +12,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from state_streams import drift_items, expected_counts, split_at_epochs, topic, topic_state
+from streamdrift.runtime.statetopic import StateTopic
 from worker_process import (
     WorkerProcess,
     produce,
@@ -112,6 +114,28 @@ def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_sta
     ref = reference_run(kafka_bootstrap, env_a, tmp_path, items)
     assert topic_state(env_b, PARTITIONS) == topic_state(ref, PARTITIONS)
     assert sorted(set(alert_ids(kafka_bootstrap, env_b))) == sorted(set(alert_ids(kafka_bootstrap, ref)))
+
+
+def test_a_restore_reads_a_state_partition_whose_log_starts_past_offset_zero(kafka_bootstrap, unique_name, tmp_path):
+    """A restore reads a whole state partition from offset 0, with no offset lookup first (librdkafka's
+    OFFSET_BEGINNING cost half a second); where the log starts later (cleanup.policy=compact,delete and records
+    deleted), the consumer's auto.offset.reset (earliest) takes it from the log's start."""
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots")
+    name = topic(env, "state")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    # compact,delete: the broker refuses to delete records of a topic that is only compacted
+    admin.create_topics([NewTopic(name, 2, 1, config={"cleanup.policy": "compact,delete"})])[name].result(30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for p in (0, 1):
+        for i in range(3):
+            producer.produce(name, f"value {i}".encode(), f"model/0/0/m{i}".encode(), partition=p)
+    assert producer.flush(30) == 0
+    for future in admin.delete_records([TopicPartition(name, 0, 2)]).values():
+        future.result(30)  # partition 0 now starts at offset 2
+
+    read = StateTopic(worker_settings(env), "c").read({0: 0, 1: 0})
+    assert [(r.offset, r.key) for r in read[0]] == [(2, b"model/0/0/m2")]
+    assert [r.offset for r in read[1]] == [0, 1, 2]
 
 
 def test_workers_joining_and_killed_in_one_group_end_with_the_state_of_one_uninterrupted_worker(
