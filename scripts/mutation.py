@@ -91,7 +91,13 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     # the count dtypes (the StreamSketch around them is reached through test_monitor: minutes a survivor)
     "sketch-columns": (
         "src/streamdrift/core/sketch.py",
-        ["tests/unit/test_mutants_sketch.py", "tests/unit/test_sketch.py", "tests/unit/test_warmup.py"],
+        # test_impact: the per-bin mean scores of a reference (summary_scores, scores_of) drift_impact reads
+        [
+            "tests/unit/test_mutants_sketch.py",
+            "tests/unit/test_sketch.py",
+            "tests/unit/test_warmup.py",
+            "tests/unit/test_impact.py",
+        ],
         [
             f"streamdrift.core.sketch.{f}__mutmut_*"
             for f in ("xǁColumnǁ*", "x_infer_kind", "x_to_float", "x_category_keys", "x__categories", "x_count_dtype")
@@ -100,8 +106,15 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     # the warm-up's counts (issue 17): buckets, distinct numbers, categories, state
     "warmup": (
         "src/streamdrift/core/warmup.py",
-        # test_buckets: compact(), the columns of a checkpoint bucketed together (issue 19)
-        ["tests/unit/test_mutants_warmup.py", "tests/unit/test_warmup.py", "tests/unit/test_buckets.py"],
+        # test_buckets: compact(), the columns of a checkpoint bucketed together (issue 19); test_impact: the
+        # scored columns drift_impact reads; test_multivariate: numbers_copy, the columns it borrows (issue 23)
+        [
+            "tests/unit/test_mutants_warmup.py",
+            "tests/unit/test_warmup.py",
+            "tests/unit/test_buckets.py",
+            "tests/unit/test_impact.py",
+            "tests/unit/test_multivariate.py",
+        ],
         [],
     ),
     # the warm-up's bucket geometry (moved out of warmup.py for issue 19), and its plain-Python path for a few numbers

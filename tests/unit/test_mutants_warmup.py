@@ -159,3 +159,159 @@ def test_counts_are_int64_fresh_live_and_restored_so_arithmetic_on_them_cannot_w
         keys, counts = column.histogram()
         assert keys.dtype == counts.dtype == np.int64
     assert restored.histogram()[1].tolist() == [1, 2] and (restored.histogram()[1] - 3).tolist() == [-2, -1]
+
+
+class PlainScoredColumn:
+    """A scored warm-up column's tallies made one row at a time, the obvious way: for each bucket, distinct
+    number (by its text) and category kept, and for ``other``: rows, scored rows, score sum."""
+
+    def __init__(self, limit: int, max_kept: int) -> None:
+        self.limit, self.max_kept = limit, max_kept
+        self.anchor: float | None = None
+        self.buckets: dict[int, list[int]] = {}
+        self.distinct: dict[str, list[int]] | None = {}
+        self.categories: dict[str, list[int]] = {}
+        self.other = [0, 0, 0]
+
+    def add(self, values: list, scores: list[int]) -> None:
+        for value, score in zip(values, scores):
+            tally = [1, int(score >= 0), max(score, 0)]
+            if value is None or value != value:  # missing: None or NaN
+                continue
+            if type(value) in (int, float):
+                if self.anchor is None:
+                    self.anchor = float(lower(bucket_keys(np.array([float(value)]))[0]))
+                key = int(bucket_keys(np.array([value - self.anchor]))[0])
+                self.buckets[key] = [a + b for a, b in zip(self.buckets.get(key, [0, 0, 0]), tally)]
+                if self.distinct is not None:
+                    self.distinct[str(value)] = [a + b for a, b in zip(self.distinct.get(str(value), [0, 0, 0]), tally)]
+                    if len(self.distinct) > self.limit:
+                        self.distinct = None
+                continue
+            name = str(value)
+            if name in self.categories or len(self.categories) < self.max_kept:
+                self.categories[name] = [a + b for a, b in zip(self.categories.get(name, [0, 0, 0]), tally)]
+            else:
+                self.other = [a + b for a, b in zip(self.other, tally)]
+
+
+def scored_tallies(column: WarmupColumn) -> tuple:
+    """What a scored WarmupColumn holds, in PlainScoredColumn's form."""
+    keys, counts = column.histogram()
+    buckets = {int(k): [int(c), int(s), int(t)] for k, c, (s, t) in zip(keys, counts, column.bucket_scores.tolist())}
+    distinct = None
+    if column.distinct is not None:
+        distinct = {
+            k: [n, column.distinct_scored.get(k, 0), column.distinct_sums.get(k, 0)] for k, n in column.distinct.items()
+        }
+    categories = {
+        k: [n, column.category_scored.get(k, 0), column.category_sums.get(k, 0)] for k, n in column.categories.items()
+    }
+    return column.anchor, buckets, distinct, categories, [column.other, column.other_scored, column.other_sum]
+
+
+def plain_tallies(plain: PlainScoredColumn) -> tuple:
+    anchor = 0.0 if plain.anchor is None else plain.anchor  # no number yet: 0
+    return anchor, plain.buckets, plain.distinct, plain.categories, plain.other
+
+
+def scored_rows(rng: np.random.Generator, n: int, kinds: str) -> tuple[list, list[int]]:
+    """``n`` values of a few distinct numbers (``kinds`` "numbers"), or many, or numbers among categories,
+    booleans, None and NaN; scores fixed point, -1 (unscored) for some."""
+    pool: list = {
+        "few": [0, 1, 2.5, -3, 7],
+        "many": [round(float(x), 3) for x in rng.normal(0, 50, 40)],
+        "mixed": [0, 1.5, "a", "b", "c", "d", True, None, math.nan, 2, -1e-40],
+        "categories": ["a", "b", "c", "d", "e"],
+    }[kinds]
+    values = [pool[int(k)] for k in rng.integers(0, len(pool), n)]
+    # a score of 0 is a score (scored, adds 0); -1 is none
+    scores = [[int(s), 0, -1][int(k)] for s, k in zip(rng.integers(0, 1 << 20, n), rng.choice(3, n, p=(0.6, 0.1, 0.3)))]
+    return values, scores
+
+
+@pytest.mark.parametrize("kinds", ["few", "many", "mixed", "categories"])
+def test_a_scored_column_tallies_scored_rows_and_score_sums_with_each_count(kinds: str) -> None:
+    """Mutation testing, issue 18 (the scored columns of issue 23, which drift_impact reads): with each
+    bucket, distinct number and category kept, and with ``other``, the rows that had a score (not -1) and
+    the sum of their fixed-point scores, against a plain row-by-row tally; after batches of any size, through
+    lists and arrays, compacted alone or with other columns (one of them unscored), and restored."""
+    rng = np.random.default_rng({"few": 1, "many": 2, "mixed": 3, "categories": 4}[kinds])
+    limit, max_kept = 6, 2
+    columns = [WarmupColumn(limit, max_kept, scored=True) for _ in range(2)]
+    unscored = WarmupColumn(limit, max_kept)
+    plains = [PlainScoredColumn(limit, max_kept) for _ in range(2)]
+    for batch in range(40):
+        for column, plain in zip(columns, plains):
+            values, scores = scored_rows(rng, int(rng.integers(1, 60)), kinds)
+            if (
+                kinds in ("few", "many") and batch % 2
+            ):  # an array: its numbers are floats, 3.0 is "3.0" in the distinct table
+                values = np.array(values, dtype=np.float64).tolist()
+                column.add(np.array(values), scores=scores)
+            else:
+                column.add(values, numbers_only=kinds in ("few", "many") and batch % 4 == 0, scores=scores)
+            plain.add(values, scores)
+        unscored.add(scored_rows(rng, 5, kinds)[0])
+        if batch % 7 == 3:
+            warmup.compact([columns[0], unscored, columns[1]])
+    for column, plain in zip(columns, plains):
+        assert scored_tallies(column) == plain_tallies(plain)
+        assert column.bucket_scores.dtype == np.int64  # exact sums past 2**53, as the counts
+        restored = WarmupColumn.from_state(column.state(), limit, max_kept)
+        assert restored.scored and scored_tallies(restored) == plain_tallies(plain)
+        everything = [*plain.buckets.values(), *plain.categories.values(), plain.other]
+        assert column.present_scores.tolist() == [sum(t[1] for t in everything), sum(t[2] for t in everything)]
+        assert restored.present_scores.tolist() == column.present_scores.tolist()
+    assert (
+        unscored.state().get("scores") is None and not WarmupColumn.from_state(unscored.state(), limit, max_kept).scored
+    )
+
+
+def test_a_scored_state_keeps_scored_rows_only_where_some_row_had_no_score_in_the_narrowest_unsigned_type() -> None:
+    every = WarmupColumn(limit=5, max_kept=3, scored=True)
+    every.add([1, 2, "a", "b", 2], scores=[10, 20, 30, 40, 50])
+    state = every.state()["scores"]
+    # buckets (1, 2), distinct numbers by text ("1", "2"), categories by name (a, b), then other
+    assert state["scored"] is None and state["sums"].tolist() == [10, 70, 10, 70, 30, 40, 0]
+    assert state["sums"].dtype == np.uint32
+    some = WarmupColumn(limit=5, max_kept=3, scored=True)
+    some.add([1, 2, "a", 2], scores=[-1, 2**32, 5, -1])
+    state = some.state()["scores"]
+    assert state["scored"].tolist() == [0, 1, 0, 1, 1, 0] and state["scored"].dtype == np.uint32
+    assert state["sums"].tolist() == [0, 2**32, 0, 2**32, 5, 0] and state["sums"].dtype == np.uint64
+    assert warmup._narrow([]).dtype == np.uint32 and warmup._narrow([2**32 - 1]).dtype == np.uint32
+    # an array's NaN is missing, and its score goes with it; the distinct table holds exactly limit numbers
+    array = WarmupColumn(limit=2, max_kept=3, scored=True)
+    array.add(np.array([1.0, np.nan, 2.0]), scores=[5, 6, 7])
+    assert (array.distinct, array.distinct_scored, array.distinct_sums) == (
+        {"1.0": 1, "2.0": 1},
+        {"1.0": 1, "2.0": 1},
+        {"1.0": 5, "2.0": 7},
+    )
+    assert array.present_scores.tolist() == [2, 12]
+    array.add(np.array([3.0]), scores=[1])
+    assert (array.distinct, array.distinct_scored, array.distinct_sums) == (None, {}, {})
+    # categories by their text (True is "True"), with their scored rows and sums, a score of 0 scored
+    booleans = WarmupColumn(limit=5, max_kept=3, scored=True)
+    booleans.add([True, "True", False, 1], scores=[0, 5, -1, 0])
+    assert booleans.categories == {"True": 2, "False": 1}
+    assert (booleans.category_scored, booleans.category_sums) == ({"True": 2}, {"True": 5})
+    assert (booleans.distinct_scored, booleans.distinct_sums) == ({"1": 1}, {"1": 0})
+
+
+def test_numbers_copy_summarises_the_numbers_alone_and_counts_the_originals_later_rows_apart() -> None:
+    """What multivariate borrows from a feature's warm-up column: the same count, anchor and histogram,
+    every category as ``other``, no distinct numbers or scores; rows added to either stay in it."""
+    column = WarmupColumn(limit=10, max_kept=1, scored=True)
+    column.add([1.5, 2.5, "a", 1.5, None] + [float(x) for x in range(2000)], scores=[7] * 2005)
+    column.add([3.0, "b", "a"], scores=[1, 2, 3])
+    copy = column.numbers_copy()
+    assert (column.categories, column.other) == ({"a": 2}, 1)
+    assert (copy.numbers, copy.anchor, copy.distinct, copy.categories, copy.other) == (2004, column.anchor, None, {}, 3)
+    assert not copy.scored and copy.limit == 0 and copy.max_kept == 0
+    assert [a.tolist() for a in copy.histogram()] == [a.tolist() for a in column.histogram()]
+    copy.add([1e6, 1e6])
+    column.add([-5.0], scores=[3])
+    assert copy.numbers == 2006 and column.numbers == 2005
+    assert copy.histogram()[1].sum() == 2006 and column.histogram()[1].sum() == 2005
