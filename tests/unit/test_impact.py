@@ -177,7 +177,7 @@ def test_a_profile_whose_score_sums_do_not_fit_its_bins_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "kind",
-    ["continuous", "few numbers", "categories", "numbers and categories"],
+    ["continuous", "few numbers", "as many numbers as bins", "categories", "numbers and categories"],
 )
 def test_the_warm_up_keeps_the_score_sums_of_binning_the_rows_themselves(kind):
     """Counted in the warm-up (buckets, distinct numbers, categories, missing values, rows without a score),
@@ -187,6 +187,7 @@ def test_the_warm_up_keeps_the_score_sums_of_binning_the_rows_themselves(kind):
     values: list = {
         "continuous": [round(float(x), 3) for x in rng.lognormal(3, 1, n)],
         "few numbers": [int(x) for x in rng.integers(0, 6, n)],
+        "as many numbers as bins": [int(x) * 7 for x in rng.integers(0, 10, n)],  # one bin per number, still
         "categories": [f"c{int(x)}" for x in rng.zipf(1.6, n)],  # more categories than kept: "other"
         "numbers and categories": [int(x) if x < 3 else f"c{int(x)}" for x in rng.integers(0, 8, n)],
     }[kind]
@@ -200,6 +201,7 @@ def test_the_warm_up_keeps_the_score_sums_of_binning_the_rows_themselves(kind):
     column = Column.from_summary("x", summary, n, bins=10, max_categories=10)
     total = list(impact.tally(fixed))
     assert column.summary_scores(summary, total, bins=10).tolist() == column.scores_of(values, fixed).tolist()
+    assert column.summary_scores(summary, total, bins=10).dtype == np.int64  # counts and fixed-point sums, exact
     restored = WarmupColumn.from_state(summary.state(), 10, 50)  # as a snapshot taken during the warm-up keeps it
     assert column.summary_scores(restored, total, bins=10).tolist() == column.scores_of(values, fixed).tolist()
 
