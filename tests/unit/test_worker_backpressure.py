@@ -3,9 +3,11 @@ resumed once it is back within; a partition dropped (revoked, lost, rewound) is 
 
 from __future__ import annotations
 
-from confluent_kafka import TopicPartition
+import orjson
+from confluent_kafka import Message, TopicPartition
 
 from streamdrift.core.records import RawMessage
+from streamdrift.core.routing import murmur2_partition
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
 
@@ -60,3 +62,46 @@ def test_a_dropped_partition_is_resumed_so_that_its_next_owner_state_fetches_it(
     worker._backpressure(0, state)
     worker._drop({0})  # e.g. a transaction's rewind, which keeps the partition assigned with a fresh state
     assert consumer.calls == [("pause", [(pred, 0)]), ("resume", [(pred, 0)])] and worker.partitions == {}
+
+
+class DiscardingProducer:
+    def produce(self, *args, **kwargs) -> None:  # the dead letters of the misrouted records
+        pass
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+def _event(topic: str, offset: int, model: str, seconds: int) -> Message:
+    fields = {"prediction": 1, "features": {"x": 1.0}} if topic.endswith("predictions") else {"label": 1}
+    value = orjson.dumps({"event_id": f"{topic}{offset}", "model_id": model, "timestamp": seconds, **fields})
+    return Message(
+        topic=topic, partition=0, offset=offset, key=model.encode(), value=value, timestamp=(1, seconds * 1000)
+    )
+
+
+def test_a_topic_bringing_only_misrouted_records_is_idle_so_the_topic_paused_ahead_of_it_goes_on(tmp_path) -> None:
+    """Misrouted records pass the merge as placeholders that move no epoch: a feedback topic that brings only
+    those (its partition's models get no labels, another's producer partitions by CRC32) gives the merge
+    nothing, and must count as silent, or the predictions paused ahead of it wait for as long as it lasts."""
+    worker = Worker(
+        Settings(state_store="local", snapshot_dir=tmp_path, batch_size=BATCH_SIZE, misrouted="dead_letter")
+    )
+    worker.consumer = consumer = RecordingConsumer()  # type: ignore[assignment]
+    worker.producer = DiscardingProducer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    worker.partitions = {0: worker._new_state(0)}
+    state = worker.partitions[0]
+    pred, fb = worker.topics.predictions, worker.topics.feedback
+    worker.lag = {(pred, 0): 0, (fb, 0): 0}
+    here, elsewhere = (next(m for m in map(str, range(99)) if murmur2_partition(m.encode(), 2) == p) for p in (0, 1))
+    t0 = 1_764_900_000
+    worker.process([_event(fb, 0, here, t0), *(_event(pred, o, here, t0 + 10) for o in range(21))])
+    assert (
+        state.paused == {pred} and state.engine.monitors[here].predictions_total == 0
+    )  # predictions ahead of the labels: they wait
+    state.idle.last_record[fb] -= 3600  # the partition's last label was an hour ago (max_task_idle_ms: 3 s)
+    worker.process([_event(fb, o, elsewhere, t0 + 20 + o) for o in range(1, 4)])  # only misrouted labels since
+    assert state.engine.monitors[here].predictions_total == 21
+    assert worker.m_forced.labels("idle")._value.get() == 1
+    assert consumer.calls == [("pause", [(pred, 0)]), ("resume", [(pred, 0)])]

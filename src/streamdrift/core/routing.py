@@ -278,6 +278,7 @@ class Routed:
     null_keys: int = 0  # of them, records with a null key (any partitioner puts those on any partition)
     consistent: int = 0  # of them, keyed records on the partition librdkafka's CRC32 maps their key to
     duplicates: int = 0  # forwarded copies dropped: an earlier copy of the same record came first
+    skipped: int = 0  # records forwarded, dead-lettered or dropped: placeholders in kept, which move no epoch
 
 
 class PartitionRouting:
@@ -371,6 +372,7 @@ class PartitionRouting:
 
     def _skip(self, topic: str, record: RawMessage, out: Routed) -> None:
         self._skipped.setdefault(topic, set()).add(record.offset)
+        out.skipped += 1
         out.kept.append(RawMessage(topic, record.partition, record.offset, None, None, SKIPPED_TIMESTAMP_MS))
 
     def processed(self, topic: str, run: list[RawMessage]) -> list[RawMessage]:

@@ -658,8 +658,13 @@ class Worker:
             for (p, topic), run in groupby(records, _PARTITION_TOPIC):
                 state = self.partitions.get(p)
                 if state is not None:  # else revoked in this poll: the new owner consumes it from the committed offset
-                    self._routed(p, topic, state.engine.add(topic, list(run)))
-                    state.idle.arrived(topic, now)
+                    records_here = list(run)
+                    routed = state.engine.add(topic, records_here)
+                    self._routed(p, topic, routed)
+                    # a topic that brings only skipped records gives the merge nothing (their placeholders move
+                    # no epoch): it is silent, else a topic paused ahead of it would wait for as long as it lasts
+                    if routed.skipped < len(records_here):
+                        state.idle.arrived(topic, now)
             for p, state in sorted(self.partitions.items()):
                 idle = self._idle_topics(p, state, now)
                 flush = not messages or self._keeping_up(p, state)
