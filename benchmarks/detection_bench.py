@@ -63,10 +63,11 @@ calibration (issue 22)
     Stationary error streams at 2, 5, 10, 20 and 30 % error, 200 seeds each:
     a 1,000-event warm-up, then 200,000 labelled events. The share of seeds
     whose concept detector raised any alarm, with the charts designed for the
-    95 %/98.75 % upper bounds of the error rate (``budget_confidence`` 0.9)
-    and for the estimate itself (as before issue 22), against the advertised
-    rate: 1 - budget_confidence + n / run length (the bound misses, or a false
-    alarm within n events though it holds), and n / run length for the
+    looks' upper bounds of the error rate (``budget_confidence`` 0.9, each look
+    its share of the 10 %: ``concept.LOOK_SHARES``) and for the estimate itself
+    (as before issue 22), against the advertised rate: 1 - budget_confidence +
+    n / run length (a bound misses, or a false alarm within n events though they
+    hold), and n / run length for the
     estimate (what the budget promised, on average over models only). The
     detector is fed the errors directly (the monitor hands them on as they
     are and publishes every concept detection).

@@ -73,19 +73,25 @@ def test_a_warmup_that_saw_few_errors_does_not_make_the_cusum_fire_on_a_stationa
 
 
 def test_the_design_error_rate_is_the_upper_confidence_bound_of_the_warmup_and_tightens_at_each_look() -> None:
-    """Half of 1 - confidence for the first look (so a 95 % bound at 0.9), then 1/8 of it for the looks at 2,
-    4, 8 and 16 × warmup; a look is skipped while a chart is over half its threshold."""
+    """Each look its share of 1 - confidence: 0.4 for the first (a 96 % bound at 0.9), 0.1 at 2 × warmup,
+    0.025 at 4, 0.1 at 8 and 0.375 at 16 × warmup; a look is skipped while a chart is over half its threshold."""
+    assert sum(concept.LOOK_SHARES) == pytest.approx(1.0) and len(concept.LOOK_SHARES) == concept.LOOKS
     cusum = concept.BernoulliCusum(1e6, 2.0, 1000, confidence=0.9)
-    errors = np.zeros(16_000, dtype=bool)
+    errors = np.zeros(40_000, dtype=bool)
     errors[::10] = True  # exactly 10 %
     cusum.update(errors[:1000])
-    assert cusum.design == concept.upper_bound(100, 1000, 0.95)
+    assert cusum.design == concept.upper_bound(100, 1000, 1 - 0.1 * 0.4)
     cusum.update(errors[1000:2001])  # a look is taken before the next event is read
-    assert cusum.design == concept.upper_bound(200, 2000, 1 - 0.1 / 8)
-    cusum.update(errors[2001:])
+    assert cusum.design == concept.upper_bound(200, 2000, 1 - 0.1 * 0.1)
+    cusum.update(errors[2001:4001])
+    assert cusum.design == concept.upper_bound(400, 4000, 1 - 0.1 * 0.025)
+    cusum.update(errors[4001:16_000])
     assert cusum.reference == (8000, 800)  # the look at 16,000 comes with the next event
     assert cusum.next_look == 16_000
-    assert 0.1 < cusum.design < concept.upper_bound(200, 2000, 1 - 0.1 / 8)
+    assert cusum.design == concept.upper_bound(800, 8000, 1 - 0.1 * 0.1)
+    cusum.update(errors[16_000:])
+    assert cusum.reference == (16_000, 1600) and cusum.next_look is None  # the last look
+    assert cusum.design == concept.upper_bound(1600, 16_000, 1 - 0.1 * 0.375)
 
 
 def test_a_detection_says_which_chart_fired_and_where_its_excursion_began() -> None:

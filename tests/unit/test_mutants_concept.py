@@ -91,7 +91,8 @@ def _plain_cusum(
 ) -> tuple[list[dict], dict, float]:
     """The CUSUM as the module's docstring states it, one event at a time with ``max(0, s + step)``: a warm-up of
     ``warmup`` events, looks at 2, 4, 8, 16 x warmup (skipped while a chart is over half its threshold), the
-    design rate the upper bound at ``1 - (1 - confidence) / 2`` for the first look and ``/ 8`` for the others,
+    design rate the upper bound at ``1 - (1 - confidence) x share``, the shares 0.4, 0.1, 0.025, 0.1, 0.375 for
+    the looks at 1, 2, 4, 8, 16 x warmup,
     each chart's ``h`` for ``run_length x charts``, steps and thresholds in 2**-20 units, the fast chart first on
     a tie, a restart after each detection. Returns the detections, the final state and the statistic."""
     ratios = [ratio] if slow is None else [ratio, slow]
@@ -114,14 +115,14 @@ def _plain_cusum(
                 "runs": [0] * n, "watched": 0, "watched_errors": 0}  # fmt: skip
 
     def look(st: dict) -> None:
-        first = st["reference"] is None
+        share = {1: 0.4, 2: 0.1, 4: 0.025, 8: 0.1, 16: 0.375}[st["seen"] // warmup]
         st["reference"] = [st["seen"], st["errors"]]
         st["next_look"] = st["seen"] * 2 if st["seen"] * 2 <= warmup * 16 else None
         n, k = st["seen"], st["errors"]
         if confidence is None:
             st["design"] = min(max(k / n, 1 / n), 1 - 1 / n)
         else:
-            st["design"] = concept.upper_bound(k, n, 1 - (1 - confidence) / (2 if first else 8))
+            st["design"] = concept.upper_bound(k, n, 1 - (1 - confidence) * share)
 
     st, found = fresh(), []
     for i, wrong in enumerate(errors):
@@ -242,7 +243,7 @@ def test_make_detector_designs_the_cusum_for_the_budget_confidence_it_is_given()
     for confidence in (0.8, 0.99):
         cusum = concept.make_detector("cusum", 1e4, 2.0, 200, confidence=confidence)
         cusum.update(errors)
-        assert cusum.design == concept.upper_bound(20, 200, 1 - (1 - confidence) / 2)
+        assert cusum.design == concept.upper_bound(20, 200, 1 - (1 - confidence) * 0.4)
 
 
 def test_a_cusum_snapshot_of_another_version_or_chart_count_is_refused_saying_how_to_recover() -> None:
