@@ -35,6 +35,22 @@ events, so a column's chi-square p-value must fall below
 tests positively correlated, which only makes the bound more conservative.
 The CUSUM gets a run length of ARL × families.
 
+A new model version
+-------------------
+A retrained model scores differently, and that is no drift: what the model
+itself produces starts its references again with a version it has not
+produced before. The outputs' sketch (prediction drift) learns its reference
+from the first prediction of such a version and the next
+``reference_size - 1`` (then a ``rebaselined`` event names the version); the
+concept detector learns its reference error rate again from the first graded
+prediction of such a version. "Not before": not among the latest
+``max_versions`` versions of that stream (predictions, graded predictions),
+and not within its first reference (``reference_size`` predictions,
+``concept_warmup`` graded ones), which every version in it is part of (an A/B
+test from the start). The inputs and labels keep their references: they are
+the world's, not the model's, and a retrained model is expected to meet the
+same world. Going back to a version served before starts nothing.
+
 Multivariate drift (``multivariate``, off by default) tests the same input rows
 as data drift, so it takes half of the data family's share: the marginal
 tests' p-values must then fall below ``slot / (ARL × families × 2 × columns)``
@@ -55,7 +71,7 @@ from numpy.typing import NDArray
 from streamdrift.core import monitor_state, reference
 from streamdrift.core.attribution import AbsoluteMeans
 from streamdrift.core.business import BusinessMetrics
-from streamdrift.core.concept import make_detector
+from streamdrift.core.concept import ConceptDetector, make_detector
 from streamdrift.core.config import ModelSettings, MonitorSettings
 from streamdrift.core.finding import Finding, Watched, degradation_watch
 from streamdrift.core.join import Joined
@@ -124,6 +140,29 @@ def _stream(batch: PredictionBatch | FeedbackBatch) -> str:
 def _version_key(version: str | None) -> str:
     """A model version as windows count it: a prediction without one is counted as ``__none__``."""
     return NO_VERSION if version is None else str(version)
+
+
+def _first_of_new(
+    versions: list, seen: list[str], before: int, settings: MonitorSettings, first_reference: int | None = None
+) -> list[tuple[int, str]]:
+    """(index, version) of each row of ``versions`` whose version is not in ``seen`` (the latest ``max_versions``
+    of a stream, oldest first), which this notes as seen; only those past the stream's first reference
+    (``first_reference`` rows, ``reference_size`` by default; ``before``: the stream's rows before these) start
+    a new one. Rows without a version are of none."""
+    distinct = set(versions)
+    distinct.discard(None)
+    if distinct.issubset(seen):
+        return []  # the usual batch: versions seen before, or none
+    first = settings.reference_size if first_reference is None else first_reference
+    found = []
+    for row, version in enumerate(versions):
+        if version is None or version in seen:
+            continue
+        seen.append(version)
+        del seen[: -settings.max_versions]
+        if before + row >= first:
+            found.append((row, version))
+    return found
 
 
 def _in_stream_order(events: list[dict]) -> list[dict]:
@@ -200,6 +239,12 @@ class ModelMonitor:
         self.concept_versions: dict[str, int] = {}  # labelled events per version since the concept reference
         # rebaseline: kind -> [offset, event time] of the first row of the reference being learnt (None: to come)
         self.relearning: dict[str, list | None] = {}
+        # a new model version: the versions of the model's predictions and of its graded predictions (the latest
+        # max_versions of each, oldest first), and the one whose first predictions the outputs' reference is
+        # being learnt from (None: no version's)
+        self.versions_served: list[str] = []
+        self.versions_graded: list[str] = []
+        self.outputs_version: str | None = None
         self.change_from: list = []  # per concept chart: event time (as written) its current excursion began
         self.quality_rates = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
         # the features' sketch keeps the model's scores per bin: a prediction_drift event's drift_impact
@@ -223,14 +268,7 @@ class ModelMonitor:
             if multivariate
             else None
         )
-        self.concept = make_detector(
-            s.concept_detector,
-            s.false_alarm_run_length * FAMILIES,
-            s.concept_ratio,
-            s.concept_warmup,
-            s.concept_history,
-            s.budget_confidence,
-        )
+        self.concept = self._concept_detector()
         self.policy = AlertPolicy(s.cooldown_events, resolve_after=self.resolve_after)
         budget = self.model.retrain_budget or s.retrain_budget
         ledger = (
@@ -262,6 +300,18 @@ class ModelMonitor:
                 if self.profile[part]:
                     scores = reference.column_scores(self.profile, part) if part == "features" else None
                     sketch.set_reference(reference.columns(self.profile, part), scores)
+
+    def _concept_detector(self) -> ConceptDetector:
+        """A concept detector that learns its reference from the next labelled events."""
+        s = self.settings
+        return make_detector(
+            s.concept_detector,
+            s.false_alarm_run_length * FAMILIES,
+            s.concept_ratio,
+            s.concept_warmup,
+            s.concept_history,
+            s.budget_confidence,
+        )
 
     @property
     def resolve_after(self) -> int:
@@ -322,6 +372,7 @@ class ModelMonitor:
     # Python function of numpy's: the same results, and that layer costs as much as a small batch's reduction
 
     def observe_predictions(self, batch: PredictionBatch) -> list[dict]:
+        new_versions = self._new_versions(batch)
         self.predictions_total += len(batch)
         self.last_version = batch.model_versions[-1]
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
@@ -345,7 +396,7 @@ class ModelMonitor:
         some_unscored = np.logical_or.reduce(unscored)  # usually not: then all() need not be asked
         if not some_unscored or not np.logical_and.reduce(unscored):
             outputs["score"] = batch.scores.tolist()  # NaN bins as missing
-        events += self._sketch_events("prediction_drift", self.outputs, outputs, batch)
+        events += self._sketch_events("prediction_drift", self.outputs, outputs, batch, new_versions=new_versions)
         if batch.attributions is not None:
             events += self._attribution_events(batch)
         scored_rows = batch.scores[~unscored] if some_unscored else batch.scores
@@ -362,6 +413,11 @@ class ModelMonitor:
             events += self._schedule(batch)
         return self._latest(self.retraining.fill(_in_stream_order(events), batch))
 
+    def _new_versions(self, batch: PredictionBatch) -> list[tuple[int, str]]:
+        """The rows of ``batch`` where a version the model has not served before comes, with it: those that
+        start the outputs' reference again (see *A new model version*)."""
+        return _first_of_new(batch.model_versions, self.versions_served, self.predictions_total, self.settings)
+
     def _sketch_events(
         self,
         kind: str,
@@ -369,16 +425,19 @@ class ModelMonitor:
         columns: Mapping[str, FeatureColumn],
         batch: PredictionBatch | FeedbackBatch,
         numeric: frozenset[str] | None = None,
+        new_versions: list[tuple[int, str]] | None = None,
     ) -> list[dict]:
         """Feed ``sketch`` the batch's ``columns`` and turn the windows it scores into ``kind`` events (and
         data_quality ones for the features).
 
         With ``rebaseline``, in steps that end where the sketch reports (a window scored, a reference
         complete): a drift event makes the sketch learn a new reference from the row after it, whatever
-        the batches, and the row that completes it raises a ``rebaselined`` event.
+        the batches, and the row that completes it raises a ``rebaselined`` event. ``new_versions`` (row,
+        version): the sketch learns a new reference from each of these rows on the same way.
         """
         scores = batch.scores if sketch.scored else None
-        if not self.model.rebaseline:
+        starts = list(new_versions or [])
+        if not self.model.rebaseline and not starts and kind not in self.relearning:
             return self._scored_events(
                 kind,
                 sketch.update(columns, batch.offsets, batch.timestamps, numeric, batch.model_versions, scores),
@@ -387,7 +446,11 @@ class ModelMonitor:
         events: list[dict] = []
         start, n = 0, len(batch)
         while start < n:
-            stop = min(n, start + sketch.rows_to_next_step())
+            if starts and starts[0][0] == start:  # a new model version: its own reference, from this row
+                self.outputs_version = starts.pop(0)[1]
+                sketch.rebaseline()
+                self.relearning[kind] = None
+            stop = min(n, start + sketch.rows_to_next_step(), starts[0][0] if starts else n)
             part = {name: values[start:stop] for name, values in columns.items()}
             versions = batch.model_versions[start:stop]
             scored = sketch.update(
@@ -404,7 +467,7 @@ class ModelMonitor:
                 if sketch.ready:
                     events.append(self._rebaselined(kind, batch, stop - 1))
             found = self._scored_events(kind, scored, batch)
-            if any(event["kind"] == kind for event in found):
+            if self.model.rebaseline and any(event["kind"] == kind for event in found):
                 sketch.rebaseline()
                 self.relearning[kind] = None
             events += found
@@ -485,7 +548,10 @@ class ModelMonitor:
         }
         firing = self.policy.firing_alert(kind)
         self.policy.clear(kind)
-        details = {"rebaselines": {"kind": kind, "alert_id": firing}}
+        details: dict = {"rebaselines": {"kind": kind, "alert_id": firing}}
+        if kind == "prediction_drift" and self.outputs_version is not None:  # a new version's own reference
+            details["rebaselines"]["model_version"] = self.outputs_version
+            self.outputs_version = None
         found = Finding(
             kind=REBASELINED,
             detector="reference",
@@ -733,9 +799,19 @@ class ModelMonitor:
         self.errors_total += int(np.add.reduce(errors))
         events = []
         done = 0
+        warmup = self.settings.concept_warmup
+        graded_before = self.labelled_total - len(errors)
+        restarts = [
+            row for row, _ in _first_of_new(versions, self.versions_graded, graded_before, self.settings, warmup)
+        ]
         while done < len(errors):
-            found = self.concept.update(errors[done:], stop_at_detection=True)
-            upto = done + found[0]["index"] + 1 if found else len(errors)
+            if restarts and restarts[0] == done:  # a new model version's first graded prediction: its own reference
+                restarts.pop(0)
+                self.concept = self._concept_detector()
+                self.concept_from, self.concept_versions, self.change_from = None, {}, []
+            end = restarts[0] if restarts else len(errors)
+            found = self.concept.update(errors[done:end], stop_at_detection=True)
+            upto = done + found[0]["index"] + 1 if found else end
             watched = found[0]["labelled_since_reference"] if found else getattr(self.concept, "watched", None)
             self._watch(batch, rows, versions, done, upto, watched)
             change_started_at = self._mark_change(batch, rows, done, upto, found[0] if found else None)

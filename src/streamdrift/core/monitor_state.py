@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION
+
 if TYPE_CHECKING:
     from streamdrift.core.monitor import ModelMonitor
 
@@ -48,6 +50,9 @@ def capture(monitor: ModelMonitor) -> dict[str, Any]:
         "concept_from": m.concept_from,
         "concept_versions": m.concept_versions,
         "relearning": m.relearning,
+        "versions_served": m.versions_served,
+        "versions_graded": m.versions_graded,
+        "outputs_version": m.outputs_version,
         "change_from": m.change_from,
         "drift_events": m.drift_events,
         "quality": m.quality_rates.copy(),
@@ -85,6 +90,15 @@ def restore(monitor: ModelMonitor, state: Mapping[str, Any]) -> None:
     m.concept_versions = dict(state.get("concept_versions", {}))
     m.relearning = {k: list(v) if v else None for k, v in state.get("relearning", {}).items()}
     m.change_from = list(state.get("change_from", []))  # none before issue 22: the window's start
+    if "versions_served" in state:
+        m.versions_served = list(state["versions_served"])
+        m.versions_graded = list(state["versions_graded"])
+        m.outputs_version = state["outputs_version"]
+    else:  # a snapshot from before new versions had references of their own: the versions it knows of
+        known = [v for v in m.concept_versions if v not in (NO_VERSION, OTHER_VERSION)]
+        last = [m.last_version] if m.last_version is not None else []
+        m.versions_served = [v for v in sorted(known) if v not in last] + last
+        m.versions_graded = sorted(set(known + last))
     m.retraining.load_state(state, reference_ready=m.features.ready)
     rates = len(m.quality_rates)  # one row per rate, a column per feature
     m.quality_rates = np.array(state["quality"], dtype=np.float64).reshape(rates, -1)
