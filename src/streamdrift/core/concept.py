@@ -121,10 +121,10 @@ LOOKS = 5  # the reference is estimated at 1, 2, 4, 8 and 16 × warmup labelled 
 # later one). The first look's bound, from the fewest events, is the loosest; the last one's design governs every
 # event after 16 × warmup, so its bound is the one a model that runs for long is watched with. Chosen by measurement
 # (docs/benchmarks.md): 0.375 rather than 0.125 for the last look brought the gradual change's delay from 6,481 to
-# 6,305 labelled events; the first keeps 0.4 (a change soon after a restart) and the look at 8 × warmup 0.1 (a
+# 6,305 labelled events; the first gets 0.4 (a change soon after a restart) and the look at 8 × warmup 0.1 (a
 # change 15,000 events in, SEA's), or those are found later.
 LOOK_SHARES = (0.4, 0.1, 0.025, 0.1, 0.375)
-SLOW_RATIO = 1.2  # the slow chart's odds multiple (gradual drift): see docs/detection.md
+SLOW_RATIO = 1.2  # the slow chart's odds multiple (gradual drift): see docs/benchmarks.md
 
 
 def upper_bound(errors: int, events: int, confidence: float) -> float:
