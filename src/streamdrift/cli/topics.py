@@ -42,6 +42,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"state topic ok: {settings.topics.state} is compacted and has {n} partitions")
     approvals = kafka.check_approvals_topic(kafka.admin(settings), settings.topics.approvals)
     print(f"approvals topic ok: {settings.topics.approvals} is compacted and has {approvals} partition(s)")
+    for line in kafka.future_timestamp_warnings(settings, kafka.admin(settings)):
+        print(f"warning: {line}")
     if args.action == "check" and args.sample > 0:
         for topic in (settings.topics.predictions, settings.topics.feedback):
             print(sample_routing(settings, topic, n, args.sample).report(settings.misrouted))

@@ -211,6 +211,47 @@ def max_record_bytes(settings: Settings, client: AdminClient, topics: list[str])
     return deadletter.max_bytes(min(limits) if limits else None, producer_max)
 
 
+TIMESTAMP_AHEAD_CONFIG = "message.timestamp.after.max.ms"
+
+
+def input_topic_config(settings: Settings) -> dict[str, str]:
+    """The configuration ``create_topics`` gives the predictions and feedback topics: the broker refuses a record
+    stamped more than ``topics.max_timestamp_ahead_s`` ahead of its clock (KIP-937, Kafka 3.6+)."""
+    return {TIMESTAMP_AHEAD_CONFIG: str(settings.topics.max_timestamp_ahead_s * 1000)}
+
+
+def future_timestamp_warnings(settings: Settings, client: AdminClient) -> list[str]:
+    """One line per input topic whose broker accepts records stamped further ahead than
+    ``topics.max_timestamp_ahead_s`` (CreateTime and a larger ``message.timestamp.after.max.ms``), naming the fix.
+    A topic stamped by the broker (LogAppendTime) cannot be. Where the configuration cannot be read, say so in
+    the log and return nothing: the worker works all the same."""
+    bound_ms = settings.topics.max_timestamp_ahead_s * 1000
+    topics = [settings.topics.predictions, settings.topics.feedback]
+    resources = {name: ConfigResource(ResourceType.TOPIC, name) for name in topics}
+    try:
+        futures = client.describe_configs(list(resources.values()))
+        configs = {name: futures[resource].result(timeout=30) for name, resource in resources.items()}
+    except KafkaException as exc:
+        log.warning(
+            "cannot read the input topics' message.timestamp.after.max.ms",
+            extra={"fields": {"topics": topics, "error": str(exc)}},
+        )
+        return []
+    lines = []
+    for name, config in configs.items():
+        if config["message.timestamp.type"].value == "LogAppendTime" or TIMESTAMP_AHEAD_CONFIG not in config:
+            continue  # stamped by the broker, or a broker older than KIP-937 (3.6), which cannot bound it
+        ahead_ms = int(config[TIMESTAMP_AHEAD_CONFIG].value)
+        if ahead_ms > bound_ms:
+            lines.append(
+                f"input topic {name} accepts records stamped up to {ahead_ms} ms ahead of the broker's clock "
+                f"({TIMESTAMP_AHEAD_CONFIG}); one record stamped far in the future moves its partition's event "
+                f"clock for good. Bound it: kafka-configs --alter --entity-type topics --entity-name {name} "
+                f"--add-config {TIMESTAMP_AHEAD_CONFIG}={bound_ms}"
+            )
+    return lines
+
+
 def create_topics(settings: Settings, partitions: int | None = None, client: AdminClient | None = None) -> list[str]:
     """Create the four topics (inputs with equal partition counts), the compacted approvals topic (one
     partition: a few decisions, read whole by every listener) and, with ``state_store = "kafka"``, the
@@ -224,8 +265,8 @@ def create_topics(settings: Settings, partitions: int | None = None, client: Adm
     existing = partition_counts(client, [t.predictions, t.feedback, t.alerts, t.dead_letter, t.state, t.approvals])
     n = partitions or existing.get(t.predictions) or t.partitions
     wanted = [
-        NewTopic(t.predictions, n, t.replication_factor),
-        NewTopic(t.feedback, n, t.replication_factor),
+        NewTopic(t.predictions, n, t.replication_factor, config=input_topic_config(settings)),
+        NewTopic(t.feedback, n, t.replication_factor, config=input_topic_config(settings)),
         NewTopic(t.alerts, n, t.replication_factor),
         NewTopic(t.dead_letter, n, t.replication_factor),
         NewTopic(t.approvals, 1, t.replication_factor, config={"cleanup.policy": "compact"}),

@@ -119,6 +119,11 @@ class TopicSettings(_Section):
     # Used by `streamdrift topics create`; predictions and feedback always share it.
     partitions: int = Field(3, ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1, le=32)
+    # `topics create` sets message.timestamp.after.max.ms to this on the input topics, so the broker refuses a
+    # record stamped further ahead of its clock: one record of year 9999 would move a partition's event clock
+    # (idle models evicted, the merge's epoch stuck there). `topics check` and the worker's start name input
+    # topics that accept more.
+    max_timestamp_ahead_s: int = Field(3600, ge=1, le=365 * 86400)
 
     @field_validator("predictions", "feedback", "alerts", "dead_letter", "state", "approvals")
     @classmethod

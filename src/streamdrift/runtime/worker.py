@@ -325,6 +325,8 @@ class Worker:
         gc.freeze()  # what was loaded at start lives for the process: never scanned again
         gc.set_threshold(*GC_THRESHOLDS)
         partitions = self.partition_count = kafka.check_topics(s)
+        for line in kafka.future_timestamp_warnings(s, kafka.admin(s)):  # not refused: existing deployments
+            log.warning(line)
         # before any restore: a checkpoint of another cluster (a copied snapshot_dir) is refused naming both ids
         self._make_stores(kafka.cluster_id(kafka.admin(s)))
         self.store.check_writable()
