@@ -12,11 +12,16 @@ that first appears late and one that misses batches.
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streamdrift.core import state as snapshot
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.engine import PartitionEngine
+from streamdrift.core.monitor import monitor_factory
+from streamdrift.core.records import RawMessage
 from streamdrift.core.sketch import StreamSketch
 from streamdrift.core.warmup import WarmupColumn
 from streamdrift.core.warmup_held import HOLD_ROWS, HeldWarmup
@@ -129,3 +134,56 @@ def test_held_copies_never_view_the_decoders_block() -> None:
     columns: dict[str, WarmupColumn] = {}
     held.count_into(columns, lambda: WarmupColumn(limit=10, max_kept=10))
     assert columns["x"].distinct == {"0.0": 1, "3.0": 1, "6.0": 1, "9.0": 1}
+
+
+def test_count_held_counts_now_what_state_would() -> None:
+    """A worker counts the held rows before it forks a checkpoint (``StreamSketch.count_held``): nothing is held
+    after, and the state is the bytes ``state()`` gives with them held."""
+    counted, left = _sketch(True), _sketch(True)
+    columns, scores = _stream(7)
+    for start, stop in ((0, 5), (5, 9), (9, 12)):
+        batch, numeric = _batch(columns, start, stop, start)
+        offsets = np.arange(start, stop, dtype=np.int64)
+        for sketch in (counted, left):
+            sketch.update(batch, offsets, 1_700_000_000.0 + offsets, numeric, scores=scores[start:stop])
+    assert counted._held.rows == left._held.rows == 12
+    counted.count_held()
+    assert counted._held.rows == 0 and left._held.rows == 12
+    assert snapshot.dumps(counted.state()) == snapshot.dumps(left.state())
+
+
+def test_an_engine_counts_the_held_rows_of_the_models_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PartitionEngine.count_held``: the monitors of the models named hold nothing after, the others still hold
+    theirs, and the snapshot's bytes are those it gives with every row held."""
+    monkeypatch.setattr(StreamSketch, "hold_warmup", True)
+
+    def engine() -> PartitionEngine:
+        out = PartitionEngine(0, "p", "f", monitor_factory(MonitorSettings()), epoch_ms=1000)
+        records = [
+            RawMessage("p", 0, i, model.encode(), orjson.dumps(event), int(event["timestamp"] * 1000))
+            for i, (model, event) in enumerate(
+                (
+                    m,
+                    {
+                        "event_id": f"{m}-{k}",
+                        "model_id": m,
+                        "timestamp": 1_700_000_000.0 + k,
+                        "features": {"x": k * 0.5, "c": "ab"[k % 2]},
+                        "prediction": k % 2,
+                        "score": 0.25,
+                    },
+                )
+                for k in range(6)
+                for m in ("a", "b")
+            )
+        ]
+        out.add("p", records)
+        out.release(ended={"p", "f"})
+        return out
+
+    counted, left = engine(), engine()
+    held = lambda e, m: e.monitors[m].features._held.rows  # noqa: E731
+    assert held(counted, "a") == held(counted, "b") > 0
+    counted.count_held({"a", "gone"})  # a model not monitored is passed over
+    assert held(counted, "a") == 0 and held(counted, "b") == held(left, "b") > 0
+    assert snapshot.dumps(counted.snapshot().models) == snapshot.dumps(left.snapshot().models)

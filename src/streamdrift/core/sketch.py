@@ -612,6 +612,13 @@ class StreamSketch:
             self._count_held()
         return self._columns()
 
+    def count_held(self) -> None:
+        """Count the warm-up rows held (``warmup_held.py``) now, as ``state()`` would: the same state after.
+        A worker calls it before it forks a checkpoint, so that the copy, which throws its work away, has
+        none to count."""
+        if self._held.rows:
+            self._count_held()
+
     def _columns(self) -> dict[str, WarmupColumn] | None:
         """The warm-up's columns as they are (held rows not counted), made now if restored and not made yet."""
         if "_warmup" not in self.__dict__:
