@@ -211,3 +211,19 @@ def test_a_missing_score_in_the_warm_up_is_missing_and_a_restart_during_it_chang
     assert score.kind == NUMERIC and 0 <= score.edges[0] and score.edges[-1] <= 1.01
     assert score.ref_counts[score.missing_bin] == len([i for i in unscored if i < 300])
     assert score.ref_counts.sum() == 300
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [[float(i) for i in range(30)], [float(i % 8) for i in range(16)], [3, 3.0, 0.0, -0.0] * 8],
+)
+def test_a_long_call_drops_the_distinct_numbers_as_row_by_row(numbers: list) -> None:
+    """``_add_distinct``'s shortcut (a call with more distinct numbers than the limit) drops the table where
+    counting row by row does, and only there: 30 distinct numbers do; 8 (the limit) and 3, 3.0, 0.0, -0.0 (four
+    texts) do not."""
+    whole, one_by_one = WarmupColumn(limit=8, max_kept=10), WarmupColumn(limit=8, max_kept=10)
+    whole.add(numbers)
+    for x in numbers:
+        one_by_one.add([x])
+    assert whole.distinct == one_by_one.distinct
+    assert (whole.distinct is None) == (len(numbers) == 30)

@@ -262,14 +262,6 @@ class PartitionEngine:
             self.partition_state(),
         )
 
-    def count_held(self, models: Collection[str] | None = None) -> None:
-        """Count the warm-up rows the monitors of ``models`` (all where None) hold, as ``snapshot`` would:
-        its bytes are the same after. Before a forked checkpoint, so the copy has none left to count."""
-        for model_id in self.monitors if models is None else models:
-            monitor = self.monitors.get(model_id)
-            if monitor is not None:
-                monitor.count_held()
-
     def partition_state(self) -> State:
         """What the partition keeps besides its models (``Snapshot.merge``): the merge's epochs, the
         event clock, which no model's last event time may tell (its model evicted, or over ``max_models``),

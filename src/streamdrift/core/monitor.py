@@ -1223,11 +1223,6 @@ class ModelMonitor:
         """Freeze this monitor: processing a batch of ``topic`` raised ``error`` at ``where``."""
         self.quarantined = {"error": error, "where": where, "topic": topic}
 
-    def count_held(self) -> None:
-        """Count the warm-up rows its sketches hold (``StreamSketch.count_held``); the state is the same."""
-        for sketch in (self.features, self.outputs, self.attributions, self.labels):
-            sketch.count_held()
-
     def state(self) -> dict:
         """The monitor's state as plain data (``monitor_state.capture``)."""
         return monitor_state.capture(self)

@@ -55,7 +55,6 @@ from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
 from streamdrift.core.warmup import WarmupColumn
 from streamdrift.core.warmup import states as warmup_states
-from streamdrift.core.warmup_held import HOLD_ROWS, HeldWarmup
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -519,10 +518,6 @@ class StreamSketch:
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
-    # True: hold a fleet's short warm-up batches and count them together (``warmup_held.py``: the same counts).
-    # Off: on Kafka a forked checkpoint counts the held rows in its copy at every checkpoint, and the worker never
-    # keeps that work (issue 19: three rounds at 2,000 models gave 0.50, 1.45, 0.24 x the worker without it)
-    hold_warmup = False
 
     def __init__(
         self,
@@ -553,8 +548,7 @@ class StreamSketch:
         self.rows = 0
         self._stored_warmup: State | None = None  # a restored warm-up's state, its columns not made yet
         self._warmup: dict[str, WarmupColumn] | None = {}  # the columns (``warmup``), once made
-        self._held = HeldWarmup()  # warm-up rows not counted into them yet
-        self.warmup_rows = 0  # held rows included
+        self.warmup_rows = 0
         self._set_columns([])
         self.untracked_columns = 0
         self.type_mismatches: dict[str, int] = {}
@@ -606,31 +600,12 @@ class StreamSketch:
 
     @property
     def warmup(self) -> dict[str, WarmupColumn] | None:
-        """The warm-up's columns, every held row counted (None once the reference is complete); a restored
-        warm-up's are made now."""
-        if self._held.rows:
-            self._count_held()
-        return self._columns()
-
-    def count_held(self) -> None:
-        """Count the warm-up rows held (``warmup_held.py``) now, as ``state()`` would: the same state after.
-        A worker calls it before it forks a checkpoint, so that the copy, which throws its work away, has
-        none to count."""
-        if self._held.rows:
-            self._count_held()
-
-    def _columns(self) -> dict[str, WarmupColumn] | None:
-        """The warm-up's columns as they are (held rows not counted), made now if restored and not made yet."""
+        """The warm-up's columns (None once the reference is complete); a restored warm-up's are made now."""
         if "_warmup" not in self.__dict__:
             assert self._stored_warmup is not None
             self._warmup = self._load_warmup(self._stored_warmup)
             self._stored_warmup = None  # the columns are the state from now on
         return self._warmup
-
-    def _count_held(self) -> None:
-        columns = self._columns()
-        assert columns is not None  # rows are held during the warm-up only
-        self._held.count_into(columns, self._warmup_column)
 
     @property
     def knows_scores(self) -> bool:
@@ -704,22 +679,17 @@ class StreamSketch:
         their fixed-point scores ``fixed`` if the warm-up keeps them."""
         if self.warmup_scores is None:
             fixed = None
-        if self.hold_warmup and (self._held.rows or take < HOLD_ROWS):  # a long batch alone: counted at once
-            self._held.hold(columns, take, numeric, fixed)
-        else:
-            warmup = self._columns()  # none held: counted in order
-            assert warmup is not None
-            for name, values in columns.items():
-                column = warmup.get(name)
-                if column is None:
-                    column = warmup[name] = self._warmup_column()
-                column.add(values[:take], numbers_only=name in numeric, scores=fixed)
+        warmup = self.warmup
+        assert warmup is not None
+        for name, values in columns.items():
+            column = warmup.get(name)
+            if column is None:
+                column = warmup[name] = self._warmup_column()
+            column.add(values[:take], numbers_only=name in numeric, scores=fixed)
         if fixed is not None and self.warmup_scores is not None:
             scored, total = impact.tally(fixed)
             self.warmup_scores = [self.warmup_scores[0] + scored, self.warmup_scores[1] + total]
         self.warmup_rows += take
-        if self._held.rows >= HOLD_ROWS:
-            self._count_held()
 
     def _warmup_column(self) -> WarmupColumn:
         # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
@@ -731,7 +701,7 @@ class StreamSketch:
         )
 
     def _build_reference(self) -> None:
-        warmup = self.warmup  # every held row counted
+        warmup = self.warmup
         assert warmup is not None
         names = sorted(warmup)
         self.untracked_columns = max(0, len(names) - self.max_columns)
@@ -748,8 +718,7 @@ class StreamSketch:
     def set_reference(self, columns: list[Column], scores: NDArray[np.int64] | None = None) -> None:
         """Start monitoring against ``columns`` (from the warm-up, or from a reference profile); ``scores``:
         the reference's scored rows and fixed-point score sums per bin, the columns' side by side (2 x bins)."""
-        # from a profile: rows held during the warm-up are not counted (from the warm-up: counted by now)
-        self._warmup, self._held, self._stored_warmup = None, HeldWarmup(), None
+        self._warmup, self._stored_warmup = None, None
         self.warmup_scores = None
         self._set_columns(columns)
         self._ref_scores = scores if self.scored else None
@@ -967,10 +936,9 @@ class StreamSketch:
     def _warmup_state(self) -> State | None:
         """The warm-up columns' states; a restored warm-up not made yet gives back what it was restored
         from, the same values (``WarmupColumn.from_state`` then ``state()`` is the identity)."""
-        if "_warmup" not in self.__dict__ and not self._held.rows:
+        if "_warmup" not in self.__dict__:
             return self._stored_warmup
-        warmup = self.warmup  # every held row counted
-        return None if warmup is None else warmup_states(warmup)
+        return None if self._warmup is None else warmup_states(self._warmup)
 
     def _scores_state(self) -> State:
         """A scored sketch's scores: the warm-up's, the reference's per bin (narrow), the sub-windows'."""
@@ -1024,7 +992,6 @@ class StreamSketch:
                 self.__dict__.pop(name, None)
         warmup = state["warmup"]
         self._stored_warmup = None
-        self._held = HeldWarmup()
         # kept as it is where it is what state() gives: a decoded snapshot's arrays (lists would come back as lists)
         if warmup is not None and all(type(c) is dict and type(c["buckets"]) is np.ndarray for c in warmup.values()):
             self.__dict__.pop("_warmup", None)  # made when first used (``warmup``)

@@ -1027,8 +1027,6 @@ class Worker:
         thread calls to finish it: (bytes written, bytes of memory the forked writer had of its own)."""
         capture = lambda: [self.store.prepare(self._snapshot(p)) for p in chosen]  # noqa: E731
         if self.settings.snapshot_fork:
-            for p in chosen:  # held warm-up rows counted here: the copy would count them and throw the work away
-                self.partitions[p].engine.count_held()
             try:  # the forked copy captures, encodes and writes the state as it is now; this loop goes on
                 job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()))
                 return lambda: (job.wait(), job.private_bytes)
@@ -1163,8 +1161,6 @@ class Worker:
                         written += self.store.save(snapshot)
                 return written
 
-            for p in chosen:  # here, not in the copy, which would count them and throw the work away
-                self.partitions[p].engine.count_held(taken[p])
             try:
                 job = ForkedPack(pack, write_cache)
             except OSError as exc:
