@@ -8,6 +8,8 @@ whose producer writes them; the bytes must be exactly those the loop makes when 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import orjson
 import pytest
@@ -287,3 +289,92 @@ def test_a_packer_writes_what_its_word_says_once_told() -> None:
     idle = ForkedPack(lambda send: None, lambda word: 1 // 0)
     assert list(idle.pieces()) == []
     idle.cancel()  # killed while it waits for its word: reaped, nothing written
+
+
+# A stopped packer must be killed by its deadline; were it not, the test's own guard ends the wait (and kills the
+# child) so that it fails instead of hanging. The guard is far longer than the deadline and asserts no speed.
+HANG_GUARD_S = 60.0
+
+
+def in_a_thread(call) -> threading.Thread:
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(HANG_GUARD_S)
+    return thread
+
+
+def test_a_packer_stopped_mid_pack_is_killed_at_its_deadline_and_says_so() -> None:
+    def stopping(send) -> None:
+        send(b"first")
+        os.kill(os.getpid(), signal.SIGSTOP)  # in the child: as a SIGSTOP or a stalled disk would
+        send(b"never")
+
+    job = ForkedPack(stopping, lambda word: 0, deadline_s=0.2)
+    got: list[bytes] = []
+    failures: list[SnapshotError] = []
+
+    def read() -> None:
+        try:
+            got.extend(job.pieces())
+        except SnapshotError as exc:
+            failures.append(exc)
+
+    thread = in_a_thread(read)
+    if thread.is_alive():
+        os.kill(job.pid, signal.SIGKILL)
+        pytest.fail("the stopped packer was never killed")
+    assert got == [] and job.expired  # "first" was still in the child's buffer when it stopped
+    assert len(failures) == 1
+    assert "not packed within the packing deadline of 0.2 s (PACK_DEADLINE_S): killed" in str(failures[0])
+    with pytest.raises(ChildProcessError):  # reaped, not left a zombie
+        os.waitpid(job.pid, os.WNOHANG)
+
+
+def test_a_packer_that_packs_in_time_is_not_killed_by_its_deadline() -> None:
+    job = ForkedPack(lambda send: send(b"a"), lambda word: len(word))
+    assert list(job.pieces()) == [b"a"]
+    job._expire()  # the watchdog firing late, once the last piece is in: it leaves the child alone
+    assert job.finish(b"word") == 4 and not job.expired
+    job._expire()  # and once the child is reaped (its pid maybe another process's by then)
+    assert not job.expired
+
+
+def test_a_stopped_packer_fails_its_checkpoint_and_the_next_one_starts(tmp_path, monkeypatch, caplog) -> None:
+    worker = Worker(Settings(snapshot_dir=tmp_path))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    worker.pack_deadline_s = 0.2
+    messages = [m for m in two_partitions(600, worker) if m.partition == 0]
+    state = worker.partitions[0] = worker._new_state(0)
+    feed(worker, messages)
+    taken = set(state.changed)
+    records = worker._state_records
+
+    def stop_the_copy(p, changed):
+        os.kill(os.getpid(), signal.SIGSTOP)  # runs in the forked copy only: the loop's records come from `records`
+        return records(p, changed)
+
+    monkeypatch.setattr(worker, "_state_records", stop_the_copy)
+    worker.checkpoint()
+    flight = worker._flight
+    assert flight is not None and state.changed == set()
+    thread = in_a_thread(worker._complete_checkpoint)
+    if thread.is_alive():
+        flight.job.kill()
+        thread.join()
+        pytest.fail("the checkpoint waited on a stopped packer")
+
+    assert worker._flight is None and worker._failed_checkpoints == 1 and not worker.health.ready
+    assert state.changed == taken and state.dirty  # the models given back to the next attempt
+    assert worker.consumer.commits == []  # type: ignore[attr-defined]
+    assert [r for r in worker.producer.produced if r[0] == worker.topics.state] == []  # type: ignore[attr-defined]
+    failed = [r for r in caplog.records if r.getMessage() == "checkpoint failed: nothing committed, retrying"]
+    assert len(failed) == 1 and "packing deadline of 0.2 s" in failed[0].fields["error"]  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(worker, "_state_records", records)
+    worker.checkpoint(wait=True)
+    assert worker._flight is None and worker._pending is None and worker._failed_checkpoints == 0
+    committed = [[(topic, 0, offset) for topic, offset in sorted(state.engine.offsets.items())]]
+    assert worker.consumer.commits == committed and len(committed[0]) == 2  # type: ignore[attr-defined]
+    produced = {key for topic, _, key, _, _ in worker.producer.produced if topic == worker.topics.state}  # type: ignore[attr-defined]
+    assert {key for key in produced if key.startswith(b"model/")} == {f"model/0/0/{m}".encode() for m in taken}

@@ -18,6 +18,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -220,6 +221,14 @@ def _child(write: Callable[[], int], report: int, parent: int) -> None:
         os._exit(code)
 
 
+# How long a forked packer may take to pack a checkpoint (from the fork to its last piece) before it is killed
+# and the checkpoint fails. Nothing else times it out: a packer stopped (SIGSTOP, a stalled disk, swapped out)
+# would hold every later checkpoint back, and with them the offsets' commits. 300 s is about 75 times the
+# slowest whole checkpoint measured (10,000 models with the local store, offsets committed after 3.98 s in
+# `make bench`), with room for a pump slowed by a full producer queue; a healthy packer never meets it.
+PACK_DEADLINE_S = 300.0
+
+
 class ForkedPack:
     """``pack(send)`` run in a forked child that hands every piece it packs back to the parent as it goes;
     then, once the parent has used them, ``finish(word)`` with the parent's word.
@@ -238,9 +247,17 @@ class ForkedPack:
     finish
         Runs in the child once ``finish`` is called in the parent, with its word; returns the bytes
         written. An empty word: nothing to write (the checkpoint was not committed).
+    deadline_s
+        A child that has not packed everything this long after the fork is killed (SIGKILL): a reader of
+        ``pieces`` then sees it fail, naming the deadline.
     """
 
-    def __init__(self, pack: Callable[[Callable[[bytes], None]], None], finish: Callable[[bytes], int]):
+    def __init__(
+        self,
+        pack: Callable[[Callable[[bytes], None]], None],
+        finish: Callable[[bytes], int],
+        deadline_s: float = PACK_DEADLINE_S,
+    ):
         parent = os.getpid()
         pieces_read, pieces_write = os.pipe()
         word_read, word_write = os.pipe()
@@ -261,6 +278,13 @@ class ForkedPack:
         self._word: int | None = word_write
         self._reaped = False
         self.private_bytes = 0  # memory the child had of its own at the end (pages copied or allocated)
+        self.deadline_s = deadline_s
+        self.expired = False  # killed for not packing within deadline_s
+        self._packed = False
+        self._kill_lock = threading.Lock()  # the watchdog never signals a pid already reaped (maybe reused)
+        self._watchdog = threading.Timer(deadline_s, self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def pieces(self) -> Iterator[bytes]:
         """What the child sends, in order, until it has packed everything (safe in a thread: reads release
@@ -272,6 +296,9 @@ class ForkedPack:
             if kind == _PIECE and len(body) == size:
                 yield body
             elif kind == _PACKED:
+                with self._kill_lock:
+                    self._packed = True
+                self._watchdog.cancel()
                 return
             else:
                 raise self._failed(body.decode(errors="replace") if kind == _FAILED else "")
@@ -304,6 +331,17 @@ class ForkedPack:
         self.kill()
         self._reap()
 
+    def _expire(self) -> None:
+        """The watchdog's: past the deadline and not packed yet, kill the child."""
+        with self._kill_lock:
+            if self._packed or self._reaped:
+                return
+            self.expired = True
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # a stopped process dies of it too
+            except ProcessLookupError:
+                pass
+
     def _say(self, word: bytes) -> None:
         if self._word is None:
             return
@@ -318,9 +356,11 @@ class ForkedPack:
             os.close(fd)
 
     def _reap(self) -> int:
-        if self._reaped:
-            return 0
-        self._reaped = True
+        with self._kill_lock:
+            if self._reaped:
+                return 0
+            self._reaped = True
+        self._watchdog.cancel()
         self._say(b"")
         _, status = os.waitpid(self.pid, 0)
         self._pieces.close()
@@ -328,7 +368,9 @@ class ForkedPack:
 
     def _failed(self, reason: str) -> SnapshotError:
         code = self._reap()
-        if not reason:
+        if self.expired:
+            reason = f"not packed within the packing deadline of {self.deadline_s:g} s (PACK_DEADLINE_S): killed"
+        elif not reason:
             reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return SnapshotError(f"packing the checkpoint failed (packer process {self.pid}): {reason}")
 

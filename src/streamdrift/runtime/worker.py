@@ -97,7 +97,7 @@ from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import Routed
 from streamdrift.core.state import Seal, Snapshot
 from streamdrift.runtime import deadletter, kafka, statepieces, statetopic
-from streamdrift.runtime.checkpoint import ForkedPack, ForkedWrite, LocalSnapshotStore
+from streamdrift.runtime.checkpoint import PACK_DEADLINE_S, ForkedPack, ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError, TransactionError
 from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
 from streamdrift.runtime.idle import IdleClock
@@ -212,6 +212,7 @@ class Worker:
         self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
         self._failed_checkpoints = 0  # failed in a row: not ready meanwhile, and the retries back off
         self._retry_at = 0.0  # time.monotonic() before which a failed checkpoint is not tried again
+        self.pack_deadline_s = PACK_DEADLINE_S  # a forked packer not done by then is killed, its checkpoint failed
         self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
         # /metrics and /status serve what the consume loop publishes (``view.publish`` in ``run``), never live state
         self.view = StatusView(self.health)
@@ -1162,7 +1163,7 @@ class Worker:
                 return written
 
             try:
-                job = ForkedPack(pack, write_cache)
+                job = ForkedPack(pack, write_cache, self.pack_deadline_s)
             except OSError as exc:
                 log.warning(
                     "cannot fork the state packer: packing in the consume loop instead",
