@@ -76,3 +76,17 @@ def test_topics_check_names_an_input_topic_without_the_bound_and_the_fix(kafka_b
         f"clock for good. Bound it: kafka-configs --alter --entity-type topics --entity-name {t.predictions} "
         "--add-config message.timestamp.after.max.ms=3600000"
     ]
+
+
+def test_a_broker_that_does_not_know_the_bound_still_gets_its_input_topics(kafka_bootstrap, unique_name, monkeypatch):
+    """A broker before Kafka 3.6 refuses message.timestamp.after.max.ms as an unknown topic config (INVALID_CONFIG):
+    ``topics create`` then makes the input topics without it. Shown here with a config name no broker knows."""
+    monkeypatch.setattr(kafka, "TIMESTAMP_AHEAD_CONFIG", "message.timestamp.unknown.to.this.broker.ms")
+    settings = settings_for(kafka_bootstrap, unique_name("sd"), ahead_s=600)
+    t = settings.topics
+    created = kafka.create_topics(settings)
+    assert sorted(created) == sorted([t.predictions, t.feedback, t.alerts, t.dead_letter, t.approvals])
+    assert kafka.partition_counts(kafka.admin(settings), [t.predictions, t.feedback]) == {
+        t.predictions: 1,
+        t.feedback: 1,
+    }

@@ -276,17 +276,37 @@ def create_topics(settings: Settings, partitions: int | None = None, client: Adm
     todo = [nt for nt in wanted if nt.topic not in existing]
     created = []
     if todo:
-        futures = client.create_topics(todo, operation_timeout=30)
-        for nt in todo:
-            try:
-                futures[nt.topic].result()
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-                continue  # another creator's
-            created.append(nt.topic)
+        created = _create(client, todo)
         _wait_until_listed(client, [nt.topic for nt in todo])
     return created
+
+
+def _create(client: AdminClient, topics: list[NewTopic]) -> list[str]:
+    """Create ``topics``; return those this call made (one another creator made meanwhile is left out).
+
+    A broker older than KIP-937 (Kafka 3.6) refuses the input topics' ``message.timestamp.after.max.ms`` as an
+    unknown config: those topics are made without it, with a warning, since such a broker has no bound to set."""
+    created, again = [], []
+    futures = client.create_topics(topics, operation_timeout=30)
+    for nt in topics:
+        try:
+            futures[nt.topic].result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # another creator's
+            if error.code() == KafkaError.INVALID_CONFIG and TIMESTAMP_AHEAD_CONFIG in (nt.config or {}):
+                log.warning(
+                    "this broker does not know message.timestamp.after.max.ms (Kafka before 3.6): the input topic "
+                    "is made without a bound on future timestamps",
+                    extra={"fields": {"topic": nt.topic, "error": error.str()}},
+                )
+                config = {k: v for k, v in nt.config.items() if k != TIMESTAMP_AHEAD_CONFIG}
+                again.append(NewTopic(nt.topic, nt.num_partitions, nt.replication_factor, config=config))
+                continue
+            raise
+        created.append(nt.topic)
+    return created + (_create(client, again) if again else [])
 
 
 def _wait_until_listed(client: AdminClient, topics: list[str], timeout: float = 30.0) -> None:
