@@ -301,7 +301,7 @@ def _create(client: AdminClient, topics: list[NewTopic]) -> list[str]:
                     "is made without a bound on future timestamps",
                     extra={"fields": {"topic": nt.topic, "error": error.str()}},
                 )
-                config = {k: v for k, v in nt.config.items() if k != TIMESTAMP_AHEAD_CONFIG}
+                config = {k: v for k, v in (nt.config or {}).items() if k != TIMESTAMP_AHEAD_CONFIG}
                 again.append(NewTopic(nt.topic, nt.num_partitions, nt.replication_factor, config=config))
                 continue
             raise
