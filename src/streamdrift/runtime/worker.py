@@ -1263,9 +1263,11 @@ class Worker:
                 self._abort_and_rewind(problem)
                 return True
             self._flight_failed(flight)
+            # a packer that failed says why itself; undelivered records point at the state topic
+            hint = "" if failure else f" Check that the state topic {self.topics.state} exists and is writable."
             self._checkpoint_failed(
                 "kafka",
-                f"{problem}; not committing. Check that the state topic {self.topics.state} exists and is writable.",
+                f"{problem}; not committing.{hint}",
                 [],
             )
             return True
