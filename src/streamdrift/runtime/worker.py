@@ -175,6 +175,10 @@ class StateFlight:
     cancelled: bool = False
     pump: Future | None = None  # the thread producing what the copy packs
 
+    def wants(self, partition: int) -> bool:
+        """Whether a record of ``partition`` is still to be produced: the flight not cancelled, it not lost."""
+        return not self.cancelled and partition not in self.lost
+
 
 class Worker:
     # The Kafka clients and the HTTP server, made by ``run`` before anything uses them
@@ -1191,20 +1195,9 @@ class Worker:
                 flight.planned[item.partition] = item.changelog
                 continue
             p, record = item
-            while not flight.cancelled and p not in flight.lost:
-                try:
-                    self.producer.produce(
-                        self.topics.state,
-                        record.value,
-                        record.key,
-                        partition=p,
-                        headers=record.headers,
-                        on_delivery=delivered,
-                    )
-                    flight.produced += 1
-                    break
-                except BufferError:
-                    time.sleep(0.01)
+            still_wanted = partial(flight.wants, p)  # not cancelled, its partition not lost
+            if self._produce_state(p, record, delivered, go_on=still_wanted, wait_for_room=partial(time.sleep, 0.01)):
+                flight.produced += 1
             if flight.cancelled:
                 return
         flight.produced_at = time.monotonic()
@@ -1423,8 +1416,18 @@ class Worker:
                     raise
         self.producer.begin_transaction()  # what is produced from now on belongs to the next checkpoint
 
-    def _produce_state(self, p: int, record: statetopic.Record, on_delivery: Callable[..., None]) -> None:
-        while True:
+    def _produce_state(
+        self,
+        p: int,
+        record: statetopic.Record,
+        on_delivery: Callable[..., None],
+        go_on: Callable[[], bool] = lambda: True,
+        wait_for_room: Callable[[], object] | None = None,
+    ) -> bool:
+        """Produce a state record, waiting while the local queue is full (``wait_for_room``: by default the
+        loop's own delivery reports, ``producer.poll``; the writer thread sleeps, the loop serves them) for as
+        long as ``go_on`` says; True once it is produced."""
+        while go_on():
             try:
                 self.producer.produce(
                     self.topics.state,
@@ -1434,9 +1437,13 @@ class Worker:
                     headers=record.headers,
                     on_delivery=on_delivery,
                 )
-                return
-            except BufferError:
-                self.producer.poll(0.1)  # local queue full: let deliveries drain
+                return True
+            except BufferError:  # local queue full: let deliveries drain
+                if wait_for_room is None:
+                    self.producer.poll(0.1)
+                else:
+                    wait_for_room()
+        return False
 
     def _complete_checkpoint(self, block: bool = True) -> None:
         """Commit the offsets of the snapshots written in the background, once they are durable."""
