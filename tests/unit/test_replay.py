@@ -389,7 +389,12 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
 def test_replay_decodes_and_evicts_under_the_workers_settings():
     """A backtest's state is a worker's: replay applies ``[privacy]`` (here every category tracked as a hash)
     and the idle-model TTL, which it once left at their defaults."""
-    settings = load_settings(privacy={"hash_categories": True}, model_idle_ttl_s=3600)
+    settings = load_settings(
+        privacy={"hash_categories": True},
+        model_idle_ttl_s=3600,
+        max_event_time_skew_s=600,
+        topics={"max_timestamp_ahead_s": 600},
+    )
     secret = "ssn-123-45-6789"
 
     def prediction(i: int, model_id: str, t: int, value: str) -> bytes:

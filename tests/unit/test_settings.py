@@ -135,3 +135,22 @@ def test_the_hash_salt_is_a_secret_that_seals_the_state_without_being_written() 
     assert "s3cret" not in orjson.dumps(dict(seal.settings)).decode()
     assert len({plain.state_seal().config, seal.config, other.config}) == 3  # another salt: other hashes in state
     assert plain.state_seal().settings == Settings().state_seal().settings  # no salt: the seal of before
+
+
+def test_an_idle_ttl_one_future_record_could_outrun_stops_the_worker_naming_both_bounds(monkeypatch):
+    """One record may stamp its event time ``max_event_time_skew_s`` past its Kafka timestamp, which the broker
+    lets be ``topics.max_timestamp_ahead_s`` ahead: the partition's event clock jumps by both, and with a shorter
+    ``model_idle_ttl_s`` every other model's next event finds it idle and evicts its state (found by a review:
+    five models, one such record, all five evicted). Such settings are refused at start."""
+    monkeypatch.setenv("STREAMDRIFT_MODEL_IDLE_TTL_S", "3600")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "invalid setting model_idle_ttl_s (env STREAMDRIFT_MODEL_IDLE_TTL_S)" in message
+    assert "max_event_time_skew_s (86400) + topics.max_timestamp_ahead_s (3600)" in message
+    monkeypatch.setenv("STREAMDRIFT_MAX_EVENT_TIME_SKEW_S", "600")
+    monkeypatch.setenv("STREAMDRIFT_TOPICS__MAX_TIMESTAMP_AHEAD_S", "600")
+    assert load_settings().model_idle_ttl_s == 3600
+    monkeypatch.setenv("STREAMDRIFT_MODEL_IDLE_TTL_S", "1200")  # equal: the jump reaches the TTL exactly
+    with pytest.raises(ConfigError, match="invalid setting model_idle_ttl_s"):
+        load_settings()

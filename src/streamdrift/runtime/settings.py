@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from streamdrift.core.config import InputBounds, ModelSettings, MonitorSettings
@@ -228,6 +237,25 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path),)
         return sources
+
+    @field_validator("model_idle_ttl_s")
+    @classmethod
+    def _longer_than_one_record_can_move_the_clock(cls, ttl: float | None, info: ValidationInfo) -> float | None:
+        # One record's event time may be max_event_time_skew_s past its Kafka timestamp, which the broker lets be
+        # topics.max_timestamp_ahead_s in the future: the partition's event clock jumps by both at once, and a
+        # TTL no longer than that would then find every other model idle and evict its state.
+        skew, topics = info.data.get("max_event_time_skew_s"), info.data.get("topics")
+        if ttl is None or skew is None or topics is None:
+            return ttl  # one of them is invalid itself, and named so
+        jump = skew + topics.max_timestamp_ahead_s
+        if ttl <= jump:
+            raise ValueError(
+                f"must be longer than max_event_time_skew_s ({skew:g}) + topics.max_timestamp_ahead_s "
+                f"({topics.max_timestamp_ahead_s}) = {jump:g} s: one record stamped that far ahead moves the "
+                "partition's event clock by as much, and every model would be evicted at its next event; raise "
+                "model_idle_ttl_s or lower the other two"
+            )
+        return ttl
 
     @model_validator(mode="after")
     def _deprecated_names(self) -> Settings:
