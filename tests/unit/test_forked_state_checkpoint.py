@@ -19,7 +19,7 @@ from streamdrift.core.errors import SnapshotError
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import murmur2_partition
 from streamdrift.runtime import statepieces, statetopic
-from streamdrift.runtime.checkpoint import ForkedPack
+from streamdrift.runtime.checkpoint import ForkedPack, ForkedWrite
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
 from streams import FB, demo_messages
@@ -333,9 +333,9 @@ def test_a_packer_stopped_mid_pack_is_killed_at_its_deadline_and_says_so() -> No
 def test_a_packer_that_packs_in_time_is_not_killed_by_its_deadline() -> None:
     job = ForkedPack(lambda send: send(b"a"), lambda word: len(word))
     assert list(job.pieces()) == [b"a"]
-    job._expire()  # the watchdog firing late, once the last piece is in: it leaves the child alone
+    job.deadline._expire(1, "pack")  # the packing step's timer firing late, once the last piece is in: no kill
     assert job.finish(b"word") == 4 and not job.expired
-    job._expire()  # and once the child is reaped (its pid maybe another process's by then)
+    job.deadline._expire(2, "cache")  # the cache step's, once the child is reaped (its pid maybe reused by then)
     assert not job.expired
 
 
@@ -343,7 +343,7 @@ def test_a_stopped_packer_fails_its_checkpoint_and_the_next_one_starts(tmp_path,
     worker = Worker(Settings(snapshot_dir=tmp_path))
     worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
     worker.partition_count = 2
-    worker.pack_deadline_s = 0.2
+    worker.fork_deadline_s = 0.2
     messages = [m for m in two_partitions(600, worker) if m.partition == 0]
     state = worker.partitions[0] = worker._new_state(0)
     feed(worker, messages)
@@ -380,3 +380,84 @@ def test_a_stopped_packer_fails_its_checkpoint_and_the_next_one_starts(tmp_path,
     assert worker.consumer.commits == committed and len(committed[0]) == 2  # type: ignore[attr-defined]
     produced = {key for topic, _, key, _, _ in worker.producer.produced if topic == worker.topics.state}  # type: ignore[attr-defined]
     assert {key for key in produced if key.startswith(b"model/")} == {f"model/0/0/{m}".encode() for m in taken}
+
+
+def test_a_cache_write_stopped_after_the_word_is_killed_at_its_deadline_and_says_so() -> None:
+    def stopping(word: bytes) -> int:
+        os.kill(os.getpid(), signal.SIGSTOP)  # in the child, writing the cache: as a stalled disk would
+        return len(word)
+
+    job = ForkedPack(lambda send: send(b"a"), stopping, deadline_s=0.2)
+    assert list(job.pieces()) == [b"a"]
+    failures: list[SnapshotError] = []
+
+    def finish() -> None:
+        try:
+            job.finish(b"word")
+        except SnapshotError as exc:
+            failures.append(exc)
+
+    if in_a_thread(finish).is_alive():
+        os.kill(job.pid, signal.SIGKILL)
+        pytest.fail("the stopped cache write was never killed")
+    assert job.expired == "cache" and len(failures) == 1
+    assert "the local cache not written within the deadline of 0.2 s" in str(failures[0])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(job.pid, os.WNOHANG)
+
+
+def test_a_snapshot_writer_stopped_mid_write_is_killed_at_its_deadline_and_says_so() -> None:
+    job = ForkedWrite(lambda: os.kill(os.getpid(), signal.SIGSTOP) or 1, deadline_s=0.2)
+    failures: list[SnapshotError] = []
+
+    def wait() -> None:
+        try:
+            job.wait()
+        except SnapshotError as exc:
+            failures.append(exc)
+
+    if in_a_thread(wait).is_alive():
+        os.kill(job.pid, signal.SIGKILL)
+        pytest.fail("the stopped snapshot writer was never killed")
+    assert job.deadline.expired == "write" and len(failures) == 1
+    assert "not written within the deadline of 0.2 s (PACK_DEADLINE_S): killed" in str(failures[0])
+    assert "Nothing of this checkpoint is committed" in str(failures[0])
+
+
+def test_a_writer_done_in_time_is_not_killed_by_a_late_timer() -> None:
+    job = ForkedWrite(lambda: 7)
+    assert job.wait() == 7
+    job.deadline._expire(1, "write")  # its timer firing once the child is reaped (its pid maybe reused by then)
+    assert job.deadline.expired is None
+
+
+def test_a_stopped_local_writer_fails_its_checkpoint_and_the_next_one_commits(tmp_path, monkeypatch, caplog) -> None:
+    """The local store: a writer that never reports held every later checkpoint, and the offsets' commits, back."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, state_store="local"))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    worker.fork_deadline_s = 0.2
+    state = worker.partitions[0] = worker._new_state(0)
+    feed(worker, [m for m in two_partitions(600, worker) if m.partition == 0])
+    write = worker.store.write
+
+    def stop_the_copy(*args):
+        os.kill(os.getpid(), signal.SIGSTOP)  # runs in the forked writer only
+        return write(*args)
+
+    monkeypatch.setattr(worker.store, "write", stop_the_copy)
+    worker.checkpoint()
+    pending = worker._pending
+    assert pending is not None
+    if in_a_thread(worker._complete_checkpoint).is_alive():
+        pytest.fail("the checkpoint waited on a stopped writer")
+    assert worker._pending is None and worker._failed_checkpoints == 1 and state.dirty
+    assert worker.consumer.commits == []  # type: ignore[attr-defined]
+    failed = [r for r in caplog.records if r.getMessage() == "checkpoint failed: nothing committed, retrying"]
+    assert len(failed) == 1 and "deadline of 0.2 s" in failed[0].fields["error"]  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(worker.store, "write", write)
+    worker.checkpoint(wait=True)
+    assert worker._pending is None and worker._failed_checkpoints == 0
+    assert worker.consumer.commits == [[(t, 0, o) for t, o in sorted(state.engine.offsets.items())]]  # type: ignore[attr-defined]
+    assert worker.store.load(0) is not None

@@ -141,6 +141,75 @@ def _owner_only(path: str, flags: int) -> int:
 _PR_SET_PDEATHSIG = 1
 
 
+# How long a forked child may take over one step before it is killed and its checkpoint (or cache) fails: a
+# packer from the fork to its last piece, a snapshot writer from the fork to its report, a packer from the
+# parent's word to its cache written. Nothing else times them out: a child stopped (SIGSTOP, a stalled disk,
+# swapped out) would hold every later checkpoint back, and with them the offsets' commits. 300 s is about 75
+# times the slowest whole checkpoint measured (10,000 models with the local store, offsets committed after
+# 3.98 s in `make bench`), with room for a pump slowed by a full producer queue; a healthy child never meets it.
+PACK_DEADLINE_S = 300.0
+
+
+class _Deadline:
+    """Kills a forked child that is still at a step ``seconds`` after the step began (SIGKILL: a stopped
+    process dies of it too). ``arm`` starts a step's clock, ``disarm`` stops it (the step is done, or the
+    child now only waits on its parent), ``reaped`` stops it for good: a timer that fires late never signals
+    a pid that was reaped (by then maybe another process's). ``expired`` names the step it killed in."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.expired: str | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._step = 0  # bumped by every arm: a timer of an earlier step that fires late does nothing
+        self._reaped = False
+
+    def arm(self, seconds: float, step: str) -> None:
+        with self._lock:
+            if self._reaped:
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            self._step += 1
+            timer = self._timer = threading.Timer(seconds, self._expire, (self._step, step))
+            timer.daemon = True
+            timer.start()
+
+    def disarm(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def reaped(self) -> bool:
+        """Mark the child reaped; False if it was already."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            first, self._reaped = not self._reaped, True
+            return first
+
+    def kill(self) -> None:
+        """Kill the child now, unless it was reaped."""
+        with self._lock:
+            if not self._reaped:
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def _expire(self, armed: int, step: str) -> None:
+        with self._lock:
+            if self._reaped or self._timer is None or armed != self._step:
+                return  # disarmed, reaped or re-armed since this timer was started
+            self.expired = step
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 class ForkedWrite:
     """``write()`` run in a forked child: a copy-on-write image of this process at the fork.
 
@@ -161,9 +230,12 @@ class ForkedWrite:
     ----------
     write
         Runs in the child; returns the number of bytes written.
+    deadline_s
+        A child that has not reported this long after the fork is killed (SIGKILL): ``wait`` then fails,
+        naming the deadline.
     """
 
-    def __init__(self, write: Callable[[], int]):
+    def __init__(self, write: Callable[[], int], deadline_s: float = PACK_DEADLINE_S):
         parent = os.getpid()
         read_end, write_end = os.pipe()
         try:
@@ -179,6 +251,9 @@ class ForkedWrite:
         self.pid = pid
         self._report = read_end
         self.private_bytes = 0  # memory the child had of its own at the end (pages copied or allocated)
+        self.deadline_s = deadline_s
+        self.deadline = _Deadline(pid)
+        self.deadline.arm(deadline_s, "write")
 
     def wait(self) -> int:
         """Block until the child is done (safe in a thread: the reads and ``waitpid`` release the GIL).
@@ -187,7 +262,9 @@ class ForkedWrite:
         """
         with open(self._report, "rb") as f:
             raw = f.read()
+        self.deadline.disarm()  # the report is in, or the child is gone: nothing left to wait for but the reaping
         _, status = os.waitpid(self.pid, 0)
+        self.deadline.reaped()
         code = os.waitstatus_to_exitcode(status)
         try:
             report = orjson.loads(raw) if raw else {}
@@ -197,6 +274,8 @@ class ForkedWrite:
             self.private_bytes = report["private_bytes"]
             return report["bytes"]
         reason = report.get("error") or (f"killed by signal {-code}" if code < 0 else f"exit code {code}")
+        if self.deadline.expired:
+            reason = f"not written within the deadline of {self.deadline_s:g} s (PACK_DEADLINE_S): killed"
         raise SnapshotError(
             f"writing the snapshot failed (writer process {self.pid}): {reason}. "
             "Nothing of this checkpoint is committed; check the snapshot directory."
@@ -221,14 +300,6 @@ def _child(write: Callable[[], int], report: int, parent: int) -> None:
         os._exit(code)
 
 
-# How long a forked packer may take to pack a checkpoint (from the fork to its last piece) before it is killed
-# and the checkpoint fails. Nothing else times it out: a packer stopped (SIGSTOP, a stalled disk, swapped out)
-# would hold every later checkpoint back, and with them the offsets' commits. 300 s is about 75 times the
-# slowest whole checkpoint measured (10,000 models with the local store, offsets committed after 3.98 s in
-# `make bench`), with room for a pump slowed by a full producer queue; a healthy packer never meets it.
-PACK_DEADLINE_S = 300.0
-
-
 class ForkedPack:
     """``pack(send)`` run in a forked child that hands every piece it packs back to the parent as it goes;
     then, once the parent has used them, ``finish(word)`` with the parent's word.
@@ -249,7 +320,8 @@ class ForkedPack:
         written. An empty word: nothing to write (the checkpoint was not committed).
     deadline_s
         A child that has not packed everything this long after the fork is killed (SIGKILL): a reader of
-        ``pieces`` then sees it fail, naming the deadline.
+        ``pieces`` then sees it fail, naming the deadline. The same for the cache: a child that has not
+        written it this long after the word, ``finish`` then fails.
     """
 
     def __init__(
@@ -276,15 +348,10 @@ class ForkedPack:
         self.pid = pid
         self._pieces = open(pieces_read, "rb", buffering=1 << 20)
         self._word: int | None = word_write
-        self._reaped = False
         self.private_bytes = 0  # memory the child had of its own at the end (pages copied or allocated)
         self.deadline_s = deadline_s
-        self.expired = False  # killed for not packing within deadline_s
-        self._packed = False
-        self._kill_lock = threading.Lock()  # the watchdog never signals a pid already reaped (maybe reused)
-        self._watchdog = threading.Timer(deadline_s, self._expire)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        self.deadline = _Deadline(pid)
+        self.deadline.arm(deadline_s, "pack")
 
     def pieces(self) -> Iterator[bytes]:
         """What the child sends, in order, until it has packed everything (safe in a thread: reads release
@@ -296,9 +363,7 @@ class ForkedPack:
             if kind == _PIECE and len(body) == size:
                 yield body
             elif kind == _PACKED:
-                with self._kill_lock:
-                    self._packed = True
-                self._watchdog.cancel()
+                self.deadline.disarm()  # the child now waits for the word, as long as the parent takes
                 return
             else:
                 raise self._failed(body.decode(errors="replace") if kind == _FAILED else "")
@@ -306,6 +371,8 @@ class ForkedPack:
     def finish(self, word: bytes) -> int:
         """Give the child its word (after ``pieces`` ended), wait for its ``finish``: the bytes it wrote
         (safe in a thread). Raises ``SnapshotError`` with its reason if it failed."""
+        if word:
+            self.deadline.arm(self.deadline_s, "cache")
         self._say(word)
         raw = self._pieces.read()
         self._reap()
@@ -318,29 +385,19 @@ class ForkedPack:
             return int(report["bytes"])
         raise self._failed(report.get("error", ""))
 
+    @property
+    def expired(self) -> str | None:
+        """The step the child was killed in for missing its deadline (``pack`` or ``cache``), if it was."""
+        return self.deadline.expired
+
     def kill(self) -> None:
         """Stop the child wherever it is: a reader of ``pieces`` then sees it fail."""
-        if not self._reaped:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.deadline.kill()
 
     def cancel(self) -> None:
         """Stop the child and reap it (a checkpoint given up; not while another thread reads ``pieces``)."""
         self.kill()
         self._reap()
-
-    def _expire(self) -> None:
-        """The watchdog's: past the deadline and not packed yet, kill the child."""
-        with self._kill_lock:
-            if self._packed or self._reaped:
-                return
-            self.expired = True
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # a stopped process dies of it too
-            except ProcessLookupError:
-                pass
 
     def _say(self, word: bytes) -> None:
         if self._word is None:
@@ -356,11 +413,8 @@ class ForkedPack:
             os.close(fd)
 
     def _reap(self) -> int:
-        with self._kill_lock:
-            if self._reaped:
-                return 0
-            self._reaped = True
-        self._watchdog.cancel()
+        if not self.deadline.reaped():
+            return 0
         self._say(b"")
         _, status = os.waitpid(self.pid, 0)
         self._pieces.close()
@@ -368,8 +422,13 @@ class ForkedPack:
 
     def _failed(self, reason: str) -> SnapshotError:
         code = self._reap()
-        if self.expired:
+        if self.expired == "pack":
             reason = f"not packed within the packing deadline of {self.deadline_s:g} s (PACK_DEADLINE_S): killed"
+        elif self.expired == "cache":
+            reason = (
+                f"the local cache not written within the deadline of {self.deadline_s:g} s (PACK_DEADLINE_S) "
+                "after the checkpoint committed: killed"
+            )
         elif not reason:
             reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return SnapshotError(f"packing the checkpoint failed (packer process {self.pid}): {reason}")

@@ -216,7 +216,7 @@ class Worker:
         self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
         self._failed_checkpoints = 0  # failed in a row: not ready meanwhile, and the retries back off
         self._retry_at = 0.0  # time.monotonic() before which a failed checkpoint is not tried again
-        self.pack_deadline_s = PACK_DEADLINE_S  # a forked packer not done by then is killed, its checkpoint failed
+        self.fork_deadline_s = PACK_DEADLINE_S  # a forked packer or writer not done with a step by then is killed
         self.registry = CollectorRegistry()  # the worker's own series; /metrics adds the models' (model_metrics)
         # /metrics and /status serve what the consume loop publishes (``view.publish`` in ``run``), never live state
         self.view = StatusView(self.health)
@@ -1033,7 +1033,7 @@ class Worker:
         capture = lambda: [self.store.prepare(self._snapshot(p)) for p in chosen]  # noqa: E731
         if self.settings.snapshot_fork:
             try:  # the forked copy captures, encodes and writes the state as it is now; this loop goes on
-                job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()))
+                job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()), self.fork_deadline_s)
                 return lambda: (job.wait(), job.private_bytes)
             except OSError as exc:
                 log.warning(
@@ -1167,7 +1167,7 @@ class Worker:
                 return written
 
             try:
-                job = ForkedPack(pack, write_cache, self.pack_deadline_s)
+                job = ForkedPack(pack, write_cache, self.fork_deadline_s)
             except OSError as exc:
                 log.warning(
                     "cannot fork the state packer: packing in the consume loop instead",
