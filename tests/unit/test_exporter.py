@@ -105,6 +105,7 @@ STATUS_KEYS = [  # a model's /status summary, as dashboards and `streamdrift sta
     "business",  # issue 23 item 4: cost and value; null for a model without them
     "concept_statistic",
     "drift_active",
+    "drift_active_features",  # issue 22: per kind whose alarms are per feature, the features active
     "drift_events",
     "errors_total",
     "estimated_accuracy",

@@ -71,7 +71,7 @@ def test_state_round_trips_into_a_policy_that_decides_the_same() -> None:
     policy.fired_alert("data_drift", "a1")
     policy.watch("label_drift", 0.5, 1.0, 8)
     state = policy.state()
-    assert state == {"alarms": {"data_drift": [False, 107, 0, "a1"], "label_drift": [True, 0]}}
+    assert state == {"alarms": {"data_drift": [False, 107, 0, "a1"], "label_drift": [True, 0]}, "changes": {}}
     restored = AlertPolicy(cooldown_events=100)
     restored.load_state({"alarms": {k: tuple(v) for k, v in state["alarms"].items()}})  # as decoded: any sequence
     assert restored.alarms == policy.alarms and all(type(v) is list for v in restored.alarms.values())

@@ -133,7 +133,9 @@ def test_a_shift_that_goes_away_is_resolved_once_naming_the_alert_it_opened() ->
     assert len(data) == 1 and len(resolved) == 1
     (fired,), (gone,) = data, resolved
     assert gone["details"]["resolves"]["alert_id"] == fired["alert_id"]
-    assert (gone["action"], gone["severity"], gone["feature"], gone["detector"]) == ("none", "info", None, "chi2")
+    # data drift's conditions are per feature: the resolution names x (None when the alarm was per kind)
+    assert (gone["action"], gone["severity"], gone["feature"], gone["detector"]) == ("none", "info", "x", "chi2")
+    assert gone["details"]["resolves"]["feature"] == "x"
     # the window scored at each close ends 5,000 rows (25 closes of 200) after the shift's last row left it
     assert 31_000 <= gone["window"]["end_offset"] < 40_000
     assert gone["window"]["end_offset"] % 200 == 199

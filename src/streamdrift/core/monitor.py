@@ -91,12 +91,15 @@ from streamdrift.core.metrics.regression import counted_rows
 from streamdrift.core.multivariate import CorrelationDrift, WindowScore
 from streamdrift.core.policy import (
     ALARM_KIND,
+    FEATURED,
     NEWS,
     REBASELINED,
     RESOLVED,
     AlertPolicy,
     RetrainLedger,
     action_for,
+    alarm_key,
+    alarm_of,
     drift_event,
     rfc3339,
 )
@@ -546,9 +549,9 @@ class ModelMonitor:
             "start_offset": start_offset,
             "end_offset": int(batch.offsets[row]),
         }
-        firing = self.policy.firing_alert(kind)
+        firing = self.policy.firing_alerts(kind)  # one: the drift event after which the reference is learnt
         self.policy.clear(kind)
-        details: dict = {"rebaselines": {"kind": kind, "alert_id": firing}}
+        details: dict = {"rebaselines": {"kind": kind, "alert_id": firing[0] if firing else None}}
         if kind == "prediction_drift" and self.outputs_version is not None:  # a new version's own reference
             details["rebaselines"]["model_version"] = self.outputs_version
             self.outputs_version = None
@@ -921,6 +924,8 @@ class ModelMonitor:
         if not names:
             return []
         p_thr = self.p_threshold(len(names), kind)
+        if kind in FEATURED:
+            return self._drift_per_feature(kind, scored, batch, p_thr)
         worst = int(np.argmin(stats["p_value"]))
         p_min = float(stats["p_value"][worst])
         # the policy compares -log10(p) against -log10(threshold): larger means more drift
@@ -928,19 +933,75 @@ class ModelMonitor:
         decision = self._decide(kind, strength, bar, scored["position"])
         if decision is None:
             return []
-        critical = float(chi2_critical(p_thr, stats["df"][worst : worst + 1])[0])
+        return [self._drift_event(kind, decision, worst, scored, batch, p_thr)]
+
+    def _drift_per_feature(
+        self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch, p_thr: float
+    ) -> list[dict]:
+        """A window's events of a kind whose alarms are per feature (``policy.FEATURED``): each feature over
+        the threshold, or with an active condition, goes through its own alarm, the most drifted first.
+        Features under the threshold with no condition (most, at most closes) ask the policy nothing.
+
+        A feature that fires opens a change (a drift event), or joins the kind's latest change if that was
+        opened less than ``window_size`` rows before: one change of the world moves several features, whose
+        tests cross the threshold a sub-window or two apart, and pages once. A feature whose condition has
+        gone resolves alone; the change's ``drift_resolved`` comes when the last of its features has."""
+        names, p_values = scored["names"], scored["stats"]["p_value"]
+        strengths = -np.log10(np.maximum(p_values, 1e-300))
+        bar = -math.log10(p_thr)
+        self.policy.adopt(kind, names[int(np.argmin(p_values))])  # an older snapshot's alarm of the whole kind
+        asked = set(np.flatnonzero(strengths > bar).tolist())
+        active = self.policy.active_of(kind)
+        if active:
+            at = {name: i for i, name in enumerate(names)}
+            asked.update(at[name] for name in active if name in at)  # a feature no longer tested stays as it is
+        events = []
+        for i in sorted(asked, key=lambda i: (-float(strengths[i]), names[i])):
+            key, position = alarm_key(kind, names[i]), scored["position"]
+            decision = self._decide(key, float(strengths[i]), bar, position)
+            if decision is None:
+                continue
+            if decision.verdict == "fire":
+                change = self.policy.change_within(kind, position, self.settings.window_size)
+                if change is not None:  # part of a change reported within a window: its alarm names that event
+                    self.policy.fired_alert(key, change)
+                    continue
+                event = self._drift_event(kind, decision, i, scored, batch, p_thr)
+                self.policy.opened(kind, position, event["alert_id"])
+            else:
+                self.policy.forget(key)
+                if decision.firing is not None and decision.firing in self.policy.firing_alerts(kind):
+                    continue  # its change goes on in other features
+                event = self._drift_event(kind, decision, i, scored, batch, p_thr)
+            events.append(event)
+        return events
+
+    def _drift_event(
+        self,
+        kind: str,
+        decision: Decision,
+        column: int,
+        scored: dict,
+        batch: PredictionBatch | FeedbackBatch,
+        p_thr: float,
+    ) -> dict:
+        """The event of the policy's ``decision`` on a sketch's window, whose test of ``column`` is the one
+        it is about: the drift event, or its ``drift_resolved``."""
+        names, stats = scored["names"], scored["stats"]
+        p_min = float(stats["p_value"][column])
+        critical = float(chi2_critical(p_thr, stats["df"][column : column + 1])[0])
         row = int(np.searchsorted(batch.offsets, scored["window"]["end_offset"]))
         order = sorted(range(len(names)), key=lambda i: (-float(stats["psi"][i]), names[i]))
         # `feature` and the statistic are the test that fired; top_features rank by effect size (PSI)
         found = Finding(
             kind=kind,
             detector="chi2",
-            statistic=float(stats["chi2"][worst]),
+            statistic=float(stats["chi2"][column]),
             threshold=critical,
             p_value=p_min,
             window=scored["window"],
             row=row,
-            feature=names[worst],
+            feature=names[column],
             top_features=[{"feature": names[i], "score": float(stats["psi"][i])} for i in order[:TOP_FEATURES]],
             details={
                 "p_threshold": p_thr,
@@ -949,13 +1010,11 @@ class ModelMonitor:
             versions=scored["versions"],
         )
         event = self._publish(decision, found, batch)
-        if decision.verdict == "resolve":
-            return [event]
-        if kind == "prediction_drift":
+        if decision.verdict == "fire" and kind == "prediction_drift":
             event["drift_impact"], unavailable = self._drift_impact(scored["position"])
             if unavailable is not None:
                 event["details"]["drift_impact_unavailable"] = unavailable
-        return [event]
+        return event
 
     def _drift_impact(self, position: int) -> tuple[dict | None, str | None]:
         """Why the scores moved over the prediction_drift window ending at row ``position``: the features'
@@ -1112,11 +1171,20 @@ class ModelMonitor:
             event = self._event(found, batch)
             self.policy.fired_alert(decision.alarm, event["alert_id"])
             return event
-        kind = ALARM_KIND.get(decision.alarm, decision.alarm)
+        name, feature = alarm_of(decision.alarm)
+        kind = ALARM_KIND.get(name, name)
         resolves = {"kind": kind, "alert_id": decision.firing}
+        if feature is not None:  # a condition of one feature (its own alarm): the one that has gone
+            resolves["feature"] = feature
         details = {"resolves": resolves, "closes_below_rearm": self.policy.resolve_after}
         calm = replace(
-            found, kind=RESOLVED, feature=None, top_features=[], details=details, subject=kind, change_started_at=None
+            found,
+            kind=RESOLVED,
+            feature=feature,
+            top_features=[],
+            details=details,
+            subject=kind,
+            change_started_at=None,
         )
         return self._event(calm, batch)
 
@@ -1211,6 +1279,7 @@ class ModelMonitor:
             segments=self.segments.report("window") if self.segments is not None else {},
             last_event_time=self.last_event_time,
             drift_active=frozenset(self.policy.active_kinds()),
+            drift_active_features=self.policy.active_features(),
             retrain_budget_remaining=(
                 self.retrain_budget.remaining(self.last_event_time) if self.retrain_budget is not None else None
             ),

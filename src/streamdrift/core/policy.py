@@ -12,6 +12,16 @@ closes, not one dip; then ``watch`` says ``"resolve"`` (the caller publishes a
 go through the policy: its detector restarts at each detection and publishes
 every one (``core/concept.py``).
 
+An alarm is per (kind, feature) where the kind's test is per feature
+(``FEATURED``: data drift): ``alarm_key("data_drift", "x")`` is
+``"data_drift/x"``, so a feature that drifts while another one's condition goes
+on fires, and each one resolves on its own. One change of the world often moves
+several features, whose tests cross the threshold a sub-window or two apart: a
+feature that fires within a window's rows of the kind's latest *change* (the
+latest drift event, ``change_within``) joins it, so the change is one event and
+one ``drift_resolved``, once its last feature has resolved. Other kinds have one
+alarm, named after them.
+
 Positions are counts of stream rows, never wall-clock time, so a replay makes
 the same decisions.
 
@@ -72,7 +82,24 @@ WATCHED = frozenset(
         "attribution_drift",
     }
 )
+# the kinds whose alarms are per feature: each feature's test is a condition of its own
+FEATURED = frozenset({"data_drift"})
 SCHEMA_VERSION = 1
+
+
+def alarm_key(kind: str, feature: str) -> str:
+    """The alarm of ``kind`` on ``feature`` (kinds hold no ``/``, so the kind is all before the first one).
+
+    >>> alarm_key("data_drift", "a/b"), alarm_of("data_drift/a/b")
+    ('data_drift/a/b', ('data_drift', 'a/b'))
+    """
+    return f"{kind}/{feature}"
+
+
+def alarm_of(alarm: str) -> tuple[str, str | None]:
+    """An alarm's name and feature: ``("data_drift", "x")`` for ``data_drift/x``, ``(alarm, None)`` otherwise."""
+    name, _, feature = alarm.partition("/")
+    return (name, feature) if _ else (alarm, None)
 
 
 class AlertPolicy:
@@ -101,6 +128,8 @@ class AlertPolicy:
         # kind -> [armed, quiet_until_position]; while fired also [calm closes in a row, alert_id of the firing]
         # while fired (an alarm from a snapshot written before ``watch`` has two fields: calm 0, no alert_id)
         self.alarms: dict[str, list] = {}
+        # kind with alarms per feature -> [position, alert_id] of its latest change (drift event)
+        self.changes: dict[str, list] = {}
 
     def watch(self, kind: str, statistic: float, threshold: float, position: int) -> str | None:
         """A windowed statistic at a sub-window close: ``"fire"`` (a new condition), ``"resolve"`` (the
@@ -127,10 +156,62 @@ class AlertPolicy:
         return None
 
     def clear(self, kind: str) -> None:
-        """Arm ``kind``'s alarm again without a resolution: its condition became the reference (rebaseline)."""
+        """Arm ``kind``'s alarm, and its features', again without a resolution: the condition became the
+        reference (rebaseline)."""
         alarm = self.alarms.get(kind)
         if alarm is not None:
             self.alarms[kind] = [True, alarm[1]]
+        for key in self._features_of(kind):
+            del self.alarms[key]  # an armed feature's alarm is no alarm at all: none is kept
+        self.changes.pop(kind, None)
+
+    def opened(self, kind: str, position: int, alert_id: str) -> None:
+        """``kind``'s drift event ``alert_id``, at ``position``, opened a change (features that fire soon after
+        join it)."""
+        self.changes[kind] = [position, alert_id]
+
+    def change_within(self, kind: str, position: int, rows: int) -> str | None:
+        """The ``alert_id`` of ``kind``'s latest change if it was opened less than ``rows`` rows before
+        ``position`` (a feature firing now is part of it), else None."""
+        change = self.changes.get(kind)
+        return change[1] if change is not None and position - change[0] < rows else None
+
+    def adopt(self, kind: str, feature: str) -> None:
+        """A snapshot from before alarms per feature may hold one alarm for a kind that now has them: its active
+        condition becomes ``feature``'s (the one that drifts most at the next close), so that feature does not
+        fire again for it; an armed one is dropped."""
+        alarm = self.alarms.pop(kind, None)
+        key = alarm_key(kind, feature)
+        if alarm is not None and not alarm[0] and key not in self.alarms:
+            self.alarms[key] = alarm
+
+    def forget(self, alarm: str) -> None:
+        """Drop an armed feature's alarm (resolved): an absent one is armed, and so the alarms kept are
+        bounded by the features active at once, not by every feature ever tested."""
+        if self.alarms.get(alarm, [False])[0]:
+            del self.alarms[alarm]
+
+    def _features_of(self, kind: str) -> list[str]:
+        """The keys of ``kind``'s alarms per feature, sorted."""
+        prefix = kind + "/"
+        return sorted(key for key in self.alarms if key.startswith(prefix))
+
+    def active_of(self, kind: str) -> list[str]:
+        """The features of ``kind`` whose condition is active, by name."""
+        return [alarm_of(key)[1] or "" for key in self._features_of(kind) if not self.alarms[key][0]]
+
+    def active_features(self) -> dict[str, list[str]]:
+        """Per kind with alarms per feature, the features whose condition is active, by name (kinds without
+        any left out)."""
+        active = {kind: self.active_of(kind) for kind in sorted(FEATURED)}
+        return {kind: features for kind, features in active.items() if features}
+
+    def firing_alerts(self, kind: str) -> list[str]:
+        """The ``alert_id`` s of the events that opened ``kind``'s active conditions, its own then its features'
+        by name (unknown ones left out)."""
+        keys = [kind, *self._features_of(kind)]
+        found = [self.firing_alert(key) for key in keys if key in self.alarms and not self.alarms[key][0]]
+        return list(dict.fromkeys(alert for alert in found if alert is not None))  # features of one change: once
 
     def fired_alert(self, kind: str, alert_id: str) -> None:
         """Note the ``alert_id`` of the event a fired alarm published, for its ``drift_resolved`` event."""
@@ -144,13 +225,15 @@ class AlertPolicy:
     def active_kinds(self) -> set[str]:
         """Kinds of drift event whose windowed condition has fired and not resolved (a concept alarm of an
         older snapshot, which nothing re-arms any more, is not one)."""
-        return {ALARM_KIND.get(k, k) for k, alarm in self.alarms.items() if not alarm[0] and k in WATCHED}
+        kinds = (alarm_of(k)[0] for k, alarm in self.alarms.items() if not alarm[0])
+        return {ALARM_KIND.get(k, k) for k in kinds if k in WATCHED}
 
     def state(self) -> dict:
-        return {"alarms": self.alarms}
+        return {"alarms": self.alarms, "changes": self.changes}
 
     def load_state(self, state: dict) -> None:
         self.alarms = {k: list(v) for k, v in state["alarms"].items()}
+        self.changes = {k: list(v) for k, v in state.get("changes", {}).items()}  # none before alarms per feature
 
 
 def severity(statistic: float, threshold: float) -> str:

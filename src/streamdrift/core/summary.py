@@ -95,6 +95,8 @@ class MonitorSummary:
     drift_active
         Windowed kinds of drift whose condition is ongoing: fired and not yet resolved (a
         ``drift_resolved`` event ends it). Never concept_drift, whose detector restarts at each detection.
+    drift_active_features
+        Per kind whose alarms are per feature (data_drift), the features whose condition is ongoing, by name.
     retrain_budget_remaining
         ``retrain`` actions the model's retrain budget still allows in the period that ends at its latest
         event time; None without a budget.
@@ -136,6 +138,7 @@ class MonitorSummary:
     segments: dict[str, Any]
     last_event_time: float
     drift_active: frozenset[str] = frozenset()
+    drift_active_features: dict[str, list[str]] = field(default_factory=dict)
     retrain_budget_remaining: int | None = None
     business: dict[str, Any] | None = None
     score_impact: dict[str, float] = field(default_factory=dict)
@@ -181,6 +184,7 @@ class MonitorSummary:
             "segments": self.segments,
             "last_event_time": self.last_event_time,
             "drift_active": sorted(self.drift_active),
+            "drift_active_features": self.drift_active_features,
             "retrain_budget_remaining": self.retrain_budget_remaining,
             "business": self.business,
             "score_impact": self.score_impact,
