@@ -553,3 +553,51 @@ def test_numpy_scalars_in_a_list_are_numbers_as_python_floats_are():
     assert scalars.skipped == floats.skipped == int(np.isnan(x[200:, 1]).sum()) == 14
     assert snapshot.dumps({"d": scalars.state()}) == snapshot.dumps({"d": floats.state()})
     assert [(s.position, s.z.tolist()) for s in scalar_scores] == [(s.position, s.z.tolist()) for s in float_scores]
+
+
+def test_with_rebaseline_a_flip_that_persists_becomes_the_joint_reference_and_a_flip_back_is_a_new_change():
+    """rebaseline = true applies to multivariate_drift (issue 22, item 3): after its event the next
+    reference_size (800) rows are the new joint reference, a rebaselined event says so at the last of them, and
+    the flipped correlation is then the normal: no drift_resolved, and flipping back is a change against it.
+    The same events and state bytes in batches of 250 or 333 with a restore while the reference is learnt."""
+    rng = np.random.default_rng(21)
+    parts = [correlated(rng, n, 6, rho, (1, 4)) for n, rho in ((2000, 0.6), (3200, -0.6), (2400, 0.6))]
+    x = np.concatenate(parts)
+    model = ModelSettings(rebaseline=True)
+    monitor, events = ModelMonitor("m", MONITORED, model), []
+    for start in range(0, len(x), 250):
+        events += monitor.observe_predictions(prediction_batch(x[start : start + 250], start))
+    assert [(e["kind"], e["window"]["end_offset"]) for e in events] == [
+        ("multivariate_drift", 2099),  # as without rebaseline
+        ("rebaselined", 2899),
+        ("multivariate_drift", 5399),  # before: no rebaselined, a drift_resolved at 5,899 (back to the old normal)
+        ("rebaselined", 6199),  # and again: the 800 rows after it
+    ]
+    fired, news, back, _ = events
+    assert news["details"]["rebaselines"] == {"kind": "multivariate_drift", "alert_id": fired["alert_id"]}
+    assert (news["window"]["start_offset"], news["window"]["count"]) == (2100, 800)
+    assert (news["action"], news["severity"], news["detector"]) == ("none", "info", "reference")
+    assert back["details"]["pairs"][0]["features"] == ["f01", "f04"]
+    assert back["details"]["pairs"][0]["reference_correlation"] < -0.5  # the new reference: the flipped one
+    for event in events:
+        jsonschema.validate({**event, "emitted_at": "2026-12-05T00:00:00.000Z"}, SCHEMA)
+    other, again = ModelMonitor("m", MONITORED, model), []
+    for start in range(0, len(x), 333):
+        if start == 2331:  # in the new reference
+            state = snapshot.loads(snapshot.dumps({"m": other.state()}))["m"]
+            other = ModelMonitor.from_state("m", MONITORED, state, model)
+        again += other.observe_predictions(prediction_batch(x[start : start + 333], start))
+    assert again == events
+    assert snapshot.dumps({"m": other.state()}) == snapshot.dumps({"m": monitor.state()})
+
+
+def test_a_detectors_state_from_before_rebaselines_loads_as_learnt_from_the_first_row():
+    rng = np.random.default_rng(3)
+    detector = fresh()
+    feed(detector, correlated(rng, 900, 6, 0.5), [])
+    state = detector.state()
+    assert state["origin"] == 0
+    del state["origin"]  # as written before rebaselines
+    restored = fresh()
+    restored.load_state(state)
+    assert restored.origin == 0 and restored.ready and restored.rows_to_next_step() == detector.rows_to_next_step()

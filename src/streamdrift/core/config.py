@@ -153,8 +153,8 @@ class ModelSettings(_Section):
     sensitive_attribute: str | None = Field(None, description="segment key whose fairness gaps are reported")
     rebaseline: bool = Field(
         False,
-        description="after a data, prediction or label drift event, learn a new reference from the next "
-        "reference_size events of that stream (a `rebaselined` event records it)",
+        description="after a data, prediction, label or multivariate drift event, learn a new reference from the "
+        "next reference_size events of that stream (a `rebaselined` event records it)",
     )
     retrain_every_s: float | None = Field(
         None, gt=0, description="emit a scheduled_retrain event this often (event time), whatever the detectors say"

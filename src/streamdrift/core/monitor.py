@@ -108,6 +108,7 @@ from streamdrift.core.retrain_fields import RetrainFields
 from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION, StreamSketch
 from streamdrift.core.stats import chi2_critical, normal_critical
 from streamdrift.core.summary import TOP_FEATURES, LastDrift, MonitorSummary
+from streamdrift.core.warmup import WarmupColumn
 
 FAMILIES = 4  # data, prediction, label and concept drift share the false-alarm budget
 MULTIVARIATE = "multivariate_drift"
@@ -387,13 +388,10 @@ class ModelMonitor:
         if self.multivariate is not None:  # before the features' sketch: it may take the counts of its warm-up
             counted = self.features.warmup
             features = None if counted is None else (counted, self.features.warmup_rows)
-            joint = self.multivariate.update(
-                batch.features, batch.offsets, batch.timestamps, batch.numeric_features, features
-            )
+            joint = self._joint_events(batch, features)
         events += self._sketch_events("data_drift", self.features, batch.features, batch, batch.numeric_features)
         if self.multivariate is not None:
-            for scored in joint:
-                events += self._joint_drift(scored, batch)
+            events += joint
         outputs = {"prediction": batch.predictions}
         unscored = np.isnan(batch.scores)
         some_unscored = np.logical_or.reduce(unscored)  # usually not: then all() need not be asked
@@ -1044,6 +1042,42 @@ class ModelMonitor:
             "window_mean_score": _round(window_mean),
             "features": [{"feature": name, "explained_change": _round(x)} for name, x in explained[:TOP_FEATURES]],
         }, None
+
+    def _joint_events(
+        self, batch: PredictionBatch, features: tuple[Mapping[str, WarmupColumn], int] | None
+    ) -> list[dict]:
+        """Feed the multivariate detector the batch (``features``: the features' sketch's warm-up, before it)
+        and turn the windows it tests into ``multivariate_drift`` events.
+
+        With ``rebaseline``, as ``_sketch_events`` does for a sketch: in steps that end where the detector
+        reports, a drift event makes it learn everything again from the row after it, and the row that
+        completes the new reference raises a ``rebaselined`` event. Only the first step can be in the
+        warm-up the detector may share with the features' sketch: a step ends where the reference completes.
+        """
+        detector = self.multivariate
+        assert detector is not None  # only models with multivariate drift on
+        numeric = batch.numeric_features
+        if not self.model.rebaseline and MULTIVARIATE not in self.relearning:
+            scores = detector.update(batch.features, batch.offsets, batch.timestamps, numeric, features)
+            return [event for scored in scores for event in self._joint_drift(scored, batch)]
+        events: list[dict] = []
+        start, n = 0, len(batch)
+        while start < n:
+            stop = min(n, start + detector.rows_to_next_step())
+            part = {name: values[start:stop] for name, values in batch.features.items()}
+            scores = detector.update(part, batch.offsets[start:stop], batch.timestamps[start:stop], numeric, features)
+            if MULTIVARIATE in self.relearning:
+                if self.relearning[MULTIVARIATE] is None:  # the new reference's first row
+                    self.relearning[MULTIVARIATE] = [int(batch.offsets[start]), float(batch.timestamps[start])]
+                if detector.ready:
+                    events.append(self._rebaselined(MULTIVARIATE, batch, stop - 1))
+            found = [event for scored in scores for event in self._joint_drift(scored, batch)]
+            if self.model.rebaseline and any(event["kind"] == MULTIVARIATE for event in found):
+                detector.rebaseline()
+                self.relearning[MULTIVARIATE] = None
+            events += found
+            start = stop
+        return events
 
     def _joint_drift(self, scored: WindowScore, batch: PredictionBatch) -> list[dict]:
         """A multivariate_drift event (or its drift_resolved) from a window's pairwise correlation tests.

@@ -268,6 +268,7 @@ class CorrelationDrift:
 
     def _reset(self) -> None:
         self.rows = 0
+        self.origin = 0  # rows before the reference being learnt or learnt: 0, or where a rebaseline began
         self.skipped = 0  # rows past the scale rows that lacked a watched feature: in no sum
         self.scale: dict[str, WarmupColumn] | None = {}  # the scale rows' counts per feature, until chosen
         # whether those counts are the features' sketch's warm-up columns (decided at the first row)
@@ -306,7 +307,23 @@ class CorrelationDrift:
     @property
     def ready(self) -> bool:
         """Whether the reference is complete (windows are tested from then on, if there are pairs)."""
-        return self.rows >= self.reference_size
+        return self.rows - self.origin >= self.reference_size
+
+    def rows_to_next_step(self) -> int:
+        """Rows until the detector next reports: its reference completes, or a window is tested."""
+        if not self.ready:
+            return self.reference_size - (self.rows - self.origin)
+        closes = max(1, self.subwindows - self.slots_filled)  # sub-windows to fill before a window is tested
+        return closes * self.slot_size - int(self.slot_rows[self.slot])
+
+    def rebaseline(self) -> None:
+        """Learn everything again from the next ``reference_size`` rows, as from the model's first: the
+        features, their centres and units (its first quarter, counted by the detector itself), then the
+        reference's co-moments; the window starts again after it. The position (``rows``) and the count
+        of rows left out (``skipped``) go on."""
+        rows, skipped = self.rows, self.skipped
+        self._reset()
+        self.rows, self.skipped, self.origin = rows, skipped, rows
 
     def update(
         self,
@@ -325,18 +342,18 @@ class CorrelationDrift:
         if self.scale is not None:
             if self.rows == 0:  # the first rows: the sketch's warm-up counts them too, or the detector must
                 self.borrowed = features is not None and features[1] == 0
-            start = min(n, self.scale_rows - self.rows)
+            start = min(n, self.scale_rows - (self.rows - self.origin))
             if not self.borrowed:
                 self._count_scale(columns, start, numeric or frozenset())
             self.rows += start
-            if self.rows == self.scale_rows:
+            if self.rows - self.origin == self.scale_rows:
                 self._choose(self._summaries(columns, start, features) if self.borrowed else None)
         if start == n or not self.pairs:
             self.rows += n - start
             return []
         codes, complete = self._codes(columns, start, n, numeric or frozenset())
-        if self.rows < self.reference_size:
-            take = min(n - start, self.reference_size - self.rows)
+        if not self.ready:
+            take = min(n - start, self.reference_size - (self.rows - self.origin))
             self.reference += self._sums(codes[:take], complete[:take])
             self.rows += take
             start += take
@@ -546,6 +563,7 @@ class CorrelationDrift:
     def state(self) -> State:
         return {
             "rows": self.rows,
+            "origin": self.origin,
             "skipped": self.skipped,
             # "features": the counts are the features' sketch's warm-up columns
             "scale": None if self.scale is None else "features" if self.borrowed else warmup_states(self._counted()),
@@ -565,6 +583,7 @@ class CorrelationDrift:
 
     def load_state(self, state: State) -> None:
         self.rows = state["rows"]
+        self.origin = state.get("origin", 0)  # none in a snapshot from before rebaselines
         self.skipped = state["skipped"]
         scale = state["scale"]
         self.borrowed = scale == "features"
