@@ -11,6 +11,12 @@ file, made once and reused). Then, ``--repeat`` times, each piece of the two res
 - ``restore_s``: ``engine.restore`` of those states (the monitors built), the same for both paths.
 
 and, after the restore, what /status and a checkpoint of every model cost (summaries, ``snapshot()``);
+then the restore from the local cache plus the topic's tail end to end, as the worker does it (the cache
+file loaded, the tail's records restored over it, the monitors built, the summaries /status publishes
+before ``/readyz``), with the cache as it was written before (every model's state decoded in the file:
+``cache_tail_before_s``) and as it is now (each model kept as the topic's value with its summary, built at
+its first event: ``cache_tail_s``, and its parts ``cache_load_s``, ``tail_restore_s``, ``cache_build_s``,
+``cache_summaries_s``); the tail is a checkpoint of ``--tail`` models after the cache's;
 then what a checkpoint to the state topic does in the consume loop once every model had events: the
 states captured (``checkpoint_capture_s``), then encoded and compressed into records (``checkpoint_pack_s``).
 The figures are CPU seconds of this process (``time.process_time``), the best of the rounds: the
@@ -34,7 +40,19 @@ from streamdrift.core.config import MonitorSettings
 from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.state import decode, encode
-from streamdrift.runtime.statetopic import Changelog, checkpoint_records, chunk_bytes_for, model_seal, pack, unpack
+from streamdrift.runtime import statecache
+from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from streamdrift.runtime.statetopic import (
+    Changelog,
+    Record,
+    Stored,
+    checkpoint_records,
+    chunk_bytes_for,
+    model_seal,
+    pack,
+    restore,
+    unpack,
+)
 
 
 def engine_of() -> PartitionEngine:
@@ -61,6 +79,52 @@ def build(models: int, predictions: int, seed: int, path: Path) -> bytes:
     return data
 
 
+def stored(records: list[Record], log: list[Stored]) -> int:
+    """Append ``records`` to ``log`` as a state-topic partition holds them; the offset after the last one."""
+    for record in records:
+        gen, chunks = (int(value) for _, value in record.headers)  # type: ignore[arg-type]
+        log.append(Stored(len(log), record.key, record.value, gen, chunks))
+    return len(log)
+
+
+def caches(
+    engine: PartitionEngine, work: Path, tail_models: int
+) -> tuple[LocalSnapshotStore, LocalSnapshotStore, list[Stored]]:
+    """The partition checkpointed to a state-topic log, its cache in the layout before (every state decoded
+    in the file) and in today's, then ``tail_models`` models checkpointed again: the records past the cache."""
+    log: list[Stored] = []
+    chunk = chunk_bytes_for(1_000_000)
+    everything = engine.snapshot()
+    records, changelog = checkpoint_records(
+        everything, everything.models, Changelog(), SEAL, chunk, monitored=engine.monitors
+    )
+    changelog.offset = stored(records, log)
+    before, after = LocalSnapshotStore(work / "before", SEAL), LocalSnapshotStore(work / "after", SEAL)
+    everything.changelog = changelog.state()
+    before.save(everything)
+    after.write(*statecache.cache_body(engine, changelog.state(), SEAL))
+    again = sorted(engine.monitors)[:tail_models]
+    records, _ = checkpoint_records(engine.snapshot(again), again, changelog, SEAL, chunk, monitored=engine.monitors)
+    stored(records, log)
+    return before, after, log[changelog.offset - 1 :]  # from the cached checkpoint's partition record
+
+
+def restored_from(store: LocalSnapshotStore, log: list[Stored], rounds: dict[str, list[float]], parts: bool) -> None:
+    """A restore from ``store``'s cache and the records of ``log`` after it, as the worker's; its parts timed."""
+    at = time.process_time()
+    cache = store.load(0)
+    assert cache is not None
+    at = timed(rounds, "cache_load_s", at) if parts else at
+    snapshot, _ = restore(0, log, SEAL, "bench", cache)
+    assert snapshot is not None
+    at = timed(rounds, "tail_restore_s", at) if parts else at
+    engine = engine_of()
+    engine.restore(snapshot)
+    at = timed(rounds, "cache_build_s", at) if parts else at
+    [monitor.summary() for monitor in engine.monitors.values()]
+    timed(rounds, "cache_summaries_s", at) if parts else at
+
+
 def timed(rounds: dict[str, list[float]], name: str, started: float) -> float:
     """Record the CPU seconds of this process since ``started`` (wall time is the other engineers' too)."""
     now = time.process_time()
@@ -74,6 +138,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tail", type=int, default=100, help="models checkpointed again after the cache")
     parser.add_argument("--work", type=Path, default=Path("/tmp/streamdrift-bench-restore"))
     args = parser.parse_args()
     path = args.work / f"partition-{args.models}x{args.predictions}-{args.seed}.snapshot"
@@ -84,6 +149,13 @@ def main() -> None:
     values = {m: pack(s, seal) for m, s in decode(data, SEAL, "cache").models.items()}
     rounds: dict[str, list[float]] = {}
     gc.disable()  # as the worker restores: the collector paused (``worker._gc_paused``)
+    made = engine_of()
+    made.restore(decode(data, SEAL, "cache"))
+    before, after, log = caches(made, args.work / "caches", args.tail)
+    tail_records = len(log) - 1
+    cache_bytes = {"before": before.path(0).stat().st_size, "after": after.path(0).stat().st_size}
+    del made
+    gc.collect()
     for _ in range(args.repeat):
         at = time.process_time()
         models = {m: unpack(v, seal, m, "") for m, v in values.items()}
@@ -110,12 +182,23 @@ def main() -> None:
         at = timed(rounds, "checkpoint_pack_s", at)
         del engine, snapshot, models, captured
         gc.collect()
+        at = time.process_time()
+        restored_from(before, log, rounds, parts=False)
+        at = timed(rounds, "cache_tail_before_s", at)
+        gc.collect()
+        at = time.process_time()
+        restored_from(after, log, rounds, parts=True)
+        timed(rounds, "cache_tail_s", at)
+        gc.collect()
     out = {
         "models": args.models,
         "predictions": args.predictions,
         "made_s": round(made_s, 1),
         "cache_file_bytes": len(data),
         "topic_value_bytes": sum(len(v) for v in values.values()),
+        "cache_bytes_before": cache_bytes["before"],
+        "cache_bytes": cache_bytes["after"],
+        "tail_records": tail_records,
         **{name: round(min(seconds), 3) for name, seconds in rounds.items()},
     }
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())

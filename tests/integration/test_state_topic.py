@@ -98,8 +98,19 @@ def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_sta
     produce(kafka_bootstrap, first)
     a = start(env_a, "a")
     a.wait_for(lambda: a.counts() == expected_counts(env_a, first), 90, "first half counted")
+    published = a.status()["partitions"]
     assert a.stop() == 0  # SIGTERM: a final checkpoint to the state topic
     state_after_a = topic_state(env_a, PARTITIONS)
+
+    # a again, on its own snapshot directory: restored from its local cache, models kept encoded with their
+    # summaries (core/dormant.py), so /status shows what it showed before it stopped
+    again = start(env_a, "a-again")
+    again.wait_ready()
+    cached = {orjson.loads(line)["partition"] for line in again.log().splitlines() if "from cache and topic" in line}
+    assert cached == set(state_after_a)
+    assert again.status()["partitions"] == published
+    assert again.stop() == 0
+    assert topic_state(env_a, PARTITIONS) == state_after_a  # nothing changed: nothing written
 
     b = start(env_b, "b")  # another host: its snapshot directory is empty
     b.wait_ready()

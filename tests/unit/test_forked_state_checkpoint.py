@@ -350,9 +350,9 @@ def test_a_stopped_packer_fails_its_checkpoint_and_the_next_one_starts(tmp_path,
     taken = set(state.changed)
     records = worker._state_records
 
-    def stop_the_copy(p, changed):
+    def stop_the_copy(p, changed, *values):
         os.kill(os.getpid(), signal.SIGSTOP)  # runs in the forked copy only: the loop's records come from `records`
-        return records(p, changed)
+        return records(p, changed, *values)
 
     monkeypatch.setattr(worker, "_state_records", stop_the_copy)
     worker.checkpoint()

@@ -148,7 +148,8 @@ class Replay:
 
     @property
     def monitors(self) -> dict[str, ModelMonitor]:
-        return self.engine.monitors
+        """Every model's monitor (a replay restores nothing: none is dormant)."""
+        return {model_id: self.engine.monitor(model_id) for model_id in self.engine.monitors}
 
     def run(self, predictions: Iterable[bytes], feedback: Iterable[bytes] = ()) -> Iterator[DriftEvent]:
         """Replay the lines; yield drift events, ``emitted_at`` stamped, in the order they are raised."""

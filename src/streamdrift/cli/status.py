@@ -38,14 +38,17 @@ import re
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
 from streamdrift.core.config import MonitorSettings
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.errors import SnapshotError, StreamdriftError
-from streamdrift.core.monitor import QUALITY_CHECKS, monitor_factory
+from streamdrift.core.monitor import QUALITY_CHECKS, ModelMonitor, monitor_factory
 from streamdrift.core.policy import KINDS, rfc3339
+from streamdrift.core.protocols import State
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
 from streamdrift.runtime.settings import Settings
 
@@ -142,9 +145,15 @@ def from_snapshots(directory: Path, settings: Settings) -> dict:
                 "settings (the same --config FILE or STREAMDRIFT_MONITOR__* environment)."
             ) from None
         assert snapshot is not None
-        models = {m: new_monitor(m, st).summary().as_dict() for m, st in snapshot.models.items()}
+        models = {m: _summary(m, st, new_monitor) for m, st in snapshot.models.items()}
         partitions[str(p)] = {"offsets": snapshot.offsets, "models": models}
     return {"partitions": partitions}
+
+
+def _summary(model_id: str, state: State | Dormant, new_monitor: Callable[..., ModelMonitor]) -> dict:
+    """A model's summary as ``/status`` shows it: stored beside it in a state cache, else of its monitor."""
+    summary = state.summary() if isinstance(state, Dormant) else new_monitor(model_id, state).summary()
+    return summary.as_dict()
 
 
 def from_state_topic(settings: Settings) -> dict:
@@ -170,7 +179,7 @@ def from_state_topic(settings: Settings) -> dict:
     partitions = {}
     for p, (snapshot, _) in sorted(restored.items()):
         if snapshot is not None:
-            models = {m: new_monitor(m, st).summary().as_dict() for m, st in snapshot.models.items()}
+            models = {m: _summary(m, st, new_monitor) for m, st in snapshot.models.items()}
             partitions[str(p)] = {"offsets": snapshot.offsets, "models": models}
     return {"partitions": partitions}
 

@@ -105,6 +105,7 @@ import numpy as np
 
 from streamdrift.core.config import InputBounds
 from streamdrift.core.decode import DEFAULT_BOUNDS, decode_feedback, decode_predictions
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.merge import EpochMerge, Forced
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.protocols import State
@@ -212,7 +213,8 @@ class PartitionEngine:
         self.merge = EpochMerge(epoch_ms, (predictions, feedback), max_buffered=max_buffered)
         self.routing = PartitionRouting(partition, partitions, misrouted)
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume (of the records released)
-        self.monitors: dict[str, ModelMonitor] = {}
+        # a model restored from a store that kept its summary may stay `Dormant` until it is needed (``monitor``)
+        self.monitors: dict[str, ModelMonitor | Dormant] = {}
         self.bounds = bounds
         self.model_idle_ttl_s = model_idle_ttl_s
         self.require_record_time = require_record_time
@@ -234,13 +236,17 @@ class PartitionEngine:
     # -- state ----------------------------------------------------------------
 
     def restore(self, snapshot: Snapshot) -> None:
-        """Take back what ``snapshot()`` gave: monitors, merge epochs and next offsets."""
+        """Take back what ``snapshot()`` gave: monitors, merge epochs and next offsets. A model whose state
+        comes as a `Dormant` stays so until its first event or until its state is asked for."""
         if snapshot.merge:  # snapshots written before the merge existed have none
             self.merge.load_state(snapshot.merge)
         self.routing.load_state((snapshot.merge or {}).get(FORWARDED, {}))
         self.offsets = dict(snapshot.offsets)
         self._held, self._held_records = [], 0
-        self.monitors = {model_id: self.new_monitor(model_id, state) for model_id, state in snapshot.models.items()}
+        self.monitors = {
+            model_id: state if isinstance(state, Dormant) else self.new_monitor(model_id, state)
+            for model_id, state in snapshot.models.items()
+        }
         latest = max((monitor.last_event_time for monitor in self.monitors.values()), default=0.0)
         self.event_clock = float((snapshot.merge or {}).get(EVENT_CLOCK, latest))
         self._evict_idle()  # a store that kept an evicted model's record gives it back: drop it again
@@ -258,9 +264,16 @@ class PartitionEngine:
         return Snapshot(
             self.partition,
             dict(self.offsets),
-            {model_id: self.monitors[model_id].state() for model_id in chosen},
+            {model_id: self.monitor(model_id).state() for model_id in chosen},
             self.partition_state(),
         )
+
+    def monitor(self, model_id: str) -> ModelMonitor:
+        """The live monitor of ``model_id``, built now if it was `Dormant` (KeyError: not monitored)."""
+        monitor = self.monitors[model_id]
+        if isinstance(monitor, Dormant):
+            monitor = self.monitors[model_id] = monitor.wake(self.new_monitor)
+        return monitor
 
     def partition_state(self) -> State:
         """What the partition keeps besides its models (``Snapshot.merge``): the merge's epochs, the
@@ -432,8 +445,8 @@ class PartitionEngine:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} ({frame.name})"
         error = type(exc).__name__
-        self.monitors[model_id] = self.new_monitor(model_id)  # see the module's docstring: why a fresh one
-        self.monitors[model_id].quarantine(error, where, topic)
+        fresh = self.monitors[model_id] = self.new_monitor(model_id)  # see the module's docstring: why a fresh one
+        fresh.quarantine(error, where, topic)
         self.processing_errors += 1
         log.error(
             "model quarantined",
@@ -452,10 +465,11 @@ class PartitionEngine:
         return _rejected(batch, messages, f"{PROCESSING_ERROR}: {error} at {where}; model '{model_id}' quarantined")
 
     def _monitor(self, model_id: str, n_events: int, clock: float) -> ModelMonitor | None:
-        monitor = self.monitors.get(model_id)
-        if monitor is not None and self._idle(monitor, clock):
+        found = self.monitors.get(model_id)
+        if found is not None and self._idle(found, clock):
             self._evict(model_id)  # the same as if a sweep had found it: what follows starts afresh
-            monitor = None
+            found = None
+        monitor = self.monitor(model_id) if found is not None else None
         if monitor is None:
             if len(self.monitors) >= self.max_models:
                 # the slots a sweep after every row would have freed by now: admission depends on the rows
@@ -468,7 +482,7 @@ class PartitionEngine:
             monitor = self.monitors[model_id] = self.new_monitor(model_id)
         return monitor
 
-    def _idle(self, monitor: ModelMonitor, clock: float) -> bool:
+    def _idle(self, monitor: ModelMonitor | Dormant, clock: float) -> bool:
         if self.model_idle_ttl_s is None or monitor.quarantined is not None:
             return False
         return monitor.last_event_time + self.model_idle_ttl_s < clock

@@ -57,6 +57,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.protocols import State
 
@@ -100,7 +101,8 @@ _DTYPE_NAMES: dict[np.dtype[Any], str] = {}  # dtype -> its name in DTYPES, fill
 class Snapshot:
     partition: int
     offsets: dict[str, int]  # topic -> next offset to consume
-    models: dict[str, State]  # model_id -> ModelMonitor.state()
+    # model_id -> ModelMonitor.state(), or, restored from a store that kept it so, the model still encoded
+    models: dict[str, State | Dormant]
     merge: State = field(default_factory=dict)  # merge.EpochMerge.state()
     # Where this state lies in the Kafka state topic (``runtime.statetopic.Changelog.state()``); empty for
     # the local store. A snapshot file with it is the state topic's local cache.
@@ -365,12 +367,21 @@ def encode_tree(tree: State, config: str | Seal) -> bytes:
     return b"".join(file_pieces(*tree_body(tree), config))
 
 
-def decode(data: bytes, config: str | Seal, source: str) -> Snapshot:
-    recover = (
+def recover_by_moving(source: str) -> str:
+    """How to recover from a snapshot file that cannot be loaded (the end of its refusal's message)."""
+    return (
         f"Move {source} away and restart: the partition then starts from its committed offsets "
         "with a fresh warm-up reference."
     )
-    doc = decode_tree(data, config, source, recover)
+
+
+def decode(data: bytes, config: str | Seal, source: str) -> Snapshot:
+    recover = recover_by_moving(source)
+    return snapshot_of(decode_tree(data, config, source, recover), source, recover)
+
+
+def snapshot_of(doc: State, source: str, recover: str) -> Snapshot:
+    """The snapshot a decoded file's tree holds, its shape checked."""
     problem = _malformed(doc)
     if problem:
         raise SnapshotError(f"{source} is corrupt ({problem}). {recover}")

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 TOP_FEATURES = 10  # features a summary ranks, and a drift event's top_features
 
 
@@ -191,3 +193,54 @@ class MonitorSummary:
             "attribution_scores": self.attribution_scores,
             "score_change": self.score_change,
         }
+
+
+def stored_summary(summary: MonitorSummary) -> bytes | None:
+    """``summary`` as bytes that `summary_from_stored` gives back equal, or None where JSON cannot carry it
+    exactly (a NaN or an infinity, which JSON has no number for; a tuple; a key that is not a string): a
+    model whose summary cannot be stored is built at restore rather than shown with a different summary."""
+    doc = {**summary.as_dict(), "model_id": summary.model_id, "rejected": summary.rejected}
+    try:
+        data = orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        return None
+    return data if summary_from_stored(data) == summary else None
+
+
+def summary_from_stored(data: bytes) -> MonitorSummary:
+    """The summary `stored_summary` wrote (JSON; nothing executed)."""
+    d = orjson.loads(data)
+    last = d["last_drift"]
+    return MonitorSummary(
+        model_id=d["model_id"],
+        predictions=d["predictions_total"],
+        feedback=d["feedback_total"],
+        labelled=d["labelled_total"],
+        errors=d["errors_total"],
+        rejected=d["rejected"],
+        reference_ready=d["reference_ready"],
+        reference_source=d["reference_source"],
+        task=d["task"],
+        drift_events=d["drift_events"],
+        last_drift=LastDrift(last["kind"], last["alert_id"], last["detected_at"]) if last is not None else None,
+        feature_scores=d["feature_scores"],
+        output_scores=d["output_scores"],
+        label_scores=d["label_scores"],
+        type_mismatches=d["type_mismatches"],
+        quality=d["quality"],
+        concept_statistic=d["concept_statistic"],
+        window_performance=d["performance"]["window"],
+        cumulative_performance=d["performance"]["cumulative"],
+        estimated_accuracy=d["estimated_accuracy"],
+        reference_accuracy=d["reference_accuracy"],
+        join=d["join"],
+        versions=d["versions"],
+        segments=d["segments"],
+        last_event_time=d["last_event_time"],
+        drift_active=frozenset(d["drift_active"]),
+        retrain_budget_remaining=d["retrain_budget_remaining"],
+        business=d["business"],
+        score_impact=d["score_impact"],
+        attribution_scores=d["attribution_scores"],
+        score_change=d["score_change"],
+    )

@@ -27,6 +27,7 @@ import orjson
 from streamdrift.core import state
 from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.state import Snapshot
+from streamdrift.runtime import statecache
 
 
 class LocalSnapshotStore:
@@ -56,7 +57,13 @@ class LocalSnapshotStore:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        snapshot = state.decode(data, self.config, str(path))
+        source = str(path)
+        recover = state.recover_by_moving(source)
+        tree = state.decode_tree(data, self.config, source, recover)
+        if statecache.is_cache(tree):  # the state topic's cache: its models kept as the topic's values
+            snapshot = statecache.snapshot_of(tree, self.config, source, recover)
+        else:
+            snapshot = state.snapshot_of(tree, source, recover)
         if snapshot.partition != partition:
             raise SnapshotError(
                 f"{path} holds partition {snapshot.partition}, not {partition}; "

@@ -62,6 +62,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.protocols import State
 from streamdrift.core.state import Seal, Snapshot, decode_tree, encode_tree
@@ -226,12 +227,14 @@ def checkpoint_records(
     chunk_bytes: int,
     *,
     monitored: Collection[str],
+    values: dict[str, bytes] | None = None,
 ) -> tuple[list[Record], Changelog]:
     """The records of one checkpoint of ``snapshot``'s partition, in the order they must be produced,
     and the changelog as it will be once they are all acknowledged (its ``offset`` still to be set).
 
     ``changed``: the models whose state changed since the last committed checkpoint; each goes to
-    the slot its committed state is not in. ``monitored``: every model the partition holds now; the
+    the slot its committed state is not in (``values``, if given, gets each one's value: model_id ->
+    value). ``monitored``: every model the partition holds now; the
     ledger forgets the others (evicted), and their keys are tombstoned once this checkpoint is
     committed. The partition record comes last.
     """
@@ -245,7 +248,12 @@ def checkpoint_records(
     for model_id in sorted(changed):
         committed = changelog.models.get(model_id)
         slot = 1 - committed.slot if committed is not None and model_id in models else 0
-        pieces = split(pack(snapshot.models[model_id], model_seal(config)), chunk_bytes)
+        tree = snapshot.models[model_id]
+        # a model still as it was restored (``core/dormant.py``) is written as the bytes it was stored as
+        value = tree.value if isinstance(tree, Dormant) else pack(tree, model_seal(config))
+        if values is not None:
+            values[model_id] = value
+        pieces = split(value, chunk_bytes)
         records += [
             Record(model_key(slot, i, model_id), piece, _headers(gen, len(pieces))) for i, piece in enumerate(pieces)
         ]
@@ -322,7 +330,7 @@ def restore(
     for tried, chosen in enumerate(candidates, 1):
         gen, value, _ = chosen
         doc = unpack(value, config, f"{source} partition record {gen}", recover)
-        models: dict[str, State] = {}
+        models: dict[str, State | Dormant] = {}
         ledger: dict[str, Placed] = {}
         missing = None
         for model_id, placed_state in doc["models"].items():

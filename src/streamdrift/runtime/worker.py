@@ -96,7 +96,7 @@ from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import Routed
 from streamdrift.core.state import Seal, Snapshot
-from streamdrift.runtime import deadletter, kafka, statepieces, statetopic
+from streamdrift.runtime import deadletter, kafka, statecache, statepieces, statetopic
 from streamdrift.runtime.checkpoint import PACK_DEADLINE_S, ForkedPack, ForkedWrite, LocalSnapshotStore
 from streamdrift.runtime.errors import DeliveryError, TransactionError
 from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
@@ -1030,7 +1030,7 @@ class Worker:
     def _start_write(self, chosen: list[int]) -> Callable[[], tuple[int, int]]:
         """Start writing the snapshots of partitions ``chosen`` as they are now; return what the writer
         thread calls to finish it: (bytes written, bytes of memory the forked writer had of its own)."""
-        capture = lambda: [self.store.prepare(self._snapshot(p)) for p in chosen]  # noqa: E731
+        capture = lambda: [self._prepare(p) for p in chosen]  # noqa: E731
         if self.settings.snapshot_fork:
             try:  # the forked copy captures, encodes and writes the state as it is now; this loop goes on
                 job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()), self.fork_deadline_s)
@@ -1044,12 +1044,13 @@ class Worker:
             files = capture()
         return lambda: (sum(self.store.write(*f) for f in files), 0)
 
-    def _snapshot(self, p: int) -> Snapshot:
+    def _prepare(self, p: int) -> tuple[int, list, str]:
+        """What ``store.write`` takes to write partition ``p``'s file: its snapshot, or with the state topic its
+        cache (``runtime/statecache.py``), which records where in the topic this state lies."""
         state = self.partitions[p]
-        snapshot = state.engine.snapshot()
-        if self.state_topic is not None:  # the state topic's cache: where in the topic this state lies
-            snapshot.changelog = state.changelog.state()
-        return snapshot
+        if self.state_topic is not None:
+            return statecache.cache_body(state.engine, state.changelog.state(), self.seal)
+        return self.store.prepare(state.engine.snapshot())
 
     def _checkpoint_to_state_topic(self, chosen: list[int]) -> bool:
         """Steps 2-4 with ``state_store = "kafka"`` (see ``runtime/statetopic.py`` for the records).
@@ -1121,13 +1122,22 @@ class Worker:
                 state.changed.clear()
         return True
 
-    def _state_records(self, p: int, changed: Collection[str]) -> tuple[Changelog, list[statetopic.Record]]:
+    def _state_records(
+        self, p: int, changed: Collection[str], values: dict[str, bytes] | None = None
+    ) -> tuple[Changelog, list[statetopic.Record]]:
         """The state records of partition ``p``'s checkpoint of the models ``changed`` (those evicted meanwhile
-        left out), and its changelog once they are acknowledged: in the loop, or in the forked packer."""
+        left out), and its changelog once they are acknowledged: in the loop, or in the forked packer.
+        ``values``: filled with each model's value as packed (model_id -> value), for the local cache."""
         state = self.partitions[p]
         snapshot = state.engine.snapshot(changed)
         records, changelog = statetopic.checkpoint_records(
-            snapshot, snapshot.models, state.changelog, self.seal, self.chunk_bytes, monitored=state.engine.monitors
+            snapshot,
+            snapshot.models,
+            state.changelog,
+            self.seal,
+            self.chunk_bytes,
+            monitored=state.engine.monitors,
+            values=values,
         )
         return changelog, records
 
@@ -1146,10 +1156,11 @@ class Worker:
             taken = {p: set(self.partitions[p].changed) for p in chosen}
             offsets = {p: dict(self.partitions[p].engine.offsets) for p in chosen}
             planned: dict[int, Changelog] = {}  # filled in the copy, read by its write_cache
+            packed: dict[int, dict[str, bytes]] = {p: {} for p in chosen}  # the values packed, ditto
 
             def pack(send: Callable[[bytes], None]) -> None:
                 for p in chosen:
-                    planned[p], records = self._state_records(p, taken[p])
+                    planned[p], records = self._state_records(p, taken[p], packed[p])
                     send(statepieces.planned(p, planned[p]))
                     for record in records:
                         send(statepieces.record(p, record))
@@ -1161,9 +1172,10 @@ class Worker:
                 for p in chosen:
                     if str(p) in committed:
                         planned[p].offset = committed[str(p)]
-                        snapshot = self.partitions[p].engine.snapshot()
-                        snapshot.changelog = planned[p].state()
-                        written += self.store.save(snapshot)
+                        engine = self.partitions[p].engine
+                        written += self.store.write(
+                            *statecache.cache_body(engine, planned[p].state(), self.seal, packed[p])
+                        )
                 return written
 
             try:

@@ -1,0 +1,222 @@
+"""The state topic's local cache keeps each model as the topic's value and its summary; a partition restored
+from it keeps its models encoded (``core/dormant.py``) until their first event (issue 16: 10,000 models from
+the cache plus the topic's tail in <= 3 s). A lazily restored model must be exactly an eagerly restored one."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import orjson
+import pytest
+
+from state_log import StateLog
+from streamdrift.core import state
+from streamdrift.core.config import MonitorSettings
+from streamdrift.core.dormant import Dormant
+from streamdrift.core.engine import PartitionEngine
+from streamdrift.core.errors import SnapshotError
+from streamdrift.core.monitor import ModelMonitor, monitor_factory
+from streamdrift.core.records import RawMessage
+from streamdrift.core.summary import stored_summary, summary_from_stored
+from streamdrift.runtime import statecache, statetopic
+from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from streamdrift.runtime.statetopic import Changelog
+from streams import FB, PRED, demo_messages
+
+SETTINGS = MonitorSettings(reference_size=200, window_size=200, subwindows=4)
+SEAL = state.Seal.of({"monitor": "test"}, {"group": "g"})
+MESSAGES = demo_messages(4000, seed=4, drift_at=1000)  # three models, drift in credit-risk past its warm-up
+CUT = 1200  # the checkpoint: every model past its warm-up; after it, credit-risk drifts
+QUIET = "churn"  # gets no event after the restore: stays dormant until its state is asked for
+
+
+def engine() -> PartitionEngine:
+    return PartitionEngine(0, PRED, FB, monitor_factory(SETTINGS), epoch_ms=1000, require_record_time=False)
+
+
+def feed(engine: PartitionEngine, messages: list[RawMessage]) -> list[dict]:
+    events = []
+    for at in range(0, len(messages), 300):
+        chunk = messages[at : at + 300]
+        for topic in (PRED, FB):
+            engine.add(topic, [m for m in chunk if m.topic == topic])
+        events += engine.release(ended={PRED, FB}).events
+    return events
+
+
+def checkpointed(log: StateLog, source: PartitionEngine, changed: set[str], changelog: Changelog) -> Changelog:
+    records, after = statetopic.checkpoint_records(
+        source.snapshot(changed), changed, changelog, SEAL, 1 << 20, monitored=source.monitors
+    )
+    return log.commit(records, after)
+
+
+def snapshot_bytes(source: PartitionEngine) -> bytes:
+    return state.encode(source.snapshot(), SEAL)
+
+
+@pytest.fixture
+def cached(tmp_path):
+    """A partition checkpointed at CUT to the state topic and its cache, then one model (fraud) checkpointed
+    again: the topic's tail past the cache. Returns the store, the log, and the engine that wrote them."""
+    store = LocalSnapshotStore(tmp_path, SEAL)
+    log = StateLog()
+    first = engine()
+    feed(first, MESSAGES[:CUT])
+    changelog = checkpointed(log, first, set(first.monitors), Changelog())
+    store.write(*statecache.cache_body(first, changelog.state(), SEAL))
+    tail = [m for m in MESSAGES[CUT : CUT + 100] if m.key == b"fraud"]
+    feed(first, tail)
+    checkpointed(log, first, {"fraud"}, changelog)
+    return store, log, first, CUT + 100
+
+
+def restored(store: LocalSnapshotStore, log: StateLog, lazily: bool) -> PartitionEngine:
+    cache = store.load(0)
+    assert cache is not None
+    if not lazily:  # what an eager restore builds: every model decoded from the same values
+        cache.models = {m: d.load(d.value) if isinstance(d, Dormant) else d for m, d in cache.models.items()}
+    start = next(i for i, r in enumerate(log.records) if r.offset == cache.changelog["offset"] - 1)
+    snapshot, _ = statetopic.restore(0, log.records[start:], SEAL, "test", cache)
+    assert snapshot is not None
+    out = engine()
+    out.restore(snapshot)
+    return out
+
+
+def test_a_model_restored_from_the_cache_stays_encoded_and_carries_on_as_an_eager_one(cached) -> None:
+    store, log, written, at = cached
+    lazy, eager = restored(store, log, lazily=True), restored(store, log, lazily=False)
+    assert sorted(m for m, d in lazy.monitors.items() if isinstance(d, Dormant)) == ["churn", "credit-risk"]
+    assert isinstance(lazy.monitors["fraud"], ModelMonitor)  # its newer state came from the topic's tail
+    assert {m: d.summary() for m, d in lazy.monitors.items()} == {m: e.summary() for m, e in eager.monitors.items()}
+    assert lazy.offsets == eager.offsets == written.offsets and lazy.event_clock == eager.event_clock
+
+    rest = [m for m in MESSAGES[at:] if m.key != QUIET.encode()]
+    events = feed(lazy, rest)
+    assert events == feed(eager, rest) == feed(written, rest)
+    assert [e["kind"] for e in events if e["model_id"] == "credit-risk"]  # the drift it was written for
+    assert isinstance(lazy.monitors[QUIET], Dormant)  # no event: still its stored bytes
+    assert not any(isinstance(m, Dormant) for m in eager.monitors.values())
+    assert snapshot_bytes(lazy) == snapshot_bytes(eager) == snapshot_bytes(written)
+    assert isinstance(lazy.monitors[QUIET], ModelMonitor)  # woken: its state was asked for
+
+
+def test_a_cache_written_with_dormant_models_keeps_their_bytes_and_restores_the_same(cached, tmp_path) -> None:
+    store, log, _, _ = cached
+    lazy, eager = restored(store, log, lazily=True), restored(store, log, lazily=False)
+    changelog = store.load(0).changelog  # type: ignore[union-attr]
+    again_lazy = LocalSnapshotStore(tmp_path / "lazy", SEAL)
+    again_eager = LocalSnapshotStore(tmp_path / "eager", SEAL)
+    again_lazy.write(*statecache.cache_body(lazy, changelog, SEAL))
+    again_eager.write(*statecache.cache_body(eager, changelog, SEAL))
+    assert isinstance(lazy.monitors[QUIET], Dormant)  # writing the cache did not wake it
+    # a dormant model's stored bytes are the value an eager one packs again: the same file
+    assert again_lazy.path(0).read_bytes() == again_eager.path(0).read_bytes()
+    loaded = again_lazy.load(0)
+    assert loaded is not None and isinstance(loaded.models[QUIET], Dormant)
+    assert loaded.models[QUIET].value == store.load(0).models[QUIET].value  # type: ignore[union-attr]
+
+
+def test_packed_values_of_the_checkpoint_are_taken_as_they_are(cached, tmp_path) -> None:
+    """The forked checkpoint hands the cache the values it packed for the topic: those, not others."""
+    store, log, written, _ = cached
+    values: dict[str, bytes] = {}
+    statetopic.checkpoint_records(
+        written.snapshot({"fraud"}), {"fraud"}, Changelog(), SEAL, 1 << 20, monitored=written.monitors, values=values
+    )
+    assert list(values) == ["fraud"]
+    tree = statecache.cache_tree(written, {}, SEAL, {"fraud": b"taken as it is"})
+    assert tree[statecache.LAYOUT]["models"]["fraud"]["value"].tobytes() == b"taken as it is"
+    assert state.dumps(statecache.cache_tree(written, {}, SEAL, values)) == state.dumps(
+        statecache.cache_tree(written, {}, SEAL, {})
+    )
+
+
+def test_the_summary_is_stored_exactly_or_not_at_all() -> None:
+    monitors = engine()
+    feed(monitors, MESSAGES[:CUT])
+    for monitor in monitors.monitors.values():
+        summary = monitor.summary()  # type: ignore[union-attr]
+        data = stored_summary(summary)
+        assert data is not None and summary_from_stored(data) == summary
+        assert orjson.loads(data)["model_id"] == monitor.model_id  # type: ignore[union-attr]
+    summary = monitors.monitor(QUIET).summary()
+    for unstorable in (
+        replace(summary, concept_statistic=math.nan),  # JSON has no NaN: it would come back None
+        replace(summary, feature_scores={"x": math.inf}),
+        replace(summary, versions={1: 2}),  # a key JSON would turn into a string
+        replace(summary, window_performance={"confusion": ((1, 2), (3, 4))}),  # tuples would come back lists
+    ):
+        assert stored_summary(unstorable) is None
+
+
+def test_a_model_whose_summary_could_not_be_stored_is_decoded_at_load(cached, monkeypatch, tmp_path) -> None:
+    store, log, written, _ = cached
+    monkeypatch.setattr(statecache, "stored_summary", lambda s: None if s.model_id == QUIET else stored_summary(s))
+    other = LocalSnapshotStore(tmp_path / "other", SEAL)
+    other.write(*statecache.cache_body(written, {}, SEAL))
+    loaded = other.load(0)
+    assert loaded is not None and not isinstance(loaded.models[QUIET], Dormant)
+    assert isinstance(loaded.models["fraud"], Dormant)
+    assert state.dumps(ModelMonitor.from_state(QUIET, SETTINGS, loaded.models[QUIET]).state()) == state.dumps(
+        written.monitor(QUIET).state()
+    )
+
+
+def damaged(store: LocalSnapshotStore, change) -> LocalSnapshotStore:
+    """The cache re-sealed (a valid checksum) with its tree changed by ``change``."""
+    tree = state.decode_tree(store.path(0).read_bytes(), SEAL, "f", "")
+    change(tree)
+    store.write(0, *state.tree_body(tree))
+    return store
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda t: t[statecache.LAYOUT].update(version=2), "a state cache of layout 2; this streamdrift reads 1"),
+        (lambda t: t[statecache.LAYOUT]["models"]["fraud"].pop("value"), "corrupt \\(KeyError"),
+        (
+            lambda t: t[statecache.LAYOUT]["models"]["fraud"].update(value=np.zeros(3, np.int32)),
+            "not an array of bytes",
+        ),
+        (lambda t: t[statecache.LAYOUT]["models"]["fraud"].update(quarantined=[1]), "quarantine is not an object"),
+        (lambda t: t[statecache.LAYOUT].update(changelog=[]), "changelog is not an object"),
+        (  # a value no dictionary of this streamdrift inflates: refused at load, not at the model's first event
+            lambda t: t[statecache.LAYOUT]["models"]["fraud"].update(
+                value=np.frombuffer(b"\x78\x20\x00\x00\x00\x01rest", np.uint8)
+            ),
+            "model 'fraud' was compressed with a dictionary this streamdrift does not have",
+        ),
+    ],
+)
+def test_a_foreign_or_malformed_cache_is_refused(cached, change, reason) -> None:
+    """The worker then rebuilds the partition from the topic (``Worker._load_cache``)."""
+    store, *_ = cached
+    with pytest.raises(SnapshotError, match=reason):
+        damaged(store, change).load(0)
+
+
+def test_an_older_reader_finds_no_changelog_in_the_cache(cached) -> None:
+    """What a streamdrift before this layout reads: no offsets, no models, no changelog, so it rebuilds from
+    the topic rather than taking an empty state for a cache."""
+    store, *_ = cached
+    old = state.decode(store.path(0).read_bytes(), SEAL, "f")
+    assert (old.offsets, old.models, old.changelog) == ({}, {}, {})
+
+
+def test_a_cache_of_the_layout_before_is_still_read(cached, tmp_path) -> None:
+    store, log, written, _ = cached
+    changelog = store.load(0).changelog  # type: ignore[union-attr]
+    before = LocalSnapshotStore(tmp_path / "before", SEAL)
+    old = written.snapshot()
+    old.changelog = changelog
+    before.save(old)
+    loaded = before.load(0)
+    assert loaded is not None and not any(isinstance(m, Dormant) for m in loaded.models.values())
+    out = engine()
+    out.restore(loaded)
+    assert snapshot_bytes(out) == snapshot_bytes(written)
