@@ -31,6 +31,13 @@ covariate
     deviations. Delay = drifted events seen when the first data-drift event
     fires (target: at most 2,000), and whether x07 and x13 are the first two
     of its ``top_features``. 10 seeds.
+persistent
+    200,000 events of one numeric feature x and labels: from event 20,000 x
+    moves by 0.5 sd and the label rate from 0.30 to 0.40, for good (the stream
+    of tests/unit/test_one_event_per_change.py, which pins streamdrift's one
+    event of each kind). River's ADWIN and Page-Hinkley on x's values and on
+    the labels: every alarm after the first is another page for the same
+    change. ``--persistent-only`` runs it alone.
 concept
     The stationary shape, 30,000 events all labelled; from event 20,000 the
     error rate goes from 10% to 20%, inputs and class balance unchanged.
@@ -147,6 +154,7 @@ def sizes(quick: bool) -> dict:
             "calibration": (20, 20_000),
             "false_then_real": 2,
             "gradual": (20_000, 5_000, 10_000, 2),
+            "persistent": (40_000, 10_000),
         }
     return {
         "stationary": 1_000_000,
@@ -158,6 +166,7 @@ def sizes(quick: bool) -> dict:
         "calibration": (200, 200_000),
         "false_then_real": 10,
         "gradual": (60_000, 20_000, 20_000, 10),
+        "persistent": (200_000, 20_000),  # tests/unit/test_one_event_per_change.py pins streamdrift's count
     }
 
 
@@ -420,6 +429,72 @@ def score(alarms: list[int], change: int | None, n: int, watches: str, clean_unt
 
 
 # -- scenarios (each a job: a process of its own) -------------------------------------
+
+
+def job_persistent(n: int, change: int, seed: int = 1) -> dict:
+    """A persistent shift, the stream of tests/unit/test_one_event_per_change.py (seed 1): feature x (normal)
+    moves by 0.5 sd and the label rate from 0.30 to 0.40 at ``change``, for good. streamdrift through the
+    public ``Monitor`` in polls of 10,000 predictions and their labels, as the test feeds it; River's ADWIN
+    and Page-Hinkley at their defaults on x's values and on the labels (0/1): their alarms, before the
+    change (false) and after it (each one a page for the same change)."""
+    from streamdrift import Monitor
+
+    rng = np.random.default_rng(seed)
+    rows = np.arange(n)
+    x = [round(float(v), 4) for v in rng.normal(0, 1, n) + 0.5 * (rows >= change)]
+    labels = (rng.random(n) < np.where(rows >= change, 0.40, 0.30)).astype(int).tolist()
+    monitor, events = Monitor("m", MonitorSettings()), []
+    for a in range(0, n, 10_000):
+        batch = range(a, min(n, a + 10_000))
+        polls = [{"event_id": f"e{i}", "model_id": "m", "timestamp": 1_700_000_000 + i, "features": {"x": x[i]},
+                  "prediction": 0} for i in batch]  # fmt: skip
+        polls += [{"event_id": f"e{i}", "model_id": "m", "timestamp": 1_700_000_000 + i, "label": labels[i]}
+                  for i in batch]  # fmt: skip
+        events += monitor.observe(polls)
+    result: dict = {"n": n, "change": change, "streamdrift": {}}
+    for kind in ("data_drift", "label_drift"):
+        fired = [e for e in events if e["kind"] == kind]
+        resolved = [e for e in events if e["kind"] == "drift_resolved" and e["details"]["resolves"]["kind"] == kind]
+        result["streamdrift"][kind] = {
+            "events": len(fired),
+            "resolved": len(resolved),
+            "false": sum(e["window"]["end_offset"] < change for e in fired),
+            # offsets count each stream's events from 0, the label of prediction i being feedback event i
+            "delay": next(
+                (e["window"]["end_offset"] - change + 1 for e in fired if e["window"]["end_offset"] >= change), None
+            ),
+        }
+    for name in RIVER_DATA:
+        for stream, values in (("x", x), ("label", labels)):
+            alarms = river_alarms(name, values)
+            after = [a for a in alarms if a >= change]
+            result[f"River {name} {stream}"] = {
+                "alarms": len(alarms),
+                "false": len(alarms) - len(after),
+                "after": len(after),
+                "delay": after[0] - change + 1 if after else None,
+            }
+    return result
+
+
+def render_persistent(result: dict) -> list[str]:
+    """The persistent-shift scenario as lines: each detector's alarms on x and on the labels."""
+    sd = result["streamdrift"]
+    lines = [
+        f"persistent shift at {result['change']:,} of {result['n']:,} events (x +0.5 sd, label rate 0.30 -> 0.40):",
+        f"  streamdrift: data_drift {sd['data_drift']['events']} ({sd['data_drift']['resolved']} resolved, "
+        f"first at +{sd['data_drift']['delay']}), label_drift {sd['label_drift']['events']} "
+        f"({sd['label_drift']['resolved']} resolved, first at +{sd['label_drift']['delay']})",
+    ]
+    for name in RIVER_DATA:
+        parts = []
+        for stream in ("x", "label"):
+            r = result[f"River {name} {stream}"]
+            parts.append(
+                f"{stream}: {r['alarms']:,} alarms ({r['false']:,} before the change, first after it at +{r['delay']})"
+            )
+        lines.append(f"  River {name}: " + "; ".join(parts))
+    return lines
 
 
 def job_stationary_streamdrift(n: int) -> dict:
@@ -698,8 +773,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small streams (for the test suite)")
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="processes")
+    parser.add_argument("--persistent-only", action="store_true", help="only the persistent-shift scenario")
     args = parser.parse_args(argv)
     size = sizes(args.quick)
+    if args.persistent_only:
+        result = job_persistent(*size["persistent"])
+        print("\n".join(render_persistent(result)))
+        print(json.dumps(result))
+        return 0
     started = time.perf_counter()
     n_cov, change_cov, seeds_cov = size["covariate"]
     n_con, change_con, seeds_con = size["concept"]
@@ -730,6 +811,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         n_gr, start_gr, width_gr, seeds_gr = size["gradual"]
         gradual = [pool.submit(job_gradual, seed, n_gr, start_gr, width_gr) for seed in range(seeds_gr)]
+        persistent = pool.submit(job_persistent, *size["persistent"])
         results = {
             "calibration": [f.result()["calibration"] for f in calibration],
             "false_then_real": [f.result()["false_then_real"] for f in false_then_real],
@@ -739,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
             "concept": [f.result() for f in concept],
             "covariate": [f.result() for f in covariate],
             "joint": [f.result() for f in joint],
+            "persistent": persistent.result(),
         }
     rows = results["stationary"][0]["rows"] + results["stationary"][1]["rows"]
     timing = {**results["stationary"][0]["timing"], **results["stationary"][1]["timing"]}
@@ -772,6 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in false_then_real["lines"]:
         print(line)
+    print()
+    for line in render_persistent(results["persistent"]):
+        print(line)
     targets = check_targets(rows, calibration, false_then_real)
     for name, ok in targets.items():
         print(f"target {'met' if ok else 'MISSED'}: {name}")
@@ -788,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
                 "error_rates": error_rates,
                 "calibration": calibration,
                 "false_then_real": false_then_real["by_gap"],
+                "persistent": results["persistent"],
                 "targets": targets,
                 "timing_s": {**timing, "total": elapsed},
             },
