@@ -16,6 +16,7 @@ from streamdrift import Monitor, MonitorSettings
 from streamdrift.core.config import MonitorSettings as CoreSettings
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.policy import AlertPolicy
+from streamdrift.core.summary import stored_summary, summary_from_stored
 
 T0 = 1_700_000_000
 N = 160_000
@@ -129,3 +130,14 @@ def test_features_that_one_change_moves_are_one_event_and_one_resolution() -> No
     fired, gone = events
     assert gone["details"]["resolves"] == {"kind": "data_drift", "alert_id": fired["alert_id"], "feature": "x"}
     assert active == [{}] + [{"data_drift": ["x", "y"]}] * 2 + [{}] * 3
+
+
+def test_a_summary_with_active_features_is_stored_exactly_for_the_state_cache() -> None:
+    """The state cache keeps each model's summary as JSON (summary.stored_summary) and shows it without decoding
+    the model; a summary it cannot give back equal is not stored, and the model is decoded at load instead."""
+    monitor = ModelMonitor("m", CoreSettings(reference_size=400, window_size=200, subwindows=4))
+    monitor.policy.watch("data_drift/x", 2.0, 1.0, 10)
+    summary = monitor.summary()
+    assert summary.drift_active_features == {"data_drift": ["x"]}
+    data = stored_summary(summary)
+    assert data is not None and summary_from_stored(data) == summary  # None before: the features were not read back

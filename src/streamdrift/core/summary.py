@@ -238,6 +238,7 @@ def summary_from_stored(data: bytes) -> MonitorSummary:
         segments=d["segments"],
         last_event_time=d["last_event_time"],
         drift_active=frozenset(d["drift_active"]),
+        drift_active_features=d["drift_active_features"],
         retrain_budget_remaining=d["retrain_budget_remaining"],
         business=d["business"],
         score_impact=d["score_impact"],
