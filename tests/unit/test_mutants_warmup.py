@@ -106,7 +106,10 @@ def test_a_state_restores_the_same_summary_which_goes_on_as_the_original() -> No
     column = WarmupColumn(limit=4, max_kept=1)
     column.add(rows[:1200])
     state = column.state()
-    assert state["buckets"].dtype == np.int32 and state["counts"].dtype == np.uint32
+    # the keys as steps from the one before (the first from 0), steps and counts in their narrowest dtypes
+    assert state["steps"].dtype == np.int16 and state["counts"].dtype == np.uint8
+    assert state["steps"][:3].tolist() == [-6942, 29, 5] and int(state["counts"].max()) == 18
+    assert np.cumsum(state["steps"]).tolist() == column.histogram()[0].tolist()
     assert state["numbers"] == 1200 and int(state["counts"].sum()) == 1200
     restored = WarmupColumn.from_state(state, limit=4, max_kept=1)
     assert (restored.limit, restored.max_kept) == (4, 1)
@@ -139,14 +142,14 @@ def test_a_column_of_categories_only_has_an_empty_histogram_in_its_state() -> No
     column = WarmupColumn(limit=3, max_kept=4)
     column.add(["a", None, "b", "a"])
     state = column.state()
-    assert {k: v for k, v in state.items() if k not in ("buckets", "counts")} == {
+    assert state == {  # no histogram: that of its (no) distinct numbers
         "numbers": 0,
         "anchor": 0.0,
         "distinct": {},
         "categories": {"a": 2, "b": 1},
         "other": 0,
     }
-    assert state["buckets"].tolist() == state["counts"].tolist() == []
+    assert [a.tolist() for a in WarmupColumn.from_state(state, 3, 4).histogram()] == [[], []]
 
 
 def test_counts_are_int64_fresh_live_and_restored_so_arithmetic_on_them_cannot_wrap() -> None:
@@ -272,15 +275,35 @@ def test_a_scored_state_keeps_scored_rows_only_where_some_row_had_no_score_in_th
     every = WarmupColumn(limit=5, max_kept=3, scored=True)
     every.add([1, 2, "a", "b", 2], scores=[10, 20, 30, 40, 50])
     state = every.state()["scores"]
-    # buckets (1, 2), distinct numbers by text ("1", "2"), categories by name (a, b), then other
-    assert state["scored"] is None and state["sums"].tolist() == [10, 70, 10, 70, 30, 40, 0]
-    assert state["sums"].dtype == np.uint32
+    # distinct numbers by text ("1", "2"), categories by name (a, b), then other; not the buckets' (the distinct
+    # numbers' own, made again on load)
+    assert state["scored"] is None and state["sums"].tolist() == [10, 70, 30, 40, 0]
+    assert state["sums"].dtype == np.uint8
+    dropped = WarmupColumn(limit=1, max_kept=3, scored=True)  # two distinct numbers: the buckets' come first
+    dropped.add([1, 2, "a", "b", 2], scores=[10, 20, 300, 40, 50])
+    state = dropped.state()["scores"]
+    assert state["scored"] is None and state["sums"].tolist() == [10, 70, 300, 40, 0]
+    assert state["sums"].dtype == np.uint16
     some = WarmupColumn(limit=5, max_kept=3, scored=True)
     some.add([1, 2, "a", 2], scores=[-1, 2**32, 5, -1])
     state = some.state()["scores"]
-    assert state["scored"].tolist() == [0, 1, 0, 1, 1, 0] and state["scored"].dtype == np.uint32
-    assert state["sums"].tolist() == [0, 2**32, 0, 2**32, 5, 0] and state["sums"].dtype == np.uint64
-    assert warmup._narrow([]).dtype == np.uint32 and warmup._narrow([2**32 - 1]).dtype == np.uint32
+    assert state["scored"].tolist() == [0, 1, 1, 0] and state["scored"].dtype == np.uint8
+    assert state["sums"].tolist() == [0, 2**32, 5, 0] and state["sums"].dtype == np.uint64
+    assert [warmup._narrow(v).dtype for v in ([], [255], [256], [2**16], [2**32 - 1], [2**32])] == [
+        np.uint8,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint32,
+        np.uint64,
+    ]
+    assert [warmup._narrow_signed(np.array([v, 0])).dtype for v in (-128, 127, 128, -32768, 32768)] == [
+        np.int8,
+        np.int8,
+        np.int16,
+        np.int16,
+        np.int32,
+    ]
     # an array's NaN is missing, and its score goes with it; the distinct table holds exactly limit numbers
     array = WarmupColumn(limit=2, max_kept=3, scored=True)
     array.add(np.array([1.0, np.nan, 2.0]), scores=[5, 6, 7])

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from streamdrift.core import state as snapshot
+from streamdrift.core import warmup
 from streamdrift.core.buckets import ACCURACY, lower
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.decode import decode_predictions
@@ -227,3 +228,60 @@ def test_a_long_call_drops_the_distinct_numbers_as_row_by_row(numbers: list) -> 
         one_by_one.add([x])
     assert whole.distinct == one_by_one.distinct
     assert (whole.distinct is None) == (len(numbers) == 30)
+
+
+def _tallies(column: WarmupColumn) -> tuple[list[int], list[int], list[list[int]]]:
+    keys, counts = column.histogram()
+    return keys.tolist(), counts.tolist(), column.bucket_scores.tolist()
+
+
+def _version_3(column: WarmupColumn) -> dict:
+    """The column's state as format version 3 wrote it: its histogram always, keys as they are, and the
+    buckets' scores before the tables'."""
+    keys, counts = column.histogram()
+    state = {k: v for k, v in column.state().items() if k not in ("steps", "counts", "scores")}
+    state |= {"buckets": keys.astype(np.int32), "counts": counts.astype(np.uint32)}
+    if column.scored:
+        tables = [(column.distinct or {}, column.distinct_scored, column.distinct_sums),
+                  (column.categories, column.category_scored, column.category_sums)]  # fmt: skip
+        scored, sums = column.bucket_scores.T.tolist()
+        for table, table_scored, table_sums in tables:
+            scored += [table_scored.get(k, 0) for k in sorted(table)]
+            sums += [table_sums.get(k, 0) for k in sorted(table)]
+        state["scores"] = {"scored": np.array([*scored, column.other_scored], np.uint32),
+                           "sums": np.array([*sums, column.other_sum], np.uint64)}  # fmt: skip
+    return state
+
+
+def test_a_column_s_histogram_is_made_again_from_its_distinct_numbers_exactly() -> None:
+    """While a column keeps its distinct numbers its state leaves out their histogram and its scores (format
+    version 4): restored, the column has the histogram and bucket scores it had, whatever the numbers' kinds
+    (ints, floats, 3 and 3.0, -0.0, integers past 2**53, far from the anchor, infinite); several columns
+    restored together (``from_states``) as each alone; and version 3's states, which wrote the histogram, too."""
+    rng = np.random.default_rng(3)
+    rows = [
+        [7, 3, 3.0, -0.0, 0.0, 0, 2**53 + 1, 10**20, -(10**20), 1e-300, -2.5, 3, 7, 1e300, 0.1],
+        [0.5, *rng.normal(4, 2, 12).tolist(), 0.5, None, 4.25],
+        [1, 0, 0, 1, 1, "k", None, 0],
+        ["a", "b", None],
+        [2.0, float("inf"), 2.0, -float("inf")],  # a key no finite number has: restored one column at a time
+    ]
+    made = []
+    for values in rows:
+        column = WarmupColumn(limit=20, max_kept=3, scored=True)
+        for start in range(0, len(values), 4):
+            part = values[start : start + 4]
+            column.add(part, scores=[int(s) for s in rng.integers(-1, 2**20, len(part))])
+        assert column.distinct is not None
+        made.append(column)
+    states = [column.state() for column in made]
+    assert not any("steps" in state or "counts" in state for state in states)
+    together = warmup.from_states(states, 20, 3)
+    old = warmup.from_states([_version_3(column) for column in made], 20, 3)
+    for column, state, restored, restored_3 in zip(made, states, together, old):
+        alone = WarmupColumn.from_state(state, 20, 3)
+        for again in (alone, restored, restored_3):
+            assert _tallies(again) == _tallies(column)
+            assert again.histogram()[0].dtype == again.histogram()[1].dtype == again.bucket_scores.dtype == np.int64
+            assert snapshot.dumps(again.state()) == snapshot.dumps(state)
+    assert len(made[0].histogram()[0]) == 9 and made[2].histogram()[1].tolist() == [3, 3]

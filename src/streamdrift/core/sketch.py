@@ -54,6 +54,7 @@ from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
 from streamdrift.core.warmup import WarmupColumn
+from streamdrift.core.warmup import from_states as warmup_from_states
 from streamdrift.core.warmup import states as warmup_states
 
 NUMERIC = "numeric"
@@ -993,7 +994,7 @@ class StreamSketch:
         warmup = state["warmup"]
         self._stored_warmup = None
         # kept as it is where it is what state() gives: a decoded snapshot's arrays (lists would come back as lists)
-        if warmup is not None and all(type(c) is dict and type(c["buckets"]) is np.ndarray for c in warmup.values()):
+        if warmup is not None and all(type(c) is dict and _arrays_kept(c) for c in warmup.values()):
             self.__dict__.pop("_warmup", None)  # made when first used (``warmup``)
             self._stored_warmup = _copied(warmup)
         else:  # none (the reference is complete), lists, or raw rows of format version 2 (counted now, not kept)
@@ -1049,15 +1050,14 @@ class StreamSketch:
     def _load_warmup(self, warmup: State) -> dict[str, WarmupColumn]:
         """The warm-up summaries of ``state()``; or those of the raw rows that snapshots of format version 2
         held (lists, one value per row), counted now: they are not kept."""
-        out = {}
+        empty = self._warmup_column()
+        summaries = [name for name, column in warmup.items() if not isinstance(column, list)]
+        out = dict(zip(summaries, warmup_from_states([warmup[n] for n in summaries], empty.limit, empty.max_kept)))
         for name, column in warmup.items():
             if isinstance(column, list):
                 out[name] = self._warmup_column()
                 out[name].add(column)
-            else:
-                empty = self._warmup_column()
-                out[name] = WarmupColumn.from_state(column, empty.limit, empty.max_kept)
-        return out
+        return {name: out[name] for name in warmup}  # in the state's order
 
     def __getattr__(self, name: str) -> Any:
         """A derived attribute (``_DERIVED``) of a restored sketch, made now: only called when ``name`` is
@@ -1078,6 +1078,18 @@ class StreamSketch:
         return getattr(self, name)
 
 
+_WARMUP_ARRAYS = ("steps", "buckets", "counts")  # a warm-up column state's arrays (``buckets``: format version 3)
+
+
+def _arrays_kept(column: State) -> bool:
+    """Whether a warm-up column's state holds its numbers as arrays (a decoded snapshot's), not lists."""
+    scores = column.get("scores")
+    arrays = [column.get(key) for key in _WARMUP_ARRAYS]
+    if scores is not None:
+        arrays += [scores["scored"], scores["sums"]]
+    return all(array is None or type(array) is np.ndarray for array in arrays)
+
+
 def _copied(warmup: State) -> State:
     """A warm-up's state (``WarmupColumn.state()`` per column) with its own arrays, never views of the
     snapshot's bytes: a model restored from a local cache file would otherwise hold all of the file in
@@ -1086,8 +1098,9 @@ def _copied(warmup: State) -> State:
     out = {}
     for name, column in warmup.items():
         column = column.copy()
-        column["buckets"] = np.array(column["buckets"])
-        column["counts"] = np.array(column["counts"])
+        for key in _WARMUP_ARRAYS:
+            if key in column:
+                column[key] = np.array(column[key])
         scores = column.get("scores")
         if scores is not None:
             scored = scores["scored"]

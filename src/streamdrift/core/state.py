@@ -4,7 +4,7 @@ A snapshot file is a header line, a line of JSON (the skeleton) and the raw
 bytes of the state's numpy arrays::
 
     {"arrays": <n>, "body": <bytes after this line>, "checksum": "crc32:<hex>", "config": "<settings hash>",
-     "format": "streamdrift-snapshot", "marker": "$nd", "version": 3}
+     "format": "streamdrift-snapshot", "marker": "$nd", "version": 4}
     {"merge": {...}, "models": {"<model_id>": {...}, ...}, "offsets": {"<topic>": <next offset>}, "partition": 0}
     <the arrays' bytes, one after the other>
 
@@ -73,8 +73,10 @@ except ImportError:
 FORMAT = "streamdrift-snapshot"
 # 3: a sketch's warm-up is a summary of counts (core/warmup.py), no longer its raw rows. Version 2 is read
 # too: its raw warm-up rows are counted into summaries as they are loaded (StreamSketch.load_state).
-VERSION = 3
-READS = (2, 3)
+# 4: a warm-up column leaves out the histogram its distinct numbers make, and writes the others' keys as
+# steps (WarmupColumn.state); version 3's columns are read as they are.
+VERSION = 4
+READS = (2, 3, 4)
 MARKER = "$nd"
 # dtypes an array of the state may have: plain numbers, read back by np.frombuffer (never object arrays)
 _DTYPE = {
@@ -423,7 +425,7 @@ def decode_tree(data: bytes | memoryview, config: str | Seal, source: str, recov
     if header.get("format") != FORMAT or header.get("version") not in READS:
         raise SnapshotError(
             f"{source} has format {header.get('format')!r} version {header.get('version')!r}; "
-            f"this streamdrift reads {FORMAT!r} versions {' and '.join(map(str, READS))}. {recover}"
+            f"this streamdrift reads {FORMAT!r} versions {', '.join(map(str, READS[:-1]))} and {READS[-1]}. {recover}"
         )
     seal = _seal(config)
     body = memoryview(data)[end + 1 :] if end >= 0 else memoryview(b"")

@@ -296,27 +296,37 @@ class WarmupColumn:
         return self.keys, self.counts
 
     def state(self) -> State:
-        keys, counts = self.histogram()
-        state = {
+        """The summary as plain data (format version 4). While the distinct numbers are kept, the histogram
+        and its scores are theirs, made again on load (``from_state``), so not written: a fleet's model in
+        its warm-up is mostly such columns (issue 16). Otherwise the histogram's keys are written as steps
+        from the one before (the first from 0), which are small, and every array in the narrowest dtype
+        that holds it: a long warm-up's histograms were half their size in zlib's bytes."""
+        state: State = {
             "numbers": self.numbers,
             "anchor": self.anchor,
-            "buckets": keys.astype(np.int32),  # |key| < 80,000
-            "counts": counts.astype(np.uint32),
             "distinct": None if self.distinct is None else dict(self.distinct),
             "categories": dict(self.categories),
             "other": self.other,
         }
+        if self.distinct is None:
+            keys, counts = self.histogram()
+            state["steps"] = _narrow_signed(np.diff(keys, prepend=0))
+            state["counts"] = _narrow(counts)
         if self.scored:
-            state["scores"] = self._scores_state(counts)
+            state["scores"] = self._scores_state()
         return state
 
-    def _scores_state(self, counts: NDArray[np.int64]) -> State:
-        """The scored rows and score sums of the buckets, the distinct numbers (by sorted text), the categories
-        (by sorted name) and ``other``, one after the other in one narrow array each (a warm-up snapshot of
-        10,000 models is mostly skeleton: no names written twice, no key per table); the scored rows left
-        out (None) where they are the counts, as when every row had a score."""
-        scored, sums = self.bucket_scores.T.tolist()
-        counted = counts.tolist()
+    def _scores_state(self) -> State:
+        """The scored rows and score sums of the buckets (only where the histogram is written), the distinct
+        numbers (by sorted text), the categories (by sorted name) and ``other``, one after the other in one
+        narrow array each (a warm-up snapshot of 10,000 models is mostly skeleton: no names written twice,
+        no key per table); the scored rows left out (None) where they are the counts, as when every row had
+        a score."""
+        if self.distinct is None:
+            scored, sums = self.bucket_scores.T.tolist()
+            counted = self.counts.tolist()
+        else:
+            scored, sums, counted = [], [], []
         for table, table_scored, table_sums in (
             (self.distinct or {}, self.distinct_scored, self.distinct_sums),
             (self.categories, self.category_scored, self.category_sums),
@@ -330,17 +340,19 @@ class WarmupColumn:
         sums.append(self.other_sum)
         return {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
 
-    def _load_scores(self, scores: State) -> None:
-        """What ``_scores_state`` kept (the counts already loaded)."""
+    def _load_scores(self, scores: State, with_buckets: bool) -> None:
+        """What ``_scores_state`` kept (the counts already loaded); ``with_buckets``: the buckets' scores
+        are in it (else they are made from the distinct numbers')."""
         sums = np.asarray(scores["sums"]).tolist()
-        counted = self.counts.tolist()
+        counted = self.counts.tolist() if with_buckets else []
         tables = ((self.distinct or {}, "distinct"), (self.categories, "category"))
         for table, _ in tables:
             counted += [table[k] for k in sorted(table)]
         counted.append(self.other)
         scored = counted if scores["scored"] is None else np.asarray(scores["scored"]).tolist()
-        n = len(self.counts)
-        self.bucket_scores = np.array([scored[:n], sums[:n]], dtype=np.int64).T.reshape(-1, 2)
+        n = len(self.counts) if with_buckets else 0
+        if with_buckets:
+            self.bucket_scores = np.array([scored[:n], sums[:n]], dtype=np.int64).T.reshape(-1, 2)
         for table, name in tables:
             keys = sorted(table)
             setattr(self, f"{name}_scored", dict(zip(keys, scored[n : n + len(keys)])))
@@ -350,19 +362,89 @@ class WarmupColumn:
 
     @classmethod
     def from_state(cls, state: State, limit: int, max_kept: int) -> WarmupColumn:
-        """``state()`` restored; scored if it kept scores (a snapshot from before issue 23 did not)."""
+        """``state()`` restored; scored if it kept scores (a snapshot from before issue 23 did not). Reads
+        format version 3 too, whose histogram is always written, its keys as they are (``buckets``)."""
+        return from_states([state], limit, max_kept)[0]
+
+
+def from_states(states: Sequence[State], limit: int, max_kept: int) -> list[WarmupColumn]:
+    """``WarmupColumn.from_state`` of each of ``states``; the histograms that the distinct numbers make
+    (``state()`` leaves them out) made together, in one pass of numpy calls (``_bucketed``)."""
+    columns = []
+    derived = []
+    for state in states:
         scores = state.get("scores")
-        column = cls(limit, max_kept, scored=scores is not None)
+        column = WarmupColumn(limit, max_kept, scored=scores is not None)
         column.numbers = state["numbers"]
         column.anchor = float(state["anchor"])
-        column.keys = np.array(state["buckets"], dtype=np.int64)
-        column.counts = np.array(state["counts"], dtype=np.int64)
         column.distinct = None if state["distinct"] is None else dict(state["distinct"])
         column.categories = dict(state["categories"])
         column.other = state["other"]
+        with_buckets = True
+        if "buckets" in state:  # format version 3
+            column.keys = np.array(state["buckets"], dtype=np.int64)
+            column.counts = np.array(state["counts"], dtype=np.int64)
+        elif "steps" in state:
+            column.keys = np.cumsum(np.asarray(state["steps"]), dtype=np.int64)
+            column.counts = np.array(state["counts"], dtype=np.int64)
+        else:  # the distinct numbers' histogram, made below
+            with_buckets = False
+            derived.append(column)
         if scores is not None:
-            column._load_scores(scores)
-        return column
+            column._load_scores(scores, with_buckets)
+        columns.append(column)
+    _bucketed(derived)
+    return columns
+
+
+def _bucketed(columns: Sequence[WarmupColumn]) -> None:
+    """Set each column's histogram (and its buckets' scores) to its distinct numbers': exactly the one
+    its rows made, since every number it counted is in the table, and numbers of one text are equal.
+    A text is ``str`` of a Python int or float, and ``float`` of it is the float64 that number was bucketed as
+    (both round correctly to the nearest: 3 and "3", 2**53 + 1 and "9007199254740993" alike)."""
+    if not columns:
+        return
+    tables = [sorted(column.distinct or {}) for column in columns]
+    sizes = [len(texts) for texts in tables]
+    values = np.array([float(t) for texts in tables for t in texts], dtype=np.float64)
+    anchors = np.repeat(np.array([column.anchor for column in columns], dtype=np.float64), sizes)
+    keys = bucket_keys(values - anchors)
+    counts = np.array([(c.distinct or {})[t] for c, texts in zip(columns, tables) for t in texts], np.int64)
+    scored = np.array([c.distinct_scored.get(t, 0) for c, texts in zip(columns, tables) for t in texts], np.int64)
+    sums = np.array([c.distinct_sums.get(t, 0) for c, texts in zip(columns, tables) for t in texts], np.int64)
+    if len(columns) == 1 or (
+        len(keys) and not -_OFFSET < np.minimum.reduce(keys) <= np.maximum.reduce(keys) < _OFFSET
+    ):  # one column, or a key no finite number has: one column at a time
+        ends = np.cumsum(sizes).tolist()
+        for column, size, end in zip(columns, sizes, ends):
+            _bucketed_one(column, *(a[end - size : end] for a in (keys, counts, scored, sums)))
+        return
+    index = np.arange(len(columns), dtype=np.int64) * _SPAN + _OFFSET  # each column's part of the number
+    merged, at_ = np.unique(np.repeat(index, sizes) + keys, return_inverse=True)
+    at_ = at_.ravel()
+    summed = [np.bincount(at_, weights=w, minlength=len(merged)).astype(np.int64) for w in (counts, scored, sums)]
+    bounds = np.searchsorted(merged, np.append(index - _OFFSET, len(columns) * _SPAN)).tolist()
+    for i, column in enumerate(columns):
+        lo, hi = bounds[i], bounds[i + 1]
+        column.keys = merged[lo:hi] - int(index[i])
+        column.counts = summed[0][lo:hi].copy()
+        if column.scored:
+            column.bucket_scores = np.stack((summed[1][lo:hi], summed[2][lo:hi]), axis=1)
+
+
+def _bucketed_one(
+    column: WarmupColumn,
+    keys: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    scored: NDArray[np.int64],
+    sums: NDArray[np.int64],
+) -> None:
+    column.keys, at = np.unique(keys, return_inverse=True)
+    at = at.ravel()
+    summed = [np.bincount(at, weights=w, minlength=len(column.keys)).astype(np.int64) for w in (counts, scored, sums)]
+    column.counts = summed[0]
+    if column.scored:
+        column.bucket_scores = np.stack((summed[1], summed[2]), axis=1)
 
 
 # a column's bucket keys are below this in magnitude (the int32 of ``state``): keys of several columns made one
@@ -429,9 +511,27 @@ def _bucket_scores(pending: Sequence[WarmupColumn], at: NDArray[np.intp], bucket
 
 def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
     """Each column's ``state()``, their numbers bucketed together first (``compact``)."""
-    compact(list(columns.values()))
+    compact([column for column in columns.values() if column.distinct is None])  # the others write no histogram
     return {name: column.state() for name, column in columns.items()}
 
 
-def _narrow(values: list[int]) -> NDArray[np.unsignedinteger[Any]]:
-    return np.array(values, dtype=np.uint32 if max(values, default=0) < 2**32 else np.uint64)
+def _narrow(values: list[int] | NDArray[np.int64]) -> NDArray[np.unsignedinteger[Any]]:
+    """Counts (never negative) in the narrowest unsigned dtype that holds them."""
+    largest = max(values, default=0) if isinstance(values, list) else int(np.maximum.reduce(values, initial=0))
+    for dtype, most in _UNSIGNED:
+        if largest <= most:
+            return np.array(values, dtype=dtype)
+    raise OverflowError(f"a count of {largest} does not fit 64 bits")
+
+
+def _narrow_signed(values: NDArray[np.int64]) -> NDArray[np.signedinteger[Any]]:
+    """Numbers in the narrowest signed dtype that holds them."""
+    low, high = int(np.minimum.reduce(values, initial=0)), int(np.maximum.reduce(values, initial=0))
+    for dtype, most in _SIGNED:
+        if -most - 1 <= low and high <= most:
+            return values.astype(dtype)
+    return values
+
+
+_UNSIGNED = [(np.dtype(t), int(np.iinfo(t).max)) for t in (np.uint8, np.uint16, np.uint32, np.uint64)]
+_SIGNED = [(np.dtype(t), int(np.iinfo(t).max)) for t in (np.int8, np.int16, np.int32)]
