@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 
-from streamdrift import Monitor, MonitorSettings
+from streamdrift import ModelSettings, Monitor, MonitorSettings
 from streamdrift.core.config import MonitorSettings as CoreSettings
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.policy import AlertPolicy
@@ -141,3 +142,35 @@ def test_a_summary_with_active_features_is_stored_exactly_for_the_state_cache() 
     assert summary.drift_active_features == {"data_drift": ["x"]}
     data = stored_summary(summary)
     assert data is not None and summary_from_stored(data) == summary  # None before: the features were not read back
+
+
+@pytest.mark.parametrize(
+    ("y_shift", "expected"),
+    [
+        # y crosses at x's close: it opens the change (important features first), x joins it: one event, retrain
+        (0.3, [("data_drift", "y", "retrain", 10_599), ("drift_resolved", "x", "none", 35_599)]),
+        # y crosses 400 rows after x's event: joining x's change (investigate) would lose its retrain
+        (
+            0.2,
+            [
+                ("data_drift", "x", "investigate", 10_599),
+                ("data_drift", "y", "retrain", 10_999),
+                ("drift_resolved", "y", "none", 35_399),
+                ("drift_resolved", "x", "none", 35_599),
+            ],
+        ),
+    ],
+)
+def test_an_important_feature_that_moves_with_a_change_still_asks_for_its_retrain(
+    y_shift: float, expected: list[tuple]
+) -> None:
+    """The stream of the test above with y important (data drift on it: action retrain). Before, x's event at
+    10,599 (investigate) was the only one: y's retrain was lost in x's condition."""
+    rng = np.random.default_rng(4)
+    n, rows = 60_000, np.arange(60_000)
+    moved = (rows >= 10_000) & (rows < 30_000)
+    x, y = rng.normal(0, 1, n) + 0.5 * moved, rng.normal(0, 1, n) + y_shift * moved
+    monitor, events = Monitor("m", MonitorSettings(), ModelSettings(important_features=["y"])), []
+    for a in range(0, n, 10_000):
+        events += monitor.observe(_polls(a, a + 10_000, x, y))
+    assert [(e["kind"], e["feature"], e["action"], e["window"]["end_offset"]) for e in events] == expected

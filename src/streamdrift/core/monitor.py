@@ -937,12 +937,13 @@ class ModelMonitor:
         self, kind: str, scored: dict, batch: PredictionBatch | FeedbackBatch, p_thr: float
     ) -> list[dict]:
         """A window's events of a kind whose alarms are per feature (``policy.FEATURED``): each feature over
-        the threshold, or with an active condition, goes through its own alarm, the most drifted first.
-        Features under the threshold with no condition (most, at most closes) ask the policy nothing.
+        the threshold, or with an active condition, goes through its own alarm, the most drifted first
+        (important ones before the others). Features under the threshold with no condition (most, at most closes) ask the policy nothing.
 
         A feature that fires opens a change (a drift event), or joins the kind's latest change if that was
         opened less than ``window_size`` rows before: one change of the world moves several features, whose
-        tests cross the threshold a sub-window or two apart, and pages once. A feature whose condition has
+        tests cross the threshold a sub-window or two apart, and pages once. An important feature (its event's
+        action retrain) joins only a change that asked to retrain too: its retrain is never folded away. A feature whose condition has
         gone resolves alone; the change's ``drift_resolved`` comes when the last of its features has."""
         names, p_values = scored["names"], scored["stats"]["p_value"]
         strengths = -np.log10(np.maximum(p_values, 1e-300))
@@ -954,18 +955,21 @@ class ModelMonitor:
             at = {name: i for i, name in enumerate(names)}
             asked.update(at[name] for name in active if name in at)  # a feature no longer tested stays as it is
         events = []
-        for i in sorted(asked, key=lambda i: (-float(strengths[i]), names[i])):
+        important = self.model.important_features
+        # the most drifted first, important features before them all: the first to fire opens the change
+        for i in sorted(asked, key=lambda i: (names[i] not in important, -float(strengths[i]), names[i])):
             key, position = alarm_key(kind, names[i]), scored["position"]
             decision = self._decide(key, float(strengths[i]), bar, position)
             if decision is None:
                 continue
             if decision.verdict == "fire":
-                change = self.policy.change_within(kind, position, self.settings.window_size)
+                retrain = names[i] in important  # its event's action: retrain
+                change = self.policy.change_within(kind, position, self.settings.window_size, retrain)
                 if change is not None:  # part of a change reported within a window: its alarm names that event
                     self.policy.fired_alert(key, change)
                     continue
                 event = self._drift_event(kind, decision, i, scored, batch, p_thr)
-                self.policy.opened(kind, position, event["alert_id"])
+                self.policy.opened(kind, position, event["alert_id"], event["action"] == "retrain")
             else:
                 self.policy.forget(key)
                 if decision.firing is not None and decision.firing in self.policy.firing_alerts(kind):

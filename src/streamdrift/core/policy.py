@@ -128,7 +128,7 @@ class AlertPolicy:
         # kind -> [armed, quiet_until_position]; while fired also [calm closes in a row, alert_id of the firing]
         # while fired (an alarm from a snapshot written before ``watch`` has two fields: calm 0, no alert_id)
         self.alarms: dict[str, list] = {}
-        # kind with alarms per feature -> [position, alert_id] of its latest change (drift event)
+        # kind with alarms per feature -> [position, alert_id, asked to retrain] of its latest change (drift event)
         self.changes: dict[str, list] = {}
 
     def watch(self, kind: str, statistic: float, threshold: float, position: int) -> str | None:
@@ -165,16 +165,19 @@ class AlertPolicy:
             del self.alarms[key]  # an armed feature's alarm is no alarm at all: none is kept
         self.changes.pop(kind, None)
 
-    def opened(self, kind: str, position: int, alert_id: str) -> None:
+    def opened(self, kind: str, position: int, alert_id: str, retrain: bool = False) -> None:
         """``kind``'s drift event ``alert_id``, at ``position``, opened a change (features that fire soon after
-        join it)."""
-        self.changes[kind] = [position, alert_id]
+        join it); ``retrain``: its action was retrain."""
+        self.changes[kind] = [position, alert_id, retrain]
 
-    def change_within(self, kind: str, position: int, rows: int) -> str | None:
+    def change_within(self, kind: str, position: int, rows: int, retrain: bool = False) -> str | None:
         """The ``alert_id`` of ``kind``'s latest change if it was opened less than ``rows`` rows before
-        ``position`` (a feature firing now is part of it), else None."""
+        ``position`` (a feature firing now is part of it), else None; for a feature that asks to ``retrain``,
+        only a change that asked too (else its retrain would be lost)."""
         change = self.changes.get(kind)
-        return change[1] if change is not None and position - change[0] < rows else None
+        if change is None or position - change[0] >= rows or (retrain and not change[2]):
+            return None
+        return str(change[1])
 
     def adopt(self, kind: str, feature: str) -> None:
         """A snapshot from before alarms per feature may hold one alarm for a kind that now has them: its active
