@@ -16,7 +16,11 @@ file loaded, the tail's records restored over it, the monitors built, the summar
 before ``/readyz``), with the cache as it was written before (every model's state decoded in the file:
 ``cache_tail_before_s``) and as it is now (each model kept as the topic's value with its summary, built at
 its first event: ``cache_tail_s``, and its parts ``cache_load_s``, ``tail_restore_s``, ``cache_build_s``,
-``cache_summaries_s``); the tail is a checkpoint of ``--tail`` models after the cache's;
+``cache_summaries_s``); the tail is a checkpoint of ``--tail`` models after the cache's; then what writing
+the cache costs the forked packer once every model was built and none changed since the cache: the layout
+before (every state captured and written, ``cache_write_before_s``), today's (the cache on disk loaded and
+each model's stored bytes taken from it, ``cache_write_s``) and today's without a cache to take them from
+(every model packed and summarised, ``cache_write_repack_s``);
 then what a checkpoint to the state topic does in the consume loop once every model had events: the
 states captured (``checkpoint_capture_s``), then encoded and compressed into records (``checkpoint_pack_s``).
 The figures are CPU seconds of this process (``time.process_time``), the best of the rounds: the
@@ -125,6 +129,28 @@ def restored_from(store: LocalSnapshotStore, log: list[Stored], rounds: dict[str
     timed(rounds, "cache_summaries_s", at) if parts else at
 
 
+def cache_writes(before: LocalSnapshotStore, after: LocalSnapshotStore, log: list[Stored], rounds: dict) -> None:
+    """The cache written, in each layout, from an engine whose every model is built and unchanged since."""
+    cache = after.load(0)
+    assert cache is not None
+    snapshot, changelog = restore(0, log, SEAL, "bench", cache)
+    assert snapshot is not None
+    engine = engine_of()
+    engine.restore(snapshot)
+    for model_id in list(engine.monitors):
+        engine.monitor(model_id)  # built, as after every model's first event
+    writes = LocalSnapshotStore(after.directory.parent / "writes", SEAL)
+    at = time.process_time()
+    everything = engine.snapshot()
+    everything.changelog = changelog.state()
+    writes.save(everything)
+    at = timed(rounds, "cache_write_before_s", at)
+    writes.write(*statecache.cache_body(engine, changelog.state(), SEAL, previous=after.load(0)))
+    at = timed(rounds, "cache_write_s", at)
+    writes.write(*statecache.cache_body(engine, changelog.state(), SEAL))
+    timed(rounds, "cache_write_repack_s", at)
+
+
 def timed(rounds: dict[str, list[float]], name: str, started: float) -> float:
     """Record the CPU seconds of this process since ``started`` (wall time is the other engineers' too)."""
     now = time.process_time()
@@ -189,6 +215,8 @@ def main() -> None:
         at = time.process_time()
         restored_from(after, log, rounds, parts=True)
         timed(rounds, "cache_tail_s", at)
+        gc.collect()
+        cache_writes(before, after, log, rounds)
         gc.collect()
     out = {
         "models": args.models,

@@ -139,6 +139,16 @@ def state(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str) 
     _, state_bytes = topic_bytes(bootstrap, [rounds[-1]["kafka"]["state_topic"]])
     out["small"] = {"models": args.models, "input_bytes": input_bytes, "state_bytes": state_bytes}
 
+    out.update(large_phase(bootstrap, args, workdir, run_id))
+    out["summary"] = summary(out)
+    return out
+
+
+def large_phase(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str, restarts: int = 1) -> dict:
+    """``--state-models`` models: a worker consumes their stream and stops (its last checkpoint writes the
+    state topic and its local cache), then ``restarts`` times a worker restores them from the local cache
+    plus the topic's tail, and one from the topic alone (an empty snapshot directory)."""
+    out: dict = {}
     log(f"state: {args.state_models:,} models, {args.state_events:,} predictions")
     large = Topics(bootstrap, f"bench-{run_id}.state-large", args.partitions)
     large.create(workdir)
@@ -166,11 +176,12 @@ def state(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str) 
         "state_bytes": large_state,
         "events_per_s": (made["predictions"] + made["feedback"]) / (done - ready),
     }
-    log("state: restore from the local cache plus the topic's tail, then from the topic alone")
-    out["restore_cache"] = restart(env, workdir / "worker-restore-cache.log", models)
-    empty = {**env, "STREAMDRIFT_SNAPSHOT_DIR": str(workdir / "state-empty-snapshots")}
-    out["restore_topic"] = restart(empty, workdir / "worker-restore-topic.log", models)
-    out["summary"] = summary(out)
+    for i in range(restarts):  # the figures of the last: a round before warms the machine's caches alike
+        log("state: restore from the local cache plus the topic's tail, then from the topic alone")
+        out["restore_cache"] = restart(env, workdir / f"worker-restore-cache-{i}.log", models)
+        empty = {**env, "STREAMDRIFT_SNAPSHOT_DIR": str(workdir / f"state-empty-snapshots-{i}")}
+        out["restore_topic"] = restart(empty, workdir / f"worker-restore-topic-{i}.log", models)
+        out.setdefault("restores", []).append({"cache": out["restore_cache"], "topic": out["restore_topic"]})
     return out
 
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from state_log import StateLog
+from streamdrift.cli import status
 from streamdrift.core import state
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.dormant import Dormant
@@ -22,6 +23,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.summary import stored_summary, summary_from_stored
 from streamdrift.runtime import statecache, statetopic
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from streamdrift.runtime.settings import load_settings
 from streamdrift.runtime.statetopic import Changelog
 from streams import FB, PRED, demo_messages
 
@@ -220,3 +222,40 @@ def test_a_cache_of_the_layout_before_is_still_read(cached, tmp_path) -> None:
     out = engine()
     out.restore(loaded)
     assert snapshot_bytes(out) == snapshot_bytes(written)
+
+
+def test_a_model_unchanged_since_the_cache_keeps_its_bytes_from_it_and_a_changed_one_does_not(
+    cached, monkeypatch
+) -> None:
+    """A woken model that had no event since is not packed again: the cache on disk holds its committed value
+    where its ledger entry (slot, chunks, checkpoint) is the same; anywhere else it is packed."""
+    store, log, _, _ = cached
+    lazy = restored(store, log, lazily=True)
+    lazy.monitor(QUIET)  # woken (its state was asked for), not changed
+    previous = store.load(0)
+    assert previous is not None
+    changelog = dict(previous.changelog)
+    monkeypatch.setattr(statecache, "pack", lambda *a: pytest.fail("packed again"))
+    tree = statecache.cache_tree(lazy, changelog, SEAL, {"fraud": b"packed by the checkpoint"}, previous)
+    kept = tree[statecache.LAYOUT]["models"][QUIET]
+    assert kept["value"].tobytes() == previous.models[QUIET].value  # type: ignore[union-attr]
+    assert kept["summary"].tobytes() == previous.models[QUIET].stored  # type: ignore[union-attr]
+
+    moved = {**changelog, "models": {**changelog["models"], QUIET: [1, 1, 99]}}  # written since: another value
+    packed_again: list[str] = []
+    monkeypatch.setattr(statecache, "pack", lambda tree, seal: packed_again.append("x") or b"fresh")
+    tree = statecache.cache_tree(lazy, moved, SEAL, {"fraud": b"packed by the checkpoint"}, previous)
+    assert tree[statecache.LAYOUT]["models"][QUIET]["value"].tobytes() == b"fresh" and packed_again == ["x"]
+
+
+def test_status_of_a_cache_directory_shows_the_stored_summaries(tmp_path) -> None:
+    """``streamdrift status --snapshots`` over a state cache reads the summaries kept in it (no monitor built)."""
+    app = load_settings(monitor={"reference_size": 200, "window_size": 200, "subwindows": 4})
+    source = PartitionEngine(
+        0, PRED, FB, monitor_factory(app.monitor, app.models), epoch_ms=1000, require_record_time=False
+    )
+    feed(source, MESSAGES[:CUT])
+    LocalSnapshotStore(tmp_path, app.state_seal()).write(*statecache.cache_body(source, {}, app.state_seal()))
+    shown = status.from_snapshots(tmp_path, app)["partitions"]["0"]
+    assert shown["offsets"] == source.offsets
+    assert shown["models"] == {m: source.monitor(m).summary().as_dict() for m in source.monitors}

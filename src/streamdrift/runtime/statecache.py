@@ -42,17 +42,29 @@ LAYOUT = "state_cache"  # the key of this layout in a snapshot file's tree
 VERSION = 1
 
 
-def cache_tree(engine: PartitionEngine, changelog: State, config: str | Seal, packed: Mapping[str, bytes]) -> State:
+def cache_tree(
+    engine: PartitionEngine,
+    changelog: State,
+    config: str | Seal,
+    packed: Mapping[str, bytes],
+    previous: Snapshot | None = None,
+) -> State:
     """The cache file's tree of ``engine``'s partition, whose state lies in the topic as ``changelog`` says.
 
     ``packed``: values this checkpoint packed for the topic (model_id -> value), taken as they are; a
-    dormant model's are its stored bytes; any other model is packed here.
+    dormant model's are its stored bytes; so are those of a model ``previous`` (the cache as it was, loaded)
+    holds at the same place in the topic (the same slot and checkpoint in its ledger: the same value); any
+    other model is packed here.
     """
     base = engine.snapshot(())  # the offsets and the merge, and the check that no record is held
     seal = model_seal(config)
+    ledger, kept = changelog.get("models", {}), _stored(previous)
     models: dict[str, State] = {}
     for model_id, monitor in sorted(engine.monitors.items()):
         summary: bytes | None
+        stored = kept.get(model_id)
+        if stored is not None and model_id in ledger and stored[0] == ledger[model_id]:
+            monitor = stored[1]  # its committed value, as the cache on disk holds it
         if isinstance(monitor, Dormant):
             value, summary, quarantined = monitor.value, monitor.stored, monitor.quarantined
         else:
@@ -72,11 +84,23 @@ def cache_tree(engine: PartitionEngine, changelog: State, config: str | Seal, pa
     }
 
 
+def _stored(previous: Snapshot | None) -> dict[str, tuple[Any, Dormant]]:
+    """model_id -> (its place in the topic, its entry) of the models ``previous`` kept with a summary."""
+    if previous is None:
+        return {}
+    ledger = previous.changelog.get("models", {})
+    return {m: (ledger.get(m), d) for m, d in previous.models.items() if isinstance(d, Dormant)}
+
+
 def cache_body(
-    engine: PartitionEngine, changelog: State, config: str | Seal, packed: Mapping[str, bytes] = {}
+    engine: PartitionEngine,
+    changelog: State,
+    config: str | Seal,
+    packed: Mapping[str, bytes] = {},
+    previous: Snapshot | None = None,
 ) -> tuple[int, list[Buffer], str]:
     """What ``LocalSnapshotStore.write`` takes to write the cache of ``engine``'s partition (``cache_tree``)."""
-    return engine.partition, *tree_body(cache_tree(engine, changelog, config, packed))
+    return engine.partition, *tree_body(cache_tree(engine, changelog, config, packed, previous))
 
 
 def is_cache(tree: State) -> bool:

@@ -1049,8 +1049,16 @@ class Worker:
         cache (``runtime/statecache.py``), which records where in the topic this state lies."""
         state = self.partitions[p]
         if self.state_topic is not None:
-            return statecache.cache_body(state.engine, state.changelog.state(), self.seal)
+            return statecache.cache_body(state.engine, state.changelog.state(), self.seal, previous=self._cached(p))
         return self.store.prepare(state.engine.snapshot())
+
+    def _cached(self, p: int) -> Snapshot | None:
+        """Partition ``p``'s cache as it is on disk, whose models' stored bytes the next one reuses where
+        they are still the committed ones (``statecache.cache_tree``); None where there is none to use."""
+        try:
+            return self.store.load(p)
+        except (SnapshotError, OSError):
+            return None
 
     def _checkpoint_to_state_topic(self, chosen: list[int]) -> bool:
         """Steps 2-4 with ``state_store = "kafka"`` (see ``runtime/statetopic.py`` for the records).
@@ -1174,7 +1182,7 @@ class Worker:
                         planned[p].offset = committed[str(p)]
                         engine = self.partitions[p].engine
                         written += self.store.write(
-                            *statecache.cache_body(engine, planned[p].state(), self.seal, packed[p])
+                            *statecache.cache_body(engine, planned[p].state(), self.seal, packed[p], self._cached(p))
                         )
                 return written
 
