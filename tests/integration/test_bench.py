@@ -83,8 +83,9 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     assert result["state_bytes_per_model"] > 1000
     assert result["snapshot_10_bytes"] > 10 * 1000 and result["snapshot_10_write_s"] > 0
     assert result["start_to_ready_10_s"] > 0
-    # the worker's own checkpoint of the restored models and the probes (one new model per partition)
-    assert result["worker_checkpoint_10_bytes"] > result["snapshot_10_bytes"]
+    # the worker's own checkpoint of the restored models and the probes: its local cache written (each model as
+    # the state topic's compressed value since e52f1ea, so no longer comparable with the plain snapshot's bytes)
+    assert result["worker_checkpoint_10_bytes"] > 10 * 100
     assert 0 < result["worker_checkpoint_10_pause_s"] < result["worker_checkpoint_10_duration_s"]
     assert result["worker_checkpoint_10_writer_private_bytes"] > 0
 

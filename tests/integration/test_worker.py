@@ -12,6 +12,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamdrift.core.config import MonitorSettings
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
@@ -213,8 +214,10 @@ def test_sigkill_after_snapshot_then_restart_counts_every_event_exactly_once(set
     ]
     expected, _ = run_monitors(renamed, 10**9, SMALL_SETTINGS)
     store = LocalSnapshotStore(snapshots, worker_settings(env).state_seal())
-    restored = {
-        m: ModelMonitor.from_state(m, SMALL_SETTINGS, st) for p in (0, 1) for m, st in store.load(p).models.items()
+    restored = {  # the state topic's cache keeps each model as its stored value (Dormant): decoded here
+        m: ModelMonitor.from_state(m, SMALL_SETTINGS, st.load(st.value) if isinstance(st, Dormant) else st)
+        for p in (0, 1)
+        for m, st in store.load(p).models.items()
     }
     assert state_bytes(restored) == state_bytes(expected)
 
