@@ -115,14 +115,17 @@ def _plain_cusum(
                 "runs": [0] * n, "watched": 0, "watched_errors": 0}  # fmt: skip
 
     def look(st: dict) -> None:
-        share = {1: 0.4, 2: 0.1, 4: 0.025, 8: 0.1, 16: 0.375}[st["seen"] // warmup]
+        multiple = st["seen"] // warmup  # of the warm-up: 1, 2, 4, 8 or 16
         st["reference"] = [st["seen"], st["errors"]]
         st["next_look"] = st["seen"] * 2 if st["seen"] * 2 <= warmup * 16 else None
         n, k = st["seen"], st["errors"]
         if confidence is None:
             st["design"] = min(max(k / n, 1 / n), 1 - 1 / n)
         else:
-            st["design"] = concept.upper_bound(k, n, 1 - (1 - confidence) * share)
+            # the first four looks their Bonferroni share of 1 - confidence, the last what their overlap leaves
+            shares = {1: 0.4, 2: 0.1, 4: 0.025, 8: 0.1}
+            miss = concept.look_misses(confidence)[4] if multiple == 16 else (1 - confidence) * shares[multiple]
+            st["design"] = concept.upper_bound(k, n, 1 - miss)
 
     st, found = fresh(), []
     for i, wrong in enumerate(errors):

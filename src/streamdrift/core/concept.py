@@ -21,10 +21,12 @@ least the budget's for this model with that probability. The bound tightens
 as labelled events come: the reference is estimated again at 2, 4, 8 and 16 ×
 ``warmup`` events (``LOOKS``), except while a chart is over half its
 threshold, so that a rise not detected yet is not taken in. The looks' bounds
-hold together with ``confidence`` (Bonferroni), each with its share of
-1 - confidence (``LOOK_SHARES``): most to the first, from the fewest events,
-and to the last, whose design governs every event after 16 × ``warmup``: on a
-model that runs for long, nearly all of them.
+hold together with ``confidence`` (``look_misses``): the first four each miss
+with their share of 1 - confidence (``LOOK_SHARES``, Bonferroni), and the last,
+whose design governs every event after 16 × ``warmup`` (on a model that runs
+for long, nearly all of them), with the rest of 1 - confidence once the looks'
+overlap is counted: each look's events include the one before's, so their
+misses come together far more often than Bonferroni assumes (``joint_miss``).
 
 It runs on a whole batch with numpy: the Lindley recursion
 ``S_t = max(0, S_{t-1} + x_t)`` equals ``C_t - min(0, min_{s<=t} C_s)`` over
@@ -67,14 +69,15 @@ Batches of any size give the same detections:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import betaincinv
+from scipy.special import betaincinv, ndtr, ndtri
 
 from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.protocols import State
@@ -117,14 +120,13 @@ class ConceptDetector(Protocol):
 
 
 LOOKS = 5  # the reference is estimated at 1, 2, 4, 8 and 16 × warmup labelled events
-# Each look's share of 1 - confidence (Bonferroni: they sum to 1; it was 1/2 for the first look and 1/8 for each
-# later one). The first look's bound, from the fewest events, is the loosest; the last one's design governs every
-# event after 16 × warmup, so its bound is the one a model that runs for long is watched with. Chosen by measurement
-# (docs/benchmarks.md): 0.375 rather than 0.125 for the last look brought the gradual change's delay from 6,481 to
-# 6,305 labelled events; the first gets 0.4 (a change soon after a restart) and the look at 8 × warmup 0.1 (a
-# change 15,000 events in, SEA's), or those are found later.
-LOOK_SHARES = (0.4, 0.1, 0.025, 0.1, 0.375)
+# The first four looks' shares of 1 - confidence (Bonferroni), chosen by measurement (docs/benchmarks.md): the first
+# gets 0.4 (a change soon after a restart) and the look at 8 × warmup 0.1 (a change 15,000 events in, SEA's), or
+# those are found later. The last look, whose design governs every event after 16 × warmup, gets the rest of
+# 1 - confidence once the looks' overlap is counted (``look_misses``): about 0.6 of it, where Bonferroni gave it 0.375.
+LOOK_SHARES = (0.4, 0.1, 0.025, 0.1)
 SLOW_RATIO = 1.2  # the slow chart's odds multiple (gradual drift): see docs/benchmarks.md
+_GRID_STEP = 0.02  # the quadrature's step in ``joint_miss``, in standard deviations of the first look's estimate
 
 
 def upper_bound(errors: int, events: int, confidence: float) -> float:
@@ -152,6 +154,81 @@ def siegmund_threshold(p0: float, p1: float, run_length: float) -> float:
     for _ in range(50):  # fixed point of h = ln(target + h + 1)
         h = math.log(target + h + 1)
     return h
+
+
+def joint_miss(misses: Sequence[float]) -> float:
+    """The probability that any look's bound misses, when look k's alone misses with ``misses[k]``.
+
+    Look k (from 0) estimates the rate from the first ``2^k × warmup`` events, and its bound misses when that
+    estimate falls too low: standardised, below ``-z_k``. In the normal limit the running sum of (error - rate)
+    is a Brownian motion W at times 1, 2, 4, ...: look k misses when ``W(2^k) < -z_k sqrt(2^k)`` (by symmetry,
+    when ``W(2^k) > z_k sqrt(2^k)``), and the looks share their events, so their misses overlap. Computed by
+    numerical integration of W's density over the looks, as group-sequential designs are (Armitage, McPherson
+    and Rowe 1969), deterministic; the binomial bounds' own discreteness only makes them hold more often
+    (``tests/unit/test_concept.py`` checks that exactly).
+
+    >>> round(joint_miss([0.05]), 6), round(joint_miss([0.04, 0.01, 0.0025, 0.01, 0.0375]), 4)
+    (0.05, 0.0809)
+    """
+    *first, last = misses
+    points, density = _held(first)
+    return 1 - _last_holds(points, density, len(first), last)
+
+
+def _limit(miss: float, look: int) -> float:
+    """Where look ``look``'s bound stops holding, on W's scale (``joint_miss``)."""
+    return float(-ndtri(miss)) * 2 ** (look / 2)
+
+
+def _trapezoid(n: int) -> np.ndarray:
+    weights = np.full(n, _GRID_STEP)
+    weights[0] = weights[-1] = _GRID_STEP / 2
+    return weights
+
+
+def _held(misses: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """W's density at the time of the last of these looks, where every one of them held: (points, density)."""
+    points: np.ndarray = np.zeros(1)  # W(0) = 0: a point mass, weighted 1 below
+    density: np.ndarray = np.ones(1)
+    for look, miss in enumerate(misses):
+        spread = 2.0 ** (look - 1) if look else 1.0  # the variance of W(2^look) - W(the look before)
+        limit = _limit(miss, look)
+        depth = 8 * 2 ** (look / 2)  # 8 standard deviations of W(2^look) below 0: the rest is below 1e-15
+        new = limit - _GRID_STEP * np.arange(int((limit + depth) / _GRID_STEP) + 1)[::-1]
+        mass = density * (_trapezoid(len(points)) if look else 1.0)
+        steps = new[:, None] - points[None, :]
+        kernel = np.exp(-(steps**2) / (2 * spread)) / math.sqrt(2 * math.pi * spread)
+        points, density = new, (kernel * mass[None, :]).sum(axis=1)
+    return points, density
+
+
+def _last_holds(points: np.ndarray, density: np.ndarray, look: int, miss: float) -> float:
+    """The probability that the looks before held (W's density ``density`` at ``points``) and look ``look``
+    holds too, missing alone with ``miss``."""
+    if look == 0:
+        return 1 - miss
+    spread = 2.0 ** (look - 1)
+    inside = ndtr((_limit(miss, look) - points) / math.sqrt(spread))
+    return float((density * inside * _trapezoid(len(points))).sum())
+
+
+@functools.lru_cache(maxsize=16)
+def look_misses(confidence: float) -> tuple[float, ...]:
+    """Per look, the probability its bound may miss: the first four their ``LOOK_SHARES`` of 1 - confidence, the
+    last the largest (to 3 significant digits, rounded down) with which all of them still hold together with
+    ``confidence`` (``joint_miss``). Bonferroni gave the last look 0.375 of 1 - confidence.
+
+    >>> [round(miss, 6) for miss in look_misses(0.9)]
+    [0.04, 0.01, 0.0025, 0.01, 0.0596]
+    """
+    first = [(1 - confidence) * share for share in LOOK_SHARES]
+    points, density = _held(first)
+    low, high = 0.0, 1 - confidence  # the last alone misses with at most all of 1 - confidence
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _last_holds(points, density, len(first), mid) >= confidence else (low, mid)
+    digits = 2 - math.floor(math.log10(low))  # rounded down to 3 significant digits: the same on every machine
+    return (*first, math.floor(low * 10**digits) / 10**digits)
 
 
 class BernoulliCusum:
@@ -208,8 +285,9 @@ class BernoulliCusum:
 
     def _look(self) -> None:
         """Estimate the reference error rate from the events so far, and design the charts for it: for the
-        upper confidence bound of the rate. Bonferroni over the looks, so that all their bounds hold together
-        with ``confidence``: look k (at 2^k × warmup events, k from 0) gets ``LOOK_SHARES[k]`` of 1 - confidence.
+        upper confidence bound of the rate, each look's bound at its own level (``look_misses``: look k, at
+        2^k × warmup events, k from 0, may miss with ``look_misses(confidence)[k]``), so that all the looks'
+        bounds hold together with ``confidence``.
         """
         self.reference = (self.seen, self.errors)
         self._plan_look()
@@ -217,7 +295,7 @@ class BernoulliCusum:
             self.design = self.p0
             return
         look = (self.seen // self.warmup).bit_length() - 1  # looks are at warmup × 2^k events exactly
-        self.design = upper_bound(self.errors, self.seen, 1 - (1 - self.confidence) * LOOK_SHARES[look])
+        self.design = upper_bound(self.errors, self.seen, 1 - look_misses(self.confidence)[look])
 
     def _plan_look(self) -> None:
         """The next look at twice the events seen, up to 2^(LOOKS - 1) × warmup."""
