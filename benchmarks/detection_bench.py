@@ -71,7 +71,7 @@ calibration (issue 22)
     a 1,000-event warm-up, then 200,000 labelled events. The share of seeds
     whose concept detector raised any alarm, with the charts designed for the
     looks' upper bounds of the error rate (``budget_confidence`` 0.9, each look
-    its share of the 10 %: ``concept.LOOK_SHARES``) and for the estimate itself
+    its level, all holding together: ``concept.look_misses``) and for the estimate itself
     (as before issue 22), against the advertised rate: 1 - budget_confidence +
     n / run length (a bound misses, or a false alarm within n events though they
     hold), and n / run length for the
