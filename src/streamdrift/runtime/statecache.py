@@ -13,7 +13,8 @@ version, settings, identity, checksum, MAC with ``snapshot_key``) whose tree is:
                      "models": {"<model_id>": {"value": <bytes>, "summary": <bytes>, "quarantined": ...}}}}
 
 where each ``<bytes>`` is an array of bytes (``uint8``, read back as a view of the file, not parsed). A
-model without ``summary`` (one JSON cannot carry exactly: a NaN score) is decoded at load, as before. The
+model without ``summary`` (one JSON cannot carry exactly: a NaN score), or whose summary this streamdrift
+cannot read (written when summaries had other fields), is decoded at load, as before. The
 top-level ``offsets`` and ``models`` are empty so that a reader that does not know this layout (an older
 streamdrift) finds no changelog in it and rebuilds the partition from the topic, as it does from any
 cache it cannot use. A file of the layout before this one (every model's state decoded in the tree) is
@@ -122,17 +123,13 @@ def snapshot_of(tree: State, config: str | Seal, source: str, recover: str) -> S
         for model_id, entry in layout["models"].items():
             value = _bytes(entry["value"])
             dictionary_of(value, f"{source} model {model_id!r}", recover)  # one it cannot inflate: refused now
+            loader = _Loader(seal, source, model_id, recover)
             summary = entry.get("summary")
-            if summary is None:
-                models[model_id] = unpack(value, seal, f"{source} model {model_id!r}", recover)
-            else:
-                models[model_id] = Dormant(
-                    model_id,
-                    value,
-                    _bytes(summary),
-                    _quarantine(entry["quarantined"]),
-                    _Loader(seal, source, model_id, recover),
-                )
+            dormant = None
+            if summary is not None:
+                dormant = Dormant(model_id, value, _bytes(summary), _quarantine(entry["quarantined"]), loader)
+                dormant = dormant if _readable(dormant) else None
+            models[model_id] = dormant if dormant is not None else loader(value)
         offsets, merge, changelog = layout["offsets"], layout["merge"], layout["changelog"]
         if not (
             type(offsets) is dict and type(merge) is dict and type(changelog) is dict and type(tree["partition"]) is int
@@ -155,6 +152,16 @@ class _Loader:
 
     def __call__(self, value: bytes) -> State:
         return unpack(value, self.seal, self.source, self.recover)
+
+
+def _readable(dormant: Dormant) -> bool:
+    """Whether this streamdrift reads the model's stored summary (one written by a streamdrift whose summaries
+    had other fields is not: the model is then decoded at load, and its summary made from its state)."""
+    try:
+        dormant.summary()  # read now rather than at the first /status: the restore reads it anyway
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _bytes(array: Any) -> bytes:
