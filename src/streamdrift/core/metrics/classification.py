@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamdrift.core.metrics.classification_small import EPS, update_small
 from streamdrift.core.metrics.labels import OTHER, Registry, label_keys
 from streamdrift.core.metrics.windows import (
     SCALE,
@@ -16,7 +17,7 @@ from streamdrift.core.metrics.windows import (
 )
 from streamdrift.core.sketch import count_dtype
 
-_EPS = float(np.finfo(np.float64).eps)  # probabilities are clipped to [eps, 1 - eps] in log loss, as sklearn does
+_EPS = EPS  # probabilities are clipped to [eps, 1 - eps] in log loss, as sklearn does
 
 
 _SCORE_EDGES: dict[int, np.ndarray] = {}
@@ -125,6 +126,8 @@ class ClassificationMetrics(Windowed):
         ``class_scores`` a dict of class probabilities per row, None where absent.
         """
         truth, predicted = label_keys(y_true), label_keys(y_pred)
+        if class_scores is None and update_small(self, truth, predicted, scores):
+            return []  # a handful of rows, counted in plain Python (no window closed within them)
         n = len(truth)
         if len(predicted) != n:
             raise ValueError(f"{n} labels but {len(predicted)} predictions")
