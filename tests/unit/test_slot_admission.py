@@ -89,6 +89,22 @@ def _rows(data: st.DataObject) -> list[RawMessage]:
     return rows
 
 
+def test_a_model_idle_within_its_own_batch_starts_afresh_at_that_row_whatever_the_slicing() -> None:
+    # M's second row comes after N's moved the clock past M's first + TTL (1011 > 1000 + 10): M is idle at
+    # that row, so it is evicted and starts again there, as row by row; within a slice of all three rows,
+    # the slice is cut before it (``_gaps``; the clock at the slice's end, 1012, is past 1000 + TTL)
+    records = [_prediction(0, "M", 1000), _prediction(1, "N", 1011), _prediction(2, "M", 1012)]
+    outcomes = set()
+    for batch_size in (1, 3):
+        engine = _engine(batch_size, max_models=10)  # room for every model: no slot to find free
+        engine.add(P, records)
+        engine.release(ended={P, F})
+        assert {m: monitor.predictions_total for m, monitor in engine.monitors.items()} == {"M": 1, "N": 1}
+        assert (engine.unmonitored_events, engine.evicted_models) == (0, 1)
+        outcomes.add(_outcome(engine))
+    assert len(outcomes) == 1
+
+
 @settings(deadline=None)  # the profile's examples: 200 under "ci", 2,000 under "long"
 @given(data=st.data())
 def test_any_slicing_holding_and_release_points_admit_as_one_row_at_a_time(data: st.DataObject) -> None:
