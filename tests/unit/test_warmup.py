@@ -285,3 +285,57 @@ def test_a_column_s_histogram_is_made_again_from_its_distinct_numbers_exactly() 
             assert again.histogram()[0].dtype == again.histogram()[1].dtype == again.bucket_scores.dtype == np.int64
             assert snapshot.dumps(again.state()) == snapshot.dumps(state)
     assert len(made[0].histogram()[0]) == 9 and made[2].histogram()[1].tolist() == [3, 3]
+
+
+def _listed(tree: dict) -> dict:
+    """``tree`` with lists for its arrays, as a state not read from a file may hold them."""
+    return {
+        k: v.tolist() if isinstance(v, np.ndarray) else _listed(v) if isinstance(v, dict) else v
+        for k, v in tree.items()
+    }
+
+
+@pytest.mark.parametrize("scored", [False, True])
+def test_a_sketch_writes_its_warm_up_columns_together_and_reads_version_4_s_one_by_one(scored: bool) -> None:
+    """Format version 5: a sketch's warm-up columns in one state, one array each for all of them; restored
+    (lazily or not, from version 4's state per column too) the sketch goes on as the one never restored,
+    whatever its features are named (a feature named "columns" or "numbers" does not confuse the layouts)."""
+    rng = np.random.default_rng(9)
+    n = 300
+    rows = {
+        "columns": rng.normal(0, 1, n).tolist(),  # many distinct numbers: a histogram written
+        "numbers": [float(v) for v in rng.integers(0, 3, n)],  # few: their histogram made on load
+        "steps": [f"k{v}" for v in rng.integers(0, 9, n)],
+        "x": [None if v < 0.2 else v for v in rng.uniform(0, 1, n).tolist()],
+    }
+    scores = np.where(rng.uniform(0, 1, n) < 0.1, np.nan, rng.uniform(0, 1, n))
+
+    def fed(sketch: StreamSketch, a: int, b: int) -> StreamSketch:
+        sketch.update({k: v[a:b] for k, v in rows.items()}, np.arange(a, b), np.zeros(b - a), scores=scores[a:b])
+        return sketch
+
+    def fresh(state=None) -> StreamSketch:
+        return StreamSketch(1000, 400, 4, 10, 5, 10, state=state, scored=scored)
+
+    half = fed(fresh(), 0, 150)
+    state = half.state()
+    kept = state["warmup"]
+    assert warmup.is_sketch_state(kept) and sorted(kept["columns"]) == ["columns", "numbers", "steps", "x"]
+    assert [name for name, column in kept["columns"].items() if "buckets" in column] == ["columns", "x"]
+    assert ("scores" in kept) is scored and (not scored or kept["scores"]["scored"] is not None)  # NaN scores
+    columns = half.warmup
+    as_version_4 = {**state, "warmup": warmup.states(columns)}
+    assert not warmup.is_sketch_state(as_version_4["warmup"])
+    whole = snapshot.dumps(fed(half, 150, n).state())
+    for restored_from in (state, as_version_4):
+        lazily = fresh(snapshot.loads(snapshot.dumps(restored_from)))
+        assert snapshot.dumps(lazily.state()) == snapshot.dumps(restored_from)  # given back as restored
+        assert snapshot.dumps(fed(lazily, 150, n).state()) == whole
+        loaded = snapshot.loads(snapshot.dumps(restored_from))
+        eagerly = fresh({**loaded, "warmup": _listed(loaded["warmup"])})  # lists: the columns made at once
+        assert "_warmup" in eagerly.__dict__
+        assert snapshot.dumps(fed(eagerly, 150, n).state()) == whole
+    together = warmup.from_sketch_state(snapshot.loads(snapshot.dumps(kept)), 10, 50)
+    for name, column in together.items():
+        again = WarmupColumn.from_state(as_version_4["warmup"][name], 10, 50)  # taken before the rows after 150
+        assert _tallies(column) == _tallies(again) and column.present_scores.tolist() == again.present_scores.tolist()

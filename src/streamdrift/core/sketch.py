@@ -53,9 +53,7 @@ from streamdrift.core.buckets import lower
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
-from streamdrift.core.warmup import WarmupColumn
-from streamdrift.core.warmup import from_states as warmup_from_states
-from streamdrift.core.warmup import states as warmup_states
+from streamdrift.core.warmup import WarmupColumn, from_sketch_state, from_states, is_sketch_state, sketch_state
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -939,7 +937,7 @@ class StreamSketch:
         from, the same values (``WarmupColumn.from_state`` then ``state()`` is the identity)."""
         if "_warmup" not in self.__dict__:
             return self._stored_warmup
-        return None if self._warmup is None else warmup_states(self._warmup)
+        return None if self._warmup is None else sketch_state(self._warmup)
 
     def _scores_state(self) -> State:
         """A scored sketch's scores: the warm-up's, the reference's per bin (narrow), the sub-windows'."""
@@ -994,7 +992,7 @@ class StreamSketch:
         warmup = state["warmup"]
         self._stored_warmup = None
         # kept as it is where it is what state() gives: a decoded snapshot's arrays (lists would come back as lists)
-        if warmup is not None and all(type(c) is dict and _arrays_kept(c) for c in warmup.values()):
+        if warmup is not None and _arrays_kept(warmup):
             self.__dict__.pop("_warmup", None)  # made when first used (``warmup``)
             self._stored_warmup = _copied(warmup)
         else:  # none (the reference is complete), lists, or raw rows of format version 2 (counted now, not kept)
@@ -1048,11 +1046,14 @@ class StreamSketch:
         self.last_score_change = scores["last_change"]
 
     def _load_warmup(self, warmup: State) -> dict[str, WarmupColumn]:
-        """The warm-up summaries of ``state()``; or those of the raw rows that snapshots of format version 2
-        held (lists, one value per row), counted now: they are not kept."""
+        """The warm-up summaries of ``state()`` (``warmup.sketch_state``; or a column state per name, as format
+        version 3 and 4 wrote them); or those of the raw rows that snapshots of format version 2 held (lists,
+        one value per row), counted now: they are not kept."""
         empty = self._warmup_column()
+        if is_sketch_state(warmup):
+            return from_sketch_state(warmup, empty.limit, empty.max_kept)
         summaries = [name for name, column in warmup.items() if not isinstance(column, list)]
-        out = dict(zip(summaries, warmup_from_states([warmup[n] for n in summaries], empty.limit, empty.max_kept)))
+        out = dict(zip(summaries, from_states([warmup[n] for n in summaries], empty.limit, empty.max_kept)))
         for name, column in warmup.items():
             if isinstance(column, list):
                 out[name] = self._warmup_column()
@@ -1081,35 +1082,40 @@ class StreamSketch:
 _WARMUP_ARRAYS = ("steps", "buckets", "counts")  # a warm-up column state's arrays (``buckets``: format version 3)
 
 
-def _arrays_kept(column: State) -> bool:
-    """Whether a warm-up column's state holds its numbers as arrays (a decoded snapshot's), not lists."""
-    scores = column.get("scores")
-    arrays = [column.get(key) for key in _WARMUP_ARRAYS]
-    if scores is not None:
-        arrays += [scores["scored"], scores["sums"]]
+def _arrays_kept(warmup: State) -> bool:
+    """Whether a warm-up's state holds its numbers as arrays (a decoded snapshot's), not lists."""
+    parts = [warmup] if is_sketch_state(warmup) else list(warmup.values())
+    arrays = []
+    for part in parts:
+        if type(part) is not dict:
+            return False
+        arrays += [part.get(key) for key in _WARMUP_ARRAYS]
+        scores = part.get("scores")
+        if scores is not None:
+            arrays += [scores["scored"], scores["sums"]]
     return all(array is None or type(array) is np.ndarray for array in arrays)
 
 
 def _copied(warmup: State) -> State:
-    """A warm-up's state (``WarmupColumn.state()`` per column) with its own arrays, never views of the
-    snapshot's bytes: a model restored from a local cache file would otherwise hold all of the file in
-    memory until its first event. Its other values are shared: nothing changes them in place
+    """A warm-up's state (``warmup.sketch_state``, or a column state per name) with its own arrays, never
+    views of the snapshot's bytes: a model restored from a local cache file would otherwise hold all of
+    the file in memory until its first event. Its other values are shared: nothing changes them in place
     (``WarmupColumn.from_state`` copies what it keeps, and a state is only ever encoded)."""
-    out = {}
-    for name, column in warmup.items():
-        column = column.copy()
-        for key in _WARMUP_ARRAYS:
-            if key in column:
-                column[key] = np.array(column[key])
-        scores = column.get("scores")
-        if scores is not None:
-            scored = scores["scored"]
-            column["scores"] = {
-                "scored": None if scored is None else np.array(scored),
-                "sums": np.array(scores["sums"]),
-            }
-        out[name] = column
-    return out
+    if is_sketch_state(warmup):
+        return _arrays_copied(warmup)
+    return {name: _arrays_copied(column) for name, column in warmup.items()}
+
+
+def _arrays_copied(part: State) -> State:
+    part = part.copy()
+    for key in _WARMUP_ARRAYS:
+        if key in part:
+            part[key] = np.array(part[key])
+    scores = part.get("scores")
+    if scores is not None:
+        scored = scores["scored"]
+        part["scores"] = {"scored": None if scored is None else np.array(scored), "sums": np.array(scores["sums"])}
+    return part
 
 
 # what StreamSketch._set_columns derives from the columns: not state, made again on load (when first used)

@@ -4,7 +4,7 @@ A snapshot file is a header line, a line of JSON (the skeleton) and the raw
 bytes of the state's numpy arrays::
 
     {"arrays": <n>, "body": <bytes after this line>, "checksum": "crc32:<hex>", "config": "<settings hash>",
-     "format": "streamdrift-snapshot", "marker": "$nd", "version": 4}
+     "format": "streamdrift-snapshot", "marker": "$nd", "version": 5}
     {"merge": {...}, "models": {"<model_id>": {...}, ...}, "offsets": {"<topic>": <next offset>}, "partition": 0}
     <the arrays' bytes, one after the other>
 
@@ -75,8 +75,9 @@ FORMAT = "streamdrift-snapshot"
 # too: its raw warm-up rows are counted into summaries as they are loaded (StreamSketch.load_state).
 # 4: a warm-up column leaves out the histogram its distinct numbers make, and writes the others' keys as
 # steps (WarmupColumn.state); version 3's columns are read as they are.
-VERSION = 4
-READS = (2, 3, 4)
+# 5: a sketch's warm-up columns written together, one array each for all of them (warmup.sketch_state).
+VERSION = 5
+READS = (2, 3, 4, 5)
 MARKER = "$nd"
 # dtypes an array of the state may have: plain numbers, read back by np.frombuffer (never object arrays)
 _DTYPE = {

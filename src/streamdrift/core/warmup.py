@@ -296,37 +296,49 @@ class WarmupColumn:
         return self.keys, self.counts
 
     def state(self) -> State:
-        """The summary as plain data (format version 4). While the distinct numbers are kept, the histogram
-        and its scores are theirs, made again on load (``from_state``), so not written: a fleet's model in
-        its warm-up is mostly such columns (issue 16). Otherwise the histogram's keys are written as steps
-        from the one before (the first from 0), which are small, and every array in the narrowest dtype
-        that holds it: a long warm-up's histograms were half their size in zlib's bytes."""
-        state: State = {
+        """The summary as plain data (format version 4; a sketch writes its columns together, ``sketch_state``).
+        While the distinct numbers are kept, the histogram and its scores are theirs, made again on load
+        (``from_state``), so not written: a fleet's model in its warm-up is mostly such columns (issue 16).
+        Otherwise the histogram's keys are written as steps from the one before (the first from 0), which
+        are small, and every array in the narrowest dtype that holds it: a long warm-up's histograms were
+        half their size in zlib's bytes."""
+        state = self._plain_state()
+        if self.distinct is None:
+            keys, counts = self.histogram()
+            state["steps"] = _narrow_signed(_steps(keys))
+            state["counts"] = _narrow(counts)
+        if self.scored:
+            state["scores"] = self._scores_state()
+        return state
+
+    def _plain_state(self) -> State:
+        """What ``state()`` writes as JSON values."""
+        return {
             "numbers": self.numbers,
             "anchor": self.anchor,
             "distinct": None if self.distinct is None else dict(self.distinct),
             "categories": dict(self.categories),
             "other": self.other,
         }
-        if self.distinct is None:
-            keys, counts = self.histogram()
-            state["steps"] = _narrow_signed(np.diff(keys, prepend=0))
-            state["counts"] = _narrow(counts)
-        if self.scored:
-            state["scores"] = self._scores_state()
-        return state
 
     def _scores_state(self) -> State:
-        """The scored rows and score sums of the buckets (only where the histogram is written), the distinct
-        numbers (by sorted text), the categories (by sorted name) and ``other``, one after the other in one
-        narrow array each (a warm-up snapshot of 10,000 models is mostly skeleton: no names written twice,
-        no key per table); the scored rows left out (None) where they are the counts, as when every row had
-        a score."""
+        """The scored rows and score sums of ``_score_tables`` in one narrow array each (a warm-up snapshot
+        of 10,000 models is mostly skeleton: no names written twice, no key per table); the scored rows left
+        out (None) where they are the counts, as when every row had a score."""
+        counted: list[int] = []
+        scored: list[int] = []
+        sums: list[int] = []
+        self._score_tables(counted, scored, sums)
+        return {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
+
+    def _score_tables(self, counted: list[int], scored: list[int], sums: list[int]) -> None:
+        """Append the counts, scored rows and score sums of the buckets (only where the histogram is
+        written), the distinct numbers (by sorted text), the categories (by sorted name) and ``other``."""
         if self.distinct is None:
-            scored, sums = self.bucket_scores.T.tolist()
-            counted = self.counts.tolist()
-        else:
-            scored, sums, counted = [], [], []
+            bucket_scored, bucket_sums = self.bucket_scores.T.tolist()
+            counted += self.counts.tolist()
+            scored += bucket_scored
+            sums += bucket_sums
         for table, table_scored, table_sums in (
             (self.distinct or {}, self.distinct_scored, self.distinct_sums),
             (self.categories, self.category_scored, self.category_sums),
@@ -338,7 +350,6 @@ class WarmupColumn:
         counted.append(self.other)
         scored.append(self.other_scored)
         sums.append(self.other_sum)
-        return {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
 
     def _load_scores(self, scores: State, with_buckets: bool) -> None:
         """What ``_scores_state`` kept (the counts already loaded); ``with_buckets``: the buckets' scores
@@ -513,6 +524,83 @@ def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
     """Each column's ``state()``, their numbers bucketed together first (``compact``)."""
     compact([column for column in columns.values() if column.distinct is None])  # the others write no histogram
     return {name: column.state() for name, column in columns.items()}
+
+
+def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
+    """A sketch's warm-up columns as one state (format version 5): each column's plain values under its name
+    in ``columns``, and the arrays of all of them, in the order of their names, one array each: the
+    histograms' keys as ``steps`` and their ``counts`` (of the columns that write one, ``buckets`` of them
+    each), and the score arrays of ``WarmupColumn.state``, ``scored`` left out (None) where it is the counts
+    in every column. A fleet's model in its warm-up writes two dozen columns per sketch at each checkpoint,
+    and an array costs its place in the skeleton and numpy calls each way (``from_sketch_state`` reads it).
+    The columns' numbers are bucketed together first (``compact``). Columns some scored and some not, which
+    no sketch makes, are written as ``states()`` writes them (format version 4)."""
+    if len({column.scored for column in columns.values()}) > 1:
+        return states(columns)
+    compact([column for column in columns.values() if column.distinct is None])  # the others write no histogram
+    written: dict[str, State] = {}
+    steps: list[NDArray[np.int64]] = []
+    counts: list[NDArray[np.int64]] = []
+    counted: list[int] = []
+    scored: list[int] = []
+    sums: list[int] = []
+    for name in sorted(columns):
+        column = columns[name]
+        written[name] = column._plain_state()
+        if column.distinct is None:
+            written[name]["buckets"] = len(column.keys)
+            steps.append(_steps(column.keys))
+            counts.append(column.counts)
+        if column.scored:
+            column._score_tables(counted, scored, sums)
+    state: State = {"columns": written}
+    if steps:
+        state["steps"] = _narrow_signed(np.concatenate(steps))
+        state["counts"] = _narrow(np.concatenate(counts))
+    if any(column.scored for column in columns.values()):
+        state["scores"] = {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
+    return state
+
+
+def is_sketch_state(warmup: State) -> bool:
+    """Whether a sketch's warm-up state is ``sketch_state``'s (version 5), not a column state per name (3 and
+    4) or raw rows per name (2). Exact whatever the features are named: its ``columns`` are column states
+    by name, where a column named "columns" has its state there, whose ``numbers`` is a count."""
+    columns = warmup.get("columns")
+    return type(columns) is dict and type(columns.get("numbers")) is not int
+
+
+def from_sketch_state(state: State, limit: int, max_kept: int) -> dict[str, WarmupColumn]:
+    """The columns of ``sketch_state()``, by name, in the order of their names."""
+    # (no steps and counts where no column writes a histogram: none is sliced then)
+    steps, counts, scores = state.get("steps", ()), state.get("counts", ()), state.get("scores")
+    at_bucket = at_score = 0
+    alone = []
+    names = sorted(state["columns"])
+    for name in names:
+        column = dict(state["columns"][name])  # as WarmupColumn.state() writes it alone
+        buckets = column.pop("buckets", None)
+        if buckets is not None:
+            column["steps"] = steps[at_bucket : at_bucket + buckets]
+            column["counts"] = counts[at_bucket : at_bucket + buckets]
+            at_bucket += buckets
+        if scores is not None:
+            n = (buckets or 0) + len(column["distinct"] or ()) + len(column["categories"]) + 1
+            scored = scores["scored"]
+            column["scores"] = {
+                "scored": None if scored is None else scored[at_score : at_score + n],
+                "sums": scores["sums"][at_score : at_score + n],
+            }
+            at_score += n
+        alone.append(column)
+    return dict(zip(names, from_states(alone, limit, max_kept)))
+
+
+def _steps(keys: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Sorted keys as steps from the one before, the first from 0 (``np.cumsum`` gives them back)."""
+    steps = keys.copy()
+    steps[1:] -= keys[:-1]
+    return steps
 
 
 def _narrow(values: list[int] | NDArray[np.int64]) -> NDArray[np.unsignedinteger[Any]]:
