@@ -463,3 +463,54 @@ def test_a_stopped_local_writer_fails_its_checkpoint_and_the_next_one_commits(tm
     assert worker._pending is None and worker._failed_checkpoints == 0
     assert worker.consumer.commits == [[(t, 0, o) for t, o in sorted(state.engine.offsets.items())]]  # type: ignore[attr-defined]
     assert worker.store.load(0) is not None
+
+
+class ResetTopic:
+    """A state topic found empty (deleted and made again): the cache on disk was not used."""
+
+    from_cache: set[int] = set()
+    read_s = unpack_s = 0.0
+
+    def restore(self, caches):
+        return {p: (None, statetopic.Changelog()) for p in caches}
+
+
+def checkpointed(worker: Worker, messages: list[RawMessage]) -> None:
+    """``messages`` to the worker's two partitions, then one checkpoint, landed and cached."""
+    for p, state in worker.partitions.items():
+        for topic in (worker.topics.predictions, worker.topics.feedback):
+            state.engine.add(topic, [m for m in messages if m.partition == p and m.topic == topic])
+        state.engine.release(ended={worker.topics.predictions, worker.topics.feedback})
+        state.dirty = True
+    worker.checkpoint(wait=True)
+    assert worker._flight is None and worker._pending is None
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_cache_the_restore_did_not_use_lends_no_bytes_to_the_next_one(tmp_path, fork) -> None:
+    """A cache on disk of another history of the topic (here: the topic made again, its checkpoints
+    numbered from 1 again) places its models where the new checkpoints place theirs (slot 0, checkpoint 1):
+    the next cache must hold the values this worker wrote to the topic, not the old cache's."""
+    workers = []
+    for new in (False, True):
+        worker = Worker(Settings(snapshot_dir=tmp_path, snapshot_fork=fork))
+        worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+        worker.partition_count = 2
+        worker.state_topic = ResetTopic()  # type: ignore[assignment]
+        worker.partitions.update(worker._restore_all([0, 1]))
+        assert all(not state.engine.monitors for state in worker.partitions.values())  # fresh: the topic is empty
+        messages = two_partitions(1800, worker)
+        checkpointed(worker, messages[:1500] if new else messages[:600])  # the old history saw fewer events
+        workers.append(worker)
+    worker = workers[-1]
+    produced = {
+        (partition, key): value
+        for topic, partition, key, value, _ in worker.producer.produced  # type: ignore[attr-defined]
+        if topic == worker.topics.state and key is not None and key.startswith(b"model/0/0/")
+    }
+    assert len(produced) == 3  # every model, at slot 0 of checkpoint 1, as in the old history's checkpoint
+    for p in (0, 1):
+        cache = worker.store.load(p)
+        assert cache is not None
+        for model_id, model in cache.models.items():
+            assert model.value == produced[(p, f"model/0/0/{model_id}".encode())]  # type: ignore[union-attr]

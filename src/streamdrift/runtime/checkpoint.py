@@ -95,6 +95,10 @@ class LocalSnapshotStore:
             _remove_file(tmp)
         return left
 
+    def remove(self, partition: int) -> None:
+        """Remove the snapshot file of ``partition``, if there is one."""
+        _remove_file(self.path(partition))
+
     def save(self, snapshot: Snapshot) -> int:
         """Write atomically; return the number of bytes written."""
         return self.write(*self.prepare(snapshot))

@@ -405,6 +405,8 @@ class StateTopic:
         self.timeout_s = timeout_s
         # seconds the last ``restore`` spent reading the topic and unpacking what it read (the worker logs them)
         self.read_s = self.unpack_s = 0.0
+        # the partitions the last ``restore`` restored from their local cache (plus the records after it)
+        self.from_cache: set[int] = set()
 
     def read(self, starts: dict[int, int]) -> dict[int, list[Stored]]:
         """Every record of each partition from its start offset to its end, in offset order. A start before
@@ -473,6 +475,7 @@ class StateTopic:
                     "local cache stale: rebuilding from the state topic",
                     extra={"fields": {"partition": p, "reason": str(exc)}},
                 )
+        self.from_cache = set(results)
         rest = sorted(p for p in caches if p not in results)
         read = time.perf_counter()
         # offset 0, not OFFSET_BEGINNING, which looks the log start up first (half a second): a log that starts

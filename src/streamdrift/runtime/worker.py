@@ -546,6 +546,11 @@ class Worker:
             state = self._new_state(p)
             snapshot, state.changelog = restored[p]
             cache = caches[p]
+            if cache is not None and cache.changelog and p not in self.state_topic.from_cache:
+                # a cache the restore could not use (of another history: the topic made again; or compacted past): its
+                # models' places in the ledger may be those of the new checkpoints, so the next cache write
+                # (``_cached``) would take their old bytes for the new ones. It is of no use any more: removed.
+                self.store.remove(p)
             if snapshot is None and cache is not None and not cache.changelog:
                 # a local store's snapshot and nothing in the state topic: moving to state_store = kafka
                 snapshot = cache
