@@ -36,6 +36,7 @@ from streamdrift.core.records import RawMessage
 from streams import FB, PRED
 
 T0 = 1_700_000_000.0
+LATE_CLASS_FROM = 0.97
 SETTINGS = MonitorSettings(
     reference_size=300,
     window_size=200,
@@ -105,6 +106,8 @@ def _classifier_event(i: int, n: int, rng: np.random.Generator, burst: float) ->
         wrong += 0.25  # one version worse than the other
     right = rng.random() >= wrong
     prediction = label if right else 1 - label
+    if f >= LATE_CLASS_FROM and i % 3 == 1:
+        prediction = 2  # a class first seen late, within a batch that may close a window (no draw)
     t = T0 + i
     features = {"x1": round(float(x1), 4), "x2": round(float(x2), 4), "x3": x3, "region": region}
     if i % 29 == 8:
@@ -218,9 +221,10 @@ def restored(monitors: dict[str, ModelMonitor]) -> dict[str, ModelMonitor]:
 
 def run(
     messages: list[RawMessage], cuts: set[int] = frozenset(), restarts: set[int] = frozenset()
-) -> tuple[bytes, list[dict]]:
+) -> tuple[bytes, list[dict], dict[str, dict]]:
     """Feed ``messages`` in order, in batches ending at the polls' ends and at ``cuts``, restarting
-    from a snapshot after the batches that end at ``restarts``; the final state bytes and the events."""
+    from a snapshot after the batches that end at ``restarts``; the final state bytes, the events and
+    what ``/status`` shows of each model (its summary)."""
     ends = sorted(set(topic_runs(messages)) | set(cuts))
     monitors: dict[str, ModelMonitor] = {}
     events: list[dict] = []
@@ -239,7 +243,8 @@ def run(
             events += observe(monitors[batch.model_id], batch)
         if stop in restarts:
             monitors = restored(monitors)
-    return snapshot.dumps({m: monitors[m].state() for m in sorted(monitors)}), events
+    summaries = {m: monitors[m].summary().as_dict() for m in sorted(monitors)}
+    return snapshot.dumps({m: monitors[m].state() for m in sorted(monitors)}), events, summaries
 
 
 # (seed, where the burst of errors starts): timed so that the concept alarm's cooldown ends while
@@ -254,14 +259,14 @@ def stream(seed: int) -> list[RawMessage]:
 
 
 @functools.cache
-def uninterrupted(seed: int) -> tuple[bytes, list[dict]]:
+def uninterrupted(seed: int) -> tuple[bytes, list[dict], dict[str, dict]]:
     """One run in whole polls, no restart: the reference."""
     return run(stream(seed))
 
 
 @pytest.mark.parametrize("seed", sorted(STREAMS))
 def test_the_streams_raise_every_kind_so_the_property_is_not_vacuous(seed: int) -> None:
-    state_bytes, events = uninterrupted(seed)
+    state_bytes, events, _ = uninterrupted(seed)
     raised = collections.Counter((e["model_id"], e["kind"]) for e in events)
     assert {kind for _, kind in raised} == ALL_KINDS
     assert raised["clf", "concept_drift"] >= 2  # the burst after the first rise is one of them
@@ -295,6 +300,23 @@ def test_the_streams_raise_every_kind_so_the_property_is_not_vacuous(seed: int) 
         assert business["cumulative"]["valued"] > 500
 
 
+@pytest.mark.parametrize("seed", sorted(STREAMS))
+def test_one_record_per_batch_gives_the_uninterrupted_state_events_and_summaries(seed: int) -> None:
+    """The finest cutting, deterministically. With seed 1 the classifier's class 2 first comes after
+    the last window's close, within the poll that closes it: that window's report must not name it."""
+    messages = stream(seed)
+    expected_state, expected_events, expected_summaries = uninterrupted(seed)
+    state_bytes, events, summaries = run(messages, set(range(1, len(messages))))
+    if seed == 1:  # the case is there: 2 counted since the start, not in the latest window
+        performance = expected_summaries["clf"]["performance"]
+        assert "2" in performance["cumulative"]["confusion"]["labels"]
+        assert "2" not in performance["window"]["confusion"]["labels"]
+    events, expected_events = (sorted(e, key=lambda event: event["model_id"]) for e in (events, expected_events))
+    assert events == expected_events
+    assert state_bytes == expected_state
+    assert summaries == expected_summaries
+
+
 @st.composite
 def splittings(draw: st.DrawFn, length: int) -> tuple[set[int], set[int]]:
     """Cut points anywhere, a stretch cut into batches of one row, and restarts at some cuts."""
@@ -312,11 +334,12 @@ def splittings(draw: st.DrawFn, length: int) -> tuple[set[int], set[int]]:
 def test_any_batching_and_restarts_give_the_uninterrupted_state_and_events(seed: int, data: st.DataObject) -> None:
     messages = stream(seed)
     cuts, restarts = data.draw(splittings(len(messages)), label="cuts, restarts")
-    expected_state, expected_events = uninterrupted(seed)
-    state_bytes, events = run(messages, cuts, restarts)
+    expected_state, expected_events, expected_summaries = uninterrupted(seed)
+    state_bytes, events, summaries = run(messages, cuts, restarts)
     # each model's events in order: two models' events of one poll come in the order their batches run,
     # which depends on which model a cut's first record is (a partition's alerts are ordered per key)
     events, expected_events = (sorted(e, key=lambda event: event["model_id"]) for e in (events, expected_events))
     assert [e["alert_id"] for e in events] == [e["alert_id"] for e in expected_events]
     assert events == expected_events
     assert state_bytes == expected_state
+    assert summaries == expected_summaries

@@ -120,7 +120,8 @@ class ClassificationMetrics(Windowed):
         scores: np.ndarray | None = None,
         class_scores: list[dict | None] | None = None,
     ) -> list[dict]:
-        """Add rows; return, per window completed within them, its ``position``, ``row`` and ``report``.
+        """Add rows; return, per window completed within them, its ``position``, ``row`` and ``report`` (as
+        of that row, whatever the rows after it).
 
         ``scores`` is the probability of the positive class, NaN where absent;
         ``class_scores`` a dict of class probabilities per row, None where absent.
@@ -131,6 +132,35 @@ class ClassificationMetrics(Windowed):
         n = len(truth)
         if len(predicted) != n:
             raise ValueError(f"{n} labels but {len(predicted)} predictions")
+        # the rows after a window's close are counted after its report, as a later batch's would be: a
+        # report names the classes its own rows brought, and counts the cap's overflow up to its close
+        completed = []
+        for a, b in self._reported_parts(n):
+            part = self._update_keys(
+                truth[a:b],
+                predicted[a:b],
+                None if scores is None else scores[a:b],
+                None if class_scores is None else class_scores[a:b],
+            )
+            completed += [{**window, "row": a + window["row"]} for window in part]
+        return completed
+
+    def _reported_parts(self, n: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` of a batch of ``n`` rows cut after each row that completes a window."""
+        size = self.slot_size
+        first = max((-self.rows) % size, self.window_size - self.rows)  # the first close with a full window
+        cuts = [j for j in range(first, n, size) if j > 0]
+        return list(zip([0, *cuts], [*cuts, n]))
+
+    def _update_keys(
+        self,
+        truth: np.ndarray,
+        predicted: np.ndarray,
+        scores: np.ndarray | None,
+        class_scores: list[dict | None] | None,
+    ) -> list[dict]:
+        """``update`` of rows of class names (``label_keys``) in which no window completes before the last."""
+        n = len(truth)
         binary = self._binary_scores(scores, n)
         class_scores = self._class_scores(class_scores, binary)
         self._register(truth, predicted, binary, class_scores)
