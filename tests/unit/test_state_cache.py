@@ -4,6 +4,7 @@ the cache plus the topic's tail in <= 3 s). A lazily restored model must be exac
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ import pytest
 from state_log import StateLog
 from streamdrift.cli import status
 from streamdrift.core import state
+from streamdrift.core import summary as summary_module
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.dormant import Dormant
 from streamdrift.core.engine import PartitionEngine
@@ -279,3 +281,40 @@ def test_a_summary_stored_with_other_fields_makes_its_model_decoded_at_load(cach
     out = engine()
     out.restore(loaded)
     assert snapshot_bytes(out) == snapshot_bytes(written)
+
+
+def test_a_summary_stored_by_code_of_another_summary_version_makes_its_model_decoded_at_load(
+    cached, monkeypatch, tmp_path
+) -> None:
+    """Same fields, other figures (a release that computes one otherwise): the stored summary carries the
+    SUMMARY_VERSION it was made under, and one of another version (or of none: before versions) is not shown."""
+    store, log, written, _ = cached
+    for version in (0, None):
+
+        def other_code(summary, version=version):
+            doc = orjson.loads(stored_summary(summary))  # type: ignore[arg-type]
+            doc["summary_version"] = version
+            return orjson.dumps(doc)
+
+        monkeypatch.setattr(statecache, "stored_summary", other_code)
+        other = LocalSnapshotStore(tmp_path / f"v{version}", SEAL)
+        other.write(*statecache.cache_body(written, {}, SEAL))
+        loaded = other.load(0)
+        assert loaded is not None and not any(isinstance(m, Dormant) for m in loaded.models.values())
+
+
+# What summary() shows for a fixed stream, pinned with the SUMMARY_VERSION it is shown under. A change to what a
+# summary shows for the same state fails this test: bump summary.SUMMARY_VERSION, so that caches holding summaries
+# of the code before are decoded at load rather than shown, and pin the new digest.
+SUMMARY_PIN = (1, "c8b74344348aba698ed103f3cd0d98dbf5dce8c6e4e6454a25e6f7564f8b939e")
+
+
+def test_what_a_summary_shows_is_pinned_with_its_version() -> None:
+
+    monitors = engine()
+    feed(monitors, MESSAGES)
+    shown = orjson.dumps(
+        {m: monitors.monitor(m).summary().as_dict() for m in sorted(monitors.monitors)}, option=orjson.OPT_SORT_KEYS
+    )
+    pin = (summary_module.SUMMARY_VERSION, hashlib.sha256(shown).hexdigest())
+    assert pin == SUMMARY_PIN, "summary() shows other figures: bump SUMMARY_VERSION in core/summary.py and pin both"

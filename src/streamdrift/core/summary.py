@@ -26,6 +26,11 @@ from typing import Any
 import orjson
 
 TOP_FEATURES = 10  # features a summary ranks, and a drift event's top_features
+# What a summary shows and how each figure is computed, as a number: a state cache keeps each model's summary
+# as it was when written (``stored_summary``) and shows it until the model's first event, so a summary made
+# by other code must not be shown as this code's. Bump it with any change to what ``summary()`` shows for the
+# same state (a field added, removed, or computed otherwise); tests/unit/test_state_cache.py pins it.
+SUMMARY_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +204,12 @@ def stored_summary(summary: MonitorSummary) -> bytes | None:
     """``summary`` as bytes that `summary_from_stored` gives back equal, or None where JSON cannot carry it
     exactly (a NaN or an infinity, which JSON has no number for; a tuple; a key that is not a string): a
     model whose summary cannot be stored is built at restore rather than shown with a different summary."""
-    doc = {**summary.as_dict(), "model_id": summary.model_id, "rejected": summary.rejected}
+    doc = {
+        **summary.as_dict(),
+        "model_id": summary.model_id,
+        "rejected": summary.rejected,
+        "summary_version": SUMMARY_VERSION,
+    }
     try:
         data = orjson.dumps(doc)
     except orjson.JSONEncodeError:
@@ -208,8 +218,11 @@ def stored_summary(summary: MonitorSummary) -> bytes | None:
 
 
 def summary_from_stored(data: bytes) -> MonitorSummary:
-    """The summary `stored_summary` wrote (JSON; nothing executed)."""
+    """The summary `stored_summary` wrote (JSON; nothing executed). ``ValueError`` where it was written by code
+    whose summaries differ (another ``SUMMARY_VERSION``, or none: before there was one)."""
     d = orjson.loads(data)
+    if d.get("summary_version") != SUMMARY_VERSION:
+        raise ValueError(f"a summary of version {d.get('summary_version')!r}; this streamdrift shows {SUMMARY_VERSION}")
     last = d["last_drift"]
     return MonitorSummary(
         model_id=d["model_id"],

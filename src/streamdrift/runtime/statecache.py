@@ -156,7 +156,8 @@ class _Loader:
 
 def _readable(dormant: Dormant) -> bool:
     """Whether this streamdrift reads the model's stored summary (one written by a streamdrift whose summaries
-    had other fields is not: the model is then decoded at load, and its summary made from its state)."""
+    had other fields, or another ``summary.SUMMARY_VERSION``, is not: the model is then decoded at load, and its
+    summary made from its state)."""
     try:
         dormant.summary()  # read now rather than at the first /status: the restore reads it anyway
     except (KeyError, TypeError, ValueError):
