@@ -318,3 +318,66 @@ def test_what_a_summary_shows_is_pinned_with_its_version() -> None:
     )
     pin = (summary_module.SUMMARY_VERSION, hashlib.sha256(shown).hexdigest())
     assert pin == SUMMARY_PIN, "summary() shows other figures: bump SUMMARY_VERSION in core/summary.py and pin both"
+
+
+def broken_stream(value: np.ndarray) -> np.ndarray:
+    """``value`` with its zlib header (and so its dictionary id) kept and the compressed stream after it flipped:
+    what only a writer bug makes (the file is checksummed), and what loading, which reads the id only, accepts."""
+    data = value.tobytes()
+    return np.frombuffer(data[:6] + bytes(b ^ 0xFF for b in data[6:]), np.uint8)
+
+
+@pytest.fixture
+def broken(cached):
+    """The cache's QUIET model stored as a broken stream, restored lazily: it stays `Dormant` until woken."""
+    store, log, written, at = cached
+    damaged(
+        store,
+        lambda t: t[statecache.LAYOUT]["models"][QUIET].update(
+            value=broken_stream(t[statecache.LAYOUT]["models"][QUIET]["value"])
+        ),
+    )
+    lazy = restored(store, log, lazily=True)
+    assert isinstance(lazy.monitors[QUIET], Dormant)
+    return lazy, written, at
+
+
+def test_a_stored_value_that_cannot_be_woken_quarantines_its_model_at_its_first_event(broken) -> None:
+    """No model can stop the engine: waking a broken value raised SnapshotError out of ``release``, which
+    stopped the worker (again at every restart). It quarantines the model as a processing error does."""
+    lazy, written, at = broken
+    changed: list[str] = []
+    lazy.on_batch = lambda topic, batch, monitored, events: monitored and changed.append(batch.model_id)
+    rest = MESSAGES[at:]
+    lazy.add(PRED, [m for m in rest if m.topic == PRED])
+    lazy.add(FB, [m for m in rest if m.topic == FB])
+    out = lazy.release(ended={PRED, FB})
+    quiet = [(m.topic, m.offset) for m in rest if m.key == QUIET.encode()]
+    rejected = [r.reason for r in out.rejected if (r.message.topic, r.message.offset) in quiet]
+    assert len(rejected) == len(quiet) and len(out.rejected) == len(quiet)  # all of its records, only those
+    woken = [reason for reason in rejected if reason != f"processing_error: model '{QUIET}' is quarantined"]
+    assert woken and len(set(woken)) == 1  # the batch that woke it: its reason names the failure, not a value
+    assert woken[0].startswith("processing_error: SnapshotError at statetopic.py:")
+    assert woken[0].endswith(f"waking its stored state; model '{QUIET}' quarantined")
+    assert rejected[: len(woken)] == woken
+    assert QUIET in changed  # so the worker checkpoints the quarantine, as it does a processing error's
+    monitor = lazy.monitors[QUIET]
+    assert isinstance(monitor, ModelMonitor) and monitor.quarantined is not None
+    assert monitor.quarantined["error"] == "SnapshotError" and lazy.processing_errors == 1
+    assert monitor.predictions_total == 0  # a fresh state, as a processing error leaves it
+    assert [e for e in out.events if e["model_id"] != QUIET] == [
+        e for e in feed(written, rest) if e["model_id"] != QUIET
+    ]  # the other models carry on as if nothing happened
+
+
+def test_a_stored_value_that_cannot_be_woken_for_a_snapshot_quarantines_its_model(broken) -> None:
+    """Waking for a checkpoint (``snapshot``) or for ``/status`` must not stop the worker either: /status shows
+    the stored summary without waking; a snapshot writes the quarantine, which a restart restores as it is."""
+    lazy, written, _ = broken
+    assert lazy.monitors[QUIET].summary() == written.monitor(QUIET).summary()  # /status: no wake
+    snapshot = lazy.snapshot()
+    assert snapshot.models[QUIET]["quarantined"]["error"] == "SnapshotError"  # type: ignore[index]
+    assert lazy.processing_errors == 1
+    again = engine()
+    again.restore(state.decode(state.encode(snapshot, SEAL), SEAL, "test"))
+    assert again.monitor(QUIET).quarantined == lazy.monitor(QUIET).quarantined

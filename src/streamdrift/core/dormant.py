@@ -8,7 +8,8 @@ the monitor (`Dormant.wake`) at the model's first event, or when the state itsel
 (``PartitionEngine.snapshot``): exactly the monitor an eager restore would have built from the same
 value, so its state and drift events are the same. A checkpoint that writes only changed models
 never asks a dormant model for its state; the state topic's local cache takes its stored bytes as they
-are (``runtime/statecache.py``).
+are (``runtime/statecache.py``). A stored state that cannot be built (a writer bug) quarantines the model
+(``PartitionEngine._wake``), as a processing error does: a model cannot stop the engine.
 
 Examples
 --------

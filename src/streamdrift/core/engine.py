@@ -34,6 +34,8 @@ half-way leaves a state that depends on which rows the batch held, hence on how
 records were sliced, and a restart must rebuild the same state. The quarantine
 is part of the model's state (snapshotted, so it survives a restart), is never
 evicted for idleness, and lifts only when an operator removes the model's state.
+A model restored `Dormant` whose stored state cannot be built, at its first event
+or when its state is asked for, is quarantined the same way (``_wake``).
 Which records of the failing batch came before the failing row depends on the
 slicing, and the state does not; what they gave does: they are dead-lettered
 with the failing row and the drift events the batch raised before the raise are
@@ -269,11 +271,31 @@ class PartitionEngine:
         )
 
     def monitor(self, model_id: str) -> ModelMonitor:
-        """The live monitor of ``model_id``, built now if it was `Dormant` (KeyError: not monitored)."""
+        """The live monitor of ``model_id``, built now if it was `Dormant` (KeyError: not monitored); one whose
+        stored state cannot be built is quarantined (``_wake``)."""
         monitor = self.monitors[model_id]
         if isinstance(monitor, Dormant):
-            monitor = self.monitors[model_id] = monitor.wake(self.new_monitor)
+            monitor, _ = self._wake(monitor, None)
         return monitor
+
+    def _wake(self, dormant: Dormant, topic: str | None, **fields: int) -> tuple[ModelMonitor, str | None]:
+        """The monitor of ``dormant``'s stored state, and None; or, where that state cannot be built, the model
+        quarantined as a processing error quarantines it, and the dead-letter reason of its records.
+
+        Only a writer bug makes such a value (a store is checksummed; loading checks what is cheap to check,
+        not the whole compressed stream), and this happens at the model's first event or when its state is
+        asked for, long after the restore: no model can stop the engine, so it cannot stop the worker either.
+        ``topic``: of the batch that woke it (None: its state was asked for); ``fields``: for the log line.
+        """
+        try:
+            monitor = self.monitors[dormant.model_id] = dormant.wake(self.new_monitor)
+        except Exception as exc:  # noqa: BLE001 - whatever building one model raises stops that model only
+            frozen, cause = self._freeze(dormant.model_id, topic, exc, during="waking its stored state", **fields)
+            return (
+                frozen,
+                f"{PROCESSING_ERROR}: {cause} waking its stored state; model '{dormant.model_id}' quarantined",
+            )
+        return monitor, None
 
     def partition_state(self) -> State:
         """What the partition keeps besides its models (``Snapshot.merge``): the merge's epochs, the
@@ -420,12 +442,19 @@ class PartitionEngine:
     ) -> list[DriftEvent]:
         """One model's batch to its monitor (none over ``max_models``); the drift events it raised.
         A quarantined model's records, or those of a batch that quarantines it, go to ``out.rejected``."""
-        monitor = self._monitor(batch.model_id, len(batch), clock)
+        found = self._monitor(batch.model_id, len(batch), clock)
+        monitor, unbuilt = (
+            self._wake(found, topic, offset=int(batch.offsets[0]), records=len(batch))
+            if isinstance(found, Dormant)
+            else (found, None)
+        )
         events: list[DriftEvent] = []
-        if monitor is not None and monitor.quarantined is not None:
+        if unbuilt is not None:  # quarantined now: its records rejected, and its state changed (``on_batch``)
+            out.rejected += _rejected(batch, messages, unbuilt)
+        elif monitor is not None and monitor.quarantined is not None:
             out.rejected += _rejected(batch, messages, f"{PROCESSING_ERROR}: model '{batch.model_id}' is quarantined")
             return events  # a frozen state: nothing changed, nothing to tell
-        if monitor is not None:
+        elif monitor is not None:
             try:
                 if isinstance(batch, PredictionBatch):
                     events = monitor.observe_predictions(batch)
@@ -439,15 +468,23 @@ class PartitionEngine:
         return events
 
     def _quarantine(self, topic: str, batch: Batch, messages: list[RawMessage], exc: Exception) -> list[Rejected]:
-        """Freeze the batch's model; its records rejected. The reason and the log line name the exception's
-        type and where it was raised, never its message (which may quote a value)."""
-        model_id = batch.model_id
+        """Freeze the batch's model; its records rejected."""
+        _, cause = self._freeze(batch.model_id, topic, exc, offset=int(batch.offsets[0]), records=len(batch))
+        return _rejected(batch, messages, f"{PROCESSING_ERROR}: {cause}; model '{batch.model_id}' quarantined")
+
+    def _freeze(
+        self, model_id: str, topic: str | None, exc: Exception, during: str = "", **fields: int
+    ) -> tuple[ModelMonitor, str]:
+        """Quarantine ``model_id`` (logged, counted in ``processing_errors``): its frozen monitor, and the cause
+        as a dead-letter reason says it. The cause and the log line name the exception's type and where it was raised, never its
+        message (which may quote a value)."""
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} ({frame.name})"
         error = type(exc).__name__
         fresh = self.monitors[model_id] = self.new_monitor(model_id)  # see the module's docstring: why a fresh one
         fresh.quarantine(error, where, topic)
         self.processing_errors += 1
+        context = {"during": during} if during else {}
         log.error(
             "model quarantined",
             extra={
@@ -455,21 +492,22 @@ class PartitionEngine:
                     "model_id": model_id,
                     "partition": self.partition,
                     "topic": topic,
-                    "offset": int(batch.offsets[0]),
-                    "records": len(batch),
+                    **fields,
                     "error": error,
                     "where": where,
+                    **context,
                 }
             },
         )
-        return _rejected(batch, messages, f"{PROCESSING_ERROR}: {error} at {where}; model '{model_id}' quarantined")
+        return fresh, f"{error} at {where}"
 
-    def _monitor(self, model_id: str, n_events: int, clock: float) -> ModelMonitor | None:
-        found = self.monitors.get(model_id)
-        if found is not None and self._idle(found, clock):
+    def _monitor(self, model_id: str, n_events: int, clock: float) -> ModelMonitor | Dormant | None:
+        """The model's monitor (still `Dormant` if it was: ``_observe`` wakes it), a new one if there is room,
+        else None."""
+        monitor = self.monitors.get(model_id)
+        if monitor is not None and self._idle(monitor, clock):
             self._evict(model_id)  # the same as if a sweep had found it: what follows starts afresh
-            found = None
-        monitor = self.monitor(model_id) if found is not None else None
+            monitor = None
         if monitor is None:
             if len(self.monitors) >= self.max_models:
                 # the slots a sweep after every row would have freed by now: admission depends on the rows

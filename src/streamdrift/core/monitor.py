@@ -1326,8 +1326,9 @@ class ModelMonitor:
             score_change=self.features.last_score_change,
         )
 
-    def quarantine(self, error: str, where: str, topic: str) -> None:
-        """Freeze this monitor: processing a batch of ``topic`` raised ``error`` at ``where``."""
+    def quarantine(self, error: str, where: str, topic: str | None) -> None:
+        """Freeze this monitor: processing a batch of ``topic`` raised ``error`` at ``where`` (``topic`` None:
+        building its stored state did, when its state was asked for)."""
         self.quarantined = {"error": error, "where": where, "topic": topic}
 
     def state(self) -> dict:
