@@ -120,6 +120,50 @@ def test_a_model_back_under_a_key_marked_for_removal_keeps_its_new_state() -> No
     assert snapshot is not None and sorted(snapshot.models) == ["a", "b"]
 
 
+def test_orphans_after_the_cache_are_tombstoned_at_the_next_checkpoint_after_a_restore_from_the_cache() -> None:
+    """A checkpoint that never completed wrote a model after the cache's checkpoint; the worker restored from
+    the cache, and the model, replayed, was evicted before the next checkpoint (it never came back). Its keys
+    are tombstoned once that checkpoint is acknowledged, as after a restore from the whole topic."""
+    kwargs = dict(model_idle_ttl_s=DAY)
+    writer = engine(**kwargs)
+    log = Log()
+    run(writer, [prediction(0, "a", 1000)])
+    changelog = log.checkpoint(writer, {"a"}, Changelog())
+    # the local cache: checkpoint 1 and its changelog, as the worker keeps it
+    cache, _ = statetopic.restore(0, log.records, CONFIG, "test")
+    assert cache is not None and cache.changelog == changelog.state()
+    b_comes = [prediction(1, "b", 1001)]
+    run(writer, b_comes)
+    records, _ = statetopic.checkpoint_records(
+        writer.snapshot({"b"}), {"b"}, changelog, CONFIG, 1 << 20, monitored=writer.monitors
+    )
+    log.append(records[:-1])  # killed before its partition record: checkpoint 2 never completed
+    orphans = set(model_keys(log.records, "b"))
+    assert orphans == {statetopic.model_key(0, 0, "b")}
+
+    tail = log.records[changelog.offset - 1 :]  # what a restore from the cache reads
+    snapshot, from_cache = statetopic.restore(0, tail, CONFIG, "test", cache)
+    _, from_topic = statetopic.restore(0, log.records, CONFIG, "test")
+    assert snapshot is cache and from_cache.gen == 1 and from_cache.last_gen == 2
+    assert from_cache.garbage == from_topic.garbage == orphans
+    restored = engine(**kwargs)
+    restored.restore(snapshot)
+    run(restored, [*b_comes, prediction(2, "a", 1001 + 2 * DAY)])  # the replay, then b idle: evicted
+    assert sorted(restored.monitors) == ["a"] and restored.evicted_models == 1
+    before = len(log.records)
+    log.checkpoint(restored, {"a"}, from_cache)
+    written = log.records[before:]
+    # the tombstones only after the checkpoint's partition record: the committed state untouched until then
+    assert [(r.key, r.value) for r in written[-1:]] == [(statetopic.model_key(0, 0, "b"), None)]
+    assert written[-2].key == statetopic.partition_key(1, 0) and written[-2].gen == 3
+    assert model_keys(log.compacted(), "b") == []
+    again, _ = statetopic.restore(0, log.compacted(), CONFIG, "test")
+    assert again is not None and sorted(again.models) == ["a"]
+    from_compacted = engine(**kwargs)
+    from_compacted.restore(again)
+    assert encode(from_compacted.snapshot(), CONFIG) == encode(restored.snapshot(), CONFIG)
+
+
 # -- the values: compressed; model records sealed with the settings hash only ----------------------------
 
 SEAL = Seal.of({"monitor": SETTINGS.model_dump(mode="json")}, {"group": "g", "topics": ["p", "f"]})

@@ -323,6 +323,9 @@ def restore(
             return None, Changelog(last_gen=last_gen, garbage=garbage)
         assert cache is not None
         base.last_gen = last_gen
+        # what a checkpoint that never completed wrote after the cache, for models the ledger does not hold
+        # (one it holds was written to its other slot, which its next checkpoint overwrites)
+        base.garbage = _orphans(latest, base.models)
         return cache, base
     recover = "The state topic's partition is damaged: delete the topic's records of it to start afresh."
     if base is not None:
@@ -363,10 +366,15 @@ def restore(
         offset=offset + 1,
         models=ledger,
         last_gen=last_gen,
-        garbage={k for k in latest if (m := model_of(k)) is not None and m not in ledger},
+        garbage=_orphans(latest, ledger),
     )
     snapshot = Snapshot(partition, doc["offsets"], models, doc["merge"], changelog.state())
     return snapshot, changelog
+
+
+def _orphans(latest: dict[bytes, Stored], ledger: Collection[str]) -> set[bytes]:
+    """The model keys of ``latest`` whose model ``ledger`` does not hold: no committed partition record names them."""
+    return {k for k in latest if (m := model_of(k)) is not None and m not in ledger}
 
 
 def _joined(latest: dict[bytes, Stored], key: Any, gen: int | None) -> tuple[bytes, int, int] | None:
