@@ -164,6 +164,34 @@ def test_orphans_after_the_cache_are_tombstoned_at_the_next_checkpoint_after_a_r
     assert encode(from_compacted.snapshot(), CONFIG) == encode(restored.snapshot(), CONFIG)
 
 
+def test_a_zombie_checkpoint_of_the_same_number_after_the_cache_makes_the_cache_stale() -> None:
+    """Without transactions, a worker expelled from the group (a zombie) may still write the checkpoint
+    numbered as the new owner's last one. Written after it, complete, it is the topic's newest checkpoint:
+    a restore takes its state whatever the owner's cache says (the cache's ledger would otherwise name the
+    zombie's model records beside the owner's offsets at the next checkpoint)."""
+    log = Log()
+    zombie = engine()
+    run(zombie, [prediction(0, "a", 1000)])
+    checkpoint_1 = log.checkpoint(zombie, {"a"}, Changelog())
+    _, owner_changelog = statetopic.restore(0, log.records, CONFIG, "test")
+    owner = log.restored()
+    run(owner, [prediction(1, "a", 1001)])
+    owner_changelog = log.checkpoint(owner, {"a"}, owner_changelog)
+    cache, _ = statetopic.restore(0, log.records, CONFIG, "test")  # the owner's cache: its checkpoint 2
+    assert cache is not None and cache.changelog == owner_changelog.state() and owner_changelog.gen == 2
+    run(zombie, [prediction(1, "a", 1001), prediction(2, "a", 1002)])
+    zombie_changelog = log.checkpoint(zombie, {"a"}, checkpoint_1)  # numbered 2 as well, after the owner's
+    assert zombie_changelog.gen == 2 and zombie_changelog.offset > owner_changelog.offset
+
+    with pytest.raises(statetopic.CacheStale, match="checkpoint 2 was written again after state-topic record"):
+        statetopic.restore(0, log.records[owner_changelog.offset - 1 :], CONFIG, "test", cache)
+    snapshot, changelog = statetopic.restore(0, log.records, CONFIG, "test")  # what the worker falls back to
+    assert snapshot is not None and snapshot.offsets == {P: 3} and changelog.offset == zombie_changelog.offset
+    rebuilt = engine()
+    rebuilt.restore(snapshot)
+    assert encode(rebuilt.snapshot(), CONFIG) == encode(zombie.snapshot(), CONFIG)
+
+
 # -- the values: compressed; model records sealed with the settings hash only ----------------------------
 
 SEAL = Seal.of({"monitor": SETTINGS.model_dump(mode="json")}, {"group": "g", "topics": ["p", "f"]})

@@ -48,7 +48,9 @@ state-topic offset just after the partition record it reflects
 (``Changelog.offset``). A restore reads from the record before that offset;
 if that record is still that partition record (same checkpoint number), the
 cache is loaded and only the records after it are read, else the partition is
-rebuilt from the topic alone.
+rebuilt from the topic alone. It is rebuilt too when a complete partition record of
+the same checkpoint number follows the cache's: a second writer's (a zombie's,
+without transactions), which is then the topic's newest checkpoint.
 """
 
 from __future__ import annotations
@@ -317,7 +319,11 @@ def restore(
             latest[record.key] = record
             last_gen = max(last_gen, record.gen)
     candidates = _partition_records(latest)
-    if not candidates or (base is not None and candidates[0][0] <= base.gen):
+    if base is not None and candidates and candidates[0][0] == base.gen:
+        # the cache's own number written again after it, complete: a second writer (a zombie, at_least_once)
+        # whose checkpoint is now the topic's newest; the cache's ledger would name that writer's model records
+        raise CacheStale(f"checkpoint {base.gen} was written again after state-topic record {base.offset - 1}")
+    if not candidates or (base is not None and candidates[0][0] < base.gen):
         if base is None:
             garbage = {k for k in latest if k.startswith(b"model/")}
             return None, Changelog(last_gen=last_gen, garbage=garbage)
