@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -195,6 +197,12 @@ def damaged(store: LocalSnapshotStore, change) -> LocalSnapshotStore:
             ),
             "model 'fraud' was compressed with a dictionary this streamdrift does not have",
         ),
+        (  # a known dictionary's id and a broken stream: refused at load too, so the worker falls back to the topic
+            lambda t: t[statecache.LAYOUT]["models"]["fraud"].update(
+                value=broken_stream(t[statecache.LAYOUT]["models"]["fraud"]["value"])
+            ),
+            "model 'fraud' is corrupt \\(Error -3 while decompressing",
+        ),
     ],
 )
 def test_a_foreign_or_malformed_cache_is_refused(cached, change, reason) -> None:
@@ -322,19 +330,45 @@ def test_what_a_summary_shows_is_pinned_with_its_version() -> None:
 
 def broken_stream(value: np.ndarray) -> np.ndarray:
     """``value`` with its zlib header (and so its dictionary id) kept and the compressed stream after it flipped:
-    what only a writer bug makes (the file is checksummed), and what loading, which reads the id only, accepts."""
+    what only a writer bug makes (the file is checksummed)."""
     data = value.tobytes()
     return np.frombuffer(data[:6] + bytes(b ^ 0xFF for b in data[6:]), np.uint8)
 
 
+def undecodable(value: np.ndarray) -> np.ndarray:
+    """``value`` as a sound compressed stream (the same dictionary) of an encoded state with one byte of its body
+    changed: it inflates, so loading accepts it, and only decoding it (its checksum) refuses it."""
+    data = value.tobytes()
+    encoded = bytearray(statetopic.inflate(data))
+    encoded[-10] ^= 1
+    deflate = zlib.compressobj(zdict=statetopic.dictionary_of(data, "", ""))  # type: ignore[arg-type]
+    return np.frombuffer(deflate.compress(bytes(encoded)) + deflate.flush(), np.uint8)
+
+
+def test_a_broken_stream_refuses_the_cache_at_load_and_the_topic_restores_what_it_held(cached) -> None:
+    """Nothing lost: the worker rebuilds a partition whose cache it cannot load from the topic (``Worker._load_cache``),
+    as from a stale cache, where waking the value at the model's first event could only quarantine the model."""
+    store, log, written, _ = cached
+    quiet = lambda t: t[statecache.LAYOUT]["models"][QUIET]  # noqa: E731
+    damaged(store, lambda t: quiet(t).update(value=broken_stream(quiet(t)["value"])))
+    with pytest.raises(SnapshotError, match=f"model '{QUIET}' is corrupt"):
+        store.load(0)
+    snapshot, _ = statetopic.restore(0, log.records, SEAL, "test")
+    assert snapshot is not None
+    out = engine()
+    out.restore(snapshot)
+    assert snapshot_bytes(out) == snapshot_bytes(written)
+
+
 @pytest.fixture
 def broken(cached):
-    """The cache's QUIET model stored as a broken stream, restored lazily: it stays `Dormant` until woken."""
+    """The cache's QUIET model stored as a value that inflates and does not decode, restored lazily: it stays
+    `Dormant` until woken."""
     store, log, written, at = cached
     damaged(
         store,
         lambda t: t[statecache.LAYOUT]["models"][QUIET].update(
-            value=broken_stream(t[statecache.LAYOUT]["models"][QUIET]["value"])
+            value=undecodable(t[statecache.LAYOUT]["models"][QUIET]["value"])
         ),
     )
     lazy = restored(store, log, lazily=True)
@@ -357,8 +391,10 @@ def test_a_stored_value_that_cannot_be_woken_quarantines_its_model_at_its_first_
     assert len(rejected) == len(quiet) and len(out.rejected) == len(quiet)  # all of its records, only those
     woken = [reason for reason in rejected if reason != f"processing_error: model '{QUIET}' is quarantined"]
     assert woken and len(set(woken)) == 1  # the batch that woke it: its reason names the failure, not a value
-    assert woken[0].startswith("processing_error: SnapshotError at statetopic.py:")
-    assert woken[0].endswith(f"waking its stored state; model '{QUIET}' quarantined")
+    assert re.fullmatch(
+        rf"processing_error: SnapshotError at state\.py:\d+ \(\w+\) waking its stored state; model '{QUIET}' quarantined",
+        woken[0],
+    )
     assert rejected[: len(woken)] == woken
     assert QUIET in changed  # so the worker checkpoints the quarantine, as it does a processing error's
     monitor = lazy.monitors[QUIET]

@@ -282,8 +282,8 @@ class PartitionEngine:
         """The monitor of ``dormant``'s stored state, and None; or, where that state cannot be built, the model
         quarantined as a processing error quarantines it, and the dead-letter reason of its records.
 
-        Only a writer bug makes such a value (a store is checksummed; loading checks what is cheap to check,
-        not the whole compressed stream), and this happens at the model's first event or when its state is
+        Only a writer bug makes such a value (a store is checksummed; the state cache's load inflates each value
+        but does not decode it), and this happens at the model's first event or when its state is
         asked for, long after the restore: no model can stop the engine, so it cannot stop the worker either.
         ``topic``: of the batch that woke it (None: its state was asked for); ``fields``: for the log line.
         """
