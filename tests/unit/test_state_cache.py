@@ -417,3 +417,26 @@ def test_a_stored_value_that_cannot_be_woken_for_a_snapshot_quarantines_its_mode
     again = engine()
     again.restore(state.decode(state.encode(snapshot, SEAL), SEAL, "test"))
     assert again.monitor(QUIET).quarantined == lazy.monitor(QUIET).quarantined
+
+
+def test_an_unusable_cache_is_said_to_be_rebuilt_from_the_topic_not_to_be_moved_away(tmp_path, caplog) -> None:
+    """With the state topic a cache that cannot be read is rebuilt from the topic by the worker itself: its log line
+    must not tell the operator to move the file and accept a fresh warm-up (the local store's advice, where that
+    file is the only state there is)."""
+    from streamdrift.runtime.settings import Settings
+    from streamdrift.runtime.worker import Worker
+
+    for store, advice in (("kafka", "rebuilds the partition from the state topic"), ("local", "Move ")):
+        directory = tmp_path / store
+        worker = Worker(Settings(snapshot_dir=directory, state_store=store))
+        directory.mkdir()
+        worker.store.path(0).write_bytes(b'{"not": "a snapshot"}')
+        with pytest.raises(SnapshotError) as info:
+            worker.store.load(0)
+        assert advice in str(info.value)
+        assert ("fresh warm-up" in str(info.value)) == (store == "local")
+    caplog.clear()
+    kafka = Worker(Settings(snapshot_dir=tmp_path / "kafka"))
+    assert kafka._load_cache(0) is None
+    [line] = [r for r in caplog.records if r.getMessage() == "local snapshot unusable as a cache"]
+    assert "rebuilds the partition from the state topic" in line.fields["error"]  # type: ignore[attr-defined]

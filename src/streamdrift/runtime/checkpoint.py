@@ -41,12 +41,20 @@ class LocalSnapshotStore:
         What files are written under and checked against: a ``state.Seal`` (settings, cluster, group
         and topics, ``snapshot_key``), or a bare hash of the detection settings.
 
+    recover
+        ``source -> text``: how to recover from a file that cannot be loaded, the end of its refusal. By
+        default: move it away (the file is the only state there is); the state topic's cache says that the
+        worker rebuilds the partition from the topic instead (``rebuilt_from_the_topic``).
+
     Files are ``0600``: they hold model ids, feature names and segment values.
     """
 
-    def __init__(self, directory: Path, config: str | state.Seal):
+    def __init__(
+        self, directory: Path, config: str | state.Seal, recover: Callable[[str], str] = state.recover_by_moving
+    ):
         self.directory = Path(directory)
         self.config = config
+        self.recover = recover
 
     def path(self, partition: int) -> Path:
         return self.directory / f"partition-{partition}.snapshot"
@@ -58,7 +66,7 @@ class LocalSnapshotStore:
         except FileNotFoundError:
             return None
         source = str(path)
-        recover = state.recover_by_moving(source)
+        recover = self.recover(source)
         tree = state.decode_tree(data, self.config, source, recover)
         if statecache.is_cache(tree):  # the state topic's cache: its models kept as the topic's values
             snapshot = statecache.snapshot_of(tree, self.config, source, recover)
@@ -129,6 +137,11 @@ class LocalSnapshotStore:
         finally:
             os.close(dir_fd)
         return sum(memoryview(p).nbytes for p in pieces)
+
+
+def rebuilt_from_the_topic(source: str) -> str:
+    """The recovery from a state-topic cache that cannot be loaded: none needed (``LocalSnapshotStore``'s recover)."""
+    return f"The worker rebuilds the partition from the state topic; its next checkpoint writes {source} anew."
 
 
 def _remove_file(path: Path) -> None:

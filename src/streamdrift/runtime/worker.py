@@ -95,9 +95,15 @@ from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.policy import rfc3339
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import Routed
-from streamdrift.core.state import Seal, Snapshot
+from streamdrift.core.state import Seal, Snapshot, recover_by_moving
 from streamdrift.runtime import deadletter, kafka, statecache, statepieces, statetopic
-from streamdrift.runtime.checkpoint import PACK_DEADLINE_S, ForkedPack, ForkedWrite, LocalSnapshotStore
+from streamdrift.runtime.checkpoint import (
+    PACK_DEADLINE_S,
+    ForkedPack,
+    ForkedWrite,
+    LocalSnapshotStore,
+    rebuilt_from_the_topic,
+)
 from streamdrift.runtime.errors import DeliveryError, TransactionError
 from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, serve
 from streamdrift.runtime.idle import IdleClock
@@ -319,9 +325,12 @@ class Worker:
         """The checkpoint stores, under the seal of this deployment in the cluster ``cluster_id``."""
         settings = self.settings
         self.seal = settings.state_seal(cluster_id)  # what checkpoints are written under and checked against
-        self.store = LocalSnapshotStore(settings.snapshot_dir, self.seal)
         # state_store = "kafka": the state topic holds the state, snapshot_dir its local cache
-        self.state_topic = StateTopic(settings, self.seal) if settings.state_store == "kafka" else None
+        kafka = settings.state_store == "kafka"
+        self.store = LocalSnapshotStore(
+            settings.snapshot_dir, self.seal, rebuilt_from_the_topic if kafka else recover_by_moving
+        )
+        self.state_topic = StateTopic(settings, self.seal) if kafka else None
 
     # -- lifecycle ---------------------------------------------------------
 
