@@ -1127,10 +1127,7 @@ class Worker:
                 self._transaction_failed(exc, "committing a checkpoint")
                 return False
         else:
-            try:
-                self.consumer.commit(offsets=commits, asynchronous=False)
-            except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
-                log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
+            self._commit_offsets(commits)
         with self.lock:
             for p in chosen:
                 state = self.partitions[p]
@@ -1311,10 +1308,7 @@ class Worker:
             for args in deferred:
                 self._produce(*args)
         else:
-            try:
-                self.consumer.commit(offsets=commits, asynchronous=False)
-            except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
-                log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
+            self._commit_offsets(commits)
         with self.lock:
             for p in owned:
                 state = self.partitions.get(p)
@@ -1331,6 +1325,14 @@ class Worker:
         job = flight.job
         self._pending = (self._writer.submit(lambda: (job.finish(word), job.private_bytes)), [], flight.started, owned)
         return True
+
+    def _commit_offsets(self, commits: list[TopicPartition]) -> None:
+        """Commit the input offsets of a checkpoint the state topic holds (at_least_once): advisory, since a
+        restore resumes at the offsets stored with the state; a failure is logged, not retried."""
+        try:
+            self.consumer.commit(offsets=commits, asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance meanwhile: the state topic has them all the same
+            log.warning("committing offsets failed", extra={"fields": {"error": str(exc)}})
 
     def _flight_failed(self, flight: StateFlight) -> None:
         """As ``_state_records_failed``, for a checkpoint in flight (at_least_once): a partition whose partition
