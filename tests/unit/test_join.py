@@ -395,6 +395,7 @@ def joined_columns(done: Joined) -> tuple:
         done.segments,
         array(done.carried),
         array(done.values),
+        array(done.rows),
         [type(v) for v in done.predictions + done.labels + done.versions],
     )
 
@@ -633,3 +634,18 @@ def test_the_bulk_path_where_the_loop_would_expire_within_the_batch():
     assert joins[0].rows == {"predictions": 1, "feedback": 1}
     c = joins[0].counters()
     assert (c["expired_feedback"], c["expired_predictions"], c["evicted_count"]) == (4, 5, 0)
+
+
+@pytest.mark.parametrize("make", [FeedbackJoin, BulkFeedbackJoin])
+def test_each_pair_names_the_row_that_completed_it_when_an_id_repeats(make):
+    """A repeated id is a duplicate after its pair: the pair's row is the first occurrence, not the last one
+    (the monitor marks windows and drift events at that row: the last would depend on where the batch ends)."""
+    join = make(ttl_s=1e9, max_pending=BIG, max_pending_bytes=10**12)
+    predict(join, ["a", "b"], [1.0, 2.0])
+    done = feed(join, ["a", "x", "a", "b"], [3.0, 4.0, 5.0, 6.0])
+    assert done.event_ids == ["a", "b"] and done.rows.tolist() == [0, 3]
+    assert feed(join, ["y"], [7.0]).rows.tolist() == []
+    done = predict(join, ["y", "x", "y"], [8.0, 9.0, 10.0])  # both were waiting as feedback
+    assert done.event_ids == ["y", "x"] and done.rows.tolist() == [0, 1]
+    done = feed(join, ["c", "d"], [11.0, 12.0], carried=[1, None])  # the bulk path: c carries its prediction
+    assert done.event_ids == ["c"] and done.rows.tolist() == [0]

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from streamdrift.core.config import ModelSettings, MonitorSettings, RetrainBudget
+from streamdrift.core.decode import decode_feedback, decode_predictions
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.records import RawMessage
@@ -416,3 +417,26 @@ def test_a_window_of_several_versions_names_the_busiest_and_counts_each():
         assert event["model_version"] == "v1" == max(versions, key=versions.get)
         pairs = _labelled_range(messages, event)
         assert {v: sum(p["model_version"] == v for p, _ in pairs) for v in versions} == versions
+
+
+def test_a_repeated_event_id_leaves_the_same_state_however_the_feedback_is_cut():
+    """Feedback ``a, x, a``: the second ``a`` is a duplicate. Cut before it or not, the first labelled event's
+    position (where the metrics' first sub-window starts, a state) is the row that completed the pair."""
+    settings = MonitorSettings(reference_size=50, window_size=20, subwindows=2)
+
+    def record(topic: str, offset: int, event_id: str) -> RawMessage:
+        fields = {"features": {"x": float(offset)}, "prediction": 1} if topic == PRED else {"label": 1}
+        event = {"event_id": event_id, "model_id": "m", "timestamp": 1000 + offset, **fields}
+        return RawMessage(topic, 0, offset, b"m", orjson.dumps(event), (1000 + offset) * 1000)
+
+    def state_after(cuts: list[int]) -> bytes:
+        monitor = ModelMonitor("m", settings)
+        (predictions,), _ = decode_predictions([record(PRED, i, f"e{i}") for i in range(5)])
+        monitor.observe_predictions(predictions)
+        feedback = [record(FB, 0, "e0"), record(FB, 1, "x"), record(FB, 2, "e0")]
+        for a, b in zip([0, *cuts], [*cuts, len(feedback)]):
+            (batch,), _ = decode_feedback(feedback[a:b])
+            monitor.observe_feedback(batch)
+        return state_bytes({"m": monitor})
+
+    assert state_after([]) == state_after([2])

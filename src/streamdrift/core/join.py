@@ -95,12 +95,16 @@ class Joined:
     segments: list  # dict | None; None when the feedback carried the prediction
     carried: np.ndarray  # bool: the feedback carried its prediction
     values: np.ndarray  # float64: the feedback's business value, NaN where it had none
+    # int64: the row of the call's input that completed each pair; an id may repeat in a batch (a duplicate
+    # after its pair), so the id alone does not tell which of its rows did
+    rows: np.ndarray
 
     def __len__(self) -> int:
         return len(self.event_ids)
 
     @classmethod
-    def from_rows(cls, rows: list[tuple]) -> Joined:
+    def from_rows(cls, rows: list[tuple], completed_at: list[int]) -> Joined:
+        """The pairs ``rows`` (one tuple of the columns each), completed at the input rows ``completed_at``."""
         cols = list(zip(*rows)) if rows else [()] * 10
         return cls(
             event_ids=list(cols[0]),
@@ -113,16 +117,17 @@ class Joined:
             segments=list(cols[7]),
             carried=np.array(cols[8], dtype=bool),
             values=np.array([math.nan if v is None else v for v in cols[9]], dtype=np.float64),
+            rows=np.array(completed_at, dtype=np.int64),
         )
 
     @classmethod
     def empty(cls) -> Joined:
         # most prediction batches complete nothing: shared empty arrays (read only), fresh lists
-        return cls([], _NO_FLOATS, _NO_FLOATS, [], _NO_FLOATS, [], [], [], _NO_BOOLS, _NO_FLOATS)
+        return cls([], _NO_FLOATS, _NO_FLOATS, [], _NO_FLOATS, [], [], [], _NO_BOOLS, _NO_FLOATS, _NO_INTS)
 
 
-_NO_FLOATS, _NO_BOOLS = np.empty(0), np.empty(0, dtype=bool)
-_NO_FLOATS.flags.writeable = _NO_BOOLS.flags.writeable = False
+_NO_FLOATS, _NO_BOOLS, _NO_INTS = np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=np.int64)
+_NO_FLOATS.flags.writeable = _NO_BOOLS.flags.writeable = _NO_INTS.flags.writeable = False
 
 
 def feedback_values(values: np.ndarray | None, n: int) -> list[float | None]:
@@ -300,6 +305,7 @@ class FeedbackJoin:
         score_list = np.asarray(scores, dtype=np.float64).tolist()
         mine, other = self.predictions, self.feedback
         done: list[tuple] = []
+        completed_at: list[int] = []
         for i, event_id in enumerate(event_ids):
             mark = marks[i]
             if mark > self._horizon:
@@ -326,6 +332,7 @@ class FeedbackJoin:
                         value,
                     )
                 )
+                completed_at.append(i)
                 self._remember(event_id, times[i])
             elif deadlines[i] < mark:
                 mine.expired += 1
@@ -341,7 +348,7 @@ class FeedbackJoin:
                 self._wait(
                     mine, event_id, [deadlines[i], times[i], size, predictions[i], score, versions[i], segments[i]]
                 )
-        return Joined.from_rows(done)
+        return Joined.from_rows(done, completed_at)
 
     def _add_feedback(
         self,
@@ -366,6 +373,7 @@ class FeedbackJoin:
         carried_versions = list(versions) if versions is not None and len(versions) else [None] * n
         mine, other = self.feedback, self.predictions
         done: list[tuple] = []
+        completed_at: list[int] = []
         for i, event_id in enumerate(event_ids):
             mark = marks[i]
             if mark > self._horizon:
@@ -391,6 +399,7 @@ class FeedbackJoin:
                         value_list[i],
                     )
                 )
+                completed_at.append(i)
                 self.carried += 1
                 self._remember(event_id, times[i])
                 continue
@@ -410,6 +419,7 @@ class FeedbackJoin:
                         value_list[i],
                     )
                 )
+                completed_at.append(i)
                 self._remember(event_id, prediction[TIME])
             elif deadlines[i] < mark:
                 mine.expired += 1
@@ -419,7 +429,7 @@ class FeedbackJoin:
                     self._wait(mine, event_id, [deadlines[i], times[i], size, labels[i]])
                 else:  # a value costs its 8 bytes; rows without one are buffered (and snapshot) as before values
                     self._wait(mine, event_id, [deadlines[i], times[i], size + 8, labels[i], value_list[i]])
-        return Joined.from_rows(done)
+        return Joined.from_rows(done, completed_at)
 
     def _advance(self, timestamps: np.ndarray, side: _Buffer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each row's watermark and deadline; moves the watermark and the side's newest time to the end."""

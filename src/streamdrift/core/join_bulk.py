@@ -235,6 +235,7 @@ class BulkFeedbackJoin(FeedbackJoin):
                 _take(segments, hit),
                 np.zeros(len(got), dtype=bool),
                 np.array([row[VALUE] if len(row) > VALUE else math.nan for row in feedback], dtype=np.float64),
+                np.flatnonzero(hit),
             )
         if len(waiting):
             ids, preds, vers, segs = (_take(values, waits) for values in (event_ids, predictions, versions, segments))
@@ -346,6 +347,7 @@ class BulkFeedbackJoin(FeedbackJoin):
             segments,
             carried,
             np.array(_take(value_list, done), dtype=np.float64) if some_value else np.full(len(done_ids), math.nan),
+            np.arange(n) if rows is None else np.flatnonzero(~rows),
         )
 
     def _forget(self, watermark: float) -> None:

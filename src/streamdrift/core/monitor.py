@@ -620,9 +620,7 @@ class ModelMonitor:
         """Predictions that met their labels in this batch: metrics, degradation, the error stream."""
         if not len(graded):
             return []
-        # the batch row that completed each pair, for offsets and event times of drift events
-        index = dict(zip(batch.event_ids, range(len(batch))))  # a repeated id: its last row, as before
-        rows = np.fromiter(map(index.__getitem__, graded.event_ids), dtype=np.int64, count=len(graded))
+        rows = graded.rows  # the batch row that completed each pair, for offsets and event times of drift events
         performance = self.performance or self.start_performance(graded.labels, graded.predictions)
         events: list[dict] = []
         if isinstance(performance, ClassificationMetrics):
