@@ -120,6 +120,19 @@ def test_a_model_back_under_a_key_marked_for_removal_keeps_its_new_state() -> No
     assert snapshot is not None and sorted(snapshot.models) == ["a", "b"]
 
 
+def test_a_model_key_of_another_writer_that_is_not_utf8_is_an_orphan_not_a_failed_restore() -> None:
+    """Any client that may write the state topic can leave a key ``model/0/0/<bytes>`` that no model id spells:
+    a restore tombstones it as it does any model no ledger names, rather than raise UnicodeDecodeError."""
+    crashed = engine()
+    log = Log()
+    run(crashed, [prediction(0, "a", 1000)])
+    log.checkpoint(crashed, {"a"}, Changelog())
+    stray = statetopic.Record(b"model/0/0/\xff\xfe", b"x", statetopic._headers(7, 1))
+    log.append([stray])
+    snapshot, changelog = statetopic.restore(0, log.records, CONFIG, "test")
+    assert snapshot is not None and sorted(snapshot.models) == ["a"] and changelog.garbage == {stray.key}
+
+
 def test_orphans_after_the_cache_are_tombstoned_at_the_next_checkpoint_after_a_restore_from_the_cache() -> None:
     """A checkpoint that never completed wrote a model after the cache's checkpoint; the worker restored from
     the cache, and the model, replayed, was evicted before the next checkpoint (it never came back). Its keys

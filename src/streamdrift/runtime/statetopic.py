@@ -97,9 +97,10 @@ def partition_key(slot: int, chunk: int) -> bytes:
 
 
 def model_of(key: bytes) -> str | None:
-    """The model id of a model key (``None`` for other keys)."""
+    """The model id of a model key (``None`` for other keys). Another writer's key may not be UTF-8: its bytes
+    that are not come out as U+FFFD, which no model id holds, so no ledger names it (an orphan, tombstoned)."""
     parts = key.split(b"/", 3)
-    return parts[3].decode() if len(parts) == 4 and parts[0] == b"model" else None
+    return parts[3].decode("utf-8", "replace") if len(parts) == 4 and parts[0] == b"model" else None
 
 
 def chunk_bytes_for(max_message_bytes: int) -> int:
