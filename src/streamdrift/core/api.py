@@ -154,7 +154,8 @@ class Monitor:
         rejections, the decoder's and ``found``, in the order of the events."""
         drift: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
-        # one batch at most: other models' events were rejected before
+        # one model's batches (other models' events were rejected before), consecutive where they bring more
+        # feature names than one batch holds (``decode._runs_within_names``)
         if run and run[0].topic == PREDICTIONS:
             predictions, rejected = decode_predictions(run)
             for prediction_batch in predictions:

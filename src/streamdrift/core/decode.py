@@ -5,7 +5,8 @@ take the messages of one poll (any mix of partitions), validate each value
 against the public contract (``schemas/prediction.schema.json``,
 ``schemas/feedback.schema.json``) and group what passes into one batch per
 (model_id, partition), rows in input order, batches in order of first
-appearance. What fails comes back as a `Rejected` with a one-line reason
+appearance (a model's predictions bringing more than ``MAX_FEATURES`` feature
+names between them come as consecutive batches of at most that many each). What fails comes back as a `Rejected` with a one-line reason
 naming the field, for the dead-letter topic; a bad message never raises.
 
 Accepted messages
@@ -147,7 +148,8 @@ class _Invalid(Exception):
 def decode_predictions(
     messages: Sequence[RawMessage], bounds: InputBounds = DEFAULT_BOUNDS, *, require_record_time: bool = False
 ) -> tuple[list[PredictionBatch], list[Rejected]]:
-    """Decode prediction messages into one batch per (model_id, partition).
+    """Decode prediction messages into one batch per (model_id, partition), or consecutive ones where its
+    events bring more than ``MAX_FEATURES`` feature names between them (``_runs_within_names``).
 
     Parameters
     ----------
@@ -259,7 +261,38 @@ def _decode_rows(
         if group is None:
             group = groups[(model_id, message.partition)] = []
         group.append(row)
-    return [build(model_id, partition, rows) for (model_id, partition), rows in groups.items()], rejected
+    runs = _runs_within_names if parse is _prediction_row else _whole
+    batches = [build(model_id, partition, run) for (model_id, partition), rows in groups.items() for run in runs(rows)]
+    return batches, rejected
+
+
+def _whole(rows: list[tuple]) -> list[list[tuple]]:
+    return [rows]
+
+
+def _runs_within_names(rows: list[tuple]) -> list[list[tuple]]:
+    """One model's prediction rows cut into consecutive runs of at most ``MAX_FEATURES`` feature names each.
+
+    A batch holds a column per name and a value per row: events whose names are all new (an id in a
+    name) would make it rows x names, quadratic in the rows (1,000 events of 100 new names: 11 s and
+    1 GiB). A run ends before a row that would bring its names over the bound, as one event may hold
+    that many; the monitors' state does not depend on where batches end (``tests/unit/test_batch_split.py``).
+    """
+    names: set[str] = set()
+    runs, start = [], 0
+    for i, row in enumerate(rows):
+        features = row[_FEATURES_AT]
+        if features.keys() <= names:  # the usual case: names seen in this run already
+            continue
+        names.update(features)
+        if len(names) > MAX_FEATURES and i > start:
+            runs.append(rows[start:i])
+            start, names = i, set(features)
+    runs.append(rows[start:])
+    return runs
+
+
+_FEATURES_AT = 5  # where a prediction row holds its features: after offset, event_id, version, times (_decode_rows)
 
 
 def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
