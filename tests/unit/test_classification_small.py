@@ -59,11 +59,14 @@ def test_small_batches_give_the_general_paths_state(
         return ClassificationMetrics(window_size=120, subwindows=4, n_score_bins=8, max_classes=max_classes,
                                      positive_label=positive)  # fmt: skip
 
-    calls = {"small": 0}
+    calls = {"small": 0, "starts": 0, "registers": 0}
 
-    def counted(*args: object) -> bool:
-        done = update_small(*args)  # type: ignore[arg-type]
+    def counted(metrics: ClassificationMetrics, *args: object) -> bool:
+        starts, classes = metrics.rows % metrics.slot_size == 0, len(metrics.classes)
+        done = update_small(metrics, *args)  # type: ignore[arg-type]
         calls["small"] += done
+        calls["starts"] += done and starts  # a sub-window zeroed first
+        calls["registers"] += done and len(metrics.classes) > classes  # new classes registered
         return done
 
     monkeypatch.setattr(classification, "update_small", counted)
@@ -75,7 +78,8 @@ def test_small_batches_give_the_general_paths_state(
     whole = make()  # one batch: the general path alone, as batch-split invariance says
     whole_windows = _feed(whole, stream, np.array([600]), scored)
 
-    assert calls["small"] >= 40  # most batches (the others start or close a sub-window, or bring a class): not vacuous
+    # most batches (the others close a sub-window, or bring a class past the cap): not vacuous
+    assert calls["small"] >= 40 and calls["starts"] >= 1 and calls["registers"] >= 1
     assert encode_tree(fast.state(), "c") == encode_tree(general.state(), "c") == encode_tree(whole.state(), "c")
     assert fast_windows == general_windows == whole_windows  # a report, whole, whatever the batches
     assert len(whole_windows) == 600 // 30 - 3  # a report per sub-window close from the first full window
@@ -85,8 +89,17 @@ def test_a_batch_the_plain_path_leaves_changes_nothing() -> None:
     metrics = ClassificationMetrics(window_size=40, subwindows=2, n_score_bins=4)
     metrics.update(np.array(["1", "0", "1"]), np.array(["1", "1", "0"]), np.array([0.9, 0.6, 0.3]))
     before = encode_tree(metrics.state(), "c")
+    capped = ClassificationMetrics(window_size=40, subwindows=2, n_score_bins=4, max_classes=2)
+    capped.update(np.array(["1", "0", "1"]), np.array(["1", "1", "0"]), np.array([0.9, 0.6, 0.3]))
+    before_capped = encode_tree(capped.state(), "c")
+    assert not update_small(capped, np.array(["0", "2"]), np.array(["0", "0"]), None)  # a class past the cap
+    assert encode_tree(capped.state(), "c") == before_capped
+    unknown = ClassificationMetrics(window_size=40, subwindows=2, n_score_bins=4, positive_label="c")
+    assert not update_small(unknown, np.array(["1"]), np.array(["0"]), np.array([1.5]))  # scores, no positive class
+    assert encode_tree(unknown.state(), "c") == encode_tree(
+        ClassificationMetrics(window_size=40, subwindows=2, n_score_bins=4, positive_label="c").state(), "c"
+    )
     for truth, predicted, scores in [
-        (["2"], ["1"], None),  # a new class
         (["1"] * 17, ["1"] * 17, None),  # closes the sub-window
         (["1"] * 9, ["1"] * 9, None),  # more than SMALL_ROWS
         (["1"], ["0", "1"], None),  # lengths differ: the general path raises
