@@ -21,6 +21,10 @@ the cache costs the forked packer once every model was built and none changed si
 before (every state captured and written, ``cache_write_before_s``), today's (the cache on disk loaded and
 each model's stored bytes taken from it, ``cache_write_s``) and today's without a cache to take them from
 (every model packed and summarised, ``cache_write_repack_s``);
+then a restore from the topic alone end to end once its records are read (``restore``, the engine restored, the
+summaries /status publishes), its model records as the release before wrote them (no summary, every model
+decoded and built: ``topic_before_s``) and as they are written now (each with its summary, kept encoded until
+its first event: ``topic_now_s``), with their parts (``_unpack_s``, ``_build_s``, ``_summaries_s``);
 then what a checkpoint to the state topic does in the consume loop once every model had events: the
 states captured (``checkpoint_capture_s``), then encoded and compressed into records (``checkpoint_pack_s``).
 The figures are CPU seconds of this process (``time.process_time``), the best of the rounds: the
@@ -55,6 +59,7 @@ from streamdrift.runtime.statetopic import (
     model_seal,
     pack,
     restore,
+    summaries,
     unpack,
 )
 
@@ -100,7 +105,13 @@ def caches(
     chunk = chunk_bytes_for(1_000_000)
     everything = engine.snapshot()
     records, changelog = checkpoint_records(
-        everything, everything.models, Changelog(), SEAL, chunk, monitored=engine.monitors
+        everything,
+        everything.models,
+        Changelog(),
+        SEAL,
+        chunk,
+        monitored=engine.monitors,
+        summaries=summaries(engine.monitors, everything.models),
     )
     changelog.offset = stored(records, log)
     before, after = LocalSnapshotStore(work / "before", SEAL), LocalSnapshotStore(work / "after", SEAL)
@@ -108,9 +119,51 @@ def caches(
     before.save(everything)
     after.write(*statecache.cache_body(engine, changelog.state(), SEAL))
     again = sorted(engine.monitors)[:tail_models]
-    records, _ = checkpoint_records(engine.snapshot(again), again, changelog, SEAL, chunk, monitored=engine.monitors)
+    records, _ = checkpoint_records(
+        engine.snapshot(again),
+        again,
+        changelog,
+        SEAL,
+        chunk,
+        monitored=engine.monitors,
+        summaries=summaries(engine.monitors, again),
+    )
     stored(records, log)
     return before, after, log[changelog.offset - 1 :]  # from the cached checkpoint's partition record
+
+
+def topic_logs(engine: PartitionEngine) -> dict[str, list[Stored]]:
+    """The partition checkpointed once to a state-topic log, its model records as the release before wrote them
+    (no summary: ``before``) and as the worker writes them now (each with its summary: ``now``)."""
+    logs: dict[str, list[Stored]] = {"before": [], "now": []}
+    everything = engine.snapshot()
+    for name, log in logs.items():
+        shown = summaries(engine.monitors, everything.models) if name == "now" else {}
+        records, _ = checkpoint_records(
+            everything,
+            everything.models,
+            Changelog(),
+            SEAL,
+            chunk_bytes_for(1_000_000),
+            monitored=engine.monitors,
+            summaries=shown,
+        )
+        stored(records, log)
+    return logs
+
+
+def restored_from_topic(log: list[Stored], rounds: dict[str, list[float]], prefix: str) -> None:
+    """A restore from the topic alone, as the worker's once the records are read: the records restored
+    (``unpack``), the engine restored (``build``), the summaries /status publishes before ``/readyz``."""
+    at = time.process_time()
+    snapshot, _ = restore(0, log, SEAL, "bench")
+    assert snapshot is not None
+    at = timed(rounds, f"{prefix}_unpack_s", at)
+    engine = engine_of()
+    engine.restore(snapshot)
+    at = timed(rounds, f"{prefix}_build_s", at)
+    [monitor.summary() for monitor in engine.monitors.values()]
+    timed(rounds, f"{prefix}_summaries_s", at)
 
 
 def restored_from(store: LocalSnapshotStore, log: list[Stored], rounds: dict[str, list[float]], parts: bool) -> None:
@@ -178,6 +231,8 @@ def main() -> None:
     made = engine_of()
     made.restore(decode(data, SEAL, "cache"))
     before, after, log = caches(made, args.work / "caches", args.tail)
+    topic = topic_logs(made)
+    topic_bytes = {name: sum(len(r.value or b"") for r in records) for name, records in topic.items()}
     tail_records = len(log) - 1
     cache_bytes = {"before": before.path(0).stat().st_size, "after": after.path(0).stat().st_size}
     del made
@@ -218,6 +273,11 @@ def main() -> None:
         gc.collect()
         cache_writes(before, after, log, rounds)
         gc.collect()
+        for name, records in topic.items():
+            at = time.process_time()
+            restored_from_topic(records, rounds, f"topic_{name}")
+            timed(rounds, f"topic_{name}_s", at)
+            gc.collect()
     out = {
         "models": args.models,
         "predictions": args.predictions,
@@ -227,6 +287,8 @@ def main() -> None:
         "cache_bytes_before": cache_bytes["before"],
         "cache_bytes": cache_bytes["after"],
         "tail_records": tail_records,
+        "topic_bytes_before": topic_bytes["before"],
+        "topic_bytes": topic_bytes["now"],
         **{name: round(min(seconds), 3) for name, seconds in rounds.items()},
     }
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())

@@ -6,7 +6,8 @@ simulated every ``every`` events per model (what ``checkpoint_interval_s``
 gives at a throughput: a worker at 3,551 events/s over 10,000 models checkpoints
 every 3.5 events per model with the default 10 s). At each one, every model
 changed since the one before is packed as the worker packs it
-(``statetopic.pack`` under a model record's seal, key included); the partition
+(``statetopic.pack`` under a model record's seal, key included, its summary in its header; ``without_summaries``:
+the same records without them, as the release before wrote them); the partition
 record (one per partition and checkpoint, a few hundred bytes) is left out. For
 each interval it prints state bytes per input byte (key + value of every input
 record, as ``bench.py --state`` counts them), and the share of each top-level
@@ -36,7 +37,15 @@ from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Seal, encode_tree
-from streamdrift.runtime.statetopic import COMPRESS_LEVEL, model_key, model_seal, pack
+from streamdrift.runtime.statetopic import (
+    COMPRESS_LEVEL,
+    SUMMARY_FIELD,
+    model_key,
+    model_seal,
+    pack,
+    record_summary,
+    summaries,
+)
 
 # a seal as the worker's: the settings and where the state belongs (no snapshot_key: no MAC)
 SEAL = Seal.of(
@@ -54,10 +63,11 @@ def messages(topic: str, records: list[tuple[bytes, bytes]], offsets: dict[str, 
     return out
 
 
-def record_bytes(state: dict, seal: str | Seal) -> tuple[int, int]:
-    """A model record's value bytes as ``pack`` makes it, and compressed without the preset dictionary."""
-    encoded = encode_tree(state, seal)
-    return len(pack(state, seal)), len(zlib.compress(encoded, COMPRESS_LEVEL))
+def record_bytes(state: dict, seal: str | Seal, summary: dict | None = None) -> tuple[int, int]:
+    """A model record's value bytes as ``pack`` makes it (with ``summary`` in its header, as the worker writes
+    it), and compressed without the preset dictionary."""
+    encoded = encode_tree(state, seal, {SUMMARY_FIELD: summary} if summary is not None else None)
+    return len(pack(state, seal, summary)), len(zlib.compress(encoded, COMPRESS_LEVEL))
 
 
 def pieces(state: dict) -> dict[str, int]:
@@ -81,6 +91,7 @@ def run(models: int, predictions: int, intervals: list[float], seed: int, multiv
     offsets = {"p": 0, "f": 0}
     input_bytes = 0
     state_bytes = dict.fromkeys(intervals, 0)
+    unsummarised_bytes = dict.fromkeys(intervals, 0)  # the same records without their summaries, as before them
     plain_bytes = dict.fromkeys(intervals, 0)  # values compressed without the preset dictionary, as before it
     checkpoints = dict.fromkeys(intervals, 0)
     events = 0
@@ -103,11 +114,13 @@ def run(models: int, predictions: int, intervals: list[float], seed: int, multiv
             if events >= next_at[every] or last:
                 while next_at[every] <= events:
                     next_at[every] += every * models
+                shown = summaries(engine.monitors, changed[every])
                 for model_id, state in engine.snapshot(changed[every]).models.items():
-                    with_dictionary, without = record_bytes(state, seal)
+                    with_dictionary, without = record_bytes(state, seal, shown.get(model_id))
                     key = len(model_key(0, 0, model_id))
                     state_bytes[every] += key + with_dictionary
                     plain_bytes[every] += key + without
+                    unsummarised_bytes[every] += key + record_bytes(state, seal)[0]
                 checkpoints[every] += 1
                 changed[every].clear()
     share: collections.Counter[str] = collections.Counter()
@@ -120,9 +133,14 @@ def run(models: int, predictions: int, intervals: list[float], seed: int, multiv
         "predictions": predictions,
         "events": events,
         "input_bytes": input_bytes,
-        "model_record_bytes": round(sum(len(pack(m.state(), seal)) for m in engine.monitors.values()) / models),
+        "model_record_bytes": round(
+            sum(len(pack(m.state(), seal, record_summary(m))) for m in engine.monitors.values()) / models
+        ),
+        "model_record_bytes_without_summary": round(
+            sum(len(pack(m.state(), seal)) for m in engine.monitors.values()) / models
+        ),
         "model_record_bytes_without_dictionary": round(
-            sum(record_bytes(m.state(), seal)[1] for m in engine.monitors.values()) / models
+            sum(record_bytes(m.state(), seal, record_summary(m))[1] for m in engine.monitors.values()) / models
         ),
         "reference_ready": sample.features.ready,
         "intervals": {
@@ -130,6 +148,7 @@ def run(models: int, predictions: int, intervals: list[float], seed: int, multiv
                 "checkpoints": checkpoints[every],
                 "state_bytes_per_input_byte": round(state_bytes[every] / input_bytes, 3),
                 "without_dictionary": round(plain_bytes[every] / input_bytes, 3),
+                "without_summaries": round(unsummarised_bytes[every] / input_bytes, 3),
             }
             for every in intervals
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from streamdrift.cli.replay import event_time_ms
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.synthetic import generate
 from streamdrift.runtime.statetopic import StateTopic
@@ -69,7 +70,9 @@ def topic_state(env: dict, partitions: int) -> dict[int, tuple[dict[str, int], b
     for p, (snap, _) in restored.items():
         if snap is None:  # no model of the stream hashes to p
             continue
-        monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in snap.models.items()}
+        # a model record carries its summary, so the restore keeps it encoded (``core/dormant.py``): decode it
+        states = {m: st.load(st.value) if isinstance(st, Dormant) else st for m, st in snap.models.items()}
+        monitors = {m: ModelMonitor.from_state(m, settings.monitor, st) for m, st in states.items()}
         offsets = {t.rsplit(".", 1)[1]: o for t, o in snap.offsets.items()}
         out[p] = (offsets, state_bytes(monitors))
     return out

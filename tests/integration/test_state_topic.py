@@ -115,6 +115,8 @@ def test_a_worker_on_an_empty_snapshot_dir_restores_every_partition_from_the_sta
     b = start(env_b, "b")  # another host: its snapshot directory is empty
     b.wait_ready()
     assert b.counts() == expected_counts(env_a, first)  # restored before it consumed anything
+    # from the topic alone its models stay encoded too (their records carry their summaries): the same /status
+    assert b.status()["partitions"] == published
     fresh = {orjson.loads(line)["partition"] for line in b.log().splitlines() if "fresh state" in line}
     assert fresh == set(range(PARTITIONS)) - set(state_after_a)  # only where no model hashes to
     produce(kafka_bootstrap, second)

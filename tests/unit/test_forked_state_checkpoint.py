@@ -126,6 +126,11 @@ def test_the_forked_packer_produces_the_bytes_the_loop_packs(tmp_path) -> None:
         f"model/{slot}/0/{m}".encode() for slot in (0, 1) for m in ("credit-risk", "churn", "fraud")
     }
     assert sorted(files) == ["partition-0.snapshot", "partition-1.snapshot"]
+    # each model record carries its model's summary, so a restore from the topic alone keeps the model encoded
+    for _, _, key, value, _ in records:
+        if key.startswith(b"model/"):
+            header = orjson.loads(statetopic.inflate(value).split(b"\n", 1)[0])
+            assert header["summary"]["model_id"] == statetopic.model_of(key)
 
 
 def test_a_piece_decodes_to_what_was_encoded() -> None:

@@ -52,9 +52,25 @@ def feed(engine: PartitionEngine, messages: list[RawMessage]) -> list[dict]:
     return events
 
 
-def checkpointed(log: StateLog, source: PartitionEngine, changed: set[str], changelog: Changelog) -> Changelog:
+def checkpointed(
+    log: StateLog,
+    source: PartitionEngine,
+    changed: set[str],
+    changelog: Changelog,
+    summaries: bool = False,
+    seal: state.Seal = SEAL,
+) -> Changelog:
+    """One checkpoint of ``changed`` to ``log``: its model records with their summaries, as the worker writes
+    them, or (``summaries`` False) without, as the release before wrote them."""
+    snapshot = source.snapshot(changed)
     records, after = statetopic.checkpoint_records(
-        source.snapshot(changed), changed, changelog, SEAL, 1 << 20, monitored=source.monitors
+        snapshot,
+        changed,
+        changelog,
+        seal,
+        1 << 20,
+        monitored=source.monitors,
+        summaries=statetopic.summaries(source.monitors, snapshot.models) if summaries else {},
     )
     return log.commit(records, after)
 
@@ -131,7 +147,14 @@ def test_packed_values_of_the_checkpoint_are_taken_as_they_are(cached, tmp_path)
     store, log, written, _ = cached
     values: dict[str, bytes] = {}
     statetopic.checkpoint_records(
-        written.snapshot({"fraud"}), {"fraud"}, Changelog(), SEAL, 1 << 20, monitored=written.monitors, values=values
+        written.snapshot({"fraud"}),
+        {"fraud"},
+        Changelog(),
+        SEAL,
+        1 << 20,
+        monitored=written.monitors,
+        values=values,
+        summaries=statetopic.summaries(written.monitors, ["fraud"]),  # as the worker packs them
     )
     assert list(values) == ["fraud"]
     tree = statecache.cache_tree(written, {}, SEAL, {"fraud": b"taken as it is"})
@@ -148,6 +171,7 @@ def test_the_summary_is_stored_exactly_or_not_at_all() -> None:
         summary = monitor.summary()  # type: ignore[union-attr]
         data = stored_summary(summary)
         assert data is not None and summary_from_stored(data) == summary
+        assert summary_module.summary_from_doc(summary_module.summary_doc(summary)) == summary
         assert orjson.loads(data)["model_id"] == monitor.model_id  # type: ignore[union-attr]
     summary = monitors.monitor(QUIET).summary()
     for unstorable in (
@@ -157,6 +181,7 @@ def test_the_summary_is_stored_exactly_or_not_at_all() -> None:
         replace(summary, window_performance={"confusion": ((1, 2), (3, 4))}),  # tuples would come back lists
     ):
         assert stored_summary(unstorable) is None
+        assert summary_module.summary_doc(unstorable) is None  # nor in a state-topic record: decoded at restore
 
 
 def test_a_model_whose_summary_could_not_be_stored_is_decoded_at_load(cached, monkeypatch, tmp_path) -> None:
@@ -253,7 +278,7 @@ def test_a_model_unchanged_since_the_cache_keeps_its_bytes_from_it_and_a_changed
 
     moved = {**changelog, "models": {**changelog["models"], QUIET: [1, 1, 99]}}  # written since: another value
     packed_again: list[str] = []
-    monkeypatch.setattr(statecache, "pack", lambda tree, seal: packed_again.append("x") or b"fresh")
+    monkeypatch.setattr(statecache, "pack", lambda tree, seal, summary: packed_again.append("x") or b"fresh")
     tree = statecache.cache_tree(lazy, moved, SEAL, {"fraud": b"packed by the checkpoint"}, previous)
     assert tree[statecache.LAYOUT]["models"][QUIET]["value"].tobytes() == b"fresh" and packed_again == ["x"]
 
@@ -440,3 +465,203 @@ def test_an_unusable_cache_is_said_to_be_rebuilt_from_the_topic_not_to_be_moved_
     assert kafka._load_cache(0) is None
     [line] = [r for r in caplog.records if r.getMessage() == "local snapshot unusable as a cache"]
     assert "rebuilds the partition from the state topic" in line.fields["error"]  # type: ignore[attr-defined]
+
+
+# -- the topic alone: a model record carries its summary, so a restore keeps it encoded too -------------------
+
+
+@pytest.fixture
+def topic():
+    """The partition checkpointed at CUT to the state topic alone, each model record with its summary as the
+    worker writes it, then fraud checkpointed again; and the same checkpoints as the release before wrote them
+    (no summaries). Returns both logs, the engine that wrote them, and where its stream stands."""
+    with_summaries, without = StateLog(), StateLog()
+    first = engine()
+    feed(first, MESSAGES[:CUT])
+    every = set(first.monitors)
+    changelogs = [
+        checkpointed(log, first, every, Changelog(), summaries=log is with_summaries)
+        for log in (with_summaries, without)
+    ]
+    feed(first, [m for m in MESSAGES[CUT : CUT + 100] if m.key == b"fraud"])
+    for log, changelog in zip((with_summaries, without), changelogs, strict=True):
+        checkpointed(log, first, {"fraud"}, changelog, summaries=log is with_summaries)
+    return with_summaries, without, first, CUT + 100
+
+
+def from_topic(log: StateLog, seal: state.Seal = SEAL) -> PartitionEngine:
+    snapshot, _ = statetopic.restore(0, log.records, seal, "test")
+    assert snapshot is not None
+    out = engine()
+    out.restore(snapshot)
+    return out
+
+
+def test_a_model_restored_from_the_topic_alone_stays_encoded_and_carries_on_as_an_eager_one(topic) -> None:
+    with_summaries, without, written, at = topic
+    lazy, eager = from_topic(with_summaries), from_topic(without)
+    assert all(isinstance(d, Dormant) for d in lazy.monitors.values()) and len(lazy.monitors) == 3
+    assert not any(isinstance(m, Dormant) for m in eager.monitors.values())  # the release before's records
+    assert {m: d.summary() for m, d in lazy.monitors.items()} == {
+        m: written.monitor(m).summary() for m in written.monitors
+    }
+    assert lazy.offsets == eager.offsets == written.offsets and lazy.event_clock == eager.event_clock
+    # a dormant model keeps its record's value: a checkpoint writes it back as it is, summary and all
+    records = {r.key: r.value for r in with_summaries.records}
+    assert lazy.monitors["fraud"].value == records[statetopic.model_key(1, 0, "fraud")]  # type: ignore[union-attr]
+
+    rest = [m for m in MESSAGES[at:] if m.key != QUIET.encode()]
+    events = feed(lazy, rest)
+    assert events == feed(eager, rest) == feed(written, rest)
+    assert [e["kind"] for e in events if e["model_id"] == "credit-risk"]  # the drift it was written for
+    assert isinstance(lazy.monitors[QUIET], Dormant)  # no event: still its stored bytes
+    assert snapshot_bytes(lazy) == snapshot_bytes(eager) == snapshot_bytes(written)
+    assert isinstance(lazy.monitors[QUIET], ModelMonitor)  # woken: its state was asked for
+
+
+def test_a_record_with_a_summary_restores_the_state_the_record_without_one_does(topic) -> None:
+    """The summary is in the header, beside the state: the state read from either record is the same."""
+    with_summaries, without, _, _ = topic
+    lazy, _ = statetopic.restore(0, with_summaries.records, SEAL, "test")
+    eager, _ = statetopic.restore(0, without.records, SEAL, "test")
+    assert lazy is not None and eager is not None
+    woken = {m: d.load(d.value) for m, d in lazy.models.items() if isinstance(d, Dormant)}
+    assert len(woken) == 3 and state.dumps(woken) == state.dumps(eager.models)
+
+
+def test_a_cache_written_after_a_restore_from_the_topic_alone_is_the_eager_ones(topic, tmp_path) -> None:
+    """The dormant models' values and summaries go to the cache as they are: the same file as from built
+    monitors, and a restore from it keeps them encoded."""
+    with_summaries, _, written, _ = topic
+    lazy = from_topic(with_summaries)
+    eager = from_topic(with_summaries)
+    for model_id in list(eager.monitors):
+        eager.monitor(model_id)
+    _, changelog = statetopic.restore(0, with_summaries.records, SEAL, "test")
+    files = []
+    for name, source in (("lazy", lazy), ("eager", eager)):
+        store = LocalSnapshotStore(tmp_path / name, SEAL)
+        store.write(*statecache.cache_body(source, changelog.state(), SEAL))
+        files.append(store.path(0).read_bytes())
+    assert files[0] == files[1]
+    assert all(isinstance(d, Dormant) for d in lazy.monitors.values())  # writing the cache woke none
+    loaded = LocalSnapshotStore(tmp_path / "lazy", SEAL).load(0)
+    assert loaded is not None and all(isinstance(d, Dormant) for d in loaded.models.values())
+
+
+@pytest.mark.parametrize("version", [0, None, "fields"])
+def test_a_record_summary_of_another_version_or_fields_is_decoded_at_load(topic, monkeypatch, version) -> None:
+    """A record of a release whose summaries differ (another SUMMARY_VERSION, none, other fields) is decoded at
+    load and its summary made from its state, never shown as this release's."""
+    _, _, written, _ = topic
+
+    def other_code(summary, version=version):
+        doc = summary_module.summary_doc(summary)
+        assert doc is not None
+        if version == "fields":
+            del doc["last_event_time"]
+        else:
+            doc["summary_version"] = version
+        return doc
+
+    monkeypatch.setattr(statetopic, "summary_doc", other_code)
+    log = StateLog()
+    checkpointed(log, written, set(written.monitors), Changelog(), summaries=True)
+    header = state.checked_header(statetopic.inflate(log.records[0].value), statetopic.model_seal(SEAL), "t", "")  # type: ignore[arg-type]
+    assert "summary" in header.fields  # written, then not taken
+    restored = from_topic(log)
+    assert not any(isinstance(m, Dormant) for m in restored.monitors.values())
+    assert snapshot_bytes(restored) == snapshot_bytes(written)
+
+
+KEYED = state.Seal.of({"monitor": "test"}, {"group": "g"}, b"snapshot key")
+
+
+def forged(value: bytes, change) -> bytes:
+    """``value`` with its header's summary changed by ``change`` and compressed again as ``pack`` does (its MAC
+    kept): what a writer of the state topic without the snapshot_key could make."""
+    encoded = statetopic.inflate(value)
+    end = encoded.index(b"\n")
+    header = orjson.loads(encoded[:end])
+    change(header["summary"])
+    deflate = zlib.compressobj(statetopic.COMPRESS_LEVEL, zdict=statetopic.state_dictionary.CURRENT)
+    return deflate.compress(orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + encoded[end:]) + deflate.flush()
+
+
+def test_a_record_summary_is_covered_by_the_mac_as_its_state_is(topic) -> None:
+    """With a snapshot_key a forged summary (false figures on /status) is refused as a forged state is."""
+    _, _, written, _ = topic
+    log = StateLog()
+    checkpointed(log, written, set(written.monitors), Changelog(), summaries=True, seal=KEYED)
+    assert all(isinstance(d, Dormant) for d in from_topic(log, KEYED).monitors.values())
+    at = next(i for i, r in enumerate(log.records) if r.key == statetopic.model_key(0, 0, QUIET))
+    record = log.records[at]
+    assert record.value is not None
+    log.records[at] = record._replace(value=forged(record.value, lambda s: s.update(predictions_total=10**6)))
+    with pytest.raises(SnapshotError, match=f"model '{QUIET}' was modified or written under another snapshot_key"):
+        statetopic.restore(0, log.records, KEYED, "test")
+
+
+def test_a_quarantined_model_is_written_without_a_summary_and_restored_with_its_quarantine(topic) -> None:
+    """A dormant model is not quarantined (``Dormant.quarantined`` None): the quarantine is in the state, so a
+    record that could hold one carries no summary and is decoded at load."""
+    _, _, written, _ = topic
+    written.monitor(QUIET).quarantine("RuntimeError", "test.py:1 (planted)", PRED)
+    assert QUIET not in statetopic.summaries(written.monitors, written.monitors)
+    log = StateLog()
+    checkpointed(log, written, set(written.monitors), Changelog(), summaries=True)
+    restored = from_topic(log)
+    assert isinstance(restored.monitors["fraud"], Dormant)
+    assert isinstance(restored.monitors[QUIET], ModelMonitor)
+    assert restored.monitors[QUIET].quarantined == written.monitor(QUIET).quarantined
+    assert restored.quarantined_models == 1
+
+
+def pack_with_summary_of(tree: dict, summary_of: PartitionEngine) -> bytes:
+    return statetopic.pack(
+        tree, statetopic.model_seal(SEAL), summary_module.summary_doc(summary_of.monitor(QUIET).summary())
+    )
+
+
+def test_a_record_that_inflates_and_cannot_be_built_quarantines_its_model_when_it_wakes(topic) -> None:
+    """Its header checked (checksum, settings), its body a state no monitor is built from (only a writer bug
+    makes one): the restore keeps it dormant, and its first event quarantines it as the cache's would."""
+    with_summaries, _, written, at = topic
+    key = statetopic.model_key(0, 0, QUIET)
+    i = next(i for i, r in enumerate(with_summaries.records) if r.key == key)
+    record = with_summaries.records[i]
+    with_summaries.records[i] = record._replace(value=pack_with_summary_of({"not": "a monitor"}, written))
+    lazy = from_topic(with_summaries)
+    assert isinstance(lazy.monitors[QUIET], Dormant)
+    rest = MESSAGES[at:]
+    lazy.add(PRED, [m for m in rest if m.topic == PRED])
+    lazy.add(FB, [m for m in rest if m.topic == FB])
+    out = lazy.release(ended={PRED, FB})
+    quiet = {(m.topic, m.offset) for m in rest if m.key == QUIET.encode()}
+    rejected = [r for r in out.rejected if (r.message.topic, r.message.offset) in quiet]
+    assert len(rejected) == len(quiet) == len(out.rejected)
+    assert "waking its stored state" in rejected[0].reason
+    monitor = lazy.monitors[QUIET]
+    assert isinstance(monitor, ModelMonitor) and monitor.quarantined is not None and lazy.processing_errors == 1
+    assert [e for e in out.events if e["model_id"] != QUIET] == [
+        e for e in feed(written, rest) if e["model_id"] != QUIET
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda v: broken_stream(np.frombuffer(v, np.uint8)).tobytes(), "is corrupt \\(Error -3 while decompressing"),
+        (lambda v: undecodable(np.frombuffer(v, np.uint8)).tobytes(), "is corrupt or was modified \\(checksum"),
+    ],
+)
+def test_a_record_that_does_not_inflate_or_fails_its_checksum_is_refused_at_restore(topic, damage, reason) -> None:
+    """As an eager restore refused it: a restore from the topic alone has no other copy to rebuild from (the
+    cache's refusal falls back to the topic; the topic's stops the worker naming the partition)."""
+    with_summaries, _, _, _ = topic
+    key = statetopic.model_key(0, 0, QUIET)
+    i = next(i for i, r in enumerate(with_summaries.records) if r.key == key)
+    record = with_summaries.records[i]
+    with_summaries.records[i] = record._replace(value=damage(record.value))
+    with pytest.raises(SnapshotError, match=f"model '{QUIET}' {reason}"):
+        statetopic.restore(0, with_summaries.records, SEAL, "test")

@@ -7,9 +7,12 @@ show (stored beside it when the state was written), so a restore is reading byte
 the monitor (`Dormant.wake`) at the model's first event, or when the state itself is asked for
 (``PartitionEngine.snapshot``): exactly the monitor an eager restore would have built from the same
 value, so its state and drift events are the same. A checkpoint that writes only changed models
-never asks a dormant model for its state; the state topic's local cache takes its stored bytes as they
-are (``runtime/statecache.py``). A stored state that cannot be built (a writer bug) quarantines the model
-(``PartitionEngine._wake``), as a processing error does: a model cannot stop the engine.
+never asks a dormant model for its state, and writes a dormant model's stored bytes as they are; so does
+the state topic's local cache (``runtime/statecache.py``). Both restores make them: from the local cache,
+which keeps each model's summary beside its value, and from the state topic alone, whose model records
+carry their summaries in their headers (``runtime/statetopic.py``). A stored state that cannot be built
+(a writer bug) quarantines the model (``PartitionEngine._wake``), as a processing error does: a model
+cannot stop the engine.
 
 Examples
 --------
@@ -52,6 +55,8 @@ class Dormant:
         The state's quarantine (``ModelMonitor.quarantined``): a quarantined model is never evicted.
     load
         ``value -> state``, the store's decoder (``runtime.statetopic.unpack`` with the model's seal).
+    shown
+        ``summary`` already read (``summary.summary_from_stored`` of it), if the store read it.
     """
 
     __slots__ = ("model_id", "value", "stored", "quarantined", "load", "_summary")
@@ -63,13 +68,14 @@ class Dormant:
         summary: bytes,
         quarantined: dict[str, Any] | None,
         load: Callable[[bytes], State],
+        shown: MonitorSummary | None = None,
     ):
         self.model_id = model_id
         self.value = value
         self.stored = summary
         self.quarantined = quarantined
         self.load = load
-        self._summary: MonitorSummary | None = None
+        self._summary = shown
 
     def summary(self) -> MonitorSummary:
         """The summary of the stored state (read once)."""

@@ -51,7 +51,7 @@ import math
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -326,8 +326,12 @@ def tree_body(tree: State) -> tuple[list[Buffer], str]:
     return [skeleton, b"\n", *chunks], marker
 
 
-def file_pieces(body: list[Buffer], marker: str, config: str | Seal) -> list[Buffer]:
-    """The file's pieces, in order: the header (checksum of the body, and its MAC with a key) and the body."""
+def file_pieces(
+    body: list[Buffer], marker: str, config: str | Seal, extra: Mapping[str, Any] | None = None
+) -> list[Buffer]:
+    """The file's pieces, in order: the header (checksum of the body, and its MAC with a key) and the body.
+    ``extra``: more fields of the header (JSON values, under names of their own), covered by the MAC as the
+    body is; a reader that does not know them ignores them."""
     seal = _seal(config)
     crc = 0
     for piece in body:
@@ -345,6 +349,10 @@ def file_pieces(body: list[Buffer], marker: str, config: str | Seal) -> list[Buf
         header["settings"] = seal.settings
     if seal.identity:
         header["identity"] = seal.identity
+    if extra:
+        if not header.keys().isdisjoint(extra):
+            raise ValueError(f"a header field of its own given as extra: {sorted(header.keys() & extra.keys())}")
+        header.update(extra)
     if seal.key is not None:
         header["mac"] = "hmac-sha256:" + _mac(seal.key, header, body)
     return [orjson.dumps(header, option=orjson.OPT_SORT_KEYS), b"\n", *body]
@@ -364,10 +372,10 @@ def encode(snapshot: Snapshot, config: str | Seal) -> bytes:
     return b"".join(file_pieces(*body(snapshot), config))
 
 
-def encode_tree(tree: State, config: str | Seal) -> bytes:
-    """Any state tree with the snapshot file's header (format, version, settings hash, checksum):
-    the value of a state-topic record."""
-    return b"".join(file_pieces(*tree_body(tree), config))
+def encode_tree(tree: State, config: str | Seal, extra: Mapping[str, Any] | None = None) -> bytes:
+    """Any state tree with the snapshot file's header (format, version, settings hash, checksum, and
+    ``extra``'s fields): the value of a state-topic record."""
+    return b"".join(file_pieces(*tree_body(tree), config, extra))
 
 
 def recover_by_moving(source: str) -> str:
@@ -416,6 +424,19 @@ def _malformed(doc: State) -> str:
 def decode_tree(data: bytes | memoryview, config: str | Seal, source: str, recover: str) -> State:
     """The tree ``encode_tree`` (or ``encode``) wrote, checked; ``recover`` ends each refusal's message."""
     data = bytes(data) if isinstance(data, memoryview) else data
+    return tree_of(data, checked_header(data, config, source, recover), source, recover)
+
+
+class Header(NamedTuple):
+    """A checked header (``checked_header``): its fields, and where its line ends in the data."""
+
+    fields: dict[str, Any]
+    end: int
+
+
+def checked_header(data: bytes, config: str | Seal, source: str, recover: str) -> Header:
+    """The header of what ``encode_tree`` wrote, checked with everything it says of the body (format version,
+    MAC, identity, settings, length, checksum) without parsing the body: ``tree_of`` then reads it."""
     end = data.find(b"\n")
     try:
         header = orjson.loads(data[:end] if end >= 0 else data)
@@ -454,10 +475,18 @@ def decode_tree(data: bytes | memoryview, config: str | Seal, source: str, recov
         )
     if f"crc32:{zlib.crc32(body):08x}" != header.get("checksum"):
         raise SnapshotError(f"{source} is corrupt or was modified (checksum mismatch). {recover}")
+    return Header(header, end)
+
+
+def tree_of(data: bytes, header: Header, source: str, recover: str) -> State:
+    """The tree whose header ``checked_header`` checked."""
+    end = header.end
     split = data.find(b"\n", end + 1)
     try:
         if split < 0:
             raise ValueError("no array bytes")
-        return _unpack(data[end + 1 : split], body[split - end :], header["marker"], header["arrays"])
+        return _unpack(
+            data[end + 1 : split], memoryview(data)[split + 1 :], header.fields["marker"], header.fields["arrays"]
+        )
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError) as exc:  # a valid CRC, a bad body
         raise SnapshotError(f"{source} is corrupt ({exc}). {recover}") from None

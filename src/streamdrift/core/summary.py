@@ -203,24 +203,45 @@ class MonitorSummary:
 def stored_summary(summary: MonitorSummary) -> bytes | None:
     """``summary`` as bytes that `summary_from_stored` gives back equal, or None where JSON cannot carry it
     exactly (a NaN or an infinity, which JSON has no number for; a tuple; a key that is not a string): a
-    model whose summary cannot be stored is built at restore rather than shown with a different summary."""
-    doc = {
-        **summary.as_dict(),
-        "model_id": summary.model_id,
-        "rejected": summary.rejected,
-        "summary_version": SUMMARY_VERSION,
-    }
+    model whose summary cannot be stored is built at restore rather than shown with a different summary.
+    Keys sorted, as a state-topic record's header has them (``summary_doc``): the same summary, the same bytes."""
+    doc = _doc(summary)
     try:
-        data = orjson.dumps(doc)
+        data = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         return None
     return data if summary_from_stored(data) == summary else None
 
 
+def summary_doc(summary: MonitorSummary) -> dict[str, Any] | None:
+    """``summary`` as a JSON object (plain JSON values) that `summary_from_doc` gives back equal, or None where
+    JSON cannot carry it exactly (as `stored_summary`): what a state-topic record's header carries."""
+    try:
+        doc: dict[str, Any] = orjson.loads(orjson.dumps(_doc(summary)))
+    except orjson.JSONEncodeError:
+        return None
+    return doc if summary_from_doc(doc) == summary else None
+
+
+def _doc(summary: MonitorSummary) -> dict[str, Any]:
+    return {
+        **summary.as_dict(),
+        "model_id": summary.model_id,
+        "rejected": summary.rejected,
+        "summary_version": SUMMARY_VERSION,
+    }
+
+
 def summary_from_stored(data: bytes) -> MonitorSummary:
     """The summary `stored_summary` wrote (JSON; nothing executed). ``ValueError`` where it was written by code
     whose summaries differ (another ``SUMMARY_VERSION``, or none: before there was one)."""
-    d = orjson.loads(data)
+    return summary_from_doc(orjson.loads(data))
+
+
+def summary_from_doc(d: Any) -> MonitorSummary:
+    """The summary of a JSON object `summary_doc` made (or `stored_summary` wrote, parsed). ``ValueError`` where
+    it was written by code whose summaries differ (another ``SUMMARY_VERSION``, or none); ``KeyError`` or
+    ``TypeError`` where it has other fields."""
     if d.get("summary_version") != SUMMARY_VERSION:
         raise ValueError(f"a summary of version {d.get('summary_version')!r}; this streamdrift shows {SUMMARY_VERSION}")
     last = d["last_drift"]

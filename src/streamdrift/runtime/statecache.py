@@ -35,7 +35,7 @@ from streamdrift.core.errors import SnapshotError
 from streamdrift.core.protocols import State
 from streamdrift.core.state import Seal, Snapshot, tree_body
 from streamdrift.core.summary import stored_summary
-from streamdrift.runtime.statetopic import inflate, model_seal, pack, unpack
+from streamdrift.runtime.statetopic import Loader, inflate, model_seal, pack, record_summary
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -70,8 +70,11 @@ def cache_tree(
         if isinstance(monitor, Dormant):
             value, summary, quarantined = monitor.value, monitor.stored, monitor.quarantined
         else:
-            value = packed.get(model_id) or pack(monitor.state(), seal)
-            summary, quarantined = stored_summary(monitor.summary()), monitor.quarantined
+            shown = monitor.summary()
+            doc = record_summary(monitor, shown)  # the value the topic would hold: with its summary
+            value = packed.get(model_id) or pack(monitor.state(), seal, doc)
+            summary = stored_summary(shown)
+            quarantined = monitor.quarantined
         entry: State = {"value": np.frombuffer(value, np.uint8), "quarantined": quarantined}
         if summary is not None:
             entry["summary"] = np.frombuffer(summary, np.uint8)
@@ -127,7 +130,7 @@ def snapshot_of(tree: State, config: str | Seal, source: str, recover: str) -> S
             # value it cannot inflate is refused now, and the worker rebuilds the partition from the topic, as from
             # a stale cache, where at the model's first event it could only quarantine the model (``engine._wake``).
             inflate(value, f"{source} model {model_id!r}", recover)
-            loader = _Loader(seal, source, model_id, recover)
+            loader = Loader(seal, f"{source} model {model_id!r}", recover)
             summary = entry.get("summary")
             dormant = None
             if summary is not None:
@@ -142,20 +145,6 @@ def snapshot_of(tree: State, config: str | Seal, source: str, recover: str) -> S
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"{source} is corrupt ({type(exc).__name__}: {exc}). {recover}") from None
     return Snapshot(tree["partition"], offsets, models, merge, changelog)
-
-
-class _Loader:
-    """``value -> state`` of one model of a cache (a class, not a closure: it names what it checks against)."""
-
-    __slots__ = ("seal", "source", "recover")
-
-    def __init__(self, seal: str | Seal, source: str, model_id: str, recover: str):
-        self.seal = seal
-        self.source = f"{source} model {model_id!r}"
-        self.recover = recover
-
-    def __call__(self, value: bytes) -> State:
-        return unpack(value, self.seal, self.source, self.recover)
 
 
 def _readable(dormant: Dormant) -> bool:

@@ -24,6 +24,17 @@ too: the zlib header says which dictionary, if any.)
 Two headers go with every chunk: ``streamdrift.gen``, the number of the
 checkpoint that wrote it, and ``streamdrift.chunks``, how many chunks its value has.
 
+A model record's snapshot header also carries the model's summary (field ``summary``,
+``summary.summary_doc`` of the same state, with its ``SUMMARY_VERSION``), inside the
+compressed value and under its MAC, as the state is: a forged summary is refused as a
+forged state is, where a Kafka record header would be checked by nothing. A restore then
+keeps the model `Dormant` (``core/dormant.py``), its value inflated and its header checked
+but its state not decoded, until its first event or until its state is asked for, as a
+restore from the local cache does; ``/status`` and ``/metrics`` show the summary meanwhile.
+A record without one (a quarantined model's, whose quarantine is in its state; one written
+before summaries; a summary JSON cannot carry exactly) or with one of another
+``SUMMARY_VERSION`` is decoded at restore. A reader that does not know the field ignores it.
+
 Why two slots. Without transactions the records of one checkpoint are not
 written atomically: a worker killed after some model records and before the
 partition record would leave new model states beside old input offsets, and a
@@ -58,16 +69,19 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streamdrift.core.dormant import Dormant
 from streamdrift.core.errors import SnapshotError
+from streamdrift.core.monitor import ModelMonitor
 from streamdrift.core.protocols import State
-from streamdrift.core.state import Seal, Snapshot, decode_tree, encode_tree
+from streamdrift.core.state import Seal, Snapshot, checked_header, decode_tree, encode_tree, tree_of
+from streamdrift.core.summary import MonitorSummary, summary_doc, summary_from_doc
 from streamdrift.runtime import kafka, state_dictionary
 from streamdrift.runtime.errors import StateTopicError
 from streamdrift.runtime.settings import Settings
@@ -76,6 +90,7 @@ log = logging.getLogger("streamdrift.statetopic")
 
 HEADER_GEN = "streamdrift.gen"
 HEADER_CHUNKS = "streamdrift.chunks"
+SUMMARY_FIELD = "summary"  # the field of a model value's snapshot header that carries the model's summary
 # Room left in a record for its key, headers and batch framing under the topic's max.message.bytes
 RECORD_OVERHEAD_BYTES = 16 * 1024
 PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default, which we do not raise
@@ -174,10 +189,12 @@ def model_seal(config: str | Seal) -> str | Seal:
     return Seal(config.config, identity=config.identity, key=config.key) if isinstance(config, Seal) else config
 
 
-def pack(tree: State, config: str | Seal) -> bytes:
-    """A record's value: ``tree`` encoded as a snapshot file, compressed with the preset dictionary."""
+def pack(tree: State, config: str | Seal, summary: Mapping[str, Any] | None = None) -> bytes:
+    """A record's value: ``tree`` encoded as a snapshot file, compressed with the preset dictionary.
+    ``summary``: the model's summary of that state (``summary.summary_doc``), carried in the header."""
     deflate = zlib.compressobj(COMPRESS_LEVEL, zdict=state_dictionary.CURRENT)
-    return deflate.compress(encode_tree(tree, config)) + deflate.flush()
+    extra = {SUMMARY_FIELD: summary} if summary is not None else None
+    return deflate.compress(encode_tree(tree, config, extra)) + deflate.flush()
 
 
 def dictionary_of(value: bytes, source: str, recover: str) -> bytes | None:
@@ -214,6 +231,65 @@ def unpack(value: bytes, config: str | Seal, source: str, recover: str) -> State
     return decode_tree(inflate(value, source, recover), config, source, recover)
 
 
+def summaries(monitors: Mapping[str, ModelMonitor | Dormant], models: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """model_id -> its summary as a model record carries it (``pack``), for those of ``models`` that are live
+    and not quarantined (a restore keeps a model with a summary `Dormant`, and a dormant model is not
+    quarantined) and whose summary JSON carries exactly; a dormant model's value is written as it was stored."""
+    out = {}
+    for model_id in models:
+        monitor = monitors.get(model_id)
+        doc = record_summary(monitor) if isinstance(monitor, ModelMonitor) else None
+        if doc is not None:
+            out[model_id] = doc
+    return out
+
+
+def record_summary(monitor: ModelMonitor, shown: MonitorSummary | None = None) -> dict[str, Any] | None:
+    """The summary a record of ``monitor``'s state carries (``shown``: its ``summary()``, if already made);
+    None for a quarantined model, or one whose summary JSON does not carry exactly."""
+    if monitor.quarantined is not None:
+        return None
+    return summary_doc(monitor.summary() if shown is None else shown)
+
+
+def restored_model(value: bytes, model_id: str, config: str | Seal, source: str, recover: str) -> State | Dormant:
+    """A model record's value as a restore keeps it: `Dormant` where it carries a summary this streamdrift
+    shows (built at the model's first event, or when its state is asked for), else its state, decoded now
+    (a record of a streamdrift before summaries, or of another ``summary.SUMMARY_VERSION``).
+
+    Either way the value is inflated and its header checked now (settings, checksum, and MAC with a
+    ``snapshot_key``, which covers the summary as it covers the state): one that fails is refused here, as
+    an eager restore refuses it. Only decoding the body waits; a body that cannot be built (a writer bug:
+    it passed its checksum) quarantines its model when it wakes (``PartitionEngine._wake``).
+    """
+    encoded = inflate(value, source, recover)
+    header = checked_header(encoded, config, source, recover)
+    doc = header.fields.get(SUMMARY_FIELD)
+    if type(doc) is dict:
+        try:
+            summary = summary_from_doc(doc)
+        except (KeyError, TypeError, ValueError):
+            summary = None  # another SUMMARY_VERSION, or other fields: shown from the state, decoded now
+        if summary is not None:
+            stored = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)  # as ``summary.stored_summary`` writes it
+            return Dormant(model_id, value, stored, None, Loader(config, source, recover), summary)
+    return tree_of(encoded, header, source, recover)
+
+
+class Loader:
+    """``value -> state`` of one model's stored value (a class, not a closure: it names what it checks against)."""
+
+    __slots__ = ("seal", "source", "recover")
+
+    def __init__(self, seal: str | Seal, source: str, recover: str):
+        self.seal = seal
+        self.source = source
+        self.recover = recover
+
+    def __call__(self, value: bytes) -> State:
+        return unpack(value, self.seal, self.source, self.recover)
+
+
 def split(value: bytes, chunk_bytes: int) -> list[bytes]:
     """``value`` in pieces of at most ``chunk_bytes`` (one piece, possibly empty, at least)."""
     return [value[at : at + chunk_bytes] for at in range(0, len(value), chunk_bytes)] or [b""]
@@ -231,13 +307,15 @@ def checkpoint_records(
     *,
     monitored: Collection[str],
     values: dict[str, bytes] | None = None,
+    summaries: Mapping[str, Mapping[str, Any]] = {},
 ) -> tuple[list[Record], Changelog]:
     """The records of one checkpoint of ``snapshot``'s partition, in the order they must be produced,
     and the changelog as it will be once they are all acknowledged (its ``offset`` still to be set).
 
     ``changed``: the models whose state changed since the last committed checkpoint; each goes to
     the slot its committed state is not in (``values``, if given, gets each one's value: model_id ->
-    value). ``monitored``: every model the partition holds now; the
+    value), with its summary (``summaries``: model_id -> ``summary.summary_doc``, of the same state; a model
+    without one is written without). ``monitored``: every model the partition holds now; the
     ledger forgets the others (evicted), and their keys are tombstoned once this checkpoint is
     committed. The partition record comes last.
     """
@@ -253,7 +331,7 @@ def checkpoint_records(
         slot = 1 - committed.slot if committed is not None and model_id in models else 0
         tree = snapshot.models[model_id]
         # a model still as it was restored (``core/dormant.py``) is written as the bytes it was stored as
-        value = tree.value if isinstance(tree, Dormant) else pack(tree, model_seal(config))
+        value = tree.value if isinstance(tree, Dormant) else pack(tree, model_seal(config), summaries.get(model_id))
         if values is not None:
             values[model_id] = value
         pieces = split(value, chunk_bytes)
@@ -348,7 +426,9 @@ def restore(
             ledger[model_id] = placed
             found = _joined(latest, lambda i, m=model_id, s=placed.slot: model_key(s, i, m), placed.gen)
             if found is not None:
-                models[model_id] = unpack(found[0], model_seal(config), f"{source} model {model_id!r}", recover)
+                models[model_id] = restored_model(
+                    found[0], model_id, model_seal(config), f"{source} model {model_id!r}", recover
+                )
             elif base is not None and base.models.get(model_id) == placed:
                 assert cache is not None
                 models[model_id] = cache.models[model_id]

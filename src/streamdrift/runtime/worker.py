@@ -1157,6 +1157,8 @@ class Worker:
             self.chunk_bytes,
             monitored=state.engine.monitors,
             values=values,
+            # each with its summary, so that a restore from the topic alone keeps it encoded until it is needed
+            summaries=statetopic.summaries(state.engine.monitors, snapshot.models),
         )
         return changelog, records
 
