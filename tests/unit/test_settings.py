@@ -154,3 +154,19 @@ def test_an_idle_ttl_one_future_record_could_outrun_stops_the_worker_naming_both
     monkeypatch.setenv("STREAMDRIFT_MODEL_IDLE_TTL_S", "1200")  # equal: the jump reaches the TTL exactly
     with pytest.raises(ConfigError, match="invalid setting model_idle_ttl_s"):
         load_settings()
+
+
+@pytest.mark.parametrize("model_id", ["churn model", "", "fraud/v2", "x" * 129])
+def test_a_model_section_no_model_id_can_match_is_named(tmp_path, model_id):
+    """``[models."churn model"]``: the contract's model ids (schemas/, decode.MODEL_ID) never hold a space, so
+    the section would apply to no model, silently. A bad setting stops the worker at start, naming it."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[models."{model_id}"]\ntask = "classification"\n')
+    with pytest.raises(ConfigError, match=r"invalid setting models .* is not a model id events can carry"):
+        load_settings(config)
+
+
+def test_a_model_section_of_a_valid_model_id_is_taken(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[models."churn:v2.1-eu_a"]\ntask = "classification"\n')
+    assert list(load_settings(config).models) == ["churn:v2.1-eu_a"]

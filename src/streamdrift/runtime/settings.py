@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from streamdrift.core.config import InputBounds, ModelSettings, MonitorSettings
+from streamdrift.core.decode import MODEL_ID
 from streamdrift.core.errors import ConfigError
 from streamdrift.core.routing import Misrouted
 from streamdrift.core.state import Seal
@@ -237,6 +238,17 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path),)
         return sources
+
+    @field_validator("models")
+    @classmethod
+    def _model_ids_the_contract_accepts(cls, models: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        # a section named otherwise would apply to no model, silently: its events are dead-lettered, never monitored
+        bad = sorted(model_id for model_id in models if MODEL_ID.fullmatch(model_id) is None)
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))} is not a model id events can carry: 1 to 128 of A-Z a-z 0-9 . _ : -"
+            )
+        return models
 
     @field_validator("model_idle_ttl_s")
     @classmethod
