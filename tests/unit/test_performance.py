@@ -277,6 +277,20 @@ def test_mape_skips_zero_targets_and_counts_them():
     assert r["mape"] == pytest.approx(skm.mean_absolute_percentage_error(y[nonzero], yhat[nonzero]), rel=1e-12)
 
 
+def test_mape_of_a_target_tiny_against_its_error_is_none_not_infinite():
+    """A target the contract accepts (5e-324, a subnormal; 1e-300) with an error of 1 gives an absolute
+    percentage error beyond any float: every report, as its docstring says, gives None for what is not finite
+    (MAPE gave inf: /status, the exporter's gauge, and the cumulative report for good); the rest stays."""
+    m = RegressionMetrics(window_size=4, subwindows=2)
+    windows = m.update([5e-324, 1e-300, 2.0, 4.0], [1.0, 1.0, 1.0, 2.0])
+    for report in [windows[-1]["report"], m.report("window"), m.report("cumulative")]:
+        assert report["mape"] is None and report["zero_targets"] == 0
+        assert report["mae"] == pytest.approx(1.25) and report["mean_error"] == pytest.approx(0.25)
+    m.update([2.0, 4.0], [1.0, 2.0])
+    m.update([2.0, 4.0], [1.0, 2.0])  # the tiny targets left the window
+    assert m.report("window")["mape"] == pytest.approx(0.5) and m.report("cumulative")["mape"] is None
+
+
 def test_regression_batch_boundaries_and_round_trip():
     y, yhat = regression_stream(2100, seed=10)
     states = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamdrift.core.metrics.labels import as_list
-from streamdrift.core.metrics.windows import Windowed, ordered_sum, ratio
+from streamdrift.core.metrics.windows import Windowed, ordered_sum
 
 _REG = ("rows", "error", "abs_error", "squared_error", "shifted", "shifted_squared", "nonzero", "ape")
 
@@ -23,7 +23,9 @@ class RegressionMetrics(Windowed):
     infinity instead of raising (Python floats raise ``OverflowError`` on
     ``x ** 2``); a value that is not finite is reported as None. The decoder
     bounds numbers (``config.InputBounds.max_abs_number``, 1e15), so with events
-    that passed it every value stays finite.
+    that passed it every value stays finite but MAPE: a target tiny against its
+    error (5e-324 and 1) has a percentage error beyond any float, and MAPE is
+    None while that row is in the window (in the cumulative report, from then on).
 
     Parameters
     ----------
@@ -101,7 +103,7 @@ class RegressionMetrics(Windowed):
                 rmse=_finite(np.sqrt(mse)),
                 mean_error=_finite(sums["error"] / n),
                 r2=_finite(1 - sums["squared_error"] / total) if total > 0 else None,
-                mape=ratio(float(sums["ape"]), float(sums["nonzero"])),
+                mape=_finite(sums["ape"] / sums["nonzero"]) if sums["nonzero"] else None,
                 mae_se=_finite(np.sqrt(max(mse - mae * mae, 0.0) / n)),
             )  # standard error of the MAE
         return out
