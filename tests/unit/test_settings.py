@@ -170,3 +170,11 @@ def test_a_model_section_of_a_valid_model_id_is_taken(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('[models."churn:v2.1-eu_a"]\ntask = "classification"\n')
     assert list(load_settings(config).models) == ["churn:v2.1-eu_a"]
+
+
+def test_an_empty_hash_salt_stops_the_worker_naming_it(monkeypatch):
+    """``STREAMDRIFT_PRIVACY__HASH_SALT=${HASH_SALT}`` with the variable unset (a compose file) sets it empty: an
+    HMAC under an empty key anyone recomputes for every SSN, while the settings say the hashes are salted."""
+    monkeypatch.setenv("STREAMDRIFT_PRIVACY__HASH_SALT", "")
+    with pytest.raises(ConfigError, match=r"invalid setting privacy\.hash_salt .*empty"):
+        load_settings()

@@ -106,6 +106,14 @@ class PrivacySettings(_Section):
         "every candidate; changing it changes the hashes in state (a snapshot made under another is refused)",
     )
 
+    @field_validator("hash_salt")
+    @classmethod
+    def _not_empty(cls, salt: SecretStr | None) -> SecretStr | None:
+        # an unset variable substituted into STREAMDRIFT_PRIVACY__HASH_SALT: an HMAC under an empty key is no secret
+        if salt is not None and not salt.get_secret_value():
+            raise ValueError("is empty: an HMAC under an empty key is no secret; set a secret, or leave it unset")
+        return salt
+
 
 # The librdkafka properties whose values `Settings.redacted` hides. Those librdkafka marks sensitive
 # (``_RK_SENSITIVE`` in rdkafka_conf.c) whose names carry no secret-looking word, the Kerberos kinit
