@@ -226,12 +226,15 @@ def test_a_batch_never_holds_more_feature_names_than_an_event_may(path) -> None:
 
 
 def test_the_engine_gives_the_state_of_one_row_at_a_time_when_a_model_brings_new_names_each_event(path) -> None:
+    """Its batches cut where their feature or attribution names reach the bound: the state of one row at a time."""
     settings = MonitorSettings(reference_size=50, window_size=20, subwindows=2, max_features=50)
     events = _new_names_each(40, 300)
     for i in range(0, 40, 3):
         events[i] = _prediction(i)  # the usual features now and then
     for i in range(1, 40, 4):
         events[i]["model_id"] = "other"  # another model's events between them
+    for i in range(2, 40, 5):
+        events[i]["attributions"] = {f"a{i}_{j}": 0.5 for j in range(400)}  # and attribution names as new
     messages = _poll(events)
 
     def snapshot_after(batch_size: int) -> bytes:
@@ -245,3 +248,13 @@ def test_the_engine_gives_the_state_of_one_row_at_a_time_when_a_model_brings_new
         return state.dumps({m: engine.monitor(m).state() for m in sorted(engine.monitors)})
 
     assert snapshot_after(1000) == snapshot_after(1)
+
+
+def test_a_batch_never_holds_more_attribution_names_than_an_event_may(path) -> None:
+    """The same for attributions, whose names are an event's own (up to ``MAX_ATTRIBUTIONS``, besides its
+    features): the monitor makes a column per name of the batch (1,000 events of 100 new names: 17.7 s, 1 GiB)."""
+    events = [_prediction(i, attributions={f"a{i}_{j}": 0.5 for j in range(300)}) for i in range(12)]
+    batches, rejected = decode_predictions(_poll(events))
+    assert not rejected
+    assert [b.offsets.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    assert all(b.attributions is not None and len(set().union(*b.attributions)) == 900 for b in batches)
