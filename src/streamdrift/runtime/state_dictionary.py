@@ -8,9 +8,10 @@ in its warm-up (4,753 -> 4,065 bytes), 1 % past it, no slower (``benchmarks/benc
 Values are compressed with ``CURRENT``, made from the state's layout of the day; a value made
 with an older dictionary is read with it.
 
-The dictionary is the text of one model's state as ``core.state.encode_tree`` writes it,
-every number 0, made by ``scripts/make_state_dictionary.py`` from the demo's synthetic
-stream (its feature names, not the benchmark's). It is frozen: a value compressed with a
+The dictionary is the text of one model's state as ``core.state.encode_tree`` writes it
+(since DICTIONARY_3 with the summary a model record's header carries), every number 0,
+made by ``scripts/make_state_dictionary.py`` from the demo's synthetic stream (its
+feature names, not the benchmark's). It is frozen: a value compressed with a
 dictionary can only be inflated with that same one, so a new dictionary gets a new name
 here and the old ones stay in ``DICTIONARIES``, which a reader picks from by the
 dictionary id (the Adler-32 of the dictionary) every such value carries in its zlib header.
@@ -127,5 +128,81 @@ DICTIONARY_2 = (
     b'versions_graded":[],"versions_served":["v1"],"warmup_times":[0,0]}'
 )
 
-DICTIONARIES = {zlib.adler32(d): d for d in (DICTIONARY_1, DICTIONARY_2)}  # dictionary id -> dictionary
-CURRENT = DICTIONARY_2  # what values are compressed with
+# The same with the summary a model record's header carries (``statetopic.SUMMARY_FIELD``), from a model whose
+# labels follow its predictions closely (performance figures in its state and summary): a record of a model of the
+# benchmark's stream in its warm-up, with its summary, 4,443 bytes with DICTIONARY_2 and 4,088 with this one
+# (3,797 without the summary, with DICTIONARY_2).
+DICTIONARY_3 = (
+    b'{"arrays":0,"body":0,"checksum":"crc32:00000000","config":"0000000000000000","format":"streamdrift-snaps'
+    b'hot","identity":{"cluster":"","group":"","topics":["",""]},"marker":"$nd","summary":{"attribution_scores'
+    b'":{},"business":null,"concept_statistic":0,"drift_active":[],"drift_active_features":{},"drift_events":{'
+    b'},"errors_total":0,"estimated_accuracy":null,"feature_scores":{},"feedback_total":0,"join":{"carried":0,'
+    b'"duplicate_feedback":0,"duplicate_predictions":0,"evicted_bytes":0,"evicted_count":0,"evicted_feedback":'
+    b'0,"evicted_predictions":0,"expired_feedback":0,"expired_predictions":0,"joined":0,"pending_feedback":0,"'
+    b'pending_feedback_bytes":0,"pending_prediction_bytes":0,"pending_predictions":0,"watermark":0},"label_sco'
+    b'res":{},"labelled_total":0,"last_drift":null,"last_event_time":0,"model_id":"credit-risk","output_scores'
+    b'":{},"performance":{"cumulative":{"accuracy":0,"brier":0,"confusion":{"labels":["1","0"],"matrix":[[0,0]'
+    b',[0,0]]},"ece":0,"error_rate":0,"f1":0,"log_loss":0,"macro_f1":0,"macro_precision":0,"macro_recall":0,"o'
+    b'ther_values":0,"per_class":{"0":{"f1":0,"precision":0,"recall":0,"support":0},"1":{"f1":0,"precision":0,'
+    b'"recall":0,"support":0}},"positive_label":"1","precision":0,"recall":0,"roc_auc":0,"rows":0,"scope":"cum'
+    b'ulative","scored":0},"window":{}},"predictions_total":0,"quality":{},"reference_accuracy":null,"referenc'
+    b'e_ready":false,"reference_source":"warm-up","rejected":0,"retrain_budget_remaining":null,"score_change":'
+    b'null,"score_impact":{},"segments":{},"summary_version":0,"task":"classification","type_mismatches":{},"v'
+    b'ersions":{"baseline":null,"comparisons":[],"scope":"window","versions":{}}},"version":0}\n{"attribution_m'
+    b'eans":{"reference":{},"ring":[{},{},{},{},{}],"rows":0},"attributions":{"columns":{"edges":{"$nd":[0,"<f'
+    b'8",[0]]},"layout":{"categories":[],"edge_counts":[],"kinds":[],"names":[]},"ref_counts":{"$nd":[0,"|u1",'
+    b'[0]]}},"last_scores":[],"ring":{"$nd":[0,"|u1",[0,0]]},"rows":0,"slot":0,"slot_offsets":[[0,0],[0,0],[0,'
+    b'0],[0,0],[0,0]],"slot_rows":[0,0,0,0,0],"slot_times":[[0,0],[0,0],[0,0],[0,0],[0,0]],"slots_filled":0,"t'
+    b'ype_mismatches":{},"untracked_columns":0,"versions":{"counts":{"$nd":[0,"|u1",[0,0]]},"names":[]},"warmu'
+    b'p":{"columns":{}},"warmup_rows":0},"cbpe":{"rows":0,"sums":[[0,0],[0,0],[0,0],[0,0],[0,0],[0,0],[0,0]]},'
+    b'"change_from":[null,null],"concept":{"design":null,"errors":0,"next_look":null,"reference":null,"runs":['
+    b'0,0],"s":[0,0],"seen":0,"version":0,"watched":0,"watched_errors":0},"concept_from":null,"concept_version'
+    b's":{},"degradation":{"degraded_windows":0,"learnt":null,"warmup_seen":0,"warmup_sum":0,"warmup_weight":0'
+    b',"windows":0},"drift_events":{},"errors_total":0,"features":{"columns":{"edges":{"$nd":[0,"<f8",[0]]},"l'
+    b'ayout":{"categories":[],"edge_counts":[],"kinds":[],"names":[]},"ref_counts":{"$nd":[0,"|u1",[0]]}},"las'
+    b't_scores":[],"ring":{"$nd":[0,"|u1",[0,0]]},"rows":0,"scores":{"last":{"$nd":[0,"<f8",[0]]},"last_change'
+    b'":null,"reference":null,"ring":[0,0,0,0,0,0,0,0,0,0],"warmup":[0,0]},"slot":0,"slot_offsets":[[0,0],[0,0'
+    b'],[0,0],[0,0],[0,0]],"slot_rows":[0,0,0,0,0],"slot_times":[[0,0],[0,0],[0,0],[0,0],[0,0]],"slots_filled"'
+    b':0,"type_mismatches":{},"untracked_columns":0,"versions":{"counts":{"$nd":[0,"|u1",[0,0]]},"names":[]},"'
+    b'warmup":{"columns":{"age":{"anchor":0,"categories":{},"distinct":{},"numbers":0,"other":0},"credit_lines'
+    b'":{"anchor":0,"categories":{},"distinct":{},"numbers":0,"other":0},"debt_ratio":{"anchor":0,"categories"'
+    b':{},"distinct":{},"numbers":0,"other":0},"employment":{"anchor":0,"categories":{"employed":0,"retired":0'
+    b',"self_employed":0},"distinct":{},"numbers":0,"other":0},"has_mortgage":{"anchor":0,"categories":{"False'
+    b'":0,"True":0},"distinct":{},"numbers":0,"other":0},"income":{"anchor":0,"categories":{},"distinct":{},"n'
+    b'umbers":0,"other":0},"region":{"anchor":0,"categories":{"east":0,"south":0,"west":0},"distinct":{},"numb'
+    b'ers":0,"other":0}},"scores":{"scored":null,"sums":{"$nd":[0,"<u4",[0]]}}},"warmup_rows":0},"feedback_tot'
+    b'al":0,"join":{"carried":0,"feedback":{"bytes":0,"duplicates":0,"entries":[],"evicted":0,"evicted_bytes":'
+    b'0,"expired":0,"newest":0},"joined":0,"predictions":{"bytes":0,"duplicates":0,"entries":[["credit-risk-0"'
+    b',0,0,0,0,0,"v1",null],["credit-risk-4",0,0,0,0,0,"v1",null],["credit-risk-6",0,0,0,0,0,"v1",null],["cred'
+    b'it-risk-7",0,0,0,0,0,"v1",null],["credit-risk-9",0,0,0,0,0,"v1",null],["credit-risk-12",0,0,0,0,0,"v1",n'
+    b'ull],["credit-risk-14",0,0,0,0,0,"v1",null],["credit-risk-17",0,0,0,0,0,"v1",null],["credit-risk-18",0,0'
+    b',0,0,0,"v1",null],["credit-risk-19",0,0,0,0,0,"v1",null]],"evicted":0,"evicted_bytes":0,"expired":0,"new'
+    b'est":0},"recent":[[0,"credit-risk-1"],[0,"credit-risk-2"],[0,"credit-risk-3"],[0,"credit-risk-5"],[0,"cr'
+    b'edit-risk-8"],[0,"credit-risk-10"],[0,"credit-risk-11"],[0,"credit-risk-13"],[0,"credit-risk-15"],[0,"cr'
+    b'edit-risk-16"]],"watermark":0},"labelled_total":0,"labels":{"columns":{"edges":{"$nd":[0,"<f8",[0]]},"la'
+    b'yout":{"categories":[],"edge_counts":[],"kinds":[],"names":[]},"ref_counts":{"$nd":[0,"|u1",[0]]}},"last'
+    b'_scores":[],"ring":{"$nd":[0,"|u1",[0,0]]},"rows":0,"slot":0,"slot_offsets":[[0,0],[0,0],[0,0],[0,0],[0,'
+    b'0]],"slot_rows":[0,0,0,0,0],"slot_times":[[0,0],[0,0],[0,0],[0,0],[0,0]],"slots_filled":0,"type_mismatch'
+    b'es":{},"untracked_columns":0,"versions":{"counts":{"$nd":[0,"|u1",[0,0]]},"names":[]},"warmup":{"columns'
+    b'":{"label":{"anchor":0,"categories":{},"distinct":{},"numbers":0,"other":0}}},"warmup_rows":0},"last_dri'
+    b'ft":null,"last_event_time":0,"last_version":"v1","multivariate":null,"outputs":{"columns":{"edges":{"$nd'
+    b'":[0,"<f8",[0]]},"layout":{"categories":[],"edge_counts":[],"kinds":[],"names":[]},"ref_counts":{"$nd":['
+    b'0,"|u1",[0]]}},"last_scores":[],"ring":{"$nd":[0,"|u1",[0,0]]},"rows":0,"slot":0,"slot_offsets":[[0,0],['
+    b'0,0],[0,0],[0,0],[0,0]],"slot_rows":[0,0,0,0,0],"slot_times":[[0,0],[0,0],[0,0],[0,0],[0,0]],"slots_fill'
+    b'ed":0,"type_mismatches":{},"untracked_columns":0,"versions":{"counts":{"$nd":[0,"|u1",[0,0]]},"names":[]'
+    b'},"warmup":{"columns":{"prediction":{"anchor":0,"categories":{},"distinct":{},"numbers":0,"other":0},"sc'
+    b'ore":{"anchor":0,"categories":{},"distinct":{},"numbers":0,"other":0}}},"warmup_rows":0},"outputs_versio'
+    b'n":null,"performance":{"classes":{"names":["1","0"],"overflow":0,"since":[0,0]},"confusion":{"slots":{"$'
+    b'nd":[0,"|u1",[0,0,0]]},"total":{"$nd":[0,"<i8",[0,0]]}},"histograms":{"slots":{"$nd":[0,"|u1",[0,0,0,0]]'
+    b'},"total":{"$nd":[0,"<i8",[0,0,0]]}},"ignored_scores":0,"invalid_scores":0,"losses":[[0,0,0],[0,0,0],[0,'
+    b'0,0],[0,0,0],[0,0,0],[0,0,0],[0,0,0]],"rows":0,"score_mode":"binary","score_sums":{"slots":{"$nd":[0,"<u'
+    b'4",[0,0,0]]},"total":{"$nd":[0,"<i8",[0,0]]}}},"performance_report":{},"policy":{"alarms":{},"changes":{'
+    b'}},"predictions_total":0,"quality":{"$nd":[0,"<f8",[0,0]]},"quality_stretches":[],"quarantined":null,"re'
+    b'ference_times":null,"relearning":{},"retrain_budget":null,"schedule_from":null,"segments":null,"subwindo'
+    b'w_marks":[[0,"feedback",0,0]],"task":"classification","versions":{"counts":[[[0,0]],[[0,0]],[[0,0]],[[0,'
+    b'0]],[[0,0]],[[0,0]],[[0,0]]],"rows":0,"versions":{"names":["v1"],"overflow":0,"since":[0]}},"versions_gr'
+    b'aded":["v1"],"versions_served":["v1"],"warmup_times":[0,0]}'
+)
+
+DICTIONARIES = {zlib.adler32(d): d for d in (DICTIONARY_1, DICTIONARY_2, DICTIONARY_3)}  # dictionary id -> dictionary
+CURRENT = DICTIONARY_3  # what values are compressed with
