@@ -153,3 +153,41 @@ def test_slices_cut_at_every_other_row_do_not_decode_the_rest_of_the_slice_again
         assert sum(decoded) <= 4 * len(records), (batch_size, hold, sum(decoded))
         outcomes.add(_outcome(engine))
     assert len(outcomes) == 1
+
+
+def test_newcomers_refused_by_a_full_partition_do_not_look_at_every_resident_each(monkeypatch) -> None:
+    """The partition full of active models, a flood of new model ids is refused (counted). One of them stamped
+    far in the past made every refusal and every slice look at every resident for an idle one (none was):
+    10,000 residents, 2,000 such records took 10.9 s instead of 0.03 s. The engine now knows no resident is
+    idle before its earliest last event time + the TTL (exact after each look, lowered by each admission)."""
+    residents = 300
+    day = 86400.0
+    fill = [_prediction(i, f"r{i}", 100 * day) for i in range(residents)]
+    flood = [
+        _prediction(residents + i, "old" if i % 2 == 0 else f"new{i}", 1.0 + i if i % 2 == 0 else 100 * day + i)
+        for i in range(200)
+    ]
+    looked: list[int] = []
+    real_idle = PartitionEngine._idle
+
+    def counting(self: PartitionEngine, monitor, clock: float) -> bool:
+        looked.append(1)
+        return real_idle(self, monitor, clock)
+
+    outcomes = set()
+    for batch_size, hold in [(1, 0), (100, 0), (100, 1000)]:
+        engine = PartitionEngine(
+            0, P, F, monitor_factory(MonitorSettings()), epoch_ms=1, max_models=residents, model_idle_ttl_s=30 * day,
+            batch_size=batch_size, require_record_time=False, hold=hold,
+        )  # fmt: skip
+        engine.add(P, fill)
+        engine.release(ended={P, F})
+        looked.clear()
+        monkeypatch.setattr(PartitionEngine, "_idle", counting)
+        engine.add(P, flood)
+        engine.release(ended={P, F})
+        monkeypatch.undo()
+        assert (engine.unmonitored_events, engine.evicted_models, len(engine.monitors)) == (200, 0, residents)
+        assert len(looked) <= 4 * len(flood), (batch_size, hold, len(looked))
+        outcomes.add(_outcome(engine))
+    assert len(outcomes) == 1

@@ -225,6 +225,8 @@ class PartitionEngine:
         self._held: list[tuple[str, list[RawMessage]]] = []  # released runs not processed yet, in order
         self._held_records = 0
         self._free_from = np.inf  # no model turns idle before this clock, in the slice at hand (``_freed_slots``)
+        # no resident turns idle before this clock: exact after a sweep, lowered by each admission (``_evict_idle``)
+        self._idle_from = np.inf
         # counters since this engine was made (not snapshotted)
         self.unmonitored_events = 0  # events of models over max_models
         self.processing_errors = 0  # batches whose processing raised (each quarantined its model)
@@ -251,6 +253,7 @@ class PartitionEngine:
         }
         latest = max((monitor.last_event_time for monitor in self.monitors.values()), default=0.0)
         self.event_clock = float((snapshot.merge or {}).get(EVENT_CLOCK, latest))
+        self._idle_from = -np.inf  # not known yet: the sweep below looks at every model and sets it
         self._evict_idle()  # a store that kept an evicted model's record gives it back: drop it again
 
     def snapshot(self, models: Collection[str] | None = None) -> Snapshot:
@@ -428,8 +431,8 @@ class PartitionEngine:
         newcomers = [batch for batch, clock in zip(batches, firsts) if not self._resident(batch.model_id, clock)]
         if not newcomers or len(self.monitors) + len(newcomers) < self.max_models:
             return []
-        lasts = [m.last_event_time for m in self.monitors.values() if m.quarantined is None]
-        self._free_from = min(lasts + [float(np.min(b.timestamps)) for b in newcomers]) + self.model_idle_ttl_s
+        earliest = min(float(np.min(b.timestamps)) for b in newcomers) + self.model_idle_ttl_s
+        self._free_from = min(self._idle_from, earliest)
         cuts = []
         for batch in newcomers:
             later = np.flatnonzero(clocks.before(batch.offsets[1:]) > self._free_from)
@@ -447,7 +450,7 @@ class PartitionEngine:
     ) -> list[DriftEvent]:
         """One model's batch to its monitor (none over ``max_models``); the drift events it raised.
         A quarantined model's records, or those of a batch that quarantines it, go to ``out.rejected``."""
-        found = self._monitor(batch.model_id, len(batch), clock)
+        found = self._monitor(batch.model_id, len(batch), clock, float(np.minimum.reduce(batch.timestamps)))
         monitor, unbuilt = (
             self._wake(found, topic, offset=int(batch.offsets[0]), records=len(batch))
             if isinstance(found, Dormant)
@@ -506,9 +509,9 @@ class PartitionEngine:
         )
         return fresh, f"{error} at {where}"
 
-    def _monitor(self, model_id: str, n_events: int, clock: float) -> ModelMonitor | Dormant | None:
+    def _monitor(self, model_id: str, n_events: int, clock: float, earliest: float) -> ModelMonitor | Dormant | None:
         """The model's monitor (still `Dormant` if it was: ``_observe`` wakes it), a new one if there is room,
-        else None."""
+        else None. ``earliest``: the earliest event time of the batch it is for."""
         monitor = self.monitors.get(model_id)
         if monitor is not None and self._idle(monitor, clock):
             self._evict(model_id)  # the same as if a sweep had found it: what follows starts afresh
@@ -523,6 +526,8 @@ class PartitionEngine:
                 self.unmonitored_events += n_events
                 return None
             monitor = self.monitors[model_id] = self.new_monitor(model_id)
+            if self.model_idle_ttl_s is not None:  # its last event time will be at least this batch's earliest
+                self._idle_from = min(self._idle_from, earliest + self.model_idle_ttl_s)
         return monitor
 
     def _idle(self, monitor: ModelMonitor | Dormant, clock: float) -> bool:
@@ -531,12 +536,22 @@ class PartitionEngine:
         return monitor.last_event_time + self.model_idle_ttl_s < clock
 
     def _evict_idle(self, clock: float | None = None) -> None:
-        """Evict the models idle at ``clock`` (the partition's event clock where None)."""
+        """Evict the models idle at ``clock`` (the partition's event clock where None).
+
+        Looks at every model only once the clock is past ``_idle_from``: a resident's last event time only
+        grows, and each admission lowers it to what its model's may be, so no model is idle before. A full
+        partition's refusals and the sweep after every slice would otherwise look at every model each time,
+        though none is idle (a newcomer stamped far in the past lowers ``_free_from`` to make them look).
+        """
         if self.model_idle_ttl_s is None:
             return
         clock = self.event_clock if clock is None else clock
+        if clock <= self._idle_from:
+            return
         for model_id in [m for m, monitor in self.monitors.items() if self._idle(monitor, clock)]:
             self._evict(model_id)
+        lasts = (monitor.last_event_time for monitor in self.monitors.values() if monitor.quarantined is None)
+        self._idle_from = min(lasts, default=np.inf) + self.model_idle_ttl_s
 
     def _evict(self, model_id: str) -> None:
         del self.monitors[model_id]
