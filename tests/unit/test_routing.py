@@ -471,3 +471,29 @@ def test_forged_headers_leave_the_marks_bounded_by_the_partitions():
     assert len(routed.rejected) == 5000 and {r.reason for r in routed.rejected} == {REFUSED_TOPIC}
     engine.release(ended={PRED, FB})
     assert engine.routing.marks == {}
+
+
+def test_a_key_or_null_key_model_id_no_valid_record_has_is_not_hashed_and_is_dead_lettered_where_it_landed(
+    monkeypatch,
+) -> None:
+    """murmur2 is plain Python: a 1 MB key took 44 ms to route, each record, before the decoder rejected it
+    (a record's key is its model_id, at most 128 characters). Such a record is not judged misrouted: it is kept
+    where it landed, and dead-lettered there with its own source position."""
+    from streamdrift.core import routing
+
+    hashed: list[int] = []
+    real = routing.murmur2
+    monkeypatch.setattr(routing, "murmur2", lambda data: hashed.append(len(data)) or real(data))
+    engine = PartitionEngine(0, PRED, FB, monitor_factory(MonitorSettings()), epoch_ms=1000, partitions=3)
+    event = {"event_id": "e", "model_id": "m", "timestamp": 1, "features": {}, "prediction": 1}
+    long_id = {**event, "model_id": "x" * 200_000}
+    records = [
+        RawMessage(PRED, 0, 0, b"k" * 1_000_000, orjson.dumps(event), 1000),
+        RawMessage(PRED, 0, 1, None, orjson.dumps(long_id), 1000),
+    ]
+    routed = engine.add(PRED, records)
+    assert (routed.misrouted, routed.forward, routed.rejected) == (0, [], []) and max(hashed, default=0) <= 128
+    out = engine.release(ended={PRED, FB})
+    assert [r.message.offset for r in out.rejected] == [0, 1]
+    assert out.rejected[0].reason == "key does not match model_id 'm'"
+    assert out.rejected[1].reason.startswith("field 'model_id' must be a string matching")

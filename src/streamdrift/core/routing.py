@@ -86,6 +86,9 @@ REFUSED_MALFORMED = "forwarded header refused: not <topic>/<partition>/<offset> 
 REFUSED_TOPIC = "forwarded header refused: its origin topic is not the record's topic"
 REFUSED_PARTITION = "forwarded header refused: its origin partition is not another partition of the topic"
 SKIPPED_TIMESTAMP_MS = -1  # a skipped record's timestamp in the merge: before every epoch, so it moves none
+# a valid record's routing key is its model_id (decode.MODEL_ID: at most 128 ASCII characters); a longer one is
+# not hashed (murmur2 is plain Python: 44 ms for 1 MB) but left where it landed, whose decoder rejects it
+MAX_ROUTING_KEY = 128
 
 # a Kafka topic name (at most 249 of [a-zA-Z0-9._-]), a partition and an offset, as forwarded_copy writes them
 _POSITION = re.compile(rb"([a-zA-Z0-9._-]{1,249})/([0-9]{1,19})/([0-9]{1,19})")
@@ -140,19 +143,20 @@ def consistent_partition(key: bytes, partitions: int) -> int:
 def routing_key(key: bytes | None, value: bytes | None) -> bytes | None:
     """What a record is routed by: its key, or the ``model_id`` of its value when the key is null.
 
-    None when neither is there (the decoder rejects such a value anyway).
+    None when neither is there, or it is longer than any model id (``MAX_ROUTING_KEY``): the decoder rejects
+    such a record anyway, where it landed.
 
     >>> routing_key(b"m1", b"not read"), routing_key(None, b'{"model_id": "m2"}'), routing_key(None, b"[1]")
     (b'm1', b'm2', None)
     """
     if key is not None:
-        return key
+        return key if len(key) <= MAX_ROUTING_KEY else None
     try:
         event = orjson.loads(value or b"")
     except orjson.JSONDecodeError:
         return None
     model_id = event.get("model_id") if isinstance(event, dict) else None
-    return model_id.encode() if isinstance(model_id, str) else None
+    return model_id.encode() if isinstance(model_id, str) and len(model_id) <= MAX_ROUTING_KEY else None
 
 
 def likely_partitioner(murmur2: int, consistent: int, null_keys: int, unknown: int) -> str:
@@ -246,6 +250,8 @@ class Router:
 
     def partition(self, key: bytes | None, value: bytes | None) -> int | None:
         if key is not None:
+            if len(key) > MAX_ROUTING_KEY:
+                return None  # no model id is that long: not hashed (see ``MAX_ROUTING_KEY``)
             cached = self._cache.get(key)
             if cached is not None:
                 return cached
