@@ -7,6 +7,8 @@ against the one the rows themselves give.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import orjson
 import pytest
@@ -339,3 +341,58 @@ def test_a_sketch_writes_its_warm_up_columns_together_and_reads_version_4_s_one_
     for name, column in together.items():
         again = WarmupColumn.from_state(as_version_4["warmup"][name], 10, 50)  # taken before the rows after 150
         assert _tallies(column) == _tallies(again) and column.present_scores.tolist() == again.present_scores.tolist()
+
+
+def _seeded_numbers(seed: int, n: int) -> tuple[list, list[int]]:
+    """Numbers a warm-up column counts, with few distinct texts or many (ints and floats of one value, both
+    zeros, integers past 64 bits, long floats), and fixed-point scores, 0 and ``UNSCORED`` (-1) among them."""
+    rng = np.random.default_rng(seed)
+    pool = [0, 1, 2, 0.0, -0.0, 1.0, 2.5, 3, 3.0, 2**70, -(2**63), 1e300, -1e-300, 0.1 + 0.2, float(rng.normal())]
+    few = [pool[i] for i in rng.integers(0, len(pool), n)]
+    many = rng.normal(size=n).tolist()
+    numbers = few if seed % 2 else [x if rng.random() < 0.7 else y for x, y in zip(few, many)]
+    scores = [[0, -1, int(s)][int(k)] for s, k in zip(rng.integers(0, 2**40, n), rng.choice(3, n, p=[0.1, 0.2, 0.7]))]
+    return numbers, scores
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("scored", [True, False])
+def test_the_c_loop_counts_the_distinct_numbers_as_the_plain_loop(
+    seed: int, scored: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_speedups.count_texts`` (``_add_distinct``'s loop in C) leaves the same tables, in the same order, and
+    drops them at the same row, batch after batch; and the C loop did run."""
+    from streamdrift.core import decode
+
+    if warmup._count_texts is None:
+        if decode.SPEEDUPS or os.environ.get("CI") == "true":
+            pytest.fail("streamdrift.core._speedups has no count_texts: rebuild it (make install)")
+        pytest.skip("streamdrift.core._speedups not built")
+    numbers, scores = _seeded_numbers(seed, 400)
+    sizes = np.random.default_rng(100 + seed).integers(1, 9, 400).tolist()
+
+    def counted(loop: object) -> list[tuple]:
+        monkeypatch.setattr(warmup, "_count_texts", loop)
+        column, seen, at = WarmupColumn(limit=16, max_kept=10, scored=scored), [], 0
+        for size in sizes:
+            if at >= len(numbers):
+                break
+            column.add(numbers[at : at + size], scores=scores[at : at + size] if scored else None)
+            tables = (column.distinct, column.distinct_scored, column.distinct_sums)
+            seen.append([None if t is None else list(t.items()) for t in tables])  # orders too
+            at += size
+        return seen
+
+    c_loop, calls = warmup._count_texts, {"n": 0}
+
+    def spy(*args: object) -> bool:
+        calls["n"] += 1
+        return c_loop(*args)  # type: ignore[arg-type,misc]
+
+    fast = counted(spy)
+    plain = counted(None)
+    assert calls["n"] >= 2
+    assert fast == plain
+    assert (fast[-1][0] is None) == (
+        seed % 2 == 0
+    )  # the many-valued streams drop their table, the 15 texts of the others fit

@@ -926,21 +926,88 @@ error:
     return NULL;
 }
 
+static PyObject *zero_int, *one_int; /* 0 and 1, made once (PyInit__speedups) */
+
+/* -- warm-up columns: the distinct numbers' table ------------------------------------------- */
+
+PyDoc_STRVAR(count_texts_doc,
+"count_texts(distinct, scored, sums, numbers, scores, limit, /)\n--\n\n"
+"warmup.WarmupColumn._add_distinct's row loop: each of ``numbers`` (a list) counted by its text\n"
+"(``str``) in ``distinct``, and, where ``scores`` (a list of ints, one per number, or None) holds\n"
+"a score of at least 0, in ``scored`` (one) and ``sums`` (the score); stops and returns False at the\n"
+"first number after which ``distinct`` holds more than ``limit`` texts (its row's scores not counted),\n"
+"else returns True. The same dicts, in the same order, as the loop (tests/unit/test_warmup.py).");
+
+/* dict[key] = dict.get(key, 0) + amount */
+static int add_to(PyObject *dict, PyObject *key, PyObject *amount) {
+    PyObject *old = PyDict_GetItemWithError(dict, key); /* borrowed */
+    PyObject *sum;
+    if (old == NULL) {
+        if (PyErr_Occurred()) return -1;
+        sum = PyNumber_Add(zero_int, amount); /* 0 + amount, as the loop computes it */
+    } else {
+        sum = PyNumber_Add(old, amount);
+    }
+    if (sum == NULL) return -1;
+    int failed = PyDict_SetItem(dict, key, sum);
+    Py_DECREF(sum);
+    return failed;
+}
+
+static PyObject *count_texts(PyObject *module, PyObject *args) {
+    PyObject *distinct, *scored, *sums, *numbers, *scores;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!On:count_texts", &PyDict_Type, &distinct, &PyDict_Type, &scored,
+                          &PyDict_Type, &sums, &PyList_Type, &numbers, &scores, &limit))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(numbers);
+    if (scores != Py_None && (!PyList_Check(scores) || PyList_GET_SIZE(scores) != n)) {
+        PyErr_SetString(PyExc_ValueError, "count_texts: scores must be None or a list as long as numbers");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *text = PyObject_Str(PyList_GET_ITEM(numbers, i));
+        if (text == NULL) return NULL;
+        if (add_to(distinct, text, one_int) < 0) goto error;
+        if (PyDict_GET_SIZE(distinct) > limit) {
+            Py_DECREF(text);
+            Py_RETURN_FALSE;
+        }
+        if (scores != Py_None) {
+            PyObject *score = PyList_GET_ITEM(scores, i);
+            int counted = PyObject_RichCompareBool(score, zero_int, Py_GE);
+            if (counted < 0) goto error;
+            if (counted && (add_to(scored, text, one_int) < 0 || add_to(sums, text, score) < 0)) goto error;
+        }
+        Py_DECREF(text);
+        continue;
+    error:
+        Py_DECREF(text);
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
     {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
     {"arrays", (PyCFunction)arrays, METH_VARARGS, arrays_doc},
+    {"count_texts", (PyCFunction)count_texts, METH_VARARGS, count_texts_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "streamdrift.core._speedups",
     "A poll of prediction messages parsed into columns in C (see decode.py, which works without it); "
-    "the arrays of a snapshot's skeleton put in place (see snapshot.py, likewise).",
+    "the arrays of a snapshot's skeleton put in place (see snapshot.py, likewise); a warm-up column's distinct "
+    "numbers counted (see warmup.py, likewise).",
     -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     init_tables();
+    zero_int = PyLong_FromLong(0);
+    one_int = PyLong_FromLong(1);
+    if (zero_int == NULL || one_int == NULL) return NULL;
     return PyModule_Create(&module);
 }

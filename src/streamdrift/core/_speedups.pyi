@@ -38,3 +38,12 @@ def feedback(
     | None
 ): ...
 def arrays(tree: dict[str, Any], marker: str, make: Callable[[list[Any]], Any], /) -> int: ...
+def count_texts(
+    distinct: dict[str, int],
+    scored: dict[str, int],
+    sums: dict[str, int],
+    numbers: list[Any],
+    scores: list[int] | None,
+    limit: int,
+    /,
+) -> bool: ...

@@ -65,6 +65,11 @@ from streamdrift.core.buckets import bucket_keys
 from streamdrift.core.buckets_small import bucket_keys_small, lower_of
 from streamdrift.core.protocols import State
 
+try:  # _add_distinct's row loop in C (``_speedups.c``), the same dicts; without it, the loop below
+    from streamdrift.core._speedups import count_texts as _count_texts
+except ImportError:  # not built (setup.py's extension is optional); mypy types the name by the stub
+    _count_texts = None  # type: ignore[assignment]
+
 _COMPACT_AT = 1024  # numbers held (in memory, never in a snapshot) before they are counted into buckets
 _NUMBERS = (int, float)
 _NUMBER_TYPES = frozenset((int, float, type(None)))
@@ -224,7 +229,14 @@ class WarmupColumn:
             self.distinct_scored, self.distinct_sums = {}, {}
             return
         # row by row, not a Counter: a fleet's model adds a few numbers at a time, and making a Counter costs
-        # more than counting them (issue 19); and a column of many distinct numbers stops at the first too many
+        # more than counting them (issue 19); and a column of many distinct numbers stops at the first too many.
+        # A fleet's models in their warm-up spend a sixth of their time here, a third of it the loop's own
+        # dict work: the C loop does the same (``tests/unit/test_warmup.py`` compares them).
+        if _count_texts is not None:
+            if not _count_texts(distinct, self.distinct_scored, self.distinct_sums, numbers, scores, limit):
+                self.distinct = None
+                self.distinct_scored, self.distinct_sums = {}, {}
+            return
         if scores is None:
             for value in map(str, numbers):
                 distinct[value] = distinct.get(value, 0) + 1
