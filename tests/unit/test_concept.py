@@ -163,3 +163,61 @@ def test_an_old_snapshot_of_the_cusum_is_refused_with_what_to_do() -> None:
 def test_budget_confidence_outside_0_1_is_refused_naming_the_setting(confidence: float) -> None:
     with pytest.raises(ValidationError, match="budget_confidence"):
         MonitorSettings(budget_confidence=confidence)
+
+
+def _dense_run_length(p: float, up: int, down: int, limit: int) -> float:
+    """The chain's expected steps to the alarm from 0, from its whole transition matrix (numpy's dense solve)."""
+    states = limit + 1
+    matrix = np.eye(states)
+    for s in range(states):
+        if s + up <= limit:
+            matrix[s, s + up] -= p
+        matrix[s, max(0, s - down)] -= 1 - p
+    return float(np.linalg.solve(matrix, np.ones(states))[0])
+
+
+@pytest.mark.parametrize(
+    "p, up, down, limit",
+    [(0.1, 25, 4, 300), (0.3, 25, 12, 250), (0.02, 45, 1, 400), (0.9, 2, 25, 200), (0.97, 1, 60, 300), (0.5, 1, 1, 7)],
+)
+def test_cusum_run_length_is_the_markov_chain_s_exact_solution(p: float, up: int, down: int, limit: int) -> None:
+    """The banded solve (and the first passages when an error's step is one unit) against the dense one."""
+    assert concept.cusum_run_length(p, up, down, limit) == pytest.approx(
+        _dense_run_length(p, up, down, limit), rel=1e-9
+    )
+
+
+def test_a_cusum_with_a_unit_step_each_way_runs_as_the_gambler_s_ruin_says() -> None:
+    """Steps +1 and -1 at p = 1/2 from 0, reflected there, alarm above ``limit``: (limit + 1)(limit + 2) events."""
+    assert [round(concept.cusum_run_length(0.5, 1, 1, limit), 9) for limit in range(4)] == [2, 6, 12, 20]
+
+
+@pytest.mark.parametrize("p", [0.005, 0.02, 0.1, 0.3, 0.6, 0.95])
+@pytest.mark.parametrize("ratio, run_length", [(2.0, 1e7), (1.25, 6.67e6), (3.0, 5e4)])
+def test_a_chart_s_limit_is_the_smallest_that_gives_it_its_run_length(
+    p: float, ratio: float, run_length: float
+) -> None:
+    """Issue 22, gradual drift: exactly, where Siegmund's approximation left 1.1-1.3 × the run length unused."""
+    up, down, _ = concept.chart_steps(p, ratio)
+    limit = concept.chart_limit(p, up, down, run_length)
+    assert concept.cusum_run_length(p, up, down, limit) >= run_length > concept.cusum_run_length(p, up, down, limit - 1)
+
+
+@pytest.mark.parametrize("p", [0.001, 0.01, 0.1, 0.5, 0.9, 0.999])
+@pytest.mark.parametrize("ratio", [1.25, 2.0, 4.0])
+def test_a_chart_s_steps_are_the_log_likelihood_ratios_within_2_percent(p: float, ratio: float) -> None:
+    up, down, unit = concept.chart_steps(p, ratio)
+    p1 = ratio * p / (1 - p + ratio * p)
+    rise, fall = np.log(p1 / p), np.log((1 - p) / (1 - p1))
+    assert max(up, down) >= concept.STEP_UNITS
+    assert (up / down) / (rise / fall) == pytest.approx(1, abs=0.02)
+    assert unit * min(up, down) == pytest.approx(min(rise, fall), rel=1e-12)  # the smaller step is exact
+
+
+def test_a_chain_too_large_to_solve_at_every_look_gets_siegmund_s_limit_which_holds_its_run_length() -> None:
+    """Below about 0.4 % the slow chart's chain has over MAX_CHAIN_WORK states × step: its limit is Siegmund's
+    approximation, as every limit was before; solved once here, the run length is still above the target."""
+    up, down, _ = concept.chart_steps(0.002, 1.25)
+    limit = concept.chart_limit(0.002, up, down, 6.67e6)
+    assert limit * up > concept.MAX_CHAIN_WORK
+    assert concept.cusum_run_length(0.002, up, down, limit) >= 6.67e6

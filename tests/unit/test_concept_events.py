@@ -53,7 +53,7 @@ def test_change_started_at_is_where_the_firing_chart_last_left_zero_whatever_the
     8,060 here), in the input's form (epoch seconds in, epoch seconds out), the same for any batching."""
     messages = error_rate_stream(12_000, {0: 0.1, 3000: 0.4, 8060: 0.9}, seed=1)
     found = _concept(messages, 1000)
-    assert found == [(3077, 3001), (8096, 8047)]
+    assert found == [(3077, 3001), (8097, 8047)]
     assert _concept(messages, 13) == found
     assert _concept(messages, 97) == found
 

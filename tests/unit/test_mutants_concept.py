@@ -93,26 +93,30 @@ def _plain_cusum(
     ``warmup`` events, looks at 2, 4, 8, 16 x warmup (skipped while a chart is over half its threshold), the
     design rate the upper bound at ``1 - (1 - confidence) x share``, the shares 0.4, 0.1, 0.025, 0.1, 0.375 for
     the looks at 1, 2, 4, 8, 16 x warmup,
-    each chart's ``h`` for ``run_length x charts``, steps and thresholds in 2**-20 units, the fast chart first on
-    a tie, a restart after each detection. Returns the detections, the final state and the statistic."""
+    each chart's steps on its lattice (``chart_steps``) and its limit for ``run_length / 0.4`` (fast) or
+    ``run_length / 0.6`` (slow; a fast chart alone: ``run_length``) from ``chart_limit``, a lattice unit ``k`` units
+    of 2**-20, the fast chart first on a tie, a restart after each detection. Returns the detections, the final
+    state and the statistic."""
     ratios = [ratio] if slow is None else [ratio, slow]
+    shares = [1.0] if slow is None else [0.4, 0.6]
     scale = 2**20
+
+    def limits_of(p: float) -> list[int]:
+        return [concept.chart_limit(p, *concept.chart_steps(p, r)[:2], run_length / f) for r, f in zip(ratios, shares)]
 
     @functools.cache
     def design_of(p: float) -> list[tuple[float, int, int, int]]:
         charts = []
-        for r in ratios:
-            p1 = r * p / (1 - p + r * p)  # the odds p / (1 - p) times r, as a rate
-            h = concept.siegmund_threshold(p, p1, run_length * len(ratios))
-            charts.append(
-                (h, round(np.log(p1 / p) * scale), round(np.log((1 - p1) / (1 - p)) * scale), round(h * scale))
-            )
+        for r, limit in zip(ratios, limits_of(p)):
+            up, down, unit = concept.chart_steps(p, r)
+            k = max(1, round(unit * scale))
+            charts.append((limit * unit, up * k, -down * k, limit * k))
         return charts
 
     def fresh() -> dict:
         n = len(ratios)
-        return {"seen": 0, "errors": 0, "reference": None, "design": None, "next_look": None, "s": [0] * n,
-                "runs": [0] * n, "watched": 0, "watched_errors": 0}  # fmt: skip
+        return {"seen": 0, "errors": 0, "reference": None, "design": None, "limits": None, "next_look": None,
+                "s": [0] * n, "runs": [0] * n, "watched": 0, "watched_errors": 0}  # fmt: skip
 
     def look(st: dict) -> None:
         multiple = st["seen"] // warmup  # of the warm-up: 1, 2, 4, 8 or 16
@@ -126,6 +130,7 @@ def _plain_cusum(
             shares = {1: 0.4, 2: 0.1, 4: 0.025, 8: 0.1}
             miss = concept.look_misses(confidence)[4] if multiple == 16 else (1 - confidence) * shares[multiple]
             st["design"] = concept.upper_bound(k, n, 1 - miss)
+        st["limits"] = limits_of(st["design"])
 
     st, found = fresh(), []
     for i, wrong in enumerate(errors):
@@ -170,7 +175,7 @@ def _plain_cusum(
     if st["reference"] is not None:
         charts = design_of(st["design"])
         statistic = max(s / chart[3] for s, chart in zip(st["s"], charts)) * charts[0][0]
-    return found, {"version": 2, **st}, statistic
+    return found, {"version": 3, **st}, statistic
 
 
 def _regimes(seed: int) -> list[bool]:
@@ -256,13 +261,28 @@ def test_a_cusum_snapshot_of_another_version_or_chart_count_is_refused_saying_ho
         "error rate again from the next labelled events)"
     )
     state = concept.BernoulliCusum(1e4, 2.0, 100).state()
-    for bad in ({**state, "version": 1}, {**state, "version": 3}, {**state, "s": [0], "runs": [0]}):
+    for bad in ({**state, "version": 1}, {**state, "version": 4}, {**state, "s": [0], "runs": [0]}):
         with pytest.raises(SnapshotError, match=f"^{re.escape(message)}$"):
             concept.BernoulliCusum(1e4, 2.0, 100).load_state(bad)
     one_chart = concept.BernoulliCusum(1e4, 2.0, 100, slow_ratio=None)
     one_chart.load_state({**state, "s": [0], "runs": [0]})  # a fast chart alone takes a one-chart state
     with pytest.raises(SnapshotError):
         one_chart.load_state(state)
+
+
+def test_a_version_2_cusum_state_loads_its_limits_computed_for_its_design_and_goes_on() -> None:
+    """Version 2 (before the limits were exact) kept no limits: they are computed for its design error rate, the
+    charts go on from its statistics, and the state it gives is version 3, as if it had been taken so."""
+    errors = _regimes(0)
+    cusum = concept.BernoulliCusum(2000, 2.0, 40)
+    cusum.update(errors[:1000])
+    state = cusum.state()
+    assert state["version"] == 3 and state["limits"] and all(state["s"])
+    old = {key: value for key, value in state.items() if key != "limits"} | {"version": 2}
+    restored = concept.BernoulliCusum(2000, 2.0, 40)
+    restored.load_state(old)
+    assert restored.state() == state
+    assert restored.update(errors[1000:]) == cusum.update(errors[1000:])
 
 
 def test_a_cusum_restored_during_its_warm_up_has_the_same_state() -> None:

@@ -5,10 +5,15 @@
 reference" (odds, so that the tuned-for rise stays below 1 whatever the
 reference rate: 10% → 18%, 30% → 46% for ``ratio=2``), the optimal
 sequential test for a shift of that size: a fast chart (``ratio``) for
-abrupt changes and a slow one (``SLOW_RATIO``, 1.2) for gradual ones, each
-with half the false-alarm budget (Bonferroni). Each threshold ``h`` is set
-from the expected number of labelled events between false alarms with
-Siegmund's approximation (``siegmund_threshold``).
+abrupt changes and a slow one (``SLOW_RATIO``, 1.25) for gradual ones, their
+false-alarm rates adding up to the budget's (``FAST_SHARE`` of it to the fast
+chart). A chart's two steps are integers (``chart_steps``: the
+log-likelihood ratios' ratio within 2 %), so its run length between false
+alarms is that of a finite Markov chain, computed exactly
+(``cusum_run_length``), and each limit is the smallest that gives the chart
+its share of the budget (``chart_limit``). Siegmund's approximation
+(``siegmund_threshold``), which set the thresholds before, was conservative
+by 1.1-1.3 × in run length, budget left unused.
 
 *Guaranteed conditional performance* (issue 22). The reference error rate is
 estimated from the first ``warmup`` labelled events; a chart designed for that
@@ -56,7 +61,7 @@ Examples
 >>> errors = np.concatenate([rng.random(3000) < 0.1, rng.random(2000) < 0.2])
 >>> cusum = BernoulliCusum(run_length=1_000_000, ratio=2.0, warmup=500)
 >>> [d["index"] for d in cusum.update(errors)]
-[3537]
+[3512]
 
 Batches of any size give the same detections:
 
@@ -64,7 +69,7 @@ Batches of any size give the same detections:
 >>> for i in range(0, 5000, 250):
 ...     found += [i + d["index"] for d in cusum.update(errors[i:i + 250])]
 >>> found
-[3537]
+[3512]
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.linalg import solve_banded
 from scipy.special import betaincinv, ndtr, ndtri
 
 from streamdrift.core.errors import ConfigError, SnapshotError
@@ -125,7 +131,19 @@ LOOKS = 5  # the reference is estimated at 1, 2, 4, 8 and 16 × warmup labelled 
 # those are found later. The last look, whose design governs every event after 16 × warmup, gets the rest of
 # 1 - confidence once the looks' overlap is counted (``look_misses``): about 0.6 of it, where Bonferroni gave it 0.375.
 LOOK_SHARES = (0.4, 0.1, 0.025, 0.1)
-SLOW_RATIO = 1.2  # the slow chart's odds multiple (gradual drift): see docs/benchmarks.md
+SLOW_RATIO = 1.25  # the slow chart's odds multiple (gradual drift): see docs/benchmarks.md
+# The fast chart's share of the false-alarm rate (the slow chart gets the rest): the fast chart alone at 0.4 is as
+# quick to find an abrupt change as it was with half the budget and Siegmund's threshold, whose run length was
+# about 1.25 x its target; chosen by measurement (docs/benchmarks.md)
+FAST_SHARE = 0.4
+# The larger of a chart's two steps is at least this many units of its integer lattice (``chart_steps``): the
+# steps' ratio is that of the log-likelihood ratios within 2 %. The chains' size grows with it, and their solving
+# time about as its cube
+STEP_UNITS = 25
+# A chain whose states × widest step exceed this (design error rates under about 0.4 % at the default budget, where
+# a right prediction's step is a tiny fraction of an error's) would take a second and tens of MB at every look: its
+# limit is then Siegmund's approximation, as every limit was before
+MAX_CHAIN_WORK = 1_500_000
 _GRID_STEP = 0.02  # the quadrature's step in ``joint_miss``, in standard deviations of the first look's estimate
 
 
@@ -154,6 +172,107 @@ def siegmund_threshold(p0: float, p1: float, run_length: float) -> float:
     for _ in range(50):  # fixed point of h = ln(target + h + 1)
         h = math.log(target + h + 1)
     return h
+
+
+def chart_steps(p: float, ratio: float) -> tuple[int, int, float]:
+    """A chart's steps on an integer lattice, ``(up, down, unit)``: an error adds ``up`` units, a right prediction
+    takes ``down`` away, where the log-likelihood ratios of "odds × ``ratio``" against "rate ``p``" are
+    ``ln(p1 / p)`` and ``ln((1 - p) / (1 - p1))``; a unit is worth ``unit`` of log-likelihood ratio.
+
+    The larger step is at least ``STEP_UNITS`` units, so the steps' ratio is the log-likelihood ratios' within 2 %.
+    On a lattice the chart's run length is the exact solution of a finite Markov chain (``cusum_run_length``).
+
+    >>> chart_steps(0.1, 2.0)[:2], chart_steps(0.1, 1.25)[:2], chart_steps(0.9, 2.0)[:2]
+    ((25, 4), (32, 4), (2, 25))
+    """
+    p1 = ratio * p / (1 - p + ratio * p)  # the odds of an error times `ratio`
+    rise, fall = math.log(p1 / p), math.log((1 - p) / (1 - p1))
+    small, large = sorted((rise, fall))
+    small_units = math.ceil(STEP_UNITS * small / large)
+    large_units = round(small_units * large / small)
+    unit = small / small_units
+    return (large_units, small_units, unit) if rise >= fall else (small_units, large_units, unit)
+
+
+def cusum_run_length(p: float, up: int, down: int, limit: int) -> float:
+    """The expected number of events until ``S = max(0, S + up)`` (with probability ``p``, else
+    ``max(0, S - down)``), started at 0, exceeds ``limit``: exact, from the Markov chain on the states 0 to
+    ``limit`` (Brook and Evans 1972).
+
+    ``(I - P) L = 1`` is a banded linear system (a state reaches ``up`` states above it and ``down`` below), solved
+    as such. With ``up`` 1 (error rates near 1) the band is widest, and the chain passes every state on its way
+    up: first passages solve it in time and memory linear in ``limit`` (``_skip_free_up_run_length``).
+
+    >>> round(cusum_run_length(0.5, 1, 1, 0), 6), round(cusum_run_length(0.1, 50, 8, 1027))
+    (2.0, 11790096)
+    """
+    if up == 1:
+        return _skip_free_up_run_length(p, down, limit)
+    states = limit + 1
+    band = np.zeros((up + down + 1, states))  # scipy's banded layout: band[up + i - j, j] = (I - P)[i, j]
+    band[up] = 1.0
+    here = np.arange(states)
+    climbs = here + up <= limit  # a climb past the limit is the alarm, out of the chain
+    band[up + here[climbs] - (here[climbs] + up), here[climbs] + up] -= p
+    lands = np.maximum(here - down, 0)
+    np.add.at(band, (up + here - lands, lands), -(1 - p))
+    return float(solve_banded((down, up), band, np.ones(states))[0])
+
+
+def _skip_free_up_run_length(p: float, down: int, limit: int) -> float:
+    """``cusum_run_length`` with ``up`` 1: the chain passes every state on its way up, so the run length is the sum
+    over s of the expected steps from first reaching s to first reaching s + 1: one step, and after a fall to
+    ``max(0, s - down)`` the climb back, ``passage[s] = (1 + q × (passages from there to s - 1)) / p``."""
+    q = 1 - p
+    climbed = [0.0]  # climbed[s]: the expected steps from 0 to first reaching s
+    for s in range(limit + 1):
+        climbed.append(climbed[s] + (1 + q * (climbed[s] - climbed[max(0, s - down)])) / p)
+    return climbed[limit + 1]
+
+
+def _tilt(p: float, up: int, down: int) -> float:
+    """The θ > 0 at which ``p e^(θ up) + (1 - p) e^(-θ down) = 1``: e^(θ S) is then a martingale of the walk, and
+    the run length grows about as e^(θ limit) (for log-likelihood-ratio steps θ is one unit's worth of it)."""
+    low, high = 0.0, 1 / max(up, down)
+    while p * math.exp(high * up) + (1 - p) * math.exp(-high * down) < 1:
+        high *= 2
+    for _ in range(100):  # bisection: the function is convex, below 1 between 0 and θ, above it after
+        mid = (low + high) / 2
+        low, high = (mid, high) if p * math.exp(mid * up) + (1 - p) * math.exp(-mid * down) < 1 else (low, mid)
+    return high
+
+
+@functools.lru_cache(maxsize=4096)
+def chart_limit(p: float, up: int, down: int, run_length: float) -> int:
+    """The smallest limit at which the chart's run length at error rate ``p`` (``cusum_run_length``) is at least
+    ``run_length``. The run length grows about as e^(θ limit) (``_tilt``): Newton steps on its logarithm from
+    Siegmund's approximation, then the limits next to the answer, so that it is the smallest.
+
+    >>> chart_limit(0.1, 50, 8, 8e6), round(cusum_run_length(0.1, 50, 8, 994)), round(cusum_run_length(0.1, 50, 8, 993))
+    (994, 8013532, 7822454)
+    """
+    theta = _tilt(p, up, down)
+    drift = (1 - p) * down - p * up  # units lost per event, on average, where the chart is above 0
+    target = math.log(run_length)
+    scaled = run_length * theta * drift  # Siegmund: (e^(θ h) - θ h - 1) / (θ drift) = run length
+    x = math.log(max(scaled, math.e))
+    for _ in range(50):
+        x = math.log(scaled + x + 1)
+    guess = max(0, math.ceil(x / theta))
+    if up > 1 and guess * max(up, down) > MAX_CHAIN_WORK:
+        return guess  # a chain too large to solve at every look: Siegmund's approximation, as before
+    low, high = -1, None  # the run length is below `run_length` at `low` (-1: no limit), at or above it at `high`
+    while high is None or high - low > 1:
+        value = math.log(cusum_run_length(p, up, down, guess))
+        if value >= target:
+            high = guess
+        else:
+            low = guess
+        step = round((target - value) / theta)  # Newton: d ln(run length) / d limit is about θ
+        guess = guess + step if step else guess + (1 if value < target else -1)
+        if not low < guess < (high if high is not None else math.inf):
+            guess = low + 1 if high is None else (low + high) // 2
+    return high
 
 
 def joint_miss(misses: Sequence[float]) -> float:
@@ -237,8 +356,9 @@ class BernoulliCusum:
     Parameters
     ----------
     run_length
-        Expected labelled events between false alarms (a lower bound), both charts together: each
-        chart gets ``run_length × 2`` (Bonferroni over the charts).
+        Expected labelled events between false alarms (a lower bound), both charts together: the fast
+        chart gets ``run_length / FAST_SHARE``, the slow one ``run_length / (1 - FAST_SHARE)`` (their
+        false-alarm rates add up to the budget's), each exactly (``chart_limit``).
     ratio
         The multiple of the odds of an error the fast chart is tuned to detect fastest.
     warmup
@@ -268,7 +388,7 @@ class BernoulliCusum:
         self.warmup = warmup
         self.confidence = confidence
         self.ratios = (ratio,) if slow_ratio is None else (ratio, slow_ratio)
-        self._design_for: tuple = (None, ())  # a cache, not state: (reference counts, charts' designs)
+        self._design_for: tuple = (None, ())  # a cache, not state: ((design, limits), charts' designs)
         self._reset()
 
     def _reset(self) -> None:
@@ -277,6 +397,7 @@ class BernoulliCusum:
         self.errors = 0  # errors among them
         self.reference: tuple[int, int] | None = None  # (events, errors) the reference was estimated from
         self.design = math.nan  # the error rate the charts are designed for
+        self.limits: list[int] | None = None  # per chart, its limit in units of its lattice (``chart_limit``)
         self.next_look: int | None = None  # the events seen at which the reference is estimated again
         self.s = [0] * len(self.ratios)  # each chart's statistic, in 1/SCALE units
         self.runs = [0] * len(self.ratios)  # labelled events since each chart's statistic was last 0
@@ -293,9 +414,19 @@ class BernoulliCusum:
         self._plan_look()
         if self.confidence is None:
             self.design = self.p0
-            return
-        look = (self.seen // self.warmup).bit_length() - 1  # looks are at warmup × 2^k events exactly
-        self.design = upper_bound(self.errors, self.seen, 1 - look_misses(self.confidence)[look])
+        else:
+            look = (self.seen // self.warmup).bit_length() - 1  # looks are at warmup × 2^k events exactly
+            self.design = upper_bound(self.errors, self.seen, 1 - look_misses(self.confidence)[look])
+        self.limits = self._limits(self.design)
+
+    def _limits(self, design: float) -> list[int]:
+        """Each chart's limit for its share of the budget at the design error rate (the state keeps them: a
+        restored model does not compute them again)."""
+        shares = (FAST_SHARE, 1 - FAST_SHARE) if len(self.ratios) == 2 else (1.0,)
+        return [
+            chart_limit(design, *chart_steps(design, ratio)[:2], self.run_length / share)
+            for ratio, share in zip(self.ratios, shares)
+        ]
 
     def _plan_look(self) -> None:
         """The next look at twice the events seen, up to 2^(LOOKS - 1) × warmup."""
@@ -310,21 +441,22 @@ class BernoulliCusum:
         return min(max(k / n, 1 / n), 1 - 1 / n)
 
     def _designs(self) -> tuple[tuple[float, float, int, int, int], ...]:
-        """Per chart: (design error rate, threshold h, and in fixed point: up, down, limit)."""
-        if self._design_for[0] != self.design:  # only when the design changes
-            p = self.design
+        """Per chart: (design error rate, threshold h, and in fixed point: up, down, limit). A lattice unit is
+        ``k`` fixed-point units, so the fixed-point chart is its lattice's chain, k times over."""
+        assert self.limits is not None
+        key = (self.design, tuple(self.limits))
+        if self._design_for[0] != key:  # only when the design changes
             designs = []
-            for ratio in self.ratios:
-                p1 = ratio * p / (1 - p + ratio * p)  # the odds of an error times `ratio`
-                h = siegmund_threshold(p, p1, self.run_length * len(self.ratios))
-                up, down = math.log(p1 / p), math.log((1 - p1) / (1 - p))
-                designs.append((p, h, self._fixed(up), self._fixed(down), self._fixed(h)))
-            self._design_for = (p, tuple(designs))
+            for ratio, limit in zip(self.ratios, self.limits):
+                up, down, unit = chart_steps(self.design, ratio)
+                k = max(1, round(unit * self.SCALE))
+                designs.append((self.design, limit * unit, up * k, -down * k, limit * k))
+            self._design_for = (key, tuple(designs))
         return self._design_for[1]
 
     @property
     def threshold(self) -> float:
-        """The fast chart's ``h`` (see ``siegmund_threshold``); Wald's ``ln(run_length)`` before the reference."""
+        """The fast chart's limit in log-likelihood-ratio units; Wald's ``ln(run_length)`` before the reference."""
         if self.reference is None:
             return math.log(self.run_length)
         return self._designs()[0][1]
@@ -337,9 +469,6 @@ class BernoulliCusum:
         designs = self._designs()
         share = max(s / d[4] for s, d in zip(self.s, designs))
         return share * designs[0][1]
-
-    def _fixed(self, x: float) -> int:
-        return int(round(x * self.SCALE))
 
     def update(self, errors: ArrayLike, stop_at_detection: bool = False) -> list[dict[str, Any]]:
         """Feed errors (bool or 0/1); return a detection per alarm, ``index`` into ``errors``.
@@ -418,11 +547,12 @@ class BernoulliCusum:
 
     def state(self) -> State:
         return {
-            "version": 2,
+            "version": 3,
             "seen": self.seen,
             "errors": self.errors,
             "reference": None if self.reference is None else list(self.reference),
             "design": None if math.isnan(self.design) else self.design,
+            "limits": None if self.limits is None else list(self.limits),
             "next_look": self.next_look,
             "s": list(self.s),
             "runs": list(self.runs),
@@ -431,7 +561,9 @@ class BernoulliCusum:
         }
 
     def load_state(self, state: State) -> None:
-        if state.get("version") != 2 or len(state["s"]) != len(self.ratios):
+        """Version 3, or version 2 (before the limits were exact, ``chart_limit``): the limits are then computed
+        for its design error rate, and its charts go on from their statistics."""
+        if state.get("version") not in (2, 3) or len(state["s"]) != len(self.ratios):
             raise SnapshotError(
                 "the concept detector's state is from before its charts were designed for a confidence bound "
                 "of the error rate (issue 22): delete the snapshot to start this model afresh (its concept detector "
@@ -440,6 +572,10 @@ class BernoulliCusum:
         self.seen, self.errors = state["seen"], state["errors"]
         self.reference = None if state["reference"] is None else (state["reference"][0], state["reference"][1])
         self.design = math.nan if state["design"] is None else state["design"]
+        if state["version"] == 3:
+            self.limits = None if state["limits"] is None else list(state["limits"])
+        else:
+            self.limits = None if state["design"] is None else self._limits(self.design)
         self.next_look = state["next_look"]
         self.s, self.runs = list(state["s"]), list(state["runs"])
         self.watched, self.watched_errors = state["watched"], state["watched_errors"]
