@@ -306,3 +306,99 @@ def test_a_damaged_or_truncated_compressed_value_is_refused() -> None:
         log.append([model._replace(value=damaged), *records[1:]])
         with pytest.raises(SnapshotError, match="model 'm0' is corrupt"):
             statetopic.restore(0, log.records, SEAL, "test")
+
+
+def checkpointed_log() -> tuple[Log, PartitionEngine, Changelog]:
+    crashed = engine()
+    log = Log()
+    run(crashed, [prediction(0, "a", 1000)])
+    return log, crashed, log.checkpoint(crashed, {"a"}, Changelog())
+
+
+@pytest.mark.parametrize("key", [b"x", b"model/0/0/b", b"model/1/0/a", b"partition/1/3"])
+@pytest.mark.parametrize("gen", [10**30, 2**64 - 1, 2**63, 2**40])
+def test_a_record_of_another_writer_with_a_checkpoint_number_none_of_ours_can_have_is_foreign(
+    key: bytes, gen: int
+) -> None:
+    """Any client that may write the state topic can leave a record, on any key, whose ``streamdrift.gen`` is
+    far above every checkpoint of ours: it must not become the number the next checkpoint counts from (at
+    10**30 every checkpoint failed in ``pack`` with "Integer exceeds 64-bit range"; at 2**64 - 1, one later).
+    It is foreign: never part of a value, an orphan on the key of a model no ledger names (tombstoned at the
+    next checkpoint)."""
+    log, crashed, _ = checkpointed_log()
+    log.records.append(Stored(len(log.records), key, b"junk", gen, 1))
+    snapshot, changelog = statetopic.restore(0, log.records, CONFIG, "test")
+    assert snapshot is not None and sorted(snapshot.models) == ["a"]
+    assert changelog.gen == changelog.last_gen == 1
+    # b is no model of the ledger: an orphan; model/1/0/a is the slot a's next state goes to
+    assert changelog.garbage == ({key} if key == b"model/0/0/b" else set())
+    run(crashed, [prediction(1, "a", 1001)])
+    records, after = statetopic.checkpoint_records(
+        crashed.snapshot({"a"}), {"a"}, changelog, CONFIG, 1 << 20, monitored=crashed.monitors
+    )
+    assert after.gen == 2
+    log.commit(records, after)
+    restored = engine()
+    snapshot, _ = statetopic.restore(0, log.compacted(), CONFIG, "test")
+    assert snapshot is not None
+    restored.restore(snapshot)
+    assert encode(restored.snapshot(), CONFIG) == encode(crashed.snapshot(), CONFIG)
+
+
+class Message:
+    """What ``StateTopic.read`` gets from confluent-kafka, as far as ``_stored`` reads it."""
+
+    def __init__(self, headers: list[tuple[str, bytes | None]]):
+        self._headers = headers
+
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return self._headers
+
+    def offset(self) -> int:
+        return 5
+
+    def key(self) -> bytes:
+        return b"model/0/0/b"
+
+    def value(self) -> bytes:
+        return b"junk"
+
+
+@pytest.mark.parametrize(
+    "gen, chunks",
+    [
+        (b"-3", b"1"),  # int() takes a sign, spaces and underscores; our writer writes digits only
+        (b" 3", b"1"),
+        (b"+3", b"1"),
+        (b"1_0", b"1"),
+        (b"0", b"1"),  # checkpoints count from 1
+        (None, b"1"),  # a header without a value: int(None) was a TypeError out of the restore
+        (b"3", None),
+        (b"3", b"0"),  # a value of no chunk: joined as b""
+        (b"3", b"-1"),
+        (b"9" * 5000, b"1"),  # past int()'s digit limit: a ValueError, as any junk
+        (b"\xd9\xa3", b"1"),  # ARABIC-INDIC DIGIT THREE, not an ASCII digit
+    ],
+)
+def test_headers_our_checkpoints_do_not_write_make_a_record_foreign(gen: bytes | None, chunks: bytes | None) -> None:
+    headers = [(statetopic.HEADER_GEN, gen), (statetopic.HEADER_CHUNKS, chunks)]
+    stored = statetopic._stored(Message(headers))
+    assert (stored.offset, stored.key, stored.gen, stored.chunks) == (5, b"model/0/0/b", 0, 0)
+    log, _, _ = checkpointed_log()
+    log.records.append(stored._replace(offset=len(log.records)))
+    snapshot, changelog = statetopic.restore(0, log.records, CONFIG, "test")
+    assert snapshot is not None and changelog.last_gen == 1 and changelog.garbage == {stored.key}
+
+
+def test_the_headers_our_checkpoints_write_are_read_back() -> None:
+    stored = statetopic._stored(Message(statetopic._headers(2**40, 7)))
+    assert (stored.gen, stored.chunks) == (2**40, 7)
+
+
+def test_a_foreign_record_on_a_key_of_the_committed_state_hides_it_and_the_restore_says_so() -> None:
+    """The last record of a key is its value, as compaction keeps it: a foreign one on a key the ledger names
+    leaves that model's state missing, which a restore refuses naming it (a damaged partition), as before."""
+    log, _, _ = checkpointed_log()
+    log.records.append(Stored(len(log.records), statetopic.model_key(0, 0, "a"), b"junk", 10**30, 1))
+    with pytest.raises(statetopic.StateTopicError, match="names model 'a' .* but its records are missing"):
+        statetopic.restore(0, log.records, CONFIG, "test")

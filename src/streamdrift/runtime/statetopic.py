@@ -23,6 +23,10 @@ streamdrift, and is read as is; one compressed without a dictionary is read
 too: the zlib header says which dictionary, if any.)
 Two headers go with every chunk: ``streamdrift.gen``, the number of the
 checkpoint that wrote it, and ``streamdrift.chunks``, how many chunks its value has.
+A record whose headers no checkpoint of ours writes (not ASCII digits, a number below 1, a
+key that is neither a model nor a partition key, or a checkpoint number more than
+``MAX_GEN_AHEAD`` above the newest committed one) is another writer's: never part of a
+value, never the number the next checkpoint counts from; on a model key, an orphan.
 
 A model record's snapshot header also carries the model's summary (field ``summary``,
 ``summary.summary_doc`` of the same state, with its ``SUMMARY_VERSION``), inside the
@@ -101,6 +105,11 @@ MAX_VALUE_BYTES = 1 << 31  # a value that inflates beyond this is refused rather
 # How long the broker holds a restore's fetch at a partition's end before it answers "nothing new" (librdkafka's
 # default, 500 ms, was most of a restore from a local cache: its tail is a record or two, then that wait)
 RESTORE_FETCH_WAIT_MS = 10
+# A checkpoint number this far above the newest committed checkpoint is no checkpoint of ours (that many failed
+# checkpoints in a row: one a second for 136 years), but another writer's: counting on from it, the numbers would
+# soon outgrow what a state's encoding carries (2**64 - 1), and every checkpoint would fail
+MAX_GEN_AHEAD = 1 << 32
+MAX_HEADER_DIGITS = 20  # 2**64 - 1 has 20: longer is no header of ours (and int() of 4,301 digits raises)
 
 
 def model_key(slot: int, chunk: int, model_id: str) -> bytes:
@@ -170,13 +179,20 @@ class Record(NamedTuple):
 
 
 class Stored(NamedTuple):
-    """A record read back from the state partition."""
+    """A record read back from the state partition (``gen`` and ``chunks`` 0: headers no checkpoint of ours
+    writes, see `ours`)."""
 
     offset: int
     key: bytes
     value: bytes | None
     gen: int
     chunks: int
+
+
+def ours(record: Stored) -> bool:
+    """Whether ``record`` has the key and headers a checkpoint of ours writes (its number is checked against the
+    newest committed checkpoint by `restore`): others are foreign, never part of a value."""
+    return record.gen >= 1 and record.chunks >= 1 and record.key.startswith((b"model/", b"partition/"))
 
 
 def _headers(gen: int, chunks: int) -> list[tuple[str, str | bytes | None]]:
@@ -390,14 +406,26 @@ def restore(
         ):
             raise CacheStale(f"state-topic record {base.offset - 1} is no longer checkpoint {base.gen}'s")
     latest: dict[bytes, Stored] = {}
-    last_gen = base.last_gen if base is not None else 0
+    gens: set[int] = set()  # the checkpoint numbers of every record of ours read, overwritten or not
     for record in stream:
         if record.value is None:
             latest.pop(record.key, None)
         else:
-            latest[record.key] = record
-            last_gen = max(last_gen, record.gen)
+            latest[record.key] = record  # a foreign record too: it is the key's value, as compaction keeps it
+            if ours(record):
+                gens.add(record.gen)
     candidates = _partition_records(latest)
+    newest = max(candidates[0][0] if candidates else 0, base.gen if base is not None else 0)
+    foreign = {gen for gen in gens if gen > newest + MAX_GEN_AHEAD}
+    if foreign:
+        log.warning(
+            "state topic: records with checkpoint numbers no checkpoint of ours has, ignored",
+            extra={"fields": {"partition": partition, "records": sum(r.gen in foreign for r in latest.values())}},
+        )
+        latest = {k: r._replace(gen=0, chunks=0) if r.gen in foreign else r for k, r in latest.items()}
+    last_gen = max(gens - foreign, default=0)
+    if base is not None:
+        last_gen = max(last_gen, base.last_gen)
     if base is not None and candidates and candidates[0][0] == base.gen:
         # the cache's own number written again after it, complete: a second writer (a zombie, at_least_once)
         # whose checkpoint is now the topic's newest; the cache's ledger would name that writer's model records
@@ -468,7 +496,7 @@ def _joined(latest: dict[bytes, Stored], key: Any, gen: int | None) -> tuple[byt
     """The value whose chunks are ``key(0)``, ``key(1)``, ... of one checkpoint (``gen``, or the
     first chunk's): (value, its checkpoint, offset of its last chunk); None if any chunk is missing."""
     first = latest.get(key(0))
-    if first is None or (gen is not None and first.gen != gen):
+    if first is None or not ours(first) or (gen is not None and first.gen != gen):
         return None
     pieces = []
     last = -1
@@ -585,9 +613,15 @@ class StateTopic:
 
 def _stored(msg: Any) -> Stored:
     headers = dict(msg.headers() or [])
-    try:
-        gen = int(headers.get(HEADER_GEN, b"0"))
-        chunks = int(headers.get(HEADER_CHUNKS, b"1"))
-    except ValueError:
-        gen, chunks = 0, 1  # not a record streamdrift wrote: never part of a complete value
+    gen, chunks = _header_number(headers.get(HEADER_GEN)), _header_number(headers.get(HEADER_CHUNKS))
+    if not gen or not chunks:
+        gen = chunks = 0  # not a record streamdrift wrote (see `ours`): never part of a complete value
     return Stored(msg.offset(), msg.key() or b"", msg.value(), gen, chunks)
+
+
+def _header_number(value: Any) -> int:
+    """A header's number as ``_headers`` writes it (ASCII digits), else 0: ``int`` would also take a sign,
+    spaces, underscores and other scripts' digits, and raise TypeError on a header without a value."""
+    if not isinstance(value, bytes) or not value.isdigit() or len(value) > MAX_HEADER_DIGITS:
+        return 0
+    return int(value)
