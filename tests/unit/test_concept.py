@@ -187,6 +187,18 @@ def test_cusum_run_length_is_the_markov_chain_s_exact_solution(p: float, up: int
     )
 
 
+@pytest.mark.parametrize(
+    "p, up, down, limit", [(0.1, 25, 4, 300), (0.3, 25, 12, 250), (0.02, 45, 1, 400), (0.97, 1, 60, 300)]
+)
+def test_one_factorisation_gives_the_run_length_at_the_limit_below_too(
+    p: float, up: int, down: int, limit: int
+) -> None:
+    """``chart_limit`` reads both from one solve (a rank-one change of the chain); each is the dense solve's."""
+    at, below = concept._run_lengths(p, up, down, limit)
+    assert at == pytest.approx(_dense_run_length(p, up, down, limit), rel=1e-9)
+    assert below == pytest.approx(_dense_run_length(p, up, down, limit - 1), rel=1e-9)
+
+
 def test_a_cusum_with_a_unit_step_each_way_runs_as_the_gambler_s_ruin_says() -> None:
     """Steps +1 and -1 at p = 1/2 from 0, reflected there, alarm above ``limit``: (limit + 1)(limit + 2) events."""
     assert [round(concept.cusum_run_length(0.5, 1, 1, limit), 9) for limit in range(4)] == [2, 6, 12, 20]
@@ -197,7 +209,7 @@ def test_a_cusum_with_a_unit_step_each_way_runs_as_the_gambler_s_ruin_says() -> 
 def test_a_chart_s_limit_is_the_smallest_that_gives_it_its_run_length(
     p: float, ratio: float, run_length: float
 ) -> None:
-    """Issue 22, gradual drift: exactly, where Siegmund's approximation left 1.1-1.3 × the run length unused."""
+    """Issue 22, gradual drift: exactly, where Siegmund's approximation left 1.15-1.45 × the run length unused."""
     up, down, _ = concept.chart_steps(p, ratio)
     limit = concept.chart_limit(p, up, down, run_length)
     assert concept.cusum_run_length(p, up, down, limit) >= run_length > concept.cusum_run_length(p, up, down, limit - 1)

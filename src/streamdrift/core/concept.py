@@ -13,7 +13,7 @@ alarms is that of a finite Markov chain, computed exactly
 (``cusum_run_length``), and each limit is the smallest that gives the chart
 its share of the budget (``chart_limit``). Siegmund's approximation
 (``siegmund_threshold``), which set the thresholds before, was conservative
-by 1.1-1.3 × in run length, budget left unused.
+by 1.15-1.45 × in run length, budget left unused.
 
 *Guaranteed conditional performance* (issue 22). The reference error rate is
 estimated from the first ``warmup`` labelled events; a chart designed for that
@@ -134,7 +134,7 @@ LOOK_SHARES = (0.4, 0.1, 0.025, 0.1)
 SLOW_RATIO = 1.25  # the slow chart's odds multiple (gradual drift): see docs/benchmarks.md
 # The fast chart's share of the false-alarm rate (the slow chart gets the rest): the fast chart alone at 0.4 is as
 # quick to find an abrupt change as it was with half the budget and Siegmund's threshold, whose run length was
-# about 1.25 x its target; chosen by measurement (docs/benchmarks.md)
+# 1.23-1.43 x its target (2-30 %); chosen by measurement (docs/benchmarks.md)
 FAST_SHARE = 0.4
 # The larger of a chart's two steps is at least this many units of its integer lattice (``chart_steps``): the
 # steps' ratio is that of the log-likelihood ratios within 2 %. The chains' size grows with it, and their solving
@@ -201,13 +201,22 @@ def cusum_run_length(p: float, up: int, down: int, limit: int) -> float:
 
     ``(I - P) L = 1`` is a banded linear system (a state reaches ``up`` states above it and ``down`` below), solved
     as such. With ``up`` 1 (error rates near 1) the band is widest, and the chain passes every state on its way
-    up: first passages solve it in time and memory linear in ``limit`` (``_skip_free_up_run_length``).
+    up: first passages solve it in time and memory linear in ``limit`` (``_skip_free_up_run_lengths``).
 
     >>> round(cusum_run_length(0.5, 1, 1, 0), 6), round(cusum_run_length(0.1, 50, 8, 1027))
     (2.0, 11790096)
     """
+    return _run_lengths(p, up, down, limit)[0]
+
+
+def _run_lengths(p: float, up: int, down: int, limit: int) -> tuple[float, float]:
+    """``cusum_run_length`` at ``limit`` and at ``limit - 1``, from one factorisation: the chain with the smaller
+    limit is this one with the row of state ``limit`` made ``L(limit) = 0``, a rank-one change (Sherman-Morrison:
+    one more right-hand side, ``e_limit``)."""
     if up == 1:
-        return _skip_free_up_run_length(p, down, limit)
+        return _skip_free_up_run_lengths(p, down, limit)
+    if limit == 0:
+        return 1 / p, 1.0  # at 0 any error alarms; above -1, the first event
     states = limit + 1
     band = np.zeros((up + down + 1, states))  # scipy's banded layout: band[up + i - j, j] = (I - P)[i, j]
     band[up] = 1.0
@@ -216,18 +225,26 @@ def cusum_run_length(p: float, up: int, down: int, limit: int) -> float:
     band[up + here[climbs] - (here[climbs] + up), here[climbs] + up] -= p
     lands = np.maximum(here - down, 0)
     np.add.at(band, (up + here - lands, lands), -(1 - p))
-    return float(solve_banded((down, up), band, np.ones(states))[0])
+    top = np.zeros(states)
+    top[limit] = 1.0
+    solved = solve_banded((down, up), band, np.column_stack([np.ones(states), top]))
+    at, to_top = solved[:, 0], solved[:, 1]
+    # the top row differs by (1 - p) at its landing state: (I - P) + e_limit ((1 - p) e_landing)^T
+    without_top = at - to_top  # (I - P)^-1 (1 - e_limit)
+    landing, q = max(0, limit - down), 1 - p
+    below = without_top[0] - to_top[0] * q * without_top[landing] / (1 + q * to_top[landing])
+    return float(at[0]), float(below)
 
 
-def _skip_free_up_run_length(p: float, down: int, limit: int) -> float:
-    """``cusum_run_length`` with ``up`` 1: the chain passes every state on its way up, so the run length is the sum
-    over s of the expected steps from first reaching s to first reaching s + 1: one step, and after a fall to
+def _skip_free_up_run_lengths(p: float, down: int, limit: int) -> tuple[float, float]:
+    """``_run_lengths`` with ``up`` 1: the chain passes every state on its way up, so the run length is the sum over
+    s of the expected steps from first reaching s to first reaching s + 1: one step, and after a fall to
     ``max(0, s - down)`` the climb back, ``passage[s] = (1 + q × (passages from there to s - 1)) / p``."""
     q = 1 - p
     climbed = [0.0]  # climbed[s]: the expected steps from 0 to first reaching s
     for s in range(limit + 1):
         climbed.append(climbed[s] + (1 + q * (climbed[s] - climbed[max(0, s - down)])) / p)
-    return climbed[limit + 1]
+    return climbed[limit + 1], max(climbed[limit], 1.0)
 
 
 def _tilt(p: float, up: int, down: int) -> float:
@@ -262,17 +279,21 @@ def chart_limit(p: float, up: int, down: int, run_length: float) -> int:
     if up > 1 and guess * max(up, down) > MAX_CHAIN_WORK:
         return guess  # a chain too large to solve at every look: Siegmund's approximation, as before
     low, high = -1, None  # the run length is below `run_length` at `low` (-1: no limit), at or above it at `high`
-    while high is None or high - low > 1:
-        value = math.log(cusum_run_length(p, up, down, guess))
-        if value >= target:
-            high = guess
-        else:
+    while True:
+        at, below = (math.log(value) for value in _run_lengths(p, up, down, guess))  # at guess and guess - 1
+        if below < target <= at:
+            return guess
+        if at < target:
             low = guess
-        step = round((target - value) / theta)  # Newton: d ln(run length) / d limit is about θ
-        guess = guess + step if step else guess + (1 if value < target else -1)
-        if not low < guess < (high if high is not None else math.inf):
-            guess = low + 1 if high is None else (low + high) // 2
-    return high
+        else:
+            high = guess - 1
+        if high is not None and high - low <= 1:
+            return high
+        # Newton, with the slope of ln(run length) measured between guess - 1 and guess (about θ far up)
+        step = math.ceil((target - at) / (at - below if at > below else theta))
+        guess = max(low + 1, guess + (step or (1 if at < target else -1)))
+        if high is not None:
+            guess = min(guess, high)
 
 
 def joint_miss(misses: Sequence[float]) -> float:
