@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import murmur2_partition
-from streamdrift.runtime import statepieces, statetopic
+from streamdrift.runtime import statecache, statepieces, statetopic
 from streamdrift.runtime.checkpoint import PACK_DEADLINE_S, ForkedPack, ForkedWrite
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
@@ -131,6 +131,14 @@ def test_the_forked_packer_produces_the_bytes_the_loop_packs(tmp_path) -> None:
         if key.startswith(b"model/"):
             header = orjson.loads(statetopic.inflate(value).split(b"\n", 1)[0])
             assert header["summary"]["model_id"] == statetopic.model_of(key)
+
+
+def test_the_forked_cache_write_takes_the_summaries_the_packer_made(tmp_path, monkeypatch) -> None:
+    """The summaries the records carry go to the cache as they are: none is made again after the word (a
+    summary costs about 0.1 ms a model), and the cache files are those of a cache write that made them."""
+    made = run(tmp_path / "made", fork=True)[2]
+    monkeypatch.setattr(statecache, "stored_summary", lambda s: pytest.fail("a summary made again"))
+    assert run(tmp_path / "taken", fork=True)[2] == made
 
 
 def test_a_piece_decodes_to_what_was_encoded() -> None:

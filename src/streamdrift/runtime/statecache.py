@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from streamdrift.core.dormant import Dormant
 from streamdrift.core.engine import PartitionEngine
@@ -50,13 +51,15 @@ def cache_tree(
     config: str | Seal,
     packed: Mapping[str, bytes],
     previous: Snapshot | None = None,
+    summaries: Mapping[str, Mapping[str, Any]] = {},
 ) -> State:
     """The cache file's tree of ``engine``'s partition, whose state lies in the topic as ``changelog`` says.
 
     ``packed``: values this checkpoint packed for the topic (model_id -> value), taken as they are; a
     dormant model's are its stored bytes; so are those of a model ``previous`` (the cache as it was, loaded)
     holds at the same place in the topic (the same slot and checkpoint in its ledger: the same value); any
-    other model is packed here.
+    other model is packed here. ``summaries``: the summaries this checkpoint's records carry (model_id ->
+    ``statetopic.summaries``' doc), of the same states, taken rather than made again (about 0.1 ms a model).
     """
     base = engine.snapshot(())  # the offsets and the merge, and the check that no record is held
     seal = model_seal(config)
@@ -70,10 +73,14 @@ def cache_tree(
         if isinstance(monitor, Dormant):
             value, summary, quarantined = monitor.value, monitor.stored, monitor.quarantined
         else:
-            shown = monitor.summary()
-            doc = record_summary(monitor, shown)  # the value the topic would hold: with its summary
+            doc = summaries.get(model_id)
+            if doc is not None:  # the packer's, of this state: stored as ``stored_summary`` writes it
+                summary = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+            else:
+                shown = monitor.summary()
+                doc = record_summary(monitor, shown)  # the value the topic would hold: with its summary
+                summary = stored_summary(shown)
             value = packed.get(model_id) or pack(monitor.state(), seal, doc)
-            summary = stored_summary(shown)
             quarantined = monitor.quarantined
         entry: State = {"value": np.frombuffer(value, np.uint8), "quarantined": quarantined}
         if summary is not None:
@@ -103,9 +110,10 @@ def cache_body(
     config: str | Seal,
     packed: Mapping[str, bytes] = {},
     previous: Snapshot | None = None,
+    summaries: Mapping[str, Mapping[str, Any]] = {},
 ) -> tuple[int, list[Buffer], str]:
     """What ``LocalSnapshotStore.write`` takes to write the cache of ``engine``'s partition (``cache_tree``)."""
-    return engine.partition, *tree_body(cache_tree(engine, changelog, config, packed, previous))
+    return engine.partition, *tree_body(cache_tree(engine, changelog, config, packed, previous, summaries))
 
 
 def is_cache(tree: State) -> bool:

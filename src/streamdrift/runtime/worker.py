@@ -73,6 +73,7 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from itertools import groupby, repeat
 from operator import attrgetter, is_not, itemgetter
+from typing import Any
 
 import orjson
 from confluent_kafka import (
@@ -1142,13 +1143,21 @@ class Worker:
         return True
 
     def _state_records(
-        self, p: int, changed: Collection[str], values: dict[str, bytes] | None = None
+        self,
+        p: int,
+        changed: Collection[str],
+        values: dict[str, bytes] | None = None,
+        shown: dict[str, dict[str, Any]] | None = None,
     ) -> tuple[Changelog, list[statetopic.Record]]:
         """The state records of partition ``p``'s checkpoint of the models ``changed`` (those evicted meanwhile
         left out), and its changelog once they are acknowledged: in the loop, or in the forked packer.
-        ``values``: filled with each model's value as packed (model_id -> value), for the local cache."""
+        ``values``, ``shown``: filled with each model's value as packed (model_id -> value) and the summary
+        its record carries (model_id -> doc), for the local cache."""
         state = self.partitions[p]
         snapshot = state.engine.snapshot(changed)
+        summaries = statetopic.summaries(state.engine.monitors, snapshot.models)
+        if shown is not None:
+            shown.update(summaries)
         records, changelog = statetopic.checkpoint_records(
             snapshot,
             snapshot.models,
@@ -1158,7 +1167,7 @@ class Worker:
             monitored=state.engine.monitors,
             values=values,
             # each with its summary, so that a restore from the topic alone keeps it encoded until it is needed
-            summaries=statetopic.summaries(state.engine.monitors, snapshot.models),
+            summaries=summaries,
         )
         return changelog, records
 
@@ -1178,10 +1187,11 @@ class Worker:
             offsets = {p: dict(self.partitions[p].engine.offsets) for p in chosen}
             planned: dict[int, Changelog] = {}  # filled in the copy, read by its write_cache
             packed: dict[int, dict[str, bytes]] = {p: {} for p in chosen}  # the values packed, ditto
+            shown: dict[int, dict[str, dict[str, Any]]] = {p: {} for p in chosen}  # and their summaries
 
             def pack(send: Callable[[bytes], None]) -> None:
                 for p in chosen:
-                    planned[p], records = self._state_records(p, taken[p], packed[p])
+                    planned[p], records = self._state_records(p, taken[p], packed[p], shown[p])
                     send(statepieces.planned(p, planned[p]))
                     for record in records:
                         send(statepieces.record(p, record))
@@ -1195,7 +1205,9 @@ class Worker:
                         planned[p].offset = committed[str(p)]
                         engine = self.partitions[p].engine
                         written += self.store.write(
-                            *statecache.cache_body(engine, planned[p].state(), self.seal, packed[p], self._cached(p))
+                            *statecache.cache_body(
+                                engine, planned[p].state(), self.seal, packed[p], self._cached(p), shown[p]
+                            )
                         )
                 return written
 
