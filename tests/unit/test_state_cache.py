@@ -102,6 +102,11 @@ def restored(store: LocalSnapshotStore, log: StateLog, lazily: bool) -> Partitio
         cache.models = {m: d.load(d.value) if isinstance(d, Dormant) else d for m, d in cache.models.items()}
     start = next(i for i, r in enumerate(log.records) if r.offset == cache.changelog["offset"] - 1)
     snapshot, _ = statetopic.restore(0, log.records[start:], SEAL, "test", cache)
+    return engine_of(snapshot)
+
+
+def engine_of(snapshot: state.Snapshot | None) -> PartitionEngine:
+    """A new engine restored from ``snapshot`` (a restore that found state)."""
     assert snapshot is not None
     out = engine()
     out.restore(snapshot)
@@ -502,10 +507,7 @@ def topic():
 
 def from_topic(log: StateLog, seal: state.Seal = SEAL) -> PartitionEngine:
     snapshot, _ = statetopic.restore(0, log.records, seal, "test")
-    assert snapshot is not None
-    out = engine()
-    out.restore(snapshot)
-    return out
+    return engine_of(snapshot)
 
 
 def test_a_model_restored_from_the_topic_alone_stays_encoded_and_carries_on_as_an_eager_one(topic) -> None:
