@@ -234,6 +234,13 @@ TRICKY_VALUES = [
     "2024-05-01T12:00:00Z",
     "2024-05-01T12:00:00",
     "2024-05-01T12:00:00+01:00\n",
+    # class names (label, prediction, scores) numpy would merge: "a\x00" with "a" (its fixed-width strings drop
+    # trailing NULs), "__other__" with the classes over max_classes
+    "a\x00",
+    "a\x00b",
+    "__other__",
+    {"a\x00": 0.5},
+    {"__other__": 0.5},
 ]
 PREDICTION = {
     "event_id": "e1",
@@ -661,3 +668,19 @@ def test_c_reader_agrees_on_randomly_damaged_messages(seed: int, kind: str) -> N
         for _ in range(int(rng.integers(1, 4))):
             raw = _mutated(rng, raw) or raw
         _agree(kind, _poll(kind, raw))
+
+
+@pytest.mark.parametrize(
+    ("kind", "event"),
+    [
+        ("feedback", {**FEEDBACK, "label": "secret\x00"}),
+        ("feedback", {**FEEDBACK, "prediction": "secret\x00"}),
+        ("prediction", {**PREDICTION, "prediction": "se\x00cret"}),
+        ("prediction", {**PREDICTION, "scores": {"secret\x00": 1.0}}),
+    ],
+)
+def test_a_class_name_with_nul_is_refused_naming_the_field_not_the_value(kind: str, event: dict) -> None:
+    """numpy's fixed-width strings, where the metrics keep class names, drop trailing NULs: "a\\x00" was counted
+    as class "a". The contract refuses NUL in class names; the reason names no value."""
+    _, reason = _decode_one(kind, orjson.dumps(event))
+    assert reason is not None and "U+0000 (NUL)" in reason and "secret" not in reason and "cret" not in reason

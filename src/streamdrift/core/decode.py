@@ -30,19 +30,25 @@ features (prediction)
     Object of at most 1000 names (1 to 256 characters) to number, string,
     boolean or null.
 prediction (optional in feedback), label (feedback)
-    String, number or boolean.
+    String, number or boolean. A string is a class name: without U+0000 (NUL), and not
+    ``__other__`` (see below).
 value (optional, feedback)
     Number: what the graded prediction was worth to the business (revenue,
     loss, minutes), summed per model and version by the monitors.
 score (optional)
     Number in [0, 1]: probability of the positive class.
 scores (optional, prediction)
-    Object of class to number in [0, 1].
+    Object of class to number in [0, 1]; class names as for ``prediction``.
 segment (optional, prediction)
     Object of at most 32 names to string, number or boolean.
 
 A number is a JSON number: ``1`` and ``1.0`` are numbers, ``true`` is not,
 and NaN or infinity cannot be written in JSON at all.
+
+Class names keep distinct classes distinct: the metrics hold them in numpy's fixed-width
+strings, which drop trailing NULs (``"a\x00"`` would be counted as ``"a"``), and
+``__other__`` is the class the classes over ``max_classes`` are counted in (a user's
+``"__other__"`` would be counted with them). Neither is a class the contract accepts.
 
 Bounds (``config.InputBounds``)
 -------------------------------
@@ -86,6 +92,7 @@ import numpy as np
 import orjson
 
 from streamdrift.core.config import InputBounds
+from streamdrift.core.metrics.labels import OTHER
 from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch, RawMessage, Rejected
 
 try:  # the C reader of prediction polls (setup.py builds it where a compiler is)
@@ -114,6 +121,8 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # orjson builds exact types, so `type(v) in ...` is exact and keeps bool out of numbers.
 _NUMBER = frozenset({int, float})
 _SCALAR = frozenset({str, int, float, bool})
+_NUL = "\x00"
+_OTHER_RULE = "the class streamdrift counts classes over max_classes in"
 _FEATURE_VALUE = frozenset({str, int, float, bool, type(None)})
 _NUMERIC_VALUE = frozenset({int, float, type(None)})
 _JSON_TYPE = {
@@ -320,7 +329,7 @@ _FEATURES_AT, _ATTRIBUTIONS_AT = 5, 10
 def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
     return (
         _features(event, bounds),
-        _scalar(event, "prediction", bounds),
+        _class(event, "prediction", bounds),
         _score(event),
         _class_scores(event, bounds),
         _segment(event, bounds),
@@ -329,8 +338,8 @@ def _prediction_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
 
 
 def _feedback_row(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> tuple:
-    label = _scalar(event, "label", bounds)  # checked in this order: the first failure is the reason given
-    prediction = _scalar(event, "prediction", bounds) if "prediction" in event else None
+    label = _class(event, "label", bounds)  # checked in this order: the first failure is the reason given
+    prediction = _class(event, "prediction", bounds) if "prediction" in event else None
     return label, prediction, _score(event), _value(event, bounds)
 
 
@@ -446,6 +455,8 @@ def _decode_parsed(
         return None
     if not all(values is None or _in_bounds(values, bounds) for values in lists) or not _in_bounds(outputs, bounds):
         return None
+    if not _class_names(outputs):
+        return None
     try:  # rare fields: the reference checks, value by value, on the events that have them
         class_scores = (
             [None] * n
@@ -476,6 +487,8 @@ def _decode_parsed_feedback(
     if head is None:
         return None
     if not _in_bounds(labels, bounds) or (carried is not None and not _in_bounds(carried, bounds)):
+        return None
+    if not _class_names(labels) or (carried is not None and not _class_names(carried)):
         return None
     value_array = np.full(len(messages), _NAN) if values is None else np.frombuffer(values, np.float64)
     if (np.abs(value_array) > bounds.max_abs_number).any():  # NaN (absent) compares False
@@ -826,6 +839,33 @@ def _scalar(event: dict, name: str, bounds: InputBounds = DEFAULT_BOUNDS) -> str
     return value
 
 
+def _class(event: dict, name: str, bounds: InputBounds = DEFAULT_BOUNDS) -> str | int | float | bool:
+    """A class (prediction, label): a scalar whose string is a class name (`_check_class_name`)."""
+    value = _scalar(event, name, bounds)
+    if type(value) is str:
+        _check_class_name(f"field '{name}'", value)
+    return value
+
+
+def _check_class_name(field: str, value: str) -> None:
+    """A string numpy's fixed-width strings keep whole (no NUL, trailing or not: the rule is simpler to state)
+    that is not the overflow class's name. The reasons name the rule, the value only when asked."""
+    if _NUL in value:
+        rule = f"{field} must be a class name without U+0000 (NUL)"
+        raise _Invalid(rule, f"{rule}, got {_clip(_show(value))}")
+    if value == OTHER:
+        raise _Invalid(f"{field} must not be '{OTHER}', {_OTHER_RULE}")
+
+
+def _class_names(values: list) -> bool:
+    """Whether a column's strings are all class names `_check_class_name` takes (a whole column at once)."""
+    types = set(map(type, values))
+    if str not in types:
+        return True
+    strings = values if len(types) == 1 else [v for v in values if type(v) is str]
+    return OTHER not in strings and _NUL not in "".join(strings)
+
+
 def _check_bounds(name: str, value: object, bounds: InputBounds) -> None:
     """A string's length and a number's magnitude (a value of any other type passes)."""
     if type(value) is str:
@@ -868,6 +908,11 @@ def _class_scores(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict[str
     has_int = False
     for name, p in scores.items():
         _check_name_length("scores", "a class name", name, bounds)
+        if _NUL in name:
+            rule = "field 'scores' has a class name with U+0000 (NUL)"
+            raise _Invalid(rule, f"{rule}: {_clip(_show(name))}")
+        if name == OTHER:
+            raise _Invalid(f"field 'scores' has the class name '{OTHER}', {_OTHER_RULE}")
         if type(p) not in _NUMBER or not 0 <= p <= 1:
             raise _named_field_error("scores", "each class", name, p, "a number in [0, 1]")
         has_int = has_int or type(p) is int
