@@ -216,6 +216,8 @@ class Worker:
         self._delivery_errors: list[str] = []
         # the largest dead letter that fits (deadletter.py): the producer's limit until run reads the topic's
         self.dead_letter_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
+        # the first few of each reason, then a summary line per interval: a flood of bad records is no flood of lines
+        self.dead_letter_log = deadletter.DeadLetterLog(log)
         # the largest forwarded copy that fits the input topics and the producer, the same way
         self.forward_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
         # processing_guarantee = "exactly_once": everything produced between two checkpoints is in one transaction
@@ -396,6 +398,7 @@ class Worker:
                 if messages or any(st.engine.buffered() for st in self.partitions.values()):
                     self.process(messages)
                 self.view.publish(self.partitions)  # between batches: what /metrics and /status serve
+                self.dead_letter_log.tick()
                 if self._txn_abortable:
                     self._abort_and_rewind("producing in the transaction failed")
                 self._complete_checkpoint(block=False)
@@ -405,6 +408,7 @@ class Worker:
                     self.checkpoint()
                     next_checkpoint = time.monotonic() + s.checkpoint_interval_s
             self.checkpoint(wait=True)
+            self.dead_letter_log.flush()
             if self._failed_checkpoints:
                 log.error("stopping: the final checkpoint failed, the next owner replays from the last one")
                 return 1
@@ -907,12 +911,7 @@ class Worker:
         delivered = partial(self._dead_letter_delivered, 1, key, headers)
         self._produce(self.topics.dead_letter, key, value, headers, on_delivery=delivered)
         self.m_dead.labels(m.topic).inc()
-        log.warning(
-            "dead letter",
-            extra={
-                "fields": {"topic": m.topic, "partition": m.partition, "offset": m.offset, "reason": rejected.reason}
-            },
-        )
+        self.dead_letter_log.record(m.topic, m.partition, m.offset, rejected.reason)
 
     def _produce(
         self,
