@@ -39,7 +39,9 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import sys
+from bisect import insort
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -550,6 +552,8 @@ class StreamSketch:
         self.warmup_rows = 0
         self._set_columns([])
         self.untracked_columns = 0
+        self._warmup_untracked: set[int] = set()  # `_name_hash` of each name the warm-up saw but keeps no column of
+        self._warmup_names: list[str] | None = None  # the warm-up's column names, sorted (made when first needed)
         self.type_mismatches: dict[str, int] = {}
         # counts per sub-window, at most slot_size each: unsigned and narrow (uint8 at 200 rows), summed as int64
         self.ring: NDArray[np.unsignedinteger[Any]] = np.zeros(
@@ -683,12 +687,33 @@ class StreamSketch:
         for name, values in columns.items():
             column = warmup.get(name)
             if column is None:
+                if not self._keeps(name, warmup):
+                    continue
                 column = warmup[name] = self._warmup_column()
             column.add(values[:take], numbers_only=name in numeric, scores=fixed)
         if fixed is not None and self.warmup_scores is not None:
             scored, total = impact.tally(fixed)
             self.warmup_scores = [self.warmup_scores[0] + scored, self.warmup_scores[1] + total]
         self.warmup_rows += take
+
+    def _keeps(self, name: str, warmup: dict[str, WarmupColumn]) -> bool:
+        """Whether the warm-up makes a column for ``name``, seen for the first time. The reference tracks the
+        first ``max_columns`` names by name order, so the warm-up keeps the first ``max_columns`` of the names
+        seen so far, no more (a name past them never comes back among them: its column would only cost
+        memory and state, up to ``reference_size`` x 1,000 of them): the others are counted
+        (``untracked_columns``), each by a hash, so that a name seen again is not counted twice."""
+        names = self._warmup_names
+        if names is None:
+            names = self._warmup_names = sorted(warmup)
+        if len(names) >= self.max_columns:
+            if name > names[-1]:
+                self._warmup_untracked.add(_name_hash(name))
+                return False
+            dropped = names.pop()  # past the max_columns first now
+            del warmup[dropped]
+            self._warmup_untracked.add(_name_hash(dropped))
+        insort(names, name)
+        return True
 
     def _warmup_column(self) -> WarmupColumn:
         # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
@@ -703,7 +728,7 @@ class StreamSketch:
         warmup = self.warmup
         assert warmup is not None
         names = sorted(warmup)
-        self.untracked_columns = max(0, len(names) - self.max_columns)
+        self.untracked_columns = max(0, len(names) + len(self._warmup_untracked) - self.max_columns)
         rows, bins, max_categories = self.warmup_rows, self.bins, self.max_categories
         columns = [
             Column.from_summary(name, warmup[name], rows, bins, max_categories) for name in names[: self.max_columns]
@@ -718,6 +743,7 @@ class StreamSketch:
         """Start monitoring against ``columns`` (from the warm-up, or from a reference profile); ``scores``:
         the reference's scored rows and fixed-point score sums per bin, the columns' side by side (2 x bins)."""
         self._warmup, self._stored_warmup = None, None
+        self._warmup_untracked, self._warmup_names = set(), None
         self.warmup_scores = None
         self._set_columns(columns)
         self._ref_scores = scores if self.scored else None
@@ -909,10 +935,13 @@ class StreamSketch:
 
     def state(self) -> State:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
+        untracked = self._warmup_untracked
         return {
             "rows": self.rows,
             "warmup": self._warmup_state(),
             "warmup_rows": self.warmup_rows,
+            # only while the warm-up saw names past max_columns: no key otherwise (nor in a state before it)
+            **({"warmup_untracked": np.array(sorted(untracked), dtype=np.uint64)} if untracked else {}),
             "columns": {
                 "layout": self._layout_json(),
                 "edges": self._edges,  # never changes: no copy
@@ -998,6 +1027,9 @@ class StreamSketch:
         else:  # none (the reference is complete), lists, or raw rows of format version 2 (counted now, not kept)
             self._warmup = None if warmup is None else self._load_warmup(warmup)
         self.warmup_rows = state["warmup_rows"]
+        # a warm-up before this key kept a column per name it saw: their names are its columns' (``_keeps``)
+        self._warmup_untracked = set(np.asarray(state.get("warmup_untracked", ()), dtype=np.uint64).tolist())
+        self._warmup_names = None
         c = {**state["columns"]["layout"], **state["columns"]}
         # models often share feature names: one string for all of them
         names = list(map(sys.intern, c["names"]))
@@ -1138,3 +1170,9 @@ _DERIVED = frozenset(
         "_thresholds",
     )
 )
+
+
+def _name_hash(name: str) -> int:
+    """A name's 64-bit hash, the same in every process (``hash()`` is salted): two of n names share one with
+    a probability of about n * n / 2**65 (3e-10 at 100,000 names)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")

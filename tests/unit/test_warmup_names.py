@@ -1,0 +1,100 @@
+"""The warm-up keeps a column for the ``max_columns`` names the reference will track, not for every name it sees.
+
+The reference tracks the first ``max_columns`` feature names by name order; a warm-up that kept a summary
+of every name held up to ``reference_size`` x 1,000 of them per model until its reference was built
+(100,000 names: 109 MiB, 8.8 MB of state). It now keeps the first ``max_columns`` of the names seen so far
+(a name past them never comes back among them) and counts the others (``untracked_columns``).
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import numpy as np
+import orjson
+
+from streamdrift.core.sketch import StreamSketch
+from streamdrift.core.state import decode_tree, encode_tree
+
+_DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS
+REFERENCE, MAX_COLUMNS = 60, 3
+
+
+def sketch() -> StreamSketch:
+    return StreamSketch(REFERENCE, 20, 2, 5, 4, MAX_COLUMNS)
+
+
+def stream(seed: int) -> list[dict[str, float | str]]:
+    """Rows of a few steady names and many passing ones (an id in a name), first seen in no name order."""
+    rng = random.Random(seed)
+    rows: list[dict[str, float | str]] = []
+    for _ in range(REFERENCE + 40):
+        row: dict[str, float | str] = {"m": rng.gauss(0, 1), "k": rng.choice("abc")}
+        for _ in range(rng.randint(0, 4)):
+            row[f"{rng.choice('aknz')}{rng.randint(0, 40)}"] = rng.gauss(1, 1)
+        rows.append(row)
+    return rows
+
+
+def feed(target: StreamSketch, rows: list[dict], start: int) -> None:
+    """``rows`` as one batch: a column per name, None where a row lacks it."""
+    names = sorted(
+        {name for row in rows for name in row}, key=lambda n: (zlib.crc32(n.encode()) % 7, n)
+    )  # no name order
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    offsets = np.arange(start, start + len(rows))
+    target.update(columns, offsets, offsets * 1.0)
+
+
+def fed(rows: list[dict], cuts: list[int]) -> StreamSketch:
+    out = sketch()
+    for start, stop in zip([0, *cuts], [*cuts, len(rows)]):
+        if stop > start:
+            feed(out, rows[start:stop], start)
+    return out
+
+
+def state_bytes(target: StreamSketch) -> bytes:
+    return orjson.dumps(target.state(), option=_DUMP)
+
+
+def test_the_warm_up_holds_at_most_max_columns_and_the_reference_is_the_one_every_name_gave() -> None:
+    rows = stream(1)
+    names = sorted({name for row in rows[:REFERENCE] for name in row})
+    assert len(names) > 50
+    kept = set(names[:MAX_COLUMNS])
+    split = fed(rows, [*range(1, REFERENCE - 1), REFERENCE])  # row by row through most of the warm-up
+    during = sketch()
+    for start in range(0, REFERENCE - 1):
+        feed(during, rows[start : start + 1], start)
+        assert during.warmup is not None and len(during.warmup) <= MAX_COLUMNS  # 50 and more before
+    # the names the reference tracks, and their columns, as if the warm-up had seen only them
+    only_kept = fed([{k: v for k, v in row.items() if k in kept} for row in rows], [REFERENCE])
+    assert [c.name for c in split.columns] == sorted(kept)
+    assert split.untracked_columns == len(names) - MAX_COLUMNS
+    reference = {k: v for k, v in split.state().items() if k != "untracked_columns"}
+    assert orjson.dumps(reference, option=_DUMP) == orjson.dumps(
+        {k: v for k, v in only_kept.state().items() if k != "untracked_columns"}, option=_DUMP
+    )
+
+
+def test_the_state_does_not_depend_on_where_batches_end_nor_on_a_restore_during_the_warm_up() -> None:
+    """Batches end at the reference's end here: one across it gives the warm-up columns of the names first
+    seen after it (all missing in its rows), which the reference may then track, a batch boundary
+    dependence of its own that this change leaves as it was."""
+    rows = stream(2)
+    whole = fed(rows, [REFERENCE])
+    rng = random.Random(3)
+    for _ in range(5):
+        cuts = sorted({*rng.sample(range(1, len(rows)), 8), REFERENCE})
+        assert state_bytes(fed(rows, cuts)) == state_bytes(whole)
+    for at in (1, 17, REFERENCE // 2, REFERENCE - 1):
+        first = fed(rows[:at], [])
+        assert first.warmup is not None and len(first.warmup) <= MAX_COLUMNS
+        restored = StreamSketch(
+            REFERENCE, 20, 2, 5, 4, MAX_COLUMNS, decode_tree(encode_tree(first.state(), "x"), "x", "test", "")
+        )
+        feed(restored, rows[at:REFERENCE], at)
+        feed(restored, rows[REFERENCE:], REFERENCE)
+        assert state_bytes(restored) == state_bytes(whole)
