@@ -402,3 +402,33 @@ def test_a_foreign_record_on_a_key_of_the_committed_state_hides_it_and_the_resto
     log.records.append(Stored(len(log.records), statetopic.model_key(0, 0, "a"), b"junk", 10**30, 1))
     with pytest.raises(statetopic.StateTopicError, match="names model 'a' .* but its records are missing"):
         statetopic.restore(0, log.records, CONFIG, "test")
+
+
+def test_a_partition_record_of_another_writer_that_does_not_unpack_is_passed_over_for_the_checkpoint_before() -> None:
+    """A record on a partition key with headers like ours and a value that is not a partition record: the
+    restore took it for the newest checkpoint and refused the partition (SnapshotError); a gen of 2**64 - 1
+    on it would have been the next checkpoint's number. It is passed over as a checkpoint that lost its
+    records is (the newest complete one before it is restored), with a warning."""
+    for gen in (2, 2**64 - 1):
+        log, crashed, _ = checkpointed_log()  # checkpoint 1, its partition record in slot 1
+        junk = Stored(len(log.records), statetopic.partition_key(0, 0), b"junk", gen, 1)
+        log.records.append(junk)
+        snapshot, changelog = statetopic.restore(0, log.records, CONFIG, "test")
+        assert snapshot is not None and sorted(snapshot.models) == ["a"] and changelog.gen == 1
+        assert changelog.last_gen == (2 if gen == 2 else 1)
+
+
+def test_a_partition_record_whose_header_does_not_name_its_own_checkpoint_is_passed_over() -> None:
+    """A copy of a partition record of ours under a header with another number (2**64 - 1 here: the next
+    checkpoint's number would not encode) is not that checkpoint: the number under the seal is."""
+    log, crashed, _ = checkpointed_log()
+    ours_now = next(r for r in log.records if r.key.startswith(b"partition/"))
+    log.records.append(ours_now._replace(offset=len(log.records), key=statetopic.partition_key(0, 0), gen=2**64 - 1))
+    snapshot, changelog = statetopic.restore(0, log.records, CONFIG, "test")
+    assert snapshot is not None and changelog.gen == changelog.last_gen == 1
+
+
+def test_a_partition_record_that_does_not_unpack_and_no_checkpoint_before_it_is_refused_naming_its_offset() -> None:
+    records = [Stored(0, b"x", b"y", 1, 1), Stored(1, statetopic.partition_key(1, 0), b"junk", 1, 1)]
+    with pytest.raises(SnapshotError, match=r"test partition record 1 \(offset 1\) .*delete the topic"):
+        statetopic.restore(0, records, CONFIG, "test")

@@ -25,8 +25,11 @@ Two headers go with every chunk: ``streamdrift.gen``, the number of the
 checkpoint that wrote it, and ``streamdrift.chunks``, how many chunks its value has.
 A record whose headers no checkpoint of ours writes (not ASCII digits, a number below 1, a
 key that is neither a model nor a partition key, or a checkpoint number more than
-``MAX_GEN_AHEAD`` above the newest committed one) is another writer's: never part of a
-value, never the number the next checkpoint counts from; on a model key, an orphan.
+``MAX_GEN_AHEAD`` above the checkpoint restored) is another writer's: never part of a
+value, never the number the next checkpoint counts from; on a model key, an orphan. A
+partition record that does not unpack, or whose header's number is not the one under its
+seal, is passed over for the newest complete one before it (refused, naming its offset,
+where there is none).
 
 A model record's snapshot header also carries the model's summary (field ``summary``,
 ``summary.summary_doc`` of the same state, with its ``SUMMARY_VERSION``), inside the
@@ -415,17 +418,6 @@ def restore(
             if ours(record):
                 gens.add(record.gen)
     candidates = _partition_records(latest)
-    newest = max(candidates[0][0] if candidates else 0, base.gen if base is not None else 0)
-    foreign = {gen for gen in gens if gen > newest + MAX_GEN_AHEAD}
-    if foreign:
-        log.warning(
-            "state topic: records with checkpoint numbers no checkpoint of ours has, ignored",
-            extra={"fields": {"partition": partition, "records": sum(r.gen in foreign for r in latest.values())}},
-        )
-        latest = {k: r._replace(gen=0, chunks=0) if r.gen in foreign else r for k, r in latest.items()}
-    last_gen = max(gens - foreign, default=0)
-    if base is not None:
-        last_gen = max(last_gen, base.last_gen)
     if base is not None and candidates and candidates[0][0] == base.gen:
         # the cache's own number written again after it, complete: a second writer (a zombie, at_least_once)
         # whose checkpoint is now the topic's newest; the cache's ledger would name that writer's model records
@@ -433,9 +425,9 @@ def restore(
     if not candidates or (base is not None and candidates[0][0] < base.gen):
         if base is None:
             garbage = {k for k in latest if k.startswith(b"model/")}
-            return None, Changelog(last_gen=last_gen, garbage=garbage)
+            return None, Changelog(last_gen=_last_gen(gens, 0, partition), garbage=garbage)
         assert cache is not None
-        base.last_gen = last_gen
+        base.last_gen = max(_last_gen(gens, base.gen, partition), base.last_gen)
         # what a checkpoint that never completed wrote after the cache, for models the ledger does not hold
         # (one it holds was written to its other slot, which its next checkpoint overwrites)
         base.garbage = _orphans(latest, base.models)
@@ -444,11 +436,20 @@ def restore(
     if base is not None:
         candidates = candidates[:1]  # a cache is checked against the newest checkpoint only, else rebuilt
     for tried, chosen in enumerate(candidates, 1):
-        gen, value, _ = chosen
-        doc = unpack(value, config, f"{source} partition record {gen}", recover)
+        gen, value, offset = chosen
         models: dict[str, State | Dormant] = {}
         ledger: dict[str, Placed] = {}
         missing = None
+        try:
+            doc = unpack(value, config, f"{source} partition record {gen} (offset {offset})", recover)
+            if doc["gen"] != gen:  # its header's number is not the one under its seal: not that checkpoint
+                raise SnapshotError(f"{source} partition record {gen} (offset {offset}) is checkpoint {doc['gen']}")
+        except SnapshotError as exc:
+            if tried == len(candidates):
+                raise
+            # another writer's record on a partition key (or our newest, damaged): the checkpoint before is
+            # intact, as when a checkpoint lost its records (below), and trusts nothing of it
+            missing, doc = str(exc), {"models": {}}
         for model_id, placed_state in doc["models"].items():
             placed = Placed(*placed_state)
             ledger[model_id] = placed
@@ -476,15 +477,29 @@ def restore(
         # slots of the one before: that retry's records overwrite it, and the one before is intact.
         log.warning("state topic: restoring the checkpoint before the newest", extra={"fields": {"reason": missing}})
     gen, _, offset = chosen
+    last_gen = _last_gen(gens, max(gen, base.gen if base is not None else 0), partition)
     changelog = Changelog(
         gen=gen,
         offset=offset + 1,
         models=ledger,
-        last_gen=last_gen,
+        last_gen=max(last_gen, base.last_gen) if base is not None else last_gen,
         garbage=_orphans(latest, ledger),
     )
     snapshot = Snapshot(partition, doc["offsets"], models, doc["merge"], changelog.state())
     return snapshot, changelog
+
+
+def _last_gen(gens: set[int], newest: int, partition: int) -> int:
+    """The highest checkpoint number of ``gens`` (those of the records read) that a checkpoint of ours can have:
+    at most ``MAX_GEN_AHEAD`` above ``newest``, the number of the checkpoint restored (whose record's number is
+    the one under its seal); the next checkpoint counts on from it. Others are another writer's."""
+    foreign = [gen for gen in gens if gen > newest + MAX_GEN_AHEAD]
+    if foreign:
+        log.warning(
+            "state topic: records with checkpoint numbers no checkpoint of ours has, ignored",
+            extra={"fields": {"partition": partition, "numbers": len(foreign)}},
+        )
+    return max((gen for gen in gens if gen <= newest + MAX_GEN_AHEAD), default=0)
 
 
 def _orphans(latest: dict[bytes, Stored], ledger: Collection[str]) -> set[bytes]:
