@@ -140,6 +140,34 @@ def test_joint_miss_is_the_chance_that_any_of_the_nested_estimates_falls_below_i
         assert concept.joint_miss(misses) <= 1 - confidence < concept.joint_miss((*misses[:4], misses[4] * 1.01))
 
 
+def _false_then_real(seed: int) -> np.ndarray:
+    """10 % errors; a burst at 60 % from 3,000 to 3,060 (a false alarm); 20 % from 3,815, while the detector
+    learns its reference again after the burst's alarm (issue 22, item 2: benchmarks/detection_bench.py)."""
+    rates = np.full(12_000, 0.1)
+    rates[3000:3060] = 0.6
+    rates[3815:] = 0.2
+    return np.random.default_rng(seed).random(len(rates)) < rates
+
+
+def test_a_change_while_the_reference_is_learnt_again_is_not_taken_into_it(monkeypatch) -> None:
+    """After the burst's alarm (3,035) the warm-up ends at 4,035 with 140 errors in 1,000 (design 16.1 %, the
+    change already 220 events in); the look at 2,000 events finds 213 errors in the 1,000 since, more than 16.1 %
+    gives with probability 0.02 (p = 0.0004), and keeps the design: the change is found at 5,305. Taken into the
+    reference, it made the design 18.9 % and was never found."""
+    errors = _false_then_real(53)
+    cusum = concept.BernoulliCusum(4e6, 2.0, 1000, 0.9)
+    assert [d["index"] for d in cusum.update(errors[:5100])] == [3035]
+    assert cusum.reference == (1000, 140) and cusum.next_look == 4000  # the look at 2,000 events was kept
+    assert cusum.design == concept.upper_bound(140, 1000, 1 - 0.1 * 0.4)
+    assert [5100 + d["index"] for d in cusum.update(errors[5100:])] == [5305]
+    in_batches, found = concept.BernoulliCusum(4e6, 2.0, 1000, 0.9), []
+    for i in range(0, len(errors), 250):
+        found += [i + d["index"] for d in in_batches.update(errors[i : i + 250])]
+    assert found == [3035, 5305]
+    monkeypatch.setattr(concept, "RISE_LEVEL", 0.0)  # without the test, as before
+    assert [d["index"] for d in concept.BernoulliCusum(4e6, 2.0, 1000, 0.9).update(errors)] == [3035]
+
+
 def test_a_detection_says_which_chart_fired_and_where_its_excursion_began() -> None:
     """``since_change`` counts the events from the first after the chart last left 0 to the detection."""
     errors = np.zeros(5000, dtype=bool)

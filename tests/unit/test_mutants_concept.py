@@ -90,7 +90,8 @@ def _plain_cusum(
     errors: list[bool], run_length: float, ratio: float, warmup: int, confidence: float | None, slow: float | None
 ) -> tuple[list[dict], dict, float]:
     """The CUSUM as the module's docstring states it, one event at a time with ``max(0, s + step)``: a warm-up of
-    ``warmup`` events, looks at 2, 4, 8, 16 x warmup (skipped while a chart is over half its threshold), the
+    ``warmup`` events, looks at 2, 4, 8, 16 x warmup (skipped while a chart is over half its threshold, or, with a confidence, while
+    the errors since the reference are above the design rate at the one-sided binomial level 0.02), the
     design rate the upper bound at ``1 - (1 - confidence) x share``, the shares 0.4, 0.1, 0.025, 0.1, 0.375 for
     the looks at 1, 2, 4, 8, 16 x warmup,
     each chart's steps on its lattice (``chart_steps``) and its limit for ``run_length / 0.4`` (fast) or
@@ -141,7 +142,11 @@ def _plain_cusum(
                 look(st)
             continue
         if st["next_look"] is not None and st["seen"] >= st["next_look"]:
-            if all(2 * s <= chart[3] for s, chart in zip(st["s"], design_of(st["design"]))):
+            climbing = any(2 * s > chart[3] for s, chart in zip(st["s"], design_of(st["design"])))
+            since = st["seen"] - st["reference"][0], st["errors"] - st["reference"][1]
+            # more errors since the reference than the design rate gives with probability 0.02 (a bound only)
+            risen = confidence is not None and stats.binom.sf(since[1] - 1, since[0], st["design"]) < 0.02
+            if not climbing and not risen:
                 look(st)
             else:
                 st["next_look"] = st["seen"] * 2 if st["seen"] * 2 <= warmup * 16 else None
@@ -184,6 +189,19 @@ def _regimes(seed: int) -> list[bool]:
     rng = np.random.default_rng(seed)
     rates = [0.1] * 700 + [0.14] * 1500 + [0.1] * 600 + [0.6] * 200 + [0.05] * 900 + [0.3] * 400 + [0.02] * 300
     return [bool(rng.random() < r) for r in rates]
+
+
+def test_a_look_that_keeps_its_design_as_the_plain_definition_does() -> None:
+    """A change that starts while the reference is learnt again after a false alarm (the errors of
+    test_concept's ``_false_then_real(53)``): the look at 2 x warmup keeps the design, as the plain model says."""
+    rates = np.full(12_000, 0.1)
+    rates[3000:3060] = 0.6
+    rates[3815:] = 0.2
+    errors = (np.random.default_rng(53).random(len(rates)) < rates).tolist()
+    expected, state, _ = _plain_cusum(errors, 4e6, 2.0, 1000, 0.9, concept.SLOW_RATIO)
+    cusum = concept.BernoulliCusum(4e6, 2.0, 1000, 0.9)
+    assert cusum.update(errors) == expected and [d["index"] for d in expected] == [3035, 5305]
+    assert cusum.state() == state
 
 
 @pytest.mark.parametrize(

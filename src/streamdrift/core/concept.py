@@ -25,7 +25,9 @@ less often on a lower rate, so the run length between false alarms is at
 least the budget's for this model with that probability. The bound tightens
 as labelled events come: the reference is estimated again at 2, 4, 8 and 16 ×
 ``warmup`` events (``LOOKS``), except while a chart is over half its
-threshold, so that a rise not detected yet is not taken in. The looks' bounds
+threshold or the errors since the reference are more than its design rate
+gives with probability ``RISE_LEVEL`` (a change under way, as after a false
+alarm), so that a rise not detected yet is not taken in. The looks' bounds
 hold together with ``confidence`` (``look_misses``): the first four each miss
 with their share of 1 - confidence (``LOOK_SHARES``, Bonferroni), and the last,
 whose design governs every event after 16 × ``warmup`` (on a model that runs
@@ -83,7 +85,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.linalg import solve_banded
-from scipy.special import betaincinv, ndtr, ndtri
+from scipy.special import bdtrc, betaincinv, ndtr, ndtri
 
 from streamdrift.core.errors import ConfigError, SnapshotError
 from streamdrift.core.protocols import State
@@ -131,6 +133,11 @@ LOOKS = 5  # the reference is estimated at 1, 2, 4, 8 and 16 × warmup labelled 
 # those are found later. The last look, whose design governs every event after 16 × warmup, gets the rest of
 # 1 - confidence once the looks' overlap is counted (``look_misses``): about 0.6 of it, where Bonferroni gave it 0.375.
 LOOK_SHARES = (0.4, 0.1, 0.025, 0.1)
+# A look keeps the design in force when the errors since its reference are more than the design error rate gives
+# with this probability (a one-sided binomial test), so that a change under way is not taken into the new reference.
+# It costs no false-alarm budget (``BernoulliCusum._rising``), only power where it keeps a design by chance; chosen by
+# measurement (docs/benchmarks.md): 0.02 and 0.03 found the same changes, 0.05 raised the calibration's false alarms
+RISE_LEVEL = 0.02
 SLOW_RATIO = 1.25  # the slow chart's odds multiple (gradual drift): see docs/benchmarks.md
 # The fast chart's share of the false-alarm rate (the slow chart gets the rest): the fast chart alone at 0.4 is as
 # quick to find an abrupt change as it was with half the budget and Siegmund's threshold, whose run length was
@@ -440,6 +447,23 @@ class BernoulliCusum:
             self.design = upper_bound(self.errors, self.seen, 1 - look_misses(self.confidence)[look])
         self.limits = self._limits(self.design)
 
+    def _rising(self) -> bool:
+        """Whether the error rate may have risen since the reference was estimated: a chart is over half its
+        limit, or the errors since then are more than the design error rate gives with probability
+        ``RISE_LEVEL`` (a one-sided binomial test).
+
+        Either keeps the design as it is at a look: the reference stays the last look whose bound was taken,
+        and every look's bound holds together with ``confidence`` (``look_misses``), so which of them is in
+        force, chosen by the data, does not change that the design is at or above the true rate.
+        """
+        if any(s * 2 > design[4] for s, design in zip(self.s, self._designs())):
+            return True
+        if self.confidence is None:
+            return False  # designed for the estimate, below the true rate half the time: the test would keep those
+        assert self.reference is not None
+        events, errors = self.seen - self.reference[0], self.errors - self.reference[1]
+        return events > 0 and float(bdtrc(errors - 1, events, self.design)) < RISE_LEVEL
+
     def _limits(self, design: float) -> list[int]:
         """Each chart's limit for its share of the budget at the design error rate (the state keeps them: a
         restored model does not compute them again)."""
@@ -512,12 +536,12 @@ class BernoulliCusum:
                     self._look()
                 continue
             if self.next_look is not None and self.seen >= self.next_look:
-                # a look, from twice as many events; skipped while a chart is on its way up (over half its
-                # threshold), so that a rise not detected yet is not taken into the reference
-                if all(s * 2 <= design[4] for s, design in zip(self.s, self._designs())):
-                    self._look()
-                else:
+                # a look, from twice as many events; skipped while a rise not detected yet would be taken into
+                # the reference: a chart on its way up, or more errors since the reference than its design allows
+                if self._rising():
                     self._plan_look()
+                else:
+                    self._look()
             look = self.next_look
             rest = errors[start : len(errors) if look is None else start + look - self.seen]
             crossings = []  # per chart: (index of the first crossing or len(rest), its statistics)
