@@ -20,3 +20,13 @@ def test_an_abrupt_change_s_delays_on_one_plain_stream(capsys: pytest.CaptureFix
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["abrupt"]["delays"] == [308, 275]  # the default detector's, pinned
     assert result["abrupt"]["River ADWIN"]["detected"] == 2
+    adwin = (
+        script.adwin_alarms(script.errors("plain", "abrupt", 3)),
+        script.adwin_alarms(script.errors("plain", "abrupt", 4)),
+    )
+    differences = [308 - script.delay(adwin[0])[0], 275 - script.delay(adwin[1])[0]]
+    assert result["abrupt"]["paired"] == {
+        "streamdrift_sooner": sum(d < 0 for d in differences),
+        "adwin_sooner": sum(d > 0 for d in differences),
+        "median_difference": sum(differences) / 2,
+    }
