@@ -38,23 +38,23 @@ _SCALE = 1 / LOG_GAMMA  # as bucket_keys scales: by this product, not a division
 
 def bucket_keys_small(values: list[float]) -> list[int]:
     """``bucket_keys(np.array(values, dtype=np.float64)).tolist()``."""
-    keys = []
-    for value in values:
-        x = float(value)
-        if not math.isfinite(x):  # whatever numpy makes of it (the warm-up counts NaN as missing: never from there)
-            keys.append(int(bucket_keys(np.array([x]))[0]))
-            continue
-        magnitude = abs(x)
-        if magnitude < SMALLEST:
-            keys.append(0)
-            continue
-        log = math.log(min(magnitude, LARGEST)) * _SCALE
-        key = math.floor(log) + (1 - SMALLEST_EXPONENT) if x >= 0 else SMALLEST_EXPONENT - math.ceil(log)
-        if abs(log - round(log)) < NEAR:  # at a boundary, as bucket_keys: the boundaries decide
-            key -= x < lower_of(key)
-            key += x >= lower_of(key + 1)
-        keys.append(key)
-    return keys
+    return [bucket_key(value) for value in values]
+
+
+def bucket_key(value: float) -> int:
+    """``bucket_keys_small([value])[0]``: a warm-up column's anchor is its first number's bucket."""
+    x = float(value)
+    if not math.isfinite(x):  # whatever numpy makes of it (the warm-up counts NaN as missing: never from there)
+        return int(bucket_keys(np.array([x]))[0])
+    magnitude = abs(x)
+    if magnitude < SMALLEST:
+        return 0
+    log = math.log(min(magnitude, LARGEST)) * _SCALE
+    key = math.floor(log) + (1 - SMALLEST_EXPONENT) if x >= 0 else SMALLEST_EXPONENT - math.ceil(log)
+    if abs(log - round(log)) < NEAR:  # at a boundary, as bucket_keys: the boundaries decide
+        key -= x < lower_of(key)
+        key += x >= lower_of(key + 1)
+    return key
 
 
 @lru_cache(maxsize=4096)

@@ -1354,9 +1354,12 @@ def monitor_factory(
     """``(model_id, state=None) -> ModelMonitor`` with each model's configuration (profiles read once)."""
     models = dict(models or {})
     profiles = {m: reference.load_profile(c.profile) for m, c in models.items() if c.profile is not None}
+    # the models without a section of their own share one (settings, read only, as a configured model's monitors
+    # share its section): validating a fresh one was a tenth of making a monitor
+    unconfigured = ModelSettings()
 
     def make(model_id: str, state: dict | None = None) -> ModelMonitor:
-        config = models.get(model_id)
+        config = models.get(model_id, unconfigured)
         if state is None:
             return ModelMonitor(model_id, settings, config, profiles.get(model_id))
         return ModelMonitor.from_state(model_id, settings, state, config, profiles.get(model_id))

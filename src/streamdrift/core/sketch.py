@@ -540,6 +540,11 @@ class StreamSketch:
         self.max_categories = max_categories
         self.max_columns = max_columns
         self.max_versions = max_versions
+        # a warm-up column's bounds, of the settings alone (made once: a fleet's new model makes 26 columns):
+        # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
+        # tracked, so that the most frequent are among them (the rows bound them too)
+        self._column_limit = max(bins, max_categories)
+        self._column_kept = min(10 * max_categories, reference_size)
         if state is None:
             self._reset()
         else:  # restored: not made fresh first
@@ -716,13 +721,7 @@ class StreamSketch:
         return True
 
     def _warmup_column(self) -> WarmupColumn:
-        # exact distinct numbers while they could be the bin edges or categories; categories: ten times those
-        # tracked, so that the most frequent are among them (the rows bound them too)
-        return WarmupColumn(
-            max(self.bins, self.max_categories),
-            min(10 * self.max_categories, self.reference_size),
-            scored=self.warmup_scores is not None,
-        )
+        return WarmupColumn(self._column_limit, self._column_kept, scored=self.warmup_scores is not None)
 
     def _build_reference(self) -> None:
         warmup = self.warmup

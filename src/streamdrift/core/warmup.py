@@ -62,7 +62,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamdrift.core.buckets import bucket_keys
-from streamdrift.core.buckets_small import bucket_keys_small, lower_of
+from streamdrift.core.buckets_small import bucket_key, lower_of
 from streamdrift.core.protocols import State
 
 try:  # _add_distinct's row loop in C (``_speedups.c``), the same dicts; without it, the loop below
@@ -73,7 +73,11 @@ except ImportError:  # not built (setup.py's extension is optional); mypy types 
 _COMPACT_AT = 1024  # numbers held (in memory, never in a snapshot) before they are counted into buckets
 _NUMBERS = (int, float)
 _NUMBER_TYPES = frozenset((int, float, type(None)))
-_NO_SCORES: NDArray[np.int64] = np.zeros((0, 2), np.int64)  # bucket scores before any (read only, shared)
+# a histogram before any bucket, and its scores (read only, shared: a column replaces them, never changes them in
+# place; a fleet's new model makes 26 columns, and two arrays each were half of making one)
+_NO_KEYS: NDArray[np.int64] = np.zeros(0, np.int64)
+_NO_KEYS.flags.writeable = False
+_NO_SCORES: NDArray[np.int64] = np.zeros((0, 2), np.int64)
 _NO_SCORES.flags.writeable = False
 
 
@@ -118,8 +122,8 @@ class WarmupColumn:
         self.scored = scored
         self.numbers = 0  # present numbers
         self.anchor = 0.0  # buckets are of x - anchor (set by the first number)
-        self.keys: NDArray[np.int64] = np.zeros(0, np.int64)  # the histogram: sorted bucket keys ...
-        self.counts: NDArray[np.int64] = np.zeros(0, np.int64)  # ... and their counts
+        self.keys: NDArray[np.int64] = _NO_KEYS  # the histogram: sorted bucket keys ...
+        self.counts: NDArray[np.int64] = _NO_KEYS  # ... and their counts
         # numbers not counted into buckets yet (the Python objects of the batch, 8 bytes each): bucketing costs
         # a dozen numpy calls, so it is done a thousand numbers at a time; state() buckets them first, so a
         # snapshot never holds them
@@ -196,7 +200,7 @@ class WarmupColumn:
         if not numbers:
             return
         if not self.numbers:
-            self.anchor = lower_of(bucket_keys_small(numbers[:1])[0])
+            self.anchor = lower_of(bucket_key(numbers[0]))
         self.numbers += len(numbers)
         if self.distinct is not None:
             self._add_distinct(numbers, scores)

@@ -125,17 +125,18 @@ class Registry:
 
     def register(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Register ``keys`` (in stream order; ``rows`` their stream rows) not seen before."""
-        if not len(keys) or self._index.keys() >= set(keys.tolist()):  # nothing new: the usual case
+        names = keys.tolist()
+        if not names or self._index.keys() >= set(names):  # nothing new: the usual case
             return
-        uniq, first = np.unique(keys, return_index=True)
-        for j in np.argsort(first, kind="stable").tolist():
-            name = str(uniq[j])
+        # row by row, each name at its first row: a set was made of them all already, and np.unique with an
+        # argsort cost more than this loop for the few rows that bring a new model's first names (issue 19)
+        for name, row in zip(names, rows.tolist()):
             if name in self._index:
                 continue
             if len(self.names) - (OTHER in self._index) < self.cap:
-                self._add(name, int(rows[first[j]]))
+                self._add(name, int(row))
             elif OTHER not in self._index:
-                self._add(OTHER, int(rows[first[j]]))
+                self._add(OTHER, int(row))
 
     def _add(self, name: str, row: int) -> None:
         self._index[name] = len(self.names)

@@ -109,7 +109,10 @@ def grown(counts: np.ndarray, *more: int) -> np.ndarray:
 
     >>> grown(np.array([[1, 2]]), 1, 0).tolist()
     [[1, 2], [0, 0]]
+    >>> grown(np.zeros((2, 0), np.int64), 0, 3).tolist()
+    [[0, 0, 0], [0, 0, 0]]
     """
-    out = np.zeros(tuple(n + m for n, m in zip(counts.shape, more)), dtype=counts.dtype)
-    out[tuple(slice(0, n) for n in counts.shape)] = counts
+    out = np.zeros(tuple([n + m for n, m in zip(counts.shape, more)]), dtype=counts.dtype)
+    if counts.size:  # a new model's first classes grow empty arrays (five of them): nothing to copy
+        out[tuple(map(slice, counts.shape))] = counts
     return out
