@@ -692,7 +692,9 @@ class StreamSketch:
         for name, values in columns.items():
             column = warmup.get(name)
             if column is None:
-                if not self._keeps(name, warmup):
+                # a name first comes with its first value: a batch's column holds None where an event lacks the
+                # name, so one across the reference's end has columns of names first seen after it
+                if not _has_value(values[:take]) or not self._keeps(name, warmup):
                     continue
                 column = warmup[name] = self._warmup_column()
             column.add(values[:take], numbers_only=name in numeric, scores=fixed)
@@ -1169,6 +1171,13 @@ _DERIVED = frozenset(
         "_thresholds",
     )
 )
+
+
+def _has_value(values: FeatureColumn) -> bool:
+    """Whether a column holds a value (None and NaN are missing, as ``WarmupColumn.add`` counts them)."""
+    if isinstance(values, np.ndarray):
+        return not np.isnan(values).all()
+    return any(v is not None and v == v for v in values)
 
 
 def _name_hash(name: str) -> int:
