@@ -711,6 +711,8 @@ class StreamSketch:
         (``untracked_columns``), each by a hash, so that a name seen again is not counted twice."""
         names = self._warmup_names
         if names is None:
+            if len(warmup) < self.max_columns:  # room for it: no order to keep yet (a new model's first columns)
+                return True
             names = self._warmup_names = sorted(warmup)
         if len(names) >= self.max_columns:
             if name > names[-1]:
