@@ -113,3 +113,23 @@ def test_a_name_null_in_every_row_of_the_warm_up_is_one_it_never_saw() -> None:
     with_nulls = [{**row, "b0": None} if i < REFERENCE else row for i, row in enumerate(rows)]
     cuts = list(range(1, len(rows)))
     assert state_bytes(fed(with_nulls, cuts)) == state_bytes(fed(rows, cuts))
+
+
+def test_a_float_column_nan_in_every_row_of_the_warm_up_is_one_it_never_saw() -> None:
+    """The same for a column as the decoder gives numbers, an array with NaN where a row has none (batches of 6
+    rows: none across the reference's end)."""
+    rows = stream(6)
+    absent, nans = sketch(), sketch()
+    for start in range(0, len(rows), 6):
+        batch = rows[start : start + 6]
+        offsets = np.arange(start, start + len(batch))
+        columns = {"m": np.array([row["m"] for row in batch]), "k": [row["k"] for row in batch]}
+        if start < REFERENCE:
+            absent.update(columns, offsets, offsets * 1.0)
+            nans.update({**columns, "b0": np.full(len(batch), np.nan)}, offsets, offsets * 1.0)
+        else:
+            later = {**columns, "b0": np.arange(len(batch), dtype=np.float64)}
+            absent.update(later, offsets, offsets * 1.0)
+            nans.update(later, offsets, offsets * 1.0)
+    assert "b0" not in state_bytes(fed(rows, [])).decode()  # the stream has no b0 of its own
+    assert state_bytes(nans) == state_bytes(absent)

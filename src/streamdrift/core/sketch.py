@@ -1177,9 +1177,10 @@ _DERIVED = frozenset(
 
 def _has_value(values: FeatureColumn) -> bool:
     """Whether a column holds a value (None and NaN are missing, as ``WarmupColumn.add`` counts them)."""
-    if isinstance(values, np.ndarray):
-        return not np.isnan(values).all()
-    return any(v is not None and v == v for v in values)
+    # row by row, an array's too, up to the first value (usually the first row): numpy's isnan and all cost
+    # three times as much for the few rows of a new model's first batch, which asks it of every column (issue 19)
+    rows = values.tolist() if isinstance(values, np.ndarray) else values
+    return any(v is not None and v == v for v in rows)
 
 
 def _name_hash(name: str) -> int:
