@@ -241,6 +241,9 @@ TRICKY_VALUES = [
     "__other__",
     {"a\x00": 0.5},
     {"__other__": 0.5},
+    # model versions numpy would merge likewise: "__none__" with rows without a version, "__other__" with the
+    # versions over max_versions
+    "__none__",
 ]
 PREDICTION = {
     "event_id": "e1",
@@ -684,3 +687,11 @@ def test_a_class_name_with_nul_is_refused_naming_the_field_not_the_value(kind: s
     as class "a". The contract refuses NUL in class names; the reason names no value."""
     _, reason = _decode_one(kind, orjson.dumps(event))
     assert reason is not None and "U+0000 (NUL)" in reason and "secret" not in reason and "cret" not in reason
+
+
+@pytest.mark.parametrize("kind", ["prediction", "feedback"])
+def test_a_model_version_with_nul_is_refused_naming_the_field_not_the_value(kind: str) -> None:
+    """The metrics per version hold versions in numpy's fixed-width strings too: "v1\\x00" was counted as "v1"."""
+    event = {**(PREDICTION if kind == "prediction" else FEEDBACK), "model_version": "secret\x00"}
+    _, reason = _decode_one(kind, orjson.dumps(event))
+    assert reason == "field 'model_version' must be a version name without U+0000 (NUL)"

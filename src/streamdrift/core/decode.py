@@ -21,7 +21,8 @@ event_id
 model_id
     1 to 128 of ``A-Z a-z 0-9 . _ : -``.
 model_version
-    Optional: null or a string of 1 to 128 characters.
+    Optional: null or a string of 1 to 128 characters, without U+0000 (NUL), and
+    neither ``__none__`` nor ``__other__`` (see below).
 timestamp
     RFC 3339 date-time with ``Z`` or a ``±hh:mm`` offset (``T``/``t``,
     ``Z``/``z``, optional fraction, no leap second), year 1970 to 9999; or
@@ -49,6 +50,9 @@ Class names keep distinct classes distinct: the metrics hold them in numpy's fix
 strings, which drop trailing NULs (``"a\x00"`` would be counted as ``"a"``), and
 ``__other__`` is the class the classes over ``max_classes`` are counted in (a user's
 ``"__other__"`` would be counted with them). Neither is a class the contract accepts.
+Model versions likewise: the metrics per version hold them in the same strings, rows
+without a version are counted as ``__none__`` and versions over ``max_versions`` as
+``__other__``.
 
 Bounds (``config.InputBounds``)
 -------------------------------
@@ -94,6 +98,7 @@ import orjson
 from streamdrift.core.config import InputBounds
 from streamdrift.core.metrics.labels import OTHER
 from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch, RawMessage, Rejected
+from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION
 
 try:  # the C reader of prediction polls (setup.py builds it where a compiler is)
     from streamdrift.core import _speedups
@@ -123,6 +128,7 @@ _NUMBER = frozenset({int, float})
 _SCALAR = frozenset({str, int, float, bool})
 _NUL = "\x00"
 _OTHER_RULE = "the class streamdrift counts classes over max_classes in"
+_RESERVED_VERSIONS = frozenset({NO_VERSION, OTHER_VERSION})
 _FEATURE_VALUE = frozenset({str, int, float, bool, type(None)})
 _NUMERIC_VALUE = frozenset({int, float, type(None)})
 _JSON_TYPE = {
@@ -419,6 +425,8 @@ def _checked_header(
     for version in distinct_versions:
         if version is not None and (type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS):
             return None
+    if not distinct_versions.isdisjoint(_RESERVED_VERSIONS) or _NUL in "".join(v for v in distinct_versions if v):
+        return None
     for model_id in distinct_models:
         if model_id not in _valid_model_ids:
             if type(model_id) is not str or MODEL_ID.fullmatch(model_id) is None:
@@ -759,6 +767,8 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
     version = event.get("model_version")
     if version is not None and (type(version) is not str or not 0 < len(version) <= MAX_MODEL_VERSION_CHARS):
         raise _field_error("model_version", version, "null or a string of 1 to 128 characters")
+    if version is not None:
+        _check_version_name(version)
 
     return event_id, model_id, version, event_seconds(event.get("timestamp", _MISSING))
 
@@ -855,6 +865,22 @@ def _check_class_name(field: str, value: str) -> None:
         raise _Invalid(rule, f"{rule}, got {_clip(_show(value))}")
     if value == OTHER:
         raise _Invalid(f"{field} must not be '{OTHER}', {_OTHER_RULE}")
+
+
+def _check_version_name(version: str) -> None:
+    """A model version the monitors keep apart from every other: numpy's fixed-width strings, where the metrics
+    per version hold them, drop trailing NULs, and two names are the monitors' own buckets."""
+    if _NUL in version:
+        rule = "field 'model_version' must be a version name without U+0000 (NUL)"
+        raise _Invalid(rule, f"{rule}, got {_clip(_show(version))}")
+    if version == NO_VERSION:
+        raise _Invalid(
+            f"field 'model_version' must not be '{NO_VERSION}', the version streamdrift counts events without one in"
+        )
+    if version == OTHER_VERSION:
+        raise _Invalid(
+            f"field 'model_version' must not be '{OTHER_VERSION}', the version streamdrift counts versions over max_versions in"
+        )
 
 
 def _class_names(values: list) -> bool:
