@@ -244,6 +244,11 @@ TRICKY_VALUES = [
     # model versions numpy would merge likewise: "__none__" with rows without a version, "__other__" with the
     # versions over max_versions
     "__none__",
+    # segment values numpy would merge likewise: "a\x00" with "a", "__other__" with the values over max_segments,
+    # "__missing__" with the events without the attribute
+    {"s": "a\x00"},
+    {"s": "__other__"},
+    {"s": "__missing__"},
 ]
 PREDICTION = {
     "event_id": "e1",
@@ -695,3 +700,9 @@ def test_a_model_version_with_nul_is_refused_naming_the_field_not_the_value(kind
     event = {**(PREDICTION if kind == "prediction" else FEEDBACK), "model_version": "secret\x00"}
     _, reason = _decode_one(kind, orjson.dumps(event))
     assert reason == "field 'model_version' must be a version name without U+0000 (NUL)"
+
+
+def test_a_segment_value_with_nul_is_refused_naming_the_field_not_the_value() -> None:
+    """Segment metrics hold values in numpy's fixed-width strings: "web\\x00" was counted as segment "web"."""
+    _, reason = _decode_one("prediction", orjson.dumps({**PREDICTION, "segment": {"secret": "secret\x00"}}))
+    assert reason == "field 'segment' has a value with U+0000 (NUL)"

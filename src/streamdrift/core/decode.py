@@ -41,7 +41,8 @@ score (optional)
 scores (optional, prediction)
     Object of class to number in [0, 1]; class names as for ``prediction``.
 segment (optional, prediction)
-    Object of at most 32 names to string, number or boolean.
+    Object of at most 32 names to string, number or boolean; a string value
+    without U+0000 (NUL), and neither ``__other__`` nor ``__missing__`` (see below).
 
 A number is a JSON number: ``1`` and ``1.0`` are numbers, ``true`` is not,
 and NaN or infinity cannot be written in JSON at all.
@@ -52,7 +53,9 @@ strings, which drop trailing NULs (``"a\x00"`` would be counted as ``"a"``), and
 ``"__other__"`` would be counted with them). Neither is a class the contract accepts.
 Model versions likewise: the metrics per version hold them in the same strings, rows
 without a version are counted as ``__none__`` and versions over ``max_versions`` as
-``__other__``.
+``__other__``. Segment values likewise: the segment metrics hold them in the same
+strings, count the values over ``max_segments`` as ``__other__`` and events without
+the attribute as ``__missing__``.
 
 Bounds (``config.InputBounds``)
 -------------------------------
@@ -96,7 +99,7 @@ import numpy as np
 import orjson
 
 from streamdrift.core.config import InputBounds
-from streamdrift.core.metrics.labels import OTHER
+from streamdrift.core.metrics.labels import MISSING, OTHER
 from streamdrift.core.records import FeatureColumn, FeedbackBatch, PredictionBatch, RawMessage, Rejected
 from streamdrift.core.sketch import NO_VERSION, OTHER_VERSION
 
@@ -985,7 +988,25 @@ def _segment(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict | None:
                 f"field 'segment' must map each name to {expected}, got {len(value)} characters",
                 f"field 'segment.{name}' must be {expected}, got {_clip(_show(value))}",
             )
+        if type(value) is str:
+            _check_segment_value(name, value)
     return segment
+
+
+def _check_segment_value(name: str, value: str) -> None:
+    """A segment value the segment metrics keep apart from every other: they hold values in numpy's fixed-width
+    strings, which drop trailing NULs, and two names are their own buckets."""
+    if _NUL in value:
+        rule = "field 'segment' has a value with U+0000 (NUL)"
+        raise _Invalid(rule, f"{rule}: 'segment.{name}' is {_clip(_show(value))}")
+    if value == OTHER:
+        raise _Invalid(
+            f"field 'segment' has the value '{OTHER}', the segment streamdrift counts values over max_segments in"
+        )
+    if value == MISSING:
+        raise _Invalid(
+            f"field 'segment' has the value '{MISSING}', the segment streamdrift counts events without the attribute in"
+        )
 
 
 def _check_name_length(field: str, what: str, name: str, bounds: InputBounds) -> None:
