@@ -156,7 +156,7 @@ def test_an_idle_ttl_one_future_record_could_outrun_stops_the_worker_naming_both
         load_settings()
 
 
-@pytest.mark.parametrize("model_id", ["churn model", "", "fraud/v2", "x" * 129])
+@pytest.mark.parametrize("model_id", ["churn model", "", "fraud/v2", "x" * 129, "__other__"])
 def test_a_model_section_no_model_id_can_match_is_named(tmp_path, model_id):
     """``[models."churn model"]``: the contract's model ids (schemas/, decode.MODEL_ID) never hold a space, so
     the section would apply to no model, silently. A bad setting stops the worker at start, naming it."""

@@ -56,7 +56,7 @@ import orjson
 
 from streamdrift.core import state as codec
 from streamdrift.core.config import ModelSettings, MonitorSettings
-from streamdrift.core.decode import MODEL_ID, decode_feedback, decode_predictions
+from streamdrift.core.decode import MODEL_ID, MODEL_ID_PATTERN, OTHER_MODELS, decode_feedback, decode_predictions
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.monitor import ModelMonitor, monitor_factory
 from streamdrift.core.records import RawMessage, Rejected
@@ -98,7 +98,7 @@ class Monitor:
 
     def __init__(self, model_id: str, settings: MonitorSettings | None = None, model: ModelSettings | None = None):
         if MODEL_ID.fullmatch(model_id) is None:  # the contract's pattern: no event could ever match
-            raise ValueError(f"model_id {model_id!r} must match ^{MODEL_ID.pattern}$")
+            raise ValueError(f"model_id {model_id!r} must match ^{MODEL_ID_PATTERN}$ and not be {OTHER_MODELS!r}")
         self.model_id = model_id
         self.settings = settings if settings is not None else MonitorSettings()
         self.model = model if model is not None else ModelSettings()

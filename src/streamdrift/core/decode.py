@@ -19,7 +19,8 @@ key
 event_id
     String of 1 to 256 characters (code points).
 model_id
-    1 to 128 of ``A-Z a-z 0-9 . _ : -``.
+    1 to 128 of ``A-Z a-z 0-9 . _ : -``, other than ``__other__`` (the model id the
+    exporter sums the models over ``metrics_max_models`` under).
 model_version
     Optional: null or a string of 1 to 128 characters, without U+0000 (NUL), and
     neither ``__none__`` nor ``__other__`` (see below).
@@ -119,7 +120,11 @@ MAX_ATTRIBUTIONS = 1000  # features an event's attributions may name
 # 10000-01-01T00:00:00Z: the first instant RFC 3339's four-digit years cannot write.
 EPOCH_SECONDS_END = 253_402_300_800
 
-MODEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # the contract's model_id (schemas/), also checked by api and replay
+# the model id under which the exporter (runtime.exporter) sums the models over metrics_max_models: no event's
+OTHER_MODELS = "__other__"
+# the contract's model_id (schemas/), also checked by api, settings and replay; MODEL_ID.pattern is not shown
+MODEL_ID_PATTERN = "[A-Za-z0-9._:-]{1,128}"
+MODEL_ID = re.compile(rf"(?!{OTHER_MODELS}\Z){MODEL_ID_PATTERN}")
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
     re.ASCII,
@@ -758,8 +763,13 @@ def _header(event: dict, key: bytes | None, keys: dict[str, bytes]) -> tuple:
     model_id = event.get("model_id", _MISSING)
     expected_key = keys.get(model_id) if type(model_id) is str else None
     if expected_key is None:
+        if model_id == OTHER_MODELS:
+            raise _Invalid(
+                f"field 'model_id' must not be '{OTHER_MODELS}', "
+                "the model id streamdrift's metrics sum the models over metrics_max_models under"
+            )
         if type(model_id) is not str or MODEL_ID.fullmatch(model_id) is None:
-            raise _field_error("model_id", model_id, f"a string matching ^{MODEL_ID.pattern}$")
+            raise _field_error("model_id", model_id, f"a string matching ^{MODEL_ID_PATTERN}$")
         expected_key = keys[model_id] = model_id.encode()
     if key is not None and key != expected_key:
         shown = key.decode("utf-8", "backslashreplace")

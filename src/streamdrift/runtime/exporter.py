@@ -42,12 +42,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
+from streamdrift.core.decode import OTHER_MODELS
 from streamdrift.core.policy import KINDS, NEWS
 from streamdrift.core.summary import MonitorSummary
 
 log = logging.getLogger("streamdrift.http")
 
-OTHER = "__other__"
+OTHER = OTHER_MODELS  # a name the contract refuses as a model_id: no event's model is summed with the overflow
 QUALITY_CHECKS = ("missing_rate", "invalid_rate", "out_of_range_rate", "new_category_rate")
 PERFORMANCE_METRICS = (
     "accuracy",

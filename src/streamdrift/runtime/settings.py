@@ -38,7 +38,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from streamdrift.core.config import InputBounds, ModelSettings, MonitorSettings
-from streamdrift.core.decode import MODEL_ID
+from streamdrift.core.decode import MODEL_ID, OTHER_MODELS
 from streamdrift.core.errors import ConfigError
 from streamdrift.core.routing import Misrouted
 from streamdrift.core.state import Seal
@@ -254,7 +254,8 @@ class Settings(BaseSettings):
         bad = sorted(model_id for model_id in models if MODEL_ID.fullmatch(model_id) is None)
         if bad:
             raise ValueError(
-                f"{', '.join(map(repr, bad))} is not a model id events can carry: 1 to 128 of A-Z a-z 0-9 . _ : -"
+                f"{', '.join(map(repr, bad))} is not a model id events can carry: 1 to 128 of A-Z a-z 0-9 . _ : -, "
+                f"other than {OTHER_MODELS!r}"
             )
         return models
 
