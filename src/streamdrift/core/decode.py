@@ -136,7 +136,19 @@ _NUMBER = frozenset({int, float})
 _SCALAR = frozenset({str, int, float, bool})
 _NUL = "\x00"
 _OTHER_RULE = "the class streamdrift counts classes over max_classes in"
-_RESERVED_VERSIONS = frozenset({NO_VERSION, OTHER_VERSION})
+_VERSION_NUL_RULE = "field 'model_version' must be a version name without U+0000 (NUL)"
+_RESERVED_VERSION_RULES = {
+    NO_VERSION: f"field 'model_version' must not be '{NO_VERSION}', the version streamdrift counts events without one in",
+    OTHER_VERSION: (
+        f"field 'model_version' must not be '{OTHER_VERSION}', the version streamdrift counts versions over max_versions in"
+    ),
+}
+_RESERVED_VERSIONS = frozenset(_RESERVED_VERSION_RULES)
+_SEGMENT_NUL_RULE = "field 'segment' has a value with U+0000 (NUL)"
+_RESERVED_SEGMENT_RULES = {
+    OTHER: f"field 'segment' has the value '{OTHER}', the segment streamdrift counts values over max_segments in",
+    MISSING: f"field 'segment' has the value '{MISSING}', the segment streamdrift counts events without the attribute in",
+}
 _FEATURE_VALUE = frozenset({str, int, float, bool, type(None)})
 _NUMERIC_VALUE = frozenset({int, float, type(None)})
 _JSON_TYPE = {
@@ -881,19 +893,18 @@ def _check_class_name(field: str, value: str) -> None:
 
 
 def _check_version_name(version: str) -> None:
-    """A model version the monitors keep apart from every other: numpy's fixed-width strings, where the metrics
-    per version hold them, drop trailing NULs, and two names are the monitors' own buckets."""
-    if _NUL in version:
-        rule = "field 'model_version' must be a version name without U+0000 (NUL)"
-        raise _Invalid(rule, f"{rule}, got {_clip(_show(version))}")
-    if version == NO_VERSION:
-        raise _Invalid(
-            f"field 'model_version' must not be '{NO_VERSION}', the version streamdrift counts events without one in"
-        )
-    if version == OTHER_VERSION:
-        raise _Invalid(
-            f"field 'model_version' must not be '{OTHER_VERSION}', the version streamdrift counts versions over max_versions in"
-        )
+    """A model version the monitors keep apart from every other (the metrics per version hold them)."""
+    _check_kept_apart(version, _VERSION_NUL_RULE, ", got ", _RESERVED_VERSION_RULES)
+
+
+def _check_kept_apart(value: str, nul_rule: str, shown_as: str, reserved: dict[str, str]) -> None:
+    """A name the monitors keep apart from every other where numpy's fixed-width strings hold it: those drop
+    trailing NULs, so no NUL (``nul_rule``; the detail shows the value after ``shown_as``), and ``reserved``
+    (name -> the rule refusing it) are the monitors' own buckets."""
+    if _NUL in value:
+        raise _Invalid(nul_rule, f"{nul_rule}{shown_as}{_clip(_show(value))}")
+    if value in reserved:
+        raise _Invalid(reserved[value])
 
 
 def _class_names(values: list) -> bool:
@@ -1004,19 +1015,8 @@ def _segment(event: dict, bounds: InputBounds = DEFAULT_BOUNDS) -> dict | None:
 
 
 def _check_segment_value(name: str, value: str) -> None:
-    """A segment value the segment metrics keep apart from every other: they hold values in numpy's fixed-width
-    strings, which drop trailing NULs, and two names are their own buckets."""
-    if _NUL in value:
-        rule = "field 'segment' has a value with U+0000 (NUL)"
-        raise _Invalid(rule, f"{rule}: 'segment.{name}' is {_clip(_show(value))}")
-    if value == OTHER:
-        raise _Invalid(
-            f"field 'segment' has the value '{OTHER}', the segment streamdrift counts values over max_segments in"
-        )
-    if value == MISSING:
-        raise _Invalid(
-            f"field 'segment' has the value '{MISSING}', the segment streamdrift counts events without the attribute in"
-        )
+    """A segment value the segment metrics keep apart from every other (``_check_kept_apart``)."""
+    _check_kept_apart(value, _SEGMENT_NUL_RULE, f": 'segment.{name}' is ", _RESERVED_SEGMENT_RULES)
 
 
 def _check_name_length(field: str, what: str, name: str, bounds: InputBounds) -> None:
