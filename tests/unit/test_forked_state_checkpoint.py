@@ -100,13 +100,7 @@ def run(tmp_path, fork: bool) -> tuple[list, list, dict[str, bytes]]:
     for p in (0, 1):
         worker.partitions[p] = worker._new_state(p)
     for part in (messages[:1500], messages[1500:]):
-        for p, state in worker.partitions.items():
-            for topic in (worker.topics.predictions, worker.topics.feedback):
-                state.engine.add(topic, [m for m in part if m.partition == p and m.topic == topic])
-            state.engine.release(ended={worker.topics.predictions, worker.topics.feedback})
-            state.dirty = True
-        worker.checkpoint(wait=True)
-        assert worker._flight is None and worker._pending is None  # landed, cache written
+        checkpointed(worker, part)  # landed, cache written
     state_records = [r for r in worker.producer.produced if r[0] == worker.topics.state]  # type: ignore[attr-defined]
     files = {path.name: path.read_bytes() for path in sorted(tmp_path.glob("partition-*.snapshot"))}
     return state_records, worker.consumer.commits, files  # type: ignore[attr-defined]

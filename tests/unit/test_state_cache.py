@@ -270,9 +270,7 @@ def test_a_cache_of_the_layout_before_is_still_read(cached, tmp_path) -> None:
     before.save(old)
     loaded = before.load(0)
     assert loaded is not None and not any(isinstance(m, Dormant) for m in loaded.models.values())
-    out = engine()
-    out.restore(loaded)
-    assert snapshot_bytes(out) == snapshot_bytes(written)
+    assert snapshot_bytes(engine_of(loaded)) == snapshot_bytes(written)
 
 
 def test_a_model_unchanged_since_the_cache_keeps_its_bytes_from_it_and_a_changed_one_does_not(
@@ -327,9 +325,7 @@ def test_a_summary_stored_with_other_fields_makes_its_model_decoded_at_load(cach
     other.write(*statecache.cache_body(written, {}, SEAL))
     loaded = other.load(0)
     assert loaded is not None and not any(isinstance(m, Dormant) for m in loaded.models.values())
-    out = engine()
-    out.restore(loaded)
-    assert snapshot_bytes(out) == snapshot_bytes(written)
+    assert snapshot_bytes(engine_of(loaded)) == snapshot_bytes(written)
 
 
 def test_a_summary_stored_by_code_of_another_summary_version_makes_its_model_decoded_at_load(
@@ -395,10 +391,7 @@ def test_a_broken_stream_refuses_the_cache_at_load_and_the_topic_restores_what_i
     with pytest.raises(SnapshotError, match=f"model '{QUIET}' is corrupt"):
         store.load(0)
     snapshot, _ = statetopic.restore(0, log.records, SEAL, "test")
-    assert snapshot is not None
-    out = engine()
-    out.restore(snapshot)
-    assert snapshot_bytes(out) == snapshot_bytes(written)
+    assert snapshot_bytes(engine_of(snapshot)) == snapshot_bytes(written)
 
 
 @pytest.fixture
