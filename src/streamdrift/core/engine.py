@@ -384,8 +384,8 @@ class PartitionEngine:
             else:
                 ahead = min(2 * ahead, size)
             out.rejected += rejected
-            for batch in batches:
-                out.events += self._observe(topic, batch, sliced, float(clocks.before(batch.offsets[:1])[0]), out)
+            for batch, clock, earliest in zip(batches, clocks.firsts, clocks.earliest):
+                out.events += self._observe(topic, batch, sliced, clock, earliest, out)
             self.event_clock = clocks.after
             self._evict_idle()
             at += len(sliced)
@@ -399,8 +399,13 @@ class PartitionEngine:
         """Per batch, the offset of its first row, not first of the batch, at which its model is idle."""
         if self.model_idle_ttl_s is None:
             return []
+        # a row's model is idle only where the clock just before it is more than the TTL past the batch's first
+        # event time (a model's latest event time before the row is at least that), and the clock only grows:
+        # the batches whose last row's clock is within the TTL of their first event time have no gap, and the
+        # batches of a fleet's poll are mostly a few rows each, so they are told apart for all at once
+        maybe = np.flatnonzero(clocks.lasts > clocks.starts + self.model_idle_ttl_s).tolist()
         cuts = []
-        for batch in batches:
+        for batch in (batches[i] for i in maybe):
             if len(batch) < 2:
                 continue
             clock = clocks.before(batch.offsets)
@@ -427,8 +432,7 @@ class PartitionEngine:
         self._free_from = np.inf  # the partition cannot fill up within this slice: every newcomer finds a slot
         if self.model_idle_ttl_s is None or len(self.monitors) + len(batches) < self.max_models:
             return []
-        firsts = clocks.before(np.array([batch.offsets[0] for batch in batches])).tolist()
-        newcomers = [batch for batch, clock in zip(batches, firsts) if not self._resident(batch.model_id, clock)]
+        newcomers = [batch for batch, clock in zip(batches, clocks.firsts) if not self._resident(batch.model_id, clock)]
         if not newcomers or len(self.monitors) + len(newcomers) < self.max_models:
             return []
         earliest = min(float(np.min(b.timestamps)) for b in newcomers) + self.model_idle_ttl_s
@@ -446,11 +450,12 @@ class PartitionEngine:
         return monitor is not None and not self._idle(monitor, clock)
 
     def _observe(
-        self, topic: str, batch: Batch, messages: list[RawMessage], clock: float, out: Released
+        self, topic: str, batch: Batch, messages: list[RawMessage], clock: float, earliest: float, out: Released
     ) -> list[DriftEvent]:
         """One model's batch to its monitor (none over ``max_models``); the drift events it raised.
+        ``clock``: the partition's clock just before the batch's first row; ``earliest``: its earliest event time.
         A quarantined model's records, or those of a batch that quarantines it, go to ``out.rejected``."""
-        found = self._monitor(batch.model_id, len(batch), clock, float(np.minimum.reduce(batch.timestamps)))
+        found = self._monitor(batch.model_id, len(batch), clock, earliest)
         monitor, unbuilt = (
             self._wake(found, topic, offset=int(batch.offsets[0]), records=len(batch))
             if isinstance(found, Dormant)
@@ -560,17 +565,31 @@ class PartitionEngine:
 
 
 class _RowClocks:
-    """The partition's event-time clock just before each row of a slice (rows in offset order)."""
+    """The partition's event-time clock just before each row of a slice (rows in offset order), and per batch
+    (in the slice's order of batches) what the engine asks of every batch: the clock just before its first
+    row and its last row, its first and its earliest event time. Asked once for the slice rather than batch by
+    batch: a fleet's poll is hundreds of batches of a few rows, and a numpy call per batch cost more than its
+    rows (issue 19)."""
 
     def __init__(self, batches: list[Any], clock: float):
         if not batches:
             self.offsets, self.running = np.zeros(0, np.int64), np.array([clock])
+            self.firsts: list[float] = []
+            self.earliest: list[float] = []
+            self.lasts = self.starts = np.zeros(0)
         else:
             offsets = np.concatenate([batch.offsets for batch in batches])
+            times = np.concatenate([batch.timestamps for batch in batches])
             order = np.argsort(offsets, kind="stable")
             self.offsets = offsets[order]
-            times = np.concatenate([batch.timestamps for batch in batches])[order]
-            self.running = np.maximum.accumulate(np.concatenate([[clock], times]))
+            self.running = np.maximum.accumulate(np.concatenate([[clock], times[order]]))
+            sizes = np.array([len(batch) for batch in batches])
+            ends = np.cumsum(sizes)
+            starts = ends - sizes  # every batch has a row
+            self.firsts = self.before(offsets[starts]).tolist()
+            self.lasts = self.before(offsets[ends - 1])  # a batch's rows are in offset order
+            self.starts = times[starts]
+            self.earliest = np.minimum.reduceat(times, starts).tolist()
         self.after = float(self.running[-1])  # the clock once the slice is through
 
     def before(self, offsets: np.ndarray) -> np.ndarray:
