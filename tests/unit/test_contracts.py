@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from streamdrift.core import decode
+from streamdrift.core.config import InputBounds
 from streamdrift.core.decode import decode_feedback, decode_predictions
 from streamdrift.core.records import RawMessage, column_values
 
@@ -635,6 +636,34 @@ def test_c_reader_groups_interleaved_models(kind: str, spread: bool) -> None:
         messages.append(RawMessage(kind, partition, offset, f"m{m}".encode(), orjson.dumps(event)))
     assert _C_READER[kind](messages) is not None
     _agree(kind, messages)
+
+
+@pytest.mark.usefixtures("reader")
+@pytest.mark.parametrize("hash_all", [False, True])
+def test_c_reader_groups_mixed_and_long_categories_as_the_reference(
+    hash_all: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interleaved models whose list features mix strings (short and over ``max_category_length``), numbers
+    and nulls, so that a group's column may hold only numbers where the poll's does not, or only strings: the
+    C reader, which orders a poll's columns by group once and hides long categories for the whole poll, gives
+    the batches of the reference path, batch by batch (issue 19)."""
+    rng = np.random.default_rng(19)
+    choices: list[object] = ["short", "x" * 12, "y" * 9, 7, 2.5, None, True]
+    messages = []
+    for offset, m in enumerate(rng.integers(0, 5, 60).tolist()):
+        value, _ = _good("prediction", offset)
+        event = orjson.loads(value)
+        event["model_id"] = f"m{m}"
+        pick = choices[int(rng.integers(0, len(choices)))]
+        # m0's "mixed" is only numbers, m1's only strings: a group's kind differs from the poll's
+        event["features"]["mixed"] = offset % 3 if m == 0 else ("ab"[offset % 2] if m == 1 else pick)
+        event["features"]["long"] = "z" * int(rng.integers(1, 20))
+        messages.append(RawMessage("prediction", m % 3, offset, f"m{m}".encode(), orjson.dumps(event)))
+    bounds = InputBounds(max_category_length=8, hash_categories=hash_all)
+    assert _decode_parsed(messages, bounds) is not None  # the C reader takes the poll
+    fast = _shown(decode_predictions(messages, bounds))
+    monkeypatch.setattr(decode, "_speedups", None)
+    assert fast == _shown(decode_predictions(messages, bounds))
 
 
 def _mutated(rng: np.random.Generator, value: bytes) -> bytes:

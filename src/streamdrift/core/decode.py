@@ -227,9 +227,7 @@ def decode_predictions(
     12 field 'score' must be a number in [0, 1], got boolean
     13 tombstone: message has no value
     """
-    batches, rejected = _decode(messages, _prediction_row, _prediction_batch, bounds, require_record_time)
-    _hide_long_categories(batches, bounds)
-    return batches, rejected
+    return _decode(messages, _prediction_row, _prediction_batch, bounds, require_record_time)
 
 
 def decode_feedback(
@@ -265,8 +263,11 @@ def _decode(
             messages, bounds, require_record_time
         )
         if fast is not None:
-            return fast, []
-    return _decode_rows(messages, parse, build, bounds, require_record_time)
+            return fast, []  # the C reader's path hides long categories in its columns (``_hide_long``)
+    batches, rejected = _decode_rows(messages, parse, build, bounds, require_record_time)
+    if parse is _prediction_row:
+        _hide_long_categories(batches, bounds)
+    return batches, rejected
 
 
 def _decode_rows(
@@ -498,8 +499,29 @@ def _decode_parsed(
         )
     except _Invalid:
         return None
-    columns = (names, floats, lists, outputs, class_scores, segments)
-    return _parsed_batches(_parsed_prediction_batch, messages, head, event_ids, model_ids, versions, written, columns)
+    lists = [None if values is None else _hide_long(values, bounds) for values in lists]
+    numeric_lists = [None if values is None else _numeric_kind(values) for values in lists]
+    columns = (floats, outputs, class_scores, segments, *lists)
+    return _parsed_batches(
+        _parsed_prediction_batch,
+        messages,
+        head,
+        event_ids,
+        model_ids,
+        versions,
+        written,
+        columns,
+        (names, numeric_lists),
+    )
+
+
+def _numeric_kind(values: list) -> bool | None:
+    """Whether a poll's list of feature values holds only numbers and None (True), none of them (False: no
+    group of its rows does), or some (None: each group's tells)."""
+    types = set(map(type, values))
+    if types <= _NUMERIC_VALUE:
+        return True
+    return None if types & _NUMERIC_VALUE else False
 
 
 def _decode_parsed_feedback(
@@ -554,71 +576,112 @@ def _parsed_batches(
     versions: list,
     written: list,
     columns: tuple,
+    fixed: tuple = (),
 ) -> list:
+    """One batch per group of ``_groups``: the poll's columns (``columns``: one value per row each, or None)
+    put in the groups' order once, each group's then a slice of them (a fleet's poll is hundreds of groups of a
+    few rows: a copy of every column per group, each its own list comprehension or numpy call, cost more than
+    the rows); ``fixed``: what every group's ``build`` is given as it is."""
     times, distinct_models, scores = head
-    n = len(messages)
     partitions = [m.partition for m in messages]
-    arrays = (np.array([m.offset for m in messages], dtype=np.int64), times, scores)
-    return [
-        build(model_id, partition, rows, n, rows_arrays, event_ids, versions, written, columns)
-        for model_id, partition, rows, rows_arrays in _groups(model_ids, partitions, distinct_models, arrays)
-    ]
+    order, groups = _groups(model_ids, partitions, distinct_models)
+    offsets = np.array([m.offset for m in messages], dtype=np.int64)
+    common = _in_order((offsets, times, scores, event_ids, versions, written), order)
+    columns = _in_order(columns, order)
+    return [build(model_id, partition, slice(a, b), common, columns, *fixed) for model_id, partition, a, b in groups]
+
+
+def _in_order(columns: tuple, order: list[int] | None) -> tuple:
+    """Each column (a list, an array, an array of rows of values, or None) with its values in ``order``."""
+    if order is None:
+        return columns
+    index = np.array(order, dtype=np.intp)
+    return tuple(
+        None
+        if column is None
+        else list(map(column.__getitem__, order))
+        if isinstance(column, list)
+        else column[..., index]  # an array's values, or each row of a 2-d one
+        for column in columns
+    )
 
 
 def _parsed_prediction_batch(
     model_id: str,
     partition: int,
-    rows,
-    n: int,
-    arrays: tuple,
-    event_ids: list,
-    versions: list,
-    written: list,
+    rows: slice,
+    common: tuple,
     columns: tuple,
+    names: list[str],
+    numeric_lists: list[bool | None],
 ) -> PredictionBatch:
-    names, block, lists, outputs, class_scores, segments = columns
-    offsets, times, scores = arrays
-    take = _taker(rows, n)
-    if len(rows) < n:
-        block = block[:, rows]  # one copy of the group's rows of every float column
+    """``columns``: the float block (a row per name, NaN where the name's values are a list), the outputs,
+    class scores and segments, then each name's list of values (None where its values are in the block).
+    ``numeric_lists``: per name, whether the poll's list of values holds only numbers and None (None: some
+    values are numbers, some not, so a group's may or may not be)."""
+    offsets, times, scores, event_ids, versions, written = common
+    block, outputs, class_scores, segments, *lists = columns
     features: dict[str, FeatureColumn] = {}
     numeric = []
-    for i, (name, values) in enumerate(zip(names, lists)):
+    block = block[:, rows]  # a view: each float column a row of it
+    for i, (name, values, kind) in enumerate(zip(names, lists, numeric_lists)):
         if values is None:
             features[name] = block[i]
             numeric.append(name)
         else:
-            values = features[name] = take(values)
-            if set(map(type, values)) <= _NUMERIC_VALUE:
+            values = features[name] = values[rows]
+            if kind is None:  # some of the poll's values numbers, some not: this group's
+                kind = set(map(type, values)) <= _NUMERIC_VALUE
+            if kind:
                 numeric.append(name)
     return PredictionBatch(
         model_id=model_id,
         partition=partition,
-        offsets=offsets,
-        event_ids=take(event_ids),
-        model_versions=take(versions),
-        timestamps=times,
-        timestamp_values=take(written),
+        offsets=offsets[rows],
+        event_ids=event_ids[rows],
+        model_versions=versions[rows],
+        timestamps=times[rows],
+        timestamp_values=written[rows],
         features=features,
-        predictions=take(outputs),
-        scores=scores,
-        class_scores=take(class_scores),
-        segments=take(segments),
+        predictions=outputs[rows],
+        scores=scores[rows],
+        class_scores=class_scores[rows],
+        segments=segments[rows],
         numeric_features=frozenset(numeric),
     )
 
 
-def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[str], arrays: tuple) -> list[tuple]:
-    """``(model_id, partition, rows, arrays)`` per (model_id, partition) in order of first appearance,
-    ``rows`` in input order and ``arrays`` (offsets, times, scores) restricted to them.
+def _parsed_feedback_batch(model_id: str, partition: int, rows: slice, common: tuple, columns: tuple) -> FeedbackBatch:
+    offsets, times, scores, event_ids, versions, written = common
+    labels, carried, values = columns
+    return FeedbackBatch(
+        model_id=model_id,
+        partition=partition,
+        offsets=offsets[rows],
+        event_ids=event_ids[rows],
+        model_versions=versions[rows],
+        timestamps=times[rows],
+        timestamp_values=written[rows],
+        labels=labels[rows],
+        predictions=carried[rows],
+        scores=scores[rows],
+        values=values[rows],
+    )
+
+
+def _groups(
+    model_ids: list[str], partitions: list[int], distinct_models: set[str]
+) -> tuple[list[int] | None, list[tuple[str, int, int, int]]]:
+    """The rows grouped per (model_id, partition), groups in order of first appearance and each group's rows
+    in input order: ``order``, the rows so grouped (None: as they are, one group), and per group
+    ``(model_id, partition, start, stop)``, its rows ``order[start:stop]``.
 
     Each model's events usually come from one partition (they are keyed by model id): then the
-    rows are grouped by model in numpy (a stable sort of model numbers), the arrays permuted
-    once and sliced per group. Otherwise row by row.
+    rows are grouped by model in numpy (a stable sort of model numbers). Otherwise row by row.
     """
     n = len(model_ids)
     if len(distinct_models) == 1 and len(set(partitions)) == 1:
-        return [(model_ids[0], partitions[0], range(n), arrays)]
+        return None, [(model_ids[0], partitions[0], 0, n)]
     number = {m: i for i, m in enumerate(dict.fromkeys(model_ids))}  # in order of first appearance
     codes = np.array([number[model_id] for model_id in model_ids], dtype=np.intp)
     order = np.argsort(codes, kind="stable")
@@ -627,9 +690,8 @@ def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[st
     grouped = np.array(partitions, dtype=np.int64)[order]
     if (grouped == np.repeat(grouped[starts], counts)).all():  # one partition per model
         rows = order.tolist()
-        permuted = tuple(a[order] for a in arrays)
-        return [
-            (model_id, partitions[rows[a]], rows[a:b], tuple(p[a:b] for p in permuted))
+        return rows, [
+            (model_id, partitions[rows[a]], a, b)
             for model_id, a, b in zip(number, starts.tolist(), (starts + counts).tolist())
         ]
     groups: dict[tuple[str, int], list[int]] = {}
@@ -639,10 +701,12 @@ def _groups(model_ids: list[str], partitions: list[int], distinct_models: set[st
             groups[group] = [i]
         else:
             rows.append(i)
-    return [
-        (model_id, partition, rows, tuple(a[np.array(rows, dtype=np.intp)] for a in arrays))
-        for (model_id, partition), rows in groups.items()
-    ]
+    grouped_rows: list[int] = []
+    bounds = []
+    for (model_id, partition), rows in groups.items():
+        bounds.append((model_id, partition, len(grouped_rows), len(grouped_rows) + len(rows)))
+        grouped_rows += rows
+    return grouped_rows, bounds
 
 
 def _keys_match(keys: list[bytes | None], model_ids: list[str]) -> bool:
@@ -697,46 +761,6 @@ def _in_bounds(values: list, bounds: InputBounds) -> bool:
         if (magnitudes > bounds.max_abs_number).any():
             return False
     return True
-
-
-def _taker(rows: Sequence[int], n: int):
-    """``column -> its values at rows``, as a list (the column itself when the rows are all ``n``)."""
-    if len(rows) == n:
-        return _same
-    return lambda column: [column[row] for row in rows]
-
-
-def _same(column: list) -> list:
-    return column
-
-
-def _parsed_feedback_batch(
-    model_id: str,
-    partition: int,
-    rows: list[int],
-    n: int,
-    arrays: tuple,
-    event_ids: list,
-    versions: list,
-    written: list,
-    columns: tuple,
-) -> FeedbackBatch:
-    labels, carried, values = columns
-    offsets, times, scores = arrays
-    take = _taker(rows, n)
-    return FeedbackBatch(
-        model_id=model_id,
-        partition=partition,
-        offsets=offsets,
-        event_ids=take(event_ids),
-        model_versions=take(versions),
-        timestamps=times,
-        timestamp_values=take(written),
-        labels=take(labels),
-        predictions=take(carried),
-        scores=scores,
-        values=values if len(rows) == n else values[np.asarray(rows, dtype=np.intp)],
-    )
 
 
 def _feature_columns(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, FeatureColumn], frozenset[str]]:
@@ -1068,13 +1092,18 @@ def category_hash(value: str, salt: str | None = None) -> str:
 
 def _hide_long_categories(batches: list[PredictionBatch], bounds: InputBounds) -> None:
     """Replace, in place, the string feature values the monitors must not track in clear."""
-    hash_all, limit, salt = bounds.hash_categories, bounds.max_category_length, bounds.hash_salt
     for batch in batches:
         numeric = batch.numeric_features or frozenset()
         for name, values in batch.features.items():
             if name in numeric or not isinstance(values, list):
                 continue
-            if hash_all or any(type(v) is str and len(v) > limit for v in values):
-                batch.features[name] = [
-                    category_hash(v, salt) if type(v) is str and (hash_all or len(v) > limit) else v for v in values
-                ]
+            batch.features[name] = _hide_long(values, bounds)
+
+
+def _hide_long(values: list, bounds: InputBounds) -> list:
+    """``values`` with the strings the monitors must not track in clear hashed (the list itself where none is):
+    value by value, so a poll's column gives each group of its rows what the group's own column would."""
+    hash_all, limit, salt = bounds.hash_categories, bounds.max_category_length, bounds.hash_salt
+    if hash_all or any(type(v) is str and len(v) > limit for v in values):
+        return [category_hash(v, salt) if type(v) is str and (hash_all or len(v) > limit) else v for v in values]
+    return values
