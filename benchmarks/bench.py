@@ -742,7 +742,11 @@ def memory(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str)
     log(f"memory: {large:,} models, snapshots for a worker in {snapshots}")
     # the worker's settings, so the snapshots are written under its seal; a short idle wait: the probes are
     # predictions alone, released once the (empty) feedback topic has been idle that long
-    env = topics.env(snapshots, checkpoint_interval_s=CHECKPOINT_AFTER_S, max_task_idle_ms=THROUGHPUT_IDLE_MS)
+    # state_write_budget 0: the probes' checkpoint writes at once, not once its input outweighs its state (the
+    # write budget would leave it for checkpoint_max_interval_s): the phase measures what a checkpoint costs
+    env = topics.env(
+        snapshots, checkpoint_interval_s=CHECKPOINT_AFTER_S, max_task_idle_ms=THROUGHPUT_IDLE_MS, state_write_budget=0
+    )
     offsets = {topics.predictions: 0, topics.feedback: 0}
     out["large"] = run_memory_child(large, args.partitions, snapshots, offsets, env)
     probe_every_partition(topics)
@@ -1160,6 +1164,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--state-models", type=int, default=10_000)
     parser.add_argument("--state-events", type=int, default=200_000, help="predictions of the --state-models stream")
+    parser.add_argument(
+        "--state-write-budget",
+        type=float,
+        default=None,
+        help="the --state-models worker's state_write_budget (default: the worker's; 0: every checkpoint writes)",
+    )
     parser.add_argument("--profile-events", type=int, default=200_000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     parser.add_argument(

@@ -31,6 +31,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--restarts", type=int, default=2)
+    parser.add_argument(
+        "--state-write-budget",
+        type=float,
+        default=None,
+        help="the consuming worker's state_write_budget (default: the worker's; 0: every checkpoint writes)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="streamdrift-bench-restore-worker-"))
     with ExitStack() as stack:

@@ -157,7 +157,8 @@ def large_phase(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id:
     )
     _, large_input = topic_bytes(bootstrap, [large.predictions, large.feedback])
     snapshots = workdir / "state-large-snapshots"
-    env = large.env(snapshots)
+    budget = {} if args.state_write_budget is None else {"state_write_budget": args.state_write_budget}
+    env = large.env(snapshots, **budget)
     worker = Worker(env, workdir / "worker-state-large.log")
     try:
         ready = worker.wait_ready(timeout=600, interval=0.1)
@@ -174,6 +175,7 @@ def large_phase(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id:
         "models": models,
         "input_bytes": large_input,
         "state_bytes": large_state,
+        "state_bytes_per_input_byte": round(large_state / large_input, 3),
         "events_per_s": (made["predictions"] + made["feedback"]) / (done - ready),
     }
     for i in range(restarts):  # the figures of the last: a round before warms the machine's caches alike

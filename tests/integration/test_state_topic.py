@@ -182,6 +182,48 @@ def test_workers_joining_and_killed_in_one_group_end_with_the_state_of_one_unint
     assert any("data_drift" in line for line in (tmp_path / "worker-reference.log").read_text().splitlines())
 
 
+def deferred(worker: WorkerProcess) -> float:
+    """Partitions its periodic checkpoints left unwritten (``state_write_budget``), from its /metrics."""
+    for line in worker.get("/metrics")[1].decode().splitlines():
+        if line.startswith("streamdrift_checkpoints_deferred_total "):
+            return float(line.split()[1])
+    raise AssertionError("no streamdrift_checkpoints_deferred_total in /metrics")
+
+
+def test_a_partition_not_worth_writing_yet_is_left_as_it_was_and_a_crash_meanwhile_replays_its_input(
+    group, kafka_bootstrap, tmp_path
+):
+    """``state_write_budget``: a periodic checkpoint does not write a partition whose changed models would weigh
+    more than the budget times the input since its last checkpoint; nothing of it is written or committed, so
+    a worker killed meanwhile leaves the state topic as it was, and the next owner consumes that input again and
+    ends with the state and alerts of a worker that was never interrupted. Past ``checkpoint_max_interval_s``
+    it is written whatever its bytes."""
+    environment, start = group
+    # a budget this stream never meets: only the longest interval, a revocation or the shutdown write
+    env_a = environment("a", state_write_budget=1e-9, checkpoint_max_interval_s=3600)
+    env_b = environment("b", state_write_budget=1e-9, checkpoint_max_interval_s=2)
+    items = drift_items(env_a, 3000, seed=11)
+    first, second = items[: len(items) // 2], items[len(items) // 2 :]
+    produce(kafka_bootstrap, first)
+    a = start(env_a, "a")
+    a.wait_for(lambda: a.counts() == expected_counts(env_a, first), 90, "a: first half counted")
+    a.wait_for(lambda: deferred(a) >= 2, 30, "a: periodic checkpoints left the partitions unwritten")
+    assert topic_state(env_a, PARTITIONS) == {}  # not a record: no model's state, no input offsets
+    a.stop(signal.SIGKILL)
+
+    b = start(env_b, "b")  # another host: restores nothing, consumes the first half again
+    b.wait_for(lambda: b.counts() == expected_counts(env_a, first), 90, "b: first half counted again")
+    # its longest interval passes while it runs: the partitions are written, due or not
+    b.wait_for(lambda: topic_state(env_b, PARTITIONS) != {}, 30, "b: state written after checkpoint_max_interval_s")
+    produce(kafka_bootstrap, second)
+    b.wait_for(lambda: b.counts() == expected_counts(env_a, items), 90, "every event counted once")
+    assert b.stop() == 0
+
+    ref = reference_run(kafka_bootstrap, env_a, tmp_path, items)
+    assert topic_state(env_b, PARTITIONS) == topic_state(ref, PARTITIONS)
+    assert set(alert_ids(kafka_bootstrap, env_b)) == set(alert_ids(kafka_bootstrap, ref))
+
+
 @pytest.mark.parametrize(
     ("partitions", "config", "message"),
     [

@@ -19,6 +19,7 @@ from streamdrift.core.errors import SnapshotError
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import murmur2_partition
 from streamdrift.runtime import statecache, statepieces, statetopic
+from streamdrift.runtime import worker as worker_module
 from streamdrift.runtime.checkpoint import PACK_DEADLINE_S, ForkedPack, ForkedWrite
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
@@ -362,9 +363,10 @@ def test_a_stopped_packer_fails_its_checkpoint_and_the_next_one_starts(tmp_path,
         return records(p, changed, *values)
 
     monkeypatch.setattr(worker, "_state_records", stop_the_copy)
+    state.input_bytes, state.written_at = 1234, 5.0  # what its write budget weighs (``runtime/writebudget.py``)
     worker.checkpoint()
     flight = worker._flight
-    assert flight is not None and state.changed == set()
+    assert flight is not None and state.changed == set() and state.input_bytes == 0
     thread = in_a_thread(worker._complete_checkpoint)
     if thread.is_alive():
         flight.job.kill()
@@ -373,6 +375,7 @@ def test_a_stopped_packer_fails_its_checkpoint_and_the_next_one_starts(tmp_path,
 
     assert worker._flight is None and worker._failed_checkpoints == 1 and not worker.health.ready
     assert state.changed == taken and state.dirty  # the models given back to the next attempt
+    assert (state.input_bytes, state.written_at) == (1234, 5.0)  # and what its budget weighed
     assert worker.consumer.commits == []  # type: ignore[attr-defined]
     assert [r for r in worker.producer.produced if r[0] == worker.topics.state] == []  # type: ignore[attr-defined]
     failed = [r for r in caplog.records if r.getMessage() == "checkpoint failed: nothing committed, retrying"]
@@ -521,3 +524,54 @@ def test_a_cache_the_restore_did_not_use_lends_no_bytes_to_the_next_one(tmp_path
         assert cache is not None
         for model_id, model in cache.models.items():
             assert model.value == produced[(p, f"model/0/0/{model_id}".encode())]  # type: ignore[union-attr]
+
+
+def state_records(worker: Worker) -> list[tuple]:
+    return [r for r in worker.producer.produced if r[0] == worker.topics.state]  # type: ignore[attr-defined]
+
+
+def test_a_periodic_checkpoint_writes_a_partition_once_its_input_outweighs_its_state_or_it_waited_long_enough(
+    tmp_path,
+) -> None:
+    """``state_write_budget`` (0.25 by default): the periodic checkpoint leaves a partition whose changed models
+    are expected to weigh more than a quarter of the input since its last checkpoint (4 KiB per model before
+    its first write, then the mean of its last write's model records), until ``checkpoint_max_interval_s``;
+    the shutdown's and a revocation's checkpoint write it whatever it weighs."""
+    worker = Worker(Settings(snapshot_dir=tmp_path))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    messages = [m for m in two_partitions(1200, worker) if m.partition == 0]
+    state = worker.partitions[0] = worker._new_state(0)
+
+    def consume(part: list[RawMessage]) -> None:
+        state.input_bytes += worker_module._record_bytes(part)  # as ``process`` counts what it adds
+        feed(worker, part)
+
+    consume(messages[:5])
+    assert len(state.changed) * 4096 > 4 * state.input_bytes  # not vacuous: the budget is not met
+    worker.checkpoint(due_only=True)
+    assert worker._flight is None and state_records(worker) == [] and worker.consumer.commits == []  # type: ignore[attr-defined]
+    assert state.dirty and state.changed and worker.m_deferred._value.get() == 1
+
+    consume(messages[5:])  # a model record is a few KiB; these are hundreds of KiB of input
+    assert len(state.changed) * 4096 <= 4 * state.input_bytes
+    changed = len(state.changed)
+    worker.checkpoint(due_only=True)
+    worker._complete_checkpoint()
+    written = state_records(worker)
+    model_bytes = sum(len(value) for _, _, key, value, _ in written if key.startswith(b"model/"))
+    assert {key for _, _, key, _, _ in written if key.startswith(b"model/")} and worker.m_deferred._value.get() == 1
+    assert state.bytes_per_model == model_bytes / changed
+    assert (state.input_bytes, state.changed, state.dirty) == (0, set(), False)
+
+    consume(messages[-2:])  # the same models again: far less input than their records
+    worker.checkpoint(due_only=True)
+    assert len(state_records(worker)) == len(written) and worker.m_deferred._value.get() == 2
+    state.written_at -= worker.settings.checkpoint_max_interval_s  # as if it had waited that long
+    worker.checkpoint(due_only=True)
+    worker._complete_checkpoint()
+    assert len(state_records(worker)) > len(written) and not state.dirty
+
+    consume(messages[-2:])
+    worker.checkpoint(wait=True)  # the shutdown's: due or not
+    assert not state.dirty and worker.m_deferred._value.get() == 2

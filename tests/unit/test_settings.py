@@ -74,6 +74,16 @@ def test_worker_with_a_bad_setting_stops_at_start_naming_it(monkeypatch):
     assert "invalid setting snapshot_interval_s (env STREAMDRIFT_SNAPSHOT_INTERVAL_S)" in done.stderr
 
 
+def test_checkpoint_max_interval_below_the_interval_is_named_and_its_default_follows_a_longer_interval(monkeypatch):
+    monkeypatch.setenv("STREAMDRIFT_CHECKPOINT_INTERVAL_S", "300")
+    assert load_settings().checkpoint_max_interval_s == 300  # its default, 120, raised to the interval
+    monkeypatch.setenv("STREAMDRIFT_CHECKPOINT_MAX_INTERVAL_S", "60")
+    with pytest.raises(ConfigError, match=r"checkpoint_max_interval_s \(60\) is below checkpoint_interval_s \(300\)"):
+        load_settings()
+    monkeypatch.delenv("STREAMDRIFT_CHECKPOINT_INTERVAL_S")
+    assert load_settings().checkpoint_max_interval_s == 60
+
+
 def test_redacted_hides_secrets_put_in_the_librdkafka_extras() -> None:
     """Issue 17, finding 7: a sasl.password in kafka.extra was logged in clear."""
     s = Settings(

@@ -201,6 +201,19 @@ class Settings(BaseSettings):
     snapshot_interval_s: float | None = Field(
         None, gt=0, description="deprecated name of checkpoint_interval_s (used when that one is not set)"
     )
+    state_write_budget: float = Field(
+        0.25,
+        ge=0,
+        description="state_store = kafka, at_least_once: a partition's checkpoint writes its changed models once "
+        "the input consumed since its last one, times this, weighs at least what their records are expected to "
+        "(state bytes per input byte), or checkpoint_max_interval_s has passed; 0: every checkpoint writes",
+    )
+    checkpoint_max_interval_s: float = Field(
+        120.0,
+        gt=0,
+        description="the longest a changed partition's state waits for state_write_budget (what a crash replays "
+        "at most); at least checkpoint_interval_s (its default is raised to a longer checkpoint_interval_s)",
+    )
     snapshot_fork: bool = Field(
         True,
         description="checkpoints written by a forked copy of the worker: a pause of "
@@ -282,6 +295,19 @@ class Settings(BaseSettings):
     def _deprecated_names(self) -> Settings:
         if self.snapshot_interval_s is not None and "checkpoint_interval_s" not in self.model_fields_set:
             self.checkpoint_interval_s = self.snapshot_interval_s
+        return self
+
+    @model_validator(mode="after")
+    def _max_interval_not_below_the_interval(self) -> Settings:
+        if self.checkpoint_max_interval_s >= self.checkpoint_interval_s:
+            return self
+        if "checkpoint_max_interval_s" not in self.model_fields_set:  # its default under a longer interval
+            self.checkpoint_max_interval_s = self.checkpoint_interval_s
+        else:
+            raise ValueError(
+                f"checkpoint_max_interval_s ({self.checkpoint_max_interval_s:g}) is below checkpoint_interval_s "
+                f"({self.checkpoint_interval_s:g}): raise checkpoint_max_interval_s, or lower checkpoint_interval_s"
+            )
         return self
 
     @model_validator(mode="after")

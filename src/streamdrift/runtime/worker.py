@@ -28,7 +28,9 @@ Checkpoint protocol (``Worker.checkpoint``) with ``state_store = "local"``, in t
 3. Once the files are durable, the consume loop commits exactly those offsets
    to the consumer group (partitions lost meanwhile are left out).
 
-With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) step 1 is the same, then:
+With ``state_store = "kafka"`` (the default; ``runtime/statetopic.py``) step 1 is the same, then (a
+periodic checkpoint in ``at_least_once`` takes only the partitions whose state is worth its bytes by now,
+``runtime/writebudget.py``; the others keep their last checkpoint for a later one):
 
 2. Produce, to partition p of the state topic, the state of each model changed
    since the last checkpoint (to the slot its committed state is not in), then
@@ -110,6 +112,7 @@ from streamdrift.runtime.exporter import Health, ModelCollector, StatusView, ser
 from streamdrift.runtime.idle import IdleClock
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.statetopic import Changelog, StateTopic
+from streamdrift.runtime.writebudget import FIRST_BYTES_PER_MODEL, WriteBudget
 
 log = logging.getLogger("streamdrift.worker")
 CHECKPOINT_RETRY_MAX_S = 30.0  # the longest wait between two attempts of a failing checkpoint
@@ -125,6 +128,16 @@ HOLD_BATCHES = 10
 _TIMESTAMP = itemgetter(1)  # of Message.timestamp(): (type, milliseconds)
 MISROUTED_WARNING_EVERY_S = 60.0  # one warning per topic at most this often: a misrouting producer writes on and on
 _PARTITION_TOPIC = attrgetter("partition", "topic")
+
+
+def _model_value_bytes(record: statetopic.Record) -> int:
+    """The value bytes of a state record of a model's (0 for the partition's record or a tombstone)."""
+    return len(record.value) if record.value is not None and record.key.startswith(b"model/") else 0
+
+
+def _record_bytes(records: list[RawMessage]) -> int:
+    """Key + value bytes of ``records`` (a null key or value: none), as the state topic's budget weighs input."""
+    return sum(len(r.key or b"") + len(r.value or b"") for r in records)
 
 
 @contextmanager
@@ -161,6 +174,11 @@ class PartitionState:
     changelog: Changelog = field(default_factory=Changelog)  # its place in the state topic (state_store = kafka)
     idle: IdleClock = field(default_factory=IdleClock)  # when its topics last brought records (max_task_idle_ms)
     paused: set[str] = field(default_factory=set)  # its topics not fetched for now (``Worker._backpressure``)
+    # what its write budget weighs (``runtime/writebudget.py``): input key + value bytes added since its last
+    # checkpoint, when that was taken (time.monotonic()), and the mean bytes of a model record it last wrote
+    input_bytes: int = 0
+    written_at: float = field(default_factory=time.monotonic)
+    bytes_per_model: float = FIRST_BYTES_PER_MODEL
 
 
 @dataclass
@@ -171,11 +189,13 @@ class StateFlight:
     job: ForkedPack
     chosen: list[int]
     taken: dict[int, set[str]]  # partition -> the changed models it writes (given back if it fails)
+    since: dict[int, tuple[int, float]]  # partition -> its input_bytes and written_at before (given back too)
     offsets: dict[int, dict[str, int]]  # partition -> the input offsets its state reflects
     started: float
     planned: dict[int, Changelog] = field(default_factory=dict)  # partition -> its changelog once committed
     acked: dict[int, int] = field(default_factory=dict)  # partition -> offset of its partition record's last chunk
     lost: set[int] = field(default_factory=set)  # partitions lost meanwhile: no more records, never committed
+    model_bytes: dict[int, int] = field(default_factory=dict)  # partition -> bytes of its model records produced
     produced: int = 0
     delivered: int = 0
     produced_at: float = 0.0  # when the last record was produced (time.monotonic())
@@ -222,6 +242,8 @@ class Worker:
         self.forward_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
         # processing_guarantee = "exactly_once": everything produced between two checkpoints is in one transaction
         self.exactly_once = settings.processing_guarantee == "exactly_once"
+        # when a periodic checkpoint writes a partition (state topic, at_least_once): ``runtime/writebudget.py``
+        self.write_budget = WriteBudget(settings.state_write_budget, settings.checkpoint_max_interval_s)
         self._txn_abortable = False  # the open transaction failed: abort it and rewind (``_abort_and_rewind``)
         self._failed_checkpoints = 0  # failed in a row: not ready meanwhile, and the retries back off
         self._retry_at = 0.0  # time.monotonic() before which a failed checkpoint is not tried again
@@ -279,6 +301,12 @@ class Worker:
             "streamdrift_transactions_aborted",
             "Transactions aborted (processing_guarantee = exactly_once); each rewinds the owned partitions "
             "to their last committed state",
+            registry=reg,
+        )
+        self.m_deferred = Counter(
+            "streamdrift_checkpoints_deferred",
+            "Partitions a periodic checkpoint did not write: their state not yet worth its bytes "
+            "(state_write_budget), within checkpoint_max_interval_s",
             registry=reg,
         )
         self.m_unmonitored = Gauge("streamdrift_unmonitored_events", "Events of models over max_models", registry=reg)
@@ -405,7 +433,7 @@ class Worker:
                 # the next checkpoint starts once the one before is committed and written: the loop never waits for it
                 in_flight = self._flight is not None or self._pending is not None
                 if not in_flight and time.monotonic() >= max(next_checkpoint, self._retry_at):
-                    self.checkpoint()
+                    self.checkpoint(due_only=True)
                     next_checkpoint = time.monotonic() + s.checkpoint_interval_s
             self.checkpoint(wait=True)
             self.dead_letter_log.flush()
@@ -685,6 +713,7 @@ class Worker:
                 state = self.partitions.get(p)
                 if state is not None:  # else revoked in this poll: the new owner consumes it from the committed offset
                     records_here = list(run)
+                    state.input_bytes += _record_bytes(records_here)
                     routed = state.engine.add(topic, records_here)
                     self._routed(p, topic, routed)
                     # a topic that brings only skipped records gives the merge nothing (their placeholders move
@@ -974,7 +1003,7 @@ class Worker:
 
     # -- checkpoint --------------------------------------------------------
 
-    def checkpoint(self, partitions: set[int] | None = None, wait: bool = False) -> None:
+    def checkpoint(self, partitions: set[int] | None = None, wait: bool = False, due_only: bool = False) -> None:
         """Flush producer → write snapshots → commit offsets (see the module docstring).
 
         The consume loop pauses only to flush and fork; the forked writer
@@ -983,7 +1012,9 @@ class Worker:
         the state topic the forked copy packs the state records, the loop's
         producer writes them as they come, and the loop commits once they are
         acknowledged (``_start_state_checkpoint``, ``_land_flight``).
-        ``wait``: return only once committed (rebalance, shutdown).
+        ``wait``: return only once committed (rebalance, shutdown). ``due_only``: the periodic checkpoint, which
+        with the state topic and at_least_once writes only the partitions its write budget finds due
+        (``runtime/writebudget.py``); the others wait for a later one.
         """
         self._complete_checkpoint()  # one write in flight at a time, committed in order
         started = time.monotonic()
@@ -1007,6 +1038,9 @@ class Worker:
                 # exactly_once: the transaction holds the output of every partition, so it commits them all
                 if state.dirty and (partitions is None or self.exactly_once or p in partitions)
             ]
+            deferred = self._deferred_by_budget(chosen) if due_only else []
+            chosen = [p for p in chosen if p not in deferred]
+            self.m_deferred.inc(len(deferred))
         if (
             chosen
             and self.state_topic is not None
@@ -1035,11 +1069,28 @@ class Worker:
         self.m_pause_s.set(time.monotonic() - started)
         if chosen:
             self._pending = (self._writer.submit(write), commits, started, chosen)
-        else:
+        elif not deferred:  # nothing changed: the state written is the state now
             self._checkpoint_succeeded()
             self.m_snapshot_ts.set(time.time())
         if wait:
             self._complete_checkpoint()
+
+    def _deferred_by_budget(self, chosen: list[int]) -> list[int]:
+        """The partitions of ``chosen`` a periodic checkpoint leaves for a later one: with the state topic and
+        at_least_once, those its write budget does not find due yet (``runtime/writebudget.py``)."""
+        if self.state_topic is None or self.exactly_once:
+            return []
+        now = time.monotonic()
+        return [
+            p
+            for p in chosen
+            if not self.write_budget.due(
+                (state := self.partitions[p]).input_bytes,
+                len(state.changed),
+                state.bytes_per_model,
+                now - state.written_at,
+            )
+        ]
 
     def _start_write(self, chosen: list[int]) -> Callable[[], tuple[int, int]]:
         """Start writing the snapshots of partitions ``chosen`` as they are now; return what the writer
@@ -1104,6 +1155,9 @@ class Worker:
                 for record in records:
                     self._produce_state(p, record, on_delivery)
                 planned[p] = changelog
+                if self.partitions[p].changed:  # what its budget expects of the next (``_deferred_by_budget``)
+                    model_bytes = sum(map(_model_value_bytes, records))
+                    self.partitions[p].bytes_per_model = model_bytes / len(self.partitions[p].changed)
         # Step 3: every state record acknowledged, or nothing is committed
         remaining = self.producer.flush(60)
         if remaining or self._state_errors or set(acked) != set(chosen) or self._txn_abortable:
@@ -1138,8 +1192,16 @@ class Worker:
                     self._produce_state(p, record, on_delivery)
                 changelog.garbage = set()
                 state.changelog = changelog
-                state.changed.clear()
+                self._taken(state, time.monotonic())
         return True
+
+    @staticmethod
+    def _taken(state: PartitionState, now: float) -> None:
+        """Partition ``state``'s changes are a checkpoint's from ``now`` on: what changes next is the next one's."""
+        state.changed.clear()
+        state.dirty = False
+        state.input_bytes = 0
+        state.written_at = now
 
     def _state_records(
         self,
@@ -1218,10 +1280,10 @@ class Worker:
                     extra={"fields": {"error": str(exc)}},
                 )
                 return False
+            since = {p: (self.partitions[p].input_bytes, self.partitions[p].written_at) for p in chosen}
             for p in chosen:  # what changes from now on is the next checkpoint's
-                self.partitions[p].changed.clear()
-                self.partitions[p].dirty = False
-        flight = StateFlight(job, chosen, taken, offsets, started)
+                self._taken(self.partitions[p], started)
+        flight = StateFlight(job, chosen, taken, since, offsets, started)
         if self.exactly_once:
             self._deferred = []  # the open transaction ends at this checkpoint's offsets
         flight.pump = self._writer.submit(self._pump, flight)
@@ -1239,6 +1301,7 @@ class Worker:
                 flight.planned[item.partition] = item.changelog
                 continue
             p, record = item
+            flight.model_bytes[p] = flight.model_bytes.get(p, 0) + _model_value_bytes(record)
             still_wanted = partial(flight.wants, p)  # not cancelled, its partition not lost
             if self._produce_state(p, record, delivered, go_on=still_wanted, wait_for_room=partial(time.sleep, 0.01)):
                 flight.produced += 1
@@ -1328,6 +1391,8 @@ class Worker:
                 if state is None:
                     continue
                 state.committed = dict(flight.offsets[p])
+                if flight.taken[p]:
+                    state.bytes_per_model = flight.model_bytes.get(p, 0) / len(flight.taken[p])
                 changelog = flight.planned[p]
                 changelog.offset = flight.acked[p] + 1
                 for record in statetopic.tombstones(changelog):  # nothing committed names them any more
@@ -1364,6 +1429,8 @@ class Worker:
                     state.changelog = changelog
                 else:
                     state.changed |= flight.taken[p]
+                    state.input_bytes += flight.since[p][0]  # weighed again with what came since
+                    state.written_at = flight.since[p][1]
                     if changelog is not None:
                         state.changelog.last_gen = max(state.changelog.last_gen, changelog.last_gen)
 
