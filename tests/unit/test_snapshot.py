@@ -178,8 +178,10 @@ def test_a_warm_up_restored_lazily_owns_its_arrays(tmp_path):
     restored = ModelMonitor.from_state("m", SETTINGS, snapshot.decode(data, SETTINGS.fingerprint(), "f").models["m"])
     kept = restored.features._stored_warmup
     arrays = [v for v in (*kept.values(), *kept["scores"].values()) if isinstance(v, np.ndarray)]
-    # the columns' steps and counts (some dropped their distinct numbers), and their score sums
-    assert sorted(k for k, v in kept.items() if isinstance(v, np.ndarray)) == ["counts", "steps"] and len(arrays) == 3
+    # the columns' anchors, steps and counts (some dropped their distinct numbers), the distinct numbers of the
+    # others (version 6), and their score sums
+    written = ["anchors", "counts", "distinct_counts", "distinct_first", "distinct_steps", "steps"]
+    assert sorted(k for k, v in kept.items() if isinstance(v, np.ndarray)) == written and len(arrays) == 7
     assert not any(np.shares_memory(a, np.frombuffer(data, dtype=np.uint8)) for a in arrays)
 
 
@@ -234,10 +236,10 @@ def test_another_version_is_refused_naming_both(saved):
         b'{"config":"%s","format":"streamdrift-snapshot","sha256":"0","version":1}\n{"models":{}}\n'
         % SETTINGS.fingerprint().encode()
     )
-    for data in (old, good.replace(b'"version":5', b'"version":6', 1)):
+    for data in (old, good.replace(b'"version":6', b'"version":7', 1)):
         path.write_bytes(data)
         with pytest.raises(
-            SnapshotError, match=f"version [16]; this streamdrift reads .* versions 2, 3, 4 and 5. {RECOVER}"
+            SnapshotError, match=f"version [17]; this streamdrift reads .* versions 2, 3, 4, 5 and 6. {RECOVER}"
         ):
             store.load(0)
 

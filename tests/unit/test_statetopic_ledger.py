@@ -272,6 +272,7 @@ def test_values_are_compressed_with_the_preset_dictionary_and_restored_exactly()
         plain,
         recompressed(records, state_dictionary.DICTIONARY_1),
         recompressed(records, state_dictionary.DICTIONARY_2),
+        recompressed(records, state_dictionary.DICTIONARY_3),
     ):
         assert {r.value[1] & statetopic.FDICT for r in older} == ({0} if older is plain else {statetopic.FDICT})
         old_log = Log()
@@ -291,11 +292,12 @@ def test_a_value_compressed_with_an_unknown_dictionary_is_refused_naming_it() ->
 def test_the_dictionaries_are_frozen() -> None:
     """A value compressed with a dictionary inflates only with that same one: editing one would make every
     record written with it unreadable (a new dictionary gets a new name; the old one stays)."""
-    assert {f"{k:08x}" for k in state_dictionary.DICTIONARIES} == {"e99d20f8", "290f9d21", "b2c61be8"}
+    assert {f"{k:08x}" for k in state_dictionary.DICTIONARIES} == {"e99d20f8", "290f9d21", "b2c61be8", "1313aa24"}
     assert zlib.adler32(state_dictionary.DICTIONARY_1) == 0xE99D20F8
     assert zlib.adler32(state_dictionary.DICTIONARY_2) == 0x290F9D21
     assert zlib.adler32(state_dictionary.DICTIONARY_3) == 0xB2C61BE8
-    assert state_dictionary.CURRENT is state_dictionary.DICTIONARY_3
+    assert zlib.adler32(state_dictionary.DICTIONARY_4) == 0x1313AA24
+    assert state_dictionary.CURRENT is state_dictionary.DICTIONARY_4
 
 
 def test_a_damaged_or_truncated_compressed_value_is_refused() -> None:

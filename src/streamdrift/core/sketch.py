@@ -1114,7 +1114,8 @@ class StreamSketch:
         return getattr(self, name)
 
 
-_WARMUP_ARRAYS = ("steps", "buckets", "counts")  # a warm-up column state's arrays (``buckets``: format version 3)
+# a warm-up column state's arrays (``buckets``: format version 3), and a sketch's (``anchors``, ``distinct_*``: 6)
+_WARMUP_ARRAYS = ("steps", "buckets", "counts", "anchors", "distinct_first", "distinct_steps", "distinct_counts")
 
 
 def _arrays_kept(warmup: State) -> bool:

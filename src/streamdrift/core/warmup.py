@@ -55,13 +55,15 @@ True
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from streamdrift.core.buckets import bucket_keys
+from streamdrift.core.buckets import LARGEST, LOG_GAMMA, SMALLEST_EXPONENT, bucket_keys
 from streamdrift.core.buckets_small import bucket_key, lower_of
 from streamdrift.core.protocols import State
 
@@ -394,17 +396,22 @@ class WarmupColumn:
         return from_states([state], limit, max_kept)[0]
 
 
-def from_states(states: Sequence[State], limit: int, max_kept: int) -> list[WarmupColumn]:
+def from_states(
+    states: Sequence[State], limit: int, max_kept: int, made: frozenset[int] = frozenset()
+) -> list[WarmupColumn]:
     """``WarmupColumn.from_state`` of each of ``states``; the histograms that the distinct numbers make
-    (``state()`` leaves them out) made together, in one pass of numpy calls (``_bucketed``)."""
+    (``state()`` leaves them out) made together, in one pass of numpy calls (``_bucketed``). The distinct
+    numbers' texts are checked (``_checked_texts``), but those of the states at the indices ``made``, which
+    ``from_sketch_state`` made itself."""
     columns = []
     derived = []
-    for state in states:
+    for i, state in enumerate(states):
         scores = state.get("scores")
         column = WarmupColumn(limit, max_kept, scored=scores is not None)
         column.numbers = state["numbers"]
         column.anchor = float(state["anchor"])
-        column.distinct = None if state["distinct"] is None else dict(state["distinct"])
+        distinct = state["distinct"]
+        column.distinct = None if distinct is None else dict(distinct) if i in made else _checked_texts(distinct)
         column.categories = dict(state["categories"])
         column.other = state["other"]
         with_buckets = True
@@ -422,6 +429,20 @@ def from_states(states: Sequence[State], limit: int, max_kept: int) -> list[Warm
         columns.append(column)
     _bucketed(derived)
     return columns
+
+
+def _checked_texts(distinct: Mapping[str, int]) -> dict[str, int]:
+    """A distinct-number table read from a state, each text as ``str`` writes its number (``_add_distinct``):
+    another text of a number (``"1.50"``, ``"1_0"``) would be written back as the number's own since version 6
+    (``_decimal_tables``), so it is refused."""
+    for text in distinct:
+        try:
+            canonical = str(int(text)) if text.lstrip("-").isdigit() else repr(float(text))
+        except ValueError:
+            canonical = ""
+        if canonical != text:  # the text itself left out of the message: it is a user's value
+            raise ValueError("a warm-up column's distinct number is not written as str() writes a number")
+    return dict(distinct)
 
 
 def _bucketed(columns: Sequence[WarmupColumn]) -> None:
@@ -543,33 +564,50 @@ def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
 
 
 def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
-    """A sketch's warm-up columns as one state (format version 5): each column's plain values under its name
+    """A sketch's warm-up columns as one state (format version 6): each column's plain values under its name
     in ``columns``, and the arrays of all of them, in the order of their names, one array each: the
     histograms' keys as ``steps`` and their ``counts`` (of the columns that write one, ``buckets`` of them
     each), and the score arrays of ``WarmupColumn.state``, ``scored`` left out (None) where it is the counts
     in every column. A fleet's model in its warm-up writes two dozen columns per sketch at each checkpoint,
     and an array costs its place in the skeleton and numpy calls each way (``from_sketch_state`` reads it).
     The columns' numbers are bucketed together first (``compact``). Columns some scored and some not, which
-    no sketch makes, are written as ``states()`` writes them (format version 4)."""
+    no sketch makes, are written as ``states()`` writes them (format version 4).
+
+    Since version 6 (issue 16) two of a column's plain values are written as integers in arrays too, where
+    that gives them back exactly: its ``anchor``, a bucket boundary, as that bucket's key in ``anchors``
+    (one per column; the anchor itself where it is none); and its distinct numbers, whose texts as JSON
+    keys were most of a short warm-up's bytes, as ``_decimal_tables`` makes them (``distinct`` their number,
+    ``decimals`` the scale), in ``distinct_first``, ``distinct_steps`` and ``distinct_counts``."""
     if len({column.scored for column in columns.values()}) > 1:
         return states(columns)
     compact([column for column in columns.values() if column.distinct is None])  # the others write no histogram
     written: dict[str, State] = {}
+    anchors: list[int] = []
     steps: list[NDArray[np.int64]] = []
     counts: list[NDArray[np.int64]] = []
+    with_tables: list[tuple[State, dict[str, int]]] = []
     counted: list[int] = []
     scored: list[int] = []
     sums: list[int] = []
     for name in sorted(columns):
         column = columns[name]
-        written[name] = column._plain_state()
+        written[name] = plain = column._plain_state()
+        key = _anchor_key(column)
+        anchors.append(0 if key is None else key)
+        if key is not None or (column.numbers == 0 and column.anchor == 0.0):
+            del plain["anchor"]  # made again from its key (or the fresh column's 0.0) on load
+        if column.distinct:
+            with_tables.append((plain, column.distinct))
         if column.distinct is None:
-            written[name]["buckets"] = len(column.keys)
+            plain["buckets"] = len(column.keys)
             steps.append(_steps(column.keys))
             counts.append(column.counts)
         if column.scored:
             column._score_tables(counted, scored, sums)
     state: State = {"columns": written}
+    if anchors:
+        state["anchors"] = _narrow_signed(anchors)
+    state.update(_DecimalTables.arrays([plain for plain, _ in with_tables], [table for _, table in with_tables]))
     if steps:
         state["steps"] = _narrow_signed(np.concatenate(steps))
         state["counts"] = _narrow(np.concatenate(counts))
@@ -579,22 +617,35 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
 
 
 def is_sketch_state(warmup: State) -> bool:
-    """Whether a sketch's warm-up state is ``sketch_state``'s (version 5), not a column state per name (3 and
-    4) or raw rows per name (2). Exact whatever the features are named: its ``columns`` are column states
+    """Whether a sketch's warm-up state is ``sketch_state``'s (version 5 and later), not a column state per name
+    (3 and 4) or raw rows per name (2). Exact whatever the features are named: its ``columns`` are column states
     by name, where a column named "columns" has its state there, whose ``numbers`` is a count."""
     columns = warmup.get("columns")
     return type(columns) is dict and type(columns.get("numbers")) is not int
 
 
 def from_sketch_state(state: State, limit: int, max_kept: int) -> dict[str, WarmupColumn]:
-    """The columns of ``sketch_state()``, by name, in the order of their names."""
+    """The columns of ``sketch_state()``, by name, in the order of their names (version 5's too, which wrote
+    every anchor and distinct number in its column's plain values)."""
     # (no steps and counts where no column writes a histogram: none is sliced then)
     steps, counts, scores = state.get("steps", ()), state.get("counts", ()), state.get("scores")
+    names = sorted(state["columns"])
+    anchors = state.get("anchors")  # version 6
+    if anchors is not None and len(anchors) != len(names):
+        raise ValueError(f"a warm-up state has {len(anchors)} anchors for {len(names)} columns")
+    tables = _DecimalTables.of(state)
+    made: set[int] = set()
     at_bucket = at_score = 0
     alone = []
-    names = sorted(state["columns"])
-    for name in names:
+    for i, name in enumerate(names):
         column = dict(state["columns"][name])  # as WarmupColumn.state() writes it alone
+        if "anchor" not in column:
+            if anchors is None:
+                raise ValueError(f"the warm-up column {name!r} has no anchor")
+            column["anchor"] = lower_of(int(anchors[i])) if column["numbers"] else 0.0
+        if type(column["distinct"]) is int:
+            column["distinct"] = tables.take(name, column.pop("distinct"), column.pop("decimals"))
+            made.add(i)
         buckets = column.pop("buckets", None)
         if buckets is not None:
             column["steps"] = steps[at_bucket : at_bucket + buckets]
@@ -609,7 +660,204 @@ def from_sketch_state(state: State, limit: int, max_kept: int) -> dict[str, Warm
             }
             at_score += n
         alone.append(column)
-    return dict(zip(names, from_states(alone, limit, max_kept)))
+    tables.check_used()
+    return dict(zip(names, from_states(alone, limit, max_kept, frozenset(made))))
+
+
+def _anchor_key(column: WarmupColumn) -> int | None:
+    """The key of the bucket whose lower boundary is ``column``'s anchor, as ``add`` set it from its first
+    number; None for a column without numbers, or one whose anchor is no boundary (written as it is)."""
+    anchor = column.anchor
+    if column.numbers == 0 or not 0 < abs(anchor) < LARGEST:
+        return None
+    # a boundary is +-GAMMA ** exponent: its logarithm is within rounding of that integer (cheaper than
+    # bucket_key, whose boundaries are the numbers it checks the slow way); the boundary of the key checked
+    exponent = round(math.log(abs(anchor)) / LOG_GAMMA)
+    key = exponent + 1 - SMALLEST_EXPONENT if anchor > 0 else SMALLEST_EXPONENT - exponent
+    return key if lower_of(key) == anchor else None
+
+
+# a column's decimals at most: 10.0 ** this is exact, so numpy's division is Python's (``_texts``)
+_MOST_DECIMALS = 22
+# the integers' magnitude is below this: a float64 product gives them exactly too (``_decimal_tables_numpy``)
+_LARGEST = 2**50
+_NUMPY_FROM = 24  # texts from which the numpy pass is the cheaper (a short warm-up's tables hold a few each)
+
+
+def _decimal_table(table: Mapping[str, int]) -> tuple[int, list[int]] | None:
+    """A distinct-number table's texts as integers that give them back exactly (``_texts``): ``(-1, ints)``
+    where every text is an int's (``str(int)``), ``(decimals, each number times 10 ** decimals)`` where every
+    text is a float's in positional notation (``repr(float)``, as ``"-1.6016"``; not ``"-0.0"``, whose
+    integer has no sign), each below ``_LARGEST`` in magnitude; else None (the texts are written as they are).
+
+    Why exactly: a float's text is the shortest that reads back as that float; ``m / 10 ** decimals``
+    (Python's true division, correctly rounded) is that float, and ``repr`` of it the text again. Sorted,
+    their steps are small: a short warm-up's distinct numbers cost about a third of their texts' bytes."""
+    texts = list(table)
+    joined = "".join(texts)
+    if "e" in joined or "n" in joined or "-0.0" in table:  # an exponent, inf or nan; -0.0
+        return None
+    dots = joined.count(".")
+    if dots == 0:
+        decimals, numbers = -1, [int(text) for text in texts]
+    elif dots == len(texts):
+        places = [len(text) - text.index(".") - 1 for text in texts]
+        decimals = max(places)
+        if decimals > _MOST_DECIMALS:
+            return None
+        numbers = [int(text.replace(".", "")) * 10 ** (decimals - p) for text, p in zip(texts, places)]
+    else:  # ints and floats
+        return None
+    return (decimals, numbers) if -_LARGEST < min(numbers) and max(numbers) < _LARGEST else None
+
+
+def _decimal_tables(tables: Sequence[Mapping[str, int]]) -> _Decimals:
+    """``_decimal_table`` of each of ``tables``, their integers sorted table by table (``_Decimals``): the
+    plain loop, or for many texts one pass of numpy calls (``_decimal_tables_numpy``, the same; a dozen
+    numpy calls cost more than the loop over a few texts, as in the outputs' and labels' sketches)."""
+    if sum(map(len, tables)) >= _NUMPY_FROM:
+        return _decimal_tables_numpy(tables)
+    return _decimal_tables_plain(tables)
+
+
+def _decimal_tables_plain(tables: Sequence[Mapping[str, int]]) -> _Decimals:
+    """``_decimal_tables`` table by table."""
+    made, scales, first, steps, counts = [], [], [], [], []
+    for table in tables:
+        decimal = _decimal_table(table)
+        made.append(decimal is not None)
+        scales.append(-1 if decimal is None else decimal[0])
+        if decimal is not None:
+            ordered = sorted(zip(decimal[1], table.values()))
+            first.append(ordered[0][0])
+            steps += [b[0] - a[0] for a, b in zip(ordered, ordered[1:])]
+            counts += [count for _, count in ordered]
+    return _Decimals(made, scales, first, steps, counts)
+
+
+def _decimal_tables_numpy(tables: Sequence[Mapping[str, int]]) -> _Decimals:
+    """``_decimal_tables`` in one pass of numpy calls for all the tables: each number's float (``float(text)``)
+    times 10.0 ** its table's decimals, rounded, is the integer ``_decimal_table`` makes (the product is
+    within a quarter of it below ``_LARGEST``), and the same tables are made. Texts with an exponent, inf,
+    nan or -0.0 (never made) are left to the loop, whose checks on texts are cheaper than numpy's."""
+    texts = [text for table in tables for text in table]
+    joined = "".join(texts)
+    if "e" in joined or "n" in joined or any("-0.0" in table for table in tables):  # rare: the loop sorts them out
+        return _decimal_tables_plain(tables)
+    sizes = np.array([len(table) for table in tables], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    words = np.array(texts, dtype=f"<U{max(map(len, texts))}")  # its width given: half the time of finding it
+    values = np.fromiter(map(float, texts), np.float64, len(texts))
+    dot = np.strings.find(words, ".")
+    has_dot = dot >= 0
+    floats = np.add.reduceat(has_dot, starts)
+    decimals = np.maximum.reduceat(np.where(has_dot, np.strings.str_len(words) - dot - 1, 0), starts)
+    scale = 10.0 ** np.repeat(np.minimum(decimals, _MOST_DECIMALS), sizes)
+    with np.errstate(over="ignore", invalid="ignore"):  # a large number's product: too large, so not made
+        numbers = np.rint(values * scale)
+        ok = np.abs(numbers) < _LARGEST
+        ints = numbers.astype(np.int64)
+    made = np.logical_and.reduceat(ok, starts) & ((floats == 0) | (floats == sizes)) & (decimals <= _MOST_DECIMALS)
+    # the numbers of the tables made, sorted table by table: the first of each, then steps
+    table = np.repeat(np.arange(len(sizes)), sizes)
+    order = np.lexsort((ints, table))
+    order = order[made[table[order]]]
+    ordered = ints[order]
+    first = np.zeros(len(ordered), dtype=bool)
+    first[np.cumsum(sizes[made]) - sizes[made]] = True
+    counts = np.fromiter(itertools.chain.from_iterable(t.values() for t in tables), np.int64, len(texts))[order]
+    return _Decimals(
+        made.tolist(),
+        np.where(made & (floats > 0), decimals, -1).tolist(),
+        ordered[first],
+        np.diff(ordered)[~first[1:]],
+        counts,
+    )
+
+
+class _Decimals(NamedTuple):
+    """``_decimal_tables``' integers: which tables were made, the decimals of each (-1: ints, or not made), and
+    for those made, in their order, the smallest number of each, the steps from one number to the next (at least 1)
+    within each, and every number's count."""
+
+    made: list[bool]
+    decimals: list[int]
+    first: list[int] | NDArray[np.int64]  # lists from the plain loop, arrays from the numpy pass
+    steps: list[int] | NDArray[np.int64]
+    counts: list[int] | NDArray[np.int64]
+
+
+def _texts(scale: int | None, numbers: list[int]) -> list[str]:
+    """The texts ``_decimal_tables`` made ``numbers`` of."""
+    if scale is None:
+        return [str(n) for n in numbers]
+    divisor = 10**scale
+    return [repr(n / divisor) for n in numbers]
+
+
+class _DecimalTables:
+    """The distinct numbers of a sketch's columns as ``_decimal_tables``' integers, sorted, in three arrays
+    for all of them: each table's smallest (``distinct_first``), the steps from one to the next
+    (``distinct_steps``, each at least 1) and every number's count (``distinct_counts``)."""
+
+    def __init__(self) -> None:
+        self.first: list[int] = []
+        self.steps: list[int] = []
+        self.counts: list[int] = []
+        self._at = self._at_step = 0
+
+    @staticmethod
+    def arrays(plains: Sequence[State], tables: Sequence[dict[str, int]]) -> State:
+        """The arrays of ``tables`` that ``_decimal_tables`` makes; their columns' ``plains`` then have
+        ``distinct`` their number and ``decimals`` their scale (None: ints), the others' keep their texts,
+        as version 5 wrote them."""
+        if not tables:
+            return {}
+        made = _decimal_tables(tables)
+        if not len(made.first):
+            return {}
+        for plain, table, kept, decimals in zip(plains, tables, made.made, made.decimals):
+            if kept:
+                plain["distinct"], plain["decimals"] = len(table), None if decimals < 0 else decimals
+        return {
+            "distinct_first": _narrow_signed(made.first),
+            "distinct_steps": _narrow(made.steps),
+            "distinct_counts": _narrow(made.counts),
+        }
+
+    @classmethod
+    def of(cls, state: State) -> _DecimalTables:
+        """The tables of a sketch's warm-up state, to ``take`` in the order they were added."""
+        tables = cls()
+        tables.first = np.asarray(state.get("distinct_first", ()), dtype=np.int64).tolist()
+        tables.steps = np.asarray(state.get("distinct_steps", ()), dtype=np.uint64).tolist()
+        tables.counts = np.asarray(state.get("distinct_counts", ()), dtype=np.uint64).tolist()
+        if len(tables.steps) != len(tables.counts) - len(tables.first):
+            raise ValueError("a warm-up state's distinct numbers and their counts do not match")
+        return tables
+
+    def take(self, name: str, n: object, scale: object) -> dict[str, int]:
+        """The next table, of ``n`` numbers at ``scale``: text -> count, in the order of their texts."""
+        if type(n) is not int or not 0 < n <= len(self.counts) - self._at_step - self._at:
+            raise ValueError(f"the warm-up column {name!r} has {n!r} distinct numbers, not as many as are written")
+        if scale is not None and (type(scale) is not int or not 0 <= scale <= _MOST_DECIMALS):
+            raise ValueError(f"the warm-up column {name!r} has distinct numbers of {scale!r} decimals")
+        if self._at >= len(self.first):
+            raise ValueError("a warm-up state has more distinct-number tables than first numbers")
+        numbers = [self.first[self._at]]
+        for step in self.steps[self._at_step : self._at_step + n - 1]:
+            if step < 1:
+                raise ValueError(f"the warm-up column {name!r} has a distinct number twice")
+            numbers.append(numbers[-1] + step)
+        start = self._at_step + self._at
+        counts = self.counts[start : start + n]
+        self._at += 1
+        self._at_step += n - 1
+        return dict(sorted(zip(_texts(scale, numbers), counts)))
+
+    def check_used(self) -> None:
+        if self._at != len(self.first):
+            raise ValueError("a warm-up state has distinct numbers that no column reads")
 
 
 def _steps(keys: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -628,14 +876,17 @@ def _narrow(values: list[int] | NDArray[np.int64]) -> NDArray[np.unsignedinteger
     raise OverflowError(f"a count of {largest} does not fit 64 bits")
 
 
-def _narrow_signed(values: NDArray[np.int64]) -> NDArray[np.signedinteger[Any]]:
-    """Numbers in the narrowest signed dtype that holds them."""
-    low, high = int(np.minimum.reduce(values, initial=0)), int(np.maximum.reduce(values, initial=0))
+def _narrow_signed(values: list[int] | NDArray[np.int64]) -> NDArray[np.signedinteger[Any]]:
+    """Numbers (below 2 ** 63 in magnitude) in the narrowest signed dtype that holds them."""
+    if isinstance(values, list):  # a few numbers: no numpy call but the array's
+        low, high = min(values, default=0), max(values, default=0)
+    else:
+        low, high = int(np.minimum.reduce(values, initial=0)), int(np.maximum.reduce(values, initial=0))
     for dtype, most in _SIGNED:
         if -most - 1 <= low and high <= most:
-            return values.astype(dtype)
-    return values
+            return np.array(values, dtype=dtype)
+    return np.array(values, dtype=np.int64)
 
 
 _UNSIGNED = [(np.dtype(t), int(np.iinfo(t).max)) for t in (np.uint8, np.uint16, np.uint32, np.uint64)]
-_SIGNED = [(np.dtype(t), int(np.iinfo(t).max)) for t in (np.int8, np.int16, np.int32)]
+_SIGNED = [(np.dtype(t), int(np.iinfo(t).max)) for t in (np.int8, np.int16, np.int32, np.int64)]

@@ -1,0 +1,203 @@
+"""Format version 6 of a sketch's warm-up state (issue 16): anchors as bucket keys, distinct numbers as integers.
+
+A warm-up column's anchor is a bucket boundary, written as that bucket's key; its distinct numbers, whose texts
+were most of a short warm-up's bytes, as sorted integers (``warmup._decimal_table``). Both must give back
+exactly what was written, whatever the numbers (ints, floats, both zeros, integers past 64 bits, exponents),
+read version 5's layout, and refuse what no writer makes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamdrift.core import state as snapshot
+from streamdrift.core import warmup
+from streamdrift.core.warmup import WarmupColumn
+
+LIMIT, KEPT = 40, 5
+
+
+def _columns(tables: list[list], scored: bool) -> dict[str, WarmupColumn]:
+    """A sketch's warm-up columns, one per list of values, each added four rows at a time."""
+    rng = np.random.default_rng(len(tables))
+    columns = {}
+    for i, values in enumerate(tables):
+        column = WarmupColumn(LIMIT, KEPT, scored=scored)
+        for start in range(0, len(values), 4):
+            part = values[start : start + 4]
+            column.add(part, scores=[int(s) for s in rng.integers(-1, 2**20, len(part))] if scored else None)
+        columns[f"f{i}"] = column
+    return columns
+
+
+def _seen(column: WarmupColumn) -> tuple:
+    keys, counts = column.histogram()
+    return (
+        column.numbers,
+        column.anchor,
+        column.distinct,
+        column.categories,
+        column.other,
+        keys.tolist(),
+        counts.tolist(),
+        column.bucket_scores.tolist(),
+        column.distinct_scored,
+        column.distinct_sums,
+        column.present_scores.tolist(),
+    )
+
+
+def _round_trip(columns: dict[str, WarmupColumn]) -> tuple[dict, dict[str, WarmupColumn]]:
+    state = snapshot.loads(snapshot.dumps(warmup.sketch_state(columns)))
+    return state, warmup.from_sketch_state(state, LIMIT, KEPT)
+
+
+def _as_version_5(columns: dict[str, WarmupColumn]) -> dict:
+    """The state version 5 wrote: every anchor and distinct-number table in its column's plain values."""
+    state = warmup.sketch_state(columns)
+    for key in ("anchors", "distinct_first", "distinct_steps", "distinct_counts"):
+        state.pop(key, None)
+    for name, plain in state["columns"].items():
+        plain.pop("decimals", None)
+        plain["anchor"] = columns[name].anchor
+        plain["distinct"] = None if columns[name].distinct is None else dict(columns[name].distinct)
+    return state
+
+
+NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-5, 5).map(lambda x: round(x, 4)),
+    st.sampled_from([0.0, -0.0, 1e-05, 1e16, 123456789.123, 2**53 + 1, 0.1 + 0.2]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.lists(st.one_of(NUMBERS, st.sampled_from(["a", "b", None])), max_size=30), max_size=5), st.booleans()
+)
+def test_a_warm_up_written_in_version_6_gives_back_every_column_exactly(tables: list[list], scored: bool) -> None:
+    columns = _columns(tables, scored)
+    state, restored = _round_trip(columns)
+    assert list(restored) == sorted(columns)
+    for name, column in columns.items():
+        assert _seen(restored[name]) == _seen(column)
+    assert snapshot.dumps(warmup.sketch_state(restored)) == snapshot.dumps(warmup.sketch_state(columns))
+    version_5 = warmup.from_sketch_state(snapshot.loads(snapshot.dumps(_as_version_5(columns))), LIMIT, KEPT)
+    for name, column in columns.items():
+        assert _seen(version_5[name]) == _seen(column)
+
+
+# numbers whose texts have no exponent (mostly): those the numpy pass does not leave to the loop
+POSITIONAL = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.integers(2**49, 2**51),
+    st.floats(-1e6, 1e6).map(lambda x: round(x, 3)),
+    st.floats(-100, 100).map(lambda x: round(x, 12)),
+    st.floats(0.5, 2e15),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.lists(NUMBERS, min_size=1, max_size=12, unique_by=str), min_size=1, max_size=8),
+        st.lists(st.lists(POSITIONAL, min_size=1, max_size=12, unique_by=str), min_size=1, max_size=8),
+    )
+)
+def test_the_numpy_pass_makes_the_integers_of_the_plain_loop(tables: list[list]) -> None:
+    """Whatever the texts, both make the same tables, integers and counts (``_decimal_tables`` picks one by
+    the number of texts); and the integers give the texts back."""
+    texts = [{str(x): i + 1 for i, x in enumerate(numbers)} for numbers in tables]
+    plain, fast = warmup._decimal_tables_plain(texts), warmup._decimal_tables_numpy(texts)
+    assert (plain.made, plain.decimals) == (fast.made, fast.decimals)
+    for got, expected in zip(fast[2:], plain[2:]):  # arrays, or lists where the numpy pass left them to the loop
+        assert np.asarray(got, dtype=np.int64).tolist() == expected
+    for table, made, decimals in zip(texts, plain.made, plain.decimals):
+        one = warmup._decimal_table(table)
+        assert (one is not None) == made
+        if one is not None:
+            assert sorted(warmup._texts(None if decimals < 0 else decimals, one[1])) == sorted(table)
+
+
+def test_short_decimals_and_ints_are_written_as_integers_and_the_others_as_texts() -> None:
+    tables = [
+        [1.5, -2.25, 1.5, 0.0001],  # floats in positional notation: scaled to 4 decimals
+        [0, 1, 1, -7],  # ints
+        [3, 3.0],  # an int and a float: texts
+        [0.0, -0.0],  # -0.0's integer would have no sign: texts
+        [1e-05, 2.5],  # a float written with an exponent: texts
+        [2**70, 1],  # past 64 bits: texts
+        ["a", 2.5],  # numbers among categories: integers as well
+    ]
+    columns = _columns(tables, scored=False)
+    state = warmup.sketch_state(columns)
+    plain = state["columns"]
+    assert [plain[f"f{i}"]["distinct"] for i in range(7)] == [
+        3,
+        3,
+        {"3": 1, "3.0": 1},
+        {"-0.0": 1, "0.0": 1},
+        {"1e-05": 1, "2.5": 1},
+        {"1": 1, "1180591620717411303424": 1},
+        1,
+    ]
+    assert [plain[f"f{i}"].get("decimals", "-") for i in range(7)] == [4, None, "-", "-", "-", "-", 1]
+    assert state["distinct_first"].tolist() == [-22500, -7, 25]
+    assert state["distinct_steps"].tolist() == [22501, 14999, 7, 1]
+    assert state["distinct_counts"].tolist() == [1, 1, 2, 1, 1, 2, 1]
+    assert "anchor" not in plain["f0"] and state["anchors"].dtype == np.int16  # a key, not a float's text
+    _, restored = _round_trip(columns)
+    assert restored["f0"].distinct == {"-2.25": 1, "0.0001": 1, "1.5": 2}
+
+
+def test_an_anchor_that_is_no_bucket_boundary_is_written_as_it_is() -> None:
+    """No writer makes one (``add`` sets a boundary), but one read from an older state is kept exactly."""
+    columns = _columns([[2.5, 7.25], ["a"]], scored=True)
+    columns["f0"].anchor = 2.4
+    state, restored = _round_trip(columns)
+    assert state["columns"]["f0"]["anchor"] == 2.4 and "anchor" not in state["columns"]["f1"]
+    assert restored["f0"].anchor == 2.4 and restored["f1"].anchor == 0.0
+
+
+def _tampered(change) -> dict:
+    state = snapshot.loads(
+        snapshot.dumps(warmup.sketch_state(_columns([[1.5, 2.5, 4.0], [0, 1], [3, 3.0]], scored=False)))
+    )
+    change(state)
+    return state
+
+
+def _set(key: str, value: object):
+    return lambda state: state.__setitem__(key, value)
+
+
+def _set_column(name: str, key: str, value: object):
+    return lambda state: state["columns"][name].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set("anchors", np.zeros(2, np.int16)), "2 anchors for 3 columns"),
+        (_set("distinct_counts", np.ones(4, np.uint8)), "distinct numbers and their counts do not match"),
+        (_set_column("f0", "distinct", 6), "has 6 distinct numbers"),
+        (_set_column("f1", "distinct", 0), "has 0 distinct numbers"),
+        (_set_column("f0", "decimals", 40), "of 40 decimals"),
+        (_set_column("f0", "decimals", "1"), "of '1' decimals"),
+        (_set("distinct_steps", np.array([10, 0, 1], np.uint8)), "a distinct number twice"),
+        (_set_column("f1", "distinct", {"0": 1, "1": 1}), "no column reads"),
+        (_set_column("f2", "distinct", {"0": 1, "01": 1}), "not written as str"),
+        (_set_column("f2", "distinct", {"1.50": 1}), "not written as str"),
+        (_set_column("f2", "distinct", {"1_0": 1}), "not written as str"),
+    ],
+)
+def test_a_warm_up_state_no_writer_makes_is_refused_naming_what_is_wrong(change, message: str) -> None:
+    state = _tampered(change)
+    with pytest.raises(ValueError, match=message) as refused:
+        warmup.from_sketch_state(state, LIMIT, KEPT)
+    assert "1.50" not in str(refused.value) and "01" not in str(refused.value)  # no user's value in it
