@@ -486,17 +486,11 @@ def _decode_parsed(
         return None
     if not _class_names(outputs):
         return None
-    try:  # rare fields: the reference checks, value by value, on the events that have them
-        class_scores = (
-            [None] * n
-            if class_scores is None
-            else [None if d is None else _class_scores({"scores": d}, bounds) for d in class_scores]
-        )
-        segments = (
-            [None] * n
-            if segments is None
-            else [None if d is None else _segment({"segment": d}, bounds) for d in segments]
-        )
+    try:  # rare fields: the reference checks, value by value, on the events that have them (None: no event has one)
+        if class_scores is not None:
+            class_scores = [None if d is None else _class_scores({"scores": d}, bounds) for d in class_scores]
+        if segments is not None:
+            segments = [None if d is None else _segment({"segment": d}, bounds) for d in segments]
     except _Invalid:
         return None
     lists = [None if values is None else _hide_long(values, bounds) for values in lists]
@@ -543,7 +537,7 @@ def _decode_parsed_feedback(
     value_array = np.full(len(messages), _NAN) if values is None else np.frombuffer(values, np.float64)
     if (np.abs(value_array) > bounds.max_abs_number).any():  # NaN (absent) compares False
         return None
-    columns = (labels, [None] * len(messages) if carried is None else carried, value_array)
+    columns = (labels, carried, value_array)
     return _parsed_batches(_parsed_feedback_batch, messages, head, event_ids, model_ids, versions, written, columns)
 
 
@@ -616,7 +610,8 @@ def _parsed_prediction_batch(
     numeric_lists: list[bool | None],
 ) -> PredictionBatch:
     """``columns``: the float block (a row per name, NaN where the name's values are a list), the outputs,
-    class scores and segments, then each name's list of values (None where its values are in the block).
+    class scores and segments (None where no event has any), then each name's list of values (None where its
+    values are in the block).
     ``numeric_lists``: per name, whether the poll's list of values holds only numbers and None (None: some
     values are numbers, some not, so a group's may or may not be)."""
     offsets, times, scores, event_ids, versions, written = common
@@ -645,8 +640,8 @@ def _parsed_prediction_batch(
         features=features,
         predictions=outputs[rows],
         scores=scores[rows],
-        class_scores=class_scores[rows],
-        segments=segments[rows],
+        class_scores=_values(class_scores, rows),
+        segments=_values(segments, rows),
         numeric_features=frozenset(numeric),
     )
 
@@ -663,10 +658,15 @@ def _parsed_feedback_batch(model_id: str, partition: int, rows: slice, common: t
         timestamps=times[rows],
         timestamp_values=written[rows],
         labels=labels[rows],
-        predictions=carried[rows],
+        predictions=_values(carried, rows),
         scores=scores[rows],
         values=values[rows],
     )
+
+
+def _values(column: list | None, rows: slice) -> list:
+    """A group's values of a column that may be absent from every event of the poll (None: each is None)."""
+    return [None] * (rows.stop - rows.start) if column is None else column[rows]
 
 
 def _groups(
