@@ -14,6 +14,7 @@ import threading
 import orjson
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import Message as ConfluentMessage
 
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.records import RawMessage, Rejected
@@ -575,3 +576,69 @@ def test_a_periodic_checkpoint_writes_a_partition_once_its_input_outweighs_its_s
     consume(messages[-2:])
     worker.checkpoint(wait=True)  # the shutdown's: due or not
     assert not state.dirty and worker.m_deferred._value.get() == 2
+
+
+class StalledProducer(Producer):
+    """Leaves records queued (the broker away) while ``stalled``: a flush returns how many are still queued."""
+
+    stalled = False
+
+    def flush(self, timeout: float = 0) -> int:
+        return len(self._pending) if self.stalled else super().flush(timeout)
+
+
+def test_the_checkpoint_after_a_failed_one_writes_what_the_budget_would_defer_and_makes_the_worker_ready(
+    tmp_path,
+) -> None:
+    """A checkpoint whose flush leaves drift events queued (the broker away for a moment) fails: not ready. The
+    retry writes every changed partition, due or not: left for later by the write budget, the worker would stay
+    not ready, though nothing fails, until its partitions were due (up to ``checkpoint_max_interval_s``); and a
+    partition whose own write failed would wait for its budget again."""
+    producer = StalledProducer()
+    worker = Worker(Settings(snapshot_dir=tmp_path))
+    worker.consumer, worker.producer = Consumer(), producer  # type: ignore[assignment]
+    worker.partition_count = 2
+    state = worker.partitions[0] = worker._new_state(0)
+    worker.health.ready = True
+    feed(worker, [m for m in two_partitions(1200, worker) if m.partition == 0][:5])
+    producer.produce(worker.topics.alerts, b"a drift event")  # queued, not delivered yet
+    producer.stalled = True
+    worker.checkpoint(due_only=True)
+    assert worker._failed_checkpoints == 1 and not worker.health.ready
+    assert state_records(worker) == [] and state.dirty
+    # not vacuous: the budget does not find the partition due
+    assert not worker.write_budget.due(state.input_bytes, len(state.changed), state.bytes_per_model, 0.0)
+    producer.stalled = False
+    worker.checkpoint(due_only=True)
+    worker._complete_checkpoint()
+    assert worker.m_deferred._value.get() == 0 and state_records(worker) and not state.dirty
+    assert worker._failed_checkpoints == 0 and worker.health.ready
+    feed(worker, [m for m in two_partitions(1200, worker) if m.partition == 0][5:7])
+    worker.checkpoint(due_only=True)  # then the budget again
+    assert worker.m_deferred._value.get() == 1 and state.dirty
+
+
+def test_the_worker_weighs_the_input_it_consumes_per_partition(tmp_path) -> None:
+    """What the write budget weighs (``PartitionState.input_bytes``) is the key and value bytes of the records
+    ``process`` hands each partition's engine, whatever the merge does with them."""
+    worker = Worker(Settings(snapshot_dir=tmp_path))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    worker.partitions = {0: worker._new_state(0)}  # partition 1 is another worker's (revoked in this poll)
+    records = two_partitions(400, worker)
+    messages = [
+        ConfluentMessage(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key,
+            value=r.value,
+            timestamp=(1, r.timestamp_ms),
+        )
+        for r in records
+    ]
+    worker.process(messages[:200])
+    worker.process(messages[200:])
+    mine = [r for r in records if r.partition == 0]
+    assert mine and len(mine) < len(records)
+    assert worker.partitions[0].input_bytes == sum(len(r.key or b"") + len(r.value or b"") for r in mine)

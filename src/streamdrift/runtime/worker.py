@@ -1038,7 +1038,9 @@ class Worker:
                 # exactly_once: the transaction holds the output of every partition, so it commits them all
                 if state.dirty and (partitions is None or self.exactly_once or p in partitions)
             ]
-            deferred = self._deferred_by_budget(chosen) if due_only else []
+            # after a failed checkpoint the next writes every changed partition: whether writing works again
+            # is what tells the worker ready again, and a partition whose write failed waits no longer
+            deferred = self._deferred_by_budget(chosen) if due_only and not self._failed_checkpoints else []
             chosen = [p for p in chosen if p not in deferred]
             self.m_deferred.inc(len(deferred))
         if (

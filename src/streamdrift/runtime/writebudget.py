@@ -21,8 +21,11 @@ changes what a crash replays (at most ``checkpoint_max_interval_s`` of input,
 as the checkpoint interval does), never what it gives.
 
 A rebalance's revocation and the shutdown write every changed partition, due
-or not. ``exactly_once`` writes every checkpoint: its transaction holds the
-drift events of every partition, which become visible only at its commit.
+or not, and so does the checkpoint after a failed one: whether writing works
+again is what makes the worker ready again, and a partition whose write failed
+does not wait for its budget once more. ``exactly_once`` writes every
+checkpoint: its transaction holds the drift events of every partition, which
+become visible only at its commit.
 
 Examples
 --------
