@@ -84,6 +84,16 @@ def test_checkpoint_max_interval_below_the_interval_is_named_and_its_default_fol
     assert load_settings().checkpoint_max_interval_s == 60
 
 
+@pytest.mark.parametrize("name", ["checkpoint_interval_s", "snapshot_interval_s", "checkpoint_max_interval_s"])
+def test_an_interval_that_never_ends_is_refused_naming_it(monkeypatch, name: str) -> None:
+    """``inf`` passed ``gt=0``: a checkpoint_interval_s of inf never checkpointed (and raised the longest
+    interval's default to inf), a checkpoint_max_interval_s of inf let the write budget hold a partition's state
+    back for as long as the worker ran, so a crash replayed all its input since the start, retention permitting."""
+    monkeypatch.setenv(f"STREAMDRIFT_{name.upper()}", "inf")
+    with pytest.raises(ConfigError, match=rf"invalid setting {name} \(env STREAMDRIFT_{name.upper()}\)"):
+        load_settings()
+
+
 def test_redacted_hides_secrets_put_in_the_librdkafka_extras() -> None:
     """Issue 17, finding 7: a sasl.password in kafka.extra was logged in clear."""
     s = Settings(

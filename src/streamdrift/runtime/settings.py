@@ -197,9 +197,12 @@ class Settings(BaseSettings):
         "kafka.consumer_extra sets group.instance.id, else <group_id>.<host name>",
     )
     snapshot_dir: Path = Path(".streamdrift/snapshots")
-    checkpoint_interval_s: float = Field(10.0, gt=0, description="seconds between checkpoints")
+    checkpoint_interval_s: float = Field(10.0, gt=0, allow_inf_nan=False, description="seconds between checkpoints")
     snapshot_interval_s: float | None = Field(
-        None, gt=0, description="deprecated name of checkpoint_interval_s (used when that one is not set)"
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="deprecated name of checkpoint_interval_s (used when that one is not set)",
     )
     state_write_budget: float = Field(
         0.25,
@@ -211,6 +214,7 @@ class Settings(BaseSettings):
     checkpoint_max_interval_s: float = Field(
         120.0,
         gt=0,
+        allow_inf_nan=False,  # inf: a partition under its budget never written while the worker runs
         description="the longest a changed partition's state waits for state_write_budget (what a crash replays "
         "at most); at least checkpoint_interval_s (its default is raised to a longer checkpoint_interval_s)",
     )
