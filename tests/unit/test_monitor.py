@@ -129,7 +129,7 @@ def test_snapshot_is_refused_when_corrupt_tampered_or_from_other_settings(tmp_pa
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(SnapshotError, match="not a streamdrift snapshot"):
         store.load(3)
-    path.write_bytes(good.replace(b'"version":6', b'"version":99', 1))
+    path.write_bytes(good.replace(b'"version":7', b'"version":99', 1))
     with pytest.raises(SnapshotError, match="version 99"):
         store.load(3)
     path.write_bytes(good)

@@ -106,7 +106,7 @@ def test_offset_and_partition_zero_are_valid_and_merge_and_changelog_may_be_abse
 def test_another_format_or_version_is_refused_naming_both() -> None:
     data = encode(Snapshot(3, {}, {}), "cfg").replace(b'"format":"streamdrift-snapshot"', b'"format":"other"', 1)
     assert _refused(data) == (
-        f"{SOURCE} has format 'other' version {VERSION}; this streamdrift reads {FORMAT!r} versions 2, 3, 4, 5 and 6. {RECOVER}"
+        f"{SOURCE} has format 'other' version {VERSION}; this streamdrift reads {FORMAT!r} versions 2, 3, 4, 5, 6 and 7. {RECOVER}"
     )
 
 

@@ -179,9 +179,11 @@ def test_a_warm_up_restored_lazily_owns_its_arrays(tmp_path):
     kept = restored.features._stored_warmup
     arrays = [v for v in (*kept.values(), *kept["scores"].values()) if isinstance(v, np.ndarray)]
     # the columns' anchors, steps and counts (some dropped their distinct numbers), the distinct numbers of the
-    # others (version 6), and their score sums
+    # others (version 6), and their score sums (those of one row as places among theirs, version 7)
     written = ["anchors", "counts", "distinct_counts", "distinct_first", "distinct_steps", "steps"]
-    assert sorted(k for k, v in kept.items() if isinstance(v, np.ndarray)) == written and len(arrays) == 7
+    assert sorted(k for k, v in kept.items() if isinstance(v, np.ndarray)) == written
+    assert sorted(k for k, v in kept["scores"].items() if isinstance(v, np.ndarray)) == ["row_at", "row_sums", "sums"]
+    assert len(arrays) == 9
     assert not any(np.shares_memory(a, np.frombuffer(data, dtype=np.uint8)) for a in arrays)
 
 
@@ -236,10 +238,10 @@ def test_another_version_is_refused_naming_both(saved):
         b'{"config":"%s","format":"streamdrift-snapshot","sha256":"0","version":1}\n{"models":{}}\n'
         % SETTINGS.fingerprint().encode()
     )
-    for data in (old, good.replace(b'"version":6', b'"version":7', 1)):
+    for data in (old, good.replace(b'"version":7', b'"version":8', 1)):
         path.write_bytes(data)
         with pytest.raises(
-            SnapshotError, match=f"version [17]; this streamdrift reads .* versions 2, 3, 4, 5 and 6. {RECOVER}"
+            SnapshotError, match=f"version [18]; this streamdrift reads .* versions 2, 3, 4, 5, 6 and 7. {RECOVER}"
         ):
             store.load(0)
 

@@ -1,9 +1,11 @@
-"""Format version 6 of a sketch's warm-up state (issue 16): anchors as bucket keys, distinct numbers as integers.
+"""Format versions 6 and 7 of a sketch's warm-up state (issue 16): anchors as bucket keys, distinct numbers as
+integers, the score sums of one row as places among theirs.
 
 A warm-up column's anchor is a bucket boundary, written as that bucket's key; its distinct numbers, whose texts
-were most of a short warm-up's bytes, as sorted integers (``warmup._decimal_table``). Both must give back
-exactly what was written, whatever the numbers (ints, floats, both zeros, integers past 64 bits, exponents),
-read version 5's layout, and refuse what no writer makes.
+were most of a short warm-up's bytes, as sorted integers (``warmup._decimal_table``); the score sum of an entry
+counted once as its place among the distinct such sums (``warmup._sketch_scores``). All must give back exactly
+what was written, whatever the numbers (ints, floats, both zeros, integers past 64 bits, exponents), read
+versions 5's and 6's layouts, and refuse what no writer makes.
 """
 
 from __future__ import annotations
@@ -55,9 +57,22 @@ def _round_trip(columns: dict[str, WarmupColumn]) -> tuple[dict, dict[str, Warmu
     return state, warmup.from_sketch_state(state, LIMIT, KEPT)
 
 
-def _as_version_5(columns: dict[str, WarmupColumn]) -> dict:
-    """The state version 5 wrote: every anchor and distinct-number table in its column's plain values."""
+def _as_version_6(columns: dict[str, WarmupColumn]) -> dict:
+    """The state version 6 wrote: every entry's score sum in ``sums``."""
     state = warmup.sketch_state(columns)
+    if "scores" in state:
+        counted: list[int] = []
+        scored: list[int] = []
+        sums: list[int] = []
+        for name in sorted(columns):
+            columns[name]._score_tables(counted, scored, sums)
+        state["scores"] = {"scored": None if scored == counted else np.array(scored), "sums": np.array(sums)}
+    return state
+
+
+def _as_version_5(columns: dict[str, WarmupColumn]) -> dict:
+    """The state version 5 wrote: every anchor and distinct-number table in its column's plain values too."""
+    state = _as_version_6(columns)
     for key in ("anchors", "distinct_first", "distinct_steps", "distinct_counts"):
         state.pop(key, None)
     for name, plain in state["columns"].items():
@@ -87,9 +102,10 @@ def test_a_warm_up_written_in_version_6_gives_back_every_column_exactly(tables: 
     for name, column in columns.items():
         assert _seen(restored[name]) == _seen(column)
     assert snapshot.dumps(warmup.sketch_state(restored)) == snapshot.dumps(warmup.sketch_state(columns))
-    version_5 = warmup.from_sketch_state(snapshot.loads(snapshot.dumps(_as_version_5(columns))), LIMIT, KEPT)
-    for name, column in columns.items():
-        assert _seen(version_5[name]) == _seen(column)
+    for older in (_as_version_5(columns), _as_version_6(columns)):
+        restored = warmup.from_sketch_state(snapshot.loads(snapshot.dumps(older)), LIMIT, KEPT)
+        for name, column in columns.items():
+            assert _seen(restored[name]) == _seen(column)
 
 
 # numbers whose texts have no exponent (mostly): those the numpy pass does not leave to the loop
@@ -178,6 +194,28 @@ def _set(key: str, value: object):
 
 def _set_column(name: str, key: str, value: object):
     return lambda state: state["columns"][name].__setitem__(key, value)
+
+
+def _scores(key: str, value: object):
+    return lambda state: state["scores"].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_scores("row_at", np.array([0, 1], np.uint8)), "score sums do not match its counts"),
+        (_scores("sums", np.zeros(1, np.uint8)), "score sums do not match its counts"),
+        (_scores("row_sums", np.zeros(1, np.uint8)), "refer to sums it does not have"),
+    ],
+)
+def test_score_sums_that_do_not_fit_the_counts_are_refused(change, message: str) -> None:
+    columns = _columns([[1.5, 2.5, 4.0, 2.5], ["a", "b", "a", None]], scored=True)
+    state = snapshot.loads(snapshot.dumps(warmup.sketch_state(columns)))
+    # one row: 1.5, 4.0 and b; the others: 2.5, a and each column's other (none)
+    assert len(state["scores"]["row_at"]) == 3 and len(state["scores"]["sums"]) == 4
+    change(state)
+    with pytest.raises(ValueError, match=message):
+        warmup.from_sketch_state(state, LIMIT, KEPT)
 
 
 @pytest.mark.parametrize(

@@ -1128,7 +1128,7 @@ def _arrays_kept(warmup: State) -> bool:
         arrays += [part.get(key) for key in _WARMUP_ARRAYS]
         scores = part.get("scores")
         if scores is not None:
-            arrays += [scores["scored"], scores["sums"]]
+            arrays += list(scores.values())
     return all(array is None or type(array) is np.ndarray for array in arrays)
 
 
@@ -1148,9 +1148,8 @@ def _arrays_copied(part: State) -> State:
         if key in part:
             part[key] = np.array(part[key])
     scores = part.get("scores")
-    if scores is not None:
-        scored = scores["scored"]
-        part["scores"] = {"scored": None if scored is None else np.array(scored), "sums": np.array(scores["sums"])}
+    if scores is not None:  # scored (or None) and sums; since version 7 row_sums and row_at too
+        part["scores"] = {key: None if array is None else np.array(array) for key, array in scores.items()}
     return part
 
 

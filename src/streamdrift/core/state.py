@@ -4,7 +4,7 @@ A snapshot file is a header line, a line of JSON (the skeleton) and the raw
 bytes of the state's numpy arrays::
 
     {"arrays": <n>, "body": <bytes after this line>, "checksum": "crc32:<hex>", "config": "<settings hash>",
-     "format": "streamdrift-snapshot", "marker": "$nd", "version": 6}
+     "format": "streamdrift-snapshot", "marker": "$nd", "version": 7}
     {"merge": {...}, "models": {"<model_id>": {...}, ...}, "offsets": {"<topic>": <next offset>}, "partition": 0}
     <the arrays' bytes, one after the other>
 
@@ -77,8 +77,9 @@ FORMAT = "streamdrift-snapshot"
 # steps (WarmupColumn.state); version 3's columns are read as they are.
 # 5: a sketch's warm-up columns written together, one array each for all of them (warmup.sketch_state).
 # 6: a warm-up column's anchor as its bucket's key, its distinct numbers as integers in arrays (warmup.sketch_state).
-VERSION = 6
-READS = (2, 3, 4, 5, 6)
+# 7: the score sum of a warm-up entry of one row as its place among such sums (warmup._sketch_scores).
+VERSION = 7
+READS = (2, 3, 4, 5, 6, 7)
 MARKER = "$nd"
 # dtypes an array of the state may have: plain numbers, read back by np.frombuffer (never object arrays)
 _DTYPE = {

@@ -612,8 +612,49 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
         state["steps"] = _narrow_signed(np.concatenate(steps))
         state["counts"] = _narrow(np.concatenate(counts))
     if any(column.scored for column in columns.values()):
-        state["scores"] = {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
+        state["scores"] = _sketch_scores(counted, scored, sums)
     return state
+
+
+def _sketch_scores(counted: list[int], scored: list[int], sums: list[int]) -> State:
+    """The score arrays of a sketch's columns (``WarmupColumn._score_tables``' lists, column after column), with
+    ``scored`` left out (None) where it is ``counted``. Since version 7 the sum of an entry counted once (a
+    bucket, distinct number or category of one row) is written as its place in ``row_sums``, the distinct
+    sums of such entries sorted (``row_at``), and only the others' in ``sums``: in a short warm-up each entry
+    of a numeric column is one row, whose score is in every column's sums, and a place among a few dozen
+    costs zlib half a score's bytes."""
+    counts = np.array(counted, dtype=np.int64)
+    single = counts == 1
+    totals = np.array(sums, dtype=np.int64)
+    row_sums, row_at = np.unique(totals[single], return_inverse=True)
+    return {
+        "scored": None if scored == counted else _narrow(scored),
+        "sums": _narrow(totals[~single]),
+        "row_sums": _narrow(row_sums),
+        "row_at": _narrow(row_at.ravel()),
+    }
+
+
+def _sums_of(scores: State, counted: list[int]) -> NDArray[np.int64]:
+    """Every entry's score sum, in ``counted``'s order, from ``_sketch_scores``' arrays (or version 5's and 6's
+    ``sums`` of every entry)."""
+    if "row_at" not in scores:
+        sums: NDArray[np.int64] = np.asarray(scores["sums"], dtype=np.int64)
+        if len(sums) != len(counted):
+            raise ValueError(f"a warm-up state has {len(sums)} score sums for {len(counted)} counts")
+        return sums
+    single = np.array(counted, dtype=np.int64) == 1
+    row_sums = np.asarray(scores["row_sums"], dtype=np.int64)
+    row_at = np.asarray(scores["row_at"], dtype=np.int64)
+    others = np.asarray(scores["sums"], dtype=np.int64)
+    if len(row_at) != np.count_nonzero(single) or len(others) != len(single) - len(row_at):
+        raise ValueError("a warm-up state's score sums do not match its counts")
+    if len(row_at) and not 0 <= np.minimum.reduce(row_at) <= np.maximum.reduce(row_at) < len(row_sums):
+        raise ValueError("a warm-up state's score sums refer to sums it does not have")
+    out = np.empty(len(single), dtype=np.int64)
+    out[single] = row_sums[row_at]
+    out[~single] = others
+    return out
 
 
 def is_sketch_state(warmup: State) -> bool:
@@ -635,8 +676,9 @@ def from_sketch_state(state: State, limit: int, max_kept: int) -> dict[str, Warm
         raise ValueError(f"a warm-up state has {len(anchors)} anchors for {len(names)} columns")
     tables = _DecimalTables.of(state)
     made: set[int] = set()
-    at_bucket = at_score = 0
+    at_bucket = 0
     alone = []
+    counted: list[int] = []  # each column's counts in the order of its score arrays (``_score_tables``)
     for i, name in enumerate(names):
         column = dict(state["columns"][name])  # as WarmupColumn.state() writes it alone
         if "anchor" not in column:
@@ -651,15 +693,21 @@ def from_sketch_state(state: State, limit: int, max_kept: int) -> dict[str, Warm
             column["steps"] = steps[at_bucket : at_bucket + buckets]
             column["counts"] = counts[at_bucket : at_bucket + buckets]
             at_bucket += buckets
-        if scores is not None:
-            n = (buckets or 0) + len(column["distinct"] or ()) + len(column["categories"]) + 1
-            scored = scores["scored"]
+            counted += np.asarray(column["counts"]).tolist()
+        for table in (column["distinct"] or {}, column["categories"]):
+            counted += [table[key] for key in sorted(table)]
+        counted.append(column["other"])
+        alone.append(column)
+    if scores is not None:
+        sums = _sums_of(scores, counted)
+        scored, at_score = scores["scored"], 0
+        for column in alone:
+            n = len(column.get("counts", ())) + len(column["distinct"] or ()) + len(column["categories"]) + 1
             column["scores"] = {
                 "scored": None if scored is None else scored[at_score : at_score + n],
-                "sums": scores["sums"][at_score : at_score + n],
+                "sums": sums[at_score : at_score + n],
             }
             at_score += n
-        alone.append(column)
     tables.check_used()
     return dict(zip(names, from_states(alone, limit, max_kept, frozenset(made))))
 
