@@ -9,12 +9,17 @@ state-topic store takes it: its engines flush what they hold (processing), then 
 the last checkpoint is taken (``state()``) and packed (``statetopic.pack``). ``--every`` is what
 ``checkpoint_interval_s`` amounts to at a throughput: 3.5 (the default) is the worker of docs/scaling.md,
 3,551 events/s over 10,000 models with the default 10 s; ``once``: a single checkpoint at the end, which
-hides how often a worker flushes and rewrites its models. Reports CPU µs per event of processing (the
+hides how often a worker flushes and rewrites its models. ``--epoch-ms`` is the merge's epoch (1,000 by default:
+the Kafka fleet phase produces as fast as the broker takes records, so its 100 ms epochs of Kafka timestamps hold
+about as many records as 1,000 ms of this stream's event times; a worker behind on a log written at 10,000
+predictions/s, with the default ``merge_epoch_ms`` of 100, sees ``--epoch-ms 100``: a tenth of the records per
+run, so smaller batches). Reports CPU µs per event of processing (the
 flushes included) and of checkpoints, and CPU µs per model packed, each the least of ``--rounds``. Compare
 figures of one run (``--compare-src`` runs another source tree in the same run, interleaved).
 
     .venv/bin/python benchmarks/bench_fleet.py --models 10,200,2000
     .venv/bin/python benchmarks/bench_fleet.py --models 2000 --every once   # the figures before 2026-12-05
+    .venv/bin/python benchmarks/bench_fleet.py --models 2000 --epoch-ms 100  # a backlog written at 10,000/s
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from streamdrift.runtime.statetopic import pack
 from streamdrift.runtime.worker import GC_THRESHOLDS, HOLD_BATCHES
 
 BATCH_SIZE = 1000
+EPOCH_MS = 1000  # the merge's epoch (see the module's docstring)
 IDLE_TTL_S = 30 * 86400.0  # the worker's default model_idle_ttl_s
 
 
@@ -61,7 +67,9 @@ class Run:
     models_packed: int = 0
 
 
-def engines_for(settings: MonitorSettings, changed: dict[int, set[str]]) -> dict[int, PartitionEngine]:
+def engines_for(
+    settings: MonitorSettings, changed: dict[int, set[str]], epoch_ms: int = EPOCH_MS
+) -> dict[int, PartitionEngine]:
     """A worker's engines, one per partition, each noting the models it changed (as the worker does)."""
 
     def noting(p: int) -> BatchHook:
@@ -73,7 +81,7 @@ def engines_for(settings: MonitorSettings, changed: dict[int, set[str]]) -> dict
             PRED,
             FB,
             monitor_factory(settings),
-            epoch_ms=1000,
+            epoch_ms=epoch_ms,
             batch_size=BATCH_SIZE,
             hold=HOLD_BATCHES * BATCH_SIZE,
             model_idle_ttl_s=IDLE_TTL_S,
@@ -84,7 +92,7 @@ def engines_for(settings: MonitorSettings, changed: dict[int, set[str]]) -> dict
 
 
 def process(
-    messages: list[RawMessage], settings: MonitorSettings, every: float, n_models: int
+    messages: list[RawMessage], settings: MonitorSettings, every: float, n_models: int, epoch_ms: int = EPOCH_MS
 ) -> tuple[dict[int, PartitionEngine], Run]:
     """Every partition's records through its engine, in polls of BATCH_SIZE per topic partition, a checkpoint
     every ``every`` events per model (inf: once, at the end)."""
@@ -92,7 +100,7 @@ def process(
     for m in messages:
         runs.setdefault((m.partition, m.topic), []).append(m)
     changed: dict[int, set[str]] = {p: set() for p in range(PARTITIONS)}
-    engines = engines_for(settings, changed)
+    engines = engines_for(settings, changed, epoch_ms)
     run = Run()
     events, next_at = 0, every * n_models
     longest = max(len(records) for records in runs.values())
@@ -137,7 +145,12 @@ def checkpoint(engines: dict[int, PartitionEngine], changed: dict[int, set[str]]
 
 
 def measure(
-    n_models: int, n_predictions: int, rounds: int, every: float = 3.5, multivariate: bool = False
+    n_models: int,
+    n_predictions: int,
+    rounds: int,
+    every: float = 3.5,
+    multivariate: bool = False,
+    epoch_ms: int = EPOCH_MS,
 ) -> dict[str, object]:
     gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs
     messages = stamped(n_predictions, n_models)
@@ -145,7 +158,7 @@ def measure(
     checkpoints = 0
     for _ in range(rounds):
         gc.collect()
-        engines, run = process(messages, MonitorSettings(multivariate=multivariate), every, n_models)
+        engines, run = process(messages, MonitorSettings(multivariate=multivariate), every, n_models, epoch_ms)
         counted = sum(m.predictions_total + m.feedback_total for e in engines.values() for m in e.monitors.values())
         assert counted == len(messages), (counted, len(messages))
         best["process_us_per_event"] = min(best["process_us_per_event"], run.process_s / len(messages) * 1e6)
@@ -159,6 +172,7 @@ def measure(
         "models": n_models,
         "events": len(messages),
         "every": every if math.isfinite(every) else "once",
+        "epoch_ms": epoch_ms,
         "checkpoints": checkpoints,  # at most one per poll of every partition: few models get more events each
         "events_per_model_per_checkpoint": round(len(messages) / checkpoints / n_models, 1),
         **{k: round(v, 2) for k, v in best.items()},
@@ -177,11 +191,12 @@ def main() -> None:
     )
     parser.add_argument("--compare-src", help="another source tree (its src/ directory): timed in the same run")
     parser.add_argument("--multivariate", action="store_true", help="every model with multivariate drift on")
+    parser.add_argument("--epoch-ms", type=int, default=EPOCH_MS, help="the merge's epoch (see the docstring)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child's model count (one JSON line out)
     args = parser.parse_args()
     if args.one is not None:
         every = math.inf if args.every == "once" else float(args.every)
-        print(json.dumps(measure(args.one, args.events, args.rounds, every, args.multivariate)))
+        print(json.dumps(measure(args.one, args.events, args.rounds, every, args.multivariate, args.epoch_ms)))
         return
     trees = {"this": None} | ({"compared": args.compare_src} if args.compare_src else {})
     for n_models in (int(m) for m in args.models.split(",")):
@@ -201,6 +216,7 @@ def child(n_models: int, args: argparse.Namespace, src: str | None) -> dict[str,
     """One round of ``n_models`` in a fresh process, of the source tree ``src`` (None: this one)."""
     env = dict(os.environ) | ({"PYTHONPATH": src} if src else {})
     cmd = [sys.executable, __file__, "--one", str(n_models), "--events", str(args.events), "--every", args.every]
+    cmd += ["--epoch-ms", str(args.epoch_ms)]
     cmd += ["--multivariate"] if args.multivariate else []
     done = subprocess.run([*cmd, "--rounds", "1"], env=env, capture_output=True, text=True)
     if done.returncode:
