@@ -10,9 +10,10 @@ changed since the one before is packed as the worker packs it
 the same records without them, as the release before wrote them); the partition
 record (one per partition and checkpoint, a few hundred bytes) is left out. For
 each interval it prints state bytes per input byte (key + value of every input
-record, as ``bench.py --state`` counts them), and the share of each top-level
+record, as ``bench.py --state`` counts them), the share of each top-level
 piece of a model's state (each piece compressed alone, its share of their sum),
-at the last checkpoint.
+at the last checkpoint, and what each piece down to three levels costs in a
+model's record (``left_out``: the record's bytes less those without the piece).
 
 ``once`` is a single checkpoint at the end: the least any store that writes a
 model's whole state can write, its floor whatever the interval.
@@ -76,6 +77,40 @@ def pieces(state: dict) -> dict[str, int]:
     return {k: len(zlib.compress(encode_tree({k: v}, "c"), 1)) - empty for k, v in state.items()}
 
 
+def left_out(monitors: list, seal: str | Seal, depth: int = 3) -> dict[str, float]:
+    """What each piece of a model's record costs in it: the record's bytes (as ``pack`` makes them, its summary
+    in its header) less those of the same record without the piece, on average over ``monitors``; pieces down
+    to ``depth`` levels of the state (``summary``: the header's). Unlike ``pieces`` (each piece compressed
+    alone), this is what leaving a piece out of the record, or making it smaller, can save."""
+    saved: collections.Counter[str] = collections.Counter()
+    for monitor in monitors:
+        state, summary = monitor.state(), record_summary(monitor)
+        whole = len(pack(state, seal, summary))
+        saved["summary"] += whole - len(pack(state, seal))
+        for path in _paths(state, depth):
+            saved[".".join(path)] += whole - len(pack(_without(state, path), seal, summary))
+    return {k: round(v / len(monitors), 1) for k, v in saved.most_common()}
+
+
+def _paths(tree: dict, depth: int, above: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for key, value in tree.items():
+        out.append((*above, key))
+        if isinstance(value, dict) and depth > 1:
+            out += _paths(value, depth - 1, (*above, key))
+    return out
+
+
+def _without(tree: dict, path: tuple[str, ...]) -> dict:
+    """``tree`` without the piece at ``path`` (the dicts on the way copied, the rest shared)."""
+    copy = dict(tree)
+    if len(path) == 1:
+        del copy[path[0]]
+    else:
+        copy[path[0]] = _without(copy[path[0]], path[1:])
+    return copy
+
+
 def run(models: int, predictions: int, intervals: list[float], seed: int, multivariate: bool = False) -> dict:
     """State bytes per input byte at each interval (events per model between checkpoints; inf: once)."""
     stream = Stream(models, seed)
@@ -128,14 +163,13 @@ def run(models: int, predictions: int, intervals: list[float], seed: int, multiv
         share.update(pieces(monitor.state()))
     total = sum(share.values())
     sample = next(iter(engine.monitors.values()))
+    record = sum(len(pack(m.state(), seal, record_summary(m))) for m in engine.monitors.values()) / models
     return {
         "models": models,
         "predictions": predictions,
         "events": events,
         "input_bytes": input_bytes,
-        "model_record_bytes": round(
-            sum(len(pack(m.state(), seal, record_summary(m))) for m in engine.monitors.values()) / models
-        ),
+        "model_record_bytes": round(record),
         "model_record_bytes_without_summary": round(
             sum(len(pack(m.state(), seal)) for m in engine.monitors.values()) / models
         ),
@@ -153,6 +187,8 @@ def run(models: int, predictions: int, intervals: list[float], seed: int, multiv
             for every in intervals
         },
         "pieces": {k: round(v / total, 3) for k, v in share.most_common() if v / total >= 0.01},
+        # the bytes a record saves without each piece (of 50 models' records), those of 1 % of a record or more
+        "left_out": {k: v for k, v in left_out(list(engine.monitors.values())[:50], seal).items() if v >= record / 100},
     }
 
 
