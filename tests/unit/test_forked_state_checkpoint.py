@@ -642,3 +642,26 @@ def test_the_worker_weighs_the_input_it_consumes_per_partition(tmp_path) -> None
     mine = [r for r in records if r.partition == 0]
     assert mine and len(mine) < len(records)
     assert worker.partitions[0].input_bytes == sum(len(r.key or b"") + len(r.value or b"") for r in mine)
+
+
+def test_exactly_once_writes_every_changed_partition_at_each_checkpoint_whatever_the_budget(tmp_path) -> None:
+    """The write budget is at_least_once's: an exactly_once transaction holds the drift events and dead letters
+    of every partition, so it must hold their state and input offsets too. A partition left out would have its
+    output visible at the commit and its input replayed after a crash, its output then published again: a
+    duplicate for read_committed consumers."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, processing_guarantee="exactly_once"))
+    producer = TransactionalProducer()
+    worker.consumer, worker.producer = GroupConsumer(), producer  # type: ignore[assignment]
+    worker.partition_count = 2
+    state = worker.partitions[0] = worker._new_state(0)
+    consumed = [m for m in two_partitions(1200, worker) if m.partition == 0][:5]
+    feed(worker, consumed)
+    state.input_bytes = worker_module._record_bytes(consumed)
+    # not vacuous: at_least_once would leave it for later
+    assert not worker.write_budget.due(state.input_bytes, len(state.changed), state.bytes_per_model, 0.0)
+    worker.checkpoint(due_only=True)
+    worker._complete_checkpoint()
+    assert worker.m_deferred._value.get() == 0 and not state.dirty and state.changed == set()
+    written = [(p, key) for _, p, key, _, _ in state_records(worker)]
+    assert any(p == 0 and key.startswith(b"partition/") for p, key in written)  # its offsets with its state
+    assert producer.calls.count("commit_transaction") == 1
