@@ -355,44 +355,67 @@ def _seeded_numbers(seed: int, n: int) -> tuple[list, list[int]]:
     return numbers, scores
 
 
+class _ByText:
+    """The distinct-number tables as they were counted before they were keyed by number (b666d1e): every number
+    by its text, ``str``, a row at a time, dropped at the first text over the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.distinct: dict[str, int] | None = {}
+        self.scored: dict[str, int] = {}
+        self.sums: dict[str, int] = {}
+
+    def add(self, numbers: list, scores: list[int] | None) -> None:
+        for i, text in enumerate(map(str, numbers)):
+            if self.distinct is None:
+                return
+            self.distinct[text] = self.distinct.get(text, 0) + 1
+            if len(self.distinct) > self.limit:
+                self.distinct, self.scored, self.sums = None, {}, {}
+                return
+            if scores is not None and scores[i] >= 0:
+                self.scored[text] = self.scored.get(text, 0) + 1
+                self.sums[text] = self.sums.get(text, 0) + scores[i]
+
+
+@pytest.mark.parametrize("loop", ["c", "plain"])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("scored", [True, False])
-def test_the_c_loop_counts_the_distinct_numbers_as_the_plain_loop(
-    seed: int, scored: bool, monkeypatch: pytest.MonkeyPatch
+def test_the_distinct_numbers_keyed_by_number_are_the_tables_counted_by_text(
+    seed: int, scored: bool, loop: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``_speedups.count_texts`` (``_add_distinct``'s loop in C) leaves the same tables, in the same order, and
-    drops them at the same row, batch after batch; and the C loop did run."""
+    """A warm-up column keys its distinct numbers by number where that tells the texts apart (``warmup._key``),
+    not by the text ``str`` writes of each (issue 19): its tables, read by text, are those of counting the texts,
+    in the same order, dropped at the same row, batch after batch; with ints and floats of one value (3, 3.0),
+    both zeros, integers past 64 bits, long floats; by the C loop (``_speedups.count_numbers``) and the plain
+    one alike. And a state's texts come back as the same keys."""
     from streamdrift.core import decode
 
-    if warmup._count_texts is None:
+    if loop == "plain":
+        monkeypatch.setattr(warmup, "_count_numbers", None)
+    elif warmup._count_numbers is None:
         if decode.SPEEDUPS or os.environ.get("CI") == "true":
-            pytest.fail("streamdrift.core._speedups has no count_texts: rebuild it (make install)")
+            pytest.fail("streamdrift.core._speedups has no count_numbers: rebuild it (make install)")
         pytest.skip("streamdrift.core._speedups not built")
     numbers, scores = _seeded_numbers(seed, 400)
     sizes = np.random.default_rng(100 + seed).integers(1, 9, 400).tolist()
-
-    def counted(loop: object) -> list[tuple]:
-        monkeypatch.setattr(warmup, "_count_texts", loop)
-        column, seen, at = WarmupColumn(limit=16, max_kept=10, scored=scored), [], 0
-        for size in sizes:
-            if at >= len(numbers):
-                break
-            column.add(numbers[at : at + size], scores=scores[at : at + size] if scored else None)
-            tables = (column.distinct, column.distinct_scored, column.distinct_sums)
-            seen.append([None if t is None else list(t.items()) for t in tables])  # orders too
-            at += size
-        return seen
-
-    c_loop, calls = warmup._count_texts, {"n": 0}
-
-    def spy(*args: object) -> bool:
-        calls["n"] += 1
-        return c_loop(*args)  # type: ignore[arg-type,misc]
-
-    fast = counted(spy)
-    plain = counted(None)
-    assert calls["n"] >= 2
-    assert fast == plain
-    assert (fast[-1][0] is None) == (
-        seed % 2 == 0
-    )  # the many-valued streams drop their table, the 15 texts of the others fit
+    column, by_text, at = WarmupColumn(limit=16, max_kept=10, scored=scored), _ByText(limit=16), 0
+    for size in sizes:
+        if at >= len(numbers):
+            break
+        batch, batch_scores = numbers[at : at + size], scores[at : at + size] if scored else None
+        column.add(batch, scores=batch_scores)
+        by_text.add([x for x in batch if x is not None], batch_scores)
+        assert (
+            column.distinct is None
+            if by_text.distinct is None
+            else list(column.distinct.items()) == list(by_text.distinct.items())
+        )
+        if scored:
+            assert list(column.distinct_scored.items()) == list(by_text.scored.items())
+            assert list(column.distinct_sums.items()) == list(by_text.sums.items())
+        at += size
+    assert (column.distinct is None) == (seed % 2 == 0)  # the many-valued streams drop theirs; 15 texts fit
+    if column.distinct is not None:
+        again = WarmupColumn.from_state(column.state(), limit=16, max_kept=10)
+        assert again._distinct == column._distinct and list(again._distinct) == list(column._distinct)

@@ -930,13 +930,14 @@ static PyObject *zero_int, *one_int; /* 0 and 1, made once (PyInit__speedups) */
 
 /* -- warm-up columns: the distinct numbers' table ------------------------------------------- */
 
-PyDoc_STRVAR(count_texts_doc,
-"count_texts(distinct, scored, sums, numbers, scores, limit, /)\n--\n\n"
-"warmup.WarmupColumn._add_distinct's row loop: each of ``numbers`` (a list) counted by its text\n"
-"(``str``) in ``distinct``, and, where ``scores`` (a list of ints, one per number, or None) holds\n"
-"a score of at least 0, in ``scored`` (one) and ``sums`` (the score); stops and returns False at the\n"
-"first number after which ``distinct`` holds more than ``limit`` texts (its row's scores not counted),\n"
-"else returns True. The same dicts, in the same order, as the loop (tests/unit/test_warmup.py).");
+PyDoc_STRVAR(count_numbers_doc,
+"count_numbers(distinct, scored, sums, numbers, scores, limit, /)\n--\n\n"
+"warmup.WarmupColumn._add_distinct's row loop: each of ``numbers`` (a list) counted by its key\n"
+"(``warmup._key``: a float equal to an integer by its text ``str``, any other number itself) in\n"
+"``distinct``, and, where ``scores`` (a list of ints, one per number, or None) holds a score of at\n"
+"least 0, in ``scored`` (one) and ``sums`` (the score); stops and returns False at the first number\n"
+"after which ``distinct`` holds more than ``limit`` keys (its row's scores not counted), else returns\n"
+"True. The same dicts, in the same order, as the loop (tests/unit/test_warmup.py).");
 
 /* dict[key] = dict.get(key, 0) + amount */
 static int add_to(PyObject *dict, PyObject *key, PyObject *amount) {
@@ -954,35 +955,45 @@ static int add_to(PyObject *dict, PyObject *key, PyObject *amount) {
     return failed;
 }
 
-static PyObject *count_texts(PyObject *module, PyObject *args) {
+/* warmup._key: a float equal to an integer (3.0, 0.0, -0.0) by its text, any other number itself (new reference) */
+static PyObject *number_key(PyObject *number) {
+    if (PyFloat_Check(number)) {
+        double d = PyFloat_AS_DOUBLE(number);
+        if (isfinite(d) && floor(d) == d) return PyObject_Str(number);
+    }
+    Py_INCREF(number);
+    return number;
+}
+
+static PyObject *count_numbers(PyObject *module, PyObject *args) {
     PyObject *distinct, *scored, *sums, *numbers, *scores;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!On:count_texts", &PyDict_Type, &distinct, &PyDict_Type, &scored,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!On:count_numbers", &PyDict_Type, &distinct, &PyDict_Type, &scored,
                           &PyDict_Type, &sums, &PyList_Type, &numbers, &scores, &limit))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(numbers);
     if (scores != Py_None && (!PyList_Check(scores) || PyList_GET_SIZE(scores) != n)) {
-        PyErr_SetString(PyExc_ValueError, "count_texts: scores must be None or a list as long as numbers");
+        PyErr_SetString(PyExc_ValueError, "count_numbers: scores must be None or a list as long as numbers");
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *text = PyObject_Str(PyList_GET_ITEM(numbers, i));
-        if (text == NULL) return NULL;
-        if (add_to(distinct, text, one_int) < 0) goto error;
+        PyObject *key = number_key(PyList_GET_ITEM(numbers, i));
+        if (key == NULL) return NULL;
+        if (add_to(distinct, key, one_int) < 0) goto error;
         if (PyDict_GET_SIZE(distinct) > limit) {
-            Py_DECREF(text);
+            Py_DECREF(key);
             Py_RETURN_FALSE;
         }
         if (scores != Py_None) {
             PyObject *score = PyList_GET_ITEM(scores, i);
             int counted = PyObject_RichCompareBool(score, zero_int, Py_GE);
             if (counted < 0) goto error;
-            if (counted && (add_to(scored, text, one_int) < 0 || add_to(sums, text, score) < 0)) goto error;
+            if (counted && (add_to(scored, key, one_int) < 0 || add_to(sums, key, score) < 0)) goto error;
         }
-        Py_DECREF(text);
+        Py_DECREF(key);
         continue;
     error:
-        Py_DECREF(text);
+        Py_DECREF(key);
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -992,7 +1003,7 @@ static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
     {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
     {"arrays", (PyCFunction)arrays, METH_VARARGS, arrays_doc},
-    {"count_texts", (PyCFunction)count_texts, METH_VARARGS, count_texts_doc},
+    {"count_numbers", (PyCFunction)count_numbers, METH_VARARGS, count_numbers_doc},
     {NULL, NULL, 0, NULL},
 };
 

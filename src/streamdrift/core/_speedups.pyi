@@ -38,10 +38,10 @@ def feedback(
     | None
 ): ...
 def arrays(tree: dict[str, Any], marker: str, make: Callable[[list[Any]], Any], /) -> int: ...
-def count_texts(
-    distinct: dict[str, int],
-    scored: dict[str, int],
-    sums: dict[str, int],
+def count_numbers(
+    distinct: dict[int | float | str, int],
+    scored: dict[int | float | str, int],
+    sums: dict[int | float | str, int],
     numbers: list[Any],
     scores: list[int] | None,
     limit: int,

@@ -68,9 +68,9 @@ from streamdrift.core.buckets_small import bucket_key, lower_of
 from streamdrift.core.protocols import State
 
 try:  # _add_distinct's row loop in C (``_speedups.c``), the same dicts; without it, the loop below
-    from streamdrift.core._speedups import count_texts as _count_texts
+    from streamdrift.core._speedups import count_numbers as _count_numbers
 except ImportError:  # not built (setup.py's extension is optional); mypy types the name by the stub
-    _count_texts = None  # type: ignore[assignment]
+    _count_numbers = None  # type: ignore[assignment]
 
 _COMPACT_AT = 1024  # numbers held (in memory, never in a snapshot) before they are counted into buckets
 _NUMBERS = (int, float)
@@ -104,14 +104,14 @@ class WarmupColumn:
         "keys",
         "counts",
         "_pending",
-        "distinct",
+        "_distinct",
         "categories",
         "other",
         "scored",
         "bucket_scores",
         "_pending_scores",
-        "distinct_scored",
-        "distinct_sums",
+        "_distinct_scored",
+        "_distinct_sums",
         "category_scored",
         "category_sums",
         "other_scored",
@@ -130,18 +130,47 @@ class WarmupColumn:
         # a dozen numpy calls, so it is done a thousand numbers at a time; state() buckets them first, so a
         # snapshot never holds them
         self._pending: list[Any] = []
-        self.distinct: dict[str, int] | None = {}  # str(number) -> count, while few; None: too many
+        # the distinct numbers' counts by their keys (``_key``), while few; None: too many (``distinct``: by text)
+        self._distinct: dict[Key, int] | None = {}
         self.categories: dict[str, int] = {}  # str(value) -> count of the first max_kept categories
         self.other = 0  # values of categories past max_kept
         # scored columns: [scored rows, fixed-point score sum] with each count above
         self.bucket_scores: NDArray[np.int64] = _NO_SCORES  # one row per bucket
         self._pending_scores: list[int] = []  # one per pending number, UNSCORED where the row had none
         # per distinct number (while ``distinct`` is kept) and per category kept: scored rows, score sums
-        self.distinct_scored: dict[str, int] = {}
-        self.distinct_sums: dict[str, int] = {}
+        self._distinct_scored: dict[Key, int] = {}
+        self._distinct_sums: dict[Key, int] = {}
         self.category_scored: dict[str, int] = {}
         self.category_sums: dict[str, int] = {}
         self.other_scored = self.other_sum = 0
+
+    @property
+    def distinct(self) -> dict[str, int] | None:
+        """The distinct numbers' counts by their text (``str(number)``: 3 and 3.0 two, as categories are told
+        apart) while few; None: too many."""
+        return None if self._distinct is None else _by_text(self._distinct)
+
+    @distinct.setter
+    def distinct(self, by_text: Mapping[str, int] | None) -> None:  # texts as str writes numbers (``_checked_texts``)
+        self._distinct = None if by_text is None else _by_key(by_text)
+
+    @property
+    def distinct_scored(self) -> dict[str, int]:
+        """Per distinct number (by its text, as ``distinct``): its scored rows."""
+        return _by_text(self._distinct_scored)
+
+    @distinct_scored.setter
+    def distinct_scored(self, by_text: Mapping[str, int]) -> None:
+        self._distinct_scored = _by_key(by_text)
+
+    @property
+    def distinct_sums(self) -> dict[str, int]:
+        """Per distinct number (by its text, as ``distinct``): the fixed-point sum of its rows' scores."""
+        return _by_text(self._distinct_sums)
+
+    @distinct_sums.setter
+    def distinct_sums(self, by_text: Mapping[str, int]) -> None:
+        self._distinct_sums = _by_key(by_text)
 
     @property
     def categorical(self) -> bool:
@@ -204,7 +233,7 @@ class WarmupColumn:
         if not self.numbers:
             self.anchor = lower_of(bucket_key(numbers[0]))
         self.numbers += len(numbers)
-        if self.distinct is not None:
+        if self._distinct is not None:
             self._add_distinct(numbers, scores)
         self._pending += numbers
         if scores is not None:
@@ -224,42 +253,45 @@ class WarmupColumn:
         return copy
 
     def _add_distinct(self, numbers: list[Any], scores: list[int] | None) -> None:
-        """By their text, as categories are counted: an int 3 is "3", a float 3.0 is "3.0"."""
-        assert self.distinct is not None
-        distinct, limit = self.distinct, self.limit
+        """Counted by their keys (``_key``): one per text ``str`` writes, an int 3 "3" and a float 3.0 "3.0"."""
+        distinct, limit = self._distinct, self.limit
+        assert distinct is not None
         if len(numbers) > limit and len(set(numbers)) > limit:
-            # more distinct numbers than the table may count, whatever it holds: it is dropped at one of them,
-            # so without writing each as text. (No two numbers of one text are unequal, so the texts are at
-            # least as many: 3 and 3.0, 0.0 and -0.0 are one number and two texts.)
-            self.distinct = None
-            self.distinct_scored, self.distinct_sums = {}, {}
+            # more distinct numbers than the table may count, whatever it holds: it is dropped at one of them.
+            # (No two numbers of one key are unequal, so the keys are at least as many: 3 and 3.0, 0.0 and
+            # -0.0 are one number and two keys.)
+            self._drop_distinct()
             return
         # row by row, not a Counter: a fleet's model adds a few numbers at a time, and making a Counter costs
         # more than counting them (issue 19); and a column of many distinct numbers stops at the first too many.
-        # A fleet's models in their warm-up spend a sixth of their time here, a third of it the loop's own
-        # dict work: the C loop does the same (``tests/unit/test_warmup.py`` compares them).
-        if _count_texts is not None:
-            if not _count_texts(distinct, self.distinct_scored, self.distinct_sums, numbers, scores, limit):
-                self.distinct = None
-                self.distinct_scored, self.distinct_sums = {}, {}
+        # The C loop does the same (``tests/unit/test_warmup.py`` compares them): a scored column's three dict
+        # updates a number were most of the Python loop's time
+        if _count_numbers is not None:
+            if not _count_numbers(distinct, self._distinct_scored, self._distinct_sums, numbers, scores, limit):
+                self._drop_distinct()
             return
+        keys = [str(n) if isinstance(n, float) and n.is_integer() else n for n in numbers]  # _key of each
         if scores is None:
-            for value in map(str, numbers):
-                distinct[value] = distinct.get(value, 0) + 1
+            for key in keys:
+                distinct[key] = distinct.get(key, 0) + 1
                 if len(distinct) > limit:
-                    self.distinct = None
+                    self._drop_distinct()
                     return
             return
-        scored, sums = self.distinct_scored, self.distinct_sums
-        for value, score in zip(map(str, numbers), scores):
-            distinct[value] = distinct.get(value, 0) + 1
+        scored, sums = self._distinct_scored, self._distinct_sums
+        for key, score in zip(keys, scores):
+            distinct[key] = distinct.get(key, 0) + 1
             if len(distinct) > limit:
-                self.distinct = None
-                self.distinct_scored, self.distinct_sums = {}, {}
+                self._drop_distinct()
                 return
             if score >= 0:
-                scored[value] = scored.get(value, 0) + 1
-                sums[value] = sums.get(value, 0) + score
+                scored[key] = scored.get(key, 0) + 1
+                sums[key] = sums.get(key, 0) + score
+
+    def _drop_distinct(self) -> None:
+        """Too many distinct numbers: they are no longer counted (the histogram counts them all)."""
+        self._distinct = None
+        self._distinct_scored, self._distinct_sums = {}, {}
 
     def _add_categories(self, values: list[Any], scores: list[int] | None = None) -> None:
         kept = self.categories
@@ -321,12 +353,13 @@ class WarmupColumn:
         are small, and every array in the narrowest dtype that holds it: a long warm-up's histograms were
         half their size in zlib's bytes."""
         state = self._plain_state()
-        if self.distinct is None:
+        texts = None if state["distinct"] is None else list(state["distinct"])
+        if self._distinct is None:
             keys, counts = self.histogram()
             state["steps"] = _narrow_signed(_steps(keys))
             state["counts"] = _narrow(counts)
         if self.scored:
-            state["scores"] = self._scores_state()
+            state["scores"] = self._scores_state(texts)
         return state
 
     def _plain_state(self) -> State:
@@ -334,37 +367,42 @@ class WarmupColumn:
         return {
             "numbers": self.numbers,
             "anchor": self.anchor,
-            "distinct": None if self.distinct is None else dict(self.distinct),
+            "distinct": self.distinct,  # by text: made now, the one time a checkpoint writes each number's
             "categories": dict(self.categories),
             "other": self.other,
         }
 
-    def _scores_state(self) -> State:
+    def _scores_state(self, texts: list[str] | None = None) -> State:
         """The scored rows and score sums of ``_score_tables`` in one narrow array each (a warm-up snapshot
         of 10,000 models is mostly skeleton: no names written twice, no key per table); the scored rows left
         out (None) where they are the counts, as when every row had a score."""
         counted: list[int] = []
         scored: list[int] = []
         sums: list[int] = []
-        self._score_tables(counted, scored, sums)
+        self._score_tables(counted, scored, sums, texts)
         return {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
 
-    def _score_tables(self, counted: list[int], scored: list[int], sums: list[int]) -> None:
+    def _score_tables(
+        self, counted: list[int], scored: list[int], sums: list[int], texts: list[str] | None = None
+    ) -> None:
         """Append the counts, scored rows and score sums of the buckets (only where the histogram is
-        written), the distinct numbers (by sorted text), the categories (by sorted name) and ``other``."""
-        if self.distinct is None:
+        written), the distinct numbers (by sorted text), the categories (by sorted name) and ``other``.
+        ``texts``: the distinct numbers' texts in their table's order, where the caller made them already."""
+        distinct = self._distinct
+        if distinct is None:
             bucket_scored, bucket_sums = self.bucket_scores.T.tolist()
             counted += self.counts.tolist()
             scored += bucket_scored
             sums += bucket_sums
-        for table, table_scored, table_sums in (
-            (self.distinct or {}, self.distinct_scored, self.distinct_sums),
-            (self.categories, self.category_scored, self.category_sums),
-        ):
-            keys = sorted(table)
-            counted += [table[k] for k in keys]
-            scored += [table_scored.get(k, 0) for k in keys]
-            sums += [table_sums.get(k, 0) for k in keys]
+        else:
+            by_text = [key for _, key in sorted(zip(texts or map(_text, distinct), distinct))]  # texts are unique
+            counted += [distinct[k] for k in by_text]
+            scored += [self._distinct_scored.get(k, 0) for k in by_text]
+            sums += [self._distinct_sums.get(k, 0) for k in by_text]
+        categories = sorted(self.categories)
+        counted += [self.categories[c] for c in categories]
+        scored += [self.category_scored.get(c, 0) for c in categories]
+        sums += [self.category_sums.get(c, 0) for c in categories]
         counted.append(self.other)
         scored.append(self.other_scored)
         sums.append(self.other_sum)
@@ -431,6 +469,31 @@ def from_states(
     return columns
 
 
+Key = int | float | str  # a distinct number as its column's table keys it (``_key``)
+
+
+def _key(number: int | float) -> Key:
+    """A distinct number's key: one per text ``str`` writes of it, without writing most (a fleet's models spent a
+    fifth of their warm-up writing texts, issue 19). An int is its own key, so is a float not equal to an integer;
+    a float equal to one (3.0, 0.0, -0.0) is keyed by its text, which tells it from the int and -0.0 from 0.0.
+    No key of one kind equals a key of another, and equal keys have one text (``_text``)."""
+    return str(number) if isinstance(number, float) and number.is_integer() else number
+
+
+def _text(key: Key) -> str:
+    return key if type(key) is str else str(key)
+
+
+def _by_text(table: Mapping[Key, int]) -> dict[str, int]:
+    """A table by its keys' texts, in its order."""
+    return {_text(key): n for key, n in table.items()}
+
+
+def _by_key(by_text: Mapping[str, int]) -> dict[Key, int]:
+    """A table by its texts (as ``str`` writes numbers: ``_checked_texts``) by their keys, in its order."""
+    return {_key(int(text) if text.lstrip("-").isdigit() else float(text)): n for text, n in by_text.items()}
+
+
 def _checked_texts(distinct: Mapping[str, int]) -> dict[str, int]:
     """A distinct-number table read from a state, each text as ``str`` writes its number (``_add_distinct``):
     another text of a number (``"1.50"``, ``"1_0"``) would be written back as the number's own since version 6
@@ -452,14 +515,14 @@ def _bucketed(columns: Sequence[WarmupColumn]) -> None:
     (both round correctly to the nearest: 3 and "3", 2**53 + 1 and "9007199254740993" alike)."""
     if not columns:
         return
-    tables = [sorted(column.distinct or {}) for column in columns]
-    sizes = [len(texts) for texts in tables]
-    values = np.array([float(t) for texts in tables for t in texts], dtype=np.float64)
+    tables = [sorted(column._distinct or {}, key=_text) for column in columns]  # in the order of their texts
+    sizes = [len(table) for table in tables]
+    values = np.array([float(key) for table in tables for key in table], dtype=np.float64)
     anchors = np.repeat(np.array([column.anchor for column in columns], dtype=np.float64), sizes)
     keys = bucket_keys(values - anchors)
-    counts = np.array([(c.distinct or {})[t] for c, texts in zip(columns, tables) for t in texts], np.int64)
-    scored = np.array([c.distinct_scored.get(t, 0) for c, texts in zip(columns, tables) for t in texts], np.int64)
-    sums = np.array([c.distinct_sums.get(t, 0) for c, texts in zip(columns, tables) for t in texts], np.int64)
+    counts = np.array([(c._distinct or {})[k] for c, table in zip(columns, tables) for k in table], np.int64)
+    scored = np.array([c._distinct_scored.get(k, 0) for c, table in zip(columns, tables) for k in table], np.int64)
+    sums = np.array([c._distinct_sums.get(k, 0) for c, table in zip(columns, tables) for k in table], np.int64)
     if len(columns) == 1 or (
         len(keys) and not -_OFFSET < np.minimum.reduce(keys) <= np.maximum.reduce(keys) < _OFFSET
     ):  # one column, or a key no finite number has: one column at a time
@@ -559,7 +622,7 @@ def _bucket_scores(pending: Sequence[WarmupColumn], at: NDArray[np.intp], bucket
 
 def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
     """Each column's ``state()``, their numbers bucketed together first (``compact``)."""
-    compact([column for column in columns.values() if column.distinct is None])  # the others write no histogram
+    compact([column for column in columns.values() if column._distinct is None])  # the others write no histogram
     return {name: column.state() for name, column in columns.items()}
 
 
@@ -580,7 +643,7 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
     ``decimals`` the scale), in ``distinct_first``, ``distinct_steps`` and ``distinct_counts``."""
     if len({column.scored for column in columns.values()}) > 1:
         return states(columns)
-    compact([column for column in columns.values() if column.distinct is None])  # the others write no histogram
+    compact([column for column in columns.values() if column._distinct is None])  # the others write no histogram
     written: dict[str, State] = {}
     anchors: list[int] = []
     steps: list[NDArray[np.int64]] = []
@@ -596,14 +659,14 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
         anchors.append(0 if key is None else key)
         if key is not None or (column.numbers == 0 and column.anchor == 0.0):
             del plain["anchor"]  # made again from its key (or the fresh column's 0.0) on load
-        if column.distinct:
-            with_tables.append((plain, column.distinct))
-        if column.distinct is None:
+        if column._distinct:
+            with_tables.append((plain, plain["distinct"]))
+        if column._distinct is None:
             plain["buckets"] = len(column.keys)
             steps.append(_steps(column.keys))
             counts.append(column.counts)
         if column.scored:
-            column._score_tables(counted, scored, sums)
+            column._score_tables(counted, scored, sums, None if plain["distinct"] is None else list(plain["distinct"]))
     state: State = {"columns": written}
     if anchors:
         state["anchors"] = _narrow_signed(anchors)
