@@ -614,8 +614,11 @@ def test_the_checkpoint_after_a_failed_one_writes_what_the_budget_would_defer_an
     assert worker.m_deferred._value.get() == 0 and state_records(worker) and not state.dirty
     assert worker._failed_checkpoints == 0 and worker.health.ready
     feed(worker, [m for m in two_partitions(1200, worker) if m.partition == 0][5:7])
+    written_at = worker.m_snapshot_ts._value.get()
     worker.checkpoint(due_only=True)  # then the budget again
     assert worker.m_deferred._value.get() == 1 and state.dirty
+    # nothing written: the last checkpoint's time stays (operations.md, StreamdriftSnapshotTooOld)
+    assert worker.m_snapshot_ts._value.get() == written_at > 0
 
 
 def test_the_worker_weighs_the_input_it_consumes_per_partition(tmp_path) -> None:
@@ -665,3 +668,22 @@ def test_exactly_once_writes_every_changed_partition_at_each_checkpoint_whatever
     written = [(p, key) for _, p, key, _, _ in state_records(worker)]
     assert any(p == 0 and key.startswith(b"partition/") for p, key in written)  # its offsets with its state
     assert producer.calls.count("commit_transaction") == 1
+
+
+def test_the_local_store_writes_every_changed_partition_at_each_checkpoint_whatever_the_budget(tmp_path) -> None:
+    """The write budget is the state topic's (README, docs/scaling.md): a local snapshot is the partition's
+    whole state in one file, and its periodic checkpoint writes every changed partition as before."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, state_store="local"))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    state = worker.partitions[0] = worker._new_state(0)
+    consumed = [m for m in two_partitions(1200, worker) if m.partition == 0][:5]
+    feed(worker, consumed)
+    state.input_bytes = worker_module._record_bytes(consumed)
+    # not vacuous: the state topic's checkpoint would leave it for later
+    assert not worker.write_budget.due(state.input_bytes, len(state.changed), state.bytes_per_model, 0.0)
+    worker.checkpoint(due_only=True)
+    worker._complete_checkpoint()
+    assert worker.m_deferred._value.get() == 0 and not state.dirty
+    assert [path.name for path in tmp_path.glob("partition-*.snapshot")] == ["partition-0.snapshot"]
+    assert worker.consumer.commits  # type: ignore[attr-defined]
