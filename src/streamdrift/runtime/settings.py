@@ -466,7 +466,10 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not isinstance(p, int)) or ("settings",)
+            loc = tuple(p for p in err["loc"] if not isinstance(p, int))
+            if not loc:  # a rule over several settings (a model validator), whose message names them
+                problems.append(f"invalid settings: {err['msg'].removeprefix('Value error, ')}")
+                continue
             dotted = ".".join(str(p) for p in loc)
             problems.append(f"invalid setting {dotted} (env {env_name(loc)}): {err['msg']}")
         raise ConfigError("; ".join(problems)) from None
