@@ -614,7 +614,6 @@ def _parsed_prediction_batch(
     values are in the block).
     ``numeric_lists``: per name, whether the poll's list of values holds only numbers and None (None: some
     values are numbers, some not, so a group's may or may not be)."""
-    offsets, times, scores, event_ids, versions, written = common
     block, outputs, class_scores, segments, *lists = columns
     features: dict[str, FeatureColumn] = {}
     numeric = []
@@ -632,14 +631,9 @@ def _parsed_prediction_batch(
     return PredictionBatch(
         model_id=model_id,
         partition=partition,
-        offsets=offsets[rows],
-        event_ids=event_ids[rows],
-        model_versions=versions[rows],
-        timestamps=times[rows],
-        timestamp_values=written[rows],
+        **_common_fields(common, rows),
         features=features,
         predictions=outputs[rows],
-        scores=scores[rows],
         class_scores=_values(class_scores, rows),
         segments=_values(segments, rows),
         numeric_features=frozenset(numeric),
@@ -647,21 +641,28 @@ def _parsed_prediction_batch(
 
 
 def _parsed_feedback_batch(model_id: str, partition: int, rows: slice, common: tuple, columns: tuple) -> FeedbackBatch:
-    offsets, times, scores, event_ids, versions, written = common
     labels, carried, values = columns
     return FeedbackBatch(
         model_id=model_id,
         partition=partition,
-        offsets=offsets[rows],
-        event_ids=event_ids[rows],
-        model_versions=versions[rows],
-        timestamps=times[rows],
-        timestamp_values=written[rows],
+        **_common_fields(common, rows),
         labels=labels[rows],
         predictions=_values(carried, rows),
-        scores=scores[rows],
         values=values[rows],
     )
+
+
+def _common_fields(common: tuple, rows: slice) -> dict[str, Any]:
+    """What a batch of either topic takes of the poll's columns common to both, for its ``rows``."""
+    offsets, times, scores, event_ids, versions, written = common
+    return {
+        "offsets": offsets[rows],
+        "event_ids": event_ids[rows],
+        "model_versions": versions[rows],
+        "timestamps": times[rows],
+        "timestamp_values": written[rows],
+        "scores": scores[rows],
+    }
 
 
 def _values(column: list | None, rows: slice) -> list:
