@@ -9,7 +9,7 @@ holds the state of input partition ``p``. Its keys::
 
 A value is a state tree encoded as a snapshot file is (``core.state.encode_tree``:
 format version, settings hash, CRC-32; nothing executed on load), compressed
-with zlib (level 1) and cut into chunks of at most ``chunk_bytes`` (under the
+with zlib (level 6) and cut into chunks of at most ``chunk_bytes`` (under the
 topic's ``max.message.bytes``). zlib starts each value from a preset dictionary
 (``runtime/state_dictionary.py``): the key names and layouts every model
 record repeats, 14 % of a warm-up model's compressed bytes, which a value read
@@ -101,8 +101,11 @@ SUMMARY_FIELD = "summary"  # the field of a model value's snapshot header that c
 # Room left in a record for its key, headers and batch framing under the topic's max.message.bytes
 RECORD_OVERHEAD_BYTES = 16 * 1024
 PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default, which we do not raise
-# zlib's fastest level: level 6 was 8 % smaller and a third slower on the benchmark's states, in the consume loop
-COMPRESS_LEVEL = 1
+# zlib's default level. Level 1 was the choice while the consume loop packed every changed model at every
+# checkpoint; a forked copy packs them now, seldom (``runtime/writebudget.py``), and on the formats of version 7
+# with DICTIONARY_4 level 6 makes a warm-up record 19 % smaller (3,304 -> 2,681 bytes) for 54 us more per record
+# (87 -> 141 us; levels 7 and 9: 20 %, 153 and 385 us), and a restore inflates at the same speed
+COMPRESS_LEVEL = 6
 FDICT = 0x20  # the flag of a zlib header (RFC 1950) followed by the id of a preset dictionary
 MAX_VALUE_BYTES = 1 << 31  # a value that inflates beyond this is refused rather than allowed to exhaust memory
 # How long the broker holds a restore's fetch at a partition's end before it answers "nothing new" (librdkafka's
