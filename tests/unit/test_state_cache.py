@@ -200,6 +200,31 @@ def test_the_summary_is_stored_exactly_or_not_at_all() -> None:
         assert summary_module.summary_doc(unstorable) is None  # nor in a state-topic record: decoded at restore
 
 
+def test_a_stored_summary_leaves_out_what_its_reports_derive_from_their_confusion_matrix() -> None:
+    """A classification report's rows, accuracy, precision, recall and F1 (binary, macro, per class) are its
+    confusion matrix's: a stored summary leaves them out and reading it derives them again, the same summary; a
+    report whose figures are not its matrix's is stored whole."""
+    monitors = engine()
+    feed(monitors, MESSAGES[:CUT])
+    derived = {"rows", "accuracy", "error_rate", "precision", "recall", "f1", "macro_f1", "per_class"}
+    left_out = 0
+    for monitor in monitors.monitors.values():
+        summary = monitor.summary()  # type: ignore[union-attr]
+        doc = summary_module.summary_doc(summary)
+        assert doc is not None and summary_module.summary_from_doc(doc) == summary
+        for scope, report in summary.as_dict()["performance"].items():
+            if "confusion" in report:
+                assert not derived & set(doc["performance"][scope]), scope
+                left_out += 1
+    assert left_out  # not vacuous: the stream's models have labels
+    report = summary.cumulative_performance  # the last model's
+    assert "confusion" in report
+    other = replace(summary, cumulative_performance={**report, "accuracy": report["accuracy"] / 2})
+    doc = summary_module.summary_doc(other)
+    assert doc is not None and doc["performance"]["cumulative"]["accuracy"] == report["accuracy"] / 2
+    assert summary_module.summary_from_doc(doc) == other
+
+
 def test_a_model_whose_summary_could_not_be_stored_is_decoded_at_load(cached, monkeypatch, tmp_path) -> None:
     store, log, written, _ = cached
     monkeypatch.setattr(statecache, "stored_summary", lambda s: None if s.model_id == QUIET else stored_summary(s))

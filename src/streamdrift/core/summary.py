@@ -23,7 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
+
+from streamdrift.core.metrics.classification import label_metrics
 
 TOP_FEATURES = 10  # features a summary ranks, and a drift event's top_features
 # What a summary shows and how each figure is computed, as a number: a state cache keeps each model's summary
@@ -224,12 +227,46 @@ def summary_doc(summary: MonitorSummary) -> dict[str, Any] | None:
 
 
 def _doc(summary: MonitorSummary) -> dict[str, Any]:
+    d = summary.as_dict()
+    d["performance"] = {scope: _stored_report(report) for scope, report in d["performance"].items()}
     return {
-        **summary.as_dict(),
+        **d,
         "model_id": summary.model_id,
         "rejected": summary.rejected,
         "summary_version": SUMMARY_VERSION,
     }
+
+
+def _derived(report: dict[str, Any]) -> dict[str, Any] | None:
+    """What a classification report derives from its confusion matrix (``metrics.classification.report``):
+    its rows, accuracy, precision, recall, F1 and their macro and per-class forms; None for another report."""
+    confusion = report.get("confusion")
+    if not isinstance(confusion, dict):
+        return None
+    labels, matrix = confusion["labels"], np.array(confusion["matrix"], dtype=np.int64)
+    positive = report.get("positive_label")
+    return {
+        "rows": int(matrix.sum()),
+        **label_metrics(matrix, labels, labels.index(positive) if positive in labels else None),
+    }
+
+
+def _stored_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A performance report as a stored summary carries it: without the figures it derives from its confusion
+    matrix, 17-digit floats that were a tenth of a warm-up model's state-topic record (issue 16), where they are
+    those (`_read_report` derives them again; `summary_doc` checks the summary read back is the same)."""
+    derived = _derived(report)
+    if derived is None or any(report.get(k) != v for k, v in derived.items()):
+        return report
+    return {k: v for k, v in report.items() if k not in derived}
+
+
+def _read_report(stored: dict[str, Any]) -> dict[str, Any]:
+    """The report `_stored_report` stored, its derived figures made again, in the report's order."""
+    derived = _derived(stored) if "rows" not in stored else None
+    if derived is None:
+        return stored
+    return {"scope": stored["scope"], **derived, **{k: v for k, v in stored.items() if k != "scope"}}
 
 
 def summary_from_stored(data: bytes) -> MonitorSummary:
@@ -263,8 +300,8 @@ def summary_from_doc(d: Any) -> MonitorSummary:
         type_mismatches=d["type_mismatches"],
         quality=d["quality"],
         concept_statistic=d["concept_statistic"],
-        window_performance=d["performance"]["window"],
-        cumulative_performance=d["performance"]["cumulative"],
+        window_performance=_read_report(d["performance"]["window"]),
+        cumulative_performance=_read_report(d["performance"]["cumulative"]),
         estimated_accuracy=d["estimated_accuracy"],
         reference_accuracy=d["reference_accuracy"],
         join=d["join"],

@@ -360,7 +360,7 @@ class ClassificationMetrics(Windowed):
         out = {
             "scope": scope,
             "rows": int(confusion.sum()),
-            **_label_metrics(confusion, self.classes.names, self.classes.index(self.positive)),
+            **label_metrics(confusion, self.classes.names, self.classes.index(self.positive)),
         }
         out["positive_label"] = self.positive
         out["scored"] = scored
@@ -404,7 +404,7 @@ class ClassificationMetrics(Windowed):
         self.losses = np.array(state["losses"], dtype=np.int64).reshape(slots, 3)
 
 
-def _label_metrics(confusion: np.ndarray, names: list[str], positive: int | None) -> dict:
+def label_metrics(confusion: np.ndarray, names: list[str], positive: int | None) -> dict:
     """Accuracy, binary and macro precision/recall/F1 from a confusion matrix (sklearn, zero_division=0)."""
     total = confusion.sum()
     if not total:
