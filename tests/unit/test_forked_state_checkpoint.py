@@ -647,6 +647,18 @@ def test_the_worker_weighs_the_input_it_consumes_per_partition(tmp_path) -> None
     assert worker.partitions[0].input_bytes == sum(len(r.key or b"") + len(r.value or b"") for r in mine)
 
 
+def five_events_not_worth_writing(worker: Worker) -> worker_module.PartitionState:
+    """Partition 0 of ``worker`` after five events: changed, and not due by the write budget (a state-topic
+    at_least_once checkpoint would leave it for later: what the tests below show is not that)."""
+    worker.partition_count = 2
+    state = worker.partitions[0] = worker._new_state(0)
+    consumed = [m for m in two_partitions(1200, worker) if m.partition == 0][:5]
+    feed(worker, consumed)
+    state.input_bytes = worker_module._record_bytes(consumed)
+    assert not worker.write_budget.due(state.input_bytes, len(state.changed), state.bytes_per_model, 0.0)
+    return state
+
+
 def test_exactly_once_writes_every_changed_partition_at_each_checkpoint_whatever_the_budget(tmp_path) -> None:
     """The write budget is at_least_once's: an exactly_once transaction holds the drift events and dead letters
     of every partition, so it must hold their state and input offsets too. A partition left out would have its
@@ -655,13 +667,7 @@ def test_exactly_once_writes_every_changed_partition_at_each_checkpoint_whatever
     worker = Worker(Settings(snapshot_dir=tmp_path, processing_guarantee="exactly_once"))
     producer = TransactionalProducer()
     worker.consumer, worker.producer = GroupConsumer(), producer  # type: ignore[assignment]
-    worker.partition_count = 2
-    state = worker.partitions[0] = worker._new_state(0)
-    consumed = [m for m in two_partitions(1200, worker) if m.partition == 0][:5]
-    feed(worker, consumed)
-    state.input_bytes = worker_module._record_bytes(consumed)
-    # not vacuous: at_least_once would leave it for later
-    assert not worker.write_budget.due(state.input_bytes, len(state.changed), state.bytes_per_model, 0.0)
+    state = five_events_not_worth_writing(worker)
     worker.checkpoint(due_only=True)
     worker._complete_checkpoint()
     assert worker.m_deferred._value.get() == 0 and not state.dirty and state.changed == set()
@@ -675,13 +681,7 @@ def test_the_local_store_writes_every_changed_partition_at_each_checkpoint_whate
     whole state in one file, and its periodic checkpoint writes every changed partition as before."""
     worker = Worker(Settings(snapshot_dir=tmp_path, state_store="local"))
     worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
-    worker.partition_count = 2
-    state = worker.partitions[0] = worker._new_state(0)
-    consumed = [m for m in two_partitions(1200, worker) if m.partition == 0][:5]
-    feed(worker, consumed)
-    state.input_bytes = worker_module._record_bytes(consumed)
-    # not vacuous: the state topic's checkpoint would leave it for later
-    assert not worker.write_budget.due(state.input_bytes, len(state.changed), state.bytes_per_model, 0.0)
+    state = five_events_not_worth_writing(worker)
     worker.checkpoint(due_only=True)
     worker._complete_checkpoint()
     assert worker.m_deferred._value.get() == 0 and not state.dirty
