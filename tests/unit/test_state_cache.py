@@ -225,6 +225,31 @@ def test_a_stored_summary_leaves_out_what_its_reports_derive_from_their_confusio
     assert summary_module.summary_from_doc(doc) == other
 
 
+@pytest.mark.parametrize(
+    "confusion",
+    [
+        {"labels": 5, "matrix": [[1]]},  # labels not a list
+        {"labels": ["0", "1"], "matrix": [[1, 2]]},  # not square
+        {"labels": ["0"], "matrix": [[10**30]]},  # past int64
+        {"labels": ["0"], "matrix": "x"},
+        {"labels": [["0"]], "matrix": [[1]]},
+        {"labels": ["0"]},
+    ],
+)
+def test_a_stored_report_whose_confusion_matrix_is_not_one_is_refused_as_other_fields(confusion) -> None:
+    """What a restore takes for another code's summary (KeyError, TypeError or ValueError: the model is decoded
+    instead), never another exception, which would stop the restore: a record's summary is not under a MAC
+    without snapshot_key, so anyone who can write to the state topic can write it."""
+    monitors = engine()
+    feed(monitors, MESSAGES[:CUT])
+    summary = next(m for m in monitors.monitors.values() if "confusion" in m.summary().cumulative_performance).summary()  # type: ignore[union-attr]
+    doc = summary_module.summary_doc(summary)
+    assert doc is not None and "rows" not in doc["performance"]["cumulative"]  # stored without its derived figures
+    doc["performance"]["cumulative"]["confusion"] = confusion
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        summary_module.summary_from_doc(doc)
+
+
 def test_a_model_whose_summary_could_not_be_stored_is_decoded_at_load(cached, monkeypatch, tmp_path) -> None:
     store, log, written, _ = cached
     monkeypatch.setattr(statecache, "stored_summary", lambda s: None if s.model_id == QUIET else stored_summary(s))

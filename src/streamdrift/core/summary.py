@@ -243,7 +243,13 @@ def _derived(report: dict[str, Any]) -> dict[str, Any] | None:
     confusion = report.get("confusion")
     if not isinstance(confusion, dict):
         return None
-    labels, matrix = confusion["labels"], np.array(confusion["matrix"], dtype=np.int64)
+    labels = confusion["labels"]
+    try:  # read from a store: a matrix that is not one is another code's summary (a ValueError, as its fields)
+        matrix = np.array(confusion["matrix"], dtype=np.int64)
+    except OverflowError:
+        raise ValueError("a stored confusion matrix has counts past int64") from None
+    if not isinstance(labels, list) or matrix.shape != (len(labels), len(labels)):
+        raise ValueError("a stored confusion matrix is not square over its labels")
     positive = report.get("positive_label")
     return {
         "rows": int(matrix.sum()),
