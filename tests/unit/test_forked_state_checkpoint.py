@@ -687,3 +687,21 @@ def test_the_local_store_writes_every_changed_partition_at_each_checkpoint_whate
     assert worker.m_deferred._value.get() == 0 and not state.dirty
     assert [path.name for path in tmp_path.glob("partition-*.snapshot")] == ["partition-0.snapshot"]
     assert worker.consumer.commits  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_checkpoint_that_writes_no_model_leaves_the_budgets_estimate_as_it_was(tmp_path, fork) -> None:
+    """A partition whose changed models were all evicted before its checkpoint writes only its partition record:
+    it learns nothing of what a model record weighs. Taken as 0 bytes a model, its budget would then find it due
+    at every checkpoint until its next model record (each checkpoint a write)."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, snapshot_fork=fork))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    state = worker.partitions[0] = worker._new_state(0)
+    state.bytes_per_model = 3000.0  # what its last write weighed
+    state.changed, state.dirty = {"evicted-meanwhile"}, True  # changed, then evicted: not in the engine
+    worker.checkpoint(wait=True)
+    keys = [key for _, _, key, _, _ in state_records(worker)]
+    assert keys and all(key.startswith(b"partition/") for key in keys)  # written: its record, no model's
+    assert state.bytes_per_model == 3000.0
+    assert worker.write_budget.due(0, 1, state.bytes_per_model, 0.0) is False  # not due with nothing consumed

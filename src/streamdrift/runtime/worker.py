@@ -1157,8 +1157,9 @@ class Worker:
                 for record in records:
                     self._produce_state(p, record, on_delivery)
                 planned[p] = changelog
-                if self.partitions[p].changed:  # what its budget expects of the next (``_deferred_by_budget``)
-                    model_bytes = sum(map(_model_value_bytes, records))
+                # what its budget expects of the next (``_deferred_by_budget``), from the models it wrote
+                model_bytes = sum(map(_model_value_bytes, records))
+                if model_bytes:  # none: its changed models were all evicted meanwhile, it knows nothing new
                     self.partitions[p].bytes_per_model = model_bytes / len(self.partitions[p].changed)
         # Step 3: every state record acknowledged, or nothing is committed
         remaining = self.producer.flush(60)
@@ -1393,8 +1394,8 @@ class Worker:
                 if state is None:
                     continue
                 state.committed = dict(flight.offsets[p])
-                if flight.taken[p]:
-                    state.bytes_per_model = flight.model_bytes.get(p, 0) / len(flight.taken[p])
+                if flight.model_bytes.get(p):  # none: its changed models were all evicted meanwhile (as above)
+                    state.bytes_per_model = flight.model_bytes[p] / len(flight.taken[p])
                 changelog = flight.planned[p]
                 changelog.offset = flight.acked[p] + 1
                 for record in statetopic.tombstones(changelog):  # nothing committed names them any more
