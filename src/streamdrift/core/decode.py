@@ -467,8 +467,9 @@ def _decode_parsed(
 ) -> list | None:
     """A poll of predictions read by ``_speedups`` into columns and checked: the batches of
     ``_decode_rows``, except that a feature column holding only floats and nulls
-    is a read-only float64 array, NaN for null (``records.column_values`` lists it again).
-    None where the reader or a check has a doubt."""
+    is a float64 array, NaN for null (``records.column_values`` lists it again): a row of a view of the poll's
+    block, which a monitor must copy to keep (it would pin the block), never change. None where the reader or a
+    check has a doubt."""
     parsed = _speedups.predictions([m.value for m in messages])
     if parsed is None:
         return None
