@@ -99,6 +99,25 @@ def test_an_interval_that_never_ends_is_refused_naming_it(monkeypatch, name: str
         load_settings()
 
 
+def test_settings_given_that_do_nothing_with_the_others_are_named() -> None:
+    """The write budget applies to the state topic with at_least_once, transactional_id to exactly_once: given
+    with other settings, each is named (the worker logs it at start), and nothing is named where none was given."""
+    assert Settings().ignored() == []
+    assert Settings(state_write_budget=0.5).ignored() == []
+    local = Settings(state_store="local", state_write_budget=0.5, checkpoint_max_interval_s=300)
+    assert [line.split(" ", 1)[0] for line in local.ignored()] == ["state_write_budget", "checkpoint_max_interval_s"]
+    assert 'state_store = "local"' in local.ignored()[0]
+    exactly = Settings(processing_guarantee="exactly_once", state_write_budget=0.5)
+    assert exactly.ignored() == [
+        "state_write_budget is ignored: the write budget is the state topic's with at_least_once (state_store = "
+        '"kafka", processing_guarantee = "exactly_once"), whose every checkpoint writes every changed partition'
+    ]
+    assert Settings(transactional_id="w1").ignored() == [
+        'transactional_id is ignored: only processing_guarantee = "exactly_once" has transactions'
+    ]
+    assert Settings(processing_guarantee="exactly_once", transactional_id="w1").ignored() == []
+
+
 def test_redacted_hides_secrets_put_in_the_librdkafka_extras() -> None:
     """Issue 17, finding 7: a sasl.password in kafka.extra was logged in clear."""
     s = Settings(

@@ -323,6 +323,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    def ignored(self) -> list[str]:
+        """Settings given that do nothing with the others, each with why (the worker logs them at start): a user
+        who set one expects it to do something."""
+        given, out = self.model_fields_set, []
+        budget = [name for name in ("state_write_budget", "checkpoint_max_interval_s") if name in given]
+        if budget and (self.state_store != "kafka" or self.processing_guarantee == "exactly_once"):
+            out += [
+                f"{name} is ignored: the write budget is the state topic's with at_least_once (state_store = "
+                f'"{self.state_store}", processing_guarantee = "{self.processing_guarantee}"), whose every '
+                "checkpoint writes every changed partition"
+                for name in budget
+            ]
+        if "transactional_id" in given and self.processing_guarantee != "exactly_once":
+            out.append('transactional_id is ignored: only processing_guarantee = "exactly_once" has transactions')
+        return out
+
     def effective_transactional_id(self) -> str:
         """``transactional_id``, or one derived from what identifies this worker instance across restarts."""
         if self.transactional_id is not None:

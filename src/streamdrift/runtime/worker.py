@@ -409,6 +409,8 @@ class Worker:
         )
         if s.snapshot_interval_s is not None:
             log.warning("snapshot_interval_s is deprecated: name it checkpoint_interval_s")
+        for ignored in s.ignored():
+            log.warning(ignored)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         self.consumer.subscribe(
