@@ -248,6 +248,9 @@ def test_a_stored_report_whose_confusion_matrix_is_not_one_is_refused_as_other_f
     doc["performance"]["cumulative"]["confusion"] = confusion
     with pytest.raises((KeyError, TypeError, ValueError)):
         summary_module.summary_from_doc(doc)
+    for report in (["a", "list"], "a string"):  # a report that is no dict is read as it was before: as it is
+        doc["performance"]["cumulative"] = report
+        assert summary_module.summary_from_doc(doc).cumulative_performance == report
 
 
 def test_a_model_whose_summary_could_not_be_stored_is_decoded_at_load(cached, monkeypatch, tmp_path) -> None:

@@ -269,6 +269,8 @@ def _stored_report(report: dict[str, Any]) -> dict[str, Any]:
 
 def _read_report(stored: dict[str, Any]) -> dict[str, Any]:
     """The report `_stored_report` stored, its derived figures made again, in the report's order."""
+    if not isinstance(stored, dict):  # not a report of ours: shown as it was stored, as before
+        return stored
     derived = _derived(stored) if "rows" not in stored else None
     if derived is None:
         return stored
