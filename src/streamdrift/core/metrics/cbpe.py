@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from streamdrift.core.metrics.cbpe_small import update_small
 from streamdrift.core.metrics.windows import SCALE, Windowed, fixed_point, ratio
 
 
@@ -64,6 +65,8 @@ class CBPE(Windowed):
 
     def update(self, scores: np.ndarray) -> list[dict]:
         """Add the scores of new predictions (NaN ones are skipped); return each window completed."""
+        if update_small(self, scores):
+            return []  # a handful of scores, summed in plain Python (no window completed within them)
         s = np.asarray(scores, dtype=np.float64)
         positions = (~np.isnan(s if s.ndim == 1 else s.max(axis=1))).nonzero()[0]  # as np.flatnonzero
         s = s[positions]

@@ -9,6 +9,7 @@ import numpy as np
 
 from streamdrift.core.metrics.degradation import wilson_interval
 from streamdrift.core.metrics.labels import Registry, label_keys
+from streamdrift.core.metrics.versions_small import update_small
 from streamdrift.core.metrics.windows import Windowed, grown, ratio
 
 _NORMAL = NormalDist()
@@ -80,6 +81,8 @@ class VersionComparison(Windowed):
 
     def update(self, versions: list, correct: np.ndarray) -> None:
         """Add joined rows: each row's model version and whether its prediction was right."""
+        if update_small(self, versions, correct):
+            return  # a handful of rows of known versions, tallied in plain Python
         index = self._known(versions)
         if index is None:
             keys = label_keys(list(versions), missing="__none__")
