@@ -999,11 +999,150 @@ static PyObject *count_numbers(PyObject *module, PyObject *args) {
     Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(add_floats_doc,
+"add_floats(values, scores, distinct, scored, sums, pending, pending_scores, limit, /)\n--\n\n"
+"warmup.WarmupColumn.add's plain path for an array of floats (``values``, any object with a buffer of\n"
+"doubles, one dimension, strides allowed): each value not NaN appended to ``pending`` as a Python float (as\n"
+"``values.tolist()`` makes it) and, where ``scores`` (a list of ints, one per value, or None) is given, its\n"
+"row's score appended to ``pending_scores``; and, unless ``distinct`` is None, counted as ``count_numbers``\n"
+"counts it, until ``distinct`` holds more than ``limit`` keys (the numbers after that one are not counted).\n"
+"Returns ``(added, kept)``: the numbers appended, and False where ``distinct`` went over ``limit`` (the\n"
+"caller drops the tables), else True. The same lists and dicts as the plain path (tests/unit/test_warmup.py).");
+
+static PyObject *add_floats(PyObject *module, PyObject *args) {
+    PyObject *values, *scores, *distinct, *scored, *sums, *pending, *pending_scores;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OOOO!O!O!O!n:add_floats", &values, &scores, &distinct, &PyDict_Type, &scored,
+                          &PyDict_Type, &sums, &PyList_Type, &pending, &PyList_Type, &pending_scores, &limit))
+        return NULL;
+    if (distinct != Py_None && !PyDict_Check(distinct)) {
+        PyErr_SetString(PyExc_TypeError, "add_floats: distinct must be a dict or None");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(values, &view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    if (view.ndim != 1 || view.itemsize != sizeof(double) || view.format == NULL || strcmp(view.format, "d") != 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "add_floats: values must be a one-dimensional buffer of doubles");
+        return NULL;
+    }
+    Py_ssize_t n = view.shape[0], stride = view.strides[0];
+    if (scores != Py_None && (!PyList_Check(scores) || PyList_GET_SIZE(scores) != n)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "add_floats: scores must be None or a list as long as values");
+        return NULL;
+    }
+    const char *at = (const char *)view.buf;
+    Py_ssize_t added = 0;
+    int kept = 1;
+    for (Py_ssize_t i = 0; i < n; i++, at += stride) {
+        double d;
+        memcpy(&d, at, sizeof d);
+        if (d != d) continue; /* NaN: missing */
+        PyObject *number = PyFloat_FromDouble(d);
+        if (number == NULL) goto error;
+        PyObject *score = scores == Py_None ? NULL : PyList_GET_ITEM(scores, i); /* borrowed */
+        if (PyList_Append(pending, number) < 0 || (score != NULL && PyList_Append(pending_scores, score) < 0)) {
+            Py_DECREF(number);
+            goto error;
+        }
+        added++;
+        if (distinct != Py_None && kept) {
+            PyObject *key = number_key(number);
+            Py_DECREF(number);
+            if (key == NULL) goto error;
+            if (add_to(distinct, key, one_int) < 0) {
+                Py_DECREF(key);
+                goto error;
+            }
+            if (PyDict_GET_SIZE(distinct) > limit) {
+                kept = 0;
+            } else if (score != NULL) {
+                int counted = PyObject_RichCompareBool(score, zero_int, Py_GE);
+                if (counted < 0 || (counted && (add_to(scored, key, one_int) < 0 || add_to(sums, key, score) < 0))) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+            }
+            Py_DECREF(key);
+        } else {
+            Py_DECREF(number);
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nO)", added, kept ? Py_True : Py_False);
+error:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+PyDoc_STRVAR(add_categories_doc,
+"add_categories(values, scores, kept, scored, sums, max_kept, /)\n--\n\n"
+"warmup.WarmupColumn._add_categories' row loop for a list of strings and None (missing): each string\n"
+"counted in ``kept`` if it is there or there is room (fewer than ``max_kept`` keys), else as other; with\n"
+"``scores`` (a list of ints, one per value, or None), a score of at least 0 counted with it, in ``scored``\n"
+"(one) and ``sums`` (the score) for a category kept, in the other's for the others. Returns ``(other,\n"
+"other_scored, other_sum)``, what the rows added to the other's counts; or None, having changed nothing,\n"
+"where a value is neither a str nor None (the plain path decides). The same dicts as the plain path\n"
+"(tests/unit/test_warmup.py).");
+
+static PyObject *add_categories(PyObject *module, PyObject *args) {
+    PyObject *values, *scores, *kept, *scored, *sums;
+    Py_ssize_t max_kept;
+    if (!PyArg_ParseTuple(args, "O!OO!O!O!n:add_categories", &PyList_Type, &values, &scores, &PyDict_Type, &kept,
+                          &PyDict_Type, &scored, &PyDict_Type, &sums, &max_kept))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (scores != Py_None && (!PyList_Check(scores) || PyList_GET_SIZE(scores) != n)) {
+        PyErr_SetString(PyExc_ValueError, "add_categories: scores must be None or a list as long as values");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (v != Py_None && !PyUnicode_CheckExact(v)) Py_RETURN_NONE;
+    }
+    Py_ssize_t other = 0, other_scored = 0;
+    PyObject *other_sum = zero_int;
+    Py_INCREF(other_sum);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i); /* borrowed; the list is not changed below */
+        if (v == Py_None) continue;
+        PyObject *score = scores == Py_None ? NULL : PyList_GET_ITEM(scores, i);
+        int in_kept = PyDict_Contains(kept, v);
+        if (in_kept < 0) goto error;
+        in_kept = in_kept || PyDict_GET_SIZE(kept) < max_kept; /* there, or room for it at its first row */
+        if (in_kept) {
+            if (add_to(kept, v, one_int) < 0) goto error;
+        } else {
+            other++;
+        }
+        if (score == NULL) continue;
+        int counted = PyObject_RichCompareBool(score, zero_int, Py_GE);
+        if (counted < 0) goto error;
+        if (!counted) continue;
+        if (in_kept) {
+            if (add_to(scored, v, one_int) < 0 || add_to(sums, v, score) < 0) goto error;
+        } else {
+            PyObject *sum = PyNumber_Add(other_sum, score);
+            if (sum == NULL) goto error;
+            Py_DECREF(other_sum);
+            other_sum = sum;
+            other_scored++;
+        }
+    }
+    return Py_BuildValue("(nnN)", other, other_scored, other_sum);
+error:
+    Py_DECREF(other_sum);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
     {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
     {"arrays", (PyCFunction)arrays, METH_VARARGS, arrays_doc},
     {"count_numbers", (PyCFunction)count_numbers, METH_VARARGS, count_numbers_doc},
+    {"add_floats", (PyCFunction)add_floats, METH_VARARGS, add_floats_doc},
+    {"add_categories", (PyCFunction)add_categories, METH_VARARGS, add_categories_doc},
     {NULL, NULL, 0, NULL},
 };
 

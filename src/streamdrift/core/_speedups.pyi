@@ -47,3 +47,23 @@ def count_numbers(
     limit: int,
     /,
 ) -> bool: ...
+def add_floats(
+    values: Any,  # a one-dimensional buffer of doubles (a float64 array)
+    scores: list[int] | None,
+    distinct: dict[int | float | str, int] | None,
+    scored: dict[int | float | str, int],
+    sums: dict[int | float | str, int],
+    pending: list[Any],
+    pending_scores: list[int],
+    limit: int,
+    /,
+) -> tuple[int, bool]: ...
+def add_categories(
+    values: list[Any],
+    scores: list[int] | None,
+    kept: dict[str, int],
+    scored: dict[str, int],
+    sums: dict[str, int],
+    max_kept: int,
+    /,
+) -> tuple[int, int, int] | None: ...

@@ -690,14 +690,16 @@ class StreamSketch:
         warmup = self.warmup
         assert warmup is not None
         for name, values in columns.items():
+            if take < len(values):  # (no slice of every column of every batch but the reference's last)
+                values = values[:take]
             column = warmup.get(name)
             if column is None:
                 # a name first comes with its first value: a batch's column holds None where an event lacks the
                 # name, so one across the reference's end has columns of names first seen after it
-                if not _has_value(values[:take]) or not self._keeps(name, warmup):
+                if not _has_value(values) or not self._keeps(name, warmup):
                     continue
                 column = warmup[name] = self._warmup_column()
-            column.add(values[:take], numbers_only=name in numeric, scores=fixed)
+            column.add(values, numbers_only=name in numeric, scores=fixed)
         if fixed is not None and self.warmup_scores is not None:
             scored, total = impact.tally(fixed)
             self.warmup_scores = [self.warmup_scores[0] + scored, self.warmup_scores[1] + total]

@@ -71,6 +71,11 @@ try:  # _add_distinct's row loop in C (``_speedups.c``), the same dicts; without
     from streamdrift.core._speedups import count_numbers as _count_numbers
 except ImportError:  # not built (setup.py's extension is optional); mypy types the name by the stub
     _count_numbers = None  # type: ignore[assignment]
+try:  # add's paths for an array of floats and a list of strings in C, the same lists and dicts (``_speedups.c``)
+    from streamdrift.core._speedups import add_categories as _add_categories_c
+    from streamdrift.core._speedups import add_floats as _add_floats
+except ImportError:
+    _add_floats = _add_categories_c = None  # type: ignore[assignment]
 
 _COMPACT_AT = 1024  # numbers held (in memory, never in a snapshot) before they are counted into buckets
 _NUMBERS = (int, float)
@@ -201,6 +206,23 @@ class WarmupColumn:
             assert scores is not None  # a scored column is given every row's score
         else:
             scores = None
+        # a fleet's model adds a few rows at a time to each of dozens of columns (issue 19): most of the cost is
+        # per call, so the usual two kinds of column, an array of floats and a list of strings, have a C path
+        # each that takes the batch in one call (``_add_array``, ``_add_strings``; tested equal to the plain one)
+        if type(values) is np.ndarray and _add_floats is not None and values.dtype == np.float64:
+            self._add_array(values, scores)
+            return
+        if not numbers_only and _add_categories_c is not None and type(values) is list:
+            counted = _add_categories_c(
+                values, scores, self.categories, self.category_scored, self.category_sums, self.max_kept
+            )
+            if counted is not None:  # every value a string or None
+                other, other_scored, other_sum = counted
+                if other:
+                    self.other += other
+                    self.other_scored += other_scored
+                    self.other_sum += other_sum
+                return
         # plain Python, no numpy call: a model's batches are a few rows each (a handful of numpy calls per
         # column would cost more than the rows); the scores of the rows kept, where some are left out.
         # NaN is missing, as the monitoring phase bins it, in a list too (a prediction sketch's score column
@@ -238,6 +260,30 @@ class WarmupColumn:
         self._pending += numbers
         if scores is not None:
             self._pending_scores += scores
+        if len(self._pending) >= _COMPACT_AT:
+            self._compact()
+
+    def _add_array(self, values: NDArray[np.float64], scores: list[int] | None) -> None:
+        """``add`` of an array of floats in C (``_speedups.add_floats``): its numbers appended to those pending
+        and counted in the distinct numbers' tables, as the plain path does."""
+        distinct = self._distinct
+        added, kept = _add_floats(
+            values,
+            scores,
+            distinct,
+            self._distinct_scored,
+            self._distinct_sums,
+            self._pending,
+            self._pending_scores,
+            self.limit,
+        )
+        if not added:
+            return
+        if not self.numbers:
+            self.anchor = lower_of(bucket_key(self._pending[0]))
+        self.numbers += added
+        if not kept:
+            self._drop_distinct()
         if len(self._pending) >= _COMPACT_AT:
             self._compact()
 
