@@ -162,7 +162,10 @@ def test_multiclass_metrics_with_class_scores_match_sklearn():
 
 def test_small_class_numbers_are_named_as_astype_names_them():
     """The table of small class numbers' names and int64's astype(str) (its fallback) agree."""
-    for values in ([0, 1, 1, 0], [255, 3], [256, 2], [-1, 4], [2**62, 0]):
+    rng = np.random.default_rng(7)
+    many = [list(range(17)), list(range(240, 256)), list(range(240, 257))]  # past the few checked in Python
+    drawn = [rng.integers(-3, 300, size=int(rng.integers(1, 20))).tolist() for _ in range(200)]
+    for values in ([0, 1, 1, 0], [255, 3], [256, 2], [-1, 4], [2**62, 0], [0], [255], *many, *drawn):
         keys, expected = label_keys(values), np.array(values, dtype=np.int64).astype(str)
         assert keys.dtype == expected.dtype and keys.tolist() == expected.tolist()
 

@@ -39,6 +39,7 @@ def _number_keys(x: np.ndarray, missing: str) -> np.ndarray:
 # usual labels (0, 1, 2...) is named by indexing this, where astype(str) would format every number
 _SMALL_INT_KEYS = np.arange(256, dtype=np.int64).astype(str)
 _SMALL_INT_KEYS.flags.writeable = False
+_FEW = 16  # up to this many labels, their bounds are checked in Python rather than in an array of them
 
 
 def _int_keys(ints: np.ndarray) -> np.ndarray:
@@ -72,6 +73,8 @@ def label_keys(values: list | np.ndarray, missing: str = "null") -> np.ndarray:
     if types == {str}:
         return np.array(values, dtype=str)
     if types == {int}:  # the usual class labels: 0, 1, 2...
+        if len(values) <= _FEW and min(values) >= 0 and max(values) < len(_SMALL_INT_KEYS):
+            return _SMALL_INT_KEYS[values]  # a fleet model's few graded rows: no int64 array made first
         try:
             return _int_keys(np.fromiter(values, np.int64, len(values)))
         except OverflowError:  # beyond int64: as floats below
