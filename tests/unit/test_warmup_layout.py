@@ -239,3 +239,58 @@ def test_a_warm_up_state_no_writer_makes_is_refused_naming_what_is_wrong(change,
     with pytest.raises(ValueError, match=message) as refused:
         warmup.from_sketch_state(state, LIMIT, KEPT)
     assert "1.50" not in str(refused.value) and "01" not in str(refused.value)  # no user's value in it
+
+
+def _one_at_a_time(columns: dict[str, WarmupColumn]) -> tuple[list[int], list[int], dict | None]:
+    """A sketch's ``steps``, ``counts`` and score arrays made column by column, as ``sketch_state`` made them
+    before it made them for all its columns at once (issue 19): each histogram's steps and counts, each
+    column's score entries by ``_score_tables``, joined."""
+    steps: list[int] = []
+    counts: list[int] = []
+    counted: list[int] = []
+    scored: list[int] = []
+    sums: list[int] = []
+    for name in sorted(columns):
+        column = columns[name]
+        if column.distinct is None:
+            keys, column_counts = column.histogram()
+            steps += warmup._steps(keys).tolist()
+            counts += column_counts.tolist()
+        if column.scored:
+            column._score_tables(counted, scored, sums)
+    scored_any = any(column.scored for column in columns.values())
+    return steps, counts, warmup._sketch_scores(counted, scored, sums) if scored_any else None
+
+
+def _typed(array: np.ndarray | None) -> tuple[str, list[int]] | None:
+    return None if array is None else (array.dtype.str, array.tolist())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(NUMBERS, max_size=70),  # past LIMIT distinct numbers: a histogram
+            st.lists(st.one_of(st.integers(0, 3), st.sampled_from(["a", "b", "c", None])), max_size=20),
+            st.lists(st.floats(-1e3, 1e3), min_size=41, max_size=90),  # a histogram for sure
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_a_sketch_s_arrays_are_those_its_columns_make_one_at_a_time(tables: list[list], scored: bool) -> None:
+    """``sketch_state`` makes its steps, counts and score arrays for all its columns at once: the same values in
+    the same dtypes as joining each column's (``_one_at_a_time``), whatever its columns (histograms, distinct
+    numbers, categories, none), scored or not."""
+    columns = _columns(tables, scored)
+    state = warmup.sketch_state(columns)
+    steps, counts, scores = _one_at_a_time(columns)
+    if steps or counts or any(column.distinct is None for column in columns.values()):
+        assert _typed(state["steps"]) == _typed(warmup._narrow_signed(np.array(steps, np.int64)))
+        assert _typed(state["counts"]) == _typed(warmup._narrow(np.array(counts, np.int64)))
+    else:
+        assert "steps" not in state and "counts" not in state
+    if scores is None:
+        assert "scores" not in state
+    else:
+        assert {k: _typed(v) for k, v in state["scores"].items()} == {k: _typed(v) for k, v in scores.items()}

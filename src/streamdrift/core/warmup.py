@@ -434,21 +434,29 @@ class WarmupColumn:
         """Append the counts, scored rows and score sums of the buckets (only where the histogram is
         written), the distinct numbers (by sorted text), the categories (by sorted name) and ``other``.
         ``texts``: the distinct numbers' texts in their table's order, where the caller made them already."""
-        distinct = self._distinct
-        if distinct is None:
+        if self._distinct is None:
             bucket_scored, bucket_sums = self.bucket_scores.T.tolist()
             counted += self.counts.tolist()
             scored += bucket_scored
             sums += bucket_sums
-        else:
+        self._table_entries(counted, scored, sums, texts)
+
+    def _table_entries(
+        self, counted: list[int], scored: list[int], sums: list[int], texts: list[str] | None = None
+    ) -> None:
+        """``_score_tables`` but the buckets: the distinct numbers' entries (while kept), the categories' and
+        ``other``'s."""
+        distinct = self._distinct
+        if distinct is not None:
             by_text = [key for _, key in sorted(zip(texts or map(_text, distinct), distinct))]  # texts are unique
             counted += [distinct[k] for k in by_text]
             scored += [self._distinct_scored.get(k, 0) for k in by_text]
             sums += [self._distinct_sums.get(k, 0) for k in by_text]
-        categories = sorted(self.categories)
-        counted += [self.categories[c] for c in categories]
-        scored += [self.category_scored.get(c, 0) for c in categories]
-        sums += [self.category_sums.get(c, 0) for c in categories]
+        if self.categories:  # (a numeric column has none: no sort, no lists)
+            categories = sorted(self.categories)
+            counted += [self.categories[c] for c in categories]
+            scored += [self.category_scored.get(c, 0) for c in categories]
+            sums += [self.category_sums.get(c, 0) for c in categories]
         counted.append(self.other)
         scored.append(self.other_scored)
         sums.append(self.other_sum)
@@ -626,7 +634,8 @@ def compact(columns: Sequence[WarmupColumn]) -> None:
         return
     new = [len(column._pending) for column in pending]
     anchors = np.repeat(np.array([column.anchor for column in pending]), new)
-    numbers = np.array([x for column in pending for x in column._pending], dtype=np.float64) - anchors
+    numbers = np.fromiter(itertools.chain.from_iterable(c._pending for c in pending), np.float64, sum(new))
+    numbers -= anchors
     column_keys = np.concatenate([np.concatenate([c.keys for c in pending]), bucket_keys(numbers)])
     if len(column_keys) and not -_OFFSET < np.minimum.reduce(column_keys) <= np.maximum.reduce(column_keys) < _OFFSET:
         # a key no finite number has (NaN is counted as missing, and the decoder passes no infinity): one at a time
@@ -640,10 +649,12 @@ def compact(columns: Sequence[WarmupColumn]) -> None:
     merged, at = np.unique(keys, return_inverse=True)
     summed = np.bincount(at.ravel(), weights=counts, minlength=len(merged)).astype(np.int64)
     scores = _bucket_scores(pending, at.ravel(), len(merged))
-    bounds = np.searchsorted(merged, np.append(index - _OFFSET, len(pending) * _SPAN)).tolist()
-    for i, column in enumerate(pending):
+    bounds = np.searchsorted(merged, np.append(index - _OFFSET, len(pending) * _SPAN))
+    merged -= np.repeat(index, np.diff(bounds))  # each column's keys its own again
+    bounds = bounds.tolist()
+    for i, column in enumerate(pending):  # a copy each (a slice costs a fifth of a subtraction), no shared base
         lo, hi = bounds[i], bounds[i + 1]
-        column.keys = merged[lo:hi] - int(index[i])
+        column.keys = merged[lo:hi].copy()
         column.counts = summed[lo:hi].copy()
         column._pending = []
         if column.scored:
@@ -658,8 +669,10 @@ def _bucket_scores(pending: Sequence[WarmupColumn], at: NDArray[np.intp], bucket
     if not any(column.scored for column in pending):
         return np.zeros((buckets, 2), np.int64)
     old = [c.bucket_scores if c.scored else np.zeros((len(c.keys), 2), np.int64) for c in pending]
-    fixed = np.array(
-        [s for c in pending for s in (c._pending_scores if c.scored else [-1] * len(c._pending))], dtype=np.int64
+    fixed = np.fromiter(
+        itertools.chain.from_iterable(c._pending_scores if c.scored else [-1] * len(c._pending) for c in pending),
+        np.int64,
+        sum(len(c._pending) for c in pending),
     )
     pairs = np.concatenate([*old, np.stack((fixed >= 0, np.maximum(fixed, 0)), axis=1)])
     # float64 weights add integers exactly below 2**53 (a reference's sums are far below)
@@ -692,12 +705,11 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
     compact([column for column in columns.values() if column._distinct is None])  # the others write no histogram
     written: dict[str, State] = {}
     anchors: list[int] = []
-    steps: list[NDArray[np.int64]] = []
-    counts: list[NDArray[np.int64]] = []
+    histograms: list[WarmupColumn] = []  # the columns that write one, in order
     with_tables: list[tuple[State, dict[str, int]]] = []
-    counted: list[int] = []
-    scored: list[int] = []
-    sums: list[int] = []
+    # the score arrays' entries, column after column (``_score_tables``' order): the buckets' come from the
+    # histograms' arrays (``_sketch_entries``), the others' (``_table_entries``) are gathered here with their places
+    entries = _Entries()
     for name in sorted(columns):
         column = columns[name]
         written[name] = plain = column._plain_state()
@@ -709,23 +721,93 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
             with_tables.append((plain, plain["distinct"]))
         if column._distinct is None:
             plain["buckets"] = len(column.keys)
-            steps.append(_steps(column.keys))
-            counts.append(column.counts)
+            histograms.append(column)
+            if column.scored:
+                entries.buckets(len(column.keys))
         if column.scored:
-            column._score_tables(counted, scored, sums, None if plain["distinct"] is None else list(plain["distinct"]))
+            entries.tables(column, None if plain["distinct"] is None else list(plain["distinct"]))
     state: State = {"columns": written}
     if anchors:
         state["anchors"] = _narrow_signed(anchors)
     state.update(_DecimalTables.arrays([plain for plain, _ in with_tables], [table for _, table in with_tables]))
-    if steps:
-        state["steps"] = _narrow_signed(np.concatenate(steps))
-        state["counts"] = _narrow(np.concatenate(counts))
+    counts = None
+    if histograms:
+        keys = np.concatenate([column.keys for column in histograms])
+        counts = np.concatenate([column.counts for column in histograms])
+        state["steps"] = _narrow_signed(_sketch_steps(keys, [len(column.keys) for column in histograms]))
+        state["counts"] = _narrow(counts)
     if any(column.scored for column in columns.values()):
-        state["scores"] = _sketch_scores(counted, scored, sums)
+        state["scores"] = _sketch_scores(*entries.arrays(histograms, counts))
     return state
 
 
-def _sketch_scores(counted: list[int], scored: list[int], sums: list[int]) -> State:
+def _sketch_steps(keys: NDArray[np.int64], sizes: list[int]) -> NDArray[np.int64]:
+    """``_steps`` of each column's keys, concatenated (``keys``, ``sizes`` of them each), in one pass: a step from
+    the key before, the first of each column from 0."""
+    steps = keys.copy()
+    steps[1:] -= keys[:-1]
+    firsts = list(itertools.accumulate(sizes[:-1], initial=0))
+    starts = [first for first, size in zip(firsts, sizes) if size]
+    steps[starts] = keys[starts]
+    return steps
+
+
+class _Entries:
+    """A scored sketch's score entries (``_sketch_scores``' ``counted``, ``scored`` and ``sums``) in
+    ``WarmupColumn._score_tables``' order, column after column, made without a Python list of every bucket's:
+    a short warm-up's numeric columns write a histogram of a bucket or two per row, and their ``tolist``
+    per column was a third of a warm-up sketch's state (issue 19). The tables' entries (distinct numbers,
+    categories, ``other``) are gathered with their places, the buckets' places are noted, and ``arrays``
+    puts both in three arrays."""
+
+    def __init__(self) -> None:
+        self.size = 0  # entries so far
+        self.bucket_at: list[int] = []  # each histogram's first entry
+        self.bucket_sizes: list[int] = []
+        self.at: list[int] = []  # each table entry's place
+        self.counted: list[int] = []
+        self.scored: list[int] = []
+        self.sums: list[int] = []
+
+    def buckets(self, n: int) -> None:
+        self.bucket_at.append(self.size)
+        self.bucket_sizes.append(n)
+        self.size += n
+
+    def tables(self, column: WarmupColumn, texts: list[str] | None) -> None:
+        before = len(self.counted)
+        column._table_entries(self.counted, self.scored, self.sums, texts)
+        added = len(self.counted) - before
+        self.at += range(self.size, self.size + added)
+        self.size += added
+
+    def arrays(
+        self, histograms: list[WarmupColumn], counts: NDArray[np.int64] | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """``counted``, ``scored`` and ``sums``; ``histograms`` the scored columns whose buckets were noted,
+        ``counts`` their counts concatenated."""
+        counted = np.empty(self.size, np.int64)
+        scored = np.empty(self.size, np.int64)
+        sums = np.empty(self.size, np.int64)
+        if self.bucket_sizes and counts is not None:
+            places = np.arange(len(counts), dtype=np.int64)
+            places += np.repeat(
+                np.array(self.bucket_at, np.int64) - np.cumsum([0, *self.bucket_sizes[:-1]]), self.bucket_sizes
+            )
+            pairs = np.concatenate([column.bucket_scores for column in histograms])
+            counted[places] = counts
+            scored[places] = pairs[:, 0]
+            sums[places] = pairs[:, 1]
+        at = np.array(self.at, np.intp)
+        counted[at] = self.counted
+        scored[at] = self.scored
+        sums[at] = self.sums
+        return counted, scored, sums
+
+
+def _sketch_scores(
+    counted: list[int] | NDArray[np.int64], scored: list[int] | NDArray[np.int64], sums: list[int] | NDArray[np.int64]
+) -> State:
     """The score arrays of a sketch's columns (``WarmupColumn._score_tables``' lists, column after column), with
     ``scored`` left out (None) where it is ``counted``. Since version 7 the sum of an entry counted once (a
     bucket, distinct number or category of one row) is written as its place in ``row_sums``, the distinct
@@ -737,7 +819,7 @@ def _sketch_scores(counted: list[int], scored: list[int], sums: list[int]) -> St
     totals = np.array(sums, dtype=np.int64)
     row_sums, row_at = np.unique(totals[single], return_inverse=True)
     return {
-        "scored": None if scored == counted else _narrow(scored),
+        "scored": None if np.array_equal(scored, counts) else _narrow(scored),
         "sums": _narrow(totals[~single]),
         "row_sums": _narrow(row_sums),
         "row_at": _narrow(row_at.ravel()),
