@@ -911,7 +911,7 @@ class ModelMonitor:
         data_drift and multivariate_drift share the data family's part of the budget when multivariate is on."""
         s = self.settings
         shares = 2 if kind in ("data_drift", MULTIVARIATE) and self.multivariate is not None else 1
-        if kind == "attribution_drift" or (kind == "prediction_drift" and self.attributions.rows):
+        if kind == "attribution_drift" or (kind == "prediction_drift" and self.attributions.seen):
             shares = 2  # attribution and prediction drift share the prediction family's part, once attributions come
         return (s.window_size // s.subwindows) / (s.false_alarm_run_length * FAMILIES * shares * max(columns, 1))
 

@@ -52,6 +52,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from streamdrift.core import impact
 from streamdrift.core.buckets import lower
+from streamdrift.core.held import HeldRows
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
@@ -519,6 +520,9 @@ class StreamSketch:
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
+    # rows held back at most (``core/held.py``): a fleet's model gets a few rows a poll, and an update costs
+    # dozens of calls whatever its rows; 0: every batch updates at once (the reference the tests compare with)
+    hold_rows = 64
 
     def __init__(
         self,
@@ -545,6 +549,7 @@ class StreamSketch:
         # tracked, so that the most frequent are among them (the rows bound them too)
         self._column_limit = max(bins, max_categories)
         self._column_kept = min(10 * max_categories, reference_size)
+        self._held = HeldRows()  # rows not counted yet (``settle``): never state
         if state is None:
             self._reset()
         else:  # restored: not made fresh first
@@ -559,7 +564,7 @@ class StreamSketch:
         self.untracked_columns = 0
         self._warmup_untracked: set[int] = set()  # `_name_hash` of each name the warm-up saw but keeps no column of
         self._warmup_names: list[str] | None = None  # the warm-up's column names, sorted (made when first needed)
-        self.type_mismatches: dict[str, int] = {}
+        self._type_mismatches: dict[str, int] = {}  # per column name (``type_mismatches``)
         # counts per sub-window, at most slot_size each: unsigned and narrow (uint8 at 200 rows), summed as int64
         self.ring: NDArray[np.unsignedinteger[Any]] = np.zeros(
             (self.subwindows, 0), dtype=count_dtype(self.slot_size, unsigned=True)
@@ -584,6 +589,10 @@ class StreamSketch:
 
     def rows_to_next_step(self) -> int:
         """Rows until the sketch next reports: its reference completes, or a window is scored."""
+        return self._rows_to_step() - self._held.rows
+
+    def _rows_to_step(self) -> int:
+        """Rows until the sketch next reports, counting from the last row counted (the rows held not)."""
         if not self.ready:
             return self.reference_size - self.warmup_rows
         closes = max(1, self.subwindows - self.slots_filled)  # sub-windows to fill before a window scores
@@ -592,9 +601,10 @@ class StreamSketch:
     def rebaseline(self) -> None:
         """Learn a new reference from the next ``reference_size`` rows; the window starts again after it.
         The position (``rows``) and the type-mismatch counts go on."""
-        rows, mismatches = self.rows, self.type_mismatches
+        self.settle()
+        rows, mismatches = self.rows, self._type_mismatches
         self._reset()
-        self.rows, self.type_mismatches = rows, mismatches
+        self.rows, self._type_mismatches = rows, mismatches
 
     def _version_tally(self) -> VersionTally:
         return VersionTally(self.subwindows, self.max_versions, count_dtype(self.slot_size, unsigned=True))
@@ -609,6 +619,10 @@ class StreamSketch:
     @property
     def warmup(self) -> dict[str, WarmupColumn] | None:
         """The warm-up's columns (None once the reference is complete); a restored warm-up's are made now."""
+        self.settle()
+        return self._warmup_columns()
+
+    def _warmup_columns(self) -> dict[str, WarmupColumn] | None:
         if "_warmup" not in self.__dict__:
             assert self._stored_warmup is not None
             self._warmup = self._load_warmup(self._stored_warmup)
@@ -639,7 +653,48 @@ class StreamSketch:
         ``versions``: each row's model version (None: it has none), counted per sub-window: a score
         record's ``versions`` are the window's rows per version. ``scores``: each row's score (NaN: it
         has none), given to a scored sketch.
+
+        Rows that complete nothing may be held and counted later (``core/held.py``): nothing a reader
+        sees differs (``settle``).
         """
+        held = self._held
+        if held.rows and not held.fits(columns, versions, scores):
+            self.settle()  # a batch of another layout: those held are counted first
+        if held.rows + len(offsets) < min(self._rows_to_step(), self.hold_rows):
+            held.add(columns, offsets, times, numeric, versions, scores)
+            return []
+        if not held.rows:
+            return self._update(columns, offsets, times, numeric, versions, scores)
+        held.add(columns, offsets, times, numeric, versions, scores)
+        return self._update(*held.take())
+
+    def settle(self) -> None:
+        """Count the rows held (``update``), as every reader of what they change does first."""
+        if self._held.rows:
+            self._update(*self._held.take())
+
+    @property
+    def type_mismatches(self) -> dict[str, int]:
+        """Values of a type other than their column's reference expects, per column name."""
+        if self.ready:  # (a warm-up's rows, held or not, have no reference to mismatch: a summary of a model in
+            self.settle()  # its warm-up, published every second, does not count them before they fill a batch)
+        return self._type_mismatches
+
+    @property
+    def seen(self) -> int:
+        """Rows given to ``update``, those held included (``rows``: those counted)."""
+        return self.rows + self._held.rows
+
+    def _update(
+        self,
+        columns: Mapping[str, FeatureColumn],
+        offsets: NDArray[np.int64],
+        times: NDArray[np.float64],
+        numeric: frozenset[str] | None = None,
+        versions: Sequence[str | None] | None = None,
+        scores: NDArray[np.float64] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``update``'s rows counted now."""
         n = len(offsets)
         results: list[dict[str, Any]] = []
         start = 0
@@ -687,7 +742,7 @@ class StreamSketch:
         their fixed-point scores ``fixed`` if the warm-up keeps them."""
         if self.warmup_scores is None:
             fixed = None
-        warmup = self.warmup
+        warmup = self._warmup_columns()
         assert warmup is not None
         for name, values in columns.items():
             if take < len(values):  # (no slice of every column of every batch but the reference's last)
@@ -730,7 +785,7 @@ class StreamSketch:
         return WarmupColumn(self._column_limit, self._column_kept, scored=self.warmup_scores is not None)
 
     def _build_reference(self) -> None:
-        warmup = self.warmup
+        warmup = self._warmup_columns()
         assert warmup is not None
         names = sorted(warmup)
         self.untracked_columns = max(0, len(names) + len(self._warmup_untracked) - self.max_columns)
@@ -747,6 +802,7 @@ class StreamSketch:
     def set_reference(self, columns: list[Column], scores: NDArray[np.int64] | None = None) -> None:
         """Start monitoring against ``columns`` (from the warm-up, or from a reference profile); ``scores``:
         the reference's scored rows and fixed-point score sums per bin, the columns' side by side (2 x bins)."""
+        self.settle()
         self._warmup, self._stored_warmup = None, None
         self._warmup_untracked, self._warmup_names = set(), None
         self.warmup_scores = None
@@ -852,7 +908,7 @@ class StreamSketch:
             column = self.columns[i]
             out[i], mismatched = column.indices(column_values(values[i]))
             if mismatched:
-                self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
+                self._type_mismatches[column.name] = self._type_mismatches.get(column.name, 0) + mismatched
         out += self._starts[:, None]
         return out
 
@@ -940,6 +996,7 @@ class StreamSketch:
 
     def state(self) -> State:
         """Plain data and numpy arrays (copies): columns side by side, counts unsigned and narrow."""
+        self.settle()
         untracked = self._warmup_untracked
         return {
             "rows": self.rows,
@@ -953,7 +1010,7 @@ class StreamSketch:
                 "ref_counts": self._ref_stored,  # never changes: made once
             },
             "untracked_columns": self.untracked_columns,
-            "type_mismatches": dict(self.type_mismatches),
+            "type_mismatches": dict(self._type_mismatches),
             "ring": self.ring.copy(),
             # a few numbers each: lists cost less than arrays to write and to read
             "slot_rows": self.slot_rows.tolist(),
@@ -1017,6 +1074,7 @@ class StreamSketch:
         and of what restoring it cost (issue 16): until then ``state()`` gives back their state
         as restored (its arrays copied: never a view of the snapshot's bytes).
         """
+        self._held = HeldRows()  # what was held is no longer the state
         self.rows = state["rows"]
         scores = state.get("scores")  # before the warm-up columns: they are scored if it kept scores
         self.warmup_scores = None if not self.scored or scores is None or scores["warmup"] is None else [0, 0]
@@ -1049,7 +1107,7 @@ class StreamSketch:
             "edge_counts": c["edge_counts"],
         }
         self.untracked_columns = state["untracked_columns"]
-        self.type_mismatches = dict(state["type_mismatches"])
+        self._type_mismatches = dict(state["type_mismatches"])
         self.ring = np.array(state["ring"], dtype=count_dtype(self.slot_size, unsigned=True)).reshape(
             self.subwindows, -1
         )
