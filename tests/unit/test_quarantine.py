@@ -177,3 +177,31 @@ def test_without_a_ttl_nothing_is_evicted() -> None:
     _run(engine, [_prediction(0, "m", 1000), _prediction(1, "other", 1000 + 1e8)])
     assert sorted(engine.monitors) == ["m", "other"] and engine.evicted_models == 0
     assert np.isfinite(engine.event_clock)
+
+
+def test_a_model_whose_held_rows_raise_when_counted_is_quarantined_not_the_snapshot(monkeypatch, caplog) -> None:
+    """Warm-up rows a sketch holds (``core/held.py``) are counted when a snapshot takes the model's state
+    (``PartitionEngine.settle``), by the code that processing runs: where that raises (a bug), the model is
+    quarantined there, as a processing error quarantines it, and the snapshot is taken."""
+    from streamdrift.core.sketch import StreamSketch
+
+    engine = _engine(batch_size=4)
+    _run(engine, [_prediction(i, "bad" if i % 2 else "good", 1000.0 + i, x=float(i)) for i in range(6)])
+    assert engine.monitors["bad"].features.seen == 3 and engine.monitors["bad"].features.rows == 0  # held
+    add_warmup = StreamSketch._add_warmup
+
+    def raising_for_bad(self, columns, take, numeric, fixed):
+        if 5.0 in list(columns.get("x", [])):
+            raise ZeroDivisionError("a message that may quote the value 5.0")
+        return add_warmup(self, columns, take, numeric, fixed)
+
+    monkeypatch.setattr(StreamSketch, "_add_warmup", raising_for_bad)
+    snapshot = engine.snapshot()
+    assert engine.monitors["bad"].quarantined == {
+        "error": "ZeroDivisionError",
+        "where": f"test_quarantine.py:{raising_for_bad.__code__.co_firstlineno + 2} (raising_for_bad)",
+        "topic": None,
+    }
+    assert snapshot.models["bad"]["quarantined"]["error"] == "ZeroDivisionError"
+    assert snapshot.models["good"]["predictions_total"] == 3 and engine.monitors["good"].quarantined is None
+    assert engine.processing_errors == 1 and "5.0" not in caplog.text

@@ -266,12 +266,26 @@ class PartitionEngine:
         if self._held:
             raise RuntimeError(f"partition {self.partition}: {self._held_records} records held; flush() first")
         chosen = self.monitors if models is None else [m for m in sorted(models) if m in self.monitors]
+        self.settle(chosen)
         return Snapshot(
             self.partition,
             dict(self.offsets),
             {model_id: self.monitor(model_id).state() for model_id in chosen},
             self.partition_state(),
         )
+
+    def settle(self, models: Collection[str]) -> None:
+        """Count the rows the live monitors of ``models`` hold (``ModelMonitor.settle``), as ``snapshot`` does
+        before it takes their states. Counting them runs the code that processing a batch runs, so a monitor
+        whose counting raises is quarantined as a processing error quarantines it (``topic`` None: no batch
+        raised): no model can stop the engine."""
+        for model_id in models:
+            monitor = self.monitors.get(model_id)
+            if isinstance(monitor, ModelMonitor) and monitor.quarantined is None:
+                try:
+                    monitor.settle()
+                except Exception as exc:  # noqa: BLE001 - whatever one model raises stops that model only
+                    self._freeze(model_id, None, exc, during="counting the rows it held")
 
     def monitor(self, model_id: str) -> ModelMonitor:
         """The live monitor of ``model_id``, built now if it was `Dormant` (KeyError: not monitored); one whose

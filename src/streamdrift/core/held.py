@@ -1,19 +1,22 @@
-"""A sketch's rows held back until something can be seen of them (issue 19).
+"""A sketch's warm-up rows held back until they complete it or are read (issue 19).
 
 A fleet's poll gives each of its models a few rows, and a sketch's ``update``
-pays a few dozen Python and numpy calls per batch, whatever its rows: at
-2,000 models that fixed cost, not the rows, was most of an event's. Yet a
-sketch shows nothing of most batches: its reference completes, and its
-windows score, at row counts (``StreamSketch.rows_to_next_step``). So a
-sketch holds a batch whose rows do not reach that count, a copy of its
-columns, and updates with the held rows and the next batch's as one batch
-when they do, when they reach ``StreamSketch.hold_rows``, or when anything
-reads what they would change (``StreamSketch.settle``: its state, its
-warm-up, its type mismatches). A sketch is the same whatever its batches
-(sub-windows close at row counts, the warm-up counts rows in order), so
-holding changes nothing a reader can see, only how many updates the rows
-cost (``tests/unit/test_held.py`` compares a sketch that holds with one that
-does not, batch by batch).
+pays a few dozen Python and numpy calls per batch, whatever its rows; at
+2,000 models every model is in its warm-up, where nothing of a batch shows:
+the warm-up only counts rows until the reference completes, at a row count.
+So a sketch in its warm-up holds a batch whose rows, with those held, do not
+complete it, a copy of its columns, and updates with them and the next
+batch's as one batch when they would, when they reach
+``StreamSketch.hold_rows``, or when anything reads what they change
+(``StreamSketch.settle``: its state, its warm-up's columns, a rebaseline, a
+reference set; a worker that packs states in a forked copy settles the
+models first, so that the copy does not count them and the loop again
+later). The warm-up counts rows in order, whatever the batches, so holding
+changes nothing a reader can see, only how many calls the rows cost
+(``tests/unit/test_held.py`` compares a sketch that holds with one that does
+not, batch by batch). Past the warm-up nothing is held: a monitoring
+sketch's batches are binned in a few numpy calls, its type mismatches are
+published every second, and its windows score every sub-window.
 
 Only batches of one layout are held together: the same column names in the
 same order, each an array or a list in all of them, the same optional

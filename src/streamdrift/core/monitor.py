@@ -1333,6 +1333,12 @@ class ModelMonitor:
         """The monitor's state as plain data (``monitor_state.capture``)."""
         return monitor_state.capture(self)
 
+    def settle(self) -> None:
+        """Count the rows its sketches hold (``core/held.py``): ``state()`` does it itself; a worker that packs
+        states in a forked copy does it first, so that the copy does not count them and the loop again later."""
+        for sketch in (self.features, self.outputs, self.attributions, self.labels):
+            sketch.settle()
+
     @classmethod
     def from_state(
         cls,

@@ -520,8 +520,8 @@ class StreamSketch:
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
-    # rows held back at most (``core/held.py``): a fleet's model gets a few rows a poll, and an update costs
-    # dozens of calls whatever its rows; 0: every batch updates at once (the reference the tests compare with)
+    # warm-up rows held back at most (``core/held.py``): a fleet's model gets a few rows a poll, and an update
+    # costs dozens of calls whatever its rows; 0: every batch updates at once (what the tests compare with)
     hold_rows = 64
 
     def __init__(
@@ -564,7 +564,7 @@ class StreamSketch:
         self.untracked_columns = 0
         self._warmup_untracked: set[int] = set()  # `_name_hash` of each name the warm-up saw but keeps no column of
         self._warmup_names: list[str] | None = None  # the warm-up's column names, sorted (made when first needed)
-        self._type_mismatches: dict[str, int] = {}  # per column name (``type_mismatches``)
+        self.type_mismatches: dict[str, int] = {}
         # counts per sub-window, at most slot_size each: unsigned and narrow (uint8 at 200 rows), summed as int64
         self.ring: NDArray[np.unsignedinteger[Any]] = np.zeros(
             (self.subwindows, 0), dtype=count_dtype(self.slot_size, unsigned=True)
@@ -602,9 +602,9 @@ class StreamSketch:
         """Learn a new reference from the next ``reference_size`` rows; the window starts again after it.
         The position (``rows``) and the type-mismatch counts go on."""
         self.settle()
-        rows, mismatches = self.rows, self._type_mismatches
+        rows, mismatches = self.rows, self.type_mismatches
         self._reset()
-        self.rows, self._type_mismatches = rows, mismatches
+        self.rows, self.type_mismatches = rows, mismatches
 
     def _version_tally(self) -> VersionTally:
         return VersionTally(self.subwindows, self.max_versions, count_dtype(self.slot_size, unsigned=True))
@@ -654,13 +654,13 @@ class StreamSketch:
         record's ``versions`` are the window's rows per version. ``scores``: each row's score (NaN: it
         has none), given to a scored sketch.
 
-        Rows that complete nothing may be held and counted later (``core/held.py``): nothing a reader
-        sees differs (``settle``).
+        Rows of the warm-up that do not complete it may be held and counted later (``core/held.py``):
+        nothing a reader sees differs (``settle``).
         """
         held = self._held
         if held.rows and not held.fits(columns, versions, scores):
             self.settle()  # a batch of another layout: those held are counted first
-        if held.rows + len(offsets) < min(self._rows_to_step(), self.hold_rows):
+        if not self.ready and held.rows + len(offsets) < min(self._rows_to_step(), self.hold_rows):
             held.add(columns, offsets, times, numeric, versions, scores)
             return []
         if not held.rows:
@@ -669,16 +669,11 @@ class StreamSketch:
         return self._update(*held.take())
 
     def settle(self) -> None:
-        """Count the rows held (``update``), as every reader of what they change does first."""
+        """Count the rows held (``update``), as every reader of what they change does first: ``state()``, the
+        warm-up's columns, a rebaseline, a reference set. Only warm-up rows are held, which count no type
+        mismatch and score no window: the rest of what the sketch shows does not wait for them."""
         if self._held.rows:
             self._update(*self._held.take())
-
-    @property
-    def type_mismatches(self) -> dict[str, int]:
-        """Values of a type other than their column's reference expects, per column name."""
-        if self.ready:  # (a warm-up's rows, held or not, have no reference to mismatch: a summary of a model in
-            self.settle()  # its warm-up, published every second, does not count them before they fill a batch)
-        return self._type_mismatches
 
     @property
     def seen(self) -> int:
@@ -908,7 +903,7 @@ class StreamSketch:
             column = self.columns[i]
             out[i], mismatched = column.indices(column_values(values[i]))
             if mismatched:
-                self._type_mismatches[column.name] = self._type_mismatches.get(column.name, 0) + mismatched
+                self.type_mismatches[column.name] = self.type_mismatches.get(column.name, 0) + mismatched
         out += self._starts[:, None]
         return out
 
@@ -1010,7 +1005,7 @@ class StreamSketch:
                 "ref_counts": self._ref_stored,  # never changes: made once
             },
             "untracked_columns": self.untracked_columns,
-            "type_mismatches": dict(self._type_mismatches),
+            "type_mismatches": dict(self.type_mismatches),
             "ring": self.ring.copy(),
             # a few numbers each: lists cost less than arrays to write and to read
             "slot_rows": self.slot_rows.tolist(),
@@ -1107,7 +1102,7 @@ class StreamSketch:
             "edge_counts": c["edge_counts"],
         }
         self.untracked_columns = state["untracked_columns"]
-        self._type_mismatches = dict(state["type_mismatches"])
+        self.type_mismatches = dict(state["type_mismatches"])
         self.ring = np.array(state["ring"], dtype=count_dtype(self.slot_size, unsigned=True)).reshape(
             self.subwindows, -1
         )

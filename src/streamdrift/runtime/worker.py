@@ -1277,6 +1277,8 @@ class Worker:
                         )
                 return written
 
+            for p in chosen:  # the rows models hold counted here, not in the copy and again in the loop later
+                self.partitions[p].engine.settle(taken[p])
             try:
                 job = ForkedPack(pack, write_cache, self.fork_deadline_s)
             except OSError as exc:
