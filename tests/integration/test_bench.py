@@ -71,6 +71,8 @@ def test_bench_runs_every_phase_and_ends_with_its_figures_as_json(kafka_bootstra
     assert 650 < fleet[10]["events"] < 850  # 500 predictions, and feedback for about half of them
     for key in ("worker_events_per_s", "ratio_to_floor", "ratio_to_baseline", "worker_cpu_us_per_event"):
         assert fleet[10][key] > 0, key
+    for row in fleet.values():  # to the worker's exit: the window that ends when every event is counted, and more
+        assert row["worker_cpu_us_per_event_to_exit"] >= row["worker_cpu_us_per_event"]
 
     # Both models drift once in the paced stream; each drift is read back from the alerts topic.
     assert result["latency_drifts_injected"] == 2
