@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -10,7 +9,7 @@ import orjson
 import pytest
 
 from streamdrift.core.join import ENTRY_OVERHEAD_BYTES, FeedbackJoin, Joined
-from streamdrift.core.join_bulk import BulkFeedbackJoin, _running_max
+from streamdrift.core.join_bulk import BulkFeedbackJoin
 
 BIG = 1_000_000
 
@@ -650,14 +649,3 @@ def test_each_pair_names_the_row_that_completed_it_when_an_id_repeats(make):
     assert done.event_ids == ["y", "x"] and done.rows.tolist() == [0, 1]
     done = feed(join, ["c", "d"], [11.0, 12.0], carried=[1, None])  # the bulk path: c carries its prediction
     assert done.event_ids == ["c"] and done.rows.tolist() == [0]
-
-
-def test_the_bulk_paths_running_maxima_are_numpys_to_the_sign_of_a_zero():
-    """``BulkFeedbackJoin._advance`` loops over a handful of rows: each row's watermark and deadline base are
-    ``np.maximum.accumulate(np.maximum(times, floor))``'s, ties between 0.0 and -0.0 included."""
-    numbers = [-0.0, 0.0, 1.0, -1.0, -math.inf, math.inf]
-    for floor in (-0.0, 0.0, -math.inf, 1.0):
-        for length in (1, 2, 3):
-            for values in itertools.product(numbers, repeat=length):
-                want = np.maximum.accumulate(np.maximum(np.array(values), floor)).tolist()
-                assert [repr(v) for v in _running_max(list(values), floor)] == [repr(v) for v in want]

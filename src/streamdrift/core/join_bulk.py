@@ -6,10 +6,8 @@ operations (set and dict operations on the ids, numpy on the times) when this
 provably gives the same pairs, counters and state: no row is a duplicate, and
 the batch's last watermark expires nothing that waits, or was joined recently,
 when the batch begins, nor any row of the batch that waits. Any other batch
-goes through the loop. A batch's running maxima (each row's watermark and
-deadline) are a loop over its rows up to ``SMALL_ROWS`` of them, as a fleet's
-model gets them. ``tests/unit/test_join.py`` checks both give the same on
-random runs.
+goes through the loop. ``tests/unit/test_join.py`` checks both give the same
+on random runs.
 
 Examples
 --------
@@ -49,7 +47,6 @@ from streamdrift.core.join import (
     feedback_values,
 )
 
-SMALL_ROWS = 16  # up to this many rows, ``_advance`` loops (past them numpy's calls cost less than the rows)
 _EIGHT_BYTES = frozenset({int, float, bool, type(None)})  # the kinds approx_bytes sizes 8
 
 
@@ -74,18 +71,6 @@ def _row_sizes(ids: list[str], constant: int, *parts: list[Any]) -> list[int]:
         else:
             sizes = [size + extra for size, extra in zip(sizes, part)]
     return sizes
-
-
-def _running_max(values: list[float], floor: float) -> list[float]:
-    """``np.maximum.accumulate(np.maximum(values, floor))`` of numbers (no NaN), ties broken as numpy breaks
-    them (equal numbers differ only in the sign of a zero): its second argument wins a tie."""
-    out: list[float] = []
-    for value in values:
-        value = value if value > floor else floor
-        if out and not value >= out[-1]:
-            value = out[-1]
-        out.append(value)
-    return out
 
 
 def _take(values: list[Any], rows: list[Any] | None) -> list[Any]:
@@ -139,20 +124,6 @@ class BulkFeedbackJoin(FeedbackJoin):
         # and drops the earliest from its front instead of pushing and popping them one by one
         self._recent_sorted = True  # a cache, not state, like the next
         self._pushed_unsorted = 0  # pairs the bulk path pushed since the heap was last sorted
-
-    def _advance(self, timestamps: NDArray[Any], side: _Buffer) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
-        """``FeedbackJoin._advance`` by a loop over a handful of rows (a fleet's model gets a few at a time,
-        and the running maxima's four numpy calls cost more than the rows); the same numbers, as arrays."""
-        times = np.asarray(timestamps, dtype=np.float64)
-        if not 0 < len(times) <= SMALL_ROWS:
-            return super()._advance(timestamps, side)
-        values = times.tolist()
-        if any(t != t for t in values):  # NaN: np.maximum carries it on, a comparison would not
-            return super()._advance(timestamps, side)
-        marks = _running_max(values, self.watermark)
-        bases = _running_max(values, side.newest)
-        self.watermark, side.newest = marks[-1], bases[-1]
-        return np.array(marks), np.array(bases) + self.ttl_s, times
 
     def _add_predictions(
         self,
