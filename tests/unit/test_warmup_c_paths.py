@@ -68,17 +68,20 @@ def _floats(rng: np.random.Generator, n: int, few: bool) -> np.ndarray:
     return values
 
 
+@pytest.mark.parametrize("most", [8, 40], ids=["small-batches", "held-batches"])
 @pytest.mark.parametrize("scored", [True, False])
 @pytest.mark.parametrize("seed", range(6))
 def test_an_array_of_floats_counted_in_c_is_counted_as_the_plain_path_counts_it(
-    seed: int, scored: bool, monkeypatch: pytest.MonkeyPatch
+    seed: int, scored: bool, most: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Batches of up to 8 rows, as the engine hands them, and up to 40, as a sketch's held rows come (a batch
+    of more distinct numbers than the limit drops the table at once in C, as ``_add_distinct`` does)."""
     rng = np.random.default_rng(seed)
     few = seed % 2 == 1  # few distinct numbers: the table kept; else it is dropped within a batch
     c_path, plain = _both(limit=12, max_kept=5, scored=scored)
-    block = np.stack([_floats(rng, 300, few), _floats(rng, 300, few)])  # a poll's block: a column is a row
+    block = np.stack([_floats(rng, 900, few), _floats(rng, 900, few)])  # a poll's block: a column is a row
     at = 0
-    for size in rng.integers(1, 9, 60).tolist():
+    for size in rng.integers(1, most + 1, 60).tolist():
         # a row of the block, a strided column of its transpose, or a copy: the three the decoder may hand over
         values = [block[0, at : at + size], block.T[at : at + size, 1], block[0, at : at + size].copy()][at % 3]
         scores = _scores(rng, len(values)) if scored else None
@@ -88,6 +91,19 @@ def test_an_array_of_floats_counted_in_c_is_counted_as_the_plain_path_counts_it(
         at += size
     assert (c_path.distinct is None) == (not few)
     assert c_path.numbers > 0 and c_path.anchor == plain.anchor
+
+
+@pytest.mark.parametrize("limit", [7, 8, 9])
+def test_both_zeros_are_one_number_and_two_keys(limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nine keys of eight numbers (0.0 and -0.0) in one batch: over a limit of 7 the C path drops the table
+    before counting, over 8 only at the ninth key, as the plain path does; at 9 it is kept."""
+    values = np.array([0.0, -0.0, 1.0, 3.0, 2.5, np.nan, 1e300, -1e-300, 0.1 + 0.2, 2.0**60, 1.0, 0.0])
+    c_path, plain = _both(limit=limit, max_kept=5, scored=True)
+    scores = list(range(len(values)))
+    c_path.add(values, scores=scores)
+    _plain(monkeypatch, plain, values, scores=scores)
+    assert _slots(c_path) == _slots(plain)
+    assert (c_path.distinct is None) == (limit < 9)
 
 
 def test_a_long_array_is_bucketed_as_the_plain_path_buckets_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,3 +160,17 @@ def test_a_list_the_c_path_does_not_take_is_counted_by_the_plain_path(
     c_path.add(values, scores=scores)
     _plain(monkeypatch, plain, values, scores=scores)
     assert _slots(c_path) == _slots(plain)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_batch_of_as_many_distinct_numbers_as_the_limit_keeps_its_table(
+    extra: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twice ``limit`` rows of ``limit`` distinct numbers (and one more with ``extra``): kept (dropped)."""
+    limit = 10
+    values = np.tile(np.arange(limit + extra, dtype=np.float64) + 0.5, 2)
+    c_path, plain = _both(limit=limit, max_kept=5, scored=False)
+    c_path.add(values)
+    _plain(monkeypatch, plain, values)
+    assert _slots(c_path) == _slots(plain)
+    assert (c_path.distinct is None) == bool(extra)

@@ -1005,9 +1005,41 @@ PyDoc_STRVAR(add_floats_doc,
 "doubles, one dimension, strides allowed): each value not NaN appended to ``pending`` as a Python float (as\n"
 "``values.tolist()`` makes it) and, where ``scores`` (a list of ints, one per value, or None) is given, its\n"
 "row's score appended to ``pending_scores``; and, unless ``distinct`` is None, counted as ``count_numbers``\n"
-"counts it, until ``distinct`` holds more than ``limit`` keys (the numbers after that one are not counted).\n"
+"counts it, until ``distinct`` holds more than ``limit`` keys (the numbers after that one are not counted;\n"
+"none where the values alone hold more than ``limit`` distinct numbers).\n"
 "Returns ``(added, kept)``: the numbers appended, and False where ``distinct`` went over ``limit`` (the\n"
 "caller drops the tables), else True. The same lists and dicts as the plain path (tests/unit/test_warmup.py).");
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Whether the n doubles from ``at`` (``stride`` apart) hold more than ``limit`` distinct numbers, NaN left out
+ * (-0.0 and 0.0 one number: their keys are two, so the keys are at least as many); -1 on error. The plain
+ * path's ``len(set(numbers)) > limit``: a table that many numbers would overflow is dropped without counting
+ * them, one dict update after another, to the first number over the limit. */
+static int too_many_numbers(const char *at, Py_ssize_t n, Py_ssize_t stride, Py_ssize_t limit) {
+    if (n <= limit) return 0;
+    double *sorted = PyMem_Malloc((size_t)n * sizeof(double));
+    if (sorted == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++, at += stride) {
+        double d;
+        memcpy(&d, at, sizeof d);
+        if (d == d) sorted[m++] = d;
+    }
+    Py_ssize_t distinct = 0;
+    if (m > limit) {
+        qsort(sorted, (size_t)m, sizeof(double), compare_doubles);
+        for (Py_ssize_t i = 0; i < m && distinct <= limit; i++) distinct += i == 0 || sorted[i] != sorted[i - 1];
+    }
+    PyMem_Free(sorted);
+    return distinct > limit;
+}
 
 static PyObject *add_floats(PyObject *module, PyObject *args) {
     PyObject *values, *scores, *distinct, *scored, *sums, *pending, *pending_scores;
@@ -1035,6 +1067,11 @@ static PyObject *add_floats(PyObject *module, PyObject *args) {
     const char *at = (const char *)view.buf;
     Py_ssize_t added = 0;
     int kept = 1;
+    if (distinct != Py_None) {
+        int too_many = too_many_numbers(at, n, stride, limit);
+        if (too_many < 0) goto error;
+        kept = !too_many; /* dropped: none counted (the caller drops the tables) */
+    }
     for (Py_ssize_t i = 0; i < n; i++, at += stride) {
         double d;
         memcpy(&d, at, sizeof d);
