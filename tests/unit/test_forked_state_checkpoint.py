@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka import Message as ConfluentMessage
 
+from streamdrift.core.dormant import Dormant
 from streamdrift.core.errors import SnapshotError
 from streamdrift.core.records import RawMessage, Rejected
 from streamdrift.core.routing import murmur2_partition
@@ -705,3 +706,38 @@ def test_a_checkpoint_that_writes_no_model_leaves_the_budgets_estimate_as_it_was
     assert keys and all(key.startswith(b"partition/") for key in keys)  # written: its record, no model's
     assert state.bytes_per_model == 3000.0
     assert worker.write_budget.due(0, 1, state.bytes_per_model, 0.0) is False  # not due with nothing consumed
+
+
+@pytest.mark.parametrize("store", ["local", "kafka"])
+def test_the_loop_counts_the_rows_its_models_hold_before_it_forks_the_checkpoint(tmp_path, store, monkeypatch) -> None:
+    """Warm-up rows a sketch holds (``core/held.py``) are counted by the loop before it forks the copy that takes
+    the states (``PartitionEngine.settle``), with the local store as with the state topic: else the copy counts
+    them and the loop again later, and a model whose counting raises is quarantined in the copy's snapshot only,
+    while the loop's model goes on (the snapshot and the live state part: a restart from it is not the run)."""
+    from streamdrift.core.sketch import StreamSketch
+
+    worker = Worker(Settings(snapshot_dir=tmp_path, state_store=store))
+    worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
+    worker.partition_count = 2
+    state = worker.partitions[0] = worker._new_state(0)
+    feed(worker, [m for m in two_partitions(60, worker) if m.partition == 0])
+    monitors = state.engine.monitors
+    bad = sorted(monitors)[0]
+    held = {m: monitor.features.seen - monitor.features.rows for m, monitor in monitors.items()}
+    assert len(held) >= 2 and all(held.values())  # not vacuous: every model holds rows, none counted yet
+    add_warmup = StreamSketch._add_warmup
+    ours = monitors[bad].features
+
+    def raising_for_bad(self, columns, take, numeric, fixed):
+        if self is ours:
+            raise ZeroDivisionError("a bug in counting")
+        return add_warmup(self, columns, take, numeric, fixed)
+
+    monkeypatch.setattr(StreamSketch, "_add_warmup", raising_for_bad)
+    worker.checkpoint(wait=True)
+    assert worker._pending is None and worker._flight is None and worker._failed_checkpoints == 0
+    assert state.engine.processing_errors == 1 and monitors[bad].quarantined is not None  # in the loop, not the copy
+    assert all(m.features.seen == m.features.rows for m in monitors.values())  # nothing left to count again
+    stored = worker.store.load(0).models[bad]  # the state topic's cache keeps it encoded (``core/dormant.py``)
+    quarantined = stored.quarantined if isinstance(stored, Dormant) else stored["quarantined"]
+    assert quarantined is not None and quarantined["error"] == "ZeroDivisionError"

@@ -20,8 +20,9 @@ Checkpoint protocol (``Worker.checkpoint``) with ``state_store = "local"``, in t
    copy-on-write image of the state at this instant. For each partition
    changed since its last checkpoint it captures the state (model states +
    next input offsets), encodes it and writes it atomically: temp file,
-   fsync, rename. Flushing and forking are all that hold up consumption
-   (tens of milliseconds, whatever the number of models). A thread waits
+   fsync, rename. Flushing, counting the warm-up rows the models' sketches
+   still hold (``core/held.py``, so that the copy does not count them and
+   the loop again later) and forking are all that hold up consumption. A thread waits
    for the child; the next checkpoint, a rebalance or the shutdown waits too.
    With ``snapshot_fork`` off (or where fork fails) the loop captures and
    encodes, and the thread writes: no copy of the heap, a longer pause.
@@ -37,8 +38,8 @@ periodic checkpoint in ``at_least_once`` takes only the partitions whose state i
    partition p's record: input offsets, merge state and the ledger of where
    every model's committed state lies. A forked copy (``checkpoint.ForkedPack``)
    captures, encodes and compresses them and streams them to the loop's
-   producer, which produces them as they come while the loop consumes on: forking
-   is all that holds it up (``_start_state_checkpoint``). With ``exactly_once``
+   producer, which produces them as they come while the loop consumes on: counting
+   the rows the models hold and forking are all that hold it up (``_start_state_checkpoint``). With ``exactly_once``
    what the loop produces meanwhile (drift events, dead letters, forwarded
    copies of records after the checkpoint's offsets) waits until the
    checkpoint's transaction is committed and goes into the next one.
@@ -1008,7 +1009,7 @@ class Worker:
     def checkpoint(self, partitions: set[int] | None = None, wait: bool = False, due_only: bool = False) -> None:
         """Flush producer → write snapshots → commit offsets (see the module docstring).
 
-        The consume loop pauses only to flush and fork; the forked writer
+        The consume loop pauses only to flush, count the rows its models hold and fork; the forked writer
         captures, encodes, writes and fsyncs, and the offsets are committed by
         the loop once the files are durable (``_complete_checkpoint``). With
         the state topic the forked copy packs the state records, the loop's
@@ -1101,6 +1102,9 @@ class Worker:
         thread calls to finish it: (bytes written, bytes of memory the forked writer had of its own)."""
         capture = lambda: [self._prepare(p) for p in chosen]  # noqa: E731
         if self.settings.snapshot_fork:
+            for p in chosen:  # the rows models hold counted here, not in the copy and again in the loop later
+                engine = self.partitions[p].engine  # (a model whose counting raises is quarantined here, in the loop)
+                engine.settle(engine.monitors)
             try:  # the forked copy captures, encodes and writes the state as it is now; this loop goes on
                 job = ForkedWrite(lambda: sum(self.store.write(*f) for f in capture()), self.fork_deadline_s)
                 return lambda: (job.wait(), job.private_bytes)
