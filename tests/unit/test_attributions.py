@@ -200,3 +200,18 @@ def test_absolute_means_are_those_of_the_reference_rows_and_of_the_latest_sub_wi
         expected = {name: (mean(name, rows[:reference_size]), mean(name, window)) for name in sorted(tracked)}
         assert means.window() == expected, len(rows)
     assert tracked == ["a", "b", "late"] and means.state()["reference"]["late"] == [0.0, 0.0]
+
+
+def test_predictions_carrying_empty_attributions_count_the_same_in_any_batching():
+    """``"attributions": {}`` is valid: the attributions' sketch counts the row, and the means, which close their
+    sub-windows at the sketch's row counts, must count it too, in a batch where every row carrying attributions
+    carries none as in one where others carry some (a batch of empty ones gave the means no column, so no row)."""
+    raw = stream(1500)
+    for i in range(0, len(raw), 7):  # every seventh prediction carries an empty object
+        event = orjson.loads(raw[i].value)
+        raw[i] = RawMessage("predictions", 0, i, b"m", orjson.dumps({**event, "attributions": {}}))
+    one, other = ModelMonitor("m", SETTINGS), ModelMonitor("m", SETTINGS)
+    events = observe(one, raw, 500)
+    assert observe(other, raw, 1) == events
+    assert [m.attributions.seen for m in (one, other)] == [m.attribution_means.rows for m in (one, other)] == [1500] * 2
+    assert snapshot.dumps(one.state()) == snapshot.dumps(other.state())

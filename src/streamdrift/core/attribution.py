@@ -41,9 +41,13 @@ class AbsoluteMeans:
         self.reference: dict[str, list[float]] = {}  # name -> [count, sum]
         self.ring: list[dict[str, list[float]]] = [{} for _ in range(subwindows)]
 
-    def update(self, columns: dict[str, NDArray[np.float64]]) -> None:
-        """Add rows: each column's absolute attributions (NaN where a row has none for it), all of one length."""
-        n = len(next(iter(columns.values()))) if columns else 0
+    def update(self, columns: dict[str, NDArray[np.float64]], rows: int | None = None) -> None:
+        """Add rows: each column's absolute attributions (NaN where a row has none for it), all of one length.
+        ``rows``: how many (by default the columns' length); given, since a batch whose rows all carry empty
+        attributions has rows and no column, and the sub-windows close at the same row counts as the sketch's."""
+        if rows is None:
+            rows = len(next(iter(columns.values()))) if columns else 0
+        n = rows
         start = 0
         while start < n:
             if self.rows < self.reference_size:

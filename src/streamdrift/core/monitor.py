@@ -495,7 +495,7 @@ class ModelMonitor:
         while start < len(rows):  # in steps that end where the sketch reports: the means are then its window's
             stop = min(len(rows), start + self.attributions.rows_to_next_step())
             part = {name: column[start:stop] for name, column in columns.items()}
-            self.attribution_means.update(part)
+            self.attribution_means.update(part, stop - start)
             scored = self.attributions.update(
                 part, offsets[start:stop], times[start:stop], frozenset(names), versions[start:stop]
             )
