@@ -208,7 +208,9 @@ class WarmupColumn:
             scores = None
         # a fleet's model adds a few rows at a time to each of dozens of columns (issue 19): most of the cost is
         # per call, so the usual two kinds of column, an array of floats and a list of strings, have a C path
-        # each that takes the batch in one call (``_add_array``, ``_add_strings``; tested equal to the plain one)
+        # each that takes the batch in one call (``_add_array``; ``_speedups.add_categories`` below hands a list
+        # holding anything but str and None back to the plain path), tested equal to the plain one
+        # (``tests/unit/test_warmup_c_paths.py``)
         if type(values) is np.ndarray and _add_floats is not None and values.dtype == np.float64:
             self._add_array(values, scores)
             return
