@@ -746,7 +746,9 @@ class StreamSketch:
             if column is None:
                 # a name first comes with its first value: a batch's column holds None where an event lacks the
                 # name, so one across the reference's end has columns of names first seen after it
-                if not _has_value(values) or not self._keeps(name, warmup):
+                # (its first row usually has one: no list of the others made, as _has_value makes for an array)
+                first = values[0] if len(values) else None
+                if not (first is not None and first == first or _has_value(values)) or not self._keeps(name, warmup):
                     continue
                 column = warmup[name] = self._warmup_column()
             column.add(values, numbers_only=name in numeric, scores=fixed)
