@@ -153,8 +153,9 @@ def test_bad_attributions_are_dead_lettered_with_a_reason_that_names_the_field_n
 def test_absolute_means_are_those_of_the_reference_rows_and_of_the_latest_sub_windows_rows():
     """AbsoluteMeans against the rows themselves, batch after batch (mutation testing, issue 18): the
     reference's first rows, the window's rows from the oldest sub-window the ring holds to the last row, a
-    feature first seen after the reference, one never seen again, one past ``max_columns`` (first in its
-    batch), and batches that cross the reference's end and the sub-windows'. Quarters: exact sums."""
+    feature first seen after the reference (not tracked: the sketch's reference does not track it), one never
+    seen again, one past ``max_columns`` (first in its batch), and batches that cross the reference's end and
+    the sub-windows'. Quarters: exact sums."""
     from streamdrift.core.attribution import AbsoluteMeans
 
     reference_size, slot_size, subwindows = 3, 4, 3
@@ -183,10 +184,11 @@ def test_absolute_means_are_those_of_the_reference_rows_and_of_the_latest_sub_wi
             values = rng.integers(0, 12, size) / 4
             values[rng.random(size) < 0.2] = np.nan
             columns[name] = values
-            if name not in tracked and len(tracked) < 3:
-                tracked.append(name)
         for i in range(size):
             rows.append({name: float(columns[name][i]) for name in names})
+        # the first three names by name order of those the reference's rows carry (NaN: not carried)
+        carried = {name for row in rows[:reference_size] for name, value in row.items() if value == value}
+        tracked = sorted(carried)[:3]
         means.update(columns)
         assert means.rows == len(rows)
 
@@ -199,7 +201,7 @@ def test_absolute_means_are_those_of_the_reference_rows_and_of_the_latest_sub_wi
         window = rows[reference_size + window_start :] if past > 0 else []
         expected = {name: (mean(name, rows[:reference_size]), mean(name, window)) for name in sorted(tracked)}
         assert means.window() == expected, len(rows)
-    assert tracked == ["a", "b", "late"] and means.state()["reference"]["late"] == [0.0, 0.0]
+    assert tracked == ["a", "b"] and "late" not in means.state()["reference"]
 
 
 def test_predictions_carrying_empty_attributions_count_the_same_in_any_batching():
@@ -215,3 +217,56 @@ def test_predictions_carrying_empty_attributions_count_the_same_in_any_batching(
     assert observe(other, raw, 1) == events
     assert [m.attributions.seen for m in (one, other)] == [m.attribution_means.rows for m in (one, other)] == [1500] * 2
     assert snapshot.dumps(one.state()) == snapshot.dumps(other.state())
+
+
+def test_the_means_track_the_names_the_sketch_tracks_whatever_the_batching():
+    """With more attribution names than ``max_features``, the sketch's reference tracks the first ``max_features``
+    by name order of those its warm-up saw (``StreamSketch._keeps``); the means must track those same names, in
+    any batching. They took names as they came, a batch's in name order and whether or not a row of it carried
+    one: 'd' then 'a' in batches of one, 'a' and 'b' in one batch (where 'b', 'c' and 'd' come in the same rows)."""
+    settings = MonitorSettings(reference_size=50, window_size=40, subwindows=4, max_features=2)
+    raw = []
+    for i in range(120):
+        names = ["d"] if i == 0 else ["a"] if i == 1 else ["a", "b", "c", "d"]
+        event = {
+            "event_id": f"e{i}",
+            "model_id": "m",
+            "timestamp": T0 + i,
+            "features": {"x": float(i % 7)},
+            "prediction": 1,
+            "attributions": {name: float(i % 5 + j) for j, name in enumerate(names)},
+        }
+        raw.append(RawMessage("predictions", 0, i, b"m", orjson.dumps(event)))
+    one, other = ModelMonitor("m", settings), ModelMonitor("m", settings)
+    assert observe(one, raw, 120) == observe(other, raw, 1)
+    assert [c.name for c in one.attributions.columns] == ["a", "b"]
+    assert sorted(one.attribution_means.reference) == sorted(other.attribution_means.reference) == ["a", "b"]
+    assert snapshot.dumps(one.state()) == snapshot.dumps(other.state())
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 10])
+def test_a_name_before_those_tracked_takes_the_last_one_s_place_during_the_reference_only(batch):
+    """More names than ``max_columns`` in the reference's rows: the first by name order are tracked, a name that
+    comes later but sorts before them takes the last one's place (its rows dropped), in any batching; after the
+    reference no name is added, and a sub-window tallies only the names its rows carry."""
+    from streamdrift.core.attribution import AbsoluteMeans
+
+    nan = np.nan
+    rows = [  # a batch's columns: NaN where a row does not carry the name
+        {"d": 4.0, "c": 3.0, "b": nan, "a": nan, "e": nan},
+        {"d": 8.0, "c": nan, "b": 2.0, "a": nan, "e": nan},
+        {"d": nan, "c": 1.0, "b": nan, "a": 1.0, "e": nan},
+        {"d": nan, "c": nan, "b": 6.0, "a": 3.0, "e": nan},
+        {"d": 1.0, "c": nan, "b": nan, "a": nan, "e": 5.0},  # the reference's end: 'e' comes after it
+        {"d": nan, "c": nan, "b": nan, "a": nan, "e": 7.0},
+        {"d": nan, "c": nan, "b": 9.0, "a": nan, "e": 2.0},
+    ]
+    means = AbsoluteMeans(reference_size=4, slot_size=2, subwindows=2, max_columns=2)
+    for start in range(0, len(rows), batch):
+        part = rows[start : start + batch]
+        means.update({name: np.array([row[name] for row in part]) for name in "abcde"})
+    assert means.state() == {
+        "rows": 7,
+        "reference": {"a": [2.0, 4.0], "b": [2.0, 8.0]},
+        "ring": [{}, {"b": [1.0, 9.0]}],  # rows 4-5 (the first sub-window) carry neither 'a' nor 'b'; row 6 'b'
+    }

@@ -6,7 +6,8 @@ the reference, and ``attribution_drift``); ``AbsoluteMeans`` keeps, next to it a
 each feature's mean absolute attribution: over the reference (the first ``reference_size`` attributed
 predictions) and over the sub-windows of a ring that closes at the same row counts as the sketch's, so
 that when the sketch scores a window the means are those of that window. Sums are added in row order
-(``np.cumsum``, sequential), so any batching gives the same bits; at most ``max_columns`` features.
+(``np.cumsum``, sequential), so any batching gives the same bits; at most ``max_columns`` features, the
+sketch's: the first by name order of those the reference's rows carry.
 
 Examples
 --------
@@ -59,15 +60,32 @@ class AbsoluteMeans:
                     self.ring[slot] = {}  # a sub-window starts again
                 stop, tally = min(n, start + self.slot_size - filled), self.ring[slot]
             for name, values in columns.items():
-                if name not in self.reference and len(self.reference) >= self.max_columns:
-                    continue  # past the bound: not tracked (the sketch tracks at most as many)
                 part = values[start:stop]
                 part = part[part == part]  # NaN: the row has no attribution for this feature
+                if not len(part) or not self._tracks(name, tally is self.reference):
+                    continue  # (a tally only for the rows that carry the name: a batch's columns are its rows' names)
                 count, total = tally.get(name, [0.0, 0.0])
                 tally[name] = [count + len(part), _ordered(total, part)]
-                self.reference.setdefault(name, [0.0, 0.0])
             self.rows += stop - start
             start = stop
+
+    def _tracks(self, name: str, in_reference: bool) -> bool:
+        """Whether ``name``'s attributions are kept: the first ``max_columns`` names by name order of those the
+        reference's rows carry, those the sketch's reference tracks (``StreamSketch._keeps``), whatever the
+        batching. A name before them in the reference's rows takes the place of the last (whose rows it had
+        counted are dropped: it can never come back, as that many names before it stay); none is added after."""
+        reference = self.reference
+        if name in reference:
+            return True
+        if not in_reference:
+            return False
+        if len(reference) >= self.max_columns:
+            last = max(reference)
+            if name > last:
+                return False
+            del reference[last]  # (the ring is empty until the reference is complete)
+        reference[name] = [0.0, 0.0]
+        return True
 
     def window(self) -> dict[str, tuple[float | None, float | None]]:
         """Per feature: the reference's and the latest sub-windows' mean absolute attribution (None: none)."""
