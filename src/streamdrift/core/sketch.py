@@ -520,8 +520,9 @@ class StreamSketch:
     """
 
     vectorised = True  # False: bin column by column (the reference the tests compare with)
-    # warm-up rows held back at most (``core/held.py``): a fleet's model gets a few rows a poll, and an update
-    # costs dozens of calls whatever its rows; 0: every batch updates at once (what the tests compare with)
+    # warm-up rows held back stay fewer than this (``core/held.py``; a batch that brings them to it is counted with
+    # them): a fleet's model gets a few rows a poll, and an update costs dozens of calls whatever its rows; 0 (or
+    # 1): every batch updates at once (what the tests compare with)
     hold_rows = 64
 
     def __init__(
