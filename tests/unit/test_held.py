@@ -180,3 +180,20 @@ def test_rows_held_before_a_state_is_loaded_are_not_counted_into_it() -> None:
     restored.update(*_batch(stream, 300, 305))  # held
     restored.load_state(snapshot.loads(snapshot.dumps(source.state())))
     assert snapshot.dumps(restored.state()) == snapshot.dumps(source.state())
+
+
+def test_a_wide_batch_holds_fewer_rows() -> None:
+    """A sketch holds fewer values than ``hold_values`` (rows x columns): 100 columns, at most 20 rows, so that a row
+    of many features or long strings is not held 63 times; and what it reports and stores is the same."""
+    rng = np.random.default_rng(3)
+    names = [f"f{i:03d}" for i in range(100)]
+    held, plain = StreamSketch(200, 100, 4, 8, 4, 100), StreamSketch(200, 100, 4, 8, 4, 100)
+    plain.hold_rows = 0
+    most = 0
+    for start in range(0, 400, 3):
+        columns = {name: [f"{name}-{v}" for v in rng.integers(0, 5, 3)] for name in names}
+        args = (np.arange(start, start + 3), np.zeros(3), frozenset(), ["v"] * 3)
+        assert snapshot.dumps(held.update(columns, *args)) == snapshot.dumps(plain.update(columns, *args))
+        most = max(most, held._held.rows)
+    assert most == 18  # 6 batches of 3 rows: 21 rows would be 2,100 values
+    assert snapshot.dumps(held.state()) == snapshot.dumps(plain.state())

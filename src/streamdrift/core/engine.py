@@ -42,7 +42,11 @@ with the failing row and the drift events the batch raised before the raise are
 dropped, where a slicing that put them in an earlier slice processed them and
 published their events. (Keeping those would need the model's state before
 every batch, to run its rows again up to the failing one: a copy per batch on
-the hot path, for a model that is failing anyway.)
+the hot path, for a model that is failing anyway.) Warm-up rows a sketch held
+(``core/held.py``) are counted with a later batch, or before a snapshot
+(``settle``): where their counting raises, that batch's records are the ones
+dead-lettered (or none, before a snapshot: the quarantine's topic is None),
+while the held rows' own records, acknowledged earlier, are not.
 
 Bounds. ``max_models`` bounds the models of this partition; events of a model
 that finds no room are counted, not monitored. A bound per partition, not per
