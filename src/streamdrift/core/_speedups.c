@@ -25,7 +25,9 @@
  * owned by a list or released before returning.
  *
  * Also here: ``arrays``, the walk that puts a loaded snapshot skeleton's arrays
- * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder).
+ * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder);
+ * and a warm-up column's row loops (``count_numbers``, ``add_floats``,
+ * ``add_categories``: warmup.py's plain loops in C, each tested equal to them).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1008,7 +1010,8 @@ PyDoc_STRVAR(add_floats_doc,
 "counts it, until ``distinct`` holds more than ``limit`` keys (the numbers after that one are not counted;\n"
 "none where the values alone hold more than ``limit`` distinct numbers).\n"
 "Returns ``(added, kept)``: the numbers appended, and False where ``distinct`` went over ``limit`` (the\n"
-"caller drops the tables), else True. The same lists and dicts as the plain path (tests/unit/test_warmup.py).");
+"caller drops the tables), else True. The same lists and dicts as the plain path\n"
+"(tests/unit/test_warmup_c_paths.py).");
 
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -1121,7 +1124,7 @@ PyDoc_STRVAR(add_categories_doc,
 "(one) and ``sums`` (the score) for a category kept, in the other's for the others. Returns ``(other,\n"
 "other_scored, other_sum)``, what the rows added to the other's counts; or None, having changed nothing,\n"
 "where a value is neither a str nor None (the plain path decides). The same dicts as the plain path\n"
-"(tests/unit/test_warmup.py).");
+"(tests/unit/test_warmup_c_paths.py).");
 
 static PyObject *add_categories(PyObject *module, PyObject *args) {
     PyObject *values, *scores, *kept, *scored, *sums;
