@@ -7,11 +7,12 @@ the warm-up only counts rows until the reference completes, at a row count.
 So a sketch in its warm-up holds a batch whose rows, with those held, do not
 complete it, a copy of its columns, and updates with them and the next
 batch's as one batch when they would, when they reach
-``StreamSketch.hold_rows`` (or their values ``hold_values``), or when anything reads what they change
+``StreamSketch.hold_rows`` (or their values, rows x columns, reach
+``hold_values``), or when anything reads what they change
 (``StreamSketch.settle``: its state, its warm-up's columns, a rebaseline, a
-reference set; a worker that packs states in a forked copy settles the
-models first, so that the copy does not count them and the loop again
-later). The warm-up counts rows in order, whatever the batches, so holding
+reference set; ``PartitionEngine.settle`` before a snapshot, and a worker
+before it forks a checkpoint's writer, so that the copy does not count them
+and the loop again later). The warm-up counts rows in order, whatever the batches, so holding
 changes nothing a reader can see, only how many calls the rows cost
 (``tests/unit/test_held.py`` compares a sketch that holds with one that does
 not, batch by batch). Past the warm-up nothing is held: a monitoring
