@@ -128,9 +128,9 @@ def test_small_batches_of_the_warm_up_are_held_so_the_property_above_is_not_vacu
     calls = {"held": 0, "plain": 0}
     counted = StreamSketch._update
 
-    def counting(self: StreamSketch, *args: object) -> list:
+    def counting(self: StreamSketch, batch: tuple) -> list:
         calls["held" if self.hold_rows else "plain"] += 1
-        return counted(self, *args)  # type: ignore[arg-type]
+        return counted(self, batch)
 
     monkeypatch.setattr(StreamSketch, "_update", counting)
     held_sketch, plain_sketch = _sketch(64, True), _sketch(0, True)

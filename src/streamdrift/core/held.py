@@ -50,12 +50,13 @@ from numpy.typing import NDArray
 
 from streamdrift.core.records import FeatureColumn
 
+# a batch as ``StreamSketch.update`` takes it
 Batch = tuple[
-    dict[str, FeatureColumn],  # columns
+    Mapping[str, FeatureColumn],  # columns
     NDArray[np.int64],  # offsets
     NDArray[np.float64],  # times
     frozenset[str] | None,  # numeric
-    list[str | None] | None,  # versions
+    Sequence[str | None] | None,  # versions
     NDArray[np.float64] | None,  # scores
 ]
 # what batches held together share (``_layout``)

@@ -52,7 +52,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from streamdrift.core import impact
 from streamdrift.core.buckets import lower
-from streamdrift.core.held import HeldRows
+from streamdrift.core.held import Batch, HeldRows
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
@@ -674,32 +674,25 @@ class StreamSketch:
             held.add(columns, offsets, times, numeric, versions, scores)
             return []
         if not held.rows:
-            return self._update(columns, offsets, times, numeric, versions, scores)
+            return self._update((columns, offsets, times, numeric, versions, scores))
         held.add(columns, offsets, times, numeric, versions, scores)
-        return self._update(*held.take())
+        return self._update(held.take())
 
     def settle(self) -> None:
         """Count the rows held (``update``), as every reader of what they change does first: ``state()``, the
         warm-up's columns, a rebaseline, a reference set. Only warm-up rows are held, which count no type
         mismatch and score no window: the rest of what the sketch shows does not wait for them."""
         if self._held.rows:
-            self._update(*self._held.take())
+            self._update(self._held.take())
 
     @property
     def seen(self) -> int:
         """Rows given to ``update``, those held included (``rows``: those counted)."""
         return self.rows + self._held.rows
 
-    def _update(
-        self,
-        columns: Mapping[str, FeatureColumn],
-        offsets: NDArray[np.int64],
-        times: NDArray[np.float64],
-        numeric: frozenset[str] | None = None,
-        versions: Sequence[str | None] | None = None,
-        scores: NDArray[np.float64] | None = None,
-    ) -> list[dict[str, Any]]:
-        """``update``'s rows counted now."""
+    def _update(self, batch: Batch) -> list[dict[str, Any]]:
+        """``update``'s rows (its arguments, in order) counted now."""
+        columns, offsets, times, numeric, versions, scores = batch
         n = len(offsets)
         results: list[dict[str, Any]] = []
         start = 0
