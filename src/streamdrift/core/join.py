@@ -506,10 +506,15 @@ class FeedbackJoin:
             "watermark": None if self.watermark == -math.inf else self.watermark,
             "predictions": self.predictions.state(),
             "feedback": self.feedback.state(),
-            "recent": sorted([t, i] for i, t in self.recent.items()),  # a sorted list is a heap
+            "recent": self._recent_pairs(),
             "joined": self.joined,
             "carried": self.carried,
         }
+
+    def _recent_pairs(self) -> list[tuple[float, str]]:
+        """The pairs of ``recent`` as ``(time, id)``, earliest first (a sorted list is a heap). The heap holds
+        those very pairs: sorting it spares a list per pair (a buffer of a monitoring model holds a thousand)."""
+        return sorted(self._recent_heap)
 
     def load_state(self, state: dict) -> None:
         self.watermark = -math.inf if state["watermark"] is None else state["watermark"]

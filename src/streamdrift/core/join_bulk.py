@@ -409,6 +409,11 @@ class BulkFeedbackJoin(FeedbackJoin):
         heap[at:] = sorted(heap[at:] + pairs)
         return True
 
+    def _recent_pairs(self) -> list[tuple[float, str]]:
+        # the heap kept sorted by the bulk path is the list itself (a thousand pairs of a monitoring model: 3 us,
+        # their sort 35 us)
+        return list(self._recent_heap) if self._recent_sorted else sorted(self._recent_heap)
+
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self._recent_sorted = self._recent_heap == sorted(self._recent_heap)
