@@ -2,7 +2,7 @@
 integers, the score sums of one row as places among theirs.
 
 A warm-up column's anchor is a bucket boundary, written as that bucket's key; its distinct numbers, whose texts
-were most of a short warm-up's bytes, as sorted integers (``warmup._decimal_table``); the score sum of an entry
+were most of a short warm-up's bytes, as sorted integers (``warmup_tables.decimal_table``); the score sum of an entry
 counted once as its place among the distinct such sums (``warmup._sketch_scores``). All must give back exactly
 what was written, whatever the numbers (ints, floats, both zeros, integers past 64 bits, exponents), read
 versions 5's and 6's layouts, and refuse what no writer makes.
@@ -106,38 +106,6 @@ def test_a_warm_up_written_in_version_6_gives_back_every_column_exactly(tables: 
         restored = warmup.from_sketch_state(snapshot.loads(snapshot.dumps(older)), LIMIT, KEPT)
         for name, column in columns.items():
             assert _seen(restored[name]) == _seen(column)
-
-
-# numbers whose texts have no exponent (mostly): those the numpy pass does not leave to the loop
-POSITIONAL = st.one_of(
-    st.integers(-(10**6), 10**6),
-    st.integers(2**49, 2**51),
-    st.floats(-1e6, 1e6).map(lambda x: round(x, 3)),
-    st.floats(-100, 100).map(lambda x: round(x, 12)),
-    st.floats(0.5, 2e15),
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.one_of(
-        st.lists(st.lists(NUMBERS, min_size=1, max_size=12, unique_by=str), min_size=1, max_size=8),
-        st.lists(st.lists(POSITIONAL, min_size=1, max_size=12, unique_by=str), min_size=1, max_size=8),
-    )
-)
-def test_the_numpy_pass_makes_the_integers_of_the_plain_loop(tables: list[list]) -> None:
-    """Whatever the texts, both make the same tables, integers and counts (``_decimal_tables`` picks one by
-    the number of texts); and the integers give the texts back."""
-    texts = [{str(x): i + 1 for i, x in enumerate(numbers)} for numbers in tables]
-    plain, fast = warmup._decimal_tables_plain(texts), warmup._decimal_tables_numpy(texts)
-    assert (plain.made, plain.decimals) == (fast.made, fast.decimals)
-    for got, expected in zip(fast[2:], plain[2:]):  # arrays, or lists where the numpy pass left them to the loop
-        assert np.asarray(got, dtype=np.int64).tolist() == expected
-    for table, made, decimals in zip(texts, plain.made, plain.decimals):
-        one = warmup._decimal_table(table)
-        assert (one is not None) == made
-        if one is not None:
-            assert sorted(warmup._texts(None if decimals < 0 else decimals, one[1])) == sorted(table)
 
 
 def test_short_decimals_and_ints_are_written_as_integers_and_the_others_as_texts() -> None:

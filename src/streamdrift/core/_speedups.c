@@ -27,7 +27,8 @@
  * Also here: ``arrays``, the walk that puts a loaded snapshot skeleton's arrays
  * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder);
  * and a warm-up column's row loops (``count_numbers``, ``add_floats``,
- * ``add_categories``: warmup.py's plain loops in C, each tested equal to them).
+ * ``add_categories``: warmup.py's plain loops in C, each tested equal to them), and what a state writes of
+ * its distinct-number table (``table_parts``: warmup_tables.py's, tested equal to it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1176,6 +1177,194 @@ error:
     return NULL;
 }
 
+/* -- warm-up columns: what a state writes of a distinct-number table ------------------------- */
+
+PyDoc_STRVAR(table_parts_doc,
+"table_parts(table, scored, sums, /)\n--\n\n"
+"warmup_tables.table_parts in C: what a warm-up state writes of a distinct-number table (a dict of\n"
+"``warmup._key`` -> count, not empty; ``scored`` and ``sums`` a scored column's dicts by the same keys, or\n"
+"None) as the tuple of ``TableParts``' fields: ``(decimals, texts, counted, scored, sums, first, steps,\n"
+"counts_by_number)``. The same values as the plain path (tests/unit/test_warmup_tables.py).");
+
+#define TABLE_LARGEST (1LL << 50) /* warmup_tables.LARGEST */
+#define TABLE_MOST_DECIMALS 22    /* warmup_tables.MOST_DECIMALS */
+
+typedef struct {
+    PyObject *key;   /* owned */
+    PyObject *count; /* owned */
+    PyObject *text;  /* owned: str(key) */
+    long long number;
+} TableEntry;
+
+static int compare_texts(const void *a, const void *b) {
+    /* texts are str and distinct: PyUnicode_Compare neither fails nor ties */
+    return PyUnicode_Compare(((const TableEntry *)a)->text, ((const TableEntry *)b)->text);
+}
+
+static int compare_numbers(const void *a, const void *b) {
+    long long x = ((const TableEntry *)a)->number, y = ((const TableEntry *)b)->number;
+    return (x > y) - (x < y);
+}
+
+/* warmup_tables.decimal_table of the entries' texts: their integers set in ``number``; returns the decimals
+ * (-1: ints), -2 where the texts make no integers, -3 on error. The integer of a text is its digits (its dot
+ * left out) times ten for each decimal it has fewer than the most; each step only makes it larger, so one
+ * past LARGEST already is past it at the end. */
+static int table_integers(TableEntry *entries, Py_ssize_t n) {
+    Py_ssize_t dots = 0, most = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(entries[i].text, &size);
+        if (text == NULL) return -3;
+        if (size == 4 && memcmp(text, "-0.0", 4) == 0) return -2; /* its integer would have no sign */
+        Py_ssize_t dot = -1;
+        for (Py_ssize_t j = 0; j < size; j++) {
+            if (text[j] == 'e' || text[j] == 'n') return -2; /* an exponent, inf or nan */
+            if (text[j] == '.') {
+                if (dot >= 0) return -2;
+                dot = j;
+            }
+        }
+        if (dot >= 0) {
+            dots++;
+            if (size - dot - 1 > most) most = size - dot - 1;
+        }
+    }
+    if (dots != 0 && dots != n) return -2; /* ints and floats */
+    if (most > TABLE_MOST_DECIMALS) return -2;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(entries[i].text, &size);
+        if (text == NULL) return -3;
+        Py_ssize_t j = 0, places = 0;
+        int negative = size > 0 && text[0] == '-', after_dot = 0;
+        long long m = 0;
+        if (negative) j++;
+        if (j == size) return -2;
+        for (; j < size; j++) {
+            char c = text[j];
+            if (c == '.') {
+                after_dot = 1;
+                continue;
+            }
+            if (c < '0' || c > '9') return -2;
+            m = m * 10 + (c - '0');
+            places += after_dot;
+            if (m >= TABLE_LARGEST) return -2;
+        }
+        for (; places < most; places++) {
+            m *= 10;
+            if (m >= TABLE_LARGEST) return -2;
+        }
+        entries[i].number = negative ? -m : m;
+    }
+    return dots == 0 ? -1 : (int)most;
+}
+
+static PyObject *table_parts(PyObject *module, PyObject *args) {
+    PyObject *table, *scored, *sums;
+    if (!PyArg_ParseTuple(args, "O!OO:table_parts", &PyDict_Type, &table, &scored, &sums)) return NULL;
+    if ((scored != Py_None && !PyDict_Check(scored)) || (sums != Py_None && !PyDict_Check(sums))) {
+        PyErr_SetString(PyExc_TypeError, "table_parts: scored and sums must be dicts or None");
+        return NULL;
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(table);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "table_parts: an empty table");
+        return NULL;
+    }
+    TableEntry *entries = PyMem_Calloc((size_t)n, sizeof(TableEntry));
+    if (entries == NULL) return PyErr_NoMemory();
+    PyObject *result = NULL, *texts = NULL, *counted = NULL, *scored_rows = NULL, *score_sums = NULL;
+    PyObject *first = NULL, *steps = NULL, *by_number = NULL, *decimals = NULL;
+    Py_ssize_t at = 0, filled = 0;
+    PyObject *key, *count;
+    while (PyDict_Next(table, &at, &key, &count) && filled < n) {
+        Py_INCREF(key);
+        Py_INCREF(count);
+        entries[filled].key = key;
+        entries[filled].count = count;
+        filled++;
+    }
+    for (Py_ssize_t i = 0; i < filled; i++) {
+        entries[i].text = PyObject_Str(entries[i].key); /* a str key is its own text */
+        if (entries[i].text == NULL) goto done;
+    }
+    if (filled != n) {
+        PyErr_SetString(PyExc_RuntimeError, "table_parts: the table changed size");
+        goto done;
+    }
+    qsort(entries, (size_t)n, sizeof(TableEntry), compare_texts);
+    counted = PyList_New(n);
+    if (counted == NULL) goto done;
+    if (scored != Py_None && (scored_rows = PyList_New(n)) == NULL) goto done;
+    if (sums != Py_None && (score_sums = PyList_New(n)) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(entries[i].count);
+        PyList_SET_ITEM(counted, i, entries[i].count);
+        PyObject *pairs[2][2] = {{scored, scored_rows}, {sums, score_sums}};
+        for (int k = 0; k < 2; k++) {
+            if (pairs[k][1] == NULL) continue;
+            PyObject *value = PyDict_GetItemWithError(pairs[k][0], entries[i].key); /* borrowed */
+            if (value == NULL) {
+                if (PyErr_Occurred()) goto done;
+                value = zero_int; /* .get(key, 0) */
+            }
+            Py_INCREF(value);
+            PyList_SET_ITEM(pairs[k][1], i, value);
+        }
+    }
+    int scale = table_integers(entries, n);
+    if (scale == -3) goto done;
+    if (scale == -2) { /* written by text */
+        texts = PyList_New(n);
+        if (texts == NULL) goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_INCREF(entries[i].text);
+            PyList_SET_ITEM(texts, i, entries[i].text);
+        }
+        decimals = Py_NewRef(Py_None);
+        first = PyLong_FromLong(0);
+        steps = PyList_New(0);
+        by_number = PyList_New(0);
+    } else {
+        qsort(entries, (size_t)n, sizeof(TableEntry), compare_numbers); /* distinct: each gives its text back */
+        texts = PyList_New(0);
+        decimals = PyLong_FromLong(scale);
+        first = PyLong_FromLongLong(entries[0].number);
+        steps = PyList_New(n - 1);
+        by_number = PyList_New(n);
+        if (steps == NULL || by_number == NULL) goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_INCREF(entries[i].count);
+            PyList_SET_ITEM(by_number, i, entries[i].count);
+            if (i == 0) continue;
+            PyObject *step = PyLong_FromLongLong(entries[i].number - entries[i - 1].number);
+            if (step == NULL) goto done;
+            PyList_SET_ITEM(steps, i - 1, step);
+        }
+    }
+    if (texts == NULL || decimals == NULL || first == NULL || steps == NULL || by_number == NULL) goto done;
+    result = PyTuple_Pack(8, decimals, texts, counted, scored_rows ? scored_rows : Py_None,
+                          score_sums ? score_sums : Py_None, first, steps, by_number);
+done:
+    for (Py_ssize_t i = 0; i < filled; i++) {
+        Py_DECREF(entries[i].key);
+        Py_DECREF(entries[i].count);
+        Py_XDECREF(entries[i].text);
+    }
+    PyMem_Free(entries);
+    Py_XDECREF(texts);
+    Py_XDECREF(counted);
+    Py_XDECREF(scored_rows);
+    Py_XDECREF(score_sums);
+    Py_XDECREF(first);
+    Py_XDECREF(steps);
+    Py_XDECREF(by_number);
+    Py_XDECREF(decimals);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
     {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
@@ -1183,6 +1372,7 @@ static PyMethodDef methods[] = {
     {"count_numbers", (PyCFunction)count_numbers, METH_VARARGS, count_numbers_doc},
     {"add_floats", (PyCFunction)add_floats, METH_VARARGS, add_floats_doc},
     {"add_categories", (PyCFunction)add_categories, METH_VARARGS, add_categories_doc},
+    {"table_parts", (PyCFunction)table_parts, METH_VARARGS, table_parts_doc},
     {NULL, NULL, 0, NULL},
 };
 

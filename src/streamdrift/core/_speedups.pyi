@@ -67,3 +67,9 @@ def add_categories(
     max_kept: int,
     /,
 ) -> tuple[int, int, int] | None: ...
+def table_parts(
+    table: dict[int | float | str, int],
+    scored: dict[int | float | str, int] | None,
+    sums: dict[int | float | str, int] | None,
+    /,
+) -> tuple[int | None, list[str], list[int], list[int] | None, list[int] | None, int, list[int], list[int]]: ...

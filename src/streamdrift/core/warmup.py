@@ -57,8 +57,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,11 +66,16 @@ from numpy.typing import NDArray
 from streamdrift.core.buckets import LARGEST, LOG_GAMMA, SMALLEST_EXPONENT, bucket_keys
 from streamdrift.core.buckets_small import bucket_key, lower_of
 from streamdrift.core.protocols import State
+from streamdrift.core.warmup_tables import MOST_DECIMALS, Key, TableParts, table_parts
 
 try:  # _add_distinct's row loop in C (``_speedups.c``), the same dicts; without it, the loop below
     from streamdrift.core._speedups import count_numbers as _count_numbers
 except ImportError:  # not built (setup.py's extension is optional); mypy types the name by the stub
     _count_numbers = None  # type: ignore[assignment]
+try:  # what a state writes of a distinct-number table, in C (``_speedups.c``), the same parts (``warmup_tables``)
+    from streamdrift.core._speedups import table_parts as _table_parts_c
+except ImportError:
+    _table_parts_c = None  # type: ignore[assignment]
 try:  # add's paths for an array of floats and a list of strings in C, the same lists and dicts (``_speedups.c``)
     from streamdrift.core._speedups import add_categories as _add_categories_c
     from streamdrift.core._speedups import add_floats as _add_floats
@@ -400,57 +405,58 @@ class WarmupColumn:
         Otherwise the histogram's keys are written as steps from the one before (the first from 0), which
         are small, and every array in the narrowest dtype that holds it: a long warm-up's histograms were
         half their size in zlib's bytes."""
-        state = self._plain_state()
-        texts = None if state["distinct"] is None else list(state["distinct"])
+        state = self._plain_state(self.distinct)
         if self._distinct is None:
             keys, counts = self.histogram()
             state["steps"] = _narrow_signed(_steps(keys))
             state["counts"] = _narrow(counts)
         if self.scored:
-            state["scores"] = self._scores_state(texts)
+            state["scores"] = self._scores_state()
         return state
 
-    def _plain_state(self) -> State:
-        """What ``state()`` writes as JSON values."""
+    def _plain_state(self, distinct: object) -> State:
+        """What ``state()`` writes as JSON values, ``distinct`` the distinct numbers as it writes them (by
+        text; ``sketch_state`` writes most tables as integers instead)."""
         return {
             "numbers": self.numbers,
             "anchor": self.anchor,
-            "distinct": self.distinct,  # by text: made now, the one time a checkpoint writes each number's
+            "distinct": distinct,
             "categories": dict(self.categories),
             "other": self.other,
         }
 
-    def _scores_state(self, texts: list[str] | None = None) -> State:
+    def _scores_state(self) -> State:
         """The scored rows and score sums of ``_score_tables`` in one narrow array each (a warm-up snapshot
         of 10,000 models is mostly skeleton: no names written twice, no key per table); the scored rows left
         out (None) where they are the counts, as when every row had a score."""
         counted: list[int] = []
         scored: list[int] = []
         sums: list[int] = []
-        self._score_tables(counted, scored, sums, texts)
+        self._score_tables(counted, scored, sums)
         return {"scored": None if scored == counted else _narrow(scored), "sums": _narrow(sums)}
 
-    def _score_tables(
-        self, counted: list[int], scored: list[int], sums: list[int], texts: list[str] | None = None
-    ) -> None:
+    def _score_tables(self, counted: list[int], scored: list[int], sums: list[int]) -> None:
         """Append the counts, scored rows and score sums of the buckets (only where the histogram is
-        written), the distinct numbers (by sorted text), the categories (by sorted name) and ``other``.
-        ``texts``: the distinct numbers' texts in their table's order, where the caller made them already."""
+        written), the distinct numbers (by sorted text), the categories (by sorted name) and ``other``."""
         if self._distinct is None:
             bucket_scored, bucket_sums = self.bucket_scores.T.tolist()
             counted += self.counts.tolist()
             scored += bucket_scored
             sums += bucket_sums
-        self._table_entries(counted, scored, sums, texts)
+        self._table_entries(counted, scored, sums)
 
     def _table_entries(
-        self, counted: list[int], scored: list[int], sums: list[int], texts: list[str] | None = None
+        self, counted: list[int], scored: list[int], sums: list[int], parts: TableParts | None = None
     ) -> None:
         """``_score_tables`` but the buckets: the distinct numbers' entries (while kept), the categories' and
-        ``other``'s."""
+        ``other``'s. ``parts``: the distinct numbers' (``table_parts``), where the caller made them."""
         distinct = self._distinct
-        if distinct is not None:
-            by_text = [key for _, key in sorted(zip(texts or map(_text, distinct), distinct))]  # texts are unique
+        if parts is not None and parts.scored is not None and parts.sums is not None:
+            counted += parts.counted
+            scored += parts.scored
+            sums += parts.sums
+        elif distinct is not None:
+            by_text = sorted(distinct, key=_text)  # texts are unique
             counted += [distinct[k] for k in by_text]
             scored += [self._distinct_scored.get(k, 0) for k in by_text]
             sums += [self._distinct_sums.get(k, 0) for k in by_text]
@@ -525,9 +531,6 @@ def from_states(
     return columns
 
 
-Key = int | float | str  # a distinct number as its column's table keys it (``_key``)
-
-
 def _key(number: int | float) -> Key:
     """A distinct number's key: one per text ``str`` writes of it, without writing most (a fleet's models spent a
     fifth of their warm-up writing texts, issue 19). An int is its own key, so is a float not equal to an integer;
@@ -553,7 +556,7 @@ def _by_key(by_text: Mapping[str, int]) -> dict[Key, int]:
 def _checked_texts(distinct: Mapping[str, int]) -> dict[str, int]:
     """A distinct-number table read from a state, each text as ``str`` writes its number (``_add_distinct``):
     another text of a number (``"1.50"``, ``"1_0"``) would be written back as the number's own since version 6
-    (``_decimal_tables``), so it is refused."""
+    (``warmup_tables.decimal_table``), so it is refused."""
     for text in distinct:
         try:
             canonical = str(int(text)) if text.lstrip("-").isdigit() else repr(float(text))
@@ -687,7 +690,18 @@ def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
     return {name: column.state() for name, column in columns.items()}
 
 
-def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
+Parts = Callable[[dict[Key, int], dict[Key, int] | None, dict[Key, int] | None], TableParts]
+
+
+def _table_parts_in_c(table: dict[Key, int], scored: dict[Key, int] | None, sums: dict[Key, int] | None) -> TableParts:
+    """``warmup_tables.table_parts`` in C (``_speedups.table_parts``, a tuple of the same fields)."""
+    return TableParts(*_table_parts_c(table, scored, sums))
+
+
+_TABLE_PARTS: Parts = table_parts if _table_parts_c is None else _table_parts_in_c
+
+
+def sketch_state(columns: Mapping[str, WarmupColumn], parts_of: Parts = _TABLE_PARTS) -> State:
     """A sketch's warm-up columns as one state (format version 6): each column's plain values under its name
     in ``columns``, and the arrays of all of them, in the order of their names, one array each: the
     histograms' keys as ``steps`` and their ``counts`` (of the columns that write one, ``buckets`` of them
@@ -700,38 +714,58 @@ def sketch_state(columns: Mapping[str, WarmupColumn]) -> State:
     Since version 6 (issue 16) two of a column's plain values are written as integers in arrays too, where
     that gives them back exactly: its ``anchor``, a bucket boundary, as that bucket's key in ``anchors``
     (one per column; the anchor itself where it is none); and its distinct numbers, whose texts as JSON
-    keys were most of a short warm-up's bytes, as ``_decimal_tables`` makes them (``distinct`` their number,
-    ``decimals`` the scale), in ``distinct_first``, ``distinct_steps`` and ``distinct_counts``."""
+    keys were most of a short warm-up's bytes, as ``warmup_tables.decimal_table`` makes them (``distinct``
+    their number, ``decimals`` the scale, None for ints), in ``distinct_first``, ``distinct_steps`` and
+    ``distinct_counts``, the others by text as version 5 wrote them.
+
+    ``parts_of``: what makes a distinct-number table's parts (``warmup_tables.table_parts``, or its C twin
+    ``_speedups.table_parts`` where it is built)."""
     if len({column.scored for column in columns.values()}) > 1:
         return states(columns)
     compact([column for column in columns.values() if column._distinct is None])  # the others write no histogram
     written: dict[str, State] = {}
     anchors: list[int] = []
     histograms: list[WarmupColumn] = []  # the columns that write one, in order
-    with_tables: list[tuple[State, dict[str, int]]] = []
+    # the tables written as integers, in order: the smallest of each, the steps from one to the next, the counts
+    first: list[int] = []
+    steps: list[int] = []
+    counts_by_number: list[int] = []
     # the score arrays' entries, column after column (``_score_tables``' order): the buckets' come from the
     # histograms' arrays (``_sketch_entries``), the others' (``_table_entries``) are gathered here with their places
     entries = _Entries()
     for name in sorted(columns):
         column = columns[name]
-        written[name] = plain = column._plain_state()
+        table = column._distinct
+        parts = None
+        if table:
+            scored = column.scored
+            parts = parts_of(
+                table, column._distinct_scored if scored else None, column._distinct_sums if scored else None
+            )
+        written[name] = plain = column._plain_state(_written_table(table, parts))
+        if parts is not None and parts.decimals is not None:
+            plain["decimals"] = None if parts.decimals < 0 else parts.decimals
+            first.append(parts.first)
+            steps += parts.steps
+            counts_by_number += parts.counts_by_number
         key = _anchor_key(column)
         anchors.append(0 if key is None else key)
         if key is not None or (column.numbers == 0 and column.anchor == 0.0):
             del plain["anchor"]  # made again from its key (or the fresh column's 0.0) on load
-        if column._distinct:
-            with_tables.append((plain, plain["distinct"]))
-        if column._distinct is None:
+        if table is None:
             plain["buckets"] = len(column.keys)
             histograms.append(column)
             if column.scored:
                 entries.buckets(len(column.keys))
         if column.scored:
-            entries.tables(column, None if plain["distinct"] is None else list(plain["distinct"]))
+            entries.tables(column, parts)
     state: State = {"columns": written}
     if anchors:
         state["anchors"] = _narrow_signed(anchors)
-    state.update(_DecimalTables.arrays([plain for plain, _ in with_tables], [table for _, table in with_tables]))
+    if first:
+        state["distinct_first"] = _narrow_signed(first)
+        state["distinct_steps"] = _narrow(steps)
+        state["distinct_counts"] = _narrow(counts_by_number)
     counts = None
     if histograms:
         keys = np.concatenate([column.keys for column in histograms])
@@ -776,9 +810,9 @@ class _Entries:
         self.bucket_sizes.append(n)
         self.size += n
 
-    def tables(self, column: WarmupColumn, texts: list[str] | None) -> None:
+    def tables(self, column: WarmupColumn, parts: TableParts | None) -> None:
         before = len(self.counted)
-        column._table_entries(self.counted, self.scored, self.sums, texts)
+        column._table_entries(self.counted, self.scored, self.sums, parts)
         added = len(self.counted) - before
         self.at += range(self.size, self.size + added)
         self.size += added
@@ -918,118 +952,19 @@ def _anchor_key(column: WarmupColumn) -> int | None:
     return key if lower_of(key) == anchor else None
 
 
-# a column's decimals at most: 10.0 ** this is exact, so numpy's division is Python's (``_texts``)
-_MOST_DECIMALS = 22
-# the integers' magnitude is below this: a float64 product gives them exactly too (``_decimal_tables_numpy``)
-_LARGEST = 2**50
-_NUMPY_FROM = 24  # texts from which the numpy pass is the cheaper (a short warm-up's tables hold a few each)
-
-
-def _decimal_table(table: Mapping[str, int]) -> tuple[int, list[int]] | None:
-    """A distinct-number table's texts as integers that give them back exactly (``_texts``): ``(-1, ints)``
-    where every text is an int's (``str(int)``), ``(decimals, each number times 10 ** decimals)`` where every
-    text is a float's in positional notation (``repr(float)``, as ``"-1.6016"``; not ``"-0.0"``, whose
-    integer has no sign), each below ``_LARGEST`` in magnitude; else None (the texts are written as they are).
-
-    Why exactly: a float's text is the shortest that reads back as that float; ``m / 10 ** decimals``
-    (Python's true division, correctly rounded) is that float, and ``repr`` of it the text again. Sorted,
-    their steps are small: a short warm-up's distinct numbers cost about a third of their texts' bytes."""
-    texts = list(table)
-    joined = "".join(texts)
-    if "e" in joined or "n" in joined or "-0.0" in table:  # an exponent, inf or nan; -0.0
-        return None
-    dots = joined.count(".")
-    if dots == 0:
-        decimals, numbers = -1, [int(text) for text in texts]
-    elif dots == len(texts):
-        places = [len(text) - text.index(".") - 1 for text in texts]
-        decimals = max(places)
-        if decimals > _MOST_DECIMALS:
-            return None
-        numbers = [int(text.replace(".", "")) * 10 ** (decimals - p) for text, p in zip(texts, places)]
-    else:  # ints and floats
-        return None
-    return (decimals, numbers) if -_LARGEST < min(numbers) and max(numbers) < _LARGEST else None
-
-
-def _decimal_tables(tables: Sequence[Mapping[str, int]]) -> _Decimals:
-    """``_decimal_table`` of each of ``tables``, their integers sorted table by table (``_Decimals``): the
-    plain loop, or for many texts one pass of numpy calls (``_decimal_tables_numpy``, the same; a dozen
-    numpy calls cost more than the loop over a few texts, as in the outputs' and labels' sketches)."""
-    if sum(map(len, tables)) >= _NUMPY_FROM:
-        return _decimal_tables_numpy(tables)
-    return _decimal_tables_plain(tables)
-
-
-def _decimal_tables_plain(tables: Sequence[Mapping[str, int]]) -> _Decimals:
-    """``_decimal_tables`` table by table."""
-    made, scales, first, steps, counts = [], [], [], [], []
-    for table in tables:
-        decimal = _decimal_table(table)
-        made.append(decimal is not None)
-        scales.append(-1 if decimal is None else decimal[0])
-        if decimal is not None:
-            ordered = sorted(zip(decimal[1], table.values()))
-            first.append(ordered[0][0])
-            steps += [b[0] - a[0] for a, b in zip(ordered, ordered[1:])]
-            counts += [count for _, count in ordered]
-    return _Decimals(made, scales, first, steps, counts)
-
-
-def _decimal_tables_numpy(tables: Sequence[Mapping[str, int]]) -> _Decimals:
-    """``_decimal_tables`` in one pass of numpy calls for all the tables: each number's float (``float(text)``)
-    times 10.0 ** its table's decimals, rounded, is the integer ``_decimal_table`` makes (the product is
-    within a quarter of it below ``_LARGEST``), and the same tables are made. Texts with an exponent, inf,
-    nan or -0.0 (never made) are left to the loop, whose checks on texts are cheaper than numpy's."""
-    texts = [text for table in tables for text in table]
-    joined = "".join(texts)
-    if "e" in joined or "n" in joined or any("-0.0" in table for table in tables):  # rare: the loop sorts them out
-        return _decimal_tables_plain(tables)
-    sizes = np.array([len(table) for table in tables], dtype=np.int64)
-    starts = np.cumsum(sizes) - sizes
-    words = np.array(texts, dtype=f"<U{max(map(len, texts))}")  # its width given: half the time of finding it
-    values = np.fromiter(map(float, texts), np.float64, len(texts))
-    dot = np.strings.find(words, ".")
-    has_dot = dot >= 0
-    floats = np.add.reduceat(has_dot, starts)
-    decimals = np.maximum.reduceat(np.where(has_dot, np.strings.str_len(words) - dot - 1, 0), starts)
-    scale = 10.0 ** np.repeat(np.minimum(decimals, _MOST_DECIMALS), sizes)
-    with np.errstate(over="ignore", invalid="ignore"):  # a large number's product: too large, so not made
-        numbers = np.rint(values * scale)
-        ok = np.abs(numbers) < _LARGEST
-        ints = numbers.astype(np.int64)
-    made = np.logical_and.reduceat(ok, starts) & ((floats == 0) | (floats == sizes)) & (decimals <= _MOST_DECIMALS)
-    # the numbers of the tables made, sorted table by table: the first of each, then steps
-    table = np.repeat(np.arange(len(sizes)), sizes)
-    order = np.lexsort((ints, table))
-    order = order[made[table[order]]]
-    ordered = ints[order]
-    first = np.zeros(len(ordered), dtype=bool)
-    first[np.cumsum(sizes[made]) - sizes[made]] = True
-    counts = np.fromiter(itertools.chain.from_iterable(t.values() for t in tables), np.int64, len(texts))[order]
-    return _Decimals(
-        made.tolist(),
-        np.where(made & (floats > 0), decimals, -1).tolist(),
-        ordered[first],
-        np.diff(ordered)[~first[1:]],
-        counts,
-    )
-
-
-class _Decimals(NamedTuple):
-    """``_decimal_tables``' integers: which tables were made, the decimals of each (-1: ints, or not made), and
-    for those made, in their order, the smallest number of each, the steps from one number to the next (at least 1)
-    within each, and every number's count."""
-
-    made: list[bool]
-    decimals: list[int]
-    first: list[int] | NDArray[np.int64]  # lists from the plain loop, arrays from the numpy pass
-    steps: list[int] | NDArray[np.int64]
-    counts: list[int] | NDArray[np.int64]
+def _written_table(table: dict[Key, int] | None, parts: TableParts | None) -> object:
+    """A column's distinct numbers as ``sketch_state`` writes them in its plain values: None (not kept), by
+    text where they are no integers (``parts``: the table's), else their number (the integers are in the
+    sketch's arrays)."""
+    if table is None or parts is None:
+        return None if table is None else {}
+    if parts.decimals is None:
+        return dict(zip(parts.texts, parts.counted))
+    return len(table)
 
 
 def _texts(scale: int | None, numbers: list[int]) -> list[str]:
-    """The texts ``_decimal_tables`` made ``numbers`` of."""
+    """The texts ``warmup_tables.decimal_table`` made ``numbers`` of."""
     if scale is None:
         return [str(n) for n in numbers]
     divisor = 10**scale
@@ -1037,7 +972,7 @@ def _texts(scale: int | None, numbers: list[int]) -> list[str]:
 
 
 class _DecimalTables:
-    """The distinct numbers of a sketch's columns as ``_decimal_tables``' integers, sorted, in three arrays
+    """The distinct numbers of a sketch's columns as ``warmup_tables.decimal_table``'s integers, sorted, in three arrays
     for all of them: each table's smallest (``distinct_first``), the steps from one to the next
     (``distinct_steps``, each at least 1) and every number's count (``distinct_counts``)."""
 
@@ -1046,25 +981,6 @@ class _DecimalTables:
         self.steps: list[int] = []
         self.counts: list[int] = []
         self._at = self._at_step = 0
-
-    @staticmethod
-    def arrays(plains: Sequence[State], tables: Sequence[dict[str, int]]) -> State:
-        """The arrays of ``tables`` that ``_decimal_tables`` makes; their columns' ``plains`` then have
-        ``distinct`` their number and ``decimals`` their scale (None: ints), the others' keep their texts,
-        as version 5 wrote them."""
-        if not tables:
-            return {}
-        made = _decimal_tables(tables)
-        if not len(made.first):
-            return {}
-        for plain, table, kept, decimals in zip(plains, tables, made.made, made.decimals):
-            if kept:
-                plain["distinct"], plain["decimals"] = len(table), None if decimals < 0 else decimals
-        return {
-            "distinct_first": _narrow_signed(made.first),
-            "distinct_steps": _narrow(made.steps),
-            "distinct_counts": _narrow(made.counts),
-        }
 
     @classmethod
     def of(cls, state: State) -> _DecimalTables:
@@ -1081,7 +997,7 @@ class _DecimalTables:
         """The next table, of ``n`` numbers at ``scale``: text -> count, in the order of their texts."""
         if type(n) is not int or not 0 < n <= len(self.counts) - self._at_step - self._at:
             raise ValueError(f"the warm-up column {name!r} has {n!r} distinct numbers, not as many as are written")
-        if scale is not None and (type(scale) is not int or not 0 <= scale <= _MOST_DECIMALS):
+        if scale is not None and (type(scale) is not int or not 0 <= scale <= MOST_DECIMALS):
             raise ValueError(f"the warm-up column {name!r} has distinct numbers of {scale!r} decimals")
         if self._at >= len(self.first):
             raise ValueError("a warm-up state has more distinct-number tables than first numbers")
