@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 
 from streamdrift.core.metrics.classification import label_metrics
+from streamdrift.core.metrics.report_small import SMALL_CLASSES, label_metrics_small
 
 TOP_FEATURES = 10  # features a summary ranks, and a drift event's top_features
 # What a summary shows and how each figure is computed, as a number: a state cache keeps each model's summary
@@ -250,11 +251,15 @@ def _derived(report: dict[str, Any]) -> dict[str, Any] | None:
         raise ValueError("a stored confusion matrix has counts past int64") from None
     if not isinstance(labels, list) or matrix.shape != (len(labels), len(labels)):
         raise ValueError("a stored confusion matrix is not square over its labels")
-    positive = report.get("positive_label")
-    return {
-        "rows": int(matrix.sum()),
-        **label_metrics(matrix, labels, labels.index(positive) if positive in labels else None),
-    }
+    positive_label = report.get("positive_label")
+    positive = labels.index(positive_label) if positive_label in labels else None
+    # as ``report`` makes them: in plain Python for a few classes (the same numbers), with numpy past those
+    figures = (
+        label_metrics_small(matrix.tolist(), labels, positive)
+        if len(labels) <= SMALL_CLASSES
+        else label_metrics(matrix, labels, positive)
+    )
+    return {"rows": int(matrix.sum()), **figures}
 
 
 def _stored_report(report: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import numpy as np
 
 from streamdrift.core.metrics.classification_small import EPS, update_small
 from streamdrift.core.metrics.labels import OTHER, Registry, label_keys
+from streamdrift.core.metrics.report_small import SMALL_CLASSES, label_metrics_small, score_figures_small
 from streamdrift.core.metrics.windows import (
     SCALE,
     Windowed,
@@ -357,19 +358,20 @@ class ClassificationMetrics(Windowed):
         histograms = self.histogram_totals if scope == "cumulative" else self.histograms[slots].sum(axis=0)
         score_sums = self.score_sum_totals if scope == "cumulative" else self.score_sums[slots].sum(axis=0)
         scored, log_loss, brier = self.losses[slots].sum(axis=0).tolist()
-        out = {
-            "scope": scope,
-            "rows": int(confusion.sum()),
-            **label_metrics(confusion, self.classes.names, self.classes.index(self.positive)),
-        }
+        names, positive = self.classes.names, self.classes.index(self.positive)
+        if len(names) <= SMALL_CLASSES:  # plain Python, the same numbers: numpy's calls cost more than the counts
+            labels = label_metrics_small(confusion.tolist(), names, positive)
+            roc_auc, ece = score_figures_small(histograms.tolist(), score_sums.tolist())
+        else:
+            labels = label_metrics(confusion, names, positive)
+            roc_auc, ece = score_figures(histograms, score_sums)
+        out = {"scope": scope, "rows": int(confusion.sum()), **labels}
         out["positive_label"] = self.positive
         out["scored"] = scored
         out["log_loss"] = ratio(log_loss / SCALE, scored)
         out["brier"] = ratio(brier / SCALE, scored)
-        auc = [a for a in (_auc(h) for h in histograms) if a is not None]
-        ece = [e for e in (_ece(h, s) for h, s in zip(histograms, score_sums)) if e is not None]
-        out["roc_auc"] = float(np.mean(auc)) if auc else None
-        out["ece"] = float(np.mean(ece)) if ece else None
+        out["roc_auc"] = roc_auc
+        out["ece"] = ece
         out["other_values"] = self.classes.overflow
         out["confusion"] = {"labels": list(self.classes.names), "matrix": confusion.tolist()}
         return out
@@ -441,6 +443,14 @@ def label_metrics(confusion: np.ndarray, names: list[str], positive: int | None)
         for k in np.flatnonzero(present).tolist()
     }
     return out
+
+
+def score_figures(histograms: np.ndarray, score_sums: np.ndarray) -> tuple[float | None, float | None]:
+    """The macro ROC AUC and expected calibration error of the classes' histograms and score sums (None:
+    no class has both its rows and others)."""
+    auc = [a for a in (_auc(h) for h in histograms) if a is not None]
+    ece = [e for e in (_ece(h, s) for h, s in zip(histograms, score_sums)) if e is not None]
+    return (float(np.mean(auc)) if auc else None), (float(np.mean(ece)) if ece else None)
 
 
 def _auc(histogram: np.ndarray) -> float | None:
