@@ -251,6 +251,7 @@ class ModelMonitor:
         self.outputs_version: str | None = None
         self.change_from: list = []  # per concept chart: event time (as written) its current excursion began
         self.quality_rates = np.zeros((len(QUALITY_RATES), 0))  # the latest window's rates, per feature column
+        self._summary: MonitorSummary | None = None  # the summary of the batches observed so far (see summary)
         # the features' sketch keeps the model's scores per bin: a prediction_drift event's drift_impact
         self.features = self._sketch(s.max_features, state and state["features"], scored=True)
         # the explained changes of the features' windows scored in the batch being observed, by position
@@ -376,6 +377,7 @@ class ModelMonitor:
     # Python function of numpy's: the same results, and that layer costs as much as a small batch's reduction
 
     def observe_predictions(self, batch: PredictionBatch) -> list[dict]:
+        self._summary = None  # what a summary shows changes from here on
         new_versions = self._new_versions(batch)
         self.predictions_total += len(batch)
         self.last_version = batch.model_versions[-1]
@@ -600,6 +602,7 @@ class ModelMonitor:
             self.schedule_from = [t, offset]
 
     def observe_feedback(self, batch: FeedbackBatch) -> list[dict]:
+        self._summary = None  # what a summary shows changes from here on
         self.feedback_total += len(batch)
         self.last_event_time = max(self.last_event_time, float(np.maximum.reduce(batch.timestamps)))
         events = []
@@ -1285,7 +1288,18 @@ class ModelMonitor:
         return {n: dict(zip(QUALITY_RATES, rates)) for n, rates in zip(names, self.quality_rates.T.tolist())}
 
     def summary(self) -> MonitorSummary:
-        """What the exporter, `status` and the public API show: counters, latest scores, data quality."""
+        """What the exporter, `status` and the public API show: counters, latest scores, data quality.
+
+        Made once per batch observed, and shared until the next (read only, as every summary is): what it shows
+        changes only when a batch is observed, never when held warm-up rows are counted (``settle``, which shows
+        nothing). So the exporter's publication and a checkpoint's records of the same state make it once (a
+        forked packer inherits the loop's); at 2,000 models in their warm-up a summary cost about 50 us
+        (issue 19). ``tests/unit/test_summary_cache.py`` compares it with one made afresh along streams."""
+        if self._summary is None:
+            self._summary = self._make_summary()
+        return self._summary
+
+    def _make_summary(self) -> MonitorSummary:
         last = self.last_drift
         return MonitorSummary(
             model_id=self.model_id,
