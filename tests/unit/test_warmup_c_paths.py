@@ -174,3 +174,32 @@ def test_a_batch_of_as_many_distinct_numbers_as_the_limit_keeps_its_table(
     _plain(monkeypatch, plain, values)
     assert _slots(c_path) == _slots(plain)
     assert (c_path.distinct is None) == bool(extra)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compact_counts_in_c_as_its_numpy_calls_count(seed: int) -> None:
+    """A checkpoint's ``compact`` of a sketch's columns (``_speedups.merge_buckets``, issue 19) leaves every slot
+    as its numpy path does: columns scored and not in one call, first writes and later ones (old buckets merged
+    with new numbers), rows without a score, scores past 2**32, repeated numbers, a column past 64 rows (sorted
+    by qsort rather than by insertion), a lone column with numbers (compacted alone), huge and tiny numbers."""
+    if warmup._merge_buckets is None:
+        pytest.skip("streamdrift.core._speedups has no merge_buckets")
+    rng = np.random.default_rng(seed)
+    scored = [bool(s) for s in rng.integers(0, 2, 6)]
+    in_c = [WarmupColumn(4, 4, scored=s) for s in scored]
+    in_numpy = [WarmupColumn(4, 4, scored=s) for s in scored]
+    for write in range(5):
+        for i, (c, n) in enumerate(zip(in_c, in_numpy)):
+            if write == 3 and i > 0:
+                continue  # one column with numbers: compacted alone
+            size = int(rng.integers(0, 200 if i == 1 else 30))
+            values = _floats(rng, size, few=bool(rng.integers(0, 2)))
+            values[rng.random(size) < 0.05] = -7.5e200
+            scores = _scores(rng, size) if scored[i] else None
+            c.add(values, scores=scores)
+            n.add(values, scores=scores)
+        warmup.compact(in_c)
+        warmup.compact(in_numpy, in_c=False)
+        for c, n in zip(in_c, in_numpy):
+            assert _slots(c) == _slots(n)
+            assert c.keys.flags.owndata and c.counts.flags.owndata  # copies, not views of one base

@@ -28,7 +28,8 @@
  * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder);
  * and a warm-up column's row loops (``count_numbers``, ``add_floats``,
  * ``add_categories``: warmup.py's plain loops in C, each tested equal to them), and what a state writes of
- * its distinct-number table (``table_parts``: warmup_tables.py's, tested equal to it).
+ * its distinct-number table (``table_parts``: warmup_tables.py's, tested equal to it) and the counting of its
+ * pending numbers into its histogram (``merge_buckets``: warmup.compact's numpy calls, tested equal to them).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1365,6 +1366,179 @@ done:
     return result;
 }
 
+/* -- warm-up columns: pending numbers counted into their histograms ---------------------------- */
+
+PyDoc_STRVAR(merge_buckets_doc,
+"merge_buckets(new_keys, new_sizes, new_scores, old_keys, old_counts, old_scores, old_sizes, out_keys,\n"
+"              out_counts, out_scores, /)\n--\n\n"
+"warmup.compact's counting in C, for the columns it compacts, in order: column i's new numbers' bucket keys\n"
+"are the next ``new_sizes[i]`` of ``new_keys``, its histogram the next ``old_sizes[i]`` of ``old_keys``\n"
+"(sorted) and ``old_counts``, with their rows of ``old_scores`` (scored rows and score sum; zeros for an\n"
+"unscored column); ``new_scores[i]`` a scored column's list of ints, one per new number (-1 where the row had\n"
+"no score), None for an unscored column. Arrays are int64, ``old_scores`` and ``out_scores`` of two columns.\n"
+"Each column's merged histogram is written to ``out_keys`` and ``out_counts`` (writable, room for every old\n"
+"key and new number), and a scored column's score rows to ``out_scores``, from where the column before it\n"
+"ends. Returns the bounds of each column's rows (``len(new_sizes) + 1`` ints). The same histograms as the\n"
+"numpy path (tests/unit/test_buckets.py).");
+
+typedef struct {
+    long long key, count, scored, sum;
+} BucketRow;
+
+static int compare_bucket_rows(const void *a, const void *b) {
+    long long x = ((const BucketRow *)a)->key, y = ((const BucketRow *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* rows sorted by key: by insertion where they are few (a column's new numbers and old buckets, a few dozen at
+ * a checkpoint), where qsort's call per comparison was most of the time; by qsort past that */
+static void sort_bucket_rows(BucketRow *rows, Py_ssize_t n) {
+    if (n > 64) {
+        qsort(rows, (size_t)n, sizeof(BucketRow), compare_bucket_rows);
+        return;
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        BucketRow row = rows[i];
+        Py_ssize_t j = i;
+        for (; j > 0 && rows[j - 1].key > row.key; j--) rows[j] = rows[j - 1];
+        rows[j] = row;
+    }
+}
+
+/* a buffer of int64 (numpy's "l" or "q"), one dimension or two (rows of ``width``), strides allowed */
+static int int64_view(PyObject *object, Py_buffer *view, int width, int writable, const char *what) {
+    if (PyObject_GetBuffer(object, view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_STRIDES | PyBUF_FORMAT) < 0) return -1;
+    const char *f = view->format;
+    if (f != NULL && (f[0] == '<' || f[0] == '=' || f[0] == '@')) f++; /* the byte order: the machine's */
+    int ok = view->itemsize == 8 && f != NULL && (f[0] == 'l' || f[0] == 'q') && f[1] == '\0';
+    ok = ok && ((width == 1 && view->ndim == 1) || (width > 1 && view->ndim == 2 && view->shape[1] == width));
+    if (!ok) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "merge_buckets: %s must be int64 of %d column(s)", what, width);
+        return -1;
+    }
+    return 0;
+}
+
+static inline long long *int64_at(Py_buffer *view, Py_ssize_t row, Py_ssize_t column) {
+    char *at = (char *)view->buf + row * view->strides[0];
+    if (view->ndim == 2) at += column * view->strides[1];
+    return (long long *)at;
+}
+
+enum { NEW_KEYS, OLD_KEYS, OLD_COUNTS, OLD_SCORES, OUT_KEYS, OUT_COUNTS, OUT_SCORES, VIEWS };
+
+static PyObject *merge_buckets(PyObject *module, PyObject *args) {
+    PyObject *objects[VIEWS], *new_sizes, *new_scores, *old_sizes;
+    if (!PyArg_ParseTuple(args, "OO!O!OOOO!OOO:merge_buckets", &objects[NEW_KEYS], &PyList_Type, &new_sizes,
+                          &PyList_Type, &new_scores, &objects[OLD_KEYS], &objects[OLD_COUNTS], &objects[OLD_SCORES],
+                          &PyList_Type, &old_sizes, &objects[OUT_KEYS], &objects[OUT_COUNTS], &objects[OUT_SCORES]))
+        return NULL;
+    static const char *names[VIEWS] = {"new_keys", "old_keys", "old_counts", "old_scores",
+                                       "out_keys", "out_counts", "out_scores"};
+    Py_buffer views[VIEWS];
+    int held = 0;
+    for (; held < VIEWS; held++) {
+        int width = held == OLD_SCORES || held == OUT_SCORES ? 2 : 1;
+        if (int64_view(objects[held], &views[held], width, held >= OUT_KEYS, names[held]) < 0) break;
+    }
+    Py_ssize_t columns = PyList_GET_SIZE(new_sizes);
+    PyObject *bounds = NULL, *result = NULL;
+    BucketRow *rows = NULL;
+    Py_ssize_t capacity = 0, at_new = 0, at_old = 0, written = 0;
+    if (held < VIEWS) goto release;
+    Py_buffer *new_keys = &views[NEW_KEYS], *old_keys = &views[OLD_KEYS], *old_counts = &views[OLD_COUNTS],
+              *old_scores = &views[OLD_SCORES], *out_keys = &views[OUT_KEYS], *out_counts = &views[OUT_COUNTS],
+              *out_scores = &views[OUT_SCORES];
+    Py_ssize_t room = out_keys->shape[0];
+    if (PyList_GET_SIZE(new_scores) != columns || PyList_GET_SIZE(old_sizes) != columns ||
+        old_counts->shape[0] != old_keys->shape[0] || old_scores->shape[0] != old_keys->shape[0] ||
+        out_counts->shape[0] < room || out_scores->shape[0] < room) {
+        PyErr_SetString(PyExc_ValueError, "merge_buckets: arrays or lists of different lengths");
+        goto release;
+    }
+    if ((bounds = PyList_New(columns + 1)) == NULL) goto release;
+    PyObject *zero = PyLong_FromSsize_t(0);
+    if (zero == NULL) goto release;
+    PyList_SET_ITEM(bounds, 0, zero);
+    for (Py_ssize_t i = 0; i < columns; i++) {
+        Py_ssize_t added = PyLong_AsSsize_t(PyList_GET_ITEM(new_sizes, i));
+        Py_ssize_t old = PyLong_AsSsize_t(PyList_GET_ITEM(old_sizes, i));
+        if (PyErr_Occurred()) goto release;
+        PyObject *pending = PyList_GET_ITEM(new_scores, i);
+        int scored = pending != Py_None;
+        if (added < 0 || old < 0 || added > new_keys->shape[0] - at_new || old > old_keys->shape[0] - at_old ||
+            (scored && (!PyList_Check(pending) || PyList_GET_SIZE(pending) != added))) {
+            PyErr_SetString(PyExc_ValueError, "merge_buckets: sizes past the arrays, or scores not one per number");
+            goto release;
+        }
+        Py_ssize_t n = old + added;
+        if (n > room - written) {
+            PyErr_SetString(PyExc_ValueError, "merge_buckets: no room out");
+            goto release;
+        }
+        if (n > capacity) {
+            BucketRow *grown = PyMem_Realloc(rows, (size_t)n * sizeof(BucketRow));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto release;
+            }
+            rows = grown;
+            capacity = n;
+        }
+        for (Py_ssize_t j = 0; j < old; j++) {
+            rows[j].key = *int64_at(old_keys, at_old + j, 0);
+            rows[j].count = *int64_at(old_counts, at_old + j, 0);
+            rows[j].scored = *int64_at(old_scores, at_old + j, 0);
+            rows[j].sum = *int64_at(old_scores, at_old + j, 1);
+        }
+        for (Py_ssize_t j = 0; j < added; j++) {
+            BucketRow *row = &rows[old + j];
+            row->key = *int64_at(new_keys, at_new + j, 0);
+            row->count = 1;
+            row->scored = row->sum = 0;
+            if (scored) {
+                long long score = PyLong_AsLongLong(PyList_GET_ITEM(pending, j));
+                if (score == -1 && PyErr_Occurred()) goto release;
+                if (score >= 0) { /* -1: the row had no score */
+                    row->scored = 1;
+                    row->sum = score;
+                }
+            }
+        }
+        sort_bucket_rows(rows, n);
+        Py_ssize_t out = written - 1;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            if (j == 0 || rows[j].key != rows[j - 1].key) {
+                out++;
+                *int64_at(out_keys, out, 0) = rows[j].key;
+                *int64_at(out_counts, out, 0) = 0;
+                *int64_at(out_scores, out, 0) = *int64_at(out_scores, out, 1) = 0;
+            }
+            *int64_at(out_counts, out, 0) += rows[j].count;
+            *int64_at(out_scores, out, 0) += rows[j].scored;
+            *int64_at(out_scores, out, 1) += rows[j].sum;
+        }
+        written = out + 1;
+        at_new += added;
+        at_old += old;
+        PyObject *bound = PyLong_FromSsize_t(written);
+        if (bound == NULL) goto release;
+        PyList_SET_ITEM(bounds, i + 1, bound);
+    }
+    if (at_new != new_keys->shape[0] || at_old != old_keys->shape[0]) {
+        PyErr_SetString(PyExc_ValueError, "merge_buckets: arrays past the sizes");
+        goto release;
+    }
+    result = bounds;
+    bounds = NULL;
+release:
+    Py_XDECREF(bounds);
+    PyMem_Free(rows);
+    for (int k = 0; k < held; k++) PyBuffer_Release(&views[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"predictions", (PyCFunction)predictions, METH_O, predictions_doc},
     {"feedback", (PyCFunction)feedback, METH_O, feedback_doc},
@@ -1373,6 +1547,7 @@ static PyMethodDef methods[] = {
     {"add_floats", (PyCFunction)add_floats, METH_VARARGS, add_floats_doc},
     {"add_categories", (PyCFunction)add_categories, METH_VARARGS, add_categories_doc},
     {"table_parts", (PyCFunction)table_parts, METH_VARARGS, table_parts_doc},
+    {"merge_buckets", (PyCFunction)merge_buckets, METH_VARARGS, merge_buckets_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -73,3 +73,16 @@ def table_parts(
     sums: dict[int | float | str, int] | None,
     /,
 ) -> tuple[int | None, list[str], list[int], list[int] | None, list[int] | None, int, list[int], list[int]]: ...
+def merge_buckets(
+    new_keys: Any,  # int64 buffers: one dimension, the scores' two
+    new_sizes: list[int],
+    new_scores: list[list[int] | None],
+    old_keys: Any,
+    old_counts: Any,
+    old_scores: Any,
+    old_sizes: list[int],
+    out_keys: Any,
+    out_counts: Any,
+    out_scores: Any,
+    /,
+) -> list[int]: ...
