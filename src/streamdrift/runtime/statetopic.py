@@ -104,7 +104,9 @@ PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default
 # zlib's default level. Level 1 was the choice while the consume loop packed every changed model at every
 # checkpoint; a forked copy packs them now, seldom (``runtime/writebudget.py``), and on the formats of version 7
 # with DICTIONARY_4 level 6 makes a warm-up record 19 % smaller (3,304 -> 2,681 bytes) for 54 us more per record
-# (87 -> 141 us; levels 7 and 9: 20 %, 153 and 385 us), and a restore inflates at the same speed
+# (87 -> 141 us; levels 7 and 9: 20 %, 153 and 385 us), and a restore inflates at the same speed. Level 5 was
+# measured again (docs/benchmarks.md, benchmarks/bench_record.py): 41 us less a warm-up record, a third less
+# for a monitoring model's, for 1.3 % and 0.5 % more bytes, but 1.2 % of the 2,000-model fleet's CPU
 COMPRESS_LEVEL = 6
 # A compressor at COMPRESS_LEVEL that has read the preset dictionary and nothing else: ``pack`` starts each
 # value from a copy of it, the same bytes as from a new one, for a quarter of the cost (a new compressor reads
