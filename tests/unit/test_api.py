@@ -178,3 +178,19 @@ def test_the_summary_is_typed_and_frozen(monitored, lower_level):
     assert summary.top_features[0].psi == lower.feature_scores["debt_ratio"]
     assert summary.window_metrics["accuracy"] == lower.window_performance["accuracy"]
     assert summary.task == "classification" and summary.reference_source == "warm-up"
+
+
+def test_a_summary_changed_by_its_reader_changes_no_later_summary(events):
+    """A summary's dicts are the caller's: changing them changes neither the monitor nor the next summary (the
+    monitor shares one summary between its readers until its next batch, and its scores with its sketches)."""
+    monitor = Monitor("credit-risk", SETTINGS)
+    monitor.observe(events[:9000])
+    first = monitor.summary()
+    before = dataclasses.astuple(first)
+    for field in dataclasses.fields(first):
+        value = getattr(first, field.name)
+        if isinstance(value, dict):
+            for key in list(value):
+                value[key] = "changed by the reader"
+            value["added by the reader"] = 1
+    assert dataclasses.astuple(monitor.summary()) == before

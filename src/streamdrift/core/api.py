@@ -48,6 +48,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -175,8 +176,9 @@ class Monitor:
     # -- views ----------------------------------------------------------------------------------
 
     def summary(self) -> MonitorSummary:
-        """Counters, drift so far, the latest window's scores and metrics."""
-        return replace(self._monitor.summary(), rejected=self._rejected_total)
+        """Counters, drift so far, the latest window's scores and metrics: the caller's own copy (the monitor
+        shares its summary between its readers until its next batch, and its scores with its sketches)."""
+        return copy.deepcopy(replace(self._monitor.summary(), rejected=self._rejected_total))
 
     # -- state ----------------------------------------------------------------------------------
 
