@@ -1348,10 +1348,12 @@ class ModelMonitor:
         return monitor_state.capture(self)
 
     def settle(self) -> None:
-        """Count the rows its sketches hold (``core/held.py``): ``state()`` does it itself; a worker that packs
-        states in a forked copy does it first, so that the copy does not count them and the loop again later."""
+        """Count the rows its sketches hold (``core/held.py``) and the numbers their warm-up columns keep
+        uncounted (``StreamSketch.count_pending``): ``state()`` does both itself; a worker that packs states in a
+        forked copy does them first, so that the copy does not count them and the loop (or the next copy) again."""
         for sketch in (self.features, self.outputs, self.attributions, self.labels):
             sketch.settle()
+            sketch.count_pending()
 
     @classmethod
     def from_state(

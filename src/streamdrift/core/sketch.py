@@ -56,7 +56,14 @@ from streamdrift.core.held import Batch, HeldRows
 from streamdrift.core.protocols import State
 from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
-from streamdrift.core.warmup import WarmupColumn, from_sketch_state, from_states, is_sketch_state, sketch_state
+from streamdrift.core.warmup import (
+    WarmupColumn,
+    count_pending,
+    from_sketch_state,
+    from_states,
+    is_sketch_state,
+    sketch_state,
+)
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -684,6 +691,15 @@ class StreamSketch:
         mismatch and score no window: the rest of what the sketch shows does not wait for them."""
         if self._held.rows:
             self._update(self._held.take())
+
+    def count_pending(self) -> None:
+        """Count the numbers the warm-up's columns keep uncounted (up to 1,024 each) into their histograms, as
+        ``state()`` does (``warmup.count_pending``; what a reader sees is the same either way). A worker that
+        takes states in a forked copy does it in the loop first (``ModelMonitor.settle``): else only the copy
+        counts them, and every later checkpoint's copy counts them all again."""
+        warmup = self.__dict__.get("_warmup")  # (none made yet for a restored warm-up: it has nothing uncounted)
+        if warmup:
+            count_pending(warmup)
 
     @property
     def seen(self) -> int:

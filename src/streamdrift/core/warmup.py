@@ -737,9 +737,14 @@ def _bucket_scores(pending: Sequence[WarmupColumn], at: NDArray[np.intp], bucket
     return np.stack([np.bincount(at, weights=pairs[:, j], minlength=buckets) for j in (0, 1)], axis=1).astype(np.int64)
 
 
+def count_pending(columns: Mapping[str, WarmupColumn]) -> None:
+    """``compact`` of the columns that write a histogram (the others keep their distinct numbers, which make it)."""
+    compact([column for column in columns.values() if column._distinct is None])
+
+
 def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
     """Each column's ``state()``, their numbers bucketed together first (``compact``)."""
-    compact([column for column in columns.values() if column._distinct is None])  # the others write no histogram
+    count_pending(columns)
     return {name: column.state() for name, column in columns.items()}
 
 
@@ -775,7 +780,7 @@ def sketch_state(columns: Mapping[str, WarmupColumn], parts_of: Parts = _TABLE_P
     ``_speedups.table_parts`` where it is built)."""
     if len({column.scored for column in columns.values()}) > 1:
         return states(columns)
-    compact([column for column in columns.values() if column._distinct is None])  # the others write no histogram
+    count_pending(columns)
     written: dict[str, State] = {}
     anchors: list[int] = []
     histograms: list[WarmupColumn] = []  # the columns that write one, in order
