@@ -5,9 +5,11 @@ Every checkpoint record of a model carries its summary, and the summary its cumu
 and most of that was the fixed cost of numpy's calls on matrices of two or three classes (``label_metrics``
 about twenty calls, the calibration error a dozen per class), not arithmetic. Here the same figures are
 computed from the counts as lists, with the same float64 operations in the same order: each division is of
-counts that are exact floats (below 2**53), as numpy's of the same arrays; every sum of floats is made in
-numpy's order (`numpy_sum`: its pairwise summation, eight running sums past seven terms), so each figure is
-numpy's to the last bit. ``tests/unit/test_report_small.py`` checks it against the numpy functions.
+counts made floats first, as numpy's of the same arrays (below 2**53 they are exact; past it Python's int / int
+would round once where numpy rounds three times); every sum of floats is made in numpy's order (`numpy_sum`: its
+pairwise summation, eight running sums past seven terms), so each figure is numpy's to the last bit, whatever
+the counts as long as numpy's int64 sums of them do not overflow. ``tests/unit/test_report_small.py`` checks
+it against the numpy functions.
 
 Examples
 --------
@@ -89,7 +91,8 @@ def label_metrics_small(confusion: list[list[int]], names: list[str], positive: 
     recall = [h / a if a > 0 else 0.0 for h, a in zip(hits, actual)]
     f1 = [2 * h / (a + p) if a + p > 0 else 0.0 for h, a, p in zip(hits, actual, predicted)]
     present = [i for i in range(k) if actual[i] + predicted[i] > 0]
-    accuracy = sum(hits) / total  # integers as floats: exact in any order
+    # numpy's order: the counts are exact floats, but past 2**53 rows their sum is not, and then its order shows
+    accuracy = numpy_sum(hits) / total
     out: dict[str, Any] = {"accuracy": accuracy, "error_rate": 1 - accuracy}
     for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
         out[name] = values[positive] if positive is not None else None
@@ -130,7 +133,9 @@ def _ece(histogram: list[list[int]], score_sums: list[int]) -> float | None:
         count = other + own
         if count > 0:
             mean_score = float(fixed) / SCALE / count  # as numpy: the int64 sum made a float64 first
-            terms.append(count * abs(mean_score - own / count))
+            # its share as numpy makes it, of the counts made floats first (Python's int / int is the exact
+            # quotient rounded once: another float where the counts pass 2**53)
+            terms.append(count * abs(mean_score - float(own) / count))
     if not terms:
         return None
     return numpy_sum(terms) / (sum(others) + sum(its))
