@@ -629,12 +629,13 @@ _SPAN = 1 << 18
 
 def compact(columns: Sequence[WarmupColumn], in_c: bool = True) -> None:
     """Count the numbers every column of ``columns`` holds into its histogram, as ``histogram()`` does one
-    column at a time, in one pass of numpy calls for all of them.
+    column at a time, in one pass for all of them: one C call where it is built (below), else numpy calls.
 
     A checkpoint takes every column's histogram; a fleet's model holds a few dozen numbers per column by
     then, and a dozen numpy calls per column was most of the checkpoint's time (issue 19). The histograms
-    are those of one column at a time (``tests/unit/test_buckets.py``): the keys of each column are made one
-    number with its column's index, so one ``unique`` sorts and counts them column by column.
+    are those of one column at a time (``tests/unit/test_buckets.py``): in the numpy path the keys of each
+    column are made one number with its column's index, so one ``unique`` sorts and counts them column by
+    column.
 
     The numbers' bucket keys are numpy's (``bucket_keys``) either way; their counting into the histograms is
     in C where it is built and ``in_c`` (``_speedups.merge_buckets``, ``_merged_in_c``): at a fleet's final
