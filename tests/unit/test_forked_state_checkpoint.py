@@ -746,17 +746,27 @@ def test_the_loop_counts_the_rows_its_models_hold_before_it_forks_the_checkpoint
 @pytest.mark.parametrize("store", ["local", "kafka"])
 def test_the_loop_counts_its_warm_up_numbers_into_histograms_before_it_forks_the_checkpoint(tmp_path, store) -> None:
     """A warm-up column past its distinct numbers keeps the numbers it has not counted into its histogram yet (up
-    to 1,024 of them) until a state is taken, which counts them (``warmup.count_pending``). The loop counts them before it forks the copy that takes
-    the states (``ModelMonitor.settle``): else only the copy does, and the next checkpoint's copy counts them all
-    again, each checkpoint of a model in its warm-up more of them."""
+    to 1,024 of them) until a state is taken, which counts them (``warmup.count_pending``). The loop counts those of
+    a column that keeps ``COUNT_PENDING_FROM`` or more before it forks the copy that takes the states
+    (``ModelMonitor.settle``): else only the copy does, and every later checkpoint's copy counts them all again.
+    A column that keeps fewer is left to the copy (counting costs the loop's pause per model, not per number)."""
+    from streamdrift.core.sketch import COUNT_PENDING_FROM
+
     worker = Worker(Settings(snapshot_dir=tmp_path, state_store=store))
     worker.consumer, worker.producer = Consumer(), Producer()  # type: ignore[assignment]
     worker.partition_count = 2
     state = worker.partitions[0] = worker._new_state(0)
-    feed(worker, [m for m in two_partitions(1200, worker) if m.partition == 0])
-    warmups = [m.features.warmup or {} for m in state.engine.monitors.values()]
-    columns = [c for warmup in warmups for c in warmup.values() if c._distinct is None]  # those with a histogram
-    assert sum(len(c._pending) for c in columns) > 1000  # not vacuous: numbers wait in the loop's columns
-    worker.checkpoint(wait=True)
-    assert worker._pending is None and worker._flight is None and worker._failed_checkpoints == 0
-    assert [c for c in columns if c._pending] == []  # counted in the loop: no later copy counts them again
+    stream = [m for m in two_partitions(1300, worker) if m.partition == 0]
+    most = []
+    for part in (stream[:1100], stream[1100:]):  # many numbers a column, then a few
+        feed(worker, part)
+        warmups = [m.features.warmup or {} for m in state.engine.monitors.values()]
+        columns = [c for warmup in warmups for c in warmup.values() if c._distinct is None]  # with a histogram
+        before = [len(c._pending) for c in columns]
+        assert any(before)  # not vacuous: numbers wait in the loop's columns
+        worker.checkpoint(wait=True)
+        assert worker._pending is None and worker._flight is None and worker._failed_checkpoints == 0
+        after = [len(c._pending) for c in columns]
+        assert after == [0 if n >= COUNT_PENDING_FROM else n for n in before]  # the many counted in the loop, once
+        most.append(max(before))
+    assert most[0] >= COUNT_PENDING_FROM > most[1]  # not vacuous: the first part's counted, the second's left

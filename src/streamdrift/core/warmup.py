@@ -738,9 +738,10 @@ def _bucket_scores(pending: Sequence[WarmupColumn], at: NDArray[np.intp], bucket
     return np.stack([np.bincount(at, weights=pairs[:, j], minlength=buckets) for j in (0, 1)], axis=1).astype(np.int64)
 
 
-def count_pending(columns: Mapping[str, WarmupColumn]) -> None:
-    """``compact`` of the columns that write a histogram (the others keep their distinct numbers, which make it)."""
-    compact([column for column in columns.values() if column._distinct is None])
+def count_pending(columns: Mapping[str, WarmupColumn], at_least: int = 1) -> None:
+    """``compact`` of the columns that write a histogram (the others keep their distinct numbers, which make it)
+    and keep at least ``at_least`` numbers uncounted."""
+    compact([column for column in columns.values() if column._distinct is None and len(column._pending) >= at_least])
 
 
 def states(columns: Mapping[str, WarmupColumn]) -> dict[str, State]:
