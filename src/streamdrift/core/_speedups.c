@@ -25,7 +25,7 @@
  * owned by a list or released before returning.
  *
  * Also here: ``arrays``, the walk that puts a loaded snapshot skeleton's arrays
- * in place (snapshot.py's ``_walk`` in C; snapshot.py checks each placeholder);
+ * in place (state.py's ``_walk`` in C; state.py checks each placeholder);
  * and a warm-up column's row loops (``count_numbers``, ``add_floats``,
  * ``add_categories``: warmup.py's plain loops in C, each tested equal to them), and what a state writes of
  * its distinct-number table (``table_parts``: warmup_tables.py's, tested equal to it) and the counting of its
@@ -1379,7 +1379,7 @@ PyDoc_STRVAR(merge_buckets_doc,
 "Each column's merged histogram is written to ``out_keys`` and ``out_counts`` (writable, room for every old\n"
 "key and new number), and a scored column's score rows to ``out_scores``, from where the column before it\n"
 "ends. Returns the bounds of each column's rows (``len(new_sizes) + 1`` ints). The same histograms as the\n"
-"numpy path (tests/unit/test_buckets.py).");
+"numpy path (tests/unit/test_warmup_c_paths.py).");
 
 typedef struct {
     long long key, count, scored, sum;
