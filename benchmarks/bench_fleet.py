@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -65,6 +66,7 @@ class Run:
     checkpoint_s: float = 0.0  # the changed models' states taken and packed
     checkpoints: int = 0
     models_packed: int = 0
+    children_s: float = 0.0  # forked copies' CPU, where they take the states (``bench_forked.py``)
 
 
 def engines_for(
@@ -92,10 +94,16 @@ def engines_for(
 
 
 def process(
-    messages: list[RawMessage], settings: MonitorSettings, every: float, n_models: int, epoch_ms: int = EPOCH_MS
+    messages: list[RawMessage],
+    settings: MonitorSettings,
+    every: float,
+    n_models: int,
+    epoch_ms: int = EPOCH_MS,
+    take: Callable[[dict[int, PartitionEngine], dict[int, set[str]], Run], None] | None = None,
 ) -> tuple[dict[int, PartitionEngine], Run]:
     """Every partition's records through its engine, in polls of BATCH_SIZE per topic partition, a checkpoint
-    every ``every`` events per model (inf: once, at the end)."""
+    every ``every`` events per model (inf: once, at the end), taken by ``take`` (``checkpoint`` by default)."""
+    take = take or checkpoint
     runs: dict[tuple[int, str], list[RawMessage]] = {}
     for m in messages:
         runs.setdefault((m.partition, m.topic), []).append(m)
@@ -117,12 +125,12 @@ def process(
         if events >= next_at:
             while next_at <= events:
                 next_at += every * n_models
-            checkpoint(engines, changed, run)
+            take(engines, changed, run)
     t0 = time.process_time()
     for engine in engines.values():
         engine.release(ended={PRED, FB})
     run.process_s += time.process_time() - t0
-    checkpoint(engines, changed, run)
+    take(engines, changed, run)
     return engines, run
 
 

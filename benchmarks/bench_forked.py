@@ -1,12 +1,13 @@
 """A fleet's checkpoints as the worker forks them, in-process: CPU of the loop and of each forked copy.
 
 ``bench_fleet.py`` takes its checkpoints in its own process, so what the worker's fork changes does not show
-there: the copy's work is lost to the loop (a number it counts is counted again by the loop or by the next
-copy). Here the same engines and polls (``bench_fleet.process``'s), and at each checkpoint the loop flushes what
-its engines hold and settles the changed models (``PartitionEngine.settle``, as the worker does before it forks),
-then a forked child takes their states and packs them (``statetopic.pack``), and the loop waits for it; the
-child's CPU is read from ``os.wait4``. Reports CPU µs per event of processing, of the loop's part of the
-checkpoints (its pause) and of the children, each one round (compare rounds of one run only).
+there: the copy's work is lost to the loop (what it counts is counted again by the loop or by the next copy).
+Here ``bench_fleet.process``'s engines and polls, and at each checkpoint the loop flushes what its engines hold
+and settles the changed models (``PartitionEngine.settle``, as the worker does before it forks), then a forked
+child takes their states and packs them (``statetopic.pack``, without summaries), and the loop waits for it; the
+child's CPU is read from ``os.wait4``. Reports CPU µs per event of processing (the flushes included), of the loop's
+settling before each fork (its pause, but for the fork itself) and of the children, one round (compare rounds of
+one run only).
 
     .venv/bin/python benchmarks/bench_forked.py --models 2000 --events 400000 --every 40
     .venv/bin/python benchmarks/bench_forked.py --models 200 --events 100000 --every 40 --no-count-pending
@@ -20,7 +21,7 @@ import json
 import os
 import time
 
-from bench_fleet import BATCH_SIZE, FB, PARTITIONS, PRED, engines_for, stamped
+from bench_fleet import Run, process, stamped
 from streamdrift.core.config import MonitorSettings
 from streamdrift.core.engine import PartitionEngine
 from streamdrift.core.sketch import StreamSketch
@@ -28,14 +29,16 @@ from streamdrift.runtime.statetopic import pack
 from streamdrift.runtime.worker import GC_THRESHOLDS
 
 
-def checkpoint(engines: dict[int, PartitionEngine], changed: dict[int, set[str]], cpu: dict[str, float]) -> None:
-    """The loop's part (flush, settle), then a forked child's (states taken and packed), as the worker's."""
+def forked_checkpoint(engines: dict[int, PartitionEngine], changed: dict[int, set[str]], run: Run) -> None:
+    """The loop's part (flush: processing; settle: ``run.checkpoint_s``), then a forked child's (states taken and
+    packed: ``run.children_s``), as the worker's."""
     t0 = time.process_time()
     for engine in engines.values():
         engine.flush()
+    t1 = time.process_time()
     for p, engine in engines.items():
         engine.settle(changed[p])
-    cpu["loop_checkpoint"] += time.process_time() - t0
+    t2 = time.process_time()
     pid = os.fork()
     if pid == 0:  # the copy: takes and packs, then leaves without running the parent's exit handlers
         for p, engine in engines.items():
@@ -44,40 +47,19 @@ def checkpoint(engines: dict[int, PartitionEngine], changed: dict[int, set[str]]
         os._exit(0)
     _, status, usage = os.wait4(pid, 0)
     assert status == 0, f"the packing child failed ({status})"
-    cpu["children"] += usage.ru_utime + usage.ru_stime
+    run.process_s += t1 - t0
+    run.checkpoint_s += t2 - t1
+    run.children_s += usage.ru_utime + usage.ru_stime
+    run.checkpoints += 1
     for models in changed.values():
         models.clear()
 
 
-def run(n_models: int, n_predictions: int, every: float) -> dict[str, object]:
+def measure(n_models: int, n_predictions: int, every: float) -> dict[str, object]:
     gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs
     messages = stamped(n_predictions, n_models)
-    runs: dict[tuple[int, str], list] = {}
-    for m in messages:
-        runs.setdefault((m.partition, m.topic), []).append(m)
-    changed: dict[int, set[str]] = {p: set() for p in range(PARTITIONS)}
-    engines = engines_for(MonitorSettings(), changed)
-    cpu = dict.fromkeys(("process", "loop_checkpoint", "children"), 0.0)
-    events, next_at = 0, every * n_models
-    for at in range(0, max(len(records) for records in runs.values()), BATCH_SIZE):
-        t0 = time.process_time()
-        for p, engine in engines.items():
-            predictions = runs.get((p, PRED), [])[at : at + BATCH_SIZE]
-            feedback = runs.get((p, FB), [])[at : at + BATCH_SIZE]
-            engine.add(PRED, predictions)
-            engine.add(FB, feedback)
-            engine.release(flush=False)  # behind: the engine holds up to HOLD_BATCHES polls
-            events += len(predictions) + len(feedback)
-        cpu["process"] += time.process_time() - t0
-        if events >= next_at:
-            while next_at <= events:
-                next_at += every * n_models
-            checkpoint(engines, changed, cpu)
-    t0 = time.process_time()
-    for engine in engines.values():
-        engine.release(ended={PRED, FB})
-    cpu["process"] += time.process_time() - t0
-    checkpoint(engines, changed, cpu)
+    _, run = process(messages, MonitorSettings(), every, n_models, take=forked_checkpoint)
+    cpu = {"process": run.process_s, "loop_checkpoint": run.checkpoint_s, "children": run.children_s}
     per_event = {f"{k}_us_per_event": round(v / len(messages) * 1e6, 2) for k, v in cpu.items()}
     everything = round(sum(cpu.values()) / len(messages) * 1e6, 2)
     return {"models": n_models, "events": len(messages), "every": every, **per_event, "all_us_per_event": everything}
@@ -96,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.no_count_pending:
         StreamSketch.count_pending = lambda self: None  # type: ignore[method-assign]
-    print(json.dumps(run(args.models, args.events, args.every) | {"count_pending": not args.no_count_pending}))
+    print(json.dumps(measure(args.models, args.events, args.every) | {"count_pending": not args.no_count_pending}))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,13 @@ import numpy as np
 
 from streamdrift.core.metrics.classification_small import EPS, update_small
 from streamdrift.core.metrics.labels import OTHER, Registry, label_keys
-from streamdrift.core.metrics.report_small import SMALL_CLASSES, label_metrics_small, score_figures_small
+from streamdrift.core.metrics.report_small import (
+    SMALL_CLASSES,
+    binned_auc,
+    label_metrics_small,
+    no_label_metrics,
+    score_figures_small,
+)
 from streamdrift.core.metrics.windows import (
     SCALE,
     Windowed,
@@ -410,17 +416,7 @@ def label_metrics(confusion: np.ndarray, names: list[str], positive: int | None)
     """Accuracy, binary and macro precision/recall/F1 from a confusion matrix (sklearn, zero_division=0)."""
     total = confusion.sum()
     if not total:
-        return {
-            "accuracy": None,
-            "error_rate": None,
-            "precision": None,
-            "recall": None,
-            "f1": None,
-            "macro_precision": None,
-            "macro_recall": None,
-            "macro_f1": None,
-            "per_class": {},
-        }
+        return no_label_metrics()
     hits = np.diag(confusion).astype(np.float64)
     actual, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
     precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
@@ -455,15 +451,7 @@ def score_figures(histograms: np.ndarray, score_sums: np.ndarray) -> tuple[float
 
 def _auc(histogram: np.ndarray) -> float | None:
     """ROC AUC of one class against the rest from its binned scores: ties within a bin count half."""
-    negatives, positives = histogram.tolist()
-    n_neg, n_pos = sum(negatives), sum(positives)
-    if not n_neg or not n_pos:
-        return None
-    below, twice = 0, 0  # integers: exact, then one rounding
-    for neg, pos in zip(negatives, positives):
-        twice += pos * (2 * below + neg)
-        below += neg
-    return twice / (2 * n_pos * n_neg)
+    return binned_auc(*histogram.tolist())
 
 
 def _ece(histogram: np.ndarray, score_sums: np.ndarray) -> float | None:

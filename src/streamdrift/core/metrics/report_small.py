@@ -68,23 +68,28 @@ def numpy_mean(values: list[float]) -> float:
     return numpy_sum(values) / len(values)
 
 
+def no_label_metrics() -> dict[str, Any]:
+    """The label metrics of no graded pair (both ``label_metrics`` paths)."""
+    return {
+        "accuracy": None,
+        "error_rate": None,
+        "precision": None,
+        "recall": None,
+        "f1": None,
+        "macro_precision": None,
+        "macro_recall": None,
+        "macro_f1": None,
+        "per_class": {},
+    }
+
+
 def label_metrics_small(confusion: list[list[int]], names: list[str], positive: int | None) -> dict[str, Any]:
     """``classification.label_metrics`` of the confusion matrix as lists (``matrix.tolist()``): the same dict."""
     k = len(confusion)
     actual = [sum(row) for row in confusion]
     total = sum(actual)
     if not total:
-        return {
-            "accuracy": None,
-            "error_rate": None,
-            "precision": None,
-            "recall": None,
-            "f1": None,
-            "macro_precision": None,
-            "macro_recall": None,
-            "macro_f1": None,
-            "per_class": {},
-        }
+        return no_label_metrics()
     hits = [float(confusion[i][i]) for i in range(k)]
     predicted = [sum(row[j] for row in confusion) for j in range(k)]
     precision = [h / p if p > 0 else 0.0 for h, p in zip(hits, predicted)]
@@ -108,12 +113,12 @@ def score_figures_small(
     histograms: list[list[list[int]]], score_sums: list[list[int]]
 ) -> tuple[float | None, float | None]:
     """``classification.score_figures`` of the arrays as lists: the macro ROC AUC and calibration error."""
-    auc = [a for a in (_auc(negatives, positives) for negatives, positives in histograms) if a is not None]
+    auc = [a for a in (binned_auc(negatives, positives) for negatives, positives in histograms) if a is not None]
     ece = [e for e in (_ece(h, s) for h, s in zip(histograms, score_sums)) if e is not None]
     return (numpy_mean(auc) if auc else None), (numpy_mean(ece) if ece else None)
 
 
-def _auc(negatives: list[int], positives: list[int]) -> float | None:
+def binned_auc(negatives: list[int], positives: list[int]) -> float | None:
     """ROC AUC of one class against the rest from its binned scores: ties within a bin count half."""
     n_neg, n_pos = sum(negatives), sum(positives)
     if not n_neg or not n_pos:
