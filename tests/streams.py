@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import orjson
 
 from streamdrift.core import state as snapshot
@@ -62,3 +66,15 @@ def run_monitors(
 def state_bytes(monitors: dict[str, ModelMonitor]) -> bytes:
     """The monitors' states as snapshots store them (arrays keep their dtype): equal states, equal bytes."""
     return snapshot.dumps({m: mon.state() for m, mon in monitors.items()})
+
+
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"
+
+
+def golden_module(name: str) -> ModuleType:
+    """A script of tests/fixtures/golden (``make_golden``, ``make_records``: what writes a golden file) as a module."""
+    spec = importlib.util.spec_from_file_location(name, GOLDEN / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,17 +8,12 @@ the commit.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import orjson
 import pytest
 
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
-_spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
-assert _spec is not None and _spec.loader is not None
-make_golden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_golden)
+from streams import GOLDEN, golden_module
+
+make_golden = golden_module("make_golden")
 EXPECTED = orjson.loads((GOLDEN / "drift_events.json").read_bytes())
 
 

@@ -12,20 +12,15 @@ its summary) fails here; regenerate the file only for a change that means to, an
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from streamdrift.core.monitor import ModelMonitor
+from streams import GOLDEN, golden_module
 
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
-_spec = importlib.util.spec_from_file_location("make_records", GOLDEN / "make_records.py")
-assert _spec is not None and _spec.loader is not None
-make_records = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_records)
+make_records = golden_module("make_records")
 EXPECTED = orjson.loads((GOLDEN / "records.json").read_bytes())
 STREAMS = {name: (seed, n, checkpoints) for name, seed, n, checkpoints in make_records.STREAMS}
 
