@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from kafka_broker import free_ports
 from streamdrift.core.records import RawMessage
 from streamdrift.runtime.settings import Settings, load_settings
 
@@ -33,7 +33,9 @@ def worker_env(bootstrap: str, prefix: str, snapshot_dir: Path, **settings: obje
             "STREAMDRIFT_TOPICS__APPROVALS": f"{prefix}.approvals",  # `topics create` makes it: one per test
             "STREAMDRIFT_GROUP_ID": f"{prefix}.group",
             "STREAMDRIFT_SNAPSHOT_DIR": str(snapshot_dir),
-            "STREAMDRIFT_METRICS_PORT": str(free_ports(1)[0]),
+            # 0: the worker binds a free port and logs it (WorkerProcess.port). A port picked here and bound by the
+            # worker later could be taken meanwhile (a Kafka client's connection takes one), and was (CI).
+            "STREAMDRIFT_METRICS_PORT": "0",
             "STREAMDRIFT_POLL_TIMEOUT_S": "0.2",
             # a SIGKILLed member holds its partitions until its session times out: keep that short in tests
             "STREAMDRIFT_KAFKA__CONSUMER_EXTRA": '{"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}',
@@ -73,12 +75,19 @@ class StreamdriftProcess:
         self.env = env
         self.log_path = log_path
         self._log = open(log_path, "ab")
+        self._log_start = self._log.tell()  # where this process's lines begin (a log may be appended to)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamdrift", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def own_log(self) -> str:
+        """The lines this process wrote (not those of an earlier process that appended to the same file)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc.poll() is None:
@@ -91,7 +100,21 @@ class StreamdriftProcess:
 class WorkerProcess(StreamdriftProcess):
     def __init__(self, env: dict[str, str], log_path: Path):
         super().__init__(env, log_path, "worker")
-        self.port = int(env["STREAMDRIFT_METRICS_PORT"])
+        port = int(env.get("STREAMDRIFT_METRICS_PORT", "9108"))
+        self._port = port or None
+
+    @property
+    def port(self) -> int:
+        """The port it serves on: the one its "worker started" line names where the settings let it pick (0).
+        Before that line, ConnectionRefusedError, as a port not served yet answers."""
+        if self._port is None:
+            for line in self.own_log().splitlines():
+                if line.startswith("{") and '"msg":"worker started"' in line:
+                    self._port = urllib.parse.urlsplit(orjson.loads(line)["metrics"]).port
+                    break
+            else:
+                raise ConnectionRefusedError(f"{self.log_path}: the worker has not started serving yet")
+        return self._port
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:

@@ -273,3 +273,17 @@ def test_a_running_worker_serves_its_view_and_no_status_when_off(kafka_bootstrap
         worker.stop(signal.SIGKILL)
     for line in worker.log().splitlines():  # JSON logs only: no traceback from the HTTP server
         orjson.loads(line)
+
+
+@pytest.mark.kafka
+def test_a_worker_whose_metrics_port_is_taken_stops_at_start_naming_the_setting(kafka_bootstrap, unique_name, tmp_path):
+    env = worker_env(kafka_bootstrap, unique_name("sd"), tmp_path / "snapshots")
+    assert streamdrift(env, "topics", "create", "--partitions", "1").returncode == 0
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = streamdrift({**env, "STREAMDRIFT_METRICS_PORT": str(port)}, "worker", timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+    assert "set metrics_port (env STREAMDRIFT_METRICS_PORT) to a free port, or 0 for any" in done.stderr

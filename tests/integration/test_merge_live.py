@@ -20,7 +20,6 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from kafka_broker import free_ports
 from streamdrift.cli.replay import event_time_ms
 from streamdrift.core import state as codec
 from streamdrift.core.engine import PartitionEngine
@@ -166,7 +165,6 @@ def test_the_same_log_consumed_live_and_as_a_backlog_gives_byte_identical_state(
         **live_env,
         "STREAMDRIFT_GROUP_ID": live_env["STREAMDRIFT_GROUP_ID"] + ".backlog",
         "STREAMDRIFT_SNAPSHOT_DIR": str(tmp_path / "backlog"),
-        "STREAMDRIFT_METRICS_PORT": str(free_ports(1)[0]),
     }
     backlog = _run_to_the_released_prefix(backlog_env, tmp_path / "backlog.log", topics)
 

@@ -123,7 +123,9 @@ def test_status_of_a_running_worker_matches_its_snapshots(kafka_bootstrap, uniqu
             lambda: worker.counts() == {k: tuple(v) for k, v in expected.items()}, 90, "every event counted"
         )
 
-        live = streamdrift(env, "status")  # default address: metrics_host and metrics_port of the settings
+        # default address: metrics_host and metrics_port of the settings (the port the worker picked, as a user
+        # who set it would have it)
+        live = streamdrift({**env, "STREAMDRIFT_METRICS_PORT": str(worker.port)}, "status")
         assert live.returncode == 0, live.stderr
         lines = live.stdout.splitlines()
         assert lines[0].split() == [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import replace
 
 import orjson
@@ -10,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamdrift.core.config import MonitorSettings
-from streamdrift.runtime.exporter import OTHER, Health, ModelCollector, StatusView, status_json
+from streamdrift.runtime.exporter import OTHER, Health, ModelCollector, StatusView, serve, status_json
 from streams import demo_messages, run_monitors
 
 
@@ -234,3 +236,15 @@ def test_cost_and_value_are_model_metrics_and_per_version_metrics() -> None:
     assert set(versions) == {("v0", "cost"), ("v0", "value"), ("v1", "cost"), ("v1", "value")}
     assert all(s.labels["model_id"] == "m" for s in metrics["streamdrift_version_metric"])
     assert not [s for s in metrics["streamdrift_model_metric"] if s.labels["model_id"] == "p"]
+
+
+def test_a_port_in_use_is_the_bind_error_the_worker_reports_naming_metrics_port() -> None:
+    """Binding a port another socket listens on raises the bind's OSError (the worker turns it into a ConfigError
+    naming ``metrics_port``). Before, the server's cleanup of the failed bind raised an AttributeError instead
+    (its threads' fields were set only after the bind), and the worker stopped on an "unexpected error"."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        with pytest.raises(OSError) as raised:
+            serve("127.0.0.1", held.getsockname()[1], CollectorRegistry(), Health(), dict)
+    assert raised.value.errno == errno.EADDRINUSE

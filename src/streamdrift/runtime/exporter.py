@@ -597,7 +597,13 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         timeout_s: float = 10.0,
         probes: Callable[[str], tuple[int, bytes] | None] | None = None,
     ):
-        super().__init__(address, handler)
+        super().__init__(address, handler, bind_and_activate=False)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.socket.close()  # not server_close: it stops the threads below, not started yet
+            raise
         self.timeout_s = timeout_s
         self.probes = probes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="http")
