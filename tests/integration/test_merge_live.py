@@ -29,6 +29,7 @@ from streamdrift.core.records import RawMessage
 from streamdrift.core.state import Snapshot
 from streamdrift.core.synthetic import generate
 from streamdrift.runtime.checkpoint import LocalSnapshotStore
+from streams import differences
 from worker_process import WorkerProcess, read_topic, streamdrift, worker_env, worker_settings
 
 pytestmark = pytest.mark.kafka
@@ -117,23 +118,6 @@ def _run_to_the_released_prefix(env: dict[str, str], log_path: Path, topics: dic
     return status
 
 
-def _differences(a: object, b: object, path: str = "") -> list[str]:
-    """Where ``a`` and ``b`` differ, as paths with both values (cut short), at most 20: a failure that says
-    what differs, in milliseconds (pytest's own diff of two large /status documents or state bytes ran for
-    more than half an hour)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = [
-            f"{path}/{k}: only in {'the first' if k in a else 'the second'}" for k in sorted(set(a) ^ set(b), key=str)
-        ]
-        for k in sorted(set(a) & set(b), key=str):
-            out += _differences(a[k], b[k], f"{path}/{k}")
-        return out[:20]
-    if isinstance(a, bytes) and isinstance(b, bytes) and a != b:
-        at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        return [f"{path}: {len(a)} and {len(b)} bytes, the first difference at byte {at}"]
-    return [] if a == b else [f"{path}: {str(a)[:200]} != {str(b)[:200]}"]
-
-
 def _partition_states(env: dict[str, str]) -> dict[int, bytes]:
     """Each partition's checkpointed state (monitors, merge epochs, offsets) as the state codec encodes it."""
     settings = worker_settings(env)  # each run's own group: its own seal
@@ -170,8 +154,8 @@ def test_the_same_log_consumed_live_and_as_a_backlog_gives_byte_identical_state(
 
     live_states, backlog_states = _partition_states(live_env), _partition_states(backlog_env)
     assert sorted(live_states) == list(range(PARTITIONS))
-    assert _differences(live_states, backlog_states) == []
-    assert _differences(live, backlog) == []  # the /status documents: each model's summary, offsets, ready
+    assert differences(live_states, backlog_states) == []
+    assert differences(live, backlog) == []  # the /status documents: each model's summary, offsets, ready
     models = {m for part in live["partitions"].values() for m in part["models"]}
     assert models == {"credit-risk", "churn", "fraud"}
 
@@ -265,4 +249,4 @@ def test_a_topic_far_ahead_in_one_epoch_is_paused_not_released_early_and_the_sta
         worker.stop(signal.SIGKILL)
     snapshot = replay.snapshot()
     expected = codec.encode(Snapshot(0, snapshot.offsets, snapshot.models, snapshot.merge), "compare")
-    assert _differences(_partition_states(env), {0: expected}) == []
+    assert differences(_partition_states(env), {0: expected}) == []
