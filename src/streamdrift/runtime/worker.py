@@ -234,6 +234,7 @@ class Worker:
         self.lock = threading.Lock()  # the HTTP thread reads state while the loop changes it
         self.health = Health()
         self.stopping = False
+        self.closing = False  # the consumer is closing: a rebalance that ends meanwhile gives this worker nothing
         self._delivery_errors: list[str] = []
         # the largest dead letter that fits (deadletter.py): the producer's limit until run reads the topic's
         self.dead_letter_max_bytes = deadletter.max_bytes(None, deadletter.PRODUCER_MAX_MESSAGE_BYTES)
@@ -447,6 +448,7 @@ class Worker:
         finally:
             self._cancel_flight()  # a checkpoint not committed stays so
             self._writer.shutdown(wait=True)  # a write in flight finishes (its offsets stay uncommitted)
+            self.closing = True
             self.consumer.close()
             self.producer.flush(10)
             self.http.shutdown()
@@ -458,6 +460,15 @@ class Worker:
     # -- rebalance ---------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        if self.closing:
+            # called from inside consumer.close() when a rebalance ends while this member leaves: the handle is
+            # being destroyed (asking it for committed offsets raises _DESTROY), and the partitions are the
+            # next member's to restore. Left unassigned; close revokes whatever librdkafka assigns.
+            log.info(
+                "partitions assigned while closing: not taken",
+                extra={"fields": {"partitions": sorted({tp.partition for tp in assigned})}},
+            )
+            return
         self._complete_checkpoint()  # no snapshot half written while one is read back
         self._restore_positions(assigned)
         consumer.assign(assigned)
