@@ -3,13 +3,19 @@ resumed once it is back within; a partition dropped (revoked, lost, rewound) is 
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from confluent_kafka import Message, TopicPartition
 
 from streamdrift.core.records import RawMessage
 from streamdrift.core.routing import murmur2_partition
+from streamdrift.core.synthetic import generate
+from streamdrift.runtime import worker as worker_module
+from streamdrift.runtime.idle import IdleClock
 from streamdrift.runtime.settings import Settings
 from streamdrift.runtime.worker import Worker
+from streams import state_bytes
 
 BATCH_SIZE = 2  # the merge holds 10 x batch_size = 20 records per topic and partition
 
@@ -100,8 +106,80 @@ def test_a_topic_bringing_only_misrouted_records_is_idle_so_the_topic_paused_ahe
     assert (
         state.paused == {pred} and state.engine.monitors[here].predictions_total == 0
     )  # predictions ahead of the labels: they wait
-    state.idle.last_record[fb] -= 3600  # the partition's last label was an hour ago (max_task_idle_ms: 3 s)
+    # the partition's last label was an hour ago, and the merge has held the predictions since (max_task_idle_ms: 3 s)
+    state.idle.last_record[fb] -= 3600
+    state.idle.holding_since -= 3600  # type: ignore[operator]
     worker.process([_event(fb, o, elsewhere, t0 + 20 + o) for o in range(1, 4)])  # only misrouted labels since
     assert state.engine.monitors[here].predictions_total == 21
     assert worker.m_forced.labels("idle")._value.get() == 1
     assert consumer.calls == [("pause", [(pred, 0)]), ("resume", [(pred, 0)])]
+
+
+class Clock:
+    """``time`` for the worker module with a ``monotonic`` the test moves."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def _drift_messages(worker: Worker) -> tuple[list[Message], list[Message]]:
+    """The synthetic stream's predictions and labels (half of them, each right after its prediction) for two
+    seconds, all on partition 0, stamped with their event times."""
+    topics = {"prediction": worker.topics.predictions, "feedback": worker.topics.feedback}
+    out: dict[str, list[Message]] = {"prediction": [], "feedback": []}
+    for kind, event in generate(1000, seed=19, drift_at=400, rate=500.0, feedback_delay=0):
+        millis = round(event["timestamp"] * 1000)
+        offset = len(out[kind])
+        out[kind].append(
+            Message(
+                topic=topics[kind],
+                partition=0,
+                offset=offset,
+                key=event["model_id"].encode(),
+                value=orjson.dumps(event),
+                timestamp=(1, millis),
+            )
+        )
+    return out["prediction"], out["feedback"]
+
+
+def _quiet_partition_worker(tmp_path, monkeypatch, clock: Clock) -> Worker:
+    """A worker whose partition 0 was assigned long ago and has had nothing since, both topics caught up."""
+    monkeypatch.setattr(worker_module, "time", clock)
+    worker = Worker(Settings(state_store="local", snapshot_dir=tmp_path))
+    worker.consumer = RecordingConsumer()  # type: ignore[assignment]
+    worker.producer = DiscardingProducer()  # type: ignore[assignment]
+    worker.partitions = {0: worker._new_state(0)}
+    worker.partitions[0].idle = IdleClock(started=clock.now)
+    worker.lag = {(worker.topics.predictions, 0): 0, (worker.topics.feedback, 0): 0}
+    clock.now += 3600  # an hour without a record on either topic (max_task_idle_ms: 3 s)
+    return worker
+
+
+def test_a_topic_quiet_for_long_is_waited_for_when_the_other_topic_starts_again(tmp_path, monkeypatch) -> None:
+    """Labels that reach the worker a poll before their predictions (the producer's batches of two topics land
+    apart) wait for them: the predictions' topic, quiet for an hour, is not idle until the merge has waited for
+    it ``max_task_idle_ms``. Before, its hour of silence counted, the labels were released first and the state
+    was not the log's (a flaky state-topic comparison in CI)."""
+    clock = Clock(1000.0)
+    in_one_poll = _quiet_partition_worker(tmp_path / "one", monkeypatch, clock)
+    predictions, labels = _drift_messages(in_one_poll)
+    in_one_poll.process(predictions + labels)
+    labels_first = _quiet_partition_worker(tmp_path / "two", monkeypatch, clock)
+    labels_first.process(labels)  # the lag is 0: the predictions' batch is not on the broker yet
+    assert labels_first.m_forced.labels("idle")._value.get() == 0
+    clock.now += 0.05
+    labels_first.process(predictions)
+    clock.now += 5  # nothing more comes: the last epochs go once both topics have been idle for 3 s
+    for worker in (in_one_poll, labels_first):
+        worker.process([])
+    monitors = [w.partitions[0].engine.monitors for w in (in_one_poll, labels_first)]
+    assert sum(m.predictions_total for m in monitors[0].values()) == len(predictions)
+    assert sum(m.feedback_total for m in monitors[0].values()) == len(labels)
+    assert state_bytes(monitors[1]) == state_bytes(monitors[0])

@@ -735,9 +735,11 @@ class Worker:
                     if routed.skipped < len(records_here):
                         state.idle.arrived(topic, now)
             for p, state in sorted(self.partitions.items()):
+                state.idle.holding(state.engine.merge.buffered() > 0, now)
                 idle = self._idle_topics(p, state, now)
                 flush = not messages or self._keeping_up(p, state)
                 released = self._engine_call(state, partial(state.engine.release, idle=idle, flush=flush))
+                state.idle.holding(state.engine.merge.buffered() > 0, now)
                 self._count_forced(p, state, released, idle)
                 self._backpressure(p, state)
                 if released.records:
