@@ -5,8 +5,11 @@ Each of those changes (a record's encoding, the warm-up tables' and histograms' 
 in plain Python, the summary made once per batch) was tested against a plain twin written beside it; this test
 holds them, and the next ones, to the bytes the code wrote before them: a model's state with its summary in the
 header, as ``statetopic.pack`` encodes it before compressing it. ``tests/fixtures/golden/records.json`` was
-written by ``make_records.py`` with the interpreter of 415163a. A change that alters a record (its state's bytes,
-its summary) fails here; regenerate the file only for a change that means to, and say why in the commit.
+written by ``make_records.py`` with the interpreter of 415163a, and again once since, for a change that meant to
+alter records: the classification metrics' totals stored in the narrowest integer dtype that holds them, not
+int64 (issue 19, 2026-12-05; with that change undone the records were 415163a's bytes). A change that alters a
+record (its state's bytes, its summary) fails here; regenerate the file only for a change that means to, and
+say why in the commit.
 """
 
 from __future__ import annotations

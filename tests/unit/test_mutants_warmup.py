@@ -297,7 +297,7 @@ def test_a_scored_state_keeps_scored_rows_only_where_some_row_had_no_score_in_th
         np.uint32,
         np.uint64,
     ]
-    assert [warmup._narrow_signed(np.array([v, 0])).dtype for v in (-128, 127, 128, -32768, 32768)] == [
+    assert [warmup.narrow_signed(np.array([v, 0])).dtype for v in (-128, 127, 128, -32768, 32768)] == [
         np.int8,
         np.int8,
         np.int16,

@@ -254,7 +254,7 @@ def test_a_sketch_s_arrays_are_those_its_columns_make_one_at_a_time(tables: list
     state = warmup.sketch_state(columns)
     steps, counts, scores = _one_at_a_time(columns)
     if steps or counts or any(column.distinct is None for column in columns.values()):
-        assert _typed(state["steps"]) == _typed(warmup._narrow_signed(np.array(steps, np.int64)))
+        assert _typed(state["steps"]) == _typed(warmup.narrow_signed(np.array(steps, np.int64)))
         assert _typed(state["counts"]) == _typed(warmup._narrow(np.array(counts, np.int64)))
     else:
         assert "steps" not in state and "counts" not in state

@@ -412,7 +412,7 @@ class WarmupColumn:
         state = self._plain_state(self.distinct)
         if self._distinct is None:
             keys, counts = self.histogram()
-            state["steps"] = _narrow_signed(_steps(keys))
+            state["steps"] = narrow_signed(_steps(keys))
             state["counts"] = _narrow(counts)
         if self.scored:
             state["scores"] = self._scores_state()
@@ -825,16 +825,16 @@ def sketch_state(columns: Mapping[str, WarmupColumn], parts_of: Parts = _TABLE_P
             entries.tables(column, parts)
     state: State = {"columns": written}
     if anchors:
-        state["anchors"] = _narrow_signed(anchors)
+        state["anchors"] = narrow_signed(anchors)
     if first:
-        state["distinct_first"] = _narrow_signed(first)
+        state["distinct_first"] = narrow_signed(first)
         state["distinct_steps"] = _narrow(steps)
         state["distinct_counts"] = _narrow(counts_by_number)
     counts = None
     if histograms:
         keys = np.concatenate([column.keys for column in histograms])
         counts = np.concatenate([column.counts for column in histograms])
-        state["steps"] = _narrow_signed(_sketch_steps(keys, [len(column.keys) for column in histograms]))
+        state["steps"] = narrow_signed(_sketch_steps(keys, [len(column.keys) for column in histograms]))
         state["counts"] = _narrow(counts)
     if any(column.scored for column in columns.values()):
         state["scores"] = _sketch_scores(*entries.arrays(histograms, counts))
@@ -1097,12 +1097,14 @@ def _narrow(values: list[int] | NDArray[np.int64]) -> NDArray[np.unsignedinteger
     raise OverflowError(f"a count of {largest} does not fit 64 bits")
 
 
-def _narrow_signed(values: list[int] | NDArray[np.int64]) -> NDArray[np.signedinteger[Any]]:
-    """Numbers (below 2 ** 63 in magnitude) in the narrowest signed dtype that holds them."""
+def narrow_signed(values: list[int] | NDArray[np.int64]) -> NDArray[np.signedinteger[Any]]:
+    """Numbers (below 2 ** 63 in magnitude) in the narrowest signed dtype that holds them; an array of any shape
+    keeps its shape."""
     if isinstance(values, list):  # a few numbers: no numpy call but the array's
         low, high = min(values, default=0), max(values, default=0)
     else:
-        low, high = int(np.minimum.reduce(values, initial=0)), int(np.maximum.reduce(values, initial=0))
+        low = int(np.minimum.reduce(values, axis=None, initial=0))
+        high = int(np.maximum.reduce(values, axis=None, initial=0))
     for dtype, most in _SIGNED:
         if -most - 1 <= low and high <= most:
             return np.array(values, dtype=dtype)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamdrift.core.sketch import count_dtype
+from streamdrift.core.warmup import narrow_signed
 
 SCALE = 1 << 20  # fixed point for bounded sums: integer sums are associative, float sums are not
 
@@ -86,13 +87,16 @@ def fixed_point(x: np.ndarray) -> np.ndarray:
 
 def split_counts(slots: np.ndarray, total: np.ndarray, bound: int) -> dict:
     """State of windowed counts: the sub-windows, each entry at most ``bound``, in the smallest
-    dtype that holds it (a snapshot stores fewer bytes), and the unbounded int64 totals."""
-    return {"slots": slots.astype(count_dtype(bound, unsigned=True)), "total": total.copy()}
+    dtype that holds it (a snapshot stores fewer bytes), and the unbounded totals in the narrowest signed
+    dtype that holds their values (a model in its warm-up has a few dozen rows: its histograms' 200 totals
+    were 1.6 KB of int64, mostly zeros, 2 % of its record's bytes after zlib; issue 19)."""
+    return {"slots": slots.astype(count_dtype(bound, unsigned=True)), "total": narrow_signed(total)}
 
 
 def unsplit_counts(state: dict, slots: int, shape: tuple[int, ...], bound: int) -> tuple[np.ndarray, np.ndarray]:
     """What ``split_counts`` stored (arrays or lists): the sub-windows in the narrowest signed dtype for
-    ``bound``, as they are kept live, and the int64 totals; ``shape`` is one sub-window's."""
+    ``bound``, as they are kept live, and the totals as int64 (stored in any integer dtype: int64 before
+    2026-12-05); ``shape`` is one sub-window's."""
     return (
         np.asarray(state["slots"]).astype(count_dtype(bound)).reshape(slots, *shape),
         np.array(state["total"], dtype=np.int64).reshape(shape),
