@@ -9,7 +9,7 @@ holds the state of input partition ``p``. Its keys::
 
 A value is a state tree encoded as a snapshot file is (``core.state.encode_tree``:
 format version, settings hash, CRC-32; nothing executed on load), compressed
-with zlib (``COMPRESS_LEVEL``, 6) and cut into chunks of at most ``chunk_bytes`` (under the
+with zlib (``COMPRESS_LEVEL``, 5) and cut into chunks of at most ``chunk_bytes`` (under the
 topic's ``max.message.bytes``). zlib starts each value from a preset dictionary
 (``runtime/state_dictionary.py``): the key names and layouts every model
 record repeats, 14 % of a warm-up model's compressed bytes, which a value read
@@ -107,10 +107,11 @@ PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default
 # for 54 us more per record (87 -> 141 us; levels 7 and 9: 20 %, 153 and 385 us). Level 5 (docs/benchmarks.md,
 # benchmarks/bench_record.py): 41 us less than 6 for a warm-up record, a third less for a monitoring model's,
 # for 1.3 % and 0.5 % more bytes; with the worker's forked checkpoints a record every 40 events a model
-# (benchmarks/bench_forked.py) 200 models -11 % of the CPU per event, 2,000 -3 %. Not taken: the state topic's
-# bytes per input byte at 10,000 warm-up models meet their target (0.25) by 0.1 % at level 6 (README), and 1.3 %
-# more would miss it. A restore inflates any level at the same speed.
-COMPRESS_LEVEL = 6
+# (benchmarks/bench_forked.py) 200 models -11 % of the CPU per event, 2,000 -3 %. Taken once a classification
+# metric's totals were stored narrow (2026-12-05, issue 19): level 5 then writes fewer bytes than level 6 did
+# before (2,613 against 2,630 a warm-up record at 10,000 models), and the state topic's bytes per input byte at
+# 10,000 warm-up models keep their target (0.25; README). A restore inflates any level at the same speed.
+COMPRESS_LEVEL = 5
 # A compressor at COMPRESS_LEVEL that has read the preset dictionary and nothing else: ``pack`` starts each
 # value from a copy of it, the same bytes as from a new one, for a quarter of the cost (a new compressor reads
 # the 7.6 KB dictionary into its hash chains each time: 9 us, a copy 2 us, against ~200 us for the value itself)
