@@ -86,10 +86,10 @@ def differences(a: object, b: object, path: str = "", limit: int = 20) -> list[s
         for i, (x, y) in enumerate(zip(a, b)):
             out += differences(x, y, f"{path}[{i}]", limit)
         return out[:limit]
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        if a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes():
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):  # (== of an array is no bool)
+        if type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes():  # type: ignore[union-attr]
             return []
-        return [f"{path}: {a.dtype}{a.shape} {str(a.tolist())[:200]} != {b.dtype}{b.shape} {str(b.tolist())[:200]}"]
+        return [f"{path}: {a!r}"[:250] + f" != {b!r}"[:250]]
     if isinstance(a, bytes) and isinstance(b, bytes) and a != b:
         try:
             return differences(snapshot.loads(a), snapshot.loads(b), path, limit) or [

@@ -106,9 +106,7 @@ def test_a_topic_bringing_only_misrouted_records_is_idle_so_the_topic_paused_ahe
     assert (
         state.paused == {pred} and state.engine.monitors[here].predictions_total == 0
     )  # predictions ahead of the labels: they wait
-    # the partition's last label was an hour ago, and the merge has held the predictions since (max_task_idle_ms: 3 s)
-    state.idle.last_record[fb] -= 3600
-    state.idle.holding_since -= 3600  # type: ignore[operator]
+    state.idle.last_record[fb] -= 3600  # the partition's last label was an hour ago (max_task_idle_ms: 3 s)
     worker.process([_event(fb, o, elsewhere, t0 + 20 + o) for o in range(1, 4)])  # only misrouted labels since
     assert state.engine.monitors[here].predictions_total == 21
     assert worker.m_forced.labels("idle")._value.get() == 1
@@ -183,3 +181,33 @@ def test_a_topic_quiet_for_long_is_waited_for_when_the_other_topic_starts_again(
     assert sum(m.predictions_total for m in monitors[0].values()) == len(predictions)
     assert sum(m.feedback_total for m in monitors[0].values()) == len(labels)
     assert state_bytes(monitors[1]) == state_bytes(monitors[0])
+
+
+def test_a_topic_streaming_past_max_buffered_is_not_held_back_each_time_the_merge_empties(
+    tmp_path, monkeypatch
+) -> None:
+    """A partition whose labels never come, read from a backlog: its predictions fill the merge past
+    ``max_buffered`` (paused), the silent feedback topic is idle and the merge gives them all; the next poll's
+    predictions must not wait ``max_task_idle_ms`` again for a topic that stayed silent throughout (review of the
+    idle fix: each emptied merge restarted the wait, about max_buffered records per 3 s)."""
+    clock = Clock(1000.0)
+    monkeypatch.setattr(worker_module, "time", clock)
+    worker = Worker(Settings(state_store="local", snapshot_dir=tmp_path, batch_size=BATCH_SIZE))
+    worker.consumer = consumer = RecordingConsumer()  # type: ignore[assignment]
+    worker.producer = DiscardingProducer()  # type: ignore[assignment]
+    worker.partitions = {0: worker._new_state(0)}
+    state = worker.partitions[0]
+    state.idle = IdleClock(started=clock.now)
+    pred, fb = worker.topics.predictions, worker.topics.feedback
+    worker.lag = {(pred, 0): 1, (fb, 0): 0}  # predictions behind (a backlog), feedback caught up and silent
+    fetched, paused_polls, t0 = 0, 0, 1_764_900_000
+    for _ in range(200):  # 20 s of polls, 5 predictions each unless paused
+        polled = [] if pred in state.paused else [_event(pred, fetched + i, "m", t0 + fetched + i) for i in range(5)]
+        fetched += len(polled)
+        paused_polls += not polled
+        worker.process(polled)
+        clock.now += 0.1
+    # paused once, while feedback was waited for (3 s from the assignment), then fetched at every poll
+    assert sum(1 for call, _ in consumer.calls if call == "pause") == 1
+    assert paused_polls <= 30 and fetched >= 1000 - 5 * 30
+    assert state.engine.monitors["m"].predictions_total >= fetched - 1  # all but the newest epoch's record

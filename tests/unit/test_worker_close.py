@@ -28,6 +28,11 @@ class ClosingConsumer:
         self.assigned.append(partitions)
 
 
+class TransactionalProducer:
+    def abort_transaction(self, timeout: float) -> None:
+        pass
+
+
 def test_partitions_assigned_while_the_consumer_closes_are_not_taken(tmp_path) -> None:
     worker = Worker(Settings(state_store="local", snapshot_dir=tmp_path))
     consumer = ClosingConsumer()
@@ -38,3 +43,18 @@ def test_partitions_assigned_while_the_consumer_closes_are_not_taken(tmp_path) -
     )  # type: ignore[arg-type]
     assert worker.partitions == {}  # no state restored for a partition it is leaving
     assert not worker.health.ready
+
+
+def test_partitions_lost_while_the_consumer_closes_do_not_rewind_an_exactly_once_worker(tmp_path) -> None:
+    """on_lost from inside close (the session expired during a long final checkpoint): an exactly-once worker
+    rewound to the last committed state, asking the closing handle for offsets (``_DESTROY``) out of close.
+    Nothing is committed after the final checkpoint: the partitions are dropped, the worker rewinds nothing."""
+    worker = Worker(Settings(snapshot_dir=tmp_path, processing_guarantee="exactly_once"))
+    consumer = ClosingConsumer()
+    worker.consumer = consumer  # type: ignore[assignment]
+    worker.producer = TransactionalProducer()  # type: ignore[assignment]
+    worker.partitions[3] = worker._new_state(3)
+    worker.closing = True
+    worker._on_lost(consumer, [TopicPartition(worker.topics.predictions, 3)])  # type: ignore[arg-type]
+    assert worker.partitions == {}
+    assert worker.m_aborts._value.get() == 0

@@ -682,7 +682,10 @@ class Worker:
             future, commits, started, chosen = self._pending
             self._pending = (future, [tp for tp in commits if tp.partition not in gone], started, chosen)
         self._drop(gone)
-        if self.exactly_once:  # the open transaction holds output of the lost partitions: never commit it
+        # the open transaction holds output of the lost partitions: never commit it. While the consumer closes
+        # (after the final checkpoint) the handle cannot be asked for offsets to rewind to, and nothing is
+        # committed after it: the open transaction is aborted by the coordinator or the next instance's init
+        if self.exactly_once and not self.closing:
             self._abort_and_rewind(f"partitions {sorted(gone)} lost")
 
     def _drop(self, partitions: set[int]) -> None:
@@ -733,13 +736,11 @@ class Worker:
                     # a topic that brings only skipped records gives the merge nothing (their placeholders move
                     # no epoch): it is silent, else a topic paused ahead of it would wait for as long as it lasts
                     if routed.skipped < len(records_here):
-                        state.idle.arrived(topic, now)
+                        state.idle.arrived(topic, now, self.settings.max_task_idle_ms / 1000)
             for p, state in sorted(self.partitions.items()):
-                state.idle.holding(state.engine.merge.buffered() > 0, now)
                 idle = self._idle_topics(p, state, now)
                 flush = not messages or self._keeping_up(p, state)
                 released = self._engine_call(state, partial(state.engine.release, idle=idle, flush=flush))
-                state.idle.holding(state.engine.merge.buffered() > 0, now)
                 self._count_forced(p, state, released, idle)
                 self._backpressure(p, state)
                 if released.records:
@@ -866,7 +867,7 @@ class Worker:
 
     def _idle_topics(self, p: int, state: PartitionState, now: float) -> set[str]:
         """Partition ``p``'s topics the merge stops waiting for (``runtime/idle.py``): caught up, and silent
-        for ``max_task_idle_ms``. The wall clock decides only whether to force a release, never the order."""
+        for ``max_task_idle_ms`` (since the partition's traffic resumed, too, after a quiet spell). The wall clock decides only whether to force a release, never the order."""
         caught_up = [t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0]
         return state.idle.idle(caught_up, self.settings.max_task_idle_ms / 1000, now)
 
