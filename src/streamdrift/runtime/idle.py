@@ -69,11 +69,19 @@ class IdleClock:
     last_record: dict[str, float] = field(default_factory=dict)  # topic -> when its latest record came
     last_forced: Forced | None = None  # why the latest release that gave records was forced, if it was
     resumed_at: float = -math.inf  # when a record came after every topic had been silent for max_idle_s
+    unpaused_at: float = -math.inf  # when a topic paused by backpressure was last resumed
 
     def arrived(self, topic: str, now: float, max_idle_s: float) -> None:
-        if now - max([self.started, *self.last_record.values()]) >= max_idle_s:
+        # a topic paused by backpressure is not silent: it brings nothing because it is not fetched, and its
+        # first records after the pause resume no quiet spell (else the silent topic would be waited for again
+        # after each pause, throttling the partition to max_buffered records per max_idle_s: review of 3f65d03)
+        if now - max([self.started, self.unpaused_at, *self.last_record.values()]) >= max_idle_s:
             self.resumed_at = now  # the partition's traffic resumes after a quiet spell
         self.last_record[topic] = now
+
+    def unpaused(self, now: float) -> None:
+        """A topic paused by backpressure is fetched again ``now``."""
+        self.unpaused_at = now
 
     def idle(self, caught_up: Iterable[str], max_idle_s: float, now: float) -> set[str]:
         """The topics of ``caught_up`` (at their high watermark) silent for ``max_idle_s``: since their latest

@@ -768,6 +768,7 @@ class Worker:
                 self.m_paused.labels(topic).inc()
         if resume := sorted(state.paused - over):
             self.consumer.resume([TopicPartition(topic, p) for topic in resume])
+            state.idle.unpaused(time.monotonic())
         state.paused = over
 
     def _keeping_up(self, p: int, state: PartitionState) -> bool:
