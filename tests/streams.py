@@ -87,7 +87,8 @@ def differences(a: object, b: object, path: str = "", limit: int = 20) -> list[s
             out += differences(x, y, f"{path}[{i}]", limit)
         return out[:limit]
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):  # (== of an array is no bool)
-        if type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes():  # type: ignore[union-attr]
+        same = type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape  # type: ignore[union-attr]
+        if same and a.tobytes() == b.tobytes():  # type: ignore[union-attr]
             return []
         return [f"{path}: {a!r}"[:250] + f" != {b!r}"[:250]]
     if isinstance(a, bytes) and isinstance(b, bytes) and a != b:

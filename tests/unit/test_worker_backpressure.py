@@ -147,14 +147,20 @@ def _drift_messages(worker: Worker) -> tuple[list[Message], list[Message]]:
     return out["prediction"], out["feedback"]
 
 
-def _quiet_partition_worker(tmp_path, monkeypatch, clock: Clock) -> Worker:
-    """A worker whose partition 0 was assigned long ago and has had nothing since, both topics caught up."""
+def _clocked_worker(tmp_path, monkeypatch, clock: Clock, **settings: object) -> Worker:
+    """A worker on ``clock`` owning partition 0, assigned now."""
     monkeypatch.setattr(worker_module, "time", clock)
-    worker = Worker(Settings(state_store="local", snapshot_dir=tmp_path))
+    worker = Worker(Settings(state_store="local", snapshot_dir=tmp_path, **settings))  # type: ignore[arg-type]
     worker.consumer = RecordingConsumer()  # type: ignore[assignment]
     worker.producer = DiscardingProducer()  # type: ignore[assignment]
     worker.partitions = {0: worker._new_state(0)}
     worker.partitions[0].idle = IdleClock(started=clock.now)
+    return worker
+
+
+def _quiet_partition_worker(tmp_path, monkeypatch, clock: Clock) -> Worker:
+    """A worker whose partition 0 was assigned long ago and has had nothing since, both topics caught up."""
+    worker = _clocked_worker(tmp_path, monkeypatch, clock)
     worker.lag = {(worker.topics.predictions, 0): 0, (worker.topics.feedback, 0): 0}
     clock.now += 3600  # an hour without a record on either topic (max_task_idle_ms: 3 s)
     return worker
@@ -162,8 +168,8 @@ def _quiet_partition_worker(tmp_path, monkeypatch, clock: Clock) -> Worker:
 
 def test_a_topic_quiet_for_long_is_waited_for_when_the_other_topic_starts_again(tmp_path, monkeypatch) -> None:
     """Labels that reach the worker a poll before their predictions (the producer's batches of two topics land
-    apart) wait for them: the predictions' topic, quiet for an hour, is not idle until the merge has waited for
-    it ``max_task_idle_ms``. Before, its hour of silence counted, the labels were released first and the state
+    apart) wait for them: the predictions' topic, quiet for an hour, is not idle until ``max_task_idle_ms`` after
+    the partition's traffic resumed. Before, its hour of silence counted, the labels were released first and the state
     was not the log's (a flaky state-topic comparison in CI)."""
     clock = Clock(1000.0)
     in_one_poll = _quiet_partition_worker(tmp_path / "one", monkeypatch, clock)
@@ -191,13 +197,9 @@ def test_a_topic_streaming_past_max_buffered_is_not_held_back_each_time_the_merg
     predictions must not wait ``max_task_idle_ms`` again for a topic that stayed silent throughout (review of the
     idle fix: each emptied merge restarted the wait, about max_buffered records per 3 s)."""
     clock = Clock(1000.0)
-    monkeypatch.setattr(worker_module, "time", clock)
-    worker = Worker(Settings(state_store="local", snapshot_dir=tmp_path, batch_size=BATCH_SIZE))
-    worker.consumer = consumer = RecordingConsumer()  # type: ignore[assignment]
-    worker.producer = DiscardingProducer()  # type: ignore[assignment]
-    worker.partitions = {0: worker._new_state(0)}
+    worker = _clocked_worker(tmp_path, monkeypatch, clock, batch_size=BATCH_SIZE)
+    consumer = worker.consumer
     state = worker.partitions[0]
-    state.idle = IdleClock(started=clock.now)
     pred, fb = worker.topics.predictions, worker.topics.feedback
     worker.lag = {(pred, 0): 1, (fb, 0): 0}  # predictions behind (a backlog), feedback caught up and silent
     fetched, paused_polls, t0 = 0, 0, 1_764_900_000

@@ -169,7 +169,8 @@ class Settings(BaseSettings):
         3000,
         ge=0,
         description="a topic caught up and without a record this long, and this long since the partition's traffic "
-        "resumed after a quiet spell, is not waited for by the merge: a forced release, counted (streamdrift_merge_forced_releases_total), where the order can depart from the log's",
+        "resumed after a quiet spell, is not waited for by the merge: a forced release, counted "
+        "(streamdrift_merge_forced_releases_total), where the order can depart from the log's",
     )
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
     state_store: Literal["kafka", "local"] = Field(

@@ -868,7 +868,8 @@ class Worker:
 
     def _idle_topics(self, p: int, state: PartitionState, now: float) -> set[str]:
         """Partition ``p``'s topics the merge stops waiting for (``runtime/idle.py``): caught up, and silent
-        for ``max_task_idle_ms`` (since the partition's traffic resumed, too, after a quiet spell). The wall clock decides only whether to force a release, never the order."""
+        for ``max_task_idle_ms`` (since the partition's traffic resumed, too, after a quiet spell). The wall clock
+        decides only whether to force a release, never the order."""
         caught_up = [t for t in (self.topics.predictions, self.topics.feedback) if self.lag.get((t, p)) == 0]
         return state.idle.idle(caught_up, self.settings.max_task_idle_ms / 1000, now)
 
