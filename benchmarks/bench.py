@@ -385,6 +385,12 @@ def fleet(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str, 
     return rows
 
 
+def worker_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The settings ``--merge-epoch-ms`` gives every worker of the throughput, fleet and latency phases (none: the
+    worker's defaults)."""
+    return {} if args.merge_epoch_ms is None else {"merge_epoch_ms": args.merge_epoch_ms}
+
+
 def throughput(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str) -> dict:
     topics = Topics(bootstrap, f"bench-{run_id}.tput", args.partitions)
     topics.create(workdir)
@@ -412,11 +418,12 @@ def throughput(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: 
                 timeout,
                 state_store=args.state_store,
                 max_task_idle_ms=THROUGHPUT_IDLE_MS,
+                **worker_settings(args),
             ),
             "baseline": run_consumer("baseline", topics, events, timeout),
         }
         if args.compare_python:  # another checkout's worker, in the same round over the same records
-            same = {"state_store": args.state_store, "max_task_idle_ms": THROUGHPUT_IDLE_MS}
+            same = {"state_store": args.state_store, "max_task_idle_ms": THROUGHPUT_IDLE_MS, **worker_settings(args)}
             r["compared"] = run_worker_throughput(
                 topics,
                 workdir,
@@ -644,7 +651,7 @@ def latency(bootstrap: str, args: argparse.Namespace, workdir: Path, run_id: str
     # 30,000 events/s, on the worker's two cores, where a user's model servers run on machines of their own
     log(f"latency: making {n_predictions:,} predictions and their feedback")
     chunks = [stream.chunk(min(per_tick, n_predictions - sent)) for sent in range(0, n_predictions, per_tick)]
-    worker = Worker(topics.env(workdir / "lat-snapshots"), workdir / "worker-latency.log")
+    worker = Worker(topics.env(workdir / "lat-snapshots", **worker_settings(args)), workdir / "worker-latency.log")
     reader = AlertReader(topics)
     probe = MetricsProbe(worker, interval=0.05)
     producer = Producer(producer_config(bootstrap, linger_ms=5))
@@ -963,6 +970,8 @@ def _other_summary(result: dict, out: dict) -> dict:
             out[f"inprocess_{k}_us_per_event"] = round(prof[f"{k}_us_per_event"], 3)
         out["inprocess_ratio_to_baseline"] = round(prof["inprocess_ratio_to_baseline"], 3)
         out["inprocess_parse_and_monitor_ratio_to_baseline"] = round(prof["parse_and_monitor_ratio_to_baseline"], 3)
+    if result["args"].get("merge_epoch_ms") is not None:  # not the workers' default
+        out["merge_epoch_ms"] = result["args"]["merge_epoch_ms"]
     out["machine"] = result["machine"]
     out["bench_seconds"] = round(result["seconds"], 1)
     return out
@@ -1113,6 +1122,11 @@ def _other_table(result: dict, rows: list[str]) -> str:
         f"machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Python {m['python']}, "
         f"commit {m['commit']} ({m['streamdrift']}); load average {m['load_average_1m'][0]:.1f} at start, "
         f"{m['load_average_1m'][1]:.1f} at end; total {result['seconds']:.0f}s"
+        + (
+            ""
+            if result["args"].get("merge_epoch_ms") is None
+            else f"; merge_epoch_ms {result['args']['merge_epoch_ms']}"
+        )
     )
     return "\n".join(rows)
 
@@ -1147,6 +1161,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the model counts of --fleet (default 10,200,2000)",
     )
     parser.add_argument("--fleet-events", type=int, default=100_000, help="predictions of each --fleet stream")
+    parser.add_argument(
+        "--merge-epoch-ms",
+        type=int,
+        help="the workers' merge_epoch_ms in the throughput, fleet and latency phases (default: the worker's, 100): "
+        "how many rows a model gets per call where many models share a partition (docs/scaling.md)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the paced stream")
     parser.add_argument("--latency-rate", type=float, help="events/s of the paced stream (default: half the max)")
     parser.add_argument(

@@ -39,7 +39,7 @@ import orjson
 
 from bench_profile import FB, PARTITIONS, PRED, raw_messages
 from streamdrift.core.config import MonitorSettings
-from streamdrift.core.engine import BatchHook, PartitionEngine
+from streamdrift.core.engine import Batch, BatchHook, DriftEvent, PartitionEngine
 from streamdrift.core.monitor import monitor_factory
 from streamdrift.core.records import RawMessage
 from streamdrift.runtime.statetopic import pack
@@ -67,15 +67,22 @@ class Run:
     checkpoints: int = 0
     models_packed: int = 0
     children_s: float = 0.0  # forked copies' CPU, where they take the states (``bench_forked.py``)
+    calls: int = 0  # a model's batches observed (``observe_predictions``, ``observe_feedback``), every model's
 
 
 def engines_for(
-    settings: MonitorSettings, changed: dict[int, set[str]], epoch_ms: int = EPOCH_MS
+    settings: MonitorSettings, changed: dict[int, set[str]], epoch_ms: int = EPOCH_MS, run: Run | None = None
 ) -> dict[int, PartitionEngine]:
-    """A worker's engines, one per partition, each noting the models it changed (as the worker does)."""
+    """A worker's engines, one per partition, each noting the models it changed (as the worker does), and
+    counting the batches its models observe in ``run.calls``."""
+    run = run or Run()
 
     def noting(p: int) -> BatchHook:
-        return lambda topic, batch, monitored, events: changed[p].add(batch.model_id)
+        def note(topic: str, batch: Batch, monitored: bool, events: list[DriftEvent]) -> None:
+            changed[p].add(batch.model_id)
+            run.calls += 1
+
+        return note
 
     return {
         p: PartitionEngine(
@@ -108,8 +115,8 @@ def process(
     for m in messages:
         runs.setdefault((m.partition, m.topic), []).append(m)
     changed: dict[int, set[str]] = {p: set() for p in range(PARTITIONS)}
-    engines = engines_for(settings, changed, epoch_ms)
     run = Run()
+    engines = engines_for(settings, changed, epoch_ms, run)
     events, next_at = 0, every * n_models
     longest = max(len(records) for records in runs.values())
     for at in range(0, longest, BATCH_SIZE):
@@ -163,7 +170,7 @@ def measure(
     gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs
     messages = stamped(n_predictions, n_models)
     best = dict.fromkeys(("process_us_per_event", "checkpoint_us_per_event", "checkpoint_us_per_model"), math.inf)
-    checkpoints = 0
+    checkpoints = calls = 0
     for _ in range(rounds):
         gc.collect()
         engines, run = process(messages, MonitorSettings(multivariate=multivariate), every, n_models, epoch_ms)
@@ -174,7 +181,7 @@ def measure(
         best["checkpoint_us_per_model"] = min(
             best["checkpoint_us_per_model"], run.checkpoint_s / max(1, run.models_packed) * 1e6
         )
-        checkpoints = run.checkpoints
+        checkpoints, calls = run.checkpoints, run.calls
         del engines
     return {
         "models": n_models,
@@ -183,6 +190,9 @@ def measure(
         "epoch_ms": epoch_ms,
         "checkpoints": checkpoints,  # at most one per poll of every partition: few models get more events each
         "events_per_model_per_checkpoint": round(len(messages) / checkpoints / n_models, 1),
+        # what a fleet's cost follows (docs/scaling.md): the rows a model's batch has, on average; the same
+        # in every round, whatever the machine
+        "rows_per_call": round(len(messages) / calls, 2),
         **{k: round(v, 2) for k, v in best.items()},
     }
 
