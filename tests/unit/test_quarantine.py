@@ -205,3 +205,69 @@ def test_a_model_whose_held_rows_raise_when_counted_is_quarantined_not_the_snaps
     assert snapshot.models["bad"]["quarantined"]["error"] == "ZeroDivisionError"
     assert snapshot.models["good"]["predictions_total"] == 3 and engine.monitors["good"].quarantined is None
     assert engine.processing_errors == 1 and "5.0" not in caplog.text
+
+
+def test_a_stored_state_that_cannot_be_built_at_the_restore_quarantines_its_model(caplog) -> None:
+    """A state decoded at the restore (a record without a summary: a quarantined model's, or one written before
+    summaries) whose body passed its checksum but cannot be built (a writer bug) stopped the worker at every
+    assignment of its partition, the next owner's too. It quarantines its model, as waking such a state does."""
+    engine = _engine()
+    _run(engine, [_prediction(i, "bad" if i % 2 else "good", 1000.0 + i, x=float(i)) for i in range(20)])
+    snapshot = _saved(engine.snapshot())
+    snapshot.models["bad"]["features"] = []  # the codec gives it back as it is: only building it fails
+    restored = _engine()
+    restored.restore(snapshot)
+    bad = restored.monitors["bad"]
+    assert isinstance(bad, ModelMonitor) and bad.quarantined is not None
+    assert bad.quarantined["error"] == "TypeError" and bad.quarantined["topic"] is None
+    assert restored.processing_errors == 1 and restored.quarantined_models == 1
+    assert restored.monitor("good").predictions_total == 10 and restored.monitor("good").quarantined is None
+    assert [r.fields["during"] for r in caplog.records] == ["building its stored state"]
+    # and its records are dead-lettered as a quarantined model's, its state checkpointed as such
+    rejected = _run(restored, [_prediction(100, "bad", 1100.0)]).rejected
+    assert [r.reason for r in rejected] == ["processing_error: model 'bad' is quarantined"]
+    assert restored.snapshot().models["bad"]["quarantined"]["error"] == "TypeError"
+
+
+def test_a_model_whose_state_cannot_be_taken_is_quarantined_not_the_snapshot(monkeypatch, caplog) -> None:
+    """Taking a model's state at a checkpoint runs code that processing does not (every number a warm-up keeps
+    is counted, its tables made): where that raises (a bug, or a stored state that built but holds arrays of
+    other lengths than it says), every checkpoint failed and the worker never committed again. The model is
+    quarantined there, as ``settle`` quarantines it, and the snapshot is taken."""
+    engine = _engine()
+    _run(engine, [_prediction(i, "bad" if i % 2 else "good", 1000.0 + i, x=float(i)) for i in range(6)])
+    state = ModelMonitor.state
+
+    def raising_for_bad(self):
+        if self.model_id == "bad" and self.quarantined is None:
+            raise ValueError("merge_buckets: arrays or lists of different lengths")
+        return state(self)
+
+    monkeypatch.setattr(ModelMonitor, "state", raising_for_bad)
+    snapshot = engine.snapshot()
+    assert snapshot.models["bad"]["quarantined"] == {
+        "error": "ValueError",
+        "where": f"test_quarantine.py:{raising_for_bad.__code__.co_firstlineno + 2} (raising_for_bad)",
+        "topic": None,
+    }
+    assert snapshot.models["good"]["predictions_total"] == 3 and engine.monitors["good"].quarantined is None
+    assert engine.processing_errors == 1 and [r.fields["during"] for r in caplog.records] == ["taking its state"]
+
+
+def test_a_restored_warm_up_whose_arrays_do_not_fit_its_columns_quarantines_its_model_at_the_restore(caplog) -> None:
+    """A warm-up restored is kept as stored until it is first used, which may be at a checkpoint: a state whose
+    arrays have other lengths than its columns say (no writer makes one) passed the restore and every batch,
+    then broke every write of the model's state, so that its partition was never checkpointed again. It is
+    refused at the restore, where it quarantines its model whenever checkpoints come."""
+    engine = _engine()
+    _run(engine, [_prediction(i, "m", 1000.0 + i, x=float(i) * 1.37) for i in range(40)])
+    snapshot = _saved(engine.snapshot())
+    warmup = snapshot.models["m"]["features"]["warmup"]
+    assert warmup["columns"]["x"]["buckets"] == len(warmup["steps"]) == 40  # a histogram: 40 distinct numbers
+    warmup["steps"] = warmup["steps"][:-3]
+    restored = _engine()
+    restored.restore(snapshot)
+    assert restored.monitors["m"].quarantined is not None and restored.quarantined_models == 1
+    assert restored.monitors["m"].quarantined["error"] == "ValueError"
+    assert [r.fields["during"] for r in caplog.records] == ["building its stored state"]
+    assert restored.snapshot().models["m"]["quarantined"]["error"] == "ValueError"

@@ -262,3 +262,32 @@ def test_a_sketch_s_arrays_are_those_its_columns_make_one_at_a_time(tables: list
         assert "scores" not in state
     else:
         assert {k: _typed(v) for k, v in state["scores"].items()} == {k: _typed(v) for k, v in scores.items()}
+
+
+def _with_a_histogram(change) -> dict:
+    """A sketch state whose column f0 writes a histogram (45 buckets, past the distinct-number limit), scored,
+    then ``change`` d."""
+    columns = _columns([[float(i) * 1.37 for i in range(LIMIT + 5)], [0, 1]], scored=True)
+    state = snapshot.loads(snapshot.dumps(warmup.sketch_state(columns)))
+    assert state["columns"]["f0"]["buckets"] == len(state["steps"]) == len(state["counts"]) == 45
+    change(state)
+    return state
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set("steps", np.ones(42, np.int16)), "45 buckets, 42 steps and 45 counts"),
+        (_set("counts", np.ones(44, np.uint8)), "45 buckets, 45 steps and 44 counts"),
+        (_set_column("f0", "buckets", 40), "40 buckets, 45 steps and 45 counts"),
+        (_set_column("f0", "buckets", -1), "the warm-up column 'f0' has -1 buckets"),
+        (_set_column("f0", "buckets", 45.0), "the warm-up column 'f0' has 45.0 buckets"),
+        (_scores("scored", np.ones(3, np.uint8)), "3 scored counts for 49 entries"),
+    ],
+)
+def test_a_warm_up_state_whose_arrays_do_not_fit_its_columns_is_refused_when_read(change, message: str) -> None:
+    """Arrays of other lengths than the columns say passed the read and broke the first write of the model's
+    state after it (``merge_buckets``, in the checkpoint), so that no checkpoint of its partition was written
+    again: refused when read, where a restore or the model's first event quarantines it."""
+    with pytest.raises(ValueError, match=message):
+        warmup.from_sketch_state(_with_a_histogram(change), LIMIT, KEPT)

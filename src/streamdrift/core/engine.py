@@ -251,10 +251,9 @@ class PartitionEngine:
         self.routing.load_state((snapshot.merge or {}).get(FORWARDED, {}))
         self.offsets = dict(snapshot.offsets)
         self._held, self._held_records = [], 0
-        self.monitors = {
-            model_id: state if isinstance(state, Dormant) else self.new_monitor(model_id, state)
-            for model_id, state in snapshot.models.items()
-        }
+        self.monitors = {}
+        for model_id, state in snapshot.models.items():
+            self.monitors[model_id] = state if isinstance(state, Dormant) else self._built(model_id, state)
         latest = max((monitor.last_event_time for monitor in self.monitors.values()), default=0.0)
         self.event_clock = float((snapshot.merge or {}).get(EVENT_CLOCK, latest))
         self._idle_from = -np.inf  # not known yet: the sweep below looks at every model and sets it
@@ -274,9 +273,35 @@ class PartitionEngine:
         return Snapshot(
             self.partition,
             dict(self.offsets),
-            {model_id: self.monitor(model_id).state() for model_id in chosen},
+            {model_id: self._state_of(model_id) for model_id in chosen},
             self.partition_state(),
         )
+
+    def _state_of(self, model_id: str) -> State:
+        """The state of ``model_id`` for a snapshot. Taking it runs code processing does not (every number a
+        warm-up keeps counted, its tables made), so a monitor whose state cannot be taken (a bug, or a stored
+        state that was built but holds arrays of other lengths than it says) is quarantined there, as ``settle``
+        quarantines it, and the quarantine's state taken: no model can keep a partition from its checkpoints. A
+        last resort (a stored state's arrays are checked when it is built, ``warmup.check_sketch_state``): where
+        a forked copy packs the checkpoint, the copy quarantines the model in the record it writes, and the
+        loop's monitor stays as it was until the partition is restored."""
+        monitor = self.monitor(model_id)
+        try:
+            return monitor.state()
+        except Exception as exc:  # noqa: BLE001 - whatever one model raises stops that model only
+            frozen, _ = self._freeze(model_id, None, exc, during="taking its state")
+            return frozen.state()
+
+    def _built(self, model_id: str, state: State) -> ModelMonitor:
+        """The monitor of a state decoded at the restore (a record without a summary: a quarantined model's, or
+        one written before summaries); where it cannot be built (a writer bug: it passed its checksum), the model
+        quarantined as ``_wake`` quarantines a `Dormant` one: no record can stop the restore, hence every worker
+        that is assigned its partition."""
+        try:
+            return self.new_monitor(model_id, state)
+        except Exception as exc:  # noqa: BLE001 - whatever building one model raises stops that model only
+            frozen, _ = self._freeze(model_id, None, exc, during="building its stored state")
+            return frozen
 
     def settle(self, models: Collection[str]) -> None:
         """Count the rows the live monitors of ``models`` hold (``ModelMonitor.settle``), as ``snapshot`` does

@@ -58,6 +58,7 @@ from streamdrift.core.records import FeatureColumn, column_values
 from streamdrift.core.stats import column_stats, layout
 from streamdrift.core.warmup import (
     WarmupColumn,
+    check_sketch_state,
     count_pending,
     from_sketch_state,
     from_states,
@@ -1108,6 +1109,8 @@ class StreamSketch:
         self._stored_warmup = None
         # kept as it is where it is what state() gives: a decoded snapshot's arrays (lists would come back as lists)
         if warmup is not None and _arrays_kept(warmup):
+            if is_sketch_state(warmup):  # refused now, not when first used (at a checkpoint, maybe)
+                check_sketch_state(warmup)
             self.__dict__.pop("_warmup", None)  # made when first used (``warmup``)
             self._stored_warmup = _copied(warmup)
         else:  # none (the reference is complete), lists, or raw rows of format version 2 (counted now, not kept)

@@ -956,15 +956,39 @@ def is_sketch_state(warmup: State) -> bool:
     return type(columns) is dict and type(columns.get("numbers")) is not int
 
 
+def check_sketch_state(state: State) -> None:
+    """What ``from_sketch_state`` refuses without making a column: arrays of other lengths than its columns
+    say (ValueError). A restored warm-up is kept as it is until it is first used (``StreamSketch.load_state``),
+    which may be at a checkpoint; checked at its restore, a state no writer makes quarantines its model there
+    (or at the model's first event), wherever checkpoints come, and never breaks a write of its state
+    (``compact``'s arrays of other lengths)."""
+    columns = state["columns"]
+    anchors = state.get("anchors")  # version 6
+    if anchors is not None and len(anchors) != len(columns):
+        raise ValueError(f"a warm-up state has {len(anchors)} anchors for {len(columns)} columns")
+    buckets = entries = 0  # the histograms' buckets, and every score entry (``_score_tables``)
+    for name, column in columns.items():
+        n = column.get("buckets", 0)
+        if type(n) is not int or n < 0:
+            raise ValueError(f"the warm-up column {name!r} has {n!r} buckets")
+        distinct = column["distinct"]
+        buckets += n
+        entries += n + (distinct if type(distinct) is int else len(distinct or ())) + len(column["categories"]) + 1
+    steps, counts = state.get("steps", ()), state.get("counts", ())  # none where no column writes a histogram
+    if not buckets == len(steps) == len(counts):
+        raise ValueError(f"a warm-up state has {buckets} buckets, {len(steps)} steps and {len(counts)} counts")
+    scored = (state.get("scores") or {}).get("scored")
+    if scored is not None and len(scored) != entries:
+        raise ValueError(f"a warm-up state has {len(scored)} scored counts for {entries} entries")
+
+
 def from_sketch_state(state: State, limit: int, max_kept: int) -> dict[str, WarmupColumn]:
     """The columns of ``sketch_state()``, by name, in the order of their names (version 5's too, which wrote
     every anchor and distinct number in its column's plain values)."""
-    # (no steps and counts where no column writes a histogram: none is sliced then)
+    check_sketch_state(state)
     steps, counts, scores = state.get("steps", ()), state.get("counts", ()), state.get("scores")
     names = sorted(state["columns"])
-    anchors = state.get("anchors")  # version 6
-    if anchors is not None and len(anchors) != len(names):
-        raise ValueError(f"a warm-up state has {len(anchors)} anchors for {len(names)} columns")
+    anchors = state.get("anchors")
     tables = _DecimalTables.of(state)
     made: set[int] = set()
     at_bucket = 0
