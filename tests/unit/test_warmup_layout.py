@@ -283,6 +283,9 @@ def _with_a_histogram(change) -> dict:
         (_set_column("f0", "buckets", -1), "the warm-up column 'f0' has -1 buckets"),
         (_set_column("f0", "buckets", 45.0), "the warm-up column 'f0' has 45.0 buckets"),
         (_scores("scored", np.ones(3, np.uint8)), "3 scored counts for 49 entries"),
+        (_set_column("f0", "categories", {"a": "x"}), "'f0' has a count that is no positive integer"),
+        (_set_column("f0", "categories", {"a": 0}), "'f0' has a count that is no positive integer"),
+        (_set_column("f1", "distinct", {"0": 1, "1": 1.0}), "'f1' has a count that is no positive integer"),
     ],
 )
 def test_a_warm_up_state_whose_arrays_do_not_fit_its_columns_is_refused_when_read(change, message: str) -> None:

@@ -972,6 +972,9 @@ def check_sketch_state(state: State) -> None:
         if type(n) is not int or n < 0:
             raise ValueError(f"the warm-up column {name!r} has {n!r} buckets")
         distinct = column["distinct"]
+        for table in (distinct if type(distinct) is dict else {}, column["categories"]):
+            if not all(type(count) is int and count > 0 for count in table.values()):
+                raise ValueError(f"the warm-up column {name!r} has a count that is no positive integer")
         buckets += n
         entries += n + (distinct if type(distinct) is int else len(distinct or ())) + len(column["categories"]) + 1
     steps, counts = state.get("steps", ()), state.get("counts", ())  # none where no column writes a histogram
