@@ -251,3 +251,22 @@ def test_a_restored_engine_goes_on_as_one_never_stopped(replayed):
     events_second = second.release(ended={PREDICTIONS, FEEDBACK}).events
     assert _by_alert(events_first + events_second) == _by_alert(events)
     assert state_bytes(second.monitors) == state_bytes(whole.monitors)
+
+
+def test_a_restore_under_another_merge_epoch_says_so(caplog):
+    """The epoch makes the order (the test above), so a partition checkpointed under one merge_epoch_ms and
+    restored under another has the old one's state up to the checkpoint and the new one's after it: no replay
+    under either gives it, and a group whose workers disagree would change it at every rebalance. The restore
+    goes on (the merge converts its epochs) and says so, naming the setting and both values."""
+    values = [_value(i, "a") for i in range(5)]
+    records = [RawMessage(PREDICTIONS, 0, i, None, v, (1_700_000_000 + i) * 1000) for i, v in enumerate(values)]
+    old = _engine(load_settings(merge_epoch_ms=100))
+    old.add(PREDICTIONS, records)
+    old.release(ended={PREDICTIONS, FEEDBACK})
+    snapshot = codec.decode(codec.encode(old.snapshot(), "c"), "c", "test")
+    _engine(load_settings(merge_epoch_ms=100)).restore(snapshot)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    _engine(load_settings(merge_epoch_ms=1000)).restore(snapshot)
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "merge_epoch_ms" in warning.getMessage()
+    assert warning.fields == {"partition": 0, "checkpoint_merge_epoch_ms": 100, "merge_epoch_ms": 1000}

@@ -229,31 +229,6 @@ def test_a_stored_state_that_cannot_be_built_at_the_restore_quarantines_its_mode
     assert restored.snapshot().models["bad"]["quarantined"]["error"] == "TypeError"
 
 
-def test_a_model_whose_state_cannot_be_taken_is_quarantined_not_the_snapshot(monkeypatch, caplog) -> None:
-    """Taking a model's state at a checkpoint runs code that processing does not (every number a warm-up keeps
-    is counted, its tables made): where that raises (a bug, or a stored state that built but holds arrays of
-    other lengths than it says), every checkpoint failed and the worker never committed again. The model is
-    quarantined there, as ``settle`` quarantines it, and the snapshot is taken."""
-    engine = _engine()
-    _run(engine, [_prediction(i, "bad" if i % 2 else "good", 1000.0 + i, x=float(i)) for i in range(6)])
-    state = ModelMonitor.state
-
-    def raising_for_bad(self):
-        if self.model_id == "bad" and self.quarantined is None:
-            raise ValueError("merge_buckets: arrays or lists of different lengths")
-        return state(self)
-
-    monkeypatch.setattr(ModelMonitor, "state", raising_for_bad)
-    snapshot = engine.snapshot()
-    assert snapshot.models["bad"]["quarantined"] == {
-        "error": "ValueError",
-        "where": f"test_quarantine.py:{raising_for_bad.__code__.co_firstlineno + 2} (raising_for_bad)",
-        "topic": None,
-    }
-    assert snapshot.models["good"]["predictions_total"] == 3 and engine.monitors["good"].quarantined is None
-    assert engine.processing_errors == 1 and [r.fields["during"] for r in caplog.records] == ["taking its state"]
-
-
 def test_a_restored_warm_up_whose_arrays_do_not_fit_its_columns_quarantines_its_model_at_the_restore(caplog) -> None:
     """A warm-up restored is kept as stored until it is first used, which may be at a checkpoint: a state whose
     arrays have other lengths than its columns say (no writer makes one) passed the restore and every batch,

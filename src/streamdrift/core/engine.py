@@ -247,6 +247,20 @@ class PartitionEngine:
         """Take back what ``snapshot()`` gave: monitors, merge epochs and next offsets. A model whose state
         comes as a `Dormant` stays so until its first event or until its state is asked for."""
         if snapshot.merge:  # snapshots written before the merge existed have none
+            was = snapshot.merge.get("epoch_ms", self.merge.epoch_ms)
+            if was != self.merge.epoch_ms:  # converted, but the order (hence the state) is the new epoch's now
+                log.warning(
+                    "merge_epoch_ms differs from the checkpoint's: the partition's order is the new epoch's from "
+                    "here on (the same log gives other drift events under each; every worker of a group needs the "
+                    "same value)",
+                    extra={
+                        "fields": {
+                            "partition": self.partition,
+                            "checkpoint_merge_epoch_ms": was,
+                            "merge_epoch_ms": self.merge.epoch_ms,
+                        }
+                    },
+                )
             self.merge.load_state(snapshot.merge)
         self.routing.load_state((snapshot.merge or {}).get(FORWARDED, {}))
         self.offsets = dict(snapshot.offsets)
@@ -273,24 +287,9 @@ class PartitionEngine:
         return Snapshot(
             self.partition,
             dict(self.offsets),
-            {model_id: self._state_of(model_id) for model_id in chosen},
+            {model_id: self.monitor(model_id).state() for model_id in chosen},
             self.partition_state(),
         )
-
-    def _state_of(self, model_id: str) -> State:
-        """The state of ``model_id`` for a snapshot. Taking it runs code processing does not (every number a
-        warm-up keeps counted, its tables made), so a monitor whose state cannot be taken (a bug, or a stored
-        state that was built but holds arrays of other lengths than it says) is quarantined there, as ``settle``
-        quarantines it, and the quarantine's state taken: no model can keep a partition from its checkpoints. A
-        last resort (a stored state's arrays are checked when it is built, ``warmup.check_sketch_state``): where
-        a forked copy packs the checkpoint, the copy quarantines the model in the record it writes, and the
-        loop's monitor stays as it was until the partition is restored."""
-        monitor = self.monitor(model_id)
-        try:
-            return monitor.state()
-        except Exception as exc:  # noqa: BLE001 - whatever one model raises stops that model only
-            frozen, _ = self._freeze(model_id, None, exc, during="taking its state")
-            return frozen.state()
 
     def _built(self, model_id: str, state: State) -> ModelMonitor:
         """The monitor of a state decoded at the restore (a record without a summary: a quarantined model's, or
