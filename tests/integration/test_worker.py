@@ -108,6 +108,11 @@ def test_drift_reaches_the_alerts_topic_with_every_schema_field(setup, kafka_boo
     worker.wait_for(lambda: worker.counts() == expected_counts(items, env), 60, "all events counted")
     metrics = worker.get("/metrics")[1].decode()
     assert 'streamdrift_events_total{model_id="credit-risk",stream="predictions"} 2000.0' in metrics
+    # the events per model batch, which set a fleet's CPU per event (docs/scaling.md): each batch has one at least
+    [batches] = [
+        line.split()[1] for line in metrics.splitlines() if line.startswith("streamdrift_model_batches_total ")
+    ]
+    assert 0 < float(batches) <= sum(p + f for p, f in expected_counts(items, env).values())
     assert (
         'streamdrift_drift_events_total{kind="data_drift",model_id="credit-risk"}' in metrics
         or 'streamdrift_drift_events_total{model_id="credit-risk",kind="data_drift"} 1.0' in metrics

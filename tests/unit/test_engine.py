@@ -270,3 +270,26 @@ def test_a_restore_under_another_merge_epoch_says_so(caplog):
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "merge_epoch_ms" in warning.getMessage()
     assert warning.fields == {"partition": 0, "checkpoint_merge_epoch_ms": 100, "merge_epoch_ms": 1000}
+
+
+def test_a_release_counts_the_model_batches_its_monitors_observed():
+    """A model gets at most one batch per run of one topic in the log order (docs/scaling.md): what a fleet's CPU
+    per event follows, exported as streamdrift_model_batches_total. Batches of models over ``max_models`` are not
+    observed, so not counted."""
+    engine = _engine(load_settings(max_models=2))  # merge_epoch_ms 100
+    t0 = 1_700_000_000_000
+
+    def prediction(i: int, model_id: str, at_ms: int) -> RawMessage:
+        return RawMessage(PREDICTIONS, 0, i, None, _value(i, model_id), t0 + at_ms)
+
+    # epoch 0: a, b, c (c over max_models), then a label of a's; epoch 2: a, b again
+    predictions = [prediction(i, m, 10 * i) for i, m in enumerate("abacb")] + [
+        prediction(5 + i, m, 200 + i) for i, m in enumerate("abab")
+    ]
+    label = {"event_id": "e0", "model_id": "a", "timestamp": 1_700_000_000, "label": 1}
+    feedback = [RawMessage(FEEDBACK, 0, 0, None, orjson.dumps(label), t0 + 60)]
+    engine.add(PREDICTIONS, predictions)
+    engine.add(FEEDBACK, feedback)
+    released = engine.release(ended={PREDICTIONS, FEEDBACK})
+    assert released.records == 10 and engine.unmonitored_events == 1
+    assert released.batches == 2 + 1 + 2  # a and b; a's label; a and b

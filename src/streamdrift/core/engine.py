@@ -143,6 +143,7 @@ class Released:
     events: list[DriftEvent] = field(default_factory=list)  # drift events raised, without ``emitted_at``
     rejected: list[Rejected] = field(default_factory=list)  # records that failed validation: dead letters
     records: int = 0  # records released by the merge (rejected ones included)
+    batches: int = 0  # model batches its monitors observed: what a fleet's CPU per event follows (docs/scaling.md)
     forced: Forced | None = None  # why the merge went ahead of the log order, if it did (``EpochMerge.release``)
 
 
@@ -510,6 +511,7 @@ class PartitionEngine:
             out.rejected += _rejected(batch, messages, f"{PROCESSING_ERROR}: model '{batch.model_id}' is quarantined")
             return events  # a frozen state: nothing changed, nothing to tell
         elif monitor is not None:
+            out.batches += 1
             try:
                 if isinstance(batch, PredictionBatch):
                     events = monitor.observe_predictions(batch)

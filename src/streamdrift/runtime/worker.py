@@ -318,6 +318,11 @@ class Worker:
             "streamdrift_processing_errors", "Model batches whose processing raised (dead-lettered)", registry=reg
         )
         self.m_evicted = Counter("streamdrift_evicted_models", "Models evicted after model_idle_ttl_s", registry=reg)
+        self.m_batches = Counter(
+            "streamdrift_model_batches",
+            "Batches of a model's events its monitor observed (events per batch set a fleet's CPU per event)",
+            registry=reg,
+        )
         self.m_snapshot_ts = Gauge(
             "streamdrift_last_checkpoint_timestamp_seconds",
             "Wall-clock time of the last completed checkpoint",
@@ -784,6 +789,7 @@ class Worker:
         released = call()
         self.m_processing_errors.inc(state.engine.processing_errors - errors)
         self.m_evicted.inc(state.engine.evicted_models - evicted)
+        self.m_batches.inc(released.batches)
         for rejected in released.rejected:
             self._dead_letter(rejected)
         self._publish(released.events)
