@@ -867,7 +867,11 @@ def _parse_rfc3339(text: str) -> float:
             else:
                 offset = (off_h * 3600 + off_m * 60) * (-1 if sign == "-" else 1)
                 seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
-                return seconds + float(fraction) if fraction else float(seconds)
+                at = seconds + float(fraction) if fraction else float(seconds)
+                # within year 9999 in UTC, as epoch seconds are: an offset or a fraction rounded up can pass it,
+                # and a drift event could not write such a time (datetime's years end at 9999)
+                if at < EPOCH_SECONDS_END:
+                    return at
     raise _field_error("timestamp", text, "an RFC 3339 date-time with a time zone, year 1970 to 9999")
 
 
