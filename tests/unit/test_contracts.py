@@ -321,10 +321,14 @@ def test_timestamps_agree_with_the_calendar() -> None:
         y, m, d = int(text[:4]), int(text[5:7]), int(text[8:10])
         exists = y >= 1970 and d <= calendar.monthrange(y, m)[1]
         assert rfc3339.is_valid(text) == exists, text
-        assert (i in decoded) == exists, text
+        # the one place they part: an instant past year 9999 in UTC (9999-12-31 at a negative offset), which the
+        # decoder rejects as it rejects epoch seconds past it (a drift event could not write it) and the schema's
+        # pattern, a calendar of local dates, cannot tell (its description says so)
+        in_utc = not text.startswith("9999-12-31") or text.endswith("Z")
+        assert (i in decoded) == (exists and in_utc), text
         if exists and text.endswith("Z"):
             assert decoded[i] == calendar.timegm((y, m, d, 0, 0, 0)), text
-        elif exists:  # 23:59:59.5 at UTC-01:30
+        elif exists and in_utc:  # 23:59:59.5 at UTC-01:30
             assert decoded[i] == calendar.timegm((y, m, d, 23, 59, 59)) + 5400.5, text
 
 
