@@ -133,3 +133,40 @@ def test_a_float_column_nan_in_every_row_of_the_warm_up_is_one_it_never_saw() ->
             nans.update(later, offsets, offsets * 1.0)
     assert "b0" not in state_bytes(fed(rows, [])).decode()  # the stream has no b0 of its own
     assert state_bytes(nans) == state_bytes(absent)
+
+
+def test_the_names_a_warm_up_counts_but_keeps_no_column_of_are_a_bounded_sample(monkeypatch) -> None:
+    """Review helper-88: a warm-up kept a hash of every name past its columns, so a model whose events each
+    brought 1,000 new names held millions of them (279 MB, a 32 MB state) until its reference was built. Past
+    ``UNTRACKED_SAMPLE`` hashes it keeps those below a bound it halves as needed, and counts their number
+    times the sample's rate: exact up to the sample's size, an estimate past it, and a function of the names
+    seen, not of their order or of where batches end."""
+    import streamdrift.core.sketch as sketch_module
+
+    monkeypatch.setattr(sketch_module, "UNTRACKED_SAMPLE", 16)
+    rng = random.Random(5)
+    rows = [{"m": rng.gauss(0, 1), **{f"n{i}-{j}": 1.0 for j in range(12)}} for i in range(REFERENCE + 10)]
+    seen = {name for row in rows[:REFERENCE] for name in row}
+    whole = fed(rows, [])
+    during = fed(rows[: REFERENCE - 1], [])
+    assert 0 < len(during._warmup_untracked) <= 16 and during._untracked_level > 0  # a sample, bounded
+    # an estimate of the names past the columns (the hashes are uniform: within a factor of 2 here, seed 5)
+    assert (len(seen) - MAX_COLUMNS) / 2 <= whole.untracked_columns <= 2 * (len(seen) - MAX_COLUMNS)
+    for seed in range(4):
+        shuffled = random.Random(seed).sample(range(1, len(rows)), 10)
+        assert state_bytes(fed(rows, sorted(shuffled))) == state_bytes(whole)
+        reordered = [dict(sorted(row.items(), key=lambda kv: zlib.crc32(f"{seed}{kv[0]}".encode()))) for row in rows]
+        assert state_bytes(fed(reordered, sorted(shuffled))) == state_bytes(whole)
+    # during the warm-up too, and across a restore
+    for at in (7, REFERENCE // 2):
+        first = fed(rows[:at], [])
+        assert len(first._warmup_untracked) <= 16
+        restored = StreamSketch(
+            REFERENCE, 20, 2, 5, 4, MAX_COLUMNS, decode_tree(encode_tree(first.state(), "x"), "x", "test", "")
+        )
+        feed(restored, rows[at:], at)
+        assert state_bytes(restored) == state_bytes(whole)
+    # below the bound, every name is counted exactly, as before
+    monkeypatch.undo()
+    few = fed(stream(1), [])
+    assert few.untracked_columns == len({n for row in stream(1)[:REFERENCE] for n in row}) - MAX_COLUMNS

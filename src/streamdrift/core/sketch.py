@@ -580,7 +580,10 @@ class StreamSketch:
         self.warmup_rows = 0
         self._set_columns([])
         self.untracked_columns = 0
-        self._warmup_untracked: set[int] = set()  # `_name_hash` of each name the warm-up saw but keeps no column of
+        # `_name_hash` of the names the warm-up saw but keeps no column of: all of them, or past UNTRACKED_SAMPLE
+        # those below 2**64 >> level (``_count_untracked``)
+        self._warmup_untracked: set[int] = set()
+        self._untracked_level = 0
         self._warmup_names: list[str] | None = None  # the warm-up's column names, sorted (made when first needed)
         self.type_mismatches: dict[str, int] = {}
         # counts per sub-window, at most slot_size each: unsigned and narrow (uint8 at 200 rows), summed as int64
@@ -797,13 +800,32 @@ class StreamSketch:
             names = self._warmup_names = sorted(warmup)
         if len(names) >= self.max_columns:
             if name > names[-1]:
-                self._warmup_untracked.add(_name_hash(name))
+                self._count_untracked(name)
                 return False
             dropped = names.pop()  # past the max_columns first now
             del warmup[dropped]
-            self._warmup_untracked.add(_name_hash(dropped))
+            self._count_untracked(dropped)
         insort(names, name)
         return True
+
+    def _count_untracked(self, name: str) -> None:
+        """Count ``name`` among the names the warm-up keeps no column of, by its hash, so that a name seen again
+        is not counted twice. Past ``UNTRACKED_SAMPLE`` hashes only those below ``2**64 >> level`` are kept, the
+        level raised until they fit (a model whose names are new at every event saw up to ``reference_size`` x
+        1,000 of them): their number times ``2**level`` estimates all of them. The names kept are a function of
+        the names seen, whatever their order and wherever batches end."""
+        at = _name_hash(name)
+        if at >> (64 - self._untracked_level):  # above the bound (nothing is, at level 0)
+            return
+        self._warmup_untracked.add(at)
+        while len(self._warmup_untracked) > UNTRACKED_SAMPLE:
+            self._untracked_level += 1
+            bound = 1 << (64 - self._untracked_level)
+            self._warmup_untracked = {kept for kept in self._warmup_untracked if kept < bound}
+
+    def _untracked_names(self) -> int:
+        """How many names the warm-up keeps no column of: exact up to ``UNTRACKED_SAMPLE``, estimated past it."""
+        return len(self._warmup_untracked) << self._untracked_level
 
     def _warmup_column(self) -> WarmupColumn:
         return WarmupColumn(self._column_limit, self._column_kept, scored=self.warmup_scores is not None)
@@ -812,7 +834,7 @@ class StreamSketch:
         warmup = self._warmup_columns()
         assert warmup is not None
         names = sorted(warmup)
-        self.untracked_columns = max(0, len(names) + len(self._warmup_untracked) - self.max_columns)
+        self.untracked_columns = max(0, len(names) + self._untracked_names() - self.max_columns)
         rows, bins, max_categories = self.warmup_rows, self.bins, self.max_categories
         columns = [
             Column.from_summary(name, warmup[name], rows, bins, max_categories) for name in names[: self.max_columns]
@@ -828,7 +850,7 @@ class StreamSketch:
         the reference's scored rows and fixed-point score sums per bin, the columns' side by side (2 x bins)."""
         self.settle()
         self._warmup, self._stored_warmup = None, None
-        self._warmup_untracked, self._warmup_names = set(), None
+        self._warmup_untracked, self._untracked_level, self._warmup_names = set(), 0, None
         self.warmup_scores = None
         self._set_columns(columns)
         self._ref_scores = scores if self.scored else None
@@ -1028,6 +1050,7 @@ class StreamSketch:
             "warmup_rows": self.warmup_rows,
             # only while the warm-up saw names past max_columns: no key otherwise (nor in a state before it)
             **({"warmup_untracked": np.array(sorted(untracked), dtype=np.uint64)} if untracked else {}),
+            **({"warmup_untracked_level": self._untracked_level} if self._untracked_level else {}),
             "columns": {
                 "layout": self._layout_json(),
                 "edges": self._edges,  # never changes: no copy
@@ -1118,6 +1141,9 @@ class StreamSketch:
         self.warmup_rows = state["warmup_rows"]
         # a warm-up before this key kept a column per name it saw: their names are its columns' (``_keeps``)
         self._warmup_untracked = set(np.asarray(state.get("warmup_untracked", ()), dtype=np.uint64).tolist())
+        self._untracked_level = state.get("warmup_untracked_level", 0)  # none: every name's hash (level 0)
+        if type(self._untracked_level) is not int or not 0 <= self._untracked_level < 64:
+            raise ValueError(f"a warm-up's untracked names have the level {self._untracked_level!r}")
         self._warmup_names = None
         c = {**state["columns"]["layout"], **state["columns"]}
         # models often share feature names: one string for all of them
@@ -1267,6 +1293,10 @@ def _has_value(values: FeatureColumn) -> bool:
     # three times as much for the few rows of a new model's first batch, which asks it of every column (issue 19)
     rows = values.tolist() if isinstance(values, np.ndarray) else values
     return any(v is not None and v == v for v in rows)
+
+
+# the hashes of names a warm-up keeps no column of, at most (``StreamSketch._count_untracked``): about 300 KB
+UNTRACKED_SAMPLE = 4096
 
 
 def _name_hash(name: str) -> int:
