@@ -409,12 +409,26 @@ class ModelMonitor:
             for watched in self.business.expect(batch):
                 events += self._watched(watched, batch)
         graded = self.join.add_predictions(
-            batch.event_ids, batch.timestamps, batch.predictions, batch.scores, batch.model_versions, batch.segments
+            batch.event_ids,
+            batch.timestamps,
+            batch.predictions,
+            batch.scores,
+            batch.model_versions,
+            self._join_segments(batch),
         )
         events += self._graded(graded, batch)
         if self.model.retrain_every_s is not None:
             events += self._schedule(batch)
         return self._latest(self.retraining.fill(_in_stream_order(events), batch))
+
+    def _join_segments(self, batch: PredictionBatch) -> list[dict | None]:
+        """The segments the batch's predictions wait in the join with: the attributes the segment metrics read
+        (``segment_attributes``), none without them. A producer's other attributes would cost the join's
+        memory and put users' values in the state for nothing."""
+        if self.segments is None:
+            return [None] * len(batch)
+        names = self.model.segment_attributes
+        return [None if seg is None else {k: seg[k] for k in names if k in seg} for seg in batch.segments]
 
     def _new_versions(self, batch: PredictionBatch) -> list[tuple[int, str]]:
         """The rows of ``batch`` where a version the model has not served before comes, with it: those that
