@@ -170,3 +170,23 @@ def test_the_names_a_warm_up_counts_but_keeps_no_column_of_are_a_bounded_sample(
     monkeypatch.undo()
     few = fed(stream(1), [])
     assert few.untracked_columns == len({n for row in stream(1)[:REFERENCE] for n in row}) - MAX_COLUMNS
+
+
+def test_a_state_that_kept_every_hash_is_brought_under_the_sample_when_restored(monkeypatch) -> None:
+    """Review helper-89: a state written before the sample (every hash kept, no level) was restored as it was,
+    and cut down only at the next name counted; where none came before the reference, the count stayed exact
+    where a run from the start estimates it: another state for the same names. The restore fits it to the
+    sample as counting would have."""
+    import streamdrift.core.sketch as sketch_module
+
+    rng = random.Random(1)
+    rows = [{f"z{i}-{j}": 1.0 for j in range(4)} | {"a": rng.random()} for i in range(10)]
+    rows += [{"a": rng.random()} for _ in range(REFERENCE + 10)]
+    monkeypatch.setattr(sketch_module, "UNTRACKED_SAMPLE", 10**9)  # every hash, as before the sample
+    before = fed(rows[:10], []).state()
+    assert "warmup_untracked_level" not in before and len(before["warmup_untracked"]) > 8
+    monkeypatch.setattr(sketch_module, "UNTRACKED_SAMPLE", 8)
+    restored = StreamSketch(REFERENCE, 20, 2, 5, 4, MAX_COLUMNS, decode_tree(encode_tree(before, "x"), "x", "t", ""))
+    assert len(restored._warmup_untracked) <= 8 and restored._untracked_level > 0
+    feed(restored, rows[10:], 10)
+    assert state_bytes(restored) == state_bytes(fed(rows, []))

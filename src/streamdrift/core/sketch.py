@@ -818,6 +818,10 @@ class StreamSketch:
         if at >> (64 - self._untracked_level):  # above the bound (nothing is, at level 0)
             return
         self._warmup_untracked.add(at)
+        self._fit_untracked()
+
+    def _fit_untracked(self) -> None:
+        """Raise the level of the untracked names' sample until it holds at most ``UNTRACKED_SAMPLE`` hashes."""
         while len(self._warmup_untracked) > UNTRACKED_SAMPLE:
             self._untracked_level += 1
             bound = 1 << (64 - self._untracked_level)
@@ -1144,6 +1148,10 @@ class StreamSketch:
         self._untracked_level = state.get("warmup_untracked_level", 0)  # none: every name's hash (level 0)
         if type(self._untracked_level) is not int or not 0 <= self._untracked_level < 64:
             raise ValueError(f"a warm-up's untracked names have the level {self._untracked_level!r}")
+        level = self._untracked_level
+        if level and any(at >> (64 - level) for at in self._warmup_untracked):
+            raise ValueError("a warm-up's untracked names have a hash above their sample's bound")
+        self._fit_untracked()  # a state of before the sample kept every hash
         self._warmup_names = None
         c = {**state["columns"]["layout"], **state["columns"]}
         # models often share feature names: one string for all of them
