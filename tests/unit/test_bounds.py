@@ -265,9 +265,10 @@ def test_a_batch_never_holds_more_attribution_names_than_an_event_may(path) -> N
     [
         "9999-12-31T23:59:59.9999999Z",  # the fraction rounds the float up to the first instant of year 10000
         "9999-12-31T23:30:00-01:00",  # 00:30 on 1 January 10000 in UTC
+        "1970-01-01T00:30:00+01:00",  # 23:30 on 31 December 1969 in UTC (review helper-89)
     ],
 )
-def test_an_rfc3339_time_past_year_9999_in_utc_is_rejected_not_a_quarantine(path, timestamp: str) -> None:
+def test_an_rfc3339_time_outside_1970_to_9999_in_utc_is_rejected_not_a_quarantine(path, timestamp: str) -> None:
     """Review helper-88: such a time passed the decoder, and a drift event at its row (a scheduled retrain, any
     `retrain` action's training window) could not format it (datetime's years end at 9999): the model was
     quarantined for an event the decoder had accepted. Replay, and a worker whose input topics let such record
@@ -275,6 +276,7 @@ def test_an_rfc3339_time_past_year_9999_in_utc_is_rejected_not_a_quarantine(path
     events = [_prediction(i, timestamp=YEAR_9999) for i in range(10)]
     events[3] = _prediction(3, timestamp=timestamp)
     events[4] = _prediction(4, timestamp="9999-12-31T23:59:59.999Z")  # the last millisecond: accepted
+    events[5] = _prediction(5, timestamp="1970-01-01T01:00:00+01:00")  # the first second: accepted
     result = decode_predictions(_poll(events, timestamp_ms=0))  # as replay: no Kafka timestamp to bound them by
     rule = "field 'timestamp' must be an RFC 3339 date-time with a time zone, year 1970 to 9999, got string"
     assert _rejected(result) == {3: rule}

@@ -321,9 +321,9 @@ def test_timestamps_agree_with_the_calendar() -> None:
         y, m, d = int(text[:4]), int(text[5:7]), int(text[8:10])
         exists = y >= 1970 and d <= calendar.monthrange(y, m)[1]
         assert rfc3339.is_valid(text) == exists, text
-        # the one place they part: an instant past year 9999 in UTC (9999-12-31 at a negative offset), which the
-        # decoder rejects as it rejects epoch seconds past it (a drift event could not write it) and the schema's
-        # pattern, a calendar of local dates, cannot tell (its description says so)
+        # where they part: an instant outside 1970 to 9999 in UTC (here 9999-12-31 at a negative offset), which
+        # the decoder rejects as it rejects epoch seconds outside them (a drift event could not write it) and the
+        # schema's pattern, a calendar of local dates, cannot tell (its description says so)
         in_utc = not text.startswith("9999-12-31") or text.endswith("Z")
         assert (i in decoded) == (exists and in_utc), text
         if exists and text.endswith("Z"):

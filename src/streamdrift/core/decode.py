@@ -868,9 +868,9 @@ def _parse_rfc3339(text: str) -> float:
                 offset = (off_h * 3600 + off_m * 60) * (-1 if sign == "-" else 1)
                 seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
                 at = seconds + float(fraction) if fraction else float(seconds)
-                # within year 9999 in UTC, as epoch seconds are: an offset or a fraction rounded up can pass it,
-                # and a drift event could not write such a time (datetime's years end at 9999)
-                if at < EPOCH_SECONDS_END:
+                # within 1970 to 9999 in UTC, as epoch seconds are: an offset (or a fraction rounded up) can pass
+                # either end, and a drift event's time past 9999 could not be written, one before 1970 not read back
+                if 0 <= at < EPOCH_SECONDS_END:
                     return at
     raise _field_error("timestamp", text, "an RFC 3339 date-time with a time zone, year 1970 to 9999")
 
