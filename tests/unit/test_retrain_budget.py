@@ -135,7 +135,18 @@ def test_no_budget_leaves_the_settings_hash_and_dumps_as_before():
     )
 
 
-@pytest.mark.parametrize("bad", [{"max_retrains": 0, "period_s": 10}, {"max_retrains": 1, "period_s": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_retrains": 0, "period_s": 10},
+        {"max_retrains": 1, "period_s": 0},
+        # review helper-89: a next allowed time past year 9999 could not be written, and quarantined the model
+        {"max_retrains": 1, "period_s": float("inf")},
+        {"max_retrains": 1, "period_s": 1e12},
+        {"max_retrains": 1, "period_s": 10, "min_interval_s": 1e12},
+        {"max_retrains": 1, "period_s": 10, "min_interval_s": float("nan")},
+    ],
+)
 def test_a_bad_budget_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match="retrain_budget"):
         ModelSettings(retrain_budget=bad)
@@ -191,3 +202,25 @@ def test_the_remaining_budget_is_exported_for_models_with_a_budget_only():
     assert [(s.labels, s.value) for s in metrics["streamdrift_retrain_budget_remaining"]] == [
         ({"model_id": "budgeted"}, 1.0)
     ]
+
+
+def test_a_next_allowed_time_past_year_9999_is_written_as_its_last_millisecond():
+    """Review helper-89: an event an hour before year 10000 (epoch seconds the decoder accepts) over a budget of a
+    day had its next allowed time in year 10000, which ``rfc3339`` could not write: the model was quarantined.
+    Such a time is written as the last millisecond of 9999 (JSON date-times end there), the event as usual."""
+    assert rfc3339(253_402_300_800 + 86_400) == "9999-12-31T23:59:59.999Z"
+    assert rfc3339(253_402_300_799.999) == "9999-12-31T23:59:59.999Z"
+    start = 253_402_300_799 - 3600 - T0  # predictions from an hour before the end of 9999, every 10 s
+    monitor = ModelMonitor(
+        "m",
+        MonitorSettings(),
+        ModelSettings(retrain_every_s=60.0, retrain_budget={"max_retrains": 1, "period_s": 86_400}),
+    )
+    messages = predictions(40, step_s=10.0)
+    for m in messages:
+        event = orjson.loads(m.value)
+        m.value = orjson.dumps({**event, "timestamp": event["timestamp"] + start})
+    events = [e for e in observe(monitor, messages) if e["kind"] == "scheduled_retrain"]
+    assert monitor.quarantined is None and [e["action"] for e in events][:2] == ["retrain", "investigate"]
+    assert events[1]["budget"]["next_allowed_at"] == "9999-12-31T23:59:59.999Z"
+    jsonschema.validate({**events[1], "emitted_at": "2026-01-01T00:00:00.000Z"}, SCHEMA)

@@ -264,12 +264,19 @@ def alert_id(
 
 
 def rfc3339(epoch_s: float) -> str:
-    """Epoch seconds as an RFC 3339 UTC timestamp with millisecond precision.
+    """Epoch seconds as an RFC 3339 UTC timestamp with millisecond precision. A time past year 9999 is written as
+    its last millisecond, where RFC 3339 (and the contract's event times) end: only a retrain budget's next
+    allowed time can be one (an event near the end plus the budget's period).
 
-    >>> rfc3339(0.25)
-    '1970-01-01T00:00:00.250Z'
+    >>> rfc3339(0.25), rfc3339(253_402_300_800 + 86_400)
+    ('1970-01-01T00:00:00.250Z', '9999-12-31T23:59:59.999Z')
     """
+    if epoch_s >= _LAST_MILLISECOND:
+        return "9999-12-31T23:59:59.999Z"
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_LAST_MILLISECOND = 253_402_300_799.999  # 9999-12-31T23:59:59.999Z, as near as a float is
 
 
 def drift_event(
