@@ -140,10 +140,9 @@ def test_no_budget_leaves_the_settings_hash_and_dumps_as_before():
     [
         {"max_retrains": 0, "period_s": 10},
         {"max_retrains": 1, "period_s": 0},
-        # review helper-89: a next allowed time past year 9999 could not be written, and quarantined the model
+        # review helper-89: an infinite next allowed time could not be written, and quarantined the model
         {"max_retrains": 1, "period_s": float("inf")},
-        {"max_retrains": 1, "period_s": 1e12},
-        {"max_retrains": 1, "period_s": 10, "min_interval_s": 1e12},
+        {"max_retrains": 1, "period_s": 10, "min_interval_s": float("inf")},
         {"max_retrains": 1, "period_s": 10, "min_interval_s": float("nan")},
     ],
 )
@@ -224,3 +223,11 @@ def test_a_next_allowed_time_past_year_9999_is_written_as_its_last_millisecond()
     assert monitor.quarantined is None and [e["action"] for e in events][:2] == ["retrain", "investigate"]
     assert events[1]["budget"]["next_allowed_at"] == "9999-12-31T23:59:59.999Z"
     jsonschema.validate({**events[1], "emitted_at": "2026-01-01T00:00:00.000Z"}, SCHEMA)
+
+
+def test_a_budget_of_any_finite_length_works_as_before():
+    """A finite period past 9999 from now ("once, ever") worked before eca7a08 and is part of the settings' seal:
+    refusing it would stop such a deployment, and changing it would refuse its snapshots (review helper-90)."""
+    _, events = scheduled(RetrainBudget(max_retrains=1, period_s=1e12), n=21)
+    over = [e for e in events if "budget" in e]
+    assert over and {e["budget"]["next_allowed_at"] for e in over} == {"9999-12-31T23:59:59.999Z"}

@@ -32,23 +32,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-# a retrain budget's period and interval at most (100 years): the next allowed time an event writes stays a date
-MAX_BUDGET_S = 100 * 365.25 * 86_400
-
-
 class RetrainBudget(_Section):
     """How often a model may be told to retrain, in event time: ``[monitor.retrain_budget]`` (every model's
     default) or ``[models.<id>.retrain_budget]``. A ``retrain`` event over it keeps its kind and statistics
     but gets ``action: "investigate"`` and a ``budget`` field saying why and when the next is allowed."""
 
     max_retrains: int = Field(ge=1, le=1000, description="retrain actions allowed per period")
+    # finite: a next allowed time past year 9999 is written as its last millisecond (``policy.rfc3339``), an
+    # infinite one could not be written at all
     period_s: float = Field(
-        gt=0,
-        le=MAX_BUDGET_S,
-        description="the period (event time, seconds) max_retrains counts over, 100 years at most",
+        gt=0, allow_inf_nan=False, description="the period (event time, seconds) max_retrains counts over"
     )
     min_interval_s: float = Field(
-        0.0, ge=0, le=MAX_BUDGET_S, description="event time (seconds) between two retrain actions at least"
+        0.0, ge=0, allow_inf_nan=False, description="event time (seconds) between two retrain actions at least"
     )
 
 
