@@ -1145,12 +1145,12 @@ class StreamSketch:
         self.warmup_rows = state["warmup_rows"]
         # a warm-up before this key kept a column per name it saw: their names are its columns' (``_keeps``)
         self._warmup_untracked = set(np.asarray(state.get("warmup_untracked", ()), dtype=np.uint64).tolist())
-        self._untracked_level = state.get("warmup_untracked_level", 0)  # none: every name's hash (level 0)
-        if type(self._untracked_level) is not int or not 0 <= self._untracked_level < 64:
-            raise ValueError(f"a warm-up's untracked names have the level {self._untracked_level!r}")
-        level = self._untracked_level
+        level = state.get("warmup_untracked_level", 0)  # none: every name's hash (level 0)
+        if type(level) is not int or not 0 <= level < 64:
+            raise ValueError(f"a warm-up's untracked names have the level {level!r}")
         if level and any(at >> (64 - level) for at in self._warmup_untracked):
             raise ValueError("a warm-up's untracked names have a hash above their sample's bound")
+        self._untracked_level = level
         self._fit_untracked()  # a state of before the sample kept every hash
         self._warmup_names = None
         c = {**state["columns"]["layout"], **state["columns"]}
